@@ -1,0 +1,128 @@
+# SmarterQuant — build, test, fuzz, bench, install.
+#   make            build/sq and build/libsq.a
+#   make test       all tests (ends with "N passed, N failed")
+#   make asan       the tests again under AddressSanitizer + UBSan (build-asan/)
+#   make fuzz       every libFuzzer target for FUZZ_TIME seconds (clang-14)
+#   make bench      every benchmark in bench/
+#   make demo       the main job on the vendored demo model
+#   make install PREFIX=/usr/local
+# Sources are found by wildcard: a new .c under src/, tools/, tests/, bench/ or
+# fuzz/ needs no change here.
+
+BUILD   ?= build
+CC      ?= gcc
+OPT     ?= -O2
+PREFIX  ?= /usr/local
+FUZZ_TIME ?= 60
+SHARED  ?= $(abspath ../shared)
+
+PKGS    := jansson libmicrohttpd
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -ljansson -lmicrohttpd)
+
+WARN    := -Wall -Wextra -Werror -Wshadow -Wno-format-truncation -Wno-unused-parameter -Wstrict-prototypes -Wmissing-prototypes
+CFLAGS  ?=
+ALL_CFLAGS := -std=c11 $(OPT) -g -D_GNU_SOURCE -Iinclude -Isrc $(WARN) $(PKG_CFLAGS) $(CFLAGS)
+LDFLAGS ?=
+LDLIBS  := $(PKG_LIBS) -lm -lpthread
+
+# SIMD kernels: a file named *_avx2.c or *_avx512.c gets that ISA; the choice
+# among them is made at run time from the CPU.
+AVX2_FLAGS   := -mavx2 -mfma -mf16c
+AVX512_FLAGS := -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx512bf16
+
+LIB_SRC   := $(shell find src -name '*.c' | sort)
+TOOL_SRC  := $(wildcard tools/*.c)
+TEST_SRC  := $(wildcard tests/test_*.c)
+TEST_AUX  := $(filter-out $(TEST_SRC),$(wildcard tests/*.c))
+BENCH_SRC := $(wildcard bench/*.c)
+FUZZ_SRC  := $(wildcard fuzz/fuzz_*.c)
+
+LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)
+TOOL_OBJ  := $(TOOL_SRC:%.c=$(BUILD)/%.o)
+TEST_AUX_OBJ := $(TEST_AUX:%.c=$(BUILD)/%.o)
+TEST_BIN  := $(TEST_SRC:%.c=$(BUILD)/%)
+BENCH_BIN := $(BENCH_SRC:%.c=$(BUILD)/%)
+LIBSQ     := $(BUILD)/libsq.a
+SQ        := $(BUILD)/sq
+
+.SECONDARY:
+.PHONY: all test tests asan fuzz fuzz-build bench demo install clean
+all: $(SQ) $(LIBSQ)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/%_avx2.o: ALL_CFLAGS += $(AVX2_FLAGS)
+$(BUILD)/%_avx512.o: ALL_CFLAGS += $(AVX512_FLAGS)
+
+$(LIBSQ): $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@
+	ar rcs $@ $^
+
+$(SQ): $(TOOL_OBJ) $(LIBSQ)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $(TOOL_OBJ) $(LIBSQ) $(LDLIBS)
+
+$(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(TEST_AUX_OBJ) $(LIBSQ)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(TEST_AUX_OBJ) $(LIBSQ) $(LDLIBS)
+
+$(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIBSQ)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(LIBSQ) $(LDLIBS)
+
+tests: $(TEST_BIN) $(SQ)
+
+# Test binaries run from the repository root; SQ_SHARED points at ../shared
+# (tests that need it skip cleanly when it is absent), SQ_BIN at the tool.
+test: tests
+	@SQ_SHARED=$(SHARED) SQ_BIN=$(abspath $(SQ)) SQ_BUILD=$(abspath $(BUILD)) sh tests/run.sh $(TEST_BIN)
+
+asan:
+	$(MAKE) BUILD=build-asan OPT=-O1 \
+	  CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
+	  LDFLAGS="-fsanitize=address,undefined" test
+
+bench: $(BENCH_BIN) $(SQ)
+	@for b in $(BENCH_BIN); do echo "== $$b"; SQ_SHARED=$(SHARED) SQ_BIN=$(abspath $(SQ)) $$b || exit 1; done
+
+# libFuzzer targets: each fuzz/fuzz_NAME.c is linked with the library sources
+# built by clang-14; corpus in fuzz/corpus/NAME, crashers kept in fuzz/regressions/NAME.
+FUZZ_CC  := clang-14
+FUZZ_DIR := build-fuzz
+FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=$(FUZZ_DIR)/%)
+FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_DIR)/%.o)
+FUZZ_CFLAGS := -std=c11 -O1 -g -D_GNU_SOURCE -Iinclude -Isrc $(PKG_CFLAGS) -fsanitize=fuzzer-no-link,address,undefined
+
+$(FUZZ_DIR)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
+$(FUZZ_DIR)/%_avx2.o: FUZZ_CFLAGS += $(AVX2_FLAGS)
+$(FUZZ_DIR)/%_avx512.o: FUZZ_CFLAGS += $(AVX512_FLAGS)
+
+$(FUZZ_DIR)/fuzz_%: fuzz/fuzz_%.c $(FUZZ_LIB_OBJ)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_LIB_OBJ) $(LDLIBS)
+
+fuzz-build: $(FUZZ_BIN)
+
+fuzz: fuzz-build
+	@for f in $(FUZZ_BIN); do n=$${f##*/fuzz_}; mkdir -p fuzz/corpus/$$n fuzz/regressions/$$n; \
+	  echo "== fuzz $$n for $(FUZZ_TIME)s"; \
+	  $$f -runs=0 fuzz/regressions/$$n fuzz/corpus/$$n >/dev/null 2>&1 || { echo "regression input crashes $$n"; exit 1; }; \
+	  $$f -max_total_time=$(FUZZ_TIME) -artifact_prefix=fuzz/regressions/$$n/ -print_final_stats=1 fuzz/corpus/$$n 2>&1 | tail -n 3 || exit 1; \
+	done
+
+demo: $(SQ)
+	sh scripts/demo.sh
+
+install: $(SQ) $(LIBSQ)
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include/sq
+	install -m 755 $(SQ) $(DESTDIR)$(PREFIX)/bin/sq
+	install -m 644 $(LIBSQ) $(DESTDIR)$(PREFIX)/lib/libsq.a
+	install -m 644 include/sq/*.h $(DESTDIR)$(PREFIX)/include/sq/
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBS@|$(PKG_LIBS) -lm -lpthread|g' sq.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/sq.pc
+
+clean:
+	rm -rf build build-asan build-fuzz
+
+-include $(shell find $(BUILD) build-fuzz -name '*.d' 2>/dev/null)

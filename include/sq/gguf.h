@@ -1,0 +1,149 @@
+/*
+ * sq/gguf.h — GGUF v3 reader (mmap, zero-copy, fully bounds-checked) and
+ * streaming writer (temporary file, renamed on success).
+ *
+ * Reader: sq_gguf_open() maps the file read-only and validates every count,
+ * length, offset and type up front; after a successful open every accessor
+ * is safe. Tensor data pointers point into the read-only map and stay valid
+ * until sq_gguf_close(). Sizes of SmarterQuant tensors (a tensor NAME with
+ * key NAME.smarterquant.enabled = true) come from NAME.smarterquant.block_types
+ * (spec section 5), not from the declared type alone.
+ */
+#ifndef SQ_GGUF_H
+#define SQ_GGUF_H
+
+#include "sq/base.h"
+#include "sq/types.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* GGUF metadata value types, as stored in the file. */
+typedef enum sq_gguf_type {
+    SQ_GGUF_UINT8 = 0,
+    SQ_GGUF_INT8 = 1,
+    SQ_GGUF_UINT16 = 2,
+    SQ_GGUF_INT16 = 3,
+    SQ_GGUF_UINT32 = 4,
+    SQ_GGUF_INT32 = 5,
+    SQ_GGUF_FLOAT32 = 6,
+    SQ_GGUF_BOOL = 7,
+    SQ_GGUF_STRING = 8,
+    SQ_GGUF_ARRAY = 9,
+    SQ_GGUF_UINT64 = 10,
+    SQ_GGUF_INT64 = 11,
+    SQ_GGUF_FLOAT64 = 12,
+    SQ_GGUF_TYPE_COUNT
+} sq_gguf_type;
+
+#define SQ_GGUF_DEFAULT_ALIGNMENT 32
+#define SQ_GGUF_MAX_DIMS 4
+
+/* A string inside the mapped file: not NUL-terminated. */
+typedef struct sq_gguf_str {
+    const char *ptr;
+    uint64_t len;
+} sq_gguf_str;
+
+/* One tensor as described by the file. */
+typedef struct sq_gguf_tensor {
+    const char *name;    /* NUL-terminated (owned by the reader) */
+    int n_dims;          /* 1..4 */
+    int64_t ne[SQ_GGUF_MAX_DIMS]; /* ne[0] = columns (row length); unused dims are 1 */
+    int type;            /* declared ggml type id (types[3] for SmarterQuant) */
+    uint64_t offset;     /* relative to the start of the data section */
+    uint64_t nbytes;     /* size of the data (SmarterQuant-aware) */
+    const void *data;    /* into the read-only map */
+    bool smarterquant;   /* NAME.smarterquant.enabled is true */
+    int sq_types[4];     /* the four block types, when smarterquant */
+} sq_gguf_tensor;
+
+typedef struct sq_gguf sq_gguf; /* opaque reader */
+
+/* Opens and validates a GGUF file. On success *out owns the mapping. */
+sq_status sq_gguf_open(const char *path, sq_gguf **out, sq_error *err);
+
+/* Same over a caller's buffer (kept, not copied; it must outlive the handle). */
+sq_status sq_gguf_open_memory(const void *data, size_t size, const char *label, sq_gguf **out, sq_error *err);
+
+/* Releases the reader; NULL is a no-op. */
+void sq_gguf_close(sq_gguf *g);
+
+uint32_t sq_gguf_version(const sq_gguf *g);
+size_t sq_gguf_alignment(const sq_gguf *g);   /* general.alignment or 32 */
+uint64_t sq_gguf_data_offset(const sq_gguf *g); /* file offset of the data section */
+uint64_t sq_gguf_file_size(const sq_gguf *g);
+const char *sq_gguf_path(const sq_gguf *g);
+
+/* ---- key/value metadata ---- */
+int64_t sq_gguf_n_kv(const sq_gguf *g);
+int64_t sq_gguf_find_key(const sq_gguf *g, const char *key); /* index or -1 */
+const char *sq_gguf_key(const sq_gguf *g, int64_t i);        /* NUL-terminated */
+sq_gguf_type sq_gguf_kv_type(const sq_gguf *g, int64_t i);
+/* For an array: element type and count (nested arrays report SQ_GGUF_ARRAY). */
+sq_gguf_type sq_gguf_arr_type(const sq_gguf *g, int64_t i);
+uint64_t sq_gguf_arr_n(const sq_gguf *g, int64_t i);
+/* Raw little-endian elements of a fixed-size array (not string/array); NULL otherwise. */
+const void *sq_gguf_arr_data(const sq_gguf *g, int64_t i);
+/* j-th string of an array of strings (O(1)); {NULL,0} when out of range. */
+sq_gguf_str sq_gguf_arr_str(const sq_gguf *g, int64_t i, uint64_t j);
+/* Raw bytes of the value of kv i as stored (for byte-exact copies). */
+const void *sq_gguf_kv_raw(const sq_gguf *g, int64_t i, uint64_t *nbytes);
+
+/* Typed getters by key. SQ_ENOTFOUND when absent; SQ_ETYPE (message names the
+ * key, its type and the wanted one) on a mismatch; integers convert between
+ * widths only when the value fits (else SQ_ERANGE). */
+sq_status sq_gguf_get_i64(const sq_gguf *g, const char *key, int64_t *out, sq_error *err);
+sq_status sq_gguf_get_u32(const sq_gguf *g, const char *key, uint32_t *out, sq_error *err);
+sq_status sq_gguf_get_f32(const sq_gguf *g, const char *key, float *out, sq_error *err); /* f32 or f64 */
+sq_status sq_gguf_get_bool(const sq_gguf *g, const char *key, bool *out, sq_error *err);
+sq_status sq_gguf_get_str(const sq_gguf *g, const char *key, sq_gguf_str *out, sq_error *err);
+/* An array: its index, element type and count. */
+sq_status sq_gguf_get_arr(const sq_gguf *g, const char *key, int64_t *index, sq_gguf_type *elem_type, uint64_t *n,
+                          sq_error *err);
+
+const char *sq_gguf_type_name(sq_gguf_type t); /* "u32", "string", "array", ... */
+
+/* ---- tensors ---- */
+int64_t sq_gguf_n_tensors(const sq_gguf *g);
+const sq_gguf_tensor *sq_gguf_tensor_at(const sq_gguf *g, int64_t i);
+const sq_gguf_tensor *sq_gguf_find_tensor(const sq_gguf *g, const char *name); /* NULL if absent */
+
+/* ---- writer ----
+ * Usage: open; set/copy key/values; add tensor infos (name, shape, type, nbytes)
+ * in file order; then write each tensor's data in the same order (streamed,
+ * padded to the alignment); finish renames the temporary file onto the path.
+ * Any failure, or sq_gguf_writer_abort(), removes the temporary file: no
+ * partial output is ever left under the final name. */
+typedef struct sq_gguf_writer sq_gguf_writer;
+
+sq_status sq_gguf_writer_open(const char *path, sq_gguf_writer **out, sq_error *err);
+/* Copies every key/value of src, in order (byte-exact). */
+sq_status sq_gguf_writer_copy_kvs(sq_gguf_writer *w, const sq_gguf *src, sq_error *err);
+/* Setters replace an existing key in place (keeping its position) or append. */
+sq_status sq_gguf_writer_set_u32(sq_gguf_writer *w, const char *key, uint32_t v, sq_error *err);
+sq_status sq_gguf_writer_set_i32(sq_gguf_writer *w, const char *key, int32_t v, sq_error *err);
+sq_status sq_gguf_writer_set_f32(sq_gguf_writer *w, const char *key, float v, sq_error *err);
+sq_status sq_gguf_writer_set_bool(sq_gguf_writer *w, const char *key, bool v, sq_error *err);
+sq_status sq_gguf_writer_set_str(sq_gguf_writer *w, const char *key, const char *v, sq_error *err);
+/* Array of fixed-size elements (n elements of elem_type) or of strings. */
+sq_status sq_gguf_writer_set_arr(sq_gguf_writer *w, const char *key, sq_gguf_type elem_type, const void *data,
+                                 uint64_t n, sq_error *err);
+sq_status sq_gguf_writer_set_arr_str(sq_gguf_writer *w, const char *key, const char *const *v, uint64_t n,
+                                     sq_error *err);
+sq_status sq_gguf_writer_remove_key(sq_gguf_writer *w, const char *key, sq_error *err);
+sq_status sq_gguf_writer_add_tensor(sq_gguf_writer *w, const char *name, int n_dims, const int64_t *ne, int type,
+                                    uint64_t nbytes, sq_error *err);
+/* Appends nbytes of the current tensor's data (may be called several times per
+ * tensor; moves to the next tensor when the declared size is reached). */
+sq_status sq_gguf_writer_write(sq_gguf_writer *w, const void *data, size_t nbytes, sq_error *err);
+/* Checks all data was written, flushes, renames. Frees w in every case. */
+sq_status sq_gguf_writer_finish(sq_gguf_writer *w, sq_error *err);
+/* Removes the temporary file and frees w; NULL is a no-op. */
+void sq_gguf_writer_abort(sq_gguf_writer *w);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SQ_GGUF_H */

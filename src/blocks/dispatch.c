@@ -1,0 +1,144 @@
+/*
+ * dispatch.c — builds the kernel table once (scalar families, then the SIMD
+ * overrides the CPU supports) and implements the public entry points of
+ * sq/blocks.h on top of it.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels.h"
+
+static sq__kernels scalar_table[SQ_TYPE_COUNT];
+static sq__kernels active_table[SQ_TYPE_COUNT];
+static sq_isa active_isa = SQ_ISA_SCALAR;
+static pthread_once_t table_once = PTHREAD_ONCE_INIT;
+
+static sq_isa cpu_isa(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni") &&
+        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bf16"))
+        return SQ_ISA_AVX512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+        return SQ_ISA_AVX2;
+#endif
+    return SQ_ISA_SCALAR;
+}
+
+static void build_table(sq_isa isa)
+{
+    memcpy(active_table, scalar_table, sizeof active_table);
+    if (isa >= SQ_ISA_AVX2) sq__register_avx2(active_table);
+    if (isa >= SQ_ISA_AVX512) sq__register_avx512(active_table);
+    active_isa = isa;
+}
+
+static void init_tables(void)
+{
+    sq__register_float(scalar_table);
+    sq__register_legacy(scalar_table);
+    sq__register_kquants(scalar_table);
+    sq__register_iquants(scalar_table);
+    const char *force = getenv("SQ_FORCE_SCALAR");
+    sq_isa isa = (force && *force && strcmp(force, "0") != 0) ? SQ_ISA_SCALAR : cpu_isa();
+    build_table(isa);
+}
+
+const sq__kernels *sq__kernel_table(void)
+{
+    pthread_once(&table_once, init_tables);
+    return active_table;
+}
+
+const sq__kernels *sq__kernel_table_scalar(void)
+{
+    pthread_once(&table_once, init_tables);
+    return scalar_table;
+}
+
+sq_isa sq_blocks_isa(void)
+{
+    pthread_once(&table_once, init_tables);
+    return active_isa;
+}
+
+sq_isa sq_blocks_set_isa(sq_isa isa)
+{
+    pthread_once(&table_once, init_tables);
+    sq_isa max = cpu_isa();
+    build_table(isa < max ? isa : max);
+    return active_isa;
+}
+
+const char *sq_isa_name(sq_isa isa)
+{
+    switch (isa) {
+    case SQ_ISA_SCALAR: return "scalar";
+    case SQ_ISA_AVX2: return "avx2";
+    case SQ_ISA_AVX512: return "avx512";
+    }
+    return "unknown";
+}
+
+static const sq__kernels *entry(int type)
+{
+    if (!sq_type_info_get(type)) return NULL;
+    return &sq__kernel_table()[type];
+}
+
+bool sq_blocks_can_quantize(int type)
+{
+    const sq__kernels *k = entry(type);
+    return k && k->quantize;
+}
+
+bool sq_blocks_can_dequantize(int type)
+{
+    const sq__kernels *k = entry(type);
+    return k && k->dequantize;
+}
+
+bool sq_blocks_can_dot(int type)
+{
+    const sq__kernels *k = entry(type);
+    const sq_type_info *ti = sq_type_info_get(type);
+    return k && k->vec_dot && ti && entry(ti->vec_dot_type) && entry(ti->vec_dot_type)->from_float;
+}
+
+sq_status sq_quantize_rows(int type, const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                           const float *imatrix, sq_error *err)
+{
+    const sq_type_info *ti = sq_type_info_get(type);
+    if (!ti) return sq_error_set(err, SQ_EINVAL, "unknown or removed type id %d", type);
+    const sq__kernels *k = entry(type);
+    if (!k->quantize)
+        return sq_error_set(err, SQ_EUNSUPPORTED, "quantizing to type %s (%d) is not supported by this build",
+                            ti->name, type);
+    if (n_per_row <= 0 || n_per_row % ti->block_size != 0)
+        return sq_error_set(err, SQ_EINVAL, "type %s: row length %lld is not a multiple of its block size %d",
+                            ti->name, (long long)n_per_row, ti->block_size);
+    if (ti->needs_imatrix && !imatrix)
+        return sq_error_set(err, SQ_EINVAL, "type %s needs an importance matrix, and none was given", ti->name);
+    const size_t row_bytes = sq_row_size(type, n_per_row);
+    for (int64_t r = 0; r < nrows; r++)
+        k->quantize(src + r * n_per_row, (char *)dst + (size_t)r * row_bytes, n_per_row, imatrix);
+    return SQ_OK;
+}
+
+void sq_dequantize_row(int type, const void *src, float *dst, int64_t n)
+{
+    entry(type)->dequantize(src, dst, n);
+}
+
+void sq_quantize_act(int act_type, const float *x, void *dst, int64_t n)
+{
+    entry(act_type)->from_float(x, dst, n);
+}
+
+float sq_vec_dot(int type, int64_t n, const void *w, const void *x_act)
+{
+    return entry(type)->vec_dot(n, w, x_act);
+}

@@ -1,0 +1,62 @@
+/*
+ * sq.c — the single binary: dispatches "sq NAME ..." to tools/cmd_NAME.c.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cmds.h"
+
+#define SQ_VERSION "0.1.0"
+
+struct command {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *summary;
+};
+
+static const struct command commands[] = {
+    {"quantize", sq_cmd_quantize, "quantize a GGUF model (llama-quantize interface) with SmarterQuant tensors"},
+    {"run", sq_cmd_run, "generate text with a model"},
+    {"perplexity", sq_cmd_perplexity, "perplexity and KL divergence over a text file"},
+    {"bench", sq_cmd_bench, "prompt-processing and generation speed"},
+    {"serve", sq_cmd_serve, "HTTP server, OpenAI-compatible"},
+    {"imatrix", sq_cmd_imatrix, "compute an importance matrix from calibration text"},
+    {"plan", sq_cmd_plan, "choose permutations and block types under a size budget"},
+    {"inspect", sq_cmd_inspect, "show a GGUF file's header, metadata and tensors"},
+    {"tokenize", sq_cmd_tokenize, "tokenize text with a model's vocabulary"},
+    {"blocks", sq_cmd_blocks, "block-format workbench: quantize, dequantize, dot, types"},
+};
+#define N_COMMANDS (sizeof commands / sizeof commands[0])
+
+static void usage(FILE *f)
+{
+    fprintf(f, "sq %s — SmarterQuant: mixed precision inside GGUF tensors\n\n", SQ_VERSION);
+    fprintf(f, "usage: sq COMMAND [options]   (sq COMMAND --help lists its flags)\n\ncommands:\n");
+    for (size_t i = 0; i < N_COMMANDS; i++) fprintf(f, "  %-11s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "  %-11s %s\n", "help", "this text");
+    fprintf(f, "  %-11s %s\n", "version", "print the version");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || !strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        if (argc >= 3 && !strcmp(argv[1], "help")) {
+            for (size_t i = 0; i < N_COMMANDS; i++)
+                if (!strcmp(argv[2], commands[i].name)) {
+                    char *hargv[] = {argv[2], "--help", NULL};
+                    return commands[i].fn(2, hargv);
+                }
+        }
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
+        printf("sq %s\n", SQ_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "sq: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+}
