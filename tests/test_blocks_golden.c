@@ -1,0 +1,171 @@
+/*
+ * test_blocks_golden.c — every block type against the vectors ggml 0.25.1
+ * produced (../shared/golden/quant, see its README): quantize with and without
+ * importance weights byte for byte, dequantize bit for bit, the activation
+ * quantizers byte for byte, and dot products within 1e-5 of sum |w·x|.
+ * Runs once per instruction set this CPU has (scalar, AVX2, AVX-512).
+ * Types this build cannot handle yet are counted as skipped, by name.
+ */
+#include "harness.h"
+#include "sq/blocks.h"
+
+#define ROWS 12
+#define COLS 1024
+#define ACT_ROWS 3
+
+static const char *golden_types[] = {"f16",  "bf16", "q4_0", "q4_1",   "q5_0",  "q5_1",   "q8_0",
+                                     "q2_K", "q3_K", "q4_K", "q5_K",   "q6_K",  "iq4_nl", "iq4_xs",
+                                     "iq3_s", "iq3_xxs", "iq2_s", "tq2_0", "mxfp4"};
+#define N_GOLDEN (sizeof golden_types / sizeof golden_types[0])
+
+static float *input, *imatrix, *act;
+
+static void *load(const char *rel, size_t want)
+{
+    char path[1024];
+    if (!harness_shared_file(path, sizeof path, rel)) return NULL;
+    size_t n = 0;
+    void *p = harness_read_file(path, &n);
+    CHECK_MSG(p && n == want, "%s: size %zu, expected %zu", rel, n, want);
+    if (p && n != want) {
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+/* Index of the first differing byte, or -1. */
+static long first_diff(const void *a, const void *b, size_t n)
+{
+    const unsigned char *x = a, *y = b;
+    for (size_t i = 0; i < n; i++)
+        if (x[i] != y[i]) return (long)i;
+    return -1;
+}
+
+static void check_type(const char *name)
+{
+    const int t = sq_type_from_name(name);
+    const sq_type_info *ti = sq_type_info_get(t);
+    CHECK_MSG(ti != NULL, "type %s is in the table", name);
+    if (!ti) return;
+    const size_t qbytes = sq_row_size(t, COLS) * ROWS;
+    char rel[256];
+
+    if (!sq_blocks_can_quantize(t)) {
+        /* must be refused with a clear message, not crash */
+        sq_error e = {0};
+        void *dst = malloc(qbytes);
+        CHECK_INT(sq_quantize_rows(t, input, dst, ROWS, COLS, imatrix, &e), SQ_EUNSUPPORTED);
+        CHECK_CONTAINS(e.msg, name);
+        free(dst);
+        fprintf(stderr, "SKIP %s: no kernels in this build (refused cleanly)\n", name);
+        harness_skipped++;
+        return;
+    }
+
+    for (int with_imatrix = 0; with_imatrix < 2; with_imatrix++) {
+        snprintf(rel, sizeof rel, "golden/quant/%s/%s", name, with_imatrix ? "qw.bin" : "q.bin");
+        unsigned char *want = load(rel, qbytes);
+        snprintf(rel, sizeof rel, "golden/quant/%s/%s", name, with_imatrix ? "dw.f32" : "d.f32");
+        float *want_d = load(rel, sizeof(float) * ROWS * COLS);
+        if (!want || !want_d) {
+            free(want);
+            free(want_d);
+            continue;
+        }
+        unsigned char *got = malloc(qbytes);
+        sq_error e = {0};
+        sq_status st = sq_quantize_rows(t, input, got, ROWS, COLS, with_imatrix ? imatrix : NULL, &e);
+        CHECK_MSG(st == SQ_OK, "%s quantize: %s", name, e.msg);
+        long d = first_diff(got, want, qbytes);
+        CHECK_MSG(d < 0, "%s %s: first differing byte %ld (row %ld)", name, with_imatrix ? "qw.bin" : "q.bin", d,
+                  d / (long)sq_row_size(t, COLS));
+
+        if (sq_blocks_can_dequantize(t)) {
+            float *deq = malloc(sizeof(float) * COLS);
+            long bad = -1;
+            for (int r = 0; r < ROWS && bad < 0; r++) {
+                sq_dequantize_row(t, want + r * sq_row_size(t, COLS), deq, COLS);
+                long k = first_diff(deq, want_d + r * COLS, sizeof(float) * COLS);
+                if (k >= 0) bad = r * COLS + k / 4;
+            }
+            CHECK_MSG(bad < 0, "%s dequantize %s: first differing value %ld", name, with_imatrix ? "qw" : "q", bad);
+            free(deq);
+        }
+
+        if (!with_imatrix && sq_blocks_can_dot(t)) {
+            float *want_dot = load((snprintf(rel, sizeof rel, "golden/quant/%s/dot.f32", name), rel),
+                                   sizeof(float) * ACT_ROWS * ROWS);
+            const int at = ti->vec_dot_type;
+            void *xq = malloc(sq_row_size(at, COLS));
+            int bad = 0;
+            for (int j = 0; want_dot && j < ACT_ROWS; j++) {
+                sq_quantize_act(at, act + j * COLS, xq, COLS);
+                for (int i = 0; i < ROWS; i++) {
+                    const float got_dot = sq_vec_dot(t, COLS, want + i * sq_row_size(t, COLS), xq);
+                    double mag = 0;
+                    for (int c = 0; c < COLS; c++) mag += fabs((double)want_d[i * COLS + c] * act[j * COLS + c]);
+                    const double tol = 1e-5 * mag + 1e-30;
+                    if (fabs((double)got_dot - want_dot[j * ROWS + i]) > tol) {
+                        if (bad++ < 3)
+                            fprintf(stderr, "%s dot act %d row %d: %.9g vs %.9g (tol %.3g)\n", name, j, i, got_dot,
+                                    want_dot[j * ROWS + i], tol);
+                    }
+                }
+            }
+            CHECK_MSG(want_dot && bad == 0, "%s dot products: %d outside tolerance", name, bad);
+            free(xq);
+            free(want_dot);
+        }
+        free(got);
+        free(want);
+        free(want_d);
+    }
+}
+
+static void check_act(const char *name)
+{
+    const int t = sq_type_from_name(name);
+    char rel[256];
+    snprintf(rel, sizeof rel, "golden/quant/act/%s.bin", name);
+    const size_t n = sq_row_size(t, COLS) * ACT_ROWS;
+    unsigned char *want = load(rel, n);
+    if (!want) return;
+    unsigned char *got = malloc(n);
+    for (int j = 0; j < ACT_ROWS; j++) sq_quantize_act(t, act + j * COLS, got + j * sq_row_size(t, COLS), COLS);
+    long d = first_diff(got, want, n);
+    CHECK_MSG(d < 0, "activation quantizer %s: first differing byte %ld", name, d);
+    free(got);
+    free(want);
+}
+
+static void test_golden(void)
+{
+    if (!harness_shared_file((char[1024]){0}, 1024, "golden/quant/input.f32")) SKIP("../shared/golden absent");
+    input = load("golden/quant/input.f32", sizeof(float) * ROWS * COLS);
+    imatrix = load("golden/quant/imatrix.f32", sizeof(float) * COLS);
+    act = load("golden/quant/act.f32", sizeof(float) * ACT_ROWS * COLS);
+    if (!input || !imatrix || !act) return;
+    for (int isa = SQ_ISA_SCALAR; isa <= SQ_ISA_AVX512; isa++) {
+        if ((int)sq_blocks_set_isa((sq_isa)isa) != isa) continue;
+        fprintf(stderr, "golden: isa %s\n", sq_isa_name((sq_isa)isa));
+        for (size_t i = 0; i < N_GOLDEN; i++) check_type(golden_types[i]);
+        static const char *acts[] = {"q8_0", "q8_1", "q8_K"};
+        for (int i = 0; i < 3; i++) {
+            if (sq_blocks_can_dot(sq_type_from_name(acts[i]) == SQ_TYPE_Q8_K ? SQ_TYPE_Q4_K
+                                  : sq_type_from_name(acts[i]) == SQ_TYPE_Q8_1 ? SQ_TYPE_Q4_1
+                                                                               : SQ_TYPE_Q8_0))
+                check_act(acts[i]);
+        }
+    }
+    free(input);
+    free(imatrix);
+    free(act);
+}
+
+int main(void)
+{
+    RUN(test_golden);
+    return harness_finish("blocks_golden");
+}
