@@ -74,7 +74,7 @@ static void *worker_main(void *p)
 {
     struct worker_arg *a = p;
     sq_threadpool *tp = a->tp;
-    unsigned seen = atomic_load(&tp->generation);
+    unsigned seen = 0; /* the generation at creation: a job published before this thread starts still runs */
     for (;;) {
         if (!spin_for_generation(tp, seen)) {
             pthread_mutex_lock(&tp->mu);
