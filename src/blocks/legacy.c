@@ -20,7 +20,27 @@
 
 #define QK SQ_QK_LEGACY
 
-static inline int imin(int a, int b) { return a < b ? a : b; }
+/* ggml converts v = x/d + offset to a level by truncation (a float -> int8
+ * cast) and caps it at hi. For finite inputs v lies in [0, hi + 1.5), where
+ * this is the same; it also maps NaN and out-of-range v (infinite or
+ * non-finite inputs, which ggml leaves undefined) to a level instead of
+ * relying on an undefined conversion. */
+static inline uint8_t trunc_level(float v, int hi)
+{
+    if (!(v > 0.0f)) return 0;
+    if (v >= (float)hi) return (uint8_t)hi;
+    return (uint8_t)(int)v;
+}
+
+/* A rounded level for int8 storage, clamped to lo..127 (NaN -> 0); finite
+ * scaled inputs never reach the clamp. */
+static inline int8_t clamp_i8(float r, int lo)
+{
+    if (!(r == r)) return 0;
+    if (r >= 127.0f) return 127;
+    if (r <= (float)lo) return (int8_t)lo;
+    return (int8_t)(int)r;
+}
 
 /* Sum of squares of a whole row divided by its length: the variance-like
  * statistic ggml's imatrix path mixes into every weight of the row. */
@@ -97,7 +117,7 @@ static void q4_0_plain(const float *x, sq__block_q4_0 *y, int64_t nb)
         const float id = d ? 1.0f / d : 0.0f;
         y[i].d = sq_f32_to_fp16(d);
         uint8_t L[QK];
-        for (int j = 0; j < QK; j++) L[j] = (uint8_t)imin(15, (int8_t)(xb[j] * id + 8.5f));
+        for (int j = 0; j < QK; j++) L[j] = trunc_level(xb[j] * id + 8.5f, 15);
         pack_nibbles(L, y[i].qs);
     }
 }
@@ -165,7 +185,7 @@ static void q4_1_plain(const float *x, sq__block_q4_1 *y, int64_t nb)
         y[i].d = sq_f32_to_fp16(d);
         y[i].m = sq_f32_to_fp16(min);
         uint8_t L[QK];
-        for (int j = 0; j < QK; j++) L[j] = (uint8_t)imin(15, (int8_t)((xb[j] - min) * id + 0.5f));
+        for (int j = 0; j < QK; j++) L[j] = trunc_level((xb[j] - min) * id + 0.5f, 15);
         pack_nibbles(L, y[i].qs);
     }
 }
@@ -233,7 +253,7 @@ static void q5_0_plain(const float *x, sq__block_q5_0 *y, int64_t nb)
         const float id = d ? 1.0f / d : 0.0f;
         y[i].d = sq_f32_to_fp16(d);
         uint8_t L[QK];
-        for (int j = 0; j < QK; j++) L[j] = (uint8_t)imin(31, (int8_t)(xb[j] * id + 16.5f));
+        for (int j = 0; j < QK; j++) L[j] = trunc_level(xb[j] * id + 16.5f, 31);
         pack_5bit(L, y[i].qs, y[i].qh);
     }
 }
@@ -301,7 +321,7 @@ static void q5_1_plain(const float *x, sq__block_q5_1 *y, int64_t nb)
         y[i].d = sq_f32_to_fp16(d);
         y[i].m = sq_f32_to_fp16(min);
         uint8_t L[QK];
-        for (int j = 0; j < QK; j++) L[j] = (uint8_t)((xb[j] - min) * id + 0.5f);
+        for (int j = 0; j < QK; j++) L[j] = trunc_level((xb[j] - min) * id + 0.5f, 31);
         pack_5bit(L, y[i].qs, y[i].qh);
     }
 }
@@ -367,7 +387,7 @@ static void quantize_q8_0(const float *x, void *vy, int64_t n, const float *imat
         const float d = amax / 127;
         const float id = d ? 1.0f / d : 0.0f;
         y[i].d = sq_f32_to_fp16(d);
-        for (int j = 0; j < QK; j++) y[i].qs[j] = (int8_t)roundf(xb[j] * id);
+        for (int j = 0; j < QK; j++) y[i].qs[j] = clamp_i8(roundf(xb[j] * id), -127);
     }
 }
 
@@ -408,8 +428,7 @@ static float act_block(const float *xb, int8_t *qs, int *sum)
     const float id = amax != 0.0f ? 127.f / amax : 0.0f;
     int s = 0;
     for (int j = 0; j < QK; j++) {
-        const int q = (int)nearbyintf(xb[j] * id); /* default rounding mode: ties to even */
-        qs[j] = (int8_t)(q > 127 ? 127 : q < -128 ? -128 : q);
+        qs[j] = clamp_i8(nearbyintf(xb[j] * id), -128); /* default rounding mode: ties to even */
         s += qs[j];
     }
     *sum = s;
