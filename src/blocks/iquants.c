@@ -1,7 +1,8 @@
 /*
  * iquants.c — scalar reference kernels of the i-quant family this build
  * supports: IQ4_NL (32-value blocks, dotted with Q8_0) and IQ4_XS (256-value
- * super-blocks, dotted with Q8_K).
+ * super-blocks, dotted with Q8_K); also MXFP4 (32 values, 4-bit codes into a
+ * fixed table, dotted with Q8_0).
  *
  * Both store 4-bit indices into the same 16-entry non-linear table
  * (sq__kvalues_iq4nl, denser near zero than a uniform grid). The quantizer
@@ -255,8 +256,89 @@ static float vec_dot_iq4_xs(int64_t n, const void *vw, const void *vx)
     return sumf;
 }
 
+/* ------------------------------------------------------------------------
+ * MXFP4 (grouped here: a 4-bit code into a fixed value table, like IQ4_NL)
+ * ------------------------------------------------------------------------ */
+
+/* E2M1 values doubled (so they are integers); the block exponent is halved
+ * back by e8m0_half. */
+static const int8_t kvalues_mxfp4[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+
+/* 2^(e-128) as a float, i.e. half of the E8M0 value 2^(e-127), built from its
+ * bits (e = 0 and 1 give subnormals). */
+static inline float e8m0_half(uint8_t e)
+{
+    const uint32_t bits = e < 2 ? 0x00200000u << e : (uint32_t)(e - 1) << 23;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+/* Code whose (doubled) value times d is nearest to v; the first of equals. */
+static inline int mxfp4_code(float v, float d)
+{
+    int best = 0;
+    float best_err = fabsf(kvalues_mxfp4[0] * d - v);
+    for (int i = 1; i < 16; i++) {
+        const float err = fabsf(kvalues_mxfp4[i] * d - v);
+        if (err < best_err) {
+            best = i;
+            best_err = err;
+        }
+    }
+    return best;
+}
+
+/* Shared exponent e = floor(log2(max|x|)) - 2 + 127 (so the largest value
+ * lands near the top code 6 = 12/2), then each value to its nearest code.
+ * The importance matrix is unused (as in ggml). */
+static void quantize_mxfp4(const float *x, void *vy, int64_t n, const float *imatrix)
+{
+    (void)imatrix;
+    sq__block_mxfp4 *y = vy;
+    for (int64_t ib = 0; ib < n / 32; ++ib, x += 32) {
+        float amax = 0;
+        for (int j = 0; j < 32; j++)
+            if (amax < fabsf(x[j])) amax = fabsf(x[j]);
+        const uint8_t e = amax > 0.0f ? (uint8_t)(floorf(log2f(amax)) - 2 + 127) : 0;
+        const float d = e8m0_half(e);
+        y[ib].e = e;
+        for (int j = 0; j < 16; ++j)
+            y[ib].qs[j] = (uint8_t)(mxfp4_code(x[j], d) | (mxfp4_code(x[j + 16], d) << 4));
+    }
+}
+
+static void dequantize_mxfp4(const void *vx, float *y, int64_t n)
+{
+    const sq__block_mxfp4 *x = vx;
+    for (int64_t ib = 0; ib < n / 32; ++ib, y += 32) {
+        const float d = e8m0_half(x[ib].e);
+        for (int j = 0; j < 16; ++j) {
+            y[j] = kvalues_mxfp4[x[ib].qs[j] & 0xF] * d;
+            y[j + 16] = kvalues_mxfp4[x[ib].qs[j] >> 4] * d;
+        }
+    }
+}
+
+static float vec_dot_mxfp4(int64_t n, const void *vw, const void *vx)
+{
+    const sq__block_mxfp4 *w = vw;
+    const sq__kq_block_q8_0 *a = vx;
+    float sumf = 0;
+    for (int64_t ib = 0; ib < n / 32; ++ib) {
+        int s = 0;
+        for (int j = 0; j < 16; ++j) {
+            s += a[ib].qs[j] * kvalues_mxfp4[w[ib].qs[j] & 0xF];
+            s += a[ib].qs[j + 16] * kvalues_mxfp4[w[ib].qs[j] >> 4];
+        }
+        sumf += (sq_fp16_to_f32(a[ib].d) * e8m0_half(w[ib].e)) * s;
+    }
+    return sumf;
+}
+
 void sq__register_iquants(sq__kernels table[SQ_TYPE_COUNT])
 {
     table[SQ_TYPE_IQ4_NL] = (sq__kernels){quantize_iq4_nl, dequantize_iq4_nl, vec_dot_iq4_nl, NULL};
     table[SQ_TYPE_IQ4_XS] = (sq__kernels){quantize_iq4_xs, dequantize_iq4_xs, vec_dot_iq4_xs, NULL};
+    table[SQ_TYPE_MXFP4] = (sq__kernels){quantize_mxfp4, dequantize_mxfp4, vec_dot_mxfp4, NULL};
 }

@@ -101,6 +101,21 @@ typedef struct sq__block_iq4_xs {
     uint8_t qs[SQ_QK_K / 2];
 } sq__block_iq4_xs;
 
+/* TQ2_0: 256 ternary values (-1, 0, 1) as 2-bit codes 0..2, one fp16 scale.
+ * Byte m of each 32-byte group holds values m, m+32, m+64, m+96 of its
+ * 128-value half in bits 0-1, 2-3, 4-5, 6-7. */
+typedef struct sq__block_tq2_0 {
+    uint8_t qs[SQ_QK_K / 4];
+    uint16_t d;
+} sq__block_tq2_0;
+
+/* MXFP4 (OCP microscaling FP4): 32 E2M1 values as 4-bit codes, one shared
+ * E8M0 exponent byte. Low nibbles hold values 0-15, high nibbles 16-31. */
+typedef struct sq__block_mxfp4 {
+    uint8_t e;
+    uint8_t qs[16];
+} sq__block_mxfp4;
+
 _Static_assert(sizeof(sq__block_q2_K) == 84, "q2_K block is 84 bytes");
 _Static_assert(sizeof(sq__block_q3_K) == 110, "q3_K block is 110 bytes");
 _Static_assert(sizeof(sq__block_q4_K) == 144, "q4_K block is 144 bytes");
@@ -110,6 +125,8 @@ _Static_assert(sizeof(sq__block_q8_K) == 292, "q8_K block is 292 bytes");
 _Static_assert(sizeof(sq__kq_block_q8_0) == 34, "q8_0 block is 34 bytes");
 _Static_assert(sizeof(sq__block_iq4_nl) == 18, "iq4_nl block is 18 bytes");
 _Static_assert(sizeof(sq__block_iq4_xs) == 136, "iq4_xs block is 136 bytes");
+_Static_assert(sizeof(sq__block_tq2_0) == 66, "tq2_0 block is 66 bytes");
+_Static_assert(sizeof(sq__block_mxfp4) == 17, "mxfp4 block is 17 bytes");
 
 /* Below this absolute maximum a group of values counts as all zero. */
 #define SQ_KQ_GROUP_EPS 1e-15f

@@ -1,6 +1,7 @@
 /*
  * kquants.c — scalar reference kernels of the k-quant family: Q2_K, Q3_K,
- * Q4_K, Q5_K, Q6_K (weights) and Q8_K (their activation type).
+ * Q4_K, Q5_K, Q6_K (weights) and Q8_K (their activation type), plus the
+ * ternary TQ2_0, which also pairs with Q8_K.
  *
  * Each weight type has two quantizers, matching what ggml_quantize_chunk does:
  *   - without importance weights: the "reference" search (per sub-block scale
@@ -1114,6 +1115,60 @@ static void dequantize_q8_K(const void *vx, float *y, int64_t n)
         for (int j = 0; j < SQ_QK_K; ++j) *y++ = x[i].d * x[i].qs[j];
 }
 
+/* ------------------------------------------------------------------------
+ * TQ2_0 (ternary, BitNet-style; grouped here as it shares Q8_K)
+ * ------------------------------------------------------------------------ */
+
+/* d = max|x|; each value becomes round(x/d) in {-1, 0, 1} (lroundf: halves
+ * away from zero, as ggml), stored +1. The importance matrix is unused. */
+static void quantize_tq2_0(const float *x, void *vy, int64_t n, const float *imatrix)
+{
+    (void)imatrix;
+    sq__block_tq2_0 *y = vy;
+    for (int64_t i = 0; i < n / SQ_QK_K; i++) {
+        float amax = 0;
+        for (int j = 0; j < SQ_QK_K; j++) amax = fmaxf(amax, fabsf(x[j]));
+        const float d = amax;
+        const float id = d ? 1.0f / d : 0.0f;
+        y[i].d = f2h(d);
+        for (int j = 0; j < (int)sizeof y[i].qs; j += 32, x += 128) {
+            for (int m = 0; m < 32; ++m) {
+                unsigned q = 0;
+                for (int k = 0; k < 4; ++k) q += (unsigned)((lroundf(x[m + 32 * k] * id) + 1) & 3) << (2 * k);
+                y[i].qs[j + m] = (uint8_t)q;
+            }
+        }
+    }
+}
+
+/* value = (code - 1) * d. */
+static void dequantize_tq2_0(const void *vx, float *y, int64_t n)
+{
+    const sq__block_tq2_0 *x = vx;
+    for (int64_t i = 0; i < n / SQ_QK_K; ++i) {
+        const float d = h2f(x[i].d);
+        for (int j = 0; j < (int)sizeof x[i].qs; j += 32)
+            for (int k = 0; k < 4; ++k)
+                for (int m = 0; m < 32; ++m) *y++ = (float)(((x[i].qs[j + m] >> (2 * k)) & 3) - 1) * d;
+    }
+}
+
+static float vec_dot_tq2_0(int64_t n, const void *vw, const void *vx)
+{
+    const sq__block_tq2_0 *w = vw;
+    const sq__block_q8_K *a = vx;
+    float sumf = 0;
+    for (int64_t i = 0; i < n / SQ_QK_K; ++i) {
+        int32_t sumi = 0;
+        for (int j = 0; j < (int)sizeof w[i].qs; j += 32)
+            for (int k = 0; k < 4; ++k)
+                for (int m = 0; m < 32; ++m)
+                    sumi += a[i].qs[4 * j + 32 * k + m] * (((w[i].qs[j + m] >> (2 * k)) & 3) - 1);
+        sumf += (float)sumi * (a[i].d * h2f(w[i].d));
+    }
+    return sumf;
+}
+
 void sq__register_kquants(sq__kernels table[SQ_TYPE_COUNT])
 {
     table[SQ_TYPE_Q2_K] = (sq__kernels){quantize_q2_K, dequantize_q2_K, vec_dot_q2_K, NULL};
@@ -1121,6 +1176,7 @@ void sq__register_kquants(sq__kernels table[SQ_TYPE_COUNT])
     table[SQ_TYPE_Q4_K] = (sq__kernels){quantize_q4_K, dequantize_q4_K, vec_dot_q4_K, NULL};
     table[SQ_TYPE_Q5_K] = (sq__kernels){quantize_q5_K, dequantize_q5_K, vec_dot_q5_K, NULL};
     table[SQ_TYPE_Q6_K] = (sq__kernels){quantize_q6_K, dequantize_q6_K, vec_dot_q6_K, NULL};
+    table[SQ_TYPE_TQ2_0] = (sq__kernels){quantize_tq2_0, dequantize_tq2_0, vec_dot_tq2_0, NULL};
     table[SQ_TYPE_Q8_K].dequantize = dequantize_q8_K;
     table[SQ_TYPE_Q8_K].from_float = from_float_q8_K;
 }
