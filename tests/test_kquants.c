@@ -10,6 +10,7 @@
  *   - vec_dot against a double-precision dot of the dequantized weights and
  *     the dequantized activations, and against the float dot;
  *   - the Q8_K activation quantizer's invariants (range, bsums, error);
+ *   - subnormal rows and rows with large outliers (finite, sanitizer-clean);
  *   - clean refusal of row lengths that are not a multiple of the block.
  * SQ_KQ_VERBOSE=1 prints the measured errors (used to set the bounds).
  */
@@ -320,6 +321,44 @@ static void test_q8_K_act(void)
     free(buf);
 }
 
+/* Subnormal rows (scales underflow) come back finite and tiny; rows with
+ * huge outliers and exact ties between levels do not crash or trip the
+ * sanitizers (make asan), and stay finite where fp16 can hold the scale. */
+static void test_extreme_rows(void)
+{
+    const int n = 512;
+    float *x = malloc(sizeof(float) * n), *y = malloc(sizeof(float) * n), *imx = malloc(sizeof(float) * n);
+    void *q = malloc(sq_row_size(SQ_TYPE_F32, n));
+    for (int i = 0; i < n; i++) imx[i] = 1.0f;
+    for (size_t k = 0; k < N_TYPES; k++) {
+        const int t = sq_type_from_name(types[k].name);
+        if (!sq_blocks_can_quantize(t)) continue;
+        for (int w = 0; w < 2; w++) {
+            for (int i = 0; i < n; i++) x[i] = 1e-40f * rnd_gauss();
+            if (round_trip(t, x, y, n, w ? imx : NULL, q)) continue;
+            double m = 0;
+            for (int i = 0; i < n; i++) m = fmax(m, fabs(y[i]));
+            CHECK_MSG(all_finite(y, n) && m <= 1e-30, "%s subnormal row: max |y| %g", types[k].name, m);
+
+            /* one large outlier per 32 values over small noise; levels on exact halves */
+            for (int i = 0; i < n; i++) x[i] = (i % 32 == 5) ? 1000.0f : (float)((i % 7) - 3) * 0.5f;
+            if (round_trip(t, x, y, n, w ? imx : NULL, q)) continue;
+            CHECK_MSG(all_finite(y, n), "%s outlier row: non-finite output", types[k].name);
+            double worst = 0;
+            for (int i = 5; i < n; i += 32) worst = fmax(worst, fabs(y[i] - 1000.0));
+            /* MXFP4 clips: its largest code is 1.5 * 2^floor(log2 max) = 768 here */
+            const double tol = strcmp(types[k].name, "mxfp4") == 0 ? 240.0 : 10.0;
+            if (verbose) fprintf(stderr, "%-7s outlier error %g\n", types[k].name, worst);
+            CHECK_MSG(worst <= tol, "%s outlier row: outlier reproduced with error %g > %g", types[k].name, worst,
+                      tol);
+        }
+    }
+    free(x);
+    free(y);
+    free(imx);
+    free(q);
+}
+
 /* Row lengths that are not a multiple of the block size are refused with a
  * message naming the type. */
 static void test_bad_lengths(void)
@@ -349,6 +388,7 @@ int main(void)
         RUN(test_edge_rows);
         RUN(test_vec_dot);
         RUN(test_q8_K_act);
+        RUN(test_extreme_rows);
         RUN(test_bad_lengths);
     }
     return harness_finish("kquants");

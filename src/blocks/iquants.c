@@ -300,7 +300,14 @@ static void quantize_mxfp4(const float *x, void *vy, int64_t n, const float *ima
         float amax = 0;
         for (int j = 0; j < 32; j++)
             if (amax < fabsf(x[j])) amax = fabsf(x[j]);
-        const uint8_t e = amax > 0.0f ? (uint8_t)(floorf(log2f(amax)) - 2 + 127) : 0;
+        /* through int, then wrapped to 8 bits: what ggml's conversion does on
+         * x86 for finite values, without the undefined float->uint8 cast when
+         * amax is below 2^-125 (negative exponent byte) */
+        uint8_t e = 0;
+        if (amax > 0.0f) {
+            const float fe = floorf(log2f(amax)) - 2 + 127;
+            e = (uint8_t)(fe >= -1e9f && fe <= 1e9f ? (int)fe : 0);
+        }
         const float d = e8m0_half(e);
         y[ib].e = e;
         for (int j = 0; j < 16; ++j)
