@@ -492,8 +492,10 @@ static void quantize_q2_K_plain(const float *x, sq__block_q2_K *y, int64_t nb)
         }
         if (max_min > 0) {
             const float iscale = 15.f / max_min;
+            /* shifted as unsigned: a subnormal max_min makes iscale infinite
+             * and the rounding of inf*0 negative; ggml's bytes are the same */
             for (int j = 0; j < SQ_QK_K / 16; ++j)
-                y[i].scales[j] |= (uint8_t)(sq__kq_round(iscale * mins[j]) << 4);
+                y[i].scales[j] |= (uint8_t)((unsigned)sq__kq_round(iscale * mins[j]) << 4);
             y[i].dmin = f2h(max_min / 15.f);
         } else {
             y[i].dmin = f2h(0.f);
