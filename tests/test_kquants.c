@@ -11,6 +11,7 @@
  *     the dequantized activations, and against the float dot;
  *   - the Q8_K activation quantizer's invariants (range, bsums, error);
  *   - subnormal rows and rows with large outliers (finite, sanitizer-clean);
+ *   - IQ4_NL and MXFP4 dots against ggml's dot.f32 with ggml's Q8_0 activations;
  *   - clean refusal of row lengths that are not a multiple of the block.
  * SQ_KQ_VERBOSE=1 prints the measured errors (used to set the bounds).
  */
@@ -359,6 +360,60 @@ static void test_extreme_rows(void)
     free(q);
 }
 
+/* The dots of the Q8_0-paired types in this family (IQ4_NL, MXFP4) against
+ * ggml's dot.f32, fed with ggml's own Q8_0 activations (act/q8_0.bin), so the
+ * check does not depend on this build's Q8_0 quantizer (legacy kernels). */
+static void *load_shared(const char *rel, size_t want)
+{
+    char path[1024];
+    if (!harness_shared_file(path, sizeof path, rel)) return NULL;
+    size_t n = 0;
+    void *p = harness_read_file(path, &n);
+    CHECK_MSG(p && n == want, "%s: size %zu, expected %zu", rel, n, want);
+    if (p && n != want) {
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+static void test_golden_q8_0_dots(void)
+{
+    const int rows = 12, cols = 1024, acts = 3;
+    if (!harness_shared_file((char[1024]){0}, 1024, "golden/quant/act/q8_0.bin")) SKIP("../shared/golden absent");
+    const size_t ars = sq_row_size(SQ_TYPE_Q8_0, cols);
+    float *act = load_shared("golden/quant/act.f32", sizeof(float) * acts * cols);
+    unsigned char *a8 = load_shared("golden/quant/act/q8_0.bin", ars * acts);
+    static const char *names[] = {"iq4_nl", "mxfp4"};
+    for (int k = 0; act && a8 && k < 2; k++) {
+        const int t = sq_type_from_name(names[k]);
+        if (!sq_blocks_can_quantize(t)) continue;
+        const size_t rs = sq_row_size(t, cols);
+        char rel[256];
+        snprintf(rel, sizeof rel, "golden/quant/%s/q.bin", names[k]);
+        unsigned char *w = load_shared(rel, rs * rows);
+        snprintf(rel, sizeof rel, "golden/quant/%s/d.f32", names[k]);
+        float *wd = load_shared(rel, sizeof(float) * rows * cols);
+        snprintf(rel, sizeof rel, "golden/quant/%s/dot.f32", names[k]);
+        float *want = load_shared(rel, sizeof(float) * acts * rows);
+        int bad = 0;
+        for (int j = 0; w && wd && want && j < acts; j++) {
+            for (int i = 0; i < rows; i++) {
+                const float got = sq_vec_dot(t, cols, w + i * rs, a8 + j * ars);
+                double mag = 0;
+                for (int c = 0; c < cols; c++) mag += fabs((double)wd[i * cols + c] * act[j * cols + c]);
+                bad += fabs((double)got - want[j * rows + i]) > 1e-5 * mag + 1e-30;
+            }
+        }
+        CHECK_MSG(w && wd && want && bad == 0, "%s dots with ggml's q8_0 activations: %d off", names[k], bad);
+        free(w);
+        free(wd);
+        free(want);
+    }
+    free(act);
+    free(a8);
+}
+
 /* Row lengths that are not a multiple of the block size are refused with a
  * message naming the type. */
 static void test_bad_lengths(void)
@@ -389,6 +444,7 @@ int main(void)
         RUN(test_vec_dot);
         RUN(test_q8_K_act);
         RUN(test_extreme_rows);
+        RUN(test_golden_q8_0_dots);
         RUN(test_bad_lengths);
     }
     return harness_finish("kquants");
