@@ -140,6 +140,19 @@ static size_t offset_of(const char *text, size_t len, int line, int col)
     return c < col ? i : last;
 }
 
+/* jansson reports the column of a bad token's last character and quotes the
+ * token ("... near 'oops'"); editors want its first, so step back over it. */
+static int token_start_column(const char *msg, int col)
+{
+    const char *near = strstr(msg, "near '");
+    const char *end = strrchr(msg, '\'');
+    if (!near || !end || end < near + 6) return col;
+    int n = 0;
+    for (const char *q = near + 6; q < end; q++)
+        if (((unsigned char)*q & 0xC0) != 0x80) n++;
+    return (n > 0 && n < col) ? col - n + 1 : col;
+}
+
 /* A top-level key found by the scanner: where it is and its raw bytes. */
 typedef struct key_pos {
     size_t start;    /* offset of the opening quote */
@@ -366,6 +379,7 @@ sq_status sq_config_parse(const char *text, size_t len, const char *filename, sq
     json_t *root = json_loadb(p.buf, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
     if (!root) {
         int l = jerr.line > 0 ? jerr.line : 1, c = jerr.column > 0 ? jerr.column : 1;
+        c = token_start_column(jerr.text, c);
         line_col(text, len, offset_of(p.buf, len, l, c), &l, &c);
         st = sq_error_set(err, SQ_EFORMAT, "%s:%d:%d: syntax error: %s", fname, l, c, jerr.text);
         free(p.buf);
