@@ -18,8 +18,15 @@ static sq_isa active_isa = SQ_ISA_SCALAR;
 static pthread_once_t table_once = PTHREAD_ONCE_INIT;
 
 #if defined(__x86_64__) || defined(__i386__)
-/* AVX512_BF16 is CPUID leaf 7, sub-leaf 1, EAX bit 5 (clang 14's
- * __builtin_cpu_supports does not know the name). */
+/* F16C (CPUID leaf 1, ECX bit 29) and AVX512_BF16 (leaf 7 sub-leaf 1, EAX
+ * bit 5) are read directly: clang 14's __builtin_cpu_supports lacks both. */
+static bool cpu_has_f16c(void)
+{
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
+    return (c >> 29) & 1;
+}
+
 static bool cpu_has_avx512bf16(void)
 {
     unsigned a, b, c, d;
@@ -36,7 +43,7 @@ static sq_isa cpu_isa(void)
         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni") &&
         __builtin_cpu_supports("avx512dq") && cpu_has_avx512bf16())
         return SQ_ISA_AVX512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c())
         return SQ_ISA_AVX2;
 #endif
     return SQ_ISA_SCALAR;
