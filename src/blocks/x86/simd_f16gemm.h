@@ -30,19 +30,19 @@ SQ_INLINE void k_f16(int64_t n, const void *vw, size_t ws, const void *vx, size_
                      const int NC)
 {
     FV acc[2][MAXNC];
-    for (int r = 0; r < NR; r++)
-        for (int c = 0; c < NC; c++) acc[r][c] = FV_ZERO();
+    SQ_UNROLL for (int r = 0; r < NR; r++)
+        SQ_UNROLL for (int c = 0; c < NC; c++) acc[r][c] = FV_ZERO();
     int64_t i = 0;
     for (; i + FV_W <= n; i += FV_W) {
         FV wv[2];
-        for (int r = 0; r < NR; r++) wv[r] = FV_LOADH((const uint16_t *)((const char *)vw + (size_t)r * ws) + i);
-        for (int c = 0; c < NC; c++) {
+        SQ_UNROLL for (int r = 0; r < NR; r++) wv[r] = FV_LOADH((const uint16_t *)((const char *)vw + (size_t)r * ws) + i);
+        SQ_UNROLL for (int c = 0; c < NC; c++) {
             const FV xv = FV_LOADH((const uint16_t *)((const char *)vx + (size_t)c * xs) + i);
-            for (int r = 0; r < NR; r++) acc[r][c] = FV_FMA(wv[r], xv, acc[r][c]);
+            SQ_UNROLL for (int r = 0; r < NR; r++) acc[r][c] = FV_FMA(wv[r], xv, acc[r][c]);
         }
     }
-    for (int r = 0; r < NR; r++)
-        for (int c = 0; c < NC; c++) {
+    SQ_UNROLL for (int r = 0; r < NR; r++)
+        SQ_UNROLL for (int c = 0; c < NC; c++) {
             float s = FV_HSUM(acc[r][c]);
             const uint16_t *w = (const uint16_t *)((const char *)vw + (size_t)r * ws);
             const uint16_t *x = (const uint16_t *)((const char *)vx + (size_t)c * xs);
