@@ -47,6 +47,14 @@ static double thread_cpu_now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* CPU time of the whole process (all pool threads). */
+static double process_cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 /* ---- memory-read bandwidth: sum a large buffer with AVX2 loads ---- */
 
 typedef struct {
@@ -73,14 +81,15 @@ __attribute__((target("avx2"))) static void bw_task(void *p, int ith, int nth)
     c->out[ith] = t[0] + t[1] + t[2] + t[3] + t[4] + t[5] + t[6] + t[7];
 }
 
+/* Read bandwidth in GB/s by CPU time per thread (see best_of). */
 static double read_bandwidth(sq_threadpool *tp, float *buf, size_t n, int reps)
 {
     bw_ctx c = {buf, n, {0}};
     double best = 1e30;
     for (int r = 0; r < reps; r++) {
-        const double t0 = sq_time_now();
+        const double t0 = process_cpu_now();
         sq_threadpool_run(tp, bw_task, &c);
-        const double t = sq_time_now() - t0;
+        const double t = (process_cpu_now() - t0) / sq_threadpool_n_threads(tp);
         if (t < best) best = t;
     }
     return (double)n * sizeof(float) / best / 1e9;
@@ -123,27 +132,30 @@ static const ggml_row *ggml_for(const char *name)
 typedef struct {
     const char *name;
     double deq_gvs, dot_gvs;      /* Gvalues/s */
-    double mv[2], mm[2];          /* GFLOPS, 1 and nt threads */
-    double mv_gbs;                /* weight GB/s at nt threads, n=1 */
+    double mv[2], mm[2];          /* GFLOPS by CPU time, 1 and nt threads */
+    double mv_wall, mm_wall;      /* GFLOPS by wall clock, nt threads */
+    double mv_gbs;                /* weight GB/s at nt threads, n=1, by CPU time */
 } result;
 
-static double best_of(int reps, sq_threadpool *tp, int type, const void *W, size_t rb, int64_t rows, const float *X,
-                      int64_t n, float *Y, void *work, size_t ws)
+/* Best of reps: *wall gets the shortest wall time, *cpu the shortest process
+ * CPU time divided by the thread count (the wall time the run would take if
+ * every thread had its core to itself the whole time). */
+static void best_of(int reps, sq_threadpool *tp, int type, const void *W, size_t rb, int64_t rows, const float *X,
+                    int64_t n, float *Y, void *work, size_t ws, double *wall, double *cpu)
 {
-    double best = 1e30;
     sq_error e = {0};
-    /* one thread runs inline on this thread: time it by its CPU time */
-    double (*clock_fn)(void) = sq_threadpool_n_threads(tp) == 1 ? thread_cpu_now : sq_time_now;
+    const int nth = sq_threadpool_n_threads(tp);
+    *wall = *cpu = 1e30;
     for (int r = 0; r < reps; r++) {
-        const double t0 = clock_fn();
+        const double t0 = sq_time_now(), c0 = process_cpu_now();
         if (sq_matmul(tp, type, W, rows, COLS, rb, X, n, Y, work, ws, &e) != SQ_OK) {
             fprintf(stderr, "matmul failed: %s\n", e.msg);
             exit(1);
         }
-        const double t = clock_fn() - t0;
-        if (t < best) best = t;
+        const double t = sq_time_now() - t0, c = (process_cpu_now() - c0) / nth;
+        if (t < *wall) *wall = t;
+        if (c < *cpu) *cpu = c;
     }
-    return best;
 }
 
 static bool bench_type(const char *name, sq_threadpool *tp1, sq_threadpool *tpn, result *res)
@@ -216,11 +228,13 @@ static bool bench_type(const char *name, sq_threadpool *tp1, sq_threadpool *tpn,
     sq_threadpool *pools[2] = {tp1, tpn};
     const int64_t mm_rows = quick ? ROWS / 4 : ROWS;
     for (int p = 0; p < 2; p++) {
-        const double tv = best_of(quick ? 8 : 30, pools[p], t, W, rb, ROWS, X, 1, Y, work, ws);
-        res->mv[p] = 2.0 * ROWS * COLS / tv / 1e9;
-        if (p == 1) res->mv_gbs = (double)rb * ROWS / tv / 1e9;
-        const double tm = best_of(quick ? 1 : 3, pools[p], t, W, rb, mm_rows, X, nmm, Y, work, ws);
-        res->mm[p] = 2.0 * mm_rows * COLS * nmm / tm / 1e9;
+        double wall, cpu;
+        best_of(quick ? 8 : 30, pools[p], t, W, rb, ROWS, X, 1, Y, work, ws, &wall, &cpu);
+        res->mv[p] = 2.0 * ROWS * COLS / cpu / 1e9;
+        if (p == 1) res->mv_gbs = (double)rb * ROWS / cpu / 1e9, res->mv_wall = 2.0 * ROWS * COLS / wall / 1e9;
+        best_of(quick ? 1 : 3, pools[p], t, W, rb, mm_rows, X, nmm, Y, work, ws, &wall, &cpu);
+        res->mm[p] = 2.0 * mm_rows * COLS * nmm / cpu / 1e9;
+        if (p == 1) res->mm_wall = 2.0 * mm_rows * COLS * nmm / wall / 1e9;
     }
     free(src);
     free(X);
@@ -252,11 +266,15 @@ int main(void)
     const double bwn = read_bandwidth(tpn, bw, bw_n, quick ? 5 : 12);
 
     printf("# sq block kernels — isa %s, %d threads\n\n", sq_isa_name(sq_blocks_isa()), nt);
-    printf("Memory read bandwidth (same run): %.1f GB/s on 1 thread, %.1f GB/s on %d threads.\n\n", bw1, bwn, nt);
-    printf("| type | deq Gval/s | dot Gval/s | n=1 1t GFLOPS | n=1 %dt GFLOPS | n=1 %dt GB/s (%% of read BW) | "
-           "n=512 1t GFLOPS | n=512 %dt GFLOPS | ggml n=1 | ours/ggml n=1 | ggml n=512 | ours/ggml n=512 |\n",
-           nt, nt, nt);
-    printf("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    printf("Memory read bandwidth (same run): %.1f GB/s on 1 thread, %.1f GB/s on %d threads.\n", bw1, bwn, nt);
+    printf("GFLOPS = 2·%d·%d·n / time. Columns marked cpu divide by the process CPU time per thread (what the run\n"
+           "takes when every thread has its core: robust on a shared machine); 'wall' is plain wall clock.\n\n",
+           ROWS, COLS);
+    printf("| type | deq Gval/s | dot Gval/s | n=1 1t | n=1 %dt cpu | n=1 %dt wall | n=1 GB/s (%% of BW) | n=512 1t | "
+           "n=512 %dt cpu | n=512 %dt wall | ggml n=1 | ours/ggml n=1 cpu (wall) | ggml n=512 | "
+           "ours/ggml n=512 cpu (wall) |\n",
+           nt, nt, nt, nt);
+    printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     fflush(stdout);
     for (size_t i = 0; i < N_ALL; i++) {
         if (sel && *sel) {
@@ -272,13 +290,13 @@ int main(void)
         char g1[64] = "–", r1[64] = "–", g512[64] = "–", r512[64] = "–";
         if (g) {
             snprintf(g1, sizeof g1, "%.1f", g->n1);
-            snprintf(r1, sizeof r1, "%.2f", r.mv[1] / g->n1);
+            snprintf(r1, sizeof r1, "%.2f (%.2f)", r.mv[1] / g->n1, r.mv_wall / g->n1);
             snprintf(g512, sizeof g512, "%.1f", g->n512);
-            snprintf(r512, sizeof r512, "%.2f", r.mm[1] / g->n512);
+            snprintf(r512, sizeof r512, "%.2f (%.2f)", r.mm[1] / g->n512, r.mm_wall / g->n512);
         }
-        printf("| %s | %.2f | %.2f | %.1f | %.1f | %.1f (%.0f%%) | %.1f | %.1f | %s | %s | %s | %s |\n", r.name,
-               r.deq_gvs, r.dot_gvs, r.mv[0], r.mv[1], r.mv_gbs, 100.0 * r.mv_gbs / bwn, r.mm[0], r.mm[1], g1, r1,
-               g512, r512);
+        printf("| %s | %.2f | %.2f | %.1f | %.1f | %.1f | %.1f (%.0f%%) | %.1f | %.1f | %.1f | %s | %s | %s | %s |\n",
+               r.name, r.deq_gvs, r.dot_gvs, r.mv[0], r.mv[1], r.mv_wall, r.mv_gbs, 100.0 * r.mv_gbs / bwn, r.mm[0],
+               r.mm[1], r.mm_wall, g1, r1, g512, r512);
         fflush(stdout);
     }
     sq_aligned_free(bw);

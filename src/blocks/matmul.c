@@ -69,6 +69,7 @@ typedef struct mm_job {
     size_t act_stride;
     sq__from_float_fn from_float;
     sq__gemm_fn gemm;   /* NULL: generic */
+    sq__vec_dot_fn vec_dot;
     int64_t rb, cb;     /* chunk: rb weight rows × cb activation rows */
     int64_t kp;         /* column panel (a multiple of the block size) */
     int64_t n_rb, n_chunks;
@@ -102,7 +103,13 @@ static void product_task(void *p, int ith, int nth)
             const int64_t kn = k0 + j->kp <= j->cols ? j->kp : j->cols - k0;
             const char *w = (const char *)j->W + (size_t)r0 * j->row_bytes + sq_row_size(j->type, k0);
             const char *x = (const char *)j->act + (size_t)c0 * j->act_stride + sq_row_size(j->act_type, k0);
-            if (j->gemm)
+            if (nc == 1 && j->vec_dot) {
+                /* one activation row: the type's vec_dot is its best single-column kernel */
+                for (int r = 0; r < nr; r++) {
+                    const float v = j->vec_dot(kn, w + (size_t)r * j->row_bytes, x);
+                    y[r] = k0 > 0 ? y[r] + v : v;
+                }
+            } else if (j->gemm)
                 j->gemm(kn, w, j->row_bytes, nr, x, j->act_stride, nc, y, (size_t)j->rows, k0 > 0);
             else
                 sq__gemm_generic(j->type, kn, w, j->row_bytes, nr, x, j->act_stride, nc, y, (size_t)j->rows, k0 > 0);
@@ -139,6 +146,7 @@ sq_status sq_matmul(sq_threadpool *tp, int type, const void *W, int64_t rows, in
     j.type = type, j.act_type = at, j.W = W, j.rows = rows, j.cols = cols, j.row_bytes = row_bytes;
     j.X = X, j.n = n, j.Y = Y;
     j.gemm = sq__gemm_kernel(type);
+    j.vec_dot = k[type].vec_dot;
     const int nth = sq_threadpool_n_threads(tp);
 
     if (at == SQ_TYPE_F32) {
@@ -163,15 +171,13 @@ sq_status sq_matmul(sq_threadpool *tp, int type, const void *W, int64_t rows, in
     j.rb = rb;
     j.n_rb = (rows + rb - 1) / rb;
     j.n_chunks = j.n_rb * n_cb;
-    /* column panel: the chunk's weight rows and activation rows together in about 384 KiB */
+    /* Column panel: the tile kernel keeps 4 activation rows of a panel in L1
+     * (about 24 KiB) while it walks the chunk's weight rows (from L2). */
     j.kp = cols;
     if (n > 1) {
-        const double w_per_value = (double)sq_row_size(type, ti->block_size) / ti->block_size;
         const double x_per_value = (double)sq_row_size(at, 256) / 256.0;
-        const double bytes_per_col = w_per_value * (double)rb + x_per_value * (double)j.cb;
-        int64_t kp = (int64_t)(384.0 * 1024 / bytes_per_col);
         const int64_t unit = ti->block_size < 256 ? 256 : ti->block_size;
-        kp = kp / unit * unit;
+        int64_t kp = (int64_t)(24.0 * 1024 / (4 * x_per_value)) / unit * unit;
         if (kp < unit) kp = unit;
         if (kp < cols) j.kp = kp;
     }

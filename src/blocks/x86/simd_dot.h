@@ -395,14 +395,14 @@ SQ_INLINE void k_iq4_xs(int64_t n, const void *vw, const void *vx, size_t xs, fl
         SQ_UNROLL for (int c = 0; c < NC; c++) isum[c] = _mm256_setzero_si256();
         for (int ib = 0; ib < 8; ib++) {
             const int ls = ((w[i].scales_l[ib / 2] >> 4 * (ib % 2)) & 0xF) | (((w[i].scales_h >> 2 * ib) & 3) << 4);
-            const __m256i s = _mm256_set1_epi32(ls - 32);
+            const __m256i s = _mm256_set1_epi16((short)(ls - 32));
             const __m256i q = _mm256_shuffle_epi8(table, nibbles32(w[i].qs + 16 * ib));
             const __m256i aq = _mm256_sign_epi8(q, q);
             SQ_UNROLL for (int c = 0; c < NC; c++) {
                 const blk_q8_K *x = XCOL(blk_q8_K, vx, xs, c) + i;
                 const __m256i y = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * ib));
-                const __m256i p = dp_u8s8(_mm256_setzero_si256(), aq, _mm256_sign_epi8(y, q));
-                isum[c] = _mm256_add_epi32(isum[c], _mm256_mullo_epi32(p, s));
+                /* |q|·±y pairs fit int16: 2·127·128 < 32768 */
+                isum[c] = dp_s16(isum[c], _mm256_maddubs_epi16(aq, _mm256_sign_epi8(y, q)), s);
             }
         }
         SQ_UNROLL for (int c = 0; c < NC; c++) {
@@ -415,35 +415,45 @@ SQ_INLINE void k_iq4_xs(int64_t n, const void *vw, const void *vx, size_t xs, fl
 
 /* ---- vec_dot and tile instances ---- */
 
-#define SQ_DEFINE_QUANT_KERNELS(T)                                                                          \
-    static float vdot_##T(int64_t n, const void *w, const void *x)                                         \
-    {                                                                                                      \
-        float s;                                                                                           \
-        k_##T(n, w, x, 0, &s, 1);                                                                          \
-        return s;                                                                                          \
-    }                                                                                                      \
-    static void gemm_##T(int64_t n, const void *w, size_t ws, int nr, const void *x, size_t xs, int nc,      \
-                         float *y, size_t ys, bool accumulate)                                             \
-    {                                                                                                      \
-        float s[MAXNC];                                                                                    \
-        for (int r = 0; r < nr; r++) {                                                                     \
-            const void *wr = (const char *)w + (size_t)r * ws;                                             \
-            int c = 0;                                                                                     \
-            for (; c + 4 <= nc; c += 4) {                                                                  \
-                k_##T(n, wr, (const char *)x + (size_t)c * xs, xs, s, 4);                                  \
-                for (int k = 0; k < 4; k++)                                                                \
-                    y[(size_t)(c + k) * ys + r] = s[k] + (accumulate ? y[(size_t)(c + k) * ys + r] : 0.0f); \
-            }                                                                                              \
-            for (; c + 2 <= nc; c += 2) {                                                                  \
-                k_##T(n, wr, (const char *)x + (size_t)c * xs, xs, s, 2);                                  \
-                for (int k = 0; k < 2; k++)                                                                \
-                    y[(size_t)(c + k) * ys + r] = s[k] + (accumulate ? y[(size_t)(c + k) * ys + r] : 0.0f); \
-            }                                                                                              \
-            for (; c < nc; c++) {                                                                          \
-                k_##T(n, wr, (const char *)x + (size_t)c * xs, xs, s, 1);                                  \
-                y[(size_t)c * ys + r] = s[0] + (accumulate ? y[(size_t)c * ys + r] : 0.0f);                \
-            }                                                                                              \
-        }                                                                                                  \
+/* Tile: column groups of 4 outside, weight rows inside, so the 4 activation
+ * rows of a group stay in L1 while the weight rows stream past them. */
+#define SQ_TILE_STORE(K)                                                                                     \
+    do {                                                                                                     \
+        for (int k = 0; k < (K); k++) {                                                                      \
+            float *dst = &y[(size_t)(c + k) * ys + r];                                                       \
+            *dst = s[k] + (accumulate ? *dst : 0.0f);                                                        \
+        }                                                                                                    \
+    } while (0)
+
+#define SQ_DEFINE_QUANT_KERNELS(T)                                                                           \
+    static float vdot_##T(int64_t n, const void *w, const void *x)                                          \
+    {                                                                                                       \
+        float s;                                                                                            \
+        k_##T(n, w, x, 0, &s, 1);                                                                           \
+        return s;                                                                                           \
+    }                                                                                                       \
+    static void gemm_##T(int64_t n, const void *w, size_t ws, int nr, const void *x, size_t xs, int nc,       \
+                         float *y, size_t ys, bool accumulate)                                              \
+    {                                                                                                       \
+        float s[MAXNC];                                                                                     \
+        int c = 0;                                                                                          \
+        for (; c + 4 <= nc; c += 4)                                                                         \
+            for (int r = 0; r < nr; r++) {                                                                  \
+                k_##T(n, (const char *)w + (size_t)r * ws, (const char *)x + (size_t)c * xs, xs, s, 4);     \
+                SQ_TILE_STORE(4);                                                                           \
+            }                                                                                               \
+        if (nc - c >= 2) {                                                                                  \
+            for (int r = 0; r < nr; r++) {                                                                  \
+                k_##T(n, (const char *)w + (size_t)r * ws, (const char *)x + (size_t)c * xs, xs, s, 2);     \
+                SQ_TILE_STORE(2);                                                                           \
+            }                                                                                               \
+            c += 2;                                                                                         \
+        }                                                                                                   \
+        if (nc - c == 1)                                                                                    \
+            for (int r = 0; r < nr; r++) {                                                                  \
+                k_##T(n, (const char *)w + (size_t)r * ws, (const char *)x + (size_t)c * xs, xs, s, 1);     \
+                SQ_TILE_STORE(1);                                                                           \
+            }                                                                                               \
     }
 
 SQ_DEFINE_QUANT_KERNELS(q4_0)
