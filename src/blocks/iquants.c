@@ -26,18 +26,21 @@
 static inline int imin(int a, int b) { return a < b ? a : b; }
 static inline int imax(int a, int b) { return a > b ? a : b; }
 
-/* Index of the table level nearest to v (table sorted ascending, 16 entries).
- * A value exactly half-way between two levels takes the upper one; the test
- * 2v >= lo + hi is exact in float (the levels are small integers), so the
- * choice matches ggml's however it phrases the comparison. */
-static inline int nearest_level(const int8_t *levels, float v)
+/* Decision thresholds of the IQ4 table, doubled: 2v >= lo + hi moves v from
+ * level lo up to level hi. The sums are small integers, so the test on 2v is
+ * exact in float. */
+static const float iq4_thresholds2[15] = {-231, -187, -148, -114, -84, -57, -32, -9,
+                                          14,   38,   63,   91,   122, 158, 202};
+
+/* Index of the table level nearest to v; a value exactly half-way between
+ * two levels takes the upper one (as ggml, however it phrases the test).
+ * The thresholds are sorted, so the index is the number of them at or below
+ * 2v: 15 independent compares, no branches (NaN gives 0, as ggml's search). */
+static inline int nearest_level(float v)
 {
     const float v2 = v + v;
     int idx = 0;
-    for (int step = 8; step > 0; step >>= 1) {
-        const int j = idx + step;
-        if (v2 >= (float)(levels[j - 1] + levels[j])) idx = j;
-    }
+    for (int k = 0; k < 15; k++) idx += v2 >= iq4_thresholds2[k];
     return idx;
 }
 
@@ -94,7 +97,7 @@ static void iq4_search(int sb, const float *x, const float *qw, uint16_t *dh, ui
         float id = 1 / d;
         float sumqx = 0, sumq2 = 0;
         for (int j = 0; j < 32; ++j) {
-            const int l = nearest_level(values, id * xb[j]);
+            const int l = nearest_level(id * xb[j]);
             Lb[j] = (uint8_t)l;
             const float q = values[l];
             const float w = weight[j];
@@ -107,7 +110,7 @@ static void iq4_search(int sb, const float *x, const float *qw, uint16_t *dh, ui
             id = (t + values[0]) / max; /* integer numerator, then float divide */
             sumqx = sumq2 = 0;
             for (int j = 0; j < 32; ++j) {
-                const int l = nearest_level(values, id * xb[j]);
+                const int l = nearest_level(id * xb[j]);
                 const float q = values[l];
                 const float w = weight[j];
                 sumqx += w * q * xb[j];
@@ -139,7 +142,7 @@ static void iq4_search(int sb, const float *x, const float *qw, uint16_t *dh, ui
             const float dl = d * l;
             const float idl = dl ? 1 / dl : 0.f;
             const float *xb = x + 32 * ib;
-            for (int j = 0; j < 32; ++j) L[32 * ib + j] = (uint8_t)nearest_level(values, idl * xb[j]);
+            for (int j = 0; j < 32; ++j) L[32 * ib + j] = (uint8_t)nearest_level(idl * xb[j]);
             l += 32;
             if (ib % 2 == 0)
                 scales_l[ib / 2] = (uint8_t)(l & 0xF);
@@ -151,7 +154,7 @@ static void iq4_search(int sb, const float *x, const float *qw, uint16_t *dh, ui
         /* IQ4_NL: the block scale as fp16, indices re-picked with the float scale */
         *dh = sq_f32_to_fp16(scales[0]);
         const float id = scales[0] ? 1 / scales[0] : 0;
-        for (int j = 0; j < sb; ++j) L[j] = (uint8_t)nearest_level(values, id * x[j]);
+        for (int j = 0; j < sb; ++j) L[j] = (uint8_t)nearest_level(id * x[j]);
     }
 
     for (int i = 0; i < sb / 32; ++i)
