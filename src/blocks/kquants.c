@@ -1136,7 +1136,10 @@ static void quantize_tq2_0(const float *x, void *vy, int64_t n, const float *ima
         for (int j = 0; j < (int)sizeof y[i].qs; j += 32, x += 128) {
             for (int m = 0; m < 32; ++m) {
                 unsigned q = 0;
-                for (int k = 0; k < 4; ++k) q += (unsigned)((lroundf(x[m + 32 * k] * id) + 1) & 3) << (2 * k);
+                /* unsigned arithmetic: lroundf of a non-finite product is
+                 * LONG_MIN on x86, and +1 must not overflow */
+                for (int k = 0; k < 4; ++k)
+                    q += (unsigned)(((unsigned long)lroundf(x[m + 32 * k] * id) + 1) & 3) << (2 * k);
                 y[i].qs[j + m] = (uint8_t)q;
             }
         }
