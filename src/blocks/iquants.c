@@ -23,6 +23,15 @@
 #include "kernels.h"
 #include "kquant_common.h"
 
+/* Bit-exactness needs every a*b+c rounded twice, as ggml computes it: no FMA
+ * contraction even when built with -mfma / -march=native (GCC in GNU mode and
+ * clang contract by default). */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
+
 static inline int imin(int a, int b) { return a < b ? a : b; }
 static inline int imax(int a, int b) { return a > b ? a : b; }
 
