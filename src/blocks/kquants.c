@@ -40,6 +40,35 @@ static inline int imax(int a, int b) { return a > b ? a : b; }
 static inline float h2f(uint16_t h) { return sq_fp16_to_f32(h); }
 static inline uint16_t f2h(float f) { return sq_f32_to_fp16(f); }
 
+/* 4-lane float / int vectors (GCC / clang vector extensions; SSE2 on any
+ * x86-64). The *_x4 searches below run one sub-block per lane with exactly the
+ * float operations of the scalar search, in the same order: IEEE arithmetic is
+ * per lane, so the results are bit-identical, and per-lane branches become
+ * masked selects. sq__kquants_reference_search(true) switches to the scalar
+ * searches (tests compare the two byte for byte). */
+typedef float sq__v4f __attribute__((vector_size(16)));
+typedef int32_t sq__v4i __attribute__((vector_size(16)));
+
+static inline sq__v4f v4_sel(sq__v4i m, sq__v4f a, sq__v4f b)
+{
+    return (sq__v4f)((m & (sq__v4i)a) | (~m & (sq__v4i)b));
+}
+static inline sq__v4i v4_seli(sq__v4i m, sq__v4i a, sq__v4i b) { return (m & a) | (~m & b); }
+/* sq__kq_round per lane */
+static inline sq__v4i v4_round(sq__v4f v)
+{
+    const sq__v4f biased = v + 12582912.f;
+    return ((sq__v4i)biased & 0x007fffff) - 0x00400000;
+}
+static inline sq__v4f v4_abs(sq__v4f v) { return (sq__v4f)((sq__v4i)v & 0x7fffffff); }
+static inline sq__v4f v4_err(sq__v4f diff, int use_mad) { return use_mad ? v4_abs(diff) : diff * diff; }
+
+
+/* Set by sq__kquants_reference_search (tests only): run the scalar searches. */
+static bool reference_search;
+
+void sq__kquants_reference_search(bool on) { reference_search = on; }
+
 /* ------------------------------------------------------------------------
  * Scale searches
  * ------------------------------------------------------------------------ */
@@ -102,6 +131,77 @@ static float fit_symmetric(int n, int nmax, const float *x, int8_t *L, const flo
     return scale;
 }
 
+/* fit_symmetric on 4 consecutive sub-blocks of n values at once (lane k on
+ * sub-block k); w holds their weights or is NULL (then x^2). */
+static void fit_symmetric_x4(int n, int nmax, const float *x, int8_t *L, const float *w, float *scales)
+{
+    sq__v4f X[32], W[32];
+    for (int i = 0; i < n; ++i)
+        for (int k = 0; k < 4; ++k) {
+            const float v = x[n * k + i];
+            X[i][k] = v;
+            W[i][k] = w ? w[n * k + i] : v * v;
+        }
+    const sq__v4f zero = {0, 0, 0, 0};
+    const sq__v4i izero = {0, 0, 0, 0};
+    const sq__v4i lo = izero - nmax, hi = izero + (nmax - 1);
+    sq__v4f max = zero, amax = zero;
+    for (int i = 0; i < n; ++i) {
+        const sq__v4f ax = v4_abs(X[i]);
+        const sq__v4i up = ax > amax;
+        amax = v4_sel(up, ax, amax);
+        max = v4_sel(up, X[i], max);
+    }
+    const sq__v4i zero_lane = amax < SQ_KQ_GROUP_EPS;
+    sq__v4i Lv[32];
+    sq__v4f iscale = (float)-nmax / max;
+    sq__v4f sumlx = zero, suml2 = zero;
+    for (int i = 0; i < n; ++i) {
+        sq__v4i l = v4_round(iscale * X[i]);
+        l = v4_seli(l < lo, lo, v4_seli(l > hi, hi, l));
+        Lv[i] = l;
+        const sq__v4f lf = __builtin_convertvector(l, sq__v4f);
+        sumlx += W[i] * X[i] * lf;
+        suml2 += W[i] * lf * lf;
+    }
+    sq__v4f scale = v4_sel(suml2 != 0, sumlx / suml2, zero);
+    sq__v4f best = scale * sumlx;
+    for (int step = -9; step <= 9; ++step) {
+        if (step == 0) continue;
+        iscale = -(nmax + 0.1f * step) / max;
+        sq__v4i Lt[32];
+        sumlx = suml2 = zero;
+        for (int i = 0; i < n; ++i) {
+            sq__v4i l = v4_round(iscale * X[i]);
+            l = v4_seli(l < lo, lo, v4_seli(l > hi, hi, l));
+            Lt[i] = l;
+            const sq__v4f lf = __builtin_convertvector(l, sq__v4f);
+            sumlx += W[i] * X[i] * lf;
+            suml2 += W[i] * lf * lf;
+        }
+        const sq__v4i take = (suml2 > 0) & (sumlx * sumlx > best * suml2);
+        for (int i = 0; i < n; ++i) Lv[i] = v4_seli(take, Lt[i], Lv[i]);
+        const sq__v4f ns = sumlx / suml2;
+        scale = v4_sel(take, ns, scale);
+        best = v4_sel(take, ns * sumlx, best);
+    }
+    for (int k = 0; k < 4; ++k) {
+        scales[k] = zero_lane[k] ? 0.f : scale[k];
+        for (int i = 0; i < n; ++i) L[n * k + i] = zero_lane[k] ? 0 : (int8_t)(Lv[i][k] + nmax);
+    }
+}
+
+/* fit_symmetric on nsub (a multiple of 4) consecutive sub-blocks of n values;
+ * w: their weights, or NULL for x^2. */
+static void fit_symmetric_batch(int nsub, int n, int nmax, const float *x, int8_t *L, const float *w, float *scales)
+{
+    if (reference_search) {
+        for (int j = 0; j < nsub; ++j) scales[j] = fit_symmetric(n, nmax, x + n * j, L + n * j, w ? w + n * j : NULL);
+        return;
+    }
+    for (int j = 0; j < nsub; j += 4) fit_symmetric_x4(n, nmax, x + n * j, L + n * j, w ? w + n * j : NULL, scales + j);
+}
+
 /*
  * Q3_K's reference search (ggml's make_q3_quants with do_rmse): start from
  * the scale mapping the largest-magnitude value to -nmax, weights x^2, then up
@@ -160,7 +260,6 @@ static float fit_q3_reference(int n, int nmax, const float *x, int8_t *L)
     return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
 }
 
-#ifdef SQ_KQ_REFERENCE_SEARCH
 /*
  * Asymmetric search without importance (ggml's make_qkx2_quants): fits
  * x[i] ~ scale*L[i] - m with L in [0, nmax] and m >= 0 (the min is clamped to
@@ -322,37 +421,12 @@ static float fit_asym_weighted(int n, int nmax, const float *x, const float *wei
     return scale;
 }
 
-#endif /* SQ_KQ_REFERENCE_SEARCH */
-
-#ifndef SQ_KQ_REFERENCE_SEARCH
 /*
- * The two asymmetric searches above, run on 4 sub-blocks at once: lane k of
- * every vector belongs to sub-block k and goes through exactly the float
- * operations, in exactly the order, of fit_asym_plain / fit_asym_weighted
- * (IEEE arithmetic is per lane, so the results are bit-identical; the
- * per-lane branches become masked selects). This is 4-6x faster on the
- * Q2_K / Q4_K / Q5_K quantizers. Building with -DSQ_KQ_REFERENCE_SEARCH uses
- * the scalar functions instead (the differential check in the docs).
+ * fit_asym_plain / fit_asym_weighted on 4 sub-blocks at once, lane k on
+ * sub-block k (see the vector note at the top).
  *   x, w: 4 consecutive sub-blocks of n (16 or 32) values and weights;
  *   L:    receives their levels; scales / neg_mins: the fitted pairs.
  */
-typedef float sq__v4f __attribute__((vector_size(16)));
-typedef int32_t sq__v4i __attribute__((vector_size(16)));
-
-static inline sq__v4f v4_sel(sq__v4i m, sq__v4f a, sq__v4f b)
-{
-    return (sq__v4f)((m & (sq__v4i)a) | (~m & (sq__v4i)b));
-}
-static inline sq__v4i v4_seli(sq__v4i m, sq__v4i a, sq__v4i b) { return (m & a) | (~m & b); }
-/* sq__kq_round per lane */
-static inline sq__v4i v4_round(sq__v4f v)
-{
-    const sq__v4f biased = v + 12582912.f;
-    return ((sq__v4i)biased & 0x007fffff) - 0x00400000;
-}
-static inline sq__v4f v4_abs(sq__v4f v) { return (sq__v4f)((sq__v4i)v & 0x7fffffff); }
-static inline sq__v4f v4_err(sq__v4f diff, int use_mad) { return use_mad ? v4_abs(diff) : diff * diff; }
-
 static void fit_asym_x4(int n, int nmax, const float *x, const float *w, uint8_t *L, float *scales, float *neg_mins,
                         float rmin, float rdelta, int nstep, int use_mad, int weighted)
 {
@@ -434,7 +508,6 @@ static void fit_asym_x4(int n, int nmax, const float *x, const float *w, uint8_t
         for (int i = 0; i < n; ++i) L[n * k + i] = degenerate[k] ? 0 : (uint8_t)Lv[i][k];
     }
 }
-#endif
 
 /* The asymmetric fit of nsub (a multiple of 4) consecutive sub-blocks of n
  * values: fit_asym_weighted when `weighted` (squared error), else
@@ -442,18 +515,18 @@ static void fit_asym_x4(int n, int nmax, const float *x, const float *w, uint8_t
 static void fit_asym_batch(int nsub, int n, int nmax, const float *x, const float *w, uint8_t *L, float *scales,
                            float *neg_mins, float rmin, float rdelta, int nstep, int use_mad, int weighted)
 {
-#ifdef SQ_KQ_REFERENCE_SEARCH
-    uint8_t Laux[32];
-    for (int j = 0; j < nsub; ++j)
-        scales[j] = weighted ? fit_asym_weighted(n, nmax, x + n * j, w + n * j, L + n * j, &neg_mins[j], Laux, rmin,
-                                                 rdelta, nstep)
-                             : fit_asym_plain(n, nmax, x + n * j, w + n * j, L + n * j, &neg_mins[j], Laux, rmin,
-                                              rdelta, nstep, use_mad);
-#else
+    if (reference_search) {
+        uint8_t Laux[32];
+        for (int j = 0; j < nsub; ++j)
+            scales[j] = weighted ? fit_asym_weighted(n, nmax, x + n * j, w + n * j, L + n * j, &neg_mins[j], Laux,
+                                                     rmin, rdelta, nstep)
+                                 : fit_asym_plain(n, nmax, x + n * j, w + n * j, L + n * j, &neg_mins[j], Laux, rmin,
+                                                  rdelta, nstep, use_mad);
+        return;
+    }
     for (int j = 0; j < nsub; j += 4)
         fit_asym_x4(n, nmax, x + n * j, w + n * j, L + n * j, scales + j, neg_mins + j, rmin, rdelta, nstep, use_mad,
                     weighted);
-#endif
 }
 
 /*
@@ -807,19 +880,20 @@ static void quantize_q3_K_plain(const float *x, sq__block_q3_K *y, int64_t nb)
 static void quantize_q3_K_imatrix(const float *x, sq__block_q3_K *y, int64_t nb, const float *qw_row)
 {
     int8_t L[SQ_QK_K], Ls[SQ_QK_K / 16];
-    float scales[SQ_QK_K / 16], weight[16], sw[SQ_QK_K / 16];
+    float scales[SQ_QK_K / 16], weight[SQ_QK_K], sw[SQ_QK_K / 16];
     for (int64_t i = 0; i < nb; i++, x += SQ_QK_K) {
         float sumx2 = 0;
         for (int j = 0; j < SQ_QK_K; ++j) sumx2 += x[j] * x[j];
         const float sigma2 = 2 * sumx2 / SQ_QK_K;
         for (int j = 0; j < SQ_QK_K / 16; ++j) {
             const float *qw = qw_row + SQ_QK_K * i + 16 * j;
-            for (int l = 0; l < 16; ++l) weight[l] = qw[l] * sqrtf(sigma2 + x[16 * j + l] * x[16 * j + l]);
+            float *wj = weight + 16 * j;
+            for (int l = 0; l < 16; ++l) wj[l] = qw[l] * sqrtf(sigma2 + x[16 * j + l] * x[16 * j + l]);
             float sumw = 0;
-            for (int l = 0; l < 16; ++l) sumw += weight[l];
+            for (int l = 0; l < 16; ++l) sumw += wj[l];
             sw[j] = sumw;
-            scales[j] = fit_symmetric(16, 4, x + 16 * j, L + 16 * j, weight);
         }
+        fit_symmetric_batch(SQ_QK_K / 16, 16, 4, x, L, weight, scales);
         memset(y[i].scales, 0, sizeof y[i].scales);
         const float d_block = fit_symmetric(SQ_QK_K / 16, 32, scales, Ls, sw);
         for (int j = 0; j < SQ_QK_K / 16; ++j) put_scale_q3(j, y[i].scales, Ls[j]);
@@ -1139,10 +1213,9 @@ static void quantize_q6_K(const float *x, void *vy, int64_t n, const float *imat
     float scales[SQ_QK_K / 16];
     for (int64_t i = 0; i < n / SQ_QK_K; i++, x += SQ_QK_K) {
         float max_scale = 0, max_abs_scale = 0;
+        fit_symmetric_batch(SQ_QK_K / 16, 16, 32, x, L, imatrix ? imatrix + SQ_QK_K * i : NULL, scales);
         for (int ib = 0; ib < SQ_QK_K / 16; ++ib) {
-            const float *qw = imatrix ? imatrix + SQ_QK_K * i + 16 * ib : NULL;
-            const float scale = fit_symmetric(16, 32, x + 16 * ib, L + 16 * ib, qw);
-            scales[ib] = scale;
+            const float scale = scales[ib];
             const float abs_scale = fabsf(scale);
             if (abs_scale > max_abs_scale) {
                 max_abs_scale = abs_scale;
