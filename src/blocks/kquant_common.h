@@ -151,5 +151,6 @@ static const int8_t sq__kvalues_iq4nl[16] = {-127, -104, -83, -65, -49, -35, -22
  * their plain scalar searches instead of the 4-lane ones; both must give the
  * same bytes. */
 void sq__kquants_reference_search(bool on);
+bool sq__kquants_reference_search_on(void);
 
 #endif /* SQ_BLOCKS_KQUANT_COMMON_H */

@@ -68,6 +68,7 @@ static inline sq__v4f v4_err(sq__v4f diff, int use_mad) { return use_mad ? v4_ab
 static bool reference_search;
 
 void sq__kquants_reference_search(bool on) { reference_search = on; }
+bool sq__kquants_reference_search_on(void) { return reference_search; }
 
 /* ------------------------------------------------------------------------
  * Scale searches
