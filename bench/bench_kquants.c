@@ -4,23 +4,34 @@
  * without an importance matrix, and of the scalar reference dequantize and
  * dot kernels. Each figure is printed next to a plain memory copy of the
  * same f32 data measured in the same run ("x memcpy" = how many times slower
- * than copying the input), so runs on different machines compare.
+ * than copying the input), so runs on different machines compare. Times are
+ * process CPU time (single-threaded), best of a few repetitions.
  *
  *   build/bench/bench_kquants [ROWS] [COLS]     (default 64 x 4096)
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "sq/blocks.h"
+
+/* CPU time of this process: on a shared machine it does not count the time
+ * other processes hold the core, so figures are steadier than wall time. */
+static double cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 static double best_of(int reps, void (*fn)(void *), void *arg)
 {
     double best = 1e30;
     for (int r = 0; r < reps; r++) {
-        const double t0 = sq_time_now();
+        const double t0 = cpu_now();
         fn(arg);
-        const double t = sq_time_now() - t0;
+        const double t = cpu_now() - t0;
         if (t < best) best = t;
     }
     return best;

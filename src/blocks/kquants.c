@@ -918,12 +918,14 @@ static void dequantize_q3_K(const void *vx, float *y, int64_t n)
     for (int64_t i = 0; i < n / SQ_QK_K; i++) {
         const float d_all = h2f(x[i].d);
         const uint8_t *q = x[i].qs;
+        int sc[SQ_QK_K / 16];
+        for (int j = 0; j < SQ_QK_K / 16; ++j) sc[j] = get_scale_q3(j, x[i].scales);
         int is = 0;
         uint8_t m = 1;
         for (int half = 0; half < SQ_QK_K; half += 128) {
             for (int shift = 0; shift < 8; shift += 2) {
                 for (int part = 0; part < 2; ++part) {
-                    const float dl = d_all * get_scale_q3(is++, x[i].scales);
+                    const float dl = d_all * sc[is++];
                     for (int l = 16 * part; l < 16 * part + 16; ++l)
                         *y++ = dl * (((q[l] >> shift) & 3) - ((x[i].hmask[l] & m) ? 0 : 4));
                 }
@@ -1252,26 +1254,32 @@ static void quantize_q6_K(const float *x, void *vy, int64_t n, const float *imat
     }
 }
 
-/* The 6-bit level (-32..31) of value k (0..127) of a 128-value half. */
-static inline int q6_level(const uint8_t *ql, const uint8_t *qh, int k)
+/* Unpacks the 256 six-bit levels (-32..31) of a Q6_K block: for each
+ * 128-value half and l < 32, ql[l] / ql[l+32] hold the low nibbles of values
+ * l, l+64 / l+32, l+96 and qh[l] their high 2 bits at bits 0, 2, 4, 6. */
+static void q6_unpack(const sq__block_q6_K *b, int8_t *lv)
 {
-    const int l = k % 32, part = k / 32; /* part 0..3 */
-    const int lo = (part & 1) ? ql[l + 32] : ql[l];
-    const int nib = (part & 2) ? lo >> 4 : lo & 0xF;
-    return (nib | (((qh[l] >> (2 * part)) & 3) << 4)) - 32;
+    for (int half = 0; half < 2; ++half) {
+        const uint8_t *ql = b->ql + 64 * half, *qh = b->qh + 32 * half;
+        int8_t *o = lv + 128 * half;
+        for (int l = 0; l < 32; ++l) {
+            o[l] = (int8_t)(((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32);
+            o[l + 32] = (int8_t)(((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32);
+            o[l + 64] = (int8_t)(((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
+            o[l + 96] = (int8_t)(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
+        }
+    }
 }
 
 /* value = (d*scale)*q, in ggml's order. */
 static void dequantize_q6_K(const void *vx, float *y, int64_t n)
 {
     const sq__block_q6_K *x = vx;
-    for (int64_t i = 0; i < n / SQ_QK_K; i++) {
+    int8_t lv[SQ_QK_K];
+    for (int64_t i = 0; i < n / SQ_QK_K; i++, y += SQ_QK_K) {
         const float d = h2f(x[i].d);
-        for (int half = 0; half < 2; ++half) {
-            const uint8_t *ql = x[i].ql + 64 * half, *qh = x[i].qh + 32 * half;
-            const int8_t *sc = x[i].scales + 8 * half;
-            for (int k = 0; k < 128; ++k) *y++ = d * sc[k / 16] * q6_level(ql, qh, k);
-        }
+        q6_unpack(&x[i], lv);
+        for (int k = 0; k < SQ_QK_K; ++k) y[k] = d * x[i].scales[k / 16] * lv[k];
     }
 }
 
@@ -1280,16 +1288,14 @@ static float vec_dot_q6_K(int64_t n, const void *vw, const void *vx)
     const sq__block_q6_K *w = vw;
     const sq__block_q8_K *a = vx;
     float sumf = 0;
+    int8_t lv[SQ_QK_K];
     for (int64_t i = 0; i < n / SQ_QK_K; ++i) {
+        q6_unpack(&w[i], lv);
         int32_t isum = 0;
-        for (int half = 0; half < 2; ++half) {
-            const uint8_t *ql = w[i].ql + 64 * half, *qh = w[i].qh + 32 * half;
-            const int8_t *q8 = a[i].qs + 128 * half;
-            for (int g = 0; g < 8; ++g) {
-                int s = 0;
-                for (int k = 16 * g; k < 16 * g + 16; ++k) s += q6_level(ql, qh, k) * q8[k];
-                isum += w[i].scales[8 * half + g] * s;
-            }
+        for (int g = 0; g < SQ_QK_K / 16; ++g) {
+            int s = 0;
+            for (int k = 16 * g; k < 16 * g + 16; ++k) s += lv[k] * a[i].qs[k];
+            isum += w[i].scales[g] * s;
         }
         sumf += h2f(w[i].d) * a[i].d * isum;
     }
