@@ -8,7 +8,7 @@
  * switched off here so that the text can come back unchanged).
  * Both need valid UTF-8: with an invalid lead byte llama.cpp's SPM symbol
  * swallows the following bytes (part of an escaped space, say) and they come
- * back as raw bytes.
+ * back as raw bytes. And SPM cannot tell a literal U+2581 from a space.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -128,7 +128,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         bpe->clean_spaces = false;
     }
     int valid = valid_utf8(data, size);
-    check(spm, data, size, valid);
+    /* SPM writes spaces as U+2581, so a literal U+2581 comes back as a space */
+    check(spm, data, size, valid && !memmem(data, size, "\xE2\x96\x81", 3));
     check(bpe, data, size, valid);
     return 0;
 }
