@@ -39,6 +39,11 @@ typedef struct sq__merge {
     uint32_t left_len, right_len;
 } sq__merge;
 
+typedef struct sq__slot {
+    uint32_t tag;
+    int32_t id;
+} sq__slot;
+
 struct sq_vocab {
     sq_vocab_type type;
     sq_vocab_pre pre;
@@ -47,7 +52,7 @@ struct sq_vocab {
     char *text;          /* all token texts, each followed by a NUL */
     char *pieces;        /* all pieces */
     uint32_t hash_mask;  /* token hash: open addressing, power-of-two size */
-    int32_t *hash;       /* token id or -1 */
+    sq__slot *hash;      /* id -1: empty; tag: high hash bits, checked before the text */
     int64_t n_merges;
     sq__merge *merges;
     char *merge_text;    /* left bytes then right bytes per merge */

@@ -48,38 +48,44 @@ void sq__spm_tokenize(const sq_vocab *v, const char *text, size_t len, sq__tok_o
         out->oom = true; /* offsets are 32-bit; 2 GB of text in one fragment is refused */
         return;
     }
-    sq__sym *sym = malloc(len * sizeof *sym);
+    /* When no multi-character piece contains a newline, a "\n" symbol can
+     * never merge, so the text falls apart into independent lines: merging
+     * line by line gives the same result as one queue over the whole text,
+     * with small symbol and heap arrays that stay in cache (perplexity
+     * tokenizes a whole file at once). Otherwise the whole fragment is one
+     * segment. Symbols are built segment by segment into one reused array. */
+    size_t cap = v->spm_newline_split ? 256 : len;
+    sq__sym *sym = malloc(cap * sizeof *sym);
     sq__heap h = {0};
     if (!sym) {
         out->oom = true;
         return;
     }
-    int32_t n = 0;
     for (size_t off = 0; off < len;) {
-        size_t l = sq__utf8_len((unsigned char)text[off]);
-        if (l > len - off) l = len - off;
-        sym[n].prev = n - 1;
-        sym[n].off = (uint32_t)off;
-        sym[n].n = (uint32_t)l;
-        off += l;
-        sym[n].next = off == len ? -1 : n + 1;
-        n++;
-    }
-    /* When no multi-character piece contains a newline, a "\n" symbol can
-     * never merge, so the text falls apart into independent lines: merging
-     * line by line gives the same result as one queue over the whole text,
-     * with a small heap that stays in cache (a whole file is tokenized at
-     * once by perplexity). Otherwise the whole fragment is one segment. */
-    for (int32_t a = 0; a < n;) {
-        int32_t b = a + 1;
-        if (v->spm_newline_split)
-            while (b < n && !(sym[b - 1].n == 1 && text[sym[b - 1].off] == '\n')) b++;
-        else
-            b = n;
-        sym[a].prev = -1;
-        sym[b - 1].next = -1;
+        int32_t n = 0;
+        do {
+            if ((size_t)n == cap) {
+                sq__sym *ns = realloc(sym, 2 * cap * sizeof *sym);
+                if (!ns) {
+                    out->oom = true;
+                    goto done;
+                }
+                sym = ns;
+                cap *= 2;
+            }
+            size_t l = sq__utf8_len((unsigned char)text[off]);
+            if (l > len - off) l = len - off;
+            sym[n].prev = n - 1;
+            sym[n].next = n + 1;
+            sym[n].off = (uint32_t)off;
+            sym[n].n = (uint32_t)l;
+            off += l;
+            n++;
+            if (v->spm_newline_split && l == 1 && text[off - 1] == '\n') break;
+        } while (off < len);
+        sym[n - 1].next = -1;
         h.n = 0;
-        for (int32_t i = a + 1; i < b; i++) spm_try_pair(v, text, sym, i - 1, i, &h);
+        for (int32_t i = 1; i < n; i++) spm_try_pair(v, text, sym, i - 1, i, &h);
         while (h.n > 0) {
             sq__bigram bg = sq__heap_pop(&h);
             sq__sym *L = &sym[bg.left], *R = &sym[bg.right];
@@ -91,10 +97,13 @@ void sq__spm_tokenize(const sq_vocab *v, const char *text, size_t len, sq__tok_o
             spm_try_pair(v, text, sym, L->prev, bg.left, &h);
             spm_try_pair(v, text, sym, bg.left, L->next, &h);
         }
-        if (h.oom) out->oom = true;
-        for (int32_t i = a; i != -1; i = sym[i].next) spm_emit(v, text, &sym[i], out);
-        a = b;
+        if (h.oom) {
+            out->oom = true;
+            break;
+        }
+        for (int32_t i = 0; i != -1; i = sym[i].next) spm_emit(v, text, &sym[i], out);
     }
+done:
     free(h.a);
     free(sym);
 }

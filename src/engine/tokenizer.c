@@ -88,11 +88,13 @@ sq__bigram sq__heap_pop(sq__heap *h)
 sq_token sq__vocab_lookup(const sq_vocab *v, const char *text, size_t len)
 {
     uint64_t h = sq__hash_bytes(SQ__HASH_SEED, text, len);
+    uint32_t tag = (uint32_t)(h >> 32);
     for (uint64_t i = h & v->hash_mask;; i = (i + 1) & v->hash_mask) {
-        int32_t id = v->hash[i];
-        if (id < 0) return SQ_TOKEN_NULL;
-        const sq__tokinfo *t = &v->toks[id];
-        if (t->text_len == len && memcmp(v->text + t->text_off, text, len) == 0) return id;
+        sq__slot sl = v->hash[i];
+        if (sl.id < 0) return SQ_TOKEN_NULL;
+        if (sl.tag != tag) continue;
+        const sq__tokinfo *t = &v->toks[sl.id];
+        if (t->text_len == len && memcmp(v->text + t->text_off, text, len) == 0) return sl.id;
     }
 }
 
@@ -373,9 +375,10 @@ sq_status sq_vocab_create(const sq_vocab_desc *d, sq_vocab **out, sq_error *err)
         const char *s = v->text + t->text_off;
         uint64_t h = sq__hash_bytes(SQ__HASH_SEED, s, l);
         for (uint64_t k = h & v->hash_mask;; k = (k + 1) & v->hash_mask) {
-            int32_t o = v->hash[k];
+            int32_t o = v->hash[k].id;
             if (o < 0) {
-                v->hash[k] = i;
+                v->hash[k].id = i;
+                v->hash[k].tag = (uint32_t)(h >> 32);
                 break;
             }
             if (v->toks[o].text_len == l && memcmp(v->text + v->toks[o].text_off, s, l) == 0) {
