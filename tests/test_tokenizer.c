@@ -10,6 +10,7 @@
  * every line of heldout.txt.
  */
 #include <dirent.h>
+#include <unistd.h>
 #include <string.h>
 
 #include "engine/tok_internal.h"
@@ -307,7 +308,8 @@ static void test_pretokenizers(void)
     CHECK_STR(words_of(G2, "x  !?"), "x| | !?");
 }
 
-/* ------------------------------------------------------ ../shared vocabs */
+
+/* ------------------------------------------------ GGUF loading, no shared */
 
 static sq_vocab *load_vocab(const char *path)
 {
@@ -319,6 +321,99 @@ static sq_vocab *load_vocab(const char *path)
     sq_gguf_close(g);
     return v;
 }
+
+
+/* Writes a vocab-only GGUF: the tiny SPM vocabulary, optionally broken. */
+static bool write_vocab_gguf(const char *path, int broken)
+{
+    enum { N = SPM_FIRST_WORD + 8 };
+    static char bytes[256][7];
+    const char *toks[N];
+    float scores[N] = {0};
+    int32_t types[N];
+    toks[0] = "<unk>", types[0] = SQ_TOKEN_TYPE_UNKNOWN;
+    toks[1] = "<s>", types[1] = SQ_TOKEN_TYPE_CONTROL;
+    toks[2] = "</s>", types[2] = SQ_TOKEN_TYPE_CONTROL;
+    for (int b = 0; b < 256; b++) {
+        snprintf(bytes[b], sizeof bytes[b], "<0x%02X>", b);
+        toks[3 + b] = bytes[b];
+        types[3 + b] = SQ_TOKEN_TYPE_BYTE;
+    }
+    for (int i = 0; i < 8; i++) {
+        toks[SPM_FIRST_WORD + i] = spm_words[i];
+        scores[SPM_FIRST_WORD + i] = spm_word_scores[i];
+        types[SPM_FIRST_WORD + i] = i == 7 ? SQ_TOKEN_TYPE_USER_DEFINED : SQ_TOKEN_TYPE_NORMAL;
+    }
+    sq_gguf_writer *w = NULL;
+    sq_error e = {0};
+    if (sq_gguf_writer_open(path, &w, &e) != SQ_OK) return false;
+    bool ok = sq_gguf_writer_set_str(w, "general.architecture", "llama", &e) == SQ_OK &&
+              sq_gguf_writer_set_str(w, "tokenizer.ggml.model", "llama", &e) == SQ_OK &&
+              (broken == 1 || sq_gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", toks, N, &e) == SQ_OK) &&
+              (broken == 2 ? sq_gguf_writer_set_arr_str(w, "tokenizer.ggml.scores", toks, N, &e) == SQ_OK
+                           : sq_gguf_writer_set_arr(w, "tokenizer.ggml.scores", SQ_GGUF_FLOAT32, scores, N, &e) ==
+                                 SQ_OK) &&
+              sq_gguf_writer_set_arr(w, "tokenizer.ggml.token_type", SQ_GGUF_INT32, types, N, &e) == SQ_OK &&
+              sq_gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", 1, &e) == SQ_OK &&
+              sq_gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id", 2, &e) == SQ_OK &&
+              sq_gguf_writer_set_bool(w, "tokenizer.ggml.add_bos_token", false, &e) == SQ_OK;
+    if (!ok) {
+        sq_gguf_writer_abort(w);
+        return false;
+    }
+    return sq_gguf_writer_finish(w, &e) == SQ_OK;
+}
+
+static void test_gguf_vocab(void)
+{
+    char dir[512], path[600];
+    if (!harness_tmpdir(dir, sizeof dir)) SKIP("no temporary directory");
+    snprintf(path, sizeof path, "%s/vocab.gguf", dir);
+    CHECK(write_vocab_gguf(path, 0));
+    sq_vocab *v = load_vocab(path);
+    CHECK(v != NULL);
+    if (v) {
+        char want[64];
+        snprintf(want, sizeof want, "%d %d %d", SPM_FIRST_WORD + 6, SPM_FIRST_WORD + 0, SPM_FIRST_WORD + 3);
+        CHECK_STR(ids_of(v, "ab c", true, false), want); /* add_bos_token false in the file */
+        CHECK(!sq_vocab_add_bos(v));
+        CHECK_INT(sq_vocab_eos(v), 2);
+        CHECK(sq_vocab_token_score(v, SPM_FIRST_WORD + 4) == -1.0f);
+        sq_vocab_free(v);
+    }
+    /* the sq tokenize tool on the same file */
+    char cmd[1024], line[256] = "";
+    snprintf(cmd, sizeof cmd, "'%s' tokenize -m '%s' -p 'ab c' 2>&1", harness_sq_bin(), path);
+    FILE *p = popen(cmd, "r");
+    if (p) {
+        if (!fgets(line, sizeof line, p)) line[0] = 0;
+        CHECK_INT(pclose(p), 0);
+        char want[64];
+        snprintf(want, sizeof want, "%d %d %d\n", SPM_FIRST_WORD + 6, SPM_FIRST_WORD + 0, SPM_FIRST_WORD + 3);
+        CHECK_STR(line, want);
+    }
+    /* broken files: the error names the file and the key */
+    for (int broken = 1; broken <= 2; broken++) {
+        snprintf(path, sizeof path, "%s/broken%d.gguf", dir, broken);
+        CHECK(write_vocab_gguf(path, broken));
+        sq_gguf *g = NULL;
+        sq_vocab *bv = NULL;
+        sq_error e = {0};
+        CHECK_INT(sq_gguf_open(path, &g, &e), SQ_OK);
+        CHECK(sq_vocab_load_gguf(g, &bv, &e) != SQ_OK);
+        CHECK(bv == NULL);
+        CHECK_CONTAINS(e.msg, path);
+        CHECK_CONTAINS(e.msg, broken == 1 ? "tokenizer.ggml.tokens" : "tokenizer.ggml.scores");
+        sq_gguf_close(g);
+        unlink(path);
+    }
+    snprintf(path, sizeof path, "%s/vocab.gguf", dir);
+    unlink(path);
+    rmdir(dir);
+}
+
+/* ------------------------------------------------------ ../shared vocabs */
+
 
 /* llama.cpp's test-tokenizer-0: inputs separated by a marker line, one line
  * of expected ids per input, tokenized without BOS and without parsing
@@ -472,6 +567,7 @@ int main(void)
     RUN(test_bad_vocab);
     RUN(test_bpe_merges);
     RUN(test_pretokenizers);
+    RUN(test_gguf_vocab);
     RUN(test_shared_vocabs);
     RUN(test_demo_roundtrip);
     return harness_finish("tokenizer");
