@@ -277,10 +277,10 @@ static void test_bpe_merges(void)
 static const char *words_of(sq_vocab_pre pre, const char *text)
 {
     static char buf[1024];
-    uint32_t cps[256], lens[256];
+    uint32_t cps[256], lens[256], scratch[256];
     size_t n = 0, len = strlen(text);
     for (size_t pos = 0; pos < len;) cps[n++] = sq__utf8_decode((const unsigned char *)text, len, &pos);
-    size_t nw = sq__pretok_split(pre, cps, n, lens), o = 0, c = 0;
+    size_t nw = sq__pretok_split(pre, cps, n, lens, scratch), o = 0, c = 0;
     for (size_t w = 0; w < nw; w++) {
         if (w) buf[o++] = '|';
         for (uint32_t k = 0; k < lens[w]; k++) o += sq__utf8_encode(cps[c++], buf + o);
@@ -306,6 +306,11 @@ static void test_pretokenizers(void)
     CHECK_STR(words_of(G2, "  x"), " | x");
     CHECK_STR(words_of(G2, "12345 a1"), "12345| a|1");
     CHECK_STR(words_of(G2, "x  !?"), "x| | !?");
+    /* llama.cpp's default chain: punctuation runs, GPT-2, number runs, digit triples */
+    const sq_vocab_pre D = SQ_VOCAB_PRE_DEFAULT;
+    CHECK_STR(words_of(D, "Hello, world! 12345 $x"), "Hello|,| world|!| |123|45| |$|x");
+    CHECK_STR(words_of(D, "it's a`b 7a1234"), "it|'|s| a|`|b| |7|a|123|4");
+    CHECK_STR(words_of(D, "\xC2\xBF\xC2\xBFx\xD9\xA3"), "\xC2\xBF\xC2\xBF|x|\xD9\xA3"); /* ¿¿x٣ */
 }
 
 

@@ -48,13 +48,14 @@ void sq__bpe_tokenize(const sq_vocab *v, const char *text, size_t len, sq__tok_o
     }
     uint32_t *cps = malloc(len * sizeof *cps);
     uint32_t *lens = malloc(len * sizeof *lens);
+    uint32_t *scratch = malloc(len * sizeof *scratch);
     char *w = NULL;
     sq__sym *sym = NULL;
     sq__heap h = {0};
-    if (!cps || !lens) goto oom;
+    if (!cps || !lens || !scratch) goto oom;
     size_t ncp = 0;
     for (size_t pos = 0; pos < len;) cps[ncp++] = sq__utf8_decode((const unsigned char *)text, len, &pos);
-    size_t nw = sq__pretok_split(v->pre, cps, ncp, lens);
+    size_t nw = sq__pretok_split(v->pre, cps, ncp, lens, scratch);
     size_t maxw = 0;
     for (size_t i = 0; i < nw; i++)
         if (lens[i] > maxw) maxw = lens[i];
@@ -108,6 +109,7 @@ void sq__bpe_tokenize(const sq_vocab *v, const char *text, size_t len, sq__tok_o
     free(h.a);
     free(sym);
     free(w);
+    free(scratch);
     free(lens);
     free(cps);
     return;
@@ -116,6 +118,7 @@ oom:
     free(h.a);
     free(sym);
     free(w);
+    free(scratch);
     free(lens);
     free(cps);
 }

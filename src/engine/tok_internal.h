@@ -126,14 +126,15 @@ uint32_t sq__utf8_decode(const unsigned char *s, size_t n, size_t *pos);
 /* Encodes cp (U+FFFD if > 0x10FFFF) into out; returns 1..4. */
 size_t sq__utf8_encode(uint32_t cp, char *out);
 
-enum { SQ__CPT_LETTER = 1, SQ__CPT_NUMBER = 2, SQ__CPT_SPACE = 4, SQ__CPT_DEFINED = 8 };
+enum { SQ__CPT_LETTER = 1, SQ__CPT_NUMBER = 2, SQ__CPT_SPACE = 4, SQ__CPT_DEFINED = 8, SQ__CPT_PUNCT = 16 };
 /* Category flags of a code point (SQ__CPT_DEFINED for every valid one). */
 unsigned sq__cpt_flags(uint32_t cp);
 uint32_t sq__cpt_tolower(uint32_t cp);
 
 /* Splits cps[0..n) into words with the pre-tokenizer: writes the word
- * lengths (in code points) to lens (room for n) and returns their count. */
-size_t sq__pretok_split(sq_vocab_pre pre, const uint32_t *cps, size_t n, uint32_t *lens);
+ * lengths (in code points) to lens and returns their count. lens and
+ * scratch have room for n entries each. */
+size_t sq__pretok_split(sq_vocab_pre pre, const uint32_t *cps, size_t n, uint32_t *lens, uint32_t *scratch);
 
 /* GPT-2 byte-to-unicode table: the code point standing for byte b. */
 uint32_t sq__byte_to_cpt(unsigned b);

@@ -5,6 +5,7 @@
  * written as hand scanners that give exactly the words llama.cpp's regex
  * splitting gives (its unicode.cpp has the same scanners for these patterns).
  */
+#include <string.h>
 #include <utf8proc.h>
 
 #include "engine/tok_internal.h"
@@ -80,9 +81,10 @@ size_t sq__utf8_encode(uint32_t cp, char *out)
     return 4;
 }
 
-/* Letter (\p{L}), number (\p{N}) and whitespace (\s: the White_Space set,
- * i.e. \t..\r, U+0085 and the Z* separators) flags. ASCII is answered
- * without a library call: it is most of every text. */
+/* Letter (\p{L}), number (\p{N}), whitespace (\s: the White_Space set,
+ * i.e. \t..\r, U+0085 and the Z* separators) and, past ASCII, punctuation
+ * (\p{P}) flags. ASCII is answered without a library call: it is most of
+ * every text (ASCII punctuation is classified where it is used). */
 unsigned sq__cpt_flags(uint32_t cp)
 {
     if (cp < 0x80) {
@@ -105,6 +107,13 @@ unsigned sq__cpt_flags(uint32_t cp)
     case UTF8PROC_CATEGORY_ZS:
     case UTF8PROC_CATEGORY_ZL:
     case UTF8PROC_CATEGORY_ZP: return SQ__CPT_SPACE | SQ__CPT_DEFINED;
+    case UTF8PROC_CATEGORY_PC:
+    case UTF8PROC_CATEGORY_PD:
+    case UTF8PROC_CATEGORY_PS:
+    case UTF8PROC_CATEGORY_PE:
+    case UTF8PROC_CATEGORY_PI:
+    case UTF8PROC_CATEGORY_PF:
+    case UTF8PROC_CATEGORY_PO: return SQ__CPT_PUNCT | SQ__CPT_DEFINED;
     default: return SQ__CPT_DEFINED;
     }
 }
@@ -293,8 +302,96 @@ static void split_gpt2(scan *s)
     }
 }
 
-size_t sq__pretok_split(sq_vocab_pre pre, const uint32_t *cps, size_t n, uint32_t *lens)
+/* llama.cpp's default pre-tokenizer chains four regexes, each one cutting
+ * the pieces left by the previous one (text between matches stays a piece):
+ *   1. [\p{P}\$\+<=>\^~\|]+   runs of punctuation and these symbols
+ *   2. the GPT-2 pattern (scanner above), within each piece
+ *   3. \p{N}+                   runs of numbers
+ *   4. [0-9][0-9][0-9]          ASCII digits three at a time
+ * llama.cpp runs 1, 3 and 4 with std::regex on a text where every non-ASCII
+ * code point is replaced by a byte standing for its category (whitespace by
+ * \v), so the classes below are what those regexes see. */
+static bool default_punct(uint32_t cp)
 {
+    if (cp < 0x80) return cp > 0x20 && cp < 0x7F && cp != '`' && !((cp | 0x20) >= 'a' && (cp | 0x20) <= 'z') &&
+                          !(cp >= '0' && cp <= '9');
+    unsigned f = sq__cpt_flags(cp);
+    return !(f & SQ__CPT_SPACE) && (f & SQ__CPT_PUNCT);
+}
+
+static bool default_number(uint32_t cp)
+{
+    if (cp < 0x80) return cp >= '0' && cp <= '9';
+    unsigned f = sq__cpt_flags(cp);
+    return !(f & SQ__CPT_SPACE) && (f & SQ__CPT_NUMBER);
+}
+
+/* Cuts every piece of in[] into runs that match `is` and stretches that do
+ * not; returns the number of pieces written to out. */
+static size_t cut_runs(const uint32_t *cps, const uint32_t *in, size_t n_in, uint32_t *out, bool (*is)(uint32_t))
+{
+    size_t n_out = 0, start = 0;
+    for (size_t k = 0; k < n_in; k++) {
+        size_t end = start + in[k], a = start;
+        while (a < end) {
+            bool m = is(cps[a]);
+            size_t b = a + 1;
+            while (b < end && is(cps[b]) == m) b++;
+            out[n_out++] = (uint32_t)(b - a);
+            a = b;
+        }
+        start = end;
+    }
+    return n_out;
+}
+
+static bool ascii_digit(uint32_t cp) { return cp >= '0' && cp <= '9'; }
+
+/* Regex 4: leftmost triples of ASCII digits; what lies between them (single
+ * digits, pairs, anything else) stays together. */
+static size_t cut_triples(const uint32_t *cps, const uint32_t *in, size_t n_in, uint32_t *out)
+{
+    size_t n_out = 0, start = 0;
+    for (size_t k = 0; k < n_in; k++) {
+        size_t end = start + in[k], gap = start;
+        for (size_t a = start; a + 3 <= end;) {
+            if (ascii_digit(cps[a]) && ascii_digit(cps[a + 1]) && ascii_digit(cps[a + 2])) {
+                if (a > gap) out[n_out++] = (uint32_t)(a - gap);
+                out[n_out++] = 3;
+                a += 3;
+                gap = a;
+            } else {
+                a++;
+            }
+        }
+        if (end > gap) out[n_out++] = (uint32_t)(end - gap);
+        start = end;
+    }
+    return n_out;
+}
+
+static size_t split_default(const uint32_t *cps, size_t n, uint32_t *lens, uint32_t *tmp)
+{
+    uint32_t whole = (uint32_t)n;
+    size_t k = cut_runs(cps, &whole, 1, lens, default_punct);
+    /* the GPT-2 scanner inside each piece */
+    size_t m = 0, start = 0;
+    for (size_t i = 0; i < k; i++) {
+        scan s = {cps + start, lens[i], tmp + m, 0, 0};
+        split_gpt2(&s);
+        m += s.n_words;
+        start += lens[i];
+    }
+    k = cut_runs(cps, tmp, m, lens, default_number);
+    m = cut_triples(cps, lens, k, tmp);
+    memcpy(lens, tmp, m * sizeof *lens);
+    return m;
+}
+
+size_t sq__pretok_split(sq_vocab_pre pre, const uint32_t *cps, size_t n, uint32_t *lens, uint32_t *scratch)
+{
+    if (n == 0) return 0;
+    if (pre == SQ_VOCAB_PRE_DEFAULT) return split_default(cps, n, lens, scratch);
     scan s = {cps, n, lens, 0, 0};
     if (pre == SQ_VOCAB_PRE_LLAMA3)
         split_llama3(&s);
