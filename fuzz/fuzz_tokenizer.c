@@ -2,7 +2,7 @@
  * fuzz_tokenizer.c — random bytes through both tokenizers.
  *
  * Built-in vocabularies (no files needed): an SPM one with byte fallback and
- * a byte-level BPE one with the Llama-3 pre-tokenizer. Checks: nothing
+ * byte-level BPE ones with the Llama-3, GPT-2 and default pre-tokenizers. Checks: nothing
  * crashes, ids stay in range, and detokenize(tokenize(x)) == x for valid
  * UTF-8 (BPE: llama.cpp replaces invalid sequences by U+FFFD; its space cleaning is
  * switched off here so that the text can come back unchanged).
@@ -17,7 +17,7 @@
 #include "engine/tok_internal.h"
 #include "sq/tokenizer.h"
 
-static sq_vocab *spm, *bpe;
+static sq_vocab *spm, *bpe, *bpe_gpt2, *bpe_default;
 
 static sq_vocab *make(const char *model, const char *pre)
 {
@@ -125,11 +125,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!spm) {
         spm = make("llama", NULL);
         bpe = make("gpt2", "llama-bpe");
-        bpe->clean_spaces = false;
+        bpe_gpt2 = make("gpt2", "gpt-2");
+        bpe_default = make("gpt2", NULL);
+        bpe->clean_spaces = bpe_gpt2->clean_spaces = bpe_default->clean_spaces = false;
     }
     int valid = valid_utf8(data, size);
     /* SPM writes spaces as U+2581, so a literal U+2581 comes back as a space */
     check(spm, data, size, valid && !memmem(data, size, "\xE2\x96\x81", 3));
     check(bpe, data, size, valid);
+    check(bpe_gpt2, data, size, valid);
+    check(bpe_default, data, size, valid);
     return 0;
 }
