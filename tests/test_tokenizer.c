@@ -289,6 +289,19 @@ static const char *words_of(sq_vocab_pre pre, const char *text)
     return buf;
 }
 
+static void test_utf8_tail(void)
+{
+    CHECK_INT(sq_utf8_incomplete_tail("abc", 3), 0);
+    CHECK_INT(sq_utf8_incomplete_tail("", 0), 0);
+    CHECK_INT(sq_utf8_incomplete_tail("a\xC3", 2), 1);
+    CHECK_INT(sq_utf8_incomplete_tail("a\xC3\xA9", 3), 0);
+    CHECK_INT(sq_utf8_incomplete_tail("\xE2\x96", 2), 2);
+    CHECK_INT(sq_utf8_incomplete_tail("\xF0\x9F\xA6", 3), 3);
+    CHECK_INT(sq_utf8_incomplete_tail("\xF0\x9F\xA6\x99", 4), 0);
+    CHECK_INT(sq_utf8_incomplete_tail("\x80\x80", 2), 0);
+    CHECK_INT(sq_utf8_incomplete_tail("x\xFF", 2), 0);
+}
+
 static void test_pretokenizers(void)
 {
     const sq_vocab_pre L3 = SQ_VOCAB_PRE_LLAMA3, G2 = SQ_VOCAB_PRE_GPT2;
@@ -572,6 +585,7 @@ int main(void)
     RUN(test_bad_vocab);
     RUN(test_bpe_merges);
     RUN(test_pretokenizers);
+    RUN(test_utf8_tail);
     RUN(test_gguf_vocab);
     RUN(test_shared_vocabs);
     RUN(test_demo_roundtrip);

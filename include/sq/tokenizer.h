@@ -137,6 +137,12 @@ const char *sq_vocab_piece(const sq_vocab *v, sq_token t, bool special, size_t *
 sq_status sq_detokenize(const sq_vocab *v, const sq_token *tokens, size_t n, bool remove_special,
                         bool unparse_special, char **out, size_t *len, sq_error *err);
 
+/* For streaming pieces: how many bytes at the end of s[0..n) begin a UTF-8
+ * character that is not complete yet (0..3). Print s[0..n-k) now and keep
+ * the k bytes for the next piece. Bytes that can never become valid UTF-8
+ * are not held back. */
+size_t sq_utf8_incomplete_tail(const char *s, size_t n);
+
 #ifdef __cplusplus
 }
 #endif

@@ -52,6 +52,20 @@ uint32_t sq__utf8_decode(const unsigned char *s, size_t n, size_t *pos)
     return cp;
 }
 
+/* Looks back at most 3 bytes for a lead byte whose sequence runs past the
+ * end; continuation bytes on their own, or a complete sequence, give 0. */
+size_t sq_utf8_incomplete_tail(const char *s, size_t n)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    for (size_t k = 1; k <= 3 && k <= n; k++) {
+        unsigned c = u[n - k];
+        if ((c & 0xC0) == 0x80) continue; /* continuation: look further back */
+        size_t need = (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 1;
+        return need > k ? k : 0;
+    }
+    return 0;
+}
+
 /* Encodes a code point (surrogates included, as llama.cpp); code points past
  * U+10FFFF, which only a malformed 4-byte sequence can produce, become U+FFFD
  * (llama.cpp throws there). */
