@@ -251,7 +251,6 @@ static bool render_piece(const sq_vocab *v, sq_token id, strbuf *b)
         }
         /* byte-level BPE: every character stands for one byte */
         for (size_t i = 0; i < n;) {
-            size_t i0 = i;
             uint32_t cp = sq__utf8_decode((const unsigned char *)s, n, &i);
             int byte = sq__cpt_to_byte(cp);
             if (byte >= 0) {
@@ -267,7 +266,6 @@ static bool render_piece(const sq_vocab *v, sq_token id, strbuf *b)
                 }
                 if (!sb_put(b, s, n) || !sb_put(b, "]", 1)) return false;
             }
-            (void)i0;
         }
         return true;
     }
@@ -470,7 +468,7 @@ sq_status sq_vocab_create(const sq_vocab_desc *d, sq_vocab **out, sq_error *err)
     static const char *const eog_texts[] = {"<|eot_id|>", "<|im_end|>",     "<|end|>", "<end_of_turn>",
                                             "<|endoftext|>", "<|end_of_text|>", "<EOT>",   "_<EOT>",
                                             "<|eom_id|>",   NULL};
-    v->eog = malloc(sizeof *v->eog * 16);
+    v->eog = malloc(sizeof *v->eog * 16); /* 9 texts + EOS + EOT at most */
     if (!v->eog) goto oom;
     for (int k = 0; eog_texts[k]; k++) {
         sq_token id = sq__vocab_lookup(v, eog_texts[k], strlen(eog_texts[k]));
