@@ -16,9 +16,9 @@ PREFIX  ?= /usr/local
 FUZZ_TIME ?= 60
 SHARED  ?= $(abspath ../shared)
 
-PKGS    := jansson libmicrohttpd
+PKGS    := jansson libmicrohttpd libutf8proc
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -ljansson -lmicrohttpd)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -ljansson -lmicrohttpd -lutf8proc)
 
 WARN    := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wstrict-prototypes -Wmissing-prototypes
 # Error messages are cut to their buffer on purpose; clang has no such warning.
