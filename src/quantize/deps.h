@@ -24,6 +24,7 @@
 #pragma weak sq_gguf_open
 #pragma weak sq_gguf_open_memory
 #pragma weak sq_gguf_close
+#pragma weak sq_gguf_path
 #pragma weak sq_gguf_find_key
 #pragma weak sq_gguf_n_kv
 #pragma weak sq_gguf_key
