@@ -16,8 +16,8 @@
 #include "sq/matmul.h"
 #include "sq/sqtensor.h"
 
-#define SQ__WEAK_GGUF 1
-#define SQ__WEAK_SQTENSOR 1
+#define SQ__WEAK_GGUF 0
+#define SQ__WEAK_SQTENSOR 0
 #define SQ__WEAK_POOL 1
 
 #if SQ__WEAK_GGUF
