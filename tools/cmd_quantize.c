@@ -16,12 +16,7 @@
 
 #include "cmds.h"
 #include "sq/quantize.h"
-#if __has_include("sq/sqconfig.h")
 #include "sq/sqconfig.h"
-#define HAVE_SQCONFIG 1
-#else
-#define HAVE_SQCONFIG 0
-#endif
 
 #define DEFAULT_SQ_CONFIG "default.smarterquant.json"
 
@@ -131,6 +126,8 @@ int sq_cmd_quantize(int argc, char **argv)
     sq_tensor_type_override *ov = calloc((size_t)argc + 1, sizeof *ov);
     char **ov_text = calloc((size_t)argc + 1, sizeof *ov_text);
     const char *cfg_path = NULL;
+    sq_config *cfg = NULL;
+    sq_quantize_sqtensor *sqt = NULL;
     bool no_sq_config = false;
     printer pr = {false, false};
     const char *pos[4];
@@ -247,12 +244,7 @@ int sq_cmd_quantize(int argc, char **argv)
 
     /* SmarterQuant config: explicit path, else the default file here */
     if (!cfg_path && !no_sq_config && file_exists(DEFAULT_SQ_CONFIG)) cfg_path = DEFAULT_SQ_CONFIG;
-#if HAVE_SQCONFIG
-    sq_config *cfg = NULL;
-    sq_quantize_sqtensor *sqt = NULL;
-#endif
     if (cfg_path) {
-#if HAVE_SQCONFIG
         sq_warnings warns = {0};
         sq_error e = {0};
         sq_status st = sq_config_load(cfg_path, &cfg, &warns, &e);
@@ -260,7 +252,7 @@ int sq_cmd_quantize(int argc, char **argv)
         sq_warnings_free(&warns);
         if (st != SQ_OK) {
             fprintf(stderr, "sq quantize: %s\n", e.msg);
-            goto done;
+            goto done_cfg;
         }
         const int64_t n = sq_config_count(cfg);
         sqt = calloc((size_t)(n ? n : 1), sizeof *sqt);
@@ -277,11 +269,6 @@ int sq_cmd_quantize(int argc, char **argv)
         p.sq_tensors = sqt;
         p.sq_config_label = cfg_path;
         printf("SmarterQuant config: %s (%d tensor%s)\n", cfg_path, p.n_sq_tensors, p.n_sq_tensors == 1 ? "" : "s");
-#else
-        fprintf(stderr, "sq quantize: %s: SmarterQuant configs need the sqconfig module, not in this build\n",
-                cfg_path);
-        goto done;
-#endif
     } else {
         printf("SmarterQuant config: none\n");
     }
@@ -305,12 +292,10 @@ int sq_cmd_quantize(int argc, char **argv)
             rc = 0;
         }
     }
-#if HAVE_SQCONFIG
 done_cfg:
+done:
     free(sqt);
     sq_config_free(cfg);
-#endif
-done:
     for (int k = 0; k < p.n_overrides; k++) free(ov_text[k]);
     free(ov_text);
     free(ov);
