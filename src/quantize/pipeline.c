@@ -18,6 +18,7 @@
 #include "deps.h"
 #include "sq/imatrix.h"
 #include "sq/quantize.h"
+#include "sq/sqconfig.h"
 
 /* ------------------------------------------------------------------ */
 /* plan                                                                 */
@@ -43,6 +44,7 @@ typedef struct run {
     sq_threadpool *pool;
     int n_threads;
     char *sq_text; /* scratch for metadata strings */
+    size_t sq_text_cap;
 } run;
 
 static void emit(const run *r, sq_quantize_event_kind kind, const char *text, const sq_quantize_tensor_plan *t)
@@ -76,43 +78,6 @@ static int64_t hparam(const sq_gguf *g, const char *arch, const char *suffix, in
     sq_error e = {0};
     if (sq_gguf_get_i64(g, key, &v, &e) != SQ_OK) return def;
     return v;
-}
-
-/* A strict JSON array of non-negative integers ("[3,0,1,2]"), as written in
- * NAME.smarterquant.permutation. Returns the count or -1 when malformed. */
-static int64_t parse_int_array(const char *s, size_t len, int32_t *out, int64_t cap)
-{
-    size_t i = 0;
-    int64_t n = 0;
-    while (i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r')) i++;
-    if (i >= len || s[i++] != '[') return -1;
-    for (;;) {
-        while (i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r')) i++;
-        if (i < len && s[i] == ']' && n == 0) {
-            i++;
-            break;
-        }
-        if (i >= len || s[i] < '0' || s[i] > '9') return -1;
-        int64_t v = 0;
-        while (i < len && s[i] >= '0' && s[i] <= '9') {
-            v = v * 10 + (s[i++] - '0');
-            if (v > INT32_MAX) return -1;
-        }
-        if (n >= cap) return -1;
-        out[n++] = (int32_t)v;
-        while (i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r')) i++;
-        if (i < len && s[i] == ',') {
-            i++;
-            continue;
-        }
-        if (i < len && s[i] == ']') {
-            i++;
-            break;
-        }
-        return -1;
-    }
-    while (i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r')) i++;
-    return i == len ? n : -1;
 }
 
 /* Checks a permutation of C columns (spec section 3); the message names the
@@ -235,11 +200,12 @@ static sq_status load_input_perm(run *r, tplan *tp, sq_error *err)
     if (st != SQ_OK) return st;
     int32_t *perm = malloc((size_t)tp->C * sizeof *perm);
     if (!perm) return sq_error_set(err, SQ_ENOMEM, "tensor %s: out of memory", tp->t->name);
-    int64_t n = parse_int_array(s.ptr, (size_t)s.len, perm, tp->C);
-    if (n < 0) {
+    int64_t n = 0;
+    st = sq_parse_int_array_json(s.ptr, (size_t)s.len, perm, tp->C, &n, err);
+    if (st != SQ_OK) {
         free(perm);
-        return sq_error_set(err, SQ_EFORMAT, "%s: key %s is not a JSON array of at most %lld column indices",
-                            sq_gguf_path(r->in), key, (long long)tp->C);
+        sq_error_prefix(err, "%s: key %s", sq_gguf_path(r->in), key);
+        return st;
     }
     if (n == 0) {
         free(perm);
@@ -583,16 +549,10 @@ static sq_status write_metadata(run *r, sq_gguf_writer *w, sq_error *err)
             /* new SmarterQuant tensor: the three keys of spec section 5 */
             snprintf(key, sizeof key, "%s.smarterquant.enabled", name);
             st = sq_gguf_writer_set_bool(w, key, true, err);
-            size_t len = 1;
-            r->sq_text[0] = '[';
-            for (int64_t c = 0; tp->perm && c < tp->C; c++)
-                len += (size_t)sprintf(r->sq_text + len, "%s%d", c ? "," : "", (int)tp->perm[c]);
-            r->sq_text[len++] = ']';
-            r->sq_text[len] = 0;
+            sq_format_int_array_json(tp->perm, tp->perm ? tp->C : 0, r->sq_text, r->sq_text_cap);
             snprintf(key, sizeof key, "%s.smarterquant.permutation", name);
             if (st == SQ_OK) st = sq_gguf_writer_set_str(w, key, r->sq_text, err);
-            const int *ty = tp->pub.sq_types;
-            snprintf(r->sq_text, 64, "[%d,%d,%d,%d]", ty[0], ty[1], ty[2], ty[3]);
+            sq_format_types_json(tp->pub.sq_types, r->sq_text, r->sq_text_cap);
             snprintf(key, sizeof key, "%s.smarterquant.block_types", name);
             if (st == SQ_OK) st = sq_gguf_writer_set_str(w, key, r->sq_text, err);
         } else if (tp->in_sq && !tp->pub.smarterquant) {
@@ -722,7 +682,8 @@ sq_status sq_quantize_file(const char *in_path, const char *out_path, const sq_q
         int64_t max_c = 64;
         for (int64_t i = 0; i < r.n; i++)
             if (r.tp[i].pub.smarterquant && r.tp[i].C > max_c) max_c = r.tp[i].C;
-        r.sq_text = malloc((size_t)max_c * 12 + 64);
+        r.sq_text_cap = (size_t)max_c * 12 + 64;
+        r.sq_text = malloc(r.sq_text_cap);
         if (!r.sq_text) st = sq_error_set(err, SQ_ENOMEM, "out of memory");
         sq_gguf_writer *w = NULL;
         if (st == SQ_OK) st = sq_gguf_writer_open(out_path, &w, err);
