@@ -602,8 +602,175 @@ cleanup:
     rm_rf(dir);
 }
 
+/* ---- small models of several shapes ---- */
+
+/* Loose per-element error bound of a block type, relative to the row's max |x|
+ * (half a quantization step of a block whose max is the row's, with room for
+ * the scale's own rounding and importance weighting). */
+static float type_bound(int t)
+{
+    switch (t) {
+    case SQ_TYPE_F32: return 0.0f;
+    case SQ_TYPE_F16:
+    case SQ_TYPE_BF16: return 1.0f / 128;
+    case SQ_TYPE_Q8_0: return 1.0f / 100;
+    case SQ_TYPE_Q6_K: return 1.0f / 24;
+    case SQ_TYPE_Q5_0:
+    case SQ_TYPE_Q5_1:
+    case SQ_TYPE_Q5_K: return 1.0f / 12;
+    case SQ_TYPE_Q4_0:
+    case SQ_TYPE_Q4_1:
+    case SQ_TYPE_Q4_K:
+    case SQ_TYPE_IQ4_NL:
+    case SQ_TYPE_IQ4_XS: return 1.0f / 6;
+    case SQ_TYPE_Q3_K: return 1.0f / 3;
+    default: return 1.0f;
+    }
+}
+
+typedef struct shape_case {
+    const char *name;
+    int64_t C, R;
+    int types[4];
+} shape_case;
+
+/* Synthetic F32 models with widths 512, 1024, 1536, 2816 and 320 (not a
+ * multiple of 256), each tensor a SmarterQuant tensor with mixed types and a
+ * random permutation, quantized with an importance matrix: every stored
+ * segment equals the block quantizer on the permuted segment with its
+ * permuted imatrix slice; rows dequantize + un-permute to the original within
+ * the row's coarsest type's bound; all-F32 types reproduce the input exactly. */
+static void test_shapes(void)
+{
+    static const shape_case cases[] = {
+        {"blk.0.w512.weight", 512, 48, {SQ_TYPE_Q6_K, SQ_TYPE_Q4_K, SQ_TYPE_Q4_K, SQ_TYPE_Q4_K}},
+        {"blk.0.w1024.weight", 1024, 40, {SQ_TYPE_Q8_0, SQ_TYPE_Q5_K, SQ_TYPE_Q4_0, SQ_TYPE_IQ4_XS}},
+        {"blk.0.w1536.weight", 1536, 32, {SQ_TYPE_Q5_1, SQ_TYPE_Q6_K, SQ_TYPE_Q3_K, SQ_TYPE_Q4_1}},
+        {"blk.0.w2816.weight", 2816, 24, {SQ_TYPE_Q6_K, SQ_TYPE_Q5_K, SQ_TYPE_Q4_K, SQ_TYPE_IQ4_NL}},
+        {"blk.0.w320.weight", 320, 40, {SQ_TYPE_Q4_K, SQ_TYPE_Q8_0, SQ_TYPE_Q8_0, SQ_TYPE_Q8_0}},
+        {"blk.0.f32all.weight", 1536, 16, {SQ_TYPE_F32, SQ_TYPE_F32, SQ_TYPE_F32, SQ_TYPE_F32}},
+        {"blk.0.f16all.weight", 320, 16, {SQ_TYPE_F16, SQ_TYPE_F16, SQ_TYPE_F16, SQ_TYPE_F16}},
+    };
+    enum { NS = sizeof cases / sizeof cases[0] };
+    for (int k = 0; k < NS; k++)
+        if (!have(cases[k].types, 4)) SKIP("a block type of the shapes test is not in this build");
+    char dir[256], model[512], imx[512], out[512];
+    if (!harness_tmpdir(dir, sizeof dir)) SKIP("no temporary directory");
+    snprintf(model, sizeof model, "%s/shapes.gguf", dir);
+    snprintf(imx, sizeof imx, "%s/shapes.imatrix.gguf", dir);
+    snprintf(out, sizeof out, "%s/shapes-sq.gguf", dir);
+
+    /* the model (F32 weights of varied scale per column) and an imatrix for it */
+    float *data[NS];
+    float *sums[NS], counts[NS];
+    sq_imatrix_stat stats[NS];
+    sq_gguf_writer *w = NULL;
+    sq_error e = {0};
+    sq_status st = sq_gguf_writer_open(model, &w, &e);
+    if (!st) st = sq_gguf_writer_set_str(w, "general.architecture", "llama", &e);
+    if (!st) st = sq_gguf_writer_set_u32(w, "llama.block_count", 1, &e);
+    for (int k = 0; k < NS; k++) {
+        const int64_t C = cases[k].C, R = cases[k].R;
+        data[k] = malloc((size_t)(C * R) * sizeof(float));
+        for (int64_t j = 0; j < C * R; j++) data[k][j] = rnd_gauss() * (1.0f + (float)((j % C) % 7));
+        sums[k] = malloc((size_t)C * sizeof(float));
+        for (int64_t j = 0; j < C; j++) sums[k][j] = 10.0f * (0.01f + (float)(rnd() % 1000) / 100.0f);
+        counts[k] = 10.0f;
+        stats[k] = (sq_imatrix_stat){cases[k].name, sums[k], &counts[k], C, 1};
+        int64_t ne[2] = {C, R};
+        if (!st) st = sq_gguf_writer_add_tensor(w, cases[k].name, 2, ne, SQ_TYPE_F32, (uint64_t)(C * R) * 4, &e);
+    }
+    for (int k = 0; k < NS && !st; k++)
+        st = sq_gguf_writer_write(w, data[k], (size_t)(cases[k].C * cases[k].R) * 4, &e);
+    if (!st) st = sq_gguf_writer_finish(w, &e);
+    else sq_gguf_writer_abort(w);
+    const char *ds[] = {"synthetic"};
+    if (!st) st = sq_imatrix_write_gguf(imx, stats, NS, ds, 1, 1, 512, &e);
+    CHECK_MSG(st == SQ_OK, "building the model: %s", e.msg);
+
+    int32_t *perms[NS];
+    sq_quantize_sqtensor req[NS];
+    for (int k = 0; k < NS; k++) {
+        perms[k] = malloc((size_t)cases[k].C * sizeof(int32_t));
+        shuffle(perms[k], cases[k].C);
+        req[k] = (sq_quantize_sqtensor){cases[k].name, {0, 0, 0, 0}, perms[k], cases[k].C};
+        memcpy(req[k].types, cases[k].types, sizeof req[k].types);
+    }
+    sq_quantize_params p;
+    memset(&p, 0, sizeof p);
+    p.ftype = SQ_FTYPE_Q8_0;
+    p.n_threads = 2;
+    p.output_tensor_type = p.token_embedding_type = -1;
+    p.imatrix_path = imx;
+    p.sq_tensors = req;
+    p.n_sq_tensors = NS;
+    if (!st) {
+        st = sq_quantize_file(model, out, &p, NULL, &e);
+        CHECK_MSG(st == SQ_OK, "quantize: %s", e.msg);
+    }
+    sq_gguf *g = NULL;
+    if (!st && sq_gguf_open(out, &g, &e) != SQ_OK) {
+        CHECK_MSG(0, "open: %s", e.msg);
+        st = SQ_EIO;
+    }
+    for (int k = 0; k < NS && !st; k++) {
+        const shape_case *c = &cases[k];
+        const sq_gguf_tensor *t = sq_gguf_find_tensor(g, c->name);
+        CHECK(t && t->smarterquant && !memcmp(t->sq_types, c->types, sizeof c->types));
+        if (!t) continue;
+        size_t rb = 0;
+        sq_mixed_row_bytes(c->types, c->C, &rb, &e);
+        CHECK_INT(t->nbytes, (uint64_t)rb * (uint64_t)c->R);
+        float *row = malloc((size_t)c->C * sizeof(float)), *imp = malloc((size_t)c->C * sizeof(float));
+        float *back = malloc((size_t)c->C * sizeof(float));
+        unsigned char *seg = malloc(4096);
+        for (int64_t j = 0; j < c->C; j++) imp[j] = sums[k][perms[k][j]] / counts[k];
+        sq_weight wv;
+        CHECK_INT(sq_weight_mixed(&wv, t->data, t->sq_types, perms[k], c->R, c->C, &e), SQ_OK);
+        int seg_bad = 0, bound_bad = 0, exact_bad = 0;
+        float bound = 0;
+        for (int s = 0; s < 4; s++) bound = type_bound(c->types[s]) > bound ? type_bound(c->types[s]) : bound;
+        for (int64_t r = 0; r < c->R; r++) {
+            const float *orig = data[k] + r * c->C;
+            sq_perm_gather(perms[k], c->C, orig, row);
+            const unsigned char *stored = (const unsigned char *)t->data + (size_t)r * rb;
+            size_t off = 0;
+            for (int64_t s = 0; s < sq_n_segments(c->C); s++) {
+                const int ty = sq_segment_type(c->types, s);
+                const int64_t len = sq_segment_len(c->C, s);
+                sq_quantize_rows(ty, row + s * 256, seg, 1, len, imp + s * 256, &e);
+                if (memcmp(seg, stored + off, sq_row_size(ty, len))) seg_bad++;
+                off += sq_row_size(ty, len);
+            }
+            sq_weight_get_row(&wv, r, back);
+            float amax = 0, emax = 0;
+            for (int64_t j = 0; j < c->C; j++) {
+                amax = fabsf(orig[j]) > amax ? fabsf(orig[j]) : amax;
+                emax = fabsf(back[j] - orig[j]) > emax ? fabsf(back[j] - orig[j]) : emax;
+                if (c->types[0] == SQ_TYPE_F32 && back[j] != orig[j]) exact_bad++;
+            }
+            if (emax > bound * amax) bound_bad++;
+        }
+        CHECK_MSG(seg_bad == 0, "%s: %d segments differ from the block quantizer", c->name, seg_bad);
+        CHECK_MSG(bound_bad == 0, "%s: %d rows beyond the error bound %.4f", c->name, bound_bad, (double)bound);
+        CHECK_MSG(exact_bad == 0, "%s: all-F32 tensor: %d values differ from the input", c->name, exact_bad);
+        free(row);
+        free(imp);
+        free(back);
+        free(seg);
+    }
+    sq_gguf_close(g);
+    for (int k = 0; k < NS; k++) {
+        free(data[k]);
+        free(sums[k]);
+        free(perms[k]);
+    }
+    rm_rf(dir);
+}
+
 int main(void)
 {
+    RUN(test_shapes);
     RUN(test_byte_equality_q4_k_m);
     RUN(test_plan_table);
     RUN(test_validation_through_tool);
