@@ -349,8 +349,8 @@ static void test_validation_through_tool(void)
         CHECK_MSG(rc == 1, "%s: exit status %d (want 1)\n%s", c->what, rc, out);
         CHECK_MSG(strstr(out, c->phrase1) != NULL, "%s: output lacks '%s':\n%s", c->what, c->phrase1, out);
         CHECK_MSG(strstr(out, c->phrase2) != NULL, "%s: output lacks '%s':\n%s", c->what, c->phrase2, out);
-        CHECK_MSG(count_files(dir, "out") == 0, "%s: an output file was left", c->what);
-        CHECK_MSG(count_files(dir, ".out") == 0, "%s: a temporary file was left", c->what);
+        /* neither out.gguf nor the writer's out.gguf.tmp-* */
+        CHECK_MSG(count_files(dir, "out") == 0, "%s: an output or temporary file was left", c->what);
     }
 
     /* without --strict an unknown key is a warning, and the file is written */
