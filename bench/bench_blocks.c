@@ -232,7 +232,7 @@ static bool bench_type(const char *name, sq_threadpool *tp1, sq_threadpool *tpn,
         best_of(quick ? 8 : 30, pools[p], t, W, rb, ROWS, X, 1, Y, work, ws, &wall, &cpu);
         res->mv[p] = 2.0 * ROWS * COLS / cpu / 1e9;
         if (p == 1) res->mv_gbs = (double)rb * ROWS / cpu / 1e9, res->mv_wall = 2.0 * ROWS * COLS / wall / 1e9;
-        best_of(quick ? 1 : 3, pools[p], t, W, rb, mm_rows, X, nmm, Y, work, ws, &wall, &cpu);
+        best_of(quick ? 1 : 2, pools[p], t, W, rb, mm_rows, X, nmm, Y, work, ws, &wall, &cpu);
         res->mm[p] = 2.0 * mm_rows * COLS * nmm / cpu / 1e9;
         if (p == 1) res->mm_wall = 2.0 * mm_rows * COLS * nmm / wall / 1e9;
     }

@@ -146,7 +146,8 @@ SQ_INLINE void unpack_k4_scales(const uint8_t *packed, uint8_t out[16])
     r[1] = (a[2] & lo4) | (((a[0] >> 6) & lo2) << 4);  /* scales 4..7 */
     r[2] = a[1] & lo6;                                 /* mins 0..3 */
     r[3] = ((a[2] >> 4) & lo4) | (((a[1] >> 6) & lo2) << 4); /* mins 4..7 */
-    memcpy(out, r, 16);
+    /* one 16-byte store: later byte and 8-byte loads forward from it */
+    _mm_storeu_si128((__m128i *)out, _mm_setr_epi32((int)r[0], (int)r[1], (int)r[2], (int)r[3]));
 }
 
 /* Q3_K: the 16 six-bit scales minus 32 of the 12 packed bytes. */
@@ -160,8 +161,8 @@ SQ_INLINE void unpack_q3k_scales(const uint8_t *packed, int8_t out[16])
     r[1] = (a[1] & lo4) | (((a[2] >> 2) & lo2) << 4);
     r[2] = ((a[0] >> 4) & lo4) | (((a[2] >> 4) & lo2) << 4);
     r[3] = ((a[1] >> 4) & lo4) | (((a[2] >> 6) & lo2) << 4);
-    memcpy(out, r, 16);
-    for (int i = 0; i < 16; i++) out[i] = (int8_t)(out[i] - 32);
+    const __m128i v = _mm_sub_epi8(_mm_setr_epi32((int)r[0], (int)r[1], (int)r[2], (int)r[3]), _mm_set1_epi8(32));
+    _mm_storeu_si128((__m128i *)out, v);
 }
 
 #endif

@@ -91,10 +91,104 @@ static float vdot_q6_K_zmm(int64_t n, const void *vw, const void *vx)
     return _mm512_reduce_add_ps(accz);
 }
 
+/* Q3_K: the 2-bit low parts of 64 values come from one 32-byte qs half with
+ * per-256-bit shifts (0|2 then 4|6), the third bit from hmask likewise. */
+static float vdot_q3_K_zmm(int64_t n, const void *vw, const void *vx)
+{
+    const blk_q3_K *w = vw;
+    const blk_q8_K *x = vx;
+    const int64_t nb = n / 256;
+    const __m512i m3 = _mm512_set1_epi8(3), b4 = _mm512_set1_epi8(4), one = _mm512_set1_epi8(1);
+    const __m512i sh_a = _mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(2), 1);
+    const __m512i sh_b = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
+    const __m512i hbit_a = _mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(1), 1);
+    const __m512i hbit_b = _mm512_inserti64x4(_mm512_set1_epi16(2), _mm256_set1_epi16(3), 1);
+    __m512i idx[4];
+    for (int g = 0; g < 4; g++) {
+        int16_t t[32];
+        for (int l = 0; l < 32; l++) t[l] = (int16_t)(4 * g + l / 8);
+        idx[g] = _mm512_loadu_si512(t);
+    }
+    __m512 accz = _mm512_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        int8_t sc[16];
+        unpack_q3k_scales(w[i].scales, sc);
+        const __m128i sc8 = _mm_loadu_si128((const __m128i *)sc);
+        const __m512i sc16 = _mm512_castsi256_si512(_mm256_cvtepi8_epi16(sc8));
+        const __m512i hm = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)w[i].hmask));
+        __m512i isum = _mm512_setzero_si512();
+        for (int h = 0; h < 2; h++) {
+            const __m512i raw = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(w[i].qs + 32 * h)));
+            /* hmask bit 4h+j is the third bit of values 128h+32j+l */
+            const __m512i hsh_a = _mm512_add_epi16(hbit_a, _mm512_set1_epi16((short)(4 * h))); /* 4h | 4h+1 */
+            const __m512i ha = _mm512_and_si512(_mm512_srlv_epi16(hm, hsh_a), one);
+            const __m512i hsh_b = _mm512_add_epi16(hbit_b, _mm512_set1_epi16((short)(4 * h))); /* 4h+2 | 4h+3 */
+            const __m512i hb = _mm512_and_si512(_mm512_srlv_epi16(hm, hsh_b), one);
+            const __m512i qa = _mm512_or_si512(_mm512_and_si512(_mm512_srlv_epi16(raw, sh_a), m3),
+                                               _mm512_and_si512(_mm512_slli_epi16(ha, 2), b4));
+            const __m512i qb = _mm512_or_si512(_mm512_and_si512(_mm512_srlv_epi16(raw, sh_b), m3),
+                                               _mm512_and_si512(_mm512_slli_epi16(hb, 2), b4));
+            const __m512i ya = _mm512_loadu_si512(x[i].qs + 128 * h);
+            const __m512i yb = _mm512_loadu_si512(x[i].qs + 128 * h + 64);
+            isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(qa, ya), spread_scales16(sc16, idx[2 * h]));
+            isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(qb, yb), spread_scales16(sc16, idx[2 * h + 1]));
+        }
+        const __m256i corr = _mm256_slli_epi32(scales16_times_bsums(x[i].bsums, _mm256_cvtepi8_epi16(sc8)), 2);
+        const __m512i tot = _mm512_sub_epi32(isum, _mm512_zextsi256_si512(corr));
+        accz = _mm512_fmadd_ps(_mm512_set1_ps(h2f(w[i].d) * x[i].d), _mm512_cvtepi32_ps(tot), accz);
+    }
+    return _mm512_reduce_add_ps(accz);
+}
+
+/* Q5_K: as Q4_K, with the fifth bit of values 64p+l / 64p+32+l in bit 2p / 2p+1 of qh[l]. */
+static float vdot_q5_K_zmm(int64_t n, const void *vw, const void *vx)
+{
+    const blk_q5_K *w = vw;
+    const blk_q8_K *x = vx;
+    const int64_t nb = n / 256;
+    const __m512i m4 = _mm512_set1_epi8(0x0F), b16 = _mm512_set1_epi8(0x10);
+    const __m512i hbit = _mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(1), 1);
+    __m512i idx[4];
+    for (int g = 0; g < 4; g++)
+        idx[g] = _mm512_mask_blend_epi16(0xFFFF0000u, _mm512_set1_epi16((short)(2 * g)),
+                                         _mm512_set1_epi16((short)(2 * g + 1)));
+    __m256 acc = _mm256_setzero_ps();
+    __m512 accz = _mm512_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        uint8_t sm[16];
+        unpack_k4_scales(w[i].scales, sm);
+        const __m512i sc16 = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)sm)));
+        const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)w[i].qh));
+        __m512i isum = _mm512_setzero_si512();
+        for (int h = 0; h < 2; h++) {
+            const __m512i z = _mm512_loadu_si512(w[i].qs + 64 * h);
+            const __m512i lo = _mm512_and_si512(z, m4);
+            const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(z, 4), m4);
+            const __m512i sa = _mm512_add_epi16(hbit, _mm512_set1_epi16((short)(4 * h)));
+            const __m512i sb = _mm512_add_epi16(hbit, _mm512_set1_epi16((short)(4 * h + 2)));
+            const __m512i ha = _mm512_and_si512(_mm512_slli_epi16(_mm512_srlv_epi16(qh, sa), 4), b16);
+            const __m512i hb = _mm512_and_si512(_mm512_slli_epi16(_mm512_srlv_epi16(qh, sb), 4), b16);
+            const __m512i qa = _mm512_or_si512(_mm512_shuffle_i64x2(lo, hi, _MM_SHUFFLE(1, 0, 1, 0)), ha);
+            const __m512i qb = _mm512_or_si512(_mm512_shuffle_i64x2(lo, hi, _MM_SHUFFLE(3, 2, 3, 2)), hb);
+            const __m512i ya = _mm512_loadu_si512(x[i].qs + 128 * h);
+            const __m512i yb = _mm512_loadu_si512(x[i].qs + 128 * h + 64);
+            isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(qa, ya), spread_scales16(sc16, idx[2 * h]));
+            isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(qb, yb), spread_scales16(sc16, idx[2 * h + 1]));
+        }
+        const __m128i mins8 = _mm_loadl_epi64((const __m128i *)(sm + 8));
+        const __m256i mb = mins_times_bsums(x[i].bsums, mins8);
+        accz = _mm512_fmadd_ps(_mm512_set1_ps(h2f(w[i].d) * x[i].d), _mm512_cvtepi32_ps(isum), accz);
+        acc = _mm256_fnmadd_ps(_mm256_set1_ps(h2f(w[i].dmin) * x[i].d), _mm256_cvtepi32_ps(mb), acc);
+    }
+    return _mm512_reduce_add_ps(accz) + hsum_ps(acc);
+}
+
 #define SQ_ZMM_REGISTER(table)                            \
     do {                                                  \
         table[SQ_TYPE_Q4_K].vec_dot = vdot_q4_K_zmm;      \
         table[SQ_TYPE_Q6_K].vec_dot = vdot_q6_K_zmm;      \
+        table[SQ_TYPE_Q3_K].vec_dot = vdot_q3_K_zmm;      \
+        table[SQ_TYPE_Q5_K].vec_dot = vdot_q5_K_zmm;      \
     } while (0)
 
 #endif
