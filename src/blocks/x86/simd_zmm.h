@@ -236,10 +236,111 @@ SQ_INLINE void k_iq4_xs_zmm(int64_t n, const void *vw, const void *vx, size_t xs
 #define k_iq4_xs_z k_iq4_xs_zmm
 SQ_DEFINE_QUANT_KERNELS(iq4_xs_z)
 
+/* ---- 32-value block types with Q8_0 activations: 2 rows × 4 columns ----
+ * With VNNI, the activations are made unsigned (y + 128, shared by the rows)
+ * and the bias is removed per weight block with 128·Σq (shared by the
+ * columns): Σ q·y = vpdpbusd(−128·Σq, y+128, q). Each (row, column, block)
+ * then costs one vpdpbusd, one conversion and two float operations. */
+enum { Q80_Q4_0, Q80_Q5_0, Q80_Q8_0, Q80_IQ4_NL };
+
+SQ_INLINE __m256i q80_decode(const void *row, int64_t i, const int kind, float *d)
+{
+    switch (kind) {
+    case Q80_Q4_0: {
+        const blk_q4_0 *b = (const blk_q4_0 *)row + i;
+        *d = h2f(b->d);
+        return _mm256_sub_epi8(nibbles32(b->qs), _mm256_set1_epi8(8));
+    }
+    case Q80_Q5_0: {
+        const blk_q5_0 *b = (const blk_q5_0 *)row + i;
+        *d = h2f(b->d);
+        return _mm256_sub_epi8(q5_values(b->qs, b->qh), _mm256_set1_epi8(16));
+    }
+    case Q80_Q8_0: {
+        const blk_q8_0 *b = (const blk_q8_0 *)row + i;
+        *d = h2f(b->d);
+        return _mm256_loadu_si256((const __m256i *)b->qs);
+    }
+    default: {
+        const blk_iq4_nl *b = (const blk_iq4_nl *)row + i;
+        *d = h2f(b->d);
+        const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)iq4nl_values));
+        return _mm256_shuffle_epi8(table, nibbles32(b->qs));
+    }
+    }
+}
+
+SQ_INLINE void k_q80fam(int64_t n, const void *vw, size_t ws, const void *vx, size_t xs, float *out, const int NR,
+                        const int NC, const int kind)
+{
+    const int64_t nb = n / 32;
+    const __m256i bias = _mm256_set1_epi8((char)0x80);
+    __m256 acc[2][MAXNC];
+    SQ_UNROLL for (int r = 0; r < NR; r++) SQ_UNROLL for (int c = 0; c < NC; c++) acc[r][c] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        __m256i q[2], nqs[2];
+        __m256 dw[2];
+        SQ_UNROLL for (int r = 0; r < NR; r++) {
+            float d;
+            q[r] = q80_decode((const char *)vw + (size_t)r * ws, i, kind, &d);
+            dw[r] = _mm256_set1_ps(d);
+            nqs[r] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_dpbusd_epi32(_mm256_setzero_si256(), bias, q[r]));
+        }
+        SQ_UNROLL for (int c = 0; c < NC; c++) {
+            const blk_q8_0 *x = XCOL(blk_q8_0, vx, xs, c) + i;
+            const __m256i yu = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)x->qs), bias);
+            const __m256 dx = _mm256_set1_ps(h2f(x->d));
+            SQ_UNROLL for (int r = 0; r < NR; r++) {
+                const __m256i p = _mm256_dpbusd_epi32(nqs[r], yu, q[r]);
+                acc[r][c] = _mm256_fmadd_ps(_mm256_mul_ps(dw[r], dx), _mm256_cvtepi32_ps(p), acc[r][c]);
+            }
+        }
+    }
+    SQ_UNROLL for (int r = 0; r < NR; r++) SQ_UNROLL for (int c = 0; c < NC; c++) out[c * NR + r] = hsum_ps(acc[r][c]);
+}
+
+#define Q80_TILE(K, NR_, NC_)                                                                                  \
+    do {                                                                                                       \
+        k_q80fam(n, (const char *)w + (size_t)r * ws, ws, (const char *)x + (size_t)c * xs, xs, s, NR_, NC_, K); \
+        for (int cc = 0; cc < NC_; cc++)                                                                       \
+            for (int rr = 0; rr < NR_; rr++) {                                                                 \
+                float *dst = &y[(size_t)(c + cc) * ys + r + rr];                                               \
+                *dst = s[cc * NR_ + rr] + (accumulate ? *dst : 0.0f);                                          \
+            }                                                                                                  \
+    } while (0)
+
+#define SQ_DEFINE_Q80_GEMM(NAME, K)                                                                            \
+    static void gemm_##NAME##_2x4(int64_t n, const void *w, size_t ws, int nr, const void *x, size_t xs, int nc, \
+                                  float *y, size_t ys, bool accumulate)                                        \
+    {                                                                                                          \
+        float s[2 * MAXNC];                                                                                    \
+        int c = 0;                                                                                             \
+        for (; c + 4 <= nc; c += 4) {                                                                          \
+            int r = 0;                                                                                         \
+            for (; r + 2 <= nr; r += 2) Q80_TILE(K, 2, 4);                                                     \
+            for (; r < nr; r++) Q80_TILE(K, 1, 4);                                                             \
+        }                                                                                                      \
+        for (; c < nc; c++) {                                                                                  \
+            int r = 0;                                                                                         \
+            for (; r + 2 <= nr; r += 2) Q80_TILE(K, 2, 1);                                                     \
+            for (; r < nr; r++) Q80_TILE(K, 1, 1);                                                             \
+        }                                                                                                      \
+    }
+
+SQ_DEFINE_Q80_GEMM(q4_0, Q80_Q4_0)
+SQ_DEFINE_Q80_GEMM(q5_0, Q80_Q5_0)
+SQ_DEFINE_Q80_GEMM(q8_0, Q80_Q8_0)
+SQ_DEFINE_Q80_GEMM(iq4_nl, Q80_IQ4_NL)
+#undef Q80_TILE
+
 /* Tile kernels that replace the 256-bit ones (returns from SQ_GEMM_FN). */
 #define SQ_ZMM_GEMM(type)                                  \
     do {                                                   \
         if ((type) == SQ_TYPE_IQ4_XS) return gemm_iq4_xs_z; \
+        if ((type) == SQ_TYPE_Q4_0) return gemm_q4_0_2x4;   \
+        if ((type) == SQ_TYPE_Q5_0) return gemm_q5_0_2x4;   \
+        if ((type) == SQ_TYPE_Q8_0) return gemm_q8_0_2x4;   \
+        if ((type) == SQ_TYPE_IQ4_NL) return gemm_iq4_nl_2x4; \
     } while (0)
 
 #define SQ_ZMM_REGISTER(table)                            \
