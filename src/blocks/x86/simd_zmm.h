@@ -140,6 +140,46 @@ static float vdot_q3_K_zmm(int64_t n, const void *vw, const void *vx)
     return _mm512_reduce_add_ps(accz);
 }
 
+/* Q2_K: 2-bit values, 64 at a time from one 32-byte qs half (shifts 0|2 and
+ * 4|6 per 256-bit half); a 4-bit scale and a 4-bit min per 16. */
+static float vdot_q2_K_zmm(int64_t n, const void *vw, const void *vx)
+{
+    const blk_q2_K *w = vw;
+    const blk_q8_K *x = vx;
+    const int64_t nb = n / 256;
+    const __m512i m3 = _mm512_set1_epi8(3);
+    const __m512i sh_a = _mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(2), 1);
+    const __m512i sh_b = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
+    __m512i idx[4];
+    for (int g = 0; g < 4; g++) {
+        int16_t t[32];
+        for (int l = 0; l < 32; l++) t[l] = (int16_t)(4 * g + l / 8);
+        idx[g] = _mm512_loadu_si512(t);
+    }
+    __m512 accz = _mm512_setzero_ps();
+    __m256 accm = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        const __m128i packed = _mm_loadu_si128((const __m128i *)w[i].scales);
+        const __m256i sc = _mm256_cvtepu8_epi16(_mm_and_si128(packed, _mm_set1_epi8(0x0F)));
+        const __m256i mn = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), _mm_set1_epi8(0x0F)));
+        const __m512i sc16 = _mm512_castsi256_si512(sc);
+        __m512i isum = _mm512_setzero_si512();
+        for (int h = 0; h < 2; h++) {
+            const __m512i raw = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(w[i].qs + 32 * h)));
+            const __m512i qa = _mm512_and_si512(_mm512_srlv_epi16(raw, sh_a), m3);
+            const __m512i qb = _mm512_and_si512(_mm512_srlv_epi16(raw, sh_b), m3);
+            const __m512i ya = _mm512_loadu_si512(x[i].qs + 128 * h);
+            const __m512i yb = _mm512_loadu_si512(x[i].qs + 128 * h + 64);
+            isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(qa, ya), spread_scales16(sc16, idx[2 * h]));
+            isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(qb, yb), spread_scales16(sc16, idx[2 * h + 1]));
+        }
+        const __m256i mb = scales16_times_bsums(x[i].bsums, mn);
+        accz = _mm512_fmadd_ps(_mm512_set1_ps(h2f(w[i].d) * x[i].d), _mm512_cvtepi32_ps(isum), accz);
+        accm = _mm256_fnmadd_ps(_mm256_set1_ps(h2f(w[i].dmin) * x[i].d), _mm256_cvtepi32_ps(mb), accm);
+    }
+    return _mm512_reduce_add_ps(accz) + hsum_ps(accm);
+}
+
 /* Q5_K: as Q4_K, with the fifth bit of values 64p+l / 64p+32+l in bit 2p / 2p+1 of qh[l]. */
 static float vdot_q5_K_zmm(int64_t n, const void *vw, const void *vx)
 {
@@ -349,6 +389,7 @@ SQ_DEFINE_Q80_GEMM(iq4_nl, Q80_IQ4_NL)
         table[SQ_TYPE_Q6_K].vec_dot = vdot_q6_K_zmm;      \
         table[SQ_TYPE_Q3_K].vec_dot = vdot_q3_K_zmm;      \
         table[SQ_TYPE_Q5_K].vec_dot = vdot_q5_K_zmm;      \
+        table[SQ_TYPE_Q2_K].vec_dot = vdot_q2_K_zmm;      \
         table[SQ_TYPE_IQ4_XS].vec_dot = vdot_iq4_xs_z;    \
     } while (0)
 
