@@ -223,25 +223,26 @@ static float vdot_q5_K_zmm(int64_t n, const void *vw, const void *vx)
     return _mm512_reduce_add_ps(accz) + hsum_ps(acc);
 }
 
-/* IQ4_XS: code values offset by 128 (unsigned) so vpdpbusd takes them
- * directly; the offset is taken back through the activations' sums:
- * Σ ls·Σ q·y = Σ ls·Σ (q+128)·y − 128·Σ ls·(bsum pair). */
+/* IQ4_XS: |code value| times the activations with the code's sign applied
+ * (AVX-512 has no vpsignb: a masked subtraction), pairs summed to int16 and
+ * scaled by the 6-bit block scales with vpdpwssd. */
 SQ_INLINE void k_iq4_xs_zmm(int64_t n, const void *vw, const void *vx, size_t xs, float *out, const int NC)
 {
     const blk_iq4_xs *w = vw;
     const int64_t nb = n / 256;
-    const __m128i t8 = _mm_add_epi8(_mm_loadu_si128((const __m128i *)iq4nl_values), _mm_set1_epi8((char)0x80));
+    /* |code value| table; the codes of nibbles 0..7 are negative, 8..15 positive */
+    const __m128i t8 = _mm_abs_epi8(_mm_loadu_si128((const __m128i *)iq4nl_values));
     const __m512i table = _mm512_broadcast_i32x4(t8);
     const __m256i m4 = _mm256_set1_epi8(0x0F);
-    /* lanes 0..7 take scale 2k, lanes 8..15 scale 2k+1 */
+    /* int16 lanes 0..15 take scale 2k, lanes 16..31 scale 2k+1 */
     __m512i idx[4];
     for (int k = 0; k < 4; k++)
-        idx[k] = _mm512_mask_blend_epi32(0xFF00, _mm512_set1_epi32(2 * k), _mm512_set1_epi32(2 * k + 1));
+        idx[k] = _mm512_mask_blend_epi16(0xFFFF0000u, _mm512_set1_epi16((short)(2 * k)),
+                                         _mm512_set1_epi16((short)(2 * k + 1)));
     __m512 accz[MAXNC];
     SQ_UNROLL for (int c = 0; c < NC; c++) accz[c] = _mm512_setzero_ps();
     for (int64_t i = 0; i < nb; i++) {
-        const __m128i ls16 = iq4xs_scales16(w[i].scales_l, w[i].scales_h);
-        const __m512i ls32 = _mm512_castsi256_si512(_mm256_cvtepi16_epi32(ls16));
+        const __m512i ls16 = _mm512_castsi128_si512(iq4xs_scales16(w[i].scales_l, w[i].scales_h));
         __m512i isum[MAXNC];
         SQ_UNROLL for (int c = 0; c < NC; c++) isum[c] = _mm512_setzero_si512();
         for (int k = 0; k < 4; k++) {
@@ -250,25 +251,21 @@ SQ_INLINE void k_iq4_xs_zmm(int64_t n, const void *vw, const void *vx, size_t xs
             const __m256i lo = _mm256_and_si256(raw, m4), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
             const __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1); /* lo0 lo1 hi0 hi1 */
             const __m512i ordered = _mm512_shuffle_i64x2(both, both, _MM_SHUFFLE(3, 1, 2, 0)); /* lo0 hi0 lo1 hi1 */
-            const __m512i u = _mm512_shuffle_epi8(table, ordered);
-            const __m512i sk = _mm512_permutexvar_epi32(idx[k], ls32);
+            const __m512i aq = _mm512_shuffle_epi8(table, ordered);
+            const __mmask64 neg = _mm512_cmplt_epu8_mask(ordered, _mm512_set1_epi8(8));
+            const __m512i sk = _mm512_permutexvar_epi16(idx[k], ls16);
             SQ_UNROLL for (int c = 0; c < NC; c++) {
                 const blk_q8_K *x = XCOL(blk_q8_K, vx, xs, c) + i;
                 const __m512i y = _mm512_loadu_si512(x->qs + 64 * k);
-                const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, y);
-                isum[c] = _mm512_add_epi32(isum[c], _mm512_mullo_epi32(p, sk));
+                /* ±y with the sign of the code value: |q|·±y pairs fit int16 (2·127·127) */
+                const __m512i sy = _mm512_mask_sub_epi8(y, neg, _mm512_setzero_si512(), y);
+                isum[c] = _mm512_dpwssd_epi32(isum[c], _mm512_maddubs_epi16(aq, sy), sk);
             }
         }
-        /* 128·Σ_ib ls_ib·(bsums[2ib] + bsums[2ib+1]) */
-        const __m256i lsu = _mm256_cvtepu16_epi32(ls16);
-        const __m256i ls_pairs = _mm256_or_si256(lsu, _mm256_slli_epi32(lsu, 16)); /* int16 ls,ls per lane */
         const float d = h2f(w[i].d);
         SQ_UNROLL for (int c = 0; c < NC; c++) {
             const blk_q8_K *x = XCOL(blk_q8_K, vx, xs, c) + i;
-            const __m256i corr = _mm256_slli_epi32(
-                _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)x->bsums), ls_pairs), 7);
-            const __m512i tot = _mm512_sub_epi32(isum[c], _mm512_zextsi256_si512(corr));
-            accz[c] = _mm512_fmadd_ps(_mm512_set1_ps(d * x->d), _mm512_cvtepi32_ps(tot), accz[c]);
+            accz[c] = _mm512_fmadd_ps(_mm512_set1_ps(d * x->d), _mm512_cvtepi32_ps(isum[c]), accz[c]);
         }
     }
     SQ_UNROLL for (int c = 0; c < NC; c++) out[c] = _mm512_reduce_add_ps(accz[c]);
