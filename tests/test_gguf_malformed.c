@@ -366,6 +366,20 @@ static void test_shapes(void)
     patch64(&b, L.t_ne[T_B], 1ull << 40);
     patch64(&b, L.t_ne[T_B] + 8, 1ull << 40);
     EXPECT_FAIL(&b, SQ_EFORMAT, "element count overflows int64");
+    /* a SmarterQuant row of 2^40 columns (2^32 segments) is sized in O(1): with 0 rows it is a valid empty
+     * tensor, with 2 rows (2 x (272 + (2^32 - 1) x 144) bytes) it runs past the end (this used to loop over
+     * every segment: a hang) */
+    build_base(&b, &L);
+    patch64(&b, L.t_ne[T_SQ], 1ull << 40);
+    patch64(&b, L.t_ne[T_SQ] + 8, 0);
+    sq_gguf *g = NULL;
+    sq_error err = {0};
+    CHECK_MSG(sq_gguf_open_memory(b.p, b.n, "mal.gguf", &g, &err) == SQ_OK, "%s", err.msg);
+    const sq_gguf_tensor *t = sq_gguf_find_tensor(g, "t.sq");
+    CHECK(t && t->smarterquant && t->nbytes == 0);
+    sq_gguf_close(g);
+    patch64(&b, L.t_ne[T_SQ] + 8, 2);
+    EXPECT_FAIL(&b, SQ_EFORMAT, "tensor 't.sq': data [64, 64 + 1236950581504) runs past the end");
     /* a huge but representable shape: its size runs past the file */
     build_base(&b, &L);
     patch64(&b, L.t_ne[T_B], 1ull << 40);
