@@ -90,6 +90,25 @@ const void *sq_gguf_arr_data(const sq_gguf *g, int64_t i);
 sq_gguf_str sq_gguf_arr_str(const sq_gguf *g, int64_t i, uint64_t j);
 /* Raw bytes of the value of kv i as stored (for byte-exact copies). */
 const void *sq_gguf_kv_raw(const sq_gguf *g, int64_t i, uint64_t *nbytes);
+/* Note: file bytes (sq_gguf_arr_data, sq_gguf_kv_raw) may sit at any address:
+ * read elements with memcpy or the element getters below, never by casting. */
+
+/* j-th element of an array of integers (any width), as int64; SQ_ETYPE for
+ * other arrays, SQ_ERANGE for j out of range or a u64 above INT64_MAX. */
+sq_status sq_gguf_arr_get_int(const sq_gguf *g, int64_t i, uint64_t j, int64_t *out, sq_error *err);
+/* j-th element of an array of f32 or f64. */
+sq_status sq_gguf_arr_get_float(const sq_gguf *g, int64_t i, uint64_t j, double *out, sq_error *err);
+
+/* Formats the value of kv i for display, snprintf-style: writes at most n
+ * bytes (NUL-terminated when n > 0) and returns the full length. Arrays show
+ * their first max_elems elements then ", ..." (0 = all); in text mode strings
+ * are quoted with C escapes and, when max_elems > 0, cut after 160 bytes.
+ * With SQ_GGUF_FMT_JSON the result is valid JSON (abbreviated arrays are
+ * simply shorter; non-finite floats become null; invalid UTF-8 becomes U+FFFD). */
+#define SQ_GGUF_FMT_JSON 1u
+size_t sq_gguf_kv_format(const sq_gguf *g, int64_t i, uint64_t max_elems, unsigned flags, char *buf, size_t n);
+/* Same quoting for any byte string (limit: cut after that many bytes in text mode, 0 = never). */
+size_t sq_gguf_format_string(const char *s, size_t len, uint64_t limit, unsigned flags, char *buf, size_t n);
 
 /* Typed getters by key. SQ_ENOTFOUND when absent; SQ_ETYPE (message names the
  * key, its type and the wanted one) on a mismatch; integers convert between
@@ -109,6 +128,8 @@ const char *sq_gguf_type_name(sq_gguf_type t); /* "u32", "string", "array", ... 
 int64_t sq_gguf_n_tensors(const sq_gguf *g);
 const sq_gguf_tensor *sq_gguf_tensor_at(const sq_gguf *g, int64_t i);
 const sq_gguf_tensor *sq_gguf_find_tensor(const sq_gguf *g, const char *name); /* NULL if absent */
+/* Position of t in the file's tensor list, or -1 when t is not one of g's tensors. */
+int64_t sq_gguf_tensor_index(const sq_gguf *g, const sq_gguf_tensor *t);
 
 /* ---- writer ----
  * Usage: open; set/copy key/values; add tensor infos (name, shape, type, nbytes)

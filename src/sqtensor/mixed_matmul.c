@@ -1,0 +1,246 @@
+/*
+ * mixed_matmul.c — the matrix product over SmarterQuant rows (spec section 6):
+ * activations gathered once through the permutation, each run of segments
+ * quantized to its weight type's vec_dot_type, per-run dot products summed.
+ *
+ * Kernels never allocate: the gathered and quantized activations live in the
+ * caller's work buffer (sq_weight_matmul_work_size). Kernels are looked up
+ * once per call in the private table of the blocks module
+ * (src/blocks/kernels.h), so the loop over rows calls straight through
+ * function pointers with precomputed byte offsets.
+ */
+#include <string.h>
+
+#include "blocks/kernels.h"
+#include "sq/blocks.h"
+#include "sq/sqtensor.h"
+
+/* ------------------------------------------------------------- products -- */
+
+#define SQ__ALIGN 64
+static size_t align_up(size_t n) { return (n + SQ__ALIGN - 1) & ~(size_t)(SQ__ALIGN - 1); }
+
+/* A run: consecutive segments with the same weight type. Their blocks lie
+ * back to back in the row and their activations in one act-type row, so one
+ * vec_dot call covers the run. A row has at most four runs (segments 3.. all
+ * share types[3]). */
+typedef struct sq__run {
+    int type, act;     /* weight type and its vec_dot_type */
+    int64_t c0, len;   /* first column (in permuted order) and length */
+    size_t w_off;      /* byte offset of the run in a weight row */
+    size_t a_off;      /* byte offset of the run in an activation row */
+    sq__vec_dot_fn dot;
+    sq__from_float_fn from_float;
+} sq__run;
+
+typedef struct sq__plan {
+    sq__run run[4];
+    int nrun;
+    size_t act_row;    /* bytes of one quantized activation row (aligned) */
+    bool uniform;      /* all segments one type: the plain product applies */
+} sq__plan;
+
+/* Cuts a mixed row into runs; returns false for a malformed view (types that
+ * do not fit, which sq_weight_mixed already refuses). Kernel pointers are
+ * filled by plan_kernels(), which can fail for types without kernels. */
+static bool plan_runs(const sq_weight *w, sq__plan *p)
+{
+    memset(p, 0, sizeof *p);
+    const int64_t C = w->cols, nseg = sq_n_segments(C);
+    size_t w_off = 0, a_off = 0;
+    for (int64_t s = 0; s < nseg; s++) {
+        const int t = sq_segment_type(w->types, s);
+        const int64_t len = sq_segment_len(C, s);
+        const size_t wb = sq_row_size(t, len);
+        if (wb == 0) return false;
+        if (p->nrun > 0 && p->run[p->nrun - 1].type == t) {
+            p->run[p->nrun - 1].len += len;
+        } else {
+            if (p->nrun == 4) return false;
+            sq__run *rn = &p->run[p->nrun++];
+            rn->type = t;
+            rn->act = sq_type_info_get(t)->vec_dot_type;
+            rn->c0 = s * SQ_SEGMENT;
+            rn->len = len;
+            rn->w_off = w_off;
+        }
+        w_off += wb;
+    }
+    if (w_off != w->row_bytes) return false;
+    for (int i = 0; i < p->nrun; i++) {
+        const size_t ab = sq_row_size(p->run[i].act, p->run[i].len);
+        if (ab == 0) return false;
+        p->run[i].a_off = a_off;
+        a_off += ab;
+    }
+    p->act_row = align_up(a_off);
+    p->uniform = p->nrun == 1;
+    return true;
+}
+
+static sq_status plan_kernels(sq__plan *p, sq_error *err)
+{
+    const sq__kernels *tab = sq__kernel_table();
+    for (int i = 0; i < p->nrun; i++) {
+        sq__run *rn = &p->run[i];
+        if (!sq_blocks_can_dot(rn->type))
+            return sq_error_set(err, SQ_EUNSUPPORTED,
+                                "SmarterQuant matmul: dot products of type %s (%d) are not supported by this build",
+                                sq_type_name(rn->type), rn->type);
+        rn->dot = tab[rn->type].vec_dot;
+        rn->from_float = tab[rn->act].from_float;
+    }
+    return SQ_OK;
+}
+
+/* Bytes for the gathered activations (n x C floats), 0 without a permutation. */
+static size_t gather_bytes(const sq_weight *w, int64_t n)
+{
+    return w->perm ? align_up((size_t)n * (size_t)w->cols * sizeof(float)) : 0;
+}
+
+size_t sq_weight_matmul_work_size(const sq_weight *w, int64_t n)
+{
+    if (!w || n <= 0) return 0;
+    if (!w->mixed) return sq_matmul_work_size(w->type, w->cols, n);
+    sq__plan p;
+    if (!plan_runs(w, &p)) return 0;
+    if (p.uniform) return gather_bytes(w, n) + sq_matmul_work_size(p.run[0].type, w->cols, n);
+    return gather_bytes(w, n) + (size_t)n * p.act_row;
+}
+
+/* Shared state of one mixed product. */
+typedef struct sq__mm {
+    const sq__plan *p;
+    const sq_weight *w;
+    const float *X;      /* n x C activations, original order */
+    float *Xg;           /* where gathered rows are written (NULL without permutation) */
+    char *act;           /* n x act_row quantized activations */
+    int64_t n;
+    float *Y;
+} sq__mm;
+
+/* Gathers and quantizes activation row j: one call per run. */
+static void prepare_row(const sq__mm *m, int64_t j)
+{
+    const int64_t C = m->w->cols;
+    const float *x = m->X + j * C;
+    if (m->Xg) {
+        float *g = m->Xg + j * C;
+        sq_perm_gather(m->w->perm, C, x, g);
+        x = g;
+    }
+    char *a = m->act + (size_t)j * m->p->act_row;
+    for (int i = 0; i < m->p->nrun; i++) {
+        const sq__run *rn = &m->p->run[i];
+        rn->from_float(x + rn->c0, a + rn->a_off, rn->len);
+    }
+}
+
+static void prepare_task(void *ctx, int ith, int nth)
+{
+    const sq__mm *m = ctx;
+    for (int64_t j = ith; j < m->n; j += nth) prepare_row(m, j);
+}
+
+/* Rows and activation rows are tiled so that a tile of weight rows stays in
+ * cache while a tile of activation rows streams past it. */
+#define SQ__ROW_TILE 16
+#define SQ__ACT_TILE 64
+
+static void dot_task(void *ctx, int ith, int nth)
+{
+    const sq__mm *m = ctx;
+    const sq__plan *p = m->p;
+    const int64_t R = m->w->rows, n = m->n;
+    const int64_t r_begin = R * ith / nth, r_end = R * (ith + 1) / nth;
+    const char *W = m->w->data;
+    const size_t rb = m->w->row_bytes, ab = p->act_row;
+    const int nrun = p->nrun;
+    /* local copies: the compiler keeps them in registers */
+    sq__vec_dot_fn dot[4];
+    int64_t len[4];
+    size_t w_off[4], a_off[4];
+    for (int i = 0; i < nrun; i++) {
+        dot[i] = p->run[i].dot;
+        len[i] = p->run[i].len;
+        w_off[i] = p->run[i].w_off;
+        a_off[i] = p->run[i].a_off;
+    }
+    for (int64_t j0 = 0; j0 < n; j0 += SQ__ACT_TILE) {
+        const int64_t j1 = j0 + SQ__ACT_TILE < n ? j0 + SQ__ACT_TILE : n;
+        for (int64_t r0 = r_begin; r0 < r_end; r0 += SQ__ROW_TILE) {
+            const int64_t r1 = r0 + SQ__ROW_TILE < r_end ? r0 + SQ__ROW_TILE : r_end;
+            for (int64_t j = j0; j < j1; j++) {
+                const char *a = m->act + (size_t)j * ab;
+                float *y = m->Y + j * R;
+                for (int64_t r = r0; r < r1; r++) {
+                    const char *wr = W + (size_t)r * rb;
+                    float sum = 0.0f;
+                    for (int i = 0; i < nrun; i++) sum += dot[i](len[i], wr + w_off[i], a + a_off[i]);
+                    y[r] = sum;
+                }
+            }
+        }
+    }
+}
+
+/* Gathers every activation row into the work buffer (uniform mixed tensors). */
+typedef struct sq__gather {
+    const int32_t *perm;
+    int64_t C, n;
+    const float *X;
+    float *out;
+} sq__gather;
+
+static void gather_task(void *ctx, int ith, int nth)
+{
+    const sq__gather *g = ctx;
+    for (int64_t j = ith; j < g->n; j += nth) sq_perm_gather(g->perm, g->C, g->X + j * g->C, g->out + j * g->C);
+}
+
+/* The product. Plain weights go to sq_matmul. A mixed weight whose segments
+ * all have one type is laid out exactly like a plain tensor of that type, so
+ * it goes there too, after the gather. Otherwise: gather + quantize every
+ * activation row once (in parallel when there are several), then every thread
+ * takes a contiguous band of output rows and sums the runs' dot products. */
+sq_status sq_weight_matmul(sq_threadpool *tp, const sq_weight *w, const float *X, int64_t n, float *Y, void *work,
+                           size_t work_size, sq_error *err)
+{
+    if (!w || !X || !Y || n <= 0)
+        return sq_error_set(err, SQ_EINVAL, "SmarterQuant matmul: missing weight or activations, or n = %lld",
+                            (long long)n);
+    if (!w->mixed)
+        return sq_matmul(tp, w->type, w->data, w->rows, w->cols, w->row_bytes, X, n, Y, work, work_size, err);
+
+    sq__plan p;
+    if (!plan_runs(w, &p))
+        return sq_error_set(err, SQ_EINVAL, "SmarterQuant matmul: the view's types do not fit %lld columns",
+                            (long long)w->cols);
+    const size_t need = sq_weight_matmul_work_size(w, n);
+    if (work_size < need || (need && !work))
+        return sq_error_set(err, SQ_EINVAL, "SmarterQuant matmul: work buffer of %zu bytes, %zu needed", work_size,
+                            need);
+    const size_t gb = gather_bytes(w, n);
+    float *Xg = w->perm ? (float *)work : NULL;
+
+    if (p.uniform) {
+        const float *Xin = X;
+        if (Xg) {
+            sq__gather g = { w->perm, w->cols, n, X, Xg };
+            if (n > 1) sq_threadpool_run(tp, gather_task, &g);
+            else gather_task(&g, 0, 1);
+            Xin = Xg;
+        }
+        return sq_matmul(tp, p.run[0].type, w->data, w->rows, w->cols, w->row_bytes, Xin, n, Y,
+                         (char *)work + gb, work_size - gb, err);
+    }
+
+    sq_status st = plan_kernels(&p, err);
+    if (st != SQ_OK) return st;
+    sq__mm m = { &p, w, X, Xg, (char *)work + gb, n, Y };
+    if (n > 1) sq_threadpool_run(tp, prepare_task, &m);
+    else prepare_row(&m, 0);
+    sq_threadpool_run(tp, dot_task, &m);
+    return SQ_OK;
+}
