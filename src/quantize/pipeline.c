@@ -15,7 +15,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "deps.h"
+#include "sq/blocks.h"
+#include "sq/gguf.h"
+#include "sq/matmul.h"
+#include "sq/sqtensor.h"
 #include "sq/imatrix.h"
 #include "sq/quantize.h"
 #include "sq/sqconfig.h"
@@ -318,11 +321,6 @@ static sq_status make_plan(run *r, sq_quantize_stats *stats, sq_error *err)
         if (tp->in_sq && (st = load_input_perm(r, tp, err)) != SQ_OK) break;
 
         if (q) {
-            if (!SQ__HAVE_SQTENSOR()) {
-                st = sq_error_set(err, SQ_EUNSUPPORTED,
-                                  "tensor %s: SmarterQuant tensors need the sqtensor module, not in this build", t->name);
-                break;
-            }
             st = plan_sq(r, tp, q, err);
             if (st != SQ_OK) break;
         } else if (tp->in_sq && !p->allow_requantize) {
@@ -370,12 +368,6 @@ static sq_status make_plan(run *r, sq_quantize_stats *stats, sq_error *err)
                 st = sq_error_set(err, SQ_EINVAL,
                                   "tensor %s: requantizing from type %s is disabled (use --allow-requantize)", t->name,
                                   iti->name);
-                break;
-            }
-            if (tp->in_sq && !SQ__HAVE_SQTENSOR()) {
-                st = sq_error_set(err, SQ_EUNSUPPORTED,
-                                  "tensor %s: reading SmarterQuant tensors needs the sqtensor module, not in this build",
-                                  t->name);
                 break;
             }
             if (iti->is_quantized && !sq_blocks_can_dequantize(t->type)) {
@@ -651,8 +643,6 @@ sq_status sq_quantize_file(const char *in_path, const char *out_path, const sq_q
     if (!stats) stats = &local;
     memset(stats, 0, sizeof *stats);
     const double t_start = sq_time_now();
-    if (!SQ__HAVE_GGUF())
-        return sq_error_set(err, SQ_EUNSUPPORTED, "quantizing needs the GGUF reader and writer, not in this build");
     if (!p->dry_run && (!out_path || !*out_path)) return sq_error_set(err, SQ_EINVAL, "no output file given");
     if (!p->copy && !sq_ftype_get(p->ftype)) return sq_error_set(err, SQ_EINVAL, "unknown file type %d", p->ftype);
     if (!p->dry_run && strcmp(in_path, out_path) == 0)
@@ -677,7 +667,7 @@ sq_status sq_quantize_file(const char *in_path, const char *out_path, const sq_q
         for (int64_t i = 0; i < r.n; i++) emit(&r, SQ_QEVENT_TENSOR, NULL, &r.tp[i].pub);
     } else if (st == SQ_OK) {
         r.n_threads = p->n_threads > 0 ? p->n_threads : default_threads();
-        if (r.n_threads > 1 && SQ__HAVE_POOL()) r.pool = sq_threadpool_create(r.n_threads);
+        if (r.n_threads > 1) r.pool = sq_threadpool_create(r.n_threads);
         if (!r.pool) r.n_threads = 1;
         int64_t max_c = 64;
         for (int64_t i = 0; i < r.n; i++)
