@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "sq/blocks.h"
@@ -298,6 +299,7 @@ static sq_status make_plan(run *r, sq_quantize_stats *stats, sq_error *err)
         pub->in_bytes = t->nbytes;
         pub->fallback_from = -1;
         tp->in_sq = t->smarterquant;
+        pub->in_smarterquant = t->smarterquant;
 
         sq_qchoice ch;
         st = sq_qrules_choose(rules, t->name, t->ne, t->type, &ch, err);
@@ -477,6 +479,19 @@ static void quantize_rows(void *ctx, int ith, int nth)
     j->st[ith] = st;
 }
 
+/* Tells the kernel a written tensor's input pages are not needed any more
+ * (the reader's map is read-only and file-backed: a later access would read
+ * them again), so the resident set stays near one tensor, not the model, as
+ * llama-quantize's unmapping does. Only whole pages inside the tensor. */
+static void release_input(const void *data, uint64_t nbytes)
+{
+    const long pg = sysconf(_SC_PAGESIZE);
+    if (pg <= 0 || nbytes < (uint64_t)pg) return;
+    const uintptr_t a = ((uintptr_t)data + (uintptr_t)pg - 1) & ~((uintptr_t)pg - 1);
+    const uintptr_t b = ((uintptr_t)data + (uintptr_t)nbytes) & ~((uintptr_t)pg - 1);
+    if (b > a) (void)madvise((void *)a, (size_t)(b - a), MADV_DONTNEED);
+}
+
 /* Grows a reusable buffer to at least n bytes. */
 static void *grow(void **buf, size_t *cap, size_t n)
 {
@@ -619,6 +634,7 @@ static sq_status write_tensors(run *r, sq_gguf_writer *w, sq_error *err)
             if (st == SQ_OK) st = sq_gguf_writer_write(w, j.out, (size_t)tp->pub.out_bytes, err);
         }
         tp->pub.seconds = sq_time_now() - t0;
+        if (st == SQ_OK) release_input(tp->t->data, tp->t->nbytes);
         if (st == SQ_OK) emit(r, SQ_QEVENT_TENSOR, NULL, &tp->pub);
     }
     sq_aligned_free(f32);
