@@ -16,11 +16,15 @@ PREFIX  ?= /usr/local
 FUZZ_TIME ?= 60
 SHARED  ?= $(abspath ../shared)
 
-PKGS    := jansson libmicrohttpd
+PKGS    := jansson libmicrohttpd libutf8proc
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -ljansson -lmicrohttpd)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -ljansson -lmicrohttpd -lutf8proc)
 
-WARN    := -Wall -Wextra -Werror -Wshadow -Wno-format-truncation -Wno-unused-parameter -Wstrict-prototypes -Wmissing-prototypes
+WARN    := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wstrict-prototypes -Wmissing-prototypes
+# Error messages are cut to their buffer on purpose; clang has no such warning.
+ifeq ($(findstring clang,$(shell $(CC) --version 2>/dev/null | head -n 1)),)
+WARN    += -Wno-format-truncation
+endif
 CFLAGS  ?=
 ALL_CFLAGS := -std=c11 $(OPT) -g -D_GNU_SOURCE -Iinclude -Isrc $(WARN) $(PKG_CFLAGS) $(CFLAGS)
 LDFLAGS ?=
@@ -50,26 +54,31 @@ SQ        := $(BUILD)/sq
 .PHONY: all test tests asan fuzz fuzz-build bench demo install clean
 all: $(SQ) $(LIBSQ)
 
+# V=1 shows the full commands.
+Q := $(if $(V),,@)
+
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+	@$(if $(V),,echo "  CC  $<")
+	$(Q)$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
 
 $(BUILD)/%_avx2.o: ALL_CFLAGS += $(AVX2_FLAGS)
 $(BUILD)/%_avx512.o: ALL_CFLAGS += $(AVX512_FLAGS)
 
 $(LIBSQ): $(LIB_OBJ)
 	@mkdir -p $(dir $@)
-	rm -f $@
-	ar rcs $@ $^
+	$(Q)rm -f $@
+	$(Q)ar rcs $@ $^
 
 $(SQ): $(TOOL_OBJ) $(LIBSQ)
-	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $(TOOL_OBJ) $(LIBSQ) $(LDLIBS)
+	@$(if $(V),,echo "  LD  $@")
+	$(Q)$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $(TOOL_OBJ) $(LIBSQ) $(LDLIBS)
 
 $(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(TEST_AUX_OBJ) $(LIBSQ)
-	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(TEST_AUX_OBJ) $(LIBSQ) $(LDLIBS)
+	$(Q)$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(TEST_AUX_OBJ) $(LIBSQ) $(LDLIBS)
 
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIBSQ)
-	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(LIBSQ) $(LDLIBS)
+	$(Q)$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(LIBSQ) $(LDLIBS)
 
 tests: $(TEST_BIN) $(SQ)
 

@@ -6,6 +6,9 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 
 #include "kernels.h"
 
@@ -14,15 +17,33 @@ static sq__kernels active_table[SQ_TYPE_COUNT];
 static sq_isa active_isa = SQ_ISA_SCALAR;
 static pthread_once_t table_once = PTHREAD_ONCE_INIT;
 
+#if defined(__x86_64__) || defined(__i386__)
+/* F16C (CPUID leaf 1, ECX bit 29) and AVX512_BF16 (leaf 7 sub-leaf 1, EAX
+ * bit 5) are read directly: clang 14's __builtin_cpu_supports lacks both. */
+static bool cpu_has_f16c(void)
+{
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
+    return (c >> 29) & 1;
+}
+
+static bool cpu_has_avx512bf16(void)
+{
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 1, &a, &b, &c, &d)) return false;
+    return (a >> 5) & 1;
+}
+#endif
+
 static sq_isa cpu_isa(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni") &&
-        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bf16"))
+        __builtin_cpu_supports("avx512dq") && cpu_has_avx512bf16())
         return SQ_ISA_AVX512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c())
         return SQ_ISA_AVX2;
 #endif
     return SQ_ISA_SCALAR;

@@ -15,6 +15,7 @@
 #define SQ_BLOCKS_KQUANT_COMMON_H
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -145,5 +146,11 @@ static inline int sq__kq_round(float v)
 /* The 16 levels of the IQ4_NL / IQ4_XS non-linear 4-bit code (ggml's table). */
 static const int8_t sq__kvalues_iq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
                                               1,    13,   25,  38,  53,  69,  89,  113};
+
+/* Tests only (not thread-safe): true makes the k-quant and IQ4 quantizers use
+ * their plain scalar searches instead of the 4-lane ones; both must give the
+ * same bytes. */
+void sq__kquants_reference_search(bool on);
+bool sq__kquants_reference_search_on(void);
 
 #endif /* SQ_BLOCKS_KQUANT_COMMON_H */

@@ -26,10 +26,49 @@
 #include "kernels.h"
 #include "kquant_common.h"
 
+/* Bit-exactness needs every a*b+c rounded twice, as ggml computes it: no FMA
+ * contraction even when built with -mfma / -march=native (GCC in GNU mode and
+ * clang contract by default). */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
+
 static inline int imin(int a, int b) { return a < b ? a : b; }
 static inline int imax(int a, int b) { return a > b ? a : b; }
 static inline float h2f(uint16_t h) { return sq_fp16_to_f32(h); }
 static inline uint16_t f2h(float f) { return sq_f32_to_fp16(f); }
+
+/* 4-lane float / int vectors (GCC / clang vector extensions; SSE2 on any
+ * x86-64). The *_x4 searches below run one sub-block per lane with exactly the
+ * float operations of the scalar search, in the same order: IEEE arithmetic is
+ * per lane, so the results are bit-identical, and per-lane branches become
+ * masked selects. sq__kquants_reference_search(true) switches to the scalar
+ * searches (tests compare the two byte for byte). */
+typedef float sq__v4f __attribute__((vector_size(16)));
+typedef int32_t sq__v4i __attribute__((vector_size(16)));
+
+static inline sq__v4f v4_sel(sq__v4i m, sq__v4f a, sq__v4f b)
+{
+    return (sq__v4f)((m & (sq__v4i)a) | (~m & (sq__v4i)b));
+}
+static inline sq__v4i v4_seli(sq__v4i m, sq__v4i a, sq__v4i b) { return (m & a) | (~m & b); }
+/* sq__kq_round per lane */
+static inline sq__v4i v4_round(sq__v4f v)
+{
+    const sq__v4f biased = v + 12582912.f;
+    return ((sq__v4i)biased & 0x007fffff) - 0x00400000;
+}
+static inline sq__v4f v4_abs(sq__v4f v) { return (sq__v4f)((sq__v4i)v & 0x7fffffff); }
+static inline sq__v4f v4_err(sq__v4f diff, int use_mad) { return use_mad ? v4_abs(diff) : diff * diff; }
+
+
+/* Set by sq__kquants_reference_search (tests only): run the scalar searches. */
+static bool reference_search;
+
+void sq__kquants_reference_search(bool on) { reference_search = on; }
+bool sq__kquants_reference_search_on(void) { return reference_search; }
 
 /* ------------------------------------------------------------------------
  * Scale searches
@@ -91,6 +130,77 @@ static float fit_symmetric(int n, int nmax, const float *x, int8_t *L, const flo
         }
     }
     return scale;
+}
+
+/* fit_symmetric on 4 consecutive sub-blocks of n values at once (lane k on
+ * sub-block k); w holds their weights or is NULL (then x^2). */
+static void fit_symmetric_x4(int n, int nmax, const float *x, int8_t *L, const float *w, float *scales)
+{
+    sq__v4f X[32], W[32];
+    for (int i = 0; i < n; ++i)
+        for (int k = 0; k < 4; ++k) {
+            const float v = x[n * k + i];
+            X[i][k] = v;
+            W[i][k] = w ? w[n * k + i] : v * v;
+        }
+    const sq__v4f zero = {0, 0, 0, 0};
+    const sq__v4i izero = {0, 0, 0, 0};
+    const sq__v4i lo = izero - nmax, hi = izero + (nmax - 1);
+    sq__v4f max = zero, amax = zero;
+    for (int i = 0; i < n; ++i) {
+        const sq__v4f ax = v4_abs(X[i]);
+        const sq__v4i up = ax > amax;
+        amax = v4_sel(up, ax, amax);
+        max = v4_sel(up, X[i], max);
+    }
+    const sq__v4i zero_lane = amax < SQ_KQ_GROUP_EPS;
+    sq__v4i Lv[32];
+    sq__v4f iscale = (float)-nmax / max;
+    sq__v4f sumlx = zero, suml2 = zero;
+    for (int i = 0; i < n; ++i) {
+        sq__v4i l = v4_round(iscale * X[i]);
+        l = v4_seli(l < lo, lo, v4_seli(l > hi, hi, l));
+        Lv[i] = l;
+        const sq__v4f lf = __builtin_convertvector(l, sq__v4f);
+        sumlx += W[i] * X[i] * lf;
+        suml2 += W[i] * lf * lf;
+    }
+    sq__v4f scale = v4_sel(suml2 != 0, sumlx / suml2, zero);
+    sq__v4f best = scale * sumlx;
+    for (int step = -9; step <= 9; ++step) {
+        if (step == 0) continue;
+        iscale = -(nmax + 0.1f * step) / max;
+        sq__v4i Lt[32];
+        sumlx = suml2 = zero;
+        for (int i = 0; i < n; ++i) {
+            sq__v4i l = v4_round(iscale * X[i]);
+            l = v4_seli(l < lo, lo, v4_seli(l > hi, hi, l));
+            Lt[i] = l;
+            const sq__v4f lf = __builtin_convertvector(l, sq__v4f);
+            sumlx += W[i] * X[i] * lf;
+            suml2 += W[i] * lf * lf;
+        }
+        const sq__v4i take = (suml2 > 0) & (sumlx * sumlx > best * suml2);
+        for (int i = 0; i < n; ++i) Lv[i] = v4_seli(take, Lt[i], Lv[i]);
+        const sq__v4f ns = sumlx / suml2;
+        scale = v4_sel(take, ns, scale);
+        best = v4_sel(take, ns * sumlx, best);
+    }
+    for (int k = 0; k < 4; ++k) {
+        scales[k] = zero_lane[k] ? 0.f : scale[k];
+        for (int i = 0; i < n; ++i) L[n * k + i] = zero_lane[k] ? 0 : (int8_t)(Lv[i][k] + nmax);
+    }
+}
+
+/* fit_symmetric on nsub (a multiple of 4) consecutive sub-blocks of n values;
+ * w: their weights, or NULL for x^2. */
+static void fit_symmetric_batch(int nsub, int n, int nmax, const float *x, int8_t *L, const float *w, float *scales)
+{
+    if (reference_search) {
+        for (int j = 0; j < nsub; ++j) scales[j] = fit_symmetric(n, nmax, x + n * j, L + n * j, w ? w + n * j : NULL);
+        return;
+    }
+    for (int j = 0; j < nsub; j += 4) fit_symmetric_x4(n, nmax, x + n * j, L + n * j, w ? w + n * j : NULL, scales + j);
 }
 
 /*
@@ -313,6 +423,114 @@ static float fit_asym_weighted(int n, int nmax, const float *x, const float *wei
 }
 
 /*
+ * fit_asym_plain / fit_asym_weighted on 4 sub-blocks at once, lane k on
+ * sub-block k (see the vector note at the top).
+ *   x, w: 4 consecutive sub-blocks of n (16 or 32) values and weights;
+ *   L:    receives their levels; scales / neg_mins: the fitted pairs.
+ */
+static void fit_asym_x4(int n, int nmax, const float *x, const float *w, uint8_t *L, float *scales, float *neg_mins,
+                        float rmin, float rdelta, int nstep, int use_mad, int weighted)
+{
+    sq__v4f X[32], W[32];
+    sq__v4i Lv[32], Laux[32];
+    for (int i = 0; i < n; ++i)
+        for (int k = 0; k < 4; ++k) {
+            X[i][k] = x[n * k + i];
+            W[i][k] = w[n * k + i];
+        }
+    const sq__v4f zero = {0, 0, 0, 0};
+    const sq__v4i izero = {0, 0, 0, 0};
+    const sq__v4i inmax = izero + nmax;
+    const sq__v4f fnmax = zero + (float)nmax;
+
+    sq__v4f min = X[0], max = X[0];
+    sq__v4f sum_w = W[0];
+    sq__v4f sum_x = sum_w * X[0];
+    for (int i = 1; i < n; ++i) {
+        min = v4_sel(X[i] < min, X[i], min);
+        max = v4_sel(X[i] > max, X[i], max);
+        sum_w += W[i];
+        sum_x += W[i] * X[i];
+    }
+    min = v4_sel(min > 0, zero, min);
+    const sq__v4i degenerate = weighted ? (max <= min) : (max == min);
+
+    sq__v4f iscale = fnmax / (max - min);
+    sq__v4f scale = 1 / iscale;
+    sq__v4f best = zero;
+    for (int i = 0; i < n; ++i) {
+        sq__v4i l = v4_round(iscale * (X[i] - min));
+        l = v4_seli(l < 0, izero, v4_seli(l > inmax, inmax, l));
+        Lv[i] = l;
+        const sq__v4f diff = scale * __builtin_convertvector(l, sq__v4f) + min - X[i];
+        best += W[i] * v4_err(diff, use_mad);
+    }
+    for (int step = 0; step <= nstep; ++step) {
+        iscale = (rmin + rdelta * step + nmax) / (max - min);
+        sq__v4f sum_l = zero, sum_l2 = zero, sum_xl = zero;
+        for (int i = 0; i < n; ++i) {
+            const sq__v4f v = iscale * (X[i] - min);
+            sq__v4i l;
+            if (weighted) {
+                l = v4_round(v4_sel(v < fnmax, v, fnmax));
+                l = v4_seli(v > 0, l, izero);
+            } else {
+                l = v4_round(v);
+                l = v4_seli(l < 0, izero, v4_seli(l > inmax, inmax, l));
+            }
+            Laux[i] = l;
+            const sq__v4f lf = __builtin_convertvector(l, sq__v4f);
+            sum_l += W[i] * lf;
+            sum_l2 += W[i] * lf * lf;
+            sum_xl += W[i] * lf * X[i];
+        }
+        const sq__v4f D = sum_w * sum_l2 - sum_l * sum_l;
+        sq__v4f this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
+        sq__v4f this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
+        const sq__v4i pos = this_min > 0;
+        this_min = v4_sel(pos, zero, this_min);
+        this_scale = v4_sel(pos, sum_xl / sum_l2, this_scale);
+        sq__v4f err = zero;
+        for (int i = 0; i < n; ++i) {
+            const sq__v4f diff = this_scale * __builtin_convertvector(Laux[i], sq__v4f) + this_min - X[i];
+            err += W[i] * v4_err(diff, use_mad);
+        }
+        const sq__v4i take = (D > 0) & (err < best);
+        for (int i = 0; i < n; ++i) Lv[i] = v4_seli(take, Laux[i], Lv[i]);
+        best = v4_sel(take, err, best);
+        scale = v4_sel(take, this_scale, scale);
+        min = v4_sel(take, this_min, min);
+    }
+    /* degenerate lanes: the scalar code returned early with zeros */
+    scale = v4_sel(degenerate, zero, scale);
+    for (int k = 0; k < 4; ++k) {
+        scales[k] = scale[k];
+        neg_mins[k] = -min[k];
+        for (int i = 0; i < n; ++i) L[n * k + i] = degenerate[k] ? 0 : (uint8_t)Lv[i][k];
+    }
+}
+
+/* The asymmetric fit of nsub (a multiple of 4) consecutive sub-blocks of n
+ * values: fit_asym_weighted when `weighted` (squared error), else
+ * fit_asym_plain (use_mad chooses the error). */
+static void fit_asym_batch(int nsub, int n, int nmax, const float *x, const float *w, uint8_t *L, float *scales,
+                           float *neg_mins, float rmin, float rdelta, int nstep, int use_mad, int weighted)
+{
+    if (reference_search) {
+        uint8_t Laux[32];
+        for (int j = 0; j < nsub; ++j)
+            scales[j] = weighted ? fit_asym_weighted(n, nmax, x + n * j, w + n * j, L + n * j, &neg_mins[j], Laux,
+                                                     rmin, rdelta, nstep)
+                                 : fit_asym_plain(n, nmax, x + n * j, w + n * j, L + n * j, &neg_mins[j], Laux, rmin,
+                                                  rdelta, nstep, use_mad);
+        return;
+    }
+    for (int j = 0; j < nsub; j += 4)
+        fit_asym_x4(n, nmax, x + n * j, w + n * j, L + n * j, scales + j, neg_mins + j, rmin, rdelta, nstep, use_mad,
+                    weighted);
+}
+
+/*
  * Positive-only search for the sub-block scales / mins of the imatrix path
  * (ggml's make_qp_quants): fits x[i] ~ scale*L[i], L in [0, nmax], x >= 0,
  * with weights qw. Tries the scale mapping max to nmax and 8 neighbours
@@ -472,13 +690,13 @@ static void q2_K_finish(const float *x, sq__block_q2_K *y, uint8_t *L)
  * (super-scale = max/15). */
 static void quantize_q2_K_plain(const float *x, sq__block_q2_K *y, int64_t nb)
 {
-    uint8_t L[SQ_QK_K], Laux[16];
-    float weights[16], mins[SQ_QK_K / 16], scales[SQ_QK_K / 16];
+    uint8_t L[SQ_QK_K];
+    float weights[SQ_QK_K], mins[SQ_QK_K / 16], scales[SQ_QK_K / 16];
     for (int64_t i = 0; i < nb; i++, x += SQ_QK_K) {
         float max_scale = 0, max_min = 0;
+        for (int l = 0; l < SQ_QK_K; ++l) weights[l] = fabsf(x[l]);
+        fit_asym_batch(SQ_QK_K / 16, 16, 3, x, weights, L, scales, mins, -0.5f, 0.1f, 15, 1, 0);
         for (int j = 0; j < SQ_QK_K / 16; ++j) {
-            for (int l = 0; l < 16; ++l) weights[l] = fabsf(x[16 * j + l]);
-            scales[j] = fit_asym_plain(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.5f, 0.1f, 15, 1);
             if (scales[j] > max_scale) max_scale = scales[j];
             if (mins[j] > max_min) max_min = mins[j];
         }
@@ -510,19 +728,20 @@ static void quantize_q2_K_plain(const float *x, sq__block_q2_K *y, int64_t nb)
  * by the sub-block's total weight. */
 static void quantize_q2_K_imatrix(const float *x, sq__block_q2_K *y, int64_t nb, const float *qw_row)
 {
-    uint8_t L[SQ_QK_K], Laux[16], Ls[SQ_QK_K / 16], Lm[SQ_QK_K / 16];
-    float mins[SQ_QK_K / 16], scales[SQ_QK_K / 16], sw[SQ_QK_K / 16], weight[16];
+    uint8_t L[SQ_QK_K], Ls[SQ_QK_K / 16], Lm[SQ_QK_K / 16];
+    float mins[SQ_QK_K / 16], scales[SQ_QK_K / 16], sw[SQ_QK_K / 16], weight[SQ_QK_K];
     for (int64_t i = 0; i < nb; i++, x += SQ_QK_K) {
         float sumx2 = 0;
         for (int j = 0; j < SQ_QK_K; ++j) sumx2 += x[j] * x[j];
         const float sigma2 = sumx2 / SQ_QK_K;
         for (int j = 0; j < SQ_QK_K / 16; ++j) {
             const float *qw = qw_row + SQ_QK_K * i + 16 * j;
-            for (int l = 0; l < 16; ++l) weight[l] = qw[l] * sqrtf(sigma2 + x[16 * j + l] * x[16 * j + l]);
+            float *wj = weight + 16 * j;
+            for (int l = 0; l < 16; ++l) wj[l] = qw[l] * sqrtf(sigma2 + x[16 * j + l] * x[16 * j + l]);
             sw[j] = 0;
-            for (int l = 0; l < 16; ++l) sw[j] += weight[l];
-            scales[j] = fit_asym_weighted(16, 3, x + 16 * j, weight, L + 16 * j, &mins[j], Laux, -0.9f, 0.05f, 36);
+            for (int l = 0; l < 16; ++l) sw[j] += wj[l];
         }
+        fit_asym_batch(SQ_QK_K / 16, 16, 3, x, weight, L, scales, mins, -0.9f, 0.05f, 36, 0, 1);
         const float dm = fit_positive(SQ_QK_K / 16, 15, scales, Ls, sw);
         const float mm = fit_positive(SQ_QK_K / 16, 15, mins, Lm, sw);
         y[i].d = f2h(dm);
@@ -662,19 +881,20 @@ static void quantize_q3_K_plain(const float *x, sq__block_q3_K *y, int64_t nb)
 static void quantize_q3_K_imatrix(const float *x, sq__block_q3_K *y, int64_t nb, const float *qw_row)
 {
     int8_t L[SQ_QK_K], Ls[SQ_QK_K / 16];
-    float scales[SQ_QK_K / 16], weight[16], sw[SQ_QK_K / 16];
+    float scales[SQ_QK_K / 16], weight[SQ_QK_K], sw[SQ_QK_K / 16];
     for (int64_t i = 0; i < nb; i++, x += SQ_QK_K) {
         float sumx2 = 0;
         for (int j = 0; j < SQ_QK_K; ++j) sumx2 += x[j] * x[j];
         const float sigma2 = 2 * sumx2 / SQ_QK_K;
         for (int j = 0; j < SQ_QK_K / 16; ++j) {
             const float *qw = qw_row + SQ_QK_K * i + 16 * j;
-            for (int l = 0; l < 16; ++l) weight[l] = qw[l] * sqrtf(sigma2 + x[16 * j + l] * x[16 * j + l]);
+            float *wj = weight + 16 * j;
+            for (int l = 0; l < 16; ++l) wj[l] = qw[l] * sqrtf(sigma2 + x[16 * j + l] * x[16 * j + l]);
             float sumw = 0;
-            for (int l = 0; l < 16; ++l) sumw += weight[l];
+            for (int l = 0; l < 16; ++l) sumw += wj[l];
             sw[j] = sumw;
-            scales[j] = fit_symmetric(16, 4, x + 16 * j, L + 16 * j, weight);
         }
+        fit_symmetric_batch(SQ_QK_K / 16, 16, 4, x, L, weight, scales);
         memset(y[i].scales, 0, sizeof y[i].scales);
         const float d_block = fit_symmetric(SQ_QK_K / 16, 32, scales, Ls, sw);
         for (int j = 0; j < SQ_QK_K / 16; ++j) put_scale_q3(j, y[i].scales, Ls[j]);
@@ -698,12 +918,14 @@ static void dequantize_q3_K(const void *vx, float *y, int64_t n)
     for (int64_t i = 0; i < n / SQ_QK_K; i++) {
         const float d_all = h2f(x[i].d);
         const uint8_t *q = x[i].qs;
+        int sc[SQ_QK_K / 16];
+        for (int j = 0; j < SQ_QK_K / 16; ++j) sc[j] = get_scale_q3(j, x[i].scales);
         int is = 0;
         uint8_t m = 1;
         for (int half = 0; half < SQ_QK_K; half += 128) {
             for (int shift = 0; shift < 8; shift += 2) {
                 for (int part = 0; part < 2; ++part) {
-                    const float dl = d_all * get_scale_q3(is++, x[i].scales);
+                    const float dl = d_all * sc[is++];
                     for (int l = 16 * part; l < 16 * part + 16; ++l)
                         *y++ = dl * (((q[l] >> shift) & 3) - ((x[i].hmask[l] & m) ? 0 : 4));
                 }
@@ -774,15 +996,16 @@ static void q45_K_requantize(const float *x, uint16_t dh, uint16_t dminh, const 
 static void q45_K_plain_scales(const float *x, uint8_t *L, int nmax, float rmin, float rdelta, int nstep,
                                uint8_t *scale_bytes, uint16_t *dh, uint16_t *dminh)
 {
-    uint8_t Laux[32];
-    float weights[32], mins[SQ_QK_K / 32], scales[SQ_QK_K / 32];
+    float weights[SQ_QK_K], mins[SQ_QK_K / 32], scales[SQ_QK_K / 32];
     float max_scale = 0, max_min = 0;
     for (int j = 0; j < SQ_QK_K / 32; ++j) {
         float sum_x2 = 0;
         for (int l = 0; l < 32; ++l) sum_x2 += x[32 * j + l] * x[32 * j + l];
         const float av_x = sqrtf(sum_x2 / 32);
-        for (int l = 0; l < 32; ++l) weights[l] = av_x + fabsf(x[32 * j + l]);
-        scales[j] = fit_asym_plain(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, rmin, rdelta, nstep, 0);
+        for (int l = 0; l < 32; ++l) weights[32 * j + l] = av_x + fabsf(x[32 * j + l]);
+    }
+    fit_asym_batch(SQ_QK_K / 32, 32, nmax, x, weights, L, scales, mins, rmin, rdelta, nstep, 0, 0);
+    for (int j = 0; j < SQ_QK_K / 32; ++j) {
         if (scales[j] > max_scale) max_scale = scales[j];
         if (mins[j] > max_min) max_min = mins[j];
     }
@@ -806,19 +1029,20 @@ static void q45_K_plain_scales(const float *x, uint8_t *L, int nmax, float rmin,
 static void q45_K_imatrix_scales(const float *x, const float *qw_block, uint8_t *L, int nmax, int clamp63,
                                  uint8_t *scale_bytes, uint16_t *dh, uint16_t *dminh)
 {
-    uint8_t Laux[32], Ls[SQ_QK_K / 32], Lm[SQ_QK_K / 32];
-    float weights[32], sw[SQ_QK_K / 32], mins[SQ_QK_K / 32], scales[SQ_QK_K / 32];
+    uint8_t Ls[SQ_QK_K / 32], Lm[SQ_QK_K / 32];
+    float weights[SQ_QK_K], sw[SQ_QK_K / 32], mins[SQ_QK_K / 32], scales[SQ_QK_K / 32];
     float sum_x2 = 0;
     for (int l = 0; l < SQ_QK_K; ++l) sum_x2 += x[l] * x[l];
     const float sigma2 = 2 * sum_x2 / SQ_QK_K;
     for (int j = 0; j < SQ_QK_K / 32; ++j) {
         const float *qw = qw_block + 32 * j;
-        for (int l = 0; l < 32; ++l) weights[l] = qw[l] * sqrtf(sigma2 + x[32 * j + l] * x[32 * j + l]);
+        float *wj = weights + 32 * j;
+        for (int l = 0; l < 32; ++l) wj[l] = qw[l] * sqrtf(sigma2 + x[32 * j + l] * x[32 * j + l]);
         float sumw = 0;
-        for (int l = 0; l < 32; ++l) sumw += weights[l];
+        for (int l = 0; l < 32; ++l) sumw += wj[l];
         sw[j] = sumw;
-        scales[j] = fit_asym_weighted(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -0.9f, 0.05f, 36);
     }
+    fit_asym_batch(SQ_QK_K / 32, 32, nmax, x, weights, L, scales, mins, -0.9f, 0.05f, 36, 0, 1);
     const float d_block = fit_positive(SQ_QK_K / 32, 63, scales, Ls, sw);
     const float m_block = fit_positive(SQ_QK_K / 32, 63, mins, Lm, sw);
     for (int j = 0; j < SQ_QK_K / 32; ++j) {
@@ -992,10 +1216,9 @@ static void quantize_q6_K(const float *x, void *vy, int64_t n, const float *imat
     float scales[SQ_QK_K / 16];
     for (int64_t i = 0; i < n / SQ_QK_K; i++, x += SQ_QK_K) {
         float max_scale = 0, max_abs_scale = 0;
+        fit_symmetric_batch(SQ_QK_K / 16, 16, 32, x, L, imatrix ? imatrix + SQ_QK_K * i : NULL, scales);
         for (int ib = 0; ib < SQ_QK_K / 16; ++ib) {
-            const float *qw = imatrix ? imatrix + SQ_QK_K * i + 16 * ib : NULL;
-            const float scale = fit_symmetric(16, 32, x + 16 * ib, L + 16 * ib, qw);
-            scales[ib] = scale;
+            const float scale = scales[ib];
             const float abs_scale = fabsf(scale);
             if (abs_scale > max_abs_scale) {
                 max_abs_scale = abs_scale;
@@ -1031,26 +1254,32 @@ static void quantize_q6_K(const float *x, void *vy, int64_t n, const float *imat
     }
 }
 
-/* The 6-bit level (-32..31) of value k (0..127) of a 128-value half. */
-static inline int q6_level(const uint8_t *ql, const uint8_t *qh, int k)
+/* Unpacks the 256 six-bit levels (-32..31) of a Q6_K block: for each
+ * 128-value half and l < 32, ql[l] / ql[l+32] hold the low nibbles of values
+ * l, l+64 / l+32, l+96 and qh[l] their high 2 bits at bits 0, 2, 4, 6. */
+static void q6_unpack(const sq__block_q6_K *b, int8_t *lv)
 {
-    const int l = k % 32, part = k / 32; /* part 0..3 */
-    const int lo = (part & 1) ? ql[l + 32] : ql[l];
-    const int nib = (part & 2) ? lo >> 4 : lo & 0xF;
-    return (nib | (((qh[l] >> (2 * part)) & 3) << 4)) - 32;
+    for (int half = 0; half < 2; ++half) {
+        const uint8_t *ql = b->ql + 64 * half, *qh = b->qh + 32 * half;
+        int8_t *o = lv + 128 * half;
+        for (int l = 0; l < 32; ++l) {
+            o[l] = (int8_t)(((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32);
+            o[l + 32] = (int8_t)(((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32);
+            o[l + 64] = (int8_t)(((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
+            o[l + 96] = (int8_t)(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
+        }
+    }
 }
 
 /* value = (d*scale)*q, in ggml's order. */
 static void dequantize_q6_K(const void *vx, float *y, int64_t n)
 {
     const sq__block_q6_K *x = vx;
-    for (int64_t i = 0; i < n / SQ_QK_K; i++) {
+    int8_t lv[SQ_QK_K];
+    for (int64_t i = 0; i < n / SQ_QK_K; i++, y += SQ_QK_K) {
         const float d = h2f(x[i].d);
-        for (int half = 0; half < 2; ++half) {
-            const uint8_t *ql = x[i].ql + 64 * half, *qh = x[i].qh + 32 * half;
-            const int8_t *sc = x[i].scales + 8 * half;
-            for (int k = 0; k < 128; ++k) *y++ = d * sc[k / 16] * q6_level(ql, qh, k);
-        }
+        q6_unpack(&x[i], lv);
+        for (int k = 0; k < SQ_QK_K; ++k) y[k] = d * x[i].scales[k / 16] * lv[k];
     }
 }
 
@@ -1059,16 +1288,14 @@ static float vec_dot_q6_K(int64_t n, const void *vw, const void *vx)
     const sq__block_q6_K *w = vw;
     const sq__block_q8_K *a = vx;
     float sumf = 0;
+    int8_t lv[SQ_QK_K];
     for (int64_t i = 0; i < n / SQ_QK_K; ++i) {
+        q6_unpack(&w[i], lv);
         int32_t isum = 0;
-        for (int half = 0; half < 2; ++half) {
-            const uint8_t *ql = w[i].ql + 64 * half, *qh = w[i].qh + 32 * half;
-            const int8_t *q8 = a[i].qs + 128 * half;
-            for (int g = 0; g < 8; ++g) {
-                int s = 0;
-                for (int k = 16 * g; k < 16 * g + 16; ++k) s += q6_level(ql, qh, k) * q8[k];
-                isum += w[i].scales[8 * half + g] * s;
-            }
+        for (int g = 0; g < SQ_QK_K / 16; ++g) {
+            int s = 0;
+            for (int k = 16 * g; k < 16 * g + 16; ++k) s += lv[k] * a[i].qs[k];
+            isum += w[i].scales[g] * s;
         }
         sumf += h2f(w[i].d) * a[i].d * isum;
     }
@@ -1136,7 +1363,10 @@ static void quantize_tq2_0(const float *x, void *vy, int64_t n, const float *ima
         for (int j = 0; j < (int)sizeof y[i].qs; j += 32, x += 128) {
             for (int m = 0; m < 32; ++m) {
                 unsigned q = 0;
-                for (int k = 0; k < 4; ++k) q += (unsigned)((lroundf(x[m + 32 * k] * id) + 1) & 3) << (2 * k);
+                /* unsigned arithmetic: lroundf of a non-finite product is
+                 * LONG_MIN on x86, and +1 must not overflow */
+                for (int k = 0; k < 4; ++k)
+                    q += (unsigned)(((unsigned long)lroundf(x[m + 32 * k] * id) + 1) & 3) << (2 * k);
                 y[i].qs[j + m] = (uint8_t)q;
             }
         }

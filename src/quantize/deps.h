@@ -16,14 +16,15 @@
 #include "sq/matmul.h"
 #include "sq/sqtensor.h"
 
-#define SQ__WEAK_GGUF 1
-#define SQ__WEAK_SQTENSOR 1
+#define SQ__WEAK_GGUF 0
+#define SQ__WEAK_SQTENSOR 0
 #define SQ__WEAK_POOL 1
 
 #if SQ__WEAK_GGUF
 #pragma weak sq_gguf_open
 #pragma weak sq_gguf_open_memory
 #pragma weak sq_gguf_close
+#pragma weak sq_gguf_path
 #pragma weak sq_gguf_find_key
 #pragma weak sq_gguf_n_kv
 #pragma weak sq_gguf_key

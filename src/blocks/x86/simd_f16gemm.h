@@ -1,0 +1,82 @@
+/*
+ * simd_f16gemm.h — F16 tile kernel: up to 2 weight rows × 4 activation rows
+ * per pass, so every converted vector feeds several FMAs (a plain dot product
+ * is bound by loads and conversions).
+ */
+#ifndef SQ_X86_SIMD_F16GEMM_H
+#define SQ_X86_SIMD_F16GEMM_H
+
+#include "simd_common.h"
+
+#ifdef __AVX512F__
+#define FV __m512
+#define FV_W 16
+#define FV_ZERO() _mm512_setzero_ps()
+#define FV_LOADH(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p)))
+#define FV_FMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define FV_HSUM(v) _mm512_reduce_add_ps(v)
+#else
+#define FV __m256
+#define FV_W 8
+#define FV_ZERO() _mm256_setzero_ps()
+#define FV_LOADH(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
+#define FV_FMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define FV_HSUM(v) hsum_ps(v)
+#endif
+
+/* NR weight rows (ws apart) × NC activation rows (xs apart), n values each;
+ * out[c * NR + r]. */
+SQ_INLINE void k_f16(int64_t n, const void *vw, size_t ws, const void *vx, size_t xs, float *out, const int NR,
+                     const int NC)
+{
+    FV acc[2][MAXNC];
+    for (int r = 0; r < NR; r++)
+        for (int c = 0; c < NC; c++) acc[r][c] = FV_ZERO();
+    int64_t i = 0;
+    for (; i + FV_W <= n; i += FV_W) {
+        FV wv[2];
+        for (int r = 0; r < NR; r++) wv[r] = FV_LOADH((const uint16_t *)((const char *)vw + (size_t)r * ws) + i);
+        for (int c = 0; c < NC; c++) {
+            const FV xv = FV_LOADH((const uint16_t *)((const char *)vx + (size_t)c * xs) + i);
+            for (int r = 0; r < NR; r++) acc[r][c] = FV_FMA(wv[r], xv, acc[r][c]);
+        }
+    }
+    for (int r = 0; r < NR; r++)
+        for (int c = 0; c < NC; c++) {
+            float s = FV_HSUM(acc[r][c]);
+            const uint16_t *w = (const uint16_t *)((const char *)vw + (size_t)r * ws);
+            const uint16_t *x = (const uint16_t *)((const char *)vx + (size_t)c * xs);
+            for (int64_t k = i; k < n; k++) s += h2f(w[k]) * h2f(x[k]);
+            out[c * NR + r] = s;
+        }
+}
+
+#define F16_TILE(NR_, NC_)                                                                                   \
+    do {                                                                                                     \
+        k_f16(n, (const char *)w + (size_t)r * ws, ws, (const char *)x + (size_t)c * xs, xs, s, NR_, NC_);   \
+        for (int cc = 0; cc < NC_; cc++)                                                                     \
+            for (int rr = 0; rr < NR_; rr++) {                                                               \
+                float *dst = &y[(size_t)(c + cc) * ys + r + rr];                                             \
+                *dst = s[cc * NR_ + rr] + (accumulate ? *dst : 0.0f);                                        \
+            }                                                                                                \
+    } while (0)
+
+static void gemm_f16(int64_t n, const void *w, size_t ws, int nr, const void *x, size_t xs, int nc, float *y,
+                     size_t ys, bool accumulate)
+{
+    float s[2 * MAXNC];
+    int r = 0;
+    for (; r + 2 <= nr; r += 2) {
+        int c = 0;
+        for (; c + 4 <= nc; c += 4) F16_TILE(2, 4);
+        for (; c < nc; c++) F16_TILE(2, 1);
+    }
+    for (; r < nr; r++) {
+        int c = 0;
+        for (; c + 4 <= nc; c += 4) F16_TILE(1, 4);
+        for (; c < nc; c++) F16_TILE(1, 1);
+    }
+}
+#undef F16_TILE
+
+#endif
