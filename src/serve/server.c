@@ -507,7 +507,11 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls, e
     (void)mc;
     if (!c) return;
     *con_cls = NULL;
-    if (c->gen) c->completion_tokens = sq_gen_n_generated(c->gen);
+    if (c->gen) {
+        /* a stream still generating: the client went away (or the send failed) */
+        c->completion_tokens = sq_gen_n_generated(c->gen);
+        if (!c->note) c->note = "client disconnected";
+    }
     if (!c->note && toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
         c->note = toe == MHD_REQUEST_TERMINATED_CLIENT_ABORT || toe == MHD_REQUEST_TERMINATED_READ_ERROR
                       ? "client disconnected"
