@@ -431,18 +431,13 @@ static void convert_rows(void *ctx, int ith, int nth)
         for (int64_t r = r0; r < r1; r++) sq_weight_get_row(&j->in_w, r, j->f32 + r * C);
         return;
     }
-    if (type == SQ_TYPE_F16) {
-        const sq_fp16 *h = j->in;
-        for (int64_t i = r0 * C; i < r1 * C; i++) j->f32[i] = sq_fp16_to_f32(h[i]);
-    } else if (type == SQ_TYPE_BF16) {
-        const sq_bf16 *h = j->in;
-        for (int64_t i = r0 * C; i < r1 * C; i++) j->f32[i] = sq_bf16_to_f32(h[i]);
-    } else if (type == SQ_TYPE_F32) {
+    if (type == SQ_TYPE_F32) {
         memcpy(j->f32 + r0 * C, (const float *)j->in + r0 * C, (size_t)((r1 - r0) * C) * sizeof(float));
-    } else {
-        const size_t rb = sq_row_size(type, C);
-        for (int64_t r = r0; r < r1; r++) sq_dequantize_row(type, (const char *)j->in + r * rb, j->f32 + r * C, C);
+        return;
     }
+    /* F16, BF16 and block types: the blocks module's to_float (SIMD where it has it) */
+    const size_t rb = sq_row_size(type, C);
+    sq_dequantize_row(type, (const char *)j->in + (size_t)r0 * rb, j->f32 + r0 * C, (r1 - r0) * C);
 }
 
 /* Output rows [r0, r1): plain rows through ggml's quantizer with their
