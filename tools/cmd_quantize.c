@@ -36,7 +36,14 @@ static void usage(FILE *f)
             "  --token-embedding-type T   ggml type for token_embd.weight\n"
             "  --tensor-type REGEX=T      tensors whose name matches REGEX (POSIX extended, searched)\n"
             "                             get type T; repeatable, the last matching one wins\n"
+            "  --tensor-type-file FILE    REGEX=T entries separated by spaces or newlines\n"
             "  --leave-output-tensor      leave output.weight as it is\n"
+            "  --include-weights NAME     use the imatrix only for weights whose name contains NAME\n"
+            "                             (repeatable)\n"
+            "  --exclude-weights NAME     do not use the imatrix for weights whose name contains NAME\n"
+            "                             (repeatable; not together with --include-weights)\n"
+            "  --override-kv KEY=TYPE:VALUE  set a metadata key in the output; TYPE int, float, bool\n"
+            "                             or str (repeatable)\n"
             "  --allow-requantize         allow quantized input (dequantized first); SmarterQuant\n"
             "                             input tensors are dequantized and un-permuted\n"
             "  --dry-run                  print the plan and the resulting size, write nothing\n"
@@ -66,6 +73,65 @@ static int parse_type(const char *s)
     long v = strtol(s, &end, 10);
     if (end != s && *end == 0 && sq_type_info_get((int)v)) return (int)v;
     return -1;
+}
+
+/* Adds one REGEX=TYPE entry; 2 on a usage error (message printed). */
+static int add_tensor_type(const char *v, sq_tensor_type_override *ov, char **ov_text, int *n)
+{
+    const char *eq = strrchr(v, '=');
+    if (!eq || eq == v || !eq[1]) {
+        fprintf(stderr, "sq quantize: --tensor-type '%s': expected REGEX=TYPE\n", v);
+        return 2;
+    }
+    const int t = parse_type(eq + 1);
+    if (t < 0) {
+        fprintf(stderr, "sq quantize: --tensor-type '%s': unknown ggml type '%s'\n", v, eq + 1);
+        return 2;
+    }
+    /* llama-quantize lower-cases the pattern (tensor names are lower case) */
+    char *pat = strndup(v, (size_t)(eq - v));
+    if (!pat) return 1;
+    for (char *c = pat; *c; c++) *c = (char)tolower((unsigned char)*c);
+    ov_text[*n] = pat;
+    ov[*n].pattern = pat;
+    ov[*n].type = t;
+    (*n)++;
+    return 0;
+}
+
+/* Parses KEY=TYPE:VALUE (llama.cpp's --override-kv); false on a bad one. */
+static bool parse_kv_override(const char *arg, sq_kv_override *o)
+{
+    const char *eq = strchr(arg, '=');
+    if (!eq || eq == arg || eq - arg >= 128) return false;
+    char *key = strndup(arg, (size_t)(eq - arg));
+    if (!key) return false;
+    const char *v = eq + 1;
+    memset(o, 0, sizeof *o);
+    o->key = key;
+    char *end = NULL;
+    if (!strncmp(v, "int:", 4)) {
+        o->kind = SQ_KV_INT;
+        o->i = strtoll(v + 4, &end, 10);
+        if (end != v + 4 && !*end) return true;
+    } else if (!strncmp(v, "float:", 6)) {
+        o->kind = SQ_KV_FLOAT;
+        o->f = strtod(v + 6, &end);
+        if (end != v + 6 && !*end) return true;
+    } else if (!strncmp(v, "bool:", 5)) {
+        o->kind = SQ_KV_BOOL;
+        if (!strcmp(v + 5, "true") || !strcmp(v + 5, "false")) {
+            o->b = v[5] == 't';
+            return true;
+        }
+    } else if (!strncmp(v, "str:", 4) && strlen(v + 4) < 128) {
+        o->kind = SQ_KV_STR;
+        o->s = v + 4;
+        return true;
+    }
+    free(key);
+    o->key = NULL;
+    return false;
 }
 
 typedef struct printer {
@@ -125,8 +191,12 @@ int sq_cmd_quantize(int argc, char **argv)
     memset(&p, 0, sizeof p);
     p.output_tensor_type = -1;
     p.token_embedding_type = -1;
-    sq_tensor_type_override *ov = calloc((size_t)argc + 1, sizeof *ov);
-    char **ov_text = calloc((size_t)argc + 1, sizeof *ov_text);
+    int max_ov = argc + 1;
+    sq_tensor_type_override *ov = calloc((size_t)max_ov, sizeof *ov);
+    char **ov_text = calloc((size_t)max_ov, sizeof *ov_text);
+    const char **incl = calloc((size_t)argc + 1, sizeof *incl), **excl = calloc((size_t)argc + 1, sizeof *excl);
+    sq_kv_override *kvo = calloc((size_t)argc + 1, sizeof *kvo);
+    int n_incl = 0, n_excl = 0;
     const char *cfg_path = NULL;
     sq_config *cfg = NULL;
     sq_quantize_sqtensor *sqt = NULL;
@@ -134,9 +204,9 @@ int sq_cmd_quantize(int argc, char **argv)
     printer pr = {false, false};
     const char *pos[4];
     int npos = 0, rc = 1;
-    if (!ov || !ov_text) {
+    if (!ov || !ov_text || !incl || !excl || !kvo) {
         fprintf(stderr, "sq quantize: out of memory\n");
-        return 1;
+        goto done;
     }
 
     for (int i = 1; i < argc; i++) {
@@ -176,27 +246,44 @@ int sq_cmd_quantize(int argc, char **argv)
             if (a[2] == 'o') p.output_tensor_type = t;
             else p.token_embedding_type = t;
         } else if (!strcmp(a, "--tensor-type") && has_val) {
-            const char *v = argv[++i];
-            const char *eq = strrchr(v, '=');
-            if (!eq || eq == v || !eq[1]) {
-                fprintf(stderr, "sq quantize: --tensor-type '%s': expected REGEX=TYPE\n", v);
+            if ((rc = add_tensor_type(argv[++i], ov, ov_text, &p.n_overrides)) != 0) goto done;
+            rc = 1;
+        } else if (!strcmp(a, "--tensor-type-file") && has_val) {
+            const char *path = argv[++i];
+            FILE *f = fopen(path, "r");
+            if (!f) {
+                fprintf(stderr, "sq quantize: --tensor-type-file %s: cannot open\n", path);
                 rc = 2;
                 goto done;
             }
-            const int t = parse_type(eq + 1);
-            if (t < 0) {
-                fprintf(stderr, "sq quantize: --tensor-type '%s': unknown ggml type '%s'\n", v, eq + 1);
+            char tok[4096];
+            while (fscanf(f, "%4095s", tok) == 1) {
+                if (p.n_overrides >= max_ov) {
+                    sq_tensor_type_override *o2 = realloc(ov, (size_t)(max_ov * 2) * sizeof *ov);
+                    char **t2 = o2 ? realloc(ov_text, (size_t)(max_ov * 2) * sizeof *ov_text) : NULL;
+                    if (o2) ov = o2;
+                    if (t2) ov_text = t2;
+                    if (!o2 || !t2) break;
+                    max_ov *= 2;
+                }
+                if ((rc = add_tensor_type(tok, ov, ov_text, &p.n_overrides)) != 0) {
+                    fclose(f);
+                    goto done;
+                }
+            }
+            fclose(f);
+            rc = 1;
+        } else if ((!strcmp(a, "--include-weights") || !strcmp(a, "--exclude-weights")) && has_val) {
+            if (a[2] == 'i') incl[n_incl++] = argv[++i];
+            else excl[n_excl++] = argv[++i];
+        } else if (!strcmp(a, "--override-kv") && has_val) {
+            if (!parse_kv_override(argv[++i], &kvo[p.n_kv_overrides])) {
+                fprintf(stderr, "sq quantize: --override-kv '%s': expected KEY=TYPE:VALUE with TYPE int, float, bool "
+                                "or str\n", argv[i]);
                 rc = 2;
                 goto done;
             }
-            /* llama-quantize lower-cases the pattern (tensor names are lower case) */
-            char *pat = strndup(v, (size_t)(eq - v));
-            if (!pat) goto done;
-            for (char *c = pat; *c; c++) *c = (char)tolower((unsigned char)*c);
-            ov_text[p.n_overrides] = pat;
-            ov[p.n_overrides].pattern = pat;
-            ov[p.n_overrides].type = t;
-            p.n_overrides++;
+            p.n_kv_overrides++;
         } else if (a[0] == '-' && a[1] == '-') {
             fprintf(stderr, "sq quantize: unknown option or missing value: %s\n\n", a);
             usage(stderr);
@@ -211,6 +298,16 @@ int sq_cmd_quantize(int argc, char **argv)
         }
     }
     p.overrides = ov;
+    if (n_incl && n_excl) {
+        fprintf(stderr, "sq quantize: --include-weights and --exclude-weights cannot be used together\n");
+        rc = 2;
+        goto done;
+    }
+    p.imatrix_include = incl;
+    p.n_imatrix_include = n_incl;
+    p.imatrix_exclude = excl;
+    p.n_imatrix_exclude = n_excl;
+    p.kv_overrides = kvo;
 
     /* IN OUT TYPE [N]; a dry run may leave OUT out */
     const char *in = NULL, *out = NULL, *type = NULL, *nthreads = NULL;
@@ -299,7 +396,11 @@ done:
     free(sqt);
     sq_config_free(cfg);
     for (int k = 0; k < p.n_overrides; k++) free(ov_text[k]);
+    for (int k = 0; k < p.n_kv_overrides; k++) free((char *)kvo[k].key);
     free(ov_text);
     free(ov);
+    free(incl);
+    free(excl);
+    free(kvo);
     return rc;
 }
