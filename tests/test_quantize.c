@@ -628,6 +628,20 @@ static void test_smarterquant_readback(void)
     } else if (st == SQ_OK) {
         CHECK_MSG(0, "open %s: %s", out16, e.msg);
     }
+    /* COPY keeps SmarterQuant tensors as they are, even with --allow-requantize */
+    p.ftype = SQ_FTYPE_ALL_F32;
+    p.copy = true;
+    st = sq_quantize_file(out, out16, &p, NULL, &e);
+    CHECK_MSG(st == SQ_OK, "COPY: %s", e.msg);
+    if (st == SQ_OK && sq_gguf_open(out16, &h, &e) == SQ_OK) {
+        for (int k = 0; k < NC; k++) {
+            const sq_gguf_tensor *tq = sq_gguf_find_tensor(g, cases[k].name), *tc = sq_gguf_find_tensor(h, cases[k].name);
+            CHECK(tq && tc && tc->smarterquant && tc->nbytes == tq->nbytes && !memcmp(tc->data, tq->data, tq->nbytes));
+        }
+        sq_gguf_str s = {0};
+        CHECK_INT(sq_gguf_get_str(h, "blk.0.ffn_down.weight.smarterquant.block_types", &s, &e), SQ_OK);
+        sq_gguf_close(h);
+    }
     sq_gguf_close(g);
 cleanup:
     for (int k = 0; k < NC; k++) free(perms[k]);

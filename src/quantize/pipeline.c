@@ -345,8 +345,10 @@ static sq_status make_plan(run *r, sq_quantize_stats *stats, sq_error *err)
         if (q) {
             st = plan_sq(r, tp, q, err);
             if (st != SQ_OK) break;
-        } else if (tp->in_sq && !p->allow_requantize) {
-            /* a SmarterQuant input tensor is kept as it is (with its metadata) */
+        } else if (tp->in_sq && (!p->allow_requantize || !ch.quantizable)) {
+            /* a SmarterQuant input tensor is kept as it is (with its metadata) unless
+             * requantizing is allowed and the rules would quantize it (not COPY,
+             * not --leave-output-tensor's output.weight) */
             pub->out_type = t->type;
             pub->smarterquant = true;
             memcpy(pub->sq_types, t->sq_types, sizeof pub->sq_types);
