@@ -137,6 +137,7 @@ static bool parse_kv_override(const char *arg, sq_kv_override *o)
 typedef struct printer {
     bool quiet;
     bool dry_run;
+    bool imatrix; /* one was given: say which quantized tensors it has no entry for */
 } printer;
 
 static double mib(uint64_t b) { return (double)b / (1024.0 * 1024.0); }
@@ -173,8 +174,8 @@ static void on_event(void *ud, sq_quantize_event_kind kind, const char *text, co
     printf("[%4d/%4d] %-32s %-18s %7s -> %-28s %8.3f MiB -> %8.3f MiB", t->index, t->count, t->name, shape, from, to,
            mib(t->in_bytes), mib(t->out_bytes));
     if (!pr->dry_run) printf(" %7.1f ms", t->seconds * 1e3);
-    if (t->quantize && !t->has_imatrix && !pr->dry_run && t->out_type != 0 && t->out_type != 1 && t->out_type != 30)
-        printf("  (no imatrix)");
+    const sq_type_info *oti = sq_type_info_get(t->out_type);
+    if (pr->imatrix && t->quantize && !t->has_imatrix && oti && oti->is_quantized) printf("  (no imatrix entry)");
     printf("\n");
     fflush(stdout);
 }
@@ -201,7 +202,7 @@ int sq_cmd_quantize(int argc, char **argv)
     sq_config *cfg = NULL;
     sq_quantize_sqtensor *sqt = NULL;
     bool no_sq_config = false;
-    printer pr = {false, false};
+    printer pr = {false, false, false};
     const char *pos[4];
     int npos = 0, rc = 1;
     if (!ov || !ov_text || !incl || !excl || !kvo) {
@@ -308,6 +309,7 @@ int sq_cmd_quantize(int argc, char **argv)
     p.imatrix_exclude = excl;
     p.n_imatrix_exclude = n_excl;
     p.kv_overrides = kvo;
+    pr.imatrix = p.imatrix_path != NULL;
 
     /* IN OUT TYPE [N]; a dry run may leave OUT out */
     const char *in = NULL, *out = NULL, *type = NULL, *nthreads = NULL;
@@ -373,7 +375,8 @@ int sq_cmd_quantize(int argc, char **argv)
     }
 
     {
-        printf("quantizing %s to %s as %s%s\n", in, out ? out : "(dry run)", fi->name, p.dry_run ? " (dry run)" : "");
+        if (p.dry_run) printf("planning %s as %s (dry run: nothing is written)\n", in, fi->name);
+        else printf("quantizing %s to %s as %s\n", in, out, fi->name);
         p.on_event = on_event;
         p.event_ud = &pr;
         sq_quantize_stats stats;
@@ -385,7 +388,7 @@ int sq_cmd_quantize(int argc, char **argv)
             const double n = stats.n_elements > 0 ? (double)stats.n_elements : 1.0;
             printf("model size = %9.2f MiB (%.2f bpw)\n", mib(stats.in_bytes), (double)stats.in_bytes * 8.0 / n);
             printf("quant size = %9.2f MiB (%.2f bpw)%s\n", mib(stats.out_bytes), (double)stats.out_bytes * 8.0 / n,
-                   p.dry_run ? "  [dry run: nothing written]" : "");
+                   p.dry_run ? "  (dry run)" : "");
             printf("%d tensors, %d quantized, %d SmarterQuant, %d width fallbacks; %.2f s\n", stats.n_tensors,
                    stats.n_quantized, stats.n_smarterquant, stats.n_fallback, stats.seconds);
             rc = 0;
