@@ -31,10 +31,6 @@ struct sq_model {
     char type_desc[64];
 };
 
-/* Reads a JSON array of integers ("[3,0,1,2]", whitespace allowed) into a
- * malloc'd array. Returns SQ_OK and sets *out (NULL for "[]") and *n. */
-sq_status sq__parse_int_array(const char *s, size_t len, int32_t **out, int64_t *n, sq_error *err);
-
 /* ---- elementwise operations (ggml's order of operations) ---- */
 
 /* y = x / sqrt(mean(x^2) + eps) * w  (sum of squares in double, as ggml). */

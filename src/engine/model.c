@@ -12,6 +12,7 @@
 
 #include "engine_internal.h"
 #include "sq/blocks.h"
+#include "sq/sqconfig.h"
 
 /* Remembers a buffer the model owns (freed with the model). */
 static sq_status own(sq_model *m, void *p, sq_error *err)
@@ -115,8 +116,18 @@ static sq_status load_weight(sq_model *m, const char *name, int64_t cols, int64_
         int64_t np = 0;
         st = sq_gguf_get_str(m->g, key, &ps, &e);
         if (st == SQ_OK) {
-            st = sq__parse_int_array(ps.ptr, (size_t)ps.len, &perm, &np, &e);
+            /* count, then parse into an array the model owns */
+            st = sq_parse_int_array_json(ps.ptr, (size_t)ps.len, NULL, 0, &np, &e);
             if (st) return sq_error_set(err, st, "metadata key '%s': %s", key, e.msg);
+            if (np > 0) {
+                perm = malloc(sizeof(int32_t) * (size_t)np);
+                if (!perm) return sq_error_set(err, SQ_ENOMEM, "out of memory for the permutation of '%s'", name);
+                st = sq_parse_int_array_json(ps.ptr, (size_t)ps.len, perm, np, &np, &e);
+                if (st) {
+                    free(perm);
+                    return sq_error_set(err, st, "metadata key '%s': %s", key, e.msg);
+                }
+            }
         } else if (st != SQ_ENOTFOUND) {
             return sq_error_set(err, st, "%s", e.msg);
         }
