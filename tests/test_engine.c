@@ -215,6 +215,7 @@ typedef struct tiny_opts {
     const char *drop;       /* a tensor to leave out */
     const char *bad_shape;  /* a tensor written with one row too many */
     bool bad_perm;          /* SmarterQuant permutations with a duplicate index */
+    bool shared_perm;       /* q, k, v share one permutation, gate and up another */
 } tiny_opts;
 
 /* One named tensor of the tiny model in its logical (unpermuted) form. */
@@ -330,6 +331,9 @@ static sq_status write_tiny(const char *path, const tiny_opts *o, sq_error *err)
             perms[i][k] = tmp;
         }
         if (o->bad_perm) perms[i][0] = perms[i][1];
+        /* shared: attn_k/attn_v take attn_q's permutation, ffn_up ffn_gate's (two and one tensors before) */
+        if (o->shared_perm && (strstr(t[i].name, "attn_k.") || strstr(t[i].name, "attn_v.") || strstr(t[i].name, "ffn_up.")))
+            memcpy(perms[i], perms[strstr(t[i].name, "attn_v.") ? i - 2 : i - 1], sizeof(int32_t) * (size_t)C);
         char key[96], *val = malloc((size_t)C * 8 + 8);
         size_t off = 0;
         off += (size_t)sprintf(val + off, "[");
@@ -391,9 +395,9 @@ static char tiny_dir[512];
 /* Path of a tiny model variant (written once per test run). */
 static const char *tiny_path(const char *name, const tiny_opts *o)
 {
-    static char p[8][600];
+    static char p[32][600];
     static int k = 0;
-    char *path = p[k++ % 8];
+    char *path = p[k++ % 32];
     snprintf(path, 600, "%s/%s.gguf", tiny_dir, name);
     sq_error e = {0};
     if (write_tiny(path, o, &e) != SQ_OK) {
@@ -447,7 +451,7 @@ static const char *p_f32, *p_f16, *p_sq32, *p_sq16;
 
 static void test_model_load(void)
 {
-    tiny_opts o = {SQ_TYPE_F32, false, false, NULL, NULL, NULL, false};
+    tiny_opts o = {SQ_TYPE_F32, false, false, NULL, NULL, NULL, false, false};
     p_f32 = tiny_path("f32", &o);
     CHECK(p_f32 != NULL);
     if (!p_f32) SKIP("cannot write the tiny model");
@@ -684,7 +688,7 @@ static void test_forward_consistency(void)
 static void test_smarterquant_equivalence(void)
 {
     if (!p_f32) SKIP("no tiny model");
-    tiny_opts o = {SQ_TYPE_F16, false, false, NULL, NULL, NULL, false};
+    tiny_opts o = {SQ_TYPE_F16, false, false, NULL, NULL, NULL, false, false};
     p_f16 = tiny_path("f16", &o);
     o.sq = true;
     p_sq16 = tiny_path("sq16", &o);
@@ -698,6 +702,33 @@ static void test_smarterquant_equivalence(void)
     if (m) {
         CHECK_INT(sq_model_hparams(m)->n_sq_tensors, 2 + 7 * T_LAYERS);
         CHECK_STR(sq_model_type_desc(m), "F32+SQ");
+        sq_model_free(m);
+    }
+    /* shared permutations (one gather for q, k, v and one for gate, up) give the same logits */
+    tiny_opts sh = o;
+    sh.shared_perm = true;
+    const char *psh = tiny_path("sqshared", &sh);
+    CHECK_INT(sq_model_load(psh, &m, &e), SQ_OK);
+    if (m) {
+        const sq__layer *L0 = &m->layers[0];
+        CHECK(L0->qkv_perm != NULL && L0->gu_perm != NULL);
+        CHECK(L0->wq.perm == NULL && L0->wk.perm == NULL && L0->up.perm == NULL && L0->down.perm != NULL);
+        sq_model_free(m);
+    }
+    {
+        float *a = all_logits(p_f32, SQ_TYPE_F32, 2, t_toks, T_N), *b = all_logits(psh, SQ_TYPE_F32, 2, t_toks, T_N);
+        CHECK(a && b);
+        if (a && b) {
+            const size_t N = (size_t)T_N * T_VOCAB;
+            CHECK_MSG(max_abs_diff(a, b, N) < 1e-5f * max_abs(a, N), "shared perms vs f32: %g", max_abs_diff(a, b, N));
+        }
+        free(a);
+        free(b);
+    }
+    /* without sharing, each view keeps its own permutation */
+    CHECK_INT(sq_model_load(p_sq32, &m, &e), SQ_OK);
+    if (m) {
+        CHECK(m->layers[0].qkv_perm == NULL && m->layers[0].wq.perm != NULL);
         sq_model_free(m);
     }
     tiny_opts bp = o;

@@ -15,6 +15,10 @@ typedef struct sq__layer {
     sq_weight wq, wk, wv, wo;
     const float *ffn_norm;  /* n_embd */
     sq_weight gate, up, down;
+    /* SmarterQuant products sharing their input and their permutation (q, k, v;
+     * gate, up): the activations are gathered once through this permutation and
+     * the views above then have perm = NULL (they take gathered input). */
+    const int32_t *qkv_perm, *gu_perm;
 } sq__layer;
 
 struct sq_model {

@@ -190,6 +190,23 @@ static sq_status load_vector(sq_model *m, const char *name, int64_t n, bool opti
     return SQ_OK;
 }
 
+/* When the n products that take the same input all carry the same column
+ * permutation (as a planner gives q, k and v, whose input statistics are the
+ * same), the forward pass gathers the input once: the permutation moves to
+ * *shared and the views lose theirs (they then expect gathered input). */
+static void share_perm(sq_weight *const *w, int n, const int32_t **shared)
+{
+    *shared = NULL;
+    if (!w) return;
+    for (int i = 1; i < n; i++)
+        if (!w[i]->perm || w[i]->cols != w[0]->cols ||
+            (w[i]->perm != w[0]->perm &&
+             memcmp(w[i]->perm, w[0]->perm, sizeof(int32_t) * (size_t)w[0]->cols) != 0))
+            return;
+    *shared = w[0]->perm;
+    for (int i = 0; i < n; i++) w[i]->perm = NULL;
+}
+
 /* Describes the weights by the type holding the most bytes of 2-D tensors,
  * with "+SQ" when SmarterQuant tensors are present ("Q4_K+SQ"). */
 static void describe_types(sq_model *m)
@@ -313,6 +330,8 @@ static sq_status build(sq_model *m, sq_error *err)
         if ((st = load_weight(m, NAME("ffn_up.weight"), E, hp->n_ff, true, &L->up, err))) return st;
         if ((st = load_weight(m, NAME("ffn_down.weight"), hp->n_ff, E, true, &L->down, err))) return st;
 #undef NAME
+        share_perm(L->wq.perm ? (sq_weight *[]){&L->wq, &L->wk, &L->wv} : NULL, 3, &L->qkv_perm);
+        share_perm(L->gate.perm ? (sq_weight *[]){&L->gate, &L->up} : NULL, 2, &L->gu_perm);
     }
     describe_types(m);
     return SQ_OK;
