@@ -520,6 +520,52 @@ static void test_shared_vocabs(void)
     }
     closedir(d);
     CHECK_MSG(n >= 3, "only %d vocabularies with cases found in %s", n, dir);
+    /* the same cases through sq tokenize --test */
+    char cmd[2300], line[256] = "";
+    snprintf(cmd, sizeof cmd, "'%s' tokenize -m '%s/ggml-vocab-llama-bpe.gguf' --test 2>&1", harness_sq_bin(), dir);
+    FILE *p = popen(cmd, "r");
+    if (p) {
+        while (fgets(line, sizeof line, p)) {
+        }
+        CHECK_INT(pclose(p), 0);
+        CHECK_STR(line, "46 cases, 46 passed, 0 failed\n");
+    }
+}
+
+/* sq tokenize -f: one line of ids per input line, equal to the library's. */
+static void test_tool_lines(void)
+{
+    char mp[1024], dir[512], path[600], cmd[2048];
+    if (!harness_shared_file(mp, sizeof mp, "models/sqdemo-f16.gguf")) SKIP("../shared demo model absent");
+    if (!harness_tmpdir(dir, sizeof dir)) SKIP("no temporary directory");
+    snprintf(path, sizeof path, "%s/in.txt", dir);
+    FILE *f = fopen(path, "wb");
+    CHECK(f != NULL);
+    if (!f) return;
+    const char *lines[] = {"Hello world", "", "  two  spaces", "caf\xC3\xA9 \xF0\x9F\xA6\x99"};
+    for (int i = 0; i < 4; i++) fprintf(f, "%s\n", lines[i]);
+    fclose(f);
+    sq_vocab *v = load_vocab(mp);
+    snprintf(cmd, sizeof cmd, "'%s' tokenize -m '%s' -f '%s' --no-bos", harness_sq_bin(), mp, path);
+    FILE *p = popen(cmd, "r");
+    CHECK(v && p);
+    if (v && p) {
+        char got[4096];
+        int i = 0;
+        while (fgets(got, sizeof got, p)) {
+            char want[4096];
+            if (i < 4) {
+                snprintf(want, sizeof want, "%s\n", ids_of(v, lines[i], false, false));
+                CHECK_STR(got, want);
+            }
+            i++;
+        }
+        CHECK_INT(i, 4);
+    }
+    if (p) CHECK_INT(pclose(p), 0);
+    sq_vocab_free(v);
+    unlink(path);
+    rmdir(dir);
 }
 
 /* The demo model's vocabulary: every line of heldout.txt round-trips, and
@@ -588,6 +634,7 @@ int main(void)
     RUN(test_utf8_tail);
     RUN(test_gguf_vocab);
     RUN(test_shared_vocabs);
+    RUN(test_tool_lines);
     RUN(test_demo_roundtrip);
     return harness_finish("tokenizer");
 }

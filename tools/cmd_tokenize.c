@@ -7,6 +7,7 @@
  *   sq tokenize -m VOCAB.gguf -f FILE --whole      the whole file as one input
  *   sq tokenize -m VOCAB.gguf --test [FILE.inp]    llama.cpp's .inp/.out cases
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +26,8 @@ static void usage(FILE *f)
             "\n"
             "  -m, --model FILE     GGUF file whose tokenizer.ggml.* vocabulary is used (required)\n"
             "  -p, --prompt TEXT    tokenize TEXT (one line of output)\n"
-            "  -f, --file FILE      tokenize each line of FILE (without its newline) separately\n"
+            "  -f, --file FILE      tokenize each line of FILE (without its newline) separately;\n"
+            "                       - reads standard input\n"
             "      --whole          with -f: the whole file is one input (as perplexity reads it)\n"
             "      --test [INP]     run llama.cpp's test-tokenizer-0 cases: inputs in INP (default\n"
             "                       VOCAB.gguf.inp) separated by __ggml_vocab_test__ lines, expected\n"
@@ -39,9 +41,11 @@ static void usage(FILE *f)
             "  -h, --help           this text\n");
 }
 
+/* Reads a whole file ("-": standard input) into a malloc'd buffer. */
 static char *read_all(const char *path, size_t *n)
 {
-    FILE *f = fopen(path, "rb");
+    bool is_stdin = !strcmp(path, "-");
+    FILE *f = is_stdin ? stdin : fopen(path, "rb");
     if (!f) return NULL;
     size_t cap = 1 << 16, len = 0;
     char *buf = malloc(cap);
@@ -64,7 +68,7 @@ static char *read_all(const char *path, size_t *n)
         free(buf);
         buf = NULL;
     }
-    fclose(f);
+    if (!is_stdin) fclose(f);
     if (buf) *n = len;
     return buf;
 }

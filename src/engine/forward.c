@@ -71,9 +71,8 @@ static attn_fns pick_fns(void)
 {
     attn_fns f = {sq__attn_dot, sq__attn_mad, sq__round_fp16};
 #if defined(__x86_64__)
-    __builtin_cpu_init();
-    if (sq_blocks_isa() >= SQ_ISA_AVX2 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-        __builtin_cpu_supports("f16c")) {
+    /* sq_blocks_isa() >= AVX2 already means AVX2 + FMA + F16C (dispatch.c). */
+    if (sq_blocks_isa() >= SQ_ISA_AVX2) {
         f.dot = sq__attn_dot_avx2;
         f.mad = sq__attn_mad_avx2;
         f.round = sq__round_fp16_avx2;
