@@ -534,6 +534,8 @@ static void rope_ref(double *v, int heads, int pos)
 
 /* A naive reference forward pass in double, straight from the definitions,
  * over the logical weights: logits for every token of toks. */
+static bool ref_tied; /* the reference uses token_embd as the output matrix */
+
 static void reference_logits(const int32_t *toks, int n, double *out)
 {
     tiny_tensor t[64];
@@ -589,7 +591,7 @@ static void reference_logits(const int32_t *toks, int n, double *out)
     }
     for (int i = 0; i < n; i++) {
         rms_ref(x + i * T_EMBD, TW("output_norm.weight"), xn);
-        matvec_ref(TW("output.weight"), T_VOCAB, T_EMBD, xn, out + (size_t)i * T_VOCAB);
+        matvec_ref(TW(ref_tied ? "token_embd.weight" : "output.weight"), T_VOCAB, T_EMBD, xn, out + (size_t)i * T_VOCAB);
     }
 #undef TW
     free(x); free(xn); free(K); free(V); free(Q); free(A); free(h); free(sc);
@@ -623,9 +625,35 @@ static void test_forward_reference(void)
     for (int i = 0; i < T_N * T_VOCAB; i++) md = fmax(md, fabs(f16kv[i] - ref[i]));
     CHECK_MSG(md < 2e-2 * mr, "f16 KV cache vs reference: max diff %g", md);
     CHECK_MSG(md > 0, "the f16 KV cache should round something");
-    free(ref);
     free(f32);
     free(f16kv);
+
+    /* tied embeddings: no output.weight, token_embd is the output projection */
+    tiny_opts o = {SQ_TYPE_F32, false, true, NULL, NULL, NULL, false, false};
+    const char *pt = tiny_path("tied", &o);
+    sq_model *m = NULL;
+    sq_error e = {0};
+    CHECK_INT(sq_model_load(pt, &m, &e), SQ_OK);
+    if (m) {
+        CHECK(sq_model_hparams(m)->tied_output);
+        sq_model_free(m);
+    }
+    ref_tied = true;
+    reference_logits(t_toks, T_N, ref);
+    ref_tied = false;
+    float *tl = all_logits(pt, SQ_TYPE_F32, 1, t_toks, T_N);
+    CHECK(tl != NULL);
+    if (tl) {
+        md = 0;
+        mr = 0;
+        for (int i = 0; i < T_N * T_VOCAB; i++) {
+            md = fmax(md, fabs(tl[i] - ref[i]));
+            mr = fmax(mr, fabs(ref[i]));
+        }
+        CHECK_MSG(md < 1e-4 * mr + 1e-4, "tied model vs reference: max diff %g", md);
+    }
+    free(tl);
+    free(ref);
 }
 
 /* Batched prompt = one token at a time, for several batch sizes and threads;
