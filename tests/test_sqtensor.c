@@ -183,6 +183,9 @@ static const shape_case cases[] = {
     { 1024, { SQ_TYPE_Q4_1, SQ_TYPE_Q5_1, SQ_TYPE_IQ4_NL, SQ_TYPE_Q8_0 } }, /* Q8_1 and Q8_0 activations */
     { 1312, { SQ_TYPE_Q8_0, SQ_TYPE_F16, SQ_TYPE_Q4_0, SQ_TYPE_Q8_0 } },    /* no K-quants; last segment 32 */
     { 2816, { SQ_TYPE_Q4_0, SQ_TYPE_Q8_0, SQ_TYPE_F32, SQ_TYPE_Q4_0 } },
+    /* long last runs: the n > 1 product walks them in column panels (Q8_K 5376, F16 3072 values) */
+    { 6400, { SQ_TYPE_Q8_0, SQ_TYPE_Q4_K, SQ_TYPE_Q6_K, SQ_TYPE_Q4_K } },
+    { 6400, { SQ_TYPE_Q4_0, SQ_TYPE_F16, SQ_TYPE_F16, SQ_TYPE_F16 } },
 };
 #define N_CASES (sizeof cases / sizeof cases[0])
 #define ROWS 48
@@ -357,6 +360,8 @@ static void test_case_5(void) { run_case(&cases[5], pool); }
 static void test_case_6(void) { run_case(&cases[6], pool); }
 static void test_case_7(void) { run_case(&cases[7], pool); }
 static void test_case_8(void) { run_case(&cases[8], pool); }
+static void test_case_9(void) { run_case(&cases[9], pool); }
+static void test_case_10(void) { run_case(&cases[10], pool); }
 
 /* A tensor whose four types are all `type`, with a random permutation, gives
  * the plain tensor's products (spec section 6) to float rounding. */
@@ -551,6 +556,8 @@ int main(void)
     RUN(test_case_6);
     RUN(test_case_7);
     RUN(test_case_8);
+    RUN(test_case_9);
+    RUN(test_case_10);
     RUN(test_all_f32_equals_plain);
     RUN(test_all_f16_equals_plain);
     RUN(test_float_mix_exact);
