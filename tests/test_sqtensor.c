@@ -186,6 +186,8 @@ static const shape_case cases[] = {
     /* long last runs: the n > 1 product walks them in column panels (Q8_K 5376, F16 3072 values) */
     { 6400, { SQ_TYPE_Q8_0, SQ_TYPE_Q4_K, SQ_TYPE_Q6_K, SQ_TYPE_Q4_K } },
     { 6400, { SQ_TYPE_Q4_0, SQ_TYPE_F16, SQ_TYPE_F16, SQ_TYPE_F16 } },
+    /* float segments at addresses that are not multiples of their element size (after 210-byte Q6_K) */
+    { 800, { SQ_TYPE_Q6_K, SQ_TYPE_F32, SQ_TYPE_BF16, SQ_TYPE_Q4_0 } },
 };
 #define N_CASES (sizeof cases / sizeof cases[0])
 #define ROWS 48
@@ -222,6 +224,7 @@ static void check_rows(const fixture *f)
 {
     const int64_t C = f->C, nseg = sq_n_segments(C);
     float *row = malloc((size_t)C * sizeof(float)), *seg = malloc(256 * sizeof(float));
+    float *raw = malloc(256 * sizeof(float));
     double *e2s = calloc((size_t)nseg, sizeof(double)), *x2s = calloc((size_t)nseg, sizeof(double));
     int64_t not_equal = 0, over = 0;
     double worst = 0;
@@ -231,7 +234,8 @@ static void check_rows(const fixture *f)
         for (int64_t s = 0; s < nseg; s++) {
             const int t = f->types[s < 3 ? s : 3];
             const int64_t c0 = 256 * s, len = C - c0 < 256 ? C - c0 : 256;
-            sq_dequantize_row(t, f->data + r * f->row_bytes + off, seg, len);
+            memcpy(raw, f->data + r * f->row_bytes + off, sq_row_size(t, len));
+            sq_dequantize_row(t, raw, seg, len);
             off += sq_row_size(t, len);
             double e2 = 0, x2 = 0;
             for (int64_t i = 0; i < len; i++) {
@@ -260,6 +264,7 @@ static void check_rows(const fixture *f)
     }
     free(e2s);
     free(x2s);
+    free(raw);
     free(row);
     free(seg);
 }
@@ -281,6 +286,7 @@ static void check_matmul(const fixture *f, sq_threadpool *tp, int64_t n)
     /* per-segment reference: x' quantized segment by segment, vec_dot per segment */
     float *xp = malloc((size_t)C * sizeof(float));
     uint8_t *act = malloc((size_t)C * 8 + 4096);
+    float *wseg = malloc(256 * sizeof(float));
     int64_t over_q = 0, over_r = 0;
     double worst_q = 0;
     for (int64_t j = 0; j < n; j++) {
@@ -302,7 +308,9 @@ static void check_matmul(const fixture *f, sq_threadpool *tp, int64_t n)
                     scale2 += p * p * (bw * bw + ba * ba);
                 }
                 sq_quantize_act(sq_type_info_get(t)->vec_dot_type, xp + c0, act, len);
-                seg_sum += sq_vec_dot(t, len, f->data + r * f->row_bytes + off, act);
+                /* kernels take aligned data; a packed segment may not be (F32 after Q6_K) */
+                memcpy(wseg, f->data + r * f->row_bytes + off, sq_row_size(t, len));
+                seg_sum += sq_vec_dot(t, len, wseg, act);
                 off += sq_row_size(t, len);
             }
             const double y = Y[j * R + r];
@@ -320,6 +328,7 @@ static void check_matmul(const fixture *f, sq_threadpool *tp, int64_t n)
               (long long)n, (long long)over_r);
     free(xp);
     free(act);
+    free(wseg);
     sq_aligned_free(work);
     free(X);
     free(Y);
@@ -362,6 +371,7 @@ static void test_case_7(void) { run_case(&cases[7], pool); }
 static void test_case_8(void) { run_case(&cases[8], pool); }
 static void test_case_9(void) { run_case(&cases[9], pool); }
 static void test_case_10(void) { run_case(&cases[10], pool); }
+static void test_case_11(void) { run_case(&cases[11], pool); }
 
 /* A tensor whose four types are all `type`, with a random permutation, gives
  * the plain tensor's products (spec section 6) to float rounding. */
@@ -558,6 +568,7 @@ int main(void)
     RUN(test_case_8);
     RUN(test_case_9);
     RUN(test_case_10);
+    RUN(test_case_11);
     RUN(test_all_f32_equals_plain);
     RUN(test_all_f16_equals_plain);
     RUN(test_float_mix_exact);

@@ -22,6 +22,8 @@
 /* ------------------------------------------------------------- products -- */
 
 #define SQ__ALIGN 64
+
+
 static size_t align_up(size_t n) { return (n + SQ__ALIGN - 1) & ~(size_t)(SQ__ALIGN - 1); }
 
 /* A run: consecutive segments with the same weight type. Their blocks lie
@@ -36,6 +38,7 @@ typedef struct sq__run {
     size_t w_seg, a_seg; /* bytes of 256 weight / activation values (panel steps) */
     sq__vec_dot_fn dot;
     sq__from_float_fn from_float;
+    bool unaligned;    /* F32/F16/BF16 weights not aligned to their element in some row */
 } sq__run;
 
 typedef struct sq__plan {
@@ -44,6 +47,35 @@ typedef struct sq__plan {
     size_t act_row;    /* bytes of one quantized activation row (aligned) */
     bool uniform;      /* all segments one type: the plain product applies */
 } sq__plan;
+
+/* Whether a run of a float type (F32/F16/BF16: element loads, unlike the
+ * byte-packed blocks of the quantized types) can start at an address that is
+ * not a multiple of its element size: the layout packs segments back to back
+ * (a Q6_K segment is 210 bytes), so an F32 segment after it, or in a row
+ * after an odd-sized one, is misaligned. Such runs go through
+ * dot_unaligned(). */
+static bool run_unaligned(const sq__run *rn, const void *data, size_t row_bytes)
+{
+    const sq_type_info *ti = sq_type_info_get(rn->type);
+    if (ti->is_quantized || ti->type_size == 1) return false;
+    const size_t es = (size_t)ti->type_size;
+    return ((uintptr_t)data + rn->w_off) % es != 0 || row_bytes % es != 0;
+}
+
+/* One run's dot product for a misaligned float run: 256 values at a time are
+ * copied to an aligned buffer first (the activations are always aligned). */
+static float dot_unaligned(const sq__run *rn, const char *wrow, const char *arow)
+{
+    _Alignas(64) unsigned char buf[SQ_SEGMENT * sizeof(float)];
+    const size_t we = rn->w_seg / SQ_SEGMENT, ae = rn->a_seg / SQ_SEGMENT;
+    float sum = 0.0f;
+    for (int64_t k0 = 0; k0 < rn->len; k0 += SQ_SEGMENT) {
+        const int64_t kn = rn->len - k0 < SQ_SEGMENT ? rn->len - k0 : SQ_SEGMENT;
+        memcpy(buf, wrow + rn->w_off + (size_t)k0 * we, (size_t)kn * we);
+        sum += rn->dot(kn, buf, arow + rn->a_off + (size_t)k0 * ae);
+    }
+    return sum;
+}
 
 /* Cuts a mixed row into runs; returns false for a malformed view (types that
  * do not fit, which sq_weight_mixed already refuses). Kernel pointers are
@@ -188,7 +220,7 @@ static void dot_task(void *ctx, int ith, int nth)
                 float sum = 0.0f;
                 for (int i = 0; i < nrun; i++) {
                     const sq__run *rn = &p->run[i];
-                    sum += rn->dot(rn->len, wr + rn->w_off, x + rn->a_off);
+                    sum += rn->unaligned ? dot_unaligned(rn, wr, x) : rn->dot(rn->len, wr + rn->w_off, x + rn->a_off);
                 }
                 y[r] = sum;
             }
@@ -197,6 +229,16 @@ static void dot_task(void *ctx, int ith, int nth)
         bool first = true;
         for (int i = 0; i < nrun; i++) {
             const sq__run *rn = &p->run[i];
+            if (rn->unaligned) {
+                for (int c = 0; c < nc; c++)
+                    for (int r = 0; r < nr; r++) {
+                        const float v = dot_unaligned(rn, w + (size_t)r * rbytes, x + (size_t)c * ab);
+                        float *d = &y[(size_t)c * (size_t)R + (size_t)r];
+                        *d = first ? v : *d + v;
+                    }
+                first = false;
+                continue;
+            }
             for (int64_t k0 = 0; k0 < rn->len; k0 += m->kp[i]) {
                 const int64_t kn = k0 + m->kp[i] <= rn->len ? m->kp[i] : rn->len - k0;
                 const size_t seg = (size_t)(k0 / SQ_SEGMENT);
@@ -266,6 +308,7 @@ sq_status sq_weight_matmul(sq_threadpool *tp, const sq_weight *w, const float *X
 
     sq_status st = plan_kernels(&p, err);
     if (st != SQ_OK) return st;
+    for (int i = 0; i < p.nrun; i++) p.run[i].unaligned = run_unaligned(&p.run[i], w->data, w->row_bytes);
     sq__mm m;
     memset(&m, 0, sizeof m);
     m.p = &p, m.w = w, m.X = X, m.Xg = Xg, m.act = (char *)work + gb, m.n = n, m.Y = Y;
