@@ -20,6 +20,8 @@
 
 #include "harness.h"
 #include "sq/engine.h"
+#include "sq/gguf.h"
+#include "sq/sqconfig.h"
 #include "sq/serve.h"
 #include "sq/tokenizer.h"
 
@@ -35,6 +37,20 @@ static void sleep_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
+}
+
+/* A whole text file, NUL-terminated (malloc'd), or NULL. */
+static char *read_text(const char *path)
+{
+    size_t n = 0;
+    char *b = harness_read_file(path, &n);
+    char *t = b ? realloc(b, n + 1) : NULL;
+    if (!t) {
+        free(b);
+        return NULL;
+    }
+    t[n] = 0;
+    return t;
 }
 
 /* ---- request parsing ---- */
@@ -467,6 +483,63 @@ done:
     fixture_close(&f);
 }
 
+/* ---- a SmarterQuant configuration at inference time: the metadata wins ---- */
+
+static void test_config_check(void)
+{
+    char dir[256], path[300];
+    if (!harness_tmpdir(dir, sizeof dir)) SKIP("no temporary directory");
+    snprintf(path, sizeof path, "%s/sq.gguf", dir);
+    sq_error err = {0};
+    sq_gguf_writer *w = NULL;
+    int64_t ne[2] = {512, 2};
+    static float zeros[1024];
+    bool ok = sq_gguf_writer_open(path, &w, &err) == SQ_OK &&
+              sq_gguf_writer_set_bool(w, "mixed.weight.smarterquant.enabled", true, &err) == SQ_OK &&
+              sq_gguf_writer_set_str(w, "mixed.weight.smarterquant.permutation", "[]", &err) == SQ_OK &&
+              sq_gguf_writer_set_str(w, "mixed.weight.smarterquant.block_types", "[0,1,1,1]", &err) == SQ_OK &&
+              sq_gguf_writer_set_bool(w, "same.weight.smarterquant.enabled", true, &err) == SQ_OK &&
+              sq_gguf_writer_set_str(w, "same.weight.smarterquant.permutation", "[]", &err) == SQ_OK &&
+              sq_gguf_writer_set_str(w, "same.weight.smarterquant.block_types", "[0,0,0,0]", &err) == SQ_OK &&
+              sq_gguf_writer_add_tensor(w, "mixed.weight", 2, ne, 1, 2 * (256 * 2 + 256 * 4), &err) == SQ_OK &&
+              sq_gguf_writer_add_tensor(w, "same.weight", 2, ne, 0, 512 * 2 * 4, &err) == SQ_OK &&
+              sq_gguf_writer_add_tensor(w, "plain.weight", 2, ne, 0, 512 * 2 * 4, &err) == SQ_OK &&
+              sq_gguf_writer_write(w, zeros, 2 * (256 * 2 + 256 * 4), &err) == SQ_OK &&
+              sq_gguf_writer_write(w, zeros, 4096, &err) == SQ_OK && sq_gguf_writer_write(w, zeros, 4096, &err) == SQ_OK;
+    if (!ok) sq_gguf_writer_abort(w);
+    else ok = sq_gguf_writer_finish(w, &err) == SQ_OK;
+    CHECK_MSG(ok, "%s", err.msg);
+    sq_gguf *g = NULL;
+    CHECK(ok && sq_gguf_open(path, &g, &err) == SQ_OK);
+    const char *text = "{\n"
+                       "  \"mixed.weight\": [[8, 8, 8, 8], []],   // types differ from the metadata\n"
+                       "  \"same.weight\": [[0, 0, 0, 0], []],    // agrees\n"
+                       "  \"plain.weight\": [[0, 0, 0, 0], []],   // no metadata: cannot apply\n"
+                       "  \"ghost.weight\": [[0, 0, 0, 0], []],\n"
+                       "}\n";
+    sq_config *cfg = NULL;
+    sq_warnings wl = {0};
+    CHECK(sq_config_parse(text, strlen(text), "my.json", &cfg, &wl, &err) == SQ_OK);
+    if (g && cfg) {
+        CHECK_INT(sq_serve_check_config(g, cfg, &wl), 2);
+        char all[4096] = "";
+        for (size_t i = 0; i < wl.count; i++) {
+            strncat(all, wl.items[i], sizeof all - strlen(all) - 2);
+            strcat(all, "\n");
+        }
+        CHECK_CONTAINS(all, "my.json: tensor 'mixed.weight': configuration types [8,8,8,8] differ from the metadata's "
+                            "[0,1,1,1]: the metadata wins");
+        CHECK_CONTAINS(all, "tensor 'plain.weight' has no SmarterQuant metadata");
+        CHECK_CONTAINS(all, "tensor 'ghost.weight' is not in the model");
+        CHECK(strstr(all, "'same.weight'") == NULL);
+    }
+    sq_warnings_free(&wl);
+    sq_config_free(cfg);
+    sq_gguf_close(g);
+    remove(path);
+    rmdir(dir);
+}
+
 /* ---- the server, through curl ---- */
 
 static pid_t server_pid = -1;
@@ -511,8 +584,7 @@ static bool start_server(const char *const *extra)
     }
     server_pid = pid;
     for (int i = 0; i < 600; i++) { /* up to 30 s: sanitizer builds start slowly */
-        size_t n = 0;
-        char *log = harness_read_file(log_path, &n);
+        char *log = read_text(log_path);
         const char *p = log ? strstr(log, "listening on http://127.0.0.1:") : NULL;
         if (p) server_port = atoi(p + strlen("listening on http://127.0.0.1:"));
         free(log);
@@ -877,8 +949,7 @@ static void test_server_load(void)
     int hb = -1;
     while (sq_time_now() - t0 < 1.5 && (hb = health_busy()) != 0) sleep_ms(20);
     CHECK_MSG(hb == 0, "slot still busy %.2f s after the client went away (busy*100+queued = %d)", sq_time_now() - t0, hb);
-    size_t n = 0;
-    char *log = harness_read_file(log_path, &n);
+    char *log = read_text(log_path);
     CHECK_CONTAINS(log, "client disconnected");
     free(log);
 
@@ -912,9 +983,11 @@ static void test_server_load(void)
     for (int i = 1; i <= 3; i++) {
         char p[400];
         snprintf(p, sizeof p, "%s/code%d.txt", tmp, i);
-        char *code = harness_read_file(p, &n);
-        CHECK_MSG(code && atoi(code) == 200, "queued request %d: status %s", i, code ? code : "(none)");
-        free(code);
+        FILE *cf = fopen(p, "r");
+        int code = 0;
+        if (!cf || fscanf(cf, "%d", &code) != 1) code = -1;
+        if (cf) fclose(cf);
+        CHECK_MSG(code == 200, "queued request %d: status %d", i, code);
     }
 }
 
@@ -948,8 +1021,7 @@ static void test_server(void)
         int rc = stop_server();
         CHECK_INT(rc, 0);
         CHECK(sq_time_now() - t0 < 10);
-        size_t n = 0;
-        char *log = harness_read_file(log_path, &n);
+        char *log = read_text(log_path);
         CHECK_CONTAINS(log, "GET /health 200 prompt=0 completion=0");
         CHECK_CONTAINS(log, "POST /v1/completions 200 prompt=");
         CHECK_CONTAINS(log, "POST /v1/completions 503");
@@ -999,6 +1071,7 @@ int main(void)
     RUN(test_json_shapes);
     RUN(test_pool);
     RUN(test_gen);
+    RUN(test_config_check);
     RUN(test_cli);
     RUN(test_server);
     return harness_finish("serve");
