@@ -3,16 +3,19 @@
  * input: any bytes are a valid block (dequantize and vec_dot must read only
  * inside the row and never trip the sanitizers), and any floats, NaN and
  * infinities included, must quantize (with and without importance weights)
- * without undefined behaviour.
+ * without undefined behaviour, and on moderate values (|x| <= 1e6) the
+ * 4-lane searches must give the same bytes as the scalar reference searches
+ * (abort otherwise).
  *
  * Input: byte 0 picks the type and the mode, the rest is the payload
- * (block bytes, or little-endian floats).
+ * (block bytes, little-endian floats, or int16 values / 256).
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "sq/blocks.h"
+#include "blocks/kquant_common.h" /* sq__kquants_reference_search */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -24,14 +27,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1) return 0;
     const int t = fuzz_types[data[0] % N_FUZZ_TYPES];
-    const int float_mode = (data[0] / N_FUZZ_TYPES) & 1;
+    /* 0: block bytes; 1: raw floats; 2: int16 / 256 (moderate values with
+     * many exact ties, where the two searches are compared) */
+    const int mode = (data[0] / N_FUZZ_TYPES) % 3;
     data++;
     size--;
     if (!sq_blocks_can_quantize(t)) return 0;
     const sq_type_info *ti = sq_type_info_get(t);
     const int64_t bs = ti->block_size;
 
-    if (!float_mode) {
+    if (mode == 0) {
         /* arbitrary block bytes: 1..4 whole blocks */
         int64_t nb = (int64_t)(size / (size_t)ti->type_size);
         if (nb < 1) return 0;
@@ -58,25 +63,46 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     /* arbitrary floats: one row of 1..4 blocks; importance weights from the
      * same bytes (absolute values, may be zero, huge or NaN) */
-    int64_t nb = (int64_t)(size / (sizeof(float) * (size_t)bs));
+    const size_t esize = mode == 1 ? sizeof(float) : sizeof(int16_t);
+    int64_t nb = (int64_t)(size / (esize * (size_t)bs));
     if (nb < 1) return 0;
     if (nb > 4) nb = 4;
     const int64_t n = nb * bs;
     float *x = malloc(sizeof(float) * (size_t)n), *imx = malloc(sizeof(float) * (size_t)n);
-    memcpy(x, data, sizeof(float) * (size_t)n);
+    if (mode == 1) {
+        memcpy(x, data, sizeof(float) * (size_t)n);
+    } else {
+        for (int64_t i = 0; i < n; i++) {
+            int16_t v;
+            memcpy(&v, data + 2 * i, 2);
+            x[i] = v / 256.0f;
+        }
+    }
     for (int64_t i = 0; i < n; i++) {
         const float v = x[(i * 7 + 3) % n];
         imx[i] = v < 0 ? -v : v;
     }
+    int moderate = 1;
+    for (int64_t i = 0; i < n; i++) moderate &= x[i] >= -1e6f && x[i] <= 1e6f;
     const size_t rs = sq_row_size(t, n);
-    void *q = malloc(rs);
+    void *q = malloc(rs), *qref = malloc(rs);
     float *y = malloc(sizeof(float) * (size_t)n);
     sq_error e = {0};
     for (int w = 0; w < 2; w++) {
-        if (sq_quantize_rows(t, x, q, 1, n, w ? imx : NULL, &e) == SQ_OK) sq_dequantize_row(t, q, y, n);
+        if (sq_quantize_rows(t, x, q, 1, n, w ? imx : NULL, &e) != SQ_OK) continue;
+        sq_dequantize_row(t, q, y, n);
+        /* NaN payloads follow operand order, which compilers may commute, so
+         * the two searches are compared only where no NaN can arise: values
+         * (and so weights) of magnitude <= 1e6, nothing non-finite */
+        if (!moderate) continue;
+        sq__kquants_reference_search(true);
+        sq_quantize_rows(t, x, qref, 1, n, w ? imx : NULL, &e);
+        sq__kquants_reference_search(false);
+        if (memcmp(q, qref, rs) != 0) abort();
     }
     free(y);
     free(q);
+    free(qref);
     free(x);
     free(imx);
     return 0;

@@ -444,14 +444,16 @@ static void test_lane_search_matches_scalar(void)
         for (size_t k = 0; k < N_TYPES; k++) {
             const int t = sq_type_from_name(types[k].name);
             if (!sq_blocks_can_quantize(t)) continue;
+            /* 32-value types also on 7 blocks: 4 in lanes, 3 in the scalar tail */
+            const int len = (sq_type_info_get(t)->block_size == 32 && r % 2) ? 224 : n;
             for (int w = 0; w < 2; w++) {
                 sq_error e = {0};
                 sq__kquants_reference_search(false);
-                sq_quantize_rows(t, x, a, 1, n, w ? imx : NULL, &e);
+                sq_quantize_rows(t, x, a, 1, len, w ? imx : NULL, &e);
                 sq__kquants_reference_search(true);
-                sq_quantize_rows(t, x, b, 1, n, w ? imx : NULL, &e);
+                sq_quantize_rows(t, x, b, 1, len, w ? imx : NULL, &e);
                 sq__kquants_reference_search(false);
-                if (memcmp(a, b, sq_row_size(t, n)) != 0 && bad++ < 5)
+                if (memcmp(a, b, sq_row_size(t, len)) != 0 && bad++ < 5)
                     fprintf(stderr, "%s row kind %d imatrix %d: lane search differs from scalar\n", types[k].name,
                             kind, w);
                 compared++;

@@ -102,11 +102,12 @@ static void test_pool(void)
 static void act_to_float(int at, const void *xq, float *out, int64_t n)
 {
     const unsigned char *p = xq;
-    if (at == SQ_TYPE_Q8_0) {
+    if (at == SQ_TYPE_Q8_0 || at == SQ_TYPE_Q8_1) {
+        const int bs = at == SQ_TYPE_Q8_0 ? 34 : 36, off = at == SQ_TYPE_Q8_0 ? 2 : 4;
         for (int64_t b = 0; b < n / 32; b++) {
             uint16_t h;
-            memcpy(&h, p + b * 34, 2);
-            for (int j = 0; j < 32; j++) out[b * 32 + j] = sq_fp16_to_f32(h) * (float)(int8_t)p[b * 34 + 2 + j];
+            memcpy(&h, p + b * bs, 2);
+            for (int j = 0; j < 32; j++) out[b * 32 + j] = sq_fp16_to_f32(h) * (float)(int8_t)p[b * bs + off + j];
         }
     } else if (at == SQ_TYPE_Q8_K) {
         for (int64_t b = 0; b < n / 256; b++) {
@@ -114,11 +115,11 @@ static void act_to_float(int at, const void *xq, float *out, int64_t n)
             memcpy(&d, p + b * 292, 4);
             for (int j = 0; j < 256; j++) out[b * 256 + j] = d * (float)(int8_t)p[b * 292 + 4 + j];
         }
-    } else if (at == SQ_TYPE_F16) {
+    } else if (at == SQ_TYPE_F16 || at == SQ_TYPE_BF16) {
         for (int64_t i = 0; i < n; i++) {
             uint16_t h;
             memcpy(&h, p + 2 * i, 2);
-            out[i] = sq_fp16_to_f32(h);
+            out[i] = at == SQ_TYPE_F16 ? sq_fp16_to_f32(h) : sq_bf16_to_f32(h);
         }
     } else if (at == SQ_TYPE_F32) {
         memcpy(out, xq, sizeof(float) * n);
@@ -136,19 +137,27 @@ static void check_matmul(const char *name, int64_t rows, int64_t cols, sq_thread
     }
     char rel[256], path[1024];
     snprintf(rel, sizeof rel, "golden/quant/%s/q.bin", name);
-    if (!harness_shared_file(path, sizeof path, rel)) {
-        fprintf(stderr, "SKIP matmul %s: %s absent\n", name, rel);
-        harness_skipped++;
-        return;
-    }
     size_t gsize = 0;
-    unsigned char *gq = harness_read_file(path, &gsize);
+    unsigned char *gq = NULL;
+    if (t != SQ_TYPE_F32) {
+        if (!harness_shared_file(path, sizeof path, rel)) {
+            fprintf(stderr, "SKIP matmul %s: %s absent\n", name, rel);
+            harness_skipped++;
+            return;
+        }
+        gq = harness_read_file(path, &gsize);
+    }
     const size_t row = sq_row_size(t, cols), stride = row + 64; /* a padded row stride */
     const int per = ti->block_size == 1 ? 32 : ti->block_size;
-    const size_t bb = sq_row_size(t, per), nblk = gsize / bb;
+    const size_t bb = sq_row_size(t, per), nblk = gq ? gsize / bb : 0;
     unsigned char *W = calloc((size_t)rows, stride);
     for (int64_t r = 0; r < rows; r++)
-        for (int64_t b = 0; b < cols / per; b++) memcpy(W + r * stride + b * bb, gq + (rnd() % nblk) * bb, bb);
+        for (int64_t b = 0; b < cols / per; b++) {
+            if (gq)
+                memcpy(W + r * stride + b * bb, gq + (rnd() % nblk) * bb, bb);
+            else
+                for (int k = 0; k < per; k++) ((float *)(W + r * stride))[b * per + k] = rndf();
+        }
     float *Wd = malloc(sizeof(float) * rows * cols);
     for (int64_t r = 0; r < rows; r++) sq_dequantize_row(t, W + r * stride, Wd + r * cols, cols);
 
@@ -159,13 +168,14 @@ static void check_matmul(const char *name, int64_t rows, int64_t cols, sq_thread
         float *Xd = malloc(sizeof(float) * n * cols);
         for (int64_t i = 0; i < n * cols; i++) X[i] = rndf() * (i % 7 == 0 ? 4.0f : 1.0f);
         const int at = ti->vec_dot_type;
-        void *xq = malloc(sq_row_size(at, cols) ? sq_row_size(at, cols) : 4);
+        const size_t xr = sq_row_size(at, cols);
+        unsigned char *xq = malloc(xr * n);
         for (int64_t j = 0; j < n; j++) {
             if (at == SQ_TYPE_F32)
                 memcpy(Xd + j * cols, X + j * cols, sizeof(float) * cols);
             else {
-                sq_quantize_act(at, X + j * cols, xq, cols);
-                act_to_float(at, xq, Xd + j * cols, cols);
+                sq_quantize_act(at, X + j * cols, xq + j * xr, cols);
+                act_to_float(at, xq + j * xr, Xd + j * cols, cols);
             }
         }
         const size_t ws = sq_matmul_work_size(t, cols, n);
@@ -183,6 +193,17 @@ static void check_matmul(const char *name, int64_t rows, int64_t cols, sq_thread
                     ref += p;
                     mag += fabs(p);
                 }
+                if (at == SQ_TYPE_Q8_1) /* ggml's min term uses the stored s = fp16(d·Σq) */
+                    for (int64_t b = 0; b < cols / 32; b++) {
+                        const unsigned char *blk = xq + j * xr + b * 36;
+                        uint16_t hm, hd, hs;
+                        memcpy(&hm, W + r * stride + b * sq_row_size(t, 32) + 2, 2);
+                        memcpy(&hd, blk, 2);
+                        memcpy(&hs, blk + 2, 2);
+                        double qs = 0;
+                        for (int k = 0; k < 32; k++) qs += (int8_t)blk[4 + k];
+                        ref += (double)sq_fp16_to_f32(hm) * (sq_fp16_to_f32(hs) - (double)sq_fp16_to_f32(hd) * qs);
+                    }
                 const float got = Y[j * rows + r];
                 if (!(fabs(got - ref) <= 1e-5 * mag + 1e-30) && bad++ < 3)
                     fprintf(stderr, "matmul %s n=%lld threads=%d Y[%lld][%lld] = %.9g, reference %.9g\n", name,
@@ -198,7 +219,7 @@ static void check_matmul(const char *name, int64_t rows, int64_t cols, sq_thread
 static void test_matmul_types(void)
 {
     static const char *names[] = {"q4_0", "q8_0", "q4_K", "q6_K", "q5_K", "q3_K", "q2_K", "iq4_xs", "iq4_nl",
-                                  "q5_0", "f16"};
+                                  "q5_0", "q4_1", "q5_1", "f16", "bf16", "f32"};
     for (int nt = 1; nt <= 2; nt++) {
         sq_threadpool *tp = sq_threadpool_create(nt);
         for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) check_matmul(names[i], 37, 512, tp);

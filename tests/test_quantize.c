@@ -753,6 +753,57 @@ static void test_shapes(void)
         }
         CHECK_MSG(seg_bad == 0, "%s: %d segments differ from the block quantizer", c->name, seg_bad);
         CHECK_MSG(bound_bad == 0, "%s: %d rows beyond the error bound %.4f", c->name, bound_bad, (double)bound);
+
+        /* y = W x through the SmarterQuant path (x gathered once, segments
+         * quantized to their activation types) against the unquantized,
+         * unpermuted tensor; all-F32 against the plain F32 product */
+        float *x = malloc((size_t)c->C * sizeof(float)), *y = malloc((size_t)c->R * sizeof(float));
+        float *y_plain = malloc((size_t)c->R * sizeof(float));
+        for (int64_t j = 0; j < c->C; j++) x[j] = rnd_gauss();
+        const size_t ws = sq_weight_matmul_work_size(&wv, 1);
+        void *work = sq_aligned_alloc(ws ? ws : 64);
+        CHECK_INT(sq_weight_matmul(NULL, &wv, x, 1, y, work, ws, &e), SQ_OK);
+        sq_weight plain;
+        CHECK_INT(sq_weight_plain(&plain, data[k], SQ_TYPE_F32, c->R, c->C, &e), SQ_OK);
+        const size_t ws2 = sq_weight_matmul_work_size(&plain, 1);
+        void *work2 = sq_aligned_alloc(ws2 ? ws2 : 64);
+        CHECK_INT(sq_weight_matmul(NULL, &plain, x, 1, y_plain, work2, ws2, &e), SQ_OK);
+        int mv_bad = 0, mv_deq_bad = 0;
+        float xmax = 0;
+        for (int64_t j = 0; j < c->C; j++) xmax = fabsf(x[j]) > xmax ? fabsf(x[j]) : xmax;
+        for (int64_t r = 0; r < c->R; r++) {
+            const float *orig = data[k] + r * c->C;
+            double ref = 0, mag = 0, xs = 0, ref_deq = 0, wabs = 0;
+            float amax = 0;
+            sq_weight_get_row(&wv, r, back);
+            for (int64_t j = 0; j < c->C; j++) {
+                ref += (double)orig[j] * x[j];
+                mag += fabs((double)orig[j] * x[j]);
+                xs += fabs((double)x[j]);
+                amax = fabsf(orig[j]) > amax ? fabsf(orig[j]) : amax;
+                ref_deq += (double)back[j] * x[j];
+                wabs += fabs((double)back[j]);
+            }
+            /* tight: against the dequantized, un-permuted row; only the 8-bit
+             * activations differ (|error| <= max|x| / 254 per element) */
+            if (c->types[0] != SQ_TYPE_F32 && c->types[0] != SQ_TYPE_F16 &&
+                fabs((double)y[r] - ref_deq) > 1.5 * wabs * xmax / 254.0 + 1e-5)
+                mv_deq_bad++;
+            if (c->types[0] == SQ_TYPE_F32) {
+                if (fabs((double)y[r] - (double)y_plain[r]) > 1e-5 * mag + 1e-6) mv_bad++;
+            } else {
+                /* weight error per element <= bound * max|w|; activations in 8 bits: 1/64 of sum |w x| */
+                const double tol = (double)bound * amax * xs + mag / 64.0 + 1e-4;
+                if (fabs((double)y[r] - ref) > tol) mv_bad++;
+            }
+        }
+        CHECK_MSG(mv_bad == 0, "%s: %d outputs of the matrix-vector product beyond the bound", c->name, mv_bad);
+        CHECK_MSG(mv_deq_bad == 0, "%s: %d outputs differ from the dequantized rows' product", c->name, mv_deq_bad);
+        sq_aligned_free(work);
+        sq_aligned_free(work2);
+        free(x);
+        free(y);
+        free(y_plain);
         CHECK_MSG(exact_bad == 0, "%s: all-F32 tensor: %d values differ from the input", c->name, exact_bad);
         free(row);
         free(imp);

@@ -1,14 +1,343 @@
 /*
- * cmd_plan.c — sq plan (not built yet: this placeholder says so and fails).
+ * cmd_plan.c — sq plan: choose, for every weight tensor of a model, a column
+ * permutation and the four segment block types under a size budget, and write
+ * them as a SmarterQuant configuration (default.smarterquant.json) with a
+ * report of what was chosen. The algorithm is in src/quantize/plan.c and
+ * docs/plan.md.
  */
+#include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "cmds.h"
+#include "sq/gguf.h"
+#include "sq/imatrix.h"
+#include "sq/plan.h"
+#include "sq/sqconfig.h"
+#include "sq/types.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: sq plan -m MODEL --imatrix FILE (--target-bpw B | --target-size SIZE) [options]\n"
+            "Chooses per weight tensor a column permutation (most important columns first) and the four\n"
+            "segment block types that minimise the importance-weighted quantization error under the size\n"
+            "budget, measuring every candidate type by really quantizing it, and writes the SmarterQuant\n"
+            "configuration for `sq quantize`. Prints per tensor the types, bits per weight and predicted\n"
+            "error, and the model's total size and bits per weight.\n"
+            "  -m, --model FILE        the model to plan (GGUF, usually F16 or F32)\n"
+            "  --imatrix FILE          importance matrix (llama.cpp GGUF or legacy .dat); required unless\n"
+            "                          --no-imatrix is given\n"
+            "  --no-imatrix            plan without one (uniform importance; types that need one are skipped)\n"
+            "  --target-bpw B          bits per weight over all tensors (data bytes * 8 / weights)\n"
+            "  --target-size SIZE      size of the whole output file: bytes, or with a K, M or G suffix\n"
+            "                          (powers of 1024)\n"
+            "  -o, --output FILE       configuration to write (default " SQ_CONFIG_DEFAULT_NAME ")\n"
+            "  --tensors REGEX         plan only tensors whose name matches (POSIX extended regex, searched);\n"
+            "                          default: every weight llama-quantize would quantize (2-D *.weight)\n"
+            "  --types LIST            candidate types, comma-separated names or ids (default:\n"
+            "                          q2_K,q3_K,iq4_xs,q4_K,q5_K,q6_K,q8_0,q4_0,q5_0,iq4_nl,q5_1)\n"
+            "  --base-ftype TYPE       file type `sq quantize` will use for the tensors not planned, to size\n"
+            "                          them (default Q4_K_M; with the default --tensors only norms remain)\n"
+            "  --perm auto|on|off      permute columns: per group where it lowers the error (auto, default),\n"
+            "                          always, or never\n"
+            "  --norm rel|abs          error normalisation: relative to each tensor's output energy (rel,\n"
+            "                          default) or the raw importance-weighted error (abs)\n"
+            "  --no-share-perm         give q/k/v and gate/up their own permutations (default: one per input)\n"
+            "  --sample-rows N         measure candidates on N rows per tensor, spread evenly (default 256;\n"
+            "                          0: every row)\n"
+            "  -t, --threads N         threads measuring candidates (default: all cores)\n"
+            "  --dry-run               plan and report, write nothing\n"
+            "  -q, --quiet             no per-tensor report, only the totals\n"
+            "  -h, --help              this text\n");
+}
+
+/* SIZE: a byte count, optionally with a K / M / G suffix (1024-based, an
+ * optional trailing "B" or "iB" accepted). Returns 0 on a bad value. */
+static uint64_t parse_size(const char *s)
+{
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || !(v > 0)) return 0;
+    double mul = 1;
+    switch (toupper((unsigned char)*end)) {
+    case 'K': mul = 1024.0; end++; break;
+    case 'M': mul = 1024.0 * 1024.0; end++; break;
+    case 'G': mul = 1024.0 * 1024.0 * 1024.0; end++; break;
+    default: break;
+    }
+    if (mul > 1 && *end == 'i') end++;
+    if (*end == 'B' || *end == 'b') end++;
+    if (*end) return 0;
+    double b = v * mul;
+    if (b >= 1.8e19) return 0;
+    return (uint64_t)b;
+}
+
+/* LIST: comma-separated type names or ids. Returns the count, -1 on a bad entry. */
+static int parse_types(const char *list, int *out, int cap, char *bad, size_t badn)
+{
+    int n = 0;
+    const char *p = list;
+    while (*p) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        char tok[32];
+        if (len == 0 || len >= sizeof tok) {
+            snprintf(bad, badn, "%.*s", (int)(len < 31 ? len : 31), p);
+            return -1;
+        }
+        memcpy(tok, p, len);
+        tok[len] = 0;
+        int id = -1;
+        char *end = NULL;
+        long v = strtol(tok, &end, 10);
+        if (end && *end == 0) id = (int)v;
+        else id = sq_type_from_name(tok);
+        if (id < 0 || !sq_type_info_get(id) || n == cap) {
+            snprintf(bad, badn, "%s", tok);
+            return -1;
+        }
+        out[n++] = id;
+        p = e ? e + 1 : p + len;
+    }
+    return n;
+}
+
+/* Checks the configuration text the way `sq quantize --strict` will: parse,
+ * then validate against every tensor of the model. */
+static int check_config(const char *text, size_t len, const char *label, const sq_gguf *g, const sq_imatrix *im)
+{
+    sq_error err = {0};
+    sq_warnings w = {0};
+    sq_config *cfg = NULL;
+    int rc = 0;
+    if (sq_config_parse(text, len, label, &cfg, &w, &err) != SQ_OK) {
+        fprintf(stderr, "sq plan: internal error: the configuration does not parse: %s\n", err.msg);
+        rc = 1;
+    } else {
+        int64_t nt = sq_gguf_n_tensors(g);
+        sq_config_tensor *ts = calloc((size_t)(nt > 0 ? nt : 1), sizeof *ts);
+        if (!ts) {
+            fprintf(stderr, "sq plan: out of memory\n");
+            rc = 1;
+        } else {
+            for (int64_t i = 0; i < nt; i++) {
+                const sq_gguf_tensor *t = sq_gguf_tensor_at(g, i);
+                int64_t n = 0;
+                ts[i] = (sq_config_tensor){.name = t->name, .cols = t->ne[0], .rows = t->ne[1] * t->ne[2] * t->ne[3],
+                                           .has_imatrix = im && sq_imatrix_find(im, t->name, &n) != NULL};
+            }
+            sq_config_options opt = {.strict = true};
+            if (sq_config_validate(cfg, ts, nt, &opt, &w, &err) != SQ_OK) {
+                fprintf(stderr, "sq plan: internal error: the configuration does not validate: %s\n", err.msg);
+                rc = 1;
+            }
+            free(ts);
+        }
+    }
+    sq_config_free(cfg);
+    sq_warnings_free(&w);
+    return rc;
+}
+
+static void print_types(const int types[4], int64_t cols)
+{
+    int64_t nseg = sq_n_segments(cols);
+    char buf[64];
+    size_t off = 0;
+    for (int s = 0; s < 4 && s < nseg; s++)
+        off += (size_t)snprintf(buf + off, sizeof buf - off, "%s%s", s ? "," : "", sq_type_name(types[s]));
+    printf(" %-30s", buf);
+}
 
 int sq_cmd_plan(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "sq plan: not available in this build yet\n");
-    return 2;
+    const char *model_path = NULL, *imatrix_path = NULL, *out_path = SQ_CONFIG_DEFAULT_NAME;
+    sq_plan_params p = {0};
+    int types[32];
+    bool no_imatrix = false, dry_run = false, quiet = false;
+    long threads = sysconf(_SC_NPROCESSORS_ONLN);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+#define NEED_VALUE()                                                        \
+    do {                                                                    \
+        if (!v) {                                                           \
+            fprintf(stderr, "sq plan: %s needs a value (see --help)\n", a); \
+            return 2;                                                       \
+        }                                                                   \
+        i++;                                                                \
+    } while (0)
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
+            NEED_VALUE();
+            model_path = v;
+        } else if (!strcmp(a, "--imatrix")) {
+            NEED_VALUE();
+            imatrix_path = v;
+        } else if (!strcmp(a, "--no-imatrix")) {
+            no_imatrix = true;
+        } else if (!strcmp(a, "--target-bpw")) {
+            NEED_VALUE();
+            char *end = NULL;
+            p.target_bpw = strtod(v, &end);
+            if (!end || *end || !(p.target_bpw > 0) || !(p.target_bpw < 64)) {
+                fprintf(stderr, "sq plan: --target-bpw %s: want a number of bits per weight in (0, 64)\n", v);
+                return 2;
+            }
+        } else if (!strcmp(a, "--target-size")) {
+            NEED_VALUE();
+            p.target_bytes = parse_size(v);
+            if (!p.target_bytes) {
+                fprintf(stderr, "sq plan: --target-size %s: want a size in bytes, or with a K, M or G suffix\n", v);
+                return 2;
+            }
+        } else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
+            NEED_VALUE();
+            out_path = v;
+        } else if (!strcmp(a, "--tensors")) {
+            NEED_VALUE();
+            p.tensors = v;
+        } else if (!strcmp(a, "--types")) {
+            NEED_VALUE();
+            char bad[64];
+            int n = parse_types(v, types, (int)(sizeof types / sizeof types[0]), bad, sizeof bad);
+            if (n <= 0) {
+                fprintf(stderr, "sq plan: --types %s: '%s' is not a type (names such as q4_K, or ids)\n", v, bad);
+                return 2;
+            }
+            p.types = types;
+            p.n_types = n;
+        } else if (!strcmp(a, "--base-ftype")) {
+            NEED_VALUE();
+            p.base_ftype = v;
+        } else if (!strcmp(a, "--perm")) {
+            NEED_VALUE();
+            if (!strcmp(v, "auto")) p.perm = SQ_PLAN_PERM_AUTO;
+            else if (!strcmp(v, "on")) p.perm = SQ_PLAN_PERM_ON;
+            else if (!strcmp(v, "off")) p.perm = SQ_PLAN_PERM_OFF;
+            else {
+                fprintf(stderr, "sq plan: --perm %s: want auto, on or off\n", v);
+                return 2;
+            }
+        } else if (!strcmp(a, "--norm")) {
+            NEED_VALUE();
+            if (!strcmp(v, "rel")) p.norm = SQ_PLAN_NORM_REL;
+            else if (!strcmp(v, "abs")) p.norm = SQ_PLAN_NORM_ABS;
+            else {
+                fprintf(stderr, "sq plan: --norm %s: want rel or abs\n", v);
+                return 2;
+            }
+        } else if (!strcmp(a, "--no-share-perm")) {
+            p.no_share = true;
+        } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
+            NEED_VALUE();
+            char *end = NULL;
+            threads = strtol(v, &end, 10);
+            if (!end || *end || threads < 1 || threads > 1024) {
+                fprintf(stderr, "sq plan: --threads %s: want a number from 1 to 1024\n", v);
+                return 2;
+            }
+        } else if (!strcmp(a, "--sample-rows")) {
+            NEED_VALUE();
+            char *end = NULL;
+            long long n = strtoll(v, &end, 10);
+            if (!end || *end || n < 0) {
+                fprintf(stderr, "sq plan: --sample-rows %s: want a row count (0: every row)\n", v);
+                return 2;
+            }
+            p.sample_rows = n == 0 ? -1 : n;
+        } else if (!strcmp(a, "--dry-run")) {
+            dry_run = true;
+        } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
+            quiet = true;
+        } else {
+            fprintf(stderr, "sq plan: unknown argument '%s' (see --help)\n", a);
+            return 2;
+        }
+#undef NEED_VALUE
+    }
+    if (!model_path) {
+        fprintf(stderr, "sq plan: no model (-m FILE)\n");
+        return 2;
+    }
+    if (!imatrix_path && !no_imatrix) {
+        fprintf(stderr, "sq plan: no importance matrix (--imatrix FILE, or --no-imatrix)\n");
+        return 2;
+    }
+    if ((p.target_bpw > 0) == (p.target_bytes > 0)) {
+        fprintf(stderr, "sq plan: give exactly one of --target-bpw and --target-size\n");
+        return 2;
+    }
+    p.n_threads = threads > 0 ? (int)threads : 1;
+
+    sq_error err = {0};
+    sq_gguf *g = NULL;
+    sq_imatrix *im = NULL;
+    sq_plan *plan = NULL;
+    char *text = NULL;
+    size_t len = 0;
+    int rc = 1;
+    if (sq_gguf_open(model_path, &g, &err) != SQ_OK) {
+        fprintf(stderr, "sq plan: %s\n", err.msg);
+        goto out;
+    }
+    if (imatrix_path && !no_imatrix && sq_imatrix_load(imatrix_path, &im, &err) != SQ_OK) {
+        fprintf(stderr, "sq plan: %s\n", err.msg);
+        goto out;
+    }
+    if (sq_plan_create(g, im, &p, &plan, &err) != SQ_OK) {
+        fprintf(stderr, "sq plan: %s: %s\n", model_path, err.msg);
+        goto out;
+    }
+    for (int64_t i = 0; i < sq_plan_n_warnings(plan); i++) fprintf(stderr, "sq plan: warning: %s\n", sq_plan_warning(plan, i));
+    if (sq_plan_config_text(plan, &text, &len, &err) != SQ_OK) {
+        fprintf(stderr, "sq plan: %s\n", err.msg);
+        goto out;
+    }
+    if (check_config(text, len, out_path, g, im) != 0) goto out;
+
+    const sq_plan_totals *tot = sq_plan_get_totals(plan);
+    if (!quiet) {
+        printf("%-28s %11s %-30s %5s %10s %6s %11s\n", "tensor", "shape", " types (segments 0,1,2,3+)", "perm", "bytes",
+               "bpw", "rel.error");
+        for (int64_t i = 0; i < sq_plan_n_tensors(plan); i++) {
+            const sq_plan_tensor *t = sq_plan_tensor_at(plan, i);
+            char shape[32];
+            snprintf(shape, sizeof shape, "%lldx%lld", (long long)t->cols, (long long)t->rows);
+            printf("%-28s %11s", t->name, shape);
+            print_types(t->types, t->cols);
+            const char *perm = !t->perm ? "-" : (t->group != i ? "shared" : "yes");
+            printf(" %5s %10llu %6.3f %11.4e\n", perm, (unsigned long long)t->bytes, t->bpw, t->rel_error);
+        }
+    }
+    printf("planned %lld tensors in %.2f s: predicted error %.6e (%s), lambda %.4e\n", (long long)tot->n_planned,
+           tot->seconds, tot->error, p.norm == SQ_PLAN_NORM_ABS ? "absolute" : "sum of relative errors", tot->lambda);
+    printf("model: %llu bytes of tensor data, %.4f bits per weight over %lld weights; predicted file size %llu bytes "
+           "(%.2f MiB)",
+           (unsigned long long)tot->data_bytes, tot->bpw, (long long)tot->n_elements, (unsigned long long)tot->file_bytes,
+           (double)tot->file_bytes / (1024.0 * 1024.0));
+    if (p.target_bytes) printf(", target %llu bytes\n", (unsigned long long)p.target_bytes);
+    else printf(", target %.4f bpw\n", p.target_bpw);
+    if (!dry_run) {
+        if (sq_plan_write_config(plan, out_path, &err) != SQ_OK) {
+            fprintf(stderr, "sq plan: %s\n", err.msg);
+            goto out;
+        }
+        printf("wrote %s\n", out_path);
+    }
+    rc = 0;
+out:
+    free(text);
+    sq_plan_free(plan);
+    sq_imatrix_free(im);
+    sq_gguf_close(g);
+    return rc;
 }

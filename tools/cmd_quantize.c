@@ -102,8 +102,10 @@ static void on_event(void *ud, sq_quantize_event_kind kind, const char *text, co
     } else {
         snprintf(to, sizeof to, "%s", sq_type_name(t->out_type));
     }
-    printf("[%4d/%4d] %-32s %-18s %5s -> %-28s %8.3f MiB -> %8.3f MiB", t->index, t->count, t->name, shape,
-           sq_type_name(t->in_type), to, mib(t->in_bytes), mib(t->out_bytes));
+    char from[32];
+    snprintf(from, sizeof from, "%s%s", t->in_smarterquant ? "SQ " : "", sq_type_name(t->in_type));
+    printf("[%4d/%4d] %-32s %-18s %7s -> %-28s %8.3f MiB -> %8.3f MiB", t->index, t->count, t->name, shape, from, to,
+           mib(t->in_bytes), mib(t->out_bytes));
     if (!pr->dry_run) printf(" %7.1f ms", t->seconds * 1e3);
     if (t->quantize && !t->has_imatrix && !pr->dry_run && t->out_type != 0 && t->out_type != 1 && t->out_type != 30)
         printf("  (no imatrix)");

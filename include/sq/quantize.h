@@ -182,7 +182,8 @@ typedef struct sq_quantize_tensor_plan {
     int index, count;        /* 1-based position and total */
     int n_dims;
     int64_t ne[4];
-    int in_type;             /* type in the input */
+    int in_type;             /* type in the input (declared type for a SmarterQuant input) */
+    bool in_smarterquant;    /* the input tensor is a SmarterQuant tensor */
     int out_type;            /* declared type in the output (types[3] for SmarterQuant) */
     bool quantize;           /* converted (false: bytes copied as they are) */
     bool smarterquant;       /* written as a SmarterQuant tensor */

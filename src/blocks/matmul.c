@@ -69,7 +69,9 @@ typedef struct mm_job {
     size_t act_stride;
     sq__from_float_fn from_float;
     sq__gemm_fn gemm;   /* NULL: generic */
+    sq__vec_dot_fn vec_dot;
     int64_t rb, cb;     /* chunk: rb weight rows × cb activation rows */
+    int64_t kp;         /* column panel (a multiple of the block size) */
     int64_t n_rb, n_chunks;
     atomic_llong next;  /* next chunk to take */
 } mm_job;
@@ -82,7 +84,10 @@ static void convert_task(void *p, int ith, int nth)
         j->from_float(j->X + r * j->cols, (char *)j->act + (size_t)r * j->act_stride, j->cols);
 }
 
-/* Phase 2: chunks in order (activation block major, so consecutive chunks share activations). */
+/* Phase 2: chunks in order (activation block major, so consecutive chunks
+ * share activations). Within a chunk the columns are walked in panels of kp
+ * values (accumulating), so that the chunk's weight and activation panels stay
+ * in L2 while the tile kernel sweeps them. */
 static void product_task(void *p, int ith, int nth)
 {
     (void)ith, (void)nth;
@@ -93,13 +98,22 @@ static void product_task(void *p, int ith, int nth)
         const int64_t r0 = (ch % j->n_rb) * j->rb, c0 = (ch / j->n_rb) * j->cb;
         const int nr = (int)(r0 + j->rb <= j->rows ? j->rb : j->rows - r0);
         const int nc = (int)(c0 + j->cb <= j->n ? j->cb : j->n - c0);
-        const char *w = (const char *)j->W + (size_t)r0 * j->row_bytes;
-        const char *x = (const char *)j->act + (size_t)c0 * j->act_stride;
         float *y = j->Y + (size_t)c0 * (size_t)j->rows + (size_t)r0;
-        if (j->gemm)
-            j->gemm(j->cols, w, j->row_bytes, nr, x, j->act_stride, nc, y, (size_t)j->rows, false);
-        else
-            sq__gemm_generic(j->type, j->cols, w, j->row_bytes, nr, x, j->act_stride, nc, y, (size_t)j->rows, false);
+        for (int64_t k0 = 0; k0 < j->cols; k0 += j->kp) {
+            const int64_t kn = k0 + j->kp <= j->cols ? j->kp : j->cols - k0;
+            const char *w = (const char *)j->W + (size_t)r0 * j->row_bytes + sq_row_size(j->type, k0);
+            const char *x = (const char *)j->act + (size_t)c0 * j->act_stride + sq_row_size(j->act_type, k0);
+            if (nc == 1 && j->vec_dot) {
+                /* one activation row: the type's vec_dot is its best single-column kernel */
+                for (int r = 0; r < nr; r++) {
+                    const float v = j->vec_dot(kn, w + (size_t)r * j->row_bytes, x);
+                    y[r] = k0 > 0 ? y[r] + v : v;
+                }
+            } else if (j->gemm)
+                j->gemm(kn, w, j->row_bytes, nr, x, j->act_stride, nc, y, (size_t)j->rows, k0 > 0);
+            else
+                sq__gemm_generic(j->type, kn, w, j->row_bytes, nr, x, j->act_stride, nc, y, (size_t)j->rows, k0 > 0);
+        }
     }
 }
 
@@ -132,6 +146,7 @@ sq_status sq_matmul(sq_threadpool *tp, int type, const void *W, int64_t rows, in
     j.type = type, j.act_type = at, j.W = W, j.rows = rows, j.cols = cols, j.row_bytes = row_bytes;
     j.X = X, j.n = n, j.Y = Y;
     j.gemm = sq__gemm_kernel(type);
+    j.vec_dot = k[type].vec_dot;
     const int nth = sq_threadpool_n_threads(tp);
 
     if (at == SQ_TYPE_F32) {
@@ -156,6 +171,16 @@ sq_status sq_matmul(sq_threadpool *tp, int type, const void *W, int64_t rows, in
     j.rb = rb;
     j.n_rb = (rows + rb - 1) / rb;
     j.n_chunks = j.n_rb * n_cb;
+    /* Column panel: the tile kernel keeps 4 activation rows of a panel in L1
+     * (about 24 KiB) while it walks the chunk's weight rows (from L2). */
+    j.kp = cols;
+    if (n > 1) {
+        const double x_per_value = (double)sq_row_size(at, 256) / 256.0;
+        const int64_t unit = ti->block_size < 256 ? 256 : ti->block_size;
+        int64_t kp = (int64_t)(24.0 * 1024 / (4 * x_per_value)) / unit * unit;
+        if (kp < unit) kp = unit;
+        if (kp < cols) j.kp = kp;
+    }
     atomic_init(&j.next, 0);
     if (nth > 1 && j.n_chunks > 1)
         sq_threadpool_run(tp, product_task, &j);

@@ -2,10 +2,6 @@
  * attn_avx2.c — AVX2 + FMA + F16C versions of the attention inner loops
  * (built with those flags by the Makefile's *_avx2.c rule; called only when
  * the CPU has them, see attention() in forward.c).
- *
- * The fp16 accumulator mode reproduces llama.cpp's CPU flash attention with
- * its default f16 KV cache: the value sum is kept in fp16 and every update is
- * one f32 fused multiply-add rounded back to fp16.
  */
 #include <immintrin.h>
 
@@ -35,30 +31,13 @@ float sq__attn_dot_avx2(const float *a, const float *b, int n)
     return s;
 }
 
-void sq__attn_mad_avx2(float *y, const float *x, float v, int n, bool f16acc)
+void sq__attn_mad_avx2(float *y, const float *x, float v, int n)
 {
     const __m256 vv = _mm256_set1_ps(v);
     int i = 0;
-    if (f16acc) {
-        for (; i + 8 <= n; i += 8)
-            _mm256_storeu_ps(y + i, round8(_mm256_fmadd_ps(_mm256_loadu_ps(x + i), vv, _mm256_loadu_ps(y + i))));
-        for (; i < n; i++) y[i] = sq_fp16_to_f32(sq_f32_to_fp16(y[i] + x[i] * v));
-    } else {
-        for (; i + 8 <= n; i += 8)
-            _mm256_storeu_ps(y + i, _mm256_fmadd_ps(_mm256_loadu_ps(x + i), vv, _mm256_loadu_ps(y + i)));
-        for (; i < n; i++) y[i] += x[i] * v;
-    }
-}
-
-void sq__attn_scale_avx2(float *y, float v, int n, bool f16acc)
-{
-    const __m256 vv = _mm256_set1_ps(v);
-    int i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m256 r = _mm256_mul_ps(_mm256_loadu_ps(y + i), vv);
-        _mm256_storeu_ps(y + i, f16acc ? round8(r) : r);
-    }
-    for (; i < n; i++) y[i] = f16acc ? sq_fp16_to_f32(sq_f32_to_fp16(y[i] * v)) : y[i] * v;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(_mm256_loadu_ps(x + i), vv, _mm256_loadu_ps(y + i)));
+    for (; i < n; i++) y[i] += x[i] * v;
 }
 
 void sq__round_fp16_avx2(float *x, int64_t n)

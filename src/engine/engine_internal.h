@@ -57,14 +57,11 @@ void sq__round_fp16(float *x, int64_t n);
 /* ---- attention inner loops: scalar here, AVX2+F16C in attn_avx2.c ---- */
 /* Dot product of n floats. */
 float sq__attn_dot(const float *a, const float *b, int n);
-/* y += x * v; with f16acc, y is an fp16 accumulator: y = fp16(fma(x, v, y)). */
-void sq__attn_mad(float *y, const float *x, float v, int n, bool f16acc);
-/* y *= v; with f16acc each result is rounded to fp16. */
-void sq__attn_scale(float *y, float v, int n, bool f16acc);
+/* y += x * v. */
+void sq__attn_mad(float *y, const float *x, float v, int n);
 
 float sq__attn_dot_avx2(const float *a, const float *b, int n);
-void sq__attn_mad_avx2(float *y, const float *x, float v, int n, bool f16acc);
-void sq__attn_scale_avx2(float *y, float v, int n, bool f16acc);
+void sq__attn_mad_avx2(float *y, const float *x, float v, int n);
 void sq__round_fp16_avx2(float *x, int64_t n);
 
 #endif

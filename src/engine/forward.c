@@ -8,10 +8,11 @@
  * one token: matrix-vector). The KV cache holds, per layer, n_ctx rows of
  * n_head_kv*head_dim floats for K and for V (post-RoPE K).
  *
- * With kv_type F16 the cache holds fp16-rounded values, Q is rounded to fp16
- * and the attention value sum is kept in fp16: what llama.cpp's CPU flash
- * attention does with its default f16 cache, so that perplexities agree
- * closely. With F32 everything stays in float.
+ * With kv_type F16 the cache holds fp16-rounded values, and Q and the softmax
+ * weights are rounded to fp16 before their products, as in llama.cpp's CPU
+ * attention with its default f16 cache (K·Q and P·V are F16 products there);
+ * with F32 everything stays in float. Measured on the demo model, both agree
+ * with llama.cpp's per-chunk perplexities within 0.005% (docs/engine.md).
  *
  * Ownership: the context owns every buffer here and its thread pool; the
  * model (weights in the map) is borrowed and must outlive the context.
@@ -35,6 +36,7 @@ struct sq_context {
     float *x, *xn, *q, *k, *v, *att;    /* [n_batch][...] */
     float *g, *u;                       /* [n_batch][n_ff] */
     float *acc;                         /* [n_threads][head_dim] attention scratch */
+    float *scores;                      /* [n_threads][n_ctx] attention scores */
     void *work;
     size_t work_size;
     float *logits;
@@ -51,23 +53,14 @@ float sq__attn_dot(const float *a, const float *b, int n)
     return s;
 }
 
-void sq__attn_mad(float *y, const float *x, float v, int n, bool f16acc)
+void sq__attn_mad(float *y, const float *x, float v, int n)
 {
-    if (f16acc)
-        for (int i = 0; i < n; i++) y[i] = sq_fp16_to_f32(sq_f32_to_fp16(fmaf(x[i], v, y[i])));
-    else
-        for (int i = 0; i < n; i++) y[i] += x[i] * v;
-}
-
-void sq__attn_scale(float *y, float v, int n, bool f16acc)
-{
-    for (int i = 0; i < n; i++) y[i] = f16acc ? sq_fp16_to_f32(sq_f32_to_fp16(y[i] * v)) : y[i] * v;
+    for (int i = 0; i < n; i++) y[i] += x[i] * v;
 }
 
 typedef struct attn_fns {
     float (*dot)(const float *, const float *, int);
-    void (*mad)(float *, const float *, float, int, bool);
-    void (*scale)(float *, float, int, bool);
+    void (*mad)(float *, const float *, float, int);
     void (*round)(float *, int64_t);
 } attn_fns;
 
@@ -75,14 +68,12 @@ typedef struct attn_fns {
  * the block kernels are not forced to scalar (SQ_FORCE_SCALAR). */
 static attn_fns pick_fns(void)
 {
-    attn_fns f = {sq__attn_dot, sq__attn_mad, sq__attn_scale, sq__round_fp16};
+    attn_fns f = {sq__attn_dot, sq__attn_mad, sq__round_fp16};
 #if defined(__x86_64__)
-    __builtin_cpu_init();
-    if (sq_blocks_isa() >= SQ_ISA_AVX2 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-        __builtin_cpu_supports("f16c")) {
+    /* sq_blocks_isa() >= AVX2 already means AVX2 + FMA + F16C (dispatch.c). */
+    if (sq_blocks_isa() >= SQ_ISA_AVX2) {
         f.dot = sq__attn_dot_avx2;
         f.mad = sq__attn_mad_avx2;
-        f.scale = sq__attn_scale_avx2;
         f.round = sq__round_fp16_avx2;
     }
 #endif
@@ -158,9 +149,10 @@ sq_status sq_context_create(const sq_model *m, const sq_context_params *pp, sq_c
     c->g = zalloc(B * (size_t)hp->n_ff * F);
     c->u = zalloc(B * (size_t)hp->n_ff * F);
     c->acc = zalloc((size_t)c->n_threads * (size_t)hp->head_dim * F);
+    c->scores = zalloc((size_t)c->n_threads * (size_t)c->n_ctx * F);
     c->work_size = max_work(m, c->n_batch);
     c->work = zalloc(c->work_size);
-    if (!c->kc || !c->vc || !c->x || !c->xn || !c->q || !c->k || !c->v || !c->att || !c->g || !c->u || !c->acc ||
+    if (!c->kc || !c->vc || !c->x || !c->xn || !c->q || !c->k || !c->v || !c->att || !c->g || !c->u || !c->acc || !c->scores ||
         !c->work) {
         sq_context_free(c);
         return sq_error_set(err, SQ_ENOMEM, "out of memory for a context of %d tokens (KV cache %zu bytes)",
@@ -185,6 +177,7 @@ void sq_context_free(sq_context *c)
     sq_aligned_free(c->g);
     sq_aligned_free(c->u);
     sq_aligned_free(c->acc);
+    sq_aligned_free(c->scores);
     sq_aligned_free(c->work);
     free(c->logits);
     free(c);
@@ -210,9 +203,9 @@ typedef struct attn_job {
 } attn_job;
 
 /* One thread's share of causal grouped-query attention: tasks (query token,
- * head) are dealt round-robin. Each task runs an online softmax over the
- * cached keys 0..pos (llama.cpp's flash-attention order: running max M, sum
- * S, value sum rescaled when the max grows), then divides by S. */
+ * head) are dealt round-robin. Each task scores the cached keys 0..pos
+ * (q·k / sqrt(head_dim)), takes the softmax as ggml does (max subtracted,
+ * double sum, one float reciprocal), and sums the values weighted by it. */
 static void attention_worker(void *ctx, int ith, int nth)
 {
     attn_job *J = ctx;
@@ -232,27 +225,28 @@ static void attention_worker(void *ctx, int ith, int nth)
         const int64_t kvh = h / group;
         const int pos = J->pos0 + i;
         const float *q = c->q + (size_t)i * (size_t)c->q_dim + (size_t)h * (size_t)hd;
-        memset(acc, 0, sizeof(float) * (size_t)hd);
-        float M = -INFINITY, S = 0.0f;
+        float *sc = c->scores + (size_t)ith * (size_t)c->n_ctx;
+        float mx = -INFINITY;
         for (int j = 0; j <= pos; j++) {
             const float *kr = kl + (size_t)j * (size_t)c->kv_dim + (size_t)kvh * (size_t)hd;
-            const float *vr = vl + (size_t)j * (size_t)c->kv_dim + (size_t)kvh * (size_t)hd;
-            const float s = J->f.dot(kr, q, hd) * scale;
-            float ms = 1.0f, vs = 1.0f;
-            if (s > M) {
-                const float Mold = M;
-                M = s;
-                ms = expf(Mold - M);
-                J->f.scale(acc, ms, hd, f16);
-            } else {
-                vs = expf(s - M);
-            }
-            J->f.mad(acc, vr, vs, hd, f16);
-            S = S * ms + vs;
+            sc[j] = J->f.dot(kr, q, hd) * scale;
+            if (sc[j] > mx) mx = sc[j];
         }
-        const float inv = S == 0.0f ? 0.0f : 1.0f / S;
+        double sum = 0.0;
+        for (int j = 0; j <= pos; j++) {
+            sc[j] = expf(sc[j] - mx);
+            sum += (double)sc[j];
+        }
+        const float inv = (float)(1.0 / sum);
+        for (int j = 0; j <= pos; j++) sc[j] *= inv;
+        if (f16) J->f.round(sc, pos + 1);
+        memset(acc, 0, sizeof(float) * (size_t)hd);
+        for (int j = 0; j <= pos; j++) {
+            const float *vr = vl + (size_t)j * (size_t)c->kv_dim + (size_t)kvh * (size_t)hd;
+            J->f.mad(acc, vr, sc[j], hd);
+        }
         float *o = c->att + (size_t)i * (size_t)c->q_dim + (size_t)h * (size_t)hd;
-        for (int d = 0; d < hd; d++) o[d] = acc[d] * inv;
+        memcpy(o, acc, sizeof(float) * (size_t)hd);
     }
 }
 

@@ -12,7 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "deps.h"
+#include "sq/blocks.h"
+#include "sq/gguf.h"
+#include "sq/matmul.h"
+#include "sq/sqtensor.h"
 #include "sq/imatrix.h"
 
 typedef struct entry {
@@ -232,9 +235,6 @@ static int64_t n_elements(const sq_gguf_tensor *t)
 
 static sq_status parse_gguf(const void *data, size_t size, const char *label, sq_imatrix **out, sq_error *err)
 {
-    if (!SQ__HAVE_GGUF())
-        return sq_error_set(err, SQ_EUNSUPPORTED, "%s: GGUF imatrix files need the GGUF reader, not in this build",
-                            label);
     sq_gguf *g = NULL;
     sq_status st = sq_gguf_open_memory(data, size, label, &g, err);
     if (st != SQ_OK) return st;
@@ -381,8 +381,6 @@ sq_status sq_imatrix_write_gguf(const char *path, const sq_imatrix_stat *stats, 
                                 const char *const *datasets, int64_t n_datasets, uint32_t chunk_count,
                                 uint32_t chunk_size, sq_error *err)
 {
-    if (!SQ__HAVE_GGUF())
-        return sq_error_set(err, SQ_EUNSUPPORTED, "%s: writing GGUF needs the GGUF writer, not in this build", path);
     if (n_stats < 1) return sq_error_set(err, SQ_EINVAL, "%s: no statistics to write", path);
     for (int64_t i = 0; i < n_stats; i++)
         if (!stats[i].name || stats[i].ne0 < 1 || stats[i].n_mat < 1 || !stats[i].in_sum2 || !stats[i].counts)

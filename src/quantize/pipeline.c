@@ -13,9 +13,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
-#include "deps.h"
+#include "sq/blocks.h"
+#include "sq/gguf.h"
+#include "sq/matmul.h"
+#include "sq/sqtensor.h"
 #include "sq/imatrix.h"
 #include "sq/quantize.h"
 #include "sq/sqconfig.h"
@@ -295,6 +299,7 @@ static sq_status make_plan(run *r, sq_quantize_stats *stats, sq_error *err)
         pub->in_bytes = t->nbytes;
         pub->fallback_from = -1;
         tp->in_sq = t->smarterquant;
+        pub->in_smarterquant = t->smarterquant;
 
         sq_qchoice ch;
         st = sq_qrules_choose(rules, t->name, t->ne, t->type, &ch, err);
@@ -318,11 +323,6 @@ static sq_status make_plan(run *r, sq_quantize_stats *stats, sq_error *err)
         if (tp->in_sq && (st = load_input_perm(r, tp, err)) != SQ_OK) break;
 
         if (q) {
-            if (!SQ__HAVE_SQTENSOR()) {
-                st = sq_error_set(err, SQ_EUNSUPPORTED,
-                                  "tensor %s: SmarterQuant tensors need the sqtensor module, not in this build", t->name);
-                break;
-            }
             st = plan_sq(r, tp, q, err);
             if (st != SQ_OK) break;
         } else if (tp->in_sq && !p->allow_requantize) {
@@ -370,12 +370,6 @@ static sq_status make_plan(run *r, sq_quantize_stats *stats, sq_error *err)
                 st = sq_error_set(err, SQ_EINVAL,
                                   "tensor %s: requantizing from type %s is disabled (use --allow-requantize)", t->name,
                                   iti->name);
-                break;
-            }
-            if (tp->in_sq && !SQ__HAVE_SQTENSOR()) {
-                st = sq_error_set(err, SQ_EUNSUPPORTED,
-                                  "tensor %s: reading SmarterQuant tensors needs the sqtensor module, not in this build",
-                                  t->name);
                 break;
             }
             if (iti->is_quantized && !sq_blocks_can_dequantize(t->type)) {
@@ -483,6 +477,19 @@ static void quantize_rows(void *ctx, int ith, int nth)
         }
     }
     j->st[ith] = st;
+}
+
+/* Tells the kernel a written tensor's input pages are not needed any more
+ * (the reader's map is read-only and file-backed: a later access would read
+ * them again), so the resident set stays near one tensor, not the model, as
+ * llama-quantize's unmapping does. Only whole pages inside the tensor. */
+static void release_input(const void *data, uint64_t nbytes)
+{
+    const long pg = sysconf(_SC_PAGESIZE);
+    if (pg <= 0 || nbytes < (uint64_t)pg) return;
+    const uintptr_t a = ((uintptr_t)data + (uintptr_t)pg - 1) & ~((uintptr_t)pg - 1);
+    const uintptr_t b = ((uintptr_t)data + (uintptr_t)nbytes) & ~((uintptr_t)pg - 1);
+    if (b > a) (void)madvise((void *)a, (size_t)(b - a), MADV_DONTNEED);
 }
 
 /* Grows a reusable buffer to at least n bytes. */
@@ -627,6 +634,7 @@ static sq_status write_tensors(run *r, sq_gguf_writer *w, sq_error *err)
             if (st == SQ_OK) st = sq_gguf_writer_write(w, j.out, (size_t)tp->pub.out_bytes, err);
         }
         tp->pub.seconds = sq_time_now() - t0;
+        if (st == SQ_OK) release_input(tp->t->data, tp->t->nbytes);
         if (st == SQ_OK) emit(r, SQ_QEVENT_TENSOR, NULL, &tp->pub);
     }
     sq_aligned_free(f32);
@@ -651,8 +659,6 @@ sq_status sq_quantize_file(const char *in_path, const char *out_path, const sq_q
     if (!stats) stats = &local;
     memset(stats, 0, sizeof *stats);
     const double t_start = sq_time_now();
-    if (!SQ__HAVE_GGUF())
-        return sq_error_set(err, SQ_EUNSUPPORTED, "quantizing needs the GGUF reader and writer, not in this build");
     if (!p->dry_run && (!out_path || !*out_path)) return sq_error_set(err, SQ_EINVAL, "no output file given");
     if (!p->copy && !sq_ftype_get(p->ftype)) return sq_error_set(err, SQ_EINVAL, "unknown file type %d", p->ftype);
     if (!p->dry_run && strcmp(in_path, out_path) == 0)
@@ -677,7 +683,7 @@ sq_status sq_quantize_file(const char *in_path, const char *out_path, const sq_q
         for (int64_t i = 0; i < r.n; i++) emit(&r, SQ_QEVENT_TENSOR, NULL, &r.tp[i].pub);
     } else if (st == SQ_OK) {
         r.n_threads = p->n_threads > 0 ? p->n_threads : default_threads();
-        if (r.n_threads > 1 && SQ__HAVE_POOL()) r.pool = sq_threadpool_create(r.n_threads);
+        if (r.n_threads > 1) r.pool = sq_threadpool_create(r.n_threads);
         if (!r.pool) r.n_threads = 1;
         int64_t max_c = 64;
         for (int64_t i = 0; i < r.n; i++)

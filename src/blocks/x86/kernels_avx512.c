@@ -7,6 +7,7 @@
 #include "simd_dot.h"
 #include "simd_conv.h"
 #include "simd_f16gemm.h"
+#include "simd_zmm.h"
 
 #define SQ_REGISTER_FN sq__register_avx512
 #define SQ_GEMM_FN sq__gemm_avx512

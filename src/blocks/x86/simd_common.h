@@ -16,6 +16,9 @@
 #include "../gemm.h"
 
 #define SQ_INLINE static inline __attribute__((always_inline))
+/* Fully unrolls a loop over the NC activation columns (or NR rows) of a tile, so
+ * its accumulator arrays become registers. */
+#define SQ_UNROLL _Pragma("GCC unroll 8")
 
 typedef struct { uint16_t d; uint8_t qs[16]; } blk_q4_0;
 typedef struct { uint16_t d, m; uint8_t qs[16]; } blk_q4_1;

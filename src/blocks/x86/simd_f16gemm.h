@@ -30,19 +30,19 @@ SQ_INLINE void k_f16(int64_t n, const void *vw, size_t ws, const void *vx, size_
                      const int NC)
 {
     FV acc[2][MAXNC];
-    for (int r = 0; r < NR; r++)
-        for (int c = 0; c < NC; c++) acc[r][c] = FV_ZERO();
+    SQ_UNROLL for (int r = 0; r < NR; r++)
+        SQ_UNROLL for (int c = 0; c < NC; c++) acc[r][c] = FV_ZERO();
     int64_t i = 0;
     for (; i + FV_W <= n; i += FV_W) {
         FV wv[2];
-        for (int r = 0; r < NR; r++) wv[r] = FV_LOADH((const uint16_t *)((const char *)vw + (size_t)r * ws) + i);
-        for (int c = 0; c < NC; c++) {
+        SQ_UNROLL for (int r = 0; r < NR; r++) wv[r] = FV_LOADH((const uint16_t *)((const char *)vw + (size_t)r * ws) + i);
+        SQ_UNROLL for (int c = 0; c < NC; c++) {
             const FV xv = FV_LOADH((const uint16_t *)((const char *)vx + (size_t)c * xs) + i);
-            for (int r = 0; r < NR; r++) acc[r][c] = FV_FMA(wv[r], xv, acc[r][c]);
+            SQ_UNROLL for (int r = 0; r < NR; r++) acc[r][c] = FV_FMA(wv[r], xv, acc[r][c]);
         }
     }
-    for (int r = 0; r < NR; r++)
-        for (int c = 0; c < NC; c++) {
+    SQ_UNROLL for (int r = 0; r < NR; r++)
+        SQ_UNROLL for (int c = 0; c < NC; c++) {
             float s = FV_HSUM(acc[r][c]);
             const uint16_t *w = (const uint16_t *)((const char *)vw + (size_t)r * ws);
             const uint16_t *x = (const uint16_t *)((const char *)vx + (size_t)c * xs);
@@ -65,18 +65,88 @@ static void gemm_f16(int64_t n, const void *w, size_t ws, int nr, const void *x,
                      size_t ys, bool accumulate)
 {
     float s[2 * MAXNC];
-    int r = 0;
-    for (; r + 2 <= nr; r += 2) {
-        int c = 0;
-        for (; c + 4 <= nc; c += 4) F16_TILE(2, 4);
-        for (; c < nc; c++) F16_TILE(2, 1);
+    int c = 0;
+    for (; c + 4 <= nc; c += 4) {
+        int r = 0;
+        for (; r + 2 <= nr; r += 2) F16_TILE(2, 4);
+        for (; r < nr; r++) F16_TILE(1, 4);
     }
-    for (; r < nr; r++) {
-        int c = 0;
-        for (; c + 4 <= nc; c += 4) F16_TILE(1, 4);
-        for (; c < nc; c++) F16_TILE(1, 1);
+    for (; c < nc; c++) {
+        int r = 0;
+        for (; r + 2 <= nr; r += 2) F16_TILE(2, 1);
+        for (; r < nr; r++) F16_TILE(1, 1);
     }
 }
 #undef F16_TILE
+
+/* BF16: NR weight rows × NC activation rows; with AVX512-BF16 each vdpbf16ps
+ * takes 32 value pairs, otherwise bf16 is widened to float (a shift) and FMA'd. */
+SQ_INLINE void k_bf16(int64_t n, const void *vw, size_t ws, const void *vx, size_t xs, float *out, const int NR,
+                      const int NC)
+{
+    int64_t i = 0;
+#if defined(__AVX512BF16__)
+    __m512 acc[2][MAXNC];
+    SQ_UNROLL for (int r = 0; r < NR; r++) SQ_UNROLL for (int c = 0; c < NC; c++) acc[r][c] = _mm512_setzero_ps();
+    for (; i + 32 <= n; i += 32) {
+        __m512i wv[2];
+        SQ_UNROLL for (int r = 0; r < NR; r++)
+            wv[r] = _mm512_loadu_si512((const uint16_t *)((const char *)vw + (size_t)r * ws) + i);
+        SQ_UNROLL for (int c = 0; c < NC; c++) {
+            const __m512i xv = _mm512_loadu_si512((const uint16_t *)((const char *)vx + (size_t)c * xs) + i);
+            SQ_UNROLL for (int r = 0; r < NR; r++) acc[r][c] = _mm512_dpbf16_ps(acc[r][c], (__m512bh)wv[r], (__m512bh)xv);
+        }
+    }
+#define BF_HSUM(v) _mm512_reduce_add_ps(v)
+#else
+    __m256 acc[2][MAXNC];
+    SQ_UNROLL for (int r = 0; r < NR; r++) SQ_UNROLL for (int c = 0; c < NC; c++) acc[r][c] = _mm256_setzero_ps();
+    for (; i + 8 <= n; i += 8) {
+        __m256 wv[2];
+        SQ_UNROLL for (int r = 0; r < NR; r++) wv[r] = bf16x8((const uint16_t *)((const char *)vw + (size_t)r * ws) + i);
+        SQ_UNROLL for (int c = 0; c < NC; c++) {
+            const __m256 xv = bf16x8((const uint16_t *)((const char *)vx + (size_t)c * xs) + i);
+            SQ_UNROLL for (int r = 0; r < NR; r++) acc[r][c] = _mm256_fmadd_ps(wv[r], xv, acc[r][c]);
+        }
+    }
+#define BF_HSUM(v) hsum_ps(v)
+#endif
+    SQ_UNROLL for (int r = 0; r < NR; r++) SQ_UNROLL for (int c = 0; c < NC; c++) {
+        float s = BF_HSUM(acc[r][c]);
+        const uint16_t *w = (const uint16_t *)((const char *)vw + (size_t)r * ws);
+        const uint16_t *x = (const uint16_t *)((const char *)vx + (size_t)c * xs);
+        for (int64_t k = i; k < n; k++) s += sq_bf16_to_f32(w[k]) * sq_bf16_to_f32(x[k]);
+        out[c * NR + r] = s;
+    }
+#undef BF_HSUM
+}
+
+#define BF16_TILE(NR_, NC_)                                                                                  \
+    do {                                                                                                     \
+        k_bf16(n, (const char *)w + (size_t)r * ws, ws, (const char *)x + (size_t)c * xs, xs, s, NR_, NC_);  \
+        for (int cc = 0; cc < NC_; cc++)                                                                     \
+            for (int rr = 0; rr < NR_; rr++) {                                                               \
+                float *dst = &y[(size_t)(c + cc) * ys + r + rr];                                             \
+                *dst = s[cc * NR_ + rr] + (accumulate ? *dst : 0.0f);                                        \
+            }                                                                                                \
+    } while (0)
+
+static void gemm_bf16(int64_t n, const void *w, size_t ws, int nr, const void *x, size_t xs, int nc, float *y,
+                      size_t ys, bool accumulate)
+{
+    float s[2 * MAXNC];
+    int c = 0;
+    for (; c + 4 <= nc; c += 4) {
+        int r = 0;
+        for (; r + 2 <= nr; r += 2) BF16_TILE(2, 4);
+        for (; r < nr; r++) BF16_TILE(1, 4);
+    }
+    for (; c < nc; c++) {
+        int r = 0;
+        for (; r + 2 <= nr; r += 2) BF16_TILE(2, 1);
+        for (; r < nr; r++) BF16_TILE(1, 1);
+    }
+}
+#undef BF16_TILE
 
 #endif

@@ -34,6 +34,9 @@ void SQ_REGISTER_FN(sq__kernels table[SQ_TYPE_COUNT])
     table[SQ_TYPE_Q8_K].from_float = from_float_q8_K;
     table[SQ_TYPE_F16].from_float = from_float_f16;
     table[SQ_TYPE_BF16].from_float = from_float_bf16;
+#ifdef SQ_ZMM_REGISTER
+    SQ_ZMM_REGISTER(table);
+#endif
 }
 #undef SQ_SET
 
@@ -53,6 +56,7 @@ sq__gemm_fn SQ_GEMM_FN(int type)
     case SQ_TYPE_Q6_K: return gemm_q6_K;
     case SQ_TYPE_IQ4_XS: return gemm_iq4_xs;
     case SQ_TYPE_F16: return gemm_f16;
+    case SQ_TYPE_BF16: return gemm_bf16;
     default: return NULL;
     }
 }

@@ -1,0 +1,131 @@
+/*
+ * sq/plan.h — the SmarterQuant planner (`sq plan`): for every chosen weight
+ * tensor of a model, a column permutation and the four segment block types,
+ * chosen to minimise the importance-weighted quantization error under a size
+ * budget for the whole file.
+ *
+ * How (docs/plan.md has the long version):
+ *  1. importance of column c of a tensor: imp[c] * sum_r W[r,c]^2, with imp
+ *     from the importance matrix (in_sum2 / counts). Tensors that read the
+ *     same input (attn_q/k/v, ffn_gate/up of one layer) are one group and get
+ *     one permutation (the sum of their normalised scores), so the engine
+ *     gathers once. The permutation sorts columns by score, most important first.
+ *  2. every candidate type is REALLY quantized (ggml's bytes, with the permuted
+ *     importance slice) on every segment slot (slot 3 = all segments >= 3),
+ *     with and without the permutation; the error of a slot is
+ *     sum_r sum_c imp[c] * (W - Q(W))^2, divided by the tensor's output energy
+ *     sum_r sum_c imp[c] * W^2 (the default "relative" normalisation).
+ *  3. a Lagrange multiplier search (bisection on lambda, every group choosing
+ *     its permutation option and every slot its type by min err + lambda*bytes)
+ *     finds the best point of the convex hull under the budget; a greedy pass
+ *     then spends what is left on the upgrades with the best error drop per byte.
+ * Everything is deterministic: the same inputs give the same plan, whatever
+ * the number of threads.
+ */
+#ifndef SQ_PLAN_H
+#define SQ_PLAN_H
+
+#include "sq/base.h"
+#include "sq/gguf.h"
+#include "sq/imatrix.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Whether planned tensors get a permutation. */
+typedef enum sq_plan_perm_mode {
+    SQ_PLAN_PERM_AUTO = 0, /* per group: with or without, whichever the allocation prefers */
+    SQ_PLAN_PERM_ON = 1,   /* always permute */
+    SQ_PLAN_PERM_OFF = 2   /* never permute ("[]") */
+} sq_plan_perm_mode;
+
+/* How errors of different tensors are made comparable. */
+typedef enum sq_plan_norm {
+    SQ_PLAN_NORM_REL = 0, /* error / output energy sum imp*W^2: relative output noise */
+    SQ_PLAN_NORM_ABS = 1  /* the raw weighted error sum imp*(W-Q)^2 */
+} sq_plan_norm;
+
+/* What to plan. Zero-initialise, then set one of target_bpw / target_bytes. */
+typedef struct sq_plan_params {
+    double target_bpw;      /* > 0: bits per weight over all tensors (data bytes * 8 / elements) */
+    uint64_t target_bytes;  /* > 0: size of the whole output file in bytes */
+    const char *tensors;    /* POSIX extended regex searched in tensor names; NULL: every weight
+                               tensor llama-quantize would quantize (2-D *.weight) */
+    const int *types;       /* candidate ggml types; NULL / n_types 0: the default list */
+    int n_types;
+    const char *base_ftype; /* file type sq quantize will use for tensors not planned (sizes them);
+                               NULL: "Q4_K_M" */
+    int n_threads;          /* <= 1: the caller's thread only */
+    sq_plan_perm_mode perm;
+    sq_plan_norm norm;
+    bool no_share;          /* every tensor its own permutation (no q/k/v, gate/up groups) */
+    int64_t sample_rows;    /* rows of each tensor the candidates are measured on, spread evenly
+                               (errors scaled up to all rows): 0 = SQ_PLAN_DEFAULT_SAMPLE_ROWS,
+                               < 0 = every row */
+} sq_plan_params;
+
+#define SQ_PLAN_DEFAULT_SAMPLE_ROWS 256
+
+/* One planned tensor. Owned by its sq_plan. */
+typedef struct sq_plan_tensor {
+    const char *name;
+    int64_t rows, cols;
+    int types[4];          /* slots past the last segment repeat the last segment's type */
+    const int32_t *perm;   /* cols entries (new column j = original perm[j]), or NULL: none */
+    int group;             /* index (in the plan) of the first tensor sharing this permutation */
+    bool has_imatrix;      /* importance weights were found for it */
+    uint64_t bytes;        /* data bytes as planned */
+    double bpw;            /* bytes * 8 / (rows * cols) */
+    double error;          /* predicted error in the planner's normalisation (what is minimised) */
+    double rel_error;      /* sum imp*(W-Q)^2 / sum imp*W^2 */
+    double energy;         /* sum imp*W^2 */
+} sq_plan_tensor;
+
+/* Whole-model figures. */
+typedef struct sq_plan_totals {
+    uint64_t file_bytes;    /* predicted output file size (header + aligned tensor data) */
+    uint64_t data_bytes;    /* sum of all tensors' data bytes */
+    uint64_t planned_bytes; /* of which planned tensors */
+    uint64_t budget_bytes;  /* the target as a file size */
+    int64_t n_elements;     /* weights in all tensors */
+    int64_t n_planned;      /* planned tensors */
+    double bpw;             /* data_bytes * 8 / n_elements */
+    double error;           /* sum of the planned tensors' errors */
+    double lambda;          /* the multiplier found (error per byte) */
+    double seconds;         /* time spent */
+} sq_plan_totals;
+
+typedef struct sq_plan sq_plan; /* opaque: owns names, permutations, warnings */
+
+/* The default candidate types (a static list); *n gets its length. */
+const int *sq_plan_default_types(int *n);
+
+/* Plans model (weights read from its map) with importance matrix im (may be
+ * NULL: uniform importance, and types that need one are not candidates).
+ * Errors: no target or both, a bad regex or type, no tensor chosen, a budget
+ * below the smallest possible plan (the message gives that size), a tensor
+ * no candidate type fits, an importance entry of the wrong length. */
+sq_status sq_plan_create(const sq_gguf *model, const sq_imatrix *im, const sq_plan_params *p, sq_plan **out,
+                         sq_error *err);
+/* Frees; NULL is a no-op. */
+void sq_plan_free(sq_plan *plan);
+
+int64_t sq_plan_n_tensors(const sq_plan *plan);
+const sq_plan_tensor *sq_plan_tensor_at(const sq_plan *plan, int64_t i);
+const sq_plan_totals *sq_plan_get_totals(const sq_plan *plan);
+/* Warnings gathered while planning (tensors skipped and why). */
+int64_t sq_plan_n_warnings(const sq_plan *plan);
+const char *sq_plan_warning(const sq_plan *plan, int64_t i);
+
+/* The configuration file text (spec section 2): a JSON object, one key per
+ * planned tensor in model order, [[four type ids], [perm or empty]]. *text is
+ * malloc'ed (NUL-terminated, the caller frees), *len its length. */
+sq_status sq_plan_config_text(const sq_plan *plan, char **text, size_t *len, sq_error *err);
+/* Writes that text to path atomically (temporary file, then rename). */
+sq_status sq_plan_write_config(const sq_plan *plan, const char *path, sq_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SQ_PLAN_H */
