@@ -775,13 +775,14 @@ static void test_server_endpoints(engine_fixture *f)
     char cmd[1024];
     snprintf(cmd, sizeof cmd, "%s run --help >/dev/null 2>&1", harness_sq_bin());
     if (system(cmd) == 0 && server_text) {
-        snprintf(cmd, sizeof cmd, "%s run -m %s -p '%s' -n 20 --temp 0 2>/dev/null", harness_sq_bin(), MODEL, prompt);
+        snprintf(cmd, sizeof cmd, "%s run -m %s -p '%s' -n 20 --temp 0 --no-echo -t 1 2>/dev/null", harness_sq_bin(), MODEL, prompt);
         FILE *p = popen(cmd, "r");
         char out[8192];
         size_t n = p ? fread(out, 1, sizeof out - 1, p) : 0;
         if (p) pclose(p);
         out[n] = 0;
-        CHECK_CONTAINS(out, server_text);
+        if (n && out[n - 1] == '\n' && (n < 2 || server_text[strlen(server_text) - 1] != '\n')) out[n - 1] = 0;
+        CHECK_STR(out, server_text); /* exactly the generated text (sq run ends it with a newline) */
     } else {
         fprintf(stderr, "note: sq run is not built yet: compared with the engine's greedy loop only\n");
     }
@@ -961,7 +962,7 @@ static void test_server_load(void)
     if (!sf) return;
     fprintf(sf,
             "cd '%s'\nfor i in 1 2 3; do\n  curl -s -m 60 " AUTH " -o out$i.json -w '%%{http_code}' "
-            "--data-binary '{\"prompt\":\"And\",\"max_tokens\":80,\"temperature\":0}' "
+            "--data-binary '{\"prompt\":\"And\",\"max_tokens\":200,\"temperature\":0}' "
             "http://127.0.0.1:%d/v1/completions > code$i.txt &\ndone\nwait\ntouch all.done\n",
             tmp, server_port);
     fclose(sf);
@@ -973,8 +974,16 @@ static void test_server_load(void)
     double t1 = sq_time_now();
     http_res r = http("POST", "/v1/completions", "{\"prompt\":\"x\",\"max_tokens\":2}", AUTH);
     check_error(r, 503, "queue_full", "queue (1) is full");
-    CHECK(sq_time_now() - t1 < 0.5); /* at once, not after waiting */
+    (void)t1;
     free(r.body);
+    /* at once, not after waiting: the server's own time for it, from its log line */
+    char *log2 = read_text(log_path);
+    const char *l503 = log2 ? strstr(log2, "POST /v1/completions 503 ") : NULL;
+    double ms = -1;
+    const char *msp = l503 ? strstr(l503, "completion=") : NULL;
+    if (msp) sscanf(strchr(msp, ' ') + 1, "%lfms", &ms);
+    CHECK_MSG(ms >= 0 && ms < 100, "the 503 took %.1f ms in the server", ms);
+    free(log2);
     char done_path[400];
     snprintf(done_path, sizeof done_path, "%s/all.done", tmp);
     struct stat st;
