@@ -954,27 +954,48 @@ static void test_server_load(void)
     CHECK_CONTAINS(log, "client disconnected");
     free(log);
 
-    /* three long requests fill 2 slots + a queue of 1; a fourth gets 503 at once */
+    /* a non-streamed request whose client hangs up: generation stops, the slot is freed */
+    snprintf(cmd, sizeof cmd,
+             "curl -s -m 0.4 " AUTH " --data-binary '{\"prompt\":\"And\",\"max_tokens\":240}' "
+             "http://127.0.0.1:%d/v1/completions >/dev/null 2>&1",
+             server_port);
+    t0 = sq_time_now();
+    CHECK(system(cmd) != -1);
+    while (sq_time_now() - t0 < 1.5 && (hb = health_busy()) != 0) sleep_ms(20);
+    CHECK_MSG(hb == 0, "slot still busy %.2f s after the client went away (busy*100+queued = %d)", sq_time_now() - t0, hb);
+
+    /* two long requests fill the 2 slots; a third waits in the queue (bound 1); a fourth gets 503 at once */
     char script[400];
-    snprintf(script, sizeof script, "%s/three.sh", tmp);
+    snprintf(script, sizeof script, "%s/two.sh", tmp);
     FILE *sf = fopen(script, "w");
     CHECK(sf != NULL);
     if (!sf) return;
     fprintf(sf,
-            "cd '%s'\nfor i in 1 2 3; do\n  curl -s -m 60 " AUTH " -o out$i.json -w '%%{http_code}' "
-            "--data-binary '{\"prompt\":\"And\",\"max_tokens\":200,\"temperature\":0}' "
-            "http://127.0.0.1:%d/v1/completions > code$i.txt &\ndone\nwait\ntouch all.done\n",
+            "cd '%s'\nfor i in 1 2; do\n  curl -s -m 60 " AUTH " -o out$i.json -w '%%{http_code}' "
+            "--data-binary '{\"prompt\":\"And\",\"max_tokens\":240,\"temperature\":0}' "
+            "http://127.0.0.1:%d/v1/completions > code$i.txt &\ndone\nwait\ntouch two.done\n",
             tmp, server_port);
     fclose(sf);
     snprintf(cmd, sizeof cmd, "sh '%s' >/dev/null 2>&1 &", script);
     CHECK(system(cmd) != -1);
     t0 = sq_time_now();
+    while (sq_time_now() - t0 < 10 && (hb = health_busy()) != 200) sleep_ms(10);
+    CHECK_INT(hb, 200);
+    /* a third waits in the queue until this test kills its client: it must then leave the queue */
+    snprintf(cmd, sizeof cmd,
+             "exec curl -s -m 30 " AUTH " --data-binary '{\"prompt\":\"And\",\"max_tokens\":4}' "
+             "http://127.0.0.1:%d/v1/completions >/dev/null 2>&1",
+             server_port);
+    pid_t queued = fork();
+    if (queued == 0) {
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    t0 = sq_time_now();
     while (sq_time_now() - t0 < 10 && (hb = health_busy()) != 201) sleep_ms(10);
     CHECK_INT(hb, 201);
-    double t1 = sq_time_now();
     http_res r = http("POST", "/v1/completions", "{\"prompt\":\"x\",\"max_tokens\":2}", AUTH);
     check_error(r, 503, "queue_full", "queue (1) is full");
-    (void)t1;
     free(r.body);
     /* at once, not after waiting: the server's own time for it, from its log line */
     char *log2 = read_text(log_path);
@@ -984,20 +1005,44 @@ static void test_server_load(void)
     if (msp) sscanf(strchr(msp, ' ') + 1, "%lfms", &ms);
     CHECK_MSG(ms >= 0 && ms < 100, "the 503 took %.1f ms in the server", ms);
     free(log2);
+    if (queued > 0) {
+        kill(queued, SIGTERM);
+        waitpid(queued, NULL, 0);
+    }
+    t0 = sq_time_now();
+    while (sq_time_now() - t0 < 3 && (hb = health_busy()) != 200) sleep_ms(10);
+    CHECK_MSG(hb == 200, "the abandoned request is still queued (busy*100+queued = %d)", hb);
+    /* a request now waits its turn and is served */
+    r = http("POST", "/v1/completions", "{\"prompt\":\"x\",\"max_tokens\":2}", AUTH);
+    CHECK_INT(r.status, 200);
+    free(r.body);
     char done_path[400];
-    snprintf(done_path, sizeof done_path, "%s/all.done", tmp);
+    snprintf(done_path, sizeof done_path, "%s/two.done", tmp);
     struct stat st;
     t0 = sq_time_now();
     while (sq_time_now() - t0 < 30 && stat(done_path, &st) != 0) sleep_ms(20);
-    for (int i = 1; i <= 3; i++) {
+    for (int i = 1; i <= 2; i++) {
         char p[400];
         snprintf(p, sizeof p, "%s/code%d.txt", tmp, i);
         FILE *cf = fopen(p, "r");
         int code = 0;
         if (!cf || fscanf(cf, "%d", &code) != 1) code = -1;
         if (cf) fclose(cf);
-        CHECK_MSG(code == 200, "queued request %d: status %d", i, code);
+        CHECK_MSG(code == 200, "long request %d: status %d", i, code);
     }
+    char *log3 = read_text(log_path);
+    /* the non-streamed one stopped early (fewer than its 240 tokens), the queued one never ran */
+    bool cut_early = false;
+    for (const char *q = log3; q && (q = strstr(q, " 499 prompt=2 completion=")) != NULL; q++) {
+        int done_tokens = atoi(q + strlen(" 499 prompt=2 completion="));
+        const char *eol = strchr(q, '\n');
+        if (done_tokens > 0 && done_tokens < 240 && eol && eol - q > 20 && strncmp(eol - 19, "client disconnected", 19) == 0)
+            cut_early = true;
+    }
+    CHECK_MSG(cut_early, "no log line of a non-streamed request cut short by its client");
+    CHECK_CONTAINS(log3, "completion=0");
+    CHECK_CONTAINS(log3, "client disconnected while queued");
+    free(log3);
 }
 
 static void test_server(void)
