@@ -514,6 +514,24 @@ static void test_vendored_vs_llamacpp(void)
         SKIP("no ../shared golden imatrix");
     const double w = compare_files(VENDORED, golden, 1e-3);
     fprintf(stderr, "vendored %s vs llama.cpp: worst column-mean difference %.3g\n", VENDORED, w);
+
+    /* llama.cpp's file read back (--in-file) and written again: the same numbers exactly */
+    if (!setup()) SKIP("no temporary directory");
+    sq_imatrix_collector *ic = NULL;
+    sq_error e = {0};
+    char out[600];
+    snprintf(out, sizeof out, "%s/golden-copy.imatrix.gguf", g_tmp);
+    CHECK_INT(sq_imatrix_collector_create(false, &ic, &e), SQ_OK);
+    CHECK_INT(sq_imatrix_collector_load(ic, golden, 512, &e), SQ_OK);
+    CHECK_INT(sq_imatrix_collector_n_entries(ic), 28);
+    CHECK_INT(sq_imatrix_collector_chunk_count(ic, 512), 214);
+    CHECK_INT(sq_imatrix_collector_write(ic, out, 512, &e), SQ_OK);
+    CHECK(compare_files(out, golden, 1e-300) == 0.0);
+    sq_imatrix *im = NULL;
+    CHECK_INT(sq_imatrix_load(out, &im, &e), SQ_OK);
+    CHECK_STR(sq_imatrix_dataset(im, 0), "calib.txt"); /* llama.cpp's dataset name kept */
+    sq_imatrix_free(im);
+    sq_imatrix_collector_free(ic);
 }
 
 static void test_live_full_vs_llamacpp(void)
