@@ -18,6 +18,7 @@
  * Kernels never allocate; the caller owns x and y.
  */
 #include <math.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "kernels.h"
@@ -123,15 +124,34 @@ static inline iq4_v4f iq4_sel(iq4_v4i m, iq4_v4f a, iq4_v4f b)
     return (iq4_v4f)((m & (iq4_v4i)a) | (~m & (iq4_v4i)b));
 }
 
-/* The level (as a float) nearest to each lane of v: -127 plus the steps
- * between consecutive levels whose threshold 2v reaches (exact integers). */
+/* Level values by floor(2v), for 2v in [-240, 240]: the thresholds are
+ * integers, so "threshold <= 2v" is "threshold <= floor(2v)". Filled once. */
+static float iq4_level_by_floor2[481];
+static pthread_once_t iq4_level_once = PTHREAD_ONCE_INIT;
+
+static void iq4_level_init(void)
+{
+    for (int f = -240; f <= 240; f++) {
+        int idx = 0;
+        for (int k = 0; k < 15; k++) idx += (float)f >= iq4_thresholds2[k];
+        iq4_level_by_floor2[f + 240] = sq__kvalues_iq4nl[idx];
+    }
+}
+
+/* The level (as a float) nearest to each lane of v, the same as
+ * sq__kvalues_iq4nl[nearest_level(v)]: 2v clamped to [-240, 240] (NaN to
+ * -240, level -127 as in the scalar search), floored, looked up. */
 static inline iq4_v4f iq4_level_x4(iq4_v4f v)
 {
-    const iq4_v4f v2 = v + v;
-    iq4_v4i q = {-127, -127, -127, -127};
-    for (int k = 0; k < 15; k++)
-        q += (v2 >= iq4_thresholds2[k]) & (sq__kvalues_iq4nl[k + 1] - sq__kvalues_iq4nl[k]);
-    return __builtin_convertvector(q, iq4_v4f);
+    const iq4_v4f lo = {-240, -240, -240, -240}, hi = {240, 240, 240, 240};
+    iq4_v4f v2 = v + v;
+    v2 = iq4_sel(v2 >= lo, v2, lo);
+    v2 = iq4_sel(v2 <= hi, v2, hi);
+    iq4_v4i f = __builtin_convertvector(v2, iq4_v4i); /* toward zero, in range */
+    f += (__builtin_convertvector(f, iq4_v4f) > v2);   /* -1 where it rounded up */
+    const iq4_v4f q = {iq4_level_by_floor2[f[0] + 240], iq4_level_by_floor2[f[1] + 240],
+                       iq4_level_by_floor2[f[2] + 240], iq4_level_by_floor2[f[3] + 240]};
+    return q;
 }
 
 /* iq4_block_scale on 4 consecutive 32-value blocks at once, lane k on block
@@ -183,6 +203,7 @@ static void iq4_block_scales_x4(const float *x, const float *weight, float *scal
  * the rest (and everything, under sq__kquants_reference_search) one by one. */
 static void iq4_block_scales(int nblk, const float *x, const float *weight, float *scales)
 {
+    pthread_once(&iq4_level_once, iq4_level_init);
     int ib = 0;
     if (!iq4_reference_search)
         for (; ib + 4 <= nblk; ib += 4) iq4_block_scales_x4(x + 32 * ib, weight + 32 * ib, scales + ib);

@@ -14,11 +14,11 @@
  * value is re-quantized against its final scale.
  *
  * Bit-exactness with ggml rests on reproducing its float operations in the
- * same order (no FMA contraction: the Makefile compiles ISO C11 without
- * -ffp-contract=fast and these files without -mfma), the same round-to-even
- * helper (sq__kq_round) and the same tie-breaking in every search. The
- * comments say where an order matters. Kernels never allocate: scratch lives
- * on the stack; the caller owns x and y.
+ * same order (no FMA contraction: see the pragma below), the same
+ * round-to-even helper (sq__kq_round) and the same tie-breaking in every
+ * search. The comments say where an order matters. The per-sub-block searches
+ * also exist as 4-lane versions (same bytes, 2-3x faster quantization).
+ * Kernels never allocate: scratch lives on the stack; the caller owns x and y.
  */
 #include <math.h>
 #include <string.h>
@@ -62,7 +62,6 @@ static inline sq__v4i v4_round(sq__v4f v)
 }
 static inline sq__v4f v4_abs(sq__v4f v) { return (sq__v4f)((sq__v4i)v & 0x7fffffff); }
 static inline sq__v4f v4_err(sq__v4f diff, int use_mad) { return use_mad ? v4_abs(diff) : diff * diff; }
-
 
 /* Set by sq__kquants_reference_search (tests only): run the scalar searches. */
 static bool reference_search;
