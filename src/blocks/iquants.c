@@ -22,7 +22,7 @@
 #include <string.h>
 
 #include "kernels.h"
-#include "kquant_common.h"
+#include "quant_common.h"
 
 /* Bit-exactness needs every a*b+c rounded twice, as ggml computes it: no FMA
  * contraction even when built with -mfma / -march=native (GCC in GNU mode and
@@ -37,6 +37,10 @@ static inline int imin(int a, int b) { return a < b ? a : b; }
 /* sq__kquants_reference_search state, as seen by this file. */
 #define iq4_reference_search sq__kquants_reference_search_on()
 static inline int imax(int a, int b) { return a > b ? a : b; }
+
+/* The 16 levels of the IQ4_NL / IQ4_XS non-linear 4-bit code (ggml's table). */
+static const int8_t sq__kvalues_iq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                                              1,    13,   25,  38,  53,  69,  89,  113};
 
 /* Decision thresholds of the IQ4 table, doubled: 2v >= lo + hi moves v from
  * level lo up to level hi. The sums are small integers, so the test on 2v is
@@ -78,15 +82,9 @@ static void iq4_weights(const float *xb, const float *qw, float sigma2, float *w
 static float iq4_block_scale(const float *xb, const float *weight)
 {
     const int8_t *values = sq__kvalues_iq4nl;
-    float amax = 0, max = 0;
-    for (int j = 0; j < 32; ++j) {
-        const float ax = fabsf(xb[j]);
-        if (ax > amax) {
-            amax = ax;
-            max = xb[j];
-        }
-    }
-    if (amax < SQ_KQ_GROUP_EPS) return 0;
+    float amax;
+    const float max = sq__signed_absmax(xb, 32, &amax);
+    if (amax < SQ_GROUP_EPS) return 0;
     float d = -max / values[0];
     float id = 1 / d;
     float sumqx = 0, sumq2 = 0;
@@ -115,15 +113,6 @@ static float iq4_block_scale(const float *xb, const float *weight)
     return d;
 }
 
-/* 4-lane vectors (GCC / clang extensions, SSE2 on any x86-64). */
-typedef float iq4_v4f __attribute__((vector_size(16)));
-typedef int32_t iq4_v4i __attribute__((vector_size(16)));
-
-static inline iq4_v4f iq4_sel(iq4_v4i m, iq4_v4f a, iq4_v4f b)
-{
-    return (iq4_v4f)((m & (iq4_v4i)a) | (~m & (iq4_v4i)b));
-}
-
 /* Level values by floor(2v), for 2v in [-240, 240]: the thresholds are
  * integers, so "threshold <= 2v" is "threshold <= floor(2v)". Filled once. */
 static float iq4_level_by_floor2[481];
@@ -141,15 +130,15 @@ static void iq4_level_init(void)
 /* The level (as a float) nearest to each lane of v, the same as
  * sq__kvalues_iq4nl[nearest_level(v)]: 2v clamped to [-240, 240] (NaN to
  * -240, level -127 as in the scalar search), floored, looked up. */
-static inline iq4_v4f iq4_level_x4(iq4_v4f v)
+static inline sq__v4f iq4_level_x4(sq__v4f v)
 {
-    const iq4_v4f lo = {-240, -240, -240, -240}, hi = {240, 240, 240, 240};
-    iq4_v4f v2 = v + v;
-    v2 = iq4_sel(v2 >= lo, v2, lo);
-    v2 = iq4_sel(v2 <= hi, v2, hi);
-    iq4_v4i f = __builtin_convertvector(v2, iq4_v4i); /* toward zero, in range */
-    f += (__builtin_convertvector(f, iq4_v4f) > v2);   /* -1 where it rounded up */
-    const iq4_v4f q = {iq4_level_by_floor2[f[0] + 240], iq4_level_by_floor2[f[1] + 240],
+    const sq__v4f lo = {-240, -240, -240, -240}, hi = {240, 240, 240, 240};
+    sq__v4f v2 = v + v;
+    v2 = sq__v4_sel(v2 >= lo, v2, lo);
+    v2 = sq__v4_sel(v2 <= hi, v2, hi);
+    sq__v4i f = __builtin_convertvector(v2, sq__v4i); /* toward zero, in range */
+    f += (__builtin_convertvector(f, sq__v4f) > v2);   /* -1 where it rounded up */
+    const sq__v4f q = {iq4_level_by_floor2[f[0] + 240], iq4_level_by_floor2[f[1] + 240],
                        iq4_level_by_floor2[f[2] + 240], iq4_level_by_floor2[f[3] + 240]};
     return q;
 }
@@ -158,43 +147,43 @@ static inline iq4_v4f iq4_level_x4(iq4_v4f v)
  * k: the same float operations in the same order, so the same scales. */
 static void iq4_block_scales_x4(const float *x, const float *weight, float *scales)
 {
-    iq4_v4f X[32], W[32];
+    sq__v4f X[32], W[32];
     for (int j = 0; j < 32; ++j)
         for (int k = 0; k < 4; ++k) {
             X[j][k] = x[32 * k + j];
             W[j][k] = weight[32 * k + j];
         }
-    const iq4_v4f zero = {0, 0, 0, 0};
-    iq4_v4f amax = zero, max = zero;
+    const sq__v4f zero = {0, 0, 0, 0};
+    sq__v4f amax = zero, max = zero;
     for (int j = 0; j < 32; ++j) {
-        const iq4_v4f ax = (iq4_v4f)((iq4_v4i)X[j] & 0x7fffffff);
-        const iq4_v4i up = ax > amax;
-        amax = iq4_sel(up, ax, amax);
-        max = iq4_sel(up, X[j], max);
+        const sq__v4f ax = sq__v4_abs(X[j]);
+        const sq__v4i up = ax > amax;
+        amax = sq__v4_sel(up, ax, amax);
+        max = sq__v4_sel(up, X[j], max);
     }
-    const iq4_v4i zero_lane = amax < SQ_KQ_GROUP_EPS;
-    iq4_v4f d = -max / (float)sq__kvalues_iq4nl[0];
-    iq4_v4f id = 1 / d;
-    iq4_v4f sumqx = zero, sumq2 = zero;
+    const sq__v4i zero_lane = amax < SQ_GROUP_EPS;
+    sq__v4f d = -max / (float)sq__kvalues_iq4nl[0];
+    sq__v4f id = 1 / d;
+    sq__v4f sumqx = zero, sumq2 = zero;
     for (int j = 0; j < 32; ++j) {
-        const iq4_v4f q = iq4_level_x4(id * X[j]);
+        const sq__v4f q = iq4_level_x4(id * X[j]);
         sumqx += W[j] * q * X[j];
         sumq2 += W[j] * q * q;
     }
-    d = iq4_sel(sumq2 > 0, sumqx / sumq2, zero);
-    iq4_v4f best = d * sumqx;
+    d = sq__v4_sel(sumq2 > 0, sumqx / sumq2, zero);
+    sq__v4f best = d * sumqx;
     for (int t = -7; t <= 7; ++t) {
         id = (float)(t + sq__kvalues_iq4nl[0]) / max;
         sumqx = sumq2 = zero;
         for (int j = 0; j < 32; ++j) {
-            const iq4_v4f q = iq4_level_x4(id * X[j]);
+            const sq__v4f q = iq4_level_x4(id * X[j]);
             sumqx += W[j] * q * X[j];
             sumq2 += W[j] * q * q;
         }
-        const iq4_v4i take = (sumq2 > 0) & (sumqx * sumqx > best * sumq2);
-        const iq4_v4f nd = sumqx / sumq2;
-        d = iq4_sel(take, nd, d);
-        best = iq4_sel(take, nd * sumqx, best);
+        const sq__v4i take = (sumq2 > 0) & (sumqx * sumqx > best * sumq2);
+        const sq__v4f nd = sumqx / sumq2;
+        d = sq__v4_sel(take, nd, d);
+        best = sq__v4_sel(take, nd * sumqx, best);
     }
     for (int k = 0; k < 4; ++k) scales[k] = zero_lane[k] ? 0.f : d[k];
 }
@@ -268,7 +257,7 @@ static void dequantize_iq4_nl(const void *vx, float *y, int64_t n)
 static float vec_dot_iq4_nl(int64_t n, const void *vw, const void *vx)
 {
     const sq__block_iq4_nl *w = vw;
-    const sq__kq_block_q8_0 *a = vx;
+    const sq__block_q8_0 *a = vx;
     float sumf = 0;
     for (int64_t ib = 0; ib < n / 32; ++ib) {
         int s = 0;
@@ -301,21 +290,15 @@ static void quantize_iq4_xs(const float *x, void *vy, int64_t n, const float *im
         for (int ib = 0; ib < SQ_QK_K / 32; ++ib)
             iq4_weights(x + 32 * ib, imatrix ? imatrix + SQ_QK_K * ibl + 32 * ib : NULL, sigma2, weight + 32 * ib);
         iq4_block_scales(SQ_QK_K / 32, x, weight, scales);
-        float max_scale = 0, amax_scale = 0;
-        for (int ib = 0; ib < SQ_QK_K / 32; ++ib) {
-            const float abs_d = fabsf(scales[ib]);
-            if (abs_d > amax_scale) {
-                amax_scale = abs_d;
-                max_scale = scales[ib];
-            }
-        }
+        float amax_scale;
+        const float max_scale = sq__signed_absmax(scales, SQ_QK_K / 32, &amax_scale);
         sq__block_iq4_xs *blk = &y[ibl];
         blk->scales_h = 0;
         const float d = -max_scale / 32;
         blk->d = sq_f32_to_fp16(d);
         const float id = d ? 1 / d : 0.f;
         for (int ib = 0; ib < SQ_QK_K / 32; ++ib) {
-            int l = sq__kq_round(id * scales[ib]);
+            int l = sq__nearest_int(id * scales[ib]);
             l = imax(-32, imin(31, l));
             const float dl = d * l;
             const float idl = dl ? 1 / dl : 0.f;
@@ -417,9 +400,7 @@ static void quantize_mxfp4(const float *x, void *vy, int64_t n, const float *ima
     (void)imatrix;
     sq__block_mxfp4 *y = vy;
     for (int64_t ib = 0; ib < n / 32; ++ib, x += 32) {
-        float amax = 0;
-        for (int j = 0; j < 32; j++)
-            if (amax < fabsf(x[j])) amax = fabsf(x[j]);
+        const float amax = sq__absmax(x, 32);
         /* through int, then wrapped to 8 bits: what ggml's conversion does on
          * x86 for finite values, without the undefined float->uint8 cast when
          * amax is below 2^-125 (negative exponent byte) */
@@ -450,7 +431,7 @@ static void dequantize_mxfp4(const void *vx, float *y, int64_t n)
 static float vec_dot_mxfp4(int64_t n, const void *vw, const void *vx)
 {
     const sq__block_mxfp4 *w = vw;
-    const sq__kq_block_q8_0 *a = vx;
+    const sq__block_q8_0 *a = vx;
     float sumf = 0;
     for (int64_t ib = 0; ib < n / 32; ++ib) {
         int s = 0;

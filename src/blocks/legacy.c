@@ -61,14 +61,8 @@ static void block_weights(const float *xb, const float *qw, float sigma2, float 
 /* Largest-magnitude value of a block, with its sign (first one on ties). */
 static float signed_absmax(const float *xb)
 {
-    float amax = 0.0f, max = 0.0f;
-    for (int j = 0; j < QK; j++) {
-        if (amax < fabsf(xb[j])) {
-            amax = fabsf(xb[j]);
-            max = xb[j];
-        }
-    }
-    return max;
+    float amax;
+    return sq__signed_absmax(xb, QK, &amax);
 }
 
 static void block_min_max(const float *xb, float *pmin, float *pmax)
@@ -136,7 +130,7 @@ static void quantize_q4_0(const float *x, void *vy, int64_t n, const float *imat
         float w[QK];
         int8_t L[QK];
         block_weights(x + ib * QK, imatrix + ib * QK, sigma2, w);
-        const float d = sq__make_qx_quants(QK, 8, x + ib * QK, L, 1, w);
+        const float d = sq__fit_symmetric(QK, 8, x + ib * QK, L, w);
         y[ib].d = sq_f32_to_fp16(d);
         pack_nibbles((const uint8_t *)L, y[ib].qs);
     }
@@ -204,7 +198,7 @@ static void quantize_q4_1(const float *x, void *vy, int64_t n, const float *imat
         float w[QK], min;
         uint8_t L[QK], Laux[QK];
         block_weights(x + ib * QK, imatrix + ib * QK, sigma2, w);
-        const float d = sq__make_qkx3_quants(QK, 15, x + ib * QK, w, L, &min, Laux, -0.9f, 0.05f, 36, false);
+        const float d = sq__fit_asym_weighted(QK, 15, x + ib * QK, w, L, &min, Laux, -0.9f, 0.05f, 36);
         y[ib].d = sq_f32_to_fp16(d);
         y[ib].m = sq_f32_to_fp16(-min);
         pack_nibbles(L, y[ib].qs);
@@ -271,7 +265,7 @@ static void quantize_q5_0(const float *x, void *vy, int64_t n, const float *imat
         float w[QK];
         int8_t L[QK];
         block_weights(x + ib * QK, imatrix + ib * QK, sigma2, w);
-        const float d = sq__make_qx_quants(QK, 16, x + ib * QK, L, 1, w);
+        const float d = sq__fit_symmetric(QK, 16, x + ib * QK, L, w);
         y[ib].d = sq_f32_to_fp16(d);
         pack_5bit((const uint8_t *)L, y[ib].qs, y[ib].qh);
     }
@@ -339,7 +333,7 @@ static void quantize_q5_1(const float *x, void *vy, int64_t n, const float *imat
         float w[QK], min;
         uint8_t L[QK], Laux[QK];
         block_weights(x + ib * QK, imatrix + ib * QK, sigma2, w);
-        const float d = sq__make_qkx3_quants(QK, 31, x + ib * QK, w, L, &min, Laux, -0.9f, 0.05f, 36, false);
+        const float d = sq__fit_asym_weighted(QK, 31, x + ib * QK, w, L, &min, Laux, -0.9f, 0.05f, 36);
         y[ib].d = sq_f32_to_fp16(d);
         y[ib].m = sq_f32_to_fp16(-min);
         pack_5bit(L, y[ib].qs, y[ib].qh);
@@ -382,8 +376,7 @@ static void quantize_q8_0(const float *x, void *vy, int64_t n, const float *imat
     sq__block_q8_0 *y = vy;
     for (int64_t i = 0; i < n / QK; i++) {
         const float *xb = x + i * QK;
-        float amax = 0.0f;
-        for (int j = 0; j < QK; j++) amax = fmaxf(amax, fabsf(xb[j]));
+        const float amax = sq__absmax(xb, QK);
         const float d = amax / 127;
         const float id = d ? 1.0f / d : 0.0f;
         y[i].d = sq_f32_to_fp16(d);
@@ -422,8 +415,7 @@ static float vec_dot_q8_0_q8_0(int64_t n, const void *vw, const void *va)
  * 32 levels and their sum. */
 static float act_block(const float *xb, int8_t *qs, int *sum)
 {
-    float amax = 0.0f;
-    for (int j = 0; j < QK; j++) amax = fmaxf(amax, fabsf(xb[j]));
+    const float amax = sq__absmax(xb, QK);
     const float d = amax / 127.f;
     const float id = amax != 0.0f ? 127.f / amax : 0.0f;
     int s = 0;
