@@ -65,7 +65,7 @@ static inline int nearest_level(float v)
 static void iq4_weights(const float *xb, const float *qw, float sigma2, float *w)
 {
     if (qw) {
-        for (int j = 0; j < 32; ++j) w[j] = qw[j] * sqrtf(sigma2 + xb[j] * xb[j]);
+        sq__imatrix_weights(32, xb, qw, sigma2, w);
     } else {
         for (int j = 0; j < 32; ++j) w[j] = xb[j] * xb[j];
     }
@@ -223,9 +223,7 @@ static void quantize_iq4_nl(const float *x, void *vy, int64_t n, const float *im
         const float *xb0 = x + 32 * ib0;
         for (int b = 0; b < nblk; ++b) {
             const float *xb = xb0 + 32 * b;
-            float sigma2 = 0;
-            for (int j = 0; j < 32; ++j) sigma2 += xb[j] * xb[j];
-            sigma2 *= 2.f / 32;
+            const float sigma2 = sq__sum_squares(xb, 32) * (2.f / 32);
             iq4_weights(xb, imatrix ? imatrix + 32 * (ib0 + b) : NULL, sigma2, weight + 32 * b);
         }
         iq4_block_scales(nblk, xb0, weight, scales);
@@ -284,9 +282,7 @@ static void quantize_iq4_xs(const float *x, void *vy, int64_t n, const float *im
     float weight[SQ_QK_K], scales[SQ_QK_K / 32];
     uint8_t L[SQ_QK_K];
     for (int64_t ibl = 0; ibl < n / SQ_QK_K; ++ibl, x += SQ_QK_K) {
-        float sigma2 = 0;
-        for (int j = 0; j < SQ_QK_K; ++j) sigma2 += x[j] * x[j];
-        sigma2 *= 2.f / SQ_QK_K;
+        const float sigma2 = sq__sum_squares(x, SQ_QK_K) * (2.f / SQ_QK_K);
         for (int ib = 0; ib < SQ_QK_K / 32; ++ib)
             iq4_weights(x + 32 * ib, imatrix ? imatrix + SQ_QK_K * ibl + 32 * ib : NULL, sigma2, weight + 32 * ib);
         iq4_block_scales(SQ_QK_K / 32, x, weight, scales);

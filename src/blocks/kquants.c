@@ -574,16 +574,9 @@ static void quantize_q2_K_imatrix(const float *x, sq__block_q2_K *y, int64_t nb,
     uint8_t L[SQ_QK_K], Ls[SQ_QK_K / 16], Lm[SQ_QK_K / 16];
     float mins[SQ_QK_K / 16], scales[SQ_QK_K / 16], sw[SQ_QK_K / 16], weight[SQ_QK_K];
     for (int64_t i = 0; i < nb; i++, x += SQ_QK_K) {
-        float sumx2 = 0;
-        for (int j = 0; j < SQ_QK_K; ++j) sumx2 += x[j] * x[j];
-        const float sigma2 = sumx2 / SQ_QK_K;
-        for (int j = 0; j < SQ_QK_K / 16; ++j) {
-            const float *qw = qw_row + SQ_QK_K * i + 16 * j;
-            float *wj = weight + 16 * j;
-            for (int l = 0; l < 16; ++l) wj[l] = qw[l] * sqrtf(sigma2 + x[16 * j + l] * x[16 * j + l]);
-            sw[j] = 0;
-            for (int l = 0; l < 16; ++l) sw[j] += wj[l];
-        }
+        const float sigma2 = sq__sum_squares(x, SQ_QK_K) / SQ_QK_K;
+        for (int j = 0; j < SQ_QK_K / 16; ++j)
+            sw[j] = sq__imatrix_weights(16, x + 16 * j, qw_row + SQ_QK_K * i + 16 * j, sigma2, weight + 16 * j);
         fit_asym_batch(SQ_QK_K / 16, 16, 3, x, weight, L, scales, mins, -0.9f, 0.05f, 36, 0, 1);
         const float dm = fit_positive(SQ_QK_K / 16, 15, scales, Ls, sw);
         const float mm = fit_positive(SQ_QK_K / 16, 15, mins, Lm, sw);
@@ -720,17 +713,9 @@ static void quantize_q3_K_imatrix(const float *x, sq__block_q3_K *y, int64_t nb,
     int8_t L[SQ_QK_K], Ls[SQ_QK_K / 16];
     float scales[SQ_QK_K / 16], weight[SQ_QK_K], sw[SQ_QK_K / 16];
     for (int64_t i = 0; i < nb; i++, x += SQ_QK_K) {
-        float sumx2 = 0;
-        for (int j = 0; j < SQ_QK_K; ++j) sumx2 += x[j] * x[j];
-        const float sigma2 = 2 * sumx2 / SQ_QK_K;
-        for (int j = 0; j < SQ_QK_K / 16; ++j) {
-            const float *qw = qw_row + SQ_QK_K * i + 16 * j;
-            float *wj = weight + 16 * j;
-            for (int l = 0; l < 16; ++l) wj[l] = qw[l] * sqrtf(sigma2 + x[16 * j + l] * x[16 * j + l]);
-            float sumw = 0;
-            for (int l = 0; l < 16; ++l) sumw += wj[l];
-            sw[j] = sumw;
-        }
+        const float sigma2 = 2 * sq__sum_squares(x, SQ_QK_K) / SQ_QK_K;
+        for (int j = 0; j < SQ_QK_K / 16; ++j)
+            sw[j] = sq__imatrix_weights(16, x + 16 * j, qw_row + SQ_QK_K * i + 16 * j, sigma2, weight + 16 * j);
         fit_symmetric_batch(SQ_QK_K / 16, 16, 4, x, L, weight, scales);
         memset(y[i].scales, 0, sizeof y[i].scales);
         const float d_block = sq__fit_symmetric(SQ_QK_K / 16, 32, scales, Ls, sw);
@@ -868,17 +853,9 @@ static void q45_K_imatrix_scales(const float *x, const float *qw_block, uint8_t 
 {
     uint8_t Ls[SQ_QK_K / 32], Lm[SQ_QK_K / 32];
     float weights[SQ_QK_K], sw[SQ_QK_K / 32], mins[SQ_QK_K / 32], scales[SQ_QK_K / 32];
-    float sum_x2 = 0;
-    for (int l = 0; l < SQ_QK_K; ++l) sum_x2 += x[l] * x[l];
-    const float sigma2 = 2 * sum_x2 / SQ_QK_K;
-    for (int j = 0; j < SQ_QK_K / 32; ++j) {
-        const float *qw = qw_block + 32 * j;
-        float *wj = weights + 32 * j;
-        for (int l = 0; l < 32; ++l) wj[l] = qw[l] * sqrtf(sigma2 + x[32 * j + l] * x[32 * j + l]);
-        float sumw = 0;
-        for (int l = 0; l < 32; ++l) sumw += wj[l];
-        sw[j] = sumw;
-    }
+    const float sigma2 = 2 * sq__sum_squares(x, SQ_QK_K) / SQ_QK_K;
+    for (int j = 0; j < SQ_QK_K / 32; ++j)
+        sw[j] = sq__imatrix_weights(32, x + 32 * j, qw_block + 32 * j, sigma2, weights + 32 * j);
     fit_asym_batch(SQ_QK_K / 32, 32, nmax, x, weights, L, scales, mins, -0.9f, 0.05f, 36, 0, 1);
     const float d_block = fit_positive(SQ_QK_K / 32, 63, scales, Ls, sw);
     const float m_block = fit_positive(SQ_QK_K / 32, 63, mins, Lm, sw);

@@ -44,19 +44,7 @@ static inline int8_t clamp_i8(float r, int lo)
 
 /* Sum of squares of a whole row divided by its length: the variance-like
  * statistic ggml's imatrix path mixes into every weight of the row. */
-static float row_sigma2(const float *x, int64_t n)
-{
-    float sum_x2 = 0;
-    for (int64_t j = 0; j < n; j++) sum_x2 += x[j] * x[j];
-    return sum_x2 / (float)n;
-}
-
-/* The importance weights of one block: imatrix weight times the typical
- * magnitude of the value, sqrt(sigma2 + x^2). */
-static void block_weights(const float *xb, const float *qw, float sigma2, float *w)
-{
-    for (int j = 0; j < QK; j++) w[j] = qw[j] * sqrtf(sigma2 + xb[j] * xb[j]);
-}
+static float row_sigma2(const float *x, int64_t n) { return sq__sum_squares(x, n) / (float)n; }
 
 /* Largest-magnitude value of a block, with its sign (first one on ties). */
 static float signed_absmax(const float *xb)
@@ -129,7 +117,7 @@ static void quantize_q4_0(const float *x, void *vy, int64_t n, const float *imat
     for (int64_t ib = 0; ib < nb; ib++) {
         float w[QK];
         int8_t L[QK];
-        block_weights(x + ib * QK, imatrix + ib * QK, sigma2, w);
+        sq__imatrix_weights(QK, x + ib * QK, imatrix + ib * QK, sigma2, w);
         const float d = sq__fit_symmetric(QK, 8, x + ib * QK, L, w);
         y[ib].d = sq_f32_to_fp16(d);
         pack_nibbles((const uint8_t *)L, y[ib].qs);
@@ -197,7 +185,7 @@ static void quantize_q4_1(const float *x, void *vy, int64_t n, const float *imat
     for (int64_t ib = 0; ib < nb; ib++) {
         float w[QK], min;
         uint8_t L[QK], Laux[QK];
-        block_weights(x + ib * QK, imatrix + ib * QK, sigma2, w);
+        sq__imatrix_weights(QK, x + ib * QK, imatrix + ib * QK, sigma2, w);
         const float d = sq__fit_asym_weighted(QK, 15, x + ib * QK, w, L, &min, Laux, -0.9f, 0.05f, 36);
         y[ib].d = sq_f32_to_fp16(d);
         y[ib].m = sq_f32_to_fp16(-min);
@@ -264,7 +252,7 @@ static void quantize_q5_0(const float *x, void *vy, int64_t n, const float *imat
     for (int64_t ib = 0; ib < nb; ib++) {
         float w[QK];
         int8_t L[QK];
-        block_weights(x + ib * QK, imatrix + ib * QK, sigma2, w);
+        sq__imatrix_weights(QK, x + ib * QK, imatrix + ib * QK, sigma2, w);
         const float d = sq__fit_symmetric(QK, 16, x + ib * QK, L, w);
         y[ib].d = sq_f32_to_fp16(d);
         pack_5bit((const uint8_t *)L, y[ib].qs, y[ib].qh);
@@ -332,7 +320,7 @@ static void quantize_q5_1(const float *x, void *vy, int64_t n, const float *imat
     for (int64_t ib = 0; ib < nb; ib++) {
         float w[QK], min;
         uint8_t L[QK], Laux[QK];
-        block_weights(x + ib * QK, imatrix + ib * QK, sigma2, w);
+        sq__imatrix_weights(QK, x + ib * QK, imatrix + ib * QK, sigma2, w);
         const float d = sq__fit_asym_weighted(QK, 31, x + ib * QK, w, L, &min, Laux, -0.9f, 0.05f, 36);
         y[ib].d = sq_f32_to_fp16(d);
         y[ib].m = sq_f32_to_fp16(-min);

@@ -146,3 +146,25 @@ float sq__fit_asym_weighted(int n, int nmax, const float *x, const float *weight
     *neg_min = -min;
     return scale;
 }
+
+/* Sum of squares in index order: the numerator of the sigma2 ggml mixes into
+ * importance weights (each caller scales it its own way, in ggml's order). */
+float sq__sum_squares(const float *x, int64_t n)
+{
+    float sum = 0;
+    for (int64_t i = 0; i < n; i++) sum += x[i] * x[i];
+    return sum;
+}
+
+/* ggml's importance weights: the imatrix weight times the typical magnitude
+ * of the value, sqrt(sigma2 + x^2); the total is summed in index order, as
+ * ggml sums a sub-block's weights after computing them. */
+float sq__imatrix_weights(int n, const float *x, const float *qw, float sigma2, float *w)
+{
+    float total = 0;
+    for (int i = 0; i < n; i++) {
+        w[i] = qw[i] * sqrtf(sigma2 + x[i] * x[i]);
+        total += w[i];
+    }
+    return total;
+}

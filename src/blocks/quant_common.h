@@ -289,6 +289,14 @@ float sq__fit_symmetric(int n, int nmax, const float *x, int8_t *L, const float 
 float sq__fit_asym_weighted(int n, int nmax, const float *x, const float *weights, uint8_t *L, float *neg_min,
                             uint8_t *Laux, float rmin, float rdelta, int nstep);
 
+/* Sum of x[i]^2 over n values, accumulated in index order. */
+float sq__sum_squares(const float *x, int64_t n);
+
+/* The importance weights of n values: w[i] = qw[i] * sqrt(sigma2 + x[i]^2)
+ * (sigma2: the caller's mean-square statistic). Returns the sum of the n
+ * weights, accumulated in index order. */
+float sq__imatrix_weights(int n, const float *x, const float *qw, float sigma2, float *w);
+
 /* Tests only (not thread-safe): true makes the k-quant and IQ4 quantizers use
  * their plain scalar searches instead of the 4-lane ones; both must give the
  * same bytes. */
