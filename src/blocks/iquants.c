@@ -238,16 +238,36 @@ static void quantize_iq4_nl(const float *x, void *vy, int64_t n, const float *im
     }
 }
 
+/* Decodes one 32-value block of 4-bit codes (low nibbles values 0-15, high
+ * nibbles 16-31): y = d * table[code] (a product, so the operand order of
+ * ggml's table[code] * d for MXFP4 gives the same bits). */
+static inline void table_nibble_dequant(const uint8_t *qs, const int8_t *table, float d, float *y)
+{
+    for (int j = 0; j < 16; ++j) {
+        y[j] = d * table[qs[j] & 0xF];
+        y[j + 16] = d * table[qs[j] >> 4];
+    }
+}
+
+/* Integer dot of one 32-value block of 4-bit codes (low nibbles values
+ * 0-15, high nibbles 16-31) looked up in table, with 32 int8 activations:
+ * the inner sum of the IQ4_NL, IQ4_XS and MXFP4 dots. */
+static inline int table_nibble_dot(const uint8_t *qs, const int8_t *table, const int8_t *q8)
+{
+    int s = 0;
+    for (int j = 0; j < 16; ++j) {
+        s += q8[j] * table[qs[j] & 0xF];
+        s += q8[j + 16] * table[qs[j] >> 4];
+    }
+    return s;
+}
+
 /* value = d * level. */
 static void dequantize_iq4_nl(const void *vx, float *y, int64_t n)
 {
     const sq__block_iq4_nl *x = vx;
     for (int64_t ib = 0; ib < n / 32; ++ib, y += 32) {
-        const float d = sq_fp16_to_f32(x[ib].d);
-        for (int j = 0; j < 16; ++j) {
-            y[j] = d * sq__kvalues_iq4nl[x[ib].qs[j] & 0xF];
-            y[j + 16] = d * sq__kvalues_iq4nl[x[ib].qs[j] >> 4];
-        }
+        table_nibble_dequant(x[ib].qs, sq__kvalues_iq4nl, sq_fp16_to_f32(x[ib].d), y);
     }
 }
 
@@ -258,11 +278,7 @@ static float vec_dot_iq4_nl(int64_t n, const void *vw, const void *vx)
     const sq__block_q8_0 *a = vx;
     float sumf = 0;
     for (int64_t ib = 0; ib < n / 32; ++ib) {
-        int s = 0;
-        for (int j = 0; j < 16; ++j) {
-            s += a[ib].qs[j] * sq__kvalues_iq4nl[w[ib].qs[j] & 0xF];
-            s += a[ib].qs[j + 16] * sq__kvalues_iq4nl[w[ib].qs[j] >> 4];
-        }
+        const int s = table_nibble_dot(w[ib].qs, sq__kvalues_iq4nl, a[ib].qs);
         sumf += (sq_fp16_to_f32(w[ib].d) * sq_fp16_to_f32(a[ib].d)) * s;
     }
     return sumf;
@@ -325,10 +341,7 @@ static void dequantize_iq4_xs(const void *vx, float *y, int64_t n)
         const uint8_t *qs = x[i].qs;
         for (int ib = 0; ib < SQ_QK_K / 32; ++ib, y += 32, qs += 16) {
             const float dl = d * iq4_xs_scale(&x[i], ib);
-            for (int j = 0; j < 16; ++j) {
-                y[j] = dl * sq__kvalues_iq4nl[qs[j] & 0xF];
-                y[j + 16] = dl * sq__kvalues_iq4nl[qs[j] >> 4];
-            }
+            table_nibble_dequant(qs, sq__kvalues_iq4nl, dl, y);
         }
     }
 }
@@ -342,14 +355,8 @@ static float vec_dot_iq4_xs(int64_t n, const void *vw, const void *vx)
         const uint8_t *qs = w[i].qs;
         const int8_t *q8 = a[i].qs;
         int32_t isum = 0;
-        for (int ib = 0; ib < SQ_QK_K / 32; ++ib, qs += 16, q8 += 32) {
-            int s = 0;
-            for (int j = 0; j < 16; ++j) {
-                s += q8[j] * sq__kvalues_iq4nl[qs[j] & 0xF];
-                s += q8[j + 16] * sq__kvalues_iq4nl[qs[j] >> 4];
-            }
-            isum += iq4_xs_scale(&w[i], ib) * s;
-        }
+        for (int ib = 0; ib < SQ_QK_K / 32; ++ib, qs += 16, q8 += 32)
+            isum += iq4_xs_scale(&w[i], ib) * table_nibble_dot(qs, sq__kvalues_iq4nl, q8);
         sumf += sq_fp16_to_f32(w[i].d) * a[i].d * isum;
     }
     return sumf;
@@ -416,11 +423,7 @@ static void dequantize_mxfp4(const void *vx, float *y, int64_t n)
 {
     const sq__block_mxfp4 *x = vx;
     for (int64_t ib = 0; ib < n / 32; ++ib, y += 32) {
-        const float d = e8m0_half(x[ib].e);
-        for (int j = 0; j < 16; ++j) {
-            y[j] = kvalues_mxfp4[x[ib].qs[j] & 0xF] * d;
-            y[j + 16] = kvalues_mxfp4[x[ib].qs[j] >> 4] * d;
-        }
+        table_nibble_dequant(x[ib].qs, kvalues_mxfp4, e8m0_half(x[ib].e), y);
     }
 }
 
@@ -430,11 +433,7 @@ static float vec_dot_mxfp4(int64_t n, const void *vw, const void *vx)
     const sq__block_q8_0 *a = vx;
     float sumf = 0;
     for (int64_t ib = 0; ib < n / 32; ++ib) {
-        int s = 0;
-        for (int j = 0; j < 16; ++j) {
-            s += a[ib].qs[j] * kvalues_mxfp4[w[ib].qs[j] & 0xF];
-            s += a[ib].qs[j + 16] * kvalues_mxfp4[w[ib].qs[j] >> 4];
-        }
+        const int s = table_nibble_dot(w[ib].qs, kvalues_mxfp4, a[ib].qs);
         sumf += (sq_fp16_to_f32(a[ib].d) * e8m0_half(w[ib].e)) * s;
     }
     return sumf;
