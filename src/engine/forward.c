@@ -18,6 +18,7 @@
  * model (weights in the map) is borrowed and must outlive the context.
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,6 +35,7 @@ struct sq_context {
     int64_t q_dim, kv_dim;
     float *kc, *vc;                     /* [n_layer][n_ctx][kv_dim] */
     float *x, *xn, *q, *k, *v, *att;    /* [n_batch][...] */
+    float *xg;                          /* [n_batch][max(n_embd)] gathered input of shared-permutation products */
     float *g, *u;                       /* [n_batch][n_ff] */
     float *acc;                         /* [n_threads][head_dim] attention scratch */
     float *scores;                      /* [n_threads][n_ctx] attention scores */
@@ -42,6 +44,8 @@ struct sq_context {
     float *logits;
     int64_t logits_cap; /* rows */
     int n_logits;
+    sq_matmul_hook hook; /* sq_context_set_matmul_hook: sees every weight product's input */
+    void *hook_user;
 };
 
 /* ---- attention inner loops (scalar reference; AVX2 when the CPU has it) ---- */
@@ -142,6 +146,7 @@ sq_status sq_context_create(const sq_model *m, const sq_context_params *pp, sq_c
     c->vc = zalloc(kv_bytes);
     c->x = zalloc(B * (size_t)hp->n_embd * F);
     c->xn = zalloc(B * (size_t)hp->n_embd * F);
+    c->xg = zalloc(B * (size_t)hp->n_embd * F);
     c->q = zalloc(B * (size_t)c->q_dim * F);
     c->k = zalloc(B * (size_t)c->kv_dim * F);
     c->v = zalloc(B * (size_t)c->kv_dim * F);
@@ -152,7 +157,7 @@ sq_status sq_context_create(const sq_model *m, const sq_context_params *pp, sq_c
     c->scores = zalloc((size_t)c->n_threads * (size_t)c->n_ctx * F);
     c->work_size = max_work(m, c->n_batch);
     c->work = zalloc(c->work_size);
-    if (!c->kc || !c->vc || !c->x || !c->xn || !c->q || !c->k || !c->v || !c->att || !c->g || !c->u || !c->acc || !c->scores ||
+    if (!c->kc || !c->vc || !c->x || !c->xn || !c->xg || !c->q || !c->k || !c->v || !c->att || !c->g || !c->u || !c->acc || !c->scores ||
         !c->work) {
         sq_context_free(c);
         return sq_error_set(err, SQ_ENOMEM, "out of memory for a context of %d tokens (KV cache %zu bytes)",
@@ -170,6 +175,7 @@ void sq_context_free(sq_context *c)
     sq_aligned_free(c->vc);
     sq_aligned_free(c->x);
     sq_aligned_free(c->xn);
+    sq_aligned_free(c->xg);
     sq_aligned_free(c->q);
     sq_aligned_free(c->k);
     sq_aligned_free(c->v);
@@ -192,6 +198,22 @@ void sq_kv_truncate(sq_context *c, int n)
     if (n >= 0 && n < c->n_past) c->n_past = n;
 }
 const float *sq_get_logits(const sq_context *c) { return c->logits; }
+
+void sq_context_set_matmul_hook(sq_context *c, sq_matmul_hook fn, void *user)
+{
+    c->hook = fn;
+    c->hook_user = fn ? user : NULL;
+}
+
+/* Shows the input of one weight product to the hook under the weight's GGUF
+ * name (llama's tensor naming: blk.L.ROLE.weight, output.weight). */
+static void call_hook(sq_context *c, const sq_weight *w, const float *X, int64_t nb, const char *what, int64_t layer)
+{
+    char name[96];
+    if (layer >= 0) snprintf(name, sizeof name, "blk.%lld.%s.weight", (long long)layer, what);
+    else snprintf(name, sizeof name, "%s.weight", what);
+    c->hook(c->hook_user, name, X, nb, w->cols);
+}
 
 /* ---- attention ---- */
 
@@ -256,9 +278,20 @@ static void attention_worker(void *ctx, int ith, int nth)
 static sq_status mm(sq_context *c, const sq_weight *w, const float *X, int64_t nb, float *Y, const char *what,
                     int64_t layer, sq_error *err)
 {
+    if (c->hook) call_hook(c, w, X, nb, what, layer);
     sq_status st = sq_weight_matmul(c->tp, w, X, nb, Y, c->work, c->work_size, err);
     if (st) sq_error_prefix(err, "layer %lld %s", (long long)layer, what);
     return st;
+}
+
+/* The input of products sharing a permutation, gathered once per token
+ * (x'[j] = x[perm[j]]); without one, x itself. */
+static const float *gather_shared(sq_context *c, const int32_t *perm, const float *x, int nb)
+{
+    if (!perm) return x;
+    const int64_t E = c->m->hp.n_embd;
+    for (int i = 0; i < nb; i++) sq_perm_gather(perm, E, x + (size_t)i * (size_t)E, c->xg + (size_t)i * (size_t)E);
+    return c->xg;
 }
 
 /* Runs nb tokens at positions pos0.. through the model; writes logits of
@@ -278,9 +311,10 @@ static sq_status forward_batch(sq_context *c, const int32_t *tok, int nb, int po
         const sq__layer *L = &m->layers[l];
         for (int i = 0; i < nb; i++)
             sq__rmsnorm(c->x + (size_t)i * (size_t)E, L->attn_norm, c->xn + (size_t)i * (size_t)E, E, hp->rms_eps);
-        if ((st = mm(c, &L->wq, c->xn, nb, c->q, "attn_q", l, err))) return st;
-        if ((st = mm(c, &L->wk, c->xn, nb, c->k, "attn_k", l, err))) return st;
-        if ((st = mm(c, &L->wv, c->xn, nb, c->v, "attn_v", l, err))) return st;
+        const float *qin = gather_shared(c, L->qkv_perm, c->xn, nb);
+        if ((st = mm(c, &L->wq, qin, nb, c->q, "attn_q", l, err))) return st;
+        if ((st = mm(c, &L->wk, qin, nb, c->k, "attn_k", l, err))) return st;
+        if ((st = mm(c, &L->wv, qin, nb, c->v, "attn_v", l, err))) return st;
         for (int i = 0; i < nb; i++) {
             sq__rope(c->q + (size_t)i * (size_t)c->q_dim, (int)hp->n_head, (int)hp->head_dim, (int)hp->n_rot,
                      pos0 + i, hp->rope_base, hp->rope_scale, m->rope_freqs);
@@ -305,8 +339,9 @@ static sq_status forward_batch(sq_context *c, const int32_t *tok, int nb, int po
 
         for (int i = 0; i < nb; i++)
             sq__rmsnorm(c->x + (size_t)i * (size_t)E, L->ffn_norm, c->xn + (size_t)i * (size_t)E, E, hp->rms_eps);
-        if ((st = mm(c, &L->gate, c->xn, nb, c->g, "ffn_gate", l, err))) return st;
-        if ((st = mm(c, &L->up, c->xn, nb, c->u, "ffn_up", l, err))) return st;
+        const float *fin = gather_shared(c, L->gu_perm, c->xn, nb);
+        if ((st = mm(c, &L->gate, fin, nb, c->g, "ffn_gate", l, err))) return st;
+        if ((st = mm(c, &L->up, fin, nb, c->u, "ffn_up", l, err))) return st;
         sq__swiglu(c->g, c->u, c->g, (int64_t)nb * hp->n_ff);
         if ((st = mm(c, &L->down, c->g, nb, c->xn, "ffn_down", l, err))) return st;
         for (int64_t i = 0; i < (int64_t)nb * E; i++) c->x[i] += c->xn[i];
@@ -315,6 +350,9 @@ static sq_status forward_batch(sq_context *c, const int32_t *tok, int nb, int po
     if (out_from < nb) {
         for (int i = out_from; i < nb; i++)
             sq__rmsnorm(c->x + (size_t)i * (size_t)E, m->output_norm, c->xn + (size_t)i * (size_t)E, E, hp->rms_eps);
+        if (c->hook)
+            call_hook(c, &m->output, c->xn + (size_t)out_from * (size_t)E, nb - out_from,
+                      hp->tied_output ? "token_embd" : "output", -1);
         st = sq_weight_matmul(c->tp, &m->output, c->xn + (size_t)out_from * (size_t)E, nb - out_from, logits,
                               c->work, c->work_size, err);
         if (st) {

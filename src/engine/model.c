@@ -12,6 +12,7 @@
 
 #include "engine_internal.h"
 #include "sq/blocks.h"
+#include "sq/sqconfig.h"
 
 /* Remembers a buffer the model owns (freed with the model). */
 static sq_status own(sq_model *m, void *p, sq_error *err)
@@ -115,8 +116,18 @@ static sq_status load_weight(sq_model *m, const char *name, int64_t cols, int64_
         int64_t np = 0;
         st = sq_gguf_get_str(m->g, key, &ps, &e);
         if (st == SQ_OK) {
-            st = sq__parse_int_array(ps.ptr, (size_t)ps.len, &perm, &np, &e);
+            /* count, then parse into an array the model owns */
+            st = sq_parse_int_array_json(ps.ptr, (size_t)ps.len, NULL, 0, &np, &e);
             if (st) return sq_error_set(err, st, "metadata key '%s': %s", key, e.msg);
+            if (np > 0) {
+                perm = malloc(sizeof(int32_t) * (size_t)np);
+                if (!perm) return sq_error_set(err, SQ_ENOMEM, "out of memory for the permutation of '%s'", name);
+                st = sq_parse_int_array_json(ps.ptr, (size_t)ps.len, perm, np, &np, &e);
+                if (st) {
+                    free(perm);
+                    return sq_error_set(err, st, "metadata key '%s': %s", key, e.msg);
+                }
+            }
         } else if (st != SQ_ENOTFOUND) {
             return sq_error_set(err, st, "%s", e.msg);
         }
@@ -177,6 +188,23 @@ static sq_status load_vector(sq_model *m, const char *name, int64_t n, bool opti
     if (st) return st;
     *out = v;
     return SQ_OK;
+}
+
+/* When the n products that take the same input all carry the same column
+ * permutation (as a planner gives q, k and v, whose input statistics are the
+ * same), the forward pass gathers the input once: the permutation moves to
+ * *shared and the views lose theirs (they then expect gathered input). */
+static void share_perm(sq_weight *const *w, int n, const int32_t **shared)
+{
+    *shared = NULL;
+    if (!w) return;
+    for (int i = 1; i < n; i++)
+        if (!w[i]->perm || w[i]->cols != w[0]->cols ||
+            (w[i]->perm != w[0]->perm &&
+             memcmp(w[i]->perm, w[0]->perm, sizeof(int32_t) * (size_t)w[0]->cols) != 0))
+            return;
+    *shared = w[0]->perm;
+    for (int i = 0; i < n; i++) w[i]->perm = NULL;
 }
 
 /* Describes the weights by the type holding the most bytes of 2-D tensors,
@@ -302,6 +330,8 @@ static sq_status build(sq_model *m, sq_error *err)
         if ((st = load_weight(m, NAME("ffn_up.weight"), E, hp->n_ff, true, &L->up, err))) return st;
         if ((st = load_weight(m, NAME("ffn_down.weight"), hp->n_ff, E, true, &L->down, err))) return st;
 #undef NAME
+        share_perm(L->wq.perm ? (sq_weight *[]){&L->wq, &L->wk, &L->wv} : NULL, 3, &L->qkv_perm);
+        share_perm(L->gate.perm ? (sq_weight *[]){&L->gate, &L->up} : NULL, 2, &L->gu_perm);
     }
     describe_types(m);
     return SQ_OK;

@@ -1,11 +1,9 @@
 /*
  * ops.c — the elementwise operations of the llama forward pass (RMSNorm,
  * RoPE, softmax, SwiGLU) in the order of operations ggml uses, so that our
- * logits stay within float rounding of llama.cpp's; and a tiny JSON integer
- * array reader for SmarterQuant permutations in GGUF metadata.
+ * logits stay within float rounding of llama.cpp's; -log p and the mean with
+ * its uncertainty as llama-perplexity computes them.
  */
-#include <ctype.h>
-#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,72 +91,6 @@ void sq__swiglu(const float *g, const float *u, float *y, int64_t n)
 void sq__round_fp16(float *x, int64_t n)
 {
     for (int64_t i = 0; i < n; i++) x[i] = sq_fp16_to_f32(sq_f32_to_fp16(x[i]));
-}
-
-/* Parses "[a, b, ...]" of decimal integers (fits int32). Anything else — a
- * missing bracket, a non-number, a trailing comma — is an error naming the
- * character offset. "[]" gives *out = NULL, *n = 0. */
-sq_status sq__parse_int_array(const char *s, size_t len, int32_t **out, int64_t *n, sq_error *err)
-{
-    *out = NULL;
-    *n = 0;
-    size_t i = 0;
-    while (i < len && isspace((unsigned char)s[i])) i++;
-    if (i >= len || s[i] != '[') return sq_error_set(err, SQ_EFORMAT, "expected '[' at offset %zu", i);
-    i++;
-    /* count commas to size the array (an upper bound) */
-    size_t cap = 1;
-    for (size_t j = i; j < len; j++)
-        if (s[j] == ',') cap++;
-    int32_t *a = malloc(sizeof(int32_t) * cap);
-    if (!a) return sq_error_set(err, SQ_ENOMEM, "out of memory for an array of %zu integers", cap);
-    int64_t cnt = 0;
-    while (i < len && isspace((unsigned char)s[i])) i++;
-    if (i < len && s[i] == ']') {
-        i++;
-    } else {
-        for (;;) {
-            while (i < len && isspace((unsigned char)s[i])) i++;
-            size_t st = i;
-            if (i < len && (s[i] == '-' || s[i] == '+')) i++;
-            long long v = 0;
-            size_t digits = 0;
-            while (i < len && isdigit((unsigned char)s[i])) {
-                v = v * 10 + (s[i] - '0');
-                if (v > 2147483648LL) break;
-                i++;
-                digits++;
-            }
-            if (!digits || v > 2147483647LL) {
-                free(a);
-                return sq_error_set(err, SQ_EFORMAT, "expected an integer (int32) at offset %zu", st);
-            }
-            a[cnt++] = (int32_t)(s[st] == '-' ? -v : v);
-            while (i < len && isspace((unsigned char)s[i])) i++;
-            if (i < len && s[i] == ',') {
-                i++;
-                continue;
-            }
-            if (i < len && s[i] == ']') {
-                i++;
-                break;
-            }
-            free(a);
-            return sq_error_set(err, SQ_EFORMAT, "expected ',' or ']' at offset %zu", i);
-        }
-    }
-    while (i < len && (isspace((unsigned char)s[i]) || s[i] == '\0')) i++;
-    if (i != len) {
-        free(a);
-        return sq_error_set(err, SQ_EFORMAT, "unexpected text after the array at offset %zu", i);
-    }
-    if (cnt == 0) {
-        free(a);
-        a = NULL;
-    }
-    *out = a;
-    *n = cnt;
-    return SQ_OK;
 }
 
 /* -log softmax(logits)[tok] as llama-perplexity computes it: float max,
