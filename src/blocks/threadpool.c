@@ -14,6 +14,13 @@
  * never be lost between the check and the sleep. (glibc 2.36's condition
  * variables lost a done-signal here about once in 10^5 runs: bug 25847.)
  *
+ * Each thread index of a run is claimed exactly once, by its worker or, when
+ * that worker has not picked the run up by the time the caller has finished
+ * its own share, by the caller, which then runs that share itself. On a
+ * machine with more runnable threads than cores a descheduled worker thus
+ * never holds a run up; with the matrix product's dynamic chunks the stolen
+ * share is usually empty already.
+ *
  * One run at a time per pool: sq_threadpool_run is not re-entrant, and two
  * threads must not run jobs on the same pool at once.
  */
@@ -55,6 +62,7 @@ struct sq_threadpool {
 struct worker_arg {
     sq_threadpool *tp;
     int ith;
+    atomic_int taken; /* this index of the current run has been claimed */
 };
 
 /* Sleeps while *addr == expected (returns at once if it already differs, or
@@ -106,6 +114,8 @@ static void *worker_main(void *p)
         }
         if (atomic_load(&tp->stop)) break;
         seen = atomic_load_explicit(&tp->generation, memory_order_acquire);
+        /* the caller may have run this share already (then there is nothing to do) */
+        if (atomic_exchange(&a->taken, 1) != 0) continue;
         tp->fn(tp->ctx, a->ith, tp->n_threads);
         if (atomic_fetch_sub(&tp->pending, 1) == 1 && atomic_load(&tp->main_sleeping))
             futex_wake_all(&tp->pending);
@@ -136,6 +146,7 @@ sq_threadpool *sq_threadpool_create(int n_threads)
         for (int i = 1; i < n_threads; i++) {
             tp->args[i - 1].tp = tp;
             tp->args[i - 1].ith = i;
+            atomic_init(&tp->args[i - 1].taken, 1); /* nothing to claim before the first run */
             if (pthread_create(&tp->threads[i - 1], NULL, worker_main, &tp->args[i - 1]) != 0) {
                 tp->n_threads = i; /* stop the ones started so far */
                 sq_threadpool_free(tp);
@@ -169,9 +180,16 @@ void sq_threadpool_run(sq_threadpool *tp, void (*fn)(void *ctx, int ith, int nth
     tp->fn = fn;
     tp->ctx = ctx;
     atomic_store(&tp->pending, tp->n_threads - 1);
-    atomic_fetch_add(&tp->generation, 1); /* publishes fn, ctx (seq_cst) */
+    for (int i = 1; i < tp->n_threads; i++) atomic_store(&tp->args[i - 1].taken, 0); /* after fn, ctx */
+    atomic_fetch_add(&tp->generation, 1); /* publishes the run (seq_cst) */
     if (atomic_load(&tp->sleepers) > 0) futex_wake_all(&tp->generation);
     fn(ctx, 0, tp->n_threads);
+    /* shares no worker has claimed yet: run them here rather than wait for a descheduled thread */
+    for (int i = 1; i < tp->n_threads; i++)
+        if (atomic_exchange(&tp->args[i - 1].taken, 1) == 0) {
+            fn(ctx, i, tp->n_threads);
+            atomic_fetch_sub(&tp->pending, 1);
+        }
 
     /* wait for the workers: spin, then sleep */
     const uint64_t start = now_ns();
