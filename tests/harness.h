@@ -105,7 +105,8 @@ static inline const char *harness_sq_bin(void)
     return (s && *s) ? s : "build/sq";
 }
 
-/* Reads a whole file into a malloc'd buffer; NULL on failure. */
+/* Reads a whole file into a malloc'd buffer; NULL on failure. The buffer has
+ * one more byte, a NUL, so text files can be searched as strings. */
 static inline void *harness_read_file(const char *path, size_t *size)
 {
     FILE *f = fopen(path, "rb");
@@ -113,7 +114,8 @@ static inline void *harness_read_file(const char *path, size_t *size)
     fseek(f, 0, SEEK_END);
     long n = ftell(f);
     fseek(f, 0, SEEK_SET);
-    void *buf = malloc(n > 0 ? (size_t)n : 1);
+    char *buf = malloc(n > 0 ? (size_t)n + 1 : 1);
+    if (buf) buf[n > 0 ? n : 0] = '\0';
     if (buf && n > 0 && fread(buf, 1, (size_t)n, f) != (size_t)n) {
         free(buf);
         buf = NULL;
