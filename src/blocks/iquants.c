@@ -78,6 +78,8 @@ static void iq4_weights(const float *xb, const float *qw, float sigma2, float *w
  * then 15 inverse scales (t - 127)/max, t = -7..7, each kept only when it
  * strictly improves sumqx^2/sumq2. Returns 0 for an all-zero block. The
  * levels chosen here are not kept: both formats re-pick them afterwards.
+ * Shaped like sq__fit_symmetric but not the same search (table levels, other
+ * trial scales), so kept apart.
  */
 static float iq4_block_scale(const float *xb, const float *weight)
 {
@@ -154,13 +156,8 @@ static void iq4_block_scales_x4(const float *x, const float *weight, float *scal
             W[j][k] = weight[32 * k + j];
         }
     const sq__v4f zero = {0, 0, 0, 0};
-    sq__v4f amax = zero, max = zero;
-    for (int j = 0; j < 32; ++j) {
-        const sq__v4f ax = sq__v4_abs(X[j]);
-        const sq__v4i up = ax > amax;
-        amax = sq__v4_sel(up, ax, amax);
-        max = sq__v4_sel(up, X[j], max);
-    }
+    sq__v4f amax;
+    const sq__v4f max = sq__v4_signed_absmax(X, 32, &amax);
     const sq__v4i zero_lane = amax < SQ_GROUP_EPS;
     sq__v4f d = -max / (float)sq__kvalues_iq4nl[0];
     sq__v4f id = 1 / d;

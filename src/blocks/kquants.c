@@ -73,13 +73,8 @@ static void fit_symmetric_x4(int n, int nmax, const float *x, int8_t *L, const f
     const sq__v4f zero = {0, 0, 0, 0};
     const sq__v4i izero = {0, 0, 0, 0};
     const sq__v4i lo = izero - nmax, hi = izero + (nmax - 1);
-    sq__v4f max = zero, amax = zero;
-    for (int i = 0; i < n; ++i) {
-        const sq__v4f ax = sq__v4_abs(X[i]);
-        const sq__v4i up = ax > amax;
-        amax = sq__v4_sel(up, ax, amax);
-        max = sq__v4_sel(up, X[i], max);
-    }
+    sq__v4f amax;
+    const sq__v4f max = sq__v4_signed_absmax(X, n, &amax);
     const sq__v4i zero_lane = amax < SQ_GROUP_EPS;
     sq__v4i Lv[32];
     sq__v4f iscale = (float)-nmax / max;
@@ -136,6 +131,7 @@ static void fit_symmetric_batch(int nsub, int n, int nmax, const float *x, int8_
  * to 5 passes of coordinate descent: each value in turn moves to the level
  * the current fit suggests when that strictly improves sumlx^2/suml2.
  * Levels come back offset by nmax; returns the fitted scale.
+ * Apart from fit_positive on purpose: signed levels and ggml's other guards.
  */
 static float fit_q3_reference(int n, int nmax, const float *x, int8_t *L)
 {
@@ -379,7 +375,8 @@ static void fit_asym_batch(int nsub, int n, int nmax, const float *x, const floa
  * with weights qw. Tries the scale mapping max to nmax and 8 neighbours
  * (nmax +- 0.1..0.4), keeps the strictly best weighted squared error, then
  * runs up to 5 passes of coordinate descent on the levels. Returns the
- * least-squares scale of the final levels.
+ * least-squares scale of the final levels. (Its descent tests both partial
+ * sums up front and clamps levels only above, unlike fit_q3_reference's.)
  */
 static float fit_positive(int n, int nmax, const float *x, uint8_t *L, const float *qw)
 {

@@ -83,7 +83,7 @@ static inline uint32_t load_qh(const uint8_t qh[4])
 
 /* The importance weights of block ib into w (see sq__imatrix_weights), or
  * NULL when the row has no importance matrix. */
-static const float *block_importance(const float *x, const float *imatrix, float sigma2, int64_t ib, float *w)
+static inline const float *block_importance(const float *x, const float *imatrix, float sigma2, int64_t ib, float *w)
 {
     if (!imatrix) return NULL;
     sq__imatrix_weights(QK, x + ib * QK, imatrix + ib * QK, sigma2, w);
@@ -96,7 +96,7 @@ static const float *block_importance(const float *x, const float *imatrix, float
  * largest-magnitude value lands on level 0 exactly, and levels are
  * truncations of x/d + nmax + 0.5. With importance: the weighted symmetric
  * search. */
-static float symmetric_block(const float *xb, const float *w, int nmax, uint8_t *L)
+static inline float symmetric_block(const float *xb, const float *w, int nmax, uint8_t *L)
 {
     if (w) {
         int8_t levels[QK];
@@ -117,7 +117,7 @@ static float symmetric_block(const float *xb, const float *w, int nmax, uint8_t 
  * m). Without importance (w NULL) ggml's reference: m = the block's minimum,
  * d = (max - min) / nmax, levels truncations of (x - min)/d + 0.5. With
  * importance: the weighted scale-and-min search. */
-static float asymmetric_block(const float *xb, const float *w, int nmax, uint8_t *L, float *m)
+static inline float asymmetric_block(const float *xb, const float *w, int nmax, uint8_t *L, float *m)
 {
     if (w) {
         uint8_t Laux[QK];

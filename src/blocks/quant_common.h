@@ -267,6 +267,23 @@ static inline sq__v4i sq__v4_nearest_int(sq__v4f v)
 /* fabsf per lane (clears the sign bit). */
 static inline sq__v4f sq__v4_abs(sq__v4f v) { return (sq__v4f)((sq__v4i)v & 0x7fffffff); }
 
+/* sq__signed_absmax per lane over n vectors: lane k of the result is the
+ * value of largest magnitude among X[0..n)[k], with its sign (the first on
+ * ties); its magnitude goes to lane k of *amax. */
+static inline sq__v4f sq__v4_signed_absmax(const sq__v4f *X, int n, sq__v4f *amax)
+{
+    const sq__v4f zero = {0, 0, 0, 0};
+    sq__v4f best = zero, best_abs = zero;
+    for (int i = 0; i < n; i++) {
+        const sq__v4f ax = sq__v4_abs(X[i]);
+        const sq__v4i up = ax > best_abs;
+        best_abs = sq__v4_sel(up, ax, best_abs);
+        best = sq__v4_sel(up, X[i], best);
+    }
+    *amax = best_abs;
+    return best;
+}
+
 /* ------------------------------------------------------------------------
  * Scale searches shared by the families (quant_common.c)
  * ------------------------------------------------------------------------ */
