@@ -105,7 +105,8 @@ static inline const char *harness_sq_bin(void)
     return (s && *s) ? s : "build/sq";
 }
 
-/* Reads a whole file into a malloc'd buffer; NULL on failure. */
+/* Reads a whole file into a malloc'd buffer with a NUL byte after its end (so
+ * text files can be used as C strings); NULL on failure. */
 static inline void *harness_read_file(const char *path, size_t *size)
 {
     FILE *f = fopen(path, "rb");
@@ -113,7 +114,8 @@ static inline void *harness_read_file(const char *path, size_t *size)
     fseek(f, 0, SEEK_END);
     long n = ftell(f);
     fseek(f, 0, SEEK_SET);
-    void *buf = malloc(n > 0 ? (size_t)n : 1);
+    char *buf = malloc(n > 0 ? (size_t)n + 1 : 1);
+    if (buf) buf[n > 0 ? n : 0] = '\0';
     if (buf && n > 0 && fread(buf, 1, (size_t)n, f) != (size_t)n) {
         free(buf);
         buf = NULL;
@@ -121,6 +123,24 @@ static inline void *harness_read_file(const char *path, size_t *size)
     fclose(f);
     if (buf && size) *size = (size_t)n;
     return buf;
+}
+
+/* A file under ../shared that must be exactly `want` bytes long, read into a
+ * malloc'd buffer (the caller frees it). NULL when ../shared or the file is
+ * absent (the caller skips), or when its size is wrong, which also counts as
+ * a failed check naming the file. */
+static inline void *harness_load_shared(const char *rel, size_t want)
+{
+    char path[1024];
+    if (!harness_shared_file(path, sizeof path, rel)) return NULL;
+    size_t n = 0;
+    void *p = harness_read_file(path, &n);
+    CHECK_MSG(p && n == want, "%s: size %zu, expected %zu", rel, n, want);
+    if (p && n != want) {
+        free(p);
+        return NULL;
+    }
+    return p;
 }
 
 /* A fresh temporary directory for a test's files (under $TMPDIR or /tmp). */

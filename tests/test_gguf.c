@@ -43,10 +43,15 @@ static void rm_dir(const char *dir)
     rmdir(dir);
 }
 
+/* Opens ../shared/REL; the demo model is also vendored in the repository
+ * (models/), so tests of it still run in a fresh clone without ../shared. */
 static sq_gguf *open_shared(const char *rel)
 {
     char path[1024];
-    if (!harness_shared_file(path, sizeof path, rel)) return NULL;
+    if (!harness_shared_file(path, sizeof path, rel)) {
+        if (strncmp(rel, "models/", 7) != 0 || access(rel, R_OK) != 0) return NULL;
+        snprintf(path, sizeof path, "%s", rel);
+    }
     sq_error err = {0};
     sq_gguf *g = NULL;
     if (sq_gguf_open(path, &g, &err) != SQ_OK) {
@@ -196,9 +201,7 @@ static void test_demo_model(void)
     CHECK_INT(n_f16, 30); /* llama.cpp: "type f16: 30 tensors" */
     CHECK_INT(n_f32, 9);
 
-    char path[1024];
-    harness_shared_file(path, sizeof path, "models/sqdemo-f16.gguf");
-    FILE *fp = fopen(path, "rb");
+    FILE *fp = fopen(sq_gguf_path(g), "rb");
     t = sq_gguf_find_tensor(g, "output.weight");
     if (fp && t) {
         unsigned char buf[64];
@@ -277,6 +280,65 @@ static void test_q4km_against_log(void)
     CHECK_MSG(total > 9.975 * 1048576 && total < 9.985 * 1048576, "total %llu bytes", (unsigned long long)total);
     const sq_gguf_tensor *t = sq_gguf_find_tensor(g, "blk.2.ffn_down.weight");
     CHECK(t && t->type == SQ_TYPE_Q6_K && t->nbytes == 512 * (1536 / 256) * 210);
+    free(log);
+    sq_gguf_close(g);
+}
+
+/* The demo model's metadata as llama.cpp's loader dumped it (quantize-q4km.log, "- kv N: KEY TYPE = VALUE"):
+ * same index, key, type, array element type and count, and value. */
+static void test_demo_kvs_against_llama_log(void)
+{
+    char lp[1024];
+    sq_gguf *g = open_shared("models/sqdemo-f16.gguf");
+    if (!g || !harness_shared_file(lp, sizeof lp, "golden/llama.cpp/quantize-q4km.log")) {
+        sq_gguf_close(g);
+        SKIP("demo model or quantize log absent");
+    }
+    size_t n = 0;
+    char *log = harness_read_file(lp, &n);
+    log = realloc(log, n + 1);
+    log[n] = '\0';
+    int seen = 0;
+    for (char *line = strtok(log, "\n"); line; line = strtok(NULL, "\n")) {
+        int idx;
+        char key[256], type[64], value[256] = "";
+        if (sscanf(line, "llama_model_loader: - kv %d: %255s %63s = %255[^\n]", &idx, key, type, value) < 3)
+            continue;
+        seen++;
+        CHECK_MSG(idx < sq_gguf_n_kv(g) && strcmp(sq_gguf_key(g, idx), key) == 0, "kv %d is %s", idx, key);
+        const sq_gguf_type t = sq_gguf_kv_type(g, idx);
+        char mine[64];
+        static const char *short_names[SQ_GGUF_TYPE_COUNT] = {"u8",  "i8",  "u16", "i16", "u32", "i32", "f32",
+                                                              "bool", "str", "arr", "u64", "i64", "f64"};
+        if (t == SQ_GGUF_ARRAY)
+            snprintf(mine, sizeof mine, "arr[%s,%llu]", short_names[sq_gguf_arr_type(g, idx)],
+                     (unsigned long long)sq_gguf_arr_n(g, idx));
+        else
+            snprintf(mine, sizeof mine, "%s", short_names[t]);
+        CHECK_MSG(strcmp(mine, type) == 0, "kv %s: type %s, llama.cpp says %s", key, mine, type);
+        if (t == SQ_GGUF_UINT32) {
+            uint32_t u = 0;
+            sq_gguf_get_u32(g, key, &u, NULL);
+            CHECK_MSG(u == strtoul(value, NULL, 10), "kv %s = %u, llama.cpp says %s", key, u, value);
+        } else if (t == SQ_GGUF_FLOAT32) {
+            float f = 0;
+            sq_gguf_get_f32(g, key, &f, NULL);
+            CHECK_NEAR(f, strtod(value, NULL), 1e-6 + 1e-6 * fabs(f));
+        } else if (t == SQ_GGUF_BOOL) {
+            bool b = false;
+            sq_gguf_get_bool(g, key, &b, NULL);
+            CHECK_STR(b ? "true" : "false", value);
+        } else if (t == SQ_GGUF_STRING) {
+            sq_gguf_str s = {0};
+            sq_gguf_get_str(g, key, &s, NULL);
+            /* llama.cpp cuts long strings and marks them with "..." */
+            size_t cmp = strlen(value);
+            if (cmp > 3 && strcmp(value + cmp - 3, "...") == 0) cmp -= 3;
+            CHECK_MSG(s.len >= cmp && memcmp(s.ptr, value, cmp) == 0, "kv %s = %.*s, llama.cpp says %s", key,
+                      (int)s.len, s.ptr, value);
+        }
+    }
+    CHECK_INT(seen, 23);
     free(log);
     sq_gguf_close(g);
 }
@@ -736,6 +798,7 @@ int main(void)
 {
     RUN(test_demo_model);
     RUN(test_q4km_against_log);
+    RUN(test_demo_kvs_against_llama_log);
     RUN(test_imatrix_and_vocab);
     RUN(test_round_trip_demo);
     RUN(test_round_trip_q4km);

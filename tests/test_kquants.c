@@ -12,11 +12,13 @@
  *   - the Q8_K activation quantizer's invariants (range, bsums, error);
  *   - subnormal rows and rows with large outliers (finite, sanitizer-clean);
  *   - IQ4_NL and MXFP4 dots against ggml's dot.f32 with ggml's Q8_0 activations;
+ *   - the 4-lane quantizer searches give the scalar searches' bytes;
  *   - clean refusal of row lengths that are not a multiple of the block.
  * SQ_KQ_VERBOSE=1 prints the measured errors (used to set the bounds).
  */
 #include "harness.h"
 #include "sq/blocks.h"
+#include "blocks/quant_common.h" /* sq__kquants_reference_search */
 
 static int verbose;
 
@@ -363,27 +365,13 @@ static void test_extreme_rows(void)
 /* The dots of the Q8_0-paired types in this family (IQ4_NL, MXFP4) against
  * ggml's dot.f32, fed with ggml's own Q8_0 activations (act/q8_0.bin), so the
  * check does not depend on this build's Q8_0 quantizer (legacy kernels). */
-static void *load_shared(const char *rel, size_t want)
-{
-    char path[1024];
-    if (!harness_shared_file(path, sizeof path, rel)) return NULL;
-    size_t n = 0;
-    void *p = harness_read_file(path, &n);
-    CHECK_MSG(p && n == want, "%s: size %zu, expected %zu", rel, n, want);
-    if (p && n != want) {
-        free(p);
-        return NULL;
-    }
-    return p;
-}
-
 static void test_golden_q8_0_dots(void)
 {
     const int rows = 12, cols = 1024, acts = 3;
     if (!harness_shared_file((char[1024]){0}, 1024, "golden/quant/act/q8_0.bin")) SKIP("../shared/golden absent");
     const size_t ars = sq_row_size(SQ_TYPE_Q8_0, cols);
-    float *act = load_shared("golden/quant/act.f32", sizeof(float) * acts * cols);
-    unsigned char *a8 = load_shared("golden/quant/act/q8_0.bin", ars * acts);
+    float *act = harness_load_shared("golden/quant/act.f32", sizeof(float) * acts * cols);
+    unsigned char *a8 = harness_load_shared("golden/quant/act/q8_0.bin", ars * acts);
     static const char *names[] = {"iq4_nl", "mxfp4"};
     for (int k = 0; act && a8 && k < 2; k++) {
         const int t = sq_type_from_name(names[k]);
@@ -391,11 +379,11 @@ static void test_golden_q8_0_dots(void)
         const size_t rs = sq_row_size(t, cols);
         char rel[256];
         snprintf(rel, sizeof rel, "golden/quant/%s/q.bin", names[k]);
-        unsigned char *w = load_shared(rel, rs * rows);
+        unsigned char *w = harness_load_shared(rel, rs * rows);
         snprintf(rel, sizeof rel, "golden/quant/%s/d.f32", names[k]);
-        float *wd = load_shared(rel, sizeof(float) * rows * cols);
+        float *wd = harness_load_shared(rel, sizeof(float) * rows * cols);
         snprintf(rel, sizeof rel, "golden/quant/%s/dot.f32", names[k]);
-        float *want = load_shared(rel, sizeof(float) * acts * rows);
+        float *want = harness_load_shared(rel, sizeof(float) * acts * rows);
         int bad = 0;
         for (int j = 0; w && wd && want && j < acts; j++) {
             for (int i = 0; i < rows; i++) {
@@ -412,6 +400,57 @@ static void test_golden_q8_0_dots(void)
     }
     free(act);
     free(a8);
+}
+
+/* The 4-lane searches against the plain scalar ones they replace: the same
+ * bytes on rows of many shapes (gaussian, one-signed, heavy-tailed, sparse,
+ * outliers, few distinct values, all-zero and constant sub-blocks). */
+static void test_lane_search_matches_scalar(void)
+{
+    const int n = 1024, rows = 96;
+    float *x = malloc(sizeof(float) * n), *imx = malloc(sizeof(float) * n);
+    unsigned char *a = malloc(sq_row_size(SQ_TYPE_F32, n)), *b = malloc(sq_row_size(SQ_TYPE_F32, n));
+    int bad = 0, compared = 0;
+    for (int r = 0; r < rows; r++) {
+        const int kind = r % 8;
+        for (int i = 0; i < n; i++) {
+            const float g = rnd_gauss();
+            switch (kind) {
+            case 0: x[i] = g; break;
+            case 1: x[i] = fabsf(g); break;
+            case 2: x[i] = g * g * g; break;
+            case 3: x[i] = rnd_unit() < 0.1 ? 50 * g : 0.01f * g; break;
+            case 4: x[i] = (float)(int)(3 * g) * 0.25f; break;
+            case 5: x[i] = (i % 32 < 2) ? g : 0; break;
+            case 6: x[i] = (i / 16) % 3 == 0 ? 0.375f : -fabsf(g) - 1; break;
+            default: x[i] = (float)rnd_unit() * 1e-3f + (i % 64 == 0 ? 5.f : 0.f); break;
+            }
+        }
+        for (int i = 0; i < n; i++) imx[i] = (float)(rnd_unit() * rnd_unit() * 10 + (kind == 7 ? 0 : 1e-3));
+        for (size_t k = 0; k < N_TYPES; k++) {
+            const int t = sq_type_from_name(types[k].name);
+            if (!sq_blocks_can_quantize(t)) continue;
+            /* 32-value types also on 7 blocks: 4 in lanes, 3 in the scalar tail */
+            const int len = (sq_type_info_get(t)->block_size == 32 && r % 2) ? 224 : n;
+            for (int w = 0; w < 2; w++) {
+                sq_error e = {0};
+                sq__kquants_reference_search(false);
+                sq_quantize_rows(t, x, a, 1, len, w ? imx : NULL, &e);
+                sq__kquants_reference_search(true);
+                sq_quantize_rows(t, x, b, 1, len, w ? imx : NULL, &e);
+                sq__kquants_reference_search(false);
+                if (memcmp(a, b, sq_row_size(t, len)) != 0 && bad++ < 5)
+                    fprintf(stderr, "%s row kind %d imatrix %d: lane search differs from scalar\n", types[k].name,
+                            kind, w);
+                compared++;
+            }
+        }
+    }
+    CHECK_MSG(bad == 0, "lane searches differ from scalar in %d of %d rows", bad, compared);
+    free(x);
+    free(imx);
+    free(a);
+    free(b);
 }
 
 /* Row lengths that are not a multiple of the block size are refused with a
@@ -445,6 +484,7 @@ int main(void)
         RUN(test_q8_K_act);
         RUN(test_extreme_rows);
         RUN(test_golden_q8_0_dots);
+        RUN(test_lane_search_matches_scalar);
         RUN(test_bad_lengths);
     }
     return harness_finish("kquants");

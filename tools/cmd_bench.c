@@ -1,14 +1,172 @@
 /*
- * cmd_bench.c — sq bench (not built yet: this placeholder says so and fails).
+ * cmd_bench.c — sq bench: prompt-processing (ppN: N tokens in one batched
+ * evaluation) and generation (tgN: N tokens one at a time) speed, in tokens
+ * per second, mean ± standard deviation over repetitions, as a markdown table
+ * like llama-bench's; then the peak resident memory.
  */
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "cmds.h"
+#include "sq/engine.h"
+#include "sq/types.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: sq bench -m MODEL [-m MODEL2 ...] [options]\n"
+            "\n"
+            "Measures prompt processing (ppN) and generation (tgN) in tokens/s, like llama-bench.\n"
+            "\n"
+            "options:\n"
+            "  -m, --model FILE       GGUF model (repeat to compare several)\n"
+            "  -p, --n-prompt N       prompt tokens (default 512; 0 = skip)\n"
+            "  -n, --n-gen N          generated tokens (default 128; 0 = skip)\n"
+            "  -t, --threads N        threads (default: online CPUs)\n"
+            "  -r, --repetitions N    repetitions of each test (default 5)\n"
+            "  -b, --batch-size N     prompt tokens per forward step (default 2048, capped at -p)\n"
+            "      --kv-type f16|f32  KV cache precision (default f16)\n"
+            "  -h, --help             this text\n");
+}
+
+/* Mean and sample standard deviation. */
+static void stats(const double *v, int n, double *mean, double *sd)
+{
+    double s = 0, s2 = 0;
+    for (int i = 0; i < n; i++) s += v[i];
+    *mean = s / n;
+    for (int i = 0; i < n; i++) s2 += (v[i] - *mean) * (v[i] - *mean);
+    *sd = n > 1 ? sqrt(s2 / (n - 1)) : 0.0;
+}
+
+/* Runs one test (pp: n tokens in one sq_eval; tg: n single-token evals) and
+ * returns tokens per second, or a negative value on failure (err set). */
+static double run_test(sq_context *c, const int32_t *toks, int n, bool pp, sq_error *err)
+{
+    sq_kv_clear(c);
+    const double t0 = sq_time_now();
+    if (pp) {
+        if (sq_eval(c, toks, n, 1, err)) return -1;
+    } else {
+        for (int i = 0; i < n; i++)
+            if (sq_eval(c, toks + i, 1, 1, err)) return -1;
+    }
+    const double dt = sq_time_now() - t0;
+    return dt > 0 ? n / dt : 0;
+}
 
 int sq_cmd_bench(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "sq bench: not available in this build yet\n");
-    return 2;
+    const char *models[16];
+    int n_models = 0, n_prompt = 512, n_gen = 128, reps = 5, n_batch = 2048, kv_type = SQ_TYPE_F16;
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    int n_threads = ncpu < 1 ? 1 : ncpu > 16 ? 16 : (int)ncpu;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const bool has = i + 1 < argc;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        } else if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && has) {
+            if (n_models == 16) {
+                fprintf(stderr, "sq bench: at most 16 models\n");
+                return 2;
+            }
+            models[n_models++] = argv[++i];
+        } else if ((!strcmp(a, "-p") || !strcmp(a, "--n-prompt")) && has) {
+            n_prompt = atoi(argv[++i]);
+        } else if ((!strcmp(a, "-n") || !strcmp(a, "--n-gen")) && has) {
+            n_gen = atoi(argv[++i]);
+        } else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && has) {
+            n_threads = atoi(argv[++i]);
+        } else if ((!strcmp(a, "-r") || !strcmp(a, "--repetitions")) && has) {
+            reps = atoi(argv[++i]);
+        } else if ((!strcmp(a, "-b") || !strcmp(a, "--batch-size")) && has) {
+            n_batch = atoi(argv[++i]);
+        } else if (!strcmp(a, "--kv-type") && has) {
+            const char *v = argv[++i];
+            if (!strcmp(v, "f16")) kv_type = SQ_TYPE_F16;
+            else if (!strcmp(v, "f32")) kv_type = SQ_TYPE_F32;
+            else {
+                fprintf(stderr, "sq bench: --kv-type must be f16 or f32, not '%s'\n", v);
+                return 2;
+            }
+        } else {
+            fprintf(stderr, "sq bench: unknown or incomplete option '%s'\n\n", a);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (!n_models || n_prompt < 0 || n_gen < 0 || reps < 1 || n_threads < 1 || n_batch < 1 ||
+        (n_prompt == 0 && n_gen == 0)) {
+        fprintf(stderr, "sq bench: %s\n\n", !n_models ? "a model (-m) is required" : "bad -p, -n, -r, -t or -b");
+        usage(stderr);
+        return 2;
+    }
+
+    printf("| model                          |       size |     params | backend    | threads |            test |"
+           "                  t/s |\n");
+    printf("| ------------------------------ | ---------: | ---------: | ---------- | ------: | --------------: |"
+           " -------------------: |\n");
+    fflush(stdout);
+    int rc = 0;
+    for (int mi = 0; mi < n_models; mi++) {
+        sq_error err = {0};
+        sq_model *m = NULL;
+        sq_context *c = NULL;
+        int32_t *toks = NULL;
+        double *ts = NULL;
+        if (sq_model_load(models[mi], &m, &err)) goto fail;
+        const sq_hparams *hp = sq_model_hparams(m);
+        const int n_tok = n_prompt > n_gen ? n_prompt : n_gen;
+        sq_context_params cp = sq_context_default_params();
+        cp.n_ctx = n_tok + 1;
+        cp.n_batch = n_batch < n_tok ? n_batch : n_tok;
+        cp.n_threads = n_threads;
+        cp.kv_type = kv_type;
+        if (sq_context_create(m, &cp, &c, &err)) goto fail;
+        toks = malloc(sizeof(int32_t) * (size_t)n_tok);
+        ts = malloc(sizeof(double) * (size_t)reps);
+        if (!toks || !ts) {
+            sq_error_set(&err, SQ_ENOMEM, "out of memory");
+            goto fail;
+        }
+        uint64_t rng[2];
+        sq_rng_seed(rng, 1234);
+        for (int i = 0; i < n_tok; i++) toks[i] = (int32_t)(sq_rng_uniform(rng) * (float)hp->n_vocab);
+        char name[64];
+        snprintf(name, sizeof name, "llama %s", sq_model_type_desc(m));
+        for (int test = 0; test < 2; test++) {
+            const bool pp = test == 0;
+            const int n = pp ? n_prompt : n_gen;
+            if (n == 0) continue;
+            /* warm-up (pages the weights in, starts the threads) */
+            if (run_test(c, toks, pp ? n : (n < 4 ? n : 4), pp, &err) < 0) goto fail;
+            for (int r = 0; r < reps; r++)
+                if ((ts[r] = run_test(c, toks, n, pp, &err)) < 0) goto fail;
+            double mean, sd;
+            stats(ts, reps, &mean, &sd);
+            char test_name[32], tsv[48];
+            snprintf(test_name, sizeof test_name, "%s%d", pp ? "pp" : "tg", n);
+            snprintf(tsv, sizeof tsv, "%.2f \xc2\xb1 %.2f", mean, sd);
+            printf("| %-30s | %6.2f MiB | %8.2f M | %-10s | %7d | %15s | %21s |\n", name,
+                   sq_model_weight_bytes(m) / 1048576.0, sq_model_n_params(m) / 1e6, "CPU", n_threads, test_name,
+                   tsv);
+            fflush(stdout);
+        }
+        goto next;
+    fail:
+        fprintf(stderr, "sq bench: %s: %s\n", models[mi], err.msg);
+        rc = 1;
+    next:
+        free(toks);
+        free(ts);
+        sq_context_free(c);
+        sq_model_free(m);
+    }
+    printf("\npeak RSS: %.1f MiB\n", sq_peak_rss_bytes() / 1048576.0);
+    return rc;
 }

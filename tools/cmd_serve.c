@@ -1,14 +1,217 @@
 /*
- * cmd_serve.c — sq serve (not built yet: this placeholder says so and fails).
+ * cmd_serve.c — sq serve: an OpenAI-compatible HTTP server for a model.
+ *
+ *   sq serve -m MODEL.gguf [--host 127.0.0.1] [--port 8080] [--parallel 2] [--queue 8]
+ *
+ * The work is in src/serve/ (sq/serve.h); this file reads the flags, loads
+ * the model and its vocabulary, checks a SmarterQuant configuration against
+ * the model's metadata, prints the log, and waits for SIGINT/SIGTERM to shut
+ * down cleanly (every request finished or cancelled, everything freed).
  */
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 
 #include "cmds.h"
+#include "sq/engine.h"
+#include "sq/serve.h"
+#include "sq/sqconfig.h"
+#include "sq/tokenizer.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: sq serve -m MODEL.gguf [options]\n"
+            "\n"
+            "Serves a model over HTTP with OpenAI's API: POST /v1/completions, POST /v1/chat/completions\n"
+            "(streaming with \"stream\": true), GET /v1/models, GET /health. See docs/serve.md.\n"
+            "\n"
+            "  -m, --model FILE      GGUF model (required)\n"
+            "      --host ADDR       numeric address to listen on (default 127.0.0.1; 0.0.0.0 for all)\n"
+            "      --port N          TCP port (default 8080; 0 picks a free one, printed at start)\n"
+            "  -c, --ctx-size N      context (KV cache) per slot in tokens (default: the model's)\n"
+            "  -t, --threads N       threads per slot (default 1)\n"
+            "  -np, --parallel N     request slots running at once, each with its own context (default 1)\n"
+            "      --queue N         requests that may wait for a slot; beyond, 503 at once (default 8)\n"
+            "      --sq-config PATH  SmarterQuant configuration to check against the model's metadata\n"
+            "                        (default: ./" SQ_CONFIG_DEFAULT_NAME " when present); the metadata wins,\n"
+            "                        every conflict is reported at startup\n"
+            "      --api-key KEY     require 'Authorization: Bearer KEY' on /v1/* (also $SQ_API_KEY)\n"
+            "      --max-body BYTES  largest request body accepted, else 413 (default 1048576)\n"
+            "      --alias NAME      model id shown by /v1/models and in answers (default: file name)\n"
+            "  -h, --help            this text\n");
+}
+
+/* Parses a whole decimal integer in [lo, hi]. */
+static bool parse_int(const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) return false;
+    *out = v;
+    return true;
+}
+
+static void stamp(char *buf, size_t n)
+{
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static void log_request(void *ud, const sq_serve_log_entry *e)
+{
+    (void)ud;
+    char ts[32];
+    stamp(ts, sizeof ts);
+    fprintf(stderr, "%s %s %s %d prompt=%d completion=%d %.1fms%s%s\n", ts, e->method, e->path, e->status,
+            e->prompt_tokens, e->completion_tokens, e->seconds * 1e3, e->note[0] ? " " : "", e->note);
+}
+
+static void log_line(void *ud, const char *msg)
+{
+    (void)ud;
+    char ts[32];
+    stamp(ts, sizeof ts);
+    fprintf(stderr, "%s sq serve: %s\n", ts, msg);
+}
+
+/* Loads the configuration (explicit path, or the default file when it
+ * exists) and reports how it compares with the model's metadata. */
+static int check_config(const char *path, const sq_model *m)
+{
+    struct stat st;
+    if (!path) {
+        if (stat(SQ_CONFIG_DEFAULT_NAME, &st) != 0) return 0;
+        path = SQ_CONFIG_DEFAULT_NAME;
+    }
+    sq_config *cfg = NULL;
+    sq_warnings w = {0};
+    sq_error err = {0};
+    if (sq_config_load(path, &cfg, &w, &err) != SQ_OK) {
+        fprintf(stderr, "sq serve: %s\n", err.msg);
+        sq_warnings_free(&w);
+        return 1;
+    }
+    int conflicts = sq_serve_check_config(sq_model_gguf(m), cfg, &w);
+    for (size_t i = 0; i < w.count; i++) fprintf(stderr, "sq serve: warning: %s\n", w.items[i]);
+    fprintf(stderr, "sq serve: SmarterQuant configuration %s: %lld entries, %d conflict(s) with the model's metadata%s\n",
+            path, (long long)sq_config_count(cfg), conflicts, conflicts ? " (the metadata wins)" : "");
+    sq_warnings_free(&w);
+    sq_config_free(cfg);
+    return 0;
+}
 
 int sq_cmd_serve(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "sq serve: not available in this build yet\n");
-    return 2;
+    const char *model_path = NULL, *host = "127.0.0.1", *config_path = NULL, *alias = NULL;
+    const char *api_key = getenv("SQ_API_KEY");
+    long port = 8080, n_ctx = 0, n_threads = 1, n_parallel = 1, queue = 8, max_body = 1 << 20;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "sq serve: unknown option or missing value: '%s'\n\n", a);
+            usage(stderr);
+            return 2;
+        }
+        const char *v = argv[++i];
+        bool ok = true;
+        if (!strcmp(a, "-m") || !strcmp(a, "--model")) model_path = v;
+        else if (!strcmp(a, "--host")) host = v;
+        else if (!strcmp(a, "--port")) ok = parse_int(v, 0, 65535, &port);
+        else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) ok = parse_int(v, 0, 1 << 24, &n_ctx);
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) ok = parse_int(v, 1, 1024, &n_threads);
+        else if (!strcmp(a, "-np") || !strcmp(a, "--parallel")) ok = parse_int(v, 1, 256, &n_parallel);
+        else if (!strcmp(a, "--queue")) ok = parse_int(v, 0, 4096, &queue);
+        else if (!strcmp(a, "--sq-config")) config_path = v;
+        else if (!strcmp(a, "--api-key")) api_key = v;
+        else if (!strcmp(a, "--max-body")) ok = parse_int(v, 64, LONG_MAX, &max_body);
+        else if (!strcmp(a, "--alias")) alias = v;
+        else {
+            fprintf(stderr, "sq serve: unknown option '%s'\n\n", a);
+            usage(stderr);
+            return 2;
+        }
+        if (!ok) {
+            fprintf(stderr, "sq serve: bad value '%s' for %s\n", v, a);
+            return 2;
+        }
+    }
+    if (!model_path) {
+        fprintf(stderr, "sq serve: -m MODEL is required\n\n");
+        usage(stderr);
+        return 2;
+    }
+
+    sq_error err = {0};
+    sq_model *m = NULL;
+    sq_vocab *vocab = NULL;
+    sq_server *srv = NULL;
+    int rc = 1;
+    if (sq_model_load(model_path, &m, &err) != SQ_OK || sq_vocab_load_gguf(sq_model_gguf(m), &vocab, &err) != SQ_OK) {
+        fprintf(stderr, "sq serve: %s\n", err.msg);
+        goto done;
+    }
+    if (check_config(config_path, m)) goto done;
+    if (!alias) {
+        alias = strrchr(model_path, '/');
+        alias = alias ? alias + 1 : model_path;
+    }
+
+    /* SIGINT/SIGTERM are taken by sigwait() below: block them before any
+     * thread starts so that every server thread inherits the mask. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    sq_server_options o = {
+        .model = m,
+        .vocab = vocab,
+        .model_name = alias,
+        .host = host,
+        .port = (int)port,
+        .n_ctx = (int)n_ctx,
+        .n_threads = (int)n_threads,
+        .n_parallel = (int)n_parallel,
+        .queue_max = (int)queue,
+        .api_key = api_key,
+        .max_body = (size_t)max_body,
+        .log = log_request,
+        .log_msg = log_line,
+    };
+    if (sq_server_start(&o, &srv, &err) != SQ_OK) {
+        fprintf(stderr, "sq serve: %s\n", err.msg);
+        goto done;
+    }
+    fprintf(stderr, "sq serve: model %s (%s, %.1fM parameters), %s\n", alias, sq_model_type_desc(m),
+            (double)sq_model_n_params(m) / 1e6, api_key && *api_key ? "API key required" : "no API key");
+    fprintf(stderr, "sq serve: listening on http://%s%s%s:%d\n", strchr(host, ':') ? "[" : "", host,
+            strchr(host, ':') ? "]" : "", sq_server_port(srv));
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    fprintf(stderr, "sq serve: %s received, shutting down\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    sq_server_stop(srv);
+    srv = NULL;
+    fprintf(stderr, "sq serve: stopped\n");
+    rc = 0;
+done:
+    sq_server_stop(srv);
+    sq_vocab_free(vocab);
+    sq_model_free(m);
+    return rc;
 }

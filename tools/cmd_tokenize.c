@@ -1,14 +1,286 @@
 /*
- * cmd_tokenize.c — sq tokenize (not built yet: this placeholder says so and fails).
+ * cmd_tokenize.c — sq tokenize: token ids (or pieces) of text with the
+ * vocabulary of a GGUF file, and llama.cpp's tokenizer test format.
+ *
+ *   sq tokenize -m VOCAB.gguf -p "some text"       one line of ids
+ *   sq tokenize -m VOCAB.gguf -f FILE              one line of ids per line of FILE
+ *   sq tokenize -m VOCAB.gguf -f FILE --whole      the whole file as one input
+ *   sq tokenize -m VOCAB.gguf --test [FILE.inp]    llama.cpp's .inp/.out cases
  */
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "cmds.h"
+#include "sq/gguf.h"
+#include "sq/tokenizer.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: sq tokenize -m VOCAB.gguf (-p TEXT | -f FILE | --test [INP]) [options]\n"
+            "\n"
+            "Tokenizes text with the vocabulary of a GGUF file (a model or a vocab-only file),\n"
+            "exactly as llama.cpp does. Prints the ids space-separated, one input per line.\n"
+            "\n"
+            "  -m, --model FILE     GGUF file whose tokenizer.ggml.* vocabulary is used (required)\n"
+            "  -p, --prompt TEXT    tokenize TEXT (one line of output)\n"
+            "  -f, --file FILE      tokenize each line of FILE (without its newline) separately;\n"
+            "                       - reads standard input\n"
+            "      --whole          with -f: the whole file is one input (as perplexity reads it)\n"
+            "      --test [INP]     run llama.cpp's test-tokenizer-0 cases: inputs in INP (default\n"
+            "                       VOCAB.gguf.inp) separated by __ggml_vocab_test__ lines, expected\n"
+            "                       ids in the matching .out; tokenized without BOS, exit 1 on any\n"
+            "                       difference\n"
+            "      --no-bos         do not add the BOS/EOS the vocabulary asks for\n"
+            "      --parse-special  control tokens written in the text (e.g. <s>) become tokens\n"
+            "      --ids            print token ids (default)\n"
+            "      --pieces         print each token's text, quoted and escaped, instead of ids\n"
+            "  -v, --verbose        vocabulary facts and timing on stderr\n"
+            "  -h, --help           this text\n");
+}
+
+/* Reads a whole file ("-": standard input) into a malloc'd buffer. */
+static char *read_all(const char *path, size_t *n)
+{
+    bool is_stdin = !strcmp(path, "-");
+    FILE *f = is_stdin ? stdin : fopen(path, "rb");
+    if (!f) return NULL;
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        if (len == cap) {
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        size_t r = fread(buf + len, 1, cap - len, f);
+        len += r;
+        if (r == 0) break;
+    }
+    if (buf && ferror(f)) {
+        free(buf);
+        buf = NULL;
+    }
+    if (!is_stdin) fclose(f);
+    if (buf) *n = len;
+    return buf;
+}
+
+/* Prints a piece in single quotes with C-style escapes. */
+static void print_piece(const char *p, size_t n)
+{
+    putchar('\'');
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c == '\n')
+            fputs("\\n", stdout);
+        else if (c == '\t')
+            fputs("\\t", stdout);
+        else if (c == '\r')
+            fputs("\\r", stdout);
+        else if (c == '\\' || c == '\'')
+            printf("\\%c", c);
+        else if (c < 0x20 || c == 0x7F)
+            printf("\\x%02x", c);
+        else
+            putchar(c);
+    }
+    putchar('\'');
+}
+
+/* Tokenizes one input and prints one line. */
+static int emit(const sq_vocab *v, const char *text, size_t len, bool add_special, bool parse_special, bool pieces)
+{
+    sq_token *ids = NULL;
+    size_t n = 0;
+    sq_error e = {0};
+    if (sq_tokenize(v, text, len, add_special, parse_special, &ids, &n, &e) != SQ_OK) {
+        fprintf(stderr, "sq tokenize: %s\n", e.msg);
+        return 1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (i) putchar(' ');
+        if (pieces) {
+            size_t pl;
+            const char *p = sq_vocab_piece(v, ids[i], true, &pl);
+            print_piece(p, pl);
+        } else {
+            printf("%d", ids[i]);
+        }
+    }
+    putchar('\n');
+    free(ids);
+    return 0;
+}
+
+/* llama.cpp's test-tokenizer-0 format. */
+static int run_test(const sq_vocab *v, const char *inp_path, const char *out_path)
+{
+    size_t in_n = 0, out_n = 0;
+    char *inp = read_all(inp_path, &in_n), *outp = read_all(out_path, &out_n);
+    if (!inp || !outp) {
+        fprintf(stderr, "sq tokenize: cannot read %s\n", !inp ? inp_path : out_path);
+        free(inp);
+        free(outp);
+        return 1;
+    }
+    const char *sep = "\n__ggml_vocab_test__\n";
+    size_t sl = strlen(sep), pos = 0;
+    int cases = 0, failed = 0;
+    char *ol = outp, *oend = outp + out_n;
+    while (pos < in_n) {
+        char *nx = memmem(inp + pos, in_n - pos, sep, sl);
+        size_t L = nx ? (size_t)(nx - (inp + pos)) : in_n - pos;
+        char *eol = ol < oend ? memchr(ol, '\n', (size_t)(oend - ol)) : NULL;
+        if (!eol) {
+            fprintf(stderr, "sq tokenize: %s has fewer lines than %s has inputs\n", out_path, inp_path);
+            failed++;
+            break;
+        }
+        *eol = 0;
+        sq_token *ids = NULL;
+        size_t n = 0;
+        sq_error e = {0};
+        if (sq_tokenize(v, inp + pos, L, false, false, &ids, &n, &e) != SQ_OK) {
+            fprintf(stderr, "sq tokenize: %s\n", e.msg);
+            free(inp);
+            free(outp);
+            return 1;
+        }
+        const char *x = ol;
+        bool ok = true;
+        for (size_t i = 0; i < n && ok; i++) {
+            char *end;
+            long want = strtol(x, &end, 10);
+            if (end == x || want != ids[i]) ok = false;
+            x = end;
+        }
+        while (*x == ' ' || *x == '\r') x++;
+        if (*x) ok = false;
+        cases++;
+        if (!ok) {
+            failed++;
+            printf("FAIL '%.*s'\n  expected:%s\n  got:     ", (int)L, inp + pos, ol);
+            for (size_t i = 0; i < n; i++) printf(" %d", ids[i]);
+            putchar('\n');
+        }
+        free(ids);
+        ol = eol + 1;
+        if (!nx) break;
+        pos += L + sl;
+    }
+    printf("%d cases, %d passed, %d failed\n", cases, cases - failed, failed);
+    free(inp);
+    free(outp);
+    return failed ? 1 : 0;
+}
 
 int sq_cmd_tokenize(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "sq tokenize: not available in this build yet\n");
-    return 2;
+    const char *model = NULL, *prompt = NULL, *file = NULL, *test_inp = NULL;
+    bool test = false, whole = false, add_special = true, parse_special = false, pieces = false, verbose = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        bool has_val = i + 1 < argc;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        } else if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && has_val) {
+            model = argv[++i];
+        } else if ((!strcmp(a, "-p") || !strcmp(a, "--prompt")) && has_val) {
+            prompt = argv[++i];
+        } else if ((!strcmp(a, "-f") || !strcmp(a, "--file")) && has_val) {
+            file = argv[++i];
+        } else if (!strcmp(a, "--test")) {
+            test = true;
+            if (has_val && argv[i + 1][0] != '-') test_inp = argv[++i];
+        } else if (!strcmp(a, "--whole")) {
+            whole = true;
+        } else if (!strcmp(a, "--no-bos")) {
+            add_special = false;
+        } else if (!strcmp(a, "--parse-special")) {
+            parse_special = true;
+        } else if (!strcmp(a, "--ids")) {
+            pieces = false;
+        } else if (!strcmp(a, "--pieces")) {
+            pieces = true;
+        } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
+            verbose = true;
+        } else {
+            fprintf(stderr, "sq tokenize: unknown or incomplete option '%s'\n\n", a);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (!model || ((prompt != NULL) + (file != NULL) + test != 1)) {
+        fprintf(stderr, "sq tokenize: need -m and exactly one of -p, -f, --test\n\n");
+        usage(stderr);
+        return 2;
+    }
+
+    sq_gguf *g = NULL;
+    sq_vocab *v = NULL;
+    sq_error e = {0};
+    double t0 = sq_time_now();
+    if (sq_gguf_open(model, &g, &e) != SQ_OK || sq_vocab_load_gguf(g, &v, &e) != SQ_OK) {
+        fprintf(stderr, "sq tokenize: %s\n", e.msg);
+        sq_gguf_close(g);
+        return 1;
+    }
+    sq_gguf_close(g);
+    if (verbose)
+        fprintf(stderr, "sq tokenize: %s: %s vocabulary, %d tokens, BOS %d, EOS %d, add_bos %d (loaded in %.3f s)\n",
+                model, sq_vocab_get_type(v) == SQ_VOCAB_SPM ? "llama (SPM)" : "gpt2 (BPE)", sq_vocab_n_tokens(v),
+                sq_vocab_bos(v), sq_vocab_eos(v), sq_vocab_add_bos(v), sq_time_now() - t0);
+
+    int rc = 0;
+    if (test) {
+        char inp[4096], out[4096];
+        if (test_inp)
+            snprintf(inp, sizeof inp, "%s", test_inp);
+        else
+            snprintf(inp, sizeof inp, "%s.inp", model);
+        size_t l = strlen(inp);
+        if (l >= 4 && !strcmp(inp + l - 4, ".inp"))
+            snprintf(out, sizeof out, "%.*s.out", (int)(l - 4), inp);
+        else
+            snprintf(out, sizeof out, "%s.out", inp);
+        rc = run_test(v, inp, out);
+    } else if (prompt) {
+        rc = emit(v, prompt, strlen(prompt), add_special, parse_special, pieces);
+    } else {
+        size_t n = 0;
+        char *text = read_all(file, &n);
+        if (!text) {
+            fprintf(stderr, "sq tokenize: cannot read %s\n", file);
+            sq_vocab_free(v);
+            return 1;
+        }
+        t0 = sq_time_now();
+        if (whole) {
+            rc = emit(v, text, n, add_special, parse_special, pieces);
+        } else {
+            for (size_t a = 0; a < n && rc == 0;) {
+                char *nl = memchr(text + a, '\n', n - a);
+                size_t b = nl ? (size_t)(nl - text) : n;
+                rc = emit(v, text + a, b - a, add_special, parse_special, pieces);
+                a = b + 1;
+            }
+        }
+        if (verbose) fprintf(stderr, "sq tokenize: %zu bytes in %.3f s\n", n, sq_time_now() - t0);
+        free(text);
+    }
+    sq_vocab_free(v);
+    if (fflush(stdout) != 0) {
+        perror("sq tokenize: stdout");
+        rc = 1;
+    }
+    return rc;
 }

@@ -18,143 +18,191 @@
  * Kernels never allocate; the caller owns x and y.
  */
 #include <math.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "kernels.h"
-#include "kquant_common.h"
+#include "quant_common.h"
+
+/* Bit-exactness needs every a*b+c rounded twice, as ggml computes it: no FMA
+ * contraction even when built with -mfma / -march=native (GCC in GNU mode and
+ * clang contract by default). */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
 
 static inline int imin(int a, int b) { return a < b ? a : b; }
+/* sq__kquants_reference_search state, as seen by this file. */
+#define iq4_reference_search sq__kquants_reference_search_on()
 static inline int imax(int a, int b) { return a > b ? a : b; }
 
-/* Index of the table level nearest to v (table sorted ascending, 16 entries).
- * A value exactly half-way between two levels takes the upper one; the test
- * 2v >= lo + hi is exact in float (the levels are small integers), so the
- * choice matches ggml's however it phrases the comparison. */
-static inline int nearest_level(const int8_t *levels, float v)
+/* The 16 levels of the IQ4_NL / IQ4_XS non-linear 4-bit code (ggml's table). */
+static const int8_t sq__kvalues_iq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                                              1,    13,   25,  38,  53,  69,  89,  113};
+
+/* Decision thresholds of the IQ4 table, doubled: 2v >= lo + hi moves v from
+ * level lo up to level hi. The sums are small integers, so the test on 2v is
+ * exact in float. */
+static const float iq4_thresholds2[15] = {-231, -187, -148, -114, -84, -57, -32, -9,
+                                          14,   38,   63,   91,   122, 158, 202};
+
+/* Index of the table level nearest to v; a value exactly half-way between
+ * two levels takes the upper one (as ggml, however it phrases the test).
+ * The thresholds are sorted, so the index is the number of them at or below
+ * 2v: 15 independent compares, no branches (NaN gives 0, as ggml's search). */
+static inline int nearest_level(float v)
 {
     const float v2 = v + v;
     int idx = 0;
-    for (int step = 8; step > 0; step >>= 1) {
-        const int j = idx + step;
-        if (v2 >= (float)(levels[j - 1] + levels[j])) idx = j;
-    }
+    for (int k = 0; k < 15; k++) idx += v2 >= iq4_thresholds2[k];
     return idx;
 }
 
+/* Importance weights of one 32-value block: qw*sqrt(sigma2 + x^2), or x^2
+ * without an importance matrix. */
+static void iq4_weights(const float *xb, const float *qw, float sigma2, float *w)
+{
+    if (qw) {
+        sq__imatrix_weights(32, xb, qw, sigma2, w);
+    } else {
+        for (int j = 0; j < 32; ++j) w[j] = xb[j] * xb[j];
+    }
+}
+
 /*
- * The shared IQ4 search over one super-block of sb values (32 for IQ4_NL,
- * 256 for IQ4_XS) split into 32-value blocks.
- *   qw:      importance weights for these sb values, or NULL (weights x^2);
- *   dh:      receives the fp16 (super-)scale;
- *   q4:      receives sb/2 bytes of packed indices (low nibble value j, high
- *            nibble value j+16 of each 32-value block);
- *   scales_h, scales_l: IQ4_XS's 6-bit block scales (NULL for IQ4_NL).
- * Float operations follow ggml's order exactly (see the comments).
+ * The block scale search of ggml's quantize_row_iq4_nl_impl (with its 7
+ * steps): the first guess maps the largest-magnitude value onto the first
+ * table level (-127) and fits d by least squares over the nearest levels;
+ * then 15 inverse scales (t - 127)/max, t = -7..7, each kept only when it
+ * strictly improves sumqx^2/sumq2. Returns 0 for an all-zero block. The
+ * levels chosen here are not kept: both formats re-pick them afterwards.
  */
-static void iq4_search(int sb, const float *x, const float *qw, uint16_t *dh, uint8_t *q4, uint16_t *scales_h,
-                       uint8_t *scales_l)
+static float iq4_block_scale(const float *xb, const float *weight)
 {
     const int8_t *values = sq__kvalues_iq4nl;
-    const int ntry = 7;
-    const int nblocks = sb / 32;
-    uint8_t L[SQ_QK_K];
-    float scales[SQ_QK_K / 32], weight[32];
-
-    float sigma2 = 0;
-    for (int j = 0; j < sb; ++j) sigma2 += x[j] * x[j];
-    sigma2 *= 2.f / sb;
-
-    memset(q4, 0, (size_t)sb / 2);
-    *dh = sq_f32_to_fp16(0.f);
-
-    float max_scale = 0, amax_scale = 0;
-    for (int ib = 0; ib < nblocks; ++ib) {
-        const float *xb = x + 32 * ib;
-        uint8_t *Lb = L + 32 * ib;
-        if (qw) {
-            for (int j = 0; j < 32; ++j) weight[j] = qw[32 * ib + j] * sqrtf(sigma2 + xb[j] * xb[j]);
-        } else {
-            for (int j = 0; j < 32; ++j) weight[j] = xb[j] * xb[j];
-        }
-        float amax = 0, max = 0;
+    float amax;
+    const float max = sq__signed_absmax(xb, 32, &amax);
+    if (amax < SQ_GROUP_EPS) return 0;
+    float d = -max / values[0];
+    float id = 1 / d;
+    float sumqx = 0, sumq2 = 0;
+    for (int j = 0; j < 32; ++j) {
+        const float q = values[nearest_level(id * xb[j])];
+        const float w = weight[j];
+        sumqx += w * q * xb[j];
+        sumq2 += w * q * q;
+    }
+    d = sumq2 > 0 ? sumqx / sumq2 : 0.f;
+    float best = d * sumqx;
+    for (int t = -7; t <= 7; ++t) {
+        id = (t + values[0]) / max; /* integer numerator, then float divide */
+        sumqx = sumq2 = 0;
         for (int j = 0; j < 32; ++j) {
-            const float ax = fabsf(xb[j]);
-            if (ax > amax) {
-                amax = ax;
-                max = xb[j];
-            }
-        }
-        if (amax < SQ_KQ_GROUP_EPS) {
-            scales[ib] = 0;
-            memset(Lb, 0, 32);
-            continue;
-        }
-        /* first guess: the largest-magnitude value on the extreme level -127 */
-        float d = -max / values[0];
-        float id = 1 / d;
-        float sumqx = 0, sumq2 = 0;
-        for (int j = 0; j < 32; ++j) {
-            const int l = nearest_level(values, id * xb[j]);
-            Lb[j] = (uint8_t)l;
-            const float q = values[l];
+            const float q = values[nearest_level(id * xb[j])];
             const float w = weight[j];
             sumqx += w * q * xb[j];
             sumq2 += w * q * q;
         }
-        d = sumq2 > 0 ? sumqx / sumq2 : 0.f;
-        float best = d * sumqx;
-        for (int t = -ntry; t <= ntry; ++t) {
-            id = (t + values[0]) / max; /* integer numerator, then float divide */
-            sumqx = sumq2 = 0;
-            for (int j = 0; j < 32; ++j) {
-                const int l = nearest_level(values, id * xb[j]);
-                const float q = values[l];
-                const float w = weight[j];
-                sumqx += w * q * xb[j];
-                sumq2 += w * q * q;
-            }
-            if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
-                d = sumqx / sumq2;
-                best = d * sumqx;
-            }
-        }
-        scales[ib] = d;
-        const float abs_d = fabsf(d);
-        if (abs_d > amax_scale) {
-            amax_scale = abs_d;
-            max_scale = d;
+        if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
+            d = sumqx / sumq2;
+            best = d * sumqx;
         }
     }
+    return d;
+}
 
-    if (nblocks > 1) {
-        /* IQ4_XS: 6-bit signed block scales against d = max/-32 (unrounded
-         * float d, as ggml), then every index re-picked for its block scale */
-        *scales_h = 0;
-        const float d = -max_scale / 32;
-        *dh = sq_f32_to_fp16(d);
-        const float id = d ? 1 / d : 0.f;
-        for (int ib = 0; ib < nblocks; ++ib) {
-            int l = sq__kq_round(id * scales[ib]);
-            l = imax(-32, imin(31, l));
-            const float dl = d * l;
-            const float idl = dl ? 1 / dl : 0.f;
-            const float *xb = x + 32 * ib;
-            for (int j = 0; j < 32; ++j) L[32 * ib + j] = (uint8_t)nearest_level(values, idl * xb[j]);
-            l += 32;
-            if (ib % 2 == 0)
-                scales_l[ib / 2] = (uint8_t)(l & 0xF);
-            else
-                scales_l[ib / 2] |= (uint8_t)((l & 0xF) << 4);
-            *scales_h |= (uint16_t)((l >> 4) << (2 * ib));
-        }
-    } else {
-        /* IQ4_NL: the block scale as fp16, indices re-picked with the float scale */
-        *dh = sq_f32_to_fp16(scales[0]);
-        const float id = scales[0] ? 1 / scales[0] : 0;
-        for (int j = 0; j < sb; ++j) L[j] = (uint8_t)nearest_level(values, id * x[j]);
+/* Level values by floor(2v), for 2v in [-240, 240]: the thresholds are
+ * integers, so "threshold <= 2v" is "threshold <= floor(2v)". Filled once. */
+static float iq4_level_by_floor2[481];
+static pthread_once_t iq4_level_once = PTHREAD_ONCE_INIT;
+
+static void iq4_level_init(void)
+{
+    for (int f = -240; f <= 240; f++) {
+        int idx = 0;
+        for (int k = 0; k < 15; k++) idx += (float)f >= iq4_thresholds2[k];
+        iq4_level_by_floor2[f + 240] = sq__kvalues_iq4nl[idx];
     }
+}
 
-    for (int i = 0; i < sb / 32; ++i)
+/* The level (as a float) nearest to each lane of v, the same as
+ * sq__kvalues_iq4nl[nearest_level(v)]: 2v clamped to [-240, 240] (NaN to
+ * -240, level -127 as in the scalar search), floored, looked up. */
+static inline sq__v4f iq4_level_x4(sq__v4f v)
+{
+    const sq__v4f lo = {-240, -240, -240, -240}, hi = {240, 240, 240, 240};
+    sq__v4f v2 = v + v;
+    v2 = sq__v4_sel(v2 >= lo, v2, lo);
+    v2 = sq__v4_sel(v2 <= hi, v2, hi);
+    sq__v4i f = __builtin_convertvector(v2, sq__v4i); /* toward zero, in range */
+    f += (__builtin_convertvector(f, sq__v4f) > v2);   /* -1 where it rounded up */
+    const sq__v4f q = {iq4_level_by_floor2[f[0] + 240], iq4_level_by_floor2[f[1] + 240],
+                       iq4_level_by_floor2[f[2] + 240], iq4_level_by_floor2[f[3] + 240]};
+    return q;
+}
+
+/* iq4_block_scale on 4 consecutive 32-value blocks at once, lane k on block
+ * k: the same float operations in the same order, so the same scales. */
+static void iq4_block_scales_x4(const float *x, const float *weight, float *scales)
+{
+    sq__v4f X[32], W[32];
+    for (int j = 0; j < 32; ++j)
+        for (int k = 0; k < 4; ++k) {
+            X[j][k] = x[32 * k + j];
+            W[j][k] = weight[32 * k + j];
+        }
+    const sq__v4f zero = {0, 0, 0, 0};
+    sq__v4f amax = zero, max = zero;
+    for (int j = 0; j < 32; ++j) {
+        const sq__v4f ax = sq__v4_abs(X[j]);
+        const sq__v4i up = ax > amax;
+        amax = sq__v4_sel(up, ax, amax);
+        max = sq__v4_sel(up, X[j], max);
+    }
+    const sq__v4i zero_lane = amax < SQ_GROUP_EPS;
+    sq__v4f d = -max / (float)sq__kvalues_iq4nl[0];
+    sq__v4f id = 1 / d;
+    sq__v4f sumqx = zero, sumq2 = zero;
+    for (int j = 0; j < 32; ++j) {
+        const sq__v4f q = iq4_level_x4(id * X[j]);
+        sumqx += W[j] * q * X[j];
+        sumq2 += W[j] * q * q;
+    }
+    d = sq__v4_sel(sumq2 > 0, sumqx / sumq2, zero);
+    sq__v4f best = d * sumqx;
+    for (int t = -7; t <= 7; ++t) {
+        id = (float)(t + sq__kvalues_iq4nl[0]) / max;
+        sumqx = sumq2 = zero;
+        for (int j = 0; j < 32; ++j) {
+            const sq__v4f q = iq4_level_x4(id * X[j]);
+            sumqx += W[j] * q * X[j];
+            sumq2 += W[j] * q * q;
+        }
+        const sq__v4i take = (sumq2 > 0) & (sumqx * sumqx > best * sumq2);
+        const sq__v4f nd = sumqx / sumq2;
+        d = sq__v4_sel(take, nd, d);
+        best = sq__v4_sel(take, nd * sumqx, best);
+    }
+    for (int k = 0; k < 4; ++k) scales[k] = zero_lane[k] ? 0.f : d[k];
+}
+
+/* Block scales of nblk consecutive 32-value blocks: 4 at a time on vectors,
+ * the rest (and everything, under sq__kquants_reference_search) one by one. */
+static void iq4_block_scales(int nblk, const float *x, const float *weight, float *scales)
+{
+    pthread_once(&iq4_level_once, iq4_level_init);
+    int ib = 0;
+    if (!iq4_reference_search)
+        for (; ib + 4 <= nblk; ib += 4) iq4_block_scales_x4(x + 32 * ib, weight + 32 * ib, scales + ib);
+    for (; ib < nblk; ++ib) scales[ib] = iq4_block_scale(x + 32 * ib, weight + 32 * ib);
+}
+
+/* Packs 32-value blocks of indices: low nibble value j, high nibble j+16. */
+static void iq4_pack(int nblk, const uint8_t *L, uint8_t *q4)
+{
+    for (int i = 0; i < nblk; ++i)
         for (int j = 0; j < 16; ++j) q4[16 * i + j] = (uint8_t)(L[32 * i + j] | (L[32 * i + 16 + j] << 4));
 }
 
@@ -162,11 +210,56 @@ static void iq4_search(int sb, const float *x, const float *qw, uint16_t *dh, ui
  * IQ4_NL
  * ------------------------------------------------------------------------ */
 
+/* IQ4_NL: each 32-value block is its own super-block (sigma2 = 2*mean x^2 of
+ * the block); the scale is stored as fp16 and the indices re-picked with the
+ * float scale. */
 static void quantize_iq4_nl(const float *x, void *vy, int64_t n, const float *imatrix)
 {
     sq__block_iq4_nl *y = vy;
-    for (int64_t ib = 0; ib < n / 32; ++ib)
-        iq4_search(32, x + 32 * ib, imatrix ? imatrix + 32 * ib : NULL, &y[ib].d, y[ib].qs, NULL, NULL);
+    float weight[4 * 32], scales[4];
+    uint8_t L[32];
+    for (int64_t ib0 = 0; ib0 < n / 32; ib0 += 4) {
+        const int nblk = n / 32 - ib0 < 4 ? (int)(n / 32 - ib0) : 4;
+        const float *xb0 = x + 32 * ib0;
+        for (int b = 0; b < nblk; ++b) {
+            const float *xb = xb0 + 32 * b;
+            const float sigma2 = sq__sum_squares(xb, 32) * (2.f / 32);
+            iq4_weights(xb, imatrix ? imatrix + 32 * (ib0 + b) : NULL, sigma2, weight + 32 * b);
+        }
+        iq4_block_scales(nblk, xb0, weight, scales);
+        for (int b = 0; b < nblk; ++b) {
+            const float *xb = xb0 + 32 * b;
+            sq__block_iq4_nl *blk = &y[ib0 + b];
+            blk->d = sq_f32_to_fp16(scales[b]);
+            const float id = scales[b] ? 1 / scales[b] : 0;
+            for (int j = 0; j < 32; ++j) L[j] = (uint8_t)nearest_level(id * xb[j]);
+            iq4_pack(1, L, blk->qs);
+        }
+    }
+}
+
+/* Decodes one 32-value block of 4-bit codes (low nibbles values 0-15, high
+ * nibbles 16-31): y = d * table[code] (a product, so the operand order of
+ * ggml's table[code] * d for MXFP4 gives the same bits). */
+static inline void table_nibble_dequant(const uint8_t *qs, const int8_t *table, float d, float *y)
+{
+    for (int j = 0; j < 16; ++j) {
+        y[j] = d * table[qs[j] & 0xF];
+        y[j + 16] = d * table[qs[j] >> 4];
+    }
+}
+
+/* Integer dot of one 32-value block of 4-bit codes (low nibbles values
+ * 0-15, high nibbles 16-31) looked up in table, with 32 int8 activations:
+ * the inner sum of the IQ4_NL, IQ4_XS and MXFP4 dots. */
+static inline int table_nibble_dot(const uint8_t *qs, const int8_t *table, const int8_t *q8)
+{
+    int s = 0;
+    for (int j = 0; j < 16; ++j) {
+        s += q8[j] * table[qs[j] & 0xF];
+        s += q8[j + 16] * table[qs[j] >> 4];
+    }
+    return s;
 }
 
 /* value = d * level. */
@@ -174,11 +267,7 @@ static void dequantize_iq4_nl(const void *vx, float *y, int64_t n)
 {
     const sq__block_iq4_nl *x = vx;
     for (int64_t ib = 0; ib < n / 32; ++ib, y += 32) {
-        const float d = sq_fp16_to_f32(x[ib].d);
-        for (int j = 0; j < 16; ++j) {
-            y[j] = d * sq__kvalues_iq4nl[x[ib].qs[j] & 0xF];
-            y[j + 16] = d * sq__kvalues_iq4nl[x[ib].qs[j] >> 4];
-        }
+        table_nibble_dequant(x[ib].qs, sq__kvalues_iq4nl, sq_fp16_to_f32(x[ib].d), y);
     }
 }
 
@@ -186,14 +275,10 @@ static void dequantize_iq4_nl(const void *vx, float *y, int64_t n)
 static float vec_dot_iq4_nl(int64_t n, const void *vw, const void *vx)
 {
     const sq__block_iq4_nl *w = vw;
-    const sq__kq_block_q8_0 *a = vx;
+    const sq__block_q8_0 *a = vx;
     float sumf = 0;
     for (int64_t ib = 0; ib < n / 32; ++ib) {
-        int s = 0;
-        for (int j = 0; j < 16; ++j) {
-            s += a[ib].qs[j] * sq__kvalues_iq4nl[w[ib].qs[j] & 0xF];
-            s += a[ib].qs[j + 16] * sq__kvalues_iq4nl[w[ib].qs[j] >> 4];
-        }
+        const int s = table_nibble_dot(w[ib].qs, sq__kvalues_iq4nl, a[ib].qs);
         sumf += (sq_fp16_to_f32(w[ib].d) * sq_fp16_to_f32(a[ib].d)) * s;
     }
     return sumf;
@@ -203,12 +288,42 @@ static float vec_dot_iq4_nl(int64_t n, const void *vw, const void *vx)
  * IQ4_XS
  * ------------------------------------------------------------------------ */
 
+/* IQ4_XS: block scales as for IQ4_NL (sigma2 from the whole super-block),
+ * then 6-bit block scales against D = max_scale/-32 (the signed
+ * largest-magnitude scale; D stays an unrounded float here, as in ggml, and
+ * an all-zero super-block stores -0.0), and every index re-picked with D*l. */
 static void quantize_iq4_xs(const float *x, void *vy, int64_t n, const float *imatrix)
 {
     sq__block_iq4_xs *y = vy;
-    for (int64_t ibl = 0; ibl < n / SQ_QK_K; ++ibl)
-        iq4_search(SQ_QK_K, x + SQ_QK_K * ibl, imatrix ? imatrix + SQ_QK_K * ibl : NULL, &y[ibl].d, y[ibl].qs,
-                   &y[ibl].scales_h, y[ibl].scales_l);
+    float weight[SQ_QK_K], scales[SQ_QK_K / 32];
+    uint8_t L[SQ_QK_K];
+    for (int64_t ibl = 0; ibl < n / SQ_QK_K; ++ibl, x += SQ_QK_K) {
+        const float sigma2 = sq__sum_squares(x, SQ_QK_K) * (2.f / SQ_QK_K);
+        for (int ib = 0; ib < SQ_QK_K / 32; ++ib)
+            iq4_weights(x + 32 * ib, imatrix ? imatrix + SQ_QK_K * ibl + 32 * ib : NULL, sigma2, weight + 32 * ib);
+        iq4_block_scales(SQ_QK_K / 32, x, weight, scales);
+        float amax_scale;
+        const float max_scale = sq__signed_absmax(scales, SQ_QK_K / 32, &amax_scale);
+        sq__block_iq4_xs *blk = &y[ibl];
+        blk->scales_h = 0;
+        const float d = -max_scale / 32;
+        blk->d = sq_f32_to_fp16(d);
+        const float id = d ? 1 / d : 0.f;
+        for (int ib = 0; ib < SQ_QK_K / 32; ++ib) {
+            int l = sq__nearest_int(id * scales[ib]);
+            l = imax(-32, imin(31, l));
+            const float dl = d * l;
+            const float idl = dl ? 1 / dl : 0.f;
+            for (int j = 0; j < 32; ++j) L[32 * ib + j] = (uint8_t)nearest_level(idl * x[32 * ib + j]);
+            l += 32;
+            if (ib % 2 == 0)
+                blk->scales_l[ib / 2] = (uint8_t)(l & 0xF);
+            else
+                blk->scales_l[ib / 2] |= (uint8_t)((l & 0xF) << 4);
+            blk->scales_h |= (uint16_t)((l >> 4) << (2 * ib));
+        }
+        iq4_pack(SQ_QK_K / 32, L, blk->qs);
+    }
 }
 
 /* The 6-bit scale (stored +32) of 32-value block ib. */
@@ -226,10 +341,7 @@ static void dequantize_iq4_xs(const void *vx, float *y, int64_t n)
         const uint8_t *qs = x[i].qs;
         for (int ib = 0; ib < SQ_QK_K / 32; ++ib, y += 32, qs += 16) {
             const float dl = d * iq4_xs_scale(&x[i], ib);
-            for (int j = 0; j < 16; ++j) {
-                y[j] = dl * sq__kvalues_iq4nl[qs[j] & 0xF];
-                y[j + 16] = dl * sq__kvalues_iq4nl[qs[j] >> 4];
-            }
+            table_nibble_dequant(qs, sq__kvalues_iq4nl, dl, y);
         }
     }
 }
@@ -243,14 +355,8 @@ static float vec_dot_iq4_xs(int64_t n, const void *vw, const void *vx)
         const uint8_t *qs = w[i].qs;
         const int8_t *q8 = a[i].qs;
         int32_t isum = 0;
-        for (int ib = 0; ib < SQ_QK_K / 32; ++ib, qs += 16, q8 += 32) {
-            int s = 0;
-            for (int j = 0; j < 16; ++j) {
-                s += q8[j] * sq__kvalues_iq4nl[qs[j] & 0xF];
-                s += q8[j + 16] * sq__kvalues_iq4nl[qs[j] >> 4];
-            }
-            isum += iq4_xs_scale(&w[i], ib) * s;
-        }
+        for (int ib = 0; ib < SQ_QK_K / 32; ++ib, qs += 16, q8 += 32)
+            isum += iq4_xs_scale(&w[i], ib) * table_nibble_dot(qs, sq__kvalues_iq4nl, q8);
         sumf += sq_fp16_to_f32(w[i].d) * a[i].d * isum;
     }
     return sumf;
@@ -297,9 +403,7 @@ static void quantize_mxfp4(const float *x, void *vy, int64_t n, const float *ima
     (void)imatrix;
     sq__block_mxfp4 *y = vy;
     for (int64_t ib = 0; ib < n / 32; ++ib, x += 32) {
-        float amax = 0;
-        for (int j = 0; j < 32; j++)
-            if (amax < fabsf(x[j])) amax = fabsf(x[j]);
+        const float amax = sq__absmax(x, 32);
         /* through int, then wrapped to 8 bits: what ggml's conversion does on
          * x86 for finite values, without the undefined float->uint8 cast when
          * amax is below 2^-125 (negative exponent byte) */
@@ -319,25 +423,17 @@ static void dequantize_mxfp4(const void *vx, float *y, int64_t n)
 {
     const sq__block_mxfp4 *x = vx;
     for (int64_t ib = 0; ib < n / 32; ++ib, y += 32) {
-        const float d = e8m0_half(x[ib].e);
-        for (int j = 0; j < 16; ++j) {
-            y[j] = kvalues_mxfp4[x[ib].qs[j] & 0xF] * d;
-            y[j + 16] = kvalues_mxfp4[x[ib].qs[j] >> 4] * d;
-        }
+        table_nibble_dequant(x[ib].qs, kvalues_mxfp4, e8m0_half(x[ib].e), y);
     }
 }
 
 static float vec_dot_mxfp4(int64_t n, const void *vw, const void *vx)
 {
     const sq__block_mxfp4 *w = vw;
-    const sq__kq_block_q8_0 *a = vx;
+    const sq__block_q8_0 *a = vx;
     float sumf = 0;
     for (int64_t ib = 0; ib < n / 32; ++ib) {
-        int s = 0;
-        for (int j = 0; j < 16; ++j) {
-            s += a[ib].qs[j] * kvalues_mxfp4[w[ib].qs[j] & 0xF];
-            s += a[ib].qs[j + 16] * kvalues_mxfp4[w[ib].qs[j] >> 4];
-        }
+        const int s = table_nibble_dot(w[ib].qs, kvalues_mxfp4, a[ib].qs);
         sumf += (sq_fp16_to_f32(a[ib].d) * e8m0_half(w[ib].e)) * s;
     }
     return sumf;

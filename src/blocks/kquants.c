@@ -14,83 +14,120 @@
  * value is re-quantized against its final scale.
  *
  * Bit-exactness with ggml rests on reproducing its float operations in the
- * same order (no FMA contraction: the Makefile compiles ISO C11 without
- * -ffp-contract=fast and these files without -mfma), the same round-to-even
- * helper (sq__kq_round) and the same tie-breaking in every search. The
- * comments say where an order matters. Kernels never allocate: scratch lives
- * on the stack; the caller owns x and y.
+ * same order (no FMA contraction: see the pragma below), the same
+ * round-to-even helper (sq__nearest_int) and the same tie-breaking in every
+ * search. The comments say where an order matters. The per-sub-block searches
+ * also exist as 4-lane versions (same bytes, 2-3x faster quantization).
+ * Kernels never allocate: scratch lives on the stack; the caller owns x and y.
  */
 #include <math.h>
 #include <string.h>
 
 #include "kernels.h"
-#include "kquant_common.h"
+#include "quant_common.h"
+
+/* Bit-exactness needs every a*b+c rounded twice, as ggml computes it: no FMA
+ * contraction even when built with -mfma / -march=native (GCC in GNU mode and
+ * clang contract by default). */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
 
 static inline int imin(int a, int b) { return a < b ? a : b; }
 static inline int imax(int a, int b) { return a > b ? a : b; }
-static inline float h2f(uint16_t h) { return sq_fp16_to_f32(h); }
-static inline uint16_t f2h(float f) { return sq_f32_to_fp16(f); }
+static inline float h2f(sq_fp16 h) { return sq_fp16_to_f32(h); }
+static inline sq_fp16 f2h(float f) { return sq_f32_to_fp16(f); }
+
+/* The *_x4 searches below run 4 sub-blocks at once on the 4-lane helpers of
+ * quant_common.h, bit-identical to their scalar searches.
+ * sq__kquants_reference_search(true) switches to the scalar searches (tests
+ * compare the two byte for byte). */
+
+/* The error measure of the asymmetric searches, per lane: |diff| when
+ * use_mad, else diff^2. */
+static inline sq__v4f v4_err(sq__v4f diff, int use_mad) { return use_mad ? sq__v4_abs(diff) : diff * diff; }
+
+/* Set by sq__kquants_reference_search (tests only): run the scalar searches. */
+static bool reference_search;
+
+void sq__kquants_reference_search(bool on) { reference_search = on; }
+bool sq__kquants_reference_search_on(void) { return reference_search; }
 
 /* ------------------------------------------------------------------------
  * Scale searches
  * ------------------------------------------------------------------------ */
 
-/*
- * Symmetric signed search (ggml's make_qx_quants with rmse_type 1): fits
- * x[i] ~ scale * (L[i] - nmax), L[i] in [0, 2*nmax), minimising the weighted
- * squared error. Weights are qw[] or, when qw is NULL, x[i]^2. Starts at the
- * scale that maps the largest-magnitude value to -nmax, then tries 18 nearby
- * inverse scales (nmax +- 0.1..0.9); a candidate wins only when its fitted
- * error is strictly lower (compared as sumlx^2/suml2). Returns the
- * least-squares scale of the winning levels, 0 for an all-zero group.
- */
-static float fit_symmetric(int n, int nmax, const float *x, int8_t *L, const float *qw)
+/* sq__fit_symmetric on 4 consecutive sub-blocks of n values at once (lane k on
+ * sub-block k); w holds their weights or is NULL (then x^2). */
+static void fit_symmetric_x4(int n, int nmax, const float *x, int8_t *L, const float *w, float *scales)
 {
-    float max = 0, amax = 0;
-    for (int i = 0; i < n; ++i) {
-        const float ax = fabsf(x[i]);
-        if (ax > amax) {
-            amax = ax;
-            max = x[i];
+    sq__v4f X[32], W[32];
+    for (int i = 0; i < n; ++i)
+        for (int k = 0; k < 4; ++k) {
+            const float v = x[n * k + i];
+            X[i][k] = v;
+            W[i][k] = w ? w[n * k + i] : v * v;
         }
-    }
-    if (amax < SQ_KQ_GROUP_EPS) {
-        memset(L, 0, (size_t)n);
-        return 0.f;
-    }
-    float iscale = -nmax / max;
-    float sumlx = 0, suml2 = 0;
+    const sq__v4f zero = {0, 0, 0, 0};
+    const sq__v4i izero = {0, 0, 0, 0};
+    const sq__v4i lo = izero - nmax, hi = izero + (nmax - 1);
+    sq__v4f max = zero, amax = zero;
     for (int i = 0; i < n; ++i) {
-        int l = sq__kq_round(iscale * x[i]);
-        l = imax(-nmax, imin(nmax - 1, l));
-        L[i] = (int8_t)(l + nmax);
-        const float w = qw ? qw[i] : x[i] * x[i];
-        sumlx += w * x[i] * l; /* (w*x)*l, as ggml */
-        suml2 += w * l * l;
+        const sq__v4f ax = sq__v4_abs(X[i]);
+        const sq__v4i up = ax > amax;
+        amax = sq__v4_sel(up, ax, amax);
+        max = sq__v4_sel(up, X[i], max);
     }
-    float scale = suml2 ? sumlx / suml2 : 0.0f;
-    float best = scale * sumlx;
+    const sq__v4i zero_lane = amax < SQ_GROUP_EPS;
+    sq__v4i Lv[32];
+    sq__v4f iscale = (float)-nmax / max;
+    sq__v4f sumlx = zero, suml2 = zero;
+    for (int i = 0; i < n; ++i) {
+        sq__v4i l = sq__v4_nearest_int(iscale * X[i]);
+        l = sq__v4_seli(l < lo, lo, sq__v4_seli(l > hi, hi, l));
+        Lv[i] = l;
+        const sq__v4f lf = __builtin_convertvector(l, sq__v4f);
+        sumlx += W[i] * X[i] * lf;
+        suml2 += W[i] * lf * lf;
+    }
+    sq__v4f scale = sq__v4_sel(suml2 != 0, sumlx / suml2, zero);
+    sq__v4f best = scale * sumlx;
     for (int step = -9; step <= 9; ++step) {
         if (step == 0) continue;
         iscale = -(nmax + 0.1f * step) / max;
-        sumlx = suml2 = 0;
+        sq__v4i Lt[32];
+        sumlx = suml2 = zero;
         for (int i = 0; i < n; ++i) {
-            int l = sq__kq_round(iscale * x[i]);
-            l = imax(-nmax, imin(nmax - 1, l));
-            const float w = qw ? qw[i] : x[i] * x[i];
-            sumlx += w * x[i] * l;
-            suml2 += w * l * l;
+            sq__v4i l = sq__v4_nearest_int(iscale * X[i]);
+            l = sq__v4_seli(l < lo, lo, sq__v4_seli(l > hi, hi, l));
+            Lt[i] = l;
+            const sq__v4f lf = __builtin_convertvector(l, sq__v4f);
+            sumlx += W[i] * X[i] * lf;
+            suml2 += W[i] * lf * lf;
         }
-        if (suml2 > 0 && sumlx * sumlx > best * suml2) {
-            for (int i = 0; i < n; ++i) {
-                const int l = sq__kq_round(iscale * x[i]);
-                L[i] = (int8_t)(nmax + imax(-nmax, imin(nmax - 1, l)));
-            }
-            scale = sumlx / suml2;
-            best = scale * sumlx;
-        }
+        const sq__v4i take = (suml2 > 0) & (sumlx * sumlx > best * suml2);
+        for (int i = 0; i < n; ++i) Lv[i] = sq__v4_seli(take, Lt[i], Lv[i]);
+        const sq__v4f ns = sumlx / suml2;
+        scale = sq__v4_sel(take, ns, scale);
+        best = sq__v4_sel(take, ns * sumlx, best);
     }
-    return scale;
+    for (int k = 0; k < 4; ++k) {
+        scales[k] = zero_lane[k] ? 0.f : scale[k];
+        for (int i = 0; i < n; ++i) L[n * k + i] = zero_lane[k] ? 0 : (int8_t)(Lv[i][k] + nmax);
+    }
+}
+
+/* sq__fit_symmetric on nsub (a multiple of 4) consecutive sub-blocks of n values;
+ * w: their weights, or NULL for x^2. */
+static void fit_symmetric_batch(int nsub, int n, int nmax, const float *x, int8_t *L, const float *w, float *scales)
+{
+    if (reference_search) {
+        for (int j = 0; j < nsub; ++j) scales[j] = sq__fit_symmetric(n, nmax, x + n * j, L + n * j, w ? w + n * j : NULL);
+        return;
+    }
+    for (int j = 0; j < nsub; j += 4) fit_symmetric_x4(n, nmax, x + n * j, L + n * j, w ? w + n * j : NULL, scales + j);
 }
 
 /*
@@ -102,22 +139,16 @@ static float fit_symmetric(int n, int nmax, const float *x, int8_t *L, const flo
  */
 static float fit_q3_reference(int n, int nmax, const float *x, int8_t *L)
 {
-    float max = 0, amax = 0;
-    for (int i = 0; i < n; ++i) {
-        const float ax = fabsf(x[i]);
-        if (ax > amax) {
-            amax = ax;
-            max = x[i];
-        }
-    }
-    if (amax < SQ_KQ_GROUP_EPS) {
+    float amax;
+    const float max = sq__signed_absmax(x, n, &amax);
+    if (amax < SQ_GROUP_EPS) {
         memset(L, 0, (size_t)n);
         return 0.f;
     }
     const float iscale = -nmax / max;
     float sumlx = 0, suml2 = 0;
     for (int i = 0; i < n; ++i) {
-        int l = sq__kq_round(iscale * x[i]);
+        int l = sq__nearest_int(iscale * x[i]);
         l = imax(-nmax, imin(nmax - 1, l));
         L[i] = (int8_t)l;
         const float w = x[i] * x[i];
@@ -131,7 +162,7 @@ static float fit_q3_reference(int n, int nmax, const float *x, int8_t *L)
             float slx = sumlx - w * x[i] * L[i];
             if (slx > 0) {
                 float sl2 = suml2 - w * L[i] * L[i];
-                int nl = sq__kq_round(x[i] * sl2 / slx);
+                int nl = sq__nearest_int(x[i] * sl2 / slx);
                 nl = imax(-nmax, imin(nmax - 1, nl));
                 if (nl != L[i]) {
                     slx += w * x[i] * nl;
@@ -159,6 +190,8 @@ static float fit_q3_reference(int n, int nmax, const float *x, int8_t *L)
  * weighted least-squares solve for scale and min; a candidate replaces the
  * best one only with a strictly smaller weighted error (absolute error when
  * use_mad, else squared). *neg_min receives m; returns the scale.
+ * Kept apart from sq__fit_asym_weighted on purpose: ggml rounds a candidate
+ * level here before clamping it (other bytes for huge scaled values).
  */
 static float fit_asym_plain(int n, int nmax, const float *x, const float *weights, uint8_t *L, float *neg_min,
                             uint8_t *Laux, float rmin, float rdelta, int nstep, int use_mad)
@@ -183,7 +216,7 @@ static float fit_asym_plain(int n, int nmax, const float *x, const float *weight
     float scale = 1 / iscale;
     float best_error = 0;
     for (int i = 0; i < n; ++i) {
-        const int l = sq__kq_round(iscale * (x[i] - min));
+        const int l = sq__nearest_int(iscale * (x[i] - min));
         L[i] = (uint8_t)imax(0, imin(nmax, l));
         float diff = scale * L[i] + min - x[i];
         diff = use_mad ? fabsf(diff) : diff * diff;
@@ -198,7 +231,7 @@ static float fit_asym_plain(int n, int nmax, const float *x, const float *weight
         iscale = (rmin + rdelta * step + nmax) / (max - min);
         float sum_l = 0, sum_l2 = 0, sum_xl = 0;
         for (int i = 0; i < n; ++i) {
-            int l = sq__kq_round(iscale * (x[i] - min));
+            int l = sq__nearest_int(iscale * (x[i] - min));
             l = imax(0, imin(nmax, l));
             Laux[i] = (uint8_t)l;
             const float w = weights[i];
@@ -233,83 +266,111 @@ static float fit_asym_plain(int n, int nmax, const float *x, const float *weight
 }
 
 /*
- * Asymmetric search with importance (ggml's make_qkx3_quants): the same
- * search as fit_asym_plain, except that weights may be NULL (then x^2), the
- * degenerate test is max <= min, and each candidate's levels are computed as
- * round(min(v, nmax)) for v > 0 and 0 otherwise (the same values for finite
- * inputs, safe for the non-finite ones a collapsed range could produce).
+ * fit_asym_plain / sq__fit_asym_weighted on 4 sub-blocks at once, lane k on
+ * sub-block k (see the vector note at the top).
+ *   x, w: 4 consecutive sub-blocks of n (16 or 32) values and weights;
+ *   L:    receives their levels; scales / neg_mins: the fitted pairs.
  */
-static float fit_asym_weighted(int n, int nmax, const float *x, const float *weights, uint8_t *L, float *neg_min,
-                               uint8_t *Laux, float rmin, float rdelta, int nstep)
+static void fit_asym_x4(int n, int nmax, const float *x, const float *w, uint8_t *L, float *scales, float *neg_mins,
+                        float rmin, float rdelta, int nstep, int use_mad, int weighted)
 {
-    float min = x[0], max = x[0];
-    float sum_w = weights ? weights[0] : x[0] * x[0];
-    float sum_x = sum_w * x[0];
+    sq__v4f X[32], W[32];
+    sq__v4i Lv[32], Laux[32];
+    for (int i = 0; i < n; ++i)
+        for (int k = 0; k < 4; ++k) {
+            X[i][k] = x[n * k + i];
+            W[i][k] = w[n * k + i];
+        }
+    const sq__v4f zero = {0, 0, 0, 0};
+    const sq__v4i izero = {0, 0, 0, 0};
+    const sq__v4i inmax = izero + nmax;
+    const sq__v4f fnmax = zero + (float)nmax;
+
+    sq__v4f min = X[0], max = X[0];
+    sq__v4f sum_w = W[0];
+    sq__v4f sum_x = sum_w * X[0];
     for (int i = 1; i < n; ++i) {
-        if (x[i] < min) min = x[i];
-        if (x[i] > max) max = x[i];
-        const float w = weights ? weights[i] : x[i] * x[i];
-        sum_w += w;
-        sum_x += w * x[i];
+        min = sq__v4_sel(X[i] < min, X[i], min);
+        max = sq__v4_sel(X[i] > max, X[i], max);
+        sum_w += W[i];
+        sum_x += W[i] * X[i];
     }
-    if (min > 0) min = 0;
-    if (max <= min) {
-        memset(L, 0, (size_t)n);
-        *neg_min = -min;
-        return 0.f;
-    }
-    float iscale = nmax / (max - min);
-    float scale = 1 / iscale;
-    float best_error = 0;
+    min = sq__v4_sel(min > 0, zero, min);
+    const sq__v4i degenerate = weighted ? (max <= min) : (max == min);
+
+    sq__v4f iscale = fnmax / (max - min);
+    sq__v4f scale = 1 / iscale;
+    sq__v4f best = zero;
     for (int i = 0; i < n; ++i) {
-        const int l = sq__kq_round(iscale * (x[i] - min));
-        L[i] = (uint8_t)imax(0, imin(nmax, l));
-        float diff = scale * L[i] + min - x[i];
-        diff = diff * diff;
-        const float w = weights ? weights[i] : x[i] * x[i];
-        best_error += w * diff;
-    }
-    if (nstep < 1) {
-        *neg_min = -min;
-        return scale;
+        sq__v4i l = sq__v4_nearest_int(iscale * (X[i] - min));
+        l = sq__v4_seli(l < 0, izero, sq__v4_seli(l > inmax, inmax, l));
+        Lv[i] = l;
+        const sq__v4f diff = scale * __builtin_convertvector(l, sq__v4f) + min - X[i];
+        best += W[i] * v4_err(diff, use_mad);
     }
     for (int step = 0; step <= nstep; ++step) {
         iscale = (rmin + rdelta * step + nmax) / (max - min);
-        float sum_l = 0, sum_l2 = 0, sum_xl = 0;
+        sq__v4f sum_l = zero, sum_l2 = zero, sum_xl = zero;
         for (int i = 0; i < n; ++i) {
-            const float v = iscale * (x[i] - min);
-            const int l = v > 0 ? sq__kq_round(v < nmax ? v : (float)nmax) : 0;
-            Laux[i] = (uint8_t)l;
-            const float w = weights ? weights[i] : x[i] * x[i];
-            sum_l += w * l;
-            sum_l2 += w * l * l;
-            sum_xl += w * l * x[i];
+            const sq__v4f v = iscale * (X[i] - min);
+            sq__v4i l;
+            if (weighted) {
+                l = sq__v4_nearest_int(sq__v4_sel(v < fnmax, v, fnmax));
+                l = sq__v4_seli(v > 0, l, izero);
+            } else {
+                l = sq__v4_nearest_int(v);
+                l = sq__v4_seli(l < 0, izero, sq__v4_seli(l > inmax, inmax, l));
+            }
+            Laux[i] = l;
+            const sq__v4f lf = __builtin_convertvector(l, sq__v4f);
+            sum_l += W[i] * lf;
+            sum_l2 += W[i] * lf * lf;
+            sum_xl += W[i] * lf * X[i];
         }
-        const float D = sum_w * sum_l2 - sum_l * sum_l;
-        if (D > 0) {
-            float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
-            float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
-            if (this_min > 0) {
-                this_min = 0;
-                this_scale = sum_xl / sum_l2;
-            }
-            float err = 0;
-            for (int i = 0; i < n; ++i) {
-                float diff = this_scale * Laux[i] + this_min - x[i];
-                diff = diff * diff;
-                const float w = weights ? weights[i] : x[i] * x[i];
-                err += w * diff;
-            }
-            if (err < best_error) {
-                memcpy(L, Laux, (size_t)n);
-                best_error = err;
-                scale = this_scale;
-                min = this_min;
-            }
+        const sq__v4f D = sum_w * sum_l2 - sum_l * sum_l;
+        sq__v4f this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
+        sq__v4f this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
+        const sq__v4i pos = this_min > 0;
+        this_min = sq__v4_sel(pos, zero, this_min);
+        this_scale = sq__v4_sel(pos, sum_xl / sum_l2, this_scale);
+        sq__v4f err = zero;
+        for (int i = 0; i < n; ++i) {
+            const sq__v4f diff = this_scale * __builtin_convertvector(Laux[i], sq__v4f) + this_min - X[i];
+            err += W[i] * v4_err(diff, use_mad);
         }
+        const sq__v4i take = (D > 0) & (err < best);
+        for (int i = 0; i < n; ++i) Lv[i] = sq__v4_seli(take, Laux[i], Lv[i]);
+        best = sq__v4_sel(take, err, best);
+        scale = sq__v4_sel(take, this_scale, scale);
+        min = sq__v4_sel(take, this_min, min);
     }
-    *neg_min = -min;
-    return scale;
+    /* degenerate lanes: the scalar code returned early with zeros */
+    scale = sq__v4_sel(degenerate, zero, scale);
+    for (int k = 0; k < 4; ++k) {
+        scales[k] = scale[k];
+        neg_mins[k] = -min[k];
+        for (int i = 0; i < n; ++i) L[n * k + i] = degenerate[k] ? 0 : (uint8_t)Lv[i][k];
+    }
+}
+
+/* The asymmetric fit of nsub (a multiple of 4) consecutive sub-blocks of n
+ * values: sq__fit_asym_weighted when `weighted` (squared error), else
+ * fit_asym_plain (use_mad chooses the error). */
+static void fit_asym_batch(int nsub, int n, int nmax, const float *x, const float *w, uint8_t *L, float *scales,
+                           float *neg_mins, float rmin, float rdelta, int nstep, int use_mad, int weighted)
+{
+    if (reference_search) {
+        uint8_t Laux[32];
+        for (int j = 0; j < nsub; ++j)
+            scales[j] = weighted ? sq__fit_asym_weighted(n, nmax, x + n * j, w + n * j, L + n * j, &neg_mins[j], Laux,
+                                                     rmin, rdelta, nstep)
+                                 : fit_asym_plain(n, nmax, x + n * j, w + n * j, L + n * j, &neg_mins[j], Laux, rmin,
+                                                  rdelta, nstep, use_mad);
+        return;
+    }
+    for (int j = 0; j < nsub; j += 4)
+        fit_asym_x4(n, nmax, x + n * j, w + n * j, L + n * j, scales + j, neg_mins + j, rmin, rdelta, nstep, use_mad,
+                    weighted);
 }
 
 /*
@@ -324,12 +385,12 @@ static float fit_positive(int n, int nmax, const float *x, uint8_t *L, const flo
 {
     float max = 0;
     for (int i = 0; i < n; ++i) max = max > x[i] ? max : x[i];
-    if (max < SQ_KQ_GROUP_EPS) {
+    if (max < SQ_GROUP_EPS) {
         memset(L, 0, (size_t)n);
         return 0.f;
     }
     float iscale = nmax / max;
-    for (int i = 0; i < n; ++i) L[i] = (uint8_t)sq__kq_round(iscale * x[i]);
+    for (int i = 0; i < n; ++i) L[i] = (uint8_t)sq__nearest_int(iscale * x[i]);
     const float scale0 = 1 / iscale;
     float best_mse = 0;
     for (int i = 0; i < n; ++i) {
@@ -342,7 +403,7 @@ static float fit_positive(int n, int nmax, const float *x, uint8_t *L, const flo
         const float scale_s = 1 / iscale_s;
         float mse = 0;
         for (int i = 0; i < n; ++i) {
-            const int l = imin(nmax, sq__kq_round(iscale_s * x[i]));
+            const int l = imin(nmax, sq__nearest_int(iscale_s * x[i]));
             const float diff = x[i] - scale_s * l;
             mse += qw[i] * diff * diff;
         }
@@ -353,7 +414,7 @@ static float fit_positive(int n, int nmax, const float *x, uint8_t *L, const flo
     }
     float sumlx = 0, suml2 = 0;
     for (int i = 0; i < n; ++i) {
-        const int l = imin(nmax, sq__kq_round(iscale * x[i]));
+        const int l = imin(nmax, sq__nearest_int(iscale * x[i]));
         L[i] = (uint8_t)l;
         const float w = qw[i];
         sumlx += w * x[i] * l;
@@ -366,7 +427,7 @@ static float fit_positive(int n, int nmax, const float *x, uint8_t *L, const flo
             float slx = sumlx - w * x[i] * L[i];
             float sl2 = suml2 - w * L[i] * L[i];
             if (slx > 0 && sl2 > 0) {
-                const int nl = imin(nmax, sq__kq_round(x[i] * sl2 / slx));
+                const int nl = imin(nmax, sq__nearest_int(x[i] * sl2 / slx));
                 if (nl != L[i]) {
                     slx += w * x[i] * nl;
                     sl2 += w * nl * nl;
@@ -460,7 +521,7 @@ static void q2_K_finish(const float *x, sq__block_q2_K *y, uint8_t *L)
         if (!d) continue;
         const float m = dmin * (y->scales[j] >> 4);
         for (int ii = 0; ii < 16; ++ii) {
-            const int l = sq__kq_round((x[16 * j + ii] + m) / d);
+            const int l = sq__nearest_int((x[16 * j + ii] + m) / d);
             L[16 * j + ii] = (uint8_t)imax(0, imin(3, l));
         }
     }
@@ -472,19 +533,19 @@ static void q2_K_finish(const float *x, sq__block_q2_K *y, uint8_t *L)
  * (super-scale = max/15). */
 static void quantize_q2_K_plain(const float *x, sq__block_q2_K *y, int64_t nb)
 {
-    uint8_t L[SQ_QK_K], Laux[16];
-    float weights[16], mins[SQ_QK_K / 16], scales[SQ_QK_K / 16];
+    uint8_t L[SQ_QK_K];
+    float weights[SQ_QK_K], mins[SQ_QK_K / 16], scales[SQ_QK_K / 16];
     for (int64_t i = 0; i < nb; i++, x += SQ_QK_K) {
         float max_scale = 0, max_min = 0;
+        for (int l = 0; l < SQ_QK_K; ++l) weights[l] = fabsf(x[l]);
+        fit_asym_batch(SQ_QK_K / 16, 16, 3, x, weights, L, scales, mins, -0.5f, 0.1f, 15, 1, 0);
         for (int j = 0; j < SQ_QK_K / 16; ++j) {
-            for (int l = 0; l < 16; ++l) weights[l] = fabsf(x[16 * j + l]);
-            scales[j] = fit_asym_plain(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.5f, 0.1f, 15, 1);
             if (scales[j] > max_scale) max_scale = scales[j];
             if (mins[j] > max_min) max_min = mins[j];
         }
         if (max_scale > 0) {
             const float iscale = 15.f / max_scale;
-            for (int j = 0; j < SQ_QK_K / 16; ++j) y[i].scales[j] = (uint8_t)sq__kq_round(iscale * scales[j]);
+            for (int j = 0; j < SQ_QK_K / 16; ++j) y[i].scales[j] = (uint8_t)sq__nearest_int(iscale * scales[j]);
             y[i].d = f2h(max_scale / 15.f);
         } else {
             memset(y[i].scales, 0, sizeof y[i].scales);
@@ -495,7 +556,7 @@ static void quantize_q2_K_plain(const float *x, sq__block_q2_K *y, int64_t nb)
             /* shifted as unsigned: a subnormal max_min makes iscale infinite
              * and the rounding of inf*0 negative; ggml's bytes are the same */
             for (int j = 0; j < SQ_QK_K / 16; ++j)
-                y[i].scales[j] |= (uint8_t)((unsigned)sq__kq_round(iscale * mins[j]) << 4);
+                y[i].scales[j] |= (uint8_t)((unsigned)sq__nearest_int(iscale * mins[j]) << 4);
             y[i].dmin = f2h(max_min / 15.f);
         } else {
             y[i].dmin = f2h(0.f);
@@ -510,19 +571,13 @@ static void quantize_q2_K_plain(const float *x, sq__block_q2_K *y, int64_t nb)
  * by the sub-block's total weight. */
 static void quantize_q2_K_imatrix(const float *x, sq__block_q2_K *y, int64_t nb, const float *qw_row)
 {
-    uint8_t L[SQ_QK_K], Laux[16], Ls[SQ_QK_K / 16], Lm[SQ_QK_K / 16];
-    float mins[SQ_QK_K / 16], scales[SQ_QK_K / 16], sw[SQ_QK_K / 16], weight[16];
+    uint8_t L[SQ_QK_K], Ls[SQ_QK_K / 16], Lm[SQ_QK_K / 16];
+    float mins[SQ_QK_K / 16], scales[SQ_QK_K / 16], sw[SQ_QK_K / 16], weight[SQ_QK_K];
     for (int64_t i = 0; i < nb; i++, x += SQ_QK_K) {
-        float sumx2 = 0;
-        for (int j = 0; j < SQ_QK_K; ++j) sumx2 += x[j] * x[j];
-        const float sigma2 = sumx2 / SQ_QK_K;
-        for (int j = 0; j < SQ_QK_K / 16; ++j) {
-            const float *qw = qw_row + SQ_QK_K * i + 16 * j;
-            for (int l = 0; l < 16; ++l) weight[l] = qw[l] * sqrtf(sigma2 + x[16 * j + l] * x[16 * j + l]);
-            sw[j] = 0;
-            for (int l = 0; l < 16; ++l) sw[j] += weight[l];
-            scales[j] = fit_asym_weighted(16, 3, x + 16 * j, weight, L + 16 * j, &mins[j], Laux, -0.9f, 0.05f, 36);
-        }
+        const float sigma2 = sq__sum_squares(x, SQ_QK_K) / SQ_QK_K;
+        for (int j = 0; j < SQ_QK_K / 16; ++j)
+            sw[j] = sq__imatrix_weights(16, x + 16 * j, qw_row + SQ_QK_K * i + 16 * j, sigma2, weight + 16 * j);
+        fit_asym_batch(SQ_QK_K / 16, 16, 3, x, weight, L, scales, mins, -0.9f, 0.05f, 36, 0, 1);
         const float dm = fit_positive(SQ_QK_K / 16, 15, scales, Ls, sw);
         const float mm = fit_positive(SQ_QK_K / 16, 15, mins, Lm, sw);
         y[i].d = f2h(dm);
@@ -605,7 +660,7 @@ static void q3_K_finish(const float *x, sq__block_q3_K *y, int8_t *L)
         const float d = dall * get_scale_q3(j, y->scales);
         if (!d) continue;
         for (int ii = 0; ii < 16; ++ii) {
-            const int l = sq__kq_round(x[16 * j + ii] / d);
+            const int l = sq__nearest_int(x[16 * j + ii] / d);
             L[16 * j + ii] = (int8_t)(imax(-4, imin(3, l)) + 4);
         }
     }
@@ -630,21 +685,15 @@ static void quantize_q3_K_plain(const float *x, sq__block_q3_K *y, int64_t nb)
     int8_t L[SQ_QK_K];
     float scales[SQ_QK_K / 16];
     for (int64_t i = 0; i < nb; i++, x += SQ_QK_K) {
-        float max_scale = 0, amax = 0;
-        for (int j = 0; j < SQ_QK_K / 16; ++j) {
-            scales[j] = fit_q3_reference(16, 4, x + 16 * j, L + 16 * j);
-            const float a = fabsf(scales[j]);
-            if (a > amax) {
-                amax = a;
-                max_scale = scales[j];
-            }
-        }
+        for (int j = 0; j < SQ_QK_K / 16; ++j) scales[j] = fit_q3_reference(16, 4, x + 16 * j, L + 16 * j);
+        float amax;
+        const float max_scale = sq__signed_absmax(scales, SQ_QK_K / 16, &amax);
         memset(y[i].scales, 0, sizeof y[i].scales);
         if (max_scale) {
             const float iscale = -32.f / max_scale;
             for (int j = 0; j < SQ_QK_K / 16; ++j) {
                 /* ggml rounds into an int8_t first; the value is within range */
-                int8_t l8 = (int8_t)sq__kq_round(iscale * scales[j]);
+                int8_t l8 = (int8_t)sq__nearest_int(iscale * scales[j]);
                 int l = imax(-32, imin(31, l8)) + 32;
                 put_scale_q3(j, y[i].scales, l);
             }
@@ -656,27 +705,20 @@ static void quantize_q3_K_plain(const float *x, sq__block_q3_K *y, int64_t nb)
     }
 }
 
-/* Q3_K with importance: weights qw*sqrt(2*mean(x^2) + x^2), fit_symmetric
- * per sub-block (nmax 4), then the 16 scales fitted by fit_symmetric again
+/* Q3_K with importance: weights qw*sqrt(2*mean(x^2) + x^2), sq__fit_symmetric
+ * per sub-block (nmax 4), then the 16 scales fitted by sq__fit_symmetric again
  * (nmax 32, weights = sub-block weight totals). */
 static void quantize_q3_K_imatrix(const float *x, sq__block_q3_K *y, int64_t nb, const float *qw_row)
 {
     int8_t L[SQ_QK_K], Ls[SQ_QK_K / 16];
-    float scales[SQ_QK_K / 16], weight[16], sw[SQ_QK_K / 16];
+    float scales[SQ_QK_K / 16], weight[SQ_QK_K], sw[SQ_QK_K / 16];
     for (int64_t i = 0; i < nb; i++, x += SQ_QK_K) {
-        float sumx2 = 0;
-        for (int j = 0; j < SQ_QK_K; ++j) sumx2 += x[j] * x[j];
-        const float sigma2 = 2 * sumx2 / SQ_QK_K;
-        for (int j = 0; j < SQ_QK_K / 16; ++j) {
-            const float *qw = qw_row + SQ_QK_K * i + 16 * j;
-            for (int l = 0; l < 16; ++l) weight[l] = qw[l] * sqrtf(sigma2 + x[16 * j + l] * x[16 * j + l]);
-            float sumw = 0;
-            for (int l = 0; l < 16; ++l) sumw += weight[l];
-            sw[j] = sumw;
-            scales[j] = fit_symmetric(16, 4, x + 16 * j, L + 16 * j, weight);
-        }
+        const float sigma2 = 2 * sq__sum_squares(x, SQ_QK_K) / SQ_QK_K;
+        for (int j = 0; j < SQ_QK_K / 16; ++j)
+            sw[j] = sq__imatrix_weights(16, x + 16 * j, qw_row + SQ_QK_K * i + 16 * j, sigma2, weight + 16 * j);
+        fit_symmetric_batch(SQ_QK_K / 16, 16, 4, x, L, weight, scales);
         memset(y[i].scales, 0, sizeof y[i].scales);
-        const float d_block = fit_symmetric(SQ_QK_K / 16, 32, scales, Ls, sw);
+        const float d_block = sq__fit_symmetric(SQ_QK_K / 16, 32, scales, Ls, sw);
         for (int j = 0; j < SQ_QK_K / 16; ++j) put_scale_q3(j, y[i].scales, Ls[j]);
         y[i].d = f2h(d_block);
         q3_K_finish(x, &y[i], L);
@@ -698,12 +740,14 @@ static void dequantize_q3_K(const void *vx, float *y, int64_t n)
     for (int64_t i = 0; i < n / SQ_QK_K; i++) {
         const float d_all = h2f(x[i].d);
         const uint8_t *q = x[i].qs;
+        int sc[SQ_QK_K / 16];
+        for (int j = 0; j < SQ_QK_K / 16; ++j) sc[j] = get_scale_q3(j, x[i].scales);
         int is = 0;
         uint8_t m = 1;
         for (int half = 0; half < SQ_QK_K; half += 128) {
             for (int shift = 0; shift < 8; shift += 2) {
                 for (int part = 0; part < 2; ++part) {
-                    const float dl = d_all * get_scale_q3(is++, x[i].scales);
+                    const float dl = d_all * sc[is++];
                     for (int l = 16 * part; l < 16 * part + 16; ++l)
                         *y++ = dl * (((q[l] >> shift) & 3) - ((x[i].hmask[l] & m) ? 0 : 4));
                 }
@@ -751,7 +795,7 @@ static float vec_dot_q3_K(int64_t n, const void *vw, const void *vx)
 
 /* Re-quantizes all 256 values against the stored 6-bit scales / mins
  * (levels 0..nmax); sub-blocks with a zero scale keep the search's levels. */
-static void q45_K_requantize(const float *x, uint16_t dh, uint16_t dminh, const uint8_t *scales, uint8_t *L,
+static void q45_K_requantize(const float *x, sq_fp16 dh, sq_fp16 dminh, const uint8_t *scales, uint8_t *L,
                              int nmax)
 {
     const float dall = h2f(dh), dmin = h2f(dminh);
@@ -762,7 +806,7 @@ static void q45_K_requantize(const float *x, uint16_t dh, uint16_t dminh, const 
         if (!d) continue;
         const float dm = dmin * m;
         for (int ii = 0; ii < 32; ++ii) {
-            const int l = sq__kq_round((x[32 * j + ii] + dm) / d);
+            const int l = sq__nearest_int((x[32 * j + ii] + dm) / d);
             L[32 * j + ii] = (uint8_t)imax(0, imin(nmax, l));
         }
     }
@@ -772,17 +816,18 @@ static void q45_K_requantize(const float *x, uint16_t dh, uint16_t dminh, const 
  * rms(x) + |x| per 32 values, asymmetric squared-error fit; then scales and
  * mins quantized to 6 bits against their maxima. */
 static void q45_K_plain_scales(const float *x, uint8_t *L, int nmax, float rmin, float rdelta, int nstep,
-                               uint8_t *scale_bytes, uint16_t *dh, uint16_t *dminh)
+                               uint8_t *scale_bytes, sq_fp16 *dh, sq_fp16 *dminh)
 {
-    uint8_t Laux[32];
-    float weights[32], mins[SQ_QK_K / 32], scales[SQ_QK_K / 32];
+    float weights[SQ_QK_K], mins[SQ_QK_K / 32], scales[SQ_QK_K / 32];
     float max_scale = 0, max_min = 0;
     for (int j = 0; j < SQ_QK_K / 32; ++j) {
         float sum_x2 = 0;
         for (int l = 0; l < 32; ++l) sum_x2 += x[32 * j + l] * x[32 * j + l];
         const float av_x = sqrtf(sum_x2 / 32);
-        for (int l = 0; l < 32; ++l) weights[l] = av_x + fabsf(x[32 * j + l]);
-        scales[j] = fit_asym_plain(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, rmin, rdelta, nstep, 0);
+        for (int l = 0; l < 32; ++l) weights[32 * j + l] = av_x + fabsf(x[32 * j + l]);
+    }
+    fit_asym_batch(SQ_QK_K / 32, 32, nmax, x, weights, L, scales, mins, rmin, rdelta, nstep, 0, 0);
+    for (int j = 0; j < SQ_QK_K / 32; ++j) {
         if (scales[j] > max_scale) max_scale = scales[j];
         if (mins[j] > max_min) max_min = mins[j];
     }
@@ -790,8 +835,8 @@ static void q45_K_plain_scales(const float *x, uint8_t *L, int nmax, float rmin,
     const float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
     for (int j = 0; j < SQ_QK_K / 32; ++j) {
         /* ggml stores the rounded value in a uint8_t before clamping */
-        uint8_t ls = (uint8_t)sq__kq_round(inv_scale * scales[j]);
-        uint8_t lm = (uint8_t)sq__kq_round(inv_min * mins[j]);
+        uint8_t ls = (uint8_t)sq__nearest_int(inv_scale * scales[j]);
+        uint8_t lm = (uint8_t)sq__nearest_int(inv_min * mins[j]);
         ls = ls < 63 ? ls : 63;
         lm = lm < 63 ? lm : 63;
         put_scale_min_k4(j, scale_bytes, ls, lm);
@@ -804,21 +849,14 @@ static void q45_K_plain_scales(const float *x, uint8_t *L, int nmax, float rmin,
  * qw*sqrt(sigma2 + x^2), sigma2 = 2*mean(x^2) of the super-block; weighted
  * asymmetric fit; scales and mins fitted to 6 bits by fit_positive. */
 static void q45_K_imatrix_scales(const float *x, const float *qw_block, uint8_t *L, int nmax, int clamp63,
-                                 uint8_t *scale_bytes, uint16_t *dh, uint16_t *dminh)
+                                 uint8_t *scale_bytes, sq_fp16 *dh, sq_fp16 *dminh)
 {
-    uint8_t Laux[32], Ls[SQ_QK_K / 32], Lm[SQ_QK_K / 32];
-    float weights[32], sw[SQ_QK_K / 32], mins[SQ_QK_K / 32], scales[SQ_QK_K / 32];
-    float sum_x2 = 0;
-    for (int l = 0; l < SQ_QK_K; ++l) sum_x2 += x[l] * x[l];
-    const float sigma2 = 2 * sum_x2 / SQ_QK_K;
-    for (int j = 0; j < SQ_QK_K / 32; ++j) {
-        const float *qw = qw_block + 32 * j;
-        for (int l = 0; l < 32; ++l) weights[l] = qw[l] * sqrtf(sigma2 + x[32 * j + l] * x[32 * j + l]);
-        float sumw = 0;
-        for (int l = 0; l < 32; ++l) sumw += weights[l];
-        sw[j] = sumw;
-        scales[j] = fit_asym_weighted(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -0.9f, 0.05f, 36);
-    }
+    uint8_t Ls[SQ_QK_K / 32], Lm[SQ_QK_K / 32];
+    float weights[SQ_QK_K], sw[SQ_QK_K / 32], mins[SQ_QK_K / 32], scales[SQ_QK_K / 32];
+    const float sigma2 = 2 * sq__sum_squares(x, SQ_QK_K) / SQ_QK_K;
+    for (int j = 0; j < SQ_QK_K / 32; ++j)
+        sw[j] = sq__imatrix_weights(32, x + 32 * j, qw_block + 32 * j, sigma2, weights + 32 * j);
+    fit_asym_batch(SQ_QK_K / 32, 32, nmax, x, weights, L, scales, mins, -0.9f, 0.05f, 36, 0, 1);
     const float d_block = fit_positive(SQ_QK_K / 32, 63, scales, Ls, sw);
     const float m_block = fit_positive(SQ_QK_K / 32, 63, mins, Lm, sw);
     for (int j = 0; j < SQ_QK_K / 32; ++j) {
@@ -871,7 +909,7 @@ static void dequantize_q4_K(const void *vx, float *y, int64_t n)
 
 /* Shared tail of the Q4_K / Q5_K dots: given the 256 unsigned levels of a
  * block, d8*(d*sum_j scale_j*dot_j - dmin*sum_j min_j*bsum_j). */
-static float q45_K_block_dot(const uint8_t *lv, const uint8_t *scales, uint16_t dh, uint16_t dminh,
+static float q45_K_block_dot(const uint8_t *lv, const uint8_t *scales, sq_fp16 dh, sq_fp16 dminh,
                              const sq__block_q8_K *a)
 {
     int32_t isum = 0, msum = 0;
@@ -981,7 +1019,7 @@ static float vec_dot_q5_K(int64_t n, const void *vw, const void *vx)
  * Q6_K
  * ------------------------------------------------------------------------ */
 
-/* Both Q6_K quantizers: fit_symmetric per 16-value sub-block (nmax 32;
+/* Both Q6_K quantizers: sq__fit_symmetric per 16-value sub-block (nmax 32;
  * weights x^2, or the importance weights as they are), then int8 sub-block
  * scales against the largest-magnitude one (-128 maps to it), re-quantize,
  * pack (low nibbles in ql, high 2 bits in qh). */
@@ -991,31 +1029,23 @@ static void quantize_q6_K(const float *x, void *vy, int64_t n, const float *imat
     int8_t L[SQ_QK_K];
     float scales[SQ_QK_K / 16];
     for (int64_t i = 0; i < n / SQ_QK_K; i++, x += SQ_QK_K) {
-        float max_scale = 0, max_abs_scale = 0;
-        for (int ib = 0; ib < SQ_QK_K / 16; ++ib) {
-            const float *qw = imatrix ? imatrix + SQ_QK_K * i + 16 * ib : NULL;
-            const float scale = fit_symmetric(16, 32, x + 16 * ib, L + 16 * ib, qw);
-            scales[ib] = scale;
-            const float abs_scale = fabsf(scale);
-            if (abs_scale > max_abs_scale) {
-                max_abs_scale = abs_scale;
-                max_scale = scale;
-            }
-        }
-        if (max_abs_scale < SQ_KQ_GROUP_EPS) {
+        fit_symmetric_batch(SQ_QK_K / 16, 16, 32, x, L, imatrix ? imatrix + SQ_QK_K * i : NULL, scales);
+        float max_abs_scale;
+        const float max_scale = sq__signed_absmax(scales, SQ_QK_K / 16, &max_abs_scale);
+        if (max_abs_scale < SQ_GROUP_EPS) {
             memset(&y[i], 0, sizeof y[i]);
             y[i].d = f2h(0.f);
             continue;
         }
         const float iscale = -128.f / max_scale;
         y[i].d = f2h(1 / iscale);
-        for (int ib = 0; ib < SQ_QK_K / 16; ++ib) y[i].scales[ib] = (int8_t)imin(127, sq__kq_round(iscale * scales[ib]));
+        for (int ib = 0; ib < SQ_QK_K / 16; ++ib) y[i].scales[ib] = (int8_t)imin(127, sq__nearest_int(iscale * scales[ib]));
         const float dall = h2f(y[i].d);
         for (int j = 0; j < SQ_QK_K / 16; ++j) {
             const float d = dall * y[i].scales[j];
             if (!d) continue;
             for (int ii = 0; ii < 16; ++ii) {
-                const int l = sq__kq_round(x[16 * j + ii] / d);
+                const int l = sq__nearest_int(x[16 * j + ii] / d);
                 L[16 * j + ii] = (int8_t)(imax(-32, imin(31, l)) + 32);
             }
         }
@@ -1031,26 +1061,32 @@ static void quantize_q6_K(const float *x, void *vy, int64_t n, const float *imat
     }
 }
 
-/* The 6-bit level (-32..31) of value k (0..127) of a 128-value half. */
-static inline int q6_level(const uint8_t *ql, const uint8_t *qh, int k)
+/* Unpacks the 256 six-bit levels (-32..31) of a Q6_K block: for each
+ * 128-value half and l < 32, ql[l] / ql[l+32] hold the low nibbles of values
+ * l, l+64 / l+32, l+96 and qh[l] their high 2 bits at bits 0, 2, 4, 6. */
+static void q6_unpack(const sq__block_q6_K *b, int8_t *lv)
 {
-    const int l = k % 32, part = k / 32; /* part 0..3 */
-    const int lo = (part & 1) ? ql[l + 32] : ql[l];
-    const int nib = (part & 2) ? lo >> 4 : lo & 0xF;
-    return (nib | (((qh[l] >> (2 * part)) & 3) << 4)) - 32;
+    for (int half = 0; half < 2; ++half) {
+        const uint8_t *ql = b->ql + 64 * half, *qh = b->qh + 32 * half;
+        int8_t *o = lv + 128 * half;
+        for (int l = 0; l < 32; ++l) {
+            o[l] = (int8_t)(((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32);
+            o[l + 32] = (int8_t)(((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32);
+            o[l + 64] = (int8_t)(((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
+            o[l + 96] = (int8_t)(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
+        }
+    }
 }
 
 /* value = (d*scale)*q, in ggml's order. */
 static void dequantize_q6_K(const void *vx, float *y, int64_t n)
 {
     const sq__block_q6_K *x = vx;
-    for (int64_t i = 0; i < n / SQ_QK_K; i++) {
+    int8_t lv[SQ_QK_K];
+    for (int64_t i = 0; i < n / SQ_QK_K; i++, y += SQ_QK_K) {
         const float d = h2f(x[i].d);
-        for (int half = 0; half < 2; ++half) {
-            const uint8_t *ql = x[i].ql + 64 * half, *qh = x[i].qh + 32 * half;
-            const int8_t *sc = x[i].scales + 8 * half;
-            for (int k = 0; k < 128; ++k) *y++ = d * sc[k / 16] * q6_level(ql, qh, k);
-        }
+        q6_unpack(&x[i], lv);
+        for (int k = 0; k < SQ_QK_K; ++k) y[k] = d * x[i].scales[k / 16] * lv[k];
     }
 }
 
@@ -1059,16 +1095,14 @@ static float vec_dot_q6_K(int64_t n, const void *vw, const void *vx)
     const sq__block_q6_K *w = vw;
     const sq__block_q8_K *a = vx;
     float sumf = 0;
+    int8_t lv[SQ_QK_K];
     for (int64_t i = 0; i < n / SQ_QK_K; ++i) {
+        q6_unpack(&w[i], lv);
         int32_t isum = 0;
-        for (int half = 0; half < 2; ++half) {
-            const uint8_t *ql = w[i].ql + 64 * half, *qh = w[i].qh + 32 * half;
-            const int8_t *q8 = a[i].qs + 128 * half;
-            for (int g = 0; g < 8; ++g) {
-                int s = 0;
-                for (int k = 16 * g; k < 16 * g + 16; ++k) s += q6_level(ql, qh, k) * q8[k];
-                isum += w[i].scales[8 * half + g] * s;
-            }
+        for (int g = 0; g < SQ_QK_K / 16; ++g) {
+            int s = 0;
+            for (int k = 16 * g; k < 16 * g + 16; ++k) s += lv[k] * a[i].qs[k];
+            isum += w[i].scales[g] * s;
         }
         sumf += h2f(w[i].d) * a[i].d * isum;
     }
@@ -1081,26 +1115,20 @@ static float vec_dot_q6_K(int64_t n, const void *vw, const void *vx)
 
 /* ggml's CPU Q8_K quantizer: scale from the largest-magnitude value v,
  * iscale = -127/v (so v maps to -127; the opposite extreme may round to 128
- * and is clipped to 127), values rounded with sq__kq_round, d = 1/iscale as a
+ * and is clipped to 127), values rounded with sq__nearest_int, d = 1/iscale as a
  * float, and bsums = sums of each 16 values. An all-zero block is all zero. */
 static void from_float_q8_K(const float *x, void *vy, int64_t n)
 {
     sq__block_q8_K *y = vy;
     for (int64_t i = 0; i < n / SQ_QK_K; i++, x += SQ_QK_K) {
-        float max = 0, amax = 0;
-        for (int j = 0; j < SQ_QK_K; ++j) {
-            const float ax = fabsf(x[j]);
-            if (ax > amax) {
-                amax = ax;
-                max = x[j];
-            }
-        }
+        float amax;
+        const float max = sq__signed_absmax(x, SQ_QK_K, &amax);
         if (!amax) {
             memset(&y[i], 0, sizeof y[i]);
             continue;
         }
         const float iscale = -127.f / max;
-        for (int j = 0; j < SQ_QK_K; ++j) y[i].qs[j] = (int8_t)imin(127, sq__kq_round(iscale * x[j]));
+        for (int j = 0; j < SQ_QK_K; ++j) y[i].qs[j] = (int8_t)imin(127, sq__nearest_int(iscale * x[j]));
         for (int j = 0; j < SQ_QK_K / 16; ++j) {
             int sum = 0;
             for (int ii = 0; ii < 16; ++ii) sum += y[i].qs[16 * j + ii];
@@ -1128,15 +1156,16 @@ static void quantize_tq2_0(const float *x, void *vy, int64_t n, const float *ima
     (void)imatrix;
     sq__block_tq2_0 *y = vy;
     for (int64_t i = 0; i < n / SQ_QK_K; i++) {
-        float amax = 0;
-        for (int j = 0; j < SQ_QK_K; j++) amax = fmaxf(amax, fabsf(x[j]));
-        const float d = amax;
+        const float d = sq__absmax(x, SQ_QK_K);
         const float id = d ? 1.0f / d : 0.0f;
         y[i].d = f2h(d);
         for (int j = 0; j < (int)sizeof y[i].qs; j += 32, x += 128) {
             for (int m = 0; m < 32; ++m) {
                 unsigned q = 0;
-                for (int k = 0; k < 4; ++k) q += (unsigned)((lroundf(x[m + 32 * k] * id) + 1) & 3) << (2 * k);
+                /* unsigned arithmetic: lroundf of a non-finite product is
+                 * LONG_MIN on x86, and +1 must not overflow */
+                for (int k = 0; k < 4; ++k)
+                    q += (unsigned)(((unsigned long)lroundf(x[m + 32 * k] * id) + 1) & 3) << (2 * k);
                 y[i].qs[j + m] = (uint8_t)q;
             }
         }

@@ -1,9 +1,14 @@
 /*
- * kernels_avx512.c — avx512 kernels (being written); registered only when the CPU has avx512.
+ * kernels_avx512.c — the AVX-512 kernels (F/BW/VL/DQ, VNNI, BF16): the shared
+ * bodies of simd_dot.h / simd_conv.h compiled with vpdpbusd / vpdpwssd for the
+ * integer dot products and 512-bit float paths, registered over the AVX2
+ * entries only when the CPU has all of these.
  */
-#include "../kernels.h"
+#include "simd_dot.h"
+#include "simd_conv.h"
+#include "simd_f16gemm.h"
+#include "simd_zmm.h"
 
-void sq__register_avx512(sq__kernels table[SQ_TYPE_COUNT])
-{
-    (void)table;
-}
+#define SQ_REGISTER_FN sq__register_avx512
+#define SQ_GEMM_FN sq__gemm_avx512
+#include "simd_register.h"

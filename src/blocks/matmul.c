@@ -1,0 +1,190 @@
+/*
+ * matmul.c — Y = W·Xᵀ over rows of any block type, split across a thread pool.
+ *
+ * Two phases: (1) the n activation rows are converted once to the type's
+ * vec_dot_type into the caller's work buffer (rows 64-byte aligned; in
+ * parallel when there is enough of it); (2) the output is cut into chunks of
+ * weight rows × activation rows that threads take from a shared counter
+ * (dynamic scheduling copes with a noisy, shared machine). Inside a chunk the
+ * type's tile kernel (gemm.h) computes up to 4 activation rows per pass over
+ * a weight row, so a weight block is unpacked once per 4 columns; the chunk
+ * sizes keep the activation rows of a chunk in L2 while its weight rows
+ * stream through.
+ *
+ * Ownership: W, X, Y and work belong to the caller; nothing is allocated here.
+ */
+#include <stdatomic.h>
+#include <string.h>
+
+#include "gemm.h"
+#include "sq/matmul.h"
+
+#define ACT_ALIGN 64
+
+static size_t act_stride(int at, int64_t cols)
+{
+    const size_t rs = sq_row_size(at, cols);
+    return (rs + ACT_ALIGN - 1) / ACT_ALIGN * ACT_ALIGN;
+}
+
+size_t sq_matmul_work_size(int type, int64_t cols, int64_t n)
+{
+    const sq_type_info *ti = sq_type_info_get(type);
+    if (!ti || n <= 0 || cols <= 0) return 0;
+    if (ti->vec_dot_type == SQ_TYPE_F32) return 0; /* X is used as it is */
+    if (sq_row_size(ti->vec_dot_type, cols) == 0) return 0;
+    return act_stride(ti->vec_dot_type, cols) * (size_t)n + ACT_ALIGN;
+}
+
+sq__gemm_fn sq__gemm_kernel(int type)
+{
+    switch (sq_blocks_isa()) {
+    case SQ_ISA_AVX512: return sq__gemm_avx512(type);
+    case SQ_ISA_AVX2: return sq__gemm_avx2(type);
+    default: return NULL;
+    }
+}
+
+void sq__gemm_generic(int type, int64_t n, const void *w, size_t w_stride, int nr, const void *x, size_t x_stride,
+                      int nc, float *y, size_t y_stride, bool accumulate)
+{
+    const sq__vec_dot_fn dot = sq__kernel_table()[type].vec_dot;
+    for (int c = 0; c < nc; c++)
+        for (int r = 0; r < nr; r++) {
+            const float v = dot(n, (const char *)w + (size_t)r * w_stride, (const char *)x + (size_t)c * x_stride);
+            float *dst = &y[(size_t)c * y_stride + r];
+            *dst = accumulate ? *dst + v : v;
+        }
+}
+
+typedef struct mm_job {
+    int type, act_type;
+    const void *W;
+    int64_t rows, cols;
+    size_t row_bytes;
+    const float *X;
+    int64_t n;
+    float *Y;
+    void *act;          /* converted activations (or X itself for F32) */
+    size_t act_stride;
+    sq__from_float_fn from_float;
+    sq__gemm_fn gemm;   /* NULL: generic */
+    sq__vec_dot_fn vec_dot;
+    int64_t rb, cb;     /* chunk: rb weight rows × cb activation rows */
+    int64_t kp;         /* column panel (a multiple of the block size) */
+    int64_t n_rb, n_chunks;
+    atomic_llong next;  /* next chunk to take */
+} mm_job;
+
+/* Phase 1: thread ith converts activation rows ith, ith+nth, ... */
+static void convert_task(void *p, int ith, int nth)
+{
+    mm_job *j = p;
+    for (int64_t r = ith; r < j->n; r += nth)
+        j->from_float(j->X + r * j->cols, (char *)j->act + (size_t)r * j->act_stride, j->cols);
+}
+
+/* Phase 2: chunks in order (activation block major, so consecutive chunks
+ * share activations). Within a chunk the columns are walked in panels of kp
+ * values (accumulating), so that the chunk's weight and activation panels stay
+ * in L2 while the tile kernel sweeps them. */
+static void product_task(void *p, int ith, int nth)
+{
+    (void)ith, (void)nth;
+    mm_job *j = p;
+    for (;;) {
+        const int64_t ch = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
+        if (ch >= j->n_chunks) break;
+        const int64_t r0 = (ch % j->n_rb) * j->rb, c0 = (ch / j->n_rb) * j->cb;
+        const int nr = (int)(r0 + j->rb <= j->rows ? j->rb : j->rows - r0);
+        const int nc = (int)(c0 + j->cb <= j->n ? j->cb : j->n - c0);
+        float *y = j->Y + (size_t)c0 * (size_t)j->rows + (size_t)r0;
+        for (int64_t k0 = 0; k0 < j->cols; k0 += j->kp) {
+            const int64_t kn = k0 + j->kp <= j->cols ? j->kp : j->cols - k0;
+            const char *w = (const char *)j->W + (size_t)r0 * j->row_bytes + sq_row_size(j->type, k0);
+            const char *x = (const char *)j->act + (size_t)c0 * j->act_stride + sq_row_size(j->act_type, k0);
+            if (nc == 1 && j->vec_dot) {
+                /* one activation row: the type's vec_dot is its best single-column kernel */
+                for (int r = 0; r < nr; r++) {
+                    const float v = j->vec_dot(kn, w + (size_t)r * j->row_bytes, x);
+                    y[r] = k0 > 0 ? y[r] + v : v;
+                }
+            } else if (j->gemm)
+                j->gemm(kn, w, j->row_bytes, nr, x, j->act_stride, nc, y, (size_t)j->rows, k0 > 0);
+            else
+                sq__gemm_generic(j->type, kn, w, j->row_bytes, nr, x, j->act_stride, nc, y, (size_t)j->rows, k0 > 0);
+        }
+    }
+}
+
+sq_status sq_matmul(sq_threadpool *tp, int type, const void *W, int64_t rows, int64_t cols, size_t row_bytes,
+                    const float *X, int64_t n, float *Y, void *work, size_t work_size, sq_error *err)
+{
+    const sq_type_info *ti = sq_type_info_get(type);
+    if (!ti) return sq_error_set(err, SQ_EINVAL, "matmul: unknown type id %d", type);
+    if (rows <= 0 || cols <= 0 || n <= 0)
+        return sq_error_set(err, SQ_EINVAL, "matmul %s: empty product (%lld rows, %lld cols, n = %lld)", ti->name,
+                            (long long)rows, (long long)cols, (long long)n);
+    if (cols % ti->block_size != 0)
+        return sq_error_set(err, SQ_EINVAL, "matmul %s: %lld columns is not a multiple of the block size %d",
+                            ti->name, (long long)cols, ti->block_size);
+    if (row_bytes < sq_row_size(type, cols))
+        return sq_error_set(err, SQ_EINVAL, "matmul %s: row stride %zu is below the row size %zu", ti->name, row_bytes,
+                            sq_row_size(type, cols));
+    const sq__kernels *k = sq__kernel_table();
+    const int at = ti->vec_dot_type;
+    if (!k[type].vec_dot || (at != SQ_TYPE_F32 && !k[at].from_float))
+        return sq_error_set(err, SQ_EUNSUPPORTED, "matmul: type %s has no dot-product kernel in this build",
+                            ti->name);
+    const size_t need = sq_matmul_work_size(type, cols, n);
+    if (work_size < need || (need && !work))
+        return sq_error_set(err, SQ_EINVAL, "matmul %s: work buffer of %zu bytes, %zu needed", ti->name, work_size,
+                            need);
+
+    mm_job j;
+    memset(&j, 0, sizeof j);
+    j.type = type, j.act_type = at, j.W = W, j.rows = rows, j.cols = cols, j.row_bytes = row_bytes;
+    j.X = X, j.n = n, j.Y = Y;
+    j.gemm = sq__gemm_kernel(type);
+    j.vec_dot = k[type].vec_dot;
+    const int nth = sq_threadpool_n_threads(tp);
+
+    if (at == SQ_TYPE_F32) {
+        j.act = (void *)X;
+        j.act_stride = (size_t)cols * sizeof(float);
+    } else {
+        j.act = (void *)(((uintptr_t)work + ACT_ALIGN - 1) & ~(uintptr_t)(ACT_ALIGN - 1));
+        j.act_stride = act_stride(at, cols);
+        j.from_float = k[at].from_float;
+        if (n * cols >= 65536 && nth > 1)
+            sq_threadpool_run(tp, convert_task, &j);
+        else
+            convert_task(&j, 0, 1);
+    }
+
+    /* Chunk shape: one activation row for n = 1; otherwise up to 16 activation
+     * rows (kept in L2) by enough weight rows that each thread gets several chunks. */
+    j.cb = n == 1 ? 1 : (n < 16 ? n : 16);
+    const int64_t n_cb = (n + j.cb - 1) / j.cb;
+    int64_t rb = n == 1 ? 32 : 16;
+    while (rb > 4 && ((rows + rb - 1) / rb) * n_cb < 8 * nth) rb /= 2;
+    j.rb = rb;
+    j.n_rb = (rows + rb - 1) / rb;
+    j.n_chunks = j.n_rb * n_cb;
+    /* Column panel: the tile kernel keeps 4 activation rows of a panel in L1
+     * (about 24 KiB) while it walks the chunk's weight rows (from L2). */
+    j.kp = cols;
+    if (n > 1) {
+        const double x_per_value = (double)sq_row_size(at, 256) / 256.0;
+        const int64_t unit = ti->block_size < 256 ? 256 : ti->block_size;
+        int64_t kp = (int64_t)(24.0 * 1024 / (4 * x_per_value)) / unit * unit;
+        if (kp < unit) kp = unit;
+        if (kp < cols) j.kp = kp;
+    }
+    atomic_init(&j.next, 0);
+    if (nth > 1 && j.n_chunks > 1)
+        sq_threadpool_run(tp, product_task, &j);
+    else
+        product_task(&j, 0, 1);
+    return SQ_OK;
+}

@@ -1,0 +1,183 @@
+/*
+ * threadpool.c — a fixed pool of worker threads for the matrix products.
+ *
+ * The engine runs a product on every layer, so a run must cost little: the
+ * workers are created once, and a run publishes the job by bumping a
+ * generation counter. Workers spin on it for a short while (about 50 µs) and
+ * only then sleep on a condition variable; the caller joins in as thread 0
+ * and waits for the others the same way (spin, then sleep). Sleeping is
+ * announced with a counter so that the fast path never touches the mutex.
+ *
+ * One run at a time per pool: sq_threadpool_run is not re-entrant, and two
+ * threads must not run jobs on the same pool at once.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "sq/matmul.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define cpu_relax() _mm_pause()
+#else
+#define cpu_relax() ((void)0)
+#endif
+
+#define SPIN_NS 50000 /* how long a waiting thread spins before it sleeps */
+
+struct sq_threadpool {
+    int n_threads; /* including the caller */
+    pthread_t *threads;
+    struct worker_arg *args;
+
+    void (*fn)(void *ctx, int ith, int nth);
+    void *ctx;
+
+    atomic_uint generation;   /* bumped once per job */
+    atomic_int pending;       /* workers still running the current job */
+    atomic_int stop;
+    atomic_int sleepers;      /* workers asleep (or about to be) on work_cv */
+    atomic_int main_sleeping; /* the caller sleeps on done_cv */
+
+    pthread_mutex_t mu;
+    pthread_cond_t work_cv;
+    pthread_cond_t done_cv;
+};
+
+struct worker_arg {
+    sq_threadpool *tp;
+    int ith;
+};
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Spins until *gen differs from seen, up to SPIN_NS; returns whether it did. */
+static bool spin_for_generation(sq_threadpool *tp, unsigned seen)
+{
+    const uint64_t start = now_ns();
+    for (int i = 0;; i++) {
+        if (atomic_load_explicit(&tp->generation, memory_order_acquire) != seen) return true;
+        if (atomic_load_explicit(&tp->stop, memory_order_relaxed)) return true;
+        cpu_relax();
+        if ((i & 63) == 63 && now_ns() - start > SPIN_NS) return false;
+    }
+}
+
+static void *worker_main(void *p)
+{
+    struct worker_arg *a = p;
+    sq_threadpool *tp = a->tp;
+    unsigned seen = 0; /* the generation at creation: a job published before this thread starts still runs */
+    for (;;) {
+        if (!spin_for_generation(tp, seen)) {
+            pthread_mutex_lock(&tp->mu);
+            atomic_fetch_add(&tp->sleepers, 1);
+            while (atomic_load(&tp->generation) == seen && !atomic_load(&tp->stop))
+                pthread_cond_wait(&tp->work_cv, &tp->mu);
+            atomic_fetch_sub(&tp->sleepers, 1);
+            pthread_mutex_unlock(&tp->mu);
+        }
+        if (atomic_load(&tp->stop)) break;
+        seen = atomic_load_explicit(&tp->generation, memory_order_acquire);
+        tp->fn(tp->ctx, a->ith, tp->n_threads);
+        if (atomic_fetch_sub(&tp->pending, 1) == 1 && atomic_load(&tp->main_sleeping)) {
+            pthread_mutex_lock(&tp->mu);
+            pthread_cond_signal(&tp->done_cv);
+            pthread_mutex_unlock(&tp->mu);
+        }
+    }
+    return NULL;
+}
+
+sq_threadpool *sq_threadpool_create(int n_threads)
+{
+    if (n_threads < 1) n_threads = 1;
+    sq_threadpool *tp = calloc(1, sizeof *tp);
+    if (!tp) return NULL;
+    tp->n_threads = n_threads;
+    atomic_init(&tp->generation, 0);
+    atomic_init(&tp->pending, 0);
+    atomic_init(&tp->stop, 0);
+    atomic_init(&tp->sleepers, 0);
+    atomic_init(&tp->main_sleeping, 0);
+    pthread_mutex_init(&tp->mu, NULL);
+    pthread_cond_init(&tp->work_cv, NULL);
+    pthread_cond_init(&tp->done_cv, NULL);
+    if (n_threads > 1) {
+        tp->threads = calloc((size_t)n_threads - 1, sizeof *tp->threads);
+        tp->args = calloc((size_t)n_threads - 1, sizeof *tp->args);
+        if (!tp->threads || !tp->args) {
+            free(tp->threads);
+            free(tp->args);
+            free(tp);
+            return NULL;
+        }
+        for (int i = 1; i < n_threads; i++) {
+            tp->args[i - 1].tp = tp;
+            tp->args[i - 1].ith = i;
+            if (pthread_create(&tp->threads[i - 1], NULL, worker_main, &tp->args[i - 1]) != 0) {
+                tp->n_threads = i; /* stop the ones started so far */
+                sq_threadpool_free(tp);
+                return NULL;
+            }
+        }
+    }
+    return tp;
+}
+
+void sq_threadpool_free(sq_threadpool *tp)
+{
+    if (!tp) return;
+    pthread_mutex_lock(&tp->mu);
+    atomic_store(&tp->stop, 1);
+    pthread_cond_broadcast(&tp->work_cv);
+    pthread_mutex_unlock(&tp->mu);
+    for (int i = 1; i < tp->n_threads; i++) pthread_join(tp->threads[i - 1], NULL);
+    pthread_mutex_destroy(&tp->mu);
+    pthread_cond_destroy(&tp->work_cv);
+    pthread_cond_destroy(&tp->done_cv);
+    free(tp->threads);
+    free(tp->args);
+    free(tp);
+}
+
+int sq_threadpool_n_threads(const sq_threadpool *tp) { return tp ? tp->n_threads : 1; }
+
+void sq_threadpool_run(sq_threadpool *tp, void (*fn)(void *ctx, int ith, int nth), void *ctx)
+{
+    if (!tp || tp->n_threads == 1) {
+        fn(ctx, 0, 1);
+        return;
+    }
+    tp->fn = fn;
+    tp->ctx = ctx;
+    atomic_store(&tp->pending, tp->n_threads - 1);
+    atomic_fetch_add(&tp->generation, 1); /* publishes fn, ctx (seq_cst) */
+    if (atomic_load(&tp->sleepers) > 0) {
+        pthread_mutex_lock(&tp->mu);
+        pthread_cond_broadcast(&tp->work_cv);
+        pthread_mutex_unlock(&tp->mu);
+    }
+    fn(ctx, 0, tp->n_threads);
+
+    /* wait for the workers: spin, then sleep */
+    const uint64_t start = now_ns();
+    for (int i = 0; atomic_load_explicit(&tp->pending, memory_order_acquire) > 0; i++) {
+        cpu_relax();
+        if ((i & 63) == 63 && now_ns() - start > SPIN_NS) {
+            pthread_mutex_lock(&tp->mu);
+            atomic_store(&tp->main_sleeping, 1);
+            while (atomic_load(&tp->pending) > 0) pthread_cond_wait(&tp->done_cv, &tp->mu);
+            atomic_store(&tp->main_sleeping, 0);
+            pthread_mutex_unlock(&tp->mu);
+            break;
+        }
+    }
+}

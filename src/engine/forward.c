@@ -1,0 +1,397 @@
+/*
+ * forward.c — the llama forward pass over a batch of tokens, the KV cache,
+ * and the context that owns both.
+ *
+ * Layout: activations are token-major, one row of n_embd (or q/kv/ffn width)
+ * floats per token of the batch, so that every weight product is one
+ * sq_weight_matmul over all tokens of the batch (n > 1 rows: matrix-matrix;
+ * one token: matrix-vector). The KV cache holds, per layer, n_ctx rows of
+ * n_head_kv*head_dim floats for K and for V (post-RoPE K).
+ *
+ * With kv_type F16 the cache holds fp16-rounded values, and Q and the softmax
+ * weights are rounded to fp16 before their products, as in llama.cpp's CPU
+ * attention with its default f16 cache (K·Q and P·V are F16 products there);
+ * with F32 everything stays in float. Measured on the demo model, both agree
+ * with llama.cpp's per-chunk perplexities within 0.005% (docs/engine.md).
+ *
+ * Ownership: the context owns every buffer here and its thread pool; the
+ * model (weights in the map) is borrowed and must outlive the context.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine_internal.h"
+#include "sq/blocks.h"
+#include "sq/matmul.h"
+
+struct sq_context {
+    const sq_model *m;
+    int n_ctx, n_batch, n_threads;
+    bool kv_f16;
+    int n_past;
+    sq_threadpool *tp;
+    int64_t q_dim, kv_dim;
+    float *kc, *vc;                     /* [n_layer][n_ctx][kv_dim] */
+    float *x, *xn, *q, *k, *v, *att;    /* [n_batch][...] */
+    float *xg;                          /* [n_batch][max(n_embd)] gathered input of shared-permutation products */
+    float *g, *u;                       /* [n_batch][n_ff] */
+    float *acc;                         /* [n_threads][head_dim] attention scratch */
+    float *scores;                      /* [n_threads][n_ctx] attention scores */
+    void *work;
+    size_t work_size;
+    float *logits;
+    int64_t logits_cap; /* rows */
+    int n_logits;
+    sq_matmul_hook hook; /* sq_context_set_matmul_hook: sees every weight product's input */
+    void *hook_user;
+};
+
+/* ---- attention inner loops (scalar reference; AVX2 when the CPU has it) ---- */
+
+float sq__attn_dot(const float *a, const float *b, int n)
+{
+    float s = 0.0f;
+    for (int i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+void sq__attn_mad(float *y, const float *x, float v, int n)
+{
+    for (int i = 0; i < n; i++) y[i] += x[i] * v;
+}
+
+typedef struct attn_fns {
+    float (*dot)(const float *, const float *, int);
+    void (*mad)(float *, const float *, float, int);
+    void (*round)(float *, int64_t);
+} attn_fns;
+
+/* The attention kernels to use: AVX2+FMA+F16C ones when the CPU has them and
+ * the block kernels are not forced to scalar (SQ_FORCE_SCALAR). */
+static attn_fns pick_fns(void)
+{
+    attn_fns f = {sq__attn_dot, sq__attn_mad, sq__round_fp16};
+#if defined(__x86_64__)
+    /* sq_blocks_isa() >= AVX2 already means AVX2 + FMA + F16C (dispatch.c). */
+    if (sq_blocks_isa() >= SQ_ISA_AVX2) {
+        f.dot = sq__attn_dot_avx2;
+        f.mad = sq__attn_mad_avx2;
+        f.round = sq__round_fp16_avx2;
+    }
+#endif
+    return f;
+}
+
+/* ---- context ---- */
+
+sq_context_params sq_context_default_params(void)
+{
+    sq_context_params p = {0, 512, 1, SQ_TYPE_F16};
+    return p;
+}
+
+static void *zalloc(size_t n)
+{
+    void *p = sq_aligned_alloc(n);
+    if (p) memset(p, 0, n);
+    return p;
+}
+
+/* Largest work buffer any product of the model needs for n rows. */
+static size_t max_work(const sq_model *m, int64_t n)
+{
+    size_t w = sq_weight_matmul_work_size(&m->output, n);
+    for (int64_t l = 0; l < m->hp.n_layer; l++) {
+        const sq__layer *L = &m->layers[l];
+        const sq_weight *ws[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->gate, &L->up, &L->down};
+        for (int i = 0; i < 7; i++) {
+            size_t s = sq_weight_matmul_work_size(ws[i], n);
+            if (s > w) w = s;
+        }
+    }
+    return w;
+}
+
+sq_status sq_context_create(const sq_model *m, const sq_context_params *pp, sq_context **out, sq_error *err)
+{
+    *out = NULL;
+    sq_context_params p = pp ? *pp : sq_context_default_params();
+    const sq_hparams *hp = &m->hp;
+    if (p.n_ctx <= 0) p.n_ctx = (int)hp->n_ctx_train;
+    if (p.n_batch <= 0) p.n_batch = 512;
+    if (p.n_threads <= 0) p.n_threads = 1;
+    if (p.n_batch > p.n_ctx) p.n_batch = p.n_ctx;
+    if (p.kv_type != SQ_TYPE_F32 && p.kv_type != SQ_TYPE_F16)
+        return sq_error_set(err, SQ_EINVAL, "KV cache type %s is not supported (f32 or f16)", sq_type_name(p.kv_type));
+    if (p.n_ctx > (1 << 24)) return sq_error_set(err, SQ_ERANGE, "context length %d is too large", p.n_ctx);
+    sq_context *c = calloc(1, sizeof *c);
+    if (!c) return sq_error_set(err, SQ_ENOMEM, "out of memory");
+    c->m = m;
+    c->n_ctx = p.n_ctx;
+    c->n_batch = p.n_batch;
+    c->kv_f16 = p.kv_type == SQ_TYPE_F16;
+    c->q_dim = hp->n_head * hp->head_dim;
+    c->kv_dim = hp->n_head_kv * hp->head_dim;
+    c->tp = p.n_threads > 1 ? sq_threadpool_create(p.n_threads) : NULL;
+    if (p.n_threads > 1 && !c->tp) {
+        free(c);
+        return sq_error_set(err, SQ_ENOMEM, "cannot start %d threads", p.n_threads);
+    }
+    c->n_threads = c->tp ? sq_threadpool_n_threads(c->tp) : 1;
+    const size_t B = (size_t)c->n_batch, F = sizeof(float);
+    const size_t kv_bytes = (size_t)hp->n_layer * (size_t)c->n_ctx * (size_t)c->kv_dim * F;
+    c->kc = zalloc(kv_bytes);
+    c->vc = zalloc(kv_bytes);
+    c->x = zalloc(B * (size_t)hp->n_embd * F);
+    c->xn = zalloc(B * (size_t)hp->n_embd * F);
+    c->xg = zalloc(B * (size_t)hp->n_embd * F);
+    c->q = zalloc(B * (size_t)c->q_dim * F);
+    c->k = zalloc(B * (size_t)c->kv_dim * F);
+    c->v = zalloc(B * (size_t)c->kv_dim * F);
+    c->att = zalloc(B * (size_t)c->q_dim * F);
+    c->g = zalloc(B * (size_t)hp->n_ff * F);
+    c->u = zalloc(B * (size_t)hp->n_ff * F);
+    c->acc = zalloc((size_t)c->n_threads * (size_t)hp->head_dim * F);
+    c->scores = zalloc((size_t)c->n_threads * (size_t)c->n_ctx * F);
+    c->work_size = max_work(m, c->n_batch);
+    c->work = zalloc(c->work_size);
+    if (!c->kc || !c->vc || !c->x || !c->xn || !c->xg || !c->q || !c->k || !c->v || !c->att || !c->g || !c->u || !c->acc || !c->scores ||
+        !c->work) {
+        sq_context_free(c);
+        return sq_error_set(err, SQ_ENOMEM, "out of memory for a context of %d tokens (KV cache %zu bytes)",
+                            p.n_ctx, 2 * kv_bytes);
+    }
+    *out = c;
+    return SQ_OK;
+}
+
+void sq_context_free(sq_context *c)
+{
+    if (!c) return;
+    sq_threadpool_free(c->tp);
+    sq_aligned_free(c->kc);
+    sq_aligned_free(c->vc);
+    sq_aligned_free(c->x);
+    sq_aligned_free(c->xn);
+    sq_aligned_free(c->xg);
+    sq_aligned_free(c->q);
+    sq_aligned_free(c->k);
+    sq_aligned_free(c->v);
+    sq_aligned_free(c->att);
+    sq_aligned_free(c->g);
+    sq_aligned_free(c->u);
+    sq_aligned_free(c->acc);
+    sq_aligned_free(c->scores);
+    sq_aligned_free(c->work);
+    free(c->logits);
+    free(c);
+}
+
+int sq_context_n_ctx(const sq_context *c) { return c->n_ctx; }
+int sq_context_n_past(const sq_context *c) { return c->n_past; }
+const sq_model *sq_context_model(const sq_context *c) { return c->m; }
+void sq_kv_clear(sq_context *c) { c->n_past = 0; }
+void sq_kv_truncate(sq_context *c, int n)
+{
+    if (n >= 0 && n < c->n_past) c->n_past = n;
+}
+const float *sq_get_logits(const sq_context *c) { return c->logits; }
+
+void sq_context_set_matmul_hook(sq_context *c, sq_matmul_hook fn, void *user)
+{
+    c->hook = fn;
+    c->hook_user = fn ? user : NULL;
+}
+
+/* Shows the input of one weight product to the hook under the weight's GGUF
+ * name (llama's tensor naming: blk.L.ROLE.weight, output.weight). */
+static void call_hook(sq_context *c, const sq_weight *w, const float *X, int64_t nb, const char *what, int64_t layer)
+{
+    char name[96];
+    if (layer >= 0) snprintf(name, sizeof name, "blk.%lld.%s.weight", (long long)layer, what);
+    else snprintf(name, sizeof name, "%s.weight", what);
+    c->hook(c->hook_user, name, X, nb, w->cols);
+}
+
+/* ---- attention ---- */
+
+typedef struct attn_job {
+    sq_context *c;
+    int64_t layer;
+    int nb, pos0;
+    attn_fns f;
+} attn_job;
+
+/* One thread's share of causal grouped-query attention: tasks (query token,
+ * head) are dealt round-robin. Each task scores the cached keys 0..pos
+ * (q·k / sqrt(head_dim)), takes the softmax as ggml does (max subtracted,
+ * double sum, one float reciprocal), and sums the values weighted by it. */
+static void attention_worker(void *ctx, int ith, int nth)
+{
+    attn_job *J = ctx;
+    sq_context *c = J->c;
+    const sq_hparams *hp = &c->m->hp;
+    const int hd = (int)hp->head_dim;
+    const int64_t group = hp->n_head / hp->n_head_kv;
+    const float scale = 1.0f / sqrtf((float)hd);
+    const float *kl = c->kc + (size_t)J->layer * (size_t)c->n_ctx * (size_t)c->kv_dim;
+    const float *vl = c->vc + (size_t)J->layer * (size_t)c->n_ctx * (size_t)c->kv_dim;
+    float *acc = c->acc + (size_t)ith * (size_t)hd;
+    const bool f16 = c->kv_f16;
+    const int64_t n_tasks = (int64_t)J->nb * hp->n_head;
+    for (int64_t t = ith; t < n_tasks; t += nth) {
+        const int i = (int)(t / hp->n_head);
+        const int64_t h = t % hp->n_head;
+        const int64_t kvh = h / group;
+        const int pos = J->pos0 + i;
+        const float *q = c->q + (size_t)i * (size_t)c->q_dim + (size_t)h * (size_t)hd;
+        float *sc = c->scores + (size_t)ith * (size_t)c->n_ctx;
+        float mx = -INFINITY;
+        for (int j = 0; j <= pos; j++) {
+            const float *kr = kl + (size_t)j * (size_t)c->kv_dim + (size_t)kvh * (size_t)hd;
+            sc[j] = J->f.dot(kr, q, hd) * scale;
+            if (sc[j] > mx) mx = sc[j];
+        }
+        double sum = 0.0;
+        for (int j = 0; j <= pos; j++) {
+            sc[j] = expf(sc[j] - mx);
+            sum += (double)sc[j];
+        }
+        const float inv = (float)(1.0 / sum);
+        for (int j = 0; j <= pos; j++) sc[j] *= inv;
+        if (f16) J->f.round(sc, pos + 1);
+        memset(acc, 0, sizeof(float) * (size_t)hd);
+        for (int j = 0; j <= pos; j++) {
+            const float *vr = vl + (size_t)j * (size_t)c->kv_dim + (size_t)kvh * (size_t)hd;
+            J->f.mad(acc, vr, sc[j], hd);
+        }
+        float *o = c->att + (size_t)i * (size_t)c->q_dim + (size_t)h * (size_t)hd;
+        memcpy(o, acc, sizeof(float) * (size_t)hd);
+    }
+}
+
+/* ---- the forward pass ---- */
+
+/* Y = W X for nb rows (a thin wrapper naming the tensor role on failure). */
+static sq_status mm(sq_context *c, const sq_weight *w, const float *X, int64_t nb, float *Y, const char *what,
+                    int64_t layer, sq_error *err)
+{
+    if (c->hook) call_hook(c, w, X, nb, what, layer);
+    sq_status st = sq_weight_matmul(c->tp, w, X, nb, Y, c->work, c->work_size, err);
+    if (st) sq_error_prefix(err, "layer %lld %s", (long long)layer, what);
+    return st;
+}
+
+/* The input of products sharing a permutation, gathered once per token
+ * (x'[j] = x[perm[j]]); without one, x itself. */
+static const float *gather_shared(sq_context *c, const int32_t *perm, const float *x, int nb)
+{
+    if (!perm) return x;
+    const int64_t E = c->m->hp.n_embd;
+    for (int i = 0; i < nb; i++) sq_perm_gather(perm, E, x + (size_t)i * (size_t)E, c->xg + (size_t)i * (size_t)E);
+    return c->xg;
+}
+
+/* Runs nb tokens at positions pos0.. through the model; writes logits of
+ * tokens out_from..nb-1 to logits (row-major, n_vocab each). */
+static sq_status forward_batch(sq_context *c, const int32_t *tok, int nb, int pos0, int out_from, float *logits,
+                               sq_error *err)
+{
+    const sq_model *m = c->m;
+    const sq_hparams *hp = &m->hp;
+    const int64_t E = hp->n_embd;
+    const attn_fns f = pick_fns();
+    sq_status st;
+
+    for (int i = 0; i < nb; i++) sq_weight_get_row(&m->tok_embd, tok[i], c->x + (size_t)i * (size_t)E);
+
+    for (int64_t l = 0; l < hp->n_layer; l++) {
+        const sq__layer *L = &m->layers[l];
+        for (int i = 0; i < nb; i++)
+            sq__rmsnorm(c->x + (size_t)i * (size_t)E, L->attn_norm, c->xn + (size_t)i * (size_t)E, E, hp->rms_eps);
+        const float *qin = gather_shared(c, L->qkv_perm, c->xn, nb);
+        if ((st = mm(c, &L->wq, qin, nb, c->q, "attn_q", l, err))) return st;
+        if ((st = mm(c, &L->wk, qin, nb, c->k, "attn_k", l, err))) return st;
+        if ((st = mm(c, &L->wv, qin, nb, c->v, "attn_v", l, err))) return st;
+        for (int i = 0; i < nb; i++) {
+            sq__rope(c->q + (size_t)i * (size_t)c->q_dim, (int)hp->n_head, (int)hp->head_dim, (int)hp->n_rot,
+                     pos0 + i, hp->rope_base, hp->rope_scale, m->rope_freqs);
+            sq__rope(c->k + (size_t)i * (size_t)c->kv_dim, (int)hp->n_head_kv, (int)hp->head_dim, (int)hp->n_rot,
+                     pos0 + i, hp->rope_base, hp->rope_scale, m->rope_freqs);
+        }
+        if (c->kv_f16) {
+            f.round(c->q, (int64_t)nb * c->q_dim);
+            f.round(c->k, (int64_t)nb * c->kv_dim);
+            f.round(c->v, (int64_t)nb * c->kv_dim);
+        }
+        float *kl = c->kc + ((size_t)l * (size_t)c->n_ctx + (size_t)pos0) * (size_t)c->kv_dim;
+        float *vl = c->vc + ((size_t)l * (size_t)c->n_ctx + (size_t)pos0) * (size_t)c->kv_dim;
+        memcpy(kl, c->k, sizeof(float) * (size_t)nb * (size_t)c->kv_dim);
+        memcpy(vl, c->v, sizeof(float) * (size_t)nb * (size_t)c->kv_dim);
+
+        attn_job J = {c, l, nb, pos0, f};
+        sq_threadpool_run(c->tp, attention_worker, &J);
+
+        if ((st = mm(c, &L->wo, c->att, nb, c->xn, "attn_output", l, err))) return st;
+        for (int64_t i = 0; i < (int64_t)nb * E; i++) c->x[i] += c->xn[i];
+
+        for (int i = 0; i < nb; i++)
+            sq__rmsnorm(c->x + (size_t)i * (size_t)E, L->ffn_norm, c->xn + (size_t)i * (size_t)E, E, hp->rms_eps);
+        const float *fin = gather_shared(c, L->gu_perm, c->xn, nb);
+        if ((st = mm(c, &L->gate, fin, nb, c->g, "ffn_gate", l, err))) return st;
+        if ((st = mm(c, &L->up, fin, nb, c->u, "ffn_up", l, err))) return st;
+        sq__swiglu(c->g, c->u, c->g, (int64_t)nb * hp->n_ff);
+        if ((st = mm(c, &L->down, c->g, nb, c->xn, "ffn_down", l, err))) return st;
+        for (int64_t i = 0; i < (int64_t)nb * E; i++) c->x[i] += c->xn[i];
+    }
+
+    if (out_from < nb) {
+        for (int i = out_from; i < nb; i++)
+            sq__rmsnorm(c->x + (size_t)i * (size_t)E, m->output_norm, c->xn + (size_t)i * (size_t)E, E, hp->rms_eps);
+        if (c->hook)
+            call_hook(c, &m->output, c->xn + (size_t)out_from * (size_t)E, nb - out_from,
+                      hp->tied_output ? "token_embd" : "output", -1);
+        st = sq_weight_matmul(c->tp, &m->output, c->xn + (size_t)out_from * (size_t)E, nb - out_from, logits,
+                              c->work, c->work_size, err);
+        if (st) {
+            sq_error_prefix(err, "output");
+            return st;
+        }
+    }
+    return SQ_OK;
+}
+
+sq_status sq_eval(sq_context *c, const int32_t *tokens, int n, int n_logits, sq_error *err)
+{
+    const sq_hparams *hp = &c->m->hp;
+    if (n <= 0) return sq_error_set(err, SQ_EINVAL, "no tokens to evaluate");
+    if (n_logits < 0 || n_logits > n) n_logits = n;
+    if (c->n_past + n > c->n_ctx)
+        return sq_error_set(err, SQ_ERANGE, "context full: %d tokens in the cache + %d new exceed the context of %d",
+                            c->n_past, n, c->n_ctx);
+    for (int i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= hp->n_vocab)
+            return sq_error_set(err, SQ_ERANGE, "token id %d at batch index %d is outside the vocabulary (%lld)",
+                                (int)tokens[i], i, (long long)hp->n_vocab);
+    if (n_logits > c->logits_cap) {
+        float *nl = realloc(c->logits, sizeof(float) * (size_t)n_logits * (size_t)hp->n_vocab);
+        if (!nl) return sq_error_set(err, SQ_ENOMEM, "out of memory for %d rows of logits", n_logits);
+        c->logits = nl;
+        c->logits_cap = n_logits;
+    }
+    const int first_out = n - n_logits; /* index of the first token with logits */
+    for (int b0 = 0; b0 < n; b0 += c->n_batch) {
+        const int nb = n - b0 < c->n_batch ? n - b0 : c->n_batch;
+        int out_from = first_out - b0;
+        if (out_from < 0) out_from = 0;
+        if (out_from > nb) out_from = nb;
+        float *dst = c->logits ? c->logits + (size_t)(b0 + out_from - first_out) * (size_t)hp->n_vocab : NULL;
+        sq_status st = forward_batch(c, tokens + b0, nb, c->n_past, out_from, dst, err);
+        if (st) return st;
+        c->n_past += nb;
+    }
+    c->n_logits = n_logits;
+    return SQ_OK;
+}

@@ -1,0 +1,261 @@
+/*
+ * test_matmul.c — the thread pool and sq_matmul.
+ *
+ *  - pool: every run calls fn exactly once per thread index, runs are
+ *    separated (a run sees the previous run's writes), thousands of tiny runs
+ *    and repeated create/free do not hang or leak; NULL pool runs inline.
+ *  - sq_matmul against a double-precision reference computed from the
+ *    dequantized weights and the dequantized (activation-type) inputs, for
+ *    n = 1, 3, 17, 64 on 1 and 2 threads and every ISA the CPU has, within
+ *    1e-5 of Σ|w·x| per output;
+ *    weight rows are random blocks of ggml's golden rows; a row stride larger
+ *    than the row; and the error paths (bad columns, small work buffer).
+ */
+#include <stdatomic.h>
+#include <time.h>
+
+#include "harness.h"
+#include "sq/blocks.h"
+#include "sq/matmul.h"
+
+static unsigned long long rng = 88172645463325252ULL;
+static unsigned rnd(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (unsigned)(rng >> 11);
+}
+static float rndf(void) { return (float)((rnd() & 0xFFFFFF) / 16777216.0 * 2.0 - 1.0); }
+
+/* ---- thread pool ---- */
+
+typedef struct {
+    atomic_int calls[8];
+    atomic_int total;
+    atomic_int nth_seen;
+    long long data[8];
+    int round;
+    atomic_int order_bad;
+} pool_ctx;
+
+static void pool_fn(void *p, int ith, int nth)
+{
+    pool_ctx *c = p;
+    atomic_fetch_add(&c->calls[ith], 1);
+    atomic_fetch_add(&c->total, 1);
+    atomic_store(&c->nth_seen, nth);
+    /* each thread checks that the previous round's writes are all visible */
+    for (int i = 0; i < nth; i++)
+        if (c->data[i] != c->round - 1 && c->round > 0) atomic_store(&c->order_bad, 1);
+}
+
+static void pool_fn_write(void *p, int ith, int nth)
+{
+    (void)nth;
+    pool_ctx *c = p;
+    c->data[ith] = c->round;
+}
+
+static void test_pool(void)
+{
+    for (int nt = 1; nt <= 4; nt++) {
+        sq_threadpool *tp = sq_threadpool_create(nt);
+        CHECK(tp != NULL);
+        if (!tp) return;
+        CHECK_INT(sq_threadpool_n_threads(tp), nt);
+        pool_ctx *c = calloc(1, sizeof *c);
+        const int runs = nt <= 2 ? 3000 : 300; /* more threads than cores: keep it short */
+        for (int r = 0; r < runs; r++) {
+            c->round = r;
+            sq_threadpool_run(tp, pool_fn, c);
+            sq_threadpool_run(tp, pool_fn_write, c);
+            if (r % 500 == 0) {
+                /* let the workers fall asleep once in a while */
+                struct timespec ts = {0, 200000};
+                nanosleep(&ts, NULL);
+            }
+        }
+        int bad = 0;
+        for (int i = 0; i < nt; i++) bad += atomic_load(&c->calls[i]) != runs;
+        CHECK_MSG(bad == 0, "%d threads: some thread index was not called exactly %d times", nt, runs);
+        CHECK_INT(atomic_load(&c->total), runs * nt);
+        CHECK_INT(atomic_load(&c->nth_seen), nt);
+        CHECK_MSG(atomic_load(&c->order_bad) == 0, "%d threads: a run saw stale data of the previous run", nt);
+        free(c);
+        sq_threadpool_free(tp);
+    }
+    /* NULL pool: inline, one thread */
+    pool_ctx *c = calloc(1, sizeof *c);
+    sq_threadpool_run(NULL, pool_fn, c);
+    CHECK_INT(atomic_load(&c->calls[0]), 1);
+    CHECK_INT(atomic_load(&c->nth_seen), 1);
+    free(c);
+    sq_threadpool_free(NULL);
+    CHECK_INT(sq_threadpool_n_threads(NULL), 1);
+    /* create/free churn */
+    for (int i = 0; i < 50; i++) sq_threadpool_free(sq_threadpool_create(2));
+    CHECK(1);
+}
+
+/* ---- sq_matmul ---- */
+
+static void act_to_float(int at, const void *xq, float *out, int64_t n)
+{
+    const unsigned char *p = xq;
+    if (at == SQ_TYPE_Q8_0 || at == SQ_TYPE_Q8_1) {
+        const int bs = at == SQ_TYPE_Q8_0 ? 34 : 36, off = at == SQ_TYPE_Q8_0 ? 2 : 4;
+        for (int64_t b = 0; b < n / 32; b++) {
+            uint16_t h;
+            memcpy(&h, p + b * bs, 2);
+            for (int j = 0; j < 32; j++) out[b * 32 + j] = sq_fp16_to_f32(h) * (float)(int8_t)p[b * bs + off + j];
+        }
+    } else if (at == SQ_TYPE_Q8_K) {
+        for (int64_t b = 0; b < n / 256; b++) {
+            float d;
+            memcpy(&d, p + b * 292, 4);
+            for (int j = 0; j < 256; j++) out[b * 256 + j] = d * (float)(int8_t)p[b * 292 + 4 + j];
+        }
+    } else if (at == SQ_TYPE_F16 || at == SQ_TYPE_BF16) {
+        for (int64_t i = 0; i < n; i++) {
+            uint16_t h;
+            memcpy(&h, p + 2 * i, 2);
+            out[i] = at == SQ_TYPE_F16 ? sq_fp16_to_f32(h) : sq_bf16_to_f32(h);
+        }
+    } else if (at == SQ_TYPE_F32) {
+        memcpy(out, xq, sizeof(float) * n);
+    }
+}
+
+static void check_matmul(const char *name, int64_t rows, int64_t cols, sq_threadpool *tp)
+{
+    const int t = sq_type_from_name(name);
+    const sq_type_info *ti = sq_type_info_get(t);
+    if (!sq_blocks_can_dot(t) || !sq_blocks_can_dequantize(t)) {
+        fprintf(stderr, "SKIP matmul %s: no kernels in this build\n", name);
+        harness_skipped++;
+        return;
+    }
+    char rel[256], path[1024];
+    snprintf(rel, sizeof rel, "golden/quant/%s/q.bin", name);
+    size_t gsize = 0;
+    unsigned char *gq = NULL;
+    if (t != SQ_TYPE_F32) {
+        if (!harness_shared_file(path, sizeof path, rel)) {
+            fprintf(stderr, "SKIP matmul %s: %s absent\n", name, rel);
+            harness_skipped++;
+            return;
+        }
+        gq = harness_read_file(path, &gsize);
+    }
+    const size_t row = sq_row_size(t, cols), stride = row + 64; /* a padded row stride */
+    const int per = ti->block_size == 1 ? 32 : ti->block_size;
+    const size_t bb = sq_row_size(t, per), nblk = gq ? gsize / bb : 0;
+    unsigned char *W = calloc((size_t)rows, stride);
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t b = 0; b < cols / per; b++) {
+            if (gq)
+                memcpy(W + r * stride + b * bb, gq + (rnd() % nblk) * bb, bb);
+            else
+                for (int k = 0; k < per; k++) ((float *)(W + r * stride))[b * per + k] = rndf();
+        }
+    float *Wd = malloc(sizeof(float) * rows * cols);
+    for (int64_t r = 0; r < rows; r++) sq_dequantize_row(t, W + r * stride, Wd + r * cols, cols);
+
+    static const int64_t ns[] = {1, 3, 17, 64};
+    for (size_t ni = 0; ni < 4; ni++) {
+        const int64_t n = ns[ni];
+        float *X = malloc(sizeof(float) * n * cols), *Y = malloc(sizeof(float) * n * rows);
+        float *Xd = malloc(sizeof(float) * n * cols);
+        for (int64_t i = 0; i < n * cols; i++) X[i] = rndf() * (i % 7 == 0 ? 4.0f : 1.0f);
+        const int at = ti->vec_dot_type;
+        const size_t xr = sq_row_size(at, cols);
+        unsigned char *xq = malloc(xr * n);
+        for (int64_t j = 0; j < n; j++) {
+            if (at == SQ_TYPE_F32)
+                memcpy(Xd + j * cols, X + j * cols, sizeof(float) * cols);
+            else {
+                sq_quantize_act(at, X + j * cols, xq + j * xr, cols);
+                act_to_float(at, xq + j * xr, Xd + j * cols, cols);
+            }
+        }
+        const size_t ws = sq_matmul_work_size(t, cols, n);
+        void *work = ws ? malloc(ws) : NULL;
+        sq_error e = {0};
+        for (int64_t i = 0; i < n * rows; i++) Y[i] = NAN;
+        const sq_status st = sq_matmul(tp, t, W, rows, cols, stride, X, n, Y, work, ws, &e);
+        CHECK_MSG(st == SQ_OK, "matmul %s: %s", name, e.msg);
+        int bad = 0;
+        for (int64_t j = 0; j < n && st == SQ_OK; j++)
+            for (int64_t r = 0; r < rows; r++) {
+                double ref = 0, mag = 0;
+                for (int64_t c = 0; c < cols; c++) {
+                    const double p = (double)Wd[r * cols + c] * Xd[j * cols + c];
+                    ref += p;
+                    mag += fabs(p);
+                }
+                if (at == SQ_TYPE_Q8_1) /* ggml's min term uses the stored s = fp16(d·Σq) */
+                    for (int64_t b = 0; b < cols / 32; b++) {
+                        const unsigned char *blk = xq + j * xr + b * 36;
+                        uint16_t hm, hd, hs;
+                        memcpy(&hm, W + r * stride + b * sq_row_size(t, 32) + 2, 2);
+                        memcpy(&hd, blk, 2);
+                        memcpy(&hs, blk + 2, 2);
+                        double qs = 0;
+                        for (int k = 0; k < 32; k++) qs += (int8_t)blk[4 + k];
+                        ref += (double)sq_fp16_to_f32(hm) * (sq_fp16_to_f32(hs) - (double)sq_fp16_to_f32(hd) * qs);
+                    }
+                const float got = Y[j * rows + r];
+                if (!(fabs(got - ref) <= 1e-5 * mag + 1e-30) && bad++ < 3)
+                    fprintf(stderr, "matmul %s n=%lld threads=%d Y[%lld][%lld] = %.9g, reference %.9g\n", name,
+                            (long long)n, sq_threadpool_n_threads(tp), (long long)j, (long long)r, got, ref);
+            }
+        CHECK_MSG(bad == 0, "matmul %s n=%lld on %d threads: %d outputs off", name, (long long)n,
+                  sq_threadpool_n_threads(tp), bad);
+        free(X), free(Y), free(Xd), free(xq), free(work);
+    }
+    free(W), free(Wd), free(gq);
+}
+
+static void test_matmul_types(void)
+{
+    static const char *names[] = {"q4_0", "q8_0", "q4_K", "q6_K", "q5_K", "q3_K", "q2_K", "iq4_xs", "iq4_nl",
+                                  "q5_0", "q4_1", "q5_1", "f16", "bf16", "f32"};
+    /* every ISA this CPU has: scalar (generic tiles), AVX2 and AVX-512 tile kernels */
+    for (int isa = SQ_ISA_SCALAR; isa <= SQ_ISA_AVX512; isa++) {
+        if ((int)sq_blocks_set_isa((sq_isa)isa) != isa) continue;
+        for (int nt = 1; nt <= 2; nt++) {
+            sq_threadpool *tp = sq_threadpool_create(nt);
+            for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) check_matmul(names[i], 37, 512, tp);
+            check_matmul("q4_K", 130, 1024, tp);
+            sq_threadpool_free(tp);
+        }
+    }
+    sq_blocks_set_isa(SQ_ISA_AVX512);
+}
+
+static void test_matmul_errors(void)
+{
+    float x[64] = {0}, y[4];
+    unsigned char w[256] = {0}, work[4096];
+    sq_error e = {0};
+    CHECK_INT(sq_matmul(NULL, SQ_TYPE_Q4_0, w, 1, 48, 18, x, 1, y, work, sizeof work, &e), SQ_EINVAL);
+    CHECK_CONTAINS(e.msg, "q4_0");
+    CHECK_CONTAINS(e.msg, "48");
+    CHECK_INT(sq_matmul(NULL, 4, w, 1, 32, 18, x, 1, y, work, sizeof work, &e), SQ_EINVAL);
+    if (sq_blocks_can_dot(SQ_TYPE_Q4_0)) {
+        CHECK_INT(sq_matmul(NULL, SQ_TYPE_Q4_0, w, 1, 64, 36, x, 1, y, work, 8, &e), SQ_EINVAL);
+        CHECK_CONTAINS(e.msg, "work buffer");
+        CHECK_INT(sq_matmul(NULL, SQ_TYPE_Q4_0, w, 2, 64, 20, x, 1, y, work, sizeof work, &e), SQ_EINVAL);
+        CHECK_CONTAINS(e.msg, "row stride");
+    }
+    CHECK(sq_matmul_work_size(SQ_TYPE_Q4_K, 1024, 3) >= 3 * sq_row_size(SQ_TYPE_Q8_K, 1024));
+}
+
+int main(void)
+{
+    RUN(test_pool);
+    RUN(test_matmul_types);
+    RUN(test_matmul_errors);
+    return harness_finish("matmul");
+}
