@@ -12,6 +12,7 @@
 # (a few minutes on the demo model). Environment:
 #   SQ (build/sq) MODEL IMATRIX TEXT CHUNKS (20) THREADS (2) OUT (build/quality)
 #   MIXES ("Q3_K_M Q4_K_S Q4_K_M Q5_K_S") SENS PLAN_FLAGS (extra sq plan flags)
+#   REUSE=1: keep models and perplexity logs already in $OUT (only re-tabulate)
 # Output: $OUT/quality.md (table), $OUT/quality.png (plot), $OUT/quality.tsv (data).
 set -eu
 
@@ -47,15 +48,17 @@ fi
 N_PARAMS=$("$SQ" inspect "$MODEL" --json | tr ',' '\n' | awk -F: '/"elements"/ { gsub(/[^0-9]/, "", $2); s += $2 } END { print s }')
 
 echo "base log-probabilities of $MODEL ($CHUNKS chunks of $TEXT)" >&2
+[ -n "${REUSE:-}" ] && [ -s "$OUT/base.kld" ] ||
 "$SQ" perplexity -m "$MODEL" -f "$TEXT" --chunks "$CHUNKS" -t "$THREADS" \
     --kl-divergence-base "$OUT/base.kld" >"$OUT/base.log" 2>&1
 
 # "size ppl ppl_err kld kld_err top top_err" of one model
 measure() {
+    [ -n "${REUSE:-}" ] && [ -s "$1.log" ] && [ "$1.log" -nt "$1" ] ||
     "$SQ" perplexity -m "$1" -f "$TEXT" --chunks "$CHUNKS" -t "$THREADS" \
         --kl-divergence-base "$OUT/base.kld" --kl-divergence >"$1.log" 2>&1
     awk -v size="$(stat -c %s "$1")" '
-        /Mean PPL\(Q\)/ { ppl = $4; ppl_err = $6 }
+        /^Mean PPL\(Q\) *:/ { ppl = $4; ppl_err = $6 }
         /Mean +KLD:/    { kld = $3; kld_err = $5 }
         /Same top p:/   { top = $4; top_err = $6 }
         END { print size, ppl, ppl_err, kld, kld_err, top, top_err }' "$1.log"
@@ -65,6 +68,9 @@ printf 'family\tmix\tsize\tbpw\tppl\tppl_err\tkld\tkld_err\ttop\ttop_err\n' >"$O
 for mix in $MIXES; do
     std=$OUT/std-$mix.gguf
     sqf=$OUT/sq-$mix.gguf
+    if [ -n "${REUSE:-}" ] && [ -s "$std" ] && [ -s "$sqf" ]; then
+        echo "reusing $std and $sqf" >&2
+    else
     "$SQ" quantize -q --no-sq-config --imatrix "$IMATRIX" "$MODEL" "$std" "$mix" "$THREADS" >/dev/null
     size=$(stat -c %s "$std")
     # shellcheck disable=SC2086
@@ -72,6 +78,7 @@ for mix in $MIXES; do
         -o "$OUT/sq-$mix.json" $PLAN_FLAGS >"$OUT/sq-$mix.plan.txt"
     "$SQ" quantize -q --strict --sq-config "$OUT/sq-$mix.json" --imatrix "$IMATRIX" "$MODEL" "$sqf" Q4_K_M \
         "$THREADS" >/dev/null
+    fi
     for fam in standard smarterquant; do
         f=$std
         [ "$fam" = smarterquant ] && f=$sqf

@@ -465,7 +465,7 @@ static void test_tool(void)
         }
     }
     fclose(f);
-    snprintf(cmd, sizeof cmd, "%s plan -m %s --imatrix %s --target-size 300K -o %s -q -t 2 >/dev/null", sq, syn_model,
+    snprintf(cmd, sizeof cmd, "%s plan -m %s --imatrix %s --target-size 220K -o %s -q -t 2 >/dev/null", sq, syn_model,
              dat, out);
     CHECK_INT(system(cmd), 0);
     size_t n = 0;
@@ -478,6 +478,30 @@ static void test_tool(void)
         CHECK_INT(sq_config_count(cfg), 9);
         sq_config_free(cfg);
         free(text);
+    }
+    /* sq quantize takes the configuration strictly, and the file it writes fits the target */
+    char qout[400];
+    snprintf(qout, sizeof qout, "%s/syn-sq.gguf", tmpdir);
+    snprintf(cmd, sizeof cmd, "%s quantize -q --strict --sq-config %s --imatrix %s %s %s Q4_K_M 1 >/dev/null 2>&1", sq,
+             out, dat, syn_model, qout);
+    int qrc = system(cmd);
+    if (qrc == 0) {
+        struct stat stq;
+        CHECK(stat(qout, &stq) == 0);
+        CHECK_MSG((uint64_t)stq.st_size <= 220 * 1024, "quantized file %lld bytes > target", (long long)stq.st_size);
+        CHECK_MSG((uint64_t)stq.st_size >= 220 * 1024 * 95 / 100, "quantized file %lld bytes far below target",
+                  (long long)stq.st_size);
+        sq_gguf *g = NULL;
+        sq_error err = {0};
+        CHECK_MSG(sq_gguf_open(qout, &g, &err) == SQ_OK, "%s", err.msg);
+        const sq_gguf_tensor *t = g ? sq_gguf_find_tensor(g, "blk.0.attn_q.weight") : NULL;
+        CHECK(t && t->smarterquant);
+        sq_gguf_close(g);
+        unlink(qout);
+    } else {
+        /* a build without the quantizer says so; anything else is a failure */
+        snprintf(cmd, sizeof cmd, "%s quantize --help >/dev/null 2>&1", sq);
+        CHECK_MSG(system(cmd) != 0, "sq quantize refused the plan's configuration");
     }
     snprintf(cmd, sizeof cmd, "%s plan --help | grep -c -- '--target-size' >/dev/null", sq);
     CHECK_INT(system(cmd), 0);

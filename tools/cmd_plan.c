@@ -387,7 +387,9 @@ int sq_cmd_plan(int argc, char **argv)
         }
     }
     printf("planned %lld tensors in %.2f s: predicted error %.6e (%s), lambda %.4e\n", (long long)tot->n_planned,
-           tot->seconds, tot->error, p.norm == SQ_PLAN_NORM_ABS ? "absolute" : "sum of relative errors", tot->lambda);
+           tot->seconds, tot->error,
+           p.norm == SQ_PLAN_NORM_ABS ? "absolute" : (p.n_weights ? "sensitivity-weighted relative errors" : "sum of relative errors"),
+           tot->lambda);
     printf("model: %llu bytes of tensor data, %.4f bits per weight over %lld weights; predicted file size %llu bytes "
            "(%.2f MiB)",
            (unsigned long long)tot->data_bytes, tot->bpw, (long long)tot->n_elements, (unsigned long long)tot->file_bytes,
