@@ -53,7 +53,7 @@ LIBSQ     := $(BUILD)/libsq.a
 SQ        := $(BUILD)/sq
 
 .SECONDARY:
-.PHONY: all test tests asan fuzz fuzz-build bench demo install clean
+.PHONY: all test tests asan fuzz fuzz-build fuzz-merge bench demo install clean
 all: $(SQ) $(LIBSQ)
 
 # V=1 shows the full commands.
@@ -98,7 +98,9 @@ bench: $(BENCH_BIN) $(SQ)
 	@for b in $(BENCH_BIN); do echo "== $$b"; SQ_SHARED=$(SHARED) SQ_BIN=$(abspath $(SQ)) $$b || exit 1; done
 
 # libFuzzer targets: each fuzz/fuzz_NAME.c is linked with the library sources
-# built by clang-14; corpus in fuzz/corpus/NAME, crashers kept in fuzz/regressions/NAME.
+# built by clang-14. The kept corpus is fuzz/corpus/NAME (seeds and minimised
+# finds, committed); a run's new inputs go to build-fuzz/corpus/NAME (make
+# fuzz-merge folds them in); crashers are kept in fuzz/regressions/NAME.
 FUZZ_CC  := clang-14
 FUZZ_DIR := build-fuzz
 FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=$(FUZZ_DIR)/%)
@@ -122,8 +124,15 @@ fuzz: fuzz-build
 	@for f in $(FUZZ_BIN); do n=$${f##*/fuzz_}; mkdir -p fuzz/corpus/$$n fuzz/regressions/$$n; \
 	  echo "== fuzz $$n for $(FUZZ_TIME)s"; \
 	  $$f -runs=0 fuzz/regressions/$$n fuzz/corpus/$$n >/dev/null 2>&1 || { echo "regression input crashes $$n"; exit 1; }; \
-	  $$f -max_total_time=$(FUZZ_TIME) -artifact_prefix=fuzz/regressions/$$n/ -print_final_stats=1 fuzz/corpus/$$n 2>&1 | tail -n 3 || exit 1; \
+	  mkdir -p $(FUZZ_DIR)/corpus/$$n; \
+	  $$f -max_total_time=$(FUZZ_TIME) -artifact_prefix=fuzz/regressions/$$n/ -print_final_stats=1 \
+	    $(FUZZ_DIR)/corpus/$$n fuzz/corpus/$$n 2>&1 | tail -n 3 || exit 1; \
 	done
+
+# Folds what the runs found (build-fuzz/corpus) into the kept corpus, minimised.
+fuzz-merge: fuzz-build
+	@for f in $(FUZZ_BIN); do n=$${f##*/fuzz_}; mkdir -p $(FUZZ_DIR)/corpus/$$n; \
+	  $$f -merge=1 fuzz/corpus/$$n $(FUZZ_DIR)/corpus/$$n 2>&1 | tail -n 1; done
 
 demo: $(SQ)
 	sh scripts/demo.sh
