@@ -36,7 +36,6 @@ struct sq_context {
     float *x, *xn, *q, *k, *v, *att;    /* [n_batch][...] */
     float *xg;                          /* [n_batch][max(n_embd)] gathered input of shared-permutation products */
     float *g, *u;                       /* [n_batch][n_ff] */
-    float *acc;                         /* [n_threads][head_dim] attention scratch */
     float *scores;                      /* [n_threads][n_ctx] attention scores */
     void *work;
     size_t work_size;
@@ -47,21 +46,28 @@ struct sq_context {
 
 /* ---- attention inner loops (scalar reference; AVX2 when the CPU has it) ---- */
 
-float sq__attn_dot(const float *a, const float *b, int n)
+void sq__attn_scores(const float *q, const float *k, size_t kstride, int n, int hd, float scale, float *out)
 {
-    float s = 0.0f;
-    for (int i = 0; i < n; i++) s += a[i] * b[i];
-    return s;
+    for (int j = 0; j < n; j++) {
+        const float *kr = k + (size_t)j * kstride;
+        float s = 0.0f;
+        for (int d = 0; d < hd; d++) s += q[d] * kr[d];
+        out[j] = s * scale;
+    }
 }
 
-void sq__attn_mad(float *y, const float *x, float v, int n)
+void sq__attn_values(float *out, const float *v, size_t vstride, const float *p, int n, int hd)
 {
-    for (int i = 0; i < n; i++) y[i] += x[i] * v;
+    memset(out, 0, sizeof(float) * (size_t)hd);
+    for (int j = 0; j < n; j++) {
+        const float *vr = v + (size_t)j * vstride;
+        for (int d = 0; d < hd; d++) out[d] += p[j] * vr[d];
+    }
 }
 
 typedef struct attn_fns {
-    float (*dot)(const float *, const float *, int);
-    void (*mad)(float *, const float *, float, int);
+    void (*scores)(const float *, const float *, size_t, int, int, float, float *);
+    void (*values)(float *, const float *, size_t, const float *, int, int);
     void (*round)(float *, int64_t);
 } attn_fns;
 
@@ -69,12 +75,12 @@ typedef struct attn_fns {
  * the block kernels are not forced to scalar (SQ_FORCE_SCALAR). */
 static attn_fns pick_fns(void)
 {
-    attn_fns f = {sq__attn_dot, sq__attn_mad, sq__round_fp16};
+    attn_fns f = {sq__attn_scores, sq__attn_values, sq__round_fp16};
 #if defined(__x86_64__)
     /* sq_blocks_isa() >= AVX2 already means AVX2 + FMA + F16C (dispatch.c). */
     if (sq_blocks_isa() >= SQ_ISA_AVX2) {
-        f.dot = sq__attn_dot_avx2;
-        f.mad = sq__attn_mad_avx2;
+        f.scores = sq__attn_scores_avx2;
+        f.values = sq__attn_values_avx2;
         f.round = sq__round_fp16_avx2;
     }
 #endif
@@ -150,11 +156,10 @@ sq_status sq_context_create(const sq_model *m, const sq_context_params *pp, sq_c
     c->att = zalloc(B * (size_t)c->q_dim * F);
     c->g = zalloc(B * (size_t)hp->n_ff * F);
     c->u = zalloc(B * (size_t)hp->n_ff * F);
-    c->acc = zalloc((size_t)c->n_threads * (size_t)hp->head_dim * F);
     c->scores = zalloc((size_t)c->n_threads * (size_t)c->n_ctx * F);
     c->work_size = max_work(m, c->n_batch);
     c->work = zalloc(c->work_size);
-    if (!c->kc || !c->vc || !c->x || !c->xn || !c->xg || !c->q || !c->k || !c->v || !c->att || !c->g || !c->u || !c->acc || !c->scores ||
+    if (!c->kc || !c->vc || !c->x || !c->xn || !c->xg || !c->q || !c->k || !c->v || !c->att || !c->g || !c->u || !c->scores ||
         !c->work) {
         sq_context_free(c);
         return sq_error_set(err, SQ_ENOMEM, "out of memory for a context of %d tokens (KV cache %zu bytes)",
@@ -179,7 +184,6 @@ void sq_context_free(sq_context *c)
     sq_aligned_free(c->att);
     sq_aligned_free(c->g);
     sq_aligned_free(c->u);
-    sq_aligned_free(c->acc);
     sq_aligned_free(c->scores);
     sq_aligned_free(c->work);
     free(c->logits);
@@ -219,7 +223,6 @@ static void attention_worker(void *ctx, int ith, int nth)
     const float scale = 1.0f / sqrtf((float)hd);
     const float *kl = c->kc + (size_t)J->layer * (size_t)c->n_ctx * (size_t)c->kv_dim;
     const float *vl = c->vc + (size_t)J->layer * (size_t)c->n_ctx * (size_t)c->kv_dim;
-    float *acc = c->acc + (size_t)ith * (size_t)hd;
     const bool f16 = c->kv_f16;
     const int64_t n_tasks = (int64_t)J->nb * hp->n_head;
     for (int64_t t = ith; t < n_tasks; t += nth) {
@@ -229,12 +232,10 @@ static void attention_worker(void *ctx, int ith, int nth)
         const int pos = J->pos0 + i;
         const float *q = c->q + (size_t)i * (size_t)c->q_dim + (size_t)h * (size_t)hd;
         float *sc = c->scores + (size_t)ith * (size_t)c->n_ctx;
+        J->f.scores(q, kl + (size_t)kvh * (size_t)hd, (size_t)c->kv_dim, pos + 1, hd, scale, sc);
         float mx = -INFINITY;
-        for (int j = 0; j <= pos; j++) {
-            const float *kr = kl + (size_t)j * (size_t)c->kv_dim + (size_t)kvh * (size_t)hd;
-            sc[j] = J->f.dot(kr, q, hd) * scale;
+        for (int j = 0; j <= pos; j++)
             if (sc[j] > mx) mx = sc[j];
-        }
         double sum = 0.0;
         for (int j = 0; j <= pos; j++) {
             sc[j] = expf(sc[j] - mx);
@@ -243,13 +244,8 @@ static void attention_worker(void *ctx, int ith, int nth)
         const float inv = (float)(1.0 / sum);
         for (int j = 0; j <= pos; j++) sc[j] *= inv;
         if (f16) J->f.round(sc, pos + 1);
-        memset(acc, 0, sizeof(float) * (size_t)hd);
-        for (int j = 0; j <= pos; j++) {
-            const float *vr = vl + (size_t)j * (size_t)c->kv_dim + (size_t)kvh * (size_t)hd;
-            J->f.mad(acc, vr, sc[j], hd);
-        }
         float *o = c->att + (size_t)i * (size_t)c->q_dim + (size_t)h * (size_t)hd;
-        memcpy(o, acc, sizeof(float) * (size_t)hd);
+        J->f.values(o, vl + (size_t)kvh * (size_t)hd, (size_t)c->kv_dim, sc, pos + 1, hd);
     }
 }
 
