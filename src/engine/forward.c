@@ -308,7 +308,11 @@ static sq_status forward_batch(sq_context *c, const int32_t *tok, int nb, int po
         memcpy(vl, c->v, sizeof(float) * (size_t)nb * (size_t)c->kv_dim);
 
         attn_job J = {c, l, nb, pos0, f};
-        sq_threadpool_run(c->tp, attention_worker, &J);
+        /* small attention (a generated token with a short context): not worth waking the pool */
+        if ((double)nb * (double)hp->n_head * (double)(pos0 + nb) * (double)hp->head_dim < 1e6)
+            attention_worker(&J, 0, 1);
+        else
+            sq_threadpool_run(c->tp, attention_worker, &J);
 
         if ((st = mm(c, &L->wo, c->att, nb, c->xn, "attn_output", l, err))) return st;
         for (int64_t i = 0; i < (int64_t)nb * E; i++) c->x[i] += c->xn[i];
