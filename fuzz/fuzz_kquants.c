@@ -15,7 +15,7 @@
 #include <string.h>
 
 #include "sq/blocks.h"
-#include "blocks/kquant_common.h" /* sq__kquants_reference_search */
+#include "blocks/quant_common.h" /* sq__kquants_reference_search */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

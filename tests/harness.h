@@ -125,6 +125,24 @@ static inline void *harness_read_file(const char *path, size_t *size)
     return buf;
 }
 
+/* A file under ../shared that must be exactly `want` bytes long, read into a
+ * malloc'd buffer (the caller frees it). NULL when ../shared or the file is
+ * absent (the caller skips), or when its size is wrong, which also counts as
+ * a failed check naming the file. */
+static inline void *harness_load_shared(const char *rel, size_t want)
+{
+    char path[1024];
+    if (!harness_shared_file(path, sizeof path, rel)) return NULL;
+    size_t n = 0;
+    void *p = harness_read_file(path, &n);
+    CHECK_MSG(p && n == want, "%s: size %zu, expected %zu", rel, n, want);
+    if (p && n != want) {
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
 /* A fresh temporary directory for a test's files (under $TMPDIR or /tmp). */
 static inline const char *harness_tmpdir(char *buf, size_t n)
 {

@@ -20,20 +20,6 @@ static const char *golden_types[] = {"f16",  "bf16", "q4_0", "q4_1",   "q5_0",  
 
 static float *input, *imatrix, *act;
 
-static void *load(const char *rel, size_t want)
-{
-    char path[1024];
-    if (!harness_shared_file(path, sizeof path, rel)) return NULL;
-    size_t n = 0;
-    void *p = harness_read_file(path, &n);
-    CHECK_MSG(p && n == want, "%s: size %zu, expected %zu", rel, n, want);
-    if (p && n != want) {
-        free(p);
-        return NULL;
-    }
-    return p;
-}
-
 /* Index of the first differing byte, or -1. */
 static long first_diff(const void *a, const void *b, size_t n)
 {
@@ -66,9 +52,9 @@ static void check_type(const char *name)
 
     for (int with_imatrix = 0; with_imatrix < 2; with_imatrix++) {
         snprintf(rel, sizeof rel, "golden/quant/%s/%s", name, with_imatrix ? "qw.bin" : "q.bin");
-        unsigned char *want = load(rel, qbytes);
+        unsigned char *want = harness_load_shared(rel, qbytes);
         snprintf(rel, sizeof rel, "golden/quant/%s/%s", name, with_imatrix ? "dw.f32" : "d.f32");
-        float *want_d = load(rel, sizeof(float) * ROWS * COLS);
+        float *want_d = harness_load_shared(rel, sizeof(float) * ROWS * COLS);
         if (!want || !want_d) {
             free(want);
             free(want_d);
@@ -95,7 +81,7 @@ static void check_type(const char *name)
         }
 
         if (!with_imatrix && sq_blocks_can_dot(t)) {
-            float *want_dot = load((snprintf(rel, sizeof rel, "golden/quant/%s/dot.f32", name), rel),
+            float *want_dot = harness_load_shared((snprintf(rel, sizeof rel, "golden/quant/%s/dot.f32", name), rel),
                                    sizeof(float) * ACT_ROWS * ROWS);
             const int at = ti->vec_dot_type;
             void *xq = malloc(sq_row_size(at, COLS));
@@ -130,7 +116,7 @@ static void check_act(const char *name)
     char rel[256];
     snprintf(rel, sizeof rel, "golden/quant/act/%s.bin", name);
     const size_t n = sq_row_size(t, COLS) * ACT_ROWS;
-    unsigned char *want = load(rel, n);
+    unsigned char *want = harness_load_shared(rel, n);
     if (!want) return;
     unsigned char *got = malloc(n);
     for (int j = 0; j < ACT_ROWS; j++) sq_quantize_act(t, act + j * COLS, got + j * sq_row_size(t, COLS), COLS);
@@ -143,9 +129,9 @@ static void check_act(const char *name)
 static void test_golden(void)
 {
     if (!harness_shared_file((char[1024]){0}, 1024, "golden/quant/input.f32")) SKIP("../shared/golden absent");
-    input = load("golden/quant/input.f32", sizeof(float) * ROWS * COLS);
-    imatrix = load("golden/quant/imatrix.f32", sizeof(float) * COLS);
-    act = load("golden/quant/act.f32", sizeof(float) * ACT_ROWS * COLS);
+    input = harness_load_shared("golden/quant/input.f32", sizeof(float) * ROWS * COLS);
+    imatrix = harness_load_shared("golden/quant/imatrix.f32", sizeof(float) * COLS);
+    act = harness_load_shared("golden/quant/act.f32", sizeof(float) * ACT_ROWS * COLS);
     if (!input || !imatrix || !act) return;
     for (int isa = SQ_ISA_SCALAR; isa <= SQ_ISA_AVX512; isa++) {
         if ((int)sq_blocks_set_isa((sq_isa)isa) != isa) continue;

@@ -4,6 +4,7 @@
  * the demo model, and the GGUF writer read back.
  */
 #include "harness.h"
+#include "sq/gguf.h"
 #include "sq/imatrix.h"
 
 /* A little-endian byte builder for .dat files. */
@@ -184,7 +185,8 @@ static void test_gguf_write_read(void)
     snprintf(path, sizeof path, "%s/im.gguf", dir);
     float s1[6] = {2, 4, 6, 8, 10, 12}, c1[1] = {2};
     float s2[8] = {1, 2, 3, 4, 5, 6, 7, 8}, c2[2] = {4, 0}; /* two experts, the second never routed */
-    const sq_imatrix_stat stats[2] = {{"blk.0.attn_q.weight", s1, c1, 6, 1}, {"blk.0.ffn_down_exps.weight", s2, c2, 4, 2}};
+    /* given out of order: the writer sorts by name */
+    const sq_imatrix_stat stats[2] = {{"blk.0.ffn_down_exps.weight", s2, c2, 4, 2}, {"blk.0.attn_q.weight", s1, c1, 6, 1}};
     const char *ds[] = {"calib.txt"};
     sq_error e = {0};
     sq_status st = sq_imatrix_write_gguf(path, stats, 2, ds, 1, 7, 512, &e);
@@ -196,6 +198,19 @@ static void test_gguf_write_read(void)
     sq_imatrix *im = NULL;
     CHECK_INT(sq_imatrix_load(path, &im, &e), SQ_OK);
     CHECK_INT(sq_imatrix_n_entries(im), 2);
+    /* stored sorted by name, as llama-imatrix does: the expert entry first */
+    CHECK_STR(sq_imatrix_entry_name(im, 0), "blk.0.attn_q.weight");
+    sq_gguf *gg = NULL;
+    if (sq_gguf_open(path, &gg, &e) == SQ_OK) {
+        CHECK_INT(sq_gguf_n_tensors(gg), 4);
+        CHECK_STR(sq_gguf_tensor_at(gg, 0)->name, "blk.0.attn_q.weight.in_sum2");
+        CHECK_STR(sq_gguf_tensor_at(gg, 1)->name, "blk.0.attn_q.weight.counts");
+        CHECK_STR(sq_gguf_tensor_at(gg, 2)->name, "blk.0.ffn_down_exps.weight.in_sum2");
+        CHECK_INT(sq_gguf_tensor_at(gg, 2)->ne[1], 2);
+        sq_gguf_str gt = {0};
+        CHECK(sq_gguf_get_str(gg, "general.type", &gt, &e) == SQ_OK && gt.len == 7 && !memcmp(gt.ptr, "imatrix", 7));
+        sq_gguf_close(gg);
+    }
     CHECK_INT(sq_imatrix_chunk_count(im), 7);
     CHECK_INT(sq_imatrix_chunk_size(im), 512);
     CHECK_STR(sq_imatrix_dataset(im, 0), "calib.txt");

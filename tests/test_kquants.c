@@ -18,7 +18,7 @@
  */
 #include "harness.h"
 #include "sq/blocks.h"
-#include "blocks/kquant_common.h" /* sq__kquants_reference_search */
+#include "blocks/quant_common.h" /* sq__kquants_reference_search */
 
 static int verbose;
 
@@ -365,27 +365,13 @@ static void test_extreme_rows(void)
 /* The dots of the Q8_0-paired types in this family (IQ4_NL, MXFP4) against
  * ggml's dot.f32, fed with ggml's own Q8_0 activations (act/q8_0.bin), so the
  * check does not depend on this build's Q8_0 quantizer (legacy kernels). */
-static void *load_shared(const char *rel, size_t want)
-{
-    char path[1024];
-    if (!harness_shared_file(path, sizeof path, rel)) return NULL;
-    size_t n = 0;
-    void *p = harness_read_file(path, &n);
-    CHECK_MSG(p && n == want, "%s: size %zu, expected %zu", rel, n, want);
-    if (p && n != want) {
-        free(p);
-        return NULL;
-    }
-    return p;
-}
-
 static void test_golden_q8_0_dots(void)
 {
     const int rows = 12, cols = 1024, acts = 3;
     if (!harness_shared_file((char[1024]){0}, 1024, "golden/quant/act/q8_0.bin")) SKIP("../shared/golden absent");
     const size_t ars = sq_row_size(SQ_TYPE_Q8_0, cols);
-    float *act = load_shared("golden/quant/act.f32", sizeof(float) * acts * cols);
-    unsigned char *a8 = load_shared("golden/quant/act/q8_0.bin", ars * acts);
+    float *act = harness_load_shared("golden/quant/act.f32", sizeof(float) * acts * cols);
+    unsigned char *a8 = harness_load_shared("golden/quant/act/q8_0.bin", ars * acts);
     static const char *names[] = {"iq4_nl", "mxfp4"};
     for (int k = 0; act && a8 && k < 2; k++) {
         const int t = sq_type_from_name(names[k]);
@@ -393,11 +379,11 @@ static void test_golden_q8_0_dots(void)
         const size_t rs = sq_row_size(t, cols);
         char rel[256];
         snprintf(rel, sizeof rel, "golden/quant/%s/q.bin", names[k]);
-        unsigned char *w = load_shared(rel, rs * rows);
+        unsigned char *w = harness_load_shared(rel, rs * rows);
         snprintf(rel, sizeof rel, "golden/quant/%s/d.f32", names[k]);
-        float *wd = load_shared(rel, sizeof(float) * rows * cols);
+        float *wd = harness_load_shared(rel, sizeof(float) * rows * cols);
         snprintf(rel, sizeof rel, "golden/quant/%s/dot.f32", names[k]);
-        float *want = load_shared(rel, sizeof(float) * acts * rows);
+        float *want = harness_load_shared(rel, sizeof(float) * acts * rows);
         int bad = 0;
         for (int j = 0; w && wd && want && j < acts; j++) {
             for (int i = 0; i < rows; i++) {

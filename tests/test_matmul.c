@@ -6,7 +6,8 @@
  *    and repeated create/free do not hang or leak; NULL pool runs inline.
  *  - sq_matmul against a double-precision reference computed from the
  *    dequantized weights and the dequantized (activation-type) inputs, for
- *    n = 1, 3, 17, 64 on 1 and 2 threads, within 1e-5 of Σ|w·x| per output;
+ *    n = 1, 3, 17, 64 on 1 and 2 threads and every ISA the CPU has, within
+ *    1e-5 of Σ|w·x| per output;
  *    weight rows are random blocks of ggml's golden rows; a row stride larger
  *    than the row; and the error paths (bad columns, small work buffer).
  */
@@ -220,12 +221,17 @@ static void test_matmul_types(void)
 {
     static const char *names[] = {"q4_0", "q8_0", "q4_K", "q6_K", "q5_K", "q3_K", "q2_K", "iq4_xs", "iq4_nl",
                                   "q5_0", "q4_1", "q5_1", "f16", "bf16", "f32"};
-    for (int nt = 1; nt <= 2; nt++) {
-        sq_threadpool *tp = sq_threadpool_create(nt);
-        for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) check_matmul(names[i], 37, 512, tp);
-        check_matmul("q4_K", 130, 1024, tp);
-        sq_threadpool_free(tp);
+    /* every ISA this CPU has: scalar (generic tiles), AVX2 and AVX-512 tile kernels */
+    for (int isa = SQ_ISA_SCALAR; isa <= SQ_ISA_AVX512; isa++) {
+        if ((int)sq_blocks_set_isa((sq_isa)isa) != isa) continue;
+        for (int nt = 1; nt <= 2; nt++) {
+            sq_threadpool *tp = sq_threadpool_create(nt);
+            for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) check_matmul(names[i], 37, 512, tp);
+            check_matmul("q4_K", 130, 1024, tp);
+            sq_threadpool_free(tp);
+        }
     }
+    sq_blocks_set_isa(SQ_ISA_AVX512);
 }
 
 static void test_matmul_errors(void)

@@ -323,6 +323,33 @@ static void test_synthetic_budgets(void)
     CHECK_CONTAINS(err.msg, "smallest possible plan");
 }
 
+/* A sensitivity weight moves bits: a tensor weighted 1000x gets at least the
+ * bytes it had, and the objective reported is the weighted one. */
+static void test_sensitivity(void)
+{
+    if (!syn_ok) SKIP("synthetic model not written");
+    sq_error err = {0};
+    sq_plan_params p = {.target_bpw = 4.0};
+    sq_plan *a = plan_file(syn_model, syn_imatrix, &p, &err);
+    sq_plan_weight w[1] = {{"blk.0.attn_output.weight", 1000.0}};
+    p.weights = w;
+    p.n_weights = 1;
+    sq_plan *b = plan_file(syn_model, syn_imatrix, &p, &err);
+    CHECK(a && b);
+    if (a && b) {
+        const sq_plan_tensor *ta = find_t(a, "blk.0.attn_output.weight"), *tb = find_t(b, "blk.0.attn_output.weight");
+        CHECK(tb->bytes > ta->bytes);
+        CHECK(tb->rel_error < ta->rel_error);
+        CHECK_NEAR(tb->error, 1000.0 * tb->rel_error, 1e-9 * tb->error);
+        CHECK(sq_plan_get_totals(b)->bpw <= 4.0);
+    }
+    sq_plan_free(a);
+    sq_plan_free(b);
+    w[0].weight = -1;
+    CHECK(plan_file(syn_model, syn_imatrix, &p, &err) == NULL);
+    CHECK_CONTAINS(err.msg, "sensitivity");
+}
+
 static void test_bad_input(void)
 {
     if (!syn_ok) SKIP("synthetic model not written");
@@ -472,6 +499,7 @@ int main(void)
     }
     RUN(test_synthetic_hot_columns);
     RUN(test_synthetic_budgets);
+    RUN(test_sensitivity);
     RUN(test_bad_input);
     RUN(test_demo);
     RUN(test_tool);

@@ -407,11 +407,45 @@ static void test_validation_through_tool(void)
     rc = run_tool(dir, "--tensor-type attn_q small.gguf out.gguf Q8_0", out, sizeof out);
     CHECK_INT(rc, 2);
     CHECK_CONTAINS(out, "REGEX=TYPE");
+    rc = run_tool(dir, "--override-kv general.name=text:x small.gguf out.gguf Q8_0", out, sizeof out);
+    CHECK_INT(rc, 2);
+    CHECK_CONTAINS(out, "KEY=TYPE:VALUE");
+    rc = run_tool(dir, "--include-weights attn --exclude-weights ffn small.gguf out.gguf Q8_0", out, sizeof out);
+    CHECK_INT(rc, 2);
+    CHECK_CONTAINS(out, "cannot be used together");
+    CHECK_INT(count_files(dir, "out"), 0);
+
+    /* --tensor-type-file, --override-kv (set keys move to the end, as ggml's setters do) */
+    write_text(dir, "tt.txt", "attn_q=q5_0\n  ffn_down=Q4_0 ");
+    rc = run_tool(dir, "--no-sq-config --tensor-type-file tt.txt --override-kv general.architecture=str:llama "
+                       "--override-kv x.n=int:-7 --override-kv x.b=bool:true small.gguf kv.gguf Q8_0 1",
+                  out, sizeof out);
+    CHECK_MSG(rc == 0, "tensor-type-file/override-kv: %d\n%s", rc, out);
+    snprintf(args, sizeof args, "%s/kv.gguf", dir);
+    if (rc == 0 && sq_gguf_open(args, &g, &e) == SQ_OK) {
+        CHECK_INT(sq_gguf_find_tensor(g, "blk.0.attn_q.weight")->type, SQ_TYPE_Q5_0);
+        CHECK_INT(sq_gguf_find_tensor(g, "blk.0.ffn_down.weight")->type, SQ_TYPE_Q4_0);
+        CHECK_INT(sq_gguf_find_tensor(g, "token_embd.weight")->type, SQ_TYPE_Q8_0);
+        const int64_t n = sq_gguf_n_kv(g);
+        CHECK_STR(sq_gguf_key(g, n - 1), "x.b");
+        CHECK_STR(sq_gguf_key(g, n - 2), "x.n");
+        CHECK_STR(sq_gguf_key(g, n - 3), "general.architecture");
+        CHECK_STR(sq_gguf_key(g, n - 4), "general.file_type");
+        CHECK_STR(sq_gguf_key(g, n - 5), "general.quantization_version");
+        uint32_t u = 0;
+        CHECK(sq_gguf_get_u32(g, "x.n", &u, &e) == SQ_OK && u == 7);
+        CHECK(sq_gguf_get_u32(g, "general.file_type", &u, &e) == SQ_OK && u == 7);
+        sq_gguf_close(g);
+    }
+    remove(args);
+
     rc = run_tool(dir, "--help", out, sizeof out);
     CHECK_INT(rc, 0);
     static const char *const flags[] = {"--imatrix", "--pure", "--output-tensor-type", "--token-embedding-type",
                                         "--tensor-type", "--leave-output-tensor", "--allow-requantize", "--dry-run",
-                                        "--sq-config", "--strict", "--sq-auto-fallback", "Q4_K_M", "COPY"};
+                                        "--sq-config", "--strict", "--sq-auto-fallback", "Q4_K_M", "COPY",
+                                        "--tensor-type-file", "--include-weights", "--exclude-weights",
+                                        "--override-kv", "--no-sq-config"};
     for (size_t k = 0; k < sizeof flags / sizeof flags[0]; k++) CHECK_CONTAINS(out, flags[k]);
 
     free(perm_dup);
@@ -593,6 +627,20 @@ static void test_smarterquant_readback(void)
         sq_gguf_close(h);
     } else if (st == SQ_OK) {
         CHECK_MSG(0, "open %s: %s", out16, e.msg);
+    }
+    /* COPY keeps SmarterQuant tensors as they are, even with --allow-requantize */
+    p.ftype = SQ_FTYPE_ALL_F32;
+    p.copy = true;
+    st = sq_quantize_file(out, out16, &p, NULL, &e);
+    CHECK_MSG(st == SQ_OK, "COPY: %s", e.msg);
+    if (st == SQ_OK && sq_gguf_open(out16, &h, &e) == SQ_OK) {
+        for (int k = 0; k < NC; k++) {
+            const sq_gguf_tensor *tq = sq_gguf_find_tensor(g, cases[k].name), *tc = sq_gguf_find_tensor(h, cases[k].name);
+            CHECK(tq && tc && tc->smarterquant && tc->nbytes == tq->nbytes && !memcmp(tc->data, tq->data, tq->nbytes));
+        }
+        sq_gguf_str s = {0};
+        CHECK_INT(sq_gguf_get_str(h, "blk.0.ffn_down.weight.smarterquant.block_types", &s, &e), SQ_OK);
+        sq_gguf_close(h);
     }
     sq_gguf_close(g);
 cleanup:

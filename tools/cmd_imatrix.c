@@ -1,14 +1,248 @@
 /*
- * cmd_imatrix.c — sq imatrix (not built yet: this placeholder says so and fails).
+ * cmd_imatrix.c — sq imatrix: llama-imatrix's importance matrix (sums of
+ * squared input activations per weight column over calibration text),
+ * written in llama.cpp's GGUF imatrix format. The work is in
+ * src/engine/imatrix_collect.c; this file parses flags and prints.
  */
+#include <errno.h>
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "cmds.h"
+#include "sq/engine.h"
+#include "sq/imatrix_collect.h"
+#include "sq/tokenizer.h"
+#include "sq/types.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: sq imatrix -m MODEL -f CALIB.txt [options]\n"
+            "       sq imatrix --in-file A.gguf --in-file B.gguf [-o OUT]   (merge files only)\n"
+            "\n"
+            "Computes an importance matrix as llama-imatrix does: the text is tokenized once and cut into\n"
+            "chunks of CTX tokens (BOS first, empty KV cache per chunk); for every weight of the blocks the\n"
+            "squares of its input activations are summed per column over all tokens (NAME.in_sum2) and the\n"
+            "rows are counted (NAME.counts). Written in llama.cpp's GGUF imatrix format, which\n"
+            "llama-quantize and sq quantize read.\n"
+            "\n"
+            "options:\n"
+            "  -m, --model FILE        GGUF model (llama architecture)\n"
+            "  -f, --file FILE         calibration text\n"
+            "  -o, --output FILE       output file (default imatrix.gguf)\n"
+            "  -c, --ctx-size N        chunk length in tokens (default 512)\n"
+            "      --chunks N          use at most N chunks (default: all the text holds)\n"
+            "  -b, --batch-size N      tokens per forward step (default 2048, capped at CTX)\n"
+            "  -t, --threads N         threads (default: online CPUs)\n"
+            "      --in-file FILE      add an existing imatrix (llama.cpp GGUF or legacy .dat) first;\n"
+            "                          may be given several times (continue or merge runs)\n"
+            "      --process-output    also collect output.weight (llama-imatrix --process-output)\n"
+            "      --kv-type f16|f32   KV cache precision (default f16, as llama.cpp)\n"
+            "  -h, --help              this text\n");
+}
+
+/* The whole file as a NUL-terminated buffer; prints the reason on failure. */
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "sq imatrix: cannot open %s: %s\n", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 1 << 16, n = 0;
+    char *b = malloc(cap + 1);
+    while (b) {
+        const size_t r = fread(b + n, 1, cap - n, f);
+        n += r;
+        if (n < cap) break;
+        char *nb = realloc(b, 2 * cap + 1);
+        if (!nb) {
+            free(b);
+            b = NULL;
+            break;
+        }
+        b = nb;
+        cap *= 2;
+    }
+    const bool bad = ferror(f);
+    fclose(f);
+    if (!b || bad) {
+        fprintf(stderr, "sq imatrix: cannot read %s\n", path);
+        free(b);
+        return NULL;
+    }
+    b[n] = 0;
+    *len = n;
+    return b;
+}
+
+static void on_chunk(void *ud, const sq_imatrix_progress *p)
+{
+    (void)ud;
+    if (p->chunk == 1)
+        fprintf(stderr, "imatrix: %.2f seconds per pass - ETA %.2f minutes\n", p->seconds,
+                p->seconds * p->n_chunks / 60.0);
+    printf("[%d]%.4f,", p->chunk, p->ppl);
+    if (p->chunk % 8 == 0 || p->chunk == p->n_chunks) printf("\n");
+    fflush(stdout);
+}
+
+/* One line: entries, rows, and the spread of the per-column importance. */
+static void print_stats(const sq_imatrix_collector *ic, const char *path, int64_t chunk_size)
+{
+    const int64_t n = sq_imatrix_collector_n_entries(ic);
+    double lo = INFINITY, hi = 0, sum = 0;
+    uint64_t nv = 0;
+    float max_count = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const float *s, *c;
+        int64_t ne0, nm;
+        sq_imatrix_collector_entry(ic, i, &s, &c, &ne0, &nm);
+        for (int64_t k = 0; k < nm; k++) {
+            if (c[k] > max_count) max_count = c[k];
+            if (c[k] <= 0) continue;
+            for (int64_t j = 0; j < ne0; j++) {
+                const double v = (double)s[k * ne0 + j] / (double)c[k];
+                lo = v < lo ? v : lo;
+                hi = v > hi ? v : hi;
+                sum += v;
+                nv++;
+            }
+        }
+    }
+    printf("imatrix: %lld entries, %u chunks of %lld tokens (%.0f rows per weight), importance "
+           "(in_sum2/counts) mean %.4g min %.4g max %.4g over %llu columns; written to %s\n",
+           (long long)n, sq_imatrix_collector_chunk_count(ic, chunk_size), (long long)chunk_size, (double)max_count,
+           nv ? sum / (double)nv : 0.0, nv ? lo : 0.0, hi, (unsigned long long)nv, path);
+}
 
 int sq_cmd_imatrix(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "sq imatrix: not available in this build yet\n");
-    return 2;
+    const char *model_path = NULL, *text_path = NULL, *out_path = "imatrix.gguf";
+    const char *in_files[64];
+    int n_in = 0;
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    int n_ctx = 512, n_chunks = -1, n_batch = 2048, n_threads = ncpu < 1 ? 1 : ncpu > 16 ? 16 : (int)ncpu;
+    int kv_type = SQ_TYPE_F16;
+    bool process_output = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const bool has = i + 1 < argc;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        } else if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && has) {
+            model_path = argv[++i];
+        } else if ((!strcmp(a, "-f") || !strcmp(a, "--file")) && has) {
+            text_path = argv[++i];
+        } else if ((!strcmp(a, "-o") || !strcmp(a, "--output")) && has) {
+            out_path = argv[++i];
+        } else if ((!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) && has) {
+            n_ctx = atoi(argv[++i]);
+        } else if (!strcmp(a, "--chunks") && has) {
+            n_chunks = atoi(argv[++i]);
+        } else if ((!strcmp(a, "-b") || !strcmp(a, "--batch-size")) && has) {
+            n_batch = atoi(argv[++i]);
+        } else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && has) {
+            n_threads = atoi(argv[++i]);
+        } else if (!strcmp(a, "--in-file") && has) {
+            if (n_in == 64) {
+                fprintf(stderr, "sq imatrix: at most 64 --in-file\n");
+                return 2;
+            }
+            in_files[n_in++] = argv[++i];
+        } else if (!strcmp(a, "--process-output")) {
+            process_output = true;
+        } else if (!strcmp(a, "--kv-type") && has) {
+            const char *v = argv[++i];
+            if (!strcmp(v, "f16")) kv_type = SQ_TYPE_F16;
+            else if (!strcmp(v, "f32")) kv_type = SQ_TYPE_F32;
+            else {
+                fprintf(stderr, "sq imatrix: --kv-type must be f16 or f32, not '%s'\n", v);
+                return 2;
+            }
+        } else {
+            fprintf(stderr, "sq imatrix: unknown or incomplete option '%s'\n\n", a);
+            usage(stderr);
+            return 2;
+        }
+    }
+    const bool compute = model_path || text_path;
+    const char *why = NULL;
+    if (compute && !model_path) why = "a model (-m) is required with -f";
+    else if (compute && !text_path) why = "a calibration text (-f) is required with -m";
+    else if (!compute && n_in == 0) why = "give -m MODEL -f TEXT, or --in-file files to merge";
+    else if (n_ctx < 16) why = "-c must be at least 16 (llama.cpp ignores products of fewer rows)";
+    else if (n_batch < 1 || n_threads < 1) why = "-b and -t must be >= 1";
+    if (why) {
+        fprintf(stderr, "sq imatrix: %s\n\n", why);
+        usage(stderr);
+        return 2;
+    }
+    if (n_batch > n_ctx) n_batch = n_ctx;
+
+    sq_error err = {0};
+    sq_imatrix_collector *ic = NULL;
+    sq_model *m = NULL;
+    sq_vocab *voc = NULL;
+    sq_context *c = NULL;
+    char *text = NULL;
+    sq_token *toks = NULL;
+    int rc = 1;
+    if (sq_imatrix_collector_create(process_output, &ic, &err)) goto fail;
+    for (int i = 0; i < n_in; i++) {
+        fprintf(stderr, "imatrix: loading imatrix from '%s'\n", in_files[i]);
+        if (sq_imatrix_collector_load(ic, in_files[i], n_ctx, &err)) goto fail;
+    }
+    if (compute) {
+        if (sq_model_load(model_path, &m, &err)) goto fail;
+        if (sq_vocab_load_gguf(sq_model_gguf(m), &voc, &err)) goto fail;
+        sq_context_params cp = sq_context_default_params();
+        cp.n_ctx = n_ctx;
+        cp.n_batch = n_batch;
+        cp.n_threads = n_threads;
+        cp.kv_type = kv_type;
+        if (sq_context_create(m, &cp, &c, &err)) goto fail;
+        fprintf(stderr, "model: %s (%s, %.2f MiB, %.2f M params, %lld layers)\n", model_path, sq_model_type_desc(m),
+                sq_model_weight_bytes(m) / 1048576.0, sq_model_n_params(m) / 1e6,
+                (long long)sq_model_hparams(m)->n_layer);
+        size_t len = 0, n_tok = 0;
+        if (!(text = slurp(text_path, &len))) goto out;
+        fprintf(stderr, "imatrix: tokenizing the input ..\n");
+        double t0 = sq_time_now();
+        if (sq_tokenize(voc, text, len, true, false, &toks, &n_tok, &err)) goto fail;
+        fprintf(stderr, "imatrix: tokenization took %.3f ms\n", (sq_time_now() - t0) * 1e3);
+        const size_t max_chunks = n_tok / (size_t)n_ctx;
+        fprintf(stderr, "imatrix: computing over %zu chunks, n_ctx=%d, batch_size=%d, %d threads\n",
+                n_chunks > 0 && (size_t)n_chunks < max_chunks ? (size_t)n_chunks : max_chunks, n_ctx, n_batch,
+                n_threads);
+        const sq_token bos = sq_vocab_add_bos(voc) ? sq_vocab_bos(voc) : -1;
+        sq_imatrix_run_params rp = {n_ctx, n_chunks, on_chunk, NULL};
+        double ppl = 0;
+        t0 = sq_time_now();
+        if (sq_imatrix_collect(ic, c, toks, n_tok, bos, &rp, &ppl, &err)) {
+            printf("\n");
+            goto fail;
+        }
+        printf("Final estimate: PPL = %.4f\n", ppl);
+        fprintf(stderr, "imatrix: %.2f s\n", sq_time_now() - t0);
+        if (sq_imatrix_collector_add_dataset(ic, text_path, &err)) goto fail;
+    }
+    if (sq_imatrix_collector_write(ic, out_path, n_ctx, &err)) goto fail;
+    print_stats(ic, out_path, n_ctx);
+    rc = 0;
+    goto out;
+fail:
+    fprintf(stderr, "sq imatrix: %s\n", err.msg);
+out:
+    free(toks);
+    free(text);
+    sq_context_free(c);
+    sq_vocab_free(voc);
+    sq_model_free(m);
+    sq_imatrix_collector_free(ic);
+    return rc;
 }

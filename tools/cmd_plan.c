@@ -46,6 +46,9 @@ static void usage(FILE *f)
             "                          always, or never\n"
             "  --norm rel|abs          error normalisation: relative to each tensor's output energy (rel,\n"
             "                          default) or the raw importance-weighted error (abs)\n"
+            "  --sensitivity FILE      per-tensor sensitivities, lines \"TENSOR WEIGHT\": a tensor's normalised\n"
+            "                          error is multiplied by its weight (default 1), e.g. the KL divergence\n"
+            "                          per unit of relative error measured by bench/sensitivity.sh\n"
             "  --no-share-perm         give q/k/v and gate/up their own permutations (default: one per input)\n"
             "  --sample-rows N         measure candidates on N rows per tensor, spread evenly (default 256;\n"
             "                          0: every row)\n"
@@ -145,6 +148,61 @@ static int check_config(const char *text, size_t len, const char *label, const s
     return rc;
 }
 
+/* A sensitivity file: one "TENSOR WEIGHT" pair per line, '#' starts a
+ * comment. Fills *out (malloc'ed names and array); returns 0, or 1 after
+ * printing the file, line and reason. */
+static int load_weights_file(const char *path, sq_plan_weight **out, int *n_out)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "sq plan: %s: %s\n", path, strerror(errno));
+        return 1;
+    }
+    char line[1024];
+    int n = 0, cap = 0, lineno = 0, rc = 0;
+    sq_plan_weight *w = NULL;
+    while (fgets(line, sizeof line, f)) {
+        lineno++;
+        char *hash = strchr(line, '#');
+        if (hash) *hash = 0;
+        char name[512], extra[8];
+        double v;
+        int k = sscanf(line, "%511s %lf %7s", name, &v, extra);
+        if (k <= 0) continue;
+        if (k != 2 || !(v > 0)) {
+            fprintf(stderr, "sq plan: %s:%d: want \"TENSOR WEIGHT\" with a positive weight\n", path, lineno);
+            rc = 1;
+            break;
+        }
+        if (n == cap) {
+            cap = cap ? cap * 2 : 64;
+            sq_plan_weight *nw = realloc(w, (size_t)cap * sizeof *nw);
+            if (!nw) {
+                rc = 1;
+                break;
+            }
+            w = nw;
+        }
+        w[n].name = strdup(name);
+        w[n].weight = v;
+        if (!w[n].name) {
+            rc = 1;
+            break;
+        }
+        n++;
+    }
+    fclose(f);
+    *out = w;
+    *n_out = n;
+    return rc;
+}
+
+static void free_weights(sq_plan_weight *w, int n)
+{
+    for (int i = 0; i < n; i++) free((char *)w[i].name);
+    free(w);
+}
+
 static void print_types(const int types[4], int64_t cols)
 {
     int64_t nseg = sq_n_segments(cols);
@@ -157,7 +215,7 @@ static void print_types(const int types[4], int64_t cols)
 
 int sq_cmd_plan(int argc, char **argv)
 {
-    const char *model_path = NULL, *imatrix_path = NULL, *out_path = SQ_CONFIG_DEFAULT_NAME;
+    const char *model_path = NULL, *imatrix_path = NULL, *out_path = SQ_CONFIG_DEFAULT_NAME, *sens_path = NULL;
     sq_plan_params p = {0};
     int types[32];
     bool no_imatrix = false, dry_run = false, quiet = false;
@@ -235,6 +293,9 @@ int sq_cmd_plan(int argc, char **argv)
                 fprintf(stderr, "sq plan: --norm %s: want rel or abs\n", v);
                 return 2;
             }
+        } else if (!strcmp(a, "--sensitivity")) {
+            NEED_VALUE();
+            sens_path = v;
         } else if (!strcmp(a, "--no-share-perm")) {
             p.no_share = true;
         } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
@@ -285,6 +346,13 @@ int sq_cmd_plan(int argc, char **argv)
     char *text = NULL;
     size_t len = 0;
     int rc = 1;
+    sq_plan_weight *weights = NULL;
+    int n_weights = 0;
+    if (sens_path) {
+        if (load_weights_file(sens_path, &weights, &n_weights) != 0) goto out;
+        p.weights = weights;
+        p.n_weights = n_weights;
+    }
     if (sq_gguf_open(model_path, &g, &err) != SQ_OK) {
         fprintf(stderr, "sq plan: %s\n", err.msg);
         goto out;
@@ -335,6 +403,7 @@ int sq_cmd_plan(int argc, char **argv)
     }
     rc = 0;
 out:
+    free_weights(weights, n_weights);
     free(text);
     sq_plan_free(plan);
     sq_imatrix_free(im);

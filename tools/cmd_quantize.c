@@ -36,7 +36,14 @@ static void usage(FILE *f)
             "  --token-embedding-type T   ggml type for token_embd.weight\n"
             "  --tensor-type REGEX=T      tensors whose name matches REGEX (POSIX extended, searched)\n"
             "                             get type T; repeatable, the last matching one wins\n"
+            "  --tensor-type-file FILE    REGEX=T entries separated by spaces or newlines\n"
             "  --leave-output-tensor      leave output.weight as it is\n"
+            "  --include-weights NAME     use the imatrix only for weights whose name contains NAME\n"
+            "                             (repeatable)\n"
+            "  --exclude-weights NAME     do not use the imatrix for weights whose name contains NAME\n"
+            "                             (repeatable; not together with --include-weights)\n"
+            "  --override-kv KEY=TYPE:VALUE  set a metadata key in the output; TYPE int, float, bool\n"
+            "                             or str (repeatable)\n"
             "  --allow-requantize         allow quantized input (dequantized first); SmarterQuant\n"
             "                             input tensors are dequantized and un-permuted\n"
             "  --dry-run                  print the plan and the resulting size, write nothing\n"
@@ -68,9 +75,69 @@ static int parse_type(const char *s)
     return -1;
 }
 
+/* Adds one REGEX=TYPE entry; 2 on a usage error (message printed). */
+static int add_tensor_type(const char *v, sq_tensor_type_override *ov, char **ov_text, int *n)
+{
+    const char *eq = strrchr(v, '=');
+    if (!eq || eq == v || !eq[1]) {
+        fprintf(stderr, "sq quantize: --tensor-type '%s': expected REGEX=TYPE\n", v);
+        return 2;
+    }
+    const int t = parse_type(eq + 1);
+    if (t < 0) {
+        fprintf(stderr, "sq quantize: --tensor-type '%s': unknown ggml type '%s'\n", v, eq + 1);
+        return 2;
+    }
+    /* llama-quantize lower-cases the pattern (tensor names are lower case) */
+    char *pat = strndup(v, (size_t)(eq - v));
+    if (!pat) return 1;
+    for (char *c = pat; *c; c++) *c = (char)tolower((unsigned char)*c);
+    ov_text[*n] = pat;
+    ov[*n].pattern = pat;
+    ov[*n].type = t;
+    (*n)++;
+    return 0;
+}
+
+/* Parses KEY=TYPE:VALUE (llama.cpp's --override-kv); false on a bad one. */
+static bool parse_kv_override(const char *arg, sq_kv_override *o)
+{
+    const char *eq = strchr(arg, '=');
+    if (!eq || eq == arg || eq - arg >= 128) return false;
+    char *key = strndup(arg, (size_t)(eq - arg));
+    if (!key) return false;
+    const char *v = eq + 1;
+    memset(o, 0, sizeof *o);
+    o->key = key;
+    char *end = NULL;
+    if (!strncmp(v, "int:", 4)) {
+        o->kind = SQ_KV_INT;
+        o->i = strtoll(v + 4, &end, 10);
+        if (end != v + 4 && !*end) return true;
+    } else if (!strncmp(v, "float:", 6)) {
+        o->kind = SQ_KV_FLOAT;
+        o->f = strtod(v + 6, &end);
+        if (end != v + 6 && !*end) return true;
+    } else if (!strncmp(v, "bool:", 5)) {
+        o->kind = SQ_KV_BOOL;
+        if (!strcmp(v + 5, "true") || !strcmp(v + 5, "false")) {
+            o->b = v[5] == 't';
+            return true;
+        }
+    } else if (!strncmp(v, "str:", 4) && strlen(v + 4) < 128) {
+        o->kind = SQ_KV_STR;
+        o->s = v + 4;
+        return true;
+    }
+    free(key);
+    o->key = NULL;
+    return false;
+}
+
 typedef struct printer {
     bool quiet;
     bool dry_run;
+    bool imatrix; /* one was given: say which quantized tensors it has no entry for */
 } printer;
 
 static double mib(uint64_t b) { return (double)b / (1024.0 * 1024.0); }
@@ -107,8 +174,8 @@ static void on_event(void *ud, sq_quantize_event_kind kind, const char *text, co
     printf("[%4d/%4d] %-32s %-18s %7s -> %-28s %8.3f MiB -> %8.3f MiB", t->index, t->count, t->name, shape, from, to,
            mib(t->in_bytes), mib(t->out_bytes));
     if (!pr->dry_run) printf(" %7.1f ms", t->seconds * 1e3);
-    if (t->quantize && !t->has_imatrix && !pr->dry_run && t->out_type != 0 && t->out_type != 1 && t->out_type != 30)
-        printf("  (no imatrix)");
+    const sq_type_info *oti = sq_type_info_get(t->out_type);
+    if (pr->imatrix && t->quantize && !t->has_imatrix && oti && oti->is_quantized) printf("  (no imatrix entry)");
     printf("\n");
     fflush(stdout);
 }
@@ -125,18 +192,22 @@ int sq_cmd_quantize(int argc, char **argv)
     memset(&p, 0, sizeof p);
     p.output_tensor_type = -1;
     p.token_embedding_type = -1;
-    sq_tensor_type_override *ov = calloc((size_t)argc + 1, sizeof *ov);
-    char **ov_text = calloc((size_t)argc + 1, sizeof *ov_text);
+    int max_ov = argc + 1;
+    sq_tensor_type_override *ov = calloc((size_t)max_ov, sizeof *ov);
+    char **ov_text = calloc((size_t)max_ov, sizeof *ov_text);
+    const char **incl = calloc((size_t)argc + 1, sizeof *incl), **excl = calloc((size_t)argc + 1, sizeof *excl);
+    sq_kv_override *kvo = calloc((size_t)argc + 1, sizeof *kvo);
+    int n_incl = 0, n_excl = 0;
     const char *cfg_path = NULL;
     sq_config *cfg = NULL;
     sq_quantize_sqtensor *sqt = NULL;
     bool no_sq_config = false;
-    printer pr = {false, false};
+    printer pr = {false, false, false};
     const char *pos[4];
     int npos = 0, rc = 1;
-    if (!ov || !ov_text) {
+    if (!ov || !ov_text || !incl || !excl || !kvo) {
         fprintf(stderr, "sq quantize: out of memory\n");
-        return 1;
+        goto done;
     }
 
     for (int i = 1; i < argc; i++) {
@@ -176,27 +247,44 @@ int sq_cmd_quantize(int argc, char **argv)
             if (a[2] == 'o') p.output_tensor_type = t;
             else p.token_embedding_type = t;
         } else if (!strcmp(a, "--tensor-type") && has_val) {
-            const char *v = argv[++i];
-            const char *eq = strrchr(v, '=');
-            if (!eq || eq == v || !eq[1]) {
-                fprintf(stderr, "sq quantize: --tensor-type '%s': expected REGEX=TYPE\n", v);
+            if ((rc = add_tensor_type(argv[++i], ov, ov_text, &p.n_overrides)) != 0) goto done;
+            rc = 1;
+        } else if (!strcmp(a, "--tensor-type-file") && has_val) {
+            const char *path = argv[++i];
+            FILE *f = fopen(path, "r");
+            if (!f) {
+                fprintf(stderr, "sq quantize: --tensor-type-file %s: cannot open\n", path);
                 rc = 2;
                 goto done;
             }
-            const int t = parse_type(eq + 1);
-            if (t < 0) {
-                fprintf(stderr, "sq quantize: --tensor-type '%s': unknown ggml type '%s'\n", v, eq + 1);
+            char tok[4096];
+            while (fscanf(f, "%4095s", tok) == 1) {
+                if (p.n_overrides >= max_ov) {
+                    sq_tensor_type_override *o2 = realloc(ov, (size_t)(max_ov * 2) * sizeof *ov);
+                    char **t2 = o2 ? realloc(ov_text, (size_t)(max_ov * 2) * sizeof *ov_text) : NULL;
+                    if (o2) ov = o2;
+                    if (t2) ov_text = t2;
+                    if (!o2 || !t2) break;
+                    max_ov *= 2;
+                }
+                if ((rc = add_tensor_type(tok, ov, ov_text, &p.n_overrides)) != 0) {
+                    fclose(f);
+                    goto done;
+                }
+            }
+            fclose(f);
+            rc = 1;
+        } else if ((!strcmp(a, "--include-weights") || !strcmp(a, "--exclude-weights")) && has_val) {
+            if (a[2] == 'i') incl[n_incl++] = argv[++i];
+            else excl[n_excl++] = argv[++i];
+        } else if (!strcmp(a, "--override-kv") && has_val) {
+            if (!parse_kv_override(argv[++i], &kvo[p.n_kv_overrides])) {
+                fprintf(stderr, "sq quantize: --override-kv '%s': expected KEY=TYPE:VALUE with TYPE int, float, bool "
+                                "or str\n", argv[i]);
                 rc = 2;
                 goto done;
             }
-            /* llama-quantize lower-cases the pattern (tensor names are lower case) */
-            char *pat = strndup(v, (size_t)(eq - v));
-            if (!pat) goto done;
-            for (char *c = pat; *c; c++) *c = (char)tolower((unsigned char)*c);
-            ov_text[p.n_overrides] = pat;
-            ov[p.n_overrides].pattern = pat;
-            ov[p.n_overrides].type = t;
-            p.n_overrides++;
+            p.n_kv_overrides++;
         } else if (a[0] == '-' && a[1] == '-') {
             fprintf(stderr, "sq quantize: unknown option or missing value: %s\n\n", a);
             usage(stderr);
@@ -211,6 +299,17 @@ int sq_cmd_quantize(int argc, char **argv)
         }
     }
     p.overrides = ov;
+    if (n_incl && n_excl) {
+        fprintf(stderr, "sq quantize: --include-weights and --exclude-weights cannot be used together\n");
+        rc = 2;
+        goto done;
+    }
+    p.imatrix_include = incl;
+    p.n_imatrix_include = n_incl;
+    p.imatrix_exclude = excl;
+    p.n_imatrix_exclude = n_excl;
+    p.kv_overrides = kvo;
+    pr.imatrix = p.imatrix_path != NULL;
 
     /* IN OUT TYPE [N]; a dry run may leave OUT out */
     const char *in = NULL, *out = NULL, *type = NULL, *nthreads = NULL;
@@ -276,7 +375,8 @@ int sq_cmd_quantize(int argc, char **argv)
     }
 
     {
-        printf("quantizing %s to %s as %s%s\n", in, out ? out : "(dry run)", fi->name, p.dry_run ? " (dry run)" : "");
+        if (p.dry_run) printf("planning %s as %s (dry run: nothing is written)\n", in, fi->name);
+        else printf("quantizing %s to %s as %s\n", in, out, fi->name);
         p.on_event = on_event;
         p.event_ud = &pr;
         sq_quantize_stats stats;
@@ -288,7 +388,7 @@ int sq_cmd_quantize(int argc, char **argv)
             const double n = stats.n_elements > 0 ? (double)stats.n_elements : 1.0;
             printf("model size = %9.2f MiB (%.2f bpw)\n", mib(stats.in_bytes), (double)stats.in_bytes * 8.0 / n);
             printf("quant size = %9.2f MiB (%.2f bpw)%s\n", mib(stats.out_bytes), (double)stats.out_bytes * 8.0 / n,
-                   p.dry_run ? "  [dry run: nothing written]" : "");
+                   p.dry_run ? "  (dry run)" : "");
             printf("%d tensors, %d quantized, %d SmarterQuant, %d width fallbacks; %.2f s\n", stats.n_tensors,
                    stats.n_quantized, stats.n_smarterquant, stats.n_fallback, stats.seconds);
             rc = 0;
@@ -299,7 +399,11 @@ done:
     free(sqt);
     sq_config_free(cfg);
     for (int k = 0; k < p.n_overrides; k++) free(ov_text[k]);
+    for (int k = 0; k < p.n_kv_overrides; k++) free((char *)kvo[k].key);
     free(ov_text);
     free(ov);
+    free(incl);
+    free(excl);
+    free(kvo);
     return rc;
 }

@@ -85,6 +85,19 @@ int sq_context_n_ctx(const sq_context *c);
 int sq_context_n_past(const sq_context *c);
 const sq_model *sq_context_model(const sq_context *c);
 
+/* An observer of every weight product: called with the weight's GGUF tensor
+ * name ("blk.0.attn_q.weight", "output.weight", or "token_embd.weight" for a
+ * tied output), and the product's INPUT activations X: n_rows rows (tokens)
+ * of n_cols floats (the weight's columns, in the original column order even
+ * for a permuted SmarterQuant tensor), row-major. X is borrowed for the call
+ * only. The hook runs on the thread that called sq_eval, before the product.
+ * Used by sq imatrix to sum squared activations per column. */
+typedef void (*sq_matmul_hook)(void *user, const char *tensor_name, const float *X, int64_t n_rows, int64_t n_cols);
+
+/* Sets (fn non-NULL) or removes (NULL) the context's hook; costs nothing when
+ * none is set. */
+void sq_context_set_matmul_hook(sq_context *c, sq_matmul_hook fn, void *user);
+
 /* Empties the KV cache. */
 void sq_kv_clear(sq_context *c);
 /* Keeps only the first n tokens of the KV cache (n <= n_past). */

@@ -46,6 +46,14 @@ typedef enum sq_plan_norm {
     SQ_PLAN_NORM_ABS = 1  /* the raw weighted error sum imp*(W-Q)^2 */
 } sq_plan_norm;
 
+/* A tensor's sensitivity: how much one unit of its normalised error costs at
+ * the model's output (e.g. measured KL divergence per unit of relative error
+ * when only that tensor is quantized). */
+typedef struct sq_plan_weight {
+    const char *name;
+    double weight; /* > 0 */
+} sq_plan_weight;
+
 /* What to plan. Zero-initialise, then set one of target_bpw / target_bytes. */
 typedef struct sq_plan_params {
     double target_bpw;      /* > 0: bits per weight over all tensors (data bytes * 8 / elements) */
@@ -60,6 +68,8 @@ typedef struct sq_plan_params {
     sq_plan_perm_mode perm;
     sq_plan_norm norm;
     bool no_share;          /* every tensor its own permutation (no q/k/v, gate/up groups) */
+    const sq_plan_weight *weights; /* per-tensor sensitivities; tensors not listed get 1 */
+    int n_weights;
     int64_t sample_rows;    /* rows of each tensor the candidates are measured on, spread evenly
                                (errors scaled up to all rows): 0 = SQ_PLAN_DEFAULT_SAMPLE_ROWS,
                                < 0 = every row */

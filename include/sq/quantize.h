@@ -199,6 +199,17 @@ typedef struct sq_quantize_tensor_plan {
 typedef void (*sq_quantize_event_fn)(void *ud, sq_quantize_event_kind kind, const char *text,
                                      const sq_quantize_tensor_plan *tensor);
 
+/* A --override-kv KEY=TYPE:VALUE metadata override. */
+typedef enum sq_kv_override_kind { SQ_KV_INT = 0, SQ_KV_FLOAT = 1, SQ_KV_BOOL = 2, SQ_KV_STR = 3 } sq_kv_override_kind;
+typedef struct sq_kv_override {
+    const char *key;
+    sq_kv_override_kind kind;
+    int64_t i;     /* SQ_KV_INT: written as u32 of |i|, as llama-quantize does */
+    double f;      /* SQ_KV_FLOAT: written as f32 */
+    bool b;        /* SQ_KV_BOOL */
+    const char *s; /* SQ_KV_STR */
+} sq_kv_override;
+
 /* Everything `sq quantize` takes. Zero-initialise, then set. */
 typedef struct sq_quantize_params {
     int ftype;                  /* llama_ftype value */
@@ -211,6 +222,12 @@ typedef struct sq_quantize_params {
     const sq_tensor_type_override *overrides;
     int n_overrides;
     const char *imatrix_path;   /* NULL: none */
+    const char *const *imatrix_include; /* --include-weights: use importance only for weights whose */
+    int n_imatrix_include;              /*   name contains one of these (substring) */
+    const char *const *imatrix_exclude; /* --exclude-weights: never for these */
+    int n_imatrix_exclude;
+    const sq_kv_override *kv_overrides; /* --override-kv, applied after general.file_type */
+    int n_kv_overrides;
     const sq_quantize_sqtensor *sq_tensors; /* SmarterQuant requests (already parsed) */
     int n_sq_tensors;
     const char *sq_config_label; /* file they came from, for messages (may be NULL) */

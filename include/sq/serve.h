@@ -152,7 +152,8 @@ typedef struct sq_slot_pool sq_slot_pool;
 typedef enum sq_slot_result {
     SQ_SLOT_OK = 0,   /* *slot is yours until sq_slot_pool_release */
     SQ_SLOT_FULL,     /* every slot busy and the queue at its bound: answer 503 */
-    SQ_SLOT_SHUTDOWN  /* the pool is shutting down */
+    SQ_SLOT_SHUTDOWN, /* the pool is shutting down */
+    SQ_SLOT_GONE      /* the caller's gone() said the client went away while waiting */
 } sq_slot_result;
 
 /* n_slots >= 1 slots; at most queue_max requests wait (0: none wait). NULL on ENOMEM. */
@@ -161,6 +162,9 @@ void sq_slot_pool_free(sq_slot_pool *p);
 /* Takes a free slot, or waits in FIFO order when the queue has room, or
  * fails at once with SQ_SLOT_FULL. Thread-safe. */
 sq_slot_result sq_slot_pool_acquire(sq_slot_pool *p, int *slot);
+/* The same; while waiting, gone(ud) is asked every 50 ms whether the client
+ * is still there (true: leave the queue, SQ_SLOT_GONE). gone may be NULL. */
+sq_slot_result sq_slot_pool_acquire_until(sq_slot_pool *p, int *slot, bool (*gone)(void *ud), void *ud);
 void sq_slot_pool_release(sq_slot_pool *p, int slot);
 /* Wakes every waiter with SQ_SLOT_SHUTDOWN; later acquires fail the same way. */
 void sq_slot_pool_shutdown(sq_slot_pool *p);

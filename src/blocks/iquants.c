@@ -22,7 +22,7 @@
 #include <string.h>
 
 #include "kernels.h"
-#include "kquant_common.h"
+#include "quant_common.h"
 
 /* Bit-exactness needs every a*b+c rounded twice, as ggml computes it: no FMA
  * contraction even when built with -mfma / -march=native (GCC in GNU mode and
@@ -37,6 +37,10 @@ static inline int imin(int a, int b) { return a < b ? a : b; }
 /* sq__kquants_reference_search state, as seen by this file. */
 #define iq4_reference_search sq__kquants_reference_search_on()
 static inline int imax(int a, int b) { return a > b ? a : b; }
+
+/* The 16 levels of the IQ4_NL / IQ4_XS non-linear 4-bit code (ggml's table). */
+static const int8_t sq__kvalues_iq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                                              1,    13,   25,  38,  53,  69,  89,  113};
 
 /* Decision thresholds of the IQ4 table, doubled: 2v >= lo + hi moves v from
  * level lo up to level hi. The sums are small integers, so the test on 2v is
@@ -61,7 +65,7 @@ static inline int nearest_level(float v)
 static void iq4_weights(const float *xb, const float *qw, float sigma2, float *w)
 {
     if (qw) {
-        for (int j = 0; j < 32; ++j) w[j] = qw[j] * sqrtf(sigma2 + xb[j] * xb[j]);
+        sq__imatrix_weights(32, xb, qw, sigma2, w);
     } else {
         for (int j = 0; j < 32; ++j) w[j] = xb[j] * xb[j];
     }
@@ -78,15 +82,9 @@ static void iq4_weights(const float *xb, const float *qw, float sigma2, float *w
 static float iq4_block_scale(const float *xb, const float *weight)
 {
     const int8_t *values = sq__kvalues_iq4nl;
-    float amax = 0, max = 0;
-    for (int j = 0; j < 32; ++j) {
-        const float ax = fabsf(xb[j]);
-        if (ax > amax) {
-            amax = ax;
-            max = xb[j];
-        }
-    }
-    if (amax < SQ_KQ_GROUP_EPS) return 0;
+    float amax;
+    const float max = sq__signed_absmax(xb, 32, &amax);
+    if (amax < SQ_GROUP_EPS) return 0;
     float d = -max / values[0];
     float id = 1 / d;
     float sumqx = 0, sumq2 = 0;
@@ -115,15 +113,6 @@ static float iq4_block_scale(const float *xb, const float *weight)
     return d;
 }
 
-/* 4-lane vectors (GCC / clang extensions, SSE2 on any x86-64). */
-typedef float iq4_v4f __attribute__((vector_size(16)));
-typedef int32_t iq4_v4i __attribute__((vector_size(16)));
-
-static inline iq4_v4f iq4_sel(iq4_v4i m, iq4_v4f a, iq4_v4f b)
-{
-    return (iq4_v4f)((m & (iq4_v4i)a) | (~m & (iq4_v4i)b));
-}
-
 /* Level values by floor(2v), for 2v in [-240, 240]: the thresholds are
  * integers, so "threshold <= 2v" is "threshold <= floor(2v)". Filled once. */
 static float iq4_level_by_floor2[481];
@@ -141,15 +130,15 @@ static void iq4_level_init(void)
 /* The level (as a float) nearest to each lane of v, the same as
  * sq__kvalues_iq4nl[nearest_level(v)]: 2v clamped to [-240, 240] (NaN to
  * -240, level -127 as in the scalar search), floored, looked up. */
-static inline iq4_v4f iq4_level_x4(iq4_v4f v)
+static inline sq__v4f iq4_level_x4(sq__v4f v)
 {
-    const iq4_v4f lo = {-240, -240, -240, -240}, hi = {240, 240, 240, 240};
-    iq4_v4f v2 = v + v;
-    v2 = iq4_sel(v2 >= lo, v2, lo);
-    v2 = iq4_sel(v2 <= hi, v2, hi);
-    iq4_v4i f = __builtin_convertvector(v2, iq4_v4i); /* toward zero, in range */
-    f += (__builtin_convertvector(f, iq4_v4f) > v2);   /* -1 where it rounded up */
-    const iq4_v4f q = {iq4_level_by_floor2[f[0] + 240], iq4_level_by_floor2[f[1] + 240],
+    const sq__v4f lo = {-240, -240, -240, -240}, hi = {240, 240, 240, 240};
+    sq__v4f v2 = v + v;
+    v2 = sq__v4_sel(v2 >= lo, v2, lo);
+    v2 = sq__v4_sel(v2 <= hi, v2, hi);
+    sq__v4i f = __builtin_convertvector(v2, sq__v4i); /* toward zero, in range */
+    f += (__builtin_convertvector(f, sq__v4f) > v2);   /* -1 where it rounded up */
+    const sq__v4f q = {iq4_level_by_floor2[f[0] + 240], iq4_level_by_floor2[f[1] + 240],
                        iq4_level_by_floor2[f[2] + 240], iq4_level_by_floor2[f[3] + 240]};
     return q;
 }
@@ -158,43 +147,43 @@ static inline iq4_v4f iq4_level_x4(iq4_v4f v)
  * k: the same float operations in the same order, so the same scales. */
 static void iq4_block_scales_x4(const float *x, const float *weight, float *scales)
 {
-    iq4_v4f X[32], W[32];
+    sq__v4f X[32], W[32];
     for (int j = 0; j < 32; ++j)
         for (int k = 0; k < 4; ++k) {
             X[j][k] = x[32 * k + j];
             W[j][k] = weight[32 * k + j];
         }
-    const iq4_v4f zero = {0, 0, 0, 0};
-    iq4_v4f amax = zero, max = zero;
+    const sq__v4f zero = {0, 0, 0, 0};
+    sq__v4f amax = zero, max = zero;
     for (int j = 0; j < 32; ++j) {
-        const iq4_v4f ax = (iq4_v4f)((iq4_v4i)X[j] & 0x7fffffff);
-        const iq4_v4i up = ax > amax;
-        amax = iq4_sel(up, ax, amax);
-        max = iq4_sel(up, X[j], max);
+        const sq__v4f ax = sq__v4_abs(X[j]);
+        const sq__v4i up = ax > amax;
+        amax = sq__v4_sel(up, ax, amax);
+        max = sq__v4_sel(up, X[j], max);
     }
-    const iq4_v4i zero_lane = amax < SQ_KQ_GROUP_EPS;
-    iq4_v4f d = -max / (float)sq__kvalues_iq4nl[0];
-    iq4_v4f id = 1 / d;
-    iq4_v4f sumqx = zero, sumq2 = zero;
+    const sq__v4i zero_lane = amax < SQ_GROUP_EPS;
+    sq__v4f d = -max / (float)sq__kvalues_iq4nl[0];
+    sq__v4f id = 1 / d;
+    sq__v4f sumqx = zero, sumq2 = zero;
     for (int j = 0; j < 32; ++j) {
-        const iq4_v4f q = iq4_level_x4(id * X[j]);
+        const sq__v4f q = iq4_level_x4(id * X[j]);
         sumqx += W[j] * q * X[j];
         sumq2 += W[j] * q * q;
     }
-    d = iq4_sel(sumq2 > 0, sumqx / sumq2, zero);
-    iq4_v4f best = d * sumqx;
+    d = sq__v4_sel(sumq2 > 0, sumqx / sumq2, zero);
+    sq__v4f best = d * sumqx;
     for (int t = -7; t <= 7; ++t) {
         id = (float)(t + sq__kvalues_iq4nl[0]) / max;
         sumqx = sumq2 = zero;
         for (int j = 0; j < 32; ++j) {
-            const iq4_v4f q = iq4_level_x4(id * X[j]);
+            const sq__v4f q = iq4_level_x4(id * X[j]);
             sumqx += W[j] * q * X[j];
             sumq2 += W[j] * q * q;
         }
-        const iq4_v4i take = (sumq2 > 0) & (sumqx * sumqx > best * sumq2);
-        const iq4_v4f nd = sumqx / sumq2;
-        d = iq4_sel(take, nd, d);
-        best = iq4_sel(take, nd * sumqx, best);
+        const sq__v4i take = (sumq2 > 0) & (sumqx * sumqx > best * sumq2);
+        const sq__v4f nd = sumqx / sumq2;
+        d = sq__v4_sel(take, nd, d);
+        best = sq__v4_sel(take, nd * sumqx, best);
     }
     for (int k = 0; k < 4; ++k) scales[k] = zero_lane[k] ? 0.f : d[k];
 }
@@ -234,9 +223,7 @@ static void quantize_iq4_nl(const float *x, void *vy, int64_t n, const float *im
         const float *xb0 = x + 32 * ib0;
         for (int b = 0; b < nblk; ++b) {
             const float *xb = xb0 + 32 * b;
-            float sigma2 = 0;
-            for (int j = 0; j < 32; ++j) sigma2 += xb[j] * xb[j];
-            sigma2 *= 2.f / 32;
+            const float sigma2 = sq__sum_squares(xb, 32) * (2.f / 32);
             iq4_weights(xb, imatrix ? imatrix + 32 * (ib0 + b) : NULL, sigma2, weight + 32 * b);
         }
         iq4_block_scales(nblk, xb0, weight, scales);
@@ -251,16 +238,36 @@ static void quantize_iq4_nl(const float *x, void *vy, int64_t n, const float *im
     }
 }
 
+/* Decodes one 32-value block of 4-bit codes (low nibbles values 0-15, high
+ * nibbles 16-31): y = d * table[code] (a product, so the operand order of
+ * ggml's table[code] * d for MXFP4 gives the same bits). */
+static inline void table_nibble_dequant(const uint8_t *qs, const int8_t *table, float d, float *y)
+{
+    for (int j = 0; j < 16; ++j) {
+        y[j] = d * table[qs[j] & 0xF];
+        y[j + 16] = d * table[qs[j] >> 4];
+    }
+}
+
+/* Integer dot of one 32-value block of 4-bit codes (low nibbles values
+ * 0-15, high nibbles 16-31) looked up in table, with 32 int8 activations:
+ * the inner sum of the IQ4_NL, IQ4_XS and MXFP4 dots. */
+static inline int table_nibble_dot(const uint8_t *qs, const int8_t *table, const int8_t *q8)
+{
+    int s = 0;
+    for (int j = 0; j < 16; ++j) {
+        s += q8[j] * table[qs[j] & 0xF];
+        s += q8[j + 16] * table[qs[j] >> 4];
+    }
+    return s;
+}
+
 /* value = d * level. */
 static void dequantize_iq4_nl(const void *vx, float *y, int64_t n)
 {
     const sq__block_iq4_nl *x = vx;
     for (int64_t ib = 0; ib < n / 32; ++ib, y += 32) {
-        const float d = sq_fp16_to_f32(x[ib].d);
-        for (int j = 0; j < 16; ++j) {
-            y[j] = d * sq__kvalues_iq4nl[x[ib].qs[j] & 0xF];
-            y[j + 16] = d * sq__kvalues_iq4nl[x[ib].qs[j] >> 4];
-        }
+        table_nibble_dequant(x[ib].qs, sq__kvalues_iq4nl, sq_fp16_to_f32(x[ib].d), y);
     }
 }
 
@@ -268,14 +275,10 @@ static void dequantize_iq4_nl(const void *vx, float *y, int64_t n)
 static float vec_dot_iq4_nl(int64_t n, const void *vw, const void *vx)
 {
     const sq__block_iq4_nl *w = vw;
-    const sq__kq_block_q8_0 *a = vx;
+    const sq__block_q8_0 *a = vx;
     float sumf = 0;
     for (int64_t ib = 0; ib < n / 32; ++ib) {
-        int s = 0;
-        for (int j = 0; j < 16; ++j) {
-            s += a[ib].qs[j] * sq__kvalues_iq4nl[w[ib].qs[j] & 0xF];
-            s += a[ib].qs[j + 16] * sq__kvalues_iq4nl[w[ib].qs[j] >> 4];
-        }
+        const int s = table_nibble_dot(w[ib].qs, sq__kvalues_iq4nl, a[ib].qs);
         sumf += (sq_fp16_to_f32(w[ib].d) * sq_fp16_to_f32(a[ib].d)) * s;
     }
     return sumf;
@@ -295,27 +298,19 @@ static void quantize_iq4_xs(const float *x, void *vy, int64_t n, const float *im
     float weight[SQ_QK_K], scales[SQ_QK_K / 32];
     uint8_t L[SQ_QK_K];
     for (int64_t ibl = 0; ibl < n / SQ_QK_K; ++ibl, x += SQ_QK_K) {
-        float sigma2 = 0;
-        for (int j = 0; j < SQ_QK_K; ++j) sigma2 += x[j] * x[j];
-        sigma2 *= 2.f / SQ_QK_K;
+        const float sigma2 = sq__sum_squares(x, SQ_QK_K) * (2.f / SQ_QK_K);
         for (int ib = 0; ib < SQ_QK_K / 32; ++ib)
             iq4_weights(x + 32 * ib, imatrix ? imatrix + SQ_QK_K * ibl + 32 * ib : NULL, sigma2, weight + 32 * ib);
         iq4_block_scales(SQ_QK_K / 32, x, weight, scales);
-        float max_scale = 0, amax_scale = 0;
-        for (int ib = 0; ib < SQ_QK_K / 32; ++ib) {
-            const float abs_d = fabsf(scales[ib]);
-            if (abs_d > amax_scale) {
-                amax_scale = abs_d;
-                max_scale = scales[ib];
-            }
-        }
+        float amax_scale;
+        const float max_scale = sq__signed_absmax(scales, SQ_QK_K / 32, &amax_scale);
         sq__block_iq4_xs *blk = &y[ibl];
         blk->scales_h = 0;
         const float d = -max_scale / 32;
         blk->d = sq_f32_to_fp16(d);
         const float id = d ? 1 / d : 0.f;
         for (int ib = 0; ib < SQ_QK_K / 32; ++ib) {
-            int l = sq__kq_round(id * scales[ib]);
+            int l = sq__nearest_int(id * scales[ib]);
             l = imax(-32, imin(31, l));
             const float dl = d * l;
             const float idl = dl ? 1 / dl : 0.f;
@@ -346,10 +341,7 @@ static void dequantize_iq4_xs(const void *vx, float *y, int64_t n)
         const uint8_t *qs = x[i].qs;
         for (int ib = 0; ib < SQ_QK_K / 32; ++ib, y += 32, qs += 16) {
             const float dl = d * iq4_xs_scale(&x[i], ib);
-            for (int j = 0; j < 16; ++j) {
-                y[j] = dl * sq__kvalues_iq4nl[qs[j] & 0xF];
-                y[j + 16] = dl * sq__kvalues_iq4nl[qs[j] >> 4];
-            }
+            table_nibble_dequant(qs, sq__kvalues_iq4nl, dl, y);
         }
     }
 }
@@ -363,14 +355,8 @@ static float vec_dot_iq4_xs(int64_t n, const void *vw, const void *vx)
         const uint8_t *qs = w[i].qs;
         const int8_t *q8 = a[i].qs;
         int32_t isum = 0;
-        for (int ib = 0; ib < SQ_QK_K / 32; ++ib, qs += 16, q8 += 32) {
-            int s = 0;
-            for (int j = 0; j < 16; ++j) {
-                s += q8[j] * sq__kvalues_iq4nl[qs[j] & 0xF];
-                s += q8[j + 16] * sq__kvalues_iq4nl[qs[j] >> 4];
-            }
-            isum += iq4_xs_scale(&w[i], ib) * s;
-        }
+        for (int ib = 0; ib < SQ_QK_K / 32; ++ib, qs += 16, q8 += 32)
+            isum += iq4_xs_scale(&w[i], ib) * table_nibble_dot(qs, sq__kvalues_iq4nl, q8);
         sumf += sq_fp16_to_f32(w[i].d) * a[i].d * isum;
     }
     return sumf;
@@ -417,9 +403,7 @@ static void quantize_mxfp4(const float *x, void *vy, int64_t n, const float *ima
     (void)imatrix;
     sq__block_mxfp4 *y = vy;
     for (int64_t ib = 0; ib < n / 32; ++ib, x += 32) {
-        float amax = 0;
-        for (int j = 0; j < 32; j++)
-            if (amax < fabsf(x[j])) amax = fabsf(x[j]);
+        const float amax = sq__absmax(x, 32);
         /* through int, then wrapped to 8 bits: what ggml's conversion does on
          * x86 for finite values, without the undefined float->uint8 cast when
          * amax is below 2^-125 (negative exponent byte) */
@@ -439,25 +423,17 @@ static void dequantize_mxfp4(const void *vx, float *y, int64_t n)
 {
     const sq__block_mxfp4 *x = vx;
     for (int64_t ib = 0; ib < n / 32; ++ib, y += 32) {
-        const float d = e8m0_half(x[ib].e);
-        for (int j = 0; j < 16; ++j) {
-            y[j] = kvalues_mxfp4[x[ib].qs[j] & 0xF] * d;
-            y[j + 16] = kvalues_mxfp4[x[ib].qs[j] >> 4] * d;
-        }
+        table_nibble_dequant(x[ib].qs, kvalues_mxfp4, e8m0_half(x[ib].e), y);
     }
 }
 
 static float vec_dot_mxfp4(int64_t n, const void *vw, const void *vx)
 {
     const sq__block_mxfp4 *w = vw;
-    const sq__kq_block_q8_0 *a = vx;
+    const sq__block_q8_0 *a = vx;
     float sumf = 0;
     for (int64_t ib = 0; ib < n / 32; ++ib) {
-        int s = 0;
-        for (int j = 0; j < 16; ++j) {
-            s += a[ib].qs[j] * kvalues_mxfp4[w[ib].qs[j] & 0xF];
-            s += a[ib].qs[j + 16] * kvalues_mxfp4[w[ib].qs[j] >> 4];
-        }
+        const int s = table_nibble_dot(w[ib].qs, kvalues_mxfp4, a[ib].qs);
         sumf += (sq_fp16_to_f32(a[ib].d) * e8m0_half(w[ib].e)) * s;
     }
     return sumf;

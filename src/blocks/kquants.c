@@ -15,7 +15,7 @@
  *
  * Bit-exactness with ggml rests on reproducing its float operations in the
  * same order (no FMA contraction: see the pragma below), the same
- * round-to-even helper (sq__kq_round) and the same tie-breaking in every
+ * round-to-even helper (sq__nearest_int) and the same tie-breaking in every
  * search. The comments say where an order matters. The per-sub-block searches
  * also exist as 4-lane versions (same bytes, 2-3x faster quantization).
  * Kernels never allocate: scratch lives on the stack; the caller owns x and y.
@@ -24,7 +24,7 @@
 #include <string.h>
 
 #include "kernels.h"
-#include "kquant_common.h"
+#include "quant_common.h"
 
 /* Bit-exactness needs every a*b+c rounded twice, as ggml computes it: no FMA
  * contraction even when built with -mfma / -march=native (GCC in GNU mode and
@@ -37,31 +37,17 @@
 
 static inline int imin(int a, int b) { return a < b ? a : b; }
 static inline int imax(int a, int b) { return a > b ? a : b; }
-static inline float h2f(uint16_t h) { return sq_fp16_to_f32(h); }
-static inline uint16_t f2h(float f) { return sq_f32_to_fp16(f); }
+static inline float h2f(sq_fp16 h) { return sq_fp16_to_f32(h); }
+static inline sq_fp16 f2h(float f) { return sq_f32_to_fp16(f); }
 
-/* 4-lane float / int vectors (GCC / clang vector extensions; SSE2 on any
- * x86-64). The *_x4 searches below run one sub-block per lane with exactly the
- * float operations of the scalar search, in the same order: IEEE arithmetic is
- * per lane, so the results are bit-identical, and per-lane branches become
- * masked selects. sq__kquants_reference_search(true) switches to the scalar
- * searches (tests compare the two byte for byte). */
-typedef float sq__v4f __attribute__((vector_size(16)));
-typedef int32_t sq__v4i __attribute__((vector_size(16)));
+/* The *_x4 searches below run 4 sub-blocks at once on the 4-lane helpers of
+ * quant_common.h, bit-identical to their scalar searches.
+ * sq__kquants_reference_search(true) switches to the scalar searches (tests
+ * compare the two byte for byte). */
 
-static inline sq__v4f v4_sel(sq__v4i m, sq__v4f a, sq__v4f b)
-{
-    return (sq__v4f)((m & (sq__v4i)a) | (~m & (sq__v4i)b));
-}
-static inline sq__v4i v4_seli(sq__v4i m, sq__v4i a, sq__v4i b) { return (m & a) | (~m & b); }
-/* sq__kq_round per lane */
-static inline sq__v4i v4_round(sq__v4f v)
-{
-    const sq__v4f biased = v + 12582912.f;
-    return ((sq__v4i)biased & 0x007fffff) - 0x00400000;
-}
-static inline sq__v4f v4_abs(sq__v4f v) { return (sq__v4f)((sq__v4i)v & 0x7fffffff); }
-static inline sq__v4f v4_err(sq__v4f diff, int use_mad) { return use_mad ? v4_abs(diff) : diff * diff; }
+/* The error measure of the asymmetric searches, per lane: |diff| when
+ * use_mad, else diff^2. */
+static inline sq__v4f v4_err(sq__v4f diff, int use_mad) { return use_mad ? sq__v4_abs(diff) : diff * diff; }
 
 /* Set by sq__kquants_reference_search (tests only): run the scalar searches. */
 static bool reference_search;
@@ -73,65 +59,7 @@ bool sq__kquants_reference_search_on(void) { return reference_search; }
  * Scale searches
  * ------------------------------------------------------------------------ */
 
-/*
- * Symmetric signed search (ggml's make_qx_quants with rmse_type 1): fits
- * x[i] ~ scale * (L[i] - nmax), L[i] in [0, 2*nmax), minimising the weighted
- * squared error. Weights are qw[] or, when qw is NULL, x[i]^2. Starts at the
- * scale that maps the largest-magnitude value to -nmax, then tries 18 nearby
- * inverse scales (nmax +- 0.1..0.9); a candidate wins only when its fitted
- * error is strictly lower (compared as sumlx^2/suml2). Returns the
- * least-squares scale of the winning levels, 0 for an all-zero group.
- */
-static float fit_symmetric(int n, int nmax, const float *x, int8_t *L, const float *qw)
-{
-    float max = 0, amax = 0;
-    for (int i = 0; i < n; ++i) {
-        const float ax = fabsf(x[i]);
-        if (ax > amax) {
-            amax = ax;
-            max = x[i];
-        }
-    }
-    if (amax < SQ_KQ_GROUP_EPS) {
-        memset(L, 0, (size_t)n);
-        return 0.f;
-    }
-    float iscale = -nmax / max;
-    float sumlx = 0, suml2 = 0;
-    for (int i = 0; i < n; ++i) {
-        int l = sq__kq_round(iscale * x[i]);
-        l = imax(-nmax, imin(nmax - 1, l));
-        L[i] = (int8_t)(l + nmax);
-        const float w = qw ? qw[i] : x[i] * x[i];
-        sumlx += w * x[i] * l; /* (w*x)*l, as ggml */
-        suml2 += w * l * l;
-    }
-    float scale = suml2 ? sumlx / suml2 : 0.0f;
-    float best = scale * sumlx;
-    for (int step = -9; step <= 9; ++step) {
-        if (step == 0) continue;
-        iscale = -(nmax + 0.1f * step) / max;
-        sumlx = suml2 = 0;
-        for (int i = 0; i < n; ++i) {
-            int l = sq__kq_round(iscale * x[i]);
-            l = imax(-nmax, imin(nmax - 1, l));
-            const float w = qw ? qw[i] : x[i] * x[i];
-            sumlx += w * x[i] * l;
-            suml2 += w * l * l;
-        }
-        if (suml2 > 0 && sumlx * sumlx > best * suml2) {
-            for (int i = 0; i < n; ++i) {
-                const int l = sq__kq_round(iscale * x[i]);
-                L[i] = (int8_t)(nmax + imax(-nmax, imin(nmax - 1, l)));
-            }
-            scale = sumlx / suml2;
-            best = scale * sumlx;
-        }
-    }
-    return scale;
-}
-
-/* fit_symmetric on 4 consecutive sub-blocks of n values at once (lane k on
+/* sq__fit_symmetric on 4 consecutive sub-blocks of n values at once (lane k on
  * sub-block k); w holds their weights or is NULL (then x^2). */
 static void fit_symmetric_x4(int n, int nmax, const float *x, int8_t *L, const float *w, float *scales)
 {
@@ -147,24 +75,24 @@ static void fit_symmetric_x4(int n, int nmax, const float *x, int8_t *L, const f
     const sq__v4i lo = izero - nmax, hi = izero + (nmax - 1);
     sq__v4f max = zero, amax = zero;
     for (int i = 0; i < n; ++i) {
-        const sq__v4f ax = v4_abs(X[i]);
+        const sq__v4f ax = sq__v4_abs(X[i]);
         const sq__v4i up = ax > amax;
-        amax = v4_sel(up, ax, amax);
-        max = v4_sel(up, X[i], max);
+        amax = sq__v4_sel(up, ax, amax);
+        max = sq__v4_sel(up, X[i], max);
     }
-    const sq__v4i zero_lane = amax < SQ_KQ_GROUP_EPS;
+    const sq__v4i zero_lane = amax < SQ_GROUP_EPS;
     sq__v4i Lv[32];
     sq__v4f iscale = (float)-nmax / max;
     sq__v4f sumlx = zero, suml2 = zero;
     for (int i = 0; i < n; ++i) {
-        sq__v4i l = v4_round(iscale * X[i]);
-        l = v4_seli(l < lo, lo, v4_seli(l > hi, hi, l));
+        sq__v4i l = sq__v4_nearest_int(iscale * X[i]);
+        l = sq__v4_seli(l < lo, lo, sq__v4_seli(l > hi, hi, l));
         Lv[i] = l;
         const sq__v4f lf = __builtin_convertvector(l, sq__v4f);
         sumlx += W[i] * X[i] * lf;
         suml2 += W[i] * lf * lf;
     }
-    sq__v4f scale = v4_sel(suml2 != 0, sumlx / suml2, zero);
+    sq__v4f scale = sq__v4_sel(suml2 != 0, sumlx / suml2, zero);
     sq__v4f best = scale * sumlx;
     for (int step = -9; step <= 9; ++step) {
         if (step == 0) continue;
@@ -172,18 +100,18 @@ static void fit_symmetric_x4(int n, int nmax, const float *x, int8_t *L, const f
         sq__v4i Lt[32];
         sumlx = suml2 = zero;
         for (int i = 0; i < n; ++i) {
-            sq__v4i l = v4_round(iscale * X[i]);
-            l = v4_seli(l < lo, lo, v4_seli(l > hi, hi, l));
+            sq__v4i l = sq__v4_nearest_int(iscale * X[i]);
+            l = sq__v4_seli(l < lo, lo, sq__v4_seli(l > hi, hi, l));
             Lt[i] = l;
             const sq__v4f lf = __builtin_convertvector(l, sq__v4f);
             sumlx += W[i] * X[i] * lf;
             suml2 += W[i] * lf * lf;
         }
         const sq__v4i take = (suml2 > 0) & (sumlx * sumlx > best * suml2);
-        for (int i = 0; i < n; ++i) Lv[i] = v4_seli(take, Lt[i], Lv[i]);
+        for (int i = 0; i < n; ++i) Lv[i] = sq__v4_seli(take, Lt[i], Lv[i]);
         const sq__v4f ns = sumlx / suml2;
-        scale = v4_sel(take, ns, scale);
-        best = v4_sel(take, ns * sumlx, best);
+        scale = sq__v4_sel(take, ns, scale);
+        best = sq__v4_sel(take, ns * sumlx, best);
     }
     for (int k = 0; k < 4; ++k) {
         scales[k] = zero_lane[k] ? 0.f : scale[k];
@@ -191,12 +119,12 @@ static void fit_symmetric_x4(int n, int nmax, const float *x, int8_t *L, const f
     }
 }
 
-/* fit_symmetric on nsub (a multiple of 4) consecutive sub-blocks of n values;
+/* sq__fit_symmetric on nsub (a multiple of 4) consecutive sub-blocks of n values;
  * w: their weights, or NULL for x^2. */
 static void fit_symmetric_batch(int nsub, int n, int nmax, const float *x, int8_t *L, const float *w, float *scales)
 {
     if (reference_search) {
-        for (int j = 0; j < nsub; ++j) scales[j] = fit_symmetric(n, nmax, x + n * j, L + n * j, w ? w + n * j : NULL);
+        for (int j = 0; j < nsub; ++j) scales[j] = sq__fit_symmetric(n, nmax, x + n * j, L + n * j, w ? w + n * j : NULL);
         return;
     }
     for (int j = 0; j < nsub; j += 4) fit_symmetric_x4(n, nmax, x + n * j, L + n * j, w ? w + n * j : NULL, scales + j);
@@ -211,22 +139,16 @@ static void fit_symmetric_batch(int nsub, int n, int nmax, const float *x, int8_
  */
 static float fit_q3_reference(int n, int nmax, const float *x, int8_t *L)
 {
-    float max = 0, amax = 0;
-    for (int i = 0; i < n; ++i) {
-        const float ax = fabsf(x[i]);
-        if (ax > amax) {
-            amax = ax;
-            max = x[i];
-        }
-    }
-    if (amax < SQ_KQ_GROUP_EPS) {
+    float amax;
+    const float max = sq__signed_absmax(x, n, &amax);
+    if (amax < SQ_GROUP_EPS) {
         memset(L, 0, (size_t)n);
         return 0.f;
     }
     const float iscale = -nmax / max;
     float sumlx = 0, suml2 = 0;
     for (int i = 0; i < n; ++i) {
-        int l = sq__kq_round(iscale * x[i]);
+        int l = sq__nearest_int(iscale * x[i]);
         l = imax(-nmax, imin(nmax - 1, l));
         L[i] = (int8_t)l;
         const float w = x[i] * x[i];
@@ -240,7 +162,7 @@ static float fit_q3_reference(int n, int nmax, const float *x, int8_t *L)
             float slx = sumlx - w * x[i] * L[i];
             if (slx > 0) {
                 float sl2 = suml2 - w * L[i] * L[i];
-                int nl = sq__kq_round(x[i] * sl2 / slx);
+                int nl = sq__nearest_int(x[i] * sl2 / slx);
                 nl = imax(-nmax, imin(nmax - 1, nl));
                 if (nl != L[i]) {
                     slx += w * x[i] * nl;
@@ -268,6 +190,8 @@ static float fit_q3_reference(int n, int nmax, const float *x, int8_t *L)
  * weighted least-squares solve for scale and min; a candidate replaces the
  * best one only with a strictly smaller weighted error (absolute error when
  * use_mad, else squared). *neg_min receives m; returns the scale.
+ * Kept apart from sq__fit_asym_weighted on purpose: ggml rounds a candidate
+ * level here before clamping it (other bytes for huge scaled values).
  */
 static float fit_asym_plain(int n, int nmax, const float *x, const float *weights, uint8_t *L, float *neg_min,
                             uint8_t *Laux, float rmin, float rdelta, int nstep, int use_mad)
@@ -292,7 +216,7 @@ static float fit_asym_plain(int n, int nmax, const float *x, const float *weight
     float scale = 1 / iscale;
     float best_error = 0;
     for (int i = 0; i < n; ++i) {
-        const int l = sq__kq_round(iscale * (x[i] - min));
+        const int l = sq__nearest_int(iscale * (x[i] - min));
         L[i] = (uint8_t)imax(0, imin(nmax, l));
         float diff = scale * L[i] + min - x[i];
         diff = use_mad ? fabsf(diff) : diff * diff;
@@ -307,7 +231,7 @@ static float fit_asym_plain(int n, int nmax, const float *x, const float *weight
         iscale = (rmin + rdelta * step + nmax) / (max - min);
         float sum_l = 0, sum_l2 = 0, sum_xl = 0;
         for (int i = 0; i < n; ++i) {
-            int l = sq__kq_round(iscale * (x[i] - min));
+            int l = sq__nearest_int(iscale * (x[i] - min));
             l = imax(0, imin(nmax, l));
             Laux[i] = (uint8_t)l;
             const float w = weights[i];
@@ -342,87 +266,7 @@ static float fit_asym_plain(int n, int nmax, const float *x, const float *weight
 }
 
 /*
- * Asymmetric search with importance (ggml's make_qkx3_quants): the same
- * search as fit_asym_plain, except that weights may be NULL (then x^2), the
- * degenerate test is max <= min, and each candidate's levels are computed as
- * round(min(v, nmax)) for v > 0 and 0 otherwise (the same values for finite
- * inputs, safe for the non-finite ones a collapsed range could produce).
- */
-static float fit_asym_weighted(int n, int nmax, const float *x, const float *weights, uint8_t *L, float *neg_min,
-                               uint8_t *Laux, float rmin, float rdelta, int nstep)
-{
-    float min = x[0], max = x[0];
-    float sum_w = weights ? weights[0] : x[0] * x[0];
-    float sum_x = sum_w * x[0];
-    for (int i = 1; i < n; ++i) {
-        if (x[i] < min) min = x[i];
-        if (x[i] > max) max = x[i];
-        const float w = weights ? weights[i] : x[i] * x[i];
-        sum_w += w;
-        sum_x += w * x[i];
-    }
-    if (min > 0) min = 0;
-    if (max <= min) {
-        memset(L, 0, (size_t)n);
-        *neg_min = -min;
-        return 0.f;
-    }
-    float iscale = nmax / (max - min);
-    float scale = 1 / iscale;
-    float best_error = 0;
-    for (int i = 0; i < n; ++i) {
-        const int l = sq__kq_round(iscale * (x[i] - min));
-        L[i] = (uint8_t)imax(0, imin(nmax, l));
-        float diff = scale * L[i] + min - x[i];
-        diff = diff * diff;
-        const float w = weights ? weights[i] : x[i] * x[i];
-        best_error += w * diff;
-    }
-    if (nstep < 1) {
-        *neg_min = -min;
-        return scale;
-    }
-    for (int step = 0; step <= nstep; ++step) {
-        iscale = (rmin + rdelta * step + nmax) / (max - min);
-        float sum_l = 0, sum_l2 = 0, sum_xl = 0;
-        for (int i = 0; i < n; ++i) {
-            const float v = iscale * (x[i] - min);
-            const int l = v > 0 ? sq__kq_round(v < nmax ? v : (float)nmax) : 0;
-            Laux[i] = (uint8_t)l;
-            const float w = weights ? weights[i] : x[i] * x[i];
-            sum_l += w * l;
-            sum_l2 += w * l * l;
-            sum_xl += w * l * x[i];
-        }
-        const float D = sum_w * sum_l2 - sum_l * sum_l;
-        if (D > 0) {
-            float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
-            float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
-            if (this_min > 0) {
-                this_min = 0;
-                this_scale = sum_xl / sum_l2;
-            }
-            float err = 0;
-            for (int i = 0; i < n; ++i) {
-                float diff = this_scale * Laux[i] + this_min - x[i];
-                diff = diff * diff;
-                const float w = weights ? weights[i] : x[i] * x[i];
-                err += w * diff;
-            }
-            if (err < best_error) {
-                memcpy(L, Laux, (size_t)n);
-                best_error = err;
-                scale = this_scale;
-                min = this_min;
-            }
-        }
-    }
-    *neg_min = -min;
-    return scale;
-}
-
-/*
- * fit_asym_plain / fit_asym_weighted on 4 sub-blocks at once, lane k on
+ * fit_asym_plain / sq__fit_asym_weighted on 4 sub-blocks at once, lane k on
  * sub-block k (see the vector note at the top).
  *   x, w: 4 consecutive sub-blocks of n (16 or 32) values and weights;
  *   L:    receives their levels; scales / neg_mins: the fitted pairs.
@@ -446,20 +290,20 @@ static void fit_asym_x4(int n, int nmax, const float *x, const float *w, uint8_t
     sq__v4f sum_w = W[0];
     sq__v4f sum_x = sum_w * X[0];
     for (int i = 1; i < n; ++i) {
-        min = v4_sel(X[i] < min, X[i], min);
-        max = v4_sel(X[i] > max, X[i], max);
+        min = sq__v4_sel(X[i] < min, X[i], min);
+        max = sq__v4_sel(X[i] > max, X[i], max);
         sum_w += W[i];
         sum_x += W[i] * X[i];
     }
-    min = v4_sel(min > 0, zero, min);
+    min = sq__v4_sel(min > 0, zero, min);
     const sq__v4i degenerate = weighted ? (max <= min) : (max == min);
 
     sq__v4f iscale = fnmax / (max - min);
     sq__v4f scale = 1 / iscale;
     sq__v4f best = zero;
     for (int i = 0; i < n; ++i) {
-        sq__v4i l = v4_round(iscale * (X[i] - min));
-        l = v4_seli(l < 0, izero, v4_seli(l > inmax, inmax, l));
+        sq__v4i l = sq__v4_nearest_int(iscale * (X[i] - min));
+        l = sq__v4_seli(l < 0, izero, sq__v4_seli(l > inmax, inmax, l));
         Lv[i] = l;
         const sq__v4f diff = scale * __builtin_convertvector(l, sq__v4f) + min - X[i];
         best += W[i] * v4_err(diff, use_mad);
@@ -471,11 +315,11 @@ static void fit_asym_x4(int n, int nmax, const float *x, const float *w, uint8_t
             const sq__v4f v = iscale * (X[i] - min);
             sq__v4i l;
             if (weighted) {
-                l = v4_round(v4_sel(v < fnmax, v, fnmax));
-                l = v4_seli(v > 0, l, izero);
+                l = sq__v4_nearest_int(sq__v4_sel(v < fnmax, v, fnmax));
+                l = sq__v4_seli(v > 0, l, izero);
             } else {
-                l = v4_round(v);
-                l = v4_seli(l < 0, izero, v4_seli(l > inmax, inmax, l));
+                l = sq__v4_nearest_int(v);
+                l = sq__v4_seli(l < 0, izero, sq__v4_seli(l > inmax, inmax, l));
             }
             Laux[i] = l;
             const sq__v4f lf = __builtin_convertvector(l, sq__v4f);
@@ -487,21 +331,21 @@ static void fit_asym_x4(int n, int nmax, const float *x, const float *w, uint8_t
         sq__v4f this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
         sq__v4f this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
         const sq__v4i pos = this_min > 0;
-        this_min = v4_sel(pos, zero, this_min);
-        this_scale = v4_sel(pos, sum_xl / sum_l2, this_scale);
+        this_min = sq__v4_sel(pos, zero, this_min);
+        this_scale = sq__v4_sel(pos, sum_xl / sum_l2, this_scale);
         sq__v4f err = zero;
         for (int i = 0; i < n; ++i) {
             const sq__v4f diff = this_scale * __builtin_convertvector(Laux[i], sq__v4f) + this_min - X[i];
             err += W[i] * v4_err(diff, use_mad);
         }
         const sq__v4i take = (D > 0) & (err < best);
-        for (int i = 0; i < n; ++i) Lv[i] = v4_seli(take, Laux[i], Lv[i]);
-        best = v4_sel(take, err, best);
-        scale = v4_sel(take, this_scale, scale);
-        min = v4_sel(take, this_min, min);
+        for (int i = 0; i < n; ++i) Lv[i] = sq__v4_seli(take, Laux[i], Lv[i]);
+        best = sq__v4_sel(take, err, best);
+        scale = sq__v4_sel(take, this_scale, scale);
+        min = sq__v4_sel(take, this_min, min);
     }
     /* degenerate lanes: the scalar code returned early with zeros */
-    scale = v4_sel(degenerate, zero, scale);
+    scale = sq__v4_sel(degenerate, zero, scale);
     for (int k = 0; k < 4; ++k) {
         scales[k] = scale[k];
         neg_mins[k] = -min[k];
@@ -510,7 +354,7 @@ static void fit_asym_x4(int n, int nmax, const float *x, const float *w, uint8_t
 }
 
 /* The asymmetric fit of nsub (a multiple of 4) consecutive sub-blocks of n
- * values: fit_asym_weighted when `weighted` (squared error), else
+ * values: sq__fit_asym_weighted when `weighted` (squared error), else
  * fit_asym_plain (use_mad chooses the error). */
 static void fit_asym_batch(int nsub, int n, int nmax, const float *x, const float *w, uint8_t *L, float *scales,
                            float *neg_mins, float rmin, float rdelta, int nstep, int use_mad, int weighted)
@@ -518,7 +362,7 @@ static void fit_asym_batch(int nsub, int n, int nmax, const float *x, const floa
     if (reference_search) {
         uint8_t Laux[32];
         for (int j = 0; j < nsub; ++j)
-            scales[j] = weighted ? fit_asym_weighted(n, nmax, x + n * j, w + n * j, L + n * j, &neg_mins[j], Laux,
+            scales[j] = weighted ? sq__fit_asym_weighted(n, nmax, x + n * j, w + n * j, L + n * j, &neg_mins[j], Laux,
                                                      rmin, rdelta, nstep)
                                  : fit_asym_plain(n, nmax, x + n * j, w + n * j, L + n * j, &neg_mins[j], Laux, rmin,
                                                   rdelta, nstep, use_mad);
@@ -541,12 +385,12 @@ static float fit_positive(int n, int nmax, const float *x, uint8_t *L, const flo
 {
     float max = 0;
     for (int i = 0; i < n; ++i) max = max > x[i] ? max : x[i];
-    if (max < SQ_KQ_GROUP_EPS) {
+    if (max < SQ_GROUP_EPS) {
         memset(L, 0, (size_t)n);
         return 0.f;
     }
     float iscale = nmax / max;
-    for (int i = 0; i < n; ++i) L[i] = (uint8_t)sq__kq_round(iscale * x[i]);
+    for (int i = 0; i < n; ++i) L[i] = (uint8_t)sq__nearest_int(iscale * x[i]);
     const float scale0 = 1 / iscale;
     float best_mse = 0;
     for (int i = 0; i < n; ++i) {
@@ -559,7 +403,7 @@ static float fit_positive(int n, int nmax, const float *x, uint8_t *L, const flo
         const float scale_s = 1 / iscale_s;
         float mse = 0;
         for (int i = 0; i < n; ++i) {
-            const int l = imin(nmax, sq__kq_round(iscale_s * x[i]));
+            const int l = imin(nmax, sq__nearest_int(iscale_s * x[i]));
             const float diff = x[i] - scale_s * l;
             mse += qw[i] * diff * diff;
         }
@@ -570,7 +414,7 @@ static float fit_positive(int n, int nmax, const float *x, uint8_t *L, const flo
     }
     float sumlx = 0, suml2 = 0;
     for (int i = 0; i < n; ++i) {
-        const int l = imin(nmax, sq__kq_round(iscale * x[i]));
+        const int l = imin(nmax, sq__nearest_int(iscale * x[i]));
         L[i] = (uint8_t)l;
         const float w = qw[i];
         sumlx += w * x[i] * l;
@@ -583,7 +427,7 @@ static float fit_positive(int n, int nmax, const float *x, uint8_t *L, const flo
             float slx = sumlx - w * x[i] * L[i];
             float sl2 = suml2 - w * L[i] * L[i];
             if (slx > 0 && sl2 > 0) {
-                const int nl = imin(nmax, sq__kq_round(x[i] * sl2 / slx));
+                const int nl = imin(nmax, sq__nearest_int(x[i] * sl2 / slx));
                 if (nl != L[i]) {
                     slx += w * x[i] * nl;
                     sl2 += w * nl * nl;
@@ -677,7 +521,7 @@ static void q2_K_finish(const float *x, sq__block_q2_K *y, uint8_t *L)
         if (!d) continue;
         const float m = dmin * (y->scales[j] >> 4);
         for (int ii = 0; ii < 16; ++ii) {
-            const int l = sq__kq_round((x[16 * j + ii] + m) / d);
+            const int l = sq__nearest_int((x[16 * j + ii] + m) / d);
             L[16 * j + ii] = (uint8_t)imax(0, imin(3, l));
         }
     }
@@ -701,7 +545,7 @@ static void quantize_q2_K_plain(const float *x, sq__block_q2_K *y, int64_t nb)
         }
         if (max_scale > 0) {
             const float iscale = 15.f / max_scale;
-            for (int j = 0; j < SQ_QK_K / 16; ++j) y[i].scales[j] = (uint8_t)sq__kq_round(iscale * scales[j]);
+            for (int j = 0; j < SQ_QK_K / 16; ++j) y[i].scales[j] = (uint8_t)sq__nearest_int(iscale * scales[j]);
             y[i].d = f2h(max_scale / 15.f);
         } else {
             memset(y[i].scales, 0, sizeof y[i].scales);
@@ -712,7 +556,7 @@ static void quantize_q2_K_plain(const float *x, sq__block_q2_K *y, int64_t nb)
             /* shifted as unsigned: a subnormal max_min makes iscale infinite
              * and the rounding of inf*0 negative; ggml's bytes are the same */
             for (int j = 0; j < SQ_QK_K / 16; ++j)
-                y[i].scales[j] |= (uint8_t)((unsigned)sq__kq_round(iscale * mins[j]) << 4);
+                y[i].scales[j] |= (uint8_t)((unsigned)sq__nearest_int(iscale * mins[j]) << 4);
             y[i].dmin = f2h(max_min / 15.f);
         } else {
             y[i].dmin = f2h(0.f);
@@ -730,16 +574,9 @@ static void quantize_q2_K_imatrix(const float *x, sq__block_q2_K *y, int64_t nb,
     uint8_t L[SQ_QK_K], Ls[SQ_QK_K / 16], Lm[SQ_QK_K / 16];
     float mins[SQ_QK_K / 16], scales[SQ_QK_K / 16], sw[SQ_QK_K / 16], weight[SQ_QK_K];
     for (int64_t i = 0; i < nb; i++, x += SQ_QK_K) {
-        float sumx2 = 0;
-        for (int j = 0; j < SQ_QK_K; ++j) sumx2 += x[j] * x[j];
-        const float sigma2 = sumx2 / SQ_QK_K;
-        for (int j = 0; j < SQ_QK_K / 16; ++j) {
-            const float *qw = qw_row + SQ_QK_K * i + 16 * j;
-            float *wj = weight + 16 * j;
-            for (int l = 0; l < 16; ++l) wj[l] = qw[l] * sqrtf(sigma2 + x[16 * j + l] * x[16 * j + l]);
-            sw[j] = 0;
-            for (int l = 0; l < 16; ++l) sw[j] += wj[l];
-        }
+        const float sigma2 = sq__sum_squares(x, SQ_QK_K) / SQ_QK_K;
+        for (int j = 0; j < SQ_QK_K / 16; ++j)
+            sw[j] = sq__imatrix_weights(16, x + 16 * j, qw_row + SQ_QK_K * i + 16 * j, sigma2, weight + 16 * j);
         fit_asym_batch(SQ_QK_K / 16, 16, 3, x, weight, L, scales, mins, -0.9f, 0.05f, 36, 0, 1);
         const float dm = fit_positive(SQ_QK_K / 16, 15, scales, Ls, sw);
         const float mm = fit_positive(SQ_QK_K / 16, 15, mins, Lm, sw);
@@ -823,7 +660,7 @@ static void q3_K_finish(const float *x, sq__block_q3_K *y, int8_t *L)
         const float d = dall * get_scale_q3(j, y->scales);
         if (!d) continue;
         for (int ii = 0; ii < 16; ++ii) {
-            const int l = sq__kq_round(x[16 * j + ii] / d);
+            const int l = sq__nearest_int(x[16 * j + ii] / d);
             L[16 * j + ii] = (int8_t)(imax(-4, imin(3, l)) + 4);
         }
     }
@@ -848,21 +685,15 @@ static void quantize_q3_K_plain(const float *x, sq__block_q3_K *y, int64_t nb)
     int8_t L[SQ_QK_K];
     float scales[SQ_QK_K / 16];
     for (int64_t i = 0; i < nb; i++, x += SQ_QK_K) {
-        float max_scale = 0, amax = 0;
-        for (int j = 0; j < SQ_QK_K / 16; ++j) {
-            scales[j] = fit_q3_reference(16, 4, x + 16 * j, L + 16 * j);
-            const float a = fabsf(scales[j]);
-            if (a > amax) {
-                amax = a;
-                max_scale = scales[j];
-            }
-        }
+        for (int j = 0; j < SQ_QK_K / 16; ++j) scales[j] = fit_q3_reference(16, 4, x + 16 * j, L + 16 * j);
+        float amax;
+        const float max_scale = sq__signed_absmax(scales, SQ_QK_K / 16, &amax);
         memset(y[i].scales, 0, sizeof y[i].scales);
         if (max_scale) {
             const float iscale = -32.f / max_scale;
             for (int j = 0; j < SQ_QK_K / 16; ++j) {
                 /* ggml rounds into an int8_t first; the value is within range */
-                int8_t l8 = (int8_t)sq__kq_round(iscale * scales[j]);
+                int8_t l8 = (int8_t)sq__nearest_int(iscale * scales[j]);
                 int l = imax(-32, imin(31, l8)) + 32;
                 put_scale_q3(j, y[i].scales, l);
             }
@@ -874,28 +705,20 @@ static void quantize_q3_K_plain(const float *x, sq__block_q3_K *y, int64_t nb)
     }
 }
 
-/* Q3_K with importance: weights qw*sqrt(2*mean(x^2) + x^2), fit_symmetric
- * per sub-block (nmax 4), then the 16 scales fitted by fit_symmetric again
+/* Q3_K with importance: weights qw*sqrt(2*mean(x^2) + x^2), sq__fit_symmetric
+ * per sub-block (nmax 4), then the 16 scales fitted by sq__fit_symmetric again
  * (nmax 32, weights = sub-block weight totals). */
 static void quantize_q3_K_imatrix(const float *x, sq__block_q3_K *y, int64_t nb, const float *qw_row)
 {
     int8_t L[SQ_QK_K], Ls[SQ_QK_K / 16];
     float scales[SQ_QK_K / 16], weight[SQ_QK_K], sw[SQ_QK_K / 16];
     for (int64_t i = 0; i < nb; i++, x += SQ_QK_K) {
-        float sumx2 = 0;
-        for (int j = 0; j < SQ_QK_K; ++j) sumx2 += x[j] * x[j];
-        const float sigma2 = 2 * sumx2 / SQ_QK_K;
-        for (int j = 0; j < SQ_QK_K / 16; ++j) {
-            const float *qw = qw_row + SQ_QK_K * i + 16 * j;
-            float *wj = weight + 16 * j;
-            for (int l = 0; l < 16; ++l) wj[l] = qw[l] * sqrtf(sigma2 + x[16 * j + l] * x[16 * j + l]);
-            float sumw = 0;
-            for (int l = 0; l < 16; ++l) sumw += wj[l];
-            sw[j] = sumw;
-        }
+        const float sigma2 = 2 * sq__sum_squares(x, SQ_QK_K) / SQ_QK_K;
+        for (int j = 0; j < SQ_QK_K / 16; ++j)
+            sw[j] = sq__imatrix_weights(16, x + 16 * j, qw_row + SQ_QK_K * i + 16 * j, sigma2, weight + 16 * j);
         fit_symmetric_batch(SQ_QK_K / 16, 16, 4, x, L, weight, scales);
         memset(y[i].scales, 0, sizeof y[i].scales);
-        const float d_block = fit_symmetric(SQ_QK_K / 16, 32, scales, Ls, sw);
+        const float d_block = sq__fit_symmetric(SQ_QK_K / 16, 32, scales, Ls, sw);
         for (int j = 0; j < SQ_QK_K / 16; ++j) put_scale_q3(j, y[i].scales, Ls[j]);
         y[i].d = f2h(d_block);
         q3_K_finish(x, &y[i], L);
@@ -972,7 +795,7 @@ static float vec_dot_q3_K(int64_t n, const void *vw, const void *vx)
 
 /* Re-quantizes all 256 values against the stored 6-bit scales / mins
  * (levels 0..nmax); sub-blocks with a zero scale keep the search's levels. */
-static void q45_K_requantize(const float *x, uint16_t dh, uint16_t dminh, const uint8_t *scales, uint8_t *L,
+static void q45_K_requantize(const float *x, sq_fp16 dh, sq_fp16 dminh, const uint8_t *scales, uint8_t *L,
                              int nmax)
 {
     const float dall = h2f(dh), dmin = h2f(dminh);
@@ -983,7 +806,7 @@ static void q45_K_requantize(const float *x, uint16_t dh, uint16_t dminh, const 
         if (!d) continue;
         const float dm = dmin * m;
         for (int ii = 0; ii < 32; ++ii) {
-            const int l = sq__kq_round((x[32 * j + ii] + dm) / d);
+            const int l = sq__nearest_int((x[32 * j + ii] + dm) / d);
             L[32 * j + ii] = (uint8_t)imax(0, imin(nmax, l));
         }
     }
@@ -993,7 +816,7 @@ static void q45_K_requantize(const float *x, uint16_t dh, uint16_t dminh, const 
  * rms(x) + |x| per 32 values, asymmetric squared-error fit; then scales and
  * mins quantized to 6 bits against their maxima. */
 static void q45_K_plain_scales(const float *x, uint8_t *L, int nmax, float rmin, float rdelta, int nstep,
-                               uint8_t *scale_bytes, uint16_t *dh, uint16_t *dminh)
+                               uint8_t *scale_bytes, sq_fp16 *dh, sq_fp16 *dminh)
 {
     float weights[SQ_QK_K], mins[SQ_QK_K / 32], scales[SQ_QK_K / 32];
     float max_scale = 0, max_min = 0;
@@ -1012,8 +835,8 @@ static void q45_K_plain_scales(const float *x, uint8_t *L, int nmax, float rmin,
     const float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
     for (int j = 0; j < SQ_QK_K / 32; ++j) {
         /* ggml stores the rounded value in a uint8_t before clamping */
-        uint8_t ls = (uint8_t)sq__kq_round(inv_scale * scales[j]);
-        uint8_t lm = (uint8_t)sq__kq_round(inv_min * mins[j]);
+        uint8_t ls = (uint8_t)sq__nearest_int(inv_scale * scales[j]);
+        uint8_t lm = (uint8_t)sq__nearest_int(inv_min * mins[j]);
         ls = ls < 63 ? ls : 63;
         lm = lm < 63 ? lm : 63;
         put_scale_min_k4(j, scale_bytes, ls, lm);
@@ -1026,21 +849,13 @@ static void q45_K_plain_scales(const float *x, uint8_t *L, int nmax, float rmin,
  * qw*sqrt(sigma2 + x^2), sigma2 = 2*mean(x^2) of the super-block; weighted
  * asymmetric fit; scales and mins fitted to 6 bits by fit_positive. */
 static void q45_K_imatrix_scales(const float *x, const float *qw_block, uint8_t *L, int nmax, int clamp63,
-                                 uint8_t *scale_bytes, uint16_t *dh, uint16_t *dminh)
+                                 uint8_t *scale_bytes, sq_fp16 *dh, sq_fp16 *dminh)
 {
     uint8_t Ls[SQ_QK_K / 32], Lm[SQ_QK_K / 32];
     float weights[SQ_QK_K], sw[SQ_QK_K / 32], mins[SQ_QK_K / 32], scales[SQ_QK_K / 32];
-    float sum_x2 = 0;
-    for (int l = 0; l < SQ_QK_K; ++l) sum_x2 += x[l] * x[l];
-    const float sigma2 = 2 * sum_x2 / SQ_QK_K;
-    for (int j = 0; j < SQ_QK_K / 32; ++j) {
-        const float *qw = qw_block + 32 * j;
-        float *wj = weights + 32 * j;
-        for (int l = 0; l < 32; ++l) wj[l] = qw[l] * sqrtf(sigma2 + x[32 * j + l] * x[32 * j + l]);
-        float sumw = 0;
-        for (int l = 0; l < 32; ++l) sumw += wj[l];
-        sw[j] = sumw;
-    }
+    const float sigma2 = 2 * sq__sum_squares(x, SQ_QK_K) / SQ_QK_K;
+    for (int j = 0; j < SQ_QK_K / 32; ++j)
+        sw[j] = sq__imatrix_weights(32, x + 32 * j, qw_block + 32 * j, sigma2, weights + 32 * j);
     fit_asym_batch(SQ_QK_K / 32, 32, nmax, x, weights, L, scales, mins, -0.9f, 0.05f, 36, 0, 1);
     const float d_block = fit_positive(SQ_QK_K / 32, 63, scales, Ls, sw);
     const float m_block = fit_positive(SQ_QK_K / 32, 63, mins, Lm, sw);
@@ -1094,7 +909,7 @@ static void dequantize_q4_K(const void *vx, float *y, int64_t n)
 
 /* Shared tail of the Q4_K / Q5_K dots: given the 256 unsigned levels of a
  * block, d8*(d*sum_j scale_j*dot_j - dmin*sum_j min_j*bsum_j). */
-static float q45_K_block_dot(const uint8_t *lv, const uint8_t *scales, uint16_t dh, uint16_t dminh,
+static float q45_K_block_dot(const uint8_t *lv, const uint8_t *scales, sq_fp16 dh, sq_fp16 dminh,
                              const sq__block_q8_K *a)
 {
     int32_t isum = 0, msum = 0;
@@ -1204,7 +1019,7 @@ static float vec_dot_q5_K(int64_t n, const void *vw, const void *vx)
  * Q6_K
  * ------------------------------------------------------------------------ */
 
-/* Both Q6_K quantizers: fit_symmetric per 16-value sub-block (nmax 32;
+/* Both Q6_K quantizers: sq__fit_symmetric per 16-value sub-block (nmax 32;
  * weights x^2, or the importance weights as they are), then int8 sub-block
  * scales against the largest-magnitude one (-128 maps to it), re-quantize,
  * pack (low nibbles in ql, high 2 bits in qh). */
@@ -1214,30 +1029,23 @@ static void quantize_q6_K(const float *x, void *vy, int64_t n, const float *imat
     int8_t L[SQ_QK_K];
     float scales[SQ_QK_K / 16];
     for (int64_t i = 0; i < n / SQ_QK_K; i++, x += SQ_QK_K) {
-        float max_scale = 0, max_abs_scale = 0;
         fit_symmetric_batch(SQ_QK_K / 16, 16, 32, x, L, imatrix ? imatrix + SQ_QK_K * i : NULL, scales);
-        for (int ib = 0; ib < SQ_QK_K / 16; ++ib) {
-            const float scale = scales[ib];
-            const float abs_scale = fabsf(scale);
-            if (abs_scale > max_abs_scale) {
-                max_abs_scale = abs_scale;
-                max_scale = scale;
-            }
-        }
-        if (max_abs_scale < SQ_KQ_GROUP_EPS) {
+        float max_abs_scale;
+        const float max_scale = sq__signed_absmax(scales, SQ_QK_K / 16, &max_abs_scale);
+        if (max_abs_scale < SQ_GROUP_EPS) {
             memset(&y[i], 0, sizeof y[i]);
             y[i].d = f2h(0.f);
             continue;
         }
         const float iscale = -128.f / max_scale;
         y[i].d = f2h(1 / iscale);
-        for (int ib = 0; ib < SQ_QK_K / 16; ++ib) y[i].scales[ib] = (int8_t)imin(127, sq__kq_round(iscale * scales[ib]));
+        for (int ib = 0; ib < SQ_QK_K / 16; ++ib) y[i].scales[ib] = (int8_t)imin(127, sq__nearest_int(iscale * scales[ib]));
         const float dall = h2f(y[i].d);
         for (int j = 0; j < SQ_QK_K / 16; ++j) {
             const float d = dall * y[i].scales[j];
             if (!d) continue;
             for (int ii = 0; ii < 16; ++ii) {
-                const int l = sq__kq_round(x[16 * j + ii] / d);
+                const int l = sq__nearest_int(x[16 * j + ii] / d);
                 L[16 * j + ii] = (int8_t)(imax(-32, imin(31, l)) + 32);
             }
         }
@@ -1307,26 +1115,20 @@ static float vec_dot_q6_K(int64_t n, const void *vw, const void *vx)
 
 /* ggml's CPU Q8_K quantizer: scale from the largest-magnitude value v,
  * iscale = -127/v (so v maps to -127; the opposite extreme may round to 128
- * and is clipped to 127), values rounded with sq__kq_round, d = 1/iscale as a
+ * and is clipped to 127), values rounded with sq__nearest_int, d = 1/iscale as a
  * float, and bsums = sums of each 16 values. An all-zero block is all zero. */
 static void from_float_q8_K(const float *x, void *vy, int64_t n)
 {
     sq__block_q8_K *y = vy;
     for (int64_t i = 0; i < n / SQ_QK_K; i++, x += SQ_QK_K) {
-        float max = 0, amax = 0;
-        for (int j = 0; j < SQ_QK_K; ++j) {
-            const float ax = fabsf(x[j]);
-            if (ax > amax) {
-                amax = ax;
-                max = x[j];
-            }
-        }
+        float amax;
+        const float max = sq__signed_absmax(x, SQ_QK_K, &amax);
         if (!amax) {
             memset(&y[i], 0, sizeof y[i]);
             continue;
         }
         const float iscale = -127.f / max;
-        for (int j = 0; j < SQ_QK_K; ++j) y[i].qs[j] = (int8_t)imin(127, sq__kq_round(iscale * x[j]));
+        for (int j = 0; j < SQ_QK_K; ++j) y[i].qs[j] = (int8_t)imin(127, sq__nearest_int(iscale * x[j]));
         for (int j = 0; j < SQ_QK_K / 16; ++j) {
             int sum = 0;
             for (int ii = 0; ii < 16; ++ii) sum += y[i].qs[16 * j + ii];
@@ -1354,9 +1156,7 @@ static void quantize_tq2_0(const float *x, void *vy, int64_t n, const float *ima
     (void)imatrix;
     sq__block_tq2_0 *y = vy;
     for (int64_t i = 0; i < n / SQ_QK_K; i++) {
-        float amax = 0;
-        for (int j = 0; j < SQ_QK_K; j++) amax = fmaxf(amax, fabsf(x[j]));
-        const float d = amax;
+        const float d = sq__absmax(x, SQ_QK_K);
         const float id = d ? 1.0f / d : 0.0f;
         y[i].d = f2h(d);
         for (int j = 0; j < (int)sizeof y[i].qs; j += 32, x += 128) {

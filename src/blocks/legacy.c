@@ -44,33 +44,9 @@ static inline int8_t clamp_i8(float r, int lo)
 
 /* Sum of squares of a whole row divided by its length: the variance-like
  * statistic ggml's imatrix path mixes into every weight of the row. */
-static float row_sigma2(const float *x, int64_t n)
-{
-    float sum_x2 = 0;
-    for (int64_t j = 0; j < n; j++) sum_x2 += x[j] * x[j];
-    return sum_x2 / (float)n;
-}
+static float row_sigma2(const float *x, int64_t n) { return sq__sum_squares(x, n) / (float)n; }
 
-/* The importance weights of one block: imatrix weight times the typical
- * magnitude of the value, sqrt(sigma2 + x^2). */
-static void block_weights(const float *xb, const float *qw, float sigma2, float *w)
-{
-    for (int j = 0; j < QK; j++) w[j] = qw[j] * sqrtf(sigma2 + xb[j] * xb[j]);
-}
-
-/* Largest-magnitude value of a block, with its sign (first one on ties). */
-static float signed_absmax(const float *xb)
-{
-    float amax = 0.0f, max = 0.0f;
-    for (int j = 0; j < QK; j++) {
-        if (amax < fabsf(xb[j])) {
-            amax = fabsf(xb[j]);
-            max = xb[j];
-        }
-    }
-    return max;
-}
-
+/* Smallest and largest value of a block. */
 static void block_min_max(const float *xb, float *pmin, float *pmax)
 {
     float min = FLT_MAX, max = -FLT_MAX;
@@ -105,40 +81,73 @@ static inline uint32_t load_qh(const uint8_t qh[4])
     return (uint32_t)qh[0] | (uint32_t)qh[1] << 8 | (uint32_t)qh[2] << 16 | (uint32_t)qh[3] << 24;
 }
 
-/* ------------------------------------------------------------------ Q4_0 */
-
-/* Without importance: d = max / -8, so the largest-magnitude value lands on
- * level 0 (q - 8 = -8) exactly; levels are truncations of x/d + 8.5. */
-static void q4_0_plain(const float *x, sq__block_q4_0 *y, int64_t nb)
+/* The importance weights of block ib into w (see sq__imatrix_weights), or
+ * NULL when the row has no importance matrix. */
+static const float *block_importance(const float *x, const float *imatrix, float sigma2, int64_t ib, float *w)
 {
-    for (int64_t i = 0; i < nb; i++) {
-        const float *xb = x + i * QK;
-        const float d = signed_absmax(xb) / -8;
-        const float id = d ? 1.0f / d : 0.0f;
-        y[i].d = sq_f32_to_fp16(d);
-        uint8_t L[QK];
-        for (int j = 0; j < QK; j++) L[j] = trunc_level(xb[j] * id + 8.5f, 15);
-        pack_nibbles(L, y[i].qs);
-    }
+    if (!imatrix) return NULL;
+    sq__imatrix_weights(QK, x + ib * QK, imatrix + ib * QK, sigma2, w);
+    return w;
 }
 
-/* With importance: a weighted symmetric scale search per block. */
+/* One block of a symmetric type (Q4_0: nmax 8, Q5_0: nmax 16): returns the
+ * scale d and writes 32 levels 0..2*nmax-1 (value = d * (level - nmax)).
+ * Without importance (w NULL) ggml's reference: d = max / -nmax, so the
+ * largest-magnitude value lands on level 0 exactly, and levels are
+ * truncations of x/d + nmax + 0.5. With importance: the weighted symmetric
+ * search. */
+static float symmetric_block(const float *xb, const float *w, int nmax, uint8_t *L)
+{
+    if (w) {
+        int8_t levels[QK];
+        const float d = sq__fit_symmetric(QK, nmax, xb, levels, w);
+        for (int j = 0; j < QK; j++) L[j] = (uint8_t)levels[j];
+        return d;
+    }
+    float amax;
+    const float d = sq__signed_absmax(xb, QK, &amax) / (float)-nmax;
+    const float id = d ? 1.0f / d : 0.0f;
+    const float offset = (float)nmax + 0.5f; /* 8.5f / 16.5f, exact */
+    for (int j = 0; j < QK; j++) L[j] = trunc_level(xb[j] * id + offset, 2 * nmax - 1);
+    return d;
+}
+
+/* One block of an asymmetric type (Q4_1: nmax 15, Q5_1: nmax 31): returns
+ * the scale d, writes the min m and 32 levels 0..nmax (value = d * level +
+ * m). Without importance (w NULL) ggml's reference: m = the block's minimum,
+ * d = (max - min) / nmax, levels truncations of (x - min)/d + 0.5. With
+ * importance: the weighted scale-and-min search. */
+static float asymmetric_block(const float *xb, const float *w, int nmax, uint8_t *L, float *m)
+{
+    if (w) {
+        uint8_t Laux[QK];
+        float neg_min;
+        const float d = sq__fit_asym_weighted(QK, nmax, xb, w, L, &neg_min, Laux, -0.9f, 0.05f, 36);
+        *m = -neg_min;
+        return d;
+    }
+    float min, max;
+    block_min_max(xb, &min, &max);
+    const float d = (max - min) / (float)nmax;
+    const float id = d ? 1.0f / d : 0.0f;
+    for (int j = 0; j < QK; j++) L[j] = trunc_level((xb[j] - min) * id + 0.5f, nmax);
+    *m = min;
+    return d;
+}
+
+/* ------------------------------------------------------------------ Q4_0 */
+
+/* Q4_0 row: symmetric blocks, nibble-packed levels. */
 static void quantize_q4_0(const float *x, void *vy, int64_t n, const float *imatrix)
 {
     sq__block_q4_0 *y = vy;
-    const int64_t nb = n / QK;
-    if (!imatrix) {
-        q4_0_plain(x, y, nb);
-        return;
-    }
-    const float sigma2 = row_sigma2(x, n);
-    for (int64_t ib = 0; ib < nb; ib++) {
+    const float sigma2 = imatrix ? row_sigma2(x, n) : 0.0f;
+    for (int64_t ib = 0; ib < n / QK; ib++) {
         float w[QK];
-        int8_t L[QK];
-        block_weights(x + ib * QK, imatrix + ib * QK, sigma2, w);
-        const float d = sq__make_qx_quants(QK, 8, x + ib * QK, L, 1, w);
+        uint8_t L[QK];
+        const float d = symmetric_block(x + ib * QK, block_importance(x, imatrix, sigma2, ib, w), 8, L);
         y[ib].d = sq_f32_to_fp16(d);
-        pack_nibbles((const uint8_t *)L, y[ib].qs);
+        pack_nibbles(L, y[ib].qs);
     }
 }
 
@@ -173,40 +182,17 @@ static float vec_dot_q4_0_q8_0(int64_t n, const void *vw, const void *va)
 
 /* ------------------------------------------------------------------ Q4_1 */
 
-/* Without importance: min and (max - min)/15 of each block. */
-static void q4_1_plain(const float *x, sq__block_q4_1 *y, int64_t nb)
-{
-    for (int64_t i = 0; i < nb; i++) {
-        const float *xb = x + i * QK;
-        float min, max;
-        block_min_max(xb, &min, &max);
-        const float d = (max - min) / 15;
-        const float id = d ? 1.0f / d : 0.0f;
-        y[i].d = sq_f32_to_fp16(d);
-        y[i].m = sq_f32_to_fp16(min);
-        uint8_t L[QK];
-        for (int j = 0; j < QK; j++) L[j] = trunc_level((xb[j] - min) * id + 0.5f, 15);
-        pack_nibbles(L, y[i].qs);
-    }
-}
-
-/* With importance: the weighted scale-and-min search per block. */
+/* Q4_1 row: asymmetric blocks, nibble-packed levels. */
 static void quantize_q4_1(const float *x, void *vy, int64_t n, const float *imatrix)
 {
     sq__block_q4_1 *y = vy;
-    const int64_t nb = n / QK;
-    if (!imatrix) {
-        q4_1_plain(x, y, nb);
-        return;
-    }
-    const float sigma2 = row_sigma2(x, n);
-    for (int64_t ib = 0; ib < nb; ib++) {
-        float w[QK], min;
-        uint8_t L[QK], Laux[QK];
-        block_weights(x + ib * QK, imatrix + ib * QK, sigma2, w);
-        const float d = sq__make_qkx3_quants(QK, 15, x + ib * QK, w, L, &min, Laux, -0.9f, 0.05f, 36, false);
+    const float sigma2 = imatrix ? row_sigma2(x, n) : 0.0f;
+    for (int64_t ib = 0; ib < n / QK; ib++) {
+        float w[QK], m;
+        uint8_t L[QK];
+        const float d = asymmetric_block(x + ib * QK, block_importance(x, imatrix, sigma2, ib, w), 15, L, &m);
         y[ib].d = sq_f32_to_fp16(d);
-        y[ib].m = sq_f32_to_fp16(-min);
+        y[ib].m = sq_f32_to_fp16(m);
         pack_nibbles(L, y[ib].qs);
     }
 }
@@ -245,35 +231,17 @@ static float vec_dot_q4_1_q8_1(int64_t n, const void *vw, const void *va)
 
 /* ------------------------------------------------------------------ Q5_0 */
 
-static void q5_0_plain(const float *x, sq__block_q5_0 *y, int64_t nb)
-{
-    for (int64_t i = 0; i < nb; i++) {
-        const float *xb = x + i * QK;
-        const float d = signed_absmax(xb) / -16;
-        const float id = d ? 1.0f / d : 0.0f;
-        y[i].d = sq_f32_to_fp16(d);
-        uint8_t L[QK];
-        for (int j = 0; j < QK; j++) L[j] = trunc_level(xb[j] * id + 16.5f, 31);
-        pack_5bit(L, y[i].qs, y[i].qh);
-    }
-}
-
+/* Q5_0 row: symmetric blocks, 5-bit levels. */
 static void quantize_q5_0(const float *x, void *vy, int64_t n, const float *imatrix)
 {
     sq__block_q5_0 *y = vy;
-    const int64_t nb = n / QK;
-    if (!imatrix) {
-        q5_0_plain(x, y, nb);
-        return;
-    }
-    const float sigma2 = row_sigma2(x, n);
-    for (int64_t ib = 0; ib < nb; ib++) {
+    const float sigma2 = imatrix ? row_sigma2(x, n) : 0.0f;
+    for (int64_t ib = 0; ib < n / QK; ib++) {
         float w[QK];
-        int8_t L[QK];
-        block_weights(x + ib * QK, imatrix + ib * QK, sigma2, w);
-        const float d = sq__make_qx_quants(QK, 16, x + ib * QK, L, 1, w);
+        uint8_t L[QK];
+        const float d = symmetric_block(x + ib * QK, block_importance(x, imatrix, sigma2, ib, w), 16, L);
         y[ib].d = sq_f32_to_fp16(d);
-        pack_5bit((const uint8_t *)L, y[ib].qs, y[ib].qh);
+        pack_5bit(L, y[ib].qs, y[ib].qh);
     }
 }
 
@@ -310,38 +278,17 @@ static float vec_dot_q5_0_q8_0(int64_t n, const void *vw, const void *va)
 
 /* ------------------------------------------------------------------ Q5_1 */
 
-static void q5_1_plain(const float *x, sq__block_q5_1 *y, int64_t nb)
-{
-    for (int64_t i = 0; i < nb; i++) {
-        const float *xb = x + i * QK;
-        float min, max;
-        block_min_max(xb, &min, &max);
-        const float d = (max - min) / 31;
-        const float id = d ? 1.0f / d : 0.0f;
-        y[i].d = sq_f32_to_fp16(d);
-        y[i].m = sq_f32_to_fp16(min);
-        uint8_t L[QK];
-        for (int j = 0; j < QK; j++) L[j] = trunc_level((xb[j] - min) * id + 0.5f, 31);
-        pack_5bit(L, y[i].qs, y[i].qh);
-    }
-}
-
+/* Q5_1 row: asymmetric blocks, 5-bit levels. */
 static void quantize_q5_1(const float *x, void *vy, int64_t n, const float *imatrix)
 {
     sq__block_q5_1 *y = vy;
-    const int64_t nb = n / QK;
-    if (!imatrix) {
-        q5_1_plain(x, y, nb);
-        return;
-    }
-    const float sigma2 = row_sigma2(x, n);
-    for (int64_t ib = 0; ib < nb; ib++) {
-        float w[QK], min;
-        uint8_t L[QK], Laux[QK];
-        block_weights(x + ib * QK, imatrix + ib * QK, sigma2, w);
-        const float d = sq__make_qkx3_quants(QK, 31, x + ib * QK, w, L, &min, Laux, -0.9f, 0.05f, 36, false);
+    const float sigma2 = imatrix ? row_sigma2(x, n) : 0.0f;
+    for (int64_t ib = 0; ib < n / QK; ib++) {
+        float w[QK], m;
+        uint8_t L[QK];
+        const float d = asymmetric_block(x + ib * QK, block_importance(x, imatrix, sigma2, ib, w), 31, L, &m);
         y[ib].d = sq_f32_to_fp16(d);
-        y[ib].m = sq_f32_to_fp16(-min);
+        y[ib].m = sq_f32_to_fp16(m);
         pack_5bit(L, y[ib].qs, y[ib].qh);
     }
 }
@@ -382,8 +329,7 @@ static void quantize_q8_0(const float *x, void *vy, int64_t n, const float *imat
     sq__block_q8_0 *y = vy;
     for (int64_t i = 0; i < n / QK; i++) {
         const float *xb = x + i * QK;
-        float amax = 0.0f;
-        for (int j = 0; j < QK; j++) amax = fmaxf(amax, fabsf(xb[j]));
+        const float amax = sq__absmax(xb, QK);
         const float d = amax / 127;
         const float id = d ? 1.0f / d : 0.0f;
         y[i].d = sq_f32_to_fp16(d);
@@ -422,8 +368,7 @@ static float vec_dot_q8_0_q8_0(int64_t n, const void *vw, const void *va)
  * 32 levels and their sum. */
 static float act_block(const float *xb, int8_t *qs, int *sum)
 {
-    float amax = 0.0f;
-    for (int j = 0; j < QK; j++) amax = fmaxf(amax, fabsf(xb[j]));
+    const float amax = sq__absmax(xb, QK);
     const float d = amax / 127.f;
     const float id = amax != 0.0f ? 127.f / amax : 0.0f;
     int s = 0;

@@ -1,24 +1,37 @@
 /*
- * src/blocks/quant_common.h — private helpers shared by the quantizer
- * families (legacy.c, kquants.c, iquants.c): the legacy block layouts,
- * ggml's round-to-nearest trick, and the scale searches that more than one
- * family uses.
+ * src/blocks/quant_common.h — private to the scalar quantizer families
+ * (legacy.c, kquants.c, iquants.c): the on-disk block layouts, ggml's
+ * round-to-nearest trick, the group-maximum scans, the 4-lane vector helpers
+ * of the k-quant / i-quant searches, and the scale searches more than one
+ * family uses (implemented in quant_common.c).
  *
- * Every helper here reproduces ggml's arithmetic operation for operation
- * (same order, same float/int conversions), because the bytes a quantizer
- * writes depend on every rounding step. Do not "simplify" an expression
- * without re-running the golden tests.
+ * The structs mirror ggml's block layouts byte for byte (checked by the
+ * static asserts below); all multi-byte fields are little-endian, as on every
+ * machine we build for. fp16 fields are raw bits (sq_fp16), converted with
+ * sq_fp16_to_f32 / sq_f32_to_fp16 (IEEE round-to-nearest-even, as ggml).
+ * Every block size is even and every struct except the Q8_K activation block
+ * has 2-byte alignment, so a row that starts on an even address (GGUF data is
+ * 32-byte aligned, mixed rows add whole blocks) can be read through them.
+ *
+ * Every helper reproduces ggml's arithmetic operation for operation (same
+ * order, same float/int conversions), because the bytes a quantizer writes
+ * depend on every rounding step. Do not "simplify" an expression without
+ * re-running the golden tests.
  */
 #ifndef SQ_BLOCKS_QUANT_COMMON_H
 #define SQ_BLOCKS_QUANT_COMMON_H
 
+#include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "sq/base.h"
 
-/* ---- legacy block layouts (ggml-common.h), little-endian, packed by
- * construction (every member is 1 or 2 bytes wide). ---- */
+/* ------------------------------------------------------------------------
+ * Legacy blocks (32 values each)
+ * ------------------------------------------------------------------------ */
+
 #define SQ_QK_LEGACY 32
 
 /* Q4_0: 32 values = d * (q - 8), q in 0..15; byte j holds value j in its low
@@ -51,7 +64,8 @@ typedef struct sq__block_q5_1 {
     uint8_t qs[16];
 } sq__block_q5_1;
 
-/* Q8_0: 32 values = d * q, q in -127..127 (int8). */
+/* Q8_0: 32 values = d * q, q in -127..127 (int8); also the activation type
+ * of Q4_0, Q5_0, Q8_0, IQ4_NL and MXFP4. */
 typedef struct sq__block_q8_0 {
     sq_fp16 d;
     int8_t qs[32];
@@ -64,12 +78,126 @@ typedef struct sq__block_q8_1 {
     int8_t qs[32];
 } sq__block_q8_1;
 
+/* ------------------------------------------------------------------------
+ * K-quant super-blocks (256 values each)
+ * ------------------------------------------------------------------------ */
+
+#define SQ_QK_K 256
+
+/* Q2_K: 16 sub-blocks of 16 values, 2 bits each, with a 4-bit scale and a
+ * 4-bit min per sub-block (low / high nibble of scales[]); value =
+ * d*scale*q - dmin*min. */
+typedef struct sq__block_q2_K {
+    uint8_t scales[SQ_QK_K / 16];
+    uint8_t qs[SQ_QK_K / 4];
+    sq_fp16 d;
+    sq_fp16 dmin;
+} sq__block_q2_K;
+
+/* Q3_K: 16 sub-blocks of 16 values, 3 bits each (2 low bits in qs, the high
+ * bit in hmask), 6-bit signed scales packed in 12 bytes; value =
+ * d*(scale-32)*(q-4). */
+typedef struct sq__block_q3_K {
+    uint8_t hmask[SQ_QK_K / 8];
+    uint8_t qs[SQ_QK_K / 4];
+    uint8_t scales[12];
+    sq_fp16 d;
+} sq__block_q3_K;
+
+/* Q4_K: 8 sub-blocks of 32 values, 4 bits each, 6-bit scale and min per
+ * sub-block packed in 12 bytes; value = d*scale*q - dmin*min. */
+typedef struct sq__block_q4_K {
+    sq_fp16 d;
+    sq_fp16 dmin;
+    uint8_t scales[12];
+    uint8_t qs[SQ_QK_K / 2];
+} sq__block_q4_K;
+
+/* Q5_K: as Q4_K, with a fifth bit per value in qh. */
+typedef struct sq__block_q5_K {
+    sq_fp16 d;
+    sq_fp16 dmin;
+    uint8_t scales[12];
+    uint8_t qh[SQ_QK_K / 8];
+    uint8_t qs[SQ_QK_K / 2];
+} sq__block_q5_K;
+
+/* Q6_K: 16 sub-blocks of 16 values, 6 bits each (low 4 in ql, high 2 in qh),
+ * an int8 scale per sub-block; value = d*scale*(q-32). */
+typedef struct sq__block_q6_K {
+    uint8_t ql[SQ_QK_K / 2];
+    uint8_t qh[SQ_QK_K / 4];
+    int8_t scales[SQ_QK_K / 16];
+    sq_fp16 d;
+} sq__block_q6_K;
+
+/* Q8_K: the activation type of the k-quants. A float scale (not fp16), 256
+ * int8 values, and the sums of each group of 16 values (used by the dot
+ * products of the types with mins). */
+typedef struct sq__block_q8_K {
+    float d;
+    int8_t qs[SQ_QK_K];
+    int16_t bsums[SQ_QK_K / 16];
+} sq__block_q8_K;
+
+/* ------------------------------------------------------------------------
+ * I-quant, ternary and microscaling blocks
+ * ------------------------------------------------------------------------ */
+
+/* IQ4_NL: 32 values as 4-bit indices into the non-linear table of iquants.c,
+ * one fp16 scale. */
+typedef struct sq__block_iq4_nl {
+    sq_fp16 d;
+    uint8_t qs[16];
+} sq__block_iq4_nl;
+
+/* IQ4_XS: 8 sub-blocks of 32 IQ4_NL-style indices, 6-bit sub-block scales
+ * (low 4 bits in scales_l, high 2 bits in scales_h), one fp16 super scale. */
+typedef struct sq__block_iq4_xs {
+    sq_fp16 d;
+    uint16_t scales_h;
+    uint8_t scales_l[SQ_QK_K / 64];
+    uint8_t qs[SQ_QK_K / 2];
+} sq__block_iq4_xs;
+
+/* TQ2_0: 256 ternary values (-1, 0, 1) as 2-bit codes 0..2, one fp16 scale.
+ * Byte m of each 32-byte group holds values m, m+32, m+64, m+96 of its
+ * 128-value half in bits 0-1, 2-3, 4-5, 6-7. */
+typedef struct sq__block_tq2_0 {
+    uint8_t qs[SQ_QK_K / 4];
+    sq_fp16 d;
+} sq__block_tq2_0;
+
+/* MXFP4 (OCP microscaling FP4): 32 E2M1 values as 4-bit codes, one shared
+ * E8M0 exponent byte. Low nibbles hold values 0-15, high nibbles 16-31. */
+typedef struct sq__block_mxfp4 {
+    uint8_t e;
+    uint8_t qs[16];
+} sq__block_mxfp4;
+
 _Static_assert(sizeof(sq__block_q4_0) == 18, "q4_0 block is 18 bytes");
 _Static_assert(sizeof(sq__block_q4_1) == 20, "q4_1 block is 20 bytes");
 _Static_assert(sizeof(sq__block_q5_0) == 22, "q5_0 block is 22 bytes");
 _Static_assert(sizeof(sq__block_q5_1) == 24, "q5_1 block is 24 bytes");
 _Static_assert(sizeof(sq__block_q8_0) == 34, "q8_0 block is 34 bytes");
 _Static_assert(sizeof(sq__block_q8_1) == 36, "q8_1 block is 36 bytes");
+_Static_assert(sizeof(sq__block_q2_K) == 84, "q2_K block is 84 bytes");
+_Static_assert(sizeof(sq__block_q3_K) == 110, "q3_K block is 110 bytes");
+_Static_assert(sizeof(sq__block_q4_K) == 144, "q4_K block is 144 bytes");
+_Static_assert(sizeof(sq__block_q5_K) == 176, "q5_K block is 176 bytes");
+_Static_assert(sizeof(sq__block_q6_K) == 210, "q6_K block is 210 bytes");
+_Static_assert(sizeof(sq__block_q8_K) == 292, "q8_K block is 292 bytes");
+_Static_assert(sizeof(sq__block_iq4_nl) == 18, "iq4_nl block is 18 bytes");
+_Static_assert(sizeof(sq__block_iq4_xs) == 136, "iq4_xs block is 136 bytes");
+_Static_assert(sizeof(sq__block_tq2_0) == 66, "tq2_0 block is 66 bytes");
+_Static_assert(sizeof(sq__block_mxfp4) == 17, "mxfp4 block is 17 bytes");
+
+/* ------------------------------------------------------------------------
+ * Rounding and group maxima
+ * ------------------------------------------------------------------------ */
+
+/* A group whose largest magnitude is below this is stored as all zero. */
+#define SQ_GROUP_EPS 1e-15f
 
 /* Round to the nearest integer, ties to even, the way ggml does it: adding
  * 1.5 * 2^23 pushes the fraction out of the mantissa, so the FPU's own
@@ -83,23 +211,96 @@ static inline int sq__nearest_int(float v)
     return (bits & 0x007fffff) - 0x00400000;
 }
 
-/* The symmetric scale search (ggml's make_qx_quants): quantize n values to
- * signed levels -nmax..nmax-1 under one scale, chosen by trying 19 scales
- * around -nmax/max and keeping the one with the best weighted least-squares
- * fit. Levels are written to L offset by +nmax (0..2*nmax-1); returns the
- * scale. rmse_type selects the weights when qw is NULL: 0 plain rounding (no
- * search), 1 x^2, 2 ones, 3 |x|, other sqrt|x|; a negative rmse_type returns
- * after the first fit. qw (n weights) overrides rmse_type's weights. */
-float sq__make_qx_quants(int n, int nmax, const float *x, int8_t *L, int rmse_type, const float *qw);
+/* The value of largest magnitude among x[0..n), with its sign (the first one
+ * on ties; NaNs are never picked); its magnitude goes to *amax. Both are 0
+ * for an all-zero group. Only compares: no rounding involved. */
+static inline float sq__signed_absmax(const float *x, int n, float *amax)
+{
+    float best = 0, best_abs = 0;
+    for (int i = 0; i < n; i++) {
+        const float ax = fabsf(x[i]);
+        if (ax > best_abs) {
+            best_abs = ax;
+            best = x[i];
+        }
+    }
+    *amax = best_abs;
+    return best;
+}
 
-/* The asymmetric scale-and-minimum search (ggml's make_qkx3_quants): levels
- * 0..nmax, value ~ scale * L + min with min <= 0, scanning nstep+1 scales
+/* Largest magnitude among x[0..n) (0 for an empty or all-NaN group). */
+static inline float sq__absmax(const float *x, int n)
+{
+    float amax = 0.0f;
+    for (int i = 0; i < n; i++) amax = fmaxf(amax, fabsf(x[i]));
+    return amax;
+}
+
+/* ------------------------------------------------------------------------
+ * 4-lane vectors (GCC / clang vector extensions; SSE2 on any x86-64)
+ *
+ * The *_x4 searches of kquants.c and iquants.c run one sub-block per lane
+ * with exactly the float operations of their scalar search, in the same
+ * order: IEEE arithmetic is per lane, so the results are bit-identical, and
+ * per-lane branches become masked selects.
+ * ------------------------------------------------------------------------ */
+
+typedef float sq__v4f __attribute__((vector_size(16)));
+typedef int32_t sq__v4i __attribute__((vector_size(16)));
+
+/* Per lane: mask m set ? a : b (floats). */
+static inline sq__v4f sq__v4_sel(sq__v4i m, sq__v4f a, sq__v4f b)
+{
+    return (sq__v4f)((m & (sq__v4i)a) | (~m & (sq__v4i)b));
+}
+
+/* Per lane: mask m set ? a : b (ints). */
+static inline sq__v4i sq__v4_seli(sq__v4i m, sq__v4i a, sq__v4i b) { return (m & a) | (~m & b); }
+
+/* sq__nearest_int per lane. */
+static inline sq__v4i sq__v4_nearest_int(sq__v4f v)
+{
+    const sq__v4f shifted = v + 12582912.f;
+    return ((sq__v4i)shifted & 0x007fffff) - 0x00400000;
+}
+
+/* fabsf per lane (clears the sign bit). */
+static inline sq__v4f sq__v4_abs(sq__v4f v) { return (sq__v4f)((sq__v4i)v & 0x7fffffff); }
+
+/* ------------------------------------------------------------------------
+ * Scale searches shared by the families (quant_common.c)
+ * ------------------------------------------------------------------------ */
+
+/* The symmetric scale search (ggml's make_qx_quants with rmse_type 1):
+ * quantize n values to signed levels -nmax..nmax-1 under one scale, chosen
+ * by trying 19 inverse scales around -nmax/max and keeping the best weighted
+ * least-squares fit. Weights are qw[] or, when qw is NULL, x^2. Levels are
+ * written to L offset by +nmax (0..2*nmax-1); returns the scale (0 for an
+ * all-zero group). */
+float sq__fit_symmetric(int n, int nmax, const float *x, int8_t *L, const float *qw);
+
+/* The asymmetric scale-and-minimum search with importance (ggml's
+ * make_qkx3_quants, squared error): levels 0..nmax, value ~ scale * L + min
+ * with min <= 0, scanning nstep+1 inverse scales
  * (rmin + rdelta*is + nmax) / (max - min) and solving the weighted least
  * squares for scale and min each time; keeps the fit with the smallest
- * weighted error (absolute if use_mad, squared otherwise). weights NULL means
- * x^2. Writes L (n levels), *the_min = -min (>= 0); returns the scale. Laux is
- * n bytes of scratch. */
-float sq__make_qkx3_quants(int n, int nmax, const float *x, const float *weights, uint8_t *L, float *the_min,
-                           uint8_t *Laux, float rmin, float rdelta, int nstep, bool use_mad);
+ * weighted squared error. weights NULL means x^2. Writes L (n levels),
+ * *neg_min = -min (>= 0); returns the scale. Laux is n bytes of scratch. */
+float sq__fit_asym_weighted(int n, int nmax, const float *x, const float *weights, uint8_t *L, float *neg_min,
+                            uint8_t *Laux, float rmin, float rdelta, int nstep);
 
-#endif
+/* Sum of x[i]^2 over n values, accumulated in index order. */
+float sq__sum_squares(const float *x, int64_t n);
+
+/* The importance weights of n values: w[i] = qw[i] * sqrt(sigma2 + x[i]^2)
+ * (sigma2: the caller's mean-square statistic). Returns the sum of the n
+ * weights, accumulated in index order. */
+float sq__imatrix_weights(int n, const float *x, const float *qw, float sigma2, float *w);
+
+/* Tests only (not thread-safe): true makes the k-quant and IQ4 quantizers use
+ * their plain scalar searches instead of the 4-lane ones; both must give the
+ * same bytes. */
+void sq__kquants_reference_search(bool on);
+bool sq__kquants_reference_search_on(void);
+
+#endif /* SQ_BLOCKS_QUANT_COMMON_H */

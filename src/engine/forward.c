@@ -18,6 +18,7 @@
  * model (weights in the map) is borrowed and must outlive the context.
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -42,6 +43,8 @@ struct sq_context {
     float *logits;
     int64_t logits_cap; /* rows */
     int n_logits;
+    sq_matmul_hook hook; /* sq_context_set_matmul_hook: sees every weight product's input */
+    void *hook_user;
 };
 
 /* ---- attention inner loops (scalar reference; AVX2 when the CPU has it) ---- */
@@ -200,6 +203,22 @@ void sq_kv_truncate(sq_context *c, int n)
 }
 const float *sq_get_logits(const sq_context *c) { return c->logits; }
 
+void sq_context_set_matmul_hook(sq_context *c, sq_matmul_hook fn, void *user)
+{
+    c->hook = fn;
+    c->hook_user = fn ? user : NULL;
+}
+
+/* Shows the input of one weight product to the hook under the weight's GGUF
+ * name (llama's tensor naming: blk.L.ROLE.weight, output.weight). */
+static void call_hook(sq_context *c, const sq_weight *w, const float *X, int64_t nb, const char *what, int64_t layer)
+{
+    char name[96];
+    if (layer >= 0) snprintf(name, sizeof name, "blk.%lld.%s.weight", (long long)layer, what);
+    else snprintf(name, sizeof name, "%s.weight", what);
+    c->hook(c->hook_user, name, X, nb, w->cols);
+}
+
 /* ---- attention ---- */
 
 typedef struct attn_job {
@@ -255,6 +274,7 @@ static void attention_worker(void *ctx, int ith, int nth)
 static sq_status mm(sq_context *c, const sq_weight *w, const float *X, int64_t nb, float *Y, const char *what,
                     int64_t layer, sq_error *err)
 {
+    if (c->hook) call_hook(c, w, X, nb, what, layer);
     sq_status st = sq_weight_matmul(c->tp, w, X, nb, Y, c->work, c->work_size, err);
     if (st) sq_error_prefix(err, "layer %lld %s", (long long)layer, what);
     return st;
@@ -330,6 +350,9 @@ static sq_status forward_batch(sq_context *c, const int32_t *tok, int nb, int po
     if (out_from < nb) {
         for (int i = out_from; i < nb; i++)
             sq__rmsnorm(c->x + (size_t)i * (size_t)E, m->output_norm, c->xn + (size_t)i * (size_t)E, E, hp->rms_eps);
+        if (c->hook)
+            call_hook(c, &m->output, c->xn + (size_t)out_from * (size_t)E, nb - out_from,
+                      hp->tied_output ? "token_embd" : "output", -1);
         st = sq_weight_matmul(c->tp, &m->output, c->xn + (size_t)out_from * (size_t)E, nb - out_from, logits,
                               c->work, c->work_size, err);
         if (st) {

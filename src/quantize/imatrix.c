@@ -377,6 +377,12 @@ sq_status sq_imatrix_load(const char *path, sq_imatrix **out, sq_error *err)
 
 /* ---- writer ---- */
 
+static int cmp_stat_index(const void *a, const void *b, void *stats)
+{
+    const sq_imatrix_stat *s = stats;
+    return strcmp(s[*(const int64_t *)a].name, s[*(const int64_t *)b].name);
+}
+
 sq_status sq_imatrix_write_gguf(const char *path, const sq_imatrix_stat *stats, int64_t n_stats,
                                 const char *const *datasets, int64_t n_datasets, uint32_t chunk_count,
                                 uint32_t chunk_size, sq_error *err)
@@ -386,16 +392,29 @@ sq_status sq_imatrix_write_gguf(const char *path, const sq_imatrix_stat *stats, 
         if (!stats[i].name || stats[i].ne0 < 1 || stats[i].n_mat < 1 || !stats[i].in_sum2 || !stats[i].counts)
             return sq_error_set(err, SQ_EINVAL, "%s: statistics %lld (%s) are incomplete", path, (long long)i,
                                 stats[i].name ? stats[i].name : "unnamed");
+    /* llama-imatrix stores the weights sorted by name */
+    int64_t *order = malloc((size_t)n_stats * sizeof *order);
+    if (!order) return sq_error_set(err, SQ_ENOMEM, "%s: out of memory", path);
+    for (int64_t i = 0; i < n_stats; i++) order[i] = i;
+    qsort_r(order, (size_t)n_stats, sizeof *order, cmp_stat_index, (void *)stats);
+    for (int64_t i = 1; i < n_stats; i++)
+        if (strcmp(stats[order[i]].name, stats[order[i - 1]].name) == 0) {
+            free(order);
+            return sq_error_set(err, SQ_EINVAL, "%s: statistics for %s given twice", path, stats[order[i]].name);
+        }
     sq_gguf_writer *w = NULL;
     sq_status st = sq_gguf_writer_open(path, &w, err);
-    if (st != SQ_OK) return st;
+    if (st != SQ_OK) {
+        free(order);
+        return st;
+    }
     if (st == SQ_OK) st = sq_gguf_writer_set_str(w, "general.type", "imatrix", err);
     if (st == SQ_OK) st = sq_gguf_writer_set_arr_str(w, "imatrix.datasets", datasets, (uint64_t)n_datasets, err);
     if (st == SQ_OK) st = sq_gguf_writer_set_u32(w, "imatrix.chunk_count", chunk_count, err);
     if (st == SQ_OK) st = sq_gguf_writer_set_u32(w, "imatrix.chunk_size", chunk_size, err);
     char name[600];
     for (int64_t i = 0; i < n_stats && st == SQ_OK; i++) {
-        const sq_imatrix_stat *s = &stats[i];
+        const sq_imatrix_stat *s = &stats[order[i]];
         const int64_t ne_sum[2] = {s->ne0, s->n_mat}, ne_cnt[1] = {s->n_mat};
         snprintf(name, sizeof name, "%s.in_sum2", s->name);
         st = sq_gguf_writer_add_tensor(w, name, s->n_mat > 1 ? 2 : 1, ne_sum, SQ_TYPE_F32,
@@ -404,10 +423,11 @@ sq_status sq_imatrix_write_gguf(const char *path, const sq_imatrix_stat *stats, 
         if (st == SQ_OK) st = sq_gguf_writer_add_tensor(w, name, 1, ne_cnt, SQ_TYPE_F32, (uint64_t)s->n_mat * 4, err);
     }
     for (int64_t i = 0; i < n_stats && st == SQ_OK; i++) {
-        const sq_imatrix_stat *s = &stats[i];
+        const sq_imatrix_stat *s = &stats[order[i]];
         st = sq_gguf_writer_write(w, s->in_sum2, (size_t)(s->ne0 * s->n_mat) * 4, err);
         if (st == SQ_OK) st = sq_gguf_writer_write(w, s->counts, (size_t)s->n_mat * 4, err);
     }
+    free(order);
     if (st != SQ_OK) {
         sq_gguf_writer_abort(w);
         return st;

@@ -42,7 +42,8 @@ typedef struct tplan {
 typedef struct run {
     const sq_quantize_params *p;
     sq_gguf *in;
-    sq_imatrix *im;
+    sq_imatrix *im;         /* NULL when none was given or --include/--exclude-weights left nothing */
+    int64_t im_entries;     /* entries that pass --include/--exclude-weights */
     tplan *tp;
     int64_t n;
     sq_threadpool *pool;
@@ -65,6 +66,25 @@ static void emitf(const run *r, sq_quantize_event_kind kind, const char *fmt, ..
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
     emit(r, kind, buf, NULL);
+}
+
+/* Whether the importance of weight `name` may be used (--include-weights /
+ * --exclude-weights: substrings of the name, as llama-quantize filters). */
+static bool imatrix_allowed(const sq_quantize_params *p, const char *name)
+{
+    for (int i = 0; i < p->n_imatrix_exclude; i++)
+        if (strstr(name, p->imatrix_exclude[i])) return false;
+    if (p->n_imatrix_include == 0) return true;
+    for (int i = 0; i < p->n_imatrix_include; i++)
+        if (strstr(name, p->imatrix_include[i])) return true;
+    return false;
+}
+
+/* The importance values of a weight, or NULL (absent or filtered out). */
+static const float *imatrix_of(const run *r, const char *name, int64_t *n)
+{
+    if (!r->im || !imatrix_allowed(r->p, name)) return NULL;
+    return sq_imatrix_find(r->im, name, n);
 }
 
 static int cmp_tplan(const void *a, const void *b)
@@ -308,7 +328,7 @@ static sq_status make_plan(run *r, sq_quantize_stats *stats, sq_error *err)
         /* importance weights of this tensor, if the file has them */
         if (r->im) {
             int64_t n = 0;
-            const float *v = sq_imatrix_find(r->im, t->name, &n);
+            const float *v = imatrix_of(r, t->name, &n);
             if (v && n == tp->C * tp->n_mat) tp->imx = v;
             else if (v && !is_token_embd(t->name))
                 st = sq_error_set(err, SQ_EINVAL, "imatrix %s: entry %s has %lld values, but the tensor needs %lld",
@@ -325,8 +345,10 @@ static sq_status make_plan(run *r, sq_quantize_stats *stats, sq_error *err)
         if (q) {
             st = plan_sq(r, tp, q, err);
             if (st != SQ_OK) break;
-        } else if (tp->in_sq && !p->allow_requantize) {
-            /* a SmarterQuant input tensor is kept as it is (with its metadata) */
+        } else if (tp->in_sq && (!p->allow_requantize || !ch.quantizable)) {
+            /* a SmarterQuant input tensor is kept as it is (with its metadata) unless
+             * requantizing is allowed and the rules would quantize it (not COPY,
+             * not --leave-output-tensor's output.weight) */
             pub->out_type = t->type;
             pub->smarterquant = true;
             memcpy(pub->sq_types, t->sq_types, sizeof pub->sq_types);
@@ -431,18 +453,13 @@ static void convert_rows(void *ctx, int ith, int nth)
         for (int64_t r = r0; r < r1; r++) sq_weight_get_row(&j->in_w, r, j->f32 + r * C);
         return;
     }
-    if (type == SQ_TYPE_F16) {
-        const sq_fp16 *h = j->in;
-        for (int64_t i = r0 * C; i < r1 * C; i++) j->f32[i] = sq_fp16_to_f32(h[i]);
-    } else if (type == SQ_TYPE_BF16) {
-        const sq_bf16 *h = j->in;
-        for (int64_t i = r0 * C; i < r1 * C; i++) j->f32[i] = sq_bf16_to_f32(h[i]);
-    } else if (type == SQ_TYPE_F32) {
+    if (type == SQ_TYPE_F32) {
         memcpy(j->f32 + r0 * C, (const float *)j->in + r0 * C, (size_t)((r1 - r0) * C) * sizeof(float));
-    } else {
-        const size_t rb = sq_row_size(type, C);
-        for (int64_t r = r0; r < r1; r++) sq_dequantize_row(type, (const char *)j->in + r * rb, j->f32 + r * C, C);
+        return;
     }
+    /* F16, BF16 and block types: the blocks module's to_float (SIMD where it has it) */
+    const size_t rb = sq_row_size(type, C);
+    sq_dequantize_row(type, (const char *)j->in + (size_t)r0 * rb, j->f32 + r0 * C, (r1 - r0) * C);
 }
 
 /* Output rows [r0, r1): plain rows through ggml's quantizer with their
@@ -506,6 +523,16 @@ static void *grow(void **buf, size_t *cap, size_t n)
 /* output                                                               */
 /* ------------------------------------------------------------------ */
 
+/* Removes a key from the output if it is there. */
+static sq_status unset(sq_gguf_writer *w, const char *key, sq_error *err)
+{
+    sq_error e2 = {0};
+    sq_status st = sq_gguf_writer_remove_key(w, key, &e2);
+    if (st == SQ_ENOTFOUND) return SQ_OK;
+    if (st != SQ_OK && err) *err = e2;
+    return st;
+}
+
 static sq_status remove_if_present(run *r, sq_gguf_writer *w, const char *key, sq_error *err)
 {
     if (sq_gguf_find_key(r->in, key) < 0) return SQ_OK;
@@ -520,8 +547,7 @@ static sq_status write_metadata(run *r, sq_gguf_writer *w, sq_error *err)
 {
     const sq_quantize_params *p = r->p;
     sq_status st = sq_gguf_writer_copy_kvs(w, r->in, err);
-    static const char *const drop[] = {"split.no", "split.count", "split.tensors.count", "general.quantization_version",
-                                       "general.file_type"};
+    static const char *const drop[] = {"split.no", "split.count", "split.tensors.count"};
     for (size_t i = 0; i < sizeof drop / sizeof drop[0] && st == SQ_OK; i++) st = remove_if_present(r, w, drop[i], err);
     uint32_t ftype = (uint32_t)p->ftype;
     if (p->copy) {
@@ -532,19 +558,37 @@ static sq_status write_metadata(run *r, sq_gguf_writer *w, sq_error *err)
             sq_gguf_get_i64(r->in, "general.file_type", &v, &e2) == SQ_OK && v >= 0)
             ftype = (uint32_t)v;
     }
+    /* ggml's gguf setters move a key to the end: remove, then set */
+    if (st == SQ_OK) st = unset(w, "general.quantization_version", err);
     if (st == SQ_OK) st = sq_gguf_writer_set_u32(w, "general.quantization_version", 2, err);
+    if (st == SQ_OK) st = unset(w, "general.file_type", err);
     if (st == SQ_OK) st = sq_gguf_writer_set_u32(w, "general.file_type", ftype, err);
+    /* the user's overrides, then the imatrix provenance (llama-quantize's order) */
+    for (int i = 0; i < p->n_kv_overrides && st == SQ_OK; i++) {
+        const sq_kv_override *o = &p->kv_overrides[i];
+        st = unset(w, o->key, err);
+        if (st != SQ_OK) break;
+        switch (o->kind) {
+        case SQ_KV_INT: st = sq_gguf_writer_set_u32(w, o->key, (uint32_t)(o->i < 0 ? -o->i : o->i), err); break;
+        case SQ_KV_FLOAT: st = sq_gguf_writer_set_f32(w, o->key, (float)o->f, err); break;
+        case SQ_KV_BOOL: st = sq_gguf_writer_set_bool(w, o->key, o->b, err); break;
+        case SQ_KV_STR: st = sq_gguf_writer_set_str(w, o->key, o->s ? o->s : "", err); break;
+        }
+    }
     if (st == SQ_OK && r->im) {
         char v[128];
         snprintf(v, sizeof v, "%s", p->imatrix_path);
-        st = sq_gguf_writer_set_str(w, "quantize.imatrix.file", v, err);
+        if ((st = unset(w, "quantize.imatrix.file", err)) == SQ_OK)
+            st = sq_gguf_writer_set_str(w, "quantize.imatrix.file", v, err);
         if (st == SQ_OK && sq_imatrix_n_datasets(r->im) > 0) {
             snprintf(v, sizeof v, "%s", sq_imatrix_dataset(r->im, 0));
-            st = sq_gguf_writer_set_str(w, "quantize.imatrix.dataset", v, err);
+            if ((st = unset(w, "quantize.imatrix.dataset", err)) == SQ_OK)
+                st = sq_gguf_writer_set_str(w, "quantize.imatrix.dataset", v, err);
         }
-        if (st == SQ_OK)
-            st = sq_gguf_writer_set_u32(w, "quantize.imatrix.entries_count", (uint32_t)sq_imatrix_n_entries(r->im), err);
-        if (st == SQ_OK && sq_imatrix_chunk_count(r->im) > 0)
+        if (st == SQ_OK && (st = unset(w, "quantize.imatrix.entries_count", err)) == SQ_OK)
+            st = sq_gguf_writer_set_u32(w, "quantize.imatrix.entries_count", (uint32_t)r->im_entries, err);
+        if (st == SQ_OK && sq_imatrix_chunk_count(r->im) > 0 &&
+            (st = unset(w, "quantize.imatrix.chunks_count", err)) == SQ_OK)
             st = sq_gguf_writer_set_u32(w, "quantize.imatrix.chunks_count", (uint32_t)sq_imatrix_chunk_count(r->im),
                                         err);
     }
@@ -669,12 +713,19 @@ sq_status sq_quantize_file(const char *in_path, const char *out_path, const sq_q
     if (st != SQ_OK) return st;
     if (p->imatrix_path) {
         st = sq_imatrix_load(p->imatrix_path, &r.im, err);
-        if (st == SQ_OK) {
+        for (int64_t i = 0; st == SQ_OK && i < sq_imatrix_n_entries(r.im); i++)
+            r.im_entries += imatrix_allowed(p, sq_imatrix_entry_name(r.im, i));
+        if (st == SQ_OK && r.im_entries == 0) {
+            emitf(&r, SQ_QEVENT_WARNING, "imatrix %s: no entries left after --include/--exclude-weights; not used",
+                  p->imatrix_path);
+            sq_imatrix_free(r.im);
+            r.im = NULL;
+        } else if (st == SQ_OK) {
             char ds[256] = "";
             for (int64_t i = 0; i < sq_imatrix_n_datasets(r.im) && strlen(ds) < 200; i++)
                 snprintf(ds + strlen(ds), sizeof ds - strlen(ds), "%s'%s'", i ? ", " : "", sq_imatrix_dataset(r.im, i));
             emitf(&r, SQ_QEVENT_INFO, "imatrix: %lld entries from %s (datasets [%s], %lld chunks)",
-                  (long long)sq_imatrix_n_entries(r.im), p->imatrix_path, ds, (long long)sq_imatrix_chunk_count(r.im));
+                  (long long)r.im_entries, p->imatrix_path, ds, (long long)sq_imatrix_chunk_count(r.im));
         }
     }
     if (st == SQ_OK) st = make_plan(&r, stats, err);

@@ -350,7 +350,7 @@ static uint64_t lagrange_pick(sq_plan *plan, double lambda, bool min_bytes_only)
         int best_opt = -1;
         for (int o = 0; o < 2; o++) {
             if (!g->opt_avail[o]) continue;
-            double cost = 0.0, err_sum = 0.0;
+            double cost = min_bytes_only ? (double)g->opt_extra[o] : lambda * (double)g->opt_extra[o];
             for (int m = 0; m < g->n_members; m++) {
                 const sq__ptensor *pt = &plan->pt[g->members[m]];
                 for (int s = 0; s < pt->n_slots; s++) {
@@ -366,7 +366,6 @@ static uint64_t lagrange_pick(sq_plan *plan, double lambda, bool min_bytes_only)
                         }
                     }
                     cost += bc;
-                    (void)err_sum;
                 }
             }
             if (cost < best_cost) {
@@ -375,6 +374,7 @@ static uint64_t lagrange_pick(sq_plan *plan, double lambda, bool min_bytes_only)
             }
         }
         g->opt = best_opt;
+        total += g->opt_extra[best_opt];
         for (int m = 0; m < g->n_members; m++) {
             sq__ptensor *pt = &plan->pt[g->members[m]];
             for (int s = 0; s < pt->n_slots; s++) {
@@ -691,9 +691,14 @@ static sq_status make_groups(sq_plan *plan, const sq_plan_params *p, sq_error *e
     return SQ_OK;
 }
 
-/* Pass over one tensor: its column energies and output energy. */
-static sq_status tensor_stats(sq__ptensor *pt, const char *name, sq_plan_norm norm, float *W, sq_error *err)
+/* Pass over one tensor: its column energies and output energy; the error
+ * normalisation divided by the tensor's sensitivity weight. */
+static sq_status tensor_stats(sq__ptensor *pt, const char *name, const sq_plan_params *p, float *W, sq_error *err)
 {
+    sq_plan_norm norm = p->norm;
+    double weight = 1.0;
+    for (int i = 0; i < p->n_weights; i++)
+        if (p->weights[i].name && strcmp(p->weights[i].name, name) == 0) weight = p->weights[i].weight;
     sq_status st = load_weights(pt, name, W, err);
     if (st != SQ_OK) return st;
     pt->colsq = calloc((size_t)pt->cols, sizeof *pt->colsq);
@@ -715,6 +720,7 @@ static sq_status tensor_stats(sq__ptensor *pt, const char *name, sq_plan_norm no
         pt->norm = pt->imp ? 1.0 : (double)pt->rows;
     else
         pt->norm = e > 0 ? e : 1.0;
+    pt->norm /= weight;
     return SQ_OK;
 }
 
@@ -729,6 +735,10 @@ sq_status sq_plan_create(const sq_gguf *model, const sq_imatrix *im, const sq_pl
         return sq_error_set(err, SQ_EINVAL, "give exactly one target: bits per weight or a file size");
     if (by_bpw && !(p->target_bpw < 64))
         return sq_error_set(err, SQ_ERANGE, "target %.3f bits per weight is out of range", p->target_bpw);
+    for (int i = 0; i < p->n_weights; i++)
+        if (!(p->weights[i].weight > 0) || !isfinite(p->weights[i].weight))
+            return sq_error_set(err, SQ_ERANGE, "sensitivity of %s is %g: want a positive number",
+                                p->weights[i].name ? p->weights[i].name : "(null)", p->weights[i].weight);
 
     /* candidate types: the caller's, deduplicated, in order */
     int n_def;
@@ -772,7 +782,7 @@ sq_status sq_plan_create(const sq_gguf *model, const sq_imatrix *im, const sq_pl
         W = malloc(max_elems * sizeof *W);
         if (!W) st = sq_error_set(err, SQ_ENOMEM, "out of memory for %zu weights", max_elems);
     }
-    for (int64_t t = 0; st == SQ_OK && t < plan->n; t++) st = tensor_stats(&plan->pt[t], plan->names[t], p->norm, W, err);
+    for (int64_t t = 0; st == SQ_OK && t < plan->n; t++) st = tensor_stats(&plan->pt[t], plan->names[t], p, W, err);
 
     /* permutations and the options each group may take */
     for (int g = 0; st == SQ_OK && g < plan->n_groups; g++) {
@@ -782,6 +792,8 @@ sq_status sq_plan_create(const sq_gguf *model, const sq_imatrix *im, const sq_pl
         if (st != SQ_OK) break;
         grp->opt_avail[0] = p->perm != SQ_PLAN_PERM_ON || !grp->perm;
         grp->opt_avail[1] = grp->perm != NULL;
+        /* a permutation costs its metadata strings in the file (not tensor data) */
+        grp->opt_extra[1] = by_size && grp->perm ? (uint64_t)grp->n_members * (grp->perm_json_len - 2) : 0;
     }
 
     /* pass 2: measure every candidate */
@@ -802,7 +814,7 @@ sq_status sq_plan_create(const sq_gguf *model, const sq_imatrix *im, const sq_pl
     for (int64_t t = 0; t < plan->n; t++) {
         size_t nl = strlen(plan->names[t]);
         sq_keys += 8 + nl + 21 + 4 + 1;                                                  /* .smarterquant.enabled */
-        sq_keys += kv_str_bytes(nl + 25, plan->groups[plan->pt[t].group].perm_json_len); /* .permutation */
+        sq_keys += kv_str_bytes(nl + 25, 2); /* .permutation "[]"; a real one is counted with its option */
         sq_keys += kv_str_bytes(nl + 25, 24);                                            /* .block_types */
         pad += A - 1;
     }

@@ -38,6 +38,7 @@ typedef struct sq__pgroup {
     bool opt_avail[2]; /* which options may be chosen */
     int opt;           /* the option chosen */
     size_t perm_json_len;
+    uint64_t opt_extra[2]; /* bytes an option adds outside the tensor data (the permutation keys) */
 } sq__pgroup;
 
 struct sq_plan {

@@ -2,24 +2,34 @@
  * pool.c — the request slots and the bounded wait queue.
  *
  * A slot is an index (the server keeps one sq_context per slot). A request
- * takes a free slot at once, or waits its turn in FIFO order (tickets) when
- * fewer than queue_max requests are already waiting, or is refused at once
- * (the server answers 503). Shutdown wakes every waiter with a refusal.
+ * takes a free slot at once, or waits its turn in FIFO order when fewer than
+ * queue_max requests are already waiting, or is refused at once (the server
+ * answers 503). A released slot goes straight to the first waiter. A waiter
+ * whose client went away leaves the queue; shutdown wakes every waiter with
+ * a refusal.
  */
 #include <pthread.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "sq/serve.h"
+
+/* A request waiting for a slot: lives on its waiting thread's stack, linked
+ * in FIFO order; a release hands its slot straight to the head. */
+typedef struct waiter {
+    struct waiter *next;
+    bool granted;
+    int slot;
+} waiter;
 
 struct sq_slot_pool {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int n_slots, queue_max;
-    bool *busy;         /* n_slots flags */
+    bool *busy; /* n_slots flags */
     int n_busy;
     int n_waiting;
-    uint64_t next_ticket; /* given to the next waiter */
-    uint64_t serving;     /* the ticket allowed to take the next free slot */
+    waiter *head, *tail;
     bool shutdown;
 };
 
@@ -34,7 +44,11 @@ sq_slot_pool *sq_slot_pool_create(int n_slots, int queue_max)
         return NULL;
     }
     pthread_mutex_init(&p->mu, NULL);
-    pthread_cond_init(&p->cv, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&p->cv, &ca);
+    pthread_condattr_destroy(&ca);
     p->n_slots = n_slots;
     p->queue_max = queue_max;
     return p;
@@ -60,15 +74,34 @@ static int take_free(sq_slot_pool *p)
     return -1;
 }
 
-/* Takes a slot now, waits for one (bounded queue), or refuses. */
+/* Unlinks a waiter that gives up (shutdown, client gone). */
+static void unlink_waiter(sq_slot_pool *p, waiter *w)
+{
+    waiter *prev = NULL;
+    for (waiter *it = p->head; it; prev = it, it = it->next)
+        if (it == w) {
+            if (prev) prev->next = w->next;
+            else p->head = w->next;
+            if (p->tail == w) p->tail = prev;
+            p->n_waiting--;
+            return;
+        }
+}
+
 sq_slot_result sq_slot_pool_acquire(sq_slot_pool *p, int *slot)
+{
+    return sq_slot_pool_acquire_until(p, slot, NULL, NULL);
+}
+
+/* Takes a slot now, waits for one (bounded queue), or refuses. */
+sq_slot_result sq_slot_pool_acquire_until(sq_slot_pool *p, int *slot, bool (*gone)(void *ud), void *ud)
 {
     pthread_mutex_lock(&p->mu);
     if (p->shutdown) {
         pthread_mutex_unlock(&p->mu);
         return SQ_SLOT_SHUTDOWN;
     }
-    if (p->n_waiting == 0 && p->n_busy < p->n_slots) {
+    if (!p->head && p->n_busy < p->n_slots) {
         *slot = take_free(p);
         pthread_mutex_unlock(&p->mu);
         return SQ_SLOT_OK;
@@ -77,30 +110,61 @@ sq_slot_result sq_slot_pool_acquire(sq_slot_pool *p, int *slot)
         pthread_mutex_unlock(&p->mu);
         return SQ_SLOT_FULL;
     }
-    uint64_t ticket = p->next_ticket++;
+    waiter w = {NULL, false, -1};
+    if (p->tail) p->tail->next = &w;
+    else p->head = &w;
+    p->tail = &w;
     p->n_waiting++;
-    while (!p->shutdown && (ticket != p->serving || p->n_busy == p->n_slots)) pthread_cond_wait(&p->cv, &p->mu);
-    p->n_waiting--;
-    if (p->shutdown) {
-        pthread_mutex_unlock(&p->mu);
-        return SQ_SLOT_SHUTDOWN;
+    sq_slot_result res = SQ_SLOT_OK;
+    while (!w.granted) {
+        if (p->shutdown) {
+            res = SQ_SLOT_SHUTDOWN;
+            break;
+        }
+        if (!gone) {
+            pthread_cond_wait(&p->cv, &p->mu);
+            continue;
+        }
+        /* wake every 50 ms to see whether the client is still there */
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_nsec += 50 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+        pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+        if (!w.granted && gone(ud)) {
+            res = SQ_SLOT_GONE;
+            break;
+        }
     }
-    p->serving++;
-    *slot = take_free(p);
-    pthread_cond_broadcast(&p->cv); /* the next ticket may find another free slot */
+    if (w.granted) {
+        *slot = w.slot; /* removed from the queue by the releaser */
+        res = SQ_SLOT_OK;
+    } else {
+        unlink_waiter(p, &w);
+    }
     pthread_mutex_unlock(&p->mu);
-    return SQ_SLOT_OK;
+    return res;
 }
 
+/* Gives a slot back: straight to the first waiter, or free. */
 void sq_slot_pool_release(sq_slot_pool *p, int slot)
 {
     if (!p || slot < 0 || slot >= p->n_slots) return;
     pthread_mutex_lock(&p->mu);
     if (p->busy[slot]) {
-        p->busy[slot] = false;
-        p->n_busy--;
+        waiter *w = p->head;
+        if (w && !p->shutdown) {
+            p->head = w->next;
+            if (!p->head) p->tail = NULL;
+            p->n_waiting--;
+            w->granted = true;
+            w->slot = slot; /* stays busy: it changes hands */
+            pthread_cond_broadcast(&p->cv);
+        } else {
+            p->busy[slot] = false;
+            p->n_busy--;
+        }
     }
-    pthread_cond_broadcast(&p->cv);
     pthread_mutex_unlock(&p->mu);
 }
 

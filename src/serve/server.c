@@ -23,6 +23,7 @@
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -52,6 +53,7 @@ enum stream_phase { PH_ROLE, PH_TOKENS, PH_USAGE, PH_DONE, PH_END };
 
 typedef struct conn {
     sq_server *s;
+    struct MHD_Connection *mc;
     atomic_int refs;
     char method[16], path[128];
     double t0;
@@ -277,6 +279,20 @@ static int prompt_tokens(conn *c, sq_token **toks, size_t *n, sq_serve_error *e)
     return 0;
 }
 
+/* Whether the client closed its side of the connection (checked while a
+ * request waits in the queue and between the tokens of a non-streamed
+ * answer, so that the work stops when nobody will read it). A client that
+ * half-closes after its request is taken as gone too. */
+static bool client_gone(void *ud)
+{
+    conn *c = ud;
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c->mc, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ci) return false;
+    struct pollfd pf = {ci->connect_fd, POLLRDHUP, 0};
+    if (poll(&pf, 1, 0) != 1) return false;
+    return (pf.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+}
+
 /* The last handler call of a completion or chat request. */
 static enum MHD_Result handle_completion(conn *c, struct MHD_Connection *mc)
 {
@@ -306,7 +322,7 @@ static enum MHD_Result handle_completion(conn *c, struct MHD_Connection *mc)
                            n_toks, s->n_ctx, s->n_ctx - 1);
         return send_error(c, mc, &e, NULL, NULL);
     }
-    sq_slot_result sr = sq_slot_pool_acquire(s->pool, &c->slot);
+    sq_slot_result sr = sq_slot_pool_acquire_until(s->pool, &c->slot, client_gone, c);
     if (sr != SQ_SLOT_OK) {
         c->slot = -1;
         free(toks);
@@ -316,6 +332,11 @@ static enum MHD_Result handle_completion(conn *c, struct MHD_Connection *mc)
                                s->n_slots, s->o.queue_max);
         else
             sq_serve_error_set(&e, 503, "server_busy", "shutting_down", NULL, "the server is shutting down");
+        if (sr == SQ_SLOT_GONE) {
+            c->note = "client disconnected while queued";
+            c->status = 499; /* logged only: nobody to answer */
+            return MHD_NO;
+        }
         c->note = sr == SQ_SLOT_FULL ? "queue full" : "shutting down";
         return send_error(c, mc, &e, "Retry-After", "1");
     }
@@ -362,11 +383,18 @@ static enum MHD_Result handle_completion(conn *c, struct MHD_Connection *mc)
     const char *text;
     size_t len;
     bool cancelled = false;
-    while (sq_gen_step(c->gen, &text, &len, &err))
+    while (sq_gen_step(c->gen, &text, &len, &err)) {
         if (atomic_load(&s->stopping)) {
             cancelled = true;
             break;
         }
+        if (client_gone(c)) {
+            c->note = "client disconnected";
+            c->status = 499; /* logged only */
+            end_generation(c);
+            return MHD_NO;
+        }
+    }
     const char *reason = sq_gen_finish_reason(c->gen);
     if (cancelled || !reason) {
         end_generation(c);
@@ -452,6 +480,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
         c->s = s;
         atomic_init(&c->refs, 1);
         c->slot = -1;
+        c->mc = mc;
         c->t0 = sq_time_now();
         snprintf(c->method, sizeof c->method, "%s", method);
         snprintf(c->path, sizeof c->path, "%s", url);

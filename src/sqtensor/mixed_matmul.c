@@ -5,12 +5,16 @@
  *
  * Kernels never allocate: the gathered and quantized activations live in the
  * caller's work buffer (sq_weight_matmul_work_size). Kernels are looked up
- * once per call in the private table of the blocks module
- * (src/blocks/kernels.h), so the loop over rows calls straight through
- * function pointers with precomputed byte offsets.
+ * once per call in the private tables of the blocks module
+ * (src/blocks/kernels.h, src/blocks/gemm.h: the same tile kernels sq_matmul
+ * uses, called once per run with accumulation), so the loop over chunks
+ * calls straight through function pointers with precomputed byte offsets.
  */
+#include <stdatomic.h>
+#include <stdint.h>
 #include <string.h>
 
+#include "blocks/gemm.h"
 #include "blocks/kernels.h"
 #include "sq/blocks.h"
 #include "sq/sqtensor.h"
@@ -18,6 +22,8 @@
 /* ------------------------------------------------------------- products -- */
 
 #define SQ__ALIGN 64
+
+
 static size_t align_up(size_t n) { return (n + SQ__ALIGN - 1) & ~(size_t)(SQ__ALIGN - 1); }
 
 /* A run: consecutive segments with the same weight type. Their blocks lie
@@ -29,8 +35,10 @@ typedef struct sq__run {
     int64_t c0, len;   /* first column (in permuted order) and length */
     size_t w_off;      /* byte offset of the run in a weight row */
     size_t a_off;      /* byte offset of the run in an activation row */
+    size_t w_seg, a_seg; /* bytes of 256 weight / activation values (panel steps) */
     sq__vec_dot_fn dot;
     sq__from_float_fn from_float;
+    bool unaligned;    /* F32/F16/BF16 weights not aligned to their element in some row */
 } sq__run;
 
 typedef struct sq__plan {
@@ -39,6 +47,35 @@ typedef struct sq__plan {
     size_t act_row;    /* bytes of one quantized activation row (aligned) */
     bool uniform;      /* all segments one type: the plain product applies */
 } sq__plan;
+
+/* Whether a run of a float type (F32/F16/BF16: element loads, unlike the
+ * byte-packed blocks of the quantized types) can start at an address that is
+ * not a multiple of its element size: the layout packs segments back to back
+ * (a Q6_K segment is 210 bytes), so an F32 segment after it, or in a row
+ * after an odd-sized one, is misaligned. Such runs go through
+ * dot_unaligned(). */
+static bool run_unaligned(const sq__run *rn, const void *data, size_t row_bytes)
+{
+    const sq_type_info *ti = sq_type_info_get(rn->type);
+    if (ti->is_quantized || ti->type_size == 1) return false;
+    const size_t es = (size_t)ti->type_size;
+    return ((uintptr_t)data + rn->w_off) % es != 0 || row_bytes % es != 0;
+}
+
+/* One run's dot product for a misaligned float run: 256 values at a time are
+ * copied to an aligned buffer first (the activations are always aligned). */
+static float dot_unaligned(const sq__run *rn, const char *wrow, const char *arow)
+{
+    _Alignas(64) unsigned char buf[SQ_SEGMENT * sizeof(float)];
+    const size_t we = rn->w_seg / SQ_SEGMENT, ae = rn->a_seg / SQ_SEGMENT;
+    float sum = 0.0f;
+    for (int64_t k0 = 0; k0 < rn->len; k0 += SQ_SEGMENT) {
+        const int64_t kn = rn->len - k0 < SQ_SEGMENT ? rn->len - k0 : SQ_SEGMENT;
+        memcpy(buf, wrow + rn->w_off + (size_t)k0 * we, (size_t)kn * we);
+        sum += rn->dot(kn, buf, arow + rn->a_off + (size_t)k0 * ae);
+    }
+    return sum;
+}
 
 /* Cuts a mixed row into runs; returns false for a malformed view (types that
  * do not fit, which sq_weight_mixed already refuses). Kernel pointers are
@@ -71,6 +108,8 @@ static bool plan_runs(const sq_weight *w, sq__plan *p)
         const size_t ab = sq_row_size(p->run[i].act, p->run[i].len);
         if (ab == 0) return false;
         p->run[i].a_off = a_off;
+        p->run[i].w_seg = sq_row_size(p->run[i].type, SQ_SEGMENT);
+        p->run[i].a_seg = sq_row_size(p->run[i].act, SQ_SEGMENT);
         a_off += ab;
     }
     p->act_row = align_up(a_off);
@@ -105,8 +144,8 @@ size_t sq_weight_matmul_work_size(const sq_weight *w, int64_t n)
     if (!w->mixed) return sq_matmul_work_size(w->type, w->cols, n);
     sq__plan p;
     if (!plan_runs(w, &p)) return 0;
-    if (p.uniform) return gather_bytes(w, n) + sq_matmul_work_size(p.run[0].type, w->cols, n);
-    return gather_bytes(w, n) + (size_t)n * p.act_row;
+    if (p.uniform) return SQ__ALIGN + gather_bytes(w, n) + sq_matmul_work_size(p.run[0].type, w->cols, n);
+    return SQ__ALIGN + gather_bytes(w, n) + (size_t)n * p.act_row;
 }
 
 /* Shared state of one mixed product. */
@@ -118,6 +157,11 @@ typedef struct sq__mm {
     char *act;           /* n x act_row quantized activations */
     int64_t n;
     float *Y;
+    sq__gemm_fn gemm[4]; /* per run: the SIMD tile kernel, or NULL for the generic one */
+    int64_t kp[4];       /* per run: column panel for n > 1 (a multiple of 256) */
+    int64_t rb, cb;      /* chunk: rb weight rows x cb activation rows */
+    int64_t n_rb, n_chunks;
+    atomic_llong next;   /* next chunk to take */
 } sq__mm;
 
 /* Gathers and quantizes activation row j: one call per run. */
@@ -143,43 +187,66 @@ static void prepare_task(void *ctx, int ith, int nth)
     for (int64_t j = ith; j < m->n; j += nth) prepare_row(m, j);
 }
 
-/* Rows and activation rows are tiled so that a tile of weight rows stays in
- * cache while a tile of activation rows streams past it. */
-#define SQ__ROW_TILE 16
-#define SQ__ACT_TILE 64
-
+/* Threads take chunks (rb weight rows x cb activation rows, activation-block
+ * major so consecutive chunks share activations) from a shared counter.
+ * With one activation row every run is one vec_dot per weight row (the
+ * type's best single-column kernel). Otherwise every run is walked in column
+ * panels of kp[i] values (multiples of 256, so offsets are whole segments),
+ * one tile-kernel call each: the first call of the chunk stores into Y, the
+ * others accumulate. Offsets and kernels come from the plan. */
 static void dot_task(void *ctx, int ith, int nth)
 {
-    const sq__mm *m = ctx;
+    (void)ith, (void)nth;
+    sq__mm *m = ctx;
     const sq__plan *p = m->p;
     const int64_t R = m->w->rows, n = m->n;
-    const int64_t r_begin = R * ith / nth, r_end = R * (ith + 1) / nth;
-    const char *W = m->w->data;
-    const size_t rb = m->w->row_bytes, ab = p->act_row;
+    const size_t rbytes = m->w->row_bytes, ab = p->act_row;
     const int nrun = p->nrun;
-    /* local copies: the compiler keeps them in registers */
-    sq__vec_dot_fn dot[4];
-    int64_t len[4];
-    size_t w_off[4], a_off[4];
-    for (int i = 0; i < nrun; i++) {
-        dot[i] = p->run[i].dot;
-        len[i] = p->run[i].len;
-        w_off[i] = p->run[i].w_off;
-        a_off[i] = p->run[i].a_off;
-    }
-    for (int64_t j0 = 0; j0 < n; j0 += SQ__ACT_TILE) {
-        const int64_t j1 = j0 + SQ__ACT_TILE < n ? j0 + SQ__ACT_TILE : n;
-        for (int64_t r0 = r_begin; r0 < r_end; r0 += SQ__ROW_TILE) {
-            const int64_t r1 = r0 + SQ__ROW_TILE < r_end ? r0 + SQ__ROW_TILE : r_end;
-            for (int64_t j = j0; j < j1; j++) {
-                const char *a = m->act + (size_t)j * ab;
-                float *y = m->Y + j * R;
-                for (int64_t r = r0; r < r1; r++) {
-                    const char *wr = W + (size_t)r * rb;
-                    float sum = 0.0f;
-                    for (int i = 0; i < nrun; i++) sum += dot[i](len[i], wr + w_off[i], a + a_off[i]);
-                    y[r] = sum;
+    for (;;) {
+        const int64_t ch = atomic_fetch_add_explicit(&m->next, 1, memory_order_relaxed);
+        if (ch >= m->n_chunks) break;
+        const int64_t r0 = (ch % m->n_rb) * m->rb, c0 = (ch / m->n_rb) * m->cb;
+        const int nr = (int)(r0 + m->rb <= R ? m->rb : R - r0);
+        const int nc = (int)(c0 + m->cb <= n ? m->cb : n - c0);
+        const char *w = (const char *)m->w->data + (size_t)r0 * rbytes;
+        const char *x = m->act + (size_t)c0 * ab;
+        float *y = m->Y + (size_t)c0 * (size_t)R + (size_t)r0;
+        if (nc == 1) {
+            /* one activation row: vec_dot is each type's best single-column
+             * kernel (a tile kernel over the chunk's rows measured slower,
+             * even for one-segment runs) */
+            for (int r = 0; r < nr; r++) {
+                const char *wr = w + (size_t)r * rbytes;
+                float sum = 0.0f;
+                for (int i = 0; i < nrun; i++) {
+                    const sq__run *rn = &p->run[i];
+                    sum += rn->unaligned ? dot_unaligned(rn, wr, x) : rn->dot(rn->len, wr + rn->w_off, x + rn->a_off);
                 }
+                y[r] = sum;
+            }
+            continue;
+        }
+        bool first = true;
+        for (int i = 0; i < nrun; i++) {
+            const sq__run *rn = &p->run[i];
+            if (rn->unaligned) {
+                for (int c = 0; c < nc; c++)
+                    for (int r = 0; r < nr; r++) {
+                        const float v = dot_unaligned(rn, w + (size_t)r * rbytes, x + (size_t)c * ab);
+                        float *d = &y[(size_t)c * (size_t)R + (size_t)r];
+                        *d = first ? v : *d + v;
+                    }
+                first = false;
+                continue;
+            }
+            for (int64_t k0 = 0; k0 < rn->len; k0 += m->kp[i]) {
+                const int64_t kn = k0 + m->kp[i] <= rn->len ? m->kp[i] : rn->len - k0;
+                const size_t seg = (size_t)(k0 / SQ_SEGMENT);
+                const char *wp = w + rn->w_off + seg * rn->w_seg;
+                const char *xp = x + rn->a_off + seg * rn->a_seg;
+                if (m->gemm[i]) m->gemm[i](kn, wp, rbytes, nr, xp, ab, nc, y, (size_t)R, !first);
+                else sq__gemm_generic(rn->type, kn, wp, rbytes, nr, xp, ab, nc, y, (size_t)R, !first);
+                first = false;
             }
         }
     }
@@ -221,6 +288,9 @@ sq_status sq_weight_matmul(sq_threadpool *tp, const sq_weight *w, const float *X
     if (work_size < need || (need && !work))
         return sq_error_set(err, SQ_EINVAL, "SmarterQuant matmul: work buffer of %zu bytes, %zu needed", work_size,
                             need);
+    /* all parts of the work buffer start 64-byte aligned (the size has room for it) */
+    work = (void *)(((uintptr_t)work + SQ__ALIGN - 1) & ~(uintptr_t)(SQ__ALIGN - 1));
+    work_size -= SQ__ALIGN;
     const size_t gb = gather_bytes(w, n);
     float *Xg = w->perm ? (float *)work : NULL;
 
@@ -238,9 +308,31 @@ sq_status sq_weight_matmul(sq_threadpool *tp, const sq_weight *w, const float *X
 
     sq_status st = plan_kernels(&p, err);
     if (st != SQ_OK) return st;
-    sq__mm m = { &p, w, X, Xg, (char *)work + gb, n, Y };
-    if (n > 1) sq_threadpool_run(tp, prepare_task, &m);
-    else prepare_row(&m, 0);
-    sq_threadpool_run(tp, dot_task, &m);
+    for (int i = 0; i < p.nrun; i++) p.run[i].unaligned = run_unaligned(&p.run[i], w->data, w->row_bytes);
+    sq__mm m;
+    memset(&m, 0, sizeof m);
+    m.p = &p, m.w = w, m.X = X, m.Xg = Xg, m.act = (char *)work + gb, m.n = n, m.Y = Y;
+    for (int i = 0; i < p.nrun; i++) {
+        m.gemm[i] = sq__gemm_kernel(p.run[i].type);
+        /* as sq_matmul: 4 activation rows of a panel (about 24 KiB) stay in L1 */
+        int64_t kp = (int64_t)(24.0 * 1024 / (4.0 * (double)p.run[i].a_seg / SQ_SEGMENT)) / SQ_SEGMENT * SQ_SEGMENT;
+        m.kp[i] = kp < SQ_SEGMENT ? SQ_SEGMENT : kp;
+    }
+    const int nth = sq_threadpool_n_threads(tp);
+    if (n > 1 && nth > 1) sq_threadpool_run(tp, prepare_task, &m);
+    else prepare_task(&m, 0, 1);
+
+    /* chunk shape as sq_matmul's: one activation row for n = 1, else up to 16
+     * (kept in L2), by enough weight rows that each thread gets several chunks */
+    m.cb = n == 1 ? 1 : (n < 16 ? n : 16);
+    const int64_t n_cb = (n + m.cb - 1) / m.cb;
+    int64_t rb = n == 1 ? 32 : 16;
+    while (rb > 4 && ((w->rows + rb - 1) / rb) * n_cb < 8 * nth) rb /= 2;
+    m.rb = rb;
+    m.n_rb = (w->rows + rb - 1) / rb;
+    m.n_chunks = m.n_rb * n_cb;
+    atomic_init(&m.next, 0);
+    if (nth > 1 && m.n_chunks > 1) sq_threadpool_run(tp, dot_task, &m);
+    else dot_task(&m, 0, 1);
     return SQ_OK;
 }

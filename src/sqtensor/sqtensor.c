@@ -144,7 +144,9 @@ sq_status sq_pack_row(const int types[4], int64_t C, const float *row_perm, cons
 
 /* Dequantizes row r in the original column order. With a permutation each
  * segment goes through a 256-float stack buffer and is scattered from there,
- * so no scratch is needed from the caller. */
+ * so no scratch is needed from the caller. Segments are packed back to back,
+ * so an F16/BF16/F32 segment may sit at an address that is not a multiple of
+ * its element size; such a segment is first copied to an aligned buffer. */
 void sq_weight_get_row(const sq_weight *w, int64_t r, float *out)
 {
     const char *row = (const char *)w->data + (size_t)r * w->row_bytes;
@@ -154,15 +156,23 @@ void sq_weight_get_row(const sq_weight *w, int64_t r, float *out)
     }
     const int64_t C = w->cols, nseg = sq_n_segments(C);
     float seg[SQ_SEGMENT];
+    _Alignas(64) unsigned char raw[SQ_SEGMENT * sizeof(float)];
     for (int64_t s = 0; s < nseg; s++) {
         const int t = sq_segment_type(w->types, s);
         const int64_t c0 = s * SQ_SEGMENT, len = sq_segment_len(C, s);
+        const size_t nb = sq_row_size(t, len);
+        const sq_type_info *ti = sq_type_info_get(t);
+        const void *src = row;
+        if (!ti->is_quantized && ti->type_size > 1 && (uintptr_t)row % (uintptr_t)ti->type_size != 0) {
+            memcpy(raw, row, nb);
+            src = raw;
+        }
         if (w->perm) {
-            sq_dequantize_row(t, row, seg, len);
+            sq_dequantize_row(t, src, seg, len);
             for (int64_t i = 0; i < len; i++) out[w->perm[c0 + i]] = seg[i];
         } else {
-            sq_dequantize_row(t, row, out + c0, len);
+            sq_dequantize_row(t, src, out + c0, len);
         }
-        row += sq_row_size(t, len);
+        row += nb;
     }
 }

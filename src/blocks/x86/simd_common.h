@@ -146,7 +146,8 @@ SQ_INLINE void unpack_k4_scales(const uint8_t *packed, uint8_t out[16])
     r[1] = (a[2] & lo4) | (((a[0] >> 6) & lo2) << 4);  /* scales 4..7 */
     r[2] = a[1] & lo6;                                 /* mins 0..3 */
     r[3] = ((a[2] >> 4) & lo4) | (((a[1] >> 6) & lo2) << 4); /* mins 4..7 */
-    memcpy(out, r, 16);
+    /* one 16-byte store: later byte and 8-byte loads forward from it */
+    _mm_storeu_si128((__m128i *)out, _mm_setr_epi32((int)r[0], (int)r[1], (int)r[2], (int)r[3]));
 }
 
 /* Q3_K: the 16 six-bit scales minus 32 of the 12 packed bytes. */
@@ -160,8 +161,24 @@ SQ_INLINE void unpack_q3k_scales(const uint8_t *packed, int8_t out[16])
     r[1] = (a[1] & lo4) | (((a[2] >> 2) & lo2) << 4);
     r[2] = ((a[0] >> 4) & lo4) | (((a[2] >> 4) & lo2) << 4);
     r[3] = ((a[1] >> 4) & lo4) | (((a[2] >> 6) & lo2) << 4);
-    memcpy(out, r, 16);
-    for (int i = 0; i < 16; i++) out[i] = (int8_t)(out[i] - 32);
+    const __m128i v = _mm_sub_epi8(_mm_setr_epi32((int)r[0], (int)r[1], (int)r[2], (int)r[3]), _mm_set1_epi8(32));
+    _mm_storeu_si128((__m128i *)out, v);
+}
+
+/* IQ4_XS: the 8 six-bit scales minus 32 (low 4 bits from scales_l, high 2
+ * from scales_h), as 8 int16. */
+SQ_INLINE __m128i iq4xs_scales16(const uint8_t *scales_l, uint16_t scales_h)
+{
+    uint32_t sl;
+    memcpy(&sl, scales_l, 4);
+    const __m128i v = _mm_cvtsi32_si128((int)sl);
+    const __m128i lo = _mm_and_si128(v, _mm_set1_epi8(0x0F));
+    const __m128i hi = _mm_and_si128(_mm_srli_epi16(v, 4), _mm_set1_epi8(0x0F));
+    const __m128i nib = _mm_cvtepu8_epi16(_mm_unpacklo_epi8(lo, hi)); /* ib 0..7 */
+    const __m256i sh = _mm256_srlv_epi32(_mm256_set1_epi32(scales_h), _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14));
+    const __m256i h2 = _mm256_and_si256(sh, _mm256_set1_epi32(3));
+    const __m128i h16 = _mm_packus_epi32(_mm256_castsi256_si128(h2), _mm256_extracti128_si256(h2, 1));
+    return _mm_sub_epi16(_mm_or_si128(nib, _mm_slli_epi16(h16, 4)), _mm_set1_epi16(32));
 }
 
 #endif

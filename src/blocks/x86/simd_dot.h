@@ -391,11 +391,12 @@ SQ_INLINE void k_iq4_xs(int64_t n, const void *vw, const void *vx, size_t xs, fl
     SQ_UNROLL for (int c = 0; c < NC; c++) acc[c] = _mm256_setzero_ps();
     for (int64_t i = 0; i < nb; i++) {
         const float d = h2f(w[i].d);
+        int16_t ls[8];
+        _mm_storeu_si128((__m128i *)ls, iq4xs_scales16(w[i].scales_l, w[i].scales_h));
         __m256i isum[MAXNC];
         SQ_UNROLL for (int c = 0; c < NC; c++) isum[c] = _mm256_setzero_si256();
         for (int ib = 0; ib < 8; ib++) {
-            const int ls = ((w[i].scales_l[ib / 2] >> 4 * (ib % 2)) & 0xF) | (((w[i].scales_h >> 2 * ib) & 3) << 4);
-            const __m256i s = _mm256_set1_epi16((short)(ls - 32));
+            const __m256i s = _mm256_set1_epi16(ls[ib]);
             const __m256i q = _mm256_shuffle_epi8(table, nibbles32(w[i].qs + 16 * ib));
             const __m256i aq = _mm256_sign_epi8(q, q);
             SQ_UNROLL for (int c = 0; c < NC; c++) {

@@ -29,12 +29,12 @@
 SQ_INLINE void k_f16(int64_t n, const void *vw, size_t ws, const void *vx, size_t xs, float *out, const int NR,
                      const int NC)
 {
-    FV acc[2][MAXNC];
+    FV acc[4][MAXNC];
     SQ_UNROLL for (int r = 0; r < NR; r++)
         SQ_UNROLL for (int c = 0; c < NC; c++) acc[r][c] = FV_ZERO();
     int64_t i = 0;
     for (; i + FV_W <= n; i += FV_W) {
-        FV wv[2];
+        FV wv[4];
         SQ_UNROLL for (int r = 0; r < NR; r++) wv[r] = FV_LOADH((const uint16_t *)((const char *)vw + (size_t)r * ws) + i);
         SQ_UNROLL for (int c = 0; c < NC; c++) {
             const FV xv = FV_LOADH((const uint16_t *)((const char *)vx + (size_t)c * xs) + i);
@@ -64,10 +64,14 @@ SQ_INLINE void k_f16(int64_t n, const void *vw, size_t ws, const void *vx, size_
 static void gemm_f16(int64_t n, const void *w, size_t ws, int nr, const void *x, size_t xs, int nc, float *y,
                      size_t ys, bool accumulate)
 {
-    float s[2 * MAXNC];
+    float s[4 * MAXNC];
     int c = 0;
     for (; c + 4 <= nc; c += 4) {
         int r = 0;
+#ifdef __AVX512F__
+        /* 32 vector registers: 4 rows x 4 columns, 8 conversions per 16 FMAs */
+        for (; r + 4 <= nr; r += 4) F16_TILE(4, 4);
+#endif
         for (; r + 2 <= nr; r += 2) F16_TILE(2, 4);
         for (; r < nr; r++) F16_TILE(1, 4);
     }
@@ -86,10 +90,10 @@ SQ_INLINE void k_bf16(int64_t n, const void *vw, size_t ws, const void *vx, size
 {
     int64_t i = 0;
 #if defined(__AVX512BF16__)
-    __m512 acc[2][MAXNC];
+    __m512 acc[4][MAXNC];
     SQ_UNROLL for (int r = 0; r < NR; r++) SQ_UNROLL for (int c = 0; c < NC; c++) acc[r][c] = _mm512_setzero_ps();
     for (; i + 32 <= n; i += 32) {
-        __m512i wv[2];
+        __m512i wv[4];
         SQ_UNROLL for (int r = 0; r < NR; r++)
             wv[r] = _mm512_loadu_si512((const uint16_t *)((const char *)vw + (size_t)r * ws) + i);
         SQ_UNROLL for (int c = 0; c < NC; c++) {
@@ -134,10 +138,13 @@ SQ_INLINE void k_bf16(int64_t n, const void *vw, size_t ws, const void *vx, size
 static void gemm_bf16(int64_t n, const void *w, size_t ws, int nr, const void *x, size_t xs, int nc, float *y,
                       size_t ys, bool accumulate)
 {
-    float s[2 * MAXNC];
+    float s[4 * MAXNC];
     int c = 0;
     for (; c + 4 <= nc; c += 4) {
         int r = 0;
+#if defined(__AVX512BF16__)
+        for (; r + 4 <= nr; r += 4) BF16_TILE(4, 4);
+#endif
         for (; r + 2 <= nr; r += 2) BF16_TILE(2, 4);
         for (; r < nr; r++) BF16_TILE(1, 4);
     }

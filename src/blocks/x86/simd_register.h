@@ -42,6 +42,9 @@ void SQ_REGISTER_FN(sq__kernels table[SQ_TYPE_COUNT])
 
 sq__gemm_fn SQ_GEMM_FN(int type)
 {
+#ifdef SQ_ZMM_GEMM
+    SQ_ZMM_GEMM(type);
+#endif
     switch (type) {
     case SQ_TYPE_Q4_0: return gemm_q4_0;
     case SQ_TYPE_Q4_1: return gemm_q4_1;
