@@ -711,6 +711,15 @@ static void test_forward_consistency(void)
     sq_model_free(m);
 }
 
+/* A position-weighted sum of the inputs of blk.1.attn_k (changes with the column order). */
+static void hook_signature(void *user, const char *name, const float *X, int64_t n, int64_t cols)
+{
+    if (strcmp(name, "blk.1.attn_k.weight") != 0) return;
+    double *sig = user;
+    for (int64_t r = 0; r < n; r++)
+        for (int64_t c = 0; c < cols; c++) *sig += (double)X[r * cols + c] * (double)(c + 1);
+}
+
 /* Spec section 6: a SmarterQuant model whose types are all F32 (or all F16)
  * with random permutations gives the plain model's logits to float rounding. */
 static void test_smarterquant_equivalence(void)
@@ -752,6 +761,26 @@ static void test_smarterquant_equivalence(void)
         }
         free(a);
         free(b);
+    }
+    /* the matmul hook (imatrix collection) sees the input in the original column order, also when it
+     * was gathered once for a shared permutation */
+    {
+        double sig[2] = {0, 0};
+        const char *paths[2] = {p_f32, psh};
+        for (int k = 0; k < 2; k++) {
+            sq_context *cx = NULL;
+            CHECK_INT(sq_model_load(paths[k], &m, &e), SQ_OK);
+            if (!m) continue;
+            sq_context_params cp = sq_context_default_params();
+            cp.kv_type = SQ_TYPE_F32;
+            if (sq_context_create(m, &cp, &cx, &e) == SQ_OK) {
+                sq_context_set_matmul_hook(cx, hook_signature, &sig[k]);
+                CHECK_INT(sq_eval(cx, t_toks, 5, 1, &e), SQ_OK);
+            }
+            sq_context_free(cx);
+            sq_model_free(m);
+        }
+        CHECK_MSG(sig[0] != 0 && fabs(sig[0] - sig[1]) < 1e-4 * fabs(sig[0]), "hook input: %g vs %g", sig[0], sig[1]);
     }
     /* without sharing, each view keeps its own permutation */
     CHECK_INT(sq_model_load(p_sq32, &m, &e), SQ_OK);

@@ -270,11 +270,13 @@ static void attention_worker(void *ctx, int ith, int nth)
 
 /* ---- the forward pass ---- */
 
-/* Y = W X for nb rows (a thin wrapper naming the tensor role on failure). */
-static sq_status mm(sq_context *c, const sq_weight *w, const float *X, int64_t nb, float *Y, const char *what,
-                    int64_t layer, sq_error *err)
+/* Y = W X for nb rows (a thin wrapper naming the tensor role on failure);
+ * X_orig is X before a shared-permutation gather (X itself otherwise). */
+static sq_status mm(sq_context *c, const sq_weight *w, const float *X, const float *X_orig, int64_t nb, float *Y,
+                    const char *what, int64_t layer, sq_error *err)
 {
-    if (c->hook) call_hook(c, w, X, nb, what, layer);
+    /* the hook sees the input in the original column order, also when X was gathered for a shared permutation */
+    if (c->hook) call_hook(c, w, X_orig, nb, what, layer);
     sq_status st = sq_weight_matmul(c->tp, w, X, nb, Y, c->work, c->work_size, err);
     if (st) sq_error_prefix(err, "layer %lld %s", (long long)layer, what);
     return st;
@@ -308,9 +310,9 @@ static sq_status forward_batch(sq_context *c, const int32_t *tok, int nb, int po
         for (int i = 0; i < nb; i++)
             sq__rmsnorm(c->x + (size_t)i * (size_t)E, L->attn_norm, c->xn + (size_t)i * (size_t)E, E, hp->rms_eps);
         const float *qin = gather_shared(c, L->qkv_perm, c->xn, nb);
-        if ((st = mm(c, &L->wq, qin, nb, c->q, "attn_q", l, err))) return st;
-        if ((st = mm(c, &L->wk, qin, nb, c->k, "attn_k", l, err))) return st;
-        if ((st = mm(c, &L->wv, qin, nb, c->v, "attn_v", l, err))) return st;
+        if ((st = mm(c, &L->wq, qin, c->xn, nb, c->q, "attn_q", l, err))) return st;
+        if ((st = mm(c, &L->wk, qin, c->xn, nb, c->k, "attn_k", l, err))) return st;
+        if ((st = mm(c, &L->wv, qin, c->xn, nb, c->v, "attn_v", l, err))) return st;
         for (int i = 0; i < nb; i++) {
             sq__rope(c->q + (size_t)i * (size_t)c->q_dim, (int)hp->n_head, (int)hp->head_dim, (int)hp->n_rot,
                      pos0 + i, hp->rope_base, hp->rope_scale, m->rope_freqs);
@@ -334,16 +336,16 @@ static sq_status forward_batch(sq_context *c, const int32_t *tok, int nb, int po
         else
             sq_threadpool_run(c->tp, attention_worker, &J);
 
-        if ((st = mm(c, &L->wo, c->att, nb, c->xn, "attn_output", l, err))) return st;
+        if ((st = mm(c, &L->wo, c->att, c->att, nb, c->xn, "attn_output", l, err))) return st;
         for (int64_t i = 0; i < (int64_t)nb * E; i++) c->x[i] += c->xn[i];
 
         for (int i = 0; i < nb; i++)
             sq__rmsnorm(c->x + (size_t)i * (size_t)E, L->ffn_norm, c->xn + (size_t)i * (size_t)E, E, hp->rms_eps);
         const float *fin = gather_shared(c, L->gu_perm, c->xn, nb);
-        if ((st = mm(c, &L->gate, fin, nb, c->g, "ffn_gate", l, err))) return st;
-        if ((st = mm(c, &L->up, fin, nb, c->u, "ffn_up", l, err))) return st;
+        if ((st = mm(c, &L->gate, fin, c->xn, nb, c->g, "ffn_gate", l, err))) return st;
+        if ((st = mm(c, &L->up, fin, c->xn, nb, c->u, "ffn_up", l, err))) return st;
         sq__swiglu(c->g, c->u, c->g, (int64_t)nb * hp->n_ff);
-        if ((st = mm(c, &L->down, c->g, nb, c->xn, "ffn_down", l, err))) return st;
+        if ((st = mm(c, &L->down, c->g, c->g, nb, c->xn, "ffn_down", l, err))) return st;
         for (int64_t i = 0; i < (int64_t)nb * E; i++) c->x[i] += c->xn[i];
     }
 
