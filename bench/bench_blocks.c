@@ -95,6 +95,30 @@ static double read_bandwidth(sq_threadpool *tp, float *buf, size_t n, int reps)
     return (double)n * sizeof(float) / best / 1e9;
 }
 
+/* ---- pool overhead: an empty run, best and median of many ---- */
+
+static void empty_task(void *p, int ith, int nth) { (void)p, (void)ith, (void)nth; }
+
+static int cmp_double(const void *a, const void *b)
+{
+    const double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void pool_overhead(sq_threadpool *tp, double *best_us, double *median_us)
+{
+    enum { RUNS = 2000 };
+    static double t[RUNS];
+    for (int i = 0; i < RUNS; i++) {
+        const double t0 = sq_time_now();
+        sq_threadpool_run(tp, empty_task, NULL);
+        t[i] = (sq_time_now() - t0) * 1e6;
+    }
+    qsort(t, RUNS, sizeof t[0], cmp_double);
+    *best_us = t[0];
+    *median_us = t[RUNS / 2];
+}
+
 /* ---- ggml's figures ---- */
 
 typedef struct {
@@ -269,6 +293,9 @@ int main(void)
     printf("# sq block kernels — isa %s, 1 and %d threads\n\n", sq_isa_name(sq_blocks_isa()), nt);
     printf("Memory read bandwidth (same run, by CPU time per thread): %.1f GB/s on 1 thread, %.1f GB/s on %d threads.\n",
            bw1, bwn, nt);
+    double pb, pm;
+    pool_overhead(tpn, &pb, &pm);
+    printf("Thread pool, empty run on %d threads (wake + join): best %.1f µs, median %.1f µs.\n", nt, pb, pm);
     printf("GFLOPS = 2·%d·%d·n / time. '1t' is one thread timed by its CPU time (robust on a shared machine);\n"
            "'%dt wall' is wall clock with %d threads (noisy when other processes use the cores). 'per core' compares\n"
            "our 1t with ggml's %d-thread figure divided by %d; in brackets our %dt wall over ggml's.\n\n",

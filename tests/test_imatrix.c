@@ -3,6 +3,8 @@
  * trailer, every malformation with its message), llama.cpp's GGUF file of
  * the demo model, and the GGUF writer read back.
  */
+#include <unistd.h>
+
 #include "harness.h"
 #include "sq/gguf.h"
 #include "sq/imatrix.h"
@@ -221,6 +223,11 @@ static void test_gguf_write_read(void)
     CHECK(v && n == 8 && v[0] == 0.25f && v[3] == 1.0f && v[4] == 1.0f && v[7] == 1.0f);
     sq_imatrix_free(im);
     remove(path);
+    /* the same weight twice is refused, and nothing is written */
+    const sq_imatrix_stat twice[2] = {{"w", s1, c1, 6, 1}, {"w", s1, c1, 6, 1}};
+    CHECK_INT(sq_imatrix_write_gguf(path, twice, 2, ds, 1, 7, 512, &e), SQ_EINVAL);
+    CHECK_CONTAINS(e.msg, "given twice");
+    CHECK(access(path, F_OK) != 0);
     remove(dir);
 }
 

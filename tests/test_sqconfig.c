@@ -245,8 +245,8 @@ static void test_fallback_table(void)
     CHECK_INT(sq_config_fallback_type(SQ_TYPE_Q4_K, 192), SQ_TYPE_Q5_0);
     CHECK_INT(sq_config_fallback_type(SQ_TYPE_Q5_K, 192), SQ_TYPE_Q5_1);
     CHECK_INT(sq_config_fallback_type(SQ_TYPE_Q6_K, 128), SQ_TYPE_Q8_0);
-    CHECK_INT(sq_config_fallback_type(SQ_TYPE_Q2_K, 64), SQ_TYPE_IQ4_NL);
-    CHECK_INT(sq_config_fallback_type(SQ_TYPE_Q3_K, 64), SQ_TYPE_IQ4_NL);
+    CHECK_INT(sq_config_fallback_type(SQ_TYPE_Q2_K, 64), SQ_TYPE_Q4_0);
+    CHECK_INT(sq_config_fallback_type(SQ_TYPE_Q3_K, 64), SQ_TYPE_Q4_0);
     CHECK_INT(sq_config_fallback_type(SQ_TYPE_IQ4_XS, 32), SQ_TYPE_IQ4_NL);
     CHECK_INT(sq_config_fallback_type(SQ_TYPE_IQ2_XXS, 96), SQ_TYPE_IQ4_NL);
     CHECK_INT(sq_config_fallback_type(SQ_TYPE_TQ1_0, 96), SQ_TYPE_Q4_0);

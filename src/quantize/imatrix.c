@@ -399,8 +399,9 @@ sq_status sq_imatrix_write_gguf(const char *path, const sq_imatrix_stat *stats, 
     qsort_r(order, (size_t)n_stats, sizeof *order, cmp_stat_index, (void *)stats);
     for (int64_t i = 1; i < n_stats; i++)
         if (strcmp(stats[order[i]].name, stats[order[i - 1]].name) == 0) {
+            sq_status dup = sq_error_set(err, SQ_EINVAL, "%s: statistics for %s given twice", path, stats[order[i]].name);
             free(order);
-            return sq_error_set(err, SQ_EINVAL, "%s: statistics for %s given twice", path, stats[order[i]].name);
+            return dup;
         }
     sq_gguf_writer *w = NULL;
     sq_status st = sq_gguf_writer_open(path, &w, err);

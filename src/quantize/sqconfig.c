@@ -8,6 +8,7 @@
  * caller owns the text it parses and the model table it validates against.
  */
 #include "sq/sqconfig.h"
+#include "sq/quantize.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -473,31 +474,11 @@ int sq_config_fallback_type(int type, int64_t len)
     const sq_type_info *ti = sq_type_info_get(type);
     if (!ti || len <= 0) return SQ_TYPE_F16;
     if (len % ti->block_size == 0) return type;
-    int fb;
-    switch (type) {
-    case SQ_TYPE_TQ1_0:
-    case SQ_TYPE_TQ2_0: fb = SQ_TYPE_Q4_0; break;
-    case SQ_TYPE_IQ2_XXS:
-    case SQ_TYPE_IQ2_XS:
-    case SQ_TYPE_IQ2_S:
-    case SQ_TYPE_IQ3_XXS:
-    case SQ_TYPE_IQ3_S:
-    case SQ_TYPE_IQ1_S:
-    case SQ_TYPE_IQ1_M:
-    case SQ_TYPE_Q2_K:
-    case SQ_TYPE_Q3_K:
-    case SQ_TYPE_IQ4_XS: fb = SQ_TYPE_IQ4_NL; break;
-    case SQ_TYPE_Q4_K: fb = SQ_TYPE_Q5_0; break;
-    case SQ_TYPE_Q5_K: fb = SQ_TYPE_Q5_1; break;
-    case SQ_TYPE_Q6_K: fb = SQ_TYPE_Q8_0; break;
+    /* llama.cpp's width-fallback table, shared with the ftype rules */
+    int fb = sq_qrules_fallback_type(type);
     /* not in llama.cpp's table: the 4-bit 32-block type is the nearest at or above their size */
-    case SQ_TYPE_Q1_0:
-    case SQ_TYPE_Q2_0:
-    case SQ_TYPE_NVFP4:
-    case SQ_TYPE_MXFP4: fb = SQ_TYPE_Q4_0; break;
-    default: fb = SQ_TYPE_F16; break;
-    }
-    if (len % sq_type_info_get(fb)->block_size != 0) fb = SQ_TYPE_F16;
+    if (fb < 0 && (type == SQ_TYPE_Q1_0 || type == SQ_TYPE_NVFP4 || type == SQ_TYPE_MXFP4)) fb = SQ_TYPE_Q4_0;
+    if (fb < 0 || len % sq_type_info_get(fb)->block_size != 0) fb = SQ_TYPE_F16;
     return fb;
 }
 

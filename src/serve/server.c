@@ -555,12 +555,20 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls, e
     conn_unref(c);
 }
 
+/* libmicrohttpd's own messages. Those about a connection our request log
+ * line already explains (client gone, request abandoned on purpose, stream
+ * cut at shutdown) are dropped, so a request keeps its one line. */
 static void mhd_logger(void *cls, const char *fmt, va_list ap)
 {
+    static const char *const known[] = {"Failed to send the chunked response body",
+                                        "Application reported internal error",
+                                        "Closing connection (application error generating response)"};
     sq_server *s = cls;
     if (!s->o.log_msg) return;
     char m[1024];
     vsnprintf(m, sizeof m, fmt, ap);
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        if (strstr(m, known[i])) return;
     size_t n = strlen(m);
     while (n && m[n - 1] == '\n') m[--n] = 0;
     s->o.log_msg(s->o.log_ud, m);
