@@ -54,14 +54,14 @@ void sq__swiglu(const float *g, const float *u, float *y, int64_t n);
 /* Rounds n floats through fp16 (the values an f16 KV cache holds). */
 void sq__round_fp16(float *x, int64_t n);
 
-/* ---- attention inner loops: scalar here, AVX2+F16C in attn_avx2.c ---- */
-/* Dot product of n floats. */
-float sq__attn_dot(const float *a, const float *b, int n);
-/* y += x * v. */
-void sq__attn_mad(float *y, const float *x, float v, int n);
+/* ---- attention inner loops: scalar in forward.c, AVX2+FMA+F16C in attn_avx2.c ---- */
+/* out[j] = scale * q·k_j for the n key rows k + j*kstride (hd floats each). */
+void sq__attn_scores(const float *q, const float *k, size_t kstride, int n, int hd, float scale, float *out);
+/* out = sum_j p[j] * v_j over the n value rows v + j*vstride (hd floats each), in key order. */
+void sq__attn_values(float *out, const float *v, size_t vstride, const float *p, int n, int hd);
 
-float sq__attn_dot_avx2(const float *a, const float *b, int n);
-void sq__attn_mad_avx2(float *y, const float *x, float v, int n);
+void sq__attn_scores_avx2(const float *q, const float *k, size_t kstride, int n, int hd, float scale, float *out);
+void sq__attn_values_avx2(float *out, const float *v, size_t vstride, const float *p, int n, int hd);
 void sq__round_fp16_avx2(float *x, int64_t n);
 
 #endif

@@ -37,7 +37,6 @@ struct sq_context {
     float *x, *xn, *q, *k, *v, *att;    /* [n_batch][...] */
     float *xg;                          /* [n_batch][max(n_embd)] gathered input of shared-permutation products */
     float *g, *u;                       /* [n_batch][n_ff] */
-    float *acc;                         /* [n_threads][head_dim] attention scratch */
     float *scores;                      /* [n_threads][n_ctx] attention scores */
     void *work;
     size_t work_size;
@@ -50,21 +49,28 @@ struct sq_context {
 
 /* ---- attention inner loops (scalar reference; AVX2 when the CPU has it) ---- */
 
-float sq__attn_dot(const float *a, const float *b, int n)
+void sq__attn_scores(const float *q, const float *k, size_t kstride, int n, int hd, float scale, float *out)
 {
-    float s = 0.0f;
-    for (int i = 0; i < n; i++) s += a[i] * b[i];
-    return s;
+    for (int j = 0; j < n; j++) {
+        const float *kr = k + (size_t)j * kstride;
+        float s = 0.0f;
+        for (int d = 0; d < hd; d++) s += q[d] * kr[d];
+        out[j] = s * scale;
+    }
 }
 
-void sq__attn_mad(float *y, const float *x, float v, int n)
+void sq__attn_values(float *out, const float *v, size_t vstride, const float *p, int n, int hd)
 {
-    for (int i = 0; i < n; i++) y[i] += x[i] * v;
+    memset(out, 0, sizeof(float) * (size_t)hd);
+    for (int j = 0; j < n; j++) {
+        const float *vr = v + (size_t)j * vstride;
+        for (int d = 0; d < hd; d++) out[d] += p[j] * vr[d];
+    }
 }
 
 typedef struct attn_fns {
-    float (*dot)(const float *, const float *, int);
-    void (*mad)(float *, const float *, float, int);
+    void (*scores)(const float *, const float *, size_t, int, int, float, float *);
+    void (*values)(float *, const float *, size_t, const float *, int, int);
     void (*round)(float *, int64_t);
 } attn_fns;
 
@@ -72,12 +78,12 @@ typedef struct attn_fns {
  * the block kernels are not forced to scalar (SQ_FORCE_SCALAR). */
 static attn_fns pick_fns(void)
 {
-    attn_fns f = {sq__attn_dot, sq__attn_mad, sq__round_fp16};
+    attn_fns f = {sq__attn_scores, sq__attn_values, sq__round_fp16};
 #if defined(__x86_64__)
     /* sq_blocks_isa() >= AVX2 already means AVX2 + FMA + F16C (dispatch.c). */
     if (sq_blocks_isa() >= SQ_ISA_AVX2) {
-        f.dot = sq__attn_dot_avx2;
-        f.mad = sq__attn_mad_avx2;
+        f.scores = sq__attn_scores_avx2;
+        f.values = sq__attn_values_avx2;
         f.round = sq__round_fp16_avx2;
     }
 #endif
@@ -153,11 +159,10 @@ sq_status sq_context_create(const sq_model *m, const sq_context_params *pp, sq_c
     c->att = zalloc(B * (size_t)c->q_dim * F);
     c->g = zalloc(B * (size_t)hp->n_ff * F);
     c->u = zalloc(B * (size_t)hp->n_ff * F);
-    c->acc = zalloc((size_t)c->n_threads * (size_t)hp->head_dim * F);
     c->scores = zalloc((size_t)c->n_threads * (size_t)c->n_ctx * F);
     c->work_size = max_work(m, c->n_batch);
     c->work = zalloc(c->work_size);
-    if (!c->kc || !c->vc || !c->x || !c->xn || !c->xg || !c->q || !c->k || !c->v || !c->att || !c->g || !c->u || !c->acc || !c->scores ||
+    if (!c->kc || !c->vc || !c->x || !c->xn || !c->xg || !c->q || !c->k || !c->v || !c->att || !c->g || !c->u || !c->scores ||
         !c->work) {
         sq_context_free(c);
         return sq_error_set(err, SQ_ENOMEM, "out of memory for a context of %d tokens (KV cache %zu bytes)",
@@ -182,7 +187,6 @@ void sq_context_free(sq_context *c)
     sq_aligned_free(c->att);
     sq_aligned_free(c->g);
     sq_aligned_free(c->u);
-    sq_aligned_free(c->acc);
     sq_aligned_free(c->scores);
     sq_aligned_free(c->work);
     free(c->logits);
@@ -238,7 +242,6 @@ static void attention_worker(void *ctx, int ith, int nth)
     const float scale = 1.0f / sqrtf((float)hd);
     const float *kl = c->kc + (size_t)J->layer * (size_t)c->n_ctx * (size_t)c->kv_dim;
     const float *vl = c->vc + (size_t)J->layer * (size_t)c->n_ctx * (size_t)c->kv_dim;
-    float *acc = c->acc + (size_t)ith * (size_t)hd;
     const bool f16 = c->kv_f16;
     const int64_t n_tasks = (int64_t)J->nb * hp->n_head;
     for (int64_t t = ith; t < n_tasks; t += nth) {
@@ -248,12 +251,10 @@ static void attention_worker(void *ctx, int ith, int nth)
         const int pos = J->pos0 + i;
         const float *q = c->q + (size_t)i * (size_t)c->q_dim + (size_t)h * (size_t)hd;
         float *sc = c->scores + (size_t)ith * (size_t)c->n_ctx;
+        J->f.scores(q, kl + (size_t)kvh * (size_t)hd, (size_t)c->kv_dim, pos + 1, hd, scale, sc);
         float mx = -INFINITY;
-        for (int j = 0; j <= pos; j++) {
-            const float *kr = kl + (size_t)j * (size_t)c->kv_dim + (size_t)kvh * (size_t)hd;
-            sc[j] = J->f.dot(kr, q, hd) * scale;
+        for (int j = 0; j <= pos; j++)
             if (sc[j] > mx) mx = sc[j];
-        }
         double sum = 0.0;
         for (int j = 0; j <= pos; j++) {
             sc[j] = expf(sc[j] - mx);
@@ -262,23 +263,20 @@ static void attention_worker(void *ctx, int ith, int nth)
         const float inv = (float)(1.0 / sum);
         for (int j = 0; j <= pos; j++) sc[j] *= inv;
         if (f16) J->f.round(sc, pos + 1);
-        memset(acc, 0, sizeof(float) * (size_t)hd);
-        for (int j = 0; j <= pos; j++) {
-            const float *vr = vl + (size_t)j * (size_t)c->kv_dim + (size_t)kvh * (size_t)hd;
-            J->f.mad(acc, vr, sc[j], hd);
-        }
         float *o = c->att + (size_t)i * (size_t)c->q_dim + (size_t)h * (size_t)hd;
-        memcpy(o, acc, sizeof(float) * (size_t)hd);
+        J->f.values(o, vl + (size_t)kvh * (size_t)hd, (size_t)c->kv_dim, sc, pos + 1, hd);
     }
 }
 
 /* ---- the forward pass ---- */
 
-/* Y = W X for nb rows (a thin wrapper naming the tensor role on failure). */
-static sq_status mm(sq_context *c, const sq_weight *w, const float *X, int64_t nb, float *Y, const char *what,
-                    int64_t layer, sq_error *err)
+/* Y = W X for nb rows (a thin wrapper naming the tensor role on failure);
+ * X_orig is X before a shared-permutation gather (X itself otherwise). */
+static sq_status mm(sq_context *c, const sq_weight *w, const float *X, const float *X_orig, int64_t nb, float *Y,
+                    const char *what, int64_t layer, sq_error *err)
 {
-    if (c->hook) call_hook(c, w, X, nb, what, layer);
+    /* the hook sees the input in the original column order, also when X was gathered for a shared permutation */
+    if (c->hook) call_hook(c, w, X_orig, nb, what, layer);
     sq_status st = sq_weight_matmul(c->tp, w, X, nb, Y, c->work, c->work_size, err);
     if (st) sq_error_prefix(err, "layer %lld %s", (long long)layer, what);
     return st;
@@ -312,9 +310,9 @@ static sq_status forward_batch(sq_context *c, const int32_t *tok, int nb, int po
         for (int i = 0; i < nb; i++)
             sq__rmsnorm(c->x + (size_t)i * (size_t)E, L->attn_norm, c->xn + (size_t)i * (size_t)E, E, hp->rms_eps);
         const float *qin = gather_shared(c, L->qkv_perm, c->xn, nb);
-        if ((st = mm(c, &L->wq, qin, nb, c->q, "attn_q", l, err))) return st;
-        if ((st = mm(c, &L->wk, qin, nb, c->k, "attn_k", l, err))) return st;
-        if ((st = mm(c, &L->wv, qin, nb, c->v, "attn_v", l, err))) return st;
+        if ((st = mm(c, &L->wq, qin, c->xn, nb, c->q, "attn_q", l, err))) return st;
+        if ((st = mm(c, &L->wk, qin, c->xn, nb, c->k, "attn_k", l, err))) return st;
+        if ((st = mm(c, &L->wv, qin, c->xn, nb, c->v, "attn_v", l, err))) return st;
         for (int i = 0; i < nb; i++) {
             sq__rope(c->q + (size_t)i * (size_t)c->q_dim, (int)hp->n_head, (int)hp->head_dim, (int)hp->n_rot,
                      pos0 + i, hp->rope_base, hp->rope_scale, m->rope_freqs);
@@ -332,18 +330,22 @@ static sq_status forward_batch(sq_context *c, const int32_t *tok, int nb, int po
         memcpy(vl, c->v, sizeof(float) * (size_t)nb * (size_t)c->kv_dim);
 
         attn_job J = {c, l, nb, pos0, f};
-        sq_threadpool_run(c->tp, attention_worker, &J);
+        /* small attention (a generated token with a short context): not worth waking the pool */
+        if ((double)nb * (double)hp->n_head * (double)(pos0 + nb) * (double)hp->head_dim < 1e6)
+            attention_worker(&J, 0, 1);
+        else
+            sq_threadpool_run(c->tp, attention_worker, &J);
 
-        if ((st = mm(c, &L->wo, c->att, nb, c->xn, "attn_output", l, err))) return st;
+        if ((st = mm(c, &L->wo, c->att, c->att, nb, c->xn, "attn_output", l, err))) return st;
         for (int64_t i = 0; i < (int64_t)nb * E; i++) c->x[i] += c->xn[i];
 
         for (int i = 0; i < nb; i++)
             sq__rmsnorm(c->x + (size_t)i * (size_t)E, L->ffn_norm, c->xn + (size_t)i * (size_t)E, E, hp->rms_eps);
         const float *fin = gather_shared(c, L->gu_perm, c->xn, nb);
-        if ((st = mm(c, &L->gate, fin, nb, c->g, "ffn_gate", l, err))) return st;
-        if ((st = mm(c, &L->up, fin, nb, c->u, "ffn_up", l, err))) return st;
+        if ((st = mm(c, &L->gate, fin, c->xn, nb, c->g, "ffn_gate", l, err))) return st;
+        if ((st = mm(c, &L->up, fin, c->xn, nb, c->u, "ffn_up", l, err))) return st;
         sq__swiglu(c->g, c->u, c->g, (int64_t)nb * hp->n_ff);
-        if ((st = mm(c, &L->down, c->g, nb, c->xn, "ffn_down", l, err))) return st;
+        if ((st = mm(c, &L->down, c->g, c->g, nb, c->xn, "ffn_down", l, err))) return st;
         for (int64_t i = 0; i < (int64_t)nb * E; i++) c->x[i] += c->xn[i];
     }
 
