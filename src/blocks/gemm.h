@@ -32,6 +32,20 @@ sq__gemm_fn sq__gemm_avx512(int type);
 /* The tile kernel in effect for `type` (the current ISA's, or NULL). */
 sq__gemm_fn sq__gemm_kernel(int type);
 
+/* A multi-row matrix-vector kernel: for r < nr,
+ *   y[r] (+)= dot(n values of W row r, x)
+ * with W row r at (const char *)w + r * w_stride and x already in the type's
+ * vec_dot_type; each dot is computed exactly as the type's vec_dot computes it
+ * (the same body, inlined), so results equal nr vec_dot calls, then stored or
+ * (with accumulate) added to y[r]. For the matrix-vector product over short
+ * runs of segments, where one vec_dot call per row and run would be mostly
+ * call and setup overhead. */
+typedef void (*sq__rows_fn)(int64_t n, const void *w, size_t w_stride, int nr, const void *x, float *y,
+                            bool accumulate);
+
+/* The AVX-512 multi-row kernel of a type, or NULL (callers then loop over vec_dot). */
+sq__rows_fn sq__rows_avx512(int type);
+
 /* Tile product through the active vec_dot of `type`, one pair at a time. */
 void sq__gemm_generic(int type, int64_t n, const void *w, size_t w_stride, int nr, const void *x, size_t x_stride,
                       int nc, float *y, size_t y_stride, bool accumulate);

@@ -158,6 +158,7 @@ typedef struct sq__mm {
     int64_t n;
     float *Y;
     sq__gemm_fn gemm[4]; /* per run: the SIMD tile kernel, or NULL for the generic one */
+    sq__rows_fn rows[4]; /* per run: the multi-row kernel for n = 1, or NULL (vec_dot per row) */
     int64_t kp[4];       /* per run: column panel for n > 1 (a multiple of 256) */
     int64_t rb, cb;      /* chunk: rb weight rows x cb activation rows */
     int64_t n_rb, n_chunks;
@@ -212,17 +213,23 @@ static void dot_task(void *ctx, int ith, int nth)
         const char *x = m->act + (size_t)c0 * ab;
         float *y = m->Y + (size_t)c0 * (size_t)R + (size_t)r0;
         if (nc == 1) {
-            /* one activation row: vec_dot is each type's best single-column
-             * kernel (a tile kernel over the chunk's rows measured slower,
-             * even for one-segment runs) */
-            for (int r = 0; r < nr; r++) {
-                const char *wr = w + (size_t)r * rbytes;
-                float sum = 0.0f;
-                for (int i = 0; i < nrun; i++) {
-                    const sq__run *rn = &p->run[i];
-                    sum += rn->unaligned ? dot_unaligned(rn, wr, x) : rn->dot(rn->len, wr + rn->w_off, x + rn->a_off);
+            /* one activation row: run-major over the chunk's rows (rb rows
+             * of a few hundred bytes stay in L1 between the runs), each run
+             * one multi-row kernel call that stores (first run) or adds into
+             * y; y[r] = ((0 + d0) + d1) + ... as a per-row sum would give.
+             * Without a multi-row kernel, one vec_dot per row. */
+            for (int i = 0; i < nrun; i++) {
+                const sq__run *rn = &p->run[i];
+                const bool acc = i > 0;
+                if (m->rows[i]) {
+                    m->rows[i](rn->len, w + rn->w_off, rbytes, nr, x + rn->a_off, y, acc);
+                    continue;
                 }
-                y[r] = sum;
+                for (int r = 0; r < nr; r++) {
+                    const char *wr = w + (size_t)r * rbytes;
+                    const float v = rn->unaligned ? dot_unaligned(rn, wr, x) : rn->dot(rn->len, wr + rn->w_off, x + rn->a_off);
+                    y[r] = acc ? y[r] + v : v;
+                }
             }
             continue;
         }
@@ -314,6 +321,7 @@ sq_status sq_weight_matmul(sq_threadpool *tp, const sq_weight *w, const float *X
     m.p = &p, m.w = w, m.X = X, m.Xg = Xg, m.act = (char *)work + gb, m.n = n, m.Y = Y;
     for (int i = 0; i < p.nrun; i++) {
         m.gemm[i] = sq__gemm_kernel(p.run[i].type);
+        m.rows[i] = sq_blocks_isa() == SQ_ISA_AVX512 && !p.run[i].unaligned ? sq__rows_avx512(p.run[i].type) : NULL;
         /* as sq_matmul: 4 activation rows of a panel (about 24 KiB) stay in L1 */
         int64_t kp = (int64_t)(24.0 * 1024 / (4.0 * (double)p.run[i].a_seg / SQ_SEGMENT)) / SQ_SEGMENT * SQ_SEGMENT;
         m.kp[i] = kp < SQ_SEGMENT ? SQ_SEGMENT : kp;

@@ -12,3 +12,14 @@
 #define SQ_REGISTER_FN sq__register_avx512
 #define SQ_GEMM_FN sq__gemm_avx512
 #include "simd_register.h"
+
+/* The multi-row matrix-vector kernel of a type (gemm.h), NULL when this
+ * build has none for it. */
+sq__rows_fn sq__rows_avx512(int type)
+{
+#ifdef SQ_ZMM_ROWS
+    SQ_ZMM_ROWS(type);
+#endif
+    (void)type;
+    return NULL;
+}

@@ -15,7 +15,7 @@
 /* int16 lanes: lane i takes element idx[i] of the 16 int16 scales. */
 SQ_INLINE __m512i spread_scales16(__m512i sc16, __m512i idx) { return _mm512_permutexvar_epi16(idx, sc16); }
 
-static float vdot_q4_K_zmm(int64_t n, const void *vw, const void *vx)
+SQ_INLINE float kz_q4_K(int64_t n, const void *vw, const void *vx)
 {
     const blk_q4_K *w = vw;
     const blk_q8_K *x = vx;
@@ -52,7 +52,7 @@ static float vdot_q4_K_zmm(int64_t n, const void *vw, const void *vx)
     return _mm512_reduce_add_ps(accz) + hsum_ps(acc);
 }
 
-static float vdot_q6_K_zmm(int64_t n, const void *vw, const void *vx)
+SQ_INLINE float kz_q6_K(int64_t n, const void *vw, const void *vx)
 {
     const blk_q6_K *w = vw;
     const blk_q8_K *x = vx;
@@ -93,7 +93,7 @@ static float vdot_q6_K_zmm(int64_t n, const void *vw, const void *vx)
 
 /* Q3_K: the 2-bit low parts of 64 values come from one 32-byte qs half with
  * per-256-bit shifts (0|2 then 4|6), the third bit from hmask likewise. */
-static float vdot_q3_K_zmm(int64_t n, const void *vw, const void *vx)
+SQ_INLINE float kz_q3_K(int64_t n, const void *vw, const void *vx)
 {
     const blk_q3_K *w = vw;
     const blk_q8_K *x = vx;
@@ -142,7 +142,7 @@ static float vdot_q3_K_zmm(int64_t n, const void *vw, const void *vx)
 
 /* Q2_K: 2-bit values, 64 at a time from one 32-byte qs half (shifts 0|2 and
  * 4|6 per 256-bit half); a 4-bit scale and a 4-bit min per 16. */
-static float vdot_q2_K_zmm(int64_t n, const void *vw, const void *vx)
+SQ_INLINE float kz_q2_K(int64_t n, const void *vw, const void *vx)
 {
     const blk_q2_K *w = vw;
     const blk_q8_K *x = vx;
@@ -181,7 +181,7 @@ static float vdot_q2_K_zmm(int64_t n, const void *vw, const void *vx)
 }
 
 /* Q5_K: as Q4_K, with the fifth bit of values 64p+l / 64p+32+l in bit 2p / 2p+1 of qh[l]. */
-static float vdot_q5_K_zmm(int64_t n, const void *vw, const void *vx)
+SQ_INLINE float kz_q5_K(int64_t n, const void *vw, const void *vx)
 {
     const blk_q5_K *w = vw;
     const blk_q8_K *x = vx;
@@ -222,6 +222,30 @@ static float vdot_q5_K_zmm(int64_t n, const void *vw, const void *vx)
     }
     return _mm512_reduce_add_ps(accz) + hsum_ps(acc);
 }
+
+
+/* vec_dot entries and multi-row entries of the single-row bodies above. The
+ * multi-row form (gemm.h, sq__rows_fn) is the matrix-vector product over a
+ * band of rows for one run of segments: the bodies are inlined into the row
+ * loop, so their constants are built once per call instead of once per row
+ * and there is one call (one vzeroupper) per band instead of one per row. */
+#define SQ_DEFINE_ZMM_ROWS(T)                                                                               \
+    static float vdot_##T##_zmm(int64_t n, const void *w, const void *x) { return kz_##T(n, w, x); }        \
+    static void rows_##T##_zmm(int64_t n, const void *w, size_t ws, int nr, const void *x, float *y,          \
+                               bool accumulate)                                                             \
+    {                                                                                                       \
+        if (accumulate)                                                                                     \
+            for (int r = 0; r < nr; r++) y[r] += kz_##T(n, (const char *)w + (size_t)r * ws, x);            \
+        else                                                                                                \
+            for (int r = 0; r < nr; r++) y[r] = kz_##T(n, (const char *)w + (size_t)r * ws, x);             \
+    }
+SQ_DEFINE_ZMM_ROWS(q2_K)
+SQ_DEFINE_ZMM_ROWS(q3_K)
+SQ_DEFINE_ZMM_ROWS(q4_K)
+SQ_DEFINE_ZMM_ROWS(q5_K)
+SQ_DEFINE_ZMM_ROWS(q6_K)
+#undef SQ_DEFINE_ZMM_ROWS
+
 
 /* IQ4_XS: |code value| times the activations with the code's sign applied
  * (AVX-512 has no vpsignb: a masked subtraction), pairs summed to int16 and
@@ -378,6 +402,16 @@ SQ_DEFINE_Q80_GEMM(iq4_nl, Q80_IQ4_NL)
         if ((type) == SQ_TYPE_Q5_0) return gemm_q5_0_2x4;   \
         if ((type) == SQ_TYPE_Q8_0) return gemm_q8_0_2x4;   \
         if ((type) == SQ_TYPE_IQ4_NL) return gemm_iq4_nl_2x4; \
+    } while (0)
+
+/* Multi-row matrix-vector kernels (returns from sq__rows_avx512). */
+#define SQ_ZMM_ROWS(type)                              \
+    do {                                               \
+        if ((type) == SQ_TYPE_Q2_K) return rows_q2_K_zmm; \
+        if ((type) == SQ_TYPE_Q3_K) return rows_q3_K_zmm; \
+        if ((type) == SQ_TYPE_Q4_K) return rows_q4_K_zmm; \
+        if ((type) == SQ_TYPE_Q5_K) return rows_q5_K_zmm; \
+        if ((type) == SQ_TYPE_Q6_K) return rows_q6_K_zmm; \
     } while (0)
 
 #define SQ_ZMM_REGISTER(table)                            \
