@@ -1,0 +1,137 @@
+/*
+ * test_sqmatvec.c — the matrix-vector case (n = 1, token generation) of the
+ * SmarterQuant product, sq_weight_matmul, against a reference built here from
+ * public pieces: the activation gathered through the permutation, each run of
+ * same-type segments quantized with sq_quantize_act and dotted with one
+ * sq_vec_dot call, the runs summed in order from 0. The product must give
+ * exactly these floats (the n = 1 path uses kernels with the vec_dot bodies
+ * and adds the runs in the same order), on every ISA this CPU offers, with 1
+ * and 3 threads, for row counts that are not multiples of the row bands.
+ */
+#include "harness.h"
+
+#include "sq/blocks.h"
+#include "sq/matmul.h"
+#include "sq/sqtensor.h"
+#include "sq/types.h"
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+static float rng_float(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (float)((double)(rng_state >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+}
+
+/* The reference for row r: runs summed in order, one vec_dot per run. */
+static float ref_row(const int types[4], int64_t C, const uint8_t *wrow, const float *xg, uint8_t *act)
+{
+    const int64_t nseg = sq_n_segments(C);
+    float sum = 0.0f;
+    size_t w_off = 0;
+    for (int64_t s = 0; s < nseg;) {
+        const int t = sq_segment_type(types, s);
+        int64_t e = s + 1;
+        while (e < nseg && sq_segment_type(types, e) == t) e++;
+        const int64_t c0 = s * SQ_SEGMENT, len = (e - s) * SQ_SEGMENT < C - c0 ? (e - s) * SQ_SEGMENT : C - c0;
+        sq_quantize_act(sq_type_info_get(t)->vec_dot_type, xg + c0, act, len);
+        sum += sq_vec_dot(t, len, wrow + w_off, act);
+        w_off += sq_row_size(t, len);
+        s = e;
+    }
+    return sum;
+}
+
+/* One mix: R x C random weights packed as a mixed tensor with a random
+ * permutation; n = 1 products on each ISA and thread count. */
+static void check_mix(const int types[4], int64_t R, int64_t C)
+{
+    for (int i = 0; i < 4; i++)
+        if (!sq_blocks_can_dot(types[i]) || !sq_blocks_can_quantize(types[i]))
+            SKIP("no kernels for %s in this build", sq_type_name(types[i]));
+    sq_error e = { 0 };
+    size_t rb = 0;
+    CHECK_INT(sq_mixed_row_bytes(types, C, &rb, &e), SQ_OK);
+    uint8_t *data = sq_aligned_alloc(rb * (size_t)R + 1);
+    int32_t *perm = malloc((size_t)C * sizeof *perm);
+    float *W = malloc((size_t)C * sizeof(float)), *X = malloc((size_t)C * sizeof(float));
+    float *xg = malloc((size_t)C * sizeof(float)), *Y = malloc((size_t)R * sizeof(float));
+    uint8_t *act = sq_aligned_alloc((size_t)C * 4 + 64);
+    for (int64_t c = 0; c < C; c++) perm[c] = (int32_t)c;
+    for (int64_t c = C - 1; c > 0; c--) {
+        const int64_t j = (int64_t)((rng_float() * 0.5f + 0.5f) * (float)(c + 1)) % (c + 1);
+        const int32_t t = perm[c];
+        perm[c] = perm[j];
+        perm[j] = t;
+    }
+    for (int64_t r = 0; r < R; r++) {
+        for (int64_t c = 0; c < C; c++) W[c] = rng_float() * (1.0f + (float)(c % 7));
+        CHECK_INT(sq_pack_row(types, C, W, NULL, data + (size_t)r * rb, &e), SQ_OK);
+    }
+    for (int64_t c = 0; c < C; c++) X[c] = rng_float();
+    sq_perm_gather(perm, C, X, xg);
+    sq_weight w;
+    CHECK_INT(sq_weight_mixed(&w, data, types, perm, R, C, &e), SQ_OK);
+    const size_t ws = sq_weight_matmul_work_size(&w, 1);
+    void *work = sq_aligned_alloc(ws + 1);
+    const sq_isa isas[2] = { SQ_ISA_AVX512, SQ_ISA_AVX2 };
+    const sq_isa keep = sq_blocks_isa();
+    for (int k = 0; k < 2; k++) {
+        if (sq_blocks_set_isa(isas[k]) != isas[k]) continue;
+        for (int nt = 1; nt <= 3; nt += 2) {
+            sq_threadpool *tp = sq_threadpool_create(nt);
+            for (int64_t r = 0; r < R; r++) Y[r] = -1e30f;
+            CHECK_INT(sq_weight_matmul(tp, &w, X, 1, Y, work, ws, &e), SQ_OK);
+            int64_t bad = 0, first = -1;
+            for (int64_t r = 0; r < R; r++)
+                if (Y[r] != ref_row(types, C, data + (size_t)r * rb, xg, act) && bad++ == 0) first = r;
+            CHECK_MSG(bad == 0, "%s/%s/%s/%s C=%lld %s t=%d: %lld of %lld rows differ from the run-ordered vec_dot "
+                      "sum (first row %lld)", sq_type_name(types[0]), sq_type_name(types[1]), sq_type_name(types[2]),
+                      sq_type_name(types[3]), (long long)C, sq_isa_name(isas[k]), nt, (long long)bad, (long long)R,
+                      (long long)first);
+            sq_threadpool_free(tp);
+        }
+    }
+    sq_blocks_set_isa(keep);
+    sq_aligned_free(work);
+    sq_aligned_free(act);
+    sq_aligned_free(data);
+    free(perm);
+    free(W);
+    free(X);
+    free(xg);
+    free(Y);
+}
+
+/* The generation benchmark's mix (script bench_sq_gen.sh) at the demo model's widths. */
+static void test_kquant_mix(void)
+{
+    const int t[4] = { SQ_TYPE_Q5_K, SQ_TYPE_Q4_K, SQ_TYPE_Q3_K, SQ_TYPE_Q4_K };
+    check_mix(t, 77, 512);
+    check_mix(t, 45, 1536);
+}
+
+/* Every K-quant with a multi-row kernel, runs of several segments. */
+static void test_kquant_runs(void)
+{
+    const int a[4] = { SQ_TYPE_Q6_K, SQ_TYPE_Q2_K, SQ_TYPE_Q2_K, SQ_TYPE_Q5_K };
+    check_mix(a, 70, 2048);
+    const int b[4] = { SQ_TYPE_Q4_K, SQ_TYPE_Q4_K, SQ_TYPE_Q6_K, SQ_TYPE_Q3_K };
+    check_mix(b, 33, 1280);
+}
+
+/* Types without a multi-row kernel (vec_dot per row) next to ones with it. */
+static void test_mixed_fallback(void)
+{
+    const int t[4] = { SQ_TYPE_Q8_0, SQ_TYPE_Q4_K, SQ_TYPE_Q4_0, SQ_TYPE_Q6_K };
+    check_mix(t, 41, 1024);
+}
+
+int main(void)
+{
+    RUN(test_kquant_mix);
+    RUN(test_kquant_runs);
+    RUN(test_mixed_fallback);
+    return harness_finish("sqmatvec");
+}
