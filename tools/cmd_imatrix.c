@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cmds.h"
+#include "sq/gguf.h"
 #include "sq/engine.h"
 #include "sq/imatrix_collect.h"
 #include "sq/tokenizer.h"
@@ -141,13 +142,13 @@ int sq_cmd_imatrix(int argc, char **argv)
         } else if ((!strcmp(a, "-o") || !strcmp(a, "--output")) && has) {
             out_path = argv[++i];
         } else if ((!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) && has) {
-            n_ctx = atoi(argv[++i]);
+            if (!sq_arg_int("imatrix", a, argv[++i], 16, 16777216, &n_ctx)) return 2;
         } else if (!strcmp(a, "--chunks") && has) {
-            n_chunks = atoi(argv[++i]);
+            if (!sq_arg_int("imatrix", a, argv[++i], -1, 1000000000, &n_chunks)) return 2;
         } else if ((!strcmp(a, "-b") || !strcmp(a, "--batch-size")) && has) {
-            n_batch = atoi(argv[++i]);
+            if (!sq_arg_int("imatrix", a, argv[++i], 1, 16777216, &n_batch)) return 2;
         } else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && has) {
-            n_threads = atoi(argv[++i]);
+            if (!sq_arg_int("imatrix", a, argv[++i], 1, 1024, &n_threads)) return 2;
         } else if (!strcmp(a, "--in-file") && has) {
             if (n_in == 64) {
                 fprintf(stderr, "sq imatrix: at most 64 --in-file\n");
@@ -177,6 +178,16 @@ int sq_cmd_imatrix(int argc, char **argv)
     else if (!compute && n_in == 0) why = "give -m MODEL -f TEXT, or --in-file files to merge";
     else if (n_ctx < 16) why = "-c must be at least 16 (llama.cpp ignores products of fewer rows)";
     else if (n_batch < 1 || n_threads < 1) why = "-b and -t must be >= 1";
+    /* the output must not replace an input (the model, the text, an --in-file) */
+    static char same_msg[512];
+    const char *inputs[66] = {model_path, text_path};
+    for (int k = 0; k < n_in; k++) inputs[2 + k] = in_files[k];
+    for (int k = 0; !why && k < 2 + n_in; k++)
+        if (inputs[k] && sq_gguf_same_file(out_path, inputs[k])) {
+            snprintf(same_msg, sizeof same_msg, "-o %s is the input %s; it would be replaced (choose another output)",
+                     out_path, inputs[k]);
+            why = same_msg;
+        }
     if (why) {
         fprintf(stderr, "sq imatrix: %s\n\n", why);
         usage(stderr);

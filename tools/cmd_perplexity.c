@@ -219,13 +219,13 @@ int sq_cmd_perplexity(int argc, char **argv)
         } else if ((!strcmp(a, "-f") || !strcmp(a, "--file")) && has) {
             text_path = argv[++i];
         } else if ((!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) && has) {
-            n_ctx = atoi(argv[++i]);
+            if (!sq_arg_int("perplexity", a, argv[++i], 8, 16777216, &n_ctx)) return 2;
         } else if (!strcmp(a, "--chunks") && has) {
-            n_chunks = atoi(argv[++i]);
+            if (!sq_arg_int("perplexity", a, argv[++i], -1, 1000000000, &n_chunks)) return 2;
         } else if ((!strcmp(a, "-b") || !strcmp(a, "--batch-size")) && has) {
-            n_batch = atoi(argv[++i]);
+            if (!sq_arg_int("perplexity", a, argv[++i], 1, 16777216, &n_batch)) return 2;
         } else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && has) {
-            n_threads = atoi(argv[++i]);
+            if (!sq_arg_int("perplexity", a, argv[++i], 1, 1024, &n_threads)) return 2;
         } else if (!strcmp(a, "--kv-type") && has) {
             const char *v = argv[++i];
             if (!strcmp(v, "f16")) kv_type = SQ_TYPE_F16;

@@ -6,6 +6,11 @@
 #ifndef SQ_TOOLS_CMDS_H
 #define SQ_TOOLS_CMDS_H
 
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+
 int sq_cmd_inspect(int argc, char **argv);
 int sq_cmd_blocks(int argc, char **argv);
 int sq_cmd_quantize(int argc, char **argv);
@@ -16,5 +21,35 @@ int sq_cmd_imatrix(int argc, char **argv);
 int sq_cmd_plan(int argc, char **argv);
 int sq_cmd_tokenize(int argc, char **argv);
 int sq_cmd_serve(int argc, char **argv);
+
+/* Strict numeric option values: the whole of s must be a decimal integer in
+ * [lo, hi] (a number in [lo, hi] for the float one; no NaN); otherwise the
+ * helper prints "sq CMD: FLAG 'S': want ..." and returns false, and the
+ * caller returns 2 (a usage error). atoi() would take "abc" as 0 and "1e99" as 1. */
+static inline bool sq_arg_int(const char *cmd, const char *flag, const char *s, long lo, long hi, int *out)
+{
+    char *end = NULL;
+    errno = 0;
+    const long v = strtol(s, &end, 10);
+    if (end == s || *end || errno || v < lo || v > hi) {
+        fprintf(stderr, "sq %s: %s '%s': want an integer from %ld to %ld\n", cmd, flag, s, lo, hi);
+        return false;
+    }
+    *out = (int)v;
+    return true;
+}
+
+static inline bool sq_arg_float(const char *cmd, const char *flag, const char *s, double lo, double hi, float *out)
+{
+    char *end = NULL;
+    errno = 0;
+    const double v = strtod(s, &end);
+    if (end == s || *end || errno || !(v >= lo && v <= hi)) {
+        fprintf(stderr, "sq %s: %s '%s': want a number from %g to %g\n", cmd, flag, s, lo, hi);
+        return false;
+    }
+    *out = (float)v;
+    return true;
+}
 
 #endif
