@@ -161,6 +161,10 @@ static void test_bad_files_and_flags(void)
 static void test_output_is_input(void)
 {
     char p[700], q[700];
+    char rows[128];
+    for (int i = 0; i < 128; i++) rows[i] = (char)i;
+    rows[0] = 1;
+    CHECK(write_text("R.f32", rows, sizeof rows));
     CHECK(symlink("M.gguf", tmp_path(p, sizeof p, "sym.gguf")) == 0);
     CHECK(link(model, tmp_path(q, sizeof q, "hard.gguf")) == 0);
     static const struct {
@@ -175,6 +179,10 @@ static void test_output_is_input(void)
         {"plan -m M.gguf --no-imatrix --target-bpw 8 -o sym.gguf", "would be replaced", 2},
         {"imatrix -m M.gguf -f T.txt -o hard.gguf", "would be replaced", 2},
         {"imatrix --in-file M.gguf -o ./M.gguf", "would be replaced", 2},
+        {"perplexity -m M.gguf -f T.txt -c 8 --kl-divergence-base ./T.txt", "would be replaced", 2},
+        {"perplexity -m M.gguf -f T.txt -c 8 --kl-divergence-base sym.gguf", "would be replaced", 2},
+        {"blocks quantize q8_0 32 R.f32 ./R.f32", "would be replaced", 2},
+        {"blocks dequantize f32 32 R.f32 R.f32", "would be replaced", 2},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const int rc = run_sq(cases[i].args);
@@ -183,6 +191,14 @@ static void test_output_is_input(void)
                   err_text, cases[i].needle);
     }
     CHECK(model_intact(model));
+    size_t n = 0;
+    char *t = harness_read_file(tmp_path(p, sizeof p, "T.txt"), &n);
+    CHECK(t && n == 37 && !memcmp(t, "Once upon", 9));
+    free(t);
+    t = harness_read_file(tmp_path(p, sizeof p, "R.f32"), &n);
+    CHECK(t && n == 128 && t[0] == 1 && t[127] == 127);
+    free(t);
+    tmp_path(p, sizeof p, "sym.gguf");
     struct stat st;
     CHECK(lstat(p, &st) == 0 && S_ISLNK(st.st_mode));
     unlink(p);

@@ -13,6 +13,7 @@
 
 #include "cmds.h"
 #include "sq/engine.h"
+#include "sq/gguf.h"
 #include "sq/tokenizer.h"
 #include "sq/types.h"
 
@@ -251,6 +252,12 @@ int sq_cmd_perplexity(int argc, char **argv)
                 : !text_path && !kld       ? "a text file (-f) is required"
                                            : "-c must be >= 8, -b and -t >= 1");
         usage(stderr);
+        return 2;
+    }
+    if (kld_file && !kld && (sq_gguf_same_file(kld_file, model_path) || sq_gguf_same_file(kld_file, text_path))) {
+        /* writing the base file must not replace the model or the text */
+        fprintf(stderr, "sq perplexity: --kl-divergence-base %s is the input %s; it would be replaced\n", kld_file,
+                sq_gguf_same_file(kld_file, model_path) ? model_path : text_path);
         return 2;
     }
     if (n_batch > n_ctx) n_batch = n_ctx;
