@@ -156,6 +156,40 @@ static void test_bad_files_and_flags(void)
     CHECK(!leftover_tmp());
 }
 
+/* An imatrix of another model (two entries' names swapped, so their sizes no
+ * longer fit): quantize and plan name the entry and the sizes, write nothing. */
+static void test_foreign_imatrix(void)
+{
+    char src[1024];
+    if (!harness_shared_file(src, sizeof src, "golden/llama.cpp/sqdemo.imatrix.gguf")) SKIP("no golden imatrix");
+    size_t n = 0;
+    char *d = harness_read_file(src, &n);
+    CHECK(d != NULL);
+    if (!d) return;
+    static const char *const names[3] = {"blk.0.ffn_down.weight", "blk.0.ffn_gate.weight", "blk.0.ffn_XXXX.weight"};
+    static const int order[3][2] = {{0, 2}, {1, 0}, {2, 1}}; /* down->XXXX, gate->down, XXXX->gate */
+    for (int k = 0; k < 3; k++)
+        for (size_t i = 0; i + 21 <= n; i++)
+            if (!memcmp(d + i, names[order[k][0]], 21)) memcpy(d + i, names[order[k][1]], 21);
+    CHECK(write_text("other.imatrix.gguf", d, n));
+    free(d);
+    CHECK(write_text("o.gguf", "old\n", 4));
+    int rc = run_sq("quantize --imatrix other.imatrix.gguf M.gguf o.gguf q4_K");
+    CHECK_INT(rc, 1);
+    CHECK_CONTAINS(err_text, "other.imatrix.gguf");
+    CHECK_CONTAINS(err_text, "blk.0.ffn_down.weight has 512 values");
+    rc = run_sq("plan -m M.gguf --imatrix other.imatrix.gguf --target-bpw 5 -o p.json");
+    CHECK_INT(rc, 1);
+    CHECK_CONTAINS(err_text, "blk.0.ffn_gate.weight has 1536 values");
+    char p[700];
+    CHECK(access(tmp_path(p, sizeof p, "p.json"), F_OK) != 0);
+    d = harness_read_file(tmp_path(p, sizeof p, "o.gguf"), &n);
+    CHECK(d && n == 4 && !memcmp(d, "old\n", 4));
+    free(d);
+    unlink(p);
+    CHECK(!leftover_tmp());
+}
+
 /* An output naming the input — literally, through "./", a symbolic or a hard
  * link — is refused before anything is written; the input keeps its bytes. */
 static void test_output_is_input(void)
@@ -279,6 +313,7 @@ int main(void)
     }
     RUN(test_numeric_options);
     RUN(test_bad_files_and_flags);
+    RUN(test_foreign_imatrix);
     RUN(test_output_is_input);
     RUN(test_signal_cleanup);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
