@@ -142,6 +142,10 @@ static void test_bad_files_and_flags(void)
         {"quantize --sq-config text.gguf M.gguf o.gguf q4_0", "text.gguf", 1},
         {"quantize --imatrix text.gguf M.gguf o.gguf q4_0", "text.gguf", 1},
         {"quantize M.gguf nodir/o.gguf q4_0", "nodir/o.gguf", 1},
+        {"imatrix -m M.gguf -f T.txt -o nodir/im.gguf", "cannot write in folder nodir", 1},
+        {"plan -m M.gguf --no-imatrix --target-bpw 5 -o nodir/p.json", "cannot write in folder nodir", 1},
+        {"quantize --sq-config . M.gguf o.gguf q4_0", "Is a directory", 1},
+        {"quantize --tensor-type-file nofile M.gguf o.gguf q4_0", "nofile: cannot open: No such file", 2},
         {"plan -m M.gguf --no-imatrix --target-bpw 0.1", "smallest possible plan", 1},
         {"perplexity -m M.gguf -f text.gguf", "tokens", 1},
     };

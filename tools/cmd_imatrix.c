@@ -194,6 +194,7 @@ int sq_cmd_imatrix(int argc, char **argv)
         return 2;
     }
     if (n_batch > n_ctx) n_batch = n_ctx;
+    if (!sq_arg_output_ok("imatrix", out_path)) return 1;
 
     sq_error err = {0};
     sq_imatrix_collector *ic = NULL;

@@ -349,6 +349,7 @@ int sq_cmd_plan(int argc, char **argv)
             }
     }
 
+    if (!sq_arg_output_ok("plan", out_path)) return 1;
     sq_error err = {0};
     sq_gguf *g = NULL;
     sq_imatrix *im = NULL;

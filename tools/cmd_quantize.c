@@ -8,6 +8,7 @@
  * (sq/quantize.h), which reports progress through a callback we print.
  */
 #include <ctype.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -280,7 +281,7 @@ int sq_cmd_quantize(int argc, char **argv)
             const char *path = argv[++i];
             FILE *f = fopen(path, "r");
             if (!f) {
-                fprintf(stderr, "sq quantize: --tensor-type-file %s: cannot open\n", path);
+                fprintf(stderr, "sq quantize: --tensor-type-file %s: cannot open: %s\n", path, strerror(errno));
                 rc = 2;
                 goto done;
             }

@@ -10,6 +10,8 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 int sq_cmd_inspect(int argc, char **argv);
 int sq_cmd_blocks(int argc, char **argv);
@@ -49,6 +51,24 @@ static inline bool sq_arg_float(const char *cmd, const char *flag, const char *s
         return false;
     }
     *out = (float)v;
+    return true;
+}
+
+/* Whether an output file can be created where `path` says: its folder exists
+ * and is writable. Tools that write only after a long computation (plan,
+ * imatrix) check it first, so a typo costs seconds, not the whole run; prints
+ * "sq CMD: PATH: cannot write in folder DIR: REASON" and returns false. */
+static inline bool sq_arg_output_ok(const char *cmd, const char *path)
+{
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else if (slash == path) snprintf(dir, sizeof dir, "/");
+    else snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    if (access(dir, W_OK | X_OK) != 0) {
+        fprintf(stderr, "sq %s: %s: cannot write in folder %s: %s\n", cmd, path, dir, strerror(errno));
+        return false;
+    }
     return true;
 }
 
