@@ -71,7 +71,7 @@ static char *slurp(const char *path, size_t *len)
     const bool bad = ferror(f);
     fclose(f);
     if (!b || bad) {
-        fprintf(stderr, "sq imatrix: cannot read %s\n", path);
+        fprintf(stderr, "sq imatrix: cannot read %s: %s\n", path, strerror(errno));
         free(b);
         return NULL;
     }

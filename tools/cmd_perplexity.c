@@ -6,6 +6,7 @@
  * model against them).
  */
 #include <math.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -169,7 +170,7 @@ static char *read_text(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
-        perror(path);
+        fprintf(stderr, "sq perplexity: %s: cannot open: %s\n", path, strerror(errno));
         return NULL;
     }
     size_t cap = 1 << 20, n = 0;
@@ -190,7 +191,7 @@ static char *read_text(const char *path, size_t *len)
     int bad = ferror(f);
     fclose(f);
     if (!buf || bad) {
-        fprintf(stderr, "%s: cannot read\n", path);
+        fprintf(stderr, "sq perplexity: %s: cannot read: %s\n", path, strerror(errno));
         free(buf);
         return NULL;
     }

@@ -2,9 +2,11 @@
  * cmd_run.c — sq run: generate text from a prompt, streamed token by token;
  * greedy at --temp 0; prompt and generation speed at the end (stderr).
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cmds.h"
@@ -40,7 +42,13 @@ static char *read_file(const char *path)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
-        perror(path);
+        fprintf(stderr, "sq run: %s: cannot open: %s\n", path, strerror(errno));
+        return NULL;
+    }
+    struct stat sb;
+    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        fprintf(stderr, "sq run: %s: not a regular file\n", path);
+        fclose(f);
         return NULL;
     }
     fseek(f, 0, SEEK_END);
@@ -53,7 +61,7 @@ static char *read_file(const char *path)
     }
     fclose(f);
     if (!b) {
-        fprintf(stderr, "%s: cannot read\n", path);
+        fprintf(stderr, "sq run: %s: cannot read: %s\n", path, strerror(errno));
         return NULL;
     }
     b[n > 0 ? n : 0] = 0;

@@ -208,8 +208,15 @@ sq_status sq_gguf_writer_open(const char *path, sq_gguf_writer **outw, sq_error 
     for (int attempt = 0; attempt < 100 && w->fd < 0; attempt++) {
         snprintf(w->tmp, plen + 48, "%s.tmp-%ld-%u", path, (long)getpid(),
                  __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED));
+        /* listed before it exists, so a signal arriving just after open() finds it */
+        temp_list(w->tmp);
         w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (w->fd < 0 && errno != EEXIST) break;
+        if (w->fd < 0) {
+            const int e = errno;
+            temp_unlist(w->tmp);
+            errno = e;
+            if (e != EEXIST) break;
+        }
     }
     if (w->fd < 0) {
         const int e = errno;
@@ -221,7 +228,6 @@ sq_status sq_gguf_writer_open(const char *path, sq_gguf_writer **outw, sq_error 
         free(w);
         return st;
     }
-    temp_list(w->tmp);
     *outw = w;
     return SQ_OK;
 }
