@@ -2,6 +2,7 @@
  * cmd_serve.c — sq serve: an OpenAI-compatible HTTP server for a model.
  *
  *   sq serve -m MODEL.gguf [--host 127.0.0.1] [--port 8080] [--parallel 2] [--queue 8]
+ *            [--debug-token-delay-ms N]   (tests: hold requests; SIGUSR1 turns it off)
  *
  * The work is in src/serve/ (sq/serve.h); this file reads the flags, loads
  * the model and its vocabulary, checks a SmarterQuant configuration against
@@ -45,6 +46,10 @@ static void usage(FILE *f)
             "      --api-key KEY     require 'Authorization: Bearer KEY' on /v1/* (also $SQ_API_KEY)\n"
             "      --max-body BYTES  largest request body accepted, else 413 (default 1048576)\n"
             "      --alias NAME      model id shown by /v1/models and in answers (default: file name)\n"
+            "      --debug-token-delay-ms N\n"
+            "                        for tests: pause N ms after each generated token, so that a request is\n"
+            "                        sure to be still running; a client hang-up or shutdown ends the pause at\n"
+            "                        once, and SIGUSR1 sets the delay to 0 (default 0)\n"
             "  -h, --help            this text\n");
 }
 
@@ -114,7 +119,7 @@ int sq_cmd_serve(int argc, char **argv)
 {
     const char *model_path = NULL, *host = "127.0.0.1", *config_path = NULL, *alias = NULL;
     const char *api_key = getenv("SQ_API_KEY");
-    long port = 8080, n_ctx = 0, n_threads = 1, n_parallel = 1, queue = 8, max_body = 1 << 20;
+    long port = 8080, n_ctx = 0, n_threads = 1, n_parallel = 1, queue = 8, max_body = 1 << 20, token_delay = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -139,6 +144,7 @@ int sq_cmd_serve(int argc, char **argv)
         else if (!strcmp(a, "--api-key")) api_key = v;
         else if (!strcmp(a, "--max-body")) ok = parse_int(v, 64, LONG_MAX, &max_body);
         else if (!strcmp(a, "--alias")) alias = v;
+        else if (!strcmp(a, "--debug-token-delay-ms")) ok = parse_int(v, 0, INT_MAX, &token_delay);
         else {
             fprintf(stderr, "sq serve: unknown option '%s'\n\n", a);
             usage(stderr);
@@ -170,12 +176,14 @@ int sq_cmd_serve(int argc, char **argv)
         alias = alias ? alias + 1 : model_path;
     }
 
-    /* SIGINT/SIGTERM are taken by sigwait() below: block them before any
-     * thread starts so that every server thread inherits the mask. */
+    /* SIGINT/SIGTERM (and SIGUSR1, which turns the debug token delay off)
+     * are taken by sigwait() below: block them before any thread starts so
+     * that every server thread inherits the mask. */
     sigset_t sigs;
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -193,6 +201,7 @@ int sq_cmd_serve(int argc, char **argv)
         .max_body = (size_t)max_body,
         .log = log_request,
         .log_msg = log_line,
+        .debug_token_delay_ms = (int)token_delay,
     };
     if (sq_server_start(&o, &srv, &err) != SQ_OK) {
         fprintf(stderr, "sq serve: %s\n", err.msg);
@@ -202,8 +211,13 @@ int sq_cmd_serve(int argc, char **argv)
             (double)sq_model_n_params(m) / 1e6, api_key && *api_key ? "API key required" : "no API key");
     fprintf(stderr, "sq serve: listening on http://%s%s%s:%d\n", strchr(host, ':') ? "[" : "", host,
             strchr(host, ':') ? "]" : "", sq_server_port(srv));
+    if (token_delay)
+        fprintf(stderr, "sq serve: debug: %ld ms pause after each generated token (SIGUSR1 turns it off)\n", token_delay);
     int sig = 0;
-    sigwait(&sigs, &sig);
+    while (sigwait(&sigs, &sig) == 0 && sig == SIGUSR1) {
+        sq_server_set_debug_token_delay(srv, 0);
+        fprintf(stderr, "sq serve: debug: SIGUSR1 received, token delay off\n");
+    }
     fprintf(stderr, "sq serve: %s received, shutting down\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
     sq_server_stop(srv);
     srv = NULL;

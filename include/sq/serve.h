@@ -241,6 +241,8 @@ typedef struct sq_server_options {
     void (*log)(void *ud, const sq_serve_log_entry *e); /* one call per request (any thread) */
     void (*log_msg)(void *ud, const char *msg);          /* server-level messages (any thread) */
     void *log_ud;
+    int debug_token_delay_ms; /* for tests: pause after each generated token (0: none); a client hang-up, a
+                               * shutdown or sq_server_set_debug_token_delay() ends a pause at once */
 } sq_server_options;
 
 typedef struct sq_server sq_server;
@@ -250,6 +252,9 @@ typedef struct sq_server sq_server;
 sq_status sq_server_start(const sq_server_options *o, sq_server **out, sq_error *err);
 /* The port really bound (useful with port 0). */
 int sq_server_port(const sq_server *s);
+/* Sets the debug pause after each generated token (0: none) while the server
+ * runs; thread-safe; requests in a pause see the new value within 10 ms. */
+void sq_server_set_debug_token_delay(sq_server *s, int ms);
 /* Stops accepting, cancels queued and running requests (streams end, waiting
  * requests get 503), waits for every connection thread and frees everything. */
 void sq_server_stop(sq_server *s);

@@ -47,6 +47,7 @@ struct sq_server {
     long created;
     atomic_bool stopping;
     atomic_ulong next_id;
+    atomic_int token_delay_ms; /* debug: pause between tokens (sq_server_set_debug_token_delay) */
 };
 
 enum stream_phase { PH_ROLE, PH_TOKENS, PH_USAGE, PH_DONE, PH_END };
@@ -75,6 +76,8 @@ typedef struct conn {
     sq__buf out;
     size_t out_off;
 } conn;
+
+static bool token_pause(conn *c);
 
 static void conn_unref(conn *c)
 {
@@ -169,6 +172,12 @@ static bool stream_produce(conn *c)
             c->phase = PH_END;
             return false;
         }
+        if (token_pause(c)) { /* nobody reads the stream any more: stop before the next token */
+            c->note = "client disconnected";
+            end_generation(c);
+            c->phase = PH_END;
+            return false;
+        }
         const char *text;
         size_t len;
         sq_error err = {0};
@@ -213,7 +222,8 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
     while (c->out_off == c->out.n) {
         c->out.n = c->out_off = 0;
         if (c->phase == PH_END) {
-            if (c->note && strncmp(c->note, "cancelled", 9) == 0) return MHD_CONTENT_READER_END_WITH_ERROR;
+            if (c->note && (strncmp(c->note, "cancelled", 9) == 0 || strcmp(c->note, "client disconnected") == 0))
+                return MHD_CONTENT_READER_END_WITH_ERROR;
             return MHD_CONTENT_READER_END_OF_STREAM;
         }
         if (!stream_produce(c) && c->out.n == 0) {
@@ -291,6 +301,28 @@ static bool client_gone(void *ud)
     struct pollfd pf = {ci->connect_fd, POLLRDHUP, 0};
     if (poll(&pf, 1, 0) != 1) return false;
     return (pf.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+}
+
+/* The pause between two tokens of a request, then whether its client is
+ * gone. Without a debug token delay this is just client_gone(). With one
+ * (tests use it so that a request is certain to be still running while they
+ * hang up, fill the queue or shut down), the pause is cut into 10 ms slices
+ * that each watch the client's socket, the shutdown flag and the delay
+ * itself (which may be turned off meanwhile): a hang-up, a shutdown or a
+ * lowered delay ends it at once. */
+static bool token_pause(conn *c)
+{
+    sq_server *s = c->s;
+    double t0 = sq_time_now();
+    for (;;) {
+        int delay = atomic_load(&s->token_delay_ms);
+        int left = delay - (int)((sq_time_now() - t0) * 1e3);
+        if (left <= 0 || atomic_load(&s->stopping)) return client_gone(c);
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c->mc, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (!ci) return false;
+        struct pollfd pf = {ci->connect_fd, POLLRDHUP, 0};
+        if (poll(&pf, 1, left < 10 ? left : 10) == 1 && (pf.revents & (POLLRDHUP | POLLHUP | POLLERR))) return true;
+    }
 }
 
 /* The last handler call of a completion or chat request. */
@@ -388,7 +420,7 @@ static enum MHD_Result handle_completion(conn *c, struct MHD_Connection *mc)
             cancelled = true;
             break;
         }
-        if (client_gone(c)) {
+        if (token_pause(c)) {
             c->note = "client disconnected";
             c->status = 499; /* logged only */
             end_generation(c);
@@ -606,6 +638,7 @@ sq_status sq_server_start(const sq_server_options *o, sq_server **out, sq_error 
     s->created = (long)time(NULL);
     atomic_init(&s->stopping, false);
     atomic_init(&s->next_id, 1);
+    atomic_init(&s->token_delay_ms, o->debug_token_delay_ms > 0 ? o->debug_token_delay_ms : 0);
     s->pool = sq_slot_pool_create(o->n_parallel, o->queue_max);
     s->ctx = calloc((size_t)o->n_parallel, sizeof *s->ctx);
     if (!s->model_name || !s->host || (o->api_key && *o->api_key && !s->api_key) || !s->pool || !s->ctx) {
@@ -670,6 +703,13 @@ sq_status sq_server_start(const sq_server_options *o, sq_server **out, sq_error 
 int sq_server_port(const sq_server *s)
 {
     return s ? s->port : 0;
+}
+
+/* Changes the debug pause between tokens; requests pausing now see the new
+ * value within 10 ms. */
+void sq_server_set_debug_token_delay(sq_server *s, int ms)
+{
+    if (s) atomic_store(&s->token_delay_ms, ms > 0 ? ms : 0);
 }
 
 void sq_server_stop(sq_server *s)
