@@ -158,11 +158,12 @@ int sq_cmd_bench(int argc, char **argv)
             fflush(stdout);
         }
         goto next;
-    fail:
+    fail: {
         /* the library's message usually names the file already */
         const bool named = !strncmp(err.msg, models[mi], strlen(models[mi]));
         fprintf(stderr, "sq bench: %s%s%s\n", named ? "" : models[mi], named ? "" : ": ", err.msg);
         rc = 1;
+    }
     next:
         free(toks);
         free(ts);
