@@ -243,6 +243,7 @@ int sq_cmd_imatrix(int argc, char **argv)
         fprintf(stderr, "imatrix: %.2f s\n", sq_time_now() - t0);
         if (sq_imatrix_collector_add_dataset(ic, text_path, &err)) goto fail;
     }
+    sq_install_cleanup_handlers(); /* an interrupted write leaves no temporary file */
     if (sq_imatrix_collector_write(ic, out_path, n_ctx, &err)) goto fail;
     print_stats(ic, out_path, n_ctx);
     rc = 0;

@@ -9,7 +9,6 @@
  */
 #include <ctype.h>
 #include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -187,31 +186,6 @@ static bool file_exists(const char *p)
 {
     struct stat st;
     return stat(p, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-/* Ctrl-C, kill or a closed terminal during a quantization: remove the
- * writer's temporary file (async-signal-safe), then die of the same signal
- * as before, so the shell sees the usual status and no file is left behind. */
-static void on_fatal_signal(int sig)
-{
-    sq_gguf_writer_unlink_temps();
-    signal(sig, SIG_DFL);
-    raise(sig);
-}
-
-static void install_cleanup_handlers(void)
-{
-    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
-    for (size_t k = 0; k < sizeof sigs / sizeof sigs[0]; k++) {
-        struct sigaction sa;
-        memset(&sa, 0, sizeof sa);
-        sa.sa_handler = on_fatal_signal;
-        sigemptyset(&sa.sa_mask);
-        /* keep an ignored signal ignored (e.g. SIGHUP under nohup) */
-        struct sigaction old;
-        if (sigaction(sigs[k], NULL, &old) == 0 && old.sa_handler == SIG_IGN) continue;
-        sigaction(sigs[k], &sa, NULL);
-    }
 }
 
 int sq_cmd_quantize(int argc, char **argv)
@@ -409,7 +383,7 @@ int sq_cmd_quantize(int argc, char **argv)
         p.event_ud = &pr;
         sq_quantize_stats stats;
         sq_error e = {0};
-        if (!p.dry_run) install_cleanup_handlers();
+        if (!p.dry_run) sq_install_cleanup_handlers();
         sq_status st = sq_quantize_file(in, out, &p, &stats, &e);
         if (st != SQ_OK) {
             fprintf(stderr, "sq quantize: %s\n", e.msg);

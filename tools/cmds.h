@@ -7,11 +7,14 @@
 #define SQ_TOOLS_CMDS_H
 
 #include <errno.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "sq/gguf.h"
 
 int sq_cmd_inspect(int argc, char **argv);
 int sq_cmd_blocks(int argc, char **argv);
@@ -70,6 +73,31 @@ static inline bool sq_arg_output_ok(const char *cmd, const char *path)
         return false;
     }
     return true;
+}
+
+/* Ctrl-C, kill or a closed terminal while a tool writes a GGUF file: remove the
+ * writer's temporary file (async-signal-safe), then die of the same signal
+ * as before, so the shell sees the usual status and no file is left behind. */
+static inline void sq__on_fatal_signal(int sig)
+{
+    sq_gguf_writer_unlink_temps();
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static inline void sq_install_cleanup_handlers(void)
+{
+    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+    for (size_t k = 0; k < sizeof sigs / sizeof sigs[0]; k++) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = sq__on_fatal_signal;
+        sigemptyset(&sa.sa_mask);
+        /* keep an ignored signal ignored (e.g. SIGHUP under nohup) */
+        struct sigaction old;
+        if (sigaction(sigs[k], NULL, &old) == 0 && old.sa_handler == SIG_IGN) continue;
+        sigaction(sigs[k], &sa, NULL);
+    }
 }
 
 #endif
