@@ -77,15 +77,15 @@ int sq_cmd_bench(int argc, char **argv)
             }
             models[n_models++] = argv[++i];
         } else if ((!strcmp(a, "-p") || !strcmp(a, "--n-prompt")) && has) {
-            n_prompt = atoi(argv[++i]);
+            if (!sq_arg_int("bench", a, argv[++i], 0, 16777216, &n_prompt)) return 2;
         } else if ((!strcmp(a, "-n") || !strcmp(a, "--n-gen")) && has) {
-            n_gen = atoi(argv[++i]);
+            if (!sq_arg_int("bench", a, argv[++i], 0, 16777216, &n_gen)) return 2;
         } else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && has) {
-            n_threads = atoi(argv[++i]);
+            if (!sq_arg_int("bench", a, argv[++i], 1, 1024, &n_threads)) return 2;
         } else if ((!strcmp(a, "-r") || !strcmp(a, "--repetitions")) && has) {
-            reps = atoi(argv[++i]);
+            if (!sq_arg_int("bench", a, argv[++i], 1, 1000000, &reps)) return 2;
         } else if ((!strcmp(a, "-b") || !strcmp(a, "--batch-size")) && has) {
-            n_batch = atoi(argv[++i]);
+            if (!sq_arg_int("bench", a, argv[++i], 1, 16777216, &n_batch)) return 2;
         } else if (!strcmp(a, "--kv-type") && has) {
             const char *v = argv[++i];
             if (!strcmp(v, "f16")) kv_type = SQ_TYPE_F16;
@@ -158,9 +158,12 @@ int sq_cmd_bench(int argc, char **argv)
             fflush(stdout);
         }
         goto next;
-    fail:
-        fprintf(stderr, "sq bench: %s: %s\n", models[mi], err.msg);
+    fail: {
+        /* the library's message usually names the file already */
+        const bool named = !strncmp(err.msg, models[mi], strlen(models[mi]));
+        fprintf(stderr, "sq bench: %s%s%s\n", named ? "" : models[mi], named ? "" : ": ", err.msg);
         rc = 1;
+    }
     next:
         free(toks);
         free(ts);

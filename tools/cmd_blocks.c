@@ -20,6 +20,7 @@
 
 #include "cmds.h"
 #include "sq/blocks.h"
+#include "sq/gguf.h"
 
 /* ------------------------------------------------------------------ help */
 
@@ -296,12 +297,27 @@ static int cmd_types(int argc, char **argv)
     return 0;
 }
 
+/* Whether the output (the last of n paths) is one of the inputs before it
+ * (through "./" or links too); then says so: it would be replaced. */
+static bool output_is_input(const char *cmd, const char *const *paths, int n)
+{
+    for (int k = 0; k < n - 1; k++)
+        if (paths[k] && sq_gguf_same_file(paths[n - 1], paths[k])) {
+            fprintf(stderr, "sq blocks %s: the output %s is the input %s; it would be replaced\n", cmd,
+                    paths[n - 1], paths[k]);
+            return true;
+        }
+    return false;
+}
+
 static int cmd_quantize(int argc, char **argv)
 {
     const char *pos[4], *imatrix_path = NULL;
     int npos;
     int rc = parse_args(argc, argv, usage_quantize, pos, 4, &npos, &imatrix_path);
     if (rc) return rc < 0 ? 0 : rc;
+    const char *io[3] = {pos[2], imatrix_path, pos[3]};
+    if (output_is_input("quantize", io, 3)) return 2;
     int64_t cols;
     const sq_type_info *ti = parse_type_cols(pos[0], pos[1], &cols);
     if (!ti) return 1;
@@ -348,6 +364,7 @@ static int cmd_dequantize(int argc, char **argv)
     int npos;
     int rc = parse_args(argc, argv, usage_dequantize, pos, 4, &npos, NULL);
     if (rc) return rc < 0 ? 0 : rc;
+    if (output_is_input("dequantize", pos + 2, 2)) return 2;
     int64_t cols;
     const sq_type_info *ti = parse_type_cols(pos[0], pos[1], &cols);
     if (!ti) return 1;
@@ -380,6 +397,7 @@ static int cmd_dot(int argc, char **argv)
     int npos;
     int rc = parse_args(argc, argv, usage_dot, pos, 5, &npos, NULL);
     if (rc) return rc < 0 ? 0 : rc;
+    if (output_is_input("dot", pos + 2, 3)) return 2;
     int64_t cols;
     const sq_type_info *ti = parse_type_cols(pos[0], pos[1], &cols);
     if (!ti) return 1;

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cmds.h"
+#include "sq/gguf.h"
 #include "sq/engine.h"
 #include "sq/imatrix_collect.h"
 #include "sq/tokenizer.h"
@@ -70,7 +71,7 @@ static char *slurp(const char *path, size_t *len)
     const bool bad = ferror(f);
     fclose(f);
     if (!b || bad) {
-        fprintf(stderr, "sq imatrix: cannot read %s\n", path);
+        fprintf(stderr, "sq imatrix: cannot read %s: %s\n", path, strerror(errno));
         free(b);
         return NULL;
     }
@@ -141,13 +142,13 @@ int sq_cmd_imatrix(int argc, char **argv)
         } else if ((!strcmp(a, "-o") || !strcmp(a, "--output")) && has) {
             out_path = argv[++i];
         } else if ((!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) && has) {
-            n_ctx = atoi(argv[++i]);
+            if (!sq_arg_int("imatrix", a, argv[++i], 16, 16777216, &n_ctx)) return 2;
         } else if (!strcmp(a, "--chunks") && has) {
-            n_chunks = atoi(argv[++i]);
+            if (!sq_arg_int("imatrix", a, argv[++i], -1, 1000000000, &n_chunks)) return 2;
         } else if ((!strcmp(a, "-b") || !strcmp(a, "--batch-size")) && has) {
-            n_batch = atoi(argv[++i]);
+            if (!sq_arg_int("imatrix", a, argv[++i], 1, 16777216, &n_batch)) return 2;
         } else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && has) {
-            n_threads = atoi(argv[++i]);
+            if (!sq_arg_int("imatrix", a, argv[++i], 1, 1024, &n_threads)) return 2;
         } else if (!strcmp(a, "--in-file") && has) {
             if (n_in == 64) {
                 fprintf(stderr, "sq imatrix: at most 64 --in-file\n");
@@ -177,12 +178,23 @@ int sq_cmd_imatrix(int argc, char **argv)
     else if (!compute && n_in == 0) why = "give -m MODEL -f TEXT, or --in-file files to merge";
     else if (n_ctx < 16) why = "-c must be at least 16 (llama.cpp ignores products of fewer rows)";
     else if (n_batch < 1 || n_threads < 1) why = "-b and -t must be >= 1";
+    /* the output must not replace an input (the model, the text, an --in-file) */
+    static char same_msg[512];
+    const char *inputs[66] = {model_path, text_path};
+    for (int k = 0; k < n_in; k++) inputs[2 + k] = in_files[k];
+    for (int k = 0; !why && k < 2 + n_in; k++)
+        if (inputs[k] && sq_gguf_same_file(out_path, inputs[k])) {
+            snprintf(same_msg, sizeof same_msg, "-o %s is the input %s; it would be replaced (choose another output)",
+                     out_path, inputs[k]);
+            why = same_msg;
+        }
     if (why) {
         fprintf(stderr, "sq imatrix: %s\n\n", why);
         usage(stderr);
         return 2;
     }
     if (n_batch > n_ctx) n_batch = n_ctx;
+    if (!sq_arg_output_ok("imatrix", out_path)) return 1;
 
     sq_error err = {0};
     sq_imatrix_collector *ic = NULL;
@@ -231,6 +243,7 @@ int sq_cmd_imatrix(int argc, char **argv)
         fprintf(stderr, "imatrix: %.2f s\n", sq_time_now() - t0);
         if (sq_imatrix_collector_add_dataset(ic, text_path, &err)) goto fail;
     }
+    sq_install_cleanup_handlers(); /* an interrupted write leaves no temporary file */
     if (sq_imatrix_collector_write(ic, out_path, n_ctx, &err)) goto fail;
     print_stats(ic, out_path, n_ctx);
     rc = 0;

@@ -6,6 +6,7 @@
  * model against them).
  */
 #include <math.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,7 @@
 
 #include "cmds.h"
 #include "sq/engine.h"
+#include "sq/gguf.h"
 #include "sq/tokenizer.h"
 #include "sq/types.h"
 
@@ -168,7 +170,7 @@ static char *read_text(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
-        perror(path);
+        fprintf(stderr, "sq perplexity: %s: cannot open: %s\n", path, strerror(errno));
         return NULL;
     }
     size_t cap = 1 << 20, n = 0;
@@ -189,7 +191,7 @@ static char *read_text(const char *path, size_t *len)
     int bad = ferror(f);
     fclose(f);
     if (!buf || bad) {
-        fprintf(stderr, "%s: cannot read\n", path);
+        fprintf(stderr, "sq perplexity: %s: cannot read: %s\n", path, strerror(errno));
         free(buf);
         return NULL;
     }
@@ -219,13 +221,13 @@ int sq_cmd_perplexity(int argc, char **argv)
         } else if ((!strcmp(a, "-f") || !strcmp(a, "--file")) && has) {
             text_path = argv[++i];
         } else if ((!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) && has) {
-            n_ctx = atoi(argv[++i]);
+            if (!sq_arg_int("perplexity", a, argv[++i], 8, 16777216, &n_ctx)) return 2;
         } else if (!strcmp(a, "--chunks") && has) {
-            n_chunks = atoi(argv[++i]);
+            if (!sq_arg_int("perplexity", a, argv[++i], -1, 1000000000, &n_chunks)) return 2;
         } else if ((!strcmp(a, "-b") || !strcmp(a, "--batch-size")) && has) {
-            n_batch = atoi(argv[++i]);
+            if (!sq_arg_int("perplexity", a, argv[++i], 1, 16777216, &n_batch)) return 2;
         } else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && has) {
-            n_threads = atoi(argv[++i]);
+            if (!sq_arg_int("perplexity", a, argv[++i], 1, 1024, &n_threads)) return 2;
         } else if (!strcmp(a, "--kv-type") && has) {
             const char *v = argv[++i];
             if (!strcmp(v, "f16")) kv_type = SQ_TYPE_F16;
@@ -251,6 +253,12 @@ int sq_cmd_perplexity(int argc, char **argv)
                 : !text_path && !kld       ? "a text file (-f) is required"
                                            : "-c must be >= 8, -b and -t >= 1");
         usage(stderr);
+        return 2;
+    }
+    if (kld_file && !kld && (sq_gguf_same_file(kld_file, model_path) || sq_gguf_same_file(kld_file, text_path))) {
+        /* writing the base file must not replace the model or the text */
+        fprintf(stderr, "sq perplexity: --kl-divergence-base %s is the input %s; it would be replaced\n", kld_file,
+                sq_gguf_same_file(kld_file, model_path) ? model_path : text_path);
         return 2;
     }
     if (n_batch > n_ctx) n_batch = n_ctx;

@@ -338,7 +338,18 @@ int sq_cmd_plan(int argc, char **argv)
         return 2;
     }
     p.n_threads = threads > 0 ? (int)threads : 1;
+    {
+        /* the configuration must not replace one of the inputs */
+        const char *inputs[] = {model_path, imatrix_path, sens_path};
+        for (int k = 0; k < 3; k++)
+            if (inputs[k] && sq_gguf_same_file(out_path, inputs[k])) {
+                fprintf(stderr, "sq plan: -o %s: is the input %s; it would be replaced (choose another output)\n",
+                        out_path, inputs[k]);
+                return 2;
+            }
+    }
 
+    if (!sq_arg_output_ok("plan", out_path)) return 1;
     sq_error err = {0};
     sq_gguf *g = NULL;
     sq_imatrix *im = NULL;

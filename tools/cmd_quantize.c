@@ -8,6 +8,7 @@
  * (sq/quantize.h), which reports progress through a callback we print.
  */
 #include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 #include <unistd.h>
 
 #include "cmds.h"
+#include "sq/gguf.h"
 #include "sq/quantize.h"
 #include "sq/sqconfig.h"
 
@@ -253,7 +255,7 @@ int sq_cmd_quantize(int argc, char **argv)
             const char *path = argv[++i];
             FILE *f = fopen(path, "r");
             if (!f) {
-                fprintf(stderr, "sq quantize: --tensor-type-file %s: cannot open\n", path);
+                fprintf(stderr, "sq quantize: --tensor-type-file %s: cannot open: %s\n", path, strerror(errno));
                 rc = 2;
                 goto done;
             }
@@ -381,6 +383,7 @@ int sq_cmd_quantize(int argc, char **argv)
         p.event_ud = &pr;
         sq_quantize_stats stats;
         sq_error e = {0};
+        if (!p.dry_run) sq_install_cleanup_handlers();
         sq_status st = sq_quantize_file(in, out, &p, &stats, &e);
         if (st != SQ_OK) {
             fprintf(stderr, "sq quantize: %s\n", e.msg);

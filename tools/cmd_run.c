@@ -2,9 +2,11 @@
  * cmd_run.c — sq run: generate text from a prompt, streamed token by token;
  * greedy at --temp 0; prompt and generation speed at the end (stderr).
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cmds.h"
@@ -40,7 +42,13 @@ static char *read_file(const char *path)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
-        perror(path);
+        fprintf(stderr, "sq run: %s: cannot open: %s\n", path, strerror(errno));
+        return NULL;
+    }
+    struct stat sb;
+    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        fprintf(stderr, "sq run: %s: not a regular file\n", path);
+        fclose(f);
         return NULL;
     }
     fseek(f, 0, SEEK_END);
@@ -53,7 +61,7 @@ static char *read_file(const char *path)
     }
     fclose(f);
     if (!b) {
-        fprintf(stderr, "%s: cannot read\n", path);
+        fprintf(stderr, "sq run: %s: cannot read: %s\n", path, strerror(errno));
         return NULL;
     }
     b[n > 0 ? n : 0] = 0;
@@ -83,21 +91,28 @@ int sq_cmd_run(int argc, char **argv)
         } else if ((!strcmp(a, "-f") || !strcmp(a, "--file")) && has) {
             file = argv[++i];
         } else if ((!strcmp(a, "-n") || !strcmp(a, "--n-predict")) && has) {
-            n_predict = atoi(argv[++i]);
+            if (!sq_arg_int("run", a, argv[++i], -1, 1000000000, &n_predict)) return 2;
         } else if (!strcmp(a, "--temp") && has) {
-            temp = (float)atof(argv[++i]);
+            if (!sq_arg_float("run", a, argv[++i], 0.0, 1e6, &temp)) return 2;
         } else if (!strcmp(a, "--top-k") && has) {
-            top_k = atoi(argv[++i]);
+            if (!sq_arg_int("run", a, argv[++i], 0, 1000000000, &top_k)) return 2;
         } else if (!strcmp(a, "--top-p") && has) {
-            top_p = (float)atof(argv[++i]);
+            if (!sq_arg_float("run", a, argv[++i], 0.0, 1.0, &top_p)) return 2;
         } else if (!strcmp(a, "--seed") && has) {
-            seed = strtoull(argv[++i], NULL, 10);
+            const char *v = argv[++i];
+            char *end = NULL;
+            errno = 0;
+            seed = strtoull(v, &end, 10);
+            if (end == v || *end || errno || *v == '-') {
+                fprintf(stderr, "sq run: --seed '%s': want a non-negative integer\n", v);
+                return 2;
+            }
         } else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && has) {
-            n_threads = atoi(argv[++i]);
+            if (!sq_arg_int("run", a, argv[++i], 1, 1024, &n_threads)) return 2;
         } else if ((!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) && has) {
-            n_ctx = atoi(argv[++i]);
+            if (!sq_arg_int("run", a, argv[++i], 0, 16777216, &n_ctx)) return 2;
         } else if ((!strcmp(a, "-b") || !strcmp(a, "--batch-size")) && has) {
-            n_batch = atoi(argv[++i]);
+            if (!sq_arg_int("run", a, argv[++i], 1, 16777216, &n_batch)) return 2;
         } else if (!strcmp(a, "--kv-type") && has) {
             const char *v = argv[++i];
             if (!strcmp(v, "f16")) kv_type = SQ_TYPE_F16;

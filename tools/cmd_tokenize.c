@@ -8,6 +8,7 @@
  *   sq tokenize -m VOCAB.gguf --test [FILE.inp]    llama.cpp's .inp/.out cases
  */
 #include <stdbool.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -259,7 +260,7 @@ int sq_cmd_tokenize(int argc, char **argv)
         size_t n = 0;
         char *text = read_all(file, &n);
         if (!text) {
-            fprintf(stderr, "sq tokenize: cannot read %s\n", file);
+            fprintf(stderr, "sq tokenize: cannot read %s: %s\n", file, strerror(errno));
             sq_vocab_free(v);
             return 1;
         }

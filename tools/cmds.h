@@ -6,6 +6,16 @@
 #ifndef SQ_TOOLS_CMDS_H
 #define SQ_TOOLS_CMDS_H
 
+#include <errno.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "sq/gguf.h"
+
 int sq_cmd_inspect(int argc, char **argv);
 int sq_cmd_blocks(int argc, char **argv);
 int sq_cmd_quantize(int argc, char **argv);
@@ -16,5 +26,78 @@ int sq_cmd_imatrix(int argc, char **argv);
 int sq_cmd_plan(int argc, char **argv);
 int sq_cmd_tokenize(int argc, char **argv);
 int sq_cmd_serve(int argc, char **argv);
+
+/* Strict numeric option values: the whole of s must be a decimal integer in
+ * [lo, hi] (a number in [lo, hi] for the float one; no NaN); otherwise the
+ * helper prints "sq CMD: FLAG 'S': want ..." and returns false, and the
+ * caller returns 2 (a usage error). atoi() would take "abc" as 0 and "1e99" as 1. */
+static inline bool sq_arg_int(const char *cmd, const char *flag, const char *s, long lo, long hi, int *out)
+{
+    char *end = NULL;
+    errno = 0;
+    const long v = strtol(s, &end, 10);
+    if (end == s || *end || errno || v < lo || v > hi) {
+        fprintf(stderr, "sq %s: %s '%s': want an integer from %ld to %ld\n", cmd, flag, s, lo, hi);
+        return false;
+    }
+    *out = (int)v;
+    return true;
+}
+
+static inline bool sq_arg_float(const char *cmd, const char *flag, const char *s, double lo, double hi, float *out)
+{
+    char *end = NULL;
+    errno = 0;
+    const double v = strtod(s, &end);
+    if (end == s || *end || errno || !(v >= lo && v <= hi)) {
+        fprintf(stderr, "sq %s: %s '%s': want a number from %g to %g\n", cmd, flag, s, lo, hi);
+        return false;
+    }
+    *out = (float)v;
+    return true;
+}
+
+/* Whether an output file can be created where `path` says: its folder exists
+ * and is writable. Tools that write only after a long computation (plan,
+ * imatrix) check it first, so a typo costs seconds, not the whole run; prints
+ * "sq CMD: PATH: cannot write in folder DIR: REASON" and returns false. */
+static inline bool sq_arg_output_ok(const char *cmd, const char *path)
+{
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else if (slash == path) snprintf(dir, sizeof dir, "/");
+    else snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    if (access(dir, W_OK | X_OK) != 0) {
+        fprintf(stderr, "sq %s: %s: cannot write in folder %s: %s\n", cmd, path, dir, strerror(errno));
+        return false;
+    }
+    return true;
+}
+
+/* Ctrl-C, kill or a closed terminal while a tool writes a GGUF file: remove the
+ * writer's temporary file (async-signal-safe), then die of the same signal
+ * as before, so the shell sees the usual status and no file is left behind. */
+static inline void sq__on_fatal_signal(int sig)
+{
+    sq_gguf_writer_unlink_temps();
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static inline void sq_install_cleanup_handlers(void)
+{
+    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+    for (size_t k = 0; k < sizeof sigs / sizeof sigs[0]; k++) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = sq__on_fatal_signal;
+        sigemptyset(&sa.sa_mask);
+        /* keep an ignored signal ignored (e.g. SIGHUP under nohup) */
+        struct sigaction old;
+        if (sigaction(sigs[k], NULL, &old) == 0 && old.sa_handler == SIG_IGN) continue;
+        sigaction(sigs[k], &sa, NULL);
+    }
+}
 
 #endif

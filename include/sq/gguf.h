@@ -163,6 +163,14 @@ sq_status sq_gguf_writer_write(sq_gguf_writer *w, const void *data, size_t nbyte
 sq_status sq_gguf_writer_finish(sq_gguf_writer *w, sq_error *err);
 /* Removes the temporary file and frees w; NULL is a no-op. */
 void sq_gguf_writer_abort(sq_gguf_writer *w);
+/* Removes the temporary file of every writer still open (nothing else: no
+ * free, no message). Async-signal-safe: for a tool's SIGINT/SIGTERM handler,
+ * which then re-raises the signal, so an interrupted run leaves no file. */
+void sq_gguf_writer_unlink_temps(void);
+/* Whether paths a and b name the same existing file (same device and inode,
+ * through links and "./"); false when either does not exist. Writers of a
+ * file derived from an input check this so an output never replaces its input. */
+bool sq_gguf_same_file(const char *a, const char *b);
 
 #ifdef __cplusplus
 }

@@ -63,6 +63,51 @@ struct sq_gguf_writer {
     size_t buf_len;
 };
 
+/* ---- live temporary files (for signal handlers) ----
+ * Every open writer's temporary path is listed here from open until it is
+ * renamed or removed, so that a tool's SIGINT/SIGTERM handler can remove them
+ * with sq_gguf_writer_unlink_temps() (only unlink(), async-signal-safe). The
+ * slots hold pointers to w->tmp, which the writer owns; a writer is listed
+ * before its path can be freed and unlisted before it is. When all slots are
+ * taken a writer is simply not listed (it still cleans up on errors). */
+#define N_TEMP_SLOTS 64
+static char *volatile temp_slots[N_TEMP_SLOTS];
+
+static void temp_list(char *tmp)
+{
+    for (int i = 0; i < N_TEMP_SLOTS; i++) {
+        char *expected = NULL;
+        if (__atomic_compare_exchange_n(&temp_slots[i], &expected, tmp, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+            return;
+    }
+}
+
+static void temp_unlist(char *tmp)
+{
+    for (int i = 0; i < N_TEMP_SLOTS; i++) {
+        char *expected = tmp;
+        if (__atomic_compare_exchange_n(&temp_slots[i], &expected, NULL, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+            return;
+    }
+}
+
+void sq_gguf_writer_unlink_temps(void)
+{
+    for (int i = 0; i < N_TEMP_SLOTS; i++) {
+        char *t = __atomic_load_n(&temp_slots[i], __ATOMIC_SEQ_CST);
+        if (t) unlink(t);
+    }
+}
+
+/* Whether a and b name the same existing file (same device and inode, so
+ * "./x", "dir/../x", symbolic and hard links to x all count as x). */
+bool sq_gguf_same_file(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    if (!a || !b || stat(a, &sa) != 0 || stat(b, &sb) != 0) return false;
+    return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
 /* ---- low-level output ---- */
 
 /* Marks the writer failed and removes the temporary file. */
@@ -72,7 +117,10 @@ static void discard(sq_gguf_writer *w)
         close(w->fd);
         w->fd = -1;
     }
-    if (w->tmp) unlink(w->tmp);
+    if (w->tmp && !w->failed) {
+        unlink(w->tmp);
+        temp_unlist(w->tmp);
+    }
     w->failed = true;
 }
 
@@ -160,8 +208,15 @@ sq_status sq_gguf_writer_open(const char *path, sq_gguf_writer **outw, sq_error 
     for (int attempt = 0; attempt < 100 && w->fd < 0; attempt++) {
         snprintf(w->tmp, plen + 48, "%s.tmp-%ld-%u", path, (long)getpid(),
                  __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED));
+        /* listed before it exists, so a signal arriving just after open() finds it */
+        temp_list(w->tmp);
         w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (w->fd < 0 && errno != EEXIST) break;
+        if (w->fd < 0) {
+            const int e = errno;
+            temp_unlist(w->tmp);
+            errno = e;
+            if (e != EEXIST) break;
+        }
     }
     if (w->fd < 0) {
         const int e = errno;
@@ -590,6 +645,7 @@ sq_status sq_gguf_writer_finish(sq_gguf_writer *w, sq_error *err)
         st = sq_error_set(err, SQ_EIO, "%s: cannot rename %s onto it: %s", w->path, w->tmp, strerror(errno));
         goto fail;
     }
+    temp_unlist(w->tmp);
     free_writer(w);
     return SQ_OK;
 fail:

@@ -705,8 +705,12 @@ sq_status sq_quantize_file(const char *in_path, const char *out_path, const sq_q
     const double t_start = sq_time_now();
     if (!p->dry_run && (!out_path || !*out_path)) return sq_error_set(err, SQ_EINVAL, "no output file given");
     if (!p->copy && !sq_ftype_get(p->ftype)) return sq_error_set(err, SQ_EINVAL, "unknown file type %d", p->ftype);
-    if (!p->dry_run && strcmp(in_path, out_path) == 0)
-        return sq_error_set(err, SQ_EINVAL, "%s: the output file must differ from the input", out_path);
+    if (!p->dry_run && (strcmp(in_path, out_path) == 0 || sq_gguf_same_file(in_path, out_path)))
+        return sq_error_set(err, SQ_EINVAL, "%s: the output file must differ from the input %s (it would replace it)",
+                            out_path, in_path);
+    if (!p->dry_run && p->imatrix_path && sq_gguf_same_file(p->imatrix_path, out_path))
+        return sq_error_set(err, SQ_EINVAL, "%s: the output file must differ from the imatrix %s (it would replace it)",
+                            out_path, p->imatrix_path);
 
     run r = {.p = p};
     sq_status st = sq_gguf_open(in_path, &r.in, err);

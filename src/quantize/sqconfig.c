@@ -456,7 +456,7 @@ sq_status sq_config_load(const char *path, sq_config **out, sq_warnings *warning
         size_t got = fread(buf + len, 1, cap - len, f);
         len += got;
         if (got == 0) {
-            if (ferror(f)) st = sq_error_set(err, SQ_EIO, "%s: read error", path);
+            if (ferror(f)) st = sq_error_set(err, SQ_EIO, "%s: read error: %s", path, strerror(errno));
             break;
         }
     }
