@@ -62,8 +62,7 @@ int sq_cmd_bench(int argc, char **argv)
 {
     const char *models[16];
     int n_models = 0, n_prompt = 512, n_gen = 128, reps = 5, n_batch = 2048, kv_type = SQ_TYPE_F16;
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    int n_threads = ncpu < 1 ? 1 : ncpu > 16 ? 16 : (int)ncpu;
+    int n_threads = sq_default_threads();
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const bool has = i + 1 < argc;
@@ -87,13 +86,7 @@ int sq_cmd_bench(int argc, char **argv)
         } else if ((!strcmp(a, "-b") || !strcmp(a, "--batch-size")) && has) {
             if (!sq_arg_int("bench", a, argv[++i], 1, 16777216, &n_batch)) return 2;
         } else if (!strcmp(a, "--kv-type") && has) {
-            const char *v = argv[++i];
-            if (!strcmp(v, "f16")) kv_type = SQ_TYPE_F16;
-            else if (!strcmp(v, "f32")) kv_type = SQ_TYPE_F32;
-            else {
-                fprintf(stderr, "sq bench: --kv-type must be f16 or f32, not '%s'\n", v);
-                return 2;
-            }
+            if (!sq_arg_kv_type("bench", argv[++i], &kv_type)) return 2;
         } else {
             fprintf(stderr, "sq bench: unknown or incomplete option '%s'\n\n", a);
             usage(stderr);

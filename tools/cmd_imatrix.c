@@ -125,8 +125,7 @@ int sq_cmd_imatrix(int argc, char **argv)
     const char *model_path = NULL, *text_path = NULL, *out_path = "imatrix.gguf";
     const char *in_files[64];
     int n_in = 0;
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    int n_ctx = 512, n_chunks = -1, n_batch = 2048, n_threads = ncpu < 1 ? 1 : ncpu > 16 ? 16 : (int)ncpu;
+    int n_ctx = 512, n_chunks = -1, n_batch = 2048, n_threads = sq_default_threads();
     int kv_type = SQ_TYPE_F16;
     bool process_output = false;
     for (int i = 1; i < argc; i++) {
@@ -158,13 +157,7 @@ int sq_cmd_imatrix(int argc, char **argv)
         } else if (!strcmp(a, "--process-output")) {
             process_output = true;
         } else if (!strcmp(a, "--kv-type") && has) {
-            const char *v = argv[++i];
-            if (!strcmp(v, "f16")) kv_type = SQ_TYPE_F16;
-            else if (!strcmp(v, "f32")) kv_type = SQ_TYPE_F32;
-            else {
-                fprintf(stderr, "sq imatrix: --kv-type must be f16 or f32, not '%s'\n", v);
-                return 2;
-            }
+            if (!sq_arg_kv_type("imatrix", argv[++i], &kv_type)) return 2;
         } else {
             fprintf(stderr, "sq imatrix: unknown or incomplete option '%s'\n\n", a);
             usage(stderr);

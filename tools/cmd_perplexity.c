@@ -199,16 +199,10 @@ static char *read_text(const char *path, size_t *len)
     return buf;
 }
 
-static int default_threads(void)
-{
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n < 1 ? 1 : n > 16 ? 16 : (int)n;
-}
-
 int sq_cmd_perplexity(int argc, char **argv)
 {
     const char *model_path = NULL, *text_path = NULL, *kld_file = NULL;
-    int n_ctx = 512, n_chunks = -1, n_batch = 2048, n_threads = default_threads(), kv_type = SQ_TYPE_F16;
+    int n_ctx = 512, n_chunks = -1, n_batch = 2048, n_threads = sq_default_threads(), kv_type = SQ_TYPE_F16;
     bool kld = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -229,13 +223,7 @@ int sq_cmd_perplexity(int argc, char **argv)
         } else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && has) {
             if (!sq_arg_int("perplexity", a, argv[++i], 1, 1024, &n_threads)) return 2;
         } else if (!strcmp(a, "--kv-type") && has) {
-            const char *v = argv[++i];
-            if (!strcmp(v, "f16")) kv_type = SQ_TYPE_F16;
-            else if (!strcmp(v, "f32")) kv_type = SQ_TYPE_F32;
-            else {
-                fprintf(stderr, "sq perplexity: --kv-type must be f16 or f32, not '%s'\n", v);
-                return 2;
-            }
+            if (!sq_arg_kv_type("perplexity", argv[++i], &kv_type)) return 2;
         } else if (!strcmp(a, "--kl-divergence-base") && has) {
             kld_file = argv[++i];
         } else if (!strcmp(a, "--kl-divergence")) {

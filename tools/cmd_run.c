@@ -76,8 +76,7 @@ int sq_cmd_run(int argc, char **argv)
     int top_k = 40;
     unsigned long long seed = 42;
     bool echo = true;
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    n_threads = ncpu < 1 ? 1 : ncpu > 16 ? 16 : (int)ncpu;
+    n_threads = sq_default_threads();
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const bool has = i + 1 < argc;
@@ -114,13 +113,7 @@ int sq_cmd_run(int argc, char **argv)
         } else if ((!strcmp(a, "-b") || !strcmp(a, "--batch-size")) && has) {
             if (!sq_arg_int("run", a, argv[++i], 1, 16777216, &n_batch)) return 2;
         } else if (!strcmp(a, "--kv-type") && has) {
-            const char *v = argv[++i];
-            if (!strcmp(v, "f16")) kv_type = SQ_TYPE_F16;
-            else if (!strcmp(v, "f32")) kv_type = SQ_TYPE_F32;
-            else {
-                fprintf(stderr, "sq run: --kv-type must be f16 or f32, not '%s'\n", v);
-                return 2;
-            }
+            if (!sq_arg_kv_type("run", argv[++i], &kv_type)) return 2;
         } else if (!strcmp(a, "--no-echo")) {
             echo = false;
         } else {

@@ -57,6 +57,26 @@ static inline bool sq_arg_float(const char *cmd, const char *flag, const char *s
     return true;
 }
 
+/* Default thread count of the inference tools: the online CPUs, 1 to 16. */
+static inline int sq_default_threads(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > 16 ? 16 : (int)n;
+}
+
+/* --kv-type f16|f32 of the inference tools; prints "sq CMD: ..." and returns
+ * false for anything else. */
+static inline bool sq_arg_kv_type(const char *cmd, const char *s, int *out)
+{
+    if (!strcmp(s, "f16")) *out = SQ_TYPE_F16;
+    else if (!strcmp(s, "f32")) *out = SQ_TYPE_F32;
+    else {
+        fprintf(stderr, "sq %s: --kv-type must be f16 or f32, not '%s'\n", cmd, s);
+        return false;
+    }
+    return true;
+}
+
 /* Whether an output file can be created where `path` says: its folder exists
  * and is writable. Tools that write only after a long computation (plan,
  * imatrix) check it first, so a typo costs seconds, not the whole run; prints
