@@ -755,6 +755,7 @@ static void test_inspect_smarterquant(void)
     sq_error err = {0};
     sq_gguf_writer *w = NULL;
     CHECK_INT(sq_gguf_writer_open(out, &w, &err), SQ_OK);
+    CHECK_INT(sq_gguf_writer_set_u32(w, "esc\x1b[31mkey", 1, &err), SQ_OK); /* must not reach the terminal raw */
     CHECK_INT(sq_gguf_writer_set_bool(w, "p.smarterquant.enabled", true, &err), SQ_OK);
     CHECK_INT(sq_gguf_writer_set_str(w, "p.smarterquant.permutation", "[1,0]", &err), SQ_OK);
     CHECK_INT(sq_gguf_writer_set_str(w, "p.smarterquant.block_types", "[0,1,1,1]", &err), SQ_OK);
@@ -776,6 +777,8 @@ static void test_inspect_smarterquant(void)
     CHECK_CONTAINS(o, "smarterquant [f32, f16, f16, f16] permuted");
     CHECK_CONTAINS(o, "smarterquant [f16, f32, f32, f32] not permuted");
     CHECK_CONTAINS(o, "2 tensors (2 smarterquant)");
+    CHECK_CONTAINS(o, "\"esc\\x1b[31mkey\"");
+    CHECK(o && strchr(o, 0x1b) == NULL);
     free(o);
     snprintf(cmd, sizeof cmd, "%s inspect --json '%s'", harness_sq_bin(), out);
     o = run_capture(cmd, &rc);

@@ -48,6 +48,17 @@ static char *quote(const char *p, size_t len, unsigned flags)
     return s;
 }
 
+/* A key or tensor name for the text output: as is, or quoted with escapes
+ * when it holds control characters (a file must not drive the terminal).
+ * Returns buf or a malloc'd string in *owned. */
+static const char *display_name(const char *name, char **owned)
+{
+    *owned = NULL;
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+        if (*p < 0x20 || *p == 0x7f) return *owned = quote(name, strlen(name), 0);
+    return name;
+}
+
 /* Whether NAME.smarterquant.permutation holds a non-empty array. */
 static int permuted(const sq_gguf *g, const char *name)
 {
@@ -108,8 +119,10 @@ static int print_text(const sq_gguf *g, bool full)
                      sq_gguf_arr_n(g, i));
         else
             snprintf(type, sizeof type, "%s", sq_gguf_type_name(t));
-        char *v = format_kv(g, i, max, 0);
-        printf("  %4" PRId64 "  %-44s %-20s = %s\n", i, sq_gguf_key(g, i), type, v ? v : "(out of memory)");
+        char *v = format_kv(g, i, max, 0), *owned;
+        const char *key = display_name(sq_gguf_key(g, i), &owned);
+        printf("  %4" PRId64 "  %-44s %-20s = %s\n", i, key ? key : "?", type, v ? v : "(out of memory)");
+        free(owned);
         free(v);
     }
     printf("\ntensors:\n  %4s  %-36s %-26s %-8s %12s %12s\n", "#", "name", "shape", "type", "offset", "bytes");
@@ -120,8 +133,11 @@ static int print_text(const sq_gguf *g, bool full)
         for (int d = 0; d < t->n_dims; d++)
             k += snprintf(shape + k, sizeof shape - (size_t)k, "%s%" PRId64, d ? ", " : "", t->ne[d]);
         snprintf(shape + k, sizeof shape - (size_t)k, "]");
-        printf("  %4" PRId64 "  %-36s %-26s %-8s %12" PRIu64 " %12" PRIu64, i, t->name, shape, sq_type_name(t->type),
-               t->offset, t->nbytes);
+        char *owned;
+        const char *name = display_name(t->name, &owned);
+        printf("  %4" PRId64 "  %-36s %-26s %-8s %12" PRIu64 " %12" PRIu64, i, name ? name : "?", shape,
+               sq_type_name(t->type), t->offset, t->nbytes);
+        free(owned);
         if (t->smarterquant)
             printf("  smarterquant [%s, %s, %s, %s]%s", sq_type_name(t->sq_types[0]), sq_type_name(t->sq_types[1]),
                    sq_type_name(t->sq_types[2]), sq_type_name(t->sq_types[3]),
