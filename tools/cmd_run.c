@@ -77,14 +77,16 @@ int sq_cmd_run(int argc, char **argv)
     unsigned long long seed = 42;
     bool echo = true;
     n_threads = sq_default_threads();
+    const sq_engine_args eng = {&model_path, &n_ctx, 0, &n_batch, &n_threads, &kv_type};
     for (int i = 1; i < argc; i++) {
+        const int shared = sq_arg_engine("run", argc, argv, &i, &eng);
+        if (shared < 0) return 2;
+        if (shared) continue;
         const char *a = argv[i];
         const bool has = i + 1 < argc;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
             return 0;
-        } else if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && has) {
-            model_path = argv[++i];
         } else if ((!strcmp(a, "-p") || !strcmp(a, "--prompt")) && has) {
             prompt = argv[++i];
         } else if ((!strcmp(a, "-f") || !strcmp(a, "--file")) && has) {
@@ -106,14 +108,6 @@ int sq_cmd_run(int argc, char **argv)
                 fprintf(stderr, "sq run: --seed '%s': want a non-negative integer\n", v);
                 return 2;
             }
-        } else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && has) {
-            if (!sq_arg_int("run", a, argv[++i], 1, 1024, &n_threads)) return 2;
-        } else if ((!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) && has) {
-            if (!sq_arg_int("run", a, argv[++i], 0, 16777216, &n_ctx)) return 2;
-        } else if ((!strcmp(a, "-b") || !strcmp(a, "--batch-size")) && has) {
-            if (!sq_arg_int("run", a, argv[++i], 1, 16777216, &n_batch)) return 2;
-        } else if (!strcmp(a, "--kv-type") && has) {
-            if (!sq_arg_kv_type("run", argv[++i], &kv_type)) return 2;
         } else if (!strcmp(a, "--no-echo")) {
             echo = false;
         } else {

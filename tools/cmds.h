@@ -77,6 +77,45 @@ static inline bool sq_arg_kv_type(const char *cmd, const char *s, int *out)
     return true;
 }
 
+/* The engine flags that run, perplexity and imatrix share, written into the
+ * caller's variables: -m/--model, -c/--ctx-size (ctx_min .. 2^24), -b/--batch-size,
+ * -t/--threads (1 .. 1024) and --kv-type f16|f32. */
+typedef struct sq_engine_args {
+    const char **model;
+    int *n_ctx;
+    int ctx_min;
+    int *n_batch;
+    int *n_threads;
+    int *kv_type;
+} sq_engine_args;
+
+/* If argv[*i] is one of the engine flags with a value after it, stores the
+ * value, advances *i past it and returns 1; returns 0 for any other argument,
+ * and -1 after printing "sq CMD: ..." for a bad value (a usage error). */
+static inline int sq_arg_engine(const char *cmd, int argc, char **argv, int *i, const sq_engine_args *e)
+{
+    const char *a = argv[*i];
+    if (*i + 1 >= argc) return 0;
+    const char *v = argv[*i + 1];
+    bool ok;
+    if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
+        *e->model = v;
+        ok = true;
+    } else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) {
+        ok = sq_arg_int(cmd, a, v, e->ctx_min, 16777216, e->n_ctx);
+    } else if (!strcmp(a, "-b") || !strcmp(a, "--batch-size")) {
+        ok = sq_arg_int(cmd, a, v, 1, 16777216, e->n_batch);
+    } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
+        ok = sq_arg_int(cmd, a, v, 1, 1024, e->n_threads);
+    } else if (!strcmp(a, "--kv-type")) {
+        ok = sq_arg_kv_type(cmd, v, e->kv_type);
+    } else {
+        return 0;
+    }
+    *i += 1;
+    return ok ? 1 : -1;
+}
+
 /* Whether an output file can be created where `path` says: its folder exists
  * and is writable. Tools that write only after a long computation (plan,
  * imatrix) check it first, so a typo costs seconds, not the whole run; prints
