@@ -78,15 +78,30 @@ SQ_INLINE void kz_act_nib(const blk_q8_K *x, __m512i y[4])
     }
 }
 
+/* Q4_K / Q5_K: the 8 six-bit scales (bytes 0..7) and mins (bytes 8..15) of
+ * the 12 packed bytes, in registers (unpack_k4_scales' 32-bit lane formulas
+ * with per-lane shifts; the 4 bytes read past the scales are the block's own
+ * qh/qs and are masked off). */
+SQ_INLINE __m128i kz_k4_scales(const uint8_t *packed)
+{
+    const __m128i v = _mm_loadu_si128((const __m128i *)packed);     /* u32 lanes a0 a1 a2 - */
+    const __m128i x = _mm_shuffle_epi32(v, _MM_SHUFFLE(2, 1, 2, 0)); /* a0 a2 a1 a2 */
+    const __m128i y = _mm_shuffle_epi32(v, _MM_SHUFFLE(1, 1, 0, 0)); /* a0 a0 a1 a1 */
+    const __m128i lo = _mm_and_si128(_mm_srlv_epi32(x, _mm_setr_epi32(0, 0, 0, 4)),
+                                     _mm_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f));
+    const __m128i hi = _mm_and_si128(_mm_srli_epi32(y, 6), _mm_setr_epi32(0, 0x03030303, 0, 0x03030303));
+    return _mm_or_si128(lo, _mm_slli_epi32(hi, 4));
+}
+
 /* Q4_K and Q5_K: sub-block scales from the nibble order, mins against the bsums. */
-SQ_INLINE void kz_k4_tail(const uint8_t sm[16], const __m512i q[4], const __m512i y[4], float d,
+SQ_INLINE void kz_k4_tail(__m128i sm, const __m512i q[4], const __m512i y[4], float d,
                           float dmin, const blk_q8_K *x, __m512 *acc, __m256 *accm, const int nat)
 {
-    const __m512i sc16 = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)sm)));
+    const __m512i sc16 = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(sm));
     __m512i isum = _mm512_setzero_si512();
     SQ_UNROLL for (int g = 0; g < 4; g++)
         isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(q[g], y[g]), spread_scales16(sc16, nat ? KZ_TAB(kz_pair_idx, g) : KZ_TAB(kz_nib_idx, g)));
-    const __m256i mb = mins_times_bsums(x->bsums, _mm_loadl_epi64((const __m128i *)(sm + 8)));
+    const __m256i mb = mins_times_bsums(x->bsums, _mm_unpackhi_epi64(sm, sm));
     *acc = _mm512_fmadd_ps(_mm512_set1_ps(d * x->d), _mm512_cvtepi32_ps(isum), *acc);
     *accm = _mm256_fnmadd_ps(_mm256_set1_ps(dmin * x->d), _mm256_cvtepi32_ps(mb), *accm);
 }
@@ -109,8 +124,7 @@ SQ_INLINE void kz_k4_nibbles(const uint8_t *qs, __m512i q[4], const int nat)
 SQ_INLINE void kz_q4_K(const blk_q4_K *w, const blk_q8_K *x, const __m512i y[4], __m512 *acc, __m256 *accm,
                        const int nat)
 {
-    uint8_t sm[16];
-    unpack_k4_scales(w->scales, sm);
+    const __m128i sm = kz_k4_scales(w->scales);
     __m512i q[4];
     kz_k4_nibbles(w->qs, q, nat);
     kz_k4_tail(sm, q, y, h2f(w->d), h2f(w->dmin), x, acc, accm, nat);
@@ -122,8 +136,7 @@ SQ_INLINE void kz_q5_K(const blk_q5_K *w, const blk_q8_K *x, const __m512i y[4],
                        const int nat)
 {
     const __m512i b16 = _mm512_set1_epi8(0x10);
-    uint8_t sm[16];
-    unpack_k4_scales(w->scales, sm);
+    const __m128i sm = kz_k4_scales(w->scales);
     const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)w->qh));
     __m512i q[4];
     kz_k4_nibbles(w->qs, q, nat);
@@ -264,7 +277,7 @@ SQ_DEFINE_KZ_VDOT(q6_K, nat, 0)
 SQ_INLINE __m128 kz_reduce4(const __m512 acc[4], const __m256 accm[4])
 {
     __m128 q[4];
-    for (int r = 0; r < 4; r++) {
+    SQ_UNROLL for (int r = 0; r < 4; r++) {
         const __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[r]), 1));
         const __m256 h = _mm256_add_ps(_mm256_add_ps(_mm512_castps512_ps256(acc[r]), hi), accm[r]);
         q[r] = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
@@ -305,7 +318,7 @@ SQ_INLINE void kz_band(const sq__krun *run, int nrun, const char *w, size_t ws, 
         if (accumulate) s = _mm_add_ps(s, _mm_loadu_ps(y));
         _mm_storeu_ps(y, s);
     } else {
-        for (int r = 0; r < NR; r++) {
+        SQ_UNROLL for (int r = 0; r < NR; r++) {
             const float v = _mm512_reduce_add_ps(acc[r]) + hsum_ps(accm[r]);
             y[r] = accumulate ? y[r] + v : v;
         }
