@@ -64,6 +64,23 @@ SQ_INLINE float hsum_ps(__m256 v)
     return _mm_cvtss_f32(s);
 }
 
+/* The sums of 4 registers in one __m128 (register r in lane r). */
+SQ_INLINE __m128 hsum4_ps(__m256 a, __m256 b, __m256 c, __m256 d)
+{
+    const __m128 qa = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    const __m128 qb = _mm_add_ps(_mm256_castps256_ps128(b), _mm256_extractf128_ps(b, 1));
+    const __m128 qc = _mm_add_ps(_mm256_castps256_ps128(c), _mm256_extractf128_ps(c, 1));
+    const __m128 qd = _mm_add_ps(_mm256_castps256_ps128(d), _mm256_extractf128_ps(d, 1));
+    return _mm_hadd_ps(_mm_hadd_ps(qa, qb), _mm_hadd_ps(qc, qd));
+}
+
+/* Stores (or adds to) y[0..3] the 4 sums of hsum4_ps. */
+SQ_INLINE void store4_ps(float *y, __m128 s, bool accumulate)
+{
+    if (accumulate) s = _mm_add_ps(s, _mm_loadu_ps(y));
+    _mm_storeu_ps(y, s);
+}
+
 SQ_INLINE int hsum_epi32(__m256i v)
 {
     __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));

@@ -272,17 +272,11 @@ SQ_DEFINE_KZ_VDOT(q5_K, nat, 1)
 SQ_DEFINE_KZ_VDOT(q6_K, nat, 0)
 #undef SQ_DEFINE_KZ_VDOT
 
-/* The sums of 4 rows' accumulators in one __m128 (row r in lane r): each
- * 512-bit acc folded to 256 bits plus accm, to 128, then two rounds of hadd. */
-SQ_INLINE __m128 kz_reduce4(const __m512 acc[4], const __m256 accm[4])
+/* A row's 512-bit acc folded to 256 bits, plus its accm. */
+SQ_INLINE __m256 kz_fold(__m512 acc, __m256 accm)
 {
-    __m128 q[4];
-    SQ_UNROLL for (int r = 0; r < 4; r++) {
-        const __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[r]), 1));
-        const __m256 h = _mm256_add_ps(_mm256_add_ps(_mm512_castps512_ps256(acc[r]), hi), accm[r]);
-        q[r] = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-    }
-    return _mm_hadd_ps(_mm_hadd_ps(q[0], q[1]), _mm_hadd_ps(q[2], q[3]));
+    const __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc), 1));
+    return _mm256_add_ps(_mm256_add_ps(_mm512_castps512_ps256(acc), hi), accm);
 }
 
 /* One run of NR rows: per block, the activations once, then each row's step. */
@@ -294,7 +288,8 @@ SQ_INLINE __m128 kz_reduce4(const __m512 acc[4], const __m256 accm[4])
             kzs_##T##_##ACT((const blk_##T *)(wr + (size_t)r * ws) + i, xr + i, ya, &acc[r], &accm[r]);         \
     }
 
-/* NR rows (1 or 4) over all runs, each row reduced once at the end. */
+/* NR rows (1 or 4) over all runs, each row reduced once at the end. The run
+ * types are those of sq__runs_handles() (Q6_K is the default case). */
 SQ_INLINE void kz_band(const sq__krun *run, int nrun, const char *w, size_t ws, const char *x,
                        float *y, bool accumulate, const int NR)
 {
@@ -314,14 +309,11 @@ SQ_INLINE void kz_band(const sq__krun *run, int nrun, const char *w, size_t ws, 
         }
     }
     if (NR == 4) {
-        __m128 s = kz_reduce4(acc, accm);
-        if (accumulate) s = _mm_add_ps(s, _mm_loadu_ps(y));
-        _mm_storeu_ps(y, s);
+        store4_ps(y, hsum4_ps(kz_fold(acc[0], accm[0]), kz_fold(acc[1], accm[1]), kz_fold(acc[2], accm[2]),
+                              kz_fold(acc[3], accm[3])), accumulate);
     } else {
-        SQ_UNROLL for (int r = 0; r < NR; r++) {
-            const float v = _mm512_reduce_add_ps(acc[r]) + hsum_ps(accm[r]);
-            y[r] = accumulate ? y[r] + v : v;
-        }
+        const float v = hsum_ps(kz_fold(acc[0], accm[0]));
+        y[0] = accumulate ? y[0] + v : v;
     }
 }
 #undef KZ_RUN
