@@ -152,6 +152,20 @@ SQ_INLINE __m256i scale_pair16(__m256i s16x2, int j)
     return _mm256_shuffle_epi8(s16x2, shuf);
 }
 
+/* Q6_K: the 6-bit values (0..63) of one 128-value half from its 64 ql and
+ * 32 qh bytes, as 4 groups of 32 in value order. */
+SQ_INLINE void q6k_half(const uint8_t *ql, const uint8_t *qhp, __m256i q[4])
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(0x30);
+    const __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
+    const __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+    const __m256i qh = _mm256_loadu_si256((const __m256i *)qhp);
+    q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m3));
+    q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m3));
+    q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(qh, m3));
+    q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(qh, 2), m3));
+}
+
 /* Q4_K / Q5_K: the 8 six-bit scales (out[0..7]) and mins (out[8..15]) of the 12 packed bytes. */
 SQ_INLINE void unpack_k4_scales(const uint8_t *packed, uint8_t out[16])
 {
