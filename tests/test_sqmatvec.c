@@ -124,16 +124,18 @@ static void test_kquant_mix(void)
     check_mix(t, 45, 1536);
 }
 
-/* Every K-quant with a multi-row kernel, runs of several segments. */
+/* Every type of the run kernels (K-quants, IQ4_XS), runs of several segments. */
 static void test_kquant_runs(void)
 {
+    const int x[4] = { SQ_TYPE_IQ4_XS, SQ_TYPE_Q4_K, SQ_TYPE_IQ4_XS, SQ_TYPE_Q6_K };
+    check_mix(x, 38, 1280);
     const int a[4] = { SQ_TYPE_Q6_K, SQ_TYPE_Q2_K, SQ_TYPE_Q2_K, SQ_TYPE_Q5_K };
     check_mix(a, 70, 2048);
     const int b[4] = { SQ_TYPE_Q4_K, SQ_TYPE_Q4_K, SQ_TYPE_Q6_K, SQ_TYPE_Q3_K };
     check_mix(b, 33, 1280);
 }
 
-/* Types without a multi-row kernel (vec_dot per row) next to ones with it. */
+/* Types outside the run kernels (vec_dot per row, added after) next to ones in it. */
 static void test_mixed_fallback(void)
 {
     const int t[4] = { SQ_TYPE_Q8_0, SQ_TYPE_Q4_K, SQ_TYPE_Q4_0, SQ_TYPE_Q6_K };

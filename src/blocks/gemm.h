@@ -51,8 +51,8 @@ typedef struct sq__krun {
 typedef void (*sq__runs_fn)(const sq__krun *run, int nrun, const void *w, size_t w_stride, int nr, const void *x,
                             float *y, bool accumulate);
 
-/* Whether the run kernels handle weight type `type` (the 256-value K-quants
- * Q2_K..Q6_K with Q8_K activations). */
+/* Whether the run kernels handle weight type `type` (the 256-value types with
+ * Q8_K activations: Q2_K..Q6_K and IQ4_XS). */
 bool sq__runs_handles(int type);
 
 /* The run kernel of an ISA (NULL when there is none) and the one in effect. */

@@ -349,37 +349,32 @@ SQ_INLINE void kb_q2_K(const blk_q2_K *w, int64_t i, const void *vx, size_t xs, 
 SQ_K_FROM_KB(q2_K)
 
 /* IQ4_XS x Q8_K: IQ4_NL code values with a 6-bit scale (offset 32) per 32. */
-SQ_INLINE void k_iq4_xs(int64_t n, const void *vw, const void *vx, size_t xs, float *out, const int NC)
+SQ_INLINE void kb_iq4_xs(const blk_iq4_xs *w, int64_t i, const void *vx, size_t xs, __m256 *acc, const int NC)
 {
-    const blk_iq4_xs *w = vw;
-    const int64_t nb = n / 256;
     const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)iq4nl_values));
-    __m256 acc[MAXNC];
-    SQ_UNROLL for (int c = 0; c < NC; c++) acc[c] = _mm256_setzero_ps();
-    for (int64_t i = 0; i < nb; i++) {
-        const float d = h2f(w[i].d);
-        int16_t ls[8];
-        _mm_storeu_si128((__m128i *)ls, iq4xs_scales16(w[i].scales_l, w[i].scales_h));
-        __m256i isum[MAXNC];
-        SQ_UNROLL for (int c = 0; c < NC; c++) isum[c] = _mm256_setzero_si256();
-        for (int ib = 0; ib < 8; ib++) {
-            const __m256i s = _mm256_set1_epi16(ls[ib]);
-            const __m256i q = _mm256_shuffle_epi8(table, nibbles32(w[i].qs + 16 * ib));
-            const __m256i aq = _mm256_sign_epi8(q, q);
-            SQ_UNROLL for (int c = 0; c < NC; c++) {
-                const blk_q8_K *x = XCOL(blk_q8_K, vx, xs, c) + i;
-                const __m256i y = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * ib));
-                /* |q|·±y pairs fit int16: 2·127·128 < 32768 */
-                isum[c] = dp_s16(isum[c], _mm256_maddubs_epi16(aq, _mm256_sign_epi8(y, q)), s);
-            }
-        }
+    const float d = h2f(w[i].d);
+    int16_t ls[8];
+    _mm_storeu_si128((__m128i *)ls, iq4xs_scales16(w[i].scales_l, w[i].scales_h));
+    __m256i isum[MAXNC];
+    SQ_UNROLL for (int c = 0; c < NC; c++) isum[c] = _mm256_setzero_si256();
+    for (int ib = 0; ib < 8; ib++) {
+        const __m256i s = _mm256_set1_epi16(ls[ib]);
+        const __m256i q = _mm256_shuffle_epi8(table, nibbles32(w[i].qs + 16 * ib));
+        const __m256i aq = _mm256_sign_epi8(q, q);
         SQ_UNROLL for (int c = 0; c < NC; c++) {
             const blk_q8_K *x = XCOL(blk_q8_K, vx, xs, c) + i;
-            acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(d * x->d), _mm256_cvtepi32_ps(isum[c]), acc[c]);
+            const __m256i y = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * ib));
+            /* |q|·±y pairs fit int16: 2·127·128 < 32768 */
+            isum[c] = dp_s16(isum[c], _mm256_maddubs_epi16(aq, _mm256_sign_epi8(y, q)), s);
         }
     }
-    SQ_UNROLL for (int c = 0; c < NC; c++) out[c] = hsum_ps(acc[c]);
+    SQ_UNROLL for (int c = 0; c < NC; c++) {
+        const blk_q8_K *x = XCOL(blk_q8_K, vx, xs, c) + i;
+        acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(d * x->d), _mm256_cvtepi32_ps(isum[c]), acc[c]);
+    }
 }
+
+SQ_K_FROM_KB(iq4_xs)
 
 /* ---- vec_dot and tile instances ---- */
 

@@ -272,6 +272,50 @@ SQ_DEFINE_KZ_VDOT(q5_K, nat, 1)
 SQ_DEFINE_KZ_VDOT(q6_K, nat, 0)
 #undef SQ_DEFINE_KZ_VDOT
 
+/* IQ4_XS: |code value| times the activations with the code's sign applied
+ * (AVX-512 has no vpsignb: a masked subtraction), pairs summed to int16 and
+ * scaled by the 6-bit block scales with vpdpwssd. */
+SQ_INLINE void kb_iq4_xs_z(const blk_iq4_xs *w, int64_t i, const void *vx, size_t xs, __m512 *accz, const int NC)
+{
+    /* |code value| table; the codes of nibbles 0..7 are negative, 8..15 positive */
+    const __m512i table = _mm512_broadcast_i32x4(_mm_abs_epi8(_mm_loadu_si128((const __m128i *)iq4nl_values)));
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const __m512i ls16 = _mm512_castsi128_si512(iq4xs_scales16(w[i].scales_l, w[i].scales_h));
+    __m512i isum[MAXNC];
+    SQ_UNROLL for (int c = 0; c < NC; c++) isum[c] = _mm512_setzero_si512();
+    SQ_UNROLL for (int k = 0; k < 4; k++) {
+        /* sub-blocks 2k, 2k+1: 16 bytes each, low nibbles = first 16 values */
+        const __m256i raw = _mm256_loadu_si256((const __m256i *)(w[i].qs + 32 * k));
+        const __m256i lo = _mm256_and_si256(raw, m4), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+        const __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1); /* lo0 lo1 hi0 hi1 */
+        const __m512i ordered = _mm512_shuffle_i64x2(both, both, _MM_SHUFFLE(3, 1, 2, 0)); /* lo0 hi0 lo1 hi1 */
+        const __m512i aq = _mm512_shuffle_epi8(table, ordered);
+        const __mmask64 neg = _mm512_cmplt_epu8_mask(ordered, _mm512_set1_epi8(8));
+        /* int16 lanes 0..15 take scale 2k, lanes 16..31 scale 2k+1 (kz_pair_idx) */
+        const __m512i sk = _mm512_permutexvar_epi16(KZ_TAB(kz_pair_idx, k), ls16);
+        SQ_UNROLL for (int c = 0; c < NC; c++) {
+            const blk_q8_K *x = XCOL(blk_q8_K, vx, xs, c) + i;
+            const __m512i y = _mm512_loadu_si512(x->qs + 64 * k);
+            /* ±y with the sign of the code value: |q|·±y pairs fit int16 (2·127·127) */
+            const __m512i sy = _mm512_mask_sub_epi8(y, neg, _mm512_setzero_si512(), y);
+            isum[c] = _mm512_dpwssd_epi32(isum[c], _mm512_maddubs_epi16(aq, sy), sk);
+        }
+    }
+    const float d = h2f(w[i].d);
+    SQ_UNROLL for (int c = 0; c < NC; c++) {
+        const blk_q8_K *x = XCOL(blk_q8_K, vx, xs, c) + i;
+        accz[c] = _mm512_fmadd_ps(_mm512_set1_ps(d * x->d), _mm512_cvtepi32_ps(isum[c]), accz[c]);
+    }
+}
+
+SQ_INLINE void k_iq4_xs_zmm(int64_t n, const void *vw, const void *vx, size_t xs, float *out, const int NC)
+{
+    const blk_iq4_xs *w = vw;
+    __m512 accz[MAXNC];
+    SQ_UNROLL for (int c = 0; c < NC; c++) accz[c] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n / 256; i++) kb_iq4_xs_z(w, i, vx, xs, accz, NC);
+    SQ_UNROLL for (int c = 0; c < NC; c++) out[c] = _mm512_reduce_add_ps(accz[c]);
+}
 /* A row's 512-bit acc folded to 256 bits, plus its accm. */
 SQ_INLINE __m256 kz_fold(__m512 acc, __m256 accm)
 {
@@ -305,6 +349,10 @@ SQ_INLINE void kz_band(const sq__krun *run, int nrun, const char *w, size_t ws, 
         case SQ_TYPE_Q3_K: KZ_RUN(q3_K, nat) break;
         case SQ_TYPE_Q4_K: KZ_RUN(q4_K, nib) break;
         case SQ_TYPE_Q5_K: KZ_RUN(q5_K, nib) break;
+        case SQ_TYPE_IQ4_XS:
+            for (int64_t i = 0; i < nb; i++)
+                SQ_UNROLL for (int r = 0; r < NR; r++) kb_iq4_xs_z((const blk_iq4_xs *)(wr + (size_t)r * ws), i, xr, 0, &acc[r], 1);
+            break;
         default: KZ_RUN(q6_K, nat) break;
         }
     }
@@ -328,53 +376,6 @@ static void runs_zmm(const sq__krun *run, int nrun, const void *w, size_t ws, in
 }
 
 
-/* IQ4_XS: |code value| times the activations with the code's sign applied
- * (AVX-512 has no vpsignb: a masked subtraction), pairs summed to int16 and
- * scaled by the 6-bit block scales with vpdpwssd. */
-SQ_INLINE void k_iq4_xs_zmm(int64_t n, const void *vw, const void *vx, size_t xs, float *out, const int NC)
-{
-    const blk_iq4_xs *w = vw;
-    const int64_t nb = n / 256;
-    /* |code value| table; the codes of nibbles 0..7 are negative, 8..15 positive */
-    const __m128i t8 = _mm_abs_epi8(_mm_loadu_si128((const __m128i *)iq4nl_values));
-    const __m512i table = _mm512_broadcast_i32x4(t8);
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
-    /* int16 lanes 0..15 take scale 2k, lanes 16..31 scale 2k+1 */
-    __m512i idx[4];
-    for (int k = 0; k < 4; k++)
-        idx[k] = _mm512_mask_blend_epi16(0xFFFF0000u, _mm512_set1_epi16((short)(2 * k)),
-                                         _mm512_set1_epi16((short)(2 * k + 1)));
-    __m512 accz[MAXNC];
-    SQ_UNROLL for (int c = 0; c < NC; c++) accz[c] = _mm512_setzero_ps();
-    for (int64_t i = 0; i < nb; i++) {
-        const __m512i ls16 = _mm512_castsi128_si512(iq4xs_scales16(w[i].scales_l, w[i].scales_h));
-        __m512i isum[MAXNC];
-        SQ_UNROLL for (int c = 0; c < NC; c++) isum[c] = _mm512_setzero_si512();
-        for (int k = 0; k < 4; k++) {
-            /* sub-blocks 2k, 2k+1: 16 bytes each, low nibbles = first 16 values */
-            const __m256i raw = _mm256_loadu_si256((const __m256i *)(w[i].qs + 32 * k));
-            const __m256i lo = _mm256_and_si256(raw, m4), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
-            const __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1); /* lo0 lo1 hi0 hi1 */
-            const __m512i ordered = _mm512_shuffle_i64x2(both, both, _MM_SHUFFLE(3, 1, 2, 0)); /* lo0 hi0 lo1 hi1 */
-            const __m512i aq = _mm512_shuffle_epi8(table, ordered);
-            const __mmask64 neg = _mm512_cmplt_epu8_mask(ordered, _mm512_set1_epi8(8));
-            const __m512i sk = _mm512_permutexvar_epi16(idx[k], ls16);
-            SQ_UNROLL for (int c = 0; c < NC; c++) {
-                const blk_q8_K *x = XCOL(blk_q8_K, vx, xs, c) + i;
-                const __m512i y = _mm512_loadu_si512(x->qs + 64 * k);
-                /* ±y with the sign of the code value: |q|·±y pairs fit int16 (2·127·127) */
-                const __m512i sy = _mm512_mask_sub_epi8(y, neg, _mm512_setzero_si512(), y);
-                isum[c] = _mm512_dpwssd_epi32(isum[c], _mm512_maddubs_epi16(aq, sy), sk);
-            }
-        }
-        const float d = h2f(w[i].d);
-        SQ_UNROLL for (int c = 0; c < NC; c++) {
-            const blk_q8_K *x = XCOL(blk_q8_K, vx, xs, c) + i;
-            accz[c] = _mm512_fmadd_ps(_mm512_set1_ps(d * x->d), _mm512_cvtepi32_ps(isum[c]), accz[c]);
-        }
-    }
-    SQ_UNROLL for (int c = 0; c < NC; c++) out[c] = _mm512_reduce_add_ps(accz[c]);
-}
 #define k_iq4_xs_z k_iq4_xs_zmm
 SQ_DEFINE_QUANT_KERNELS(iq4_xs_z)
 
