@@ -6,9 +6,11 @@
  * Kernels never allocate: the gathered and quantized activations live in the
  * caller's work buffer (sq_weight_matmul_work_size). Kernels are looked up
  * once per call in the private tables of the blocks module
- * (src/blocks/kernels.h, src/blocks/gemm.h: the same tile kernels sq_matmul
- * uses, called once per run with accumulation), so the loop over chunks
- * calls straight through function pointers with precomputed byte offsets.
+ * (src/blocks/kernels.h, src/blocks/gemm.h: for n > 1 the same tile kernels
+ * sq_matmul uses, called once per run with accumulation; for n = 1 the run
+ * kernel, which walks all runs of several rows and reduces each row once),
+ * so the loop over chunks calls straight through function pointers with
+ * precomputed byte offsets.
  */
 #include <stdatomic.h>
 #include <stdint.h>
