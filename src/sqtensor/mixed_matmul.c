@@ -140,14 +140,20 @@ static size_t gather_bytes(const sq_weight *w, int64_t n)
     return w->perm ? align_up((size_t)n * (size_t)w->cols * sizeof(float)) : 0;
 }
 
+/* The work bytes of a mixed product with plan p. */
+static size_t plan_work_size(const sq_weight *w, const sq__plan *p, int64_t n)
+{
+    if (p->uniform) return SQ__ALIGN + gather_bytes(w, n) + sq_matmul_work_size(p->run[0].type, w->cols, n);
+    return SQ__ALIGN + gather_bytes(w, n) + (size_t)n * p->act_row;
+}
+
 size_t sq_weight_matmul_work_size(const sq_weight *w, int64_t n)
 {
     if (!w || n <= 0) return 0;
     if (!w->mixed) return sq_matmul_work_size(w->type, w->cols, n);
     sq__plan p;
     if (!plan_runs(w, &p)) return 0;
-    if (p.uniform) return SQ__ALIGN + gather_bytes(w, n) + sq_matmul_work_size(p.run[0].type, w->cols, n);
-    return SQ__ALIGN + gather_bytes(w, n) + (size_t)n * p.act_row;
+    return plan_work_size(w, &p, n);
 }
 
 /* Shared state of one mixed product. */
@@ -294,7 +300,7 @@ sq_status sq_weight_matmul(sq_threadpool *tp, const sq_weight *w, const float *X
     if (!plan_runs(w, &p))
         return sq_error_set(err, SQ_EINVAL, "SmarterQuant matmul: the view's types do not fit %lld columns",
                             (long long)w->cols);
-    const size_t need = sq_weight_matmul_work_size(w, n);
+    const size_t need = plan_work_size(w, &p, n);
     if (work_size < need || (need && !work))
         return sq_error_set(err, SQ_EINVAL, "SmarterQuant matmul: work buffer of %zu bytes, %zu needed", work_size,
                             need);
