@@ -230,7 +230,7 @@ int sq_cmd_tokenize(int argc, char **argv)
     sq_vocab *v = NULL;
     sq_error e = {0};
     double t0 = sq_time_now();
-    if (sq_gguf_open(model, &g, &e) != SQ_OK || sq_vocab_load_gguf(g, &v, &e) != SQ_OK) {
+    if (sq_gguf_open_model(model, &g, &e) != SQ_OK || sq_vocab_load_gguf(g, &v, &e) != SQ_OK) {
         fprintf(stderr, "sq tokenize: %s\n", e.msg);
         sq_gguf_close(g);
         return 1;

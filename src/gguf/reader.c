@@ -449,7 +449,7 @@ static sq_status walk_header(parser *ps)
 
 /* ---- hashing (FNV-1a over a name given in two parts) ---- */
 
-static uint64_t hash2(const char *a, size_t alen, const char *b, size_t blen)
+uint64_t sq__gguf_hash2(const char *a, size_t alen, const char *b, size_t blen)
 {
     uint64_t h = 1469598103934665603ull;
     for (size_t i = 0; i < alen; i++) h = (h ^ (uint8_t)a[i]) * 1099511628211ull;
@@ -460,7 +460,7 @@ static uint64_t hash2(const char *a, size_t alen, const char *b, size_t blen)
 int64_t sq__gguf_find_key2(const sq_gguf *g, const char *a, size_t alen, const char *b, size_t blen)
 {
     if (!g || g->n_kv == 0) return -1;
-    uint64_t s = hash2(a, alen, b, blen) & g->kv_hash_mask;
+    uint64_t s = sq__gguf_hash2(a, alen, b, blen) & g->kv_hash_mask;
     for (;;) {
         const int64_t v = g->kv_hash[s];
         if (v == 0) return -1;
@@ -484,7 +484,7 @@ static sq_status index_keys(parser *ps)
     sq_gguf *g = ps->g;
     for (int64_t i = 0; i < g->n_kv; i++) {
         const sq__gguf_kv *kv = &g->kvs[i];
-        uint64_t s = hash2(kv->key, kv->key_len, "", 0) & g->kv_hash_mask;
+        uint64_t s = sq__gguf_hash2(kv->key, kv->key_len, "", 0) & g->kv_hash_mask;
         while (g->kv_hash[s]) {
             const sq__gguf_kv *o = &g->kvs[g->kv_hash[s] - 1];
             if (o->key_len == kv->key_len && memcmp(o->key, kv->key, kv->key_len) == 0)
@@ -503,7 +503,7 @@ static sq_status index_tensors(parser *ps)
     for (int64_t i = 0; i < g->n_tensors; i++) {
         const sq_gguf_tensor *t = &g->tensors[i];
         const size_t len = strlen(t->name);
-        uint64_t s = hash2(t->name, len, "", 0) & g->t_hash_mask;
+        uint64_t s = sq__gguf_hash2(t->name, len, "", 0) & g->t_hash_mask;
         while (g->t_hash[s]) {
             const int64_t o = g->t_hash[s] - 1;
             if (strcmp(g->tensors[o].name, t->name) == 0)
@@ -759,6 +759,8 @@ sq_status sq_gguf_open(const char *path, sq_gguf **out, sq_error *err)
 void sq_gguf_close(sq_gguf *g)
 {
     if (!g) return;
+    for (int i = 0; i < g->n_shards; i++) sq_gguf_close(g->shards[i]);
+    free(g->shards);
     if (g->mapped) munmap((void *)g->base, (size_t)g->size);
     free(g->block);
     free(g);
@@ -784,7 +786,7 @@ const sq_gguf_tensor *sq_gguf_find_tensor(const sq_gguf *g, const char *name)
 {
     if (!g || !name || g->n_tensors == 0) return NULL;
     const size_t len = strlen(name);
-    uint64_t s = hash2(name, len, "", 0) & g->t_hash_mask;
+    uint64_t s = sq__gguf_hash2(name, len, "", 0) & g->t_hash_mask;
     for (;;) {
         const int64_t v = g->t_hash[s];
         if (v == 0) return NULL;
