@@ -42,38 +42,6 @@ static void usage(FILE *f)
             "  -h, --help           this text\n");
 }
 
-/* Reads a whole file ("-": standard input) into a malloc'd buffer. */
-static char *read_all(const char *path, size_t *n)
-{
-    bool is_stdin = !strcmp(path, "-");
-    FILE *f = is_stdin ? stdin : fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 1 << 16, len = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        if (len == cap) {
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = nb;
-            cap *= 2;
-        }
-        size_t r = fread(buf + len, 1, cap - len, f);
-        len += r;
-        if (r == 0) break;
-    }
-    if (buf && ferror(f)) {
-        free(buf);
-        buf = NULL;
-    }
-    if (!is_stdin) fclose(f);
-    if (buf) *n = len;
-    return buf;
-}
-
 /* Prints a piece in single quotes with C-style escapes. */
 static void print_piece(const char *p, size_t n)
 {
@@ -125,9 +93,9 @@ static int emit(const sq_vocab *v, const char *text, size_t len, bool add_specia
 static int run_test(const sq_vocab *v, const char *inp_path, const char *out_path)
 {
     size_t in_n = 0, out_n = 0;
-    char *inp = read_all(inp_path, &in_n), *outp = read_all(out_path, &out_n);
+    char *inp = sq_read_file("tokenize", inp_path, &in_n);
+    char *outp = inp ? sq_read_file("tokenize", out_path, &out_n) : NULL;
     if (!inp || !outp) {
-        fprintf(stderr, "sq tokenize: cannot read %s\n", !inp ? inp_path : out_path);
         free(inp);
         free(outp);
         return 1;
@@ -258,9 +226,8 @@ int sq_cmd_tokenize(int argc, char **argv)
         rc = emit(v, prompt, strlen(prompt), add_special, parse_special, pieces);
     } else {
         size_t n = 0;
-        char *text = read_all(file, &n);
+        char *text = sq_read_file("tokenize", file, &n);
         if (!text) {
-            fprintf(stderr, "sq tokenize: cannot read %s: %s\n", file, strerror(errno));
             sq_vocab_free(v);
             return 1;
         }
