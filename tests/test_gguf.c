@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "testutil.h"
 #include "sq/gguf.h"
 
 /* ---- helpers ---- */
@@ -84,16 +85,6 @@ static sq_status copy_file(const sq_gguf *src, const char *path, sq_error *err)
 fail:
     sq_gguf_writer_abort(w);
     return st;
-}
-
-static bool files_equal(const char *a, const char *b)
-{
-    size_t na = 0, nb = 0;
-    void *x = harness_read_file(a, &na), *y = harness_read_file(b, &nb);
-    const bool eq = x && y && na == nb && memcmp(x, y, na) == 0;
-    free(x);
-    free(y);
-    return eq;
 }
 
 /* ---- the demo model ---- */
@@ -415,7 +406,7 @@ static void round_trip(const char *rel)
     snprintf(out, sizeof out, "%s/copy.gguf", tmp);
     sq_error err = {0};
     CHECK_MSG(copy_file(g, out, &err) == SQ_OK, "copy %s: %s", rel, err.msg);
-    CHECK_MSG(files_equal(sq_gguf_path(g), out), "%s: copy is byte-identical", rel);
+    CHECK_MSG(tu_files_equal(sq_gguf_path(g), out), "%s: copy is byte-identical", rel);
     CHECK_INT(dir_entries(tmp), 1); /* no temporary file left behind */
     sq_gguf_close(g);
     rm_dir(tmp);

@@ -136,16 +136,6 @@ static const char *in_dir(char *buf, size_t n, const char *dir, const char *name
     return buf;
 }
 
-static bool same_bytes(const char *a, const char *b)
-{
-    size_t na = 0, nb = 0;
-    void *x = harness_read_file(a, &na), *y = harness_read_file(b, &nb);
-    const bool eq = x && y && na == nb && memcmp(x, y, na) == 0;
-    free(x);
-    free(y);
-    return eq;
-}
-
 /* Every tensor of `want` is in `got` with the same shape, type and bytes. */
 static void check_same_tensors(const sq_gguf *got, const sq_gguf *want)
 {
@@ -167,15 +157,12 @@ static int64_t get_int(const sq_gguf *g, const char *key)
     return v;
 }
 
-static sq_quantize_params q8_params(void)
+/* COPY: every tensor copied as it is. */
+static sq_quantize_params copy_params(void)
 {
-    sq_quantize_params p;
-    memset(&p, 0, sizeof p);
-    p.ftype = SQ_FTYPE_Q8_0;
-    p.n_threads = 1;
-    p.output_tensor_type = -1;
-    p.token_embedding_type = -1;
-    return p;
+    sq_quantize_params c = tu_quantize_params(0, 1);
+    c.copy = true;
+    return c;
 }
 
 /* ---- tests ---- */
@@ -281,13 +268,13 @@ static void test_quantize_split_input(void)
     CHECK(write_file(in_dir(in1, sizeof in1, dir, "m.gguf"), 4, true, 0, 0, 0, 0, nt, -1));
     CHECK(write_split(dir, "s", 4, 3));
     in_dir(in3, sizeof in3, dir, "s-00001-of-00003.gguf");
-    sq_quantize_params p = q8_params();
+    sq_quantize_params p = tu_quantize_params(SQ_FTYPE_Q8_0, 1);
     sq_quantize_stats st1, st2, st3;
     sq_error e = {0};
     CHECK_MSG(sq_quantize_file(in1, in_dir(o1, sizeof o1, dir, "one.gguf"), &p, &st1, &e) == SQ_OK, "%s", e.msg);
     CHECK_MSG(sq_quantize_file(in3, in_dir(o2, sizeof o2, dir, "joined.gguf"), &p, &st2, &e) == SQ_OK, "%s", e.msg);
     CHECK_INT(st2.n_files, 1);
-    CHECK(same_bytes(o1, o2));
+    CHECK(tu_files_equal(o1, o2));
 
     /* --keep-split, with a SmarterQuant tensor in the last shard */
     int32_t perm[W];
@@ -345,9 +332,7 @@ static void test_quantize_split_input(void)
     sq_gguf_close(out);
     out = NULL;
     /* the split SmarterQuant output copied back into one file keeps its tensor */
-    sq_quantize_params c = q8_params();
-    c.copy = true;
-    c.ftype = 0;
+    sq_quantize_params c = copy_params();
     CHECK_MSG(sq_quantize_file(path, in_dir(o2, sizeof o2, dir, "back.gguf"), &c, NULL, &e) == SQ_OK, "%s", e.msg);
     CHECK(sq_gguf_open(o2, &out, &e) == SQ_OK);
     if (out) {
@@ -366,7 +351,7 @@ static void test_prune_layers(void)
     char dir[256], in1[600], o1[600], o2[600], path[600];
     CHECK(harness_tmpdir(dir, sizeof dir) != NULL);
     CHECK(write_file(in_dir(in1, sizeof in1, dir, "m.gguf"), 4, true, 0, 0, 0, 0, n_model_tensors(4), -1));
-    sq_quantize_params p = q8_params();
+    sq_quantize_params p = tu_quantize_params(SQ_FTYPE_Q8_0, 1);
     sq_error e = {0};
     CHECK(sq_quantize_file(in1, in_dir(o1, sizeof o1, dir, "full.gguf"), &p, NULL, &e) == SQ_OK);
     const int prune[] = {3, 1, 1}; /* any order, repeats allowed */
@@ -422,7 +407,7 @@ static void test_prune_layers(void)
     for (int i = 0; i < W; i++) perm[i] = W - 1 - i;
     sq_quantize_sqtensor sqt = {"blk.3.attn_q.weight", {SQ_TYPE_Q4_0, SQ_TYPE_Q8_0, SQ_TYPE_Q8_0, SQ_TYPE_Q8_0}, perm,
                                 W};
-    sq_quantize_params ks = q8_params();
+    sq_quantize_params ks = tu_quantize_params(SQ_FTYPE_Q8_0, 1);
     ks.keep_split = true;
     ks.sq_tensors = &sqt;
     ks.n_sq_tensors = 1;
@@ -448,9 +433,7 @@ static void test_prune_layers(void)
     sq_gguf_close(g);
     g = NULL;
     /* pruning the SmarterQuant output again: its keys follow the tensor or go */
-    sq_quantize_params c = q8_params();
-    c.copy = true;
-    c.ftype = 0;
+    sq_quantize_params c = copy_params();
     const int zero[] = {0};
     c.prune_layers = zero;
     c.n_prune_layers = 1;
@@ -471,37 +454,28 @@ static void test_tool(void)
     char dir[256], out[16384];
     CHECK(harness_tmpdir(dir, sizeof dir) != NULL);
     CHECK(write_split(dir, "s", 2, 2));
-    int rc = tu_run_sq(dir, "quantize --keep-split --no-sq-config s-00001-of-00002.gguf t.gguf Q8_0 1", out, sizeof out);
-    CHECK_INT(rc, 0);
-    CHECK_CONTAINS(out, "wrote t-00001-of-00002.gguf");
+    tu_expect_sq(dir, "quantize --keep-split --no-sq-config s-00001-of-00002.gguf t.gguf Q8_0 1", 0,
+                 "wrote t-00001-of-00002.gguf", out, sizeof out);
     CHECK_CONTAINS(out, "t-00002-of-00002.gguf");
     CHECK_INT(tu_count_files(dir, "t-"), 2);
-    rc = tu_run_sq(dir, "quantize --prune-layers 0 --no-sq-config s-00001-of-00002.gguf p.gguf Q8_0 1", out, sizeof out);
-    CHECK_INT(rc, 0);
-    CHECK_CONTAINS(out, "pruned 3 tensors");
-    rc = tu_run_sq(dir, "quantize --prune-layers 1,x s-00001-of-00002.gguf u.gguf Q8_0", out, sizeof out);
-    CHECK_INT(rc, 2);
-    CHECK_CONTAINS(out, "--prune-layers '1,x'");
-    rc = tu_run_sq(dir, "quantize --help", out, sizeof out);
-    CHECK_CONTAINS(out, "--keep-split");
+    tu_expect_sq(dir, "quantize --prune-layers 0 --no-sq-config s-00001-of-00002.gguf p.gguf Q8_0 1", 0,
+                 "pruned 3 tensors", out, sizeof out);
+    tu_expect_sq(dir, "quantize --prune-layers 1,x s-00001-of-00002.gguf u.gguf Q8_0", 2, "--prune-layers '1,x'", out,
+                 sizeof out);
+    tu_expect_sq(dir, "quantize --help", 0, "--keep-split", out, sizeof out);
     CHECK_CONTAINS(out, "--prune-layers");
     /* a missing shard: a message naming it, and no output at all */
     char p[600], q[600];
     CHECK(rename(in_dir(p, sizeof p, dir, "s-00002-of-00002.gguf"), in_dir(q, sizeof q, dir, "x")) == 0);
-    rc = tu_run_sq(dir, "quantize --keep-split --no-sq-config s-00001-of-00002.gguf u.gguf Q8_0", out, sizeof out);
-    CHECK_INT(rc, 1);
-    CHECK_CONTAINS(out, "s-00002-of-00002.gguf: cannot open");
+    tu_expect_sq(dir, "quantize --keep-split --no-sq-config s-00001-of-00002.gguf u.gguf Q8_0", 1,
+                 "s-00002-of-00002.gguf: cannot open", out, sizeof out);
     CHECK_INT(tu_count_files(dir, "u"), 0);
     CHECK(!tu_any_file_with(dir, ".tmp-"));
     /* inspect: the first shard shows the model, a lone shard is shown alone */
     CHECK(rename(q, p) == 0);
-    rc = tu_run_sq(dir, "inspect t-00001-of-00002.gguf", out, sizeof out);
-    CHECK_INT(rc, 0);
-    CHECK_CONTAINS(out, "split model: 2 files");
+    tu_expect_sq(dir, "inspect t-00001-of-00002.gguf", 0, "split model: 2 files", out, sizeof out);
     CHECK_CONTAINS(out, "shard 2");
-    rc = tu_run_sq(dir, "inspect t-00002-of-00002.gguf", out, sizeof out);
-    CHECK_INT(rc, 0);
-    CHECK_CONTAINS(out, "showing this file alone");
+    tu_expect_sq(dir, "inspect t-00002-of-00002.gguf", 0, "showing this file alone", out, sizeof out);
     tu_rm_rf(dir);
 }
 

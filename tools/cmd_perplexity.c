@@ -170,19 +170,16 @@ int sq_cmd_perplexity(int argc, char **argv)
     const char *model_path = NULL, *text_path = NULL, *kld_file = NULL;
     int n_ctx = 512, n_chunks = -1, n_batch = 2048, n_threads = sq_default_threads(), kv_type = SQ_TYPE_F16;
     bool kld = false;
-    const sq_engine_args eng = {&model_path, &n_ctx, 8, &n_batch, &n_threads, &kv_type};
+    const sq_engine_args eng = {&model_path, &text_path, &n_ctx, 8, &n_batch, &n_threads, &kv_type, usage};
     for (int i = 1; i < argc; i++) {
         const int shared = sq_arg_engine("perplexity", argc, argv, &i, &eng);
-        if (shared < 0) return 2;
-        if (shared) continue;
+        if (shared) { /* consumed (1), usage error (-1) or --help (2) */
+            if (shared == 1) continue;
+            return shared < 0 ? 2 : 0;
+        }
         const char *a = argv[i];
         const bool has = i + 1 < argc;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            return 0;
-        } else if ((!strcmp(a, "-f") || !strcmp(a, "--file")) && has) {
-            text_path = argv[++i];
-        } else if (!strcmp(a, "--chunks") && has) {
+        if (!strcmp(a, "--chunks") && has) {
             if (!sq_arg_int("perplexity", a, argv[++i], -1, 1000000000, &n_chunks)) return 2;
         } else if (!strcmp(a, "--kl-divergence-base") && has) {
             kld_file = argv[++i];

@@ -225,7 +225,7 @@ int sq_cmd_quantize(int argc, char **argv)
     char **ov_text = calloc((size_t)max_ov, sizeof *ov_text);
     const char **incl = calloc((size_t)argc + 1, sizeof *incl), **excl = calloc((size_t)argc + 1, sizeof *excl);
     sq_kv_override *kvo = calloc((size_t)argc + 1, sizeof *kvo);
-    int *prune = NULL, n_prune = 0, max_prune = 0;
+    int *prune = NULL, max_prune = 0;
     int n_incl = 0, n_excl = 0;
     const char *cfg_path = NULL;
     sq_config *cfg = NULL;
@@ -261,10 +261,11 @@ int sq_cmd_quantize(int argc, char **argv)
             if (!np) goto done;
             prune = np;
             max_prune += more;
-            if (!parse_prune_layers(v, prune, &n_prune, max_prune)) {
+            if (!parse_prune_layers(v, prune, &p.n_prune_layers, max_prune)) {
                 rc = 2;
                 goto done;
             }
+            p.prune_layers = prune;
         } else if (!strcmp(a, "--allow-requantize")) {
             p.allow_requantize = true;
         } else if (!strcmp(a, "--dry-run")) {
@@ -351,8 +352,6 @@ int sq_cmd_quantize(int argc, char **argv)
     p.imatrix_exclude = excl;
     p.n_imatrix_exclude = n_excl;
     p.kv_overrides = kvo;
-    p.prune_layers = prune;
-    p.n_prune_layers = n_prune;
     pr.imatrix = p.imatrix_path != NULL;
 
     /* IN OUT TYPE [N]; a dry run may leave OUT out */

@@ -47,20 +47,17 @@ int sq_cmd_run(int argc, char **argv)
     unsigned long long seed = 42;
     bool echo = true;
     n_threads = sq_default_threads();
-    const sq_engine_args eng = {&model_path, &n_ctx, 0, &n_batch, &n_threads, &kv_type};
+    const sq_engine_args eng = {&model_path, &file, &n_ctx, 0, &n_batch, &n_threads, &kv_type, usage};
     for (int i = 1; i < argc; i++) {
         const int shared = sq_arg_engine("run", argc, argv, &i, &eng);
-        if (shared < 0) return 2;
-        if (shared) continue;
+        if (shared) { /* consumed (1), usage error (-1) or --help (2) */
+            if (shared == 1) continue;
+            return shared < 0 ? 2 : 0;
+        }
         const char *a = argv[i];
         const bool has = i + 1 < argc;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            return 0;
-        } else if ((!strcmp(a, "-p") || !strcmp(a, "--prompt")) && has) {
+        if ((!strcmp(a, "-p") || !strcmp(a, "--prompt")) && has) {
             prompt = argv[++i];
-        } else if ((!strcmp(a, "-f") || !strcmp(a, "--file")) && has) {
-            file = argv[++i];
         } else if ((!strcmp(a, "-n") || !strcmp(a, "--n-predict")) && has) {
             if (!sq_arg_int("run", a, argv[++i], -1, 1000000000, &n_predict)) return 2;
         } else if (!strcmp(a, "--temp") && has) {

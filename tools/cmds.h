@@ -80,29 +80,40 @@ static inline bool sq_arg_kv_type(const char *cmd, const char *s, int *out)
     return true;
 }
 
-/* The engine flags that run, perplexity and imatrix share, written into the
- * caller's variables: -m/--model, -c/--ctx-size (ctx_min .. 2^24), -b/--batch-size,
- * -t/--threads (1 .. 1024) and --kv-type f16|f32. */
+/* The flags that run, perplexity and imatrix share, written into the
+ * caller's variables: -m/--model, -f/--file, -c/--ctx-size (ctx_min .. 2^24),
+ * -b/--batch-size, -t/--threads (1 .. 1024), --kv-type f16|f32; and
+ * -h/--help, which prints the tool's usage. */
 typedef struct sq_engine_args {
     const char **model;
+    const char **file;
     int *n_ctx;
     int ctx_min;
     int *n_batch;
     int *n_threads;
     int *kv_type;
+    void (*usage)(FILE *f);
 } sq_engine_args;
 
-/* If argv[*i] is one of the engine flags with a value after it, stores the
- * value, advances *i past it and returns 1; returns 0 for any other argument,
- * and -1 after printing "sq CMD: ..." for a bad value (a usage error). */
+/* If argv[*i] is one of the shared flags (with a value after it where it
+ * takes one), stores the value, advances *i past it and returns 1; returns
+ * 0 for any other argument; -1 after printing "sq CMD: ..." for a bad value
+ * (the tool exits 2); 2 after printing the usage for -h/--help (exit 0). */
 static inline int sq_arg_engine(const char *cmd, int argc, char **argv, int *i, const sq_engine_args *e)
 {
+    if (!strcmp(argv[*i], "-h") || !strcmp(argv[*i], "--help")) {
+        e->usage(stdout);
+        return 2;
+    }
     const char *a = argv[*i];
     if (*i + 1 >= argc) return 0;
     const char *v = argv[*i + 1];
     bool ok;
     if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
         *e->model = v;
+        ok = true;
+    } else if (!strcmp(a, "-f") || !strcmp(a, "--file")) {
+        *e->file = v;
         ok = true;
     } else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) {
         ok = sq_arg_int(cmd, a, v, e->ctx_min, 16777216, e->n_ctx);
