@@ -9,6 +9,7 @@
  * and 3 threads, for row counts that are not multiples of the row bands.
  */
 #include "harness.h"
+#include "testutil.h"
 
 #include "sq/blocks.h"
 #include "sq/matmul.h"
@@ -18,10 +19,7 @@
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
 static float rng_float(void)
 {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (float)((double)(rng_state >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+    return (float)((double)(tu_xorshift64(&rng_state) >> 11) / 9007199254740992.0 * 2.0 - 1.0);
 }
 
 /* The reference for row r: runs summed in order, one vec_dot per run. */

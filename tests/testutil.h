@@ -106,15 +106,18 @@ static inline void tu_rm_rf(const char *dir)
     remove(dir);
 }
 
-/* xorshift64: the same sequence on every run. */
-static uint64_t tu_rng_state = 0x9e3779b97f4a7c15ull;
-static inline uint32_t tu_rnd(void)
+/* One step of xorshift64 (13, 7, 17) on *s: the same sequence on every run
+ * for the same seed. Tests keep their own seeds and draw from the state. */
+static inline uint64_t tu_xorshift64(uint64_t *s)
 {
-    tu_rng_state ^= tu_rng_state << 13;
-    tu_rng_state ^= tu_rng_state >> 7;
-    tu_rng_state ^= tu_rng_state << 17;
-    return (uint32_t)(tu_rng_state >> 11);
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
 }
+
+static uint64_t tu_rng_state = 0x9e3779b97f4a7c15ull;
+static inline uint32_t tu_rnd(void) { return (uint32_t)(tu_xorshift64(&tu_rng_state) >> 11); }
 
 /* Uniform in [-1, 1). */
 static inline float tu_rndf(void) { return (float)((tu_rnd() & 0xFFFFFF) / 16777216.0 * 2.0 - 1.0); }

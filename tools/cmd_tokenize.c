@@ -194,16 +194,13 @@ int sq_cmd_tokenize(int argc, char **argv)
         return 2;
     }
 
-    sq_gguf *g = NULL;
     sq_vocab *v = NULL;
     sq_error e = {0};
     double t0 = sq_time_now();
-    if (sq_gguf_open_model(model, &g, &e) != SQ_OK || sq_vocab_load_gguf(g, &v, &e) != SQ_OK) {
+    if (sq_vocab_load_file(model, &v, &e) != SQ_OK) {
         fprintf(stderr, "sq tokenize: %s\n", e.msg);
-        sq_gguf_close(g);
         return 1;
     }
-    sq_gguf_close(g);
     if (verbose)
         fprintf(stderr, "sq tokenize: %s: %s vocabulary, %d tokens, BOS %d, EOS %d, add_bos %d (loaded in %.3f s)\n",
                 model, sq_vocab_get_type(v) == SQ_VOCAB_SPM ? "llama (SPM)" : "gpt2 (BPE)", sq_vocab_n_tokens(v),

@@ -91,6 +91,10 @@ sq_status sq_vocab_create(const sq_vocab_desc *d, sq_vocab **out, sq_error *err)
  * Errors name the key and the reason. */
 sq_status sq_vocab_load_gguf(const sq_gguf *g, sq_vocab **out, sq_error *err);
 
+/* Same from a GGUF file's path (a split model's first shard too), opened and
+ * closed here: the vocabulary owns all it needs. Errors name the file. */
+sq_status sq_vocab_load_file(const char *path, sq_vocab **out, sq_error *err);
+
 /* Releases a vocabulary; NULL is a no-op. */
 void sq_vocab_free(sq_vocab *v);
 

@@ -356,6 +356,20 @@ static sq_status walk_value(parser *ps, uint32_t type, int depth, sq__gguf_kv *k
 }
 
 /* Walks the whole header once (pass 1 or 2, per ps->fill). */
+/* Reads the name of key or tensor i (a length-prefixed string), checks it,
+ * and makes it the context of later messages: "tensor 3 'blk.0.attn_q.weight'". */
+static sq_status rd_name(parser *ps, const char *kind, const char *what, int64_t i, uint64_t *len, uint64_t *off)
+{
+    const uint64_t at = ps->pos;
+    snprintf(ps->ctx, sizeof ps->ctx, "%s %lld", kind, (long long)i);
+    sq_status st = rd_str(ps, len, off, what);
+    if (!st) st = check_name(ps, at, *len, *off, what);
+    if (!st)
+        snprintf(ps->ctx, sizeof ps->ctx, "%s %lld '%.*s%s'", kind, (long long)i, (int)(*len > 200 ? 200 : *len),
+                 (const char *)ps->p + *off, *len > 200 ? "..." : "");
+    return st;
+}
+
 static sq_status walk_header(parser *ps)
 {
     sq_gguf *g = ps->g;
@@ -367,11 +381,7 @@ static sq_status walk_header(parser *ps)
     for (int64_t i = 0; i < g->n_kv; i++) {
         const uint64_t at = ps->pos;
         uint64_t klen = 0, koff = 0;
-        snprintf(ps->ctx, sizeof ps->ctx, "key %lld", (long long)i);
-        if ((st = rd_str(ps, &klen, &koff, "key"))) return st;
-        if ((st = check_name(ps, at, klen, koff, "key"))) return st;
-        snprintf(ps->ctx, sizeof ps->ctx, "key %lld '%.*s%s'", (long long)i, (int)(klen > 200 ? 200 : klen),
-                 (const char *)ps->p + koff, klen > 200 ? "..." : "");
+        if ((st = rd_name(ps, "key", "key", i, &klen, &koff))) return st;
         uint32_t type = 0;
         if ((st = rd_u32(ps, &type, "value type"))) return st;
         if (type >= SQ_GGUF_TYPE_COUNT) return fail_at(ps, SQ_EFORMAT, ps->pos - 4, "unknown value type %u", type);
@@ -403,11 +413,7 @@ static sq_status walk_header(parser *ps)
     for (int64_t i = 0; i < g->n_tensors; i++) {
         const uint64_t at = ps->pos;
         uint64_t nlen = 0, noff = 0;
-        snprintf(ps->ctx, sizeof ps->ctx, "tensor %lld", (long long)i);
-        if ((st = rd_str(ps, &nlen, &noff, "tensor name"))) return st;
-        if ((st = check_name(ps, at, nlen, noff, "tensor name"))) return st;
-        snprintf(ps->ctx, sizeof ps->ctx, "tensor %lld '%.*s%s'", (long long)i, (int)(nlen > 200 ? 200 : nlen),
-                 (const char *)ps->p + noff, nlen > 200 ? "..." : "");
+        if ((st = rd_name(ps, "tensor", "tensor name", i, &nlen, &noff))) return st;
         uint32_t n_dims = 0;
         if ((st = rd_u32(ps, &n_dims, "n_dims"))) return st;
         if (n_dims < 1 || n_dims > SQ_GGUF_MAX_DIMS)
