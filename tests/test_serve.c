@@ -19,6 +19,7 @@
 #include <fcntl.h>
 
 #include "harness.h"
+#include "testutil.h"
 #include "sq/engine.h"
 #include "sq/gguf.h"
 #include "sq/sqconfig.h"
@@ -638,21 +639,8 @@ static http_res http(const char *method, const char *path, const char *body, con
     }
     snprintf(cmd, sizeof cmd, "curl -s -m 60 -X %s %s %s%s -w '\\n%%{http_code}' 'http://127.0.0.1:%d%s'", method,
              opts ? opts : "", body ? "--data-binary @" : "", body ? bfile : "", server_port, path);
-    FILE *p = popen(cmd, "r");
-    if (!p) return r;
-    size_t cap = 1 << 16, n = 0;
-    char *out = malloc(cap);
-    size_t k;
-    while (out && (k = fread(out + n, 1, cap - n - 1, p)) > 0) {
-        n += k;
-        if (n + 1 == cap) {
-            cap *= 2;
-            out = realloc(out, cap);
-        }
-    }
-    pclose(p);
+    char *out = tu_popen_read(cmd, NULL);
     if (!out) return r;
-    out[n] = 0;
     char *nl = strrchr(out, '\n');
     if (nl) {
         r.status = atoi(nl + 1);

@@ -42,7 +42,31 @@ static inline void tu_expect_sq(const char *dir, const char *args, int want_rc, 
     if (want) CHECK_MSG(strstr(out, want) != NULL, "sq %s: output lacks '%s':\n%s", args, want, out);
 }
 
-/* Number of directory entries (besides . and ..) whose name starts with prefix. */
+/* Runs a shell command and returns all it printed on stdout (malloc'd,
+ * NUL-terminated; NULL when it could not run); *rc gets pclose's status. */
+static inline char *tu_popen_read(const char *cmd, int *rc)
+{
+    FILE *p = popen(cmd, "r");
+    if (!p) return NULL;
+    size_t cap = 1 << 16, n = 0, k;
+    char *buf = malloc(cap);
+    while (buf && (k = fread(buf + n, 1, cap - n - 1, p)) > 0) {
+        n += k;
+        if (cap - n < 2) {
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) free(buf);
+            buf = nb;
+            cap *= 2;
+        }
+    }
+    if (buf) buf[n] = '\0';
+    const int st = pclose(p);
+    if (rc) *rc = st;
+    return buf;
+}
+
+/* Number of directory entries (besides . and ..) whose name starts with
+ * prefix ("" counts them all). */
 static inline int tu_count_files(const char *dir, const char *prefix)
 {
     DIR *d = opendir(dir);
