@@ -1,6 +1,6 @@
 /*
  * json_kind.h — the JSON type of a jansson value in words ("an integer",
- * "a number", "an array" ...), for the "must be X, got Y" messages of the
+ * "a real number", "an array" ...), for the "must be X, got Y" messages of the
  * JSON readers (SmarterQuant config, server requests). Internal and
  * header-only, so that only the files that use jansson include it.
  */
@@ -16,7 +16,7 @@ static inline const char *sq__json_kind(const json_t *v)
     case JSON_ARRAY: return "an array";
     case JSON_STRING: return "a string";
     case JSON_INTEGER: return "an integer";
-    case JSON_REAL: return "a number";
+    case JSON_REAL: return "a real number";
     case JSON_TRUE:
     case JSON_FALSE: return "a boolean";
     case JSON_NULL: return "null";
