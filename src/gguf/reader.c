@@ -222,24 +222,26 @@ static sq_status __attribute__((format(printf, 4, 5))) fail_at(parser *ps, sq_st
 
 static uint64_t left(const parser *ps) { return ps->size - ps->pos; }
 
+/* Checks that `what` (n bytes) is inside the file before it is read. */
+static sq_status need(parser *ps, uint64_t n, const char *what)
+{
+    if (left(ps) >= n) return SQ_OK;
+    return fail_at(ps, SQ_EFORMAT, ps->pos, "truncated: %s needs %llu bytes, %llu left", what, (unsigned long long)n,
+                   (unsigned long long)left(ps));
+}
+
 static sq_status rd_u32(parser *ps, uint32_t *v, const char *what)
 {
-    if (left(ps) < 4)
-        return fail_at(ps, SQ_EFORMAT, ps->pos, "truncated: %s needs 4 bytes, %llu left", what,
-                       (unsigned long long)left(ps));
-    *v = sq__le32(ps->p + ps->pos);
-    ps->pos += 4;
-    return SQ_OK;
+    sq_status st = need(ps, 4, what);
+    if (st == SQ_OK) *v = sq__le32(ps->p + ps->pos), ps->pos += 4;
+    return st;
 }
 
 static sq_status rd_u64(parser *ps, uint64_t *v, const char *what)
 {
-    if (left(ps) < 8)
-        return fail_at(ps, SQ_EFORMAT, ps->pos, "truncated: %s needs 8 bytes, %llu left", what,
-                       (unsigned long long)left(ps));
-    *v = sq__le64(ps->p + ps->pos);
-    ps->pos += 8;
-    return SQ_OK;
+    sq_status st = need(ps, 8, what);
+    if (st == SQ_OK) *v = sq__le64(ps->p + ps->pos), ps->pos += 8;
+    return st;
 }
 
 /* Reads a GGUF string (u64 length + bytes): *off is the first byte. */
