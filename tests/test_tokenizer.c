@@ -426,6 +426,15 @@ static void test_gguf_vocab(void)
 /* ------------------------------------------------------ ../shared vocabs */
 
 
+/* Reports a case that differs from llama.cpp. */
+static void print_case(void *ud, const sq_vocab_case *c)
+{
+    fprintf(stderr, "%s case %zu: '%.*s' expected '%s', got %zu ids:", (const char *)ud, c->index, (int)c->input_len,
+            c->input, c->expected, c->n_got);
+    for (size_t i = 0; i < c->n_got; i++) fprintf(stderr, " %d", c->got[i]);
+    fputc('\n', stderr);
+}
+
 /* llama.cpp's test-tokenizer-0: inputs separated by a marker line, one line
  * of expected ids per input, tokenized without BOS and without parsing
  * special tokens. */
@@ -439,52 +448,14 @@ static void run_vocab_cases(const char *vocab_path)
     char *outp = harness_read_file(out_path, &out_n);
     sq_vocab *v = load_vocab(vocab_path);
     CHECK_MSG(inp && outp && v, "%s: cannot read the vocabulary or its cases", vocab_path);
-    if (!inp || !outp || !v) goto done;
-    const char *sep = "\n__ggml_vocab_test__\n";
-    size_t sl = strlen(sep), pos = 0, line = 0;
-    int cases = 0, failed = 0;
-    char *ol = outp, *oend = outp + out_n;
-    while (pos < in_n) {
-        char *nx = memmem(inp + pos, in_n - pos, sep, sl);
-        size_t L = nx ? (size_t)(nx - (inp + pos)) : in_n - pos;
-        char *eol = ol < oend ? memchr(ol, '\n', (size_t)(oend - ol)) : NULL;
-        if (!eol) {
-            CHECK_MSG(0, "%s: fewer expected lines than inputs", out_path);
-            break;
-        }
-        *eol = 0;
-        line++;
-        sq_token *ids = NULL;
-        size_t n = 0;
+    if (inp && outp && v) {
+        int cases = 0, failed = 0;
         sq_error e = {0};
-        sq_tokenize(v, inp + pos, L, false, false, &ids, &n, &e);
-        /* compare with the expected ids */
-        const char *x = ol;
-        bool ok = true;
-        for (size_t i = 0; i < n && ok; i++) {
-            char *end;
-            while (*x == ' ') x++;
-            long want = strtol(x, &end, 10);
-            if (end == x || want != ids[i]) ok = false;
-            x = end;
-        }
-        while (*x == ' ' || *x == '\r') x++;
-        if (*x) ok = false;
-        cases++;
-        if (!ok) {
-            failed++;
-            fprintf(stderr, "%s case %zu: '%.*s' expected '%s', got %zu ids:", vocab_path, line, (int)L,
-                    inp + pos, ol, n);
-            for (size_t i = 0; i < n; i++) fprintf(stderr, " %d", ids[i]);
-            fputc('\n', stderr);
-        }
-        free(ids);
-        ol = eol + 1;
-        if (!nx) break;
-        pos += L + sl;
+        const sq_status st = sq_vocab_check_cases(v, inp, in_n, outp, out_n, print_case, (void *)vocab_path, &cases,
+                                                  &failed, &e);
+        CHECK_MSG(st == SQ_OK, "%s: %s", vocab_path, e.msg);
+        CHECK_MSG(failed == 0 && cases > 0, "%s: %d of %d cases differ from llama.cpp", vocab_path, failed, cases);
     }
-    CHECK_MSG(failed == 0 && cases > 0, "%s: %d of %d cases differ from llama.cpp", vocab_path, failed, cases);
-done:
     sq_vocab_free(v);
     free(inp);
     free(outp);

@@ -89,66 +89,32 @@ static int emit(const sq_vocab *v, const char *text, size_t len, bool add_specia
     return 0;
 }
 
+/* Prints one failed case of --test. */
+static void print_failed_case(void *ud, const sq_vocab_case *c)
+{
+    (void)ud;
+    printf("FAIL '%.*s'\n  expected:%s\n  got:     ", (int)c->input_len, c->input, c->expected);
+    for (size_t i = 0; i < c->n_got; i++) printf(" %d", c->got[i]);
+    putchar('\n');
+}
+
 /* llama.cpp's test-tokenizer-0 format. */
 static int run_test(const sq_vocab *v, const char *inp_path, const char *out_path)
 {
     size_t in_n = 0, out_n = 0;
     char *inp = sq_read_file("tokenize", inp_path, &in_n);
     char *outp = inp ? sq_read_file("tokenize", out_path, &out_n) : NULL;
-    if (!inp || !outp) {
-        free(inp);
-        free(outp);
-        return 1;
-    }
-    const char *sep = "\n__ggml_vocab_test__\n";
-    size_t sl = strlen(sep), pos = 0;
     int cases = 0, failed = 0;
-    char *ol = outp, *oend = outp + out_n;
-    while (pos < in_n) {
-        char *nx = memmem(inp + pos, in_n - pos, sep, sl);
-        size_t L = nx ? (size_t)(nx - (inp + pos)) : in_n - pos;
-        char *eol = ol < oend ? memchr(ol, '\n', (size_t)(oend - ol)) : NULL;
-        if (!eol) {
-            fprintf(stderr, "sq tokenize: %s has fewer lines than %s has inputs\n", out_path, inp_path);
-            failed++;
-            break;
-        }
-        *eol = 0;
-        sq_token *ids = NULL;
-        size_t n = 0;
-        sq_error e = {0};
-        if (sq_tokenize(v, inp + pos, L, false, false, &ids, &n, &e) != SQ_OK) {
-            fprintf(stderr, "sq tokenize: %s\n", e.msg);
-            free(inp);
-            free(outp);
-            return 1;
-        }
-        const char *x = ol;
-        bool ok = true;
-        for (size_t i = 0; i < n && ok; i++) {
-            char *end;
-            long want = strtol(x, &end, 10);
-            if (end == x || want != ids[i]) ok = false;
-            x = end;
-        }
-        while (*x == ' ' || *x == '\r') x++;
-        if (*x) ok = false;
-        cases++;
-        if (!ok) {
-            failed++;
-            printf("FAIL '%.*s'\n  expected:%s\n  got:     ", (int)L, inp + pos, ol);
-            for (size_t i = 0; i < n; i++) printf(" %d", ids[i]);
-            putchar('\n');
-        }
-        free(ids);
-        ol = eol + 1;
-        if (!nx) break;
-        pos += L + sl;
+    sq_error e = {0};
+    sq_status st = SQ_ENOMEM;
+    if (inp && outp) {
+        st = sq_vocab_check_cases(v, inp, in_n, outp, out_n, print_failed_case, NULL, &cases, &failed, &e);
+        if (st != SQ_OK) fprintf(stderr, "sq tokenize: %s: %s\n", st == SQ_EFORMAT ? out_path : inp_path, e.msg);
+        printf("%d cases, %d passed, %d failed\n", cases, cases - failed, failed);
     }
-    printf("%d cases, %d passed, %d failed\n", cases, cases - failed, failed);
     free(inp);
     free(outp);
-    return failed ? 1 : 0;
+    return st == SQ_OK && failed == 0 ? 0 : 1;
 }
 
 int sq_cmd_tokenize(int argc, char **argv)
