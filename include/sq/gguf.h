@@ -123,6 +123,8 @@ sq_status sq_gguf_get_arr(const sq_gguf *g, const char *key, int64_t *index, sq_
                           sq_error *err);
 
 const char *sq_gguf_type_name(sq_gguf_type t); /* "u32", "string", "array", ... */
+/* Bytes of one element of a fixed-size value type (u8 .. f64, bool); 0 for string, array, unknown. */
+size_t sq_gguf_type_size(sq_gguf_type t);
 
 /* ---- tensors ---- */
 int64_t sq_gguf_n_tensors(const sq_gguf *g);

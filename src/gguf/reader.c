@@ -39,6 +39,8 @@ size_t sq__gguf_fixed_size(uint32_t type)
     }
 }
 
+size_t sq_gguf_type_size(sq_gguf_type t) { return sq__gguf_fixed_size((uint32_t)t); }
+
 size_t sq__gguf_min_size(uint32_t type)
 {
     if (type == SQ_GGUF_STRING) return 8;

@@ -662,18 +662,6 @@ static sq_status put_split_keys(const run *r, sq_gguf_writer *w, int k, sq_error
     return st;
 }
 
-/* Bytes of one element of a fixed-size GGUF value type; 0 for others. */
-static size_t elem_size(sq_gguf_type t)
-{
-    switch (t) {
-    case SQ_GGUF_UINT8: case SQ_GGUF_INT8: case SQ_GGUF_BOOL: return 1;
-    case SQ_GGUF_UINT16: case SQ_GGUF_INT16: return 2;
-    case SQ_GGUF_UINT32: case SQ_GGUF_INT32: case SQ_GGUF_FLOAT32: return 4;
-    case SQ_GGUF_UINT64: case SQ_GGUF_INT64: case SQ_GGUF_FLOAT64: return 8;
-    default: return 0;
-    }
-}
-
 /* After --prune-layers: ARCH.block_count becomes the layers left (set as
  * llama-quantize does: u32, moved to the end), and every ARCH.* array of
  * numbers with one entry per layer (per-layer head counts, feed-forward
@@ -687,7 +675,7 @@ static sq_status write_pruned_counts(run *r, sq_gguf_writer *w, sq_error *err)
     const size_t alen = strlen(r->arch);
     for (int64_t i = 0; i < sq_gguf_n_kv(r->in) && st == SQ_OK; i++) {
         const char *k = sq_gguf_key(r->in, i);
-        const size_t es = elem_size(sq_gguf_arr_type(r->in, i));
+        const size_t es = sq_gguf_type_size(sq_gguf_arr_type(r->in, i));
         if (sq_gguf_kv_type(r->in, i) != SQ_GGUF_ARRAY || strncmp(k, r->arch, alen) != 0 || k[alen] != '.' || !es ||
             sq_gguf_arr_n(r->in, i) != (uint64_t)r->n_layer)
             continue;
