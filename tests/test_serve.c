@@ -869,21 +869,19 @@ static void test_server_endpoints(engine_fixture *f)
 static void test_server_errors(void)
 {
     http_res r;
-    r = http("POST", "/v1/completions", "{\"prompt\": \"x\",", AUTH);
-    check_error(r, 400, "invalid_json", "malformed JSON at line 1, column 15");
-    free(r.body);
-    r = http("POST", "/v1/completions", "{\"max_tokens\":3}", AUTH);
-    check_error(r, 400, "missing_field", "missing field 'prompt'");
-    free(r.body);
-    r = http("POST", "/v1/chat/completions", "{\"messages\":\"hi\"}", AUTH);
-    check_error(r, 400, "invalid_type", "'messages' must be an array, got a string");
-    free(r.body);
-    r = http("POST", "/v1/completions", "{\"prompt\":\"x\",\"temperature\":\"warm\"}", AUTH);
-    check_error(r, 400, "invalid_type", "'temperature' must be a number");
-    free(r.body);
-    r = http("POST", "/v1/completions", "{\"prompt\":[1, 99999]}", AUTH);
-    check_error(r, 400, "invalid_value", "outside the vocabulary");
-    free(r.body);
+    static const char *const bad[][4] = {
+        /* path, body, error code, message part */
+        {"/v1/completions", "{\"prompt\": \"x\",", "invalid_json", "malformed JSON at line 1, column 15"},
+        {"/v1/completions", "{\"max_tokens\":3}", "missing_field", "missing field 'prompt'"},
+        {"/v1/chat/completions", "{\"messages\":\"hi\"}", "invalid_type", "'messages' must be an array, got a string"},
+        {"/v1/completions", "{\"prompt\":\"x\",\"temperature\":\"warm\"}", "invalid_type", "'temperature' must be a number"},
+        {"/v1/completions", "{\"prompt\":[1, 99999]}", "invalid_value", "outside the vocabulary"},
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        r = http("POST", bad[k][0], bad[k][1], AUTH);
+        check_error(r, 400, bad[k][2], bad[k][3]);
+        free(r.body);
+    }
     /* a prompt longer than the context (-c 256): 300 token ids */
     char body[4096];
     size_t n = (size_t)snprintf(body, sizeof body, "{\"prompt\":[1");
