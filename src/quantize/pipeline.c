@@ -905,6 +905,9 @@ static sq_status read_model_facts(run *r, sq_error *err)
     if (r->n_layer <= 0)
         return sq_error_set(err, SQ_EINVAL, "%s: --prune-layers needs the layer count, but key %s.block_count is missing",
                             path, r->arch);
+    if (r->n_layer > 1000000)
+        return sq_error_set(err, SQ_EFORMAT, "%s: key %s.block_count is %lld, not a layer count", path, r->arch,
+                            (long long)r->n_layer);
     if (!(r->pruned = calloc((size_t)r->n_layer, 1))) return sq_error_set(err, SQ_ENOMEM, "out of memory");
     for (int i = 0; i < p->n_prune_layers; i++) {
         const int l = p->prune_layers[i];
