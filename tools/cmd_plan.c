@@ -501,6 +501,7 @@ int sq_cmd_plan(int argc, char **argv)
         if (calib_tokens(g, calib_path, &ctoks, &cp.n_tokens, &cp.bos) != 0) goto out;
         cp.tokens = ctoks;
         cp.n_threads = p.n_threads;
+        cp.tensors = p.tensors; /* only what is planned */
         cp.progress = on_calib;
         cp.ud = &quiet;
         double t0 = sq_time_now();
