@@ -51,10 +51,11 @@ static void usage(FILE *f)
             "  --sensitivity FILE      per-tensor sensitivities, lines \"TENSOR WEIGHT\": a tensor's normalised\n"
             "                          error is multiplied by its weight (default 1), e.g. the KL divergence\n"
             "                          per unit of relative error measured by bench/sensitivity.sh\n"
-            "  --calib FILE            measure the sensitivities in-process instead: the model (llama\n"
-            "                          architecture) is run on chunks of this text, each tensor alone\n"
-            "                          quantized to the --calib-types, and the KL divergence against the\n"
-            "                          unquantized model is divided by the relative error (see docs/plan.md)\n"
+            "  --calib FILE            calibration text: unless --sensitivity gives them, the sensitivities\n"
+            "                          are measured in-process: the model (llama architecture) is run on\n"
+            "                          chunks of it, each tensor alone quantized to the --calib-types, and\n"
+            "                          the KL divergence from the unquantized model is divided by the\n"
+            "                          relative error (see docs/plan.md)\n"
             "  --calib-chunks N        chunks of calibration text (default 6)\n"
             "  --calib-ctx N           tokens per chunk (default 512, at most the model's context)\n"
             "  --calib-types LIST      one or two measuring types (default q3_K,q5_K: the slope between them)\n"
@@ -62,6 +63,9 @@ static void usage(FILE *f)
             "                          relative errors and KL divergences as a comment per line)\n"
             "  --measure-kld           with --calib: also quantize the model as planned (in memory) and print\n"
             "                          its mean KL divergence on the calibration chunks\n"
+            "  --calib-refine N        with --calib: N rounds of measuring each tensor's share of the plan's\n"
+            "                          KL divergence in the plan itself and planning again with those\n"
+            "                          sensitivities; keeps the plan that measured best (default 0)\n"
             "  --no-share-perm         give q/k/v and gate/up their own permutations (default: one per input)\n"
             "  --sample-rows N         measure candidates on N rows per tensor, spread evenly (default 256;\n"
             "                          0: every row)\n"
@@ -306,6 +310,7 @@ int sq_cmd_plan(int argc, char **argv)
     const char *calib_path = NULL, *sens_out = NULL;
     sq_plan_calib_params cp = {0};
     bool measure_kld = false;
+    int refine = 0;
     bool no_imatrix = false, dry_run = false, quiet = false;
     long threads = sysconf(_SC_NPROCESSORS_ONLN);
     for (int i = 1; i < argc; i++) {
@@ -406,6 +411,9 @@ int sq_cmd_plan(int argc, char **argv)
         } else if (!strcmp(a, "--sensitivity-out")) {
             NEED_VALUE();
             sens_out = v;
+        } else if (!strcmp(a, "--calib-refine")) {
+            NEED_VALUE();
+            if (!sq_arg_int("plan", a, v, 0, 100, &refine)) return 2;
         } else if (!strcmp(a, "--measure-kld")) {
             measure_kld = true;
         } else if (!strcmp(a, "--no-share-perm")) {
@@ -450,12 +458,13 @@ int sq_cmd_plan(int argc, char **argv)
         return 2;
     }
     p.n_threads = threads > 0 ? (int)threads : 1;
-    if (calib_path && sens_path) {
-        fprintf(stderr, "sq plan: give either --sensitivity FILE or --calib TEXT, not both\n");
+    if (sens_path && sens_out) {
+        fprintf(stderr, "sq plan: --sensitivity-out writes measured sensitivities; --sensitivity reads them\n");
         return 2;
     }
-    if ((sens_out || measure_kld) && !calib_path) {
-        fprintf(stderr, "sq plan: %s needs --calib TEXT\n", sens_out ? "--sensitivity-out" : "--measure-kld");
+    if ((sens_out || measure_kld || refine) && !calib_path) {
+        fprintf(stderr, "sq plan: %s needs --calib TEXT\n",
+                sens_out ? "--sensitivity-out" : measure_kld ? "--measure-kld" : "--calib-refine");
         return 2;
     }
     {
@@ -498,12 +507,14 @@ int sq_cmd_plan(int argc, char **argv)
         goto out;
     }
     if (calib_path) {
-        if (calib_tokens(g, calib_path, &ctoks, &cp.n_tokens, &cp.bos) != 0) goto out;
-        cp.tokens = ctoks;
         cp.n_threads = p.n_threads;
         cp.tensors = p.tensors; /* only what is planned */
+        if (calib_tokens(g, calib_path, &ctoks, &cp.n_tokens, &cp.bos) != 0) goto out;
+        cp.tokens = ctoks;
         cp.progress = on_calib;
         cp.ud = &quiet;
+    }
+    if (calib_path && !sens_path) {
         double t0 = sq_time_now();
         if (sq_plan_measure_sensitivity(model, im, &cp, &sens, &err) != SQ_OK) {
             fprintf(stderr, "sq plan: %s: calibration: %s\n", model_path, err.msg);
@@ -520,6 +531,16 @@ int sq_cmd_plan(int argc, char **argv)
     if (sq_plan_create(g, im, &p, &plan, &err) != SQ_OK) {
         fprintf(stderr, "sq plan: %s: %s\n", model_path, err.msg);
         goto out;
+    }
+    if (refine > 0) {
+        double kld = 0.0;
+        if (sq_plan_refine(model, im, &p, &cp, refine, &plan, &kld, &err) != SQ_OK) {
+            fprintf(stderr, "sq plan: %s: refining the plan: %s\n", model_path, err.msg);
+            goto out;
+        }
+        printf("refined: %d rounds, the best plan measured mean KL divergence %.6f on the calibration chunks\n",
+               refine, kld);
+        measure_kld = false; /* measured already */
     }
     for (int64_t i = 0; i < sq_plan_n_warnings(plan); i++) fprintf(stderr, "sq plan: warning: %s\n", sq_plan_warning(plan, i));
     if (sq_plan_config_text(plan, &text, &len, &err) != SQ_OK) {

@@ -199,6 +199,25 @@ double sq_plan_sens_base_nll(const sq_plan_sens *s);
 sq_status sq_plan_measure_kld(sq_model *m, const sq_imatrix *im, const sq_plan *plan, const sq_plan_calib_params *p,
                               double *kld, sq_error *err);
 
+/* Sensitivities at the plan's operating point: the model quantized as plan
+ * says; for each planned tensor (plan order) the KL divergence drop when that
+ * tensor alone gets its original weights back, divided by its relative error
+ * in the plan (n_points 1, types[0] its last segment type, kld[0] the drop).
+ * It sees how the tensors' errors compound, which the sensitivities of
+ * tensors quantized alone do not. *kld: the plan's own KL divergence. */
+sq_status sq_plan_measure_sensitivity_in_plan(sq_model *m, const sq_imatrix *im, const sq_plan *plan,
+                                              const sq_plan_calib_params *p, sq_plan_sens **out, double *kld,
+                                              sq_error *err);
+
+/* Closed loop: `rounds` times, the sensitivities of *plan are measured in the
+ * plan (above) and the model planned again with them (p otherwise as given;
+ * p->weights are not used after the first plan). Every plan met is measured;
+ * *plan becomes the one with the lowest KL divergence on the calibration text
+ * (the earliest on ties; the others are freed), *kld its KL divergence. On
+ * failure *plan is freed and NULL. */
+sq_status sq_plan_refine(sq_model *m, const sq_imatrix *im, const sq_plan_params *p, const sq_plan_calib_params *cp,
+                         int rounds, sq_plan **plan, double *kld, sq_error *err);
+
 #ifdef __cplusplus
 }
 #endif

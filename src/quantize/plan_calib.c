@@ -374,22 +374,46 @@ sq_status sq_plan_measure_sensitivity(sq_model *m, const sq_imatrix *im, const s
     return SQ_OK;
 }
 
-sq_status sq_plan_measure_kld(sq_model *m, const sq_imatrix *im, const sq_plan *plan, const sq_plan_calib_params *p,
-                              double *kld, sq_error *err)
+/* A plan installed in the model: the quantized copies (owned) and the views
+ * they replaced. */
+typedef struct installed {
+    int64_t n;
+    sq_weight *orig, *view;
+    void **data;
+    bool *set;
+    double *rel;
+} installed;
+
+/* Puts the original views back and frees the copies. */
+static void uninstall(sq_model *m, const sq_plan *plan, installed *in)
 {
-    *kld = 0.0;
-    if (!m || !plan || !p) return sq_error_set(err, SQ_EINVAL, "sq_plan_measure_kld: no model, plan or parameters");
+    for (int64_t i = 0; i < in->n && in->set; i++)
+        if (in->set[i]) sq_model_set_weight(m, sq_plan_tensor_at(plan, i)->name, &in->orig[i], NULL);
+    for (int64_t i = 0; i < in->n && in->data; i++) free(in->data[i]);
+    free(in->orig);
+    free(in->view);
+    free(in->data);
+    free(in->set);
+    free(in->rel);
+    memset(in, 0, sizeof *in);
+}
+
+/* Quantizes every planned tensor as the plan says (permutation included)
+ * and makes the model use the copies. On failure nothing stays installed. */
+static sq_status install(sq_model *m, const sq_imatrix *im, const sq_plan *plan, installed *in, sq_error *err)
+{
     const sq_gguf *g = sq_model_gguf(m);
     int64_t n = sq_plan_n_tensors(plan);
-    sq_weight *orig = calloc((size_t)(n > 0 ? n : 1), sizeof *orig);
-    void **data = calloc((size_t)(n > 0 ? n : 1), sizeof *data);
-    bool *set = calloc((size_t)(n > 0 ? n : 1), sizeof *set);
+    size_t cnt = (size_t)(n > 0 ? n : 1);
+    memset(in, 0, sizeof *in);
+    in->n = n;
+    in->orig = calloc(cnt, sizeof *in->orig);
+    in->view = calloc(cnt, sizeof *in->view);
+    in->data = calloc(cnt, sizeof *in->data);
+    in->set = calloc(cnt, sizeof *in->set);
+    in->rel = calloc(cnt, sizeof *in->rel);
     sq_status st = SQ_OK;
-    calib cb;
-    bool have_cb = false;
-    if (!orig || !data || !set) st = sq_error_set(err, SQ_ENOMEM, "out of memory");
-    if (st == SQ_OK) st = calib_init(&cb, m, p, err);
-    have_cb = st == SQ_OK;
+    if (!in->orig || !in->view || !in->data || !in->set || !in->rel) st = sq_error_set(err, SQ_ENOMEM, "out of memory");
     for (int64_t i = 0; st == SQ_OK && i < n; i++) {
         const sq_plan_tensor *pt = sq_plan_tensor_at(plan, i);
         const sq_gguf_tensor *t = sq_gguf_find_tensor(g, pt->name);
@@ -398,26 +422,141 @@ sq_status sq_plan_measure_kld(sq_model *m, const sq_imatrix *im, const sq_plan *
             st = sq_error_set(err, SQ_ENOTFOUND, "planned tensor %s is not a weight of the model", pt->name);
             break;
         }
-        orig[i] = *w;
+        in->orig[i] = *w;
         float *W = NULL;
         st = read_weights(t, &W, err);
-        double rel = 0.0;
-        sq_weight view;
         if (st == SQ_OK)
             st = quantize_view(pt->name, W, pt->rows, pt->cols, find_imp(im, pt->name, pt->cols), pt->types, pt->perm,
-                               &data[i], &view, &rel, err);
+                               &in->data[i], &in->view[i], &in->rel[i], err);
         free(W);
-        if (st == SQ_OK) st = sq_model_set_weight(m, pt->name, &view, err);
-        if (st == SQ_OK) set[i] = true;
+        if (st == SQ_OK) st = sq_model_set_weight(m, pt->name, &in->view[i], err);
+        if (st == SQ_OK) in->set[i] = true;
     }
-    if (st == SQ_OK) st = calib_run(&cb, false, kld, err);
-    /* the original views back, whatever happened */
-    for (int64_t i = 0; i < n && set; i++)
-        if (set[i]) sq_model_set_weight(m, sq_plan_tensor_at(plan, i)->name, &orig[i], NULL);
-    for (int64_t i = 0; i < n && data; i++) free(data[i]);
-    if (have_cb) calib_free(&cb);
-    free(orig);
-    free(data);
-    free(set);
+    if (st != SQ_OK) uninstall(m, plan, in);
     return st;
+}
+
+sq_status sq_plan_measure_kld(sq_model *m, const sq_imatrix *im, const sq_plan *plan, const sq_plan_calib_params *p,
+                              double *kld, sq_error *err)
+{
+    *kld = 0.0;
+    if (!m || !plan || !p) return sq_error_set(err, SQ_EINVAL, "sq_plan_measure_kld: no model, plan or parameters");
+    calib cb;
+    sq_status st = calib_init(&cb, m, p, err);
+    if (st != SQ_OK) return st;
+    installed in;
+    st = install(m, im, plan, &in, err);
+    if (st == SQ_OK) {
+        st = calib_run(&cb, false, kld, err);
+        uninstall(m, plan, &in);
+    }
+    calib_free(&cb);
+    return st;
+}
+
+/* In context: with the whole model quantized as planned, each planned tensor
+ * in turn is given back its original weights; what the KL divergence drops
+ * is that tensor's share of the plan's error, divided by its relative error
+ * in the plan. */
+sq_status sq_plan_measure_sensitivity_in_plan(sq_model *m, const sq_imatrix *im, const sq_plan *plan,
+                                              const sq_plan_calib_params *p, sq_plan_sens **out, double *kld,
+                                              sq_error *err)
+{
+    *out = NULL;
+    *kld = 0.0;
+    if (!m || !plan || !p) return sq_error_set(err, SQ_EINVAL, "sq_plan_measure_sensitivity_in_plan: no model, plan or parameters");
+    int64_t n = sq_plan_n_tensors(plan);
+    sq_plan_sens *s = calloc(1, sizeof *s);
+    if (s) s->e = calloc((size_t)(n > 0 ? n : 1), sizeof *s->e);
+    if (s) s->w = calloc((size_t)(n > 0 ? n : 1), sizeof *s->w);
+    if (!s || !s->e || !s->w) {
+        sq_plan_sens_free(s);
+        return sq_error_set(err, SQ_ENOMEM, "out of memory for sensitivities");
+    }
+    calib cb;
+    sq_status st = calib_init(&cb, m, p, err);
+    if (st != SQ_OK) {
+        sq_plan_sens_free(s);
+        return st;
+    }
+    s->base_nll = cb.base_nll;
+    installed in;
+    st = install(m, im, plan, &in, err);
+    if (st == SQ_OK) st = calib_run(&cb, false, kld, err);
+    for (int64_t i = 0; st == SQ_OK && i < n; i++) {
+        const sq_plan_tensor *pt = sq_plan_tensor_at(plan, i);
+        if (p->progress) p->progress(p->ud, pt->name, (int)i, (int)n);
+        sq_plan_sensitivity *e = &s->e[i];
+        e->name = strdup(pt->name);
+        if (!e->name) {
+            st = sq_error_set(err, SQ_ENOMEM, "out of memory");
+            break;
+        }
+        s->n++;
+        double without = 0.0;
+        st = sq_model_set_weight(m, pt->name, &in.orig[i], err);
+        if (st == SQ_OK) st = calib_run(&cb, false, &without, err);
+        if (st == SQ_OK) st = sq_model_set_weight(m, pt->name, &in.view[i], err);
+        e->n_points = 1;
+        e->types[0] = pt->types[3];
+        e->rel[0] = in.rel[i];
+        e->kld[0] = *kld - without;
+        double w = in.rel[i] > 0 ? e->kld[0] / in.rel[i] : 0.0;
+        e->weight = w > SQ_PLAN_SENS_FLOOR && isfinite(w) ? w : SQ_PLAN_SENS_FLOOR;
+        s->w[i] = (sq_plan_weight){e->name, e->weight};
+    }
+    if (in.n) uninstall(m, plan, &in);
+    calib_free(&cb);
+    if (st != SQ_OK) {
+        sq_plan_sens_free(s);
+        return st;
+    }
+    *out = s;
+    return SQ_OK;
+}
+
+/* Replaces *cur by the better of it and *best (lower measured KL divergence;
+ * ties keep the earlier), freeing the other. */
+static void keep_better(sq_plan **best, double *best_kld, sq_plan *cur, double kld)
+{
+    if (!*best || kld < *best_kld) {
+        sq_plan_free(*best);
+        *best = cur;
+        *best_kld = kld;
+    } else {
+        sq_plan_free(cur);
+    }
+}
+
+sq_status sq_plan_refine(sq_model *m, const sq_imatrix *im, const sq_plan_params *p, const sq_plan_calib_params *cp,
+                         int rounds, sq_plan **plan, double *kld, sq_error *err)
+{
+    *kld = 0.0;
+    if (!m || !p || !cp || !plan || !*plan) return sq_error_set(err, SQ_EINVAL, "sq_plan_refine: missing argument");
+    sq_plan *best = NULL, *cur = *plan;
+    *plan = NULL;
+    double best_kld = INFINITY, k = 0.0;
+    sq_status st = SQ_OK;
+    for (int r = 0; r < rounds && st == SQ_OK; r++) {
+        sq_plan_sens *s = NULL;
+        st = sq_plan_measure_sensitivity_in_plan(m, im, cur, cp, &s, &k, err);
+        if (st != SQ_OK) break;
+        keep_better(&best, &best_kld, cur, k);
+        cur = NULL;
+        sq_plan_params pp = *p;
+        pp.weights = sq_plan_sens_weights(s);
+        pp.n_weights = (int)sq_plan_sens_count(s);
+        st = sq_plan_create(sq_model_gguf(m), im, &pp, &cur, err);
+        sq_plan_sens_free(s);
+    }
+    if (st == SQ_OK) st = sq_plan_measure_kld(m, im, cur, cp, &k, err);
+    if (st == SQ_OK) keep_better(&best, &best_kld, cur, k);
+    else sq_plan_free(cur);
+    if (st != SQ_OK) {
+        sq_plan_free(best);
+        return st;
+    }
+    *plan = best;
+    *kld = best_kld;
+    return SQ_OK;
 }
