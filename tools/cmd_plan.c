@@ -282,7 +282,7 @@ static int write_sens(const char *path, const sq_plan_sens *s, const char *model
         const sq_plan_sensitivity *e = sq_plan_sens_at(s, i);
         fprintf(f, "%s %.6g #", e->name, e->weight);
         for (int k = 0; k < e->n_points; k++)
-            fprintf(f, " %s %.4e %.6f", sq_type_name(e->types[k]), e->rel[k], e->kld[k]);
+            fprintf(f, " %s %.4e %.4e", sq_type_name(e->types[k]), e->rel[k], e->kld[k]);
         fprintf(f, "\n");
     }
     bool ok = !ferror(f);

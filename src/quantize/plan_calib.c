@@ -241,6 +241,19 @@ void sq_plan_sens_free(sq_plan_sens *s)
     free(s);
 }
 
+/* An empty set with room for n entries; NULL when out of memory. */
+static sq_plan_sens *sens_alloc(int64_t n)
+{
+    sq_plan_sens *s = calloc(1, sizeof *s);
+    if (s) s->e = calloc((size_t)(n > 0 ? n : 1), sizeof *s->e);
+    if (s) s->w = calloc((size_t)(n > 0 ? n : 1), sizeof *s->w);
+    if (s && (!s->e || !s->w)) {
+        sq_plan_sens_free(s);
+        s = NULL;
+    }
+    return s;
+}
+
 int64_t sq_plan_sens_count(const sq_plan_sens *s) { return s ? s->n : 0; }
 const sq_plan_sensitivity *sq_plan_sens_at(const sq_plan_sens *s, int64_t i)
 {
@@ -330,12 +343,10 @@ sq_status sq_plan_measure_sensitivity(sq_model *m, const sq_imatrix *im, const s
     }
     const sq_gguf *g = sq_model_gguf(m);
     int64_t nt = sq_gguf_n_tensors(g);
-    sq_plan_sens *s = calloc(1, sizeof *s);
-    if (s) s->e = calloc((size_t)(nt > 0 ? nt : 1), sizeof *s->e);
-    if (s) s->w = calloc((size_t)(nt > 0 ? nt : 1), sizeof *s->w);
+    sq_plan_sens *s = sens_alloc(nt);
     calib cb;
     bool have_cb = false;
-    if (!s || !s->e || !s->w) st = sq_error_set(err, SQ_ENOMEM, "out of memory for sensitivities");
+    if (!s) st = sq_error_set(err, SQ_ENOMEM, "out of memory for sensitivities");
     if (st == SQ_OK) st = calib_init(&cb, m, p, err);
     have_cb = st == SQ_OK;
     /* the tensors in file order: the weights the forward pass multiplies or looks up */
@@ -466,11 +477,8 @@ sq_status sq_plan_measure_sensitivity_in_plan(sq_model *m, const sq_imatrix *im,
     *kld = 0.0;
     if (!m || !plan || !p) return sq_error_set(err, SQ_EINVAL, "sq_plan_measure_sensitivity_in_plan: no model, plan or parameters");
     int64_t n = sq_plan_n_tensors(plan);
-    sq_plan_sens *s = calloc(1, sizeof *s);
-    if (s) s->e = calloc((size_t)(n > 0 ? n : 1), sizeof *s->e);
-    if (s) s->w = calloc((size_t)(n > 0 ? n : 1), sizeof *s->w);
-    if (!s || !s->e || !s->w) {
-        sq_plan_sens_free(s);
+    sq_plan_sens *s = sens_alloc(n);
+    if (!s) {
         return sq_error_set(err, SQ_ENOMEM, "out of memory for sensitivities");
     }
     calib cb;
