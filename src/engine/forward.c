@@ -334,6 +334,64 @@ static void store_kv(sq_context *c, int64_t l, int nb, int pos0)
     memcpy(vl, c->v, sizeof(float) * (size_t)nb * (size_t)c->kv_dim);
 }
 
+/* The per-token elementwise stages of a layer, split by tokens across the
+ * pool for a batch (each token's arithmetic is the same as on one thread). */
+enum tok_stage { STAGE_NORM, STAGE_ADD_NORM, STAGE_ROPE, STAGE_SWIGLU };
+
+typedef struct tok_job {
+    sq_context *c;
+    enum tok_stage stage;
+    int nb, pos0;
+    const float *norm; /* STAGE_NORM / STAGE_ADD_NORM: the norm's weights */
+    attn_fns f;
+} tok_job;
+
+static void tok_worker(void *ctx, int ith, int nth)
+{
+    tok_job *J = ctx;
+    sq_context *c = J->c;
+    const sq_hparams *hp = &c->m->hp;
+    const int64_t E = hp->n_embd;
+    const int i0 = (int)((int64_t)J->nb * ith / nth), i1 = (int)((int64_t)J->nb * (ith + 1) / nth);
+    for (int i = i0; i < i1; i++) {
+        float *x = c->x + (size_t)i * (size_t)E, *xn = c->xn + (size_t)i * (size_t)E;
+        switch (J->stage) {
+        case STAGE_ADD_NORM:
+            for (int64_t e = 0; e < E; e++) x[e] += xn[e];
+            /* fall through */
+        case STAGE_NORM: sq__rmsnorm(x, J->norm, xn, E, hp->rms_eps); break;
+        case STAGE_ROPE: {
+            float *q = c->q + (size_t)i * (size_t)c->q_dim, *k = c->k + (size_t)i * (size_t)c->kv_dim;
+            sq__rope(q, (int)hp->n_head, (int)hp->head_dim, (int)hp->n_rot, J->pos0 + i, hp->rope_base,
+                     hp->rope_scale, c->m->rope_freqs);
+            sq__rope(k, (int)hp->n_head_kv, (int)hp->head_dim, (int)hp->n_rot, J->pos0 + i, hp->rope_base,
+                     hp->rope_scale, c->m->rope_freqs);
+            if (c->kv_f16) {
+                J->f.round(q, c->q_dim);
+                J->f.round(k, c->kv_dim);
+                J->f.round(c->v + (size_t)i * (size_t)c->kv_dim, c->kv_dim);
+            }
+            break;
+        }
+        case STAGE_SWIGLU: {
+            float *g = c->g + (size_t)i * (size_t)hp->n_ff;
+            sq__swiglu(g, c->u + (size_t)i * (size_t)hp->n_ff, g, hp->n_ff);
+            break;
+        }
+        }
+    }
+}
+
+/* Runs one stage over the batch: on the pool for a batch, inline for a token. */
+static void tok_stage(sq_context *c, enum tok_stage stage, int nb, int pos0, const float *norm, attn_fns f)
+{
+    tok_job J = {c, stage, nb, pos0, norm, f};
+    if (nb >= 8 && c->tp)
+        sq_threadpool_run(c->tp, tok_worker, &J);
+    else
+        tok_worker(&J, 0, 1);
+}
+
 /* Runs nb tokens at positions pos0.. through the model; writes logits of
  * tokens out_from..nb-1 to logits (row-major, n_vocab each). */
 static sq_status forward_batch(sq_context *c, const int32_t *tok, int nb, int pos0, int out_from, float *logits,
@@ -349,23 +407,13 @@ static sq_status forward_batch(sq_context *c, const int32_t *tok, int nb, int po
 
     for (int64_t l = 0; l < hp->n_layer; l++) {
         const sq__layer *L = &m->layers[l];
-        for (int i = 0; i < nb; i++)
-            sq__rmsnorm(c->x + (size_t)i * (size_t)E, L->attn_norm, c->xn + (size_t)i * (size_t)E, E, hp->rms_eps);
+        /* the residual of the previous layer's FFN is added here, before the norm */
+        tok_stage(c, l == 0 ? STAGE_NORM : STAGE_ADD_NORM, nb, pos0, L->attn_norm, f);
         const float *qin = gather_shared(c, L->qkv_perm, c->xn, nb);
         if ((st = mm(c, &L->wq, qin, c->xn, nb, c->q, "attn_q", l, err))) return st;
         if ((st = mm(c, &L->wk, qin, c->xn, nb, c->k, "attn_k", l, err))) return st;
         if ((st = mm(c, &L->wv, qin, c->xn, nb, c->v, "attn_v", l, err))) return st;
-        for (int i = 0; i < nb; i++) {
-            sq__rope(c->q + (size_t)i * (size_t)c->q_dim, (int)hp->n_head, (int)hp->head_dim, (int)hp->n_rot,
-                     pos0 + i, hp->rope_base, hp->rope_scale, m->rope_freqs);
-            sq__rope(c->k + (size_t)i * (size_t)c->kv_dim, (int)hp->n_head_kv, (int)hp->head_dim, (int)hp->n_rot,
-                     pos0 + i, hp->rope_base, hp->rope_scale, m->rope_freqs);
-        }
-        if (c->kv_f16) {
-            f.round(c->q, (int64_t)nb * c->q_dim);
-            f.round(c->k, (int64_t)nb * c->kv_dim);
-            f.round(c->v, (int64_t)nb * c->kv_dim);
-        }
+        tok_stage(c, STAGE_ROPE, nb, pos0, NULL, f);
         store_kv(c, l, nb, pos0);
 
         attn_job J;
@@ -385,17 +433,15 @@ static sq_status forward_batch(sq_context *c, const int32_t *tok, int nb, int po
             sq_threadpool_run(c->tp, attention_worker, &J);
 
         if ((st = mm(c, &L->wo, c->att, c->att, nb, c->xn, "attn_output", l, err))) return st;
-        for (int64_t i = 0; i < (int64_t)nb * E; i++) c->x[i] += c->xn[i];
-
-        for (int i = 0; i < nb; i++)
-            sq__rmsnorm(c->x + (size_t)i * (size_t)E, L->ffn_norm, c->xn + (size_t)i * (size_t)E, E, hp->rms_eps);
+        tok_stage(c, STAGE_ADD_NORM, nb, pos0, L->ffn_norm, f);
         const float *fin = gather_shared(c, L->gu_perm, c->xn, nb);
         if ((st = mm(c, &L->gate, fin, c->xn, nb, c->g, "ffn_gate", l, err))) return st;
         if ((st = mm(c, &L->up, fin, c->xn, nb, c->u, "ffn_up", l, err))) return st;
-        sq__swiglu(c->g, c->u, c->g, (int64_t)nb * hp->n_ff);
+        tok_stage(c, STAGE_SWIGLU, nb, pos0, NULL, f);
         if ((st = mm(c, &L->down, c->g, c->g, nb, c->xn, "ffn_down", l, err))) return st;
-        for (int64_t i = 0; i < (int64_t)nb * E; i++) c->x[i] += c->xn[i];
     }
+    /* the last FFN's residual */
+    for (int64_t i = 0; i < (int64_t)nb * E; i++) c->x[i] += c->xn[i];
 
     if (out_from < nb) {
         for (int i = out_from; i < nb; i++)
