@@ -17,8 +17,8 @@
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__) && defined(__AVX512DQ__)
 
-/* Activation columns per tile. */
-#define PAIR_NC 4
+/* Activation columns per tile (a multiple of MAXNC, the one-row kernels' limit). */
+#define PAIR_NC 8
 
 /* [a | b] */
 SQ_INLINE __m512i pair_si(__m256i a, __m256i b) { return _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1); }
@@ -194,7 +194,7 @@ SQ_INLINE void k2_q80fam(int64_t n, const void *vw, size_t ws, const void *vx, s
     } while (0)
 
 /* K-quant tiles: pairs of rows × PAIR_NC columns, the odd row through the
- * one-row kernel (its results are the same as a half's). */
+ * one-row kernel, MAXNC columns at a time (its results are a half's). */
 #define SQ_DEFINE_PAIR_GEMM(T)                                                                                  \
     static void gemm2_##T(int64_t n, const void *w, size_t ws, int nr, const void *x, size_t xs, int nc, float *y, \
                           size_t ys, bool accumulate)                                                          \
@@ -208,7 +208,9 @@ SQ_INLINE void k2_q80fam(int64_t n, const void *vw, size_t ws, const void *vx, s
                 PAIR_STORE(2, PAIR_NC);                                                                        \
             }                                                                                                  \
             for (; r < nr; r++) {                                                                              \
-                k_##T(n, (const char *)w + (size_t)r * ws, (const char *)x + (size_t)c * xs, xs, s, PAIR_NC);  \
+                for (int c4 = 0; c4 < PAIR_NC; c4 += MAXNC)                                                    \
+                    k_##T(n, (const char *)w + (size_t)r * ws, (const char *)x + (size_t)(c + c4) * xs, xs, s + c4, \
+                          MAXNC);                                                                              \
                 PAIR_STORE(1, PAIR_NC);                                                                        \
             }                                                                                                  \
         }                                                                                                      \
@@ -233,9 +235,12 @@ SQ_DEFINE_PAIR_GEMM(q6_K)
         k2_q80fam(n, (const char *)w + (size_t)r * ws, ws, (const char *)x + (size_t)c * xs, xs, s, NP_, NC_, K); \
         PAIR_STORE(2 * (NP_), NC_);                                                                            \
     } while (0)
+/* one row through k_q80fam, at most MAXNC columns per call */
 #define Q80_ROW_TILE(K, NC_)                                                                                    \
     do {                                                                                                       \
-        k_q80fam(n, (const char *)w + (size_t)r * ws, ws, (const char *)x + (size_t)c * xs, xs, s, 1, NC_, K);  \
+        for (int c4 = 0; c4 < (NC_); c4 += MAXNC)                                                              \
+            k_q80fam(n, (const char *)w + (size_t)r * ws, ws, (const char *)x + (size_t)(c + c4) * xs, xs, s + c4, 1, \
+                     (NC_) - c4 < MAXNC ? (NC_) - c4 : MAXNC, K);                                              \
         PAIR_STORE(1, NC_);                                                                                    \
     } while (0)
 
