@@ -14,7 +14,8 @@
  * Needs: AV (vector type), AV_W, AV_KB (key vectors per score tile), AV_DV
  * (output vectors per value tile), AV_ZERO, AV_LOAD, AV_STORE, AV_SET1,
  * AV_FMA, AV_ADD, AV_MUL, AV_MAX, AV_HMAX, AV_ROUND16 (through fp16 and back), and
- * AV_FN (the function's name).
+ * AV_FN (the function's name); optionally AV_SOFTMAX_ROWS(b, M), a softmax
+ * of all the block's rows at once with the results of av_softmax's.
  */
 #include <math.h>
 
@@ -132,7 +133,11 @@ AV_INLINE void av_block(const sq__attn_block *b, const int M)
         if (b->nk[r] < nmin) nmin = b->nk[r];
     }
     av_scores(b, nmax, M);
+#ifdef AV_SOFTMAX_ROWS
+    AV_SOFTMAX_ROWS(b, M);
+#else
     for (int r = 0; r < M; r++) av_softmax(b->sc + (size_t)r * b->sc_stride, b->nk[r], b->f16);
+#endif
     av_values(b, nmin, M);
 }
 
