@@ -7,7 +7,8 @@
  * a fixed tree, a different tree for a row's last nk mod 4 keys; the softmax
  * with a sequential double sum; the value sum in key order with FMAs), equal
  * each other, and stay close to the plain float reference; and the AVX-512
- * softmax's vector expf against the C library's, bit for bit.
+ * softmax's vector expf against the C library's, and its SwiGLU against the
+ * scalar one, bit for bit.
  */
 #include <math.h>
 #include <stdint.h>
@@ -170,9 +171,32 @@ static void test_expf(void)
     CHECK(tot > 9000000);
 }
 
+/* The AVX-512 SwiGLU equals the scalar one bit for bit (lengths with tails,
+ * gate values out to ±120 so that the exp's big-argument lanes are taken). */
+static void test_swiglu(void)
+{
+    if (sq_blocks_isa() < SQ_ISA_AVX512) {
+        SKIP("no AVX-512 on this CPU");
+        return;
+    }
+    uint64_t seed = 11;
+    enum { N = 1000 };
+    float g[N], u[N], a[N], b[N];
+    for (int i = 0; i < N; i++) {
+        g[i] = frand(&seed) * (i % 9 == 0 ? 120.0f : 8.0f);
+        u[i] = frand(&seed) * 3.0f;
+    }
+    for (int n = 1; n <= N; n += 37) {
+        sq__swiglu(g, u, a, n);
+        sq__swiglu_avx512(g, u, b, n);
+        CHECK_MSG(memcmp(a, b, sizeof(float) * (size_t)n) == 0, "swiglu avx512 differs for n = %d", n);
+    }
+}
+
 int main(void)
 {
     RUN(test_blocks_random);
     RUN(test_expf);
+    RUN(test_swiglu);
     return harness_finish("attention");
 }

@@ -1,5 +1,6 @@
 /*
- * attn_avx512.c — the blocked attention of attn_block.h on 16-lane vectors
+ * attn_avx512.c — the blocked attention of attn_block.h on 16-lane vectors,
+ * with a vector expf equal to the C library's for its softmax (and SwiGLU)
  * (built with the AVX-512 flags by the Makefile's *_avx512.c rule; called only
  * when the CPU has them, see pick_fns() in forward.c). 32 registers: a score
  * tile of 8 partial sums × 32 keys and a value tile of 8 rows × 32 dimensions.
@@ -77,6 +78,20 @@ void sq__expf_avx512(const float *x, float *y, int n)
     int i = 0;
     for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, expf16(_mm512_loadu_ps(x + i)));
     for (; i < n; i++) y[i] = expf(x[i]);
+}
+
+/* sq__swiglu with the vector expf: the same divide, add and multiplies, so
+ * the same results. */
+void sq__swiglu_avx512(const float *g, const float *u, float *y, int64_t n)
+{
+    const __m512 one = _mm512_set1_ps(1.0f);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m512 a = _mm512_loadu_ps(g + i);
+        const __m512 e = expf16(_mm512_sub_ps(_mm512_setzero_ps(), a));
+        _mm512_storeu_ps(y + i, _mm512_mul_ps(_mm512_div_ps(a, _mm512_add_ps(one, e)), _mm512_loadu_ps(u + i)));
+    }
+    if (i < n) sq__swiglu(g + i, u + i, y + i, n - i);
 }
 
 /* The softmax of the block's M rows (see sq__attn_block): per row the max,

@@ -92,6 +92,8 @@ void sq__attn_block_avx2(const sq__attn_block *b);
 void sq__attn_block_avx512(const sq__attn_block *b);
 /* y[i] = expf(x[i]), 16 lanes at a time with the C library's results (the AVX-512 softmax's exp). */
 void sq__expf_avx512(const float *x, float *y, int n);
+/* sq__swiglu on 16 lanes (equal results). */
+void sq__swiglu_avx512(const float *g, const float *u, float *y, int64_t n);
 
 void sq__round_fp16_avx2(float *x, int64_t n);
 

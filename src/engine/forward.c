@@ -90,20 +90,24 @@ void sq__attn_block_ref(const sq__attn_block *b)
 typedef struct attn_fns {
     void (*block)(const sq__attn_block *);
     void (*round)(float *, int64_t);
+    void (*swiglu)(const float *, const float *, float *, int64_t);
 } attn_fns;
 
-/* The attention kernels to use: the AVX-512 or AVX2+FMA+F16C ones when the
+/* The attention kernels (and SwiGLU) to use: the AVX-512 or AVX2+FMA+F16C ones when the
  * CPU has them and the block kernels are not forced to scalar (SQ_FORCE_SCALAR). */
 static attn_fns pick_fns(void)
 {
-    attn_fns f = {sq__attn_block_ref, sq__round_fp16};
+    attn_fns f = {sq__attn_block_ref, sq__round_fp16, sq__swiglu};
 #if defined(__x86_64__)
     /* sq_blocks_isa() >= AVX2 already means AVX2 + FMA + F16C (dispatch.c). */
     if (sq_blocks_isa() >= SQ_ISA_AVX2) {
         f.block = sq__attn_block_avx2;
         f.round = sq__round_fp16_avx2;
     }
-    if (sq_blocks_isa() >= SQ_ISA_AVX512) f.block = sq__attn_block_avx512;
+    if (sq_blocks_isa() >= SQ_ISA_AVX512) {
+        f.block = sq__attn_block_avx512;
+        f.swiglu = sq__swiglu_avx512;
+    }
 #endif
     return f;
 }
@@ -375,7 +379,7 @@ static void tok_worker(void *ctx, int ith, int nth)
         }
         case STAGE_SWIGLU: {
             float *g = c->g + (size_t)i * (size_t)hp->n_ff;
-            sq__swiglu(g, c->u + (size_t)i * (size_t)hp->n_ff, g, hp->n_ff);
+            J->f.swiglu(g, c->u + (size_t)i * (size_t)hp->n_ff, g, hp->n_ff);
             break;
         }
         }
