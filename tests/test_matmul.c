@@ -244,7 +244,7 @@ static void test_matmul_row_pairs(void)
         SKIP("no AVX-512 on this CPU");
         return;
     }
-    static const char *names[] = {"q4_K", "q6_K", "q4_0", "q5_0", "q8_0", "iq4_nl"};
+    static const char *names[] = {"q4_K", "q5_K", "q6_K", "q4_0", "q5_0", "q8_0", "iq4_nl"};
     const int64_t rows = 11, cols = 512, n = 9;
     for (size_t ti = 0; ti < sizeof names / sizeof names[0]; ti++) {
         const int t = sq_type_from_name(names[ti]);

@@ -1,7 +1,7 @@
 /*
  * simd_pair512.h — AVX-512 tile kernels that run two weight rows in the two
  * 256-bit halves of each 512-bit register, for the matrix-matrix product
- * (n > 1) of Q4_K, Q6_K and the Q8_0-activation family (Q4_0, Q5_0, Q8_0,
+ * (n > 1) of Q4_K, Q5_K, Q6_K and the Q8_0-activation family (Q4_0, Q5_0, Q8_0,
  * IQ4_NL). Included by kernels_avx512.c after simd_dot.h and simd_zmm.h.
  *
  * Each half does exactly the operations of the 256-bit one-row tile kernel
@@ -14,6 +14,8 @@
  */
 #ifndef SQ_X86_SIMD_PAIR512_H
 #define SQ_X86_SIMD_PAIR512_H
+
+#include <stddef.h>
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__) && defined(__AVX512DQ__)
 
@@ -47,31 +49,42 @@ SQ_INLINE __m512i lane_pick16(__m512i v, int k)
     return _mm512_permutexvar_epi16(idx, v);
 }
 
-/* Q4_K x Q8_K, rows w and w + ws; out[c * 2 + r]. See k_q4_K. */
-SQ_INLINE void k2_q4_K(int64_t n, const void *vw, size_t ws, const void *vx, size_t xs, float *out, const int NC)
+/* Q4_K (Q5 false) or Q5_K (Q5 true) x Q8_K, rows w and w + ws; out[c * 2 + r].
+ * See k_q4_K and k_q5_K: the two layouts differ only in Q5_K's qh, so one
+ * body walks both by byte offsets. */
+SQ_INLINE void k2_q45_K(int64_t n, const void *vw, size_t ws, const void *vx, size_t xs, float *out, const int NC,
+                        const bool Q5)
 {
-    const blk_q4_K *w0 = vw, *w1 = (const blk_q4_K *)((const char *)vw + ws);
+    const size_t bsz = Q5 ? sizeof(blk_q5_K) : sizeof(blk_q4_K);
+    const size_t qs_off = Q5 ? offsetof(blk_q5_K, qs) : offsetof(blk_q4_K, qs);
+    const uint8_t *w0 = vw, *w1 = (const uint8_t *)vw + ws;
     const int64_t nb = n / 256;
-    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const __m512i m4 = _mm512_set1_epi8(0x0F), b16 = _mm512_set1_epi8(0x10);
     __m512 acc[PAIR_NC];
     SQ_UNROLL for (int c = 0; c < NC; c++) acc[c] = _mm512_setzero_ps();
-    for (int64_t i = 0; i < nb; i++) {
+    for (int64_t i = 0; i < nb; i++, w0 += bsz, w1 += bsz) {
+        const blk_q4_K *h0 = (const blk_q4_K *)w0, *h1 = (const blk_q4_K *)w1; /* d, dmin, scales: same places */
         uint8_t sm0[16], sm1[16];
-        unpack_k4_scales(w0[i].scales, sm0);
-        unpack_k4_scales(w1[i].scales, sm1);
+        unpack_k4_scales(h0->scales, sm0);
+        unpack_k4_scales(h1->scales, sm1);
         /* lanes 0..7 scales, 8..15 mins of row 0; 16..31 the same of row 1 */
         const __m512i sc = pair_si(_mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)sm0)),
                                    _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)sm1)));
         const __m128i mn0 = _mm_loadl_epi64((const __m128i *)(sm0 + 8)), mn1 = _mm_loadl_epi64((const __m128i *)(sm1 + 8));
         const __m512i m16 = pair_si(_mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn0, mn0)),
                                     _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn1, mn1)));
-        const float d0 = h2f(w0[i].d), dmin0 = h2f(w0[i].dmin), d1 = h2f(w1[i].d), dmin1 = h2f(w1[i].dmin);
+        const float d0 = h2f(h0->d), dmin0 = h2f(h0->dmin), d1 = h2f(h1->d), dmin1 = h2f(h1->dmin);
+        const __m512i hbits = Q5 ? pair_load(((const blk_q5_K *)w0)->qh, ((const blk_q5_K *)w1)->qh) : m4;
         __m512i isum[PAIR_NC];
         SQ_UNROLL for (int c = 0; c < NC; c++) isum[c] = _mm512_setzero_si512();
         for (int p = 0; p < 4; p++) {
-            const __m512i raw = pair_load(w0[i].qs + 32 * p, w1[i].qs + 32 * p);
-            const __m512i lo = _mm512_and_si512(raw, m4);
-            const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), m4);
+            const __m512i raw = pair_load(w0 + qs_off + 32 * p, w1 + qs_off + 32 * p);
+            __m512i lo = _mm512_and_si512(raw, m4);
+            __m512i hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), m4);
+            if (Q5) { /* bit 2p of qh[l] is the fifth bit of value 64p+l, bit 2p+1 of value 64p+32+l */
+                lo = _mm512_or_si512(lo, _mm512_and_si512(_mm512_slli_epi16(_mm512_srli_epi16(hbits, 2 * p), 4), b16));
+                hi = _mm512_or_si512(hi, _mm512_and_si512(_mm512_slli_epi16(_mm512_srli_epi16(hbits, 2 * p + 1), 4), b16));
+            }
             const __m512i s_lo = lane_pick16(sc, 2 * p), s_hi = lane_pick16(sc, 2 * p + 1);
             SQ_UNROLL for (int c = 0; c < NC; c++) {
                 const blk_q8_K *x = XCOL(blk_q8_K, vx, xs, c) + i;
@@ -87,6 +100,16 @@ SQ_INLINE void k2_q4_K(int64_t n, const void *vw, size_t ws, const void *vx, siz
         }
     }
     SQ_UNROLL for (int c = 0; c < NC; c++) pair_hsum(acc[c], &out[c * 2], &out[c * 2 + 1]);
+}
+
+SQ_INLINE void k2_q4_K(int64_t n, const void *vw, size_t ws, const void *vx, size_t xs, float *out, const int NC)
+{
+    k2_q45_K(n, vw, ws, vx, xs, out, NC, false);
+}
+
+SQ_INLINE void k2_q5_K(int64_t n, const void *vw, size_t ws, const void *vx, size_t xs, float *out, const int NC)
+{
+    k2_q45_K(n, vw, ws, vx, xs, out, NC, true);
 }
 
 /* Q6_K x Q8_K, rows w and w + ws; out[c * 2 + r]. See k_q6_K. */
@@ -228,6 +251,7 @@ SQ_INLINE void k2_q80fam(int64_t n, const void *vw, size_t ws, const void *vx, s
     }
 
 SQ_DEFINE_PAIR_GEMM(q4_K)
+SQ_DEFINE_PAIR_GEMM(q5_K)
 SQ_DEFINE_PAIR_GEMM(q6_K)
 
 #define Q80_PAIR_TILE(K, NP_, NC_)                                                                              \
@@ -276,6 +300,7 @@ SQ_DEFINE_Q80_PAIR_GEMM(iq4_nl, Q80_IQ4_NL)
 #define SQ_PAIR512_GEMM(type)                              \
     do {                                                   \
         if ((type) == SQ_TYPE_Q4_K) return gemm2_q4_K;     \
+        if ((type) == SQ_TYPE_Q5_K) return gemm2_q5_K;     \
         if ((type) == SQ_TYPE_Q6_K) return gemm2_q6_K;     \
         if ((type) == SQ_TYPE_Q4_0) return gemm4_q4_0;     \
         if ((type) == SQ_TYPE_Q5_0) return gemm4_q5_0;     \
