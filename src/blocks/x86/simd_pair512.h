@@ -73,7 +73,7 @@ SQ_INLINE void k2_q45_K(int64_t n, const void *vw, size_t ws, const void *vx, si
         const __m128i mn0 = _mm_loadl_epi64((const __m128i *)(sm0 + 8)), mn1 = _mm_loadl_epi64((const __m128i *)(sm1 + 8));
         const __m512i m16 = pair_si(_mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn0, mn0)),
                                     _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn1, mn1)));
-        const float d0 = h2f(h0->d), dmin0 = h2f(h0->dmin), d1 = h2f(h1->d), dmin1 = h2f(h1->dmin);
+        const __m512 dpair = pair_ps(h2f(h0->d), h2f(h1->d)), mpair = pair_ps(h2f(h0->dmin), h2f(h1->dmin));
         const __m512i hbits = Q5 ? pair_load(((const blk_q5_K *)w0)->qh, ((const blk_q5_K *)w1)->qh) : m4;
         __m512i isum[PAIR_NC];
         SQ_UNROLL for (int c = 0; c < NC; c++) isum[c] = _mm512_setzero_si512();
@@ -95,8 +95,9 @@ SQ_INLINE void k2_q45_K(int64_t n, const void *vw, size_t ws, const void *vx, si
         SQ_UNROLL for (int c = 0; c < NC; c++) {
             const blk_q8_K *x = XCOL(blk_q8_K, vx, xs, c) + i;
             const __m512i mb = _mm512_madd_epi16(bcast256(x->bsums), m16);
-            acc[c] = _mm512_fmadd_ps(pair_ps(d0 * x->d, d1 * x->d), _mm512_cvtepi32_ps(isum[c]), acc[c]);
-            acc[c] = _mm512_fnmadd_ps(pair_ps(dmin0 * x->d, dmin1 * x->d), _mm512_cvtepi32_ps(mb), acc[c]);
+            const __m512 xd = _mm512_set1_ps(x->d); /* d·dy per half: the one-row kernel's float product */
+            acc[c] = _mm512_fmadd_ps(_mm512_mul_ps(dpair, xd), _mm512_cvtepi32_ps(isum[c]), acc[c]);
+            acc[c] = _mm512_fnmadd_ps(_mm512_mul_ps(mpair, xd), _mm512_cvtepi32_ps(mb), acc[c]);
         }
     }
     SQ_UNROLL for (int c = 0; c < NC; c++) pair_hsum(acc[c], &out[c * 2], &out[c * 2 + 1]);
@@ -136,7 +137,7 @@ SQ_INLINE void k2_q6_K(int64_t n, const void *vw, size_t ws, const void *vx, siz
         const __m128i sc80 = _mm_loadu_si128((const __m128i *)w0[i].scales);
         const __m128i sc81 = _mm_loadu_si128((const __m128i *)w1[i].scales);
         const __m512i sc16 = pair_si(_mm256_cvtepi8_epi16(sc80), _mm256_cvtepi8_epi16(sc81));
-        const float d0 = h2f(w0[i].d), d1 = h2f(w1[i].d);
+        const __m512 dpair = pair_ps(h2f(w0[i].d), h2f(w1[i].d));
         __m512i isum[PAIR_NC];
         SQ_UNROLL for (int c = 0; c < NC; c++) isum[c] = _mm512_setzero_si512();
         for (int h = 0; h < 2; h++) {
@@ -164,8 +165,8 @@ SQ_INLINE void k2_q6_K(int64_t n, const void *vw, size_t ws, const void *vx, siz
         SQ_UNROLL for (int c = 0; c < NC; c++) {
             const blk_q8_K *x = XCOL(blk_q8_K, vx, xs, c) + i;
             const __m512i corr = _mm512_slli_epi32(_mm512_madd_epi16(bcast256(x->bsums), sc16), 5);
-            acc[c] = _mm512_fmadd_ps(pair_ps(d0 * x->d, d1 * x->d), _mm512_cvtepi32_ps(_mm512_sub_epi32(isum[c], corr)),
-                                     acc[c]);
+            acc[c] = _mm512_fmadd_ps(_mm512_mul_ps(dpair, _mm512_set1_ps(x->d)),
+                                     _mm512_cvtepi32_ps(_mm512_sub_epi32(isum[c], corr)), acc[c]);
         }
     }
     SQ_UNROLL for (int c = 0; c < NC; c++) pair_hsum(acc[c], &out[c * 2], &out[c * 2 + 1]);
