@@ -173,9 +173,11 @@ SQ_INLINE void k2_q6_K(int64_t n, const void *vw, size_t ws, const void *vx, siz
 }
 
 /* Q8_0-activation family, NP pairs of rows (rows w + r * ws, r < 2 * NP) × NC
- * columns; out[c * 2 * NP + r]. See k_q80fam. */
+ * columns; out[c * 2 * NP + r]. See k_q80fam. dxs, when not NULL, holds the
+ * activation scales as floats, dxs[i * NC + c] for block i of column c (the
+ * caller converts them once for all its row tiles). */
 SQ_INLINE void k2_q80fam(int64_t n, const void *vw, size_t ws, const void *vx, size_t xs, float *out, const int NP,
-                         const int NC, const int kind)
+                         const int NC, const int kind, const float *dxs)
 {
     const int64_t nb = n / 32;
     const __m512i bias = _mm512_set1_epi8((char)0x80);
@@ -195,7 +197,7 @@ SQ_INLINE void k2_q80fam(int64_t n, const void *vw, size_t ws, const void *vx, s
         SQ_UNROLL for (int c = 0; c < NC; c++) {
             const blk_q8_0 *x = XCOL(blk_q8_0, vx, xs, c) + i;
             const __m512i yu = _mm512_xor_si512(bcast256(x->qs), bias);
-            const __m512 dx = _mm512_set1_ps(h2f(x->d));
+            const __m512 dx = _mm512_set1_ps(dxs ? dxs[i * NC + c] : h2f(x->d));
             SQ_UNROLL for (int p = 0; p < NP; p++) {
                 const __m512i s = _mm512_dpbusd_epi32(nqs[p], yu, q[p]);
                 acc[p][c] = _mm512_fmadd_ps(_mm512_mul_ps(dw[p], dx), _mm512_cvtepi32_ps(s), acc[p][c]);
@@ -255,9 +257,9 @@ SQ_DEFINE_PAIR_GEMM(q4_K)
 SQ_DEFINE_PAIR_GEMM(q5_K)
 SQ_DEFINE_PAIR_GEMM(q6_K)
 
-#define Q80_PAIR_TILE(K, NP_, NC_)                                                                              \
+#define Q80_PAIR_TILE(K, NP_, NC_, DXS)                                                                         \
     do {                                                                                                       \
-        k2_q80fam(n, (const char *)w + (size_t)r * ws, ws, (const char *)x + (size_t)c * xs, xs, s, NP_, NC_, K); \
+        k2_q80fam(n, (const char *)w + (size_t)r * ws, ws, (const char *)x + (size_t)c * xs, xs, s, NP_, NC_, K, DXS); \
         PAIR_STORE(2 * (NP_), NC_);                                                                            \
     } while (0)
 /* one row through k_q80fam, at most MAXNC columns per call */
@@ -269,23 +271,34 @@ SQ_DEFINE_PAIR_GEMM(q6_K)
         PAIR_STORE(1, NC_);                                                                                    \
     } while (0)
 
+/* Blocks per panel for which a tile's activation scales are converted once (on the stack). */
+#define Q80_DX_BLOCKS 192
+
 /* Q8_0-family tiles: 4 rows (two pairs) × PAIR_NC columns. */
 #define SQ_DEFINE_Q80_PAIR_GEMM(NAME, K)                                                                        \
     static void gemm4_##NAME(int64_t n, const void *w, size_t ws, int nr, const void *x, size_t xs, int nc,     \
                              float *y, size_t ys, bool accumulate)                                             \
     {                                                                                                          \
-        float s[4 * PAIR_NC];                                                                                  \
+        float s[4 * PAIR_NC], dxs[Q80_DX_BLOCKS * PAIR_NC];                                                    \
+        const int64_t nb = n / 32;                                                                             \
         int c = 0;                                                                                             \
         for (; c + PAIR_NC <= nc; c += PAIR_NC) {                                                              \
+            const float *pre = NULL;                                                                           \
+            if (nb <= Q80_DX_BLOCKS) {                                                                         \
+                for (int cc = 0; cc < PAIR_NC; cc++)                                                           \
+                    for (int64_t i = 0; i < nb; i++)                                                           \
+                        dxs[i * PAIR_NC + cc] = h2f((XCOL(blk_q8_0, x, xs, c + cc) + i)->d);                    \
+                pre = dxs;                                                                                     \
+            }                                                                                                  \
             int r = 0;                                                                                         \
-            for (; r + 4 <= nr; r += 4) Q80_PAIR_TILE(K, 2, PAIR_NC);                                          \
-            for (; r + 2 <= nr; r += 2) Q80_PAIR_TILE(K, 1, PAIR_NC);                                          \
+            for (; r + 4 <= nr; r += 4) Q80_PAIR_TILE(K, 2, PAIR_NC, pre);                                     \
+            for (; r + 2 <= nr; r += 2) Q80_PAIR_TILE(K, 1, PAIR_NC, pre);                                     \
             for (; r < nr; r++) Q80_ROW_TILE(K, PAIR_NC);                                                      \
         }                                                                                                      \
         for (; c < nc; c++) {                                                                                  \
             int r = 0;                                                                                         \
-            for (; r + 4 <= nr; r += 4) Q80_PAIR_TILE(K, 2, 1);                                                \
-            for (; r + 2 <= nr; r += 2) Q80_PAIR_TILE(K, 1, 1);                                                \
+            for (; r + 4 <= nr; r += 4) Q80_PAIR_TILE(K, 2, 1, NULL);                                          \
+            for (; r + 2 <= nr; r += 2) Q80_PAIR_TILE(K, 1, 1, NULL);                                          \
             for (; r < nr; r++) Q80_ROW_TILE(K, 1);                                                            \
         }                                                                                                      \
     }
