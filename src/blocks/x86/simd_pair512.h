@@ -121,16 +121,7 @@ SQ_INLINE void k2_q6_K(int64_t n, const void *vw, size_t ws, const void *vx, siz
     const __m512i m4 = _mm512_set1_epi8(0x0F), m3 = _mm512_set1_epi8(0x30);
     /* scale_pair16's byte pattern, in all four 128-bit lanes' places */
     __m512i shuf[4];
-    for (int j = 0; j < 4; j++) {
-        const __m256i pat = _mm256_setr_epi8(
-            (char)(4 * j), (char)(4 * j + 1), (char)(4 * j), (char)(4 * j + 1), (char)(4 * j), (char)(4 * j + 1),
-            (char)(4 * j), (char)(4 * j + 1), (char)(4 * j), (char)(4 * j + 1), (char)(4 * j), (char)(4 * j + 1),
-            (char)(4 * j), (char)(4 * j + 1), (char)(4 * j), (char)(4 * j + 1), (char)(4 * j + 2), (char)(4 * j + 3),
-            (char)(4 * j + 2), (char)(4 * j + 3), (char)(4 * j + 2), (char)(4 * j + 3), (char)(4 * j + 2),
-            (char)(4 * j + 3), (char)(4 * j + 2), (char)(4 * j + 3), (char)(4 * j + 2), (char)(4 * j + 3),
-            (char)(4 * j + 2), (char)(4 * j + 3), (char)(4 * j + 2), (char)(4 * j + 3));
-        shuf[j] = _mm512_broadcast_i64x4(pat);
-    }
+    for (int j = 0; j < 4; j++) shuf[j] = _mm512_broadcast_i64x4(scale_pair16_pattern(j));
     __m512 acc[PAIR_NC];
     SQ_UNROLL for (int c = 0; c < NC; c++) acc[c] = _mm512_setzero_ps();
     for (int64_t i = 0; i < nb; i++) {
