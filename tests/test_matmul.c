@@ -198,6 +198,41 @@ static void test_matmul_types(void)
     sq_blocks_set_isa(SQ_ISA_AVX512);
 }
 
+/* The AVX-512 tile kernels that put two weight rows in the halves of a
+ * register promise, per row, exactly the one-row kernel's results: the whole
+ * product must equal, bit for bit, the same product taken one weight row at
+ * a time (which runs the one-row kernel), with full and partial column tiles. */
+static void test_matmul_row_pairs(void)
+{
+    if (sq_blocks_set_isa(SQ_ISA_AVX512) != SQ_ISA_AVX512) {
+        SKIP("no AVX-512 on this CPU");
+        return;
+    }
+    static const char *names[] = {"q4_K", "q5_K", "q6_K", "q4_0", "q5_0", "q8_0", "iq4_nl"};
+    const int64_t rows = 11, cols = 512, n = 9;
+    for (size_t ti = 0; ti < sizeof names / sizeof names[0]; ti++) {
+        const int t = sq_type_from_name(names[ti]);
+        const size_t rb = sq_row_size(t, cols);
+        float *wf = malloc(sizeof(float) * rows * cols), *X = malloc(sizeof(float) * n * cols);
+        float *Y = malloc(sizeof(float) * n * rows), *Y1 = malloc(sizeof(float) * n), *Yr = malloc(sizeof(float) * n * rows);
+        for (int64_t i = 0; i < rows * cols; i++) wf[i] = tu_rndf() * (i % 5 == 0 ? 3.0f : 1.0f);
+        for (int64_t i = 0; i < n * cols; i++) X[i] = tu_rndf();
+        unsigned char *W = malloc(rb * rows);
+        sq_error e = {0};
+        CHECK(sq_quantize_rows(t, wf, W, rows, cols, NULL, &e) == SQ_OK);
+        const size_t ws = sq_matmul_work_size(t, cols, n);
+        void *work = malloc(ws);
+        CHECK(sq_matmul(NULL, t, W, rows, cols, rb, X, n, Y, work, ws, &e) == SQ_OK);
+        for (int64_t r = 0; r < rows; r++) {
+            CHECK(sq_matmul(NULL, t, W + r * rb, 1, cols, rb, X, n, Y1, work, ws, &e) == SQ_OK);
+            for (int64_t j = 0; j < n; j++) Yr[j * rows + r] = Y1[j];
+        }
+        CHECK_MSG(memcmp(Y, Yr, sizeof(float) * n * rows) == 0, "matmul %s: row-pair tiles differ from one-row tiles",
+                  names[ti]);
+        free(wf), free(X), free(Y), free(Y1), free(Yr), free(W), free(work);
+    }
+}
+
 static void test_matmul_errors(void)
 {
     float x[64] = {0}, y[4];
@@ -221,6 +256,7 @@ int main(void)
     tu_rng_state = 88172645463325252ULL; /* this file's data, as before testutil.h */
     RUN(test_pool);
     RUN(test_matmul_types);
+    RUN(test_matmul_row_pairs);
     RUN(test_matmul_errors);
     return harness_finish("matmul");
 }
