@@ -11,6 +11,7 @@
  * row counts that are not multiples of the row bands, and random mixes.
  */
 #include "harness.h"
+#include "testutil.h"
 
 #include <math.h>
 
@@ -22,10 +23,7 @@
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
 static float rng_float(void)
 {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (float)((double)(rng_state >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+    return (float)((double)(tu_xorshift64(&rng_state) >> 11) / 9007199254740992.0 * 2.0 - 1.0);
 }
 
 /* The reference for row r: runs summed in order, one vec_dot per run; *mag

@@ -179,7 +179,7 @@ sq_status sq_matmul(sq_threadpool *tp, int type, const void *W, int64_t rows, in
 
     /* Chunk shape: one activation row for n = 1; otherwise up to 16 activation
      * rows (kept in L2) by enough weight rows that each thread gets several chunks. */
-    j.cb = n == 1 ? 1 : (n < 16 ? n : 16);
+    j.cb = n == 1 ? 1 : (n < 24 ? n : 24);
     const int64_t n_cb = (n + j.cb - 1) / j.cb;
     int64_t rb = n == 1 ? 32 : 16;
     while (rb > 4 && ((rows + rb - 1) / rb) * n_cb < 8 * nth) rb /= 2;

@@ -8,6 +8,7 @@
 #include "simd_conv.h"
 #include "simd_f16gemm.h"
 #include "simd_zmm.h"
+#include "simd_pair512.h"
 
 #define SQ_REGISTER_FN sq__register_avx512
 #define SQ_GEMM_FN sq__gemm_avx512

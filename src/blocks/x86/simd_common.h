@@ -138,18 +138,17 @@ SQ_INLINE __m256i bits_to_bytes(uint32_t bits)
 #endif
 }
 
-/* 8 int16 scales (in a 128-bit register) -> for 32-value chunk j of 4 (each
- * with two 16-value groups): int16 lanes 0..7 = scale 2j, lanes 8..15 = scale 2j+1. */
-SQ_INLINE __m256i scale_pair16(__m256i s16x2, int j)
+/* The byte shuffle of scale_pair16 for chunk j (also used by 512-bit kernels,
+ * which repeat it in both halves). */
+SQ_INLINE __m256i scale_pair16_pattern(int j)
 {
-    const __m256i shuf = _mm256_setr_epi8(
+    return _mm256_setr_epi8(
         (char)(4 * j), (char)(4 * j + 1), (char)(4 * j), (char)(4 * j + 1), (char)(4 * j), (char)(4 * j + 1),
         (char)(4 * j), (char)(4 * j + 1), (char)(4 * j), (char)(4 * j + 1), (char)(4 * j), (char)(4 * j + 1),
         (char)(4 * j), (char)(4 * j + 1), (char)(4 * j), (char)(4 * j + 1), (char)(4 * j + 2), (char)(4 * j + 3),
         (char)(4 * j + 2), (char)(4 * j + 3), (char)(4 * j + 2), (char)(4 * j + 3), (char)(4 * j + 2),
         (char)(4 * j + 3), (char)(4 * j + 2), (char)(4 * j + 3), (char)(4 * j + 2), (char)(4 * j + 3),
         (char)(4 * j + 2), (char)(4 * j + 3), (char)(4 * j + 2), (char)(4 * j + 3));
-    return _mm256_shuffle_epi8(s16x2, shuf);
 }
 
 /* Q6_K: the 6-bit values (0..63) of one 128-value half from its 64 ql and
@@ -165,6 +164,10 @@ SQ_INLINE void q6k_half(const uint8_t *ql, const uint8_t *qhp, __m256i q[4])
     q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(qh, m3));
     q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(qh, 2), m3));
 }
+
+/* 8 int16 scales (in a 128-bit register) -> for 32-value chunk j of 4 (each
+ * with two 16-value groups): int16 lanes 0..7 = scale 2j, lanes 8..15 = scale 2j+1. */
+SQ_INLINE __m256i scale_pair16(__m256i s16x2, int j) { return _mm256_shuffle_epi8(s16x2, scale_pair16_pattern(j)); }
 
 /* Q4_K / Q5_K: the 8 six-bit scales (out[0..7]) and mins (out[8..15]) of the 12 packed bytes. */
 SQ_INLINE void unpack_k4_scales(const uint8_t *packed, uint8_t out[16])
