@@ -184,19 +184,41 @@ SQ_INLINE void unpack_k4_scales(const uint8_t *packed, uint8_t out[16])
     _mm_storeu_si128((__m128i *)out, _mm_setr_epi32((int)r[0], (int)r[1], (int)r[2], (int)r[3]));
 }
 
-/* Q3_K: the 16 six-bit scales minus 32 of the 12 packed bytes. */
+/* Q4_K / Q5_K: the 8 six-bit scales (bytes 0..7) and mins (bytes 8..15) of
+ * the 12 packed bytes, in registers (unpack_k4_scales' 32-bit lane formulas
+ * with per-lane shifts; the 4 bytes read past the scales are the block's own
+ * qh/qs and are masked off). */
+SQ_INLINE __m128i k4_scales_mins(const uint8_t *packed)
+{
+    const __m128i v = _mm_loadu_si128((const __m128i *)packed);     /* u32 lanes a0 a1 a2 - */
+    const __m128i x = _mm_shuffle_epi32(v, _MM_SHUFFLE(2, 1, 2, 0)); /* a0 a2 a1 a2 */
+    const __m128i y = _mm_shuffle_epi32(v, _MM_SHUFFLE(1, 1, 0, 0)); /* a0 a0 a1 a1 */
+    const __m128i lo = _mm_and_si128(_mm_srlv_epi32(x, _mm_setr_epi32(0, 0, 0, 4)),
+                                     _mm_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f));
+    const __m128i hi = _mm_and_si128(_mm_srli_epi32(y, 6), _mm_setr_epi32(0, 0x03030303, 0, 0x03030303));
+    return _mm_or_si128(lo, _mm_slli_epi32(hi, 4));
+}
+
+/* Q3_K: the 16 six-bit scales minus 32 of the 12 packed bytes, as 16 int8
+ * in a register. Scale k has its low 4 bits in the low nibble of byte k
+ * (k < 8) or the high nibble of byte k - 8, its high 2 bits in bits
+ * 2(k/4)..2(k/4)+1 of byte 8 + k % 4; computed as four 32-bit lane formulas
+ * with per-lane shifts. Reads from 4 bytes before the scales (the block's
+ * own qs), so that the 16-byte load stays inside the block. */
+SQ_INLINE __m128i q3k_scales(const uint8_t *packed)
+{
+    const __m128i v = _mm_loadu_si128((const __m128i *)(packed - 4)); /* u32 lanes - a0 a1 a2 */
+    const __m128i x = _mm_shuffle_epi32(v, _MM_SHUFFLE(2, 1, 2, 1));  /* a0 a1 a0 a1 */
+    const __m128i y = _mm_shuffle_epi32(v, _MM_SHUFFLE(3, 3, 3, 3));  /* a2 a2 a2 a2 */
+    const __m128i lo = _mm_and_si128(_mm_srlv_epi32(x, _mm_setr_epi32(0, 0, 4, 4)), _mm_set1_epi8(0x0F));
+    const __m128i hi = _mm_and_si128(_mm_srlv_epi32(y, _mm_setr_epi32(0, 2, 4, 6)), _mm_set1_epi8(0x03));
+    return _mm_sub_epi8(_mm_or_si128(lo, _mm_slli_epi32(hi, 4)), _mm_set1_epi8(32));
+}
+
+/* q3k_scales into out[16] (for the scalar-indexed users). */
 SQ_INLINE void unpack_q3k_scales(const uint8_t *packed, int8_t out[16])
 {
-    uint32_t a[3];
-    memcpy(a, packed, 12);
-    const uint32_t lo4 = 0x0f0f0f0fu, lo2 = 0x03030303u;
-    uint32_t r[4];
-    r[0] = (a[0] & lo4) | (((a[2] >> 0) & lo2) << 4);
-    r[1] = (a[1] & lo4) | (((a[2] >> 2) & lo2) << 4);
-    r[2] = ((a[0] >> 4) & lo4) | (((a[2] >> 4) & lo2) << 4);
-    r[3] = ((a[1] >> 4) & lo4) | (((a[2] >> 6) & lo2) << 4);
-    const __m128i v = _mm_sub_epi8(_mm_setr_epi32((int)r[0], (int)r[1], (int)r[2], (int)r[3]), _mm_set1_epi8(32));
-    _mm_storeu_si128((__m128i *)out, v);
+    _mm_storeu_si128((__m128i *)out, q3k_scales(packed));
 }
 
 /* IQ4_XS: the 8 six-bit scales minus 32 (low 4 bits from scales_l, high 2

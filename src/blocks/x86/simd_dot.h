@@ -178,32 +178,53 @@ SQ_INLINE __m256i mins_times_bsums(const int16_t *bsums, __m128i mins8)
     return _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)bsums), m16);
 }
 
+/* int16 lanes = byte k of each 128-bit lane of v, zero-extended (one
+ * vpshufb: index bytes k, 0x80). */
+SQ_INLINE __m256i spread_u8(__m256i v, int k) { return _mm256_shuffle_epi8(v, _mm256_set1_epi16((short)(0x8000 | k))); }
+
+/* Bit `from` of every byte of v moved to bit `to` (other bits garbage or
+ * zero; callers mask). One 16-bit shift: a byte's bit `to` comes from its
+ * own bit `from` whenever both are in 0..7. */
+SQ_INLINE __m256i move_bit(__m256i v, int from, int to)
+{
+    return from > to ? _mm256_srli_epi16(v, from - to) : from < to ? _mm256_slli_epi16(v, to - from) : v;
+}
+
 /* Q4_K x Q8_K: d·dy·Σ_j sc_j Σ q·y − dmin·dy·Σ_j m_j Σ y over 8 chunks of 32
  * (kb_k4: Q4_K without qh, Q5_K with its fifth bits).
  * kb_T: one block (w[i]) of one row against NC activation columns, into acc[c]
  * (the run kernel of kernels_avx2.c uses it with NC = 1 per row); k_T: the
- * blocks of a row, one reduction per column. */
-SQ_INLINE void kb_k4(const uint8_t *scales, const uint8_t *qs, const uint8_t *qh, uint16_t dh, uint16_t dminh,
+ * blocks of a row, one reduction per column.
+ * The scales and mins stay in a register (k4_scales_mins, both 128-bit
+ * lanes) and each chunk's scale is spread over the int16 lanes by one byte
+ * shuffle; d and dmin are converted together. Per 32 values: an AND (and a
+ * shift) for the nibbles, a shuffle for the scale, maddubs + madd + add;
+ * Q5_K's fifth bit costs a shift, an AND and an OR. */
+SQ_INLINE void kb_k4(const uint8_t *scales, const uint8_t *qs, const uint8_t *qh, const uint16_t *ddmin,
                      int64_t i, const void *vx, size_t xs, __m256 *acc, const int NC)
 {
     const __m256i m4 = _mm256_set1_epi8(0x0F), b16 = _mm256_set1_epi8(0x10);
-    uint8_t sm[16];
-    unpack_k4_scales(scales, sm);
-    const __m128i mins8 = _mm_loadl_epi64((const __m128i *)(sm + 8));
-    const float d = h2f(dh), dmin = h2f(dminh);
+    const __m256i sm = _mm256_broadcastsi128_si256(k4_scales_mins(scales));
+    /* [m0 m0 m1 m1 .. m3 m3 | m4 m4 .. m7 m7] as int16, against the 16 bsums */
+    const __m256i m16 = _mm256_shuffle_epi8(sm, _mm256_setr_epi8(8, -1, 8, -1, 9, -1, 9, -1, 10, -1, 10, -1, 11, -1, 11,
+                                                                 -1, 12, -1, 12, -1, 13, -1, 13, -1, 14, -1, 14, -1,
+                                                                 15, -1, 15, -1));
+    uint32_t dd;
+    memcpy(&dd, ddmin, 4);
+    const __m128 dmf = _mm_cvtph_ps(_mm_cvtsi32_si128((int)dd)); /* d, dmin */
     const __m256i hbits = qh ? _mm256_loadu_si256((const __m256i *)qh) : _mm256_setzero_si256();
     __m256i isum[MAXNC];
     SQ_UNROLL for (int c = 0; c < NC; c++) isum[c] = _mm256_setzero_si256();
-    for (int p = 0; p < 4; p++) {
+    SQ_UNROLL for (int p = 0; p < 4; p++) {
         const __m256i raw = _mm256_loadu_si256((const __m256i *)(qs + 32 * p));
         __m256i lo = _mm256_and_si256(raw, m4);
         __m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
         if (qh) {
             /* bit 2p of qh[l] is the fifth bit of value 64p+l, bit 2p+1 of value 64p+32+l */
-            lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(hbits, 2 * p), 4), b16));
-            hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(hbits, 2 * p + 1), 4), b16));
+            lo = _mm256_or_si256(lo, _mm256_and_si256(move_bit(hbits, 2 * p, 4), b16));
+            hi = _mm256_or_si256(hi, _mm256_and_si256(move_bit(hbits, 2 * p + 1, 4), b16));
         }
-        const __m256i s_lo = _mm256_set1_epi16(sm[2 * p]), s_hi = _mm256_set1_epi16(sm[2 * p + 1]);
+        const __m256i s_lo = spread_u8(sm, 2 * p), s_hi = spread_u8(sm, 2 * p + 1);
         SQ_UNROLL for (int c = 0; c < NC; c++) {
             const blk_q8_K *x = XCOL(blk_q8_K, vx, xs, c) + i;
             const __m256i y0 = _mm256_loadu_si256((const __m256i *)(x->qs + 64 * p));
@@ -214,15 +235,16 @@ SQ_INLINE void kb_k4(const uint8_t *scales, const uint8_t *qs, const uint8_t *qh
     }
     SQ_UNROLL for (int c = 0; c < NC; c++) {
         const blk_q8_K *x = XCOL(blk_q8_K, vx, xs, c) + i;
-        const __m256i mb = mins_times_bsums(x->bsums, mins8);
-        acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(d * x->d), _mm256_cvtepi32_ps(isum[c]), acc[c]);
-        acc[c] = _mm256_fnmadd_ps(_mm256_set1_ps(dmin * x->d), _mm256_cvtepi32_ps(mb), acc[c]);
+        const __m256i mb = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)x->bsums), m16);
+        const __m128 f = _mm_mul_ps(dmf, _mm_set1_ps(x->d)); /* d·dy, dmin·dy */
+        acc[c] = _mm256_fmadd_ps(_mm256_broadcastss_ps(f), _mm256_cvtepi32_ps(isum[c]), acc[c]);
+        acc[c] = _mm256_fnmadd_ps(_mm256_broadcastss_ps(_mm_movehdup_ps(f)), _mm256_cvtepi32_ps(mb), acc[c]);
     }
 }
 
 SQ_INLINE void kb_q4_K(const blk_q4_K *w, int64_t i, const void *vx, size_t xs, __m256 *acc, const int NC)
 {
-    kb_k4(w[i].scales, w[i].qs, NULL, w[i].d, w[i].dmin, i, vx, xs, acc, NC);
+    kb_k4(w[i].scales, w[i].qs, NULL, &w[i].d, i, vx, xs, acc, NC);
 }
 
 SQ_K_FROM_KB(q4_K)
@@ -230,7 +252,7 @@ SQ_K_FROM_KB(q4_K)
 /* Q5_K x Q8_K: as Q4_K with a fifth bit per value from qh. */
 SQ_INLINE void kb_q5_K(const blk_q5_K *w, int64_t i, const void *vx, size_t xs, __m256 *acc, const int NC)
 {
-    kb_k4(w[i].scales, w[i].qs, w[i].qh, w[i].d, w[i].dmin, i, vx, xs, acc, NC);
+    kb_k4(w[i].scales, w[i].qs, w[i].qh, &w[i].d, i, vx, xs, acc, NC);
 }
 
 SQ_K_FROM_KB(q5_K)
@@ -274,11 +296,11 @@ SQ_INLINE void kb_q6_K(const blk_q6_K *w, int64_t i, const void *vx, size_t xs, 
     const float d = h2f(w[i].d);
     __m256i isum[MAXNC];
     SQ_UNROLL for (int c = 0; c < NC; c++) isum[c] = _mm256_setzero_si256();
-    for (int h = 0; h < 2; h++) {
+    SQ_UNROLL for (int h = 0; h < 2; h++) {
         const __m256i s8x2 = _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16((h ? _mm_unpackhi_epi64(sc8, sc8) : sc8)));
         __m256i q[4];
         q6k_half(w[i].ql + 64 * h, w[i].qh + 32 * h, q);
-        for (int j = 0; j < 4; j++) {
+        SQ_UNROLL for (int j = 0; j < 4; j++) {
             const __m256i s = scale_pair16(s8x2, j);
             kb_group(isum, q[j], s, vx, xs, i, 128 * h + 32 * j, NC);
         }
@@ -289,26 +311,24 @@ SQ_INLINE void kb_q6_K(const blk_q6_K *w, int64_t i, const void *vx, size_t xs, 
 SQ_K_FROM_KB(q6_K)
 
 /* Q3_K x Q8_K: values 0..7 (offset 4: the high bit set means no offset),
- * a signed 6-bit scale per 16. */
+ * a signed 6-bit scale per 16. The scales are unpacked in registers; per 32
+ * values: shift + AND for the low two bits, shift + AND for the hmask bit
+ * (moved straight to bit 2), an OR, the scale shuffle, maddubs + madd + add. */
 SQ_INLINE void kb_q3_K(const blk_q3_K *w, int64_t i, const void *vx, size_t xs, __m256 *acc, const int NC)
 {
     const __m256i m3 = _mm256_set1_epi8(3), b4 = _mm256_set1_epi8(4);
-    int8_t sc[16];
-    unpack_q3k_scales(w[i].scales, sc);
-    const __m128i sc8 = _mm_loadu_si128((const __m128i *)sc);
-    const __m256i sc16 = _mm256_cvtepi8_epi16(sc8);
+    const __m256i sc16 = _mm256_cvtepi8_epi16(q3k_scales(w[i].scales));
     const float d = h2f(w[i].d);
     const __m256i hm = _mm256_loadu_si256((const __m256i *)w[i].hmask);
     __m256i isum[MAXNC];
     SQ_UNROLL for (int c = 0; c < NC; c++) isum[c] = _mm256_setzero_si256();
-    for (int h = 0; h < 2; h++) {
-        const __m256i s8x2 = _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16((h ? _mm_unpackhi_epi64(sc8, sc8) : sc8)));
+    SQ_UNROLL for (int h = 0; h < 2; h++) {
+        /* scales 8h..8h+7 in both 128-bit lanes */
+        const __m256i s8x2 = h ? _mm256_permute4x64_epi64(sc16, 0xEE) : _mm256_permute4x64_epi64(sc16, 0x44);
         const __m256i raw = _mm256_loadu_si256((const __m256i *)(w[i].qs + 32 * h));
-        for (int j = 0; j < 4; j++) {
-            const int bit = 4 * h + j;
-            const __m256i hb = _mm256_and_si256(_mm256_srli_epi16(hm, bit), _mm256_set1_epi8(1));
-            const __m256i q = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(raw, 2 * j), m3),
-                                              _mm256_and_si256(_mm256_slli_epi16(hb, 2), b4));
+        SQ_UNROLL for (int j = 0; j < 4; j++) {
+            const __m256i lo2 = _mm256_and_si256(j ? _mm256_srli_epi16(raw, 2 * j) : raw, m3);
+            const __m256i q = _mm256_or_si256(lo2, _mm256_and_si256(move_bit(hm, 4 * h + j, 2), b4));
             const __m256i s = scale_pair16(s8x2, j);
             kb_group(isum, q, s, vx, xs, i, 128 * h + 32 * j, NC);
         }
@@ -329,10 +349,10 @@ SQ_INLINE void kb_q2_K(const blk_q2_K *w, int64_t i, const void *vx, size_t xs, 
     const float d = h2f(w[i].d), dmin = h2f(w[i].dmin);
     __m256i isum[MAXNC];
     SQ_UNROLL for (int c = 0; c < NC; c++) isum[c] = _mm256_setzero_si256();
-    for (int h = 0; h < 2; h++) {
+    SQ_UNROLL for (int h = 0; h < 2; h++) {
         const __m256i s8x2 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16((h ? _mm_unpackhi_epi64(sc8, sc8) : sc8)));
         const __m256i raw = _mm256_loadu_si256((const __m256i *)(w[i].qs + 32 * h));
-        for (int j = 0; j < 4; j++) {
+        SQ_UNROLL for (int j = 0; j < 4; j++) {
             const __m256i q = _mm256_and_si256(_mm256_srli_epi16(raw, 2 * j), m3);
             const __m256i s = scale_pair16(s8x2, j);
             kb_group(isum, q, s, vx, xs, i, 128 * h + 32 * j, NC);

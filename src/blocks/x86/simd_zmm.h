@@ -78,21 +78,6 @@ SQ_INLINE void kz_act_nib(const blk_q8_K *x, __m512i y[4])
     }
 }
 
-/* Q4_K / Q5_K: the 8 six-bit scales (bytes 0..7) and mins (bytes 8..15) of
- * the 12 packed bytes, in registers (unpack_k4_scales' 32-bit lane formulas
- * with per-lane shifts; the 4 bytes read past the scales are the block's own
- * qh/qs and are masked off). */
-SQ_INLINE __m128i kz_k4_scales(const uint8_t *packed)
-{
-    const __m128i v = _mm_loadu_si128((const __m128i *)packed);     /* u32 lanes a0 a1 a2 - */
-    const __m128i x = _mm_shuffle_epi32(v, _MM_SHUFFLE(2, 1, 2, 0)); /* a0 a2 a1 a2 */
-    const __m128i y = _mm_shuffle_epi32(v, _MM_SHUFFLE(1, 1, 0, 0)); /* a0 a0 a1 a1 */
-    const __m128i lo = _mm_and_si128(_mm_srlv_epi32(x, _mm_setr_epi32(0, 0, 0, 4)),
-                                     _mm_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f));
-    const __m128i hi = _mm_and_si128(_mm_srli_epi32(y, 6), _mm_setr_epi32(0, 0x03030303, 0, 0x03030303));
-    return _mm_or_si128(lo, _mm_slli_epi32(hi, 4));
-}
-
 /* Q4_K and Q5_K: sub-block scales from the nibble order, mins against the bsums. */
 SQ_INLINE void kz_k4_tail(__m128i sm, const __m512i q[4], const __m512i y[4], float d,
                           float dmin, const blk_q8_K *x, __m512 *acc, __m256 *accm, const int nat)
@@ -124,7 +109,7 @@ SQ_INLINE void kz_k4_nibbles(const uint8_t *qs, __m512i q[4], const int nat)
 SQ_INLINE void kz_q4_K(const blk_q4_K *w, const blk_q8_K *x, const __m512i y[4], __m512 *acc, __m256 *accm,
                        const int nat)
 {
-    const __m128i sm = kz_k4_scales(w->scales);
+    const __m128i sm = k4_scales_mins(w->scales);
     __m512i q[4];
     kz_k4_nibbles(w->qs, q, nat);
     kz_k4_tail(sm, q, y, h2f(w->d), h2f(w->dmin), x, acc, accm, nat);
@@ -136,7 +121,7 @@ SQ_INLINE void kz_q5_K(const blk_q5_K *w, const blk_q8_K *x, const __m512i y[4],
                        const int nat)
 {
     const __m512i b16 = _mm512_set1_epi8(0x10);
-    const __m128i sm = kz_k4_scales(w->scales);
+    const __m128i sm = k4_scales_mins(w->scales);
     const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)w->qh));
     __m512i q[4];
     kz_k4_nibbles(w->qs, q, nat);
