@@ -6,8 +6,9 @@
  * parallel when there is enough of it); (2) the output is cut into chunks of
  * weight rows × activation rows that threads take from a shared counter
  * (dynamic scheduling copes with a noisy, shared machine). Inside a chunk the
- * type's tile kernel (gemm.h) computes up to 4 activation rows per pass over
- * a weight row, so a weight block is unpacked once per 4 columns; the chunk
+ * type's tile kernel (gemm.h) computes several activation rows per pass over
+ * one or more weight rows (up to 8 columns × 2-4 rows with AVX-512), so a
+ * weight block is unpacked once per tile of columns; the chunk
  * sizes keep the activation rows of a chunk in L2 while its weight rows
  * stream through.
  *
@@ -162,8 +163,9 @@ sq_status sq_matmul(sq_threadpool *tp, int type, const void *W, int64_t rows, in
             convert_task(&j, 0, 1);
     }
 
-    /* Chunk shape: one activation row for n = 1; otherwise up to 16 activation
-     * rows (kept in L2) by enough weight rows that each thread gets several chunks. */
+    /* Chunk shape: one activation row for n = 1; otherwise up to 24 activation
+     * rows (kept in L2; whole F16 6-column and row-pair 8-column tiles) by
+     * enough weight rows that each thread gets several chunks. */
     j.cb = n == 1 ? 1 : (n < 24 ? n : 24);
     const int64_t n_cb = (n + j.cb - 1) / j.cb;
     int64_t rb = n == 1 ? 32 : 16;
