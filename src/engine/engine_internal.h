@@ -94,6 +94,8 @@ void sq__attn_block_avx512(const sq__attn_block *b);
 void sq__expf_avx512(const float *x, float *y, int n);
 /* sq__swiglu on 16 lanes (equal results). */
 void sq__swiglu_avx512(const float *g, const float *u, float *y, int64_t n);
+/* sq__rmsnorm of nt <= 8 rows of x (stride floats apart) into y (same stride), equal results. */
+void sq__rmsnorm_rows_avx512(const float *x, const float *w, float *y, int64_t n, float eps, size_t stride, int nt);
 
 void sq__round_fp16_avx2(float *x, int64_t n);
 

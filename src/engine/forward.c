@@ -91,13 +91,20 @@ typedef struct attn_fns {
     void (*block)(const sq__attn_block *);
     void (*round)(float *, int64_t);
     void (*swiglu)(const float *, const float *, float *, int64_t);
+    void (*rmsnorm_rows)(const float *, const float *, float *, int64_t, float, size_t, int);
 } attn_fns;
+
+/* sq__rmsnorm of nt rows stride floats apart, one at a time. */
+static void rmsnorm_rows(const float *x, const float *w, float *y, int64_t n, float eps, size_t stride, int nt)
+{
+    for (int r = 0; r < nt; r++) sq__rmsnorm(x + (size_t)r * stride, w, y + (size_t)r * stride, n, eps);
+}
 
 /* The attention kernels (and SwiGLU) to use: the AVX-512 or AVX2+FMA+F16C ones when the
  * CPU has them and the block kernels are not forced to scalar (SQ_FORCE_SCALAR). */
 static attn_fns pick_fns(void)
 {
-    attn_fns f = {sq__attn_block_ref, sq__round_fp16, sq__swiglu};
+    attn_fns f = {sq__attn_block_ref, sq__round_fp16, sq__swiglu, rmsnorm_rows};
 #if defined(__x86_64__)
     /* sq_blocks_isa() >= AVX2 already means AVX2 + FMA + F16C (dispatch.c). */
     if (sq_blocks_isa() >= SQ_ISA_AVX2) {
@@ -107,6 +114,7 @@ static attn_fns pick_fns(void)
     if (sq_blocks_isa() >= SQ_ISA_AVX512) {
         f.block = sq__attn_block_avx512;
         f.swiglu = sq__swiglu_avx512;
+        f.rmsnorm_rows = sq__rmsnorm_rows_avx512;
     }
 #endif
     return f;
@@ -357,13 +365,21 @@ static void tok_worker(void *ctx, int ith, int nth)
     const sq_hparams *hp = &c->m->hp;
     const int64_t E = hp->n_embd;
     const int i0 = (int)((int64_t)J->nb * ith / nth), i1 = (int)((int64_t)J->nb * (ith + 1) / nth);
+    if (J->stage == STAGE_NORM || J->stage == STAGE_ADD_NORM) {
+        /* up to 8 tokens per call: their norms' sums run side by side */
+        for (int i = i0; i < i1; i += 8) {
+            const int nt = i1 - i < 8 ? i1 - i : 8;
+            float *x = c->x + (size_t)i * (size_t)E, *xn = c->xn + (size_t)i * (size_t)E;
+            if (J->stage == STAGE_ADD_NORM)
+                for (int64_t e = 0; e < (int64_t)nt * E; e++) x[e] += xn[e];
+            J->f.rmsnorm_rows(x, J->norm, xn, E, hp->rms_eps, (size_t)E, nt);
+        }
+        return;
+    }
     for (int i = i0; i < i1; i++) {
-        float *x = c->x + (size_t)i * (size_t)E, *xn = c->xn + (size_t)i * (size_t)E;
         switch (J->stage) {
         case STAGE_ADD_NORM:
-            for (int64_t e = 0; e < E; e++) x[e] += xn[e];
-            /* fall through */
-        case STAGE_NORM: sq__rmsnorm(x, J->norm, xn, E, hp->rms_eps); break;
+        case STAGE_NORM: break; /* above */
         case STAGE_ROPE: {
             float *q = c->q + (size_t)i * (size_t)c->q_dim, *k = c->k + (size_t)i * (size_t)c->kv_dim;
             sq__rope(q, (int)hp->n_head, (int)hp->head_dim, (int)hp->n_rot, J->pos0 + i, hp->rope_base,
