@@ -42,6 +42,7 @@ struct sq_context {
     float *x, *xn, *q, *k, *v, *att;    /* [n_batch][...] */
     float *xg;                          /* [n_batch][max(n_embd)] gathered input of shared-permutation products */
     float *g, *u;                       /* [n_batch][n_ff] */
+    float *rope;                        /* [n_batch][n_rot] the batch's RoPE cos/sin pairs (layer 0 fills them) */
     float *scores;                      /* [n_threads][SQ_ATTN_ROWS][n_ctx_pad] attention scores */
     void *work;
     size_t work_size;
@@ -190,10 +191,11 @@ sq_status sq_context_create(const sq_model *m, const sq_context_params *pp, sq_c
     c->att = zalloc(B * (size_t)c->q_dim * F);
     c->g = zalloc(B * (size_t)hp->n_ff * F);
     c->u = zalloc(B * (size_t)hp->n_ff * F);
+    c->rope = zalloc(B * (size_t)(hp->n_rot > 0 ? hp->n_rot : 1) * F);
     c->scores = zalloc((size_t)c->n_threads * SQ_ATTN_ROWS * (size_t)c->n_ctx_pad * F);
     c->work_size = max_work(m, c->n_batch);
     c->work = zalloc(c->work_size);
-    if (!c->kt || !c->vc || !c->x || !c->xn || !c->xg || !c->q || !c->k || !c->v || !c->att || !c->g || !c->u || !c->scores ||
+    if (!c->kt || !c->vc || !c->x || !c->xn || !c->xg || !c->q || !c->k || !c->v || !c->att || !c->g || !c->u || !c->rope || !c->scores ||
         !c->work) {
         sq_context_free(c);
         return sq_error_set(err, SQ_ENOMEM, "out of memory for a context of %d tokens (KV cache %zu bytes)",
@@ -218,6 +220,7 @@ void sq_context_free(sq_context *c)
     sq_aligned_free(c->att);
     sq_aligned_free(c->g);
     sq_aligned_free(c->u);
+    sq_aligned_free(c->rope);
     sq_aligned_free(c->scores);
     sq_aligned_free(c->work);
     free(c->logits);
@@ -356,6 +359,7 @@ typedef struct tok_job {
     int nb, pos0;
     const float *norm; /* STAGE_NORM / STAGE_ADD_NORM: the norm's weights */
     attn_fns f;
+    bool first_layer;  /* STAGE_ROPE: compute the batch's cos/sin pairs */
 } tok_job;
 
 static void tok_worker(void *ctx, int ith, int nth)
@@ -382,10 +386,11 @@ static void tok_worker(void *ctx, int ith, int nth)
         case STAGE_NORM: break; /* above */
         case STAGE_ROPE: {
             float *q = c->q + (size_t)i * (size_t)c->q_dim, *k = c->k + (size_t)i * (size_t)c->kv_dim;
-            sq__rope(q, (int)hp->n_head, (int)hp->head_dim, (int)hp->n_rot, J->pos0 + i, hp->rope_base,
-                     hp->rope_scale, c->m->rope_freqs);
-            sq__rope(k, (int)hp->n_head_kv, (int)hp->head_dim, (int)hp->n_rot, J->pos0 + i, hp->rope_base,
-                     hp->rope_scale, c->m->rope_freqs);
+            float *cs = c->rope + (size_t)i * (size_t)hp->n_rot;
+            if (J->first_layer)
+                sq__rope_cache(cs, (int)hp->n_rot, J->pos0 + i, hp->rope_base, hp->rope_scale, c->m->rope_freqs);
+            sq__rope_apply(q, (int)hp->n_head, (int)hp->head_dim, (int)hp->n_rot, cs);
+            sq__rope_apply(k, (int)hp->n_head_kv, (int)hp->head_dim, (int)hp->n_rot, cs);
             if (c->kv_f16) {
                 J->f.round(q, c->q_dim);
                 J->f.round(k, c->kv_dim);
@@ -403,9 +408,10 @@ static void tok_worker(void *ctx, int ith, int nth)
 }
 
 /* Runs one stage over the batch: on the pool for a batch, inline for a token. */
-static void tok_stage(sq_context *c, enum tok_stage stage, int nb, int pos0, const float *norm, attn_fns f)
+static void tok_stage(sq_context *c, enum tok_stage stage, int nb, int pos0, const float *norm, attn_fns f,
+                      bool first_layer)
 {
-    tok_job J = {c, stage, nb, pos0, norm, f};
+    tok_job J = {c, stage, nb, pos0, norm, f, first_layer};
     if (nb >= 8 && c->tp)
         sq_threadpool_run(c->tp, tok_worker, &J);
     else
@@ -428,12 +434,12 @@ static sq_status forward_batch(sq_context *c, const int32_t *tok, int nb, int po
     for (int64_t l = 0; l < hp->n_layer; l++) {
         const sq__layer *L = &m->layers[l];
         /* the residual of the previous layer's FFN is added here, before the norm */
-        tok_stage(c, l == 0 ? STAGE_NORM : STAGE_ADD_NORM, nb, pos0, L->attn_norm, f);
+        tok_stage(c, l == 0 ? STAGE_NORM : STAGE_ADD_NORM, nb, pos0, L->attn_norm, f, l == 0);
         const float *qin = gather_shared(c, L->qkv_perm, c->xn, nb);
         if ((st = mm(c, &L->wq, qin, c->xn, nb, c->q, "attn_q", l, err))) return st;
         if ((st = mm(c, &L->wk, qin, c->xn, nb, c->k, "attn_k", l, err))) return st;
         if ((st = mm(c, &L->wv, qin, c->xn, nb, c->v, "attn_v", l, err))) return st;
-        tok_stage(c, STAGE_ROPE, nb, pos0, NULL, f);
+        tok_stage(c, STAGE_ROPE, nb, pos0, NULL, f, l == 0);
         store_kv(c, l, nb, pos0);
 
         attn_job J;
@@ -453,11 +459,11 @@ static sq_status forward_batch(sq_context *c, const int32_t *tok, int nb, int po
             sq_threadpool_run(c->tp, attention_worker, &J);
 
         if ((st = mm(c, &L->wo, c->att, c->att, nb, c->xn, "attn_output", l, err))) return st;
-        tok_stage(c, STAGE_ADD_NORM, nb, pos0, L->ffn_norm, f);
+        tok_stage(c, STAGE_ADD_NORM, nb, pos0, L->ffn_norm, f, l == 0);
         const float *fin = gather_shared(c, L->gu_perm, c->xn, nb);
         if ((st = mm(c, &L->gate, fin, c->xn, nb, c->g, "ffn_gate", l, err))) return st;
         if ((st = mm(c, &L->up, fin, c->xn, nb, c->u, "ffn_up", l, err))) return st;
-        tok_stage(c, STAGE_SWIGLU, nb, pos0, NULL, f);
+        tok_stage(c, STAGE_SWIGLU, nb, pos0, NULL, f, l == 0);
         if ((st = mm(c, &L->down, c->g, c->g, nb, c->xn, "ffn_down", l, err))) return st;
     }
     /* the last FFN's residual */
