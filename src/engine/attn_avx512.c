@@ -208,5 +208,6 @@ static void softmax_rows(const sq__attn_block *b, const int M)
 #define AV_HMAX(v) _mm512_reduce_max_ps(v)
 #define AV_ROUND16(v) _mm512_cvtph_ps(_mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC))
 #define AV_SOFTMAX_ROWS softmax_rows
+#define AV_FALLBACK sq__attn_block_avx2
 #define AV_FN sq__attn_block_avx512
 #include "attn_block.h"
