@@ -8,10 +8,14 @@
 # divergence against the F16 model on TEXT for both; print a markdown table
 # and plot KLD against bits per weight (gnuplot, when installed).
 #
-# Sensitivities: $SENS if set, else bench/sensitivity.sh measures them first
-# (a few minutes on the demo model). Environment:
+# Sensitivities: $SENS if set (a file of "TENSOR WEIGHT" lines, e.g. from
+# bench/sensitivity.sh), else `sq plan --calib $CALIB` measures them once
+# in-process (about a minute on the demo model) into $OUT/sensitivity.txt,
+# which every mix then reads. CALIB is calibration text, by default
+# data/calib.txt: not the text the KL divergence is measured on. Environment:
 #   SQ (build/sq) MODEL IMATRIX TEXT CHUNKS (20) THREADS (2) OUT (build/quality)
-#   MIXES ("Q3_K_M Q4_K_S Q4_K_M Q5_K_S") SENS PLAN_FLAGS (extra sq plan flags)
+#   MIXES ("Q3_K_M Q4_K_S Q4_K_M Q5_K_S") SENS CALIB CALIB_FLAGS (extra flags
+#   for the calibration, e.g. --calib-chunks 12) PLAN_FLAGS (extra sq plan flags)
 #   REUSE=1: keep models and perplexity logs already in $OUT (only re-tabulate)
 # Output: $OUT/quality.md (table), $OUT/quality.png (plot), $OUT/quality.tsv (data).
 set -eu
@@ -40,8 +44,13 @@ fi
 
 if [ -z "${SENS:-}" ]; then
     SENS=$OUT/sensitivity.txt
-    OUT=$OUT/sensitivity SQ=$SQ MODEL=$MODEL IMATRIX=$IMATRIX TEXT=$TEXT THREADS=$THREADS \
-        sh "$(dirname "$0")/sensitivity.sh" "$SENS"
+    CALIB=${CALIB:-data/calib.txt}
+    if [ -z "${REUSE:-}" ] || [ ! -s "$SENS" ]; then
+        echo "sensitivities: sq plan --calib $CALIB" >&2
+        # shellcheck disable=SC2086
+        "$SQ" plan -m "$MODEL" --imatrix "$IMATRIX" --target-bpw 5 --dry-run -q -t "$THREADS" \
+            --calib "$CALIB" ${CALIB_FLAGS:-} --sensitivity-out "$SENS" >"$OUT/sensitivity.log"
+    fi
 fi
 
 # parameters: the elements of every tensor

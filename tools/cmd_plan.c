@@ -13,10 +13,12 @@
 #include <unistd.h>
 
 #include "cmds.h"
+#include "sq/engine.h"
 #include "sq/gguf.h"
 #include "sq/imatrix.h"
 #include "sq/plan.h"
 #include "sq/sqconfig.h"
+#include "sq/tokenizer.h"
 #include "sq/types.h"
 
 static void usage(FILE *f)
@@ -49,6 +51,21 @@ static void usage(FILE *f)
             "  --sensitivity FILE      per-tensor sensitivities, lines \"TENSOR WEIGHT\": a tensor's normalised\n"
             "                          error is multiplied by its weight (default 1), e.g. the KL divergence\n"
             "                          per unit of relative error measured by bench/sensitivity.sh\n"
+            "  --calib FILE            calibration text: unless --sensitivity gives them, the sensitivities\n"
+            "                          are measured in-process: the model (llama architecture) is run on\n"
+            "                          chunks of it, each tensor alone quantized to the --calib-types, and\n"
+            "                          the KL divergence from the unquantized model is divided by the\n"
+            "                          relative error (see docs/plan.md)\n"
+            "  --calib-chunks N        chunks of calibration text (default 6)\n"
+            "  --calib-ctx N           tokens per chunk (default 512, at most the model's context)\n"
+            "  --calib-types LIST      one or two measuring types (default q3_K,q5_K: the slope between them)\n"
+            "  --sensitivity-out FILE  write the measured sensitivities (the --sensitivity format, with the\n"
+            "                          relative errors and KL divergences as a comment per line)\n"
+            "  --measure-kld           with --calib: also quantize the model as planned (in memory) and print\n"
+            "                          its mean KL divergence on the calibration chunks\n"
+            "  --calib-refine N        with --calib: N rounds of measuring each tensor's share of the plan's\n"
+            "                          KL divergence in the plan itself and planning again with those\n"
+            "                          sensitivities; keeps the plan that measured best (default 0)\n"
             "  --no-share-perm         give q/k/v and gate/up their own permutations (default: one per input)\n"
             "  --sample-rows N         measure candidates on N rows per tensor, spread evenly (default 256;\n"
             "                          0: every row)\n"
@@ -213,11 +230,87 @@ static void print_types(const int types[4], int64_t cols)
     printf(" %-30s", buf);
 }
 
+/* The calibration text tokenized with the model's vocabulary (BOS first when
+ * the vocabulary adds one, as sq perplexity does). Returns 0, or 1 after
+ * printing why. */
+static int calib_tokens(const sq_gguf *g, const char *path, sq_token **toks, size_t *n, int32_t *bos)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "sq plan: --calib %s: %s\n", path, strerror(errno));
+        return 1;
+    }
+    char *text = NULL;
+    long size = -1;
+    if (fseek(f, 0, SEEK_END) == 0) size = ftell(f);
+    if (size >= 0 && fseek(f, 0, SEEK_SET) == 0) text = malloc((size_t)size + 1);
+    bool ok = text && fread(text, 1, (size_t)size, f) == (size_t)size;
+    fclose(f);
+    if (!ok) {
+        fprintf(stderr, "sq plan: --calib %s: cannot read it\n", path);
+        free(text);
+        return 1;
+    }
+    sq_error err = {0};
+    sq_vocab *voc = NULL;
+    int rc = 0;
+    if (sq_vocab_load_gguf(g, &voc, &err) != SQ_OK || sq_tokenize(voc, text, (size_t)size, true, false, toks, n, &err) != SQ_OK) {
+        fprintf(stderr, "sq plan: --calib %s: %s\n", path, err.msg);
+        rc = 1;
+    } else {
+        *bos = sq_vocab_add_bos(voc) ? sq_vocab_bos(voc) : -1;
+    }
+    sq_vocab_free(voc);
+    free(text);
+    return rc;
+}
+
+/* Writes measured sensitivities in the --sensitivity format (atomically). */
+static int write_sens(const char *path, const sq_plan_sens *s, const char *model, const char *calib, int chunks)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (!f) {
+        fprintf(stderr, "sq plan: --sensitivity-out %s: %s\n", tmp, strerror(errno));
+        return 1;
+    }
+    fprintf(f, "# sensitivity: KL divergence per unit of relative error, measured by sq plan --calib\n");
+    fprintf(f, "# model %s, %d chunks of %s; columns after '#': type, relative error, KLD per point\n", model, chunks,
+            calib);
+    for (int64_t i = 0; i < sq_plan_sens_count(s); i++) {
+        const sq_plan_sensitivity *e = sq_plan_sens_at(s, i);
+        fprintf(f, "%s %.6g #", e->name, e->weight);
+        for (int k = 0; k < e->n_points; k++)
+            fprintf(f, " %s %.4e %.4e", sq_type_name(e->types[k]), e->rel[k], e->kld[k]);
+        fprintf(f, "\n");
+    }
+    bool ok = !ferror(f);
+    ok &= fclose(f) == 0;
+    if (!ok || rename(tmp, path) != 0) {
+        fprintf(stderr, "sq plan: --sensitivity-out %s: cannot write: %s\n", path, strerror(errno));
+        unlink(tmp);
+        return 1;
+    }
+    return 0;
+}
+
+static void on_calib(void *ud, const char *tensor, int i, int n)
+{
+    if (*(const bool *)ud) return;
+    fprintf(stderr, "\rsq plan: calibrating %d/%d %-40s", i + 1, n, tensor);
+    if (i + 1 == n) fprintf(stderr, "\n");
+}
+
 int sq_cmd_plan(int argc, char **argv)
 {
     const char *model_path = NULL, *imatrix_path = NULL, *out_path = SQ_CONFIG_DEFAULT_NAME, *sens_path = NULL;
     sq_plan_params p = {0};
-    int types[32];
+    int types[32], ctypes[32];
+    const char *calib_path = NULL, *sens_out = NULL;
+    sq_plan_calib_params cp = {0};
+    bool measure_kld = false;
+    int refine = 0;
     bool no_imatrix = false, dry_run = false, quiet = false;
     long threads = sysconf(_SC_NPROCESSORS_ONLN);
     for (int i = 1; i < argc; i++) {
@@ -296,6 +389,33 @@ int sq_cmd_plan(int argc, char **argv)
         } else if (!strcmp(a, "--sensitivity")) {
             NEED_VALUE();
             sens_path = v;
+        } else if (!strcmp(a, "--calib")) {
+            NEED_VALUE();
+            calib_path = v;
+        } else if (!strcmp(a, "--calib-chunks")) {
+            NEED_VALUE();
+            if (!sq_arg_int("plan", a, v, 1, 100000, &cp.n_chunks)) return 2;
+        } else if (!strcmp(a, "--calib-ctx")) {
+            NEED_VALUE();
+            if (!sq_arg_int("plan", a, v, 8, 1 << 20, &cp.n_ctx)) return 2;
+        } else if (!strcmp(a, "--calib-types")) {
+            NEED_VALUE();
+            char bad[64];
+            int n = parse_types(v, ctypes, (int)(sizeof ctypes / sizeof ctypes[0]), bad, sizeof bad);
+            if (n <= 0 || n > 2) {
+                fprintf(stderr, "sq plan: --calib-types %s: want one or two type names or ids\n", v);
+                return 2;
+            }
+            cp.types = ctypes;
+            cp.n_types = n;
+        } else if (!strcmp(a, "--sensitivity-out")) {
+            NEED_VALUE();
+            sens_out = v;
+        } else if (!strcmp(a, "--calib-refine")) {
+            NEED_VALUE();
+            if (!sq_arg_int("plan", a, v, 0, 100, &refine)) return 2;
+        } else if (!strcmp(a, "--measure-kld")) {
+            measure_kld = true;
         } else if (!strcmp(a, "--no-share-perm")) {
             p.no_share = true;
         } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
@@ -338,11 +458,20 @@ int sq_cmd_plan(int argc, char **argv)
         return 2;
     }
     p.n_threads = threads > 0 ? (int)threads : 1;
+    if (sens_path && sens_out) {
+        fprintf(stderr, "sq plan: --sensitivity-out writes measured sensitivities; --sensitivity reads them\n");
+        return 2;
+    }
+    if ((sens_out || measure_kld || refine) && !calib_path) {
+        fprintf(stderr, "sq plan: %s needs --calib TEXT\n",
+                sens_out ? "--sensitivity-out" : measure_kld ? "--measure-kld" : "--calib-refine");
+        return 2;
+    }
     {
         /* the configuration must not replace one of the inputs */
-        const char *inputs[] = {model_path, imatrix_path, sens_path};
-        for (int k = 0; k < 3; k++)
-            if (inputs[k] && sq_gguf_same_file(out_path, inputs[k])) {
+        const char *inputs[] = {model_path, imatrix_path, sens_path, calib_path};
+        for (int k = 0; k < 4; k++)
+            if (inputs[k] && (sq_gguf_same_file(out_path, inputs[k]) || (sens_out && sq_gguf_same_file(sens_out, inputs[k])))) {
                 fprintf(stderr, "sq plan: -o %s: is the input %s; it would be replaced (choose another output)\n",
                         out_path, inputs[k]);
                 return 2;
@@ -351,7 +480,11 @@ int sq_cmd_plan(int argc, char **argv)
 
     if (!sq_arg_output_ok("plan", out_path)) return 1;
     sq_error err = {0};
-    sq_gguf *g = NULL;
+    sq_gguf *g_owned = NULL;
+    const sq_gguf *g = NULL;
+    sq_model *model = NULL;
+    sq_plan_sens *sens = NULL;
+    sq_token *ctoks = NULL;
     sq_imatrix *im = NULL;
     sq_plan *plan = NULL;
     char *text = NULL;
@@ -364,17 +497,50 @@ int sq_cmd_plan(int argc, char **argv)
         p.weights = weights;
         p.n_weights = n_weights;
     }
-    if (sq_gguf_open(model_path, &g, &err) != SQ_OK) {
+    if (calib_path ? sq_model_load(model_path, &model, &err) != SQ_OK : sq_gguf_open(model_path, &g_owned, &err) != SQ_OK) {
         fprintf(stderr, "sq plan: %s\n", err.msg);
         goto out;
     }
+    g = model ? sq_model_gguf(model) : g_owned;
     if (imatrix_path && !no_imatrix && sq_imatrix_load(imatrix_path, &im, &err) != SQ_OK) {
         fprintf(stderr, "sq plan: %s\n", err.msg);
         goto out;
     }
+    if (calib_path) {
+        cp.n_threads = p.n_threads;
+        cp.tensors = p.tensors; /* only what is planned */
+        if (calib_tokens(g, calib_path, &ctoks, &cp.n_tokens, &cp.bos) != 0) goto out;
+        cp.tokens = ctoks;
+        cp.progress = on_calib;
+        cp.ud = &quiet;
+    }
+    if (calib_path && !sens_path) {
+        double t0 = sq_time_now();
+        if (sq_plan_measure_sensitivity(model, im, &cp, &sens, &err) != SQ_OK) {
+            fprintf(stderr, "sq plan: %s: calibration: %s\n", model_path, err.msg);
+            goto out;
+        }
+        p.weights = sq_plan_sens_weights(sens);
+        p.n_weights = (int)sq_plan_sens_count(sens);
+        printf("calibrated %d tensors in %.2f s on %s (base mean -log p %.4f)\n", p.n_weights, sq_time_now() - t0,
+               calib_path, sq_plan_sens_base_nll(sens));
+        if (sens_out && write_sens(sens_out, sens, model_path, calib_path,
+                                   cp.n_chunks > 0 ? cp.n_chunks : SQ_PLAN_CALIB_DEFAULT_CHUNKS) != 0)
+            goto out;
+    }
     if (sq_plan_create(g, im, &p, &plan, &err) != SQ_OK) {
         fprintf(stderr, "sq plan: %s: %s\n", model_path, err.msg);
         goto out;
+    }
+    if (refine > 0) {
+        double kld = 0.0;
+        if (sq_plan_refine(model, im, &p, &cp, refine, &plan, &kld, &err) != SQ_OK) {
+            fprintf(stderr, "sq plan: %s: refining the plan: %s\n", model_path, err.msg);
+            goto out;
+        }
+        printf("refined: %d rounds, the best plan measured mean KL divergence %.6f on the calibration chunks\n",
+               refine, kld);
+        measure_kld = false; /* measured already */
     }
     for (int64_t i = 0; i < sq_plan_n_warnings(plan); i++) fprintf(stderr, "sq plan: warning: %s\n", sq_plan_warning(plan, i));
     if (sq_plan_config_text(plan, &text, &len, &err) != SQ_OK) {
@@ -407,6 +573,14 @@ int sq_cmd_plan(int argc, char **argv)
            (double)tot->file_bytes / (1024.0 * 1024.0));
     if (p.target_bytes) printf(", target %llu bytes\n", (unsigned long long)p.target_bytes);
     else printf(", target %.4f bpw\n", p.target_bpw);
+    if (measure_kld) {
+        double kld = 0.0;
+        if (sq_plan_measure_kld(model, im, plan, &cp, &kld, &err) != SQ_OK) {
+            fprintf(stderr, "sq plan: %s: measuring the plan: %s\n", model_path, err.msg);
+            goto out;
+        }
+        printf("measured: mean KL divergence %.6f on the calibration chunks\n", kld);
+    }
     if (!dry_run) {
         if (sq_plan_write_config(plan, out_path, &err) != SQ_OK) {
             fprintf(stderr, "sq plan: %s\n", err.msg);
@@ -420,6 +594,9 @@ out:
     free(text);
     sq_plan_free(plan);
     sq_imatrix_free(im);
-    sq_gguf_close(g);
+    sq_plan_sens_free(sens);
+    free(ctoks);
+    sq_model_free(model);
+    sq_gguf_close(g_owned);
     return rc;
 }

@@ -42,7 +42,9 @@ typedef struct sq_hparams {
 
 typedef struct sq_model sq_model; /* opaque */
 
-/* Opens a GGUF file and builds the model over it. Errors name the file and the
+/* Opens a GGUF file (or the first shard of a split model,
+ * NAME-00001-of-0000N.gguf: every shard is loaded, see sq_gguf_open_model)
+ * and builds the model over it. Errors name the file and the
  * key or tensor at fault: an architecture other than `llama`, a missing key or
  * tensor, a shape that does not fit the hyperparameters, a weight type this
  * build cannot multiply, an invalid SmarterQuant permutation. */
@@ -62,6 +64,27 @@ uint64_t sq_model_weight_bytes(const sq_model *m);
 uint64_t sq_model_n_params(const sq_model *m);
 /* A short description of the weights' types, e.g. "F16", "Q4_K (mixed)", "SmarterQuant". */
 const char *sq_model_type_desc(const sq_model *m);
+
+/* ---- substituting weights (src/engine/model_weights.c) ---- */
+
+struct sq_weight; /* sq/sqtensor.h */
+
+/* The view the forward pass uses for GGUF tensor `name` ("blk.0.attn_q.weight",
+ * "token_embd.weight", "output.weight"), or NULL when name is not one of the
+ * model's weights (also "output.weight" of a tied model). Copy it to restore
+ * it later with sq_model_set_weight. */
+const struct sq_weight *sq_model_weight(const sq_model *m, const char *name);
+
+/* Makes the forward pass use *w (copied; w->data is borrowed: keep it alive
+ * until the original view is set back or the model is freed) for tensor
+ * `name`; for a tied model, token_embd.weight is also the output projection.
+ * For calibration: evaluating the model with one weight quantized, without a
+ * file. Not while a context of this model is evaluating. Create contexts
+ * after the substitution when w needs a larger matmul work buffer than the
+ * weight it replaces (sq_eval otherwise fails with a work-buffer error).
+ * Errors: unknown name, another shape, a type this build cannot multiply, a
+ * weight whose layer gathers its input through a shared permutation. */
+sq_status sq_model_set_weight(sq_model *m, const char *name, const struct sq_weight *w, sq_error *err);
 
 /* ---- context: KV cache + evaluation ---- */
 

@@ -26,6 +26,7 @@
 #define SQ_PLAN_H
 
 #include "sq/base.h"
+#include "sq/engine.h"
 #include "sq/gguf.h"
 #include "sq/imatrix.h"
 
@@ -134,6 +135,88 @@ const char *sq_plan_warning(const sq_plan *plan, int64_t i);
 sq_status sq_plan_config_text(const sq_plan *plan, char **text, size_t *len, sq_error *err);
 /* Writes that text to path atomically (temporary file, then rename). */
 sq_status sq_plan_write_config(const sq_plan *plan, const char *path, sq_error *err);
+
+/* ---- calibration with the engine (src/quantize/plan_calib.c) ----
+ * Measures what a quantization costs at the model's output: the model is
+ * evaluated on chunks of calibration text, once as it is (the reference
+ * log-probabilities, kept in memory) and once per measurement with weights
+ * replaced by quantized copies (sq_model_set_weight); the figure is the mean
+ * KL divergence from the reference over the scored positions (llama.cpp's:
+ * the second half of each chunk). Deterministic for a given model, text and
+ * thread count. The model's views are restored before returning. */
+
+#define SQ_PLAN_CALIB_DEFAULT_CHUNKS 6
+#define SQ_PLAN_SENS_FLOOR 1e-6 /* the smallest sensitivity reported */
+
+typedef struct sq_plan_calib_params {
+    const int32_t *tokens; /* the calibration text, tokenized (not kept) */
+    size_t n_tokens;
+    int32_t bos;           /* replaces each chunk's first token (< 0: none), as sq perplexity does */
+    int n_ctx;             /* chunk length; 0: 512 (at most the model's training context) */
+    int n_chunks;          /* 0: SQ_PLAN_CALIB_DEFAULT_CHUNKS; fewer when the text is shorter */
+    int n_threads;         /* engine threads; <= 0: 1 */
+    const int *types;      /* sensitivity: one or two measuring types; NULL: q3_K and q5_K */
+    int n_types;
+    const char *tensors;   /* sensitivity: POSIX extended regex of tensors to measure; NULL: every
+                              weight the model multiplies or looks up */
+    void (*progress)(void *ud, const char *tensor, int i, int n); /* optional, before each tensor */
+    void *ud;
+} sq_plan_calib_params;
+
+/* One tensor's measured sensitivity. */
+typedef struct sq_plan_sensitivity {
+    const char *name;
+    double weight;   /* KL divergence per unit of relative error: with two points the slope
+                        (kld[0]-kld[1]) / (rel[0]-rel[1]), with one kld[0] / rel[0]; at least
+                        SQ_PLAN_SENS_FLOOR */
+    int n_points;
+    int types[2];    /* the tensor alone quantized to types[k] (all segments, no permutation) */
+    double rel[2];   /* its relative error sum imp*(W-Q)^2 / sum imp*W^2 (as sq_plan_tensor) */
+    double kld[2];   /* the mean KL divergence from the unmodified model */
+} sq_plan_sensitivity;
+
+typedef struct sq_plan_sens sq_plan_sens; /* opaque: owns its entries and names */
+
+/* Measures the sensitivity of every chosen weight of m (F16/F32/BF16 or any
+ * plain type the build dequantizes), in file order, each tensor quantized
+ * alone with importance im (may be NULL). Errors: no or too short text, a
+ * token out of range, a bad regex or type, no tensor chosen, a weight that
+ * cannot be read (SmarterQuant) or replaced. */
+sq_status sq_plan_measure_sensitivity(sq_model *m, const sq_imatrix *im, const sq_plan_calib_params *p,
+                                      sq_plan_sens **out, sq_error *err);
+void sq_plan_sens_free(sq_plan_sens *s); /* NULL is a no-op */
+int64_t sq_plan_sens_count(const sq_plan_sens *s);
+const sq_plan_sensitivity *sq_plan_sens_at(const sq_plan_sens *s, int64_t i);
+/* The same as (name, weight) pairs for sq_plan_params.weights (count entries, owned by s). */
+const sq_plan_weight *sq_plan_sens_weights(const sq_plan_sens *s);
+/* Mean -log p of the unmodified model on the scored calibration tokens. */
+double sq_plan_sens_base_nll(const sq_plan_sens *s);
+
+/* The mean KL divergence of the model quantized as plan says (every planned
+ * tensor packed exactly as sq quantize writes it, permutation included) from
+ * the unmodified model on the calibration text. plan must come from m's own
+ * GGUF (sq_model_gguf). Only n_ctx, n_chunks, n_threads, tokens, bos are used. */
+sq_status sq_plan_measure_kld(sq_model *m, const sq_imatrix *im, const sq_plan *plan, const sq_plan_calib_params *p,
+                              double *kld, sq_error *err);
+
+/* Sensitivities at the plan's operating point: the model quantized as plan
+ * says; for each planned tensor (plan order) the KL divergence drop when that
+ * tensor alone gets its original weights back, divided by its relative error
+ * in the plan (n_points 1, types[0] its last segment type, kld[0] the drop).
+ * It sees how the tensors' errors compound, which the sensitivities of
+ * tensors quantized alone do not. *kld: the plan's own KL divergence. */
+sq_status sq_plan_measure_sensitivity_in_plan(sq_model *m, const sq_imatrix *im, const sq_plan *plan,
+                                              const sq_plan_calib_params *p, sq_plan_sens **out, double *kld,
+                                              sq_error *err);
+
+/* Closed loop: `rounds` times, the sensitivities of *plan are measured in the
+ * plan (above) and the model planned again with them (p otherwise as given;
+ * p->weights are not used after the first plan). Every plan met is measured;
+ * *plan becomes the one with the lowest KL divergence on the calibration text
+ * (the earliest on ties; the others are freed), *kld its KL divergence. On
+ * failure *plan is freed and NULL. */
+sq_status sq_plan_refine(sq_model *m, const sq_imatrix *im, const sq_plan_params *p, const sq_plan_calib_params *cp,
+                         int rounds, sq_plan **plan, double *kld, sq_error *err);
 
 #ifdef __cplusplus
 }

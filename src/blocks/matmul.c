@@ -46,6 +46,21 @@ sq__gemm_fn sq__gemm_kernel(int type)
     }
 }
 
+sq__runs_fn sq__runs_kernel(void)
+{
+    switch (sq_blocks_isa()) {
+    case SQ_ISA_AVX512: return sq__runs_avx512();
+    case SQ_ISA_AVX2: return sq__runs_avx2();
+    default: return NULL;
+    }
+}
+
+bool sq__runs_handles(int type)
+{
+    return type == SQ_TYPE_Q2_K || type == SQ_TYPE_Q3_K || type == SQ_TYPE_Q4_K || type == SQ_TYPE_Q5_K ||
+           type == SQ_TYPE_Q6_K || type == SQ_TYPE_IQ4_XS;
+}
+
 void sq__gemm_generic(int type, int64_t n, const void *w, size_t w_stride, int nr, const void *x, size_t x_stride,
                       int nc, float *y, size_t y_stride, bool accumulate)
 {

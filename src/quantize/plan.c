@@ -8,7 +8,6 @@
  * are only read during sq_plan_create and may be closed afterwards.
  */
 #include <math.h>
-#include <pthread.h>
 #include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +15,7 @@
 
 #include "quantize/plan_internal.h"
 #include "sq/blocks.h"
+#include "sq/matmul.h"
 #include "sq/quantize.h"
 #include "sq/sqconfig.h"
 #include "sq/types.h"
@@ -121,11 +121,21 @@ typedef struct eval_job {
     int64_t seg;
     double err;
     sq_status st;
+    sq_error e; /* why, when st != SQ_OK */
 } eval_job;
+
+/* A thread's scratch memory (one per thread index of the pool, allocated
+ * once per plan for the largest tensor). */
+typedef struct eval_scratch {
+    float *buf;    /* rows measured x one segment, gathered */
+    void *q;       /* their quantized bytes */
+    float *deq;    /* one dequantized segment row */
+    float *impp;   /* the segment's (permuted) importance */
+    int32_t *cols; /* the segment's source columns */
+} eval_scratch;
 
 typedef struct eval_ctx {
     const sq__ptensor *pt;
-    const char *name;
     const float *W;         /* rows * cols, original order */
     const int32_t *perm;    /* option 1's permutation or NULL */
     const int64_t *srows;   /* the rows measured (n_srows of them, ascending) */
@@ -133,92 +143,105 @@ typedef struct eval_ctx {
     eval_job *jobs;
     int n_jobs;
     int next;               /* next job to take (atomic) */
-    sq_error err;           /* the first failure (under lock) */
-    pthread_mutex_t lock;
+    eval_scratch *scratch;  /* one per thread index */
 } eval_ctx;
 
 /* Quantizes one segment of every row to the job's type (exactly as sq
  * quantize will: each segment a row of its own with its permuted importance
  * slice), dequantizes it and sums imp[c] * (W - Q)^2 in double. */
-static void eval_one(eval_ctx *c, eval_job *j, float *buf, void *q, float *deq, float *impp, int32_t *cols)
+static void eval_one(eval_ctx *c, eval_job *j, const eval_scratch *sc)
 {
     const sq__ptensor *pt = c->pt;
     int type = pt->cand[j->slot][j->k];
     int64_t len = sq_segment_len(pt->cols, j->seg), c0 = j->seg * SQ_SEGMENT;
     const int32_t *perm = j->opt == 1 ? c->perm : NULL;
     for (int64_t i = 0; i < len; i++) {
-        cols[i] = perm ? perm[c0 + i] : (int32_t)(c0 + i);
-        impp[i] = pt->imp ? pt->imp[cols[i]] : 1.0f;
+        sc->cols[i] = perm ? perm[c0 + i] : (int32_t)(c0 + i);
+        sc->impp[i] = pt->imp ? pt->imp[sc->cols[i]] : 1.0f;
     }
     for (int64_t r = 0; r < c->n_srows; r++) {
         const float *wr = c->W + c->srows[r] * pt->cols;
-        float *br = buf + r * len;
-        for (int64_t i = 0; i < len; i++) br[i] = wr[cols[i]];
+        float *br = sc->buf + r * len;
+        for (int64_t i = 0; i < len; i++) br[i] = wr[sc->cols[i]];
     }
-    sq_error e = {0};
-    j->st = sq_quantize_rows(type, buf, q, c->n_srows, len, pt->imp ? impp : NULL, &e);
-    if (j->st != SQ_OK) {
-        pthread_mutex_lock(&c->lock);
-        if (c->err.code == SQ_OK) {
-            c->err = e;
-            sq_error_prefix(&c->err, "tensor %s, segment %lld", c->name, (long long)j->seg);
-        }
-        pthread_mutex_unlock(&c->lock);
-        return;
-    }
+    j->st = sq_quantize_rows(type, sc->buf, sc->q, c->n_srows, len, pt->imp ? sc->impp : NULL, &j->e);
+    if (j->st != SQ_OK) return;
     size_t rs = sq_row_size(type, len);
     double acc = 0.0;
     for (int64_t r = 0; r < c->n_srows; r++) {
-        sq_dequantize_row(type, (const unsigned char *)q + (size_t)r * rs, deq, len);
-        const float *br = buf + r * len;
+        sq_dequantize_row(type, (const unsigned char *)sc->q + (size_t)r * rs, sc->deq, len);
+        const float *br = sc->buf + r * len;
         double racc = 0.0;
         for (int64_t i = 0; i < len; i++) {
-            double d = (double)br[i] - (double)deq[i];
-            racc += (double)impp[i] * d * d;
+            double d = (double)br[i] - (double)sc->deq[i];
+            racc += (double)sc->impp[i] * d * d;
         }
         acc += racc;
     }
     j->err = acc;
 }
 
-/* A worker: takes jobs until none is left. Scratch memory is its own. */
-static void *eval_worker(void *arg)
+/* A pool task: takes jobs until none is left, with thread ith's scratch. */
+static void eval_worker(void *arg, int ith, int nth)
 {
+    (void)nth;
     eval_ctx *c = arg;
-    size_t n = (size_t)c->n_srows * SQ_SEGMENT;
-    float *buf = malloc(n * sizeof(float));
-    void *q = malloc(n * sizeof(float) + 64); /* no candidate type stores more than 4 bytes per value */
-    float *deq = malloc(SQ_SEGMENT * sizeof(float));
-    float *impp = malloc(SQ_SEGMENT * sizeof(float));
-    int32_t *cols = malloc(SQ_SEGMENT * sizeof(int32_t));
-    if (!buf || !q || !deq || !impp || !cols) {
-        pthread_mutex_lock(&c->lock);
-        if (c->err.code == SQ_OK) sq_error_set(&c->err, SQ_ENOMEM, "tensor %s: out of memory measuring candidates", c->name);
-        pthread_mutex_unlock(&c->lock);
-    } else {
-        for (;;) {
-            int i = __atomic_fetch_add(&c->next, 1, __ATOMIC_RELAXED);
-            if (i >= c->n_jobs) break;
-            eval_one(c, &c->jobs[i], buf, q, deq, impp, cols);
-        }
+    for (;;) {
+        int i = __atomic_fetch_add(&c->next, 1, __ATOMIC_RELAXED);
+        if (i >= c->n_jobs) break;
+        eval_one(c, &c->jobs[i], &c->scratch[ith]);
     }
-    free(buf);
-    free(q);
-    free(deq);
-    free(impp);
-    free(cols);
-    return NULL;
+}
+
+static void scratch_free(eval_scratch *sc, int n)
+{
+    for (int i = 0; sc && i < n; i++) {
+        free(sc[i].buf);
+        free(sc[i].q);
+        free(sc[i].deq);
+        free(sc[i].impp);
+        free(sc[i].cols);
+    }
+    free(sc);
+}
+
+/* Scratch for n thread indices measuring up to max_rows rows; NULL when out of memory. */
+static eval_scratch *scratch_alloc(int n, int64_t max_rows)
+{
+    eval_scratch *sc = calloc((size_t)n, sizeof *sc);
+    size_t vals = (size_t)max_rows * SQ_SEGMENT;
+    bool ok = sc != NULL;
+    for (int i = 0; ok && i < n; i++) {
+        sc[i].buf = malloc(vals * sizeof(float));
+        sc[i].q = malloc(vals * sizeof(float) + 64); /* no candidate type stores more than 4 bytes per value */
+        sc[i].deq = malloc(SQ_SEGMENT * sizeof(float));
+        sc[i].impp = malloc(SQ_SEGMENT * sizeof(float));
+        sc[i].cols = malloc(SQ_SEGMENT * sizeof(int32_t));
+        ok = sc[i].buf && sc[i].q && sc[i].deq && sc[i].impp && sc[i].cols;
+    }
+    if (!ok) {
+        scratch_free(sc, n);
+        return NULL;
+    }
+    return sc;
+}
+
+/* The rows of a tensor measured: all, or max_rows spread evenly. */
+static int64_t n_sample_rows(const sq__ptensor *pt, int64_t max_rows)
+{
+    return max_rows > 0 && max_rows < pt->rows ? max_rows : pt->rows;
 }
 
 /* Measures every candidate of every slot of one tensor, for each permutation
- * option its group allows, on n_threads threads; sums the segments of slot 3
- * in segment order, so the result does not depend on the thread count. */
-static sq_status measure_tensor(sq__ptensor *pt, const sq__pgroup *g, const char *name, const float *W, int n_threads,
-                                int64_t max_rows, sq_error *err)
+ * option its group allows, on the pool's threads (each job writes only its
+ * own result); sums the segments of slot 3 in segment order and reports the
+ * first failed job in job order, so nothing depends on the thread count. */
+static sq_status measure_tensor(sq__ptensor *pt, const sq__pgroup *g, const char *name, const float *W,
+                                sq_threadpool *tp, eval_scratch *scratch, int64_t max_rows, sq_error *err)
 {
     /* rows measured: all, or max_rows spread evenly (row i*R/S); the error
      * is then scaled by R/S, an unbiased estimate of the whole tensor's */
-    int64_t S = max_rows > 0 && max_rows < pt->rows ? max_rows : pt->rows;
+    int64_t S = n_sample_rows(pt, max_rows);
     int64_t *srows = malloc((size_t)S * sizeof *srows);
     if (!srows) return sq_error_set(err, SQ_ENOMEM, "tensor %s: out of memory", name);
     for (int64_t i = 0; i < S; i++) srows[i] = i * pt->rows / S;
@@ -239,27 +262,17 @@ static sq_status measure_tensor(sq__ptensor *pt, const sq__pgroup *g, const char
                 int slot = s < 3 ? (int)s : 3;
                 for (int k = 0; k < pt->n_cand[slot]; k++) jobs[nj++] = (eval_job){.opt = o, .slot = slot, .k = k, .seg = s};
             }
-    eval_ctx c = {.pt = pt, .name = name, .W = W, .perm = g->perm, .srows = srows, .n_srows = S,
-                   .jobs = jobs, .n_jobs = n_jobs};
-    pthread_mutex_init(&c.lock, NULL);
-    int nt = n_threads > 1 ? n_threads : 1;
-    if (nt > n_jobs) nt = n_jobs > 0 ? n_jobs : 1;
-    pthread_t *th = nt > 1 ? calloc((size_t)nt - 1, sizeof *th) : NULL;
-    int started = 0;
-    if (th)
-        for (int i = 0; i < nt - 1; i++) {
-            if (pthread_create(&th[i], NULL, eval_worker, &c) != 0) break;
-            started++;
-        }
-    eval_worker(&c);
-    for (int i = 0; i < started; i++) pthread_join(th[i], NULL);
-    free(th);
-    pthread_mutex_destroy(&c.lock);
+    eval_ctx c = {.pt = pt, .W = W, .perm = g->perm, .srows = srows, .n_srows = S, .jobs = jobs, .n_jobs = n_jobs,
+                  .scratch = scratch};
+    sq_threadpool_run(tp, eval_worker, &c);
     sq_status st = SQ_OK;
-    if (c.err.code != SQ_OK) {
-        if (err) *err = c.err;
-        st = c.err.code;
-    } else {
+    for (int i = 0; i < n_jobs && st == SQ_OK; i++)
+        if (jobs[i].st != SQ_OK) {
+            st = jobs[i].st;
+            if (err) *err = jobs[i].e;
+            sq_error_prefix(err, "tensor %s, segment %lld", name, (long long)jobs[i].seg);
+        }
+    if (st == SQ_OK) {
         memset(pt->cerr, 0, sizeof pt->cerr);
         for (int i = 0; i < n_jobs; i++) pt->cerr[jobs[i].opt][jobs[i].slot][jobs[i].k] += jobs[i].err;
         if (S != pt->rows)
@@ -796,13 +809,24 @@ sq_status sq_plan_create(const sq_gguf *model, const sq_imatrix *im, const sq_pl
         grp->opt_extra[1] = by_size && grp->perm ? (uint64_t)grp->n_members * (grp->perm_json_len - 2) : 0;
     }
 
-    /* pass 2: measure every candidate */
+    /* pass 2: measure every candidate, on the shared thread pool */
+    int64_t max_rows = p->sample_rows == 0 ? SQ_PLAN_DEFAULT_SAMPLE_ROWS : p->sample_rows, most_rows = 1;
+    for (int64_t t = 0; st == SQ_OK && t < plan->n; t++)
+        if (n_sample_rows(&plan->pt[t], max_rows) > most_rows) most_rows = n_sample_rows(&plan->pt[t], max_rows);
+    int nth = p->n_threads > 1 ? p->n_threads : 1;
+    sq_threadpool *tp = NULL;
+    eval_scratch *scratch = NULL;
+    if (st == SQ_OK && nth > 1 && !(tp = sq_threadpool_create(nth)))
+        st = sq_error_set(err, SQ_ENOMEM, "cannot start %d threads", nth);
+    if (st == SQ_OK && !(scratch = scratch_alloc(nth, most_rows)))
+        st = sq_error_set(err, SQ_ENOMEM, "out of memory for %d threads' scratch", nth);
     for (int64_t t = 0; st == SQ_OK && t < plan->n; t++) {
         sq__ptensor *pt = &plan->pt[t];
         st = load_weights(pt, plan->names[t], W, err);
-        if (st == SQ_OK) st = measure_tensor(pt, &plan->groups[pt->group], plan->names[t], W, p->n_threads,
-                                            p->sample_rows == 0 ? SQ_PLAN_DEFAULT_SAMPLE_ROWS : p->sample_rows, err);
+        if (st == SQ_OK) st = measure_tensor(pt, &plan->groups[pt->group], plan->names[t], W, tp, scratch, max_rows, err);
     }
+    scratch_free(scratch, nth);
+    sq_threadpool_free(tp);
     free(W);
     if (st != SQ_OK) {
         sq_plan_free(plan);

@@ -14,13 +14,5 @@
 #define SQ_GEMM_FN sq__gemm_avx512
 #include "simd_register.h"
 
-/* The multi-row matrix-vector kernel of a type (gemm.h), NULL when this
- * build has none for it. */
-sq__rows_fn sq__rows_avx512(int type)
-{
-#ifdef SQ_ZMM_ROWS
-    SQ_ZMM_ROWS(type);
-#endif
-    (void)type;
-    return NULL;
-}
+/* The run kernel (gemm.h). */
+sq__runs_fn sq__runs_avx512(void) { return runs_zmm; }
