@@ -381,6 +381,21 @@ static void test_tool(void)
              "2>/dev/null",
              sq, model_path, ip, sens, dir);
     CHECK(system(cmd) != 0);
+    /* sensitivity lines with activation costs: two numbers more, not one */
+    const char *lines[2] = {"blk.3.ffn_down.weight 0.08 6.5e-5 1.5e-5\n", "blk.3.ffn_down.weight 0.08 6.5e-5\n"};
+    for (int k = 0; k < 2; k++) {
+        FILE *f = fopen(sens, "w");
+        CHECK(f != NULL);
+        if (!f) break;
+        fputs(lines[k], f);
+        fclose(f);
+        snprintf(cmd, sizeof cmd,
+                 "%s plan -m %s --imatrix %s --target-bpw 5 --sensitivity %s --tensors '^blk\\.3\\.ffn_down' "
+                 "--sample-rows 8 -q --dry-run >/dev/null 2>&1",
+                 sq, model_path, ip, sens);
+        int rc = system(cmd);
+        CHECK_MSG(k == 0 ? rc == 0 : rc != 0, "line %d: exit %d", k, rc);
+    }
     snprintf(cmd, sizeof cmd, "%s plan -m %s --imatrix %s --target-bpw 5 --measure-kld 2>/dev/null", sq, model_path, ip);
     CHECK(system(cmd) != 0);
     snprintf(cmd, sizeof cmd, "%s plan -m %s --imatrix %s --target-bpw 5 --calib %s/none.txt 2>/dev/null", sq,

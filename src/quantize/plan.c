@@ -622,7 +622,11 @@ static sq_status select_tensors(sq_plan *plan, const sq_gguf *model, const sq_im
             }
             pt->imp = imp;
         }
-        set_candidates(pt, types, n_types, !(p->types && p->n_types > 0));
+        /* with activation costs known, the 32-column types (q8_0 / q8_1 activations)
+         * compete on whole segments too */
+        bool have_act = false;
+        for (int w = 0; w < p->n_weights; w++) have_act |= p->weights[w].act_q8_K > 0 || p->weights[w].act_q8_0 > 0;
+        set_candidates(pt, types, n_types, !(p->types && p->n_types > 0) && !have_act);
         bool ok = true;
         for (int s = 0; s < pt->n_slots; s++)
             if (pt->n_cand[s] == 0) ok = false;
