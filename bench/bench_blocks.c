@@ -28,6 +28,7 @@
 
 #include "sq/blocks.h"
 #include "sq/matmul.h"
+#include "benchutil.h"
 
 #define ROWS 4096
 #define COLS 14336
@@ -130,9 +131,8 @@ static int n_ggml;
 
 static void load_ggml(void)
 {
-    const char *s = getenv("SQ_SHARED");
     char path[1024];
-    snprintf(path, sizeof path, "%s/golden/llama.cpp/mulmat-perf.md", (s && *s) ? s : "../shared");
+    bench_shared_path(path, sizeof path, "golden/llama.cpp/mulmat-perf.md");
     FILE *f = fopen(path, "r");
     if (!f) return;
     char line[512];

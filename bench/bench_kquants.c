@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "sq/blocks.h"
+#include "benchutil.h"
 
 /* CPU time of this process: on a shared machine it does not count the time
  * other processes hold the core, so figures are steadier than wall time. */
@@ -93,8 +94,7 @@ int main(int argc, char **argv)
     void *q = malloc(sizeof(float) * nval), *act = malloc(sizeof(float) * (size_t)cols * 2);
     uint64_t s = 88172645463325252ull;
     for (size_t i = 0; i < nval; i++) {
-        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
-        x[i] = (float)((double)(s >> 11) / 9007199254740992.0 - 0.5) * (i % 97 == 0 ? 8.f : 1.f);
+        x[i] = (float)((double)(bench_xorshift64(&s) >> 11) / 9007199254740992.0 - 0.5) * (i % 97 == 0 ? 8.f : 1.f);
     }
     for (int64_t i = 0; i < cols; i++) imx[i] = 0.1f + (float)(i % 13);
 

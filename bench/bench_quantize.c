@@ -24,17 +24,12 @@
 #include "sq/blocks.h"
 #include "sq/gguf.h"
 #include "sq/quantize.h"
+#include "benchutil.h"
 
 #define REPEAT 3
 
 static uint64_t rng = 0x2545f4914f6cdd1dull;
-static uint32_t rnd(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (uint32_t)(rng >> 11);
-}
+static uint32_t rnd(void) { return (uint32_t)(bench_xorshift64(&rng) >> 11); }
 
 typedef struct plan_types {
     char names[64][64];
@@ -89,11 +84,9 @@ static double run_once(const char *model, const char *out, const char *imx, int 
 
 int main(void)
 {
-    const char *shared = getenv("SQ_SHARED");
-    if (!shared || !*shared) shared = "../shared";
     char model[1024], imx[1024], out[1024];
-    snprintf(model, sizeof model, "%s/models/sqdemo-f16.gguf", shared);
-    snprintf(imx, sizeof imx, "%s/golden/llama.cpp/sqdemo.imatrix.gguf", shared);
+    bench_shared_path(model, sizeof model, "models/sqdemo-f16.gguf");
+    bench_shared_path(imx, sizeof imx, "golden/llama.cpp/sqdemo.imatrix.gguf");
     if (access(model, R_OK) || access(imx, R_OK)) {
         printf("bench_quantize: skipped (%s or %s absent)\n", model, imx);
         return 0;

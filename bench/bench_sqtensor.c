@@ -21,15 +21,10 @@
 #include "sq/blocks.h"
 #include "sq/matmul.h"
 #include "sq/sqtensor.h"
+#include "benchutil.h"
 
 static uint64_t rng = 88172645463325252ull;
-static uint64_t next(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
-}
+static uint64_t next(void) { return bench_xorshift64(&rng); }
 static float frand(void) { return (float)((double)(next() >> 11) / 9007199254740992.0 * 2.0 - 1.0); }
 
 typedef struct bench_w {

@@ -12,15 +12,13 @@
 #include "engine/tok_internal.h"
 #include "sq/gguf.h"
 #include "sq/tokenizer.h"
+#include "benchutil.h"
 
 static sq_vocab *load(const char *path)
 {
-    sq_gguf *g = NULL;
     sq_vocab *v = NULL;
     sq_error e = {0};
-    if (sq_gguf_open(path, &g, &e) != SQ_OK || sq_vocab_load_gguf(g, &v, &e) != SQ_OK)
-        fprintf(stderr, "%s: %s\n", path, e.msg);
-    sq_gguf_close(g);
+    if (sq_vocab_load_file(path, &v, &e) != SQ_OK) fprintf(stderr, "%s\n", e.msg);
     return v;
 }
 
@@ -45,12 +43,10 @@ static double best_time(const sq_vocab *v, const char *text, size_t n, int reps,
 
 int main(void)
 {
-    const char *shared = getenv("SQ_SHARED");
-    if (!shared || !*shared) shared = "../shared";
     char tp[1024], mp[1024], bp[1024];
-    snprintf(tp, sizeof tp, "%s/data/heldout.txt", shared);
-    snprintf(mp, sizeof mp, "%s/models/sqdemo-f16.gguf", shared);
-    snprintf(bp, sizeof bp, "%s/vocab/ggml-vocab-llama-bpe.gguf", shared);
+    bench_shared_path(tp, sizeof tp, "data/heldout.txt");
+    bench_shared_path(mp, sizeof mp, "models/sqdemo-f16.gguf");
+    bench_shared_path(bp, sizeof bp, "vocab/ggml-vocab-llama-bpe.gguf");
     FILE *f = fopen(tp, "rb");
     if (!f) {
         printf("bench_tokenizer: %s absent, nothing to measure\n", tp);

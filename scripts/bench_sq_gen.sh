@@ -2,6 +2,9 @@
 # scripts/bench_sq_gen.sh — generation speed of a SmarterQuant model against the plain model of about
 # the same size: both quantized here from the demo model, then `sq bench -n N` alternately, ROUNDS
 # times each; prints both sizes, the median tokens/s of each, and their ratio (target: >= 0.9).
+# Then, when build/bench/bench_sqgen exists (make build/bench/bench_sqgen; SQGEN= overrides the path),
+# the same pair timed token by token in one process, alternating (percentiles of tokens/s: stable on a
+# busy machine, where whole runs are slowed by other processes).
 #   usage: scripts/bench_sq_gen.sh [MODEL_F16] [THREADS] [ROUNDS] [N]
 set -eu
 SQ=${SQ:-build/sq}
@@ -36,3 +39,5 @@ P=$(med "$DIR/plain.ts"); S=$(med "$DIR/sq.ts")
 printf 'plain Q4_K_M:        %s bytes, tg%s median %s t/s\n' "$(wc -c < "$DIR/plain.gguf")" "$N" "$P"
 printf 'SmarterQuant mix:    %s bytes, tg%s median %s t/s\n' "$(wc -c < "$DIR/sq.gguf")" "$N" "$S"
 awk -v s="$S" -v p="$P" 'BEGIN { printf "ratio SmarterQuant / plain: %.3f\n", s / p }'
+SQGEN=${SQGEN:-build/bench/bench_sqgen}
+if [ -x "$SQGEN" ]; then "$SQGEN" "$DIR/plain.gguf" "$DIR/sq.gguf" "$T" 30; fi

@@ -9,6 +9,7 @@
  * Runs for every ISA the CPU has.
  */
 #include "harness.h"
+#include "testutil.h"
 #include "sq/blocks.h"
 
 static const int my_types[] = {SQ_TYPE_F32,  SQ_TYPE_F16,  SQ_TYPE_BF16, SQ_TYPE_Q4_0,
@@ -19,13 +20,7 @@ static const int64_t lengths[] = {32, 64, 256, 1056};
 #define MAXN 1056
 
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
-static uint32_t next_u32(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (uint32_t)(rng >> 32);
-}
+static uint32_t next_u32(void) { return (uint32_t)(tu_xorshift64(&rng) >> 32); }
 static float uniform(void) { return (float)(next_u32() >> 8) / 16777216.0f; } /* [0, 1) */
 static float gaussian(void)
 {

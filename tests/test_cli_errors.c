@@ -140,7 +140,7 @@ static void test_bad_files_and_flags(void)
         {"run -m M.gguf -f .", "sq run: .: not a regular file", 1},
         {"run -m M.gguf -f nofile.txt", "sq run: nofile.txt: cannot open", 1},
         {"perplexity -m M.gguf -f nofile.txt", "sq perplexity: nofile.txt: cannot open", 1},
-        {"tokenize -m M.gguf -f .", "sq tokenize: cannot read .: Is a directory", 1},
+        {"tokenize -m M.gguf -f .", "sq tokenize: .: not a regular file", 1},
         {"quantize empty.gguf o.gguf q4_0", "empty.gguf", 1},
         {"quantize --sq-config nofile.json M.gguf o.gguf q4_0", "nofile.json", 1},
         {"quantize --sq-config text.gguf M.gguf o.gguf q4_0", "text.gguf", 1},

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "testutil.h"
 #include "sq/blocks.h"
 
 #define ROWS 12
@@ -45,28 +46,6 @@ static int run_sq(const char *args)
 
 static bool exists(const char *path) { return access(path, F_OK) == 0; }
 
-/* Whether tmpdir holds a leftover temporary output (NAME.tmp.XXXXXX). */
-static bool leftover_tmp(void)
-{
-    DIR *d = opendir(tmpdir);
-    bool found = false;
-    struct dirent *e;
-    while (d && (e = readdir(d)) != NULL)
-        if (strstr(e->d_name, ".tmp.")) found = true;
-    if (d) closedir(d);
-    return found;
-}
-
-static bool same_file(const char *a, const char *b)
-{
-    size_t na = 0, nb = 0;
-    void *x = harness_read_file(a, &na), *y = harness_read_file(b, &nb);
-    const bool same = x && y && na == nb && memcmp(x, y, na) == 0;
-    free(x);
-    free(y);
-    return same;
-}
-
 static void write_file(const char *path, const void *data, size_t n)
 {
     FILE *f = fopen(path, "wb");
@@ -98,7 +77,7 @@ static void test_golden_roundtrip(void)
                      got, w ? " --imatrix '" : "", w ? G : "", w ? "/golden/quant/imatrix.f32'" : "");
             CHECK_MSG(run_sq(args) == 0, "%s: %s", args, err_text);
             snprintf(want, sizeof want, "%s/golden/quant/%s/%s", G, name, w ? "qw.bin" : "q.bin");
-            CHECK_MSG(same_file(got, want), "sq blocks quantize %s%s differs from %s", name, w ? " --imatrix" : "",
+            CHECK_MSG(tu_files_equal(got, want), "sq blocks quantize %s%s differs from %s", name, w ? " --imatrix" : "",
                       want);
         }
         if (sq_blocks_can_dequantize(t)) {
@@ -107,7 +86,7 @@ static void test_golden_roundtrip(void)
                      name, got);
             CHECK_MSG(run_sq(args) == 0, "%s: %s", args, err_text);
             snprintf(want, sizeof want, "%s/golden/quant/%s/d.f32", G, name);
-            CHECK_MSG(same_file(got, want), "sq blocks dequantize %s differs from %s", name, want);
+            CHECK_MSG(tu_files_equal(got, want), "sq blocks dequantize %s differs from %s", name, want);
         }
         if (sq_blocks_can_dot(t)) {
             snprintf(got, sizeof got, "%s/%s.dot.f32", tmpdir, name);
@@ -142,7 +121,7 @@ static void test_golden_roundtrip(void)
         }
     }
     CHECK_MSG(tested >= 7, "at least the float and legacy types are testable (%d)", tested);
-    CHECK(!leftover_tmp());
+    CHECK(!tu_any_file_with(tmpdir, ".tmp."));
 }
 
 static void test_types(void)
@@ -314,7 +293,7 @@ static void test_errors(void)
         CHECK(!exists(out));
         break;
     }
-    CHECK(!leftover_tmp());
+    CHECK(!tu_any_file_with(tmpdir, ".tmp."));
 }
 
 int main(void)

@@ -11,37 +11,10 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "testutil.h"
 #include "sq/gguf.h"
 
 /* ---- helpers ---- */
-
-/* Number of entries in dir other than . and .. */
-static int dir_entries(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d) return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) n++;
-    closedir(d);
-    return n;
-}
-
-static void rm_dir(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *e;
-    char p[1200];
-    while ((e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        unlink(p);
-    }
-    closedir(d);
-    rmdir(dir);
-}
 
 /* Opens ../shared/REL; the demo model is also vendored in the repository
  * (models/), so tests of it still run in a fresh clone without ../shared. */
@@ -84,16 +57,6 @@ static sq_status copy_file(const sq_gguf *src, const char *path, sq_error *err)
 fail:
     sq_gguf_writer_abort(w);
     return st;
-}
-
-static bool files_equal(const char *a, const char *b)
-{
-    size_t na = 0, nb = 0;
-    void *x = harness_read_file(a, &na), *y = harness_read_file(b, &nb);
-    const bool eq = x && y && na == nb && memcmp(x, y, na) == 0;
-    free(x);
-    free(y);
-    return eq;
 }
 
 /* ---- the demo model ---- */
@@ -415,10 +378,10 @@ static void round_trip(const char *rel)
     snprintf(out, sizeof out, "%s/copy.gguf", tmp);
     sq_error err = {0};
     CHECK_MSG(copy_file(g, out, &err) == SQ_OK, "copy %s: %s", rel, err.msg);
-    CHECK_MSG(files_equal(sq_gguf_path(g), out), "%s: copy is byte-identical", rel);
-    CHECK_INT(dir_entries(tmp), 1); /* no temporary file left behind */
+    CHECK_MSG(tu_files_equal(sq_gguf_path(g), out), "%s: copy is byte-identical", rel);
+    CHECK_INT(tu_count_files(tmp, ""), 1); /* no temporary file left behind */
     sq_gguf_close(g);
-    rm_dir(tmp);
+    tu_rm_rf(tmp);
 }
 
 static void test_round_trip_demo(void) { round_trip("models/sqdemo-f16.gguf"); }
@@ -510,8 +473,8 @@ static void test_writer_keys_and_alignment(void)
         CHECK_INT(sq_gguf_file_size(g), sq_gguf_data_offset(g) + 64 + 192); /* last tensor padded too */
         sq_gguf_close(g);
     }
-    CHECK_INT(dir_entries(tmp), 1);
-    rm_dir(tmp);
+    CHECK_INT(tu_count_files(tmp, ""), 1);
+    tu_rm_rf(tmp);
 }
 
 /* A failed or aborted write leaves nothing behind, not even under the final name. */
@@ -529,10 +492,10 @@ static void test_writer_atomicity(void)
     CHECK_INT(sq_gguf_writer_open(out, &w, &err), SQ_OK);
     CHECK_INT(sq_gguf_writer_add_tensor(w, "t", 2, ne, SQ_TYPE_F32, 256, &err), SQ_OK);
     CHECK_INT(sq_gguf_writer_write(w, data, 100, &err), SQ_OK);
-    CHECK_INT(dir_entries(tmp), 1); /* the temporary file exists meanwhile */
+    CHECK_INT(tu_count_files(tmp, ""), 1); /* the temporary file exists meanwhile */
     CHECK_INT(sq_gguf_writer_finish(w, &err), SQ_EINVAL);
     CHECK_CONTAINS(err.msg, "got 100 of its 256 bytes");
-    CHECK_INT(dir_entries(tmp), 0);
+    CHECK_INT(tu_count_files(tmp, ""), 0);
     CHECK(access(out, F_OK) != 0);
 
     /* too much data */
@@ -541,9 +504,9 @@ static void test_writer_atomicity(void)
     CHECK_INT(sq_gguf_writer_write(w, data, 200, &err), SQ_OK);
     CHECK_INT(sq_gguf_writer_write(w, data, 200, &err), SQ_EINVAL);
     CHECK_CONTAINS(err.msg, "beyond the last tensor");
-    CHECK_INT(dir_entries(tmp), 0);
+    CHECK_INT(tu_count_files(tmp, ""), 0);
     CHECK_INT(sq_gguf_writer_finish(w, &err), SQ_EIO);
-    CHECK_INT(dir_entries(tmp), 0);
+    CHECK_INT(tu_count_files(tmp, ""), 0);
 
     /* declared size that disagrees with shape and type */
     CHECK_INT(sq_gguf_writer_open(out, &w, &err), SQ_OK);
@@ -551,14 +514,14 @@ static void test_writer_atomicity(void)
     CHECK_INT(sq_gguf_writer_write(w, data, 250, &err), SQ_EINVAL);
     CHECK_CONTAINS(err.msg, "declared 250 bytes but its shape and type need 256");
     CHECK_INT(sq_gguf_writer_finish(w, &err), SQ_EIO);
-    CHECK_INT(dir_entries(tmp), 0);
+    CHECK_INT(tu_count_files(tmp, ""), 0);
 
     /* abort */
     CHECK_INT(sq_gguf_writer_open(out, &w, &err), SQ_OK);
     CHECK_INT(sq_gguf_writer_set_u32(w, "x", 1, &err), SQ_OK);
     sq_gguf_writer_abort(w);
     sq_gguf_writer_abort(NULL);
-    CHECK_INT(dir_entries(tmp), 0);
+    CHECK_INT(tu_count_files(tmp, ""), 0);
 
     /* an existing file under the final name survives a failed write untouched */
     FILE *f = fopen(out, "wb");
@@ -571,13 +534,13 @@ static void test_writer_atomicity(void)
     char *old = harness_read_file(out, &n);
     CHECK(old && n == 3 && memcmp(old, "old", 3) == 0);
     free(old);
-    CHECK_INT(dir_entries(tmp), 1);
+    CHECK_INT(tu_count_files(tmp, ""), 1);
 
     /* a directory that does not exist */
     snprintf(out, sizeof out, "%s/no/such/dir/w.gguf", tmp);
     CHECK_INT(sq_gguf_writer_open(out, &w, &err), SQ_EIO);
     CHECK_CONTAINS(err.msg, "cannot create temporary file");
-    rm_dir(tmp);
+    tu_rm_rf(tmp);
 }
 
 /* ---- SmarterQuant sizes (spec sections 4 and 5) ---- */
@@ -641,31 +604,12 @@ static void test_smarterquant_sizes(void)
     /* the good file from above is still there, untouched */
     CHECK(sq_gguf_open(out, &g, &err) == SQ_OK);
     sq_gguf_close(g);
-    CHECK_INT(dir_entries(tmp), 1);
+    CHECK_INT(tu_count_files(tmp, ""), 1);
     free(buf);
-    rm_dir(tmp);
+    tu_rm_rf(tmp);
 }
 
 /* ---- sq inspect ---- */
-
-static char *run_capture(const char *cmd, int *rc)
-{
-    FILE *p = popen(cmd, "r");
-    if (!p) return NULL;
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    size_t k;
-    while (buf && (k = fread(buf + n, 1, cap - n - 1, p)) > 0) {
-        n += k;
-        if (cap - n < 2) {
-            cap *= 2;
-            buf = realloc(buf, cap);
-        }
-    }
-    if (buf) buf[n] = '\0';
-    *rc = pclose(p);
-    return buf;
-}
 
 static void test_inspect_tool(void)
 {
@@ -673,18 +617,18 @@ static void test_inspect_tool(void)
     if (access(harness_sq_bin(), X_OK) != 0) SKIP("sq binary not built");
     int rc;
     snprintf(cmd, sizeof cmd, "%s inspect --help", harness_sq_bin());
-    char *o = run_capture(cmd, &rc);
+    char *o = tu_popen_read(cmd, &rc);
     CHECK(rc == 0 && o && strstr(o, "--full") && strstr(o, "--json"));
     free(o);
     snprintf(cmd, sizeof cmd, "%s inspect /nonexistent.gguf 2>&1", harness_sq_bin());
-    o = run_capture(cmd, &rc);
+    o = tu_popen_read(cmd, &rc);
     CHECK(rc != 0 && o && strstr(o, "cannot open"));
     free(o);
 
     if (!harness_shared_file(path, sizeof path, "golden/llama.cpp/sqdemo-Q4_K_M-imatrix.gguf"))
         SKIP("../shared absent");
     snprintf(cmd, sizeof cmd, "%s inspect '%s'", harness_sq_bin(), path);
-    o = run_capture(cmd, &rc);
+    o = tu_popen_read(cmd, &rc);
     CHECK_INT(rc, 0);
     CHECK_CONTAINS(o, "GGUF v3, 28 key/values, 39 tensors, alignment 32");
     CHECK_CONTAINS(o, "tokenizer.ggml.tokens");
@@ -696,7 +640,7 @@ static void test_inspect_tool(void)
     free(o);
 
     snprintf(cmd, sizeof cmd, "%s inspect --json '%s'", harness_sq_bin(), path);
-    o = run_capture(cmd, &rc);
+    o = tu_popen_read(cmd, &rc);
     CHECK_INT(rc, 0);
     json_error_t je;
     json_t *j = o ? json_loads(o, 0, &je) : NULL;
@@ -731,7 +675,7 @@ static void test_inspect_tool(void)
     /* --full --json on the biggest vocabulary: every one of the 280147 merges */
     if (harness_shared_file(path, sizeof path, "vocab/ggml-vocab-llama-bpe.gguf")) {
         snprintf(cmd, sizeof cmd, "%s inspect --json --full '%s'", harness_sq_bin(), path);
-        o = run_capture(cmd, &rc);
+        o = tu_popen_read(cmd, &rc);
         j = o ? json_loads(o, 0, &je) : NULL;
         CHECK_MSG(rc == 0 && j != NULL, "bpe --full --json parses: %s", je.text);
         if (j) {
@@ -772,7 +716,7 @@ static void test_inspect_smarterquant(void)
     free(z);
     int rc;
     snprintf(cmd, sizeof cmd, "%s inspect '%s'", harness_sq_bin(), out);
-    char *o = run_capture(cmd, &rc);
+    char *o = tu_popen_read(cmd, &rc);
     CHECK_INT(rc, 0);
     CHECK_CONTAINS(o, "smarterquant [f32, f16, f16, f16] permuted");
     CHECK_CONTAINS(o, "smarterquant [f16, f32, f32, f32] not permuted");
@@ -781,7 +725,7 @@ static void test_inspect_smarterquant(void)
     CHECK(o && strchr(o, 0x1b) == NULL);
     free(o);
     snprintf(cmd, sizeof cmd, "%s inspect --json '%s'", harness_sq_bin(), out);
-    o = run_capture(cmd, &rc);
+    o = tu_popen_read(cmd, &rc);
     json_error_t je;
     json_t *j = o ? json_loads(o, 0, &je) : NULL;
     CHECK(j != NULL);
@@ -794,7 +738,7 @@ static void test_inspect_smarterquant(void)
         json_decref(j);
     }
     free(o);
-    rm_dir(tmp);
+    tu_rm_rf(tmp);
 }
 
 int main(void)

@@ -15,18 +15,9 @@
 #include <time.h>
 
 #include "harness.h"
+#include "testutil.h"
 #include "sq/blocks.h"
 #include "sq/matmul.h"
-
-static unsigned long long rng = 88172645463325252ULL;
-static unsigned rnd(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (unsigned)(rng >> 11);
-}
-static float rndf(void) { return (float)((rnd() & 0xFFFFFF) / 16777216.0 * 2.0 - 1.0); }
 
 /* ---- thread pool ---- */
 
@@ -100,33 +91,6 @@ static void test_pool(void)
 
 /* ---- sq_matmul ---- */
 
-static void act_to_float(int at, const void *xq, float *out, int64_t n)
-{
-    const unsigned char *p = xq;
-    if (at == SQ_TYPE_Q8_0 || at == SQ_TYPE_Q8_1) {
-        const int bs = at == SQ_TYPE_Q8_0 ? 34 : 36, off = at == SQ_TYPE_Q8_0 ? 2 : 4;
-        for (int64_t b = 0; b < n / 32; b++) {
-            uint16_t h;
-            memcpy(&h, p + b * bs, 2);
-            for (int j = 0; j < 32; j++) out[b * 32 + j] = sq_fp16_to_f32(h) * (float)(int8_t)p[b * bs + off + j];
-        }
-    } else if (at == SQ_TYPE_Q8_K) {
-        for (int64_t b = 0; b < n / 256; b++) {
-            float d;
-            memcpy(&d, p + b * 292, 4);
-            for (int j = 0; j < 256; j++) out[b * 256 + j] = d * (float)(int8_t)p[b * 292 + 4 + j];
-        }
-    } else if (at == SQ_TYPE_F16 || at == SQ_TYPE_BF16) {
-        for (int64_t i = 0; i < n; i++) {
-            uint16_t h;
-            memcpy(&h, p + 2 * i, 2);
-            out[i] = at == SQ_TYPE_F16 ? sq_fp16_to_f32(h) : sq_bf16_to_f32(h);
-        }
-    } else if (at == SQ_TYPE_F32) {
-        memcpy(out, xq, sizeof(float) * n);
-    }
-}
-
 static void check_matmul(const char *name, int64_t rows, int64_t cols, sq_threadpool *tp)
 {
     const int t = sq_type_from_name(name);
@@ -155,9 +119,9 @@ static void check_matmul(const char *name, int64_t rows, int64_t cols, sq_thread
     for (int64_t r = 0; r < rows; r++)
         for (int64_t b = 0; b < cols / per; b++) {
             if (gq)
-                memcpy(W + r * stride + b * bb, gq + (rnd() % nblk) * bb, bb);
+                memcpy(W + r * stride + b * bb, gq + (tu_rnd() % nblk) * bb, bb);
             else
-                for (int k = 0; k < per; k++) ((float *)(W + r * stride))[b * per + k] = rndf();
+                for (int k = 0; k < per; k++) ((float *)(W + r * stride))[b * per + k] = tu_rndf();
         }
     float *Wd = malloc(sizeof(float) * rows * cols);
     for (int64_t r = 0; r < rows; r++) sq_dequantize_row(t, W + r * stride, Wd + r * cols, cols);
@@ -167,7 +131,7 @@ static void check_matmul(const char *name, int64_t rows, int64_t cols, sq_thread
         const int64_t n = ns[ni];
         float *X = malloc(sizeof(float) * n * cols), *Y = malloc(sizeof(float) * n * rows);
         float *Xd = malloc(sizeof(float) * n * cols);
-        for (int64_t i = 0; i < n * cols; i++) X[i] = rndf() * (i % 7 == 0 ? 4.0f : 1.0f);
+        for (int64_t i = 0; i < n * cols; i++) X[i] = tu_rndf() * (i % 7 == 0 ? 4.0f : 1.0f);
         const int at = ti->vec_dot_type;
         const size_t xr = sq_row_size(at, cols);
         unsigned char *xq = malloc(xr * n);
@@ -176,7 +140,7 @@ static void check_matmul(const char *name, int64_t rows, int64_t cols, sq_thread
                 memcpy(Xd + j * cols, X + j * cols, sizeof(float) * cols);
             else {
                 sq_quantize_act(at, X + j * cols, xq + j * xr, cols);
-                act_to_float(at, xq + j * xr, Xd + j * cols, cols);
+                tu_act_to_float(at, xq + j * xr, Xd + j * cols, cols);
             }
         }
         const size_t ws = sq_matmul_work_size(t, cols, n);
@@ -234,6 +198,41 @@ static void test_matmul_types(void)
     sq_blocks_set_isa(SQ_ISA_AVX512);
 }
 
+/* The AVX-512 tile kernels that put two weight rows in the halves of a
+ * register promise, per row, exactly the one-row kernel's results: the whole
+ * product must equal, bit for bit, the same product taken one weight row at
+ * a time (which runs the one-row kernel), with full and partial column tiles. */
+static void test_matmul_row_pairs(void)
+{
+    if (sq_blocks_set_isa(SQ_ISA_AVX512) != SQ_ISA_AVX512) {
+        SKIP("no AVX-512 on this CPU");
+        return;
+    }
+    static const char *names[] = {"q4_K", "q5_K", "q6_K", "q4_0", "q5_0", "q8_0", "iq4_nl"};
+    const int64_t rows = 11, cols = 512, n = 9;
+    for (size_t ti = 0; ti < sizeof names / sizeof names[0]; ti++) {
+        const int t = sq_type_from_name(names[ti]);
+        const size_t rb = sq_row_size(t, cols);
+        float *wf = malloc(sizeof(float) * rows * cols), *X = malloc(sizeof(float) * n * cols);
+        float *Y = malloc(sizeof(float) * n * rows), *Y1 = malloc(sizeof(float) * n), *Yr = malloc(sizeof(float) * n * rows);
+        for (int64_t i = 0; i < rows * cols; i++) wf[i] = tu_rndf() * (i % 5 == 0 ? 3.0f : 1.0f);
+        for (int64_t i = 0; i < n * cols; i++) X[i] = tu_rndf();
+        unsigned char *W = malloc(rb * rows);
+        sq_error e = {0};
+        CHECK(sq_quantize_rows(t, wf, W, rows, cols, NULL, &e) == SQ_OK);
+        const size_t ws = sq_matmul_work_size(t, cols, n);
+        void *work = malloc(ws);
+        CHECK(sq_matmul(NULL, t, W, rows, cols, rb, X, n, Y, work, ws, &e) == SQ_OK);
+        for (int64_t r = 0; r < rows; r++) {
+            CHECK(sq_matmul(NULL, t, W + r * rb, 1, cols, rb, X, n, Y1, work, ws, &e) == SQ_OK);
+            for (int64_t j = 0; j < n; j++) Yr[j * rows + r] = Y1[j];
+        }
+        CHECK_MSG(memcmp(Y, Yr, sizeof(float) * n * rows) == 0, "matmul %s: row-pair tiles differ from one-row tiles",
+                  names[ti]);
+        free(wf), free(X), free(Y), free(Y1), free(Yr), free(W), free(work);
+    }
+}
+
 static void test_matmul_errors(void)
 {
     float x[64] = {0}, y[4];
@@ -254,8 +253,10 @@ static void test_matmul_errors(void)
 
 int main(void)
 {
+    tu_rng_state = 88172645463325252ULL; /* this file's data, as before testutil.h */
     RUN(test_pool);
     RUN(test_matmul_types);
+    RUN(test_matmul_row_pairs);
     RUN(test_matmul_errors);
     return harness_finish("matmul");
 }

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "testutil.h"
 #include "sq/blocks.h"
 #include "sq/gguf.h"
 #include "sq/imatrix.h"
@@ -35,74 +36,16 @@ static bool have(const int *types, int n)
 /* Runs `sq quantize ARGS` in dir; captures stdout+stderr into out. Returns the exit status. */
 static int run_tool(const char *dir, const char *args, char *out, size_t cap)
 {
-    char cmd[8192];
-    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' quantize %s 2>&1", dir, harness_sq_bin(), args);
-    FILE *f = popen(cmd, "r");
-    if (!f) return -1;
-    size_t n = fread(out, 1, cap - 1, f);
-    out[n] = 0;
-    int st = pclose(f);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "quantize %s", args);
+    return tu_run_sq(dir, cmd, out, cap);
 }
 
-/* Number of directory entries (besides . and ..) whose name starts with prefix. */
-static int count_files(const char *dir, const char *prefix)
-{
-    DIR *d = opendir(dir);
-    if (!d) return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && !strncmp(e->d_name, prefix, strlen(prefix))) n++;
-    closedir(d);
-    return n;
-}
-
-static void write_text(const char *dir, const char *name, const char *text)
-{
-    char p[1024];
-    snprintf(p, sizeof p, "%s/%s", dir, name);
-    FILE *f = fopen(p, "w");
-    if (f) {
-        fputs(text, f);
-        fclose(f);
-    }
-}
-
-static void rm_rf(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *e;
-    char p[1024];
-    while ((e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        remove(p);
-    }
-    closedir(d);
-    remove(dir);
-}
-
-static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-static uint32_t rnd(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (uint32_t)(rng_state >> 11);
-}
-static float rnd_gauss(void)
-{
-    float s = 0;
-    for (int i = 0; i < 4; i++) s += (float)(rnd() & 0xffff) / 65536.0f - 0.5f;
-    return s;
-}
 static void shuffle(int32_t *p, int64_t n)
 {
     for (int64_t i = 0; i < n; i++) p[i] = (int32_t)i;
     for (int64_t i = n - 1; i > 0; i--) {
-        int64_t j = rnd() % (uint64_t)(i + 1);
+        int64_t j = tu_rnd() % (uint64_t)(i + 1);
         int32_t t = p[i];
         p[i] = p[j];
         p[j] = t;
@@ -143,7 +86,7 @@ static bool make_small_model(const char *path)
             free(v);
         } else {
             sq_fp16 *v = malloc((size_t)n * 2);
-            for (int64_t k = 0; k < n; k++) v[k] = sq_f32_to_fp16(rnd_gauss() * 0.05f);
+            for (int64_t k = 0; k < n; k++) v[k] = sq_f32_to_fp16(tu_rnd_gauss() * 0.05f);
             st = sq_gguf_writer_write(w, v, (size_t)n * 2, &e);
             free(v);
         }
@@ -170,11 +113,7 @@ static void test_byte_equality_q4_k_m(void)
     if (!harness_tmpdir(dir, sizeof dir)) SKIP("no temporary directory");
     snprintf(out, sizeof out, "%s/out.gguf", dir);
 
-    sq_quantize_params p;
-    memset(&p, 0, sizeof p);
-    p.ftype = SQ_FTYPE_Q4_K_M;
-    p.n_threads = 2;
-    p.output_tensor_type = p.token_embedding_type = -1;
+    sq_quantize_params p = tu_quantize_params(SQ_FTYPE_Q4_K_M, 2);
     p.imatrix_path = imx;
     sq_quantize_stats stats;
     sq_error e = {0};
@@ -186,7 +125,7 @@ static void test_byte_equality_q4_k_m(void)
     if (st != SQ_OK || sq_gguf_open(out, &a, &e) != SQ_OK || sq_gguf_open(gold, &b, &e) != SQ_OK) {
         CHECK_MSG(0, "open: %s", e.msg);
         sq_gguf_close(a);
-        rm_rf(dir);
+        tu_rm_rf(dir);
         return;
     }
     /* tensors: same order, shapes, types and bytes */
@@ -222,7 +161,7 @@ static void test_byte_equality_q4_k_m(void)
     CHECK_INT(kdiff, 0);
     sq_gguf_close(a);
     sq_gguf_close(b);
-    rm_rf(dir);
+    tu_rm_rf(dir);
 }
 
 /* ---- the file-type table through the pipeline ---- */
@@ -262,10 +201,7 @@ static void test_plan_table(void)
         if (sscanf(line, "%31s %63s %31s", ft, name, ty) != 3 || !strcmp(ft, "ftype")) continue;
         if (strcmp(ft, cur)) {
             snprintf(cur, sizeof cur, "%s", ft);
-            sq_quantize_params p;
-            memset(&p, 0, sizeof p);
-            p.ftype = sq_ftype_parse(ft)->ftype;
-            p.output_tensor_type = p.token_embedding_type = -1;
+            sq_quantize_params p = tu_quantize_params(sq_ftype_parse(ft)->ftype, 0);
             p.imatrix_path = imx;
             p.dry_run = true;
             p.on_event = collect_event;
@@ -343,27 +279,27 @@ static void test_validation_through_tool(void)
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         const vcase *c = &cases[k];
         const char *cfg = c->config ? c->config : (strstr(c->what, "duplicate") ? cfg_dup : cfg_range);
-        write_text(dir, "cfg.json", cfg);
+        tu_write_text(dir, "cfg.json", cfg);
         snprintf(args, sizeof args, "%s --sq-config cfg.json small.gguf out.gguf Q8_0 1", c->flags);
         const int rc = run_tool(dir, args, out, sizeof out);
         CHECK_MSG(rc == 1, "%s: exit status %d (want 1)\n%s", c->what, rc, out);
         CHECK_MSG(strstr(out, c->phrase1) != NULL, "%s: output lacks '%s':\n%s", c->what, c->phrase1, out);
         CHECK_MSG(strstr(out, c->phrase2) != NULL, "%s: output lacks '%s':\n%s", c->what, c->phrase2, out);
         /* neither out.gguf nor the writer's out.gguf.tmp-* */
-        CHECK_MSG(count_files(dir, "out") == 0, "%s: an output or temporary file was left", c->what);
+        CHECK_MSG(tu_count_files(dir, "out") == 0, "%s: an output or temporary file was left", c->what);
     }
 
     /* without --strict an unknown key is a warning, and the file is written */
-    write_text(dir, "cfg.json", "{\"blk.9.attn_q.weight\": [[8,8,8,8], []], // comment\n}");
+    tu_write_text(dir, "cfg.json", "{\"blk.9.attn_q.weight\": [[8,8,8,8], []], // comment\n}");
     int rc = run_tool(dir, "--sq-config cfg.json small.gguf out.gguf Q8_0 1", out, sizeof out);
     CHECK_MSG(rc == 0, "unknown key without --strict: status %d\n%s", rc, out);
     CHECK_CONTAINS(out, "warning");
     CHECK_CONTAINS(out, "blk.9.attn_q.weight");
-    CHECK_INT(count_files(dir, "out.gguf"), 1);
+    CHECK_INT(tu_count_files(dir, "out.gguf"), 1);
     remove(strcat(strcpy(args, dir), "/out.gguf"));
 
     /* --sq-auto-fallback: q4_K on the final 64 columns becomes q5_0, said and recorded */
-    write_text(dir, "cfg.json", "{\"blk.0.attn_q.weight\": [[\"q8_0\",\"q4_K\",8,8], []]}");
+    tu_write_text(dir, "cfg.json", "{\"blk.0.attn_q.weight\": [[\"q8_0\",\"q4_K\",8,8], []]}");
     rc = run_tool(dir, "--sq-auto-fallback --sq-config cfg.json small.gguf out.gguf Q8_0 1", out, sizeof out);
     CHECK_MSG(rc == 0, "auto fallback: status %d\n%s", rc, out);
     CHECK_CONTAINS(out, "using q5_0");
@@ -384,12 +320,12 @@ static void test_validation_through_tool(void)
     remove(args);
 
     /* the default config in the working directory is used, and named */
-    write_text(dir, "default.smarterquant.json", "{\"blk.0.ffn_down.weight\": [[14,13,8,8], []]}");
+    tu_write_text(dir, "default.smarterquant.json", "{\"blk.0.ffn_down.weight\": [[14,13,8,8], []]}");
     rc = run_tool(dir, "--dry-run small.gguf Q8_0", out, sizeof out);
     CHECK_MSG(rc == 0, "default config: status %d\n%s", rc, out);
     CHECK_CONTAINS(out, "SmarterQuant config: default.smarterquant.json");
     CHECK_CONTAINS(out, "SQ[q6_K q5_K q8_0 q8_0]");
-    CHECK_INT(count_files(dir, "out"), 0);
+    CHECK_INT(tu_count_files(dir, "out"), 0);
     rc = run_tool(dir, "--no-sq-config --dry-run small.gguf Q8_0", out, sizeof out);
     CHECK_CONTAINS(out, "SmarterQuant config: none");
 
@@ -399,24 +335,22 @@ static void test_validation_through_tool(void)
     rc = run_tool(dir, "--no-sq-config q8.gguf q4.gguf Q4_0 1", out, sizeof out);
     CHECK_INT(rc, 1);
     CHECK_CONTAINS(out, "requantizing from type q8_0 is disabled");
-    CHECK_INT(count_files(dir, "q4"), 0);
+    CHECK_INT(tu_count_files(dir, "q4"), 0);
     /* usage errors */
-    rc = run_tool(dir, "small.gguf out.gguf Q9_X", out, sizeof out);
-    CHECK_INT(rc, 2);
-    CHECK_CONTAINS(out, "unknown file type 'Q9_X'");
-    rc = run_tool(dir, "--tensor-type attn_q small.gguf out.gguf Q8_0", out, sizeof out);
-    CHECK_INT(rc, 2);
-    CHECK_CONTAINS(out, "REGEX=TYPE");
-    rc = run_tool(dir, "--override-kv general.name=text:x small.gguf out.gguf Q8_0", out, sizeof out);
-    CHECK_INT(rc, 2);
-    CHECK_CONTAINS(out, "KEY=TYPE:VALUE");
-    rc = run_tool(dir, "--include-weights attn --exclude-weights ffn small.gguf out.gguf Q8_0", out, sizeof out);
-    CHECK_INT(rc, 2);
-    CHECK_CONTAINS(out, "cannot be used together");
-    CHECK_INT(count_files(dir, "out"), 0);
+    static const char *const usage_errors[][2] = {
+        {"small.gguf out.gguf Q9_X", "unknown file type 'Q9_X'"},
+        {"--tensor-type attn_q small.gguf out.gguf Q8_0", "REGEX=TYPE"},
+        {"--override-kv general.name=text:x small.gguf out.gguf Q8_0", "KEY=TYPE:VALUE"},
+        {"--include-weights attn --exclude-weights ffn small.gguf out.gguf Q8_0", "cannot be used together"},
+    };
+    for (size_t k = 0; k < sizeof usage_errors / sizeof usage_errors[0]; k++) {
+        snprintf(args, sizeof args, "quantize %s", usage_errors[k][0]);
+        tu_expect_sq(dir, args, 2, usage_errors[k][1], out, sizeof out);
+    }
+    CHECK_INT(tu_count_files(dir, "out"), 0);
 
     /* --tensor-type-file, --override-kv (set keys move to the end, as ggml's setters do) */
-    write_text(dir, "tt.txt", "attn_q=q5_0\n  ffn_down=Q4_0 ");
+    tu_write_text(dir, "tt.txt", "attn_q=q5_0\n  ffn_down=Q4_0 ");
     rc = run_tool(dir, "--no-sq-config --tensor-type-file tt.txt --override-kv general.architecture=str:llama "
                        "--override-kv x.n=int:-7 --override-kv x.b=bool:true small.gguf kv.gguf Q8_0 1",
                   out, sizeof out);
@@ -452,7 +386,7 @@ static void test_validation_through_tool(void)
     free(perm_range);
     free(cfg_dup);
     free(cfg_range);
-    rm_rf(dir);
+    tu_rm_rf(dir);
 }
 
 /* ---- SmarterQuant output read back ---- */
@@ -490,7 +424,7 @@ static void test_smarterquant_readback(void)
     if (sq_gguf_open(model, &in, &e) != SQ_OK || sq_imatrix_load(imx, &im, &e) != SQ_OK) {
         CHECK_MSG(0, "open: %s", e.msg);
         sq_gguf_close(in);
-        rm_rf(dir);
+        tu_rm_rf(dir);
         return;
     }
     int32_t *perms[NC] = {0};
@@ -508,11 +442,7 @@ static void test_smarterquant_readback(void)
             req[k].perm_len = t->ne[0];
         }
     }
-    sq_quantize_params p;
-    memset(&p, 0, sizeof p);
-    p.ftype = SQ_FTYPE_Q8_0;
-    p.n_threads = 2;
-    p.output_tensor_type = p.token_embedding_type = -1;
+    sq_quantize_params p = tu_quantize_params(SQ_FTYPE_Q8_0, 2);
     p.imatrix_path = imx;
     p.sq_tensors = req;
     p.n_sq_tensors = NC;
@@ -596,10 +526,7 @@ static void test_smarterquant_readback(void)
     CHECK(pq && !pq->smarterquant && pq->type == SQ_TYPE_Q8_0);
 
     /* --allow-requantize to F16: SmarterQuant tensors come back un-permuted, their keys removed */
-    memset(&p, 0, sizeof p);
-    p.ftype = SQ_FTYPE_F16;
-    p.n_threads = 1;
-    p.output_tensor_type = p.token_embedding_type = -1;
+    p = tu_quantize_params(SQ_FTYPE_F16, 1);
     p.allow_requantize = true;
     st = sq_quantize_file(out, out16, &p, NULL, &e);
     CHECK_MSG(st == SQ_OK, "requantize to F16: %s", e.msg);
@@ -647,7 +574,7 @@ cleanup:
     for (int k = 0; k < NC; k++) free(perms[k]);
     sq_imatrix_free(im);
     sq_gguf_close(in);
-    rm_rf(dir);
+    tu_rm_rf(dir);
 }
 
 /* ---- small models of several shapes ---- */
@@ -720,9 +647,9 @@ static void test_shapes(void)
     for (int k = 0; k < NS; k++) {
         const int64_t C = cases[k].C, R = cases[k].R;
         data[k] = malloc((size_t)(C * R) * sizeof(float));
-        for (int64_t j = 0; j < C * R; j++) data[k][j] = rnd_gauss() * (1.0f + (float)((j % C) % 7));
+        for (int64_t j = 0; j < C * R; j++) data[k][j] = tu_rnd_gauss() * (1.0f + (float)((j % C) % 7));
         sums[k] = malloc((size_t)C * sizeof(float));
-        for (int64_t j = 0; j < C; j++) sums[k][j] = 10.0f * (0.01f + (float)(rnd() % 1000) / 100.0f);
+        for (int64_t j = 0; j < C; j++) sums[k][j] = 10.0f * (0.01f + (float)(tu_rnd() % 1000) / 100.0f);
         counts[k] = 10.0f;
         stats[k] = (sq_imatrix_stat){cases[k].name, sums[k], &counts[k], C, 1};
         int64_t ne[2] = {C, R};
@@ -744,11 +671,7 @@ static void test_shapes(void)
         req[k] = (sq_quantize_sqtensor){cases[k].name, {0, 0, 0, 0}, perms[k], cases[k].C};
         memcpy(req[k].types, cases[k].types, sizeof req[k].types);
     }
-    sq_quantize_params p;
-    memset(&p, 0, sizeof p);
-    p.ftype = SQ_FTYPE_Q8_0;
-    p.n_threads = 2;
-    p.output_tensor_type = p.token_embedding_type = -1;
+    sq_quantize_params p = tu_quantize_params(SQ_FTYPE_Q8_0, 2);
     p.imatrix_path = imx;
     p.sq_tensors = req;
     p.n_sq_tensors = NS;
@@ -807,7 +730,7 @@ static void test_shapes(void)
          * unpermuted tensor; all-F32 against the plain F32 product */
         float *x = malloc((size_t)c->C * sizeof(float)), *y = malloc((size_t)c->R * sizeof(float));
         float *y_plain = malloc((size_t)c->R * sizeof(float));
-        for (int64_t j = 0; j < c->C; j++) x[j] = rnd_gauss();
+        for (int64_t j = 0; j < c->C; j++) x[j] = tu_rnd_gauss();
         const size_t ws = sq_weight_matmul_work_size(&wv, 1);
         void *work = sq_aligned_alloc(ws ? ws : 64);
         CHECK_INT(sq_weight_matmul(NULL, &wv, x, 1, y, work, ws, &e), SQ_OK);
@@ -864,7 +787,7 @@ static void test_shapes(void)
         free(sums[k]);
         free(perms[k]);
     }
-    rm_rf(dir);
+    tu_rm_rf(dir);
 }
 
 int main(void)

@@ -19,6 +19,7 @@
 #include <fcntl.h>
 
 #include "harness.h"
+#include "testutil.h"
 #include "sq/engine.h"
 #include "sq/gguf.h"
 #include "sq/sqconfig.h"
@@ -638,21 +639,8 @@ static http_res http(const char *method, const char *path, const char *body, con
     }
     snprintf(cmd, sizeof cmd, "curl -s -m 60 -X %s %s %s%s -w '\\n%%{http_code}' 'http://127.0.0.1:%d%s'", method,
              opts ? opts : "", body ? "--data-binary @" : "", body ? bfile : "", server_port, path);
-    FILE *p = popen(cmd, "r");
-    if (!p) return r;
-    size_t cap = 1 << 16, n = 0;
-    char *out = malloc(cap);
-    size_t k;
-    while (out && (k = fread(out + n, 1, cap - n - 1, p)) > 0) {
-        n += k;
-        if (n + 1 == cap) {
-            cap *= 2;
-            out = realloc(out, cap);
-        }
-    }
-    pclose(p);
+    char *out = tu_popen_read(cmd, NULL);
     if (!out) return r;
-    out[n] = 0;
     char *nl = strrchr(out, '\n');
     if (nl) {
         r.status = atoi(nl + 1);
@@ -881,21 +869,19 @@ static void test_server_endpoints(engine_fixture *f)
 static void test_server_errors(void)
 {
     http_res r;
-    r = http("POST", "/v1/completions", "{\"prompt\": \"x\",", AUTH);
-    check_error(r, 400, "invalid_json", "malformed JSON at line 1, column 15");
-    free(r.body);
-    r = http("POST", "/v1/completions", "{\"max_tokens\":3}", AUTH);
-    check_error(r, 400, "missing_field", "missing field 'prompt'");
-    free(r.body);
-    r = http("POST", "/v1/chat/completions", "{\"messages\":\"hi\"}", AUTH);
-    check_error(r, 400, "invalid_type", "'messages' must be an array, got a string");
-    free(r.body);
-    r = http("POST", "/v1/completions", "{\"prompt\":\"x\",\"temperature\":\"warm\"}", AUTH);
-    check_error(r, 400, "invalid_type", "'temperature' must be a number");
-    free(r.body);
-    r = http("POST", "/v1/completions", "{\"prompt\":[1, 99999]}", AUTH);
-    check_error(r, 400, "invalid_value", "outside the vocabulary");
-    free(r.body);
+    static const char *const bad[][4] = {
+        /* path, body, error code, message part */
+        {"/v1/completions", "{\"prompt\": \"x\",", "invalid_json", "malformed JSON at line 1, column 15"},
+        {"/v1/completions", "{\"max_tokens\":3}", "missing_field", "missing field 'prompt'"},
+        {"/v1/chat/completions", "{\"messages\":\"hi\"}", "invalid_type", "'messages' must be an array, got a string"},
+        {"/v1/completions", "{\"prompt\":\"x\",\"temperature\":\"warm\"}", "invalid_type", "'temperature' must be a number"},
+        {"/v1/completions", "{\"prompt\":[1, 99999]}", "invalid_value", "outside the vocabulary"},
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        r = http("POST", bad[k][0], bad[k][1], AUTH);
+        check_error(r, 400, bad[k][2], bad[k][3]);
+        free(r.body);
+    }
     /* a prompt longer than the context (-c 256): 300 token ids */
     char body[4096];
     size_t n = (size_t)snprintf(body, sizeof body, "{\"prompt\":[1");

@@ -16,6 +16,7 @@
  *    double-precision reference on the dequantized values.
  */
 #include "harness.h"
+#include "testutil.h"
 #include "sq/blocks.h"
 #include "blocks/gemm.h"
 
@@ -28,62 +29,11 @@ static const char *types[] = {"f16", "bf16", "q4_0", "q4_1", "q5_0", "q5_1", "q8
 #define N_TYPES (sizeof types / sizeof types[0])
 
 static float *g_act;
-static unsigned long long rng_state = 0x9E3779B97F4A7C15ULL;
-
-static unsigned rnd(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (unsigned)(rng_state >> 11);
-}
-static float rndf(void) { return (float)((rnd() & 0xFFFFFF) / 16777216.0 * 2.0 - 1.0); }
 static float gauss(void)
 {
     float s = 0;
-    for (int i = 0; i < 4; i++) s += rndf();
+    for (int i = 0; i < 4; i++) s += tu_rndf();
     return s;
-}
-
-static void *load(const char *rel, size_t want)
-{
-    char path[1024];
-    if (!harness_shared_file(path, sizeof path, rel)) return NULL;
-    size_t n = 0;
-    void *p = harness_read_file(path, &n);
-    if (p && n != want) {
-        CHECK_MSG(0, "%s: size %zu, expected %zu", rel, n, want);
-        free(p);
-        return NULL;
-    }
-    return p;
-}
-
-/* Activations of an activation type back to floats (for the double reference). */
-static void act_to_float(int at, const void *xq, float *out, int64_t n)
-{
-    const unsigned char *p = xq;
-    if (at == SQ_TYPE_Q8_0 || at == SQ_TYPE_Q8_1) {
-        const size_t bs = at == SQ_TYPE_Q8_0 ? 34 : 36, off = at == SQ_TYPE_Q8_0 ? 2 : 4;
-        for (int64_t b = 0; b < n / 32; b++) {
-            uint16_t h;
-            memcpy(&h, p + b * bs, 2);
-            const float d = sq_fp16_to_f32(h);
-            for (int j = 0; j < 32; j++) out[b * 32 + j] = d * (float)(int8_t)p[b * bs + off + j];
-        }
-    } else if (at == SQ_TYPE_Q8_K) {
-        for (int64_t b = 0; b < n / 256; b++) {
-            float d;
-            memcpy(&d, p + b * 292, 4);
-            for (int j = 0; j < 256; j++) out[b * 256 + j] = d * (float)(int8_t)p[b * 292 + 4 + j];
-        }
-    } else if (at == SQ_TYPE_F16 || at == SQ_TYPE_BF16) {
-        for (int64_t i = 0; i < n; i++) {
-            uint16_t h;
-            memcpy(&h, p + 2 * i, 2);
-            out[i] = at == SQ_TYPE_F16 ? sq_fp16_to_f32(h) : sq_bf16_to_f32(h);
-        }
-    }
 }
 
 /* The exact value ggml's dot computes, in double: Σ w·x on dequantized values,
@@ -132,9 +82,9 @@ static void golden_type(const sq__kernels *k, const char *name)
     char rel[256];
     for (int wi = 0; wi < 2; wi++) {
         snprintf(rel, sizeof rel, "golden/quant/%s/%s", name, wi ? "qw.bin" : "q.bin");
-        unsigned char *q = load(rel, rb * GROWS);
+        unsigned char *q = harness_load_shared(rel, rb * GROWS);
         snprintf(rel, sizeof rel, "golden/quant/%s/%s", name, wi ? "dw.f32" : "d.f32");
-        float *d = load(rel, sizeof(float) * GROWS * GCOLS);
+        float *d = harness_load_shared(rel, sizeof(float) * GROWS * GCOLS);
         if (!q || !d) {
             free(q);
             free(d);
@@ -153,7 +103,7 @@ static void golden_type(const sq__kernels *k, const char *name)
         }
         if (!wi && k[t].vec_dot && k[at].from_float) {
             snprintf(rel, sizeof rel, "golden/quant/%s/dot.f32", name);
-            float *want = load(rel, sizeof(float) * GACT * GROWS);
+            float *want = harness_load_shared(rel, sizeof(float) * GACT * GROWS);
             void *xq = malloc(sq_row_size(at, GCOLS));
             float y[4];
             int bad = 0;
@@ -194,7 +144,7 @@ static void golden_act(const sq__kernels *k, const char *name)
     char rel[256];
     snprintf(rel, sizeof rel, "golden/quant/act/%s.bin", name);
     const size_t rb = sq_row_size(t, GCOLS);
-    unsigned char *want = load(rel, rb * GACT);
+    unsigned char *want = harness_load_shared(rel, rb * GACT);
     if (!want) return;
     unsigned char *got = malloc(rb * GACT);
     for (int j = 0; j < GACT; j++) k[t].from_float(g_act + j * GCOLS, got + j * rb, GCOLS);
@@ -207,7 +157,7 @@ static void golden_act(const sq__kernels *k, const char *name)
 static void test_golden(void)
 {
     if (!harness_shared_file((char[1024]){0}, 1024, "golden/quant/act.f32")) SKIP("../shared/golden absent");
-    g_act = load("golden/quant/act.f32", sizeof(float) * GACT * GCOLS);
+    g_act = harness_load_shared("golden/quant/act.f32", sizeof(float) * GACT * GCOLS);
     if (!g_act) return;
     int ran = 0;
     for (int isa = SQ_ISA_AVX2; isa <= SQ_ISA_AVX512; isa++) {
@@ -234,8 +184,8 @@ static bool make_row(int t, int64_t n, void *row, bool fresh, const unsigned cha
     if (fresh) {
         if (!s[t].quantize) return false;
         float *x = malloc(sizeof(float) * n);
-        const float scale = (rnd() % 3 == 0) ? 1e-3f : (rnd() % 2 ? 1.0f : 40.0f);
-        for (int64_t i = 0; i < n; i++) x[i] = gauss() * scale * (rnd() % 64 == 0 ? 8.0f : 1.0f);
+        const float scale = (tu_rnd() % 3 == 0) ? 1e-3f : (tu_rnd() % 2 ? 1.0f : 40.0f);
+        for (int64_t i = 0; i < n; i++) x[i] = gauss() * scale * (tu_rnd() % 64 == 0 ? 8.0f : 1.0f);
         s[t].quantize(x, row, n, NULL);
         free(x);
         return true;
@@ -244,7 +194,7 @@ static bool make_row(int t, int64_t n, void *row, bool fresh, const unsigned cha
     const size_t bb = (size_t)ti->type_size * (ti->block_size == 1 ? 32 : 1);
     const int64_t per = ti->block_size == 1 ? 32 : ti->block_size;
     const size_t nblk = gbytes / bb;
-    for (int64_t b = 0; b < n / per; b++) memcpy((char *)row + b * bb, gq + (rnd() % nblk) * bb, bb);
+    for (int64_t b = 0; b < n / per; b++) memcpy((char *)row + b * bb, gq + (tu_rnd() % nblk) * bb, bb);
     return true;
 }
 
@@ -276,7 +226,7 @@ static void property_type(const char *name, const unsigned char *gq, size_t gbyt
                 if (c == 3)
                     for (int64_t i = 0; i < n && i < 256; i++) x[c * n + i] = 0.0f; /* an all-zero block */
                 if (c == 4)
-                    for (int64_t i = 0; i < n; i++) x[c * n + i] = (float)((int)(rnd() % 9) - 4) * 0.5f; /* ties */
+                    for (int64_t i = 0; i < n; i++) x[c * n + i] = (float)((int)(tu_rnd() % 9) - 4) * 0.5f; /* ties */
                 k[at].from_float(x + c * n, xq + c * ab, n);
                 if (s[at].from_float) {
                     s[at].from_float(x + c * n, xs, n);
@@ -297,7 +247,7 @@ static void property_type(const char *name, const unsigned char *gq, size_t gbyt
             sq__gemm_fn g = sq__gemm_kernel(t);
             if (g) g(n, w, rb, NR, xq, ab, NC, tile, NR, false);
             for (int c = 0; c < NC; c++) {
-                act_to_float(at, xq + c * ab, xd, n);
+                tu_act_to_float(at, xq + c * ab, xd, n);
                 for (int r = 0; r < NR; r++) {
                     double mag;
                     const double ref = dot_reference(t, w + r * rb, wd + r * n, xq + c * ab, xd, n, &mag);
@@ -338,7 +288,7 @@ static void test_properties(void)
             char rel[256];
             snprintf(rel, sizeof rel, "golden/quant/%s/q.bin", types[i]);
             const size_t gbytes = sq_row_size(t, GCOLS) * GROWS;
-            unsigned char *gq = load(rel, gbytes);
+            unsigned char *gq = harness_load_shared(rel, gbytes);
             property_type(types[i], gq, gbytes);
             free(gq);
         }

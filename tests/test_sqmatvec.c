@@ -3,12 +3,17 @@
  * SmarterQuant product, sq_weight_matmul, against a reference built here from
  * public pieces: the activation gathered through the permutation, each run of
  * same-type segments quantized with sq_quantize_act and dotted with one
- * sq_vec_dot call, the runs summed in order from 0. The product must give
- * exactly these floats (the n = 1 path uses kernels with the vec_dot bodies
- * and adds the runs in the same order), on every ISA this CPU offers, with 1
- * and 3 threads, for row counts that are not multiples of the row bands.
+ * sq_vec_dot call, the runs summed in order from 0. The n = 1 path sums the
+ * K-quant runs of a row in one set of vector accumulators (the run kernels
+ * of gemm.h), so it may differ from this sum by float rounding only: within
+ * 1e-5 of sum |w·x| over the row (dequantized weights times activations).
+ * On every ISA this CPU offers (scalar included), with 1 and 3 threads, for
+ * row counts that are not multiples of the row bands, and random mixes.
  */
 #include "harness.h"
+#include "testutil.h"
+
+#include <math.h>
 
 #include "sq/blocks.h"
 #include "sq/matmul.h"
@@ -18,15 +23,15 @@
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
 static float rng_float(void)
 {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (float)((double)(rng_state >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+    return (float)((double)(tu_xorshift64(&rng_state) >> 11) / 9007199254740992.0 * 2.0 - 1.0);
 }
 
-/* The reference for row r: runs summed in order, one vec_dot per run. */
-static float ref_row(const int types[4], int64_t C, const uint8_t *wrow, const float *xg, uint8_t *act)
+/* The reference for row r: runs summed in order, one vec_dot per run; *mag
+ * gets sum |w·x| (the rounding scale). wf holds C floats. */
+static float ref_row(const int types[4], int64_t C, const uint8_t *wrow, const float *xg, uint8_t *act, float *wf,
+                     double *mag)
 {
+    *mag = 0.0;
     const int64_t nseg = sq_n_segments(C);
     float sum = 0.0f;
     size_t w_off = 0;
@@ -37,6 +42,8 @@ static float ref_row(const int types[4], int64_t C, const uint8_t *wrow, const f
         const int64_t c0 = s * SQ_SEGMENT, len = (e - s) * SQ_SEGMENT < C - c0 ? (e - s) * SQ_SEGMENT : C - c0;
         sq_quantize_act(sq_type_info_get(t)->vec_dot_type, xg + c0, act, len);
         sum += sq_vec_dot(t, len, wrow + w_off, act);
+        sq_dequantize_row(t, wrow + w_off, wf, len);
+        for (int64_t c = 0; c < len; c++) *mag += fabs((double)wf[c] * (double)xg[c0 + c]);
         w_off += sq_row_size(t, len);
         s = e;
     }
@@ -75,19 +82,22 @@ static void check_mix(const int types[4], int64_t R, int64_t C)
     CHECK_INT(sq_weight_mixed(&w, data, types, perm, R, C, &e), SQ_OK);
     const size_t ws = sq_weight_matmul_work_size(&w, 1);
     void *work = sq_aligned_alloc(ws + 1);
-    const sq_isa isas[2] = { SQ_ISA_AVX512, SQ_ISA_AVX2 };
+    const sq_isa isas[3] = { SQ_ISA_AVX512, SQ_ISA_AVX2, SQ_ISA_SCALAR };
     const sq_isa keep = sq_blocks_isa();
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < 3; k++) {
         if (sq_blocks_set_isa(isas[k]) != isas[k]) continue;
         for (int nt = 1; nt <= 3; nt += 2) {
             sq_threadpool *tp = sq_threadpool_create(nt);
             for (int64_t r = 0; r < R; r++) Y[r] = -1e30f;
             CHECK_INT(sq_weight_matmul(tp, &w, X, 1, Y, work, ws, &e), SQ_OK);
             int64_t bad = 0, first = -1;
-            for (int64_t r = 0; r < R; r++)
-                if (Y[r] != ref_row(types, C, data + (size_t)r * rb, xg, act) && bad++ == 0) first = r;
+            for (int64_t r = 0; r < R; r++) {
+                double mag;
+                const float ref = ref_row(types, C, data + (size_t)r * rb, xg, act, W, &mag);
+                if (!(fabs((double)Y[r] - (double)ref) <= 1e-5 * mag) && bad++ == 0) first = r;
+            }
             CHECK_MSG(bad == 0, "%s/%s/%s/%s C=%lld %s t=%d: %lld of %lld rows differ from the run-ordered vec_dot "
-                      "sum (first row %lld)", sq_type_name(types[0]), sq_type_name(types[1]), sq_type_name(types[2]),
+                      "sum by more than 1e-5 of sum |w*x| (first row %lld)", sq_type_name(types[0]), sq_type_name(types[1]), sq_type_name(types[2]),
                       sq_type_name(types[3]), (long long)C, sq_isa_name(isas[k]), nt, (long long)bad, (long long)R,
                       (long long)first);
             sq_threadpool_free(tp);
@@ -112,20 +122,36 @@ static void test_kquant_mix(void)
     check_mix(t, 45, 1536);
 }
 
-/* Every K-quant with a multi-row kernel, runs of several segments. */
+/* Every type of the run kernels (K-quants, IQ4_XS), runs of several segments. */
 static void test_kquant_runs(void)
 {
+    const int x[4] = { SQ_TYPE_IQ4_XS, SQ_TYPE_Q4_K, SQ_TYPE_IQ4_XS, SQ_TYPE_Q6_K };
+    check_mix(x, 38, 1280);
     const int a[4] = { SQ_TYPE_Q6_K, SQ_TYPE_Q2_K, SQ_TYPE_Q2_K, SQ_TYPE_Q5_K };
     check_mix(a, 70, 2048);
     const int b[4] = { SQ_TYPE_Q4_K, SQ_TYPE_Q4_K, SQ_TYPE_Q6_K, SQ_TYPE_Q3_K };
     check_mix(b, 33, 1280);
 }
 
-/* Types without a multi-row kernel (vec_dot per row) next to ones with it. */
+/* Types outside the run kernels (vec_dot per row, added after) next to ones in it. */
 static void test_mixed_fallback(void)
 {
     const int t[4] = { SQ_TYPE_Q8_0, SQ_TYPE_Q4_K, SQ_TYPE_Q4_0, SQ_TYPE_Q6_K };
     check_mix(t, 41, 1024);
+}
+
+/* Random mixes of run-kernel types and others, random widths and row counts. */
+static void test_random_mixes(void)
+{
+    const int pool[9] = { SQ_TYPE_Q2_K, SQ_TYPE_Q3_K, SQ_TYPE_Q4_K, SQ_TYPE_Q5_K, SQ_TYPE_Q6_K,
+                          SQ_TYPE_Q4_K, SQ_TYPE_Q5_K, SQ_TYPE_IQ4_XS, SQ_TYPE_Q8_0 };
+    for (int it = 0; it < 8; it++) {
+        int t[4];
+        for (int i = 0; i < 4; i++) t[i] = pool[(int)((rng_float() * 0.5f + 0.5f) * 8.999f)];
+        const int64_t C = 256 * (1 + (int64_t)((rng_float() * 0.5f + 0.5f) * 7.0f));
+        const int64_t R = 1 + (int64_t)((rng_float() * 0.5f + 0.5f) * 40.0f);
+        check_mix(t, R, C);
+    }
 }
 
 int main(void)
@@ -133,5 +159,6 @@ int main(void)
     RUN(test_kquant_mix);
     RUN(test_kquant_runs);
     RUN(test_mixed_fallback);
+    RUN(test_random_mixes);
     return harness_finish("sqmatvec");
 }

@@ -14,6 +14,7 @@
  * Types whose kernels are not in this build make their cases SKIP.
  */
 #include "harness.h"
+#include "testutil.h"
 #include "sq/blocks.h"
 #include "sq/matmul.h"
 #include "sq/sqtensor.h"
@@ -22,13 +23,7 @@
 /* ------------------------------------------------------------ helpers -- */
 
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
-static uint64_t rng_next(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
-}
+static uint64_t rng_next(void) { return tu_xorshift64(&rng_state); }
 static double rng_unit(void) { return (double)(rng_next() >> 11) / 9007199254740992.0; }
 /* Roughly normal (sum of four uniforms), mean 0, variance 1. */
 static float rng_normal(void)

@@ -25,14 +25,14 @@ static const char *const spm_words[] = {"\xE2\x96\x81", "a", "b", "c", "\xE2\x96
                                         "\xE2\x96\x81" "ab", "<|user|>"};
 static const float spm_word_scores[] = {-4, -3, -3, -3, -1, -2, -1.5f, 0};
 
-/* <unk> <s> </s>, the 256 byte tokens, then spm_words. */
-static sq_vocab *make_spm(const char *dup)
+#define SPM_N_TOKENS (SPM_FIRST_WORD + 8)
+
+/* The tiny SPM vocabulary's table: <unk> <s> </s>, the 256 byte tokens,
+ * then spm_words (the last one user-defined). */
+static void spm_table(const char **toks, float *scores, int32_t *types)
 {
-    enum { N = SPM_FIRST_WORD + 8 };
     static char bytes[256][7];
-    const char *toks[N];
-    float scores[N] = {0};
-    int32_t types[N];
+    memset(scores, 0, SPM_N_TOKENS * sizeof *scores);
     toks[0] = "<unk>", types[0] = SQ_TOKEN_TYPE_UNKNOWN;
     toks[1] = "<s>", types[1] = SQ_TOKEN_TYPE_CONTROL;
     toks[2] = "</s>", types[2] = SQ_TOKEN_TYPE_CONTROL;
@@ -46,6 +46,15 @@ static sq_vocab *make_spm(const char *dup)
         scores[SPM_FIRST_WORD + i] = spm_word_scores[i];
         types[SPM_FIRST_WORD + i] = i == 7 ? SQ_TOKEN_TYPE_USER_DEFINED : SQ_TOKEN_TYPE_NORMAL;
     }
+}
+
+static sq_vocab *make_spm(const char *dup)
+{
+    enum { N = SPM_N_TOKENS };
+    const char *toks[N];
+    float scores[N];
+    int32_t types[N];
+    spm_table(toks, scores, types);
     if (dup) toks[SPM_FIRST_WORD + 3] = dup;
     sq_vocab_desc d;
     sq_vocab_desc_init(&d);
@@ -331,12 +340,9 @@ static void test_pretokenizers(void)
 
 static sq_vocab *load_vocab(const char *path)
 {
-    sq_gguf *g = NULL;
     sq_vocab *v = NULL;
     sq_error e = {0};
-    if (sq_gguf_open(path, &g, &e) != SQ_OK || sq_vocab_load_gguf(g, &v, &e) != SQ_OK)
-        fprintf(stderr, "%s: %s\n", path, e.msg);
-    sq_gguf_close(g);
+    if (sq_vocab_load_file(path, &v, &e) != SQ_OK) fprintf(stderr, "%s\n", e.msg);
     return v;
 }
 
@@ -344,24 +350,11 @@ static sq_vocab *load_vocab(const char *path)
 /* Writes a vocab-only GGUF: the tiny SPM vocabulary, optionally broken. */
 static bool write_vocab_gguf(const char *path, int broken)
 {
-    enum { N = SPM_FIRST_WORD + 8 };
-    static char bytes[256][7];
+    enum { N = SPM_N_TOKENS };
     const char *toks[N];
-    float scores[N] = {0};
+    float scores[N];
     int32_t types[N];
-    toks[0] = "<unk>", types[0] = SQ_TOKEN_TYPE_UNKNOWN;
-    toks[1] = "<s>", types[1] = SQ_TOKEN_TYPE_CONTROL;
-    toks[2] = "</s>", types[2] = SQ_TOKEN_TYPE_CONTROL;
-    for (int b = 0; b < 256; b++) {
-        snprintf(bytes[b], sizeof bytes[b], "<0x%02X>", b);
-        toks[3 + b] = bytes[b];
-        types[3 + b] = SQ_TOKEN_TYPE_BYTE;
-    }
-    for (int i = 0; i < 8; i++) {
-        toks[SPM_FIRST_WORD + i] = spm_words[i];
-        scores[SPM_FIRST_WORD + i] = spm_word_scores[i];
-        types[SPM_FIRST_WORD + i] = i == 7 ? SQ_TOKEN_TYPE_USER_DEFINED : SQ_TOKEN_TYPE_NORMAL;
-    }
+    spm_table(toks, scores, types);
     sq_gguf_writer *w = NULL;
     sq_error e = {0};
     if (sq_gguf_writer_open(path, &w, &e) != SQ_OK) return false;
@@ -433,6 +426,15 @@ static void test_gguf_vocab(void)
 /* ------------------------------------------------------ ../shared vocabs */
 
 
+/* Reports a case that differs from llama.cpp. */
+static void print_case(void *ud, const sq_vocab_case *c)
+{
+    fprintf(stderr, "%s case %zu: '%.*s' expected '%s', got %zu ids:", (const char *)ud, c->index, (int)c->input_len,
+            c->input, c->expected, c->n_got);
+    for (size_t i = 0; i < c->n_got; i++) fprintf(stderr, " %d", c->got[i]);
+    fputc('\n', stderr);
+}
+
 /* llama.cpp's test-tokenizer-0: inputs separated by a marker line, one line
  * of expected ids per input, tokenized without BOS and without parsing
  * special tokens. */
@@ -446,52 +448,14 @@ static void run_vocab_cases(const char *vocab_path)
     char *outp = harness_read_file(out_path, &out_n);
     sq_vocab *v = load_vocab(vocab_path);
     CHECK_MSG(inp && outp && v, "%s: cannot read the vocabulary or its cases", vocab_path);
-    if (!inp || !outp || !v) goto done;
-    const char *sep = "\n__ggml_vocab_test__\n";
-    size_t sl = strlen(sep), pos = 0, line = 0;
-    int cases = 0, failed = 0;
-    char *ol = outp, *oend = outp + out_n;
-    while (pos < in_n) {
-        char *nx = memmem(inp + pos, in_n - pos, sep, sl);
-        size_t L = nx ? (size_t)(nx - (inp + pos)) : in_n - pos;
-        char *eol = ol < oend ? memchr(ol, '\n', (size_t)(oend - ol)) : NULL;
-        if (!eol) {
-            CHECK_MSG(0, "%s: fewer expected lines than inputs", out_path);
-            break;
-        }
-        *eol = 0;
-        line++;
-        sq_token *ids = NULL;
-        size_t n = 0;
+    if (inp && outp && v) {
+        int cases = 0, failed = 0;
         sq_error e = {0};
-        sq_tokenize(v, inp + pos, L, false, false, &ids, &n, &e);
-        /* compare with the expected ids */
-        const char *x = ol;
-        bool ok = true;
-        for (size_t i = 0; i < n && ok; i++) {
-            char *end;
-            while (*x == ' ') x++;
-            long want = strtol(x, &end, 10);
-            if (end == x || want != ids[i]) ok = false;
-            x = end;
-        }
-        while (*x == ' ' || *x == '\r') x++;
-        if (*x) ok = false;
-        cases++;
-        if (!ok) {
-            failed++;
-            fprintf(stderr, "%s case %zu: '%.*s' expected '%s', got %zu ids:", vocab_path, line, (int)L,
-                    inp + pos, ol, n);
-            for (size_t i = 0; i < n; i++) fprintf(stderr, " %d", ids[i]);
-            fputc('\n', stderr);
-        }
-        free(ids);
-        ol = eol + 1;
-        if (!nx) break;
-        pos += L + sl;
+        const sq_status st = sq_vocab_check_cases(v, inp, in_n, outp, out_n, print_case, (void *)vocab_path, &cases,
+                                                  &failed, &e);
+        CHECK_MSG(st == SQ_OK, "%s: %s", vocab_path, e.msg);
+        CHECK_MSG(failed == 0 && cases > 0, "%s: %d of %d cases differ from llama.cpp", vocab_path, failed, cases);
     }
-    CHECK_MSG(failed == 0 && cases > 0, "%s: %d of %d cases differ from llama.cpp", vocab_path, failed, cases);
-done:
     sq_vocab_free(v);
     free(inp);
     free(outp);

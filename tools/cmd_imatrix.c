@@ -45,41 +45,6 @@ static void usage(FILE *f)
             "  -h, --help              this text\n");
 }
 
-/* The whole file as a NUL-terminated buffer; prints the reason on failure. */
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "sq imatrix: cannot open %s: %s\n", path, strerror(errno));
-        return NULL;
-    }
-    size_t cap = 1 << 16, n = 0;
-    char *b = malloc(cap + 1);
-    while (b) {
-        const size_t r = fread(b + n, 1, cap - n, f);
-        n += r;
-        if (n < cap) break;
-        char *nb = realloc(b, 2 * cap + 1);
-        if (!nb) {
-            free(b);
-            b = NULL;
-            break;
-        }
-        b = nb;
-        cap *= 2;
-    }
-    const bool bad = ferror(f);
-    fclose(f);
-    if (!b || bad) {
-        fprintf(stderr, "sq imatrix: cannot read %s: %s\n", path, strerror(errno));
-        free(b);
-        return NULL;
-    }
-    b[n] = 0;
-    *len = n;
-    return b;
-}
-
 static void on_chunk(void *ud, const sq_imatrix_progress *p)
 {
     (void)ud;
@@ -128,19 +93,16 @@ int sq_cmd_imatrix(int argc, char **argv)
     int n_ctx = 512, n_chunks = -1, n_batch = 2048, n_threads = sq_default_threads();
     int kv_type = SQ_TYPE_F16;
     bool process_output = false;
-    const sq_engine_args eng = {&model_path, &n_ctx, 16, &n_batch, &n_threads, &kv_type};
+    const sq_engine_args eng = {&model_path, &text_path, &n_ctx, 16, &n_batch, &n_threads, &kv_type, usage};
     for (int i = 1; i < argc; i++) {
         const int shared = sq_arg_engine("imatrix", argc, argv, &i, &eng);
-        if (shared < 0) return 2;
-        if (shared) continue;
+        if (shared) { /* consumed (1), usage error (-1) or --help (2) */
+            if (shared == 1) continue;
+            return shared < 0 ? 2 : 0;
+        }
         const char *a = argv[i];
         const bool has = i + 1 < argc;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            return 0;
-        } else if ((!strcmp(a, "-f") || !strcmp(a, "--file")) && has) {
-            text_path = argv[++i];
-        } else if ((!strcmp(a, "-o") || !strcmp(a, "--output")) && has) {
+        if ((!strcmp(a, "-o") || !strcmp(a, "--output")) && has) {
             out_path = argv[++i];
         } else if (!strcmp(a, "--chunks") && has) {
             if (!sq_arg_int("imatrix", a, argv[++i], -1, 1000000000, &n_chunks)) return 2;
@@ -185,9 +147,7 @@ int sq_cmd_imatrix(int argc, char **argv)
 
     sq_error err = {0};
     sq_imatrix_collector *ic = NULL;
-    sq_model *m = NULL;
-    sq_vocab *voc = NULL;
-    sq_context *c = NULL;
+    sq_engine_loaded L = {0};
     char *text = NULL;
     sq_token *toks = NULL;
     int rc = 1;
@@ -197,32 +157,23 @@ int sq_cmd_imatrix(int argc, char **argv)
         if (sq_imatrix_collector_load(ic, in_files[i], n_ctx, &err)) goto fail;
     }
     if (compute) {
-        if (sq_model_load(model_path, &m, &err)) goto fail;
-        if (sq_vocab_load_gguf(sq_model_gguf(m), &voc, &err)) goto fail;
-        sq_context_params cp = sq_context_default_params();
-        cp.n_ctx = n_ctx;
-        cp.n_batch = n_batch;
-        cp.n_threads = n_threads;
-        cp.kv_type = kv_type;
-        if (sq_context_create(m, &cp, &c, &err)) goto fail;
+        if (sq_engine_load(&eng, &L, &err)) goto fail;
+        const sq_model *m = L.model;
         fprintf(stderr, "model: %s (%s, %.2f MiB, %.2f M params, %lld layers)\n", model_path, sq_model_type_desc(m),
                 sq_model_weight_bytes(m) / 1048576.0, sq_model_n_params(m) / 1e6,
                 (long long)sq_model_hparams(m)->n_layer);
         size_t len = 0, n_tok = 0;
-        if (!(text = slurp(text_path, &len))) goto out;
-        fprintf(stderr, "imatrix: tokenizing the input ..\n");
-        double t0 = sq_time_now();
-        if (sq_tokenize(voc, text, len, true, false, &toks, &n_tok, &err)) goto fail;
-        fprintf(stderr, "imatrix: tokenization took %.3f ms\n", (sq_time_now() - t0) * 1e3);
+        if (!(text = sq_read_file("imatrix", text_path, &len))) goto out;
+        if (sq_tokenize_text("imatrix", L.vocab, text, len, &toks, &n_tok, &err)) goto fail;
         const size_t max_chunks = n_tok / (size_t)n_ctx;
         fprintf(stderr, "imatrix: computing over %zu chunks, n_ctx=%d, batch_size=%d, %d threads\n",
                 n_chunks > 0 && (size_t)n_chunks < max_chunks ? (size_t)n_chunks : max_chunks, n_ctx, n_batch,
                 n_threads);
-        const sq_token bos = sq_vocab_add_bos(voc) ? sq_vocab_bos(voc) : -1;
+        const sq_token bos = sq_vocab_add_bos(L.vocab) ? sq_vocab_bos(L.vocab) : -1;
         sq_imatrix_run_params rp = {n_ctx, n_chunks, on_chunk, NULL};
         double ppl = 0;
-        t0 = sq_time_now();
-        if (sq_imatrix_collect(ic, c, toks, n_tok, bos, &rp, &ppl, &err)) {
+        const double t0 = sq_time_now();
+        if (sq_imatrix_collect(ic, L.ctx, toks, n_tok, bos, &rp, &ppl, &err)) {
             printf("\n");
             goto fail;
         }
@@ -240,9 +191,7 @@ fail:
 out:
     free(toks);
     free(text);
-    sq_context_free(c);
-    sq_vocab_free(voc);
-    sq_model_free(m);
+    sq_engine_free(&L);
     sq_imatrix_collector_free(ic);
     return rc;
 }

@@ -23,7 +23,8 @@ static void usage(FILE *f)
             "Shows a GGUF file: header (version, counts, alignment, data offset), every key with its type\n"
             "and value, every tensor (name, shape, type, offset, bytes; SmarterQuant tensors with their four\n"
             "block types and whether their columns are permuted) and a summary (tensor count, bytes, bits\n"
-            "per weight of the 2-D+ tensors). Only the header is read.\n"
+            "per weight of the 2-D+ tensors). Only the header is read. The first shard of a split model\n"
+            "(NAME-00001-of-0000N.gguf) shows the whole model, with each tensor's shard.\n"
             "  --full     print arrays and long strings whole (default: first %d entries, strings cut at 160 bytes)\n"
             "  --json     print the same as one JSON object\n"
             "  -h, --help this text\n",
@@ -110,6 +111,15 @@ static int print_text(const sq_gguf *g, bool full)
            ", file size %" PRIu64 " bytes\n",
            sq_gguf_path(g), sq_gguf_version(g), sq_gguf_n_kv(g), sq_gguf_n_tensors(g), sq_gguf_alignment(g),
            sq_gguf_data_offset(g), sq_gguf_file_size(g));
+    const int n_shards = sq_gguf_n_shards(g);
+    if (n_shards > 1) {
+        printf("split model: %d files\n", n_shards);
+        for (int k = 0; k < n_shards; k++) {
+            const sq_gguf *f = sq_gguf_shard(g, k);
+            printf("  shard %d: %s, %" PRId64 " tensors, data offset %" PRIu64 ", file size %" PRIu64 " bytes\n", k + 1,
+                   sq_gguf_path(f), sq_gguf_n_tensors(f), sq_gguf_data_offset(f), sq_gguf_file_size(f));
+        }
+    }
     printf("\nkey/values:\n");
     for (int64_t i = 0; i < sq_gguf_n_kv(g); i++) {
         const sq_gguf_type t = sq_gguf_kv_type(g, i);
@@ -138,6 +148,7 @@ static int print_text(const sq_gguf *g, bool full)
         printf("  %4" PRId64 "  %-36s %-26s %-8s %12" PRIu64 " %12" PRIu64, i, name ? name : "?", shape,
                sq_type_name(t->type), t->offset, t->nbytes);
         free(owned);
+        if (n_shards > 1) printf("  shard %d", sq_gguf_tensor_shard(g, t) + 1);
         if (t->smarterquant)
             printf("  smarterquant [%s, %s, %s, %s]%s", sq_type_name(t->sq_types[0]), sq_type_name(t->sq_types[1]),
                    sq_type_name(t->sq_types[2]), sq_type_name(t->sq_types[3]),
@@ -185,8 +196,9 @@ static int print_json(const sq_gguf *g, bool full)
         for (int d = 0; d < t->n_dims; d++) printf("%s%" PRId64, d ? ", " : "", t->ne[d]);
         printf("], \"type\": \"%s\", \"type_id\": %d, \"offset\": %" PRIu64 ", \"file_offset\": %" PRIu64
                ", \"bytes\": %" PRIu64 ", \"elements\": %" PRId64,
-               sq_type_name(t->type), t->type, t->offset, sq_gguf_data_offset(g) + t->offset, t->nbytes,
-               elements(t));
+               sq_type_name(t->type), t->type, t->offset,
+               sq_gguf_data_offset(sq_gguf_shard(g, sq_gguf_tensor_shard(g, t))) + t->offset, t->nbytes, elements(t));
+        if (sq_gguf_n_shards(g) > 1) printf(", \"shard\": %d", sq_gguf_tensor_shard(g, t) + 1);
         if (t->smarterquant)
             printf(", \"smarterquant\": {\"block_types\": [%d, %d, %d, %d], \"block_type_names\": [\"%s\", \"%s\", "
                    "\"%s\", \"%s\"], \"permuted\": %s}",
@@ -232,9 +244,16 @@ int sq_cmd_inspect(int argc, char **argv)
     }
     sq_error err = {0};
     sq_gguf *g = NULL;
-    if (sq_gguf_open(path, &g, &err) != SQ_OK) {
-        fprintf(stderr, "sq inspect: %s\n", err.msg);
-        return 1;
+    /* the first shard of a split model shows the whole model; a shard that
+     * cannot be joined with the others (a later shard, one missing) is
+     * still shown alone, with the reason on stderr */
+    if (sq_gguf_open_model(path, &g, &err) != SQ_OK) {
+        sq_error e1 = err;
+        if (sq_gguf_open(path, &g, &err) != SQ_OK) {
+            fprintf(stderr, "sq inspect: %s\n", err.msg);
+            return 1;
+        }
+        fprintf(stderr, "sq inspect: warning: %s; showing this file alone\n", e1.msg);
     }
     const int rc = json ? print_json(g, full) : print_text(g, full);
     sq_gguf_close(g);

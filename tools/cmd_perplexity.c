@@ -165,58 +165,21 @@ static void print_kld_final(sq_ppl_result *res)
     printf("Same top p: %6.3f \xc2\xb1 %5.3f %%\n", 100 * top, 100 * sqrt(top * (1 - top) / (double)(n - 1)));
 }
 
-/* Reads a whole file; NULL (and a message) on failure. */
-static char *read_text(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "sq perplexity: %s: cannot open: %s\n", path, strerror(errno));
-        return NULL;
-    }
-    size_t cap = 1 << 20, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        size_t r = fread(buf + n, 1, cap - n, f);
-        n += r;
-        if (n < cap) break;
-        char *nb = realloc(buf, cap * 2);
-        if (!nb) {
-            free(buf);
-            buf = NULL;
-            break;
-        }
-        buf = nb;
-        cap *= 2;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (!buf || bad) {
-        fprintf(stderr, "sq perplexity: %s: cannot read: %s\n", path, strerror(errno));
-        free(buf);
-        return NULL;
-    }
-    *len = n;
-    return buf;
-}
-
 int sq_cmd_perplexity(int argc, char **argv)
 {
     const char *model_path = NULL, *text_path = NULL, *kld_file = NULL;
     int n_ctx = 512, n_chunks = -1, n_batch = 2048, n_threads = sq_default_threads(), kv_type = SQ_TYPE_F16;
     bool kld = false;
-    const sq_engine_args eng = {&model_path, &n_ctx, 8, &n_batch, &n_threads, &kv_type};
+    const sq_engine_args eng = {&model_path, &text_path, &n_ctx, 8, &n_batch, &n_threads, &kv_type, usage};
     for (int i = 1; i < argc; i++) {
         const int shared = sq_arg_engine("perplexity", argc, argv, &i, &eng);
-        if (shared < 0) return 2;
-        if (shared) continue;
+        if (shared) { /* consumed (1), usage error (-1) or --help (2) */
+            if (shared == 1) continue;
+            return shared < 0 ? 2 : 0;
+        }
         const char *a = argv[i];
         const bool has = i + 1 < argc;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            return 0;
-        } else if ((!strcmp(a, "-f") || !strcmp(a, "--file")) && has) {
-            text_path = argv[++i];
-        } else if (!strcmp(a, "--chunks") && has) {
+        if (!strcmp(a, "--chunks") && has) {
             if (!sq_arg_int("perplexity", a, argv[++i], -1, 1000000000, &n_chunks)) return 2;
         } else if (!strcmp(a, "--kl-divergence-base") && has) {
             kld_file = argv[++i];
@@ -246,20 +209,12 @@ int sq_cmd_perplexity(int argc, char **argv)
     if (n_batch > n_ctx) n_batch = n_ctx;
 
     sq_error err = {0};
-    sq_model *m = NULL;
-    sq_vocab *voc = NULL;
-    sq_context *c = NULL;
+    sq_engine_loaded L = {0};
     char *text = NULL;
     sq_token *toks = NULL;
     int rc = 1;
-    if (sq_model_load(model_path, &m, &err)) goto fail;
-    if (sq_vocab_load_gguf(sq_model_gguf(m), &voc, &err)) goto fail;
-    sq_context_params cp = sq_context_default_params();
-    cp.n_ctx = n_ctx;
-    cp.n_batch = n_batch;
-    cp.n_threads = n_threads;
-    cp.kv_type = kv_type;
-    if (sq_context_create(m, &cp, &c, &err)) goto fail;
+    if (sq_engine_load(&eng, &L, &err)) goto fail;
+    const sq_model *m = L.model;
     const sq_hparams *hp = sq_model_hparams(m);
     fprintf(stderr, "model: %s (%s, %.2f MiB, %.2f M params, %lld layers, %d SmarterQuant tensors)\n", model_path,
             sq_model_type_desc(m), sq_model_weight_bytes(m) / 1048576.0, sq_model_n_params(m) / 1e6,
@@ -268,22 +223,19 @@ int sq_cmd_perplexity(int argc, char **argv)
     size_t n_tok = 0;
     if (!kld) {
         size_t len = 0;
-        text = read_text(text_path, &len);
+        text = sq_read_file("perplexity", text_path, &len);
         if (!text) goto out;
-        fprintf(stderr, "perplexity: tokenizing the input ..\n");
-        const double t0 = sq_time_now();
-        if (sq_tokenize(voc, text, len, true, false, &toks, &n_tok, &err)) goto fail;
-        fprintf(stderr, "perplexity: tokenization took %.3f ms\n", (sq_time_now() - t0) * 1e3);
+        if (sq_tokenize_text("perplexity", L.vocab, text, len, &toks, &n_tok, &err)) goto fail;
         const size_t n_chunk_max = n_tok / (size_t)n_ctx;
         const size_t nc = n_chunks > 0 && (size_t)n_chunks < n_chunk_max ? (size_t)n_chunks : n_chunk_max;
         fprintf(stderr, "perplexity: calculating perplexity over %zu chunks, n_ctx=%d, batch_size=%d, n_seq=1\n", nc,
                 n_ctx, n_batch);
     }
-    const sq_token bos = sq_vocab_add_bos(voc) ? sq_vocab_bos(voc) : -1;
+    const sq_token bos = sq_vocab_add_bos(L.vocab) ? sq_vocab_bos(L.vocab) : -1;
     ui_state ui = {kld};
     sq_ppl_params pp = {n_ctx, n_chunks, kld ? NULL : kld_file, kld ? kld_file : NULL, on_chunk, &ui};
     sq_ppl_result res;
-    if (sq_perplexity(c, toks, n_tok, bos, &pp, &res, &err)) {
+    if (sq_perplexity(L.ctx, toks, n_tok, bos, &pp, &res, &err)) {
         printf("\n");
         goto fail;
     }
@@ -302,8 +254,6 @@ fail:
 out:
     free(toks);
     free(text);
-    sq_context_free(c);
-    sq_vocab_free(voc);
-    sq_model_free(m);
+    sq_engine_free(&L);
     return rc;
 }

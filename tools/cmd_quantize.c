@@ -30,6 +30,7 @@ static void usage(FILE *f)
             "\n"
             "Quantizes a GGUF model as llama-quantize does (same per-tensor types, same bytes),\n"
             "with SmarterQuant tensors (mixed block types inside a tensor) where a config asks.\n"
+            "IN.gguf may be the first shard of a split model (NAME-00001-of-0000N.gguf).\n"
             "\n"
             "options:\n"
             "  --imatrix FILE             importance matrix (llama.cpp GGUF format or legacy .dat)\n"
@@ -46,6 +47,11 @@ static void usage(FILE *f)
             "                             (repeatable; not together with --include-weights)\n"
             "  --override-kv KEY=TYPE:VALUE  set a metadata key in the output; TYPE int, float, bool\n"
             "                             or str (repeatable)\n"
+            "  --keep-split               a split input (NAME-00001-of-0000N.gguf) gives a split output:\n"
+            "                             OUT minus .gguf, -00001-of-0000N.gguf ..., the same tensors in\n"
+            "                             each shard (default: one output file)\n"
+            "  --prune-layers L0,L1,...   drop these layers (blk.N.*); the rest are renumbered and\n"
+            "                             ARCH.block_count follows\n"
             "  --allow-requantize         allow quantized input (dequantized first); SmarterQuant\n"
             "                             input tensors are dequantized and un-permuted\n"
             "  --dry-run                  print the plan and the resulting size, write nothing\n"
@@ -99,6 +105,26 @@ static int add_tensor_type(const char *v, sq_tensor_type_override *ov, char **ov
     ov[*n].type = t;
     (*n)++;
     return 0;
+}
+
+/* Parses --prune-layers' comma-separated layer numbers into layers[*n];
+ * false (message printed) on an empty or non-numeric entry. */
+static bool parse_prune_layers(const char *arg, int *layers, int *n, int max)
+{
+    const char *p = arg;
+    for (;;) {
+        char *end = NULL;
+        errno = 0;
+        const long v = strtol(p, &end, 10);
+        if (end == p || v < 0 || v > 1000000 || errno || (*end != ',' && *end != 0) || *n >= max) {
+            fprintf(stderr, "sq quantize: --prune-layers '%s': expected layer numbers separated by commas (e.g. 3,7)\n",
+                    arg);
+            return false;
+        }
+        layers[(*n)++] = (int)v;
+        if (*end == 0) return true;
+        p = end + 1;
+    }
 }
 
 /* Parses KEY=TYPE:VALUE (llama.cpp's --override-kv); false on a bad one. */
@@ -199,6 +225,7 @@ int sq_cmd_quantize(int argc, char **argv)
     char **ov_text = calloc((size_t)max_ov, sizeof *ov_text);
     const char **incl = calloc((size_t)argc + 1, sizeof *incl), **excl = calloc((size_t)argc + 1, sizeof *excl);
     sq_kv_override *kvo = calloc((size_t)argc + 1, sizeof *kvo);
+    int *prune = NULL, max_prune = 0;
     int n_incl = 0, n_excl = 0;
     const char *cfg_path = NULL;
     sq_config *cfg = NULL;
@@ -225,6 +252,20 @@ int sq_cmd_quantize(int argc, char **argv)
             p.pure = true;
         } else if (!strcmp(a, "--leave-output-tensor")) {
             p.leave_output_tensor = true;
+        } else if (!strcmp(a, "--keep-split")) {
+            p.keep_split = true;
+        } else if (!strcmp(a, "--prune-layers") && has_val) {
+            const char *v = argv[++i];
+            const int more = (int)strlen(v) / 2 + 1;
+            int *np = realloc(prune, (size_t)(max_prune + more) * sizeof *np);
+            if (!np) goto done;
+            prune = np;
+            max_prune += more;
+            if (!parse_prune_layers(v, prune, &p.n_prune_layers, max_prune)) {
+                rc = 2;
+                goto done;
+            }
+            p.prune_layers = prune;
         } else if (!strcmp(a, "--allow-requantize")) {
             p.allow_requantize = true;
         } else if (!strcmp(a, "--dry-run")) {
@@ -388,6 +429,12 @@ int sq_cmd_quantize(int argc, char **argv)
         if (st != SQ_OK) {
             fprintf(stderr, "sq quantize: %s\n", e.msg);
         } else {
+            if (stats.n_pruned_tensors > 0) printf("pruned %d tensors\n", stats.n_pruned_tensors);
+            for (int k = 0; k < stats.n_files && stats.n_files > 1; k++) {
+                char path[4200];
+                sq_quantize_out_path(path, sizeof path, out ? out : "OUT.gguf", k, stats.n_files);
+                printf("%s %s\n", k == 0 ? (p.dry_run ? "would write" : "wrote") : "     ", path);
+            }
             const double n = stats.n_elements > 0 ? (double)stats.n_elements : 1.0;
             printf("model size = %9.2f MiB (%.2f bpw)\n", mib(stats.in_bytes), (double)stats.in_bytes * 8.0 / n);
             printf("quant size = %9.2f MiB (%.2f bpw)%s\n", mib(stats.out_bytes), (double)stats.out_bytes * 8.0 / n,
@@ -408,5 +455,6 @@ done:
     free(incl);
     free(excl);
     free(kvo);
+    free(prune);
     return rc;
 }

@@ -38,36 +38,6 @@ static void usage(FILE *f)
             "  -h, --help             this text\n");
 }
 
-static char *read_file(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "sq run: %s: cannot open: %s\n", path, strerror(errno));
-        return NULL;
-    }
-    struct stat sb;
-    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        fprintf(stderr, "sq run: %s: not a regular file\n", path);
-        fclose(f);
-        return NULL;
-    }
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc(n > 0 ? (size_t)n + 1 : 1);
-    if (b && n > 0 && fread(b, 1, (size_t)n, f) != (size_t)n) {
-        free(b);
-        b = NULL;
-    }
-    fclose(f);
-    if (!b) {
-        fprintf(stderr, "sq run: %s: cannot read: %s\n", path, strerror(errno));
-        return NULL;
-    }
-    b[n > 0 ? n : 0] = 0;
-    return b;
-}
-
 int sq_cmd_run(int argc, char **argv)
 {
     const char *model_path = NULL, *prompt = "", *file = NULL;
@@ -77,20 +47,17 @@ int sq_cmd_run(int argc, char **argv)
     unsigned long long seed = 42;
     bool echo = true;
     n_threads = sq_default_threads();
-    const sq_engine_args eng = {&model_path, &n_ctx, 0, &n_batch, &n_threads, &kv_type};
+    const sq_engine_args eng = {&model_path, &file, &n_ctx, 0, &n_batch, &n_threads, &kv_type, usage};
     for (int i = 1; i < argc; i++) {
         const int shared = sq_arg_engine("run", argc, argv, &i, &eng);
-        if (shared < 0) return 2;
-        if (shared) continue;
+        if (shared) { /* consumed (1), usage error (-1) or --help (2) */
+            if (shared == 1) continue;
+            return shared < 0 ? 2 : 0;
+        }
         const char *a = argv[i];
         const bool has = i + 1 < argc;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            return 0;
-        } else if ((!strcmp(a, "-p") || !strcmp(a, "--prompt")) && has) {
+        if ((!strcmp(a, "-p") || !strcmp(a, "--prompt")) && has) {
             prompt = argv[++i];
-        } else if ((!strcmp(a, "-f") || !strcmp(a, "--file")) && has) {
-            file = argv[++i];
         } else if ((!strcmp(a, "-n") || !strcmp(a, "--n-predict")) && has) {
             if (!sq_arg_int("run", a, argv[++i], -1, 1000000000, &n_predict)) return 2;
         } else if (!strcmp(a, "--temp") && has) {
@@ -123,29 +90,21 @@ int sq_cmd_run(int argc, char **argv)
     }
     char *file_text = NULL;
     if (file) {
-        file_text = read_file(file);
+        file_text = sq_read_file("run", file, NULL);
         if (!file_text) return 1;
         prompt = file_text;
     }
 
     sq_error err = {0};
-    sq_model *m = NULL;
-    sq_vocab *voc = NULL;
-    sq_context *c = NULL;
+    sq_engine_loaded L = {0};
     sq_sampler *smp = NULL;
     sq_token *toks = NULL;
     size_t n_tok = 0;
     int rc = 1;
-    if (sq_model_load(model_path, &m, &err)) goto fail;
-    if (sq_vocab_load_gguf(sq_model_gguf(m), &voc, &err)) goto fail;
-    const sq_hparams *hp = sq_model_hparams(m);
-    if (n_ctx == 0) n_ctx = hp->n_ctx_train < 4096 ? (int)hp->n_ctx_train : 4096;
-    sq_context_params cp = sq_context_default_params();
-    cp.n_ctx = n_ctx;
-    cp.n_batch = n_batch;
-    cp.n_threads = n_threads;
-    cp.kv_type = kv_type;
-    if (sq_context_create(m, &cp, &c, &err)) goto fail;
+    if (sq_engine_load(&eng, &L, &err)) goto fail; /* sets n_ctx when -c was 0 */
+    const sq_hparams *hp = sq_model_hparams(L.model);
+    sq_vocab *voc = L.vocab;
+    sq_context *c = L.ctx;
     if (sq_tokenize(voc, prompt, strlen(prompt), true, true, &toks, &n_tok, &err)) goto fail;
     if (n_tok == 0) {
         /* no BOS and no text: start from BOS or token 0 */
@@ -198,8 +157,6 @@ out:
     free(toks);
     free(file_text);
     sq_sampler_free(smp);
-    sq_context_free(c);
-    sq_vocab_free(voc);
-    sq_model_free(m);
+    sq_engine_free(&L);
     return rc;
 }

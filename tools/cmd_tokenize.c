@@ -42,38 +42,6 @@ static void usage(FILE *f)
             "  -h, --help           this text\n");
 }
 
-/* Reads a whole file ("-": standard input) into a malloc'd buffer. */
-static char *read_all(const char *path, size_t *n)
-{
-    bool is_stdin = !strcmp(path, "-");
-    FILE *f = is_stdin ? stdin : fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 1 << 16, len = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        if (len == cap) {
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = nb;
-            cap *= 2;
-        }
-        size_t r = fread(buf + len, 1, cap - len, f);
-        len += r;
-        if (r == 0) break;
-    }
-    if (buf && ferror(f)) {
-        free(buf);
-        buf = NULL;
-    }
-    if (!is_stdin) fclose(f);
-    if (buf) *n = len;
-    return buf;
-}
-
 /* Prints a piece in single quotes with C-style escapes. */
 static void print_piece(const char *p, size_t n)
 {
@@ -121,66 +89,32 @@ static int emit(const sq_vocab *v, const char *text, size_t len, bool add_specia
     return 0;
 }
 
+/* Prints one failed case of --test. */
+static void print_failed_case(void *ud, const sq_vocab_case *c)
+{
+    (void)ud;
+    printf("FAIL '%.*s'\n  expected:%s\n  got:     ", (int)c->input_len, c->input, c->expected);
+    for (size_t i = 0; i < c->n_got; i++) printf(" %d", c->got[i]);
+    putchar('\n');
+}
+
 /* llama.cpp's test-tokenizer-0 format. */
 static int run_test(const sq_vocab *v, const char *inp_path, const char *out_path)
 {
     size_t in_n = 0, out_n = 0;
-    char *inp = read_all(inp_path, &in_n), *outp = read_all(out_path, &out_n);
-    if (!inp || !outp) {
-        fprintf(stderr, "sq tokenize: cannot read %s\n", !inp ? inp_path : out_path);
-        free(inp);
-        free(outp);
-        return 1;
-    }
-    const char *sep = "\n__ggml_vocab_test__\n";
-    size_t sl = strlen(sep), pos = 0;
+    char *inp = sq_read_file("tokenize", inp_path, &in_n);
+    char *outp = inp ? sq_read_file("tokenize", out_path, &out_n) : NULL;
     int cases = 0, failed = 0;
-    char *ol = outp, *oend = outp + out_n;
-    while (pos < in_n) {
-        char *nx = memmem(inp + pos, in_n - pos, sep, sl);
-        size_t L = nx ? (size_t)(nx - (inp + pos)) : in_n - pos;
-        char *eol = ol < oend ? memchr(ol, '\n', (size_t)(oend - ol)) : NULL;
-        if (!eol) {
-            fprintf(stderr, "sq tokenize: %s has fewer lines than %s has inputs\n", out_path, inp_path);
-            failed++;
-            break;
-        }
-        *eol = 0;
-        sq_token *ids = NULL;
-        size_t n = 0;
-        sq_error e = {0};
-        if (sq_tokenize(v, inp + pos, L, false, false, &ids, &n, &e) != SQ_OK) {
-            fprintf(stderr, "sq tokenize: %s\n", e.msg);
-            free(inp);
-            free(outp);
-            return 1;
-        }
-        const char *x = ol;
-        bool ok = true;
-        for (size_t i = 0; i < n && ok; i++) {
-            char *end;
-            long want = strtol(x, &end, 10);
-            if (end == x || want != ids[i]) ok = false;
-            x = end;
-        }
-        while (*x == ' ' || *x == '\r') x++;
-        if (*x) ok = false;
-        cases++;
-        if (!ok) {
-            failed++;
-            printf("FAIL '%.*s'\n  expected:%s\n  got:     ", (int)L, inp + pos, ol);
-            for (size_t i = 0; i < n; i++) printf(" %d", ids[i]);
-            putchar('\n');
-        }
-        free(ids);
-        ol = eol + 1;
-        if (!nx) break;
-        pos += L + sl;
+    sq_error e = {0};
+    sq_status st = SQ_ENOMEM;
+    if (inp && outp) {
+        st = sq_vocab_check_cases(v, inp, in_n, outp, out_n, print_failed_case, NULL, &cases, &failed, &e);
+        if (st != SQ_OK) fprintf(stderr, "sq tokenize: %s: %s\n", st == SQ_EFORMAT ? out_path : inp_path, e.msg);
+        printf("%d cases, %d passed, %d failed\n", cases, cases - failed, failed);
     }
-    printf("%d cases, %d passed, %d failed\n", cases, cases - failed, failed);
     free(inp);
     free(outp);
-    return failed ? 1 : 0;
+    return st == SQ_OK && failed == 0 ? 0 : 1;
 }
 
 int sq_cmd_tokenize(int argc, char **argv)
@@ -226,16 +160,13 @@ int sq_cmd_tokenize(int argc, char **argv)
         return 2;
     }
 
-    sq_gguf *g = NULL;
     sq_vocab *v = NULL;
     sq_error e = {0};
     double t0 = sq_time_now();
-    if (sq_gguf_open(model, &g, &e) != SQ_OK || sq_vocab_load_gguf(g, &v, &e) != SQ_OK) {
+    if (sq_vocab_load_file(model, &v, &e) != SQ_OK) {
         fprintf(stderr, "sq tokenize: %s\n", e.msg);
-        sq_gguf_close(g);
         return 1;
     }
-    sq_gguf_close(g);
     if (verbose)
         fprintf(stderr, "sq tokenize: %s: %s vocabulary, %d tokens, BOS %d, EOS %d, add_bos %d (loaded in %.3f s)\n",
                 model, sq_vocab_get_type(v) == SQ_VOCAB_SPM ? "llama (SPM)" : "gpt2 (BPE)", sq_vocab_n_tokens(v),
@@ -258,9 +189,8 @@ int sq_cmd_tokenize(int argc, char **argv)
         rc = emit(v, prompt, strlen(prompt), add_special, parse_special, pieces);
     } else {
         size_t n = 0;
-        char *text = read_all(file, &n);
+        char *text = sq_read_file("tokenize", file, &n);
         if (!text) {
-            fprintf(stderr, "sq tokenize: cannot read %s: %s\n", file, strerror(errno));
             sq_vocab_free(v);
             return 1;
         }

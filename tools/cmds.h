@@ -12,9 +12,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "sq/engine.h"
 #include "sq/gguf.h"
+#include "sq/tokenizer.h"
 
 int sq_cmd_inspect(int argc, char **argv);
 int sq_cmd_blocks(int argc, char **argv);
@@ -77,29 +80,40 @@ static inline bool sq_arg_kv_type(const char *cmd, const char *s, int *out)
     return true;
 }
 
-/* The engine flags that run, perplexity and imatrix share, written into the
- * caller's variables: -m/--model, -c/--ctx-size (ctx_min .. 2^24), -b/--batch-size,
- * -t/--threads (1 .. 1024) and --kv-type f16|f32. */
+/* The flags that run, perplexity and imatrix share, written into the
+ * caller's variables: -m/--model, -f/--file, -c/--ctx-size (ctx_min .. 2^24),
+ * -b/--batch-size, -t/--threads (1 .. 1024), --kv-type f16|f32; and
+ * -h/--help, which prints the tool's usage. */
 typedef struct sq_engine_args {
     const char **model;
+    const char **file;
     int *n_ctx;
     int ctx_min;
     int *n_batch;
     int *n_threads;
     int *kv_type;
+    void (*usage)(FILE *f);
 } sq_engine_args;
 
-/* If argv[*i] is one of the engine flags with a value after it, stores the
- * value, advances *i past it and returns 1; returns 0 for any other argument,
- * and -1 after printing "sq CMD: ..." for a bad value (a usage error). */
+/* If argv[*i] is one of the shared flags (with a value after it where it
+ * takes one), stores the value, advances *i past it and returns 1; returns
+ * 0 for any other argument; -1 after printing "sq CMD: ..." for a bad value
+ * (the tool exits 2); 2 after printing the usage for -h/--help (exit 0). */
 static inline int sq_arg_engine(const char *cmd, int argc, char **argv, int *i, const sq_engine_args *e)
 {
+    if (!strcmp(argv[*i], "-h") || !strcmp(argv[*i], "--help")) {
+        e->usage(stdout);
+        return 2;
+    }
     const char *a = argv[*i];
     if (*i + 1 >= argc) return 0;
     const char *v = argv[*i + 1];
     bool ok;
     if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
         *e->model = v;
+        ok = true;
+    } else if (!strcmp(a, "-f") || !strcmp(a, "--file")) {
+        *e->file = v;
         ok = true;
     } else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) {
         ok = sq_arg_int(cmd, a, v, e->ctx_min, 16777216, e->n_ctx);
@@ -114,6 +128,100 @@ static inline int sq_arg_engine(const char *cmd, int argc, char **argv, int *i, 
     }
     *i += 1;
     return ok ? 1 : -1;
+}
+
+/* What the inference tools (run, perplexity, imatrix) load from their engine
+ * flags: the model, its vocabulary and one context. Zero-initialise. */
+typedef struct sq_engine_loaded {
+    sq_model *model;
+    sq_vocab *vocab;
+    sq_context *ctx;
+} sq_engine_loaded;
+
+/* Loads the model of -m (a split model from its first shard), its
+ * vocabulary, and a context of -c/-b/-t/--kv-type. An -c of 0 becomes the
+ * model's training context, at most 4096, written back to *e->n_ctx. On
+ * failure the message is in err; what was loaded stays in L for
+ * sq_engine_free(). */
+static inline sq_status sq_engine_load(const sq_engine_args *e, sq_engine_loaded *L, sq_error *err)
+{
+    sq_status st = sq_model_load(*e->model, &L->model, err);
+    if (st == SQ_OK) st = sq_vocab_load_gguf(sq_model_gguf(L->model), &L->vocab, err);
+    if (st != SQ_OK) return st;
+    const sq_hparams *hp = sq_model_hparams(L->model);
+    if (*e->n_ctx == 0) *e->n_ctx = hp->n_ctx_train < 4096 ? (int)hp->n_ctx_train : 4096;
+    sq_context_params cp = sq_context_default_params();
+    cp.n_ctx = *e->n_ctx;
+    cp.n_batch = *e->n_batch;
+    cp.n_threads = *e->n_threads;
+    cp.kv_type = *e->kv_type;
+    return sq_context_create(L->model, &cp, &L->ctx, err);
+}
+
+static inline void sq_engine_free(sq_engine_loaded *L)
+{
+    sq_context_free(L->ctx);
+    sq_vocab_free(L->vocab);
+    sq_model_free(L->model);
+    memset(L, 0, sizeof *L);
+}
+
+/* Tokenizes a whole calibration / evaluation text with BOS (as llama-perplexity
+ * and llama-imatrix do), saying so and how long it took on stderr as
+ * "WHAT: tokenizing the input .." / "WHAT: tokenization took X ms". */
+static inline sq_status sq_tokenize_text(const char *what, const sq_vocab *v, const char *text, size_t len,
+                                         sq_token **toks, size_t *n_tok, sq_error *err)
+{
+    fprintf(stderr, "%s: tokenizing the input ..\n", what);
+    const double t0 = sq_time_now();
+    const sq_status st = sq_tokenize(v, text, len, true, false, toks, n_tok, err);
+    if (st == SQ_OK) fprintf(stderr, "%s: tokenization took %.3f ms\n", what, (sq_time_now() - t0) * 1e3);
+    return st;
+}
+
+/* The whole of a file ("-": standard input) in a malloc'd buffer with a NUL
+ * after its *len bytes (len may be NULL). On failure prints
+ * "sq CMD: PATH: cannot open: REASON" (or "not a regular file" for a folder,
+ * "cannot read: REASON") and returns NULL. */
+static inline char *sq_read_file(const char *cmd, const char *path, size_t *len)
+{
+    const bool is_stdin = !strcmp(path, "-");
+    FILE *f = is_stdin ? stdin : fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "sq %s: %s: cannot open: %s\n", cmd, path, strerror(errno));
+        return NULL;
+    }
+    struct stat sb;
+    if (fstat(fileno(f), &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        fprintf(stderr, "sq %s: %s: not a regular file\n", cmd, path);
+        if (!is_stdin) fclose(f);
+        return NULL;
+    }
+    size_t cap = 1 << 16, n = 0;
+    char *b = malloc(cap + 1);
+    while (b) {
+        n += fread(b + n, 1, cap - n, f);
+        if (n < cap) break;
+        char *nb = realloc(b, 2 * cap + 1);
+        if (!nb) {
+            free(b);
+            b = NULL;
+            break;
+        }
+        b = nb;
+        cap *= 2;
+    }
+    const int e = errno;
+    const bool bad = !b || ferror(f);
+    if (!is_stdin) fclose(f);
+    if (bad) {
+        fprintf(stderr, "sq %s: %s: cannot read: %s\n", cmd, path, b ? strerror(e) : "out of memory");
+        free(b);
+        return NULL;
+    }
+    b[n] = 0;
+    if (len) *len = n;
+    return b;
 }
 
 /* Whether an output file can be created where `path` says: its folder exists

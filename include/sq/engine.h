@@ -42,7 +42,9 @@ typedef struct sq_hparams {
 
 typedef struct sq_model sq_model; /* opaque */
 
-/* Opens a GGUF file and builds the model over it. Errors name the file and the
+/* Opens a GGUF file (or the first shard of a split model,
+ * NAME-00001-of-0000N.gguf: every shard is loaded, see sq_gguf_open_model)
+ * and builds the model over it. Errors name the file and the
  * key or tensor at fault: an architecture other than `llama`, a missing key or
  * tensor, a shape that does not fit the hyperparameters, a weight type this
  * build cannot multiply, an invalid SmarterQuant permutation. */

@@ -123,6 +123,8 @@ sq_status sq_gguf_get_arr(const sq_gguf *g, const char *key, int64_t *index, sq_
                           sq_error *err);
 
 const char *sq_gguf_type_name(sq_gguf_type t); /* "u32", "string", "array", ... */
+/* Bytes of one element of a fixed-size value type (u8 .. f64, bool); 0 for string, array, unknown. */
+size_t sq_gguf_type_size(sq_gguf_type t);
 
 /* ---- tensors ---- */
 int64_t sq_gguf_n_tensors(const sq_gguf *g);
@@ -130,6 +132,41 @@ const sq_gguf_tensor *sq_gguf_tensor_at(const sq_gguf *g, int64_t i);
 const sq_gguf_tensor *sq_gguf_find_tensor(const sq_gguf *g, const char *name); /* NULL if absent */
 /* Position of t in the file's tensor list, or -1 when t is not one of g's tensors. */
 int64_t sq_gguf_tensor_index(const sq_gguf *g, const sq_gguf_tensor *t);
+
+/* ---- split models (llama.cpp's gguf-split shards) ----
+ * A model may be stored as N files PREFIX-00001-of-0000N.gguf ...
+ * PREFIX-0000N-of-0000N.gguf, each with the keys split.no (u16, 0-based),
+ * split.count (u16, N) and split.tensors.count (i32, tensors of all shards).
+ * The first shard holds the model's metadata; every shard holds some of the
+ * tensors. */
+#define SQ_GGUF_KEY_SPLIT_NO "split.no"
+#define SQ_GGUF_KEY_SPLIT_COUNT "split.count"
+#define SQ_GGUF_KEY_SPLIT_TENSORS "split.tensors.count"
+
+/* Opens a model, split or not. A file without split.count (or with 1) opens
+ * as sq_gguf_open does. The first shard of a split model opens every shard
+ * (found by name), validated, as ONE handle: the key/values are the first
+ * shard's, the tensors are those of all shards (shard by shard, each in file
+ * order), each data pointer into its own shard's map, t->offset relative to
+ * its shard's data section. sq_gguf_data_offset/file_size/version/alignment
+ * describe the first shard. Errors name the file and the reason: a missing
+ * or unreadable shard, a shard whose split.no / split.count disagree, a file
+ * name without the -00001-of-0000N.gguf ending, a later shard given instead
+ * of the first, a tensor in two shards, a tensor count other than
+ * split.tensors.count. */
+sq_status sq_gguf_open_model(const char *path, sq_gguf **out, sq_error *err);
+/* Number of files of the handle: N for a split model, 1 otherwise. */
+int sq_gguf_n_shards(const sq_gguf *g);
+/* File i of the handle (i = 0 is the handle itself for an ordinary file);
+ * NULL when out of range. Owned by g. */
+const sq_gguf *sq_gguf_shard(const sq_gguf *g, int i);
+/* Which file of g holds tensor t (0 for an ordinary file); -1 when t is not one of g's tensors. */
+int sq_gguf_tensor_shard(const sq_gguf *g, const sq_gguf_tensor *t);
+/* Writes PREFIX-%05d-of-%05d.gguf for shard i (0-based) of n, snprintf-style. */
+size_t sq_gguf_split_path(char *buf, size_t size, const char *prefix, int i, int n);
+/* When path ends in -(i+1)-of-n.gguf (5 digits each), writes the part before
+ * it into buf and returns true; false otherwise (or when buf is too small). */
+bool sq_gguf_split_prefix(char *buf, size_t size, const char *path, int i, int n);
 
 /* ---- writer ----
  * Usage: open; set/copy key/values; add tensor infos (name, shape, type, nbytes)
@@ -144,6 +181,7 @@ sq_status sq_gguf_writer_open(const char *path, sq_gguf_writer **out, sq_error *
 sq_status sq_gguf_writer_copy_kvs(sq_gguf_writer *w, const sq_gguf *src, sq_error *err);
 /* Setters replace an existing key in place (keeping its position) or append. */
 sq_status sq_gguf_writer_set_u32(sq_gguf_writer *w, const char *key, uint32_t v, sq_error *err);
+sq_status sq_gguf_writer_set_u16(sq_gguf_writer *w, const char *key, uint16_t v, sq_error *err);
 sq_status sq_gguf_writer_set_i32(sq_gguf_writer *w, const char *key, int32_t v, sq_error *err);
 sq_status sq_gguf_writer_set_f32(sq_gguf_writer *w, const char *key, float v, sq_error *err);
 sq_status sq_gguf_writer_set_bool(sq_gguf_writer *w, const char *key, bool v, sq_error *err);
@@ -161,6 +199,12 @@ sq_status sq_gguf_writer_add_tensor(sq_gguf_writer *w, const char *name, int n_d
 sq_status sq_gguf_writer_write(sq_gguf_writer *w, const void *data, size_t nbytes, sq_error *err);
 /* Checks all data was written, flushes, renames. Frees w in every case. */
 sq_status sq_gguf_writer_finish(sq_gguf_writer *w, sq_error *err);
+/* Finishes n writers as one output (the shards of a split model): every
+ * one is checked complete, flushed and closed first; only when all succeeded
+ * are they renamed, so an error leaves none of the final files (a rename that
+ * fails removes the ones already renamed). Frees every writer in every case
+ * (NULL entries are skipped). */
+sq_status sq_gguf_writer_finish_all(sq_gguf_writer **ws, int n, sq_error *err);
 /* Removes the temporary file and frees w; NULL is a no-op. */
 void sq_gguf_writer_abort(sq_gguf_writer *w);
 /* Removes the temporary file of every writer still open (nothing else: no

@@ -231,6 +231,13 @@ typedef struct sq_quantize_params {
     const sq_quantize_sqtensor *sq_tensors; /* SmarterQuant requests (already parsed) */
     int n_sq_tensors;
     const char *sq_config_label; /* file they came from, for messages (may be NULL) */
+    bool keep_split;            /* --keep-split: a split input gives a split output with the same
+                                 * shards (out_path minus ".gguf" + -0000i-of-0000N.gguf), tensors
+                                 * in input order; without it a split input gives one file */
+    const int *prune_layers;    /* --prune-layers: block numbers to drop (any order, repeats allowed); */
+    int n_prune_layers;         /*   the rest are renumbered blk.0.. in order, ARCH.block_count and
+                                 *   ARCH.* per-layer arrays follow; imatrix entries and SmarterQuant
+                                 *   requests keep naming the input's tensors */
     sq_quantize_event_fn on_event;
     void *event_ud;
 } sq_quantize_params;
@@ -241,12 +248,21 @@ typedef struct sq_quantize_stats {
     uint64_t in_bytes, out_bytes; /* sums of tensor data sizes */
     int64_t n_elements;
     double seconds;
+    int n_files;          /* output files written (or planned): > 1 only with keep_split */
+    int n_pruned_tensors; /* input tensors dropped by prune_layers */
 } sq_quantize_stats;
 
-/* Quantizes in_path to out_path (or only plans, with dry_run). Every check —
+/* Name of output file i of n_files for out_path: out_path itself when
+ * n_files is 1, else out_path without a final ".gguf", then
+ * -%05d-of-%05d.gguf (llama-quantize --keep-split's names). snprintf-style. */
+size_t sq_quantize_out_path(char *buf, size_t size, const char *out_path, int i, int n_files);
+
+/* Quantizes in_path to out_path (or only plans, with dry_run). in_path may
+ * be the first shard of a split model (all shards are read). Every check —
  * types, the SmarterQuant requests against the model (spec section 3), the
  * importance matrix — happens before any output exists; the output is written
- * to a temporary file renamed on success, so any error leaves no out_path. */
+ * to a temporary file renamed on success, so any error leaves no out_path
+ * (with several output files, none is renamed before all are complete). */
 sq_status sq_quantize_file(const char *in_path, const char *out_path, const sq_quantize_params *p,
                            sq_quantize_stats *stats, sq_error *err);
 

@@ -91,6 +91,10 @@ sq_status sq_vocab_create(const sq_vocab_desc *d, sq_vocab **out, sq_error *err)
  * Errors name the key and the reason. */
 sq_status sq_vocab_load_gguf(const sq_gguf *g, sq_vocab **out, sq_error *err);
 
+/* Same from a GGUF file's path (a split model's first shard too), opened and
+ * closed here: the vocabulary owns all it needs. Errors name the file. */
+sq_status sq_vocab_load_file(const char *path, sq_vocab **out, sq_error *err);
+
 /* Releases a vocabulary; NULL is a no-op. */
 void sq_vocab_free(sq_vocab *v);
 
@@ -142,6 +146,28 @@ sq_status sq_detokenize(const sq_vocab *v, const sq_token *tokens, size_t n, boo
  * the k bytes for the next piece. Bytes that can never become valid UTF-8
  * are not held back. */
 size_t sq_utf8_incomplete_tail(const char *s, size_t n);
+
+/* One case of llama.cpp's tokenizer tests, as reported to a caller. */
+typedef struct sq_vocab_case {
+    size_t index;          /* 1-based */
+    const char *input;     /* the input text (not NUL-terminated) */
+    size_t input_len;
+    const char *expected;  /* its line of expected ids, NUL-terminated, without the newline */
+    const sq_token *got;   /* the ids the vocabulary gives */
+    size_t n_got;
+} sq_vocab_case;
+typedef void (*sq_vocab_case_fn)(void *ud, const sq_vocab_case *c);
+
+/* Runs llama.cpp's test-tokenizer-0 cases: inp holds the inputs separated
+ * by "\n__ggml_vocab_test__\n", expected one line of ids (decimal, separated
+ * by spaces) per input. Each input is tokenized without BOS and without
+ * parsing special tokens and compared; on_fail (may be NULL) sees each
+ * mismatch. *n_cases and *n_failed count what ran (also on an error).
+ * Errors: SQ_EFORMAT when expected has fewer lines than inp has inputs, a
+ * tokenizer error. Neither buffer is modified. */
+sq_status sq_vocab_check_cases(const sq_vocab *v, const char *inp, size_t inp_len, const char *expected,
+                               size_t expected_len, sq_vocab_case_fn on_fail, void *ud, int *n_cases, int *n_failed,
+                               sq_error *err);
 
 #ifdef __cplusplus
 }

@@ -57,15 +57,29 @@ static void build_table(sq_isa isa)
     active_isa = isa;
 }
 
+/* The ISA the environment asks for, never above what the CPU has:
+ * SQ_ISA=scalar|avx2|avx512 caps it (other values are ignored), and
+ * SQ_FORCE_SCALAR (set and not "0") forces scalar. For benchmarking and
+ * testing the lower paths on a machine that has the higher ones. */
+static sq_isa env_isa(sq_isa max)
+{
+    const char *force = getenv("SQ_FORCE_SCALAR");
+    if (force && *force && strcmp(force, "0") != 0) return SQ_ISA_SCALAR;
+    const char *want = getenv("SQ_ISA");
+    if (!want) return max;
+    const sq_isa known[3] = { SQ_ISA_SCALAR, SQ_ISA_AVX2, SQ_ISA_AVX512 };
+    for (int i = 0; i < 3; i++)
+        if (strcmp(want, sq_isa_name(known[i])) == 0) return known[i] < max ? known[i] : max;
+    return max;
+}
+
 static void init_tables(void)
 {
     sq__register_float(scalar_table);
     sq__register_legacy(scalar_table);
     sq__register_kquants(scalar_table);
     sq__register_iquants(scalar_table);
-    const char *force = getenv("SQ_FORCE_SCALAR");
-    sq_isa isa = (force && *force && strcmp(force, "0") != 0) ? SQ_ISA_SCALAR : cpu_isa();
-    build_table(isa);
+    build_table(env_isa(cpu_isa()));
 }
 
 const sq__kernels *sq__kernel_table(void)

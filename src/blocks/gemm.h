@@ -32,19 +32,33 @@ sq__gemm_fn sq__gemm_avx512(int type);
 /* The tile kernel in effect for `type` (the current ISA's, or NULL). */
 sq__gemm_fn sq__gemm_kernel(int type);
 
-/* A multi-row matrix-vector kernel: for r < nr,
- *   y[r] (+)= dot(n values of W row r, x)
- * with W row r at (const char *)w + r * w_stride and x already in the type's
- * vec_dot_type; each dot is computed exactly as the type's vec_dot computes it
- * (the same body, inlined), so results equal nr vec_dot calls, then stored or
- * (with accumulate) added to y[r]. For the matrix-vector product over short
- * runs of segments, where one vec_dot call per row and run would be mostly
- * call and setup overhead. */
-typedef void (*sq__rows_fn)(int64_t n, const void *w, size_t w_stride, int nr, const void *x, float *y,
-                            bool accumulate);
+/* One run of a SmarterQuant row (src/sqtensor/): n values (a multiple of
+ * 256) of weight type `type` at byte w_off of every weight row, against the
+ * activations at byte x_off of the quantized activation row. */
+typedef struct sq__krun {
+    int type;
+    int64_t n;
+    size_t w_off, x_off;
+} sq__krun;
 
-/* The AVX-512 multi-row kernel of a type, or NULL (callers then loop over vec_dot). */
-sq__rows_fn sq__rows_avx512(int type);
+/* A run kernel, the matrix-vector product over mixed rows: for r < nr,
+ *   y[r] (+)= sum over the runs j of dot(run j of W row r, run j of x)
+ * with W row r at (const char *)w + r * w_stride. Each row's runs go into
+ * one set of vector accumulators reduced once per row, several rows at a
+ * time (independent dependency chains, the activation block loaded once for
+ * them); the sums are reordered against per-run vec_dot calls (equal within
+ * float rounding). Handles the run types sq__runs_handles() accepts. */
+typedef void (*sq__runs_fn)(const sq__krun *run, int nrun, const void *w, size_t w_stride, int nr, const void *x,
+                            float *y, bool accumulate);
+
+/* Whether the run kernels handle weight type `type` (the 256-value types with
+ * Q8_K activations: Q2_K..Q6_K and IQ4_XS). */
+bool sq__runs_handles(int type);
+
+/* The run kernel of an ISA (NULL when there is none) and the one in effect. */
+sq__runs_fn sq__runs_avx2(void);
+sq__runs_fn sq__runs_avx512(void);
+sq__runs_fn sq__runs_kernel(void);
 
 /* Tile product through the active vec_dot of `type`, one pair at a time. */
 void sq__gemm_generic(int type, int64_t n, const void *w, size_t w_stride, int nr, const void *x, size_t x_stride,

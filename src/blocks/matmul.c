@@ -45,6 +45,21 @@ sq__gemm_fn sq__gemm_kernel(int type)
     }
 }
 
+sq__runs_fn sq__runs_kernel(void)
+{
+    switch (sq_blocks_isa()) {
+    case SQ_ISA_AVX512: return sq__runs_avx512();
+    case SQ_ISA_AVX2: return sq__runs_avx2();
+    default: return NULL;
+    }
+}
+
+bool sq__runs_handles(int type)
+{
+    return type == SQ_TYPE_Q2_K || type == SQ_TYPE_Q3_K || type == SQ_TYPE_Q4_K || type == SQ_TYPE_Q5_K ||
+           type == SQ_TYPE_Q6_K || type == SQ_TYPE_IQ4_XS;
+}
+
 void sq__gemm_generic(int type, int64_t n, const void *w, size_t w_stride, int nr, const void *x, size_t x_stride,
                       int nc, float *y, size_t y_stride, bool accumulate)
 {
@@ -164,7 +179,7 @@ sq_status sq_matmul(sq_threadpool *tp, int type, const void *W, int64_t rows, in
 
     /* Chunk shape: one activation row for n = 1; otherwise up to 16 activation
      * rows (kept in L2) by enough weight rows that each thread gets several chunks. */
-    j.cb = n == 1 ? 1 : (n < 16 ? n : 16);
+    j.cb = n == 1 ? 1 : (n < 24 ? n : 24);
     const int64_t n_cb = (n + j.cb - 1) / j.cb;
     int64_t rb = n == 1 ? 32 : 16;
     while (rb > 4 && ((rows + rb - 1) / rb) * n_cb < 8 * nth) rb /= 2;

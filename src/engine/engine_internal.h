@@ -54,14 +54,47 @@ void sq__swiglu(const float *g, const float *u, float *y, int64_t n);
 /* Rounds n floats through fp16 (the values an f16 KV cache holds). */
 void sq__round_fp16(float *x, int64_t n);
 
-/* ---- attention inner loops: scalar in forward.c, AVX2+FMA+F16C in attn_avx2.c ---- */
-/* out[j] = scale * q·k_j for the n key rows k + j*kstride (hd floats each). */
-void sq__attn_scores(const float *q, const float *k, size_t kstride, int n, int hd, float scale, float *out);
-/* out = sum_j p[j] * v_j over the n value rows v + j*vstride (hd floats each), in key order. */
-void sq__attn_values(float *out, const float *v, size_t vstride, const float *p, int n, int hd);
+/* ---- blocked attention: scalar reference in forward.c, SIMD in attn_avx2.c / attn_avx512.c ---- */
 
-void sq__attn_scores_avx2(const float *q, const float *k, size_t kstride, int n, int hd, float scale, float *out);
-void sq__attn_values_avx2(float *out, const float *v, size_t vstride, const float *p, int n, int hd);
+/* Query rows per attention block: the score tile keeps this many rows of
+ * accumulators in registers while a block of keys streams past. */
+#define SQ_ATTN_ROWS 8
+/* Keys are scored in blocks of this many (the transposed K cache is padded to it). */
+#define SQ_ATTN_KEYS 32
+
+/* Up to SQ_ATTN_ROWS query rows that share one KV head (several tokens and/or
+ * the heads of a GQA group), each attending its own causal prefix of keys.
+ * For row r: s_j = scale * q_r·k_j for j < nk[r]; p = softmax(s) (max
+ * subtracted, sum in double, one float reciprocal, as ggml); with f16 the
+ * weights p are rounded to fp16 before the value sum; o_r = Σ_j p_j v_j, the
+ * keys added in order. K is the transposed cache of this head (value d of key
+ * j at kt[d * kt_stride + j], readable up to nk rounded up to SQ_ATTN_KEYS);
+ * value row j at v + j * v_stride. sc is the caller's scratch (m rows of
+ * sc_stride >= max nk rounded up to SQ_ATTN_KEYS floats). All buffers belong
+ * to the caller. */
+typedef struct sq__attn_block {
+    int m, hd;
+    const float *q[SQ_ATTN_ROWS];
+    float *o[SQ_ATTN_ROWS];
+    int nk[SQ_ATTN_ROWS];
+    const float *kt;
+    size_t kt_stride;
+    const float *v;
+    size_t v_stride;
+    float scale;
+    bool f16;
+    float *sc;
+    size_t sc_stride;
+} sq__attn_block;
+
+void sq__attn_block_ref(const sq__attn_block *b);
+void sq__attn_block_avx2(const sq__attn_block *b);
+void sq__attn_block_avx512(const sq__attn_block *b);
+/* y[i] = expf(x[i]), 16 lanes at a time with the C library's results (the AVX-512 softmax's exp). */
+void sq__expf_avx512(const float *x, float *y, int n);
+/* sq__swiglu on 16 lanes (equal results). */
+void sq__swiglu_avx512(const float *g, const float *u, float *y, int64_t n);
+
 void sq__round_fp16_avx2(float *x, int64_t n);
 
 #endif

@@ -6,7 +6,9 @@
  * floats per token of the batch, so that every weight product is one
  * sq_weight_matmul over all tokens of the batch (n > 1 rows: matrix-matrix;
  * one token: matrix-vector). The KV cache holds, per layer, n_ctx rows of
- * n_head_kv*head_dim floats for K and for V (post-RoPE K).
+ * n_head_kv*head_dim floats for V, and K (post-RoPE) transposed per KV head:
+ * [n_head_kv][head_dim][n_ctx_pad], so that attention can score a block of
+ * keys against a block of queries as an outer product (attn_block.h).
  *
  * With kv_type F16 the cache holds fp16-rounded values, and Q and the softmax
  * weights are rounded to fp16 before their products, as in llama.cpp's CPU
@@ -18,6 +20,7 @@
  * model (weights in the map) is borrowed and must outlive the context.
  */
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,15 +32,17 @@
 struct sq_context {
     const sq_model *m;
     int n_ctx, n_batch, n_threads;
+    int n_ctx_pad; /* n_ctx rounded up to SQ_ATTN_KEYS: the row length of the transposed K cache */
     bool kv_f16;
     int n_past;
     sq_threadpool *tp;
     int64_t q_dim, kv_dim;
-    float *kc, *vc;                     /* [n_layer][n_ctx][kv_dim] */
+    float *kt;                          /* [n_layer][n_head_kv][head_dim][n_ctx_pad] */
+    float *vc;                          /* [n_layer][n_ctx][kv_dim] */
     float *x, *xn, *q, *k, *v, *att;    /* [n_batch][...] */
     float *xg;                          /* [n_batch][max(n_embd)] gathered input of shared-permutation products */
     float *g, *u;                       /* [n_batch][n_ff] */
-    float *scores;                      /* [n_threads][n_ctx] attention scores */
+    float *scores;                      /* [n_threads][SQ_ATTN_ROWS][n_ctx_pad] attention scores */
     void *work;
     size_t work_size;
     float *logits;
@@ -47,44 +52,61 @@ struct sq_context {
     void *hook_user;
 };
 
-/* ---- attention inner loops (scalar reference; AVX2 when the CPU has it) ---- */
+/* ---- attention (scalar reference; SIMD versions when the CPU has them) ---- */
 
-void sq__attn_scores(const float *q, const float *k, size_t kstride, int n, int hd, float scale, float *out)
+/* sq__attn_block, one row at a time in plain float arithmetic: the scores in
+ * head-dimension order, the softmax as ggml takes it (max subtracted, double
+ * sum, one float reciprocal), the value sum in key order. */
+void sq__attn_block_ref(const sq__attn_block *b)
 {
-    for (int j = 0; j < n; j++) {
-        const float *kr = k + (size_t)j * kstride;
-        float s = 0.0f;
-        for (int d = 0; d < hd; d++) s += q[d] * kr[d];
-        out[j] = s * scale;
-    }
-}
-
-void sq__attn_values(float *out, const float *v, size_t vstride, const float *p, int n, int hd)
-{
-    memset(out, 0, sizeof(float) * (size_t)hd);
-    for (int j = 0; j < n; j++) {
-        const float *vr = v + (size_t)j * vstride;
-        for (int d = 0; d < hd; d++) out[d] += p[j] * vr[d];
+    for (int r = 0; r < b->m; r++) {
+        const int n = b->nk[r];
+        float *s = b->sc + (size_t)r * b->sc_stride;
+        for (int j = 0; j < n; j++) {
+            float acc = 0.0f;
+            for (int d = 0; d < b->hd; d++) acc += b->q[r][d] * b->kt[(size_t)d * b->kt_stride + (size_t)j];
+            s[j] = acc * b->scale;
+        }
+        float mx = -INFINITY;
+        for (int j = 0; j < n; j++)
+            if (s[j] > mx) mx = s[j];
+        double sum = 0.0;
+        for (int j = 0; j < n; j++) {
+            s[j] = expf(s[j] - mx);
+            sum += (double)s[j];
+        }
+        const float inv = (float)(1.0 / sum);
+        for (int j = 0; j < n; j++) s[j] *= inv;
+        if (b->f16) sq__round_fp16(s, n);
+        float *o = b->o[r];
+        memset(o, 0, sizeof(float) * (size_t)b->hd);
+        for (int j = 0; j < n; j++) {
+            const float *vr = b->v + (size_t)j * b->v_stride;
+            for (int d = 0; d < b->hd; d++) o[d] += s[j] * vr[d];
+        }
     }
 }
 
 typedef struct attn_fns {
-    void (*scores)(const float *, const float *, size_t, int, int, float, float *);
-    void (*values)(float *, const float *, size_t, const float *, int, int);
+    void (*block)(const sq__attn_block *);
     void (*round)(float *, int64_t);
+    void (*swiglu)(const float *, const float *, float *, int64_t);
 } attn_fns;
 
-/* The attention kernels to use: AVX2+FMA+F16C ones when the CPU has them and
- * the block kernels are not forced to scalar (SQ_FORCE_SCALAR). */
+/* The attention kernels (and SwiGLU) to use: the AVX-512 or AVX2+FMA+F16C ones when the
+ * CPU has them and the block kernels are not forced to scalar (SQ_FORCE_SCALAR). */
 static attn_fns pick_fns(void)
 {
-    attn_fns f = {sq__attn_scores, sq__attn_values, sq__round_fp16};
+    attn_fns f = {sq__attn_block_ref, sq__round_fp16, sq__swiglu};
 #if defined(__x86_64__)
     /* sq_blocks_isa() >= AVX2 already means AVX2 + FMA + F16C (dispatch.c). */
     if (sq_blocks_isa() >= SQ_ISA_AVX2) {
-        f.scores = sq__attn_scores_avx2;
-        f.values = sq__attn_values_avx2;
+        f.block = sq__attn_block_avx2;
         f.round = sq__round_fp16_avx2;
+    }
+    if (sq_blocks_isa() >= SQ_ISA_AVX512) {
+        f.block = sq__attn_block_avx512;
+        f.swiglu = sq__swiglu_avx512;
     }
 #endif
     return f;
@@ -140,6 +162,7 @@ sq_status sq_context_create(const sq_model *m, const sq_context_params *pp, sq_c
     c->kv_f16 = p.kv_type == SQ_TYPE_F16;
     c->q_dim = hp->n_head * hp->head_dim;
     c->kv_dim = hp->n_head_kv * hp->head_dim;
+    c->n_ctx_pad = (p.n_ctx + SQ_ATTN_KEYS - 1) / SQ_ATTN_KEYS * SQ_ATTN_KEYS;
     c->tp = p.n_threads > 1 ? sq_threadpool_create(p.n_threads) : NULL;
     if (p.n_threads > 1 && !c->tp) {
         free(c);
@@ -148,7 +171,7 @@ sq_status sq_context_create(const sq_model *m, const sq_context_params *pp, sq_c
     c->n_threads = c->tp ? sq_threadpool_n_threads(c->tp) : 1;
     const size_t B = (size_t)c->n_batch, F = sizeof(float);
     const size_t kv_bytes = (size_t)hp->n_layer * (size_t)c->n_ctx * (size_t)c->kv_dim * F;
-    c->kc = zalloc(kv_bytes);
+    c->kt = zalloc((size_t)hp->n_layer * (size_t)c->n_ctx_pad * (size_t)c->kv_dim * F);
     c->vc = zalloc(kv_bytes);
     c->x = zalloc(B * (size_t)hp->n_embd * F);
     c->xn = zalloc(B * (size_t)hp->n_embd * F);
@@ -159,10 +182,10 @@ sq_status sq_context_create(const sq_model *m, const sq_context_params *pp, sq_c
     c->att = zalloc(B * (size_t)c->q_dim * F);
     c->g = zalloc(B * (size_t)hp->n_ff * F);
     c->u = zalloc(B * (size_t)hp->n_ff * F);
-    c->scores = zalloc((size_t)c->n_threads * (size_t)c->n_ctx * F);
+    c->scores = zalloc((size_t)c->n_threads * SQ_ATTN_ROWS * (size_t)c->n_ctx_pad * F);
     c->work_size = max_work(m, c->n_batch);
     c->work = zalloc(c->work_size);
-    if (!c->kc || !c->vc || !c->x || !c->xn || !c->xg || !c->q || !c->k || !c->v || !c->att || !c->g || !c->u || !c->scores ||
+    if (!c->kt || !c->vc || !c->x || !c->xn || !c->xg || !c->q || !c->k || !c->v || !c->att || !c->g || !c->u || !c->scores ||
         !c->work) {
         sq_context_free(c);
         return sq_error_set(err, SQ_ENOMEM, "out of memory for a context of %d tokens (KV cache %zu bytes)",
@@ -176,7 +199,7 @@ void sq_context_free(sq_context *c)
 {
     if (!c) return;
     sq_threadpool_free(c->tp);
-    sq_aligned_free(c->kc);
+    sq_aligned_free(c->kt);
     sq_aligned_free(c->vc);
     sq_aligned_free(c->x);
     sq_aligned_free(c->xn);
@@ -226,45 +249,54 @@ typedef struct attn_job {
     int64_t layer;
     int nb, pos0;
     attn_fns f;
+    int qb, hb;          /* a task: qb tokens × hb heads of one KV head's group */
+    int64_t n_qblk, n_hblk, n_tasks;
+    atomic_llong next;   /* next task to take */
 } attn_job;
 
-/* One thread's share of causal grouped-query attention: tasks (query token,
- * head) are dealt round-robin. Each task scores the cached keys 0..pos
- * (q·k / sqrt(head_dim)), takes the softmax as ggml does (max subtracted,
- * double sum, one float reciprocal), and sums the values weighted by it. */
+/* Causal grouped-query attention, a block of query rows at a time: a task is
+ * (query tokens [i0, i0+qb), heads [h0, h0+hb) of one KV head's group), at
+ * most SQ_ATTN_ROWS rows that share their keys and values. Threads take tasks
+ * from a shared counter, the late tokens (the longest prefixes) first. */
 static void attention_worker(void *ctx, int ith, int nth)
 {
+    (void)nth;
     attn_job *J = ctx;
     sq_context *c = J->c;
     const sq_hparams *hp = &c->m->hp;
     const int hd = (int)hp->head_dim;
     const int64_t group = hp->n_head / hp->n_head_kv;
-    const float scale = 1.0f / sqrtf((float)hd);
-    const float *kl = c->kc + (size_t)J->layer * (size_t)c->n_ctx * (size_t)c->kv_dim;
+    const float *ktl = c->kt + (size_t)J->layer * (size_t)hp->n_head_kv * (size_t)hd * (size_t)c->n_ctx_pad;
     const float *vl = c->vc + (size_t)J->layer * (size_t)c->n_ctx * (size_t)c->kv_dim;
-    const bool f16 = c->kv_f16;
-    const int64_t n_tasks = (int64_t)J->nb * hp->n_head;
-    for (int64_t t = ith; t < n_tasks; t += nth) {
-        const int i = (int)(t / hp->n_head);
-        const int64_t h = t % hp->n_head;
-        const int64_t kvh = h / group;
-        const int pos = J->pos0 + i;
-        const float *q = c->q + (size_t)i * (size_t)c->q_dim + (size_t)h * (size_t)hd;
-        float *sc = c->scores + (size_t)ith * (size_t)c->n_ctx;
-        J->f.scores(q, kl + (size_t)kvh * (size_t)hd, (size_t)c->kv_dim, pos + 1, hd, scale, sc);
-        float mx = -INFINITY;
-        for (int j = 0; j <= pos; j++)
-            if (sc[j] > mx) mx = sc[j];
-        double sum = 0.0;
-        for (int j = 0; j <= pos; j++) {
-            sc[j] = expf(sc[j] - mx);
-            sum += (double)sc[j];
-        }
-        const float inv = (float)(1.0 / sum);
-        for (int j = 0; j <= pos; j++) sc[j] *= inv;
-        if (f16) J->f.round(sc, pos + 1);
-        float *o = c->att + (size_t)i * (size_t)c->q_dim + (size_t)h * (size_t)hd;
-        J->f.values(o, vl + (size_t)kvh * (size_t)hd, (size_t)c->kv_dim, sc, pos + 1, hd);
+    sq__attn_block b;
+    memset(&b, 0, sizeof b);
+    b.hd = hd;
+    b.kt_stride = (size_t)c->n_ctx_pad;
+    b.v_stride = (size_t)c->kv_dim;
+    b.scale = 1.0f / sqrtf((float)hd);
+    b.f16 = c->kv_f16;
+    b.sc = c->scores + (size_t)ith * SQ_ATTN_ROWS * (size_t)c->n_ctx_pad;
+    b.sc_stride = (size_t)c->n_ctx_pad;
+    for (;;) {
+        const int64_t t = atomic_fetch_add_explicit(&J->next, 1, memory_order_relaxed);
+        if (t >= J->n_tasks) break;
+        const int64_t per_qblk = hp->n_head_kv * J->n_hblk;
+        const int i0 = (int)(J->n_qblk - 1 - t / per_qblk) * J->qb;
+        const int64_t kvh = (t % per_qblk) / J->n_hblk;
+        const int64_t h0 = kvh * group + (t % J->n_hblk) * J->hb;
+        const int i1 = i0 + J->qb < J->nb ? i0 + J->qb : J->nb;
+        const int64_t h1 = h0 + J->hb < (kvh + 1) * group ? h0 + J->hb : (kvh + 1) * group;
+        b.m = 0;
+        for (int i = i0; i < i1; i++)
+            for (int64_t h = h0; h < h1; h++, b.m++) {
+                const size_t off = (size_t)i * (size_t)c->q_dim + (size_t)h * (size_t)hd;
+                b.q[b.m] = c->q + off;
+                b.o[b.m] = c->att + off;
+                b.nk[b.m] = J->pos0 + i + 1;
+            }
+        b.kt = ktl + (size_t)kvh * (size_t)hd * (size_t)c->n_ctx_pad;
+        b.v = vl + (size_t)kvh * (size_t)hd;
+        J->f.block(&b);
     }
 }
 
@@ -292,6 +324,78 @@ static const float *gather_shared(sq_context *c, const int32_t *perm, const floa
     return c->xg;
 }
 
+/* Appends the batch's K (transposed per KV head) and V rows of layer l to
+ * the cache at positions pos0... */
+static void store_kv(sq_context *c, int64_t l, int nb, int pos0)
+{
+    const int64_t n_kv = c->m->hp.n_head_kv, hd = c->m->hp.head_dim;
+    float *ktl = c->kt + (size_t)l * (size_t)n_kv * (size_t)hd * (size_t)c->n_ctx_pad;
+    for (int64_t e = 0; e < n_kv * hd; e++) {
+        float *dst = ktl + (size_t)e * (size_t)c->n_ctx_pad + (size_t)pos0;
+        for (int i = 0; i < nb; i++) dst[i] = c->k[(size_t)i * (size_t)c->kv_dim + (size_t)e];
+    }
+    float *vl = c->vc + ((size_t)l * (size_t)c->n_ctx + (size_t)pos0) * (size_t)c->kv_dim;
+    memcpy(vl, c->v, sizeof(float) * (size_t)nb * (size_t)c->kv_dim);
+}
+
+/* The per-token elementwise stages of a layer, split by tokens across the
+ * pool for a batch (each token's arithmetic is the same as on one thread). */
+enum tok_stage { STAGE_NORM, STAGE_ADD_NORM, STAGE_ROPE, STAGE_SWIGLU };
+
+typedef struct tok_job {
+    sq_context *c;
+    enum tok_stage stage;
+    int nb, pos0;
+    const float *norm; /* STAGE_NORM / STAGE_ADD_NORM: the norm's weights */
+    attn_fns f;
+} tok_job;
+
+static void tok_worker(void *ctx, int ith, int nth)
+{
+    tok_job *J = ctx;
+    sq_context *c = J->c;
+    const sq_hparams *hp = &c->m->hp;
+    const int64_t E = hp->n_embd;
+    const int i0 = (int)((int64_t)J->nb * ith / nth), i1 = (int)((int64_t)J->nb * (ith + 1) / nth);
+    for (int i = i0; i < i1; i++) {
+        float *x = c->x + (size_t)i * (size_t)E, *xn = c->xn + (size_t)i * (size_t)E;
+        switch (J->stage) {
+        case STAGE_ADD_NORM:
+            for (int64_t e = 0; e < E; e++) x[e] += xn[e];
+            /* fall through */
+        case STAGE_NORM: sq__rmsnorm(x, J->norm, xn, E, hp->rms_eps); break;
+        case STAGE_ROPE: {
+            float *q = c->q + (size_t)i * (size_t)c->q_dim, *k = c->k + (size_t)i * (size_t)c->kv_dim;
+            sq__rope(q, (int)hp->n_head, (int)hp->head_dim, (int)hp->n_rot, J->pos0 + i, hp->rope_base,
+                     hp->rope_scale, c->m->rope_freqs);
+            sq__rope(k, (int)hp->n_head_kv, (int)hp->head_dim, (int)hp->n_rot, J->pos0 + i, hp->rope_base,
+                     hp->rope_scale, c->m->rope_freqs);
+            if (c->kv_f16) {
+                J->f.round(q, c->q_dim);
+                J->f.round(k, c->kv_dim);
+                J->f.round(c->v + (size_t)i * (size_t)c->kv_dim, c->kv_dim);
+            }
+            break;
+        }
+        case STAGE_SWIGLU: {
+            float *g = c->g + (size_t)i * (size_t)hp->n_ff;
+            J->f.swiglu(g, c->u + (size_t)i * (size_t)hp->n_ff, g, hp->n_ff);
+            break;
+        }
+        }
+    }
+}
+
+/* Runs one stage over the batch: on the pool for a batch, inline for a token. */
+static void tok_stage(sq_context *c, enum tok_stage stage, int nb, int pos0, const float *norm, attn_fns f)
+{
+    tok_job J = {c, stage, nb, pos0, norm, f};
+    if (nb >= 8 && c->tp)
+        sq_threadpool_run(c->tp, tok_worker, &J);
+    else
+        tok_worker(&J, 0, 1);
+}
+
 /* Runs nb tokens at positions pos0.. through the model; writes logits of
  * tokens out_from..nb-1 to logits (row-major, n_vocab each). */
 static sq_status forward_batch(sq_context *c, const int32_t *tok, int nb, int pos0, int out_from, float *logits,
@@ -307,29 +411,25 @@ static sq_status forward_batch(sq_context *c, const int32_t *tok, int nb, int po
 
     for (int64_t l = 0; l < hp->n_layer; l++) {
         const sq__layer *L = &m->layers[l];
-        for (int i = 0; i < nb; i++)
-            sq__rmsnorm(c->x + (size_t)i * (size_t)E, L->attn_norm, c->xn + (size_t)i * (size_t)E, E, hp->rms_eps);
+        /* the residual of the previous layer's FFN is added here, before the norm */
+        tok_stage(c, l == 0 ? STAGE_NORM : STAGE_ADD_NORM, nb, pos0, L->attn_norm, f);
         const float *qin = gather_shared(c, L->qkv_perm, c->xn, nb);
         if ((st = mm(c, &L->wq, qin, c->xn, nb, c->q, "attn_q", l, err))) return st;
         if ((st = mm(c, &L->wk, qin, c->xn, nb, c->k, "attn_k", l, err))) return st;
         if ((st = mm(c, &L->wv, qin, c->xn, nb, c->v, "attn_v", l, err))) return st;
-        for (int i = 0; i < nb; i++) {
-            sq__rope(c->q + (size_t)i * (size_t)c->q_dim, (int)hp->n_head, (int)hp->head_dim, (int)hp->n_rot,
-                     pos0 + i, hp->rope_base, hp->rope_scale, m->rope_freqs);
-            sq__rope(c->k + (size_t)i * (size_t)c->kv_dim, (int)hp->n_head_kv, (int)hp->head_dim, (int)hp->n_rot,
-                     pos0 + i, hp->rope_base, hp->rope_scale, m->rope_freqs);
-        }
-        if (c->kv_f16) {
-            f.round(c->q, (int64_t)nb * c->q_dim);
-            f.round(c->k, (int64_t)nb * c->kv_dim);
-            f.round(c->v, (int64_t)nb * c->kv_dim);
-        }
-        float *kl = c->kc + ((size_t)l * (size_t)c->n_ctx + (size_t)pos0) * (size_t)c->kv_dim;
-        float *vl = c->vc + ((size_t)l * (size_t)c->n_ctx + (size_t)pos0) * (size_t)c->kv_dim;
-        memcpy(kl, c->k, sizeof(float) * (size_t)nb * (size_t)c->kv_dim);
-        memcpy(vl, c->v, sizeof(float) * (size_t)nb * (size_t)c->kv_dim);
+        tok_stage(c, STAGE_ROPE, nb, pos0, NULL, f);
+        store_kv(c, l, nb, pos0);
 
-        attn_job J = {c, l, nb, pos0, f};
+        attn_job J;
+        memset(&J, 0, sizeof J);
+        J.c = c, J.layer = l, J.nb = nb, J.pos0 = pos0, J.f = f;
+        const int64_t group = hp->n_head / hp->n_head_kv;
+        J.hb = group < SQ_ATTN_ROWS ? (int)group : SQ_ATTN_ROWS;
+        J.qb = SQ_ATTN_ROWS / J.hb;
+        J.n_qblk = (nb + J.qb - 1) / J.qb;
+        J.n_hblk = (group + J.hb - 1) / J.hb;
+        J.n_tasks = J.n_qblk * hp->n_head_kv * J.n_hblk;
+        atomic_init(&J.next, 0);
         /* small attention (a generated token with a short context): not worth waking the pool */
         if ((double)nb * (double)hp->n_head * (double)(pos0 + nb) * (double)hp->head_dim < 1e6)
             attention_worker(&J, 0, 1);
@@ -337,17 +437,15 @@ static sq_status forward_batch(sq_context *c, const int32_t *tok, int nb, int po
             sq_threadpool_run(c->tp, attention_worker, &J);
 
         if ((st = mm(c, &L->wo, c->att, c->att, nb, c->xn, "attn_output", l, err))) return st;
-        for (int64_t i = 0; i < (int64_t)nb * E; i++) c->x[i] += c->xn[i];
-
-        for (int i = 0; i < nb; i++)
-            sq__rmsnorm(c->x + (size_t)i * (size_t)E, L->ffn_norm, c->xn + (size_t)i * (size_t)E, E, hp->rms_eps);
+        tok_stage(c, STAGE_ADD_NORM, nb, pos0, L->ffn_norm, f);
         const float *fin = gather_shared(c, L->gu_perm, c->xn, nb);
         if ((st = mm(c, &L->gate, fin, c->xn, nb, c->g, "ffn_gate", l, err))) return st;
         if ((st = mm(c, &L->up, fin, c->xn, nb, c->u, "ffn_up", l, err))) return st;
-        sq__swiglu(c->g, c->u, c->g, (int64_t)nb * hp->n_ff);
+        tok_stage(c, STAGE_SWIGLU, nb, pos0, NULL, f);
         if ((st = mm(c, &L->down, c->g, c->g, nb, c->xn, "ffn_down", l, err))) return st;
-        for (int64_t i = 0; i < (int64_t)nb * E; i++) c->x[i] += c->xn[i];
     }
+    /* the last FFN's residual */
+    for (int64_t i = 0; i < (int64_t)nb * E; i++) c->x[i] += c->xn[i];
 
     if (out_from < nb) {
         for (int i = out_from; i < nb; i++)

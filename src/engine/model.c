@@ -361,7 +361,8 @@ sq_status sq_model_load(const char *path, sq_model **out, sq_error *err)
 {
     *out = NULL;
     sq_gguf *g = NULL;
-    sq_status st = sq_gguf_open(path, &g, err);
+    /* a split model (NAME-00001-of-0000N.gguf) loads whole, as in llama.cpp */
+    sq_status st = sq_gguf_open_model(path, &g, err);
     if (st) return st;
     return sq_model_from_gguf(g, out, err);
 }

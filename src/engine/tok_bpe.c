@@ -106,15 +106,10 @@ void sq__bpe_tokenize(const sq_vocab *v, const char *text, size_t len, sq__tok_o
         if (h.oom) goto oom;
         for (int32_t i = 0; n > 0 && i != -1; i = sym[i].next) bpe_emit(v, w, &sym[i], out);
     }
-    free(h.a);
-    free(sym);
-    free(w);
-    free(scratch);
-    free(lens);
-    free(cps);
-    return;
+    goto done;
 oom:
     out->oom = true;
+done:
     free(h.a);
     free(sym);
     free(w);

@@ -189,3 +189,13 @@ done:
     free(types);
     return st;
 }
+
+sq_status sq_vocab_load_file(const char *path, sq_vocab **out, sq_error *err)
+{
+    *out = NULL;
+    sq_gguf *g = NULL;
+    sq_status st = sq_gguf_open_model(path, &g, err);
+    if (st == SQ_OK && (st = sq_vocab_load_gguf(g, out, err)) != SQ_OK) sq_error_prefix(err, "%s", path);
+    sq_gguf_close(g);
+    return st;
+}

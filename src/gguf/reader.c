@@ -39,6 +39,8 @@ size_t sq__gguf_fixed_size(uint32_t type)
     }
 }
 
+size_t sq_gguf_type_size(sq_gguf_type t) { return sq__gguf_fixed_size((uint32_t)t); }
+
 size_t sq__gguf_min_size(uint32_t type)
 {
     if (type == SQ_GGUF_STRING) return 8;
@@ -222,24 +224,26 @@ static sq_status __attribute__((format(printf, 4, 5))) fail_at(parser *ps, sq_st
 
 static uint64_t left(const parser *ps) { return ps->size - ps->pos; }
 
+/* Checks that `what` (n bytes) is inside the file before it is read. */
+static sq_status need(parser *ps, uint64_t n, const char *what)
+{
+    if (left(ps) >= n) return SQ_OK;
+    return fail_at(ps, SQ_EFORMAT, ps->pos, "truncated: %s needs %llu bytes, %llu left", what, (unsigned long long)n,
+                   (unsigned long long)left(ps));
+}
+
 static sq_status rd_u32(parser *ps, uint32_t *v, const char *what)
 {
-    if (left(ps) < 4)
-        return fail_at(ps, SQ_EFORMAT, ps->pos, "truncated: %s needs 4 bytes, %llu left", what,
-                       (unsigned long long)left(ps));
-    *v = sq__le32(ps->p + ps->pos);
-    ps->pos += 4;
-    return SQ_OK;
+    sq_status st = need(ps, 4, what);
+    if (st == SQ_OK) *v = sq__le32(ps->p + ps->pos), ps->pos += 4;
+    return st;
 }
 
 static sq_status rd_u64(parser *ps, uint64_t *v, const char *what)
 {
-    if (left(ps) < 8)
-        return fail_at(ps, SQ_EFORMAT, ps->pos, "truncated: %s needs 8 bytes, %llu left", what,
-                       (unsigned long long)left(ps));
-    *v = sq__le64(ps->p + ps->pos);
-    ps->pos += 8;
-    return SQ_OK;
+    sq_status st = need(ps, 8, what);
+    if (st == SQ_OK) *v = sq__le64(ps->p + ps->pos), ps->pos += 8;
+    return st;
 }
 
 /* Reads a GGUF string (u64 length + bytes): *off is the first byte. */
@@ -356,6 +360,20 @@ static sq_status walk_value(parser *ps, uint32_t type, int depth, sq__gguf_kv *k
 }
 
 /* Walks the whole header once (pass 1 or 2, per ps->fill). */
+/* Reads the name of key or tensor i (a length-prefixed string), checks it,
+ * and makes it the context of later messages: "tensor 3 'blk.0.attn_q.weight'". */
+static sq_status rd_name(parser *ps, const char *kind, const char *what, int64_t i, uint64_t *len, uint64_t *off)
+{
+    const uint64_t at = ps->pos;
+    snprintf(ps->ctx, sizeof ps->ctx, "%s %lld", kind, (long long)i);
+    sq_status st = rd_str(ps, len, off, what);
+    if (!st) st = check_name(ps, at, *len, *off, what);
+    if (!st)
+        snprintf(ps->ctx, sizeof ps->ctx, "%s %lld '%.*s%s'", kind, (long long)i, (int)(*len > 200 ? 200 : *len),
+                 (const char *)ps->p + *off, *len > 200 ? "..." : "");
+    return st;
+}
+
 static sq_status walk_header(parser *ps)
 {
     sq_gguf *g = ps->g;
@@ -367,11 +385,7 @@ static sq_status walk_header(parser *ps)
     for (int64_t i = 0; i < g->n_kv; i++) {
         const uint64_t at = ps->pos;
         uint64_t klen = 0, koff = 0;
-        snprintf(ps->ctx, sizeof ps->ctx, "key %lld", (long long)i);
-        if ((st = rd_str(ps, &klen, &koff, "key"))) return st;
-        if ((st = check_name(ps, at, klen, koff, "key"))) return st;
-        snprintf(ps->ctx, sizeof ps->ctx, "key %lld '%.*s%s'", (long long)i, (int)(klen > 200 ? 200 : klen),
-                 (const char *)ps->p + koff, klen > 200 ? "..." : "");
+        if ((st = rd_name(ps, "key", "key", i, &klen, &koff))) return st;
         uint32_t type = 0;
         if ((st = rd_u32(ps, &type, "value type"))) return st;
         if (type >= SQ_GGUF_TYPE_COUNT) return fail_at(ps, SQ_EFORMAT, ps->pos - 4, "unknown value type %u", type);
@@ -403,11 +417,7 @@ static sq_status walk_header(parser *ps)
     for (int64_t i = 0; i < g->n_tensors; i++) {
         const uint64_t at = ps->pos;
         uint64_t nlen = 0, noff = 0;
-        snprintf(ps->ctx, sizeof ps->ctx, "tensor %lld", (long long)i);
-        if ((st = rd_str(ps, &nlen, &noff, "tensor name"))) return st;
-        if ((st = check_name(ps, at, nlen, noff, "tensor name"))) return st;
-        snprintf(ps->ctx, sizeof ps->ctx, "tensor %lld '%.*s%s'", (long long)i, (int)(nlen > 200 ? 200 : nlen),
-                 (const char *)ps->p + noff, nlen > 200 ? "..." : "");
+        if ((st = rd_name(ps, "tensor", "tensor name", i, &nlen, &noff))) return st;
         uint32_t n_dims = 0;
         if ((st = rd_u32(ps, &n_dims, "n_dims"))) return st;
         if (n_dims < 1 || n_dims > SQ_GGUF_MAX_DIMS)
@@ -449,7 +459,7 @@ static sq_status walk_header(parser *ps)
 
 /* ---- hashing (FNV-1a over a name given in two parts) ---- */
 
-static uint64_t hash2(const char *a, size_t alen, const char *b, size_t blen)
+uint64_t sq__gguf_hash2(const char *a, size_t alen, const char *b, size_t blen)
 {
     uint64_t h = 1469598103934665603ull;
     for (size_t i = 0; i < alen; i++) h = (h ^ (uint8_t)a[i]) * 1099511628211ull;
@@ -460,7 +470,7 @@ static uint64_t hash2(const char *a, size_t alen, const char *b, size_t blen)
 int64_t sq__gguf_find_key2(const sq_gguf *g, const char *a, size_t alen, const char *b, size_t blen)
 {
     if (!g || g->n_kv == 0) return -1;
-    uint64_t s = hash2(a, alen, b, blen) & g->kv_hash_mask;
+    uint64_t s = sq__gguf_hash2(a, alen, b, blen) & g->kv_hash_mask;
     for (;;) {
         const int64_t v = g->kv_hash[s];
         if (v == 0) return -1;
@@ -484,7 +494,7 @@ static sq_status index_keys(parser *ps)
     sq_gguf *g = ps->g;
     for (int64_t i = 0; i < g->n_kv; i++) {
         const sq__gguf_kv *kv = &g->kvs[i];
-        uint64_t s = hash2(kv->key, kv->key_len, "", 0) & g->kv_hash_mask;
+        uint64_t s = sq__gguf_hash2(kv->key, kv->key_len, "", 0) & g->kv_hash_mask;
         while (g->kv_hash[s]) {
             const sq__gguf_kv *o = &g->kvs[g->kv_hash[s] - 1];
             if (o->key_len == kv->key_len && memcmp(o->key, kv->key, kv->key_len) == 0)
@@ -503,7 +513,7 @@ static sq_status index_tensors(parser *ps)
     for (int64_t i = 0; i < g->n_tensors; i++) {
         const sq_gguf_tensor *t = &g->tensors[i];
         const size_t len = strlen(t->name);
-        uint64_t s = hash2(t->name, len, "", 0) & g->t_hash_mask;
+        uint64_t s = sq__gguf_hash2(t->name, len, "", 0) & g->t_hash_mask;
         while (g->t_hash[s]) {
             const int64_t o = g->t_hash[s] - 1;
             if (strcmp(g->tensors[o].name, t->name) == 0)
@@ -759,6 +769,8 @@ sq_status sq_gguf_open(const char *path, sq_gguf **out, sq_error *err)
 void sq_gguf_close(sq_gguf *g)
 {
     if (!g) return;
+    for (int i = 0; i < g->n_shards; i++) sq_gguf_close(g->shards[i]);
+    free(g->shards);
     if (g->mapped) munmap((void *)g->base, (size_t)g->size);
     free(g->block);
     free(g);
@@ -784,7 +796,7 @@ const sq_gguf_tensor *sq_gguf_find_tensor(const sq_gguf *g, const char *name)
 {
     if (!g || !name || g->n_tensors == 0) return NULL;
     const size_t len = strlen(name);
-    uint64_t s = hash2(name, len, "", 0) & g->t_hash_mask;
+    uint64_t s = sq__gguf_hash2(name, len, "", 0) & g->t_hash_mask;
     for (;;) {
         const int64_t v = g->t_hash[s];
         if (v == 0) return NULL;

@@ -46,8 +46,20 @@ struct sq_gguf {
     int64_t *t_hash;
     uint64_t t_hash_mask;
     void *block;           /* the one index allocation */
+    /* A split model (sq_gguf_open_model over gguf-split shards): this handle
+     * owns every shard; its key/value fields above are borrowed from shards[0]
+     * (base, kvs, kv_hash point into that shard), while tensors, tensor_at,
+     * t_hash and tensor_shard live in this handle's own block. NULL / 0 for
+     * an ordinary handle. */
+    struct sq_gguf **shards;
+    int n_shards;
+    int32_t *tensor_shard; /* shard index of each tensor */
     char label[];          /* path or caller's label */
 };
+
+/* FNV-1a hash of a name given in two parts (b may be empty); the hash
+ * tables of keys and tensors use it. */
+uint64_t sq__gguf_hash2(const char *a, size_t alen, const char *b, size_t blen);
 
 /* Index of the key made of two concatenated parts (b may be empty), or -1. */
 int64_t sq__gguf_find_key2(const sq_gguf *g, const char *a, size_t alen, const char *b, size_t blen);

@@ -341,6 +341,11 @@ sq_status sq_gguf_writer_set_u32(sq_gguf_writer *w, const char *key, uint32_t v,
     return set_bytes(w, key, SQ_GGUF_UINT32, &v, 4, err);
 }
 
+sq_status sq_gguf_writer_set_u16(sq_gguf_writer *w, const char *key, uint16_t v, sq_error *err)
+{
+    return set_bytes(w, key, SQ_GGUF_UINT16, &v, 2, err);
+}
+
 sq_status sq_gguf_writer_set_i32(sq_gguf_writer *w, const char *key, int32_t v, sq_error *err)
 {
     return set_bytes(w, key, SQ_GGUF_INT32, &v, 4, err);
@@ -614,9 +619,11 @@ sq_status sq_gguf_writer_write(sq_gguf_writer *w, const void *data, size_t nbyte
     return SQ_OK;
 }
 
-sq_status sq_gguf_writer_finish(sq_gguf_writer *w, sq_error *err)
+/* Everything finish does before the rename: the header when no data was
+ * written, a check that every tensor got all its bytes, flush, fsync, close.
+ * On failure the temporary file is removed (the writer is not freed). */
+static sq_status complete(sq_gguf_writer *w, sq_error *err)
 {
-    if (!w) return sq_error_set(err, SQ_EINVAL, "gguf writer: NULL writer");
     sq_status st = SQ_OK;
     if (w->failed) {
         st = sq_error_set(err, SQ_EIO, "%s: the writer already failed; nothing was written", w->path);
@@ -641,15 +648,46 @@ sq_status sq_gguf_writer_finish(sq_gguf_writer *w, sq_error *err)
         goto fail;
     }
     w->fd = -1;
-    if (rename(w->tmp, w->path) != 0) {
-        st = sq_error_set(err, SQ_EIO, "%s: cannot rename %s onto it: %s", w->path, w->tmp, strerror(errno));
-        goto fail;
-    }
-    temp_unlist(w->tmp);
-    free_writer(w);
     return SQ_OK;
 fail:
     discard(w);
-    free_writer(w);
+    return st;
+}
+
+/* Moves a completed temporary file onto its final name. */
+static sq_status commit(sq_gguf_writer *w, sq_error *err)
+{
+    if (rename(w->tmp, w->path) != 0) {
+        sq_status st = sq_error_set(err, SQ_EIO, "%s: cannot rename %s onto it: %s", w->path, w->tmp, strerror(errno));
+        discard(w);
+        return st;
+    }
+    temp_unlist(w->tmp);
+    return SQ_OK;
+}
+
+sq_status sq_gguf_writer_finish(sq_gguf_writer *w, sq_error *err)
+{
+    if (!w) return sq_error_set(err, SQ_EINVAL, "gguf writer: NULL writer");
+    return sq_gguf_writer_finish_all(&w, 1, err);
+}
+
+sq_status sq_gguf_writer_finish_all(sq_gguf_writer **ws, int n, sq_error *err)
+{
+    sq_status st = SQ_OK;
+    for (int i = 0; i < n && st == SQ_OK; i++)
+        if (ws[i]) st = complete(ws[i], err);
+    int renamed = 0;
+    for (; st == SQ_OK && renamed < n; renamed++)
+        if (ws[renamed]) st = commit(ws[renamed], err);
+    if (st != SQ_OK) {
+        /* all or nothing: the shards already renamed go too */
+        for (int i = 0; i < renamed - 1; i++)
+            if (ws[i]) unlink(ws[i]->path);
+        for (int i = 0; i < n; i++)
+            if (ws[i]) discard(ws[i]);
+    }
+    for (int i = 0; i < n; i++)
+        if (ws[i]) free_writer(ws[i]);
     return st;
 }

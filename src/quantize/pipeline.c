@@ -37,7 +37,12 @@ typedef struct tplan {
     bool in_sq;                           /* the input tensor is a SmarterQuant tensor */
     int32_t *in_perm;                     /* its permutation (owned) or NULL */
     size_t out_row_bytes;
+    char *out_name;                       /* --prune-layers renumbered it: the output name (owned), else NULL */
+    int shard;                            /* output file it goes to (0 unless keep_split) */
 } tplan;
+
+/* The name a tensor gets in the output. */
+static const char *out_name(const tplan *tp) { return tp->out_name ? tp->out_name : tp->t->name; }
 
 typedef struct run {
     const sq_quantize_params *p;
@@ -50,6 +55,12 @@ typedef struct run {
     int n_threads;
     char *sq_text; /* scratch for metadata strings */
     size_t sq_text_cap;
+    char arch[64];          /* general.architecture ("llama" when absent) */
+    int64_t n_layer;        /* ARCH.block_count of the input (0 when absent) */
+    unsigned char *pruned;  /* n_layer flags: layer dropped by --prune-layers; NULL when none is */
+    int64_t n_pruned;       /* layers dropped */
+    int n_files;            /* output files */
+    tplan **by_in;          /* plan entry of each input tensor (NULL: pruned) */
 } run;
 
 static void emit(const run *r, sq_quantize_event_kind kind, const char *text, const sq_quantize_tensor_plan *t)
@@ -90,6 +101,63 @@ static const float *imatrix_of(const run *r, const char *name, int64_t *n)
 static int cmp_tplan(const void *a, const void *b)
 {
     return sq_tensor_order_cmp(((const tplan *)a)->t->name, ((const tplan *)b)->t->name);
+}
+
+/* --keep-split order (llama-quantize's): by shard, then by data offset. */
+static int cmp_tplan_split(const void *a, const void *b)
+{
+    const tplan *x = a, *y = b;
+    if (x->shard != y->shard) return x->shard < y->shard ? -1 : 1;
+    if (x->t->offset != y->t->offset) return x->t->offset < y->t->offset ? -1 : 1;
+    return 0;
+}
+
+/* The layer of a tensor: N of the first "blk.N." in its name, or -1. *at and
+ * *len give where the digits are (for renumbering). */
+static int64_t layer_of(const char *name, size_t *at, size_t *len)
+{
+    for (const char *p = strstr(name, "blk."); p; p = strstr(p + 1, "blk.")) {
+        const char *d = p + 4, *e = d;
+        int64_t v = 0;
+        while (*e >= '0' && *e <= '9' && e - d < 9) v = v * 10 + (*e++ - '0');
+        if (e > d && *e == '.') {
+            *at = (size_t)(d - name);
+            *len = (size_t)(e - d);
+            return v;
+        }
+    }
+    return -1;
+}
+
+/* Layers below `layer` that are pruned: its new number is layer minus that. */
+static int64_t pruned_below(const run *r, int64_t layer)
+{
+    int64_t n = 0;
+    for (int64_t l = 0; l < layer && l < r->n_layer; l++) n += r->pruned[l];
+    return n;
+}
+
+/* Whether the input tensor t is dropped by --prune-layers; when kept and
+ * renumbered, *renamed gets its new name (malloc'd), else NULL. */
+static sq_status prune_tensor(const run *r, const sq_gguf_tensor *t, bool *drop, char **renamed, sq_error *err)
+{
+    *drop = false;
+    *renamed = NULL;
+    size_t at = 0, len = 0;
+    const int64_t l = r->pruned ? layer_of(t->name, &at, &len) : -1;
+    if (l < 0) return SQ_OK;
+    if (l < r->n_layer && r->pruned[l]) {
+        *drop = true;
+        return SQ_OK;
+    }
+    const int64_t nl = l - pruned_below(r, l);
+    if (nl == l) return SQ_OK;
+    const size_t n = strlen(t->name) + 24;
+    char *s = malloc(n);
+    if (!s) return sq_error_set(err, SQ_ENOMEM, "tensor %s: out of memory", t->name);
+    snprintf(s, n, "%.*s%lld%s", (int)at, t->name, (long long)nl, t->name + at + len);
+    *renamed = s;
+    return SQ_OK;
 }
 
 /* An integer hyperparameter ARCH.suffix, or def when absent. */
@@ -254,27 +322,37 @@ static sq_status make_plan(run *r, sq_quantize_stats *stats, sq_error *err)
 {
     const sq_quantize_params *p = r->p;
     sq_status st = SQ_OK;
-    r->n = sq_gguf_n_tensors(r->in);
-    r->tp = calloc((size_t)(r->n ? r->n : 1), sizeof *r->tp);
-    if (!r->tp) return sq_error_set(err, SQ_ENOMEM, "out of memory for the plan of %lld tensors", (long long)r->n);
-    for (int64_t i = 0; i < r->n; i++) {
-        tplan *tp = &r->tp[i];
-        tp->t = sq_gguf_tensor_at(r->in, i);
+    const int64_t n_in = sq_gguf_n_tensors(r->in);
+    r->tp = calloc((size_t)(n_in ? n_in : 1), sizeof *r->tp);
+    r->by_in = calloc((size_t)(n_in ? n_in : 1), sizeof *r->by_in);
+    if (!r->tp || !r->by_in)
+        return sq_error_set(err, SQ_ENOMEM, "out of memory for the plan of %lld tensors", (long long)n_in);
+    r->n = 0;
+    for (int64_t i = 0; i < n_in; i++) {
+        const sq_gguf_tensor *t = sq_gguf_tensor_at(r->in, i);
+        bool drop = false;
+        char *renamed = NULL;
+        if ((st = prune_tensor(r, t, &drop, &renamed, err)) != SQ_OK) return st;
+        if (drop) {
+            stats->n_pruned_tensors++;
+            continue;
+        }
+        tplan *tp = &r->tp[r->n++];
+        tp->t = t;
+        tp->out_name = renamed;
+        tp->shard = r->n_files > 1 ? sq_gguf_tensor_shard(r->in, t) : 0;
         tp->C = tp->t->ne[0];
         tp->rows_per_mat = tp->t->ne[1];
         tp->n_mat = tp->t->ne[2] * tp->t->ne[3];
         tp->rows = tp->rows_per_mat * tp->n_mat;
     }
-    qsort(r->tp, (size_t)r->n, sizeof *r->tp, cmp_tplan);
+    qsort(r->tp, (size_t)r->n, sizeof *r->tp, r->n_files > 1 ? cmp_tplan_split : cmp_tplan);
+    for (int64_t i = 0; i < r->n; i++) r->by_in[sq_gguf_tensor_index(r->in, r->tp[i].t)] = &r->tp[i];
 
-    /* hyperparameters the rules consult */
-    char arch[64] = "llama";
-    sq_gguf_str s;
-    sq_error e2 = {0};
-    if (sq_gguf_find_key(r->in, "general.architecture") >= 0 &&
-        sq_gguf_get_str(r->in, "general.architecture", &s, &e2) == SQ_OK)
-        snprintf(arch, sizeof arch, "%.*s", (int)(s.len < 63 ? s.len : 63), s.ptr);
-    sq_qrules_model hp = {arch, (int)hparam(r->in, arch, "block_count", 0),
+    /* hyperparameters the rules consult (the input's, as llama-quantize: a
+     * pruned model keeps its original layer count here) */
+    const char *arch = r->arch;
+    sq_qrules_model hp = {arch, (int)r->n_layer,
                           (int)hparam(r->in, arch, "attention.head_count", 0),
                           (int)hparam(r->in, arch, "attention.head_count_kv", 0),
                           (int)hparam(r->in, arch, "expert_count", 0)};
@@ -282,7 +360,7 @@ static sq_status make_plan(run *r, sq_quantize_stats *stats, sq_error *err)
                            p->output_tensor_type, p->token_embedding_type, p->overrides, p->n_overrides};
     const char **names = malloc((size_t)(r->n ? r->n : 1) * sizeof *names);
     if (!names) return sq_error_set(err, SQ_ENOMEM, "out of memory");
-    for (int64_t i = 0; i < r->n; i++) names[i] = r->tp[i].t->name;
+    for (int64_t i = 0; i < r->n; i++) names[i] = out_name(&r->tp[i]);
     sq_qrules *rules = NULL;
     st = sq_qrules_create(&rp, &hp, names, r->n, &rules, err);
     free(names);
@@ -295,7 +373,11 @@ static sq_status make_plan(run *r, sq_quantize_stats *stats, sq_error *err)
             if (strcmp(p->sq_tensors[k2].name, nm) == 0)
                 st = sq_error_set(err, SQ_EINVAL, "%s: tensor %s is configured twice",
                                   p->sq_config_label ? p->sq_config_label : "SmarterQuant config", nm);
-        if (st == SQ_OK && !sq_gguf_find_tensor(r->in, nm)) {
+        const sq_gguf_tensor *found = st == SQ_OK ? sq_gguf_find_tensor(r->in, nm) : NULL;
+        if (found && !r->by_in[sq_gguf_tensor_index(r->in, found)])
+            emitf(r, SQ_QEVENT_WARNING, "%s: tensor %s is in a pruned layer; ignored",
+                  p->sq_config_label ? p->sq_config_label : "SmarterQuant config", nm);
+        if (st == SQ_OK && !found) {
             if (p->strict)
                 st = sq_error_set(err, SQ_ENOTFOUND, "%s: tensor %s is not in the model %s (--strict)",
                                   p->sq_config_label ? p->sq_config_label : "SmarterQuant config", nm,
@@ -310,7 +392,7 @@ static sq_status make_plan(run *r, sq_quantize_stats *stats, sq_error *err)
         tplan *tp = &r->tp[i];
         const sq_gguf_tensor *t = tp->t;
         sq_quantize_tensor_plan *pub = &tp->pub;
-        pub->name = t->name;
+        pub->name = out_name(tp);
         pub->index = (int)i + 1;
         pub->count = (int)r->n;
         pub->n_dims = t->n_dims;
@@ -322,7 +404,7 @@ static sq_status make_plan(run *r, sq_quantize_stats *stats, sq_error *err)
         pub->in_smarterquant = t->smarterquant;
 
         sq_qchoice ch;
-        st = sq_qrules_choose(rules, t->name, t->ne, t->type, &ch, err);
+        st = sq_qrules_choose(rules, out_name(tp), t->ne, t->type, &ch, err);
         if (st != SQ_OK) break;
 
         /* importance weights of this tensor, if the file has them */
@@ -539,10 +621,82 @@ static sq_status remove_if_present(run *r, sq_gguf_writer *w, const char *key, s
     return sq_gguf_writer_remove_key(w, key, err);
 }
 
+/* The three keys of spec section 5 for an output SmarterQuant tensor, under
+ * its output name: its permutation (the new one, or the input's when the
+ * tensor is copied) and the segment types really used. */
+static sq_status put_sq_keys(run *r, sq_gguf_writer *w, const tplan *tp, sq_error *err)
+{
+    char key[600];
+    const char *name = out_name(tp);
+    snprintf(key, sizeof key, "%s.smarterquant.enabled", name);
+    sq_status st = sq_gguf_writer_set_bool(w, key, true, err);
+    const int32_t *perm = tp->pub.quantize ? tp->perm : tp->in_perm;
+    sq_format_int_array_json(perm, perm ? tp->C : 0, r->sq_text, r->sq_text_cap);
+    snprintf(key, sizeof key, "%s.smarterquant.permutation", name);
+    if (st == SQ_OK) st = sq_gguf_writer_set_str(w, key, r->sq_text, err);
+    sq_format_types_json(tp->pub.sq_types, r->sq_text, r->sq_text_cap);
+    snprintf(key, sizeof key, "%s.smarterquant.block_types", name);
+    if (st == SQ_OK) st = sq_gguf_writer_set_str(w, key, r->sq_text, err);
+    return st;
+}
+
+/* Whether the input's metadata (copied to the first output file) already
+ * holds the keys of a SmarterQuant tensor copied under its own name. */
+static bool has_sq_keys(const run *r, const tplan *tp)
+{
+    char key[600];
+    snprintf(key, sizeof key, "%s.smarterquant.block_types", tp->t->name);
+    return sq_gguf_find_key(r->in, key) >= 0;
+}
+
+/* split.no / split.count / split.tensors.count of output file k (types as
+ * llama.cpp writes them: u16, u16, i32), moved to the end. */
+static sq_status put_split_keys(const run *r, sq_gguf_writer *w, int k, sq_error *err)
+{
+    sq_status st = unset(w, SQ_GGUF_KEY_SPLIT_NO, err);
+    if (st == SQ_OK) st = sq_gguf_writer_set_u16(w, SQ_GGUF_KEY_SPLIT_NO, (uint16_t)k, err);
+    if (st == SQ_OK) st = unset(w, SQ_GGUF_KEY_SPLIT_COUNT, err);
+    if (st == SQ_OK) st = sq_gguf_writer_set_u16(w, SQ_GGUF_KEY_SPLIT_COUNT, (uint16_t)r->n_files, err);
+    if (st == SQ_OK) st = unset(w, SQ_GGUF_KEY_SPLIT_TENSORS, err);
+    if (st == SQ_OK) st = sq_gguf_writer_set_i32(w, SQ_GGUF_KEY_SPLIT_TENSORS, (int32_t)r->n, err);
+    return st;
+}
+
+/* After --prune-layers: ARCH.block_count becomes the layers left (set as
+ * llama-quantize does: u32, moved to the end), and every ARCH.* array of
+ * numbers with one entry per layer (per-layer head counts, feed-forward
+ * sizes ...) loses the entries of the pruned layers, in place. */
+static sq_status write_pruned_counts(run *r, sq_gguf_writer *w, sq_error *err)
+{
+    char key[160];
+    snprintf(key, sizeof key, "%s.block_count", r->arch);
+    sq_status st = unset(w, key, err);
+    if (st == SQ_OK) st = sq_gguf_writer_set_u32(w, key, (uint32_t)(r->n_layer - r->n_pruned), err);
+    const size_t alen = strlen(r->arch);
+    for (int64_t i = 0; i < sq_gguf_n_kv(r->in) && st == SQ_OK; i++) {
+        const char *k = sq_gguf_key(r->in, i);
+        const size_t es = sq_gguf_type_size(sq_gguf_arr_type(r->in, i));
+        if (sq_gguf_kv_type(r->in, i) != SQ_GGUF_ARRAY || strncmp(k, r->arch, alen) != 0 || k[alen] != '.' || !es ||
+            sq_gguf_arr_n(r->in, i) != (uint64_t)r->n_layer)
+            continue;
+        const unsigned char *src = sq_gguf_arr_data(r->in, i);
+        unsigned char *dst = malloc((size_t)r->n_layer * es);
+        if (!dst) return sq_error_set(err, SQ_ENOMEM, "out of memory");
+        int64_t n = 0;
+        for (int64_t l = 0; l < r->n_layer; l++)
+            if (!r->pruned[l]) memcpy(dst + (size_t)(n++) * es, src + (size_t)l * es, es);
+        st = sq_gguf_writer_set_arr(w, k, sq_gguf_arr_type(r->in, i), dst, (uint64_t)n, err);
+        free(dst);
+    }
+    return st;
+}
+
 /* Metadata as llama-quantize writes it: the input's keys, the split keys
  * dropped, quantization_version and file_type set (in that order, at the
  * end), the imatrix provenance keys; plus SmarterQuant's three keys per
- * tensor (and the keys of SmarterQuant inputs that become plain removed). */
+ * tensor (and the keys of SmarterQuant inputs that become plain removed);
+ * after --prune-layers the new layer count; with several output files the
+ * split keys. This is the first (or only) output file's metadata. */
 static sq_status write_metadata(run *r, sq_gguf_writer *w, sq_error *err)
 {
     const sq_quantize_params *p = r->p;
@@ -592,33 +746,32 @@ static sq_status write_metadata(run *r, sq_gguf_writer *w, sq_error *err)
             st = sq_gguf_writer_set_u32(w, "quantize.imatrix.chunks_count", (uint32_t)sq_imatrix_chunk_count(r->im),
                                         err);
     }
-    for (int64_t i = 0; i < r->n && st == SQ_OK; i++) {
-        const tplan *tp = &r->tp[i];
-        char key[600];
-        const char *name = tp->t->name;
-        if (tp->pub.smarterquant && tp->pub.quantize) {
-            /* new SmarterQuant tensor: the three keys of spec section 5 */
-            snprintf(key, sizeof key, "%s.smarterquant.enabled", name);
-            st = sq_gguf_writer_set_bool(w, key, true, err);
-            sq_format_int_array_json(tp->perm, tp->perm ? tp->C : 0, r->sq_text, r->sq_text_cap);
-            snprintf(key, sizeof key, "%s.smarterquant.permutation", name);
-            if (st == SQ_OK) st = sq_gguf_writer_set_str(w, key, r->sq_text, err);
-            sq_format_types_json(tp->pub.sq_types, r->sq_text, r->sq_text_cap);
-            snprintf(key, sizeof key, "%s.smarterquant.block_types", name);
-            if (st == SQ_OK) st = sq_gguf_writer_set_str(w, key, r->sq_text, err);
-        } else if (tp->in_sq && !tp->pub.smarterquant) {
-            static const char *const sfx[] = {"enabled", "permutation", "block_types"};
-            for (int k = 0; k < 3 && st == SQ_OK; k++) {
-                snprintf(key, sizeof key, "%s.smarterquant.%s", name, sfx[k]);
-                st = remove_if_present(r, w, key, err);
-            }
+    if (st == SQ_OK && r->pruned) st = write_pruned_counts(r, w, err);
+    /* SmarterQuant keys: first drop those of input tensors that are gone,
+     * renamed or no longer SmarterQuant, then write those of every output
+     * SmarterQuant tensor that the copied keys do not already describe */
+    for (int64_t i = 0; i < sq_gguf_n_tensors(r->in) && st == SQ_OK; i++) {
+        const sq_gguf_tensor *t = sq_gguf_tensor_at(r->in, i);
+        const tplan *tp = r->by_in[i];
+        if (!t->smarterquant || (tp && tp->pub.smarterquant && !tp->out_name)) continue;
+        static const char *const sfx[] = {"enabled", "permutation", "block_types"};
+        for (int k = 0; k < 3 && st == SQ_OK; k++) {
+            char key[600];
+            snprintf(key, sizeof key, "%s.smarterquant.%s", t->name, sfx[k]);
+            st = remove_if_present(r, w, key, err);
         }
     }
+    for (int64_t i = 0; i < r->n && st == SQ_OK; i++) {
+        const tplan *tp = &r->tp[i];
+        if (tp->pub.smarterquant && (tp->pub.quantize || tp->out_name || !has_sq_keys(r, tp)))
+            st = put_sq_keys(r, w, tp, err);
+    }
+    if (st == SQ_OK && r->n_files > 1) st = put_split_keys(r, w, 0, err);
     return st;
 }
 
 /* Converts and writes every tensor in plan order. */
-static sq_status write_tensors(run *r, sq_gguf_writer *w, sq_error *err)
+static sq_status write_tensors(run *r, sq_gguf_writer **ws, sq_error *err)
 {
     sq_status st = SQ_OK;
     void *f32 = NULL, *out = NULL, *imxp = NULL, *scratch = NULL;
@@ -630,6 +783,7 @@ static sq_status write_tensors(run *r, sq_gguf_writer *w, sq_error *err)
 
     for (int64_t i = 0; i < r->n && st == SQ_OK; i++) {
         tplan *tp = &r->tp[i];
+        sq_gguf_writer *w = ws[tp->shard];
         const double t0 = sq_time_now();
         if (!tp->pub.quantize) {
             st = sq_gguf_writer_write(w, tp->t->data, (size_t)tp->t->nbytes, err);
@@ -690,6 +844,85 @@ static sq_status write_tensors(run *r, sq_gguf_writer *w, sq_error *err)
     return st;
 }
 
+/* Output file k > 0 of a --keep-split run: the split keys (the model's
+ * metadata is in the first file only, as llama.cpp's shards have it), plus
+ * the SmarterQuant keys of its own SmarterQuant tensors, so that every shard
+ * is a valid file on its own. */
+static sq_status write_shard_metadata(run *r, sq_gguf_writer *w, int k, sq_error *err)
+{
+    sq_status st = put_split_keys(r, w, k, err);
+    for (int64_t i = 0; i < r->n && st == SQ_OK; i++)
+        if (r->tp[i].shard == k && r->tp[i].pub.smarterquant) st = put_sq_keys(r, w, &r->tp[i], err);
+    return st;
+}
+
+size_t sq_quantize_out_path(char *buf, size_t size, const char *out_path, int i, int n_files)
+{
+    if (n_files <= 1) return (size_t)snprintf(buf, size, "%s", out_path);
+    size_t n = strlen(out_path);
+    if (n > 5 && strcmp(out_path + n - 5, ".gguf") == 0) n -= 5;
+    return (size_t)snprintf(buf, size, "%.*s-%05d-of-%05d.gguf", (int)n, out_path, i + 1, n_files);
+}
+
+/* The names of the output files; none may be a file of the input (a shard)
+ * or the importance matrix. */
+static sq_status make_out_paths(run *r, const char *out_path, char ***out, sq_error *err)
+{
+    char **paths = calloc((size_t)r->n_files, sizeof *paths);
+    if (!paths) return sq_error_set(err, SQ_ENOMEM, "out of memory");
+    *out = paths;
+    for (int k = 0; k < r->n_files; k++) {
+        const size_t n = sq_quantize_out_path(NULL, 0, out_path, k, r->n_files) + 1;
+        if (!(paths[k] = malloc(n))) return sq_error_set(err, SQ_ENOMEM, "out of memory");
+        sq_quantize_out_path(paths[k], n, out_path, k, r->n_files);
+        for (int j = 0; j < sq_gguf_n_shards(r->in); j++) {
+            const char *in = sq_gguf_path(sq_gguf_shard(r->in, j));
+            if (strcmp(in, paths[k]) == 0 || sq_gguf_same_file(in, paths[k]))
+                return sq_error_set(err, SQ_EINVAL, "%s: the output file must differ from the input %s (it would replace it)",
+                                    paths[k], in);
+        }
+        if (r->p->imatrix_path && sq_gguf_same_file(r->p->imatrix_path, paths[k]))
+            return sq_error_set(err, SQ_EINVAL, "%s: the output file must differ from the imatrix %s (it would replace it)",
+                                paths[k], r->p->imatrix_path);
+    }
+    return SQ_OK;
+}
+
+/* The architecture and layer count, and the --prune-layers set checked
+ * against the model: every layer must exist, and one must be left. */
+static sq_status read_model_facts(run *r, sq_error *err)
+{
+    const sq_quantize_params *p = r->p;
+    snprintf(r->arch, sizeof r->arch, "llama");
+    sq_gguf_str s;
+    sq_error e2 = {0};
+    if (sq_gguf_find_key(r->in, "general.architecture") >= 0 &&
+        sq_gguf_get_str(r->in, "general.architecture", &s, &e2) == SQ_OK)
+        snprintf(r->arch, sizeof r->arch, "%.*s", (int)(s.len < 63 ? s.len : 63), s.ptr);
+    r->n_layer = hparam(r->in, r->arch, "block_count", 0);
+    if (p->n_prune_layers <= 0) return SQ_OK;
+    const char *path = sq_gguf_path(r->in);
+    if (r->n_layer <= 0)
+        return sq_error_set(err, SQ_EINVAL, "%s: --prune-layers needs the layer count, but key %s.block_count is missing",
+                            path, r->arch);
+    if (r->n_layer > 1000000)
+        return sq_error_set(err, SQ_EFORMAT, "%s: key %s.block_count is %lld, not a layer count", path, r->arch,
+                            (long long)r->n_layer);
+    if (!(r->pruned = calloc((size_t)r->n_layer, 1))) return sq_error_set(err, SQ_ENOMEM, "out of memory");
+    for (int i = 0; i < p->n_prune_layers; i++) {
+        const int l = p->prune_layers[i];
+        if (l < 0 || l >= r->n_layer)
+            return sq_error_set(err, SQ_EINVAL, "%s: --prune-layers: layer %d does not exist (the model has layers 0 to %lld)",
+                                path, l, (long long)r->n_layer - 1);
+        r->n_pruned += !r->pruned[l];
+        r->pruned[l] = 1;
+    }
+    if (r->n_pruned >= r->n_layer)
+        return sq_error_set(err, SQ_EINVAL, "%s: --prune-layers would remove all %lld layers", path,
+                            (long long)r->n_layer);
+    return SQ_OK;
+}
+
 static int default_threads(void)
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -708,14 +941,15 @@ sq_status sq_quantize_file(const char *in_path, const char *out_path, const sq_q
     if (!p->dry_run && (strcmp(in_path, out_path) == 0 || sq_gguf_same_file(in_path, out_path)))
         return sq_error_set(err, SQ_EINVAL, "%s: the output file must differ from the input %s (it would replace it)",
                             out_path, in_path);
-    if (!p->dry_run && p->imatrix_path && sq_gguf_same_file(p->imatrix_path, out_path))
-        return sq_error_set(err, SQ_EINVAL, "%s: the output file must differ from the imatrix %s (it would replace it)",
-                            out_path, p->imatrix_path);
 
     run r = {.p = p};
-    sq_status st = sq_gguf_open(in_path, &r.in, err);
+    char **out_paths = NULL;
+    sq_status st = sq_gguf_open_model(in_path, &r.in, err);
     if (st != SQ_OK) return st;
-    if (p->imatrix_path) {
+    r.n_files = p->keep_split ? sq_gguf_n_shards(r.in) : 1;
+    stats->n_files = r.n_files;
+    if ((st = read_model_facts(&r, err)) == SQ_OK && !p->dry_run) st = make_out_paths(&r, out_path, &out_paths, err);
+    if (st == SQ_OK && p->imatrix_path) {
         st = sq_imatrix_load(p->imatrix_path, &r.im, err);
         for (int64_t i = 0; st == SQ_OK && i < sq_imatrix_n_entries(r.im); i++)
             r.im_entries += imatrix_allowed(p, sq_imatrix_entry_name(r.im, i));
@@ -746,23 +980,35 @@ sq_status sq_quantize_file(const char *in_path, const char *out_path, const sq_q
         r.sq_text_cap = (size_t)max_c * 12 + 64;
         r.sq_text = malloc(r.sq_text_cap);
         if (!r.sq_text) st = sq_error_set(err, SQ_ENOMEM, "out of memory");
-        sq_gguf_writer *w = NULL;
-        if (st == SQ_OK) st = sq_gguf_writer_open(out_path, &w, err);
-        if (st == SQ_OK) st = write_metadata(&r, w, err);
+        sq_gguf_writer **w = calloc((size_t)r.n_files, sizeof *w);
+        if (st == SQ_OK && !w) st = sq_error_set(err, SQ_ENOMEM, "out of memory");
+        for (int k = 0; k < r.n_files && st == SQ_OK; k++) {
+            st = sq_gguf_writer_open(out_paths[k], &w[k], err);
+            if (st == SQ_OK) st = k == 0 ? write_metadata(&r, w[0], err) : write_shard_metadata(&r, w[k], k, err);
+        }
         for (int64_t i = 0; i < r.n && st == SQ_OK; i++) {
             const tplan *tp = &r.tp[i];
-            st = sq_gguf_writer_add_tensor(w, tp->t->name, tp->t->n_dims, tp->t->ne, tp->pub.out_type,
+            st = sq_gguf_writer_add_tensor(w[tp->shard], out_name(tp), tp->t->n_dims, tp->t->ne, tp->pub.out_type,
                                            tp->pub.out_bytes, err);
         }
         if (st == SQ_OK) st = write_tensors(&r, w, err);
-        if (w) {
-            if (st == SQ_OK) st = sq_gguf_writer_finish(w, err);
-            else sq_gguf_writer_abort(w);
+        if (st == SQ_OK) {
+            st = sq_gguf_writer_finish_all(w, r.n_files, err);
+        } else {
+            for (int k = 0; w && k < r.n_files; k++) sq_gguf_writer_abort(w[k]);
         }
+        free(w);
         if (r.pool) sq_threadpool_free(r.pool);
     }
     stats->seconds = sq_time_now() - t_start;
-    for (int64_t i = 0; r.tp && i < r.n; i++) free(r.tp[i].in_perm);
+    for (int64_t i = 0; r.tp && i < r.n; i++) {
+        free(r.tp[i].in_perm);
+        free(r.tp[i].out_name);
+    }
+    for (int k = 0; out_paths && k < r.n_files; k++) free(out_paths[k]);
+    free(out_paths);
+    free(r.by_in);
+    free(r.pruned);
     free(r.tp);
     free(r.sq_text);
     sq_imatrix_free(r.im);

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "sq/sqtensor.h"
+#include "base/json_kind.h"
 
 /* ------------------------------------------------------------- warnings -- */
 
@@ -268,21 +269,6 @@ static void where(char *buf, size_t n, const char *fname, const sq_config_entry 
     else snprintf(buf, n, "%s: tensor %s", fname, e->name);
 }
 
-static const char *json_kind(const json_t *v)
-{
-    switch (json_typeof(v)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER: return "an integer";
-    case JSON_REAL: return "a real number";
-    case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    case JSON_NULL: return "null";
-    }
-    return "a value";
-}
-
 /* Checks that a type id can be stored in a SmarterQuant segment. */
 static sq_status check_type_id(const char *at, int slot, long long id, sq_error *err)
 {
@@ -305,15 +291,15 @@ static sq_status read_entry(const char *fname, sq_config_entry *e, json_t *v, sq
         if (json_is_array(v))
             return sq_error_set(err, SQ_EFORMAT, "%s: value must be [types, perm], an array of 2, got %zu elements",
                                 at, json_array_size(v));
-        return sq_error_set(err, SQ_EFORMAT, "%s: value must be [types, perm], got %s", at, json_kind(v));
+        return sq_error_set(err, SQ_EFORMAT, "%s: value must be [types, perm], got %s", at, sq__json_kind(v));
     }
     json_t *jt = json_array_get(v, 0), *jp = json_array_get(v, 1);
     if (!json_is_array(jt))
         return sq_error_set(err, SQ_EFORMAT, "%s: types must be an array of four type ids, got %s", at,
-                            json_kind(jt));
+                            sq__json_kind(jt));
     if (!json_is_array(jp))
         return sq_error_set(err, SQ_EFORMAT, "%s: perm must be an array of column indices or [], got %s", at,
-                            json_kind(jp));
+                            sq__json_kind(jp));
     /* types */
     const size_t nt = json_array_size(jt);
     e->enabled = nt == 4;
@@ -329,7 +315,7 @@ static sq_status read_entry(const char *fname, sq_config_entry *e, json_t *v, sq
                                     json_string_value(x));
         } else {
             return sq_error_set(err, SQ_EFORMAT, "%s: types[%zu]: expected a type id or name, got %s", at, i,
-                                json_kind(x));
+                                sq__json_kind(x));
         }
         sq_status st = check_type_id(at, (int)i, id, err);
         if (st != SQ_OK) return st;
@@ -353,7 +339,7 @@ static sq_status read_entry(const char *fname, sq_config_entry *e, json_t *v, sq
             json_t *x = json_array_get(jp, i);
             if (!json_is_integer(x))
                 return sq_error_set(err, SQ_EFORMAT, "%s: perm[%zu]: expected a column index, got %s", at, i,
-                                    json_kind(x));
+                                    sq__json_kind(x));
             const long long val = json_integer_value(x);
             if (val < 0 || val > INT32_MAX)
                 return sq_error_set(err, SQ_ERANGE, "%s: perm[%zu]: column index %lld is out of range", at, i, val);
@@ -396,7 +382,7 @@ sq_status sq_config_parse(const char *text, size_t len, const char *filename, sq
     if (!json_is_object(root)) {
         st = sq_error_set(err, SQ_EFORMAT,
                           "%s: the configuration must be a JSON object (tensor name -> [types, perm]), got %s", fname,
-                          json_kind(root));
+                          sq__json_kind(root));
         goto done;
     }
     const size_t n = json_object_size(root);

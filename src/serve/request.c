@@ -17,6 +17,7 @@
 
 #include "serve_internal.h"
 #include "sq/serve.h"
+#include "base/json_kind.h"
 
 /* Fills an error answer; returns its status so callers can `return sq_serve_error_set(...)`. */
 int sq_serve_error_set(sq_serve_error *e, int status, const char *type, const char *code, const char *param,
@@ -34,26 +35,10 @@ int sq_serve_error_set(sq_serve_error *e, int status, const char *type, const ch
     return status;
 }
 
-/* The JSON type of a value in words, for "wrong type" messages. */
-static const char *json_kind(const json_t *v)
-{
-    switch (json_typeof(v)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER: return "an integer";
-    case JSON_REAL: return "a number";
-    case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    case JSON_NULL: return "null";
-    }
-    return "a value";
-}
-
 static int bad_type(sq_serve_error *e, const char *field, const char *want, const json_t *v)
 {
     return sq_serve_error_set(e, 400, "invalid_request_error", "invalid_type", field,
-                              "field '%s' must be %s, got %s", field, want, json_kind(v));
+                              "field '%s' must be %s, got %s", field, want, sq__json_kind(v));
 }
 
 static int bad_value(sq_serve_error *e, const char *field, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -156,7 +141,7 @@ static int get_prompt(json_t *root, sq_serve_request *r, sq_serve_error *e)
         if (!json_is_integer(t))
             return sq_serve_error_set(e, 400, "invalid_request_error", "invalid_type", "prompt",
                                       "field 'prompt' element %zu must be a token id (an integer), got %s", i,
-                                      json_kind(t));
+                                      sq__json_kind(t));
         json_int_t id = json_integer_value(t);
         if (id < 0 || id > INT32_MAX)
             return sq_serve_error_set(e, 400, "invalid_request_error", "invalid_value", "prompt",
@@ -186,7 +171,7 @@ static int get_content(json_t *m, size_t i, char **out, sq_serve_error *e)
     if (!json_is_array(c))
         return sq_serve_error_set(e, 400, "invalid_request_error", "invalid_type", "messages",
                                   "messages[%zu].content must be a string or an array of text parts, got %s", i,
-                                  json_kind(c));
+                                  sq__json_kind(c));
     sq__buf b = {0};
     size_t np = json_array_size(c);
     for (size_t j = 0; j < np; j++) {
@@ -230,14 +215,14 @@ static int get_messages(json_t *root, sq_serve_request *r, sq_serve_error *e)
         json_t *m = json_array_get(v, i);
         if (!json_is_object(m))
             return sq_serve_error_set(e, 400, "invalid_request_error", "invalid_type", "messages",
-                                      "messages[%zu] must be an object, got %s", i, json_kind(m));
+                                      "messages[%zu] must be an object, got %s", i, sq__json_kind(m));
         json_t *role = json_object_get(m, "role");
         if (!role)
             return sq_serve_error_set(e, 400, "invalid_request_error", "missing_field", "messages",
                                       "messages[%zu] has no 'role'", i);
         if (!json_is_string(role))
             return sq_serve_error_set(e, 400, "invalid_request_error", "invalid_type", "messages",
-                                      "messages[%zu].role must be a string, got %s", i, json_kind(role));
+                                      "messages[%zu].role must be a string, got %s", i, sq__json_kind(role));
         bool known = false;
         for (size_t k = 0; k < sizeof roles / sizeof roles[0]; k++)
             if (strcmp(json_string_value(role), roles[k]) == 0) known = true;
@@ -271,7 +256,7 @@ static int get_stop(json_t *root, sq_serve_request *r, sq_serve_error *e)
         json_t *s = json_array_get(v, i);
         if (!json_is_string(s))
             return sq_serve_error_set(e, 400, "invalid_request_error", "invalid_type", "stop",
-                                      "field 'stop' element %zu must be a string, got %s", i, json_kind(s));
+                                      "field 'stop' element %zu must be a string, got %s", i, sq__json_kind(s));
         if (json_string_length(s) == 0) continue;
         if (!(r->stop[r->n_stop] = dup_json_string(s))) return no_memory(e);
         r->n_stop++;
@@ -285,7 +270,7 @@ static int validate(json_t *root, sq_serve_kind kind, sq_serve_request *r, sq_se
     int st;
     if (!json_is_object(root))
         return sq_serve_error_set(e, 400, "invalid_request_error", "invalid_type", NULL,
-                                  "the request body must be a JSON object, got %s", json_kind(root));
+                                  "the request body must be a JSON object, got %s", sq__json_kind(root));
     json_t *model = field(root, "model");
     if (model) {
         if (!json_is_string(model)) return bad_type(e, "model", "a string", model);

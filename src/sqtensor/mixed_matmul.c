@@ -6,9 +6,11 @@
  * Kernels never allocate: the gathered and quantized activations live in the
  * caller's work buffer (sq_weight_matmul_work_size). Kernels are looked up
  * once per call in the private tables of the blocks module
- * (src/blocks/kernels.h, src/blocks/gemm.h: the same tile kernels sq_matmul
- * uses, called once per run with accumulation), so the loop over chunks
- * calls straight through function pointers with precomputed byte offsets.
+ * (src/blocks/kernels.h, src/blocks/gemm.h: for n > 1 the same tile kernels
+ * sq_matmul uses, called once per run with accumulation; for n = 1 the run
+ * kernel, which walks all runs of several rows and reduces each row once),
+ * so the loop over chunks calls straight through function pointers with
+ * precomputed byte offsets.
  */
 #include <stdatomic.h>
 #include <stdint.h>
@@ -138,14 +140,20 @@ static size_t gather_bytes(const sq_weight *w, int64_t n)
     return w->perm ? align_up((size_t)n * (size_t)w->cols * sizeof(float)) : 0;
 }
 
+/* The work bytes of a mixed product with plan p. */
+static size_t plan_work_size(const sq_weight *w, const sq__plan *p, int64_t n)
+{
+    if (p->uniform) return SQ__ALIGN + gather_bytes(w, n) + sq_matmul_work_size(p->run[0].type, w->cols, n);
+    return SQ__ALIGN + gather_bytes(w, n) + (size_t)n * p->act_row;
+}
+
 size_t sq_weight_matmul_work_size(const sq_weight *w, int64_t n)
 {
     if (!w || n <= 0) return 0;
     if (!w->mixed) return sq_matmul_work_size(w->type, w->cols, n);
     sq__plan p;
     if (!plan_runs(w, &p)) return 0;
-    if (p.uniform) return SQ__ALIGN + gather_bytes(w, n) + sq_matmul_work_size(p.run[0].type, w->cols, n);
-    return SQ__ALIGN + gather_bytes(w, n) + (size_t)n * p.act_row;
+    return plan_work_size(w, &p, n);
 }
 
 /* Shared state of one mixed product. */
@@ -158,7 +166,10 @@ typedef struct sq__mm {
     int64_t n;
     float *Y;
     sq__gemm_fn gemm[4]; /* per run: the SIMD tile kernel, or NULL for the generic one */
-    sq__rows_fn rows[4]; /* per run: the multi-row kernel for n = 1, or NULL (vec_dot per row) */
+    sq__runs_fn runs;    /* n = 1: the run kernel for the runs in krun (NULL: none) */
+    sq__krun krun[4];    /* the runs the run kernel takes */
+    int nkrun;
+    bool in_krun[4];     /* per run: taken by the run kernel (else vec_dot per row) */
     int64_t kp[4];       /* per run: column panel for n > 1 (a multiple of 256) */
     int64_t rb, cb;      /* chunk: rb weight rows x cb activation rows */
     int64_t n_rb, n_chunks;
@@ -190,8 +201,9 @@ static void prepare_task(void *ctx, int ith, int nth)
 
 /* Threads take chunks (rb weight rows x cb activation rows, activation-block
  * major so consecutive chunks share activations) from a shared counter.
- * With one activation row every run is one vec_dot per weight row (the
- * type's best single-column kernel). Otherwise every run is walked in column
+ * With one activation row the run kernel (gemm.h) walks all K-quant runs
+ * of several rows at once and reduces each row once; other runs are one
+ * vec_dot per weight row. Otherwise every run is walked in column
  * panels of kp[i] values (multiples of 256, so offsets are whole segments),
  * one tile-kernel call each: the first call of the chunk stores into Y, the
  * others accumulate. Offsets and kernels come from the plan. */
@@ -213,23 +225,20 @@ static void dot_task(void *ctx, int ith, int nth)
         const char *x = m->act + (size_t)c0 * ab;
         float *y = m->Y + (size_t)c0 * (size_t)R + (size_t)r0;
         if (nc == 1) {
-            /* one activation row: run-major over the chunk's rows (rb rows
-             * of a few hundred bytes stay in L1 between the runs), each run
-             * one multi-row kernel call that stores (first run) or adds into
-             * y; y[r] = ((0 + d0) + d1) + ... as a per-row sum would give.
-             * Without a multi-row kernel, one vec_dot per row. */
+            /* one activation row: the run kernel takes the runs it handles
+             * (all of them, usually) and stores y; every other run is one
+             * vec_dot per row, added. */
+            if (m->nkrun) m->runs(m->krun, m->nkrun, w, rbytes, nr, x, y, false);
+            bool acc = m->nkrun > 0;
             for (int i = 0; i < nrun; i++) {
                 const sq__run *rn = &p->run[i];
-                const bool acc = i > 0;
-                if (m->rows[i]) {
-                    m->rows[i](rn->len, w + rn->w_off, rbytes, nr, x + rn->a_off, y, acc);
-                    continue;
-                }
+                if (m->in_krun[i]) continue;
                 for (int r = 0; r < nr; r++) {
                     const char *wr = w + (size_t)r * rbytes;
                     const float v = rn->unaligned ? dot_unaligned(rn, wr, x) : rn->dot(rn->len, wr + rn->w_off, x + rn->a_off);
                     y[r] = acc ? y[r] + v : v;
                 }
+                acc = true;
             }
             continue;
         }
@@ -291,7 +300,7 @@ sq_status sq_weight_matmul(sq_threadpool *tp, const sq_weight *w, const float *X
     if (!plan_runs(w, &p))
         return sq_error_set(err, SQ_EINVAL, "SmarterQuant matmul: the view's types do not fit %lld columns",
                             (long long)w->cols);
-    const size_t need = sq_weight_matmul_work_size(w, n);
+    const size_t need = plan_work_size(w, &p, n);
     if (work_size < need || (need && !work))
         return sq_error_set(err, SQ_EINVAL, "SmarterQuant matmul: work buffer of %zu bytes, %zu needed", work_size,
                             need);
@@ -319,9 +328,13 @@ sq_status sq_weight_matmul(sq_threadpool *tp, const sq_weight *w, const float *X
     sq__mm m;
     memset(&m, 0, sizeof m);
     m.p = &p, m.w = w, m.X = X, m.Xg = Xg, m.act = (char *)work + gb, m.n = n, m.Y = Y;
+    m.runs = sq__runs_kernel();
     for (int i = 0; i < p.nrun; i++) {
         m.gemm[i] = sq__gemm_kernel(p.run[i].type);
-        m.rows[i] = sq_blocks_isa() == SQ_ISA_AVX512 && !p.run[i].unaligned ? sq__rows_avx512(p.run[i].type) : NULL;
+        if (n == 1 && m.runs && sq__runs_handles(p.run[i].type) && p.run[i].len % SQ_SEGMENT == 0) {
+            m.in_krun[i] = true;
+            m.krun[m.nkrun++] = (sq__krun){ p.run[i].type, p.run[i].len, p.run[i].w_off, p.run[i].a_off };
+        }
         /* as sq_matmul: 4 activation rows of a panel (about 24 KiB) stay in L1 */
         int64_t kp = (int64_t)(24.0 * 1024 / (4.0 * (double)p.run[i].a_seg / SQ_SEGMENT)) / SQ_SEGMENT * SQ_SEGMENT;
         m.kp[i] = kp < SQ_SEGMENT ? SQ_SEGMENT : kp;

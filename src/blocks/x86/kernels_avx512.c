@@ -8,18 +8,11 @@
 #include "simd_conv.h"
 #include "simd_f16gemm.h"
 #include "simd_zmm.h"
+#include "simd_pair512.h"
 
 #define SQ_REGISTER_FN sq__register_avx512
 #define SQ_GEMM_FN sq__gemm_avx512
 #include "simd_register.h"
 
-/* The multi-row matrix-vector kernel of a type (gemm.h), NULL when this
- * build has none for it. */
-sq__rows_fn sq__rows_avx512(int type)
-{
-#ifdef SQ_ZMM_ROWS
-    SQ_ZMM_ROWS(type);
-#endif
-    (void)type;
-    return NULL;
-}
+/* The run kernel (gemm.h). */
+sq__runs_fn sq__runs_avx512(void) { return runs_zmm; }

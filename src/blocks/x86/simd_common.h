@@ -64,6 +64,23 @@ SQ_INLINE float hsum_ps(__m256 v)
     return _mm_cvtss_f32(s);
 }
 
+/* The sums of 4 registers in one __m128 (register r in lane r). */
+SQ_INLINE __m128 hsum4_ps(__m256 a, __m256 b, __m256 c, __m256 d)
+{
+    const __m128 qa = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    const __m128 qb = _mm_add_ps(_mm256_castps256_ps128(b), _mm256_extractf128_ps(b, 1));
+    const __m128 qc = _mm_add_ps(_mm256_castps256_ps128(c), _mm256_extractf128_ps(c, 1));
+    const __m128 qd = _mm_add_ps(_mm256_castps256_ps128(d), _mm256_extractf128_ps(d, 1));
+    return _mm_hadd_ps(_mm_hadd_ps(qa, qb), _mm_hadd_ps(qc, qd));
+}
+
+/* Stores (or adds to) y[0..3] the 4 sums of hsum4_ps. */
+SQ_INLINE void store4_ps(float *y, __m128 s, bool accumulate)
+{
+    if (accumulate) s = _mm_add_ps(s, _mm_loadu_ps(y));
+    _mm_storeu_ps(y, s);
+}
+
 SQ_INLINE int hsum_epi32(__m256i v)
 {
     __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
@@ -121,19 +138,36 @@ SQ_INLINE __m256i bits_to_bytes(uint32_t bits)
 #endif
 }
 
-/* 8 int16 scales (in a 128-bit register) -> for 32-value chunk j of 4 (each
- * with two 16-value groups): int16 lanes 0..7 = scale 2j, lanes 8..15 = scale 2j+1. */
-SQ_INLINE __m256i scale_pair16(__m256i s16x2, int j)
+/* The byte shuffle of scale_pair16 for chunk j (also used by 512-bit kernels,
+ * which repeat it in both halves). */
+SQ_INLINE __m256i scale_pair16_pattern(int j)
 {
-    const __m256i shuf = _mm256_setr_epi8(
+    return _mm256_setr_epi8(
         (char)(4 * j), (char)(4 * j + 1), (char)(4 * j), (char)(4 * j + 1), (char)(4 * j), (char)(4 * j + 1),
         (char)(4 * j), (char)(4 * j + 1), (char)(4 * j), (char)(4 * j + 1), (char)(4 * j), (char)(4 * j + 1),
         (char)(4 * j), (char)(4 * j + 1), (char)(4 * j), (char)(4 * j + 1), (char)(4 * j + 2), (char)(4 * j + 3),
         (char)(4 * j + 2), (char)(4 * j + 3), (char)(4 * j + 2), (char)(4 * j + 3), (char)(4 * j + 2),
         (char)(4 * j + 3), (char)(4 * j + 2), (char)(4 * j + 3), (char)(4 * j + 2), (char)(4 * j + 3),
         (char)(4 * j + 2), (char)(4 * j + 3), (char)(4 * j + 2), (char)(4 * j + 3));
-    return _mm256_shuffle_epi8(s16x2, shuf);
 }
+
+/* Q6_K: the 6-bit values (0..63) of one 128-value half from its 64 ql and
+ * 32 qh bytes, as 4 groups of 32 in value order. */
+SQ_INLINE void q6k_half(const uint8_t *ql, const uint8_t *qhp, __m256i q[4])
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(0x30);
+    const __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
+    const __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+    const __m256i qh = _mm256_loadu_si256((const __m256i *)qhp);
+    q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m3));
+    q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m3));
+    q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(qh, m3));
+    q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(qh, 2), m3));
+}
+
+/* 8 int16 scales (in a 128-bit register) -> for 32-value chunk j of 4 (each
+ * with two 16-value groups): int16 lanes 0..7 = scale 2j, lanes 8..15 = scale 2j+1. */
+SQ_INLINE __m256i scale_pair16(__m256i s16x2, int j) { return _mm256_shuffle_epi8(s16x2, scale_pair16_pattern(j)); }
 
 /* Q4_K / Q5_K: the 8 six-bit scales (out[0..7]) and mins (out[8..15]) of the 12 packed bytes. */
 SQ_INLINE void unpack_k4_scales(const uint8_t *packed, uint8_t out[16])

@@ -374,19 +374,12 @@ SQ_INLINE void store16_scaled_i8(__m128i q, __m256 d, float *y)
 static void deq_q6_K(const void *vx, float *y, int64_t n)
 {
     const blk_q6_K *x = vx;
-    const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(0x30), o32 = _mm256_set1_epi8(32);
+    const __m256i o32 = _mm256_set1_epi8(32);
     for (int64_t i = 0; i < n / 256; i++) {
         const float d = h2f(x[i].d);
         for (int h = 0; h < 2; h++) {
-            const __m256i l0 = _mm256_loadu_si256((const __m256i *)(x[i].ql + 64 * h));
-            const __m256i l1 = _mm256_loadu_si256((const __m256i *)(x[i].ql + 64 * h + 32));
-            const __m256i qh = _mm256_loadu_si256((const __m256i *)(x[i].qh + 32 * h));
             __m256i q[4];
-            q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m3));
-            q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m3));
-            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(qh, m3));
-            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                                   _mm256_and_si256(_mm256_srli_epi16(qh, 2), m3));
+            q6k_half(x[i].ql + 64 * h, x[i].qh + 32 * h, q);
             for (int j = 0; j < 4; j++, y += 32) {
                 const __m256i v = _mm256_sub_epi8(q[j], o32);
                 store16_scaled_i8(_mm256_castsi256_si128(v), _mm256_set1_ps(d * x[i].scales[8 * h + 2 * j]), y);

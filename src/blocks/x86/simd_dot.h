@@ -160,6 +160,17 @@ SQ_INLINE void k_iq4_nl(int64_t n, const void *vw, const void *vx, size_t xs, fl
     SQ_UNROLL for (int c = 0; c < NC; c++) out[c] = hsum_ps(acc[c]);
 }
 
+/* k_T of a 256-value K-quant from its per-block step kb_T. */
+#define SQ_K_FROM_KB(T)                                                                                     \
+    SQ_INLINE void k_##T(int64_t n, const void *vw, const void *vx, size_t xs, float *out, const int NC)    \
+    {                                                                                                       \
+        const blk_##T *w = vw;                                                                              \
+        __m256 acc[MAXNC];                                                                                  \
+        SQ_UNROLL for (int c = 0; c < NC; c++) acc[c] = _mm256_setzero_ps();                                \
+        for (int64_t i = 0; i < n / 256; i++) kb_##T(w, i, vx, xs, acc, NC);                                \
+        SQ_UNROLL for (int c = 0; c < NC; c++) out[c] = hsum_ps(acc[c]);                                    \
+    }
+
 /* Σ_j m_j·(bsums[2j] + bsums[2j+1]) as 8 int32 lanes, for 8 per-32 mins. */
 SQ_INLINE __m256i mins_times_bsums(const int16_t *bsums, __m128i mins8)
 {
@@ -167,85 +178,62 @@ SQ_INLINE __m256i mins_times_bsums(const int16_t *bsums, __m128i mins8)
     return _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)bsums), m16);
 }
 
-/* Q4_K x Q8_K: d·dy·Σ_j sc_j Σ q·y − dmin·dy·Σ_j m_j Σ y over 8 chunks of 32. */
-SQ_INLINE void k_q4_K(int64_t n, const void *vw, const void *vx, size_t xs, float *out, const int NC)
+/* Q4_K x Q8_K: d·dy·Σ_j sc_j Σ q·y − dmin·dy·Σ_j m_j Σ y over 8 chunks of 32
+ * (kb_k4: Q4_K without qh, Q5_K with its fifth bits).
+ * kb_T: one block (w[i]) of one row against NC activation columns, into acc[c]
+ * (the run kernel of kernels_avx2.c uses it with NC = 1 per row); k_T: the
+ * blocks of a row, one reduction per column. */
+SQ_INLINE void kb_k4(const uint8_t *scales, const uint8_t *qs, const uint8_t *qh, uint16_t dh, uint16_t dminh,
+                     int64_t i, const void *vx, size_t xs, __m256 *acc, const int NC)
 {
-    const blk_q4_K *w = vw;
-    const int64_t nb = n / 256;
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
-    __m256 acc[MAXNC];
-    SQ_UNROLL for (int c = 0; c < NC; c++) acc[c] = _mm256_setzero_ps();
-    for (int64_t i = 0; i < nb; i++) {
-        uint8_t sm[16];
-        unpack_k4_scales(w[i].scales, sm);
-        const __m128i mins8 = _mm_loadl_epi64((const __m128i *)(sm + 8));
-        const float d = h2f(w[i].d), dmin = h2f(w[i].dmin);
-        __m256i isum[MAXNC];
-        SQ_UNROLL for (int c = 0; c < NC; c++) isum[c] = _mm256_setzero_si256();
-        for (int p = 0; p < 4; p++) {
-            const __m256i raw = _mm256_loadu_si256((const __m256i *)(w[i].qs + 32 * p));
-            const __m256i lo = _mm256_and_si256(raw, m4);
-            const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
-            const __m256i s_lo = _mm256_set1_epi16(sm[2 * p]), s_hi = _mm256_set1_epi16(sm[2 * p + 1]);
-            SQ_UNROLL for (int c = 0; c < NC; c++) {
-                const blk_q8_K *x = XCOL(blk_q8_K, vx, xs, c) + i;
-                const __m256i y0 = _mm256_loadu_si256((const __m256i *)(x->qs + 64 * p));
-                const __m256i y1 = _mm256_loadu_si256((const __m256i *)(x->qs + 64 * p + 32));
-                isum[c] = dp_s16(isum[c], _mm256_maddubs_epi16(lo, y0), s_lo);
-                isum[c] = dp_s16(isum[c], _mm256_maddubs_epi16(hi, y1), s_hi);
-            }
+    const __m256i m4 = _mm256_set1_epi8(0x0F), b16 = _mm256_set1_epi8(0x10);
+    uint8_t sm[16];
+    unpack_k4_scales(scales, sm);
+    const __m128i mins8 = _mm_loadl_epi64((const __m128i *)(sm + 8));
+    const float d = h2f(dh), dmin = h2f(dminh);
+    const __m256i hbits = qh ? _mm256_loadu_si256((const __m256i *)qh) : _mm256_setzero_si256();
+    __m256i isum[MAXNC];
+    SQ_UNROLL for (int c = 0; c < NC; c++) isum[c] = _mm256_setzero_si256();
+    for (int p = 0; p < 4; p++) {
+        const __m256i raw = _mm256_loadu_si256((const __m256i *)(qs + 32 * p));
+        __m256i lo = _mm256_and_si256(raw, m4);
+        __m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+        if (qh) {
+            /* bit 2p of qh[l] is the fifth bit of value 64p+l, bit 2p+1 of value 64p+32+l */
+            lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(hbits, 2 * p), 4), b16));
+            hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(hbits, 2 * p + 1), 4), b16));
         }
+        const __m256i s_lo = _mm256_set1_epi16(sm[2 * p]), s_hi = _mm256_set1_epi16(sm[2 * p + 1]);
         SQ_UNROLL for (int c = 0; c < NC; c++) {
             const blk_q8_K *x = XCOL(blk_q8_K, vx, xs, c) + i;
-            const __m256i mb = mins_times_bsums(x->bsums, mins8);
-            acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(d * x->d), _mm256_cvtepi32_ps(isum[c]), acc[c]);
-            acc[c] = _mm256_fnmadd_ps(_mm256_set1_ps(dmin * x->d), _mm256_cvtepi32_ps(mb), acc[c]);
+            const __m256i y0 = _mm256_loadu_si256((const __m256i *)(x->qs + 64 * p));
+            const __m256i y1 = _mm256_loadu_si256((const __m256i *)(x->qs + 64 * p + 32));
+            isum[c] = dp_s16(isum[c], _mm256_maddubs_epi16(lo, y0), s_lo);
+            isum[c] = dp_s16(isum[c], _mm256_maddubs_epi16(hi, y1), s_hi);
         }
     }
-    SQ_UNROLL for (int c = 0; c < NC; c++) out[c] = hsum_ps(acc[c]);
+    SQ_UNROLL for (int c = 0; c < NC; c++) {
+        const blk_q8_K *x = XCOL(blk_q8_K, vx, xs, c) + i;
+        const __m256i mb = mins_times_bsums(x->bsums, mins8);
+        acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(d * x->d), _mm256_cvtepi32_ps(isum[c]), acc[c]);
+        acc[c] = _mm256_fnmadd_ps(_mm256_set1_ps(dmin * x->d), _mm256_cvtepi32_ps(mb), acc[c]);
+    }
 }
 
-/* Q5_K x Q8_K: as Q4_K with a fifth bit per value from qh. */
-SQ_INLINE void k_q5_K(int64_t n, const void *vw, const void *vx, size_t xs, float *out, const int NC)
+SQ_INLINE void kb_q4_K(const blk_q4_K *w, int64_t i, const void *vx, size_t xs, __m256 *acc, const int NC)
 {
-    const blk_q5_K *w = vw;
-    const int64_t nb = n / 256;
-    const __m256i m4 = _mm256_set1_epi8(0x0F), b16 = _mm256_set1_epi8(0x10);
-    __m256 acc[MAXNC];
-    SQ_UNROLL for (int c = 0; c < NC; c++) acc[c] = _mm256_setzero_ps();
-    for (int64_t i = 0; i < nb; i++) {
-        uint8_t sm[16];
-        unpack_k4_scales(w[i].scales, sm);
-        const __m128i mins8 = _mm_loadl_epi64((const __m128i *)(sm + 8));
-        const float d = h2f(w[i].d), dmin = h2f(w[i].dmin);
-        const __m256i hbits = _mm256_loadu_si256((const __m256i *)w[i].qh);
-        __m256i isum[MAXNC];
-        SQ_UNROLL for (int c = 0; c < NC; c++) isum[c] = _mm256_setzero_si256();
-        for (int p = 0; p < 4; p++) {
-            const __m256i raw = _mm256_loadu_si256((const __m256i *)(w[i].qs + 32 * p));
-            /* bit 2p of qh[l] is the fifth bit of value 64p+l, bit 2p+1 of value 64p+32+l */
-            const __m256i h0 = _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(hbits, 2 * p), 4), b16);
-            const __m256i h1 = _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(hbits, 2 * p + 1), 4), b16);
-            const __m256i lo = _mm256_or_si256(_mm256_and_si256(raw, m4), h0);
-            const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(raw, 4), m4), h1);
-            const __m256i s_lo = _mm256_set1_epi16(sm[2 * p]), s_hi = _mm256_set1_epi16(sm[2 * p + 1]);
-            SQ_UNROLL for (int c = 0; c < NC; c++) {
-                const blk_q8_K *x = XCOL(blk_q8_K, vx, xs, c) + i;
-                const __m256i y0 = _mm256_loadu_si256((const __m256i *)(x->qs + 64 * p));
-                const __m256i y1 = _mm256_loadu_si256((const __m256i *)(x->qs + 64 * p + 32));
-                isum[c] = dp_s16(isum[c], _mm256_maddubs_epi16(lo, y0), s_lo);
-                isum[c] = dp_s16(isum[c], _mm256_maddubs_epi16(hi, y1), s_hi);
-            }
-        }
-        SQ_UNROLL for (int c = 0; c < NC; c++) {
-            const blk_q8_K *x = XCOL(blk_q8_K, vx, xs, c) + i;
-            const __m256i mb = mins_times_bsums(x->bsums, mins8);
-            acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(d * x->d), _mm256_cvtepi32_ps(isum[c]), acc[c]);
-            acc[c] = _mm256_fnmadd_ps(_mm256_set1_ps(dmin * x->d), _mm256_cvtepi32_ps(mb), acc[c]);
-        }
-    }
-    SQ_UNROLL for (int c = 0; c < NC; c++) out[c] = hsum_ps(acc[c]);
+    kb_k4(w[i].scales, w[i].qs, NULL, w[i].d, w[i].dmin, i, vx, xs, acc, NC);
 }
+
+SQ_K_FROM_KB(q4_K)
+
+/* Q5_K x Q8_K: as Q4_K with a fifth bit per value from qh. */
+SQ_INLINE void kb_q5_K(const blk_q5_K *w, int64_t i, const void *vx, size_t xs, __m256 *acc, const int NC)
+{
+    kb_k4(w[i].scales, w[i].qs, w[i].qh, w[i].d, w[i].dmin, i, vx, xs, acc, NC);
+}
+
+SQ_K_FROM_KB(q5_K)
 
 /* Σ_k sc_k·bsums[k] for 16 signed per-16 scales, as 8 int32 lanes. */
 SQ_INLINE __m256i scales16_times_bsums(const int16_t *bsums, __m256i sc16)
@@ -253,166 +241,140 @@ SQ_INLINE __m256i scales16_times_bsums(const int16_t *bsums, __m256i sc16)
     return _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)bsums), sc16);
 }
 
+/* isum[c] += 32 weight values q (one scale group, scales s per int16 pair)
+ * times the activations at value offset off of block i of column c. */
+SQ_INLINE void kb_group(__m256i *isum, __m256i q, __m256i s, const void *vx, size_t xs, int64_t i, int off,
+                        const int NC)
+{
+    SQ_UNROLL for (int c = 0; c < NC; c++) {
+        const blk_q8_K *x = XCOL(blk_q8_K, vx, xs, c) + i;
+        isum[c] = dp_s16(isum[c], _mm256_maddubs_epi16(q, _mm256_loadu_si256((const __m256i *)(x->qs + off))), s);
+    }
+}
+
+/* Q6_K / Q3_K: acc[c] += d·dy·(isum[c] − 2^shift·Σ_k sc_k·bsum_k), the value
+ * offset (32 or 4) taken off through the bsums. */
+SQ_INLINE void kb_finish_s16(__m256 *acc, const __m256i *isum, __m256i sc16, float d, int shift, const void *vx,
+                             size_t xs, int64_t i, const int NC)
+{
+    SQ_UNROLL for (int c = 0; c < NC; c++) {
+        const blk_q8_K *x = XCOL(blk_q8_K, vx, xs, c) + i;
+        const __m256i corr = _mm256_slli_epi32(scales16_times_bsums(x->bsums, sc16), shift);
+        acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(d * x->d), _mm256_cvtepi32_ps(_mm256_sub_epi32(isum[c], corr)),
+                                 acc[c]);
+    }
+}
+
 /* Q6_K x Q8_K: values 0..63 (offset 32) with a signed scale per 16:
  * d·dy·(Σ_k sc_k Σ q·y − 32·Σ_k sc_k·bsum_k). */
-SQ_INLINE void k_q6_K(int64_t n, const void *vw, const void *vx, size_t xs, float *out, const int NC)
+SQ_INLINE void kb_q6_K(const blk_q6_K *w, int64_t i, const void *vx, size_t xs, __m256 *acc, const int NC)
 {
-    const blk_q6_K *w = vw;
-    const int64_t nb = n / 256;
-    const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(0x30);
-    __m256 acc[MAXNC];
-    SQ_UNROLL for (int c = 0; c < NC; c++) acc[c] = _mm256_setzero_ps();
-    for (int64_t i = 0; i < nb; i++) {
-        const __m128i sc8 = _mm_loadu_si128((const __m128i *)w[i].scales);
-        const __m256i sc16 = _mm256_cvtepi8_epi16(sc8);
-        const float d = h2f(w[i].d);
-        __m256i isum[MAXNC];
-        SQ_UNROLL for (int c = 0; c < NC; c++) isum[c] = _mm256_setzero_si256();
-        for (int h = 0; h < 2; h++) {
-            const __m256i s8x2 = _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16((h ? _mm_unpackhi_epi64(sc8, sc8) : sc8)));
-            const __m256i l0 = _mm256_loadu_si256((const __m256i *)(w[i].ql + 64 * h));
-            const __m256i l1 = _mm256_loadu_si256((const __m256i *)(w[i].ql + 64 * h + 32));
-            const __m256i qh = _mm256_loadu_si256((const __m256i *)(w[i].qh + 32 * h));
-            __m256i q[4];
-            q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m3));
-            q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m3));
-            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(qh, m3));
-            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                                   _mm256_and_si256(_mm256_srli_epi16(qh, 2), m3));
-            for (int j = 0; j < 4; j++) {
-                const __m256i s = scale_pair16(s8x2, j);
-                SQ_UNROLL for (int c = 0; c < NC; c++) {
-                    const blk_q8_K *x = XCOL(blk_q8_K, vx, xs, c) + i;
-                    const __m256i y = _mm256_loadu_si256((const __m256i *)(x->qs + 128 * h + 32 * j));
-                    isum[c] = dp_s16(isum[c], _mm256_maddubs_epi16(q[j], y), s);
-                }
-            }
-        }
-        SQ_UNROLL for (int c = 0; c < NC; c++) {
-            const blk_q8_K *x = XCOL(blk_q8_K, vx, xs, c) + i;
-            const __m256i corr = _mm256_slli_epi32(scales16_times_bsums(x->bsums, sc16), 5);
-            acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(d * x->d), _mm256_cvtepi32_ps(_mm256_sub_epi32(isum[c], corr)),
-                                     acc[c]);
+    const __m128i sc8 = _mm_loadu_si128((const __m128i *)w[i].scales);
+    const __m256i sc16 = _mm256_cvtepi8_epi16(sc8);
+    const float d = h2f(w[i].d);
+    __m256i isum[MAXNC];
+    SQ_UNROLL for (int c = 0; c < NC; c++) isum[c] = _mm256_setzero_si256();
+    for (int h = 0; h < 2; h++) {
+        const __m256i s8x2 = _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16((h ? _mm_unpackhi_epi64(sc8, sc8) : sc8)));
+        __m256i q[4];
+        q6k_half(w[i].ql + 64 * h, w[i].qh + 32 * h, q);
+        for (int j = 0; j < 4; j++) {
+            const __m256i s = scale_pair16(s8x2, j);
+            kb_group(isum, q[j], s, vx, xs, i, 128 * h + 32 * j, NC);
         }
     }
-    SQ_UNROLL for (int c = 0; c < NC; c++) out[c] = hsum_ps(acc[c]);
+    kb_finish_s16(acc, isum, sc16, d, 5, vx, xs, i, NC);
 }
+
+SQ_K_FROM_KB(q6_K)
 
 /* Q3_K x Q8_K: values 0..7 (offset 4: the high bit set means no offset),
  * a signed 6-bit scale per 16. */
-SQ_INLINE void k_q3_K(int64_t n, const void *vw, const void *vx, size_t xs, float *out, const int NC)
+SQ_INLINE void kb_q3_K(const blk_q3_K *w, int64_t i, const void *vx, size_t xs, __m256 *acc, const int NC)
 {
-    const blk_q3_K *w = vw;
-    const int64_t nb = n / 256;
     const __m256i m3 = _mm256_set1_epi8(3), b4 = _mm256_set1_epi8(4);
-    __m256 acc[MAXNC];
-    SQ_UNROLL for (int c = 0; c < NC; c++) acc[c] = _mm256_setzero_ps();
-    for (int64_t i = 0; i < nb; i++) {
-        int8_t sc[16];
-        unpack_q3k_scales(w[i].scales, sc);
-        const __m128i sc8 = _mm_loadu_si128((const __m128i *)sc);
-        const __m256i sc16 = _mm256_cvtepi8_epi16(sc8);
-        const float d = h2f(w[i].d);
-        const __m256i hm = _mm256_loadu_si256((const __m256i *)w[i].hmask);
-        __m256i isum[MAXNC];
-        SQ_UNROLL for (int c = 0; c < NC; c++) isum[c] = _mm256_setzero_si256();
-        for (int h = 0; h < 2; h++) {
-            const __m256i s8x2 = _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16((h ? _mm_unpackhi_epi64(sc8, sc8) : sc8)));
-            const __m256i raw = _mm256_loadu_si256((const __m256i *)(w[i].qs + 32 * h));
-            for (int j = 0; j < 4; j++) {
-                const int bit = 4 * h + j;
-                const __m256i hb = _mm256_and_si256(_mm256_srli_epi16(hm, bit), _mm256_set1_epi8(1));
-                const __m256i q = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(raw, 2 * j), m3),
-                                                  _mm256_and_si256(_mm256_slli_epi16(hb, 2), b4));
-                const __m256i s = scale_pair16(s8x2, j);
-                SQ_UNROLL for (int c = 0; c < NC; c++) {
-                    const blk_q8_K *x = XCOL(blk_q8_K, vx, xs, c) + i;
-                    const __m256i y = _mm256_loadu_si256((const __m256i *)(x->qs + 128 * h + 32 * j));
-                    isum[c] = dp_s16(isum[c], _mm256_maddubs_epi16(q, y), s);
-                }
-            }
-        }
-        SQ_UNROLL for (int c = 0; c < NC; c++) {
-            const blk_q8_K *x = XCOL(blk_q8_K, vx, xs, c) + i;
-            const __m256i corr = _mm256_slli_epi32(scales16_times_bsums(x->bsums, sc16), 2);
-            acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(d * x->d), _mm256_cvtepi32_ps(_mm256_sub_epi32(isum[c], corr)),
-                                     acc[c]);
+    int8_t sc[16];
+    unpack_q3k_scales(w[i].scales, sc);
+    const __m128i sc8 = _mm_loadu_si128((const __m128i *)sc);
+    const __m256i sc16 = _mm256_cvtepi8_epi16(sc8);
+    const float d = h2f(w[i].d);
+    const __m256i hm = _mm256_loadu_si256((const __m256i *)w[i].hmask);
+    __m256i isum[MAXNC];
+    SQ_UNROLL for (int c = 0; c < NC; c++) isum[c] = _mm256_setzero_si256();
+    for (int h = 0; h < 2; h++) {
+        const __m256i s8x2 = _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16((h ? _mm_unpackhi_epi64(sc8, sc8) : sc8)));
+        const __m256i raw = _mm256_loadu_si256((const __m256i *)(w[i].qs + 32 * h));
+        for (int j = 0; j < 4; j++) {
+            const int bit = 4 * h + j;
+            const __m256i hb = _mm256_and_si256(_mm256_srli_epi16(hm, bit), _mm256_set1_epi8(1));
+            const __m256i q = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(raw, 2 * j), m3),
+                                              _mm256_and_si256(_mm256_slli_epi16(hb, 2), b4));
+            const __m256i s = scale_pair16(s8x2, j);
+            kb_group(isum, q, s, vx, xs, i, 128 * h + 32 * j, NC);
         }
     }
-    SQ_UNROLL for (int c = 0; c < NC; c++) out[c] = hsum_ps(acc[c]);
+    kb_finish_s16(acc, isum, sc16, d, 2, vx, xs, i, NC);
 }
+
+SQ_K_FROM_KB(q3_K)
 
 /* Q2_K x Q8_K: values 0..3, a 4-bit scale and a 4-bit min per 16. */
-SQ_INLINE void k_q2_K(int64_t n, const void *vw, const void *vx, size_t xs, float *out, const int NC)
+SQ_INLINE void kb_q2_K(const blk_q2_K *w, int64_t i, const void *vx, size_t xs, __m256 *acc, const int NC)
 {
-    const blk_q2_K *w = vw;
-    const int64_t nb = n / 256;
     const __m256i m3 = _mm256_set1_epi8(3);
-    __m256 acc[MAXNC];
-    SQ_UNROLL for (int c = 0; c < NC; c++) acc[c] = _mm256_setzero_ps();
-    for (int64_t i = 0; i < nb; i++) {
-        const __m128i packed = _mm_loadu_si128((const __m128i *)w[i].scales);
-        const __m128i sc8 = _mm_and_si128(packed, _mm_set1_epi8(0x0F));
-        const __m128i mn8 = _mm_and_si128(_mm_srli_epi16(packed, 4), _mm_set1_epi8(0x0F));
-        const __m256i mn16 = _mm256_cvtepu8_epi16(mn8);
-        const float d = h2f(w[i].d), dmin = h2f(w[i].dmin);
-        __m256i isum[MAXNC];
-        SQ_UNROLL for (int c = 0; c < NC; c++) isum[c] = _mm256_setzero_si256();
-        for (int h = 0; h < 2; h++) {
-            const __m256i s8x2 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16((h ? _mm_unpackhi_epi64(sc8, sc8) : sc8)));
-            const __m256i raw = _mm256_loadu_si256((const __m256i *)(w[i].qs + 32 * h));
-            for (int j = 0; j < 4; j++) {
-                const __m256i q = _mm256_and_si256(_mm256_srli_epi16(raw, 2 * j), m3);
-                const __m256i s = scale_pair16(s8x2, j);
-                SQ_UNROLL for (int c = 0; c < NC; c++) {
-                    const blk_q8_K *x = XCOL(blk_q8_K, vx, xs, c) + i;
-                    const __m256i y = _mm256_loadu_si256((const __m256i *)(x->qs + 128 * h + 32 * j));
-                    isum[c] = dp_s16(isum[c], _mm256_maddubs_epi16(q, y), s);
-                }
-            }
-        }
-        SQ_UNROLL for (int c = 0; c < NC; c++) {
-            const blk_q8_K *x = XCOL(blk_q8_K, vx, xs, c) + i;
-            const __m256i mb = scales16_times_bsums(x->bsums, mn16);
-            acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(d * x->d), _mm256_cvtepi32_ps(isum[c]), acc[c]);
-            acc[c] = _mm256_fnmadd_ps(_mm256_set1_ps(dmin * x->d), _mm256_cvtepi32_ps(mb), acc[c]);
+    const __m128i packed = _mm_loadu_si128((const __m128i *)w[i].scales);
+    const __m128i sc8 = _mm_and_si128(packed, _mm_set1_epi8(0x0F));
+    const __m128i mn8 = _mm_and_si128(_mm_srli_epi16(packed, 4), _mm_set1_epi8(0x0F));
+    const __m256i mn16 = _mm256_cvtepu8_epi16(mn8);
+    const float d = h2f(w[i].d), dmin = h2f(w[i].dmin);
+    __m256i isum[MAXNC];
+    SQ_UNROLL for (int c = 0; c < NC; c++) isum[c] = _mm256_setzero_si256();
+    for (int h = 0; h < 2; h++) {
+        const __m256i s8x2 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16((h ? _mm_unpackhi_epi64(sc8, sc8) : sc8)));
+        const __m256i raw = _mm256_loadu_si256((const __m256i *)(w[i].qs + 32 * h));
+        for (int j = 0; j < 4; j++) {
+            const __m256i q = _mm256_and_si256(_mm256_srli_epi16(raw, 2 * j), m3);
+            const __m256i s = scale_pair16(s8x2, j);
+            kb_group(isum, q, s, vx, xs, i, 128 * h + 32 * j, NC);
         }
     }
-    SQ_UNROLL for (int c = 0; c < NC; c++) out[c] = hsum_ps(acc[c]);
+    SQ_UNROLL for (int c = 0; c < NC; c++) {
+        const blk_q8_K *x = XCOL(blk_q8_K, vx, xs, c) + i;
+        const __m256i mb = scales16_times_bsums(x->bsums, mn16);
+        acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(d * x->d), _mm256_cvtepi32_ps(isum[c]), acc[c]);
+        acc[c] = _mm256_fnmadd_ps(_mm256_set1_ps(dmin * x->d), _mm256_cvtepi32_ps(mb), acc[c]);
+    }
 }
 
+SQ_K_FROM_KB(q2_K)
+
 /* IQ4_XS x Q8_K: IQ4_NL code values with a 6-bit scale (offset 32) per 32. */
-SQ_INLINE void k_iq4_xs(int64_t n, const void *vw, const void *vx, size_t xs, float *out, const int NC)
+SQ_INLINE void kb_iq4_xs(const blk_iq4_xs *w, int64_t i, const void *vx, size_t xs, __m256 *acc, const int NC)
 {
-    const blk_iq4_xs *w = vw;
-    const int64_t nb = n / 256;
     const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)iq4nl_values));
-    __m256 acc[MAXNC];
-    SQ_UNROLL for (int c = 0; c < NC; c++) acc[c] = _mm256_setzero_ps();
-    for (int64_t i = 0; i < nb; i++) {
-        const float d = h2f(w[i].d);
-        int16_t ls[8];
-        _mm_storeu_si128((__m128i *)ls, iq4xs_scales16(w[i].scales_l, w[i].scales_h));
-        __m256i isum[MAXNC];
-        SQ_UNROLL for (int c = 0; c < NC; c++) isum[c] = _mm256_setzero_si256();
-        for (int ib = 0; ib < 8; ib++) {
-            const __m256i s = _mm256_set1_epi16(ls[ib]);
-            const __m256i q = _mm256_shuffle_epi8(table, nibbles32(w[i].qs + 16 * ib));
-            const __m256i aq = _mm256_sign_epi8(q, q);
-            SQ_UNROLL for (int c = 0; c < NC; c++) {
-                const blk_q8_K *x = XCOL(blk_q8_K, vx, xs, c) + i;
-                const __m256i y = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * ib));
-                /* |q|·±y pairs fit int16: 2·127·128 < 32768 */
-                isum[c] = dp_s16(isum[c], _mm256_maddubs_epi16(aq, _mm256_sign_epi8(y, q)), s);
-            }
-        }
+    const float d = h2f(w[i].d);
+    int16_t ls[8];
+    _mm_storeu_si128((__m128i *)ls, iq4xs_scales16(w[i].scales_l, w[i].scales_h));
+    __m256i isum[MAXNC];
+    SQ_UNROLL for (int c = 0; c < NC; c++) isum[c] = _mm256_setzero_si256();
+    for (int ib = 0; ib < 8; ib++) {
+        const __m256i s = _mm256_set1_epi16(ls[ib]);
+        const __m256i q = _mm256_shuffle_epi8(table, nibbles32(w[i].qs + 16 * ib));
+        const __m256i aq = _mm256_sign_epi8(q, q);
         SQ_UNROLL for (int c = 0; c < NC; c++) {
             const blk_q8_K *x = XCOL(blk_q8_K, vx, xs, c) + i;
-            acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(d * x->d), _mm256_cvtepi32_ps(isum[c]), acc[c]);
+            const __m256i y = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * ib));
+            /* |q|·±y pairs fit int16: 2·127·128 < 32768 */
+            isum[c] = dp_s16(isum[c], _mm256_maddubs_epi16(aq, _mm256_sign_epi8(y, q)), s);
         }
     }
-    SQ_UNROLL for (int c = 0; c < NC; c++) out[c] = hsum_ps(acc[c]);
+    SQ_UNROLL for (int c = 0; c < NC; c++) {
+        const blk_q8_K *x = XCOL(blk_q8_K, vx, xs, c) + i;
+        acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(d * x->d), _mm256_cvtepi32_ps(isum[c]), acc[c]);
+    }
 }
+
+SQ_K_FROM_KB(iq4_xs)
 
 /* ---- vec_dot and tile instances ---- */
 

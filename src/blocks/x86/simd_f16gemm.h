@@ -24,12 +24,18 @@
 #define FV_HSUM(v) hsum_ps(v)
 #endif
 
+/* Activation rows per F16 tile: 4 weight rows × 6 activation rows of
+ * accumulators, 4 weight vectors and one activation vector fill 29 of the 32
+ * AVX-512 registers. */
+#define F16_MAXNC 6
+
 /* NR weight rows (ws apart) × NC activation rows (xs apart), n values each;
- * out[c * NR + r]. */
+ * out[c * NR + r]. Each output is its own 16- (8-) lane FMA chain over the
+ * values, then one horizontal sum, whatever the tile's shape. */
 SQ_INLINE void k_f16(int64_t n, const void *vw, size_t ws, const void *vx, size_t xs, float *out, const int NR,
                      const int NC)
 {
-    FV acc[4][MAXNC];
+    FV acc[4][F16_MAXNC];
     SQ_UNROLL for (int r = 0; r < NR; r++)
         SQ_UNROLL for (int c = 0; c < NC; c++) acc[r][c] = FV_ZERO();
     int64_t i = 0;
@@ -64,12 +70,20 @@ SQ_INLINE void k_f16(int64_t n, const void *vw, size_t ws, const void *vx, size_
 static void gemm_f16(int64_t n, const void *w, size_t ws, int nr, const void *x, size_t xs, int nc, float *y,
                      size_t ys, bool accumulate)
 {
-    float s[4 * MAXNC];
+    float s[4 * F16_MAXNC];
     int c = 0;
+#ifdef __AVX512F__
+    /* 32 vector registers: 4 rows x 6 columns, 10 conversions per 24 FMAs */
+    for (; c + 6 <= nc; c += 6) {
+        int r = 0;
+        for (; r + 4 <= nr; r += 4) F16_TILE(4, 6);
+        for (; r + 2 <= nr; r += 2) F16_TILE(2, 6);
+        for (; r < nr; r++) F16_TILE(1, 6);
+    }
+#endif
     for (; c + 4 <= nc; c += 4) {
         int r = 0;
 #ifdef __AVX512F__
-        /* 32 vector registers: 4 rows x 4 columns, 8 conversions per 16 FMAs */
         for (; r + 4 <= nr; r += 4) F16_TILE(4, 4);
 #endif
         for (; r + 2 <= nr; r += 2) F16_TILE(2, 4);

@@ -42,6 +42,9 @@ void SQ_REGISTER_FN(sq__kernels table[SQ_TYPE_COUNT])
 
 sq__gemm_fn SQ_GEMM_FN(int type)
 {
+#ifdef SQ_PAIR512_GEMM
+    SQ_PAIR512_GEMM(type);
+#endif
 #ifdef SQ_ZMM_GEMM
     SQ_ZMM_GEMM(type);
 #endif

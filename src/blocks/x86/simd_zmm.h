@@ -1,9 +1,10 @@
 /*
- * simd_zmm.h — 512-bit single-row dot products for the hottest K-quants
- * (Q4_K, Q6_K) on AVX-512 BW + VNNI: a whole 64-value group per instruction,
- * half the instruction count of the 256-bit template in simd_dot.h. Used for
- * vec_dot (the matrix-vector product of token generation); the multi-column
- * tile kernels keep the 256-bit template, whose per-column work dominates.
+ * simd_zmm.h — 512-bit single-row dot products for the K-quants (Q2_K..Q6_K)
+ * on AVX-512 BW + VNNI: a whole 64-value group per instruction, half the
+ * instruction count of the 256-bit template in simd_dot.h. Used for vec_dot
+ * and for the run kernel of the SmarterQuant matrix-vector product (token
+ * generation); the multi-column tile kernels keep the 256-bit template, whose
+ * per-column work dominates.
  */
 #ifndef SQ_X86_SIMD_ZMM_H
 #define SQ_X86_SIMD_ZMM_H
@@ -12,288 +13,369 @@
 
 #if defined(__AVX512BW__) && defined(__AVX512VNNI__)
 
+/* ---- K-quants x Q8_K, one 256-value block at a time ----
+ *
+ * Each type has a per-block step kzs_T that adds one block of one weight row
+ * into that row's accumulators without reducing them: acc (16 floats) takes
+ * d·dy·(integer dot), accm (8 floats) takes −dmin·dy·(mins · bsums) for the
+ * types with mins. The activations of the block are loaded once (kz_act_nat
+ * or kz_act_nib, in the value order the type's unpacking yields) and shared
+ * by every row that uses them. vec_dot is the step over a row's blocks and
+ * one reduction; the run kernel (sq__runs_fn, below) walks all runs of a
+ * band of rows and reduces each row once. */
+
+/* Constant tables (loaded, not built: a built constant is a dependency chain
+ * at the start of every call, which costs more than a 2-block row's work). */
+#define KZ_X8(v) v, v, v, v, v, v, v, v
+#define KZ_X16(v) KZ_X8(v), KZ_X8(v)
+#define KZ_X32(v) KZ_X16(v), KZ_X16(v)
+/* Q4_K/Q5_K, nibble-ordered group g: int16 lanes 0..15 take scale b, 16..31 scale b+2 (b = 0, 1, 4, 5) */
+static const _Alignas(64) int16_t kz_nib_idx[4][32] = {
+    { KZ_X16(0), KZ_X16(2) }, { KZ_X16(1), KZ_X16(3) }, { KZ_X16(4), KZ_X16(6) }, { KZ_X16(5), KZ_X16(7) }
+};
+/* Q5_K: byte masks of the qh bit holding the fifth bit of group g (bits b | b+2) */
+static const _Alignas(64) uint8_t kz_q5_bit[4][64] = {
+    { KZ_X32(1), KZ_X32(4) }, { KZ_X32(2), KZ_X32(8) }, { KZ_X32(16), KZ_X32(64) }, { KZ_X32(32), KZ_X32(128) }
+};
+/* Q4_K/Q5_K in value order: lanes 0..15 take scale 2g, 16..31 scale 2g+1 */
+static const _Alignas(64) int16_t kz_pair_idx[4][32] = {
+    { KZ_X16(0), KZ_X16(1) }, { KZ_X16(2), KZ_X16(3) }, { KZ_X16(4), KZ_X16(5) }, { KZ_X16(6), KZ_X16(7) }
+};
+/* Q5_K in value order: the qh bits of group g are 2g | 2g+1 */
+static const _Alignas(64) uint8_t kz_q5_nat[4][64] = {
+    { KZ_X32(1), KZ_X32(2) }, { KZ_X32(4), KZ_X32(8) }, { KZ_X32(16), KZ_X32(32) }, { KZ_X32(64), KZ_X32(128) }
+};
+/* Q2_K/Q3_K/Q6_K, group g of 64 values: lanes 8k..8k+7 take scale 4g+k */
+static const _Alignas(64) int16_t kz_s16_idx[4][32] = {
+    { KZ_X8(0), KZ_X8(1), KZ_X8(2), KZ_X8(3) },
+    { KZ_X8(4), KZ_X8(5), KZ_X8(6), KZ_X8(7) },
+    { KZ_X8(8), KZ_X8(9), KZ_X8(10), KZ_X8(11) },
+    { KZ_X8(12), KZ_X8(13), KZ_X8(14), KZ_X8(15) },
+};
+#undef KZ_X8
+#undef KZ_X16
+#undef KZ_X32
+#define KZ_TAB(t, g) _mm512_load_si512((const void *)(t)[g])
+
 /* int16 lanes: lane i takes element idx[i] of the 16 int16 scales. */
 SQ_INLINE __m512i spread_scales16(__m512i sc16, __m512i idx) { return _mm512_permutexvar_epi16(idx, sc16); }
 
-SQ_INLINE float kz_q4_K(int64_t n, const void *vw, const void *vx)
+/* y[j] = activations 64j..64j+63. */
+SQ_INLINE void kz_act_nat(const blk_q8_K *x, __m512i y[4])
 {
-    const blk_q4_K *w = vw;
-    const blk_q8_K *x = vx;
-    const int64_t nb = n / 256;
-    const __m512i m4 = _mm512_set1_epi8(0x0F);
-    /* group g of 64 values: lanes 0..15 scale 2g, lanes 16..31 scale 2g+1 */
-    __m512i idx[4];
-    for (int g = 0; g < 4; g++)
-        idx[g] = _mm512_mask_blend_epi16(0xFFFF0000u, _mm512_set1_epi16((short)(2 * g)),
-                                         _mm512_set1_epi16((short)(2 * g + 1)));
-    __m256 acc = _mm256_setzero_ps();
-    __m512 accz = _mm512_setzero_ps();
-    for (int64_t i = 0; i < nb; i++) {
-        uint8_t sm[16];
-        unpack_k4_scales(w[i].scales, sm);
-        const __m512i sc16 = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)sm)));
-        __m512i isum = _mm512_setzero_si512();
-        for (int h = 0; h < 2; h++) {
-            const __m512i z = _mm512_loadu_si512(w[i].qs + 64 * h);
-            const __m512i lo = _mm512_and_si512(z, m4);
-            const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(z, 4), m4);
-            const __m512i qa = _mm512_shuffle_i64x2(lo, hi, _MM_SHUFFLE(1, 0, 1, 0)); /* values 128h+0..63 */
-            const __m512i qb = _mm512_shuffle_i64x2(lo, hi, _MM_SHUFFLE(3, 2, 3, 2)); /* values 128h+64..127 */
-            const __m512i ya = _mm512_loadu_si512(x[i].qs + 128 * h);
-            const __m512i yb = _mm512_loadu_si512(x[i].qs + 128 * h + 64);
-            isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(qa, ya), spread_scales16(sc16, idx[2 * h]));
-            isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(qb, yb), spread_scales16(sc16, idx[2 * h + 1]));
-        }
-        const __m128i mins8 = _mm_loadl_epi64((const __m128i *)(sm + 8));
-        const __m256i mb = mins_times_bsums(x[i].bsums, mins8);
-        accz = _mm512_fmadd_ps(_mm512_set1_ps(h2f(w[i].d) * x[i].d), _mm512_cvtepi32_ps(isum), accz);
-        acc = _mm256_fnmadd_ps(_mm256_set1_ps(h2f(w[i].dmin) * x[i].d), _mm256_cvtepi32_ps(mb), acc);
-    }
-    return _mm512_reduce_add_ps(accz) + hsum_ps(acc);
+    SQ_UNROLL for (int j = 0; j < 4; j++) y[j] = _mm512_loadu_si512(x->qs + 64 * j);
 }
 
-SQ_INLINE float kz_q6_K(int64_t n, const void *vw, const void *vx)
+/* The order of Q4_K/Q5_K nibbles: the low nibbles of qs[64h..64h+63] are
+ * values 128h+0..31 | 128h+64..95 (y[2h]), the high nibbles 128h+32..63 |
+ * 128h+96..127 (y[2h+1]). Shuffling the activations once serves every row. */
+SQ_INLINE void kz_act_nib(const blk_q8_K *x, __m512i y[4])
 {
-    const blk_q6_K *w = vw;
-    const blk_q8_K *x = vx;
-    const int64_t nb = n / 256;
+    SQ_UNROLL for (int h = 0; h < 2; h++) {
+        const __m512i a = _mm512_loadu_si512(x->qs + 128 * h), b = _mm512_loadu_si512(x->qs + 128 * h + 64);
+        y[2 * h] = _mm512_shuffle_i64x2(a, b, _MM_SHUFFLE(1, 0, 1, 0));
+        y[2 * h + 1] = _mm512_shuffle_i64x2(a, b, _MM_SHUFFLE(3, 2, 3, 2));
+    }
+}
+
+/* Q4_K / Q5_K: the 8 six-bit scales (bytes 0..7) and mins (bytes 8..15) of
+ * the 12 packed bytes, in registers (unpack_k4_scales' 32-bit lane formulas
+ * with per-lane shifts; the 4 bytes read past the scales are the block's own
+ * qh/qs and are masked off). */
+SQ_INLINE __m128i kz_k4_scales(const uint8_t *packed)
+{
+    const __m128i v = _mm_loadu_si128((const __m128i *)packed);     /* u32 lanes a0 a1 a2 - */
+    const __m128i x = _mm_shuffle_epi32(v, _MM_SHUFFLE(2, 1, 2, 0)); /* a0 a2 a1 a2 */
+    const __m128i y = _mm_shuffle_epi32(v, _MM_SHUFFLE(1, 1, 0, 0)); /* a0 a0 a1 a1 */
+    const __m128i lo = _mm_and_si128(_mm_srlv_epi32(x, _mm_setr_epi32(0, 0, 0, 4)),
+                                     _mm_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f));
+    const __m128i hi = _mm_and_si128(_mm_srli_epi32(y, 6), _mm_setr_epi32(0, 0x03030303, 0, 0x03030303));
+    return _mm_or_si128(lo, _mm_slli_epi32(hi, 4));
+}
+
+/* Q4_K and Q5_K: sub-block scales from the nibble order, mins against the bsums. */
+SQ_INLINE void kz_k4_tail(__m128i sm, const __m512i q[4], const __m512i y[4], float d,
+                          float dmin, const blk_q8_K *x, __m512 *acc, __m256 *accm, const int nat)
+{
+    const __m512i sc16 = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(sm));
+    __m512i isum = _mm512_setzero_si512();
+    SQ_UNROLL for (int g = 0; g < 4; g++)
+        isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(q[g], y[g]), spread_scales16(sc16, nat ? KZ_TAB(kz_pair_idx, g) : KZ_TAB(kz_nib_idx, g)));
+    const __m256i mb = mins_times_bsums(x->bsums, _mm_unpackhi_epi64(sm, sm));
+    *acc = _mm512_fmadd_ps(_mm512_set1_ps(d * x->d), _mm512_cvtepi32_ps(isum), *acc);
+    *accm = _mm256_fnmadd_ps(_mm256_set1_ps(dmin * x->d), _mm256_cvtepi32_ps(mb), *accm);
+}
+
+/* Q4_K and Q5_K weights of one block as 4 groups of 64 nibbles: in nibble
+ * order (nat = 0: the low, then the high nibbles of 64 bytes), or shuffled
+ * to value order (nat = 1: for vec_dot, where the activations are used by
+ * one row only and shuffling the weights keeps the loads fewer). */
+SQ_INLINE void kz_k4_nibbles(const uint8_t *qs, __m512i q[4], const int nat)
+{
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    SQ_UNROLL for (int h = 0; h < 2; h++) {
+        const __m512i z = _mm512_loadu_si512(qs + 64 * h);
+        const __m512i lo = _mm512_and_si512(z, m4), hi = _mm512_and_si512(_mm512_srli_epi16(z, 4), m4);
+        q[2 * h] = nat ? _mm512_shuffle_i64x2(lo, hi, _MM_SHUFFLE(1, 0, 1, 0)) : lo;
+        q[2 * h + 1] = nat ? _mm512_shuffle_i64x2(lo, hi, _MM_SHUFFLE(3, 2, 3, 2)) : hi;
+    }
+}
+
+SQ_INLINE void kz_q4_K(const blk_q4_K *w, const blk_q8_K *x, const __m512i y[4], __m512 *acc, __m256 *accm,
+                       const int nat)
+{
+    const __m128i sm = kz_k4_scales(w->scales);
+    __m512i q[4];
+    kz_k4_nibbles(w->qs, q, nat);
+    kz_k4_tail(sm, q, y, h2f(w->d), h2f(w->dmin), x, acc, accm, nat);
+}
+
+/* Q5_K: as Q4_K; the fifth bit of values 64p+l / 64p+32+l is bit 2p / 2p+1
+ * of qh[l], tested into a byte mask and added as 16. */
+SQ_INLINE void kz_q5_K(const blk_q5_K *w, const blk_q8_K *x, const __m512i y[4], __m512 *acc, __m256 *accm,
+                       const int nat)
+{
+    const __m512i b16 = _mm512_set1_epi8(0x10);
+    const __m128i sm = kz_k4_scales(w->scales);
+    const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)w->qh));
+    __m512i q[4];
+    kz_k4_nibbles(w->qs, q, nat);
+    SQ_UNROLL for (int g = 0; g < 4; g++) {
+        const __m512i bit = nat ? KZ_TAB(kz_q5_nat, g) : KZ_TAB(kz_q5_bit, g);
+        q[g] = _mm512_mask_add_epi8(q[g], _mm512_test_epi8_mask(qh, bit), q[g], b16);
+    }
+    kz_k4_tail(sm, q, y, h2f(w->d), h2f(w->dmin), x, acc, accm, nat);
+}
+
+/* The steps by activation order: _nat with kz_act_nat, _nib with kz_act_nib. */
+#define KZ_K4_STEPS(T)                                                                                      \
+    SQ_INLINE void kzs_##T##_nat(const blk_##T *w, const blk_q8_K *x, const __m512i y[4], __m512 *acc,     \
+                                 __m256 *accm)                                                              \
+    {                                                                                                       \
+        kz_##T(w, x, y, acc, accm, 1);                                                                      \
+    }                                                                                                       \
+    SQ_INLINE void kzs_##T##_nib(const blk_##T *w, const blk_q8_K *x, const __m512i y[4], __m512 *acc,     \
+                                 __m256 *accm)                                                              \
+    {                                                                                                       \
+        kz_##T(w, x, y, acc, accm, 0);                                                                      \
+    }
+KZ_K4_STEPS(q4_K)
+KZ_K4_STEPS(q5_K)
+#undef KZ_K4_STEPS
+
+/* Q6_K, Q3_K: signed scales per 16 in natural order; the value offset
+ * (32 or 4) comes off as shift · Σ_k sc_k·bsum_k. */
+SQ_INLINE void kz_s16_tail(__m128i sc8, const __m512i q[4], const __m512i y[4], float d, int shift,
+                           const blk_q8_K *x, __m512 *acc)
+{
+    const __m512i sc16 = _mm512_castsi256_si512(_mm256_cvtepi8_epi16(sc8));
+    __m512i isum = _mm512_setzero_si512();
+    SQ_UNROLL for (int g = 0; g < 4; g++)
+        isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(q[g], y[g]), spread_scales16(sc16, KZ_TAB(kz_s16_idx, g)));
+    const __m256i corr = _mm256_slli_epi32(scales16_times_bsums(x->bsums, _mm256_cvtepi8_epi16(sc8)), shift);
+    const __m512i tot = _mm512_sub_epi32(isum, _mm512_zextsi256_si512(corr));
+    *acc = _mm512_fmadd_ps(_mm512_set1_ps(d * x->d), _mm512_cvtepi32_ps(tot), *acc);
+}
+
+SQ_INLINE void kzs_q6_K_nat(const blk_q6_K *w, const blk_q8_K *x, const __m512i y[4], __m512 *acc,
+                        __m256 *accm)
+{
+    (void)accm;
     const __m512i m4 = _mm512_set1_epi8(0x0F), m3 = _mm512_set1_epi8(0x30);
     /* per-256-bit-half shifts that bring the 2 high bits of each value to bits 4..5 */
     const __m512i shl_a = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
     const __m512i shr_b = _mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(2), 1);
-    /* 64 values = 4 scales of 16: lanes 8k..8k+7 take scale base + k */
-    __m512i idx[4];
-    for (int g = 0; g < 4; g++) {
-        int16_t t[32];
-        for (int l = 0; l < 32; l++) t[l] = (int16_t)(4 * g + l / 8);
-        idx[g] = _mm512_loadu_si512(t);
+    __m512i q[4];
+    SQ_UNROLL for (int h = 0; h < 2; h++) {
+        const __m512i l01 = _mm512_loadu_si512(w->ql + 64 * h);
+        const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(w->qh + 32 * h)));
+        q[2 * h] = _mm512_or_si512(_mm512_and_si512(l01, m4), _mm512_and_si512(_mm512_sllv_epi16(qh, shl_a), m3));
+        q[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l01, 4), m4),
+                                       _mm512_and_si512(_mm512_srlv_epi16(qh, shr_b), m3));
     }
-    __m512 accz = _mm512_setzero_ps();
-    for (int64_t i = 0; i < nb; i++) {
-        const __m128i sc8 = _mm_loadu_si128((const __m128i *)w[i].scales);
-        const __m512i sc16 = _mm512_castsi256_si512(_mm256_cvtepi8_epi16(sc8));
-        __m512i isum = _mm512_setzero_si512();
-        for (int h = 0; h < 2; h++) {
-            const __m512i l01 = _mm512_loadu_si512(w[i].ql + 64 * h);
-            const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(w[i].qh + 32 * h)));
-            const __m512i qa = _mm512_or_si512(_mm512_and_si512(l01, m4), _mm512_and_si512(_mm512_sllv_epi16(qh, shl_a), m3));
-            const __m512i qb = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l01, 4), m4),
-                                               _mm512_and_si512(_mm512_srlv_epi16(qh, shr_b), m3));
-            const __m512i ya = _mm512_loadu_si512(x[i].qs + 128 * h);
-            const __m512i yb = _mm512_loadu_si512(x[i].qs + 128 * h + 64);
-            isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(qa, ya), spread_scales16(sc16, idx[2 * h]));
-            isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(qb, yb), spread_scales16(sc16, idx[2 * h + 1]));
-        }
-        const __m256i corr = _mm256_slli_epi32(scales16_times_bsums(x[i].bsums, _mm256_cvtepi8_epi16(sc8)), 5);
-        const __m512i tot = _mm512_sub_epi32(isum, _mm512_zextsi256_si512(corr));
-        accz = _mm512_fmadd_ps(_mm512_set1_ps(h2f(w[i].d) * x[i].d), _mm512_cvtepi32_ps(tot), accz);
-    }
-    return _mm512_reduce_add_ps(accz);
+    kz_s16_tail(_mm_loadu_si128((const __m128i *)w->scales), q, y, h2f(w->d), 5, x, acc);
 }
 
 /* Q3_K: the 2-bit low parts of 64 values come from one 32-byte qs half with
  * per-256-bit shifts (0|2 then 4|6), the third bit from hmask likewise. */
-SQ_INLINE float kz_q3_K(int64_t n, const void *vw, const void *vx)
+SQ_INLINE void kzs_q3_K_nat(const blk_q3_K *w, const blk_q8_K *x, const __m512i y[4], __m512 *acc,
+                        __m256 *accm)
 {
-    const blk_q3_K *w = vw;
-    const blk_q8_K *x = vx;
-    const int64_t nb = n / 256;
+    (void)accm;
     const __m512i m3 = _mm512_set1_epi8(3), b4 = _mm512_set1_epi8(4), one = _mm512_set1_epi8(1);
     const __m512i sh_a = _mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(2), 1);
     const __m512i sh_b = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
     const __m512i hbit_a = _mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(1), 1);
     const __m512i hbit_b = _mm512_inserti64x4(_mm512_set1_epi16(2), _mm256_set1_epi16(3), 1);
-    __m512i idx[4];
-    for (int g = 0; g < 4; g++) {
-        int16_t t[32];
-        for (int l = 0; l < 32; l++) t[l] = (int16_t)(4 * g + l / 8);
-        idx[g] = _mm512_loadu_si512(t);
+    int8_t sc[16];
+    unpack_q3k_scales(w->scales, sc);
+    const __m512i hm = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)w->hmask));
+    __m512i q[4];
+    SQ_UNROLL for (int h = 0; h < 2; h++) {
+        const __m512i raw = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(w->qs + 32 * h)));
+        /* hmask bit 4h+j is the third bit of values 128h+32j+l */
+        const __m512i ha = _mm512_and_si512(_mm512_srlv_epi16(hm, _mm512_add_epi16(hbit_a, _mm512_set1_epi16((short)(4 * h)))), one);
+        const __m512i hb = _mm512_and_si512(_mm512_srlv_epi16(hm, _mm512_add_epi16(hbit_b, _mm512_set1_epi16((short)(4 * h)))), one);
+        q[2 * h] = _mm512_or_si512(_mm512_and_si512(_mm512_srlv_epi16(raw, sh_a), m3),
+                                   _mm512_and_si512(_mm512_slli_epi16(ha, 2), b4));
+        q[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srlv_epi16(raw, sh_b), m3),
+                                       _mm512_and_si512(_mm512_slli_epi16(hb, 2), b4));
     }
-    __m512 accz = _mm512_setzero_ps();
-    for (int64_t i = 0; i < nb; i++) {
-        int8_t sc[16];
-        unpack_q3k_scales(w[i].scales, sc);
-        const __m128i sc8 = _mm_loadu_si128((const __m128i *)sc);
-        const __m512i sc16 = _mm512_castsi256_si512(_mm256_cvtepi8_epi16(sc8));
-        const __m512i hm = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)w[i].hmask));
-        __m512i isum = _mm512_setzero_si512();
-        for (int h = 0; h < 2; h++) {
-            const __m512i raw = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(w[i].qs + 32 * h)));
-            /* hmask bit 4h+j is the third bit of values 128h+32j+l */
-            const __m512i hsh_a = _mm512_add_epi16(hbit_a, _mm512_set1_epi16((short)(4 * h))); /* 4h | 4h+1 */
-            const __m512i ha = _mm512_and_si512(_mm512_srlv_epi16(hm, hsh_a), one);
-            const __m512i hsh_b = _mm512_add_epi16(hbit_b, _mm512_set1_epi16((short)(4 * h))); /* 4h+2 | 4h+3 */
-            const __m512i hb = _mm512_and_si512(_mm512_srlv_epi16(hm, hsh_b), one);
-            const __m512i qa = _mm512_or_si512(_mm512_and_si512(_mm512_srlv_epi16(raw, sh_a), m3),
-                                               _mm512_and_si512(_mm512_slli_epi16(ha, 2), b4));
-            const __m512i qb = _mm512_or_si512(_mm512_and_si512(_mm512_srlv_epi16(raw, sh_b), m3),
-                                               _mm512_and_si512(_mm512_slli_epi16(hb, 2), b4));
-            const __m512i ya = _mm512_loadu_si512(x[i].qs + 128 * h);
-            const __m512i yb = _mm512_loadu_si512(x[i].qs + 128 * h + 64);
-            isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(qa, ya), spread_scales16(sc16, idx[2 * h]));
-            isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(qb, yb), spread_scales16(sc16, idx[2 * h + 1]));
-        }
-        const __m256i corr = _mm256_slli_epi32(scales16_times_bsums(x[i].bsums, _mm256_cvtepi8_epi16(sc8)), 2);
-        const __m512i tot = _mm512_sub_epi32(isum, _mm512_zextsi256_si512(corr));
-        accz = _mm512_fmadd_ps(_mm512_set1_ps(h2f(w[i].d) * x[i].d), _mm512_cvtepi32_ps(tot), accz);
-    }
-    return _mm512_reduce_add_ps(accz);
+    kz_s16_tail(_mm_loadu_si128((const __m128i *)sc), q, y, h2f(w->d), 2, x, acc);
 }
 
 /* Q2_K: 2-bit values, 64 at a time from one 32-byte qs half (shifts 0|2 and
  * 4|6 per 256-bit half); a 4-bit scale and a 4-bit min per 16. */
-SQ_INLINE float kz_q2_K(int64_t n, const void *vw, const void *vx)
+SQ_INLINE void kzs_q2_K_nat(const blk_q2_K *w, const blk_q8_K *x, const __m512i y[4], __m512 *acc,
+                        __m256 *accm)
 {
-    const blk_q2_K *w = vw;
-    const blk_q8_K *x = vx;
-    const int64_t nb = n / 256;
     const __m512i m3 = _mm512_set1_epi8(3);
     const __m512i sh_a = _mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(2), 1);
     const __m512i sh_b = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
-    __m512i idx[4];
-    for (int g = 0; g < 4; g++) {
-        int16_t t[32];
-        for (int l = 0; l < 32; l++) t[l] = (int16_t)(4 * g + l / 8);
-        idx[g] = _mm512_loadu_si512(t);
+    const __m128i packed = _mm_loadu_si128((const __m128i *)w->scales);
+    const __m256i sc = _mm256_cvtepu8_epi16(_mm_and_si128(packed, _mm_set1_epi8(0x0F)));
+    const __m256i mn = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), _mm_set1_epi8(0x0F)));
+    const __m512i sc16 = _mm512_castsi256_si512(sc);
+    __m512i isum = _mm512_setzero_si512();
+    SQ_UNROLL for (int h = 0; h < 2; h++) {
+        const __m512i raw = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(w->qs + 32 * h)));
+        const __m512i qa = _mm512_and_si512(_mm512_srlv_epi16(raw, sh_a), m3);
+        const __m512i qb = _mm512_and_si512(_mm512_srlv_epi16(raw, sh_b), m3);
+        isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(qa, y[2 * h]), spread_scales16(sc16, KZ_TAB(kz_s16_idx, 2 * h)));
+        isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(qb, y[2 * h + 1]), spread_scales16(sc16, KZ_TAB(kz_s16_idx, 2 * h + 1)));
     }
-    __m512 accz = _mm512_setzero_ps();
-    __m256 accm = _mm256_setzero_ps();
-    for (int64_t i = 0; i < nb; i++) {
-        const __m128i packed = _mm_loadu_si128((const __m128i *)w[i].scales);
-        const __m256i sc = _mm256_cvtepu8_epi16(_mm_and_si128(packed, _mm_set1_epi8(0x0F)));
-        const __m256i mn = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), _mm_set1_epi8(0x0F)));
-        const __m512i sc16 = _mm512_castsi256_si512(sc);
-        __m512i isum = _mm512_setzero_si512();
-        for (int h = 0; h < 2; h++) {
-            const __m512i raw = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(w[i].qs + 32 * h)));
-            const __m512i qa = _mm512_and_si512(_mm512_srlv_epi16(raw, sh_a), m3);
-            const __m512i qb = _mm512_and_si512(_mm512_srlv_epi16(raw, sh_b), m3);
-            const __m512i ya = _mm512_loadu_si512(x[i].qs + 128 * h);
-            const __m512i yb = _mm512_loadu_si512(x[i].qs + 128 * h + 64);
-            isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(qa, ya), spread_scales16(sc16, idx[2 * h]));
-            isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(qb, yb), spread_scales16(sc16, idx[2 * h + 1]));
-        }
-        const __m256i mb = scales16_times_bsums(x[i].bsums, mn);
-        accz = _mm512_fmadd_ps(_mm512_set1_ps(h2f(w[i].d) * x[i].d), _mm512_cvtepi32_ps(isum), accz);
-        accm = _mm256_fnmadd_ps(_mm256_set1_ps(h2f(w[i].dmin) * x[i].d), _mm256_cvtepi32_ps(mb), accm);
-    }
-    return _mm512_reduce_add_ps(accz) + hsum_ps(accm);
+    const __m256i mb = scales16_times_bsums(x->bsums, mn);
+    *acc = _mm512_fmadd_ps(_mm512_set1_ps(h2f(w->d) * x->d), _mm512_cvtepi32_ps(isum), *acc);
+    *accm = _mm256_fnmadd_ps(_mm256_set1_ps(h2f(w->dmin) * x->d), _mm256_cvtepi32_ps(mb), *accm);
 }
 
-/* Q5_K: as Q4_K, with the fifth bit of values 64p+l / 64p+32+l in bit 2p / 2p+1 of qh[l]. */
-SQ_INLINE float kz_q5_K(int64_t n, const void *vw, const void *vx)
-{
-    const blk_q5_K *w = vw;
-    const blk_q8_K *x = vx;
-    const int64_t nb = n / 256;
-    const __m512i m4 = _mm512_set1_epi8(0x0F), b16 = _mm512_set1_epi8(0x10);
-    const __m512i hbit = _mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(1), 1);
-    __m512i idx[4];
-    for (int g = 0; g < 4; g++)
-        idx[g] = _mm512_mask_blend_epi16(0xFFFF0000u, _mm512_set1_epi16((short)(2 * g)),
-                                         _mm512_set1_epi16((short)(2 * g + 1)));
-    __m256 acc = _mm256_setzero_ps();
-    __m512 accz = _mm512_setzero_ps();
-    for (int64_t i = 0; i < nb; i++) {
-        uint8_t sm[16];
-        unpack_k4_scales(w[i].scales, sm);
-        const __m512i sc16 = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)sm)));
-        const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)w[i].qh));
-        __m512i isum = _mm512_setzero_si512();
-        for (int h = 0; h < 2; h++) {
-            const __m512i z = _mm512_loadu_si512(w[i].qs + 64 * h);
-            const __m512i lo = _mm512_and_si512(z, m4);
-            const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(z, 4), m4);
-            const __m512i sa = _mm512_add_epi16(hbit, _mm512_set1_epi16((short)(4 * h)));
-            const __m512i sb = _mm512_add_epi16(hbit, _mm512_set1_epi16((short)(4 * h + 2)));
-            const __m512i ha = _mm512_and_si512(_mm512_slli_epi16(_mm512_srlv_epi16(qh, sa), 4), b16);
-            const __m512i hb = _mm512_and_si512(_mm512_slli_epi16(_mm512_srlv_epi16(qh, sb), 4), b16);
-            const __m512i qa = _mm512_or_si512(_mm512_shuffle_i64x2(lo, hi, _MM_SHUFFLE(1, 0, 1, 0)), ha);
-            const __m512i qb = _mm512_or_si512(_mm512_shuffle_i64x2(lo, hi, _MM_SHUFFLE(3, 2, 3, 2)), hb);
-            const __m512i ya = _mm512_loadu_si512(x[i].qs + 128 * h);
-            const __m512i yb = _mm512_loadu_si512(x[i].qs + 128 * h + 64);
-            isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(qa, ya), spread_scales16(sc16, idx[2 * h]));
-            isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(qb, yb), spread_scales16(sc16, idx[2 * h + 1]));
-        }
-        const __m128i mins8 = _mm_loadl_epi64((const __m128i *)(sm + 8));
-        const __m256i mb = mins_times_bsums(x[i].bsums, mins8);
-        accz = _mm512_fmadd_ps(_mm512_set1_ps(h2f(w[i].d) * x[i].d), _mm512_cvtepi32_ps(isum), accz);
-        acc = _mm256_fnmadd_ps(_mm256_set1_ps(h2f(w[i].dmin) * x[i].d), _mm256_cvtepi32_ps(mb), acc);
-    }
-    return _mm512_reduce_add_ps(accz) + hsum_ps(acc);
-}
-
-
-/* vec_dot entries and multi-row entries of the single-row bodies above. The
- * multi-row form (gemm.h, sq__rows_fn) is the matrix-vector product over a
- * band of rows for one run of segments: the bodies are inlined into the row
- * loop, so their constants are built once per call instead of once per row
- * and there is one call (one vzeroupper) per band instead of one per row. */
-#define SQ_DEFINE_ZMM_ROWS(T)                                                                               \
-    static float vdot_##T##_zmm(int64_t n, const void *w, const void *x) { return kz_##T(n, w, x); }        \
-    static void rows_##T##_zmm(int64_t n, const void *w, size_t ws, int nr, const void *x, float *y,          \
-                               bool accumulate)                                                             \
+/* vec_dot: the step over the row's blocks, one reduction (accm only for the
+ * types with mins). */
+#define SQ_DEFINE_KZ_VDOT(T, ACT, MINS)                                                                       \
+    static float vdot_##T##_zmm(int64_t n, const void *vw, const void *vx)                                  \
     {                                                                                                       \
-        if (accumulate)                                                                                     \
-            for (int r = 0; r < nr; r++) y[r] += kz_##T(n, (const char *)w + (size_t)r * ws, x);            \
-        else                                                                                                \
-            for (int r = 0; r < nr; r++) y[r] = kz_##T(n, (const char *)w + (size_t)r * ws, x);             \
+        const blk_##T *w = vw;                                                                              \
+        const blk_q8_K *x = vx;                                                                             \
+        __m512 acc = _mm512_setzero_ps();                                                                   \
+        __m256 accm = _mm256_setzero_ps();                                                                  \
+        for (int64_t i = 0; i < n / 256; i++) {                                                             \
+            __m512i y[4];                                                                                   \
+            kz_act_##ACT(x + i, y);                                                                         \
+            kzs_##T##_##ACT(w + i, x + i, y, &acc, &accm);                                                      \
+        }                                                                                                   \
+        return (MINS) ? _mm512_reduce_add_ps(acc) + hsum_ps(accm) : _mm512_reduce_add_ps(acc);             \
     }
-SQ_DEFINE_ZMM_ROWS(q2_K)
-SQ_DEFINE_ZMM_ROWS(q3_K)
-SQ_DEFINE_ZMM_ROWS(q4_K)
-SQ_DEFINE_ZMM_ROWS(q5_K)
-SQ_DEFINE_ZMM_ROWS(q6_K)
-#undef SQ_DEFINE_ZMM_ROWS
-
+SQ_DEFINE_KZ_VDOT(q2_K, nat, 1)
+SQ_DEFINE_KZ_VDOT(q3_K, nat, 0)
+SQ_DEFINE_KZ_VDOT(q4_K, nat, 1)
+SQ_DEFINE_KZ_VDOT(q5_K, nat, 1)
+SQ_DEFINE_KZ_VDOT(q6_K, nat, 0)
+#undef SQ_DEFINE_KZ_VDOT
 
 /* IQ4_XS: |code value| times the activations with the code's sign applied
  * (AVX-512 has no vpsignb: a masked subtraction), pairs summed to int16 and
  * scaled by the 6-bit block scales with vpdpwssd. */
+SQ_INLINE void kb_iq4_xs_z(const blk_iq4_xs *w, int64_t i, const void *vx, size_t xs, __m512 *accz, const int NC)
+{
+    /* |code value| table; the codes of nibbles 0..7 are negative, 8..15 positive */
+    const __m512i table = _mm512_broadcast_i32x4(_mm_abs_epi8(_mm_loadu_si128((const __m128i *)iq4nl_values)));
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const __m512i ls16 = _mm512_castsi128_si512(iq4xs_scales16(w[i].scales_l, w[i].scales_h));
+    __m512i isum[MAXNC];
+    SQ_UNROLL for (int c = 0; c < NC; c++) isum[c] = _mm512_setzero_si512();
+    SQ_UNROLL for (int k = 0; k < 4; k++) {
+        /* sub-blocks 2k, 2k+1: 16 bytes each, low nibbles = first 16 values */
+        const __m256i raw = _mm256_loadu_si256((const __m256i *)(w[i].qs + 32 * k));
+        const __m256i lo = _mm256_and_si256(raw, m4), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+        const __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1); /* lo0 lo1 hi0 hi1 */
+        const __m512i ordered = _mm512_shuffle_i64x2(both, both, _MM_SHUFFLE(3, 1, 2, 0)); /* lo0 hi0 lo1 hi1 */
+        const __m512i aq = _mm512_shuffle_epi8(table, ordered);
+        const __mmask64 neg = _mm512_cmplt_epu8_mask(ordered, _mm512_set1_epi8(8));
+        /* int16 lanes 0..15 take scale 2k, lanes 16..31 scale 2k+1 (kz_pair_idx) */
+        const __m512i sk = _mm512_permutexvar_epi16(KZ_TAB(kz_pair_idx, k), ls16);
+        SQ_UNROLL for (int c = 0; c < NC; c++) {
+            const blk_q8_K *x = XCOL(blk_q8_K, vx, xs, c) + i;
+            const __m512i y = _mm512_loadu_si512(x->qs + 64 * k);
+            /* ±y with the sign of the code value: |q|·±y pairs fit int16 (2·127·127) */
+            const __m512i sy = _mm512_mask_sub_epi8(y, neg, _mm512_setzero_si512(), y);
+            isum[c] = _mm512_dpwssd_epi32(isum[c], _mm512_maddubs_epi16(aq, sy), sk);
+        }
+    }
+    const float d = h2f(w[i].d);
+    SQ_UNROLL for (int c = 0; c < NC; c++) {
+        const blk_q8_K *x = XCOL(blk_q8_K, vx, xs, c) + i;
+        accz[c] = _mm512_fmadd_ps(_mm512_set1_ps(d * x->d), _mm512_cvtepi32_ps(isum[c]), accz[c]);
+    }
+}
+
 SQ_INLINE void k_iq4_xs_zmm(int64_t n, const void *vw, const void *vx, size_t xs, float *out, const int NC)
 {
     const blk_iq4_xs *w = vw;
-    const int64_t nb = n / 256;
-    /* |code value| table; the codes of nibbles 0..7 are negative, 8..15 positive */
-    const __m128i t8 = _mm_abs_epi8(_mm_loadu_si128((const __m128i *)iq4nl_values));
-    const __m512i table = _mm512_broadcast_i32x4(t8);
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
-    /* int16 lanes 0..15 take scale 2k, lanes 16..31 scale 2k+1 */
-    __m512i idx[4];
-    for (int k = 0; k < 4; k++)
-        idx[k] = _mm512_mask_blend_epi16(0xFFFF0000u, _mm512_set1_epi16((short)(2 * k)),
-                                         _mm512_set1_epi16((short)(2 * k + 1)));
     __m512 accz[MAXNC];
     SQ_UNROLL for (int c = 0; c < NC; c++) accz[c] = _mm512_setzero_ps();
-    for (int64_t i = 0; i < nb; i++) {
-        const __m512i ls16 = _mm512_castsi128_si512(iq4xs_scales16(w[i].scales_l, w[i].scales_h));
-        __m512i isum[MAXNC];
-        SQ_UNROLL for (int c = 0; c < NC; c++) isum[c] = _mm512_setzero_si512();
-        for (int k = 0; k < 4; k++) {
-            /* sub-blocks 2k, 2k+1: 16 bytes each, low nibbles = first 16 values */
-            const __m256i raw = _mm256_loadu_si256((const __m256i *)(w[i].qs + 32 * k));
-            const __m256i lo = _mm256_and_si256(raw, m4), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
-            const __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1); /* lo0 lo1 hi0 hi1 */
-            const __m512i ordered = _mm512_shuffle_i64x2(both, both, _MM_SHUFFLE(3, 1, 2, 0)); /* lo0 hi0 lo1 hi1 */
-            const __m512i aq = _mm512_shuffle_epi8(table, ordered);
-            const __mmask64 neg = _mm512_cmplt_epu8_mask(ordered, _mm512_set1_epi8(8));
-            const __m512i sk = _mm512_permutexvar_epi16(idx[k], ls16);
-            SQ_UNROLL for (int c = 0; c < NC; c++) {
-                const blk_q8_K *x = XCOL(blk_q8_K, vx, xs, c) + i;
-                const __m512i y = _mm512_loadu_si512(x->qs + 64 * k);
-                /* ±y with the sign of the code value: |q|·±y pairs fit int16 (2·127·127) */
-                const __m512i sy = _mm512_mask_sub_epi8(y, neg, _mm512_setzero_si512(), y);
-                isum[c] = _mm512_dpwssd_epi32(isum[c], _mm512_maddubs_epi16(aq, sy), sk);
-            }
-        }
-        const float d = h2f(w[i].d);
-        SQ_UNROLL for (int c = 0; c < NC; c++) {
-            const blk_q8_K *x = XCOL(blk_q8_K, vx, xs, c) + i;
-            accz[c] = _mm512_fmadd_ps(_mm512_set1_ps(d * x->d), _mm512_cvtepi32_ps(isum[c]), accz[c]);
-        }
-    }
+    for (int64_t i = 0; i < n / 256; i++) kb_iq4_xs_z(w, i, vx, xs, accz, NC);
     SQ_UNROLL for (int c = 0; c < NC; c++) out[c] = _mm512_reduce_add_ps(accz[c]);
 }
+/* A row's 512-bit acc folded to 256 bits, plus its accm. */
+SQ_INLINE __m256 kz_fold(__m512 acc, __m256 accm)
+{
+    const __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc), 1));
+    return _mm256_add_ps(_mm256_add_ps(_mm512_castps512_ps256(acc), hi), accm);
+}
+
+/* One run of NR rows: per block, the activations once, then each row's step. */
+#define KZ_RUN(T, ACT)                                                                                      \
+    for (int64_t i = 0; i < nb; i++) {                                                                      \
+        __m512i ya[4];                                                                                      \
+        kz_act_##ACT(xr + i, ya);                                                                           \
+        SQ_UNROLL for (int r = 0; r < NR; r++)                                                              \
+            kzs_##T##_##ACT((const blk_##T *)(wr + (size_t)r * ws) + i, xr + i, ya, &acc[r], &accm[r]);         \
+    }
+
+/* NR rows (1 or 4) over all runs, each row reduced once at the end. The run
+ * types are those of sq__runs_handles() (Q6_K is the default case). */
+SQ_INLINE void kz_band(const sq__krun *run, int nrun, const char *w, size_t ws, const char *x,
+                       float *y, bool accumulate, const int NR)
+{
+    __m512 acc[4];
+    __m256 accm[4];
+    SQ_UNROLL for (int r = 0; r < NR; r++) acc[r] = _mm512_setzero_ps(), accm[r] = _mm256_setzero_ps();
+    for (int j = 0; j < nrun; j++) {
+        const int64_t nb = run[j].n / 256;
+        const char *wr = w + run[j].w_off;
+        const blk_q8_K *xr = (const blk_q8_K *)(x + run[j].x_off);
+        switch (run[j].type) {
+        case SQ_TYPE_Q2_K: KZ_RUN(q2_K, nat) break;
+        case SQ_TYPE_Q3_K: KZ_RUN(q3_K, nat) break;
+        case SQ_TYPE_Q4_K: KZ_RUN(q4_K, nib) break;
+        case SQ_TYPE_Q5_K: KZ_RUN(q5_K, nib) break;
+        case SQ_TYPE_IQ4_XS:
+            for (int64_t i = 0; i < nb; i++)
+                SQ_UNROLL for (int r = 0; r < NR; r++) kb_iq4_xs_z((const blk_iq4_xs *)(wr + (size_t)r * ws), i, xr, 0, &acc[r], 1);
+            break;
+        default: KZ_RUN(q6_K, nat) break;
+        }
+    }
+    if (NR == 4) {
+        store4_ps(y, hsum4_ps(kz_fold(acc[0], accm[0]), kz_fold(acc[1], accm[1]), kz_fold(acc[2], accm[2]),
+                              kz_fold(acc[3], accm[3])), accumulate);
+    } else {
+        const float v = hsum_ps(kz_fold(acc[0], accm[0]));
+        y[0] = accumulate ? y[0] + v : v;
+    }
+}
+#undef KZ_RUN
+
+/* The run kernel (gemm.h, sq__runs_fn): bands of 4 rows, then single rows. */
+static void runs_zmm(const sq__krun *run, int nrun, const void *w, size_t ws, int nr, const void *x, float *y,
+                     bool accumulate)
+{
+    int r = 0;
+    for (; r + 4 <= nr; r += 4) kz_band(run, nrun, (const char *)w + (size_t)r * ws, ws, x, y + r, accumulate, 4);
+    for (; r < nr; r++) kz_band(run, nrun, (const char *)w + (size_t)r * ws, ws, x, y + r, accumulate, 1);
+}
+
+
 #define k_iq4_xs_z k_iq4_xs_zmm
 SQ_DEFINE_QUANT_KERNELS(iq4_xs_z)
 
@@ -402,16 +484,6 @@ SQ_DEFINE_Q80_GEMM(iq4_nl, Q80_IQ4_NL)
         if ((type) == SQ_TYPE_Q5_0) return gemm_q5_0_2x4;   \
         if ((type) == SQ_TYPE_Q8_0) return gemm_q8_0_2x4;   \
         if ((type) == SQ_TYPE_IQ4_NL) return gemm_iq4_nl_2x4; \
-    } while (0)
-
-/* Multi-row matrix-vector kernels (returns from sq__rows_avx512). */
-#define SQ_ZMM_ROWS(type)                              \
-    do {                                               \
-        if ((type) == SQ_TYPE_Q2_K) return rows_q2_K_zmm; \
-        if ((type) == SQ_TYPE_Q3_K) return rows_q3_K_zmm; \
-        if ((type) == SQ_TYPE_Q4_K) return rows_q4_K_zmm; \
-        if ((type) == SQ_TYPE_Q5_K) return rows_q5_K_zmm; \
-        if ((type) == SQ_TYPE_Q6_K) return rows_q6_K_zmm; \
     } while (0)
 
 #define SQ_ZMM_REGISTER(table)                            \

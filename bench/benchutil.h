@@ -1,0 +1,30 @@
+/*
+ * benchutil.h — small helpers the benchmarks share: a reproducible random
+ * source and the path of a file under the shared test material
+ * ($SQ_SHARED, default ../shared). Header-only.
+ */
+#ifndef SQ_BENCHUTIL_H
+#define SQ_BENCHUTIL_H
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+/* One step of xorshift64 (13, 7, 17) on *s; each benchmark keeps its own seed. */
+static inline uint64_t bench_xorshift64(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+/* Writes $SQ_SHARED/REL (SQ_SHARED unset or empty: ../shared) into buf. */
+static inline const char *bench_shared_path(char *buf, size_t n, const char *rel)
+{
+    const char *s = getenv("SQ_SHARED");
+    snprintf(buf, n, "%s/%s", (s && *s) ? s : "../shared", rel);
+    return buf;
+}
+
+#endif /* SQ_BENCHUTIL_H */
