@@ -60,6 +60,31 @@ static inline bool sq_arg_float(const char *cmd, const char *flag, const char *s
     return true;
 }
 
+/* After a usage error's one-line message: where the flags are listed (the
+ * whole usage text would push the message itself off the screen). */
+static inline void sq_usage_hint(const char *cmd)
+{
+    fprintf(stderr, "(sq %s --help lists every flag)\n", cmd);
+}
+
+/* --chunks N of perplexity and imatrix: -1 (every chunk the text holds, the
+ * default) or a positive count. 0 is refused: the library reads any n <= 0 as
+ * "all", which is the opposite of what "--chunks 0" asks for. */
+static inline bool sq_arg_chunks(const char *cmd, const char *flag, const char *s, int *out)
+{
+    int v = 0;
+    char *end = NULL;
+    errno = 0;
+    const long l = strtol(s, &end, 10);
+    if (end != s && !*end && !errno && (l == -1 || (l >= 1 && l <= 1000000000))) v = (int)l;
+    if (v == 0) {
+        fprintf(stderr, "sq %s: %s '%s': want -1 (every chunk) or a count from 1 to 1000000000\n", cmd, flag, s);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
 /* Default thread count of the inference tools: the online CPUs, 1 to 16. */
 static inline int sq_default_threads(void)
 {

@@ -91,6 +91,18 @@ static void temp_unlist(char *tmp)
     }
 }
 
+/* Another writer's temporary file (perplexity's base file), listed and
+ * unlisted by its owner through the same slots. */
+void sq_gguf_temp_list(char *path)
+{
+    if (path) temp_list(path);
+}
+
+void sq_gguf_temp_unlist(char *path)
+{
+    if (path) temp_unlist(path);
+}
+
 void sq_gguf_writer_unlink_temps(void)
 {
     for (int i = 0; i < N_TEMP_SLOTS; i++) {
