@@ -13,7 +13,10 @@
  *  - an imatrix with a negative importance is refused by quantize;
  *  - a SmarterQuant config error found against the model names the file;
  *  - a split model with a missing shard: every model-reading command names
- *    the shard and exits 1.
+ *    the shard and exits 1;
+ *  - an output that exists but is no regular file (a pipe, a folder; as root
+ *    /dev/null) is refused before any work: the temporary file renamed onto
+ *    it used to replace the pipe (or fail on the folder after all the work).
  */
 #include <signal.h>
 #include <sys/stat.h>
@@ -294,6 +297,45 @@ static void test_split_missing_shard(void)
     unlink(p1);
 }
 
+/* Outputs that are a pipe or a folder: refused up front, left as they were. */
+static void test_output_not_regular(void)
+{
+    char fifo[700], folder[700];
+    snprintf(fifo, sizeof fifo, "%s/ff", dir);
+    snprintf(folder, sizeof folder, "%s/adir", dir);
+    CHECK(mkfifo(fifo, 0644) == 0);
+    CHECK(mkdir(folder, 0755) == 0);
+    float rows[32];
+    for (int i = 0; i < 32; i++) rows[i] = (float)i / 8.0f;
+    char p[700];
+    snprintf(p, sizeof p, "%s/R.f32", dir);
+    FILE *f = fopen(p, "wb");
+    CHECK(f && fwrite(rows, sizeof rows, 1, f) == 1);
+    if (f) fclose(f);
+    static const struct {
+        const char *args, *needle;
+    } cases[] = {
+        {"quantize -q --no-sq-config M.gguf ff q8_0 1", "ff: exists and is not a regular file (a device, pipe or socket)"},
+        {"quantize -q --no-sq-config M.gguf adir q8_0 1", "adir: exists and is not a regular file (a folder)"},
+        {"imatrix -m M.gguf -f T.txt -o ff", "sq imatrix: ff: exists and is not a regular file"},
+        {"plan -m M.gguf --no-imatrix --target-bpw 5 -o ff", "sq plan: ff: exists and is not a regular file"},
+        {"perplexity -m M.gguf -f T.txt --kl-divergence-base ff", "sq perplexity: ff: exists and is not a regular file"},
+        {"blocks quantize q8_0 32 R.f32 ff", "ff: exists and is not a regular file"},
+        {"blocks quantize q8_0 32 R.f32 adir", "adir: exists and is not a regular file"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        tu_expect_sq(dir, cases[i].args, 1, cases[i].needle, out, sizeof out);
+        CHECK_MSG(strstr(out, "model:") == NULL, "sq %s: loaded the model first", cases[i].args);
+    }
+    struct stat sb;
+    CHECK(lstat(fifo, &sb) == 0 && S_ISFIFO(sb.st_mode));
+    CHECK(lstat(folder, &sb) == 0 && S_ISDIR(sb.st_mode));
+    CHECK(!tu_any_file_with(dir, ".tmp"));
+    unlink(fifo);
+    rmdir(folder);
+    unlink(p);
+}
+
 int main(void)
 {
     if (access(harness_sq_bin(), X_OK) != 0) {
@@ -325,6 +367,7 @@ int main(void)
     RUN(test_negative_imatrix);
     RUN(test_config_error_names_file);
     RUN(test_split_missing_shard);
+    RUN(test_output_not_regular);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
     return harness_finish("cli_usage");

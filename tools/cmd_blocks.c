@@ -185,6 +185,12 @@ static bool write_atomic(const char *path, const void *data, size_t n)
         fprintf(stderr, "sq blocks: out of memory\n");
         return false;
     }
+    struct stat sb; /* the rename would replace a device or pipe (/dev/null as root) */
+    if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode)) {
+        fprintf(stderr, "sq blocks: %s: exists and is not a regular file; the output must be a file\n", path);
+        free(tmp);
+        return false;
+    }
     snprintf(tmp, len, "%s.tmp.XXXXXX", path);
     const int fd = mkstemp(tmp);
     if (fd < 0) {

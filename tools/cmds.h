@@ -250,11 +250,20 @@ static inline char *sq_read_file(const char *cmd, const char *path, size_t *len)
 }
 
 /* Whether an output file can be created where `path` says: its folder exists
- * and is writable. Tools that write only after a long computation (plan,
- * imatrix) check it first, so a typo costs seconds, not the whole run; prints
- * "sq CMD: PATH: cannot write in folder DIR: REASON" and returns false. */
+ * and is writable, and path is not something other than a regular file (the
+ * temporary file renamed onto it would replace a device or a pipe — as root,
+ * /dev/null — or fail on a folder). Tools that write only after a long
+ * computation (plan, imatrix, perplexity's base file) check it first, so a
+ * typo costs seconds, not the whole run; prints "sq CMD: PATH: cannot write
+ * in folder DIR: REASON" (or "... is not a regular file") and returns false. */
 static inline bool sq_arg_output_ok(const char *cmd, const char *path)
 {
+    struct stat sb;
+    if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode)) {
+        fprintf(stderr, "sq %s: %s: exists and is not a regular file (%s); the output must be a file\n", cmd, path,
+                S_ISDIR(sb.st_mode) ? "a folder" : "a device, pipe or socket");
+        return false;
+    }
     char dir[4096];
     const char *slash = strrchr(path, '/');
     if (!slash) snprintf(dir, sizeof dir, ".");

@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "sq/engine.h"
@@ -241,6 +242,12 @@ sq_status sq_perplexity(sq_context *c, const int32_t *tokens, size_t n_tokens, i
 
     if (p->kld_base_out) {
         kf.path = (char *)p->kld_base_out;
+        struct stat sb; /* the rename would replace a device or pipe (/dev/null as root) */
+        if (stat(kf.path, &sb) == 0 && !S_ISREG(sb.st_mode)) {
+            st = sq_error_set(err, SQ_EINVAL, "%s: exists and is not a regular file; the base file must be a file",
+                              kf.path);
+            goto done;
+        }
         size_t L = strlen(kf.path) + 16;
         kf.tmp = malloc(L);
         if (!kf.tmp) {
