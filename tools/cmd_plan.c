@@ -61,10 +61,11 @@ static void usage(FILE *f)
             "  --calib-chunks N        chunks of calibration text (default 6)\n"
             "  --calib-ctx N           tokens per chunk (default 512, at most the model's context)\n"
             "  --calib-types LIST      one or two measuring types (default q3_K,q5_K: the slope between them)\n"
-            "  --calib-act TYPE|none   also measure each tensor at TYPE (default q8_0), whose activations are\n"
-            "                          q8_0, to model what quantizing a product's activations costs: to q8_K\n"
-            "                          for the K-quants (the two-point line's intercept), to q8_0/q8_1 for\n"
-            "                          the 32-column types; added to each candidate's error\n"
+            "  --calib-act TYPE|none   also measure each tensor at TYPE, whose activations are q8_0 or q8_1\n"
+            "                          (default q8_0 when both --calib-types are K-quants), to model what\n"
+            "                          quantizing a product's activations costs: q8_K for the K-quants (the\n"
+            "                          two-point line's intercept), q8_0/q8_1 for the 32-column types; added\n"
+            "                          to each candidate's error\n"
             "  --sensitivity-out FILE  write the measured sensitivities (the --sensitivity format, with the\n"
             "                          relative errors and KL divergences as a comment per line)\n"
             "  --measure-kld           with --calib: also quantize the model as planned (in memory) and print\n"
@@ -484,7 +485,15 @@ int sq_cmd_plan(int argc, char **argv)
         return 2;
     }
     p.n_threads = threads > 0 ? (int)threads : 1;
-    if (cp.act_type == 0 && !cp.types) cp.act_type = SQ_TYPE_Q8_0; /* the default with the default types */
+    if (cp.act_type == 0) {
+        /* the default: activation costs from q8_0 whenever the two measuring types are K-quants */
+        bool k_quants = !cp.types;
+        if (cp.types && cp.n_types == 2) {
+            const sq_type_info *a0 = sq_type_info_get(cp.types[0]), *a1 = sq_type_info_get(cp.types[1]);
+            k_quants = a0 && a1 && a0->vec_dot_type == SQ_TYPE_Q8_K && a1->vec_dot_type == SQ_TYPE_Q8_K;
+        }
+        if (k_quants) cp.act_type = SQ_TYPE_Q8_0;
+    }
     if (cp.act_type < 0) cp.act_type = 0;
     if (sens_path && sens_out) {
         fprintf(stderr, "sq plan: --sensitivity-out writes measured sensitivities; --sensitivity reads them\n");
