@@ -534,7 +534,7 @@ int sq_cmd_plan(int argc, char **argv)
         p.weights = weights;
         p.n_weights = n_weights;
     }
-    if (calib_path ? sq_model_load(model_path, &model, &err) != SQ_OK : sq_gguf_open(model_path, &g_owned, &err) != SQ_OK) {
+    if (calib_path ? sq_model_load(model_path, &model, &err) != SQ_OK : sq_gguf_open_model(model_path, &g_owned, &err) != SQ_OK) {
         fprintf(stderr, "sq plan: %s\n", err.msg);
         goto out;
     }
