@@ -112,6 +112,7 @@ static void test_usage_errors(void)
         {"serve -m M.gguf -np 0", "-np '0': want an integer from 1 to 256"},
         {"serve -m M.gguf -c -1", "-c '-1': want an integer from 0 to"},
         {"run -m M.gguf -s -3", "-s '-3': want a non-negative integer"},
+        {"serve -m M.gguf --host bogus", "--host 'bogus': want a numeric IPv4 or IPv6 address"},
         {"run -m M.gguf --bogus", "unknown or incomplete option '--bogus'"},
         {"perplexity --bogus", "'--bogus'"},
         {"bench -m M.gguf --bogus", "'--bogus'"},
@@ -132,6 +133,8 @@ static void test_usage_errors(void)
     }
     /* accepted spellings: they reach the model (a missing file here) */
     tu_expect_sq(dir, "serve -a name -m nofile.gguf", 1, "nofile.gguf: cannot open", out, sizeof out);
+    tu_expect_sq(dir, "serve --host localhost -m nofile.gguf", 1, "nofile.gguf: cannot open", out, sizeof out);
+    tu_expect_sq(dir, "serve --host ::1 -m nofile.gguf", 1, "nofile.gguf: cannot open", out, sizeof out);
     tu_expect_sq(dir, "run -m nofile.gguf -s 5", 1, "nofile.gguf: cannot open", out, sizeof out);
     tu_expect_sq(dir, "perplexity -m nofile.gguf -f T.txt --chunks -1", 1, "nofile.gguf: cannot open", out, sizeof out);
 }
