@@ -116,7 +116,7 @@ static void test_usage_errors(void)
         {"run -m M.gguf --bogus", "unknown or incomplete option '--bogus'"},
         {"perplexity --bogus", "'--bogus'"},
         {"bench -m M.gguf --bogus", "'--bogus'"},
-        {"bench -m M.gguf -p 0 -n 0", "sq bench:"},
+        {"bench -m M.gguf -p 0 -n 0", "sq bench: -p and -n are both 0: nothing to measure"},
         {"imatrix --bogus", "'--bogus'"},
         {"serve --bogus x", "'--bogus'"},
         {"tokenize --bogus", "'--bogus'"},
