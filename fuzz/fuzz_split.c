@@ -29,6 +29,14 @@ static int put(const char *path, const uint8_t *p, size_t n)
     return (fclose(f) == 0) && ok;
 }
 
+/* The private folder goes when the fuzzer exits. */
+static void cleanup(void)
+{
+    unlink(first);
+    unlink(second);
+    rmdir(folder);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (!folder[0]) {
@@ -36,6 +44,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (!mkdtemp(strcat(folder, "-XXXXXX"))) abort();
         snprintf(first, sizeof first, "%s/m-00001-of-00002.gguf", folder);
         snprintf(second, sizeof second, "%s/m-00002-of-00002.gguf", folder);
+        atexit(cleanup);
     }
     if (size < 4) return 0;
     const uint32_t la = (uint32_t)data[0] | (uint32_t)data[1] << 8 | (uint32_t)data[2] << 16 | (uint32_t)data[3] << 24;
