@@ -142,6 +142,11 @@ static void test_usage_errors(void)
 /* --kl-divergence-base: a missing folder fails before the model is loaded. */
 static void test_kld_base_folder(void)
 {
+    /* a text too short for two chunks: said once, with the numbers */
+    tu_expect_sq(dir, "imatrix -m M.gguf -f T.txt -o im.gguf", 1,
+                 "sq imatrix: the calibration text has 13 tokens; at least 1024 (2 x context 512) are needed", out,
+                 sizeof out);
+    CHECK(!exists_in(dir, "im.gguf"));
     tu_expect_sq(dir, "perplexity -m M.gguf -f T.txt --kl-divergence-base nodir/x.kld", 1,
                  "sq perplexity: nodir/x.kld: cannot write in folder nodir", out, sizeof out);
     CHECK(strstr(out, "model:") == NULL); /* not loaded */
