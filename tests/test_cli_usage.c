@@ -137,6 +137,11 @@ static void test_usage_errors(void)
     tu_expect_sq(dir, "serve --host ::1 -m nofile.gguf", 1, "nofile.gguf: cannot open", out, sizeof out);
     tu_expect_sq(dir, "run -m nofile.gguf -s 5", 1, "nofile.gguf: cannot open", out, sizeof out);
     tu_expect_sq(dir, "perplexity -m nofile.gguf -f T.txt --chunks -1", 1, "nofile.gguf: cannot open", out, sizeof out);
+    /* a context beyond the model's training context runs, with a warning (as llama.cpp) */
+    tu_expect_sq(dir, "run -m M.gguf -c 1024 -p hi -n 1 --temp 0 -t 1", 0,
+                 "warning: -c 1024 is beyond the model's training context of 512 tokens", out, sizeof out);
+    tu_expect_sq(dir, "run -m M.gguf -c 512 -p hi -n 1 --temp 0 -t 1", 0, NULL, out, sizeof out);
+    CHECK(strstr(out, "training context") == NULL);
 }
 
 /* --kl-divergence-base: a missing folder fails before the model is loaded. */
