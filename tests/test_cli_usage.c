@@ -112,10 +112,11 @@ static void test_usage_errors(void)
         {"serve -m M.gguf -np 0", "-np '0': want an integer from 1 to 256"},
         {"serve -m M.gguf -c -1", "-c '-1': want an integer from 0 to"},
         {"run -m M.gguf -s -3", "-s '-3': want a non-negative integer"},
+        {"serve -m M.gguf --host bogus", "--host 'bogus': want a numeric IPv4 or IPv6 address"},
         {"run -m M.gguf --bogus", "unknown or incomplete option '--bogus'"},
         {"perplexity --bogus", "'--bogus'"},
         {"bench -m M.gguf --bogus", "'--bogus'"},
-        {"bench -m M.gguf -p 0 -n 0", "sq bench:"},
+        {"bench -m M.gguf -p 0 -n 0", "sq bench: -p and -n are both 0: nothing to measure"},
         {"imatrix --bogus", "'--bogus'"},
         {"serve --bogus x", "'--bogus'"},
         {"tokenize --bogus", "'--bogus'"},
@@ -132,13 +133,25 @@ static void test_usage_errors(void)
     }
     /* accepted spellings: they reach the model (a missing file here) */
     tu_expect_sq(dir, "serve -a name -m nofile.gguf", 1, "nofile.gguf: cannot open", out, sizeof out);
+    tu_expect_sq(dir, "serve --host localhost -m nofile.gguf", 1, "nofile.gguf: cannot open", out, sizeof out);
+    tu_expect_sq(dir, "serve --host ::1 -m nofile.gguf", 1, "nofile.gguf: cannot open", out, sizeof out);
     tu_expect_sq(dir, "run -m nofile.gguf -s 5", 1, "nofile.gguf: cannot open", out, sizeof out);
     tu_expect_sq(dir, "perplexity -m nofile.gguf -f T.txt --chunks -1", 1, "nofile.gguf: cannot open", out, sizeof out);
+    /* a context beyond the model's training context runs, with a warning (as llama.cpp) */
+    tu_expect_sq(dir, "run -m M.gguf -c 1024 -p hi -n 1 --temp 0 -t 1", 0,
+                 "warning: -c 1024 is beyond the model's training context of 512 tokens", out, sizeof out);
+    tu_expect_sq(dir, "run -m M.gguf -c 512 -p hi -n 1 --temp 0 -t 1", 0, NULL, out, sizeof out);
+    CHECK(strstr(out, "training context") == NULL);
 }
 
 /* --kl-divergence-base: a missing folder fails before the model is loaded. */
 static void test_kld_base_folder(void)
 {
+    /* a text too short for two chunks: said once, with the numbers */
+    tu_expect_sq(dir, "imatrix -m M.gguf -f T.txt -o im.gguf", 1,
+                 "sq imatrix: the calibration text has 13 tokens; at least 1024 (2 x context 512) are needed", out,
+                 sizeof out);
+    CHECK(!exists_in(dir, "im.gguf"));
     tu_expect_sq(dir, "perplexity -m M.gguf -f T.txt --kl-divergence-base nodir/x.kld", 1,
                  "sq perplexity: nodir/x.kld: cannot write in folder nodir", out, sizeof out);
     CHECK(strstr(out, "model:") == NULL); /* not loaded */

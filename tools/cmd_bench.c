@@ -95,7 +95,8 @@ int sq_cmd_bench(int argc, char **argv)
     }
     if (!n_models || n_prompt < 0 || n_gen < 0 || reps < 1 || n_threads < 1 || n_batch < 1 ||
         (n_prompt == 0 && n_gen == 0)) {
-        fprintf(stderr, "sq bench: %s\n", !n_models ? "a model (-m) is required" : "bad -p, -n, -r, -t or -b");
+        fprintf(stderr, "sq bench: %s\n",
+                !n_models ? "a model (-m) is required" : "-p and -n are both 0: nothing to measure");
         sq_usage_hint("bench");
         return 2;
     }

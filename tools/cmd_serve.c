@@ -9,6 +9,7 @@
  * the model's metadata, prints the log, and waits for SIGINT/SIGTERM to shut
  * down cleanly (every request finished or cancelled, everything freed).
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -34,7 +35,8 @@ static void usage(FILE *f)
             "(streaming with \"stream\": true), GET /v1/models, GET /health. See docs/serve.md.\n"
             "\n"
             "  -m, --model FILE      GGUF model (required)\n"
-            "      --host ADDR       numeric address to listen on (default 127.0.0.1; 0.0.0.0 for all)\n"
+            "      --host ADDR       numeric IPv4/IPv6 address or localhost to listen on (default 127.0.0.1;\n"
+            "                        0.0.0.0 for all)\n"
             "      --port N          TCP port (default 8080; 0 picks a free one, printed at start)\n"
             "  -c, --ctx-size N      context (KV cache) per slot in tokens (default 0: the model's); unlike\n"
             "                        llama-server's -c, not divided among the slots\n"
@@ -160,6 +162,14 @@ int sq_cmd_serve(int argc, char **argv)
     if (!model_path) {
         fprintf(stderr, "sq serve: -m MODEL is required\n");
         sq_usage_hint("serve");
+        return 2;
+    }
+    /* checked before the model is loaded; "localhost" as llama-server takes it */
+    if (!strcmp(host, "localhost")) host = "127.0.0.1";
+    unsigned char addr[sizeof(struct in6_addr)];
+    if (inet_pton(AF_INET, host, addr) != 1 && inet_pton(AF_INET6, host, addr) != 1) {
+        fprintf(stderr, "sq serve: --host '%s': want a numeric IPv4 or IPv6 address (e.g. 127.0.0.1, 0.0.0.0, ::1) "
+                        "or localhost\n", host);
         return 2;
     }
 

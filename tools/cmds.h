@@ -175,6 +175,9 @@ static inline sq_status sq_engine_load(const sq_engine_args *e, sq_engine_loaded
     if (st != SQ_OK) return st;
     const sq_hparams *hp = sq_model_hparams(L->model);
     if (*e->n_ctx == 0) *e->n_ctx = hp->n_ctx_train < 4096 ? (int)hp->n_ctx_train : 4096;
+    else if (hp->n_ctx_train > 0 && *e->n_ctx > hp->n_ctx_train) /* as llama.cpp warns */
+        fprintf(stderr, "warning: -c %d is beyond the model's training context of %lld tokens; positions past it "
+                        "may give poor results\n", *e->n_ctx, (long long)hp->n_ctx_train);
     sq_context_params cp = sq_context_default_params();
     cp.n_ctx = *e->n_ctx;
     cp.n_batch = *e->n_batch;
