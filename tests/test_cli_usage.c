@@ -349,6 +349,56 @@ static void test_output_not_regular(void)
     unlink(p);
 }
 
+/* sq plan: the calibration flags need --calib; the sensitivity output's
+ * folder is checked before any work; an imatrix that does not fit names the
+ * imatrix file; a mistyped SQ_ISA is reported, not silently ignored. */
+static void test_plan_and_env_errors(void)
+{
+    tu_expect_sq(dir, "plan -m M.gguf --no-imatrix --target-bpw 5 --calib-chunks 2 -o p.json", 2,
+                 "--calib-chunks needs --calib TEXT", out, sizeof out);
+    tu_expect_sq(dir, "plan -m M.gguf --no-imatrix --target-bpw 5 --calib-act q8_0 -o p.json", 2,
+                 "--calib-act needs --calib TEXT", out, sizeof out);
+    tu_expect_sq(dir, "plan -m M.gguf --no-imatrix --target-bpw 5 --calib T.txt --sensitivity-out nodir/s.txt -o p.json",
+                 1, "nodir/s.txt", out, sizeof out);
+    CHECK(strstr(out, "calibrated") == NULL); /* refused before calibrating */
+    CHECK(!exists_in(dir, "p.json"));
+    /* a legacy imatrix whose one entry has the wrong width */
+    char p[700];
+    snprintf(p, sizeof p, "%s/narrow.dat", dir);
+    FILE *f = fopen(p, "wb");
+    CHECK(f != NULL);
+    if (!f) return;
+    static const char name[] = "blk.0.ffn_down.weight";
+    const int32_t n_entries = 1, len = (int32_t)strlen(name), ncall = 1, nval = 10;
+    fwrite(&n_entries, 4, 1, f);
+    fwrite(&len, 4, 1, f);
+    fwrite(name, 1, (size_t)len, f);
+    fwrite(&ncall, 4, 1, f);
+    fwrite(&nval, 4, 1, f);
+    for (int i = 0; i < nval; i++) {
+        const float v = 1.0f;
+        fwrite(&v, 4, 1, f);
+    }
+    CHECK(fclose(f) == 0);
+    tu_expect_sq(dir, "plan -m M.gguf --imatrix narrow.dat --target-bpw 5 -o p.json", 1, "--imatrix narrow.dat", out,
+                 sizeof out);
+    CHECK_CONTAINS(out, "blk.0.ffn_down.weight has 10 values");
+    CHECK(!exists_in(dir, "p.json"));
+    unlink(p);
+    tu_expect_sq(dir, "version", 0, "sq ", out, sizeof out);
+    CHECK(strstr(out, "warning") == NULL);
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "cd '%s' && SQ_ISA=avx-512 '%s' version 2>&1", dir, harness_sq_bin());
+    int rc = 0;
+    char *got = tu_popen_read(cmd, &rc);
+    CHECK(got != NULL);
+    if (got) {
+        CHECK_INT(rc, 0);
+        CHECK_CONTAINS(got, "SQ_ISA='avx-512' is not one of scalar, avx2, avx512");
+        free(got);
+    }
+}
+
 int main(void)
 {
     if (access(harness_sq_bin(), X_OK) != 0) {
@@ -380,6 +430,7 @@ int main(void)
     RUN(test_negative_imatrix);
     RUN(test_config_error_names_file);
     RUN(test_split_missing_shard);
+    RUN(test_plan_and_env_errors);
     RUN(test_output_not_regular);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);

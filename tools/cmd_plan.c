@@ -326,6 +326,7 @@ int sq_cmd_plan(int argc, char **argv)
     const char *calib_path = NULL, *sens_out = NULL;
     sq_plan_calib_params cp = {0};
     bool measure_kld = false;
+    const char *calib_flag = NULL; /* a --calib-* tuning flag given (they need --calib) */
     int refine = 0;
     bool no_imatrix = false, dry_run = false, quiet = false;
     long threads = sysconf(_SC_NPROCESSORS_ONLN);
@@ -410,12 +411,15 @@ int sq_cmd_plan(int argc, char **argv)
             calib_path = v;
         } else if (!strcmp(a, "--calib-chunks")) {
             NEED_VALUE();
+            calib_flag = a;
             if (!sq_arg_int("plan", a, v, 1, 100000, &cp.n_chunks)) return 2;
         } else if (!strcmp(a, "--calib-ctx")) {
             NEED_VALUE();
+            calib_flag = a;
             if (!sq_arg_int("plan", a, v, 8, 1 << 20, &cp.n_ctx)) return 2;
         } else if (!strcmp(a, "--calib-types")) {
             NEED_VALUE();
+            calib_flag = a;
             char bad[64];
             int n = parse_types(v, ctypes, (int)(sizeof ctypes / sizeof ctypes[0]), bad, sizeof bad);
             if (n <= 0 || n > 2) {
@@ -426,6 +430,7 @@ int sq_cmd_plan(int argc, char **argv)
             cp.n_types = n;
         } else if (!strcmp(a, "--calib-act")) {
             NEED_VALUE();
+            calib_flag = a;
             if (!strcmp(v, "none")) {
                 cp.act_type = -1;
             } else {
@@ -499,9 +504,9 @@ int sq_cmd_plan(int argc, char **argv)
         fprintf(stderr, "sq plan: --sensitivity-out writes measured sensitivities; --sensitivity reads them\n");
         return 2;
     }
-    if ((sens_out || measure_kld || refine) && !calib_path) {
+    if ((sens_out || measure_kld || refine || calib_flag) && !calib_path) {
         fprintf(stderr, "sq plan: %s needs --calib TEXT\n",
-                sens_out ? "--sensitivity-out" : measure_kld ? "--measure-kld" : "--calib-refine");
+                sens_out ? "--sensitivity-out" : measure_kld ? "--measure-kld" : refine ? "--calib-refine" : calib_flag);
         return 2;
     }
     {
@@ -516,6 +521,7 @@ int sq_cmd_plan(int argc, char **argv)
     }
 
     if (!sq_arg_output_ok("plan", out_path)) return 1;
+    if (sens_out && !sq_arg_output_ok("plan", sens_out)) return 1; /* before a calibration of minutes */
     sq_error err = {0};
     sq_gguf *g_owned = NULL;
     const sq_gguf *g = NULL;
@@ -566,7 +572,10 @@ int sq_cmd_plan(int argc, char **argv)
             goto out;
     }
     if (sq_plan_create(g, im, &p, &plan, &err) != SQ_OK) {
-        fprintf(stderr, "sq plan: %s: %s\n", model_path, err.msg);
+        if (imatrix_path && !no_imatrix)
+            fprintf(stderr, "sq plan: %s with --imatrix %s: %s\n", model_path, imatrix_path, err.msg);
+        else
+            fprintf(stderr, "sq plan: %s: %s\n", model_path, err.msg);
         goto out;
     }
     if (refine > 0) {
