@@ -399,6 +399,43 @@ static void test_plan_and_env_errors(void)
     }
 }
 
+/* sq serve beside an unrelated default.smarterquant.json (a plain model):
+ * one line saying the file is ignored, not a warning per tensor. */
+static void test_serve_default_config(void)
+{
+    char sub[700], cmd[2000];
+    snprintf(sub, sizeof sub, "%s/srv", dir);
+    CHECK(mkdir(sub, 0755) == 0);
+    tu_write_text(sub, "default.smarterquant.json",
+                  "{\"blk.0.attn_q.weight\": [[13, 12, 11, 12], []], \"blk.0.attn_k.weight\": [[13, 12, 11, 12], []],\n"
+                  " \"blk.0.attn_v.weight\": [[13, 12, 11, 12], []], \"blk.0.ffn_up.weight\": [[13, 12, 11, 12], []],\n"
+                  " \"blk.1.attn_q.weight\": [[13, 12, 11, 12], []], \"blk.1.attn_k.weight\": [[13, 12, 11, 12], []],\n"
+                  " \"blk.1.attn_v.weight\": [[13, 12, 11, 12], []], \"blk.1.ffn_up.weight\": [[13, 12, 11, 12], []],\n"
+                  " \"blk.2.attn_q.weight\": [[13, 12, 11, 12], []], \"blk.2.attn_k.weight\": [[13, 12, 11, 12], []]}\n");
+    const int port = 20000 + (int)(getpid() % 20000);
+    snprintf(cmd, sizeof cmd, "cd '%s' && timeout -s INT 3 '%s' serve -m ../M.gguf --port %d 2>&1", sub, harness_sq_bin(),
+             port);
+    int rc = 0;
+    char *got = tu_popen_read(cmd, &rc);
+    CHECK(got != NULL);
+    if (got) {
+        CHECK_CONTAINS(got, "default.smarterquant.json ignored: the model has no SmarterQuant tensors");
+        CHECK(strstr(got, "warning") == NULL);
+        free(got);
+    }
+    /* named explicitly, it is compared: 10 conflicts, 5 shown and a count */
+    snprintf(cmd, sizeof cmd, "cd '%s' && timeout -s INT 3 '%s' serve -m ../M.gguf --port %d --sq-config default.smarterquant.json 2>&1",
+             sub, harness_sq_bin(), port);
+    got = tu_popen_read(cmd, &rc);
+    CHECK(got != NULL);
+    if (got) {
+        CHECK_CONTAINS(got, "... and 5 more like these");
+        CHECK_CONTAINS(got, "10 entries, 10 conflict(s)");
+        free(got);
+    }
+    tu_rm_rf(sub);
+}
+
 int main(void)
 {
     if (access(harness_sq_bin(), X_OK) != 0) {
@@ -431,6 +468,7 @@ int main(void)
     RUN(test_config_error_names_file);
     RUN(test_split_missing_shard);
     RUN(test_plan_and_env_errors);
+    RUN(test_serve_default_config);
     RUN(test_output_not_regular);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);

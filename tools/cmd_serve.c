@@ -97,6 +97,7 @@ static void log_line(void *ud, const char *msg)
 static int check_config(const char *path, const sq_model *m)
 {
     struct stat st;
+    const bool implicit = !path;
     if (!path) {
         if (stat(SQ_CONFIG_DEFAULT_NAME, &st) != 0) return 0;
         path = SQ_CONFIG_DEFAULT_NAME;
@@ -109,8 +110,22 @@ static int check_config(const char *path, const sq_model *m)
         sq_warnings_free(&w);
         return 1;
     }
-    int conflicts = sq_serve_check_config(sq_model_gguf(m), cfg, &w);
-    for (size_t i = 0; i < w.count; i++) fprintf(stderr, "sq serve: warning: %s\n", w.items[i]);
+    const sq_gguf *g = sq_model_gguf(m);
+    bool any_sq = false;
+    for (int64_t i = 0; i < sq_gguf_n_tensors(g) && !any_sq; i++) any_sq = sq_gguf_tensor_at(g, i)->smarterquant;
+    if (implicit && !any_sq) {
+        /* the default file of the working folder, beside a model quantized without it: say so once */
+        fprintf(stderr, "sq serve: %s ignored: the model has no SmarterQuant tensors (the file applies when "
+                        "quantizing)\n", path);
+        sq_warnings_free(&w);
+        sq_config_free(cfg);
+        return 0;
+    }
+    int conflicts = sq_serve_check_config(g, cfg, &w);
+    /* a whole model's worth of the same warning helps no one: the first few, then a count */
+    const size_t shown = w.count > 8 ? 5 : w.count;
+    for (size_t i = 0; i < shown; i++) fprintf(stderr, "sq serve: warning: %s\n", w.items[i]);
+    if (shown < w.count) fprintf(stderr, "sq serve: warning: ... and %zu more like these\n", w.count - shown);
     fprintf(stderr, "sq serve: SmarterQuant configuration %s: %lld entries, %d conflict(s) with the model's metadata%s\n",
             path, (long long)sq_config_count(cfg), conflicts, conflicts ? " (the metadata wins)" : "");
     sq_warnings_free(&w);
