@@ -325,6 +325,33 @@ static sq_status mm(sq_context *c, const sq_weight *w, const float *X, const flo
     return st;
 }
 
+/* Products of one input by several weights (q, k, v; gate, up): plain
+ * weights whose activation types agree take one sq_matmul_shared, which
+ * converts the input once (same results); otherwise one mm each. */
+static sq_status mm_group(sq_context *c, int count, const sq_weight *const *w, float *const *Y, const float *X,
+                          const float *X_orig, int64_t nb, const char *const *what, int64_t layer, sq_error *err)
+{
+    bool shared = nb > 1 && count <= 3;
+    for (int i = 0; i < count && shared; i++)
+        shared = !w[i]->mixed && !w[i]->perm && w[i]->cols == w[0]->cols &&
+                 sq_type_info_get(w[i]->type)->vec_dot_type == sq_type_info_get(w[0]->type)->vec_dot_type;
+    if (!shared) {
+        for (int i = 0; i < count; i++) {
+            sq_status st = mm(c, w[i], X, X_orig, nb, Y[i], what[i], layer, err);
+            if (st) return st;
+        }
+        return SQ_OK;
+    }
+    sq_matmul_term t[3];
+    for (int i = 0; i < count; i++) {
+        if (c->hook) call_hook(c, w[i], X_orig, nb, what[i], layer);
+        t[i] = (sq_matmul_term){w[i]->type, w[i]->data, w[i]->rows, w[i]->row_bytes, Y[i]};
+    }
+    sq_status st = sq_matmul_shared(c->tp, t, count, w[0]->cols, X, nb, c->work, c->work_size, err);
+    if (st) sq_error_prefix(err, "layer %lld %s..%s", (long long)layer, what[0], what[count - 1]);
+    return st;
+}
+
 /* The input of products sharing a permutation, gathered once per token
  * (x'[j] = x[perm[j]]); without one, x itself. */
 static const float *gather_shared(sq_context *c, const int32_t *perm, const float *x, int nb)
@@ -436,9 +463,10 @@ static sq_status forward_batch(sq_context *c, const int32_t *tok, int nb, int po
         /* the residual of the previous layer's FFN is added here, before the norm */
         tok_stage(c, l == 0 ? STAGE_NORM : STAGE_ADD_NORM, nb, pos0, L->attn_norm, f, l == 0);
         const float *qin = gather_shared(c, L->qkv_perm, c->xn, nb);
-        if ((st = mm(c, &L->wq, qin, c->xn, nb, c->q, "attn_q", l, err))) return st;
-        if ((st = mm(c, &L->wk, qin, c->xn, nb, c->k, "attn_k", l, err))) return st;
-        if ((st = mm(c, &L->wv, qin, c->xn, nb, c->v, "attn_v", l, err))) return st;
+        const sq_weight *qkv[3] = {&L->wq, &L->wk, &L->wv};
+        float *qkv_out[3] = {c->q, c->k, c->v};
+        static const char *const qkv_names[3] = {"attn_q", "attn_k", "attn_v"};
+        if ((st = mm_group(c, 3, qkv, qkv_out, qin, c->xn, nb, qkv_names, l, err))) return st;
         tok_stage(c, STAGE_ROPE, nb, pos0, NULL, f, l == 0);
         store_kv(c, l, nb, pos0);
 
@@ -461,8 +489,10 @@ static sq_status forward_batch(sq_context *c, const int32_t *tok, int nb, int po
         if ((st = mm(c, &L->wo, c->att, c->att, nb, c->xn, "attn_output", l, err))) return st;
         tok_stage(c, STAGE_ADD_NORM, nb, pos0, L->ffn_norm, f, l == 0);
         const float *fin = gather_shared(c, L->gu_perm, c->xn, nb);
-        if ((st = mm(c, &L->gate, fin, c->xn, nb, c->g, "ffn_gate", l, err))) return st;
-        if ((st = mm(c, &L->up, fin, c->xn, nb, c->u, "ffn_up", l, err))) return st;
+        const sq_weight *gu[2] = {&L->gate, &L->up};
+        float *gu_out[2] = {c->g, c->u};
+        static const char *const gu_names[2] = {"ffn_gate", "ffn_up"};
+        if ((st = mm_group(c, 2, gu, gu_out, fin, c->xn, nb, gu_names, l, err))) return st;
         tok_stage(c, STAGE_SWIGLU, nb, pos0, NULL, f, l == 0);
         if ((st = mm(c, &L->down, c->g, c->g, nb, c->xn, "ffn_down", l, err))) return st;
     }
