@@ -11,6 +11,10 @@
 # The difference cancels what every measurement shares (the base file's
 # log-probability rounding, about 4e-5 KLD on the demo model).
 #
+# `sq plan --calib TEXT` now measures the same in-process, without files and
+# with activation costs (docs/plan.md), and bench/quality.sh uses that; this
+# script stays as the file-based cross-check of it.
+#
 # Needs `sq quantize` and `sq perplexity --kl-divergence`. Environment:
 #   SQ (build/sq) MODEL IMATRIX TEXT CHUNKS (6) THREADS (2) OUT (build/sensitivity)
 # Usage: bench/sensitivity.sh [OUTPUT_FILE]   (default $OUT/sensitivity.txt)

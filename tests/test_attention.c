@@ -7,8 +7,8 @@
  * a fixed tree, a different tree for a row's last nk mod 4 keys; the softmax
  * with a sequential double sum; the value sum in key order with FMAs), equal
  * each other, and stay close to the plain float reference; and the AVX-512
- * softmax's vector expf against the C library's, and its SwiGLU against the
- * scalar one, bit for bit.
+ * softmax's vector expf against the C library's, and its SwiGLU and
+ * several-token RMSNorm against the scalar ones, bit for bit.
  */
 #include <math.h>
 #include <stdint.h>
@@ -111,7 +111,9 @@ static void test_blocks_random(void)
         if (hd % 8 == 0) model_block(&b, mod);
         const block_fn fns[2] = {isa >= SQ_ISA_AVX2 ? sq__attn_block_avx2 : NULL,
                                  isa >= SQ_ISA_AVX512 ? sq__attn_block_avx512 : NULL};
-        const int widths[2] = {8, 32}; /* output dims per value tile: SIMD only when hd is a multiple */
+        /* head sizes that are a multiple of 8 take the promised order (AVX-512 hands those that are not
+         * a multiple of 32 to the AVX2 kernel) */
+        const int widths[2] = {8, 8};
         for (int f = 0; f < 2; f++) {
             if (!fns[f]) continue;
             run(fns[f], b, obuf, got);
@@ -193,10 +195,36 @@ static void test_swiglu(void)
     }
 }
 
+/* The AVX-512 RMSNorm of up to 8 tokens equals sq__rmsnorm row by row, bit
+ * for bit (with and without weights, a length that takes the fallback). */
+static void test_rmsnorm_rows(void)
+{
+    if (sq_blocks_isa() < SQ_ISA_AVX512) {
+        SKIP("no AVX-512 on this CPU");
+        return;
+    }
+    uint64_t seed = 5;
+    enum { E = 520, T = 8 };
+    static float x[T * E], w[E], a[T * E], b[T * E];
+    for (int i = 0; i < T * E; i++) x[i] = frand(&seed) * (i % 13 == 0 ? 40.0f : 2.0f);
+    for (int i = 0; i < E; i++) w[i] = frand(&seed);
+    const int64_t ns[] = {512, 64, 24, 520, 20};
+    for (int k = 0; k < 5; k++)
+        for (int nt = 1; nt <= T; nt++)
+            for (int withw = 0; withw < 2; withw++) {
+                memset(a, 0, sizeof a), memset(b, 0, sizeof b);
+                for (int r = 0; r < nt; r++) sq__rmsnorm(x + r * E, withw ? w : NULL, a + r * E, ns[k], 1e-5f);
+                sq__rmsnorm_rows_avx512(x, withw ? w : NULL, b, ns[k], 1e-5f, E, nt);
+                CHECK_MSG(memcmp(a, b, sizeof a) == 0, "rmsnorm rows n %lld nt %d w %d differ", (long long)ns[k], nt,
+                          withw);
+            }
+}
+
 int main(void)
 {
     RUN(test_blocks_random);
     RUN(test_expf);
     RUN(test_swiglu);
+    RUN(test_rmsnorm_rows);
     return harness_finish("attention");
 }

@@ -9,7 +9,9 @@
  *    n = 1, 3, 17, 64 on 1 and 2 threads and every ISA the CPU has, within
  *    1e-5 of Σ|w·x| per output;
  *    weight rows are random blocks of ggml's golden rows; a row stride larger
- *    than the row; and the error paths (bad columns, small work buffer).
+ *    than the row; and the error paths (bad columns, small work buffer);
+ *  - the AVX-512 row-pair tiles equal the one-row tiles bit for bit, and
+ *    sq_matmul_shared equals separate sq_matmul calls bit for bit.
  */
 #include <stdatomic.h>
 #include <time.h>
@@ -233,6 +235,68 @@ static void test_matmul_row_pairs(void)
     }
 }
 
+/* sq_matmul_shared: three weights of one input (two types of one activation
+ * type, F16, F32) equal three sq_matmul calls bit for bit, on 1 and 2
+ * threads; mixed activation types are refused with a message naming them. */
+static void test_matmul_shared(void)
+{
+    static const char *sets[][3] = {{"q4_K", "q6_K", "q4_K"}, {"q8_0", "q4_0", "iq4_nl"}, {"f16", "f16", "f16"},
+                                    {"f32", "f32", "f32"}};
+    const int64_t cols = 512, n = 19, rows[3] = {37, 16, 64};
+    float *X = malloc(sizeof(float) * n * cols);
+    for (int64_t i = 0; i < n * cols; i++) X[i] = tu_rndf();
+    for (int nt = 1; nt <= 2; nt++) {
+        sq_threadpool *tp = sq_threadpool_create(nt);
+        for (size_t si = 0; si < sizeof sets / sizeof sets[0]; si++) {
+            sq_matmul_term t[3];
+            float *Yref[3];
+            unsigned char *W[3];
+            size_t ws = 0;
+            for (int k = 0; k < 3; k++) {
+                const int type = sq_type_from_name(sets[si][k]);
+                const size_t rb = sq_row_size(type, cols);
+                float *wf = malloc(sizeof(float) * rows[k] * cols);
+                for (int64_t i = 0; i < rows[k] * cols; i++) wf[i] = tu_rndf();
+                W[k] = malloc(rb * rows[k]);
+                sq_error e = {0};
+                if (type == SQ_TYPE_F32)
+                    memcpy(W[k], wf, rb * rows[k]);
+                else
+                    CHECK(sq_quantize_rows(type, wf, W[k], rows[k], cols, NULL, &e) == SQ_OK);
+                free(wf);
+                t[k] = (sq_matmul_term){type, W[k], rows[k], rb, malloc(sizeof(float) * n * rows[k])};
+                Yref[k] = malloc(sizeof(float) * n * rows[k]);
+                if (sq_matmul_work_size(type, cols, n) > ws) ws = sq_matmul_work_size(type, cols, n);
+            }
+            void *work = malloc(ws + 1);
+            sq_error e = {0};
+            for (int k = 0; k < 3; k++)
+                CHECK(sq_matmul(tp, t[k].type, W[k], rows[k], cols, t[k].row_bytes, X, n, Yref[k], work, ws, &e) ==
+                      SQ_OK);
+            CHECK_MSG(sq_matmul_shared(tp, t, 3, cols, X, n, work, ws, &e) == SQ_OK, "shared %s: %s", sets[si][0], e.msg);
+            for (int k = 0; k < 3; k++) {
+                CHECK_MSG(memcmp(t[k].Y, Yref[k], sizeof(float) * n * rows[k]) == 0, "shared %s term %d differs",
+                          sets[si][k], k);
+                free(t[k].Y), free(Yref[k]), free(W[k]);
+            }
+            free(work);
+        }
+        sq_threadpool_free(tp);
+    }
+    /* Q4_K (Q8_K activations) with Q8_0 (Q8_0 activations) */
+    const size_t r4 = sq_row_size(SQ_TYPE_Q4_K, cols), r8 = sq_row_size(SQ_TYPE_Q8_0, cols);
+    unsigned char *w4 = calloc(4, r4), *w8 = calloc(4, r8);
+    float Y[2][4 * 19];
+    const sq_matmul_term bad[2] = {{SQ_TYPE_Q4_K, w4, 4, r4, Y[0]}, {SQ_TYPE_Q8_0, w8, 4, r8, Y[1]}};
+    const size_t ws = sq_matmul_work_size(SQ_TYPE_Q8_0, cols, n) + sq_matmul_work_size(SQ_TYPE_Q4_K, cols, n);
+    void *work = malloc(ws);
+    sq_error e = {0};
+    CHECK(sq_matmul_shared(NULL, bad, 2, cols, X, n, work, ws, &e) == SQ_EINVAL);
+    CHECK_CONTAINS(e.msg, "q8_0");
+    CHECK(sq_matmul_shared(NULL, bad, 0, cols, X, n, work, ws, &e) == SQ_EINVAL);
+    free(w4), free(w8), free(work), free(X);
+}
+
 static void test_matmul_errors(void)
 {
     float x[64] = {0}, y[4];
@@ -257,6 +321,7 @@ int main(void)
     RUN(test_pool);
     RUN(test_matmul_types);
     RUN(test_matmul_row_pairs);
+    RUN(test_matmul_shared);
     RUN(test_matmul_errors);
     return harness_finish("matmul");
 }

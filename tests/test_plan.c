@@ -331,7 +331,7 @@ static void test_sensitivity(void)
     sq_error err = {0};
     sq_plan_params p = {.target_bpw = 4.0};
     sq_plan *a = plan_file(syn_model, syn_imatrix, &p, &err);
-    sq_plan_weight w[1] = {{"blk.0.attn_output.weight", 1000.0}};
+    sq_plan_weight w[1] = {{"blk.0.attn_output.weight", 1000.0, 0.0, 0.0}};
     p.weights = w;
     p.n_weights = 1;
     sq_plan *b = plan_file(syn_model, syn_imatrix, &p, &err);

@@ -256,6 +256,57 @@ static void test_in_plan(void)
     sq_plan_free(plan);
 }
 
+/* Activation costs: measured with a q8_0 point they are the intercepts the
+ * entry's numbers give; blk.0.ffn_down (its input, the SwiGLU output, has
+ * outliers) costs more with q8_K activations than with q8_0; and the planner
+ * then prefers q5_0 (q8_0 activations) to q5_K of the same size, which it
+ * prefers without them (q5_K's weight error is lower). */
+static void test_activation_cost(void)
+{
+    NEED_SETUP();
+    sq_error err = {0};
+    sq_plan_calib_params p = small_params();
+    p.tensors = "^blk\\.0\\.ffn_down\\.weight$";
+    p.act_type = SQ_TYPE_Q8_0;
+    p.n_ctx = 256; /* the effect shows on the longer chunks */
+    sq_plan_sens *s = NULL;
+    CHECK_MSG(sq_plan_measure_sensitivity(model, imat, &p, &s, &err) == SQ_OK, "%s", err.msg);
+    if (!s) return;
+    const sq_plan_sensitivity *e = sq_plan_sens_at(s, 0);
+    CHECK(e->rel_act > 0 && e->rel_act < e->rel[1] / 5 && e->kld_act > 0);
+    CHECK_NEAR(e->act_q8_K, fmax(0.0, e->kld[1] - e->weight * e->rel[1]), 1e-15);
+    CHECK_NEAR(e->act_q8_0, fmax(0.0, e->kld_act - e->weight * e->rel_act), 1e-15);
+    CHECK_MSG(e->act_q8_K > 2 * e->act_q8_0 && e->act_q8_K > 0, "q8_K %g, q8_0 %g", e->act_q8_K, e->act_q8_0);
+    CHECK(sq_plan_sens_weights(s)[0].act_q8_K == e->act_q8_K && sq_plan_sens_weights(s)[0].act_q8_0 == e->act_q8_0);
+
+    static const int two[2] = {SQ_TYPE_Q5_K, SQ_TYPE_Q5_0};
+    sq_plan_weight w = sq_plan_sens_weights(s)[0];
+    for (int with = 0; with < 2; with++) {
+        if (!with) w.act_q8_K = w.act_q8_0 = 0.0;
+        else w = sq_plan_sens_weights(s)[0];
+        sq_plan_params pp = {.target_bpw = 6, .tensors = p.tensors, .types = two, .n_types = 2,
+                             .perm = SQ_PLAN_PERM_OFF, .sample_rows = 64, .n_threads = 2, .weights = &w, .n_weights = 1};
+        sq_plan *plan = NULL;
+        CHECK_MSG(sq_plan_create(sq_model_gguf(model), imat, &pp, &plan, &err) == SQ_OK, "%s", err.msg);
+        const sq_plan_tensor *t = plan ? sq_plan_tensor_at(plan, 0) : NULL;
+        if (t) {
+            for (int k = 0; k < 4; k++) CHECK_INT(t->types[k], with ? SQ_TYPE_Q5_0 : SQ_TYPE_Q5_K);
+            if (with) CHECK(t->error > w.act_q8_0 * 0.99); /* the predicted error counts the activations */
+        }
+        sq_plan_free(plan);
+    }
+    sq_plan_sens_free(s);
+    /* refused: a type with q8_K activations, or activation costs without two K-quant points */
+    p.act_type = SQ_TYPE_Q4_K;
+    CHECK_INT(sq_plan_measure_sensitivity(model, imat, &p, &s, &err), SQ_EINVAL);
+    int one = SQ_TYPE_Q4_K;
+    p.act_type = SQ_TYPE_Q8_0;
+    p.types = &one;
+    p.n_types = 1;
+    CHECK_INT(sq_plan_measure_sensitivity(model, imat, &p, &s, &err), SQ_EINVAL);
+    CHECK_CONTAINS(err.msg, "two K-quant");
+}
+
 static void test_bad_input(void)
 {
     NEED_SETUP();
@@ -330,6 +381,21 @@ static void test_tool(void)
              "2>/dev/null",
              sq, model_path, ip, sens, dir);
     CHECK(system(cmd) != 0);
+    /* sensitivity lines with activation costs: two numbers more, not one */
+    const char *lines[2] = {"blk.3.ffn_down.weight 0.08 6.5e-5 1.5e-5\n", "blk.3.ffn_down.weight 0.08 6.5e-5\n"};
+    for (int k = 0; k < 2; k++) {
+        FILE *f = fopen(sens, "w");
+        CHECK(f != NULL);
+        if (!f) break;
+        fputs(lines[k], f);
+        fclose(f);
+        snprintf(cmd, sizeof cmd,
+                 "%s plan -m %s --imatrix %s --target-bpw 5 --sensitivity %s --tensors '^blk\\.3\\.ffn_down' "
+                 "--sample-rows 8 -q --dry-run >/dev/null 2>&1",
+                 sq, model_path, ip, sens);
+        int rc = system(cmd);
+        CHECK_MSG(k == 0 ? rc == 0 : rc != 0, "line %d: exit %d", k, rc);
+    }
     snprintf(cmd, sizeof cmd, "%s plan -m %s --imatrix %s --target-bpw 5 --measure-kld 2>/dev/null", sq, model_path, ip);
     CHECK(system(cmd) != 0);
     snprintf(cmd, sizeof cmd, "%s plan -m %s --imatrix %s --target-bpw 5 --calib %s/none.txt 2>/dev/null", sq,
@@ -347,6 +413,7 @@ int main(void)
     RUN(test_sensitivity);
     RUN(test_plan_kld);
     RUN(test_in_plan);
+    RUN(test_activation_cost);
     RUN(test_bad_input);
     RUN(test_tool);
     free(toks);

@@ -462,6 +462,18 @@ static void test_tool(void)
                  "pruned 3 tensors", out, sizeof out);
     tu_expect_sq(dir, "quantize --prune-layers 1,x s-00001-of-00002.gguf u.gguf Q8_0", 2, "--prune-layers '1,x'", out,
                  sizeof out);
+    /* sq plan reads a split model whole: the same plan as from the one-file copy */
+    tu_expect_sq(dir, "quantize --no-sq-config s-00001-of-00002.gguf one.gguf F16", 0, "one.gguf", out, sizeof out);
+    tu_expect_sq(dir, "plan -m s-00001-of-00002.gguf --no-imatrix --target-bpw 6 -o sp.json", 0, "bits per weight", out,
+                 sizeof out);
+    tu_expect_sq(dir, "plan -m one.gguf --no-imatrix --target-bpw 6 -o op.json", 0, "bits per weight", out, sizeof out);
+    {
+        /* the same entries; their order follows each file's tensor order (quantize writes llama.cpp's) */
+        char cmd[1400], a[600], b[600];
+        snprintf(cmd, sizeof cmd, "cd '%s' && sort sp.json > sp.sorted && sort op.json > op.sorted", dir);
+        CHECK(system(cmd) == 0);
+        CHECK(tu_files_equal(in_dir(a, sizeof a, dir, "sp.sorted"), in_dir(b, sizeof b, dir, "op.sorted")));
+    }
     tu_expect_sq(dir, "quantize --help", 0, "--keep-split", out, sizeof out);
     CHECK_CONTAINS(out, "--prune-layers");
     /* a missing shard: a message naming it, and no output at all */

@@ -88,15 +88,16 @@ int sq_cmd_bench(int argc, char **argv)
         } else if (!strcmp(a, "--kv-type") && has) {
             if (!sq_arg_kv_type("bench", argv[++i], &kv_type)) return 2;
         } else {
-            fprintf(stderr, "sq bench: unknown or incomplete option '%s'\n\n", a);
-            usage(stderr);
+            fprintf(stderr, "sq bench: unknown or incomplete option '%s'\n", a);
+            sq_usage_hint("bench");
             return 2;
         }
     }
     if (!n_models || n_prompt < 0 || n_gen < 0 || reps < 1 || n_threads < 1 || n_batch < 1 ||
         (n_prompt == 0 && n_gen == 0)) {
-        fprintf(stderr, "sq bench: %s\n\n", !n_models ? "a model (-m) is required" : "bad -p, -n, -r, -t or -b");
-        usage(stderr);
+        fprintf(stderr, "sq bench: %s\n",
+                !n_models ? "a model (-m) is required" : "-p and -n are both 0: nothing to measure");
+        sq_usage_hint("bench");
         return 2;
     }
 

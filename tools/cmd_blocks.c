@@ -38,7 +38,8 @@ static void usage_main(FILE *f)
             "  dot          TYPE COLS W.bin X.f32 OUT.f32                dot products of W rows with X rows\n"
             "\n"
             "TYPE is a ggml type name (q4_0, q8_0, f16, ...; case-insensitive) or its numeric id.\n"
-            "Environment: SQ_FORCE_SCALAR=1 uses the scalar reference kernels only.\n");
+            "Environment (every sq command): SQ_ISA=scalar|avx2|avx512 caps the kernels at that ISA;\n"
+            "SQ_FORCE_SCALAR=1 uses the scalar reference kernels only.\n");
 }
 
 static void usage_types(FILE *f)
@@ -182,6 +183,12 @@ static bool write_atomic(const char *path, const void *data, size_t n)
     char *tmp = malloc(len);
     if (!tmp) {
         fprintf(stderr, "sq blocks: out of memory\n");
+        return false;
+    }
+    struct stat sb; /* the rename would replace a device or pipe (/dev/null as root) */
+    if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode)) {
+        fprintf(stderr, "sq blocks: %s: exists and is not a regular file; the output must be a file\n", path);
+        free(tmp);
         return false;
     }
     snprintf(tmp, len, "%s.tmp.XXXXXX", path);

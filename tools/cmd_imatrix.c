@@ -35,7 +35,7 @@ static void usage(FILE *f)
             "  -f, --file FILE         calibration text\n"
             "  -o, --output FILE       output file (default imatrix.gguf)\n"
             "  -c, --ctx-size N        chunk length in tokens (default 512)\n"
-            "      --chunks N          use at most N chunks (default: all the text holds)\n"
+            "      --chunks N          use at most N chunks (default -1: all the text holds)\n"
             "  -b, --batch-size N      tokens per forward step (default 2048, capped at CTX)\n"
             "  -t, --threads N         threads (default: online CPUs)\n"
             "      --in-file FILE      add an existing imatrix (llama.cpp GGUF or legacy .dat) first;\n"
@@ -105,7 +105,7 @@ int sq_cmd_imatrix(int argc, char **argv)
         if ((!strcmp(a, "-o") || !strcmp(a, "--output")) && has) {
             out_path = argv[++i];
         } else if (!strcmp(a, "--chunks") && has) {
-            if (!sq_arg_int("imatrix", a, argv[++i], -1, 1000000000, &n_chunks)) return 2;
+            if (!sq_arg_chunks("imatrix", a, argv[++i], &n_chunks)) return 2;
         } else if (!strcmp(a, "--in-file") && has) {
             if (n_in == 64) {
                 fprintf(stderr, "sq imatrix: at most 64 --in-file\n");
@@ -115,8 +115,8 @@ int sq_cmd_imatrix(int argc, char **argv)
         } else if (!strcmp(a, "--process-output")) {
             process_output = true;
         } else {
-            fprintf(stderr, "sq imatrix: unknown or incomplete option '%s'\n\n", a);
-            usage(stderr);
+            fprintf(stderr, "sq imatrix: unknown or incomplete option '%s'\n", a);
+            sq_usage_hint("imatrix");
             return 2;
         }
     }
@@ -138,8 +138,8 @@ int sq_cmd_imatrix(int argc, char **argv)
             why = same_msg;
         }
     if (why) {
-        fprintf(stderr, "sq imatrix: %s\n\n", why);
-        usage(stderr);
+        fprintf(stderr, "sq imatrix: %s\n", why);
+        sq_usage_hint("imatrix");
         return 2;
     }
     if (n_batch > n_ctx) n_batch = n_ctx;

@@ -229,7 +229,7 @@ int sq_cmd_inspect(int argc, char **argv)
             json = true;
         } else if (argv[i][0] == '-' && argv[i][1]) {
             fprintf(stderr, "sq inspect: unknown option '%s'\n", argv[i]);
-            usage(stderr);
+            sq_usage_hint("inspect");
             return 2;
         } else if (path) {
             fprintf(stderr, "sq inspect: only one FILE, got '%s' and '%s'\n", path, argv[i]);
@@ -239,7 +239,8 @@ int sq_cmd_inspect(int argc, char **argv)
         }
     }
     if (!path) {
-        usage(stderr);
+        fprintf(stderr, "sq inspect: a FILE to show is required\n");
+        sq_usage_hint("inspect");
         return 2;
     }
     sq_error err = {0};

@@ -32,7 +32,7 @@ static void usage(FILE *f)
             "  -m, --model FILE            GGUF model (llama architecture, plain or SmarterQuant tensors)\n"
             "  -f, --file FILE             text to evaluate\n"
             "  -c, --ctx-size N            chunk length in tokens (default 512)\n"
-            "      --chunks N              evaluate at most N chunks (default: all)\n"
+            "      --chunks N              evaluate at most N chunks (default -1: all)\n"
             "  -b, --batch-size N          tokens per forward step (default 2048, capped at CTX)\n"
             "  -t, --threads N             threads (default: online CPUs)\n"
             "      --kv-type f16|f32       KV cache precision (default f16, as llama.cpp)\n"
@@ -180,24 +180,24 @@ int sq_cmd_perplexity(int argc, char **argv)
         const char *a = argv[i];
         const bool has = i + 1 < argc;
         if (!strcmp(a, "--chunks") && has) {
-            if (!sq_arg_int("perplexity", a, argv[++i], -1, 1000000000, &n_chunks)) return 2;
+            if (!sq_arg_chunks("perplexity", a, argv[++i], &n_chunks)) return 2;
         } else if (!strcmp(a, "--kl-divergence-base") && has) {
             kld_file = argv[++i];
         } else if (!strcmp(a, "--kl-divergence")) {
             kld = true;
         } else {
-            fprintf(stderr, "sq perplexity: unknown or incomplete option '%s'\n\n", a);
-            usage(stderr);
+            fprintf(stderr, "sq perplexity: unknown or incomplete option '%s'\n", a);
+            sq_usage_hint("perplexity");
             return 2;
         }
     }
     if (!model_path || (!text_path && !kld) || n_ctx < 8 || n_batch < 1 || n_threads < 1 || (kld && !kld_file)) {
-        fprintf(stderr, "sq perplexity: %s\n\n",
+        fprintf(stderr, "sq perplexity: %s\n",
                 !model_path                ? "a model (-m) is required"
                 : kld && !kld_file         ? "--kl-divergence needs --kl-divergence-base FILE"
                 : !text_path && !kld       ? "a text file (-f) is required"
                                            : "-c must be >= 8, -b and -t >= 1");
-        usage(stderr);
+        sq_usage_hint("perplexity");
         return 2;
     }
     if (kld_file && !kld && (sq_gguf_same_file(kld_file, model_path) || sq_gguf_same_file(kld_file, text_path))) {
@@ -207,6 +207,12 @@ int sq_cmd_perplexity(int argc, char **argv)
         return 2;
     }
     if (n_batch > n_ctx) n_batch = n_ctx;
+    if (kld_file && !kld) {
+        /* a typo in the folder fails now, not after the model is loaded; an
+         * interrupted run leaves no temporary base file (it grows all run long) */
+        if (!sq_arg_output_ok("perplexity", kld_file)) return 1;
+        sq_install_cleanup_handlers();
+    }
 
     sq_error err = {0};
     sq_engine_loaded L = {0};

@@ -48,9 +48,11 @@ static void usage(FILE *f)
             "                          always, or never\n"
             "  --norm rel|abs          error normalisation: relative to each tensor's output energy (rel,\n"
             "                          default) or the raw importance-weighted error (abs)\n"
-            "  --sensitivity FILE      per-tensor sensitivities, lines \"TENSOR WEIGHT\": a tensor's normalised\n"
-            "                          error is multiplied by its weight (default 1), e.g. the KL divergence\n"
-            "                          per unit of relative error measured by bench/sensitivity.sh\n"
+            "  --sensitivity FILE      per-tensor sensitivities, lines \"TENSOR WEIGHT [ACT_Q8_K ACT_Q8_0]\": a\n"
+            "                          tensor's normalised error is multiplied by its weight (default 1), e.g.\n"
+            "                          the KL divergence per unit of relative error (bench/sensitivity.sh or\n"
+            "                          --sensitivity-out); the optional costs of its activations quantized to\n"
+            "                          q8_K / q8_0 are added to candidates with those activations\n"
             "  --calib FILE            calibration text: unless --sensitivity gives them, the sensitivities\n"
             "                          are measured in-process: the model (llama architecture) is run on\n"
             "                          chunks of it, each tensor alone quantized to the --calib-types, and\n"
@@ -59,6 +61,11 @@ static void usage(FILE *f)
             "  --calib-chunks N        chunks of calibration text (default 6)\n"
             "  --calib-ctx N           tokens per chunk (default 512, at most the model's context)\n"
             "  --calib-types LIST      one or two measuring types (default q3_K,q5_K: the slope between them)\n"
+            "  --calib-act TYPE|none   also measure each tensor at TYPE, whose activations are q8_0 or q8_1\n"
+            "                          (default q8_0 when both --calib-types are K-quants), to model what\n"
+            "                          quantizing a product's activations costs: q8_K for the K-quants (the\n"
+            "                          two-point line's intercept), q8_0/q8_1 for the 32-column types; added\n"
+            "                          to each candidate's error\n"
             "  --sensitivity-out FILE  write the measured sensitivities (the --sensitivity format, with the\n"
             "                          relative errors and KL divergences as a comment per line)\n"
             "  --measure-kld           with --calib: also quantize the model as planned (in memory) and print\n"
@@ -183,11 +190,14 @@ static int load_weights_file(const char *path, sq_plan_weight **out, int *n_out)
         char *hash = strchr(line, '#');
         if (hash) *hash = 0;
         char name[512], extra[8];
-        double v;
-        int k = sscanf(line, "%511s %lf %7s", name, &v, extra);
+        double v, ak = 0.0, a0 = 0.0;
+        int k = sscanf(line, "%511s %lf %lf %lf %7s", name, &v, &ak, &a0, extra);
         if (k <= 0) continue;
-        if (k != 2 || !(v > 0)) {
-            fprintf(stderr, "sq plan: %s:%d: want \"TENSOR WEIGHT\" with a positive weight\n", path, lineno);
+        if ((k != 2 && k != 4) || !(v > 0) || !(ak >= 0) || !(a0 >= 0)) {
+            fprintf(stderr,
+                    "sq plan: %s:%d: want \"TENSOR WEIGHT [ACT_Q8_K ACT_Q8_0]\" with a positive weight and "
+                    "activation costs >= 0\n",
+                    path, lineno);
             rc = 1;
             break;
         }
@@ -202,6 +212,8 @@ static int load_weights_file(const char *path, sq_plan_weight **out, int *n_out)
         }
         w[n].name = strdup(name);
         w[n].weight = v;
+        w[n].act_q8_K = ak;
+        w[n].act_q8_0 = a0;
         if (!w[n].name) {
             rc = 1;
             break;
@@ -266,7 +278,8 @@ static int calib_tokens(const sq_gguf *g, const char *path, sq_token **toks, siz
 }
 
 /* Writes measured sensitivities in the --sensitivity format (atomically). */
-static int write_sens(const char *path, const sq_plan_sens *s, const char *model, const char *calib, int chunks)
+static int write_sens(const char *path, const sq_plan_sens *s, const char *model, const char *calib, int chunks,
+                      int act_type)
 {
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid());
@@ -276,13 +289,16 @@ static int write_sens(const char *path, const sq_plan_sens *s, const char *model
         return 1;
     }
     fprintf(f, "# sensitivity: KL divergence per unit of relative error, measured by sq plan --calib\n");
-    fprintf(f, "# model %s, %d chunks of %s; columns after '#': type, relative error, KLD per point\n", model, chunks,
-            calib);
+    fprintf(f, "# model %s, %d chunks of %s\n# TENSOR WEIGHT%s # then type, relative error, KLD per point\n", model,
+            chunks, calib, act_type > 0 ? " ACT_Q8_K ACT_Q8_0" : "");
     for (int64_t i = 0; i < sq_plan_sens_count(s); i++) {
         const sq_plan_sensitivity *e = sq_plan_sens_at(s, i);
-        fprintf(f, "%s %.6g #", e->name, e->weight);
+        fprintf(f, "%s %.6g", e->name, e->weight);
+        if (act_type > 0) fprintf(f, " %.6g %.6g", e->act_q8_K, e->act_q8_0);
+        fprintf(f, " #");
         for (int k = 0; k < e->n_points; k++)
             fprintf(f, " %s %.4e %.4e", sq_type_name(e->types[k]), e->rel[k], e->kld[k]);
+        if (act_type > 0) fprintf(f, " %s %.4e %.4e", sq_type_name(act_type), e->rel_act, e->kld_act);
         fprintf(f, "\n");
     }
     bool ok = !ferror(f);
@@ -310,6 +326,7 @@ int sq_cmd_plan(int argc, char **argv)
     const char *calib_path = NULL, *sens_out = NULL;
     sq_plan_calib_params cp = {0};
     bool measure_kld = false;
+    const char *calib_flag = NULL; /* a --calib-* tuning flag given (they need --calib) */
     int refine = 0;
     bool no_imatrix = false, dry_run = false, quiet = false;
     long threads = sysconf(_SC_NPROCESSORS_ONLN);
@@ -394,12 +411,15 @@ int sq_cmd_plan(int argc, char **argv)
             calib_path = v;
         } else if (!strcmp(a, "--calib-chunks")) {
             NEED_VALUE();
+            calib_flag = a;
             if (!sq_arg_int("plan", a, v, 1, 100000, &cp.n_chunks)) return 2;
         } else if (!strcmp(a, "--calib-ctx")) {
             NEED_VALUE();
+            calib_flag = a;
             if (!sq_arg_int("plan", a, v, 8, 1 << 20, &cp.n_ctx)) return 2;
         } else if (!strcmp(a, "--calib-types")) {
             NEED_VALUE();
+            calib_flag = a;
             char bad[64];
             int n = parse_types(v, ctypes, (int)(sizeof ctypes / sizeof ctypes[0]), bad, sizeof bad);
             if (n <= 0 || n > 2) {
@@ -408,6 +428,18 @@ int sq_cmd_plan(int argc, char **argv)
             }
             cp.types = ctypes;
             cp.n_types = n;
+        } else if (!strcmp(a, "--calib-act")) {
+            NEED_VALUE();
+            calib_flag = a;
+            if (!strcmp(v, "none")) {
+                cp.act_type = -1;
+            } else {
+                cp.act_type = sq_type_from_name(v);
+                if (cp.act_type <= 0) {
+                    fprintf(stderr, "sq plan: --calib-act %s: want a type name (q8_0, q5_0, ...) or none\n", v);
+                    return 2;
+                }
+            }
         } else if (!strcmp(a, "--sensitivity-out")) {
             NEED_VALUE();
             sens_out = v;
@@ -458,13 +490,23 @@ int sq_cmd_plan(int argc, char **argv)
         return 2;
     }
     p.n_threads = threads > 0 ? (int)threads : 1;
+    if (cp.act_type == 0) {
+        /* the default: activation costs from q8_0 whenever the two measuring types are K-quants */
+        bool k_quants = !cp.types;
+        if (cp.types && cp.n_types == 2) {
+            const sq_type_info *a0 = sq_type_info_get(cp.types[0]), *a1 = sq_type_info_get(cp.types[1]);
+            k_quants = a0 && a1 && a0->vec_dot_type == SQ_TYPE_Q8_K && a1->vec_dot_type == SQ_TYPE_Q8_K;
+        }
+        if (k_quants) cp.act_type = SQ_TYPE_Q8_0;
+    }
+    if (cp.act_type < 0) cp.act_type = 0;
     if (sens_path && sens_out) {
         fprintf(stderr, "sq plan: --sensitivity-out writes measured sensitivities; --sensitivity reads them\n");
         return 2;
     }
-    if ((sens_out || measure_kld || refine) && !calib_path) {
+    if ((sens_out || measure_kld || refine || calib_flag) && !calib_path) {
         fprintf(stderr, "sq plan: %s needs --calib TEXT\n",
-                sens_out ? "--sensitivity-out" : measure_kld ? "--measure-kld" : "--calib-refine");
+                sens_out ? "--sensitivity-out" : measure_kld ? "--measure-kld" : refine ? "--calib-refine" : calib_flag);
         return 2;
     }
     {
@@ -479,6 +521,7 @@ int sq_cmd_plan(int argc, char **argv)
     }
 
     if (!sq_arg_output_ok("plan", out_path)) return 1;
+    if (sens_out && !sq_arg_output_ok("plan", sens_out)) return 1; /* before a calibration of minutes */
     sq_error err = {0};
     sq_gguf *g_owned = NULL;
     const sq_gguf *g = NULL;
@@ -497,7 +540,7 @@ int sq_cmd_plan(int argc, char **argv)
         p.weights = weights;
         p.n_weights = n_weights;
     }
-    if (calib_path ? sq_model_load(model_path, &model, &err) != SQ_OK : sq_gguf_open(model_path, &g_owned, &err) != SQ_OK) {
+    if (calib_path ? sq_model_load(model_path, &model, &err) != SQ_OK : sq_gguf_open_model(model_path, &g_owned, &err) != SQ_OK) {
         fprintf(stderr, "sq plan: %s\n", err.msg);
         goto out;
     }
@@ -525,11 +568,14 @@ int sq_cmd_plan(int argc, char **argv)
         printf("calibrated %d tensors in %.2f s on %s (base mean -log p %.4f)\n", p.n_weights, sq_time_now() - t0,
                calib_path, sq_plan_sens_base_nll(sens));
         if (sens_out && write_sens(sens_out, sens, model_path, calib_path,
-                                   cp.n_chunks > 0 ? cp.n_chunks : SQ_PLAN_CALIB_DEFAULT_CHUNKS) != 0)
+                                   cp.n_chunks > 0 ? cp.n_chunks : SQ_PLAN_CALIB_DEFAULT_CHUNKS, cp.act_type) != 0)
             goto out;
     }
     if (sq_plan_create(g, im, &p, &plan, &err) != SQ_OK) {
-        fprintf(stderr, "sq plan: %s: %s\n", model_path, err.msg);
+        if (imatrix_path && !no_imatrix)
+            fprintf(stderr, "sq plan: %s with --imatrix %s: %s\n", model_path, imatrix_path, err.msg);
+        else
+            fprintf(stderr, "sq plan: %s: %s\n", model_path, err.msg);
         goto out;
     }
     if (refine > 0) {

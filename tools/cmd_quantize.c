@@ -25,12 +25,12 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: sq quantize [options] IN.gguf OUT.gguf TYPE [NTHREADS]\n"
-            "       sq quantize --dry-run [options] IN.gguf [OUT.gguf] TYPE [NTHREADS]\n"
+            "usage: sq quantize [options] IN.gguf [OUT.gguf] TYPE [NTHREADS]\n"
             "\n"
             "Quantizes a GGUF model as llama-quantize does (same per-tensor types, same bytes),\n"
             "with SmarterQuant tensors (mixed block types inside a tensor) where a config asks.\n"
-            "IN.gguf may be the first shard of a split model (NAME-00001-of-0000N.gguf).\n"
+            "IN.gguf may be the first shard of a split model (NAME-00001-of-0000N.gguf). Without\n"
+            "OUT.gguf the output is IN.gguf's folder/ggml-model-TYPE.gguf (as llama-quantize).\n"
             "\n"
             "options:\n"
             "  --imatrix FILE             importance matrix (llama.cpp GGUF format or legacy .dat)\n"
@@ -328,9 +328,9 @@ int sq_cmd_quantize(int argc, char **argv)
                 goto done;
             }
             p.n_kv_overrides++;
-        } else if (a[0] == '-' && a[1] == '-') {
-            fprintf(stderr, "sq quantize: unknown option or missing value: %s\n\n", a);
-            usage(stderr);
+        } else if (a[0] == '-' && a[1] && !(a[1] >= '0' && a[1] <= '9')) { /* "-5": a bad NTHREADS */
+            fprintf(stderr, "sq quantize: unknown option or missing value: %s\n", a);
+            sq_usage_hint("quantize");
             rc = 2;
             goto done;
         } else if (npos < 4) {
@@ -354,21 +354,32 @@ int sq_cmd_quantize(int argc, char **argv)
     p.kv_overrides = kvo;
     pr.imatrix = p.imatrix_path != NULL;
 
-    /* IN OUT TYPE [N]; a dry run may leave OUT out */
+    /* IN [OUT] TYPE [N], read as llama-quantize reads them: when the second
+     * argument is a file type, OUT was left out (then, unless --dry-run, the
+     * output is IN's folder/ggml-model-TYPE.gguf) and a third one is N. */
     const char *in = NULL, *out = NULL, *type = NULL, *nthreads = NULL;
-    if (npos >= 3 && sq_ftype_parse(pos[2])) {
-        in = pos[0], out = pos[1], type = pos[2], nthreads = npos > 3 ? pos[3] : NULL;
-    } else if (p.dry_run && npos >= 2 && sq_ftype_parse(pos[1])) {
+    char default_out[4200];
+    if (npos >= 2 && sq_ftype_parse(pos[1])) {
         in = pos[0], type = pos[1], nthreads = npos > 2 ? pos[2] : NULL;
         if (npos > 3) {
-            fprintf(stderr, "sq quantize: too many arguments\n");
+            fprintf(stderr, "sq quantize: too many arguments ('%s' after IN.gguf TYPE NTHREADS)\n", pos[3]);
+            sq_usage_hint("quantize");
             rc = 2;
             goto done;
         }
+        if (!p.dry_run) {
+            const char *slash = strrchr(in, '/');
+            snprintf(default_out, sizeof default_out, "%.*sggml-model-%s.gguf", slash ? (int)(slash - in + 1) : 0, in,
+                     sq_ftype_parse(type)->name);
+            out = default_out;
+        }
+    } else if (npos >= 3 && sq_ftype_parse(pos[2])) {
+        in = pos[0], out = pos[1], type = pos[2], nthreads = npos > 3 ? pos[3] : NULL;
     } else {
-        if (npos >= 3) fprintf(stderr, "sq quantize: unknown file type '%s'\n\n", pos[2]);
-        else fprintf(stderr, "sq quantize: expected IN.gguf OUT.gguf TYPE [NTHREADS]\n\n");
-        usage(stderr);
+        if (npos >= 3) fprintf(stderr, "sq quantize: unknown file type '%s'\n", pos[2]);
+        else if (npos == 2) fprintf(stderr, "sq quantize: unknown file type '%s'\n", pos[1]);
+        else fprintf(stderr, "sq quantize: expected IN.gguf [OUT.gguf] TYPE [NTHREADS]\n");
+        sq_usage_hint("quantize");
         rc = 2;
         goto done;
     }
@@ -379,7 +390,7 @@ int sq_cmd_quantize(int argc, char **argv)
         char *end = NULL;
         long v = strtol(nthreads, &end, 10);
         if (end == nthreads || *end || v < 1 || v > 1024) {
-            fprintf(stderr, "sq quantize: NTHREADS '%s' is not a number of threads\n", nthreads);
+            fprintf(stderr, "sq quantize: NTHREADS '%s': want an integer from 1 to 1024\n", nthreads);
             rc = 2;
             goto done;
         }

@@ -29,7 +29,7 @@ static void usage(FILE *f)
             "      --temp T           temperature (default 0.8; 0 = greedy)\n"
             "      --top-k K          keep the K most likely tokens (default 40; 0 = off)\n"
             "      --top-p P          nucleus sampling threshold (default 0.95; 1 = off)\n"
-            "      --seed S           random seed (default 42)\n"
+            "  -s, --seed S           random seed (default 42)\n"
             "  -t, --threads N        threads (default: online CPUs)\n"
             "  -c, --ctx-size N       context length (default: the model's, at most 4096)\n"
             "  -b, --batch-size N     prompt tokens per forward step (default 512)\n"
@@ -66,26 +66,26 @@ int sq_cmd_run(int argc, char **argv)
             if (!sq_arg_int("run", a, argv[++i], 0, 1000000000, &top_k)) return 2;
         } else if (!strcmp(a, "--top-p") && has) {
             if (!sq_arg_float("run", a, argv[++i], 0.0, 1.0, &top_p)) return 2;
-        } else if (!strcmp(a, "--seed") && has) {
+        } else if ((!strcmp(a, "-s") || !strcmp(a, "--seed")) && has) {
             const char *v = argv[++i];
             char *end = NULL;
             errno = 0;
             seed = strtoull(v, &end, 10);
             if (end == v || *end || errno || *v == '-') {
-                fprintf(stderr, "sq run: --seed '%s': want a non-negative integer\n", v);
+                fprintf(stderr, "sq run: %s '%s': want a non-negative integer\n", a, v);
                 return 2;
             }
         } else if (!strcmp(a, "--no-echo")) {
             echo = false;
         } else {
-            fprintf(stderr, "sq run: unknown or incomplete option '%s'\n\n", a);
-            usage(stderr);
+            fprintf(stderr, "sq run: unknown or incomplete option '%s'\n", a);
+            sq_usage_hint("run");
             return 2;
         }
     }
     if (!model_path || n_threads < 1 || n_batch < 1 || n_ctx < 0) {
-        fprintf(stderr, "sq run: %s\n\n", !model_path ? "a model (-m) is required" : "bad -t, -b or -c value");
-        usage(stderr);
+        fprintf(stderr, "sq run: %s\n", !model_path ? "a model (-m) is required" : "bad -t, -b or -c value");
+        sq_usage_hint("run");
         return 2;
     }
     char *file_text = NULL;

@@ -9,6 +9,7 @@
  * the model's metadata, prints the log, and waits for SIGINT/SIGTERM to shut
  * down cleanly (every request finished or cancelled, everything freed).
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -34,9 +35,11 @@ static void usage(FILE *f)
             "(streaming with \"stream\": true), GET /v1/models, GET /health. See docs/serve.md.\n"
             "\n"
             "  -m, --model FILE      GGUF model (required)\n"
-            "      --host ADDR       numeric address to listen on (default 127.0.0.1; 0.0.0.0 for all)\n"
+            "      --host ADDR       numeric IPv4/IPv6 address or localhost to listen on (default 127.0.0.1;\n"
+            "                        0.0.0.0 for all)\n"
             "      --port N          TCP port (default 8080; 0 picks a free one, printed at start)\n"
-            "  -c, --ctx-size N      context (KV cache) per slot in tokens (default: the model's)\n"
+            "  -c, --ctx-size N      context (KV cache) per slot in tokens (default 0: the model's); unlike\n"
+            "                        llama-server's -c, not divided among the slots\n"
             "  -t, --threads N       threads per slot (default 1)\n"
             "  -np, --parallel N     request slots running at once, each with its own context (default 1)\n"
             "      --queue N         requests that may wait for a slot; beyond, 503 at once (default 8)\n"
@@ -45,7 +48,7 @@ static void usage(FILE *f)
             "                        every conflict is reported at startup\n"
             "      --api-key KEY     require 'Authorization: Bearer KEY' on /v1/* (also $SQ_API_KEY)\n"
             "      --max-body BYTES  largest request body accepted, else 413 (default 1048576)\n"
-            "      --alias NAME      model id shown by /v1/models and in answers (default: file name)\n"
+            "  -a, --alias NAME      model id shown by /v1/models and in answers (default: file name)\n"
             "      --debug-token-delay-ms N\n"
             "                        for tests: pause N ms after each generated token, so that a request is\n"
             "                        sure to be still running; a client hang-up or shutdown ends the pause at\n"
@@ -94,6 +97,7 @@ static void log_line(void *ud, const char *msg)
 static int check_config(const char *path, const sq_model *m)
 {
     struct stat st;
+    const bool implicit = !path;
     if (!path) {
         if (stat(SQ_CONFIG_DEFAULT_NAME, &st) != 0) return 0;
         path = SQ_CONFIG_DEFAULT_NAME;
@@ -106,8 +110,22 @@ static int check_config(const char *path, const sq_model *m)
         sq_warnings_free(&w);
         return 1;
     }
-    int conflicts = sq_serve_check_config(sq_model_gguf(m), cfg, &w);
-    for (size_t i = 0; i < w.count; i++) fprintf(stderr, "sq serve: warning: %s\n", w.items[i]);
+    const sq_gguf *g = sq_model_gguf(m);
+    bool any_sq = false;
+    for (int64_t i = 0; i < sq_gguf_n_tensors(g) && !any_sq; i++) any_sq = sq_gguf_tensor_at(g, i)->smarterquant;
+    if (implicit && !any_sq) {
+        /* the default file of the working folder, beside a model quantized without it: say so once */
+        fprintf(stderr, "sq serve: %s ignored: the model has no SmarterQuant tensors (the file applies when "
+                        "quantizing)\n", path);
+        sq_warnings_free(&w);
+        sq_config_free(cfg);
+        return 0;
+    }
+    int conflicts = sq_serve_check_config(g, cfg, &w);
+    /* a whole model's worth of the same warning helps no one: the first few, then a count */
+    const size_t shown = w.count > 8 ? 5 : w.count;
+    for (size_t i = 0; i < shown; i++) fprintf(stderr, "sq serve: warning: %s\n", w.items[i]);
+    if (shown < w.count) fprintf(stderr, "sq serve: warning: ... and %zu more like these\n", w.count - shown);
     fprintf(stderr, "sq serve: SmarterQuant configuration %s: %lld entries, %d conflict(s) with the model's metadata%s\n",
             path, (long long)sq_config_count(cfg), conflicts, conflicts ? " (the metadata wins)" : "");
     sq_warnings_free(&w);
@@ -127,37 +145,46 @@ int sq_cmd_serve(int argc, char **argv)
             return 0;
         }
         if (i + 1 >= argc) {
-            fprintf(stderr, "sq serve: unknown option or missing value: '%s'\n\n", a);
-            usage(stderr);
+            fprintf(stderr, "sq serve: unknown option or missing value: '%s'\n", a);
+            sq_usage_hint("serve");
             return 2;
         }
         const char *v = argv[++i];
         bool ok = true;
+        long lo = 0, hi = 0; /* the range of a numeric flag, for its error message */
         if (!strcmp(a, "-m") || !strcmp(a, "--model")) model_path = v;
         else if (!strcmp(a, "--host")) host = v;
-        else if (!strcmp(a, "--port")) ok = parse_int(v, 0, 65535, &port);
-        else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) ok = parse_int(v, 0, 1 << 24, &n_ctx);
-        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) ok = parse_int(v, 1, 1024, &n_threads);
-        else if (!strcmp(a, "-np") || !strcmp(a, "--parallel")) ok = parse_int(v, 1, 256, &n_parallel);
-        else if (!strcmp(a, "--queue")) ok = parse_int(v, 0, 4096, &queue);
+        else if (!strcmp(a, "--port")) ok = parse_int(v, lo = 0, hi = 65535, &port);
+        else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) ok = parse_int(v, lo = 0, hi = 1 << 24, &n_ctx);
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) ok = parse_int(v, lo = 1, hi = 1024, &n_threads);
+        else if (!strcmp(a, "-np") || !strcmp(a, "--parallel")) ok = parse_int(v, lo = 1, hi = 256, &n_parallel);
+        else if (!strcmp(a, "--queue")) ok = parse_int(v, lo = 0, hi = 4096, &queue);
         else if (!strcmp(a, "--sq-config")) config_path = v;
         else if (!strcmp(a, "--api-key")) api_key = v;
-        else if (!strcmp(a, "--max-body")) ok = parse_int(v, 64, LONG_MAX, &max_body);
-        else if (!strcmp(a, "--alias")) alias = v;
-        else if (!strcmp(a, "--debug-token-delay-ms")) ok = parse_int(v, 0, INT_MAX, &token_delay);
+        else if (!strcmp(a, "--max-body")) ok = parse_int(v, lo = 64, hi = LONG_MAX, &max_body);
+        else if (!strcmp(a, "-a") || !strcmp(a, "--alias")) alias = v;
+        else if (!strcmp(a, "--debug-token-delay-ms")) ok = parse_int(v, lo = 0, hi = INT_MAX, &token_delay);
         else {
-            fprintf(stderr, "sq serve: unknown option '%s'\n\n", a);
-            usage(stderr);
+            fprintf(stderr, "sq serve: unknown option '%s'\n", a);
+            sq_usage_hint("serve");
             return 2;
         }
         if (!ok) {
-            fprintf(stderr, "sq serve: bad value '%s' for %s\n", v, a);
+            fprintf(stderr, "sq serve: %s '%s': want an integer from %ld to %ld\n", a, v, lo, hi);
             return 2;
         }
     }
     if (!model_path) {
-        fprintf(stderr, "sq serve: -m MODEL is required\n\n");
-        usage(stderr);
+        fprintf(stderr, "sq serve: -m MODEL is required\n");
+        sq_usage_hint("serve");
+        return 2;
+    }
+    /* checked before the model is loaded; "localhost" as llama-server takes it */
+    if (!strcmp(host, "localhost")) host = "127.0.0.1";
+    unsigned char addr[sizeof(struct in6_addr)];
+    if (inet_pton(AF_INET, host, addr) != 1 && inet_pton(AF_INET6, host, addr) != 1) {
+        fprintf(stderr, "sq serve: --host '%s': want a numeric IPv4 or IPv6 address (e.g. 127.0.0.1, 0.0.0.0, ::1) "
+                        "or localhost\n", host);
         return 2;
     }
 

@@ -149,14 +149,14 @@ int sq_cmd_tokenize(int argc, char **argv)
         } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
             verbose = true;
         } else {
-            fprintf(stderr, "sq tokenize: unknown or incomplete option '%s'\n\n", a);
-            usage(stderr);
+            fprintf(stderr, "sq tokenize: unknown or incomplete option '%s'\n", a);
+            sq_usage_hint("tokenize");
             return 2;
         }
     }
     if (!model || ((prompt != NULL) + (file != NULL) + test != 1)) {
-        fprintf(stderr, "sq tokenize: need -m and exactly one of -p, -f, --test\n\n");
-        usage(stderr);
+        fprintf(stderr, "sq tokenize: need -m and exactly one of -p, -f, --test\n");
+        sq_usage_hint("tokenize");
         return 2;
     }
 

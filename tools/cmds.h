@@ -60,6 +60,31 @@ static inline bool sq_arg_float(const char *cmd, const char *flag, const char *s
     return true;
 }
 
+/* After a usage error's one-line message: where the flags are listed (the
+ * whole usage text would push the message itself off the screen). */
+static inline void sq_usage_hint(const char *cmd)
+{
+    fprintf(stderr, "(sq %s --help lists every flag)\n", cmd);
+}
+
+/* --chunks N of perplexity and imatrix: -1 (every chunk the text holds, the
+ * default) or a positive count. 0 is refused: the library reads any n <= 0 as
+ * "all", which is the opposite of what "--chunks 0" asks for. */
+static inline bool sq_arg_chunks(const char *cmd, const char *flag, const char *s, int *out)
+{
+    int v = 0;
+    char *end = NULL;
+    errno = 0;
+    const long l = strtol(s, &end, 10);
+    if (end != s && !*end && !errno && (l == -1 || (l >= 1 && l <= 1000000000))) v = (int)l;
+    if (v == 0) {
+        fprintf(stderr, "sq %s: %s '%s': want -1 (every chunk) or a count from 1 to 1000000000\n", cmd, flag, s);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
 /* Default thread count of the inference tools: the online CPUs, 1 to 16. */
 static inline int sq_default_threads(void)
 {
@@ -150,6 +175,9 @@ static inline sq_status sq_engine_load(const sq_engine_args *e, sq_engine_loaded
     if (st != SQ_OK) return st;
     const sq_hparams *hp = sq_model_hparams(L->model);
     if (*e->n_ctx == 0) *e->n_ctx = hp->n_ctx_train < 4096 ? (int)hp->n_ctx_train : 4096;
+    else if (hp->n_ctx_train > 0 && *e->n_ctx > hp->n_ctx_train) /* as llama.cpp warns */
+        fprintf(stderr, "warning: -c %d is beyond the model's training context of %lld tokens; positions past it "
+                        "may give poor results\n", *e->n_ctx, (long long)hp->n_ctx_train);
     sq_context_params cp = sq_context_default_params();
     cp.n_ctx = *e->n_ctx;
     cp.n_batch = *e->n_batch;
@@ -225,11 +253,20 @@ static inline char *sq_read_file(const char *cmd, const char *path, size_t *len)
 }
 
 /* Whether an output file can be created where `path` says: its folder exists
- * and is writable. Tools that write only after a long computation (plan,
- * imatrix) check it first, so a typo costs seconds, not the whole run; prints
- * "sq CMD: PATH: cannot write in folder DIR: REASON" and returns false. */
+ * and is writable, and path is not something other than a regular file (the
+ * temporary file renamed onto it would replace a device or a pipe — as root,
+ * /dev/null — or fail on a folder). Tools that write only after a long
+ * computation (plan, imatrix, perplexity's base file) check it first, so a
+ * typo costs seconds, not the whole run; prints "sq CMD: PATH: cannot write
+ * in folder DIR: REASON" (or "... is not a regular file") and returns false. */
 static inline bool sq_arg_output_ok(const char *cmd, const char *path)
 {
+    struct stat sb;
+    if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode)) {
+        fprintf(stderr, "sq %s: %s: exists and is not a regular file (%s); the output must be a file\n", cmd, path,
+                S_ISDIR(sb.st_mode) ? "a folder" : "a device, pipe or socket");
+        return false;
+    }
     char dir[4096];
     const char *slash = strrchr(path, '/');
     if (!slash) snprintf(dir, sizeof dir, ".");

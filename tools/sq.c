@@ -2,7 +2,10 @@
  * sq.c — the single binary: dispatches "sq NAME ..." to tools/cmd_NAME.c.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "sq/blocks.h"
 
 #include "cmds.h"
 
@@ -37,8 +40,22 @@ static void usage(FILE *f)
     fprintf(f, "  %-11s %s\n", "version", "print the version");
 }
 
+/* SQ_ISA caps the kernels' instruction set (src/blocks/dispatch.c); the
+ * library ignores a value it does not know, so a typo is reported here. */
+static void check_isa_env(void)
+{
+    const char *want = getenv("SQ_ISA");
+    if (!want) return;
+    const sq_isa known[3] = {SQ_ISA_SCALAR, SQ_ISA_AVX2, SQ_ISA_AVX512};
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(want, sq_isa_name(known[i]))) return;
+    fprintf(stderr, "sq: warning: SQ_ISA='%s' is not one of scalar, avx2, avx512; using %s\n", want,
+            sq_isa_name(sq_blocks_isa()));
+}
+
 int main(int argc, char **argv)
 {
+    check_isa_env();
     if (argc < 2 || !strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         if (argc >= 3 && !strcmp(argv[1], "help")) {
             for (size_t i = 0; i < N_COMMANDS; i++)

@@ -211,6 +211,13 @@ void sq_gguf_writer_abort(sq_gguf_writer *w);
  * free, no message). Async-signal-safe: for a tool's SIGINT/SIGTERM handler,
  * which then re-raises the signal, so an interrupted run leaves no file. */
 void sq_gguf_writer_unlink_temps(void);
+/* Lists (unlists) a temporary file written by other code than a GGUF writer,
+ * e.g. perplexity's base log-probability file, so that
+ * sq_gguf_writer_unlink_temps() removes it too. The string must stay valid
+ * and unchanged until it is unlisted; list it before creating the file and
+ * unlist it after renaming or removing it. NULL is a no-op. */
+void sq_gguf_temp_list(char *path);
+void sq_gguf_temp_unlist(char *path);
 /* Whether paths a and b name the same existing file (same device and inode,
  * through links and "./"); false when either does not exist. Writers of a
  * file derived from an input check this so an output never replaces its input. */

@@ -36,6 +36,23 @@ size_t sq_matmul_work_size(int type, int64_t cols, int64_t n);
 sq_status sq_matmul(sq_threadpool *tp, int type, const void *W, int64_t rows, int64_t cols, size_t row_bytes,
                     const float *X, int64_t n, float *Y, void *work, size_t work_size, sq_error *err);
 
+/* One weight of a shared-input product: Y = W X^T with W rows × cols in type
+ * (row_bytes apart); Y is n × rows. */
+typedef struct sq_matmul_term {
+    int type;
+    const void *W;
+    int64_t rows;
+    size_t row_bytes;
+    float *Y;
+} sq_matmul_term;
+
+/* count products of the same X (n rows of cols floats), X converted once to
+ * their activation type: every term's type must share one vec_dot_type (a
+ * message names the first that does not). Results equal count sq_matmul
+ * calls; work as sq_matmul_work_size(terms[0].type, cols, n). */
+sq_status sq_matmul_shared(sq_threadpool *tp, const sq_matmul_term *terms, int count, int64_t cols, const float *X,
+                           int64_t n, void *work, size_t work_size, sq_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -53,6 +53,12 @@ typedef enum sq_plan_norm {
 typedef struct sq_plan_weight {
     const char *name;
     double weight; /* > 0 */
+    /* What the tensor costs at the output, in the same units, when the CPU
+     * quantizes its input activations for the product: to q8_K (the K-quants'
+     * vec_dot_type) and to q8_0 / q8_1 (the 32-column types'). Added to a
+     * candidate's error in proportion to the columns of the slot. >= 0; 0: not
+     * modelled (as before). */
+    double act_q8_K, act_q8_0;
 } sq_plan_weight;
 
 /* What to plan. Zero-initialise, then set one of target_bpw / target_bytes. */
@@ -88,7 +94,8 @@ typedef struct sq_plan_tensor {
     bool has_imatrix;      /* importance weights were found for it */
     uint64_t bytes;        /* data bytes as planned */
     double bpw;            /* bytes * 8 / (rows * cols) */
-    double error;          /* predicted error in the planner's normalisation (what is minimised) */
+    double error;          /* predicted error in the planner's normalisation (what is minimised),
+                              activation costs included */
     double rel_error;      /* sum imp*(W-Q)^2 / sum imp*W^2 */
     double energy;         /* sum imp*W^2 */
 } sq_plan_tensor;
@@ -159,6 +166,9 @@ typedef struct sq_plan_calib_params {
     int n_types;
     const char *tensors;   /* sensitivity: POSIX extended regex of tensors to measure; NULL: every
                               weight the model multiplies or looks up */
+    int act_type;          /* sensitivity: > 0 (with two K-quant types): also measure this type, whose
+                              activations are q8_0 or q8_1 (e.g. SQ_TYPE_Q8_0), for the activation
+                              costs act_q8_K / act_q8_0 of sq_plan_weight; 0: none */
     void (*progress)(void *ud, const char *tensor, int i, int n); /* optional, before each tensor */
     void *ud;
 } sq_plan_calib_params;
@@ -173,6 +183,11 @@ typedef struct sq_plan_sensitivity {
     int types[2];    /* the tensor alone quantized to types[k] (all segments, no permutation) */
     double rel[2];   /* its relative error sum imp*(W-Q)^2 / sum imp*W^2 (as sq_plan_tensor) */
     double kld[2];   /* the mean KL divergence from the unmodified model */
+    /* with act_type set: the tensor alone quantized to it (rel_act, kld_act), and the
+     * activation costs derived (two K-quant points: act_q8_K = the line's intercept
+     * kld[1] - weight*rel[1]; act_q8_0 = kld_act - weight*rel_act; both >= 0) */
+    double rel_act, kld_act;
+    double act_q8_K, act_q8_0;
 } sq_plan_sensitivity;
 
 typedef struct sq_plan_sens sq_plan_sens; /* opaque: owns its entries and names */

@@ -6,8 +6,9 @@
  * parallel when there is enough of it); (2) the output is cut into chunks of
  * weight rows × activation rows that threads take from a shared counter
  * (dynamic scheduling copes with a noisy, shared machine). Inside a chunk the
- * type's tile kernel (gemm.h) computes up to 4 activation rows per pass over
- * a weight row, so a weight block is unpacked once per 4 columns; the chunk
+ * type's tile kernel (gemm.h) computes several activation rows per pass over
+ * one or more weight rows (up to 8 columns × 2-4 rows with AVX-512), so a
+ * weight block is unpacked once per tile of columns; the chunk
  * sizes keep the activation rows of a chunk in L2 while its weight rows
  * stream through.
  *
@@ -132,8 +133,8 @@ static void product_task(void *p, int ith, int nth)
     }
 }
 
-sq_status sq_matmul(sq_threadpool *tp, int type, const void *W, int64_t rows, int64_t cols, size_t row_bytes,
-                    const float *X, int64_t n, float *Y, void *work, size_t work_size, sq_error *err)
+/* The checks every product passes before anything runs. */
+static sq_status check_product(int type, int64_t rows, int64_t cols, size_t row_bytes, int64_t n, sq_error *err)
 {
     const sq_type_info *ti = sq_type_info_get(type);
     if (!ti) return sq_error_set(err, SQ_EINVAL, "matmul: unknown type id %d", type);
@@ -151,55 +152,95 @@ sq_status sq_matmul(sq_threadpool *tp, int type, const void *W, int64_t rows, in
     if (!k[type].vec_dot || (at != SQ_TYPE_F32 && !k[at].from_float))
         return sq_error_set(err, SQ_EUNSUPPORTED, "matmul: type %s has no dot-product kernel in this build",
                             ti->name);
-    const size_t need = sq_matmul_work_size(type, cols, n);
-    if (work_size < need || (need && !work))
-        return sq_error_set(err, SQ_EINVAL, "matmul %s: work buffer of %zu bytes, %zu needed", ti->name, work_size,
-                            need);
+    return SQ_OK;
+}
 
-    mm_job j;
-    memset(&j, 0, sizeof j);
-    j.type = type, j.act_type = at, j.W = W, j.rows = rows, j.cols = cols, j.row_bytes = row_bytes;
-    j.X = X, j.n = n, j.Y = Y;
-    j.gemm = sq__gemm_kernel(type);
-    j.vec_dot = k[type].vec_dot;
-    const int nth = sq_threadpool_n_threads(tp);
-
-    if (at == SQ_TYPE_F32) {
-        j.act = (void *)X;
-        j.act_stride = (size_t)cols * sizeof(float);
-    } else {
-        j.act = (void *)(((uintptr_t)work + ACT_ALIGN - 1) & ~(uintptr_t)(ACT_ALIGN - 1));
-        j.act_stride = act_stride(at, cols);
-        j.from_float = k[at].from_float;
-        if (n * cols >= 65536 && nth > 1)
-            sq_threadpool_run(tp, convert_task, &j);
-        else
-            convert_task(&j, 0, 1);
+/* Phase 1 for a job whose act_type, X, n and cols are set: X itself for F32,
+ * otherwise X converted into work. */
+static void convert_input(sq_threadpool *tp, mm_job *j, void *work)
+{
+    if (j->act_type == SQ_TYPE_F32) {
+        j->act = (void *)j->X;
+        j->act_stride = (size_t)j->cols * sizeof(float);
+        return;
     }
+    j->act = (void *)(((uintptr_t)work + ACT_ALIGN - 1) & ~(uintptr_t)(ACT_ALIGN - 1));
+    j->act_stride = act_stride(j->act_type, j->cols);
+    j->from_float = sq__kernel_table()[j->act_type].from_float;
+    if (j->n * j->cols >= 65536 && sq_threadpool_n_threads(tp) > 1)
+        sq_threadpool_run(tp, convert_task, j);
+    else
+        convert_task(j, 0, 1);
+}
 
-    /* Chunk shape: one activation row for n = 1; otherwise up to 16 activation
-     * rows (kept in L2) by enough weight rows that each thread gets several chunks. */
-    j.cb = n == 1 ? 1 : (n < 24 ? n : 24);
-    const int64_t n_cb = (n + j.cb - 1) / j.cb;
+/* Phase 2 for a job with converted input and its weight (type, W, rows,
+ * row_bytes) and Y set: the chunk shape, the column panel, the run. */
+static void run_product(sq_threadpool *tp, mm_job *j)
+{
+    const sq_type_info *ti = sq_type_info_get(j->type);
+    const int64_t n = j->n, rows = j->rows, cols = j->cols;
+    const int nth = sq_threadpool_n_threads(tp);
+    j->gemm = sq__gemm_kernel(j->type);
+    j->vec_dot = sq__kernel_table()[j->type].vec_dot;
+    /* Chunk shape: one activation row for n = 1; otherwise up to 24 activation
+     * rows (kept in L2; whole F16 6-column and row-pair 8-column tiles) by
+     * enough weight rows that each thread gets several chunks. */
+    j->cb = n == 1 ? 1 : (n < 24 ? n : 24);
+    const int64_t n_cb = (n + j->cb - 1) / j->cb;
     int64_t rb = n == 1 ? 32 : 16;
     while (rb > 4 && ((rows + rb - 1) / rb) * n_cb < 8 * nth) rb /= 2;
-    j.rb = rb;
-    j.n_rb = (rows + rb - 1) / rb;
-    j.n_chunks = j.n_rb * n_cb;
+    j->rb = rb;
+    j->n_rb = (rows + rb - 1) / rb;
+    j->n_chunks = j->n_rb * n_cb;
     /* Column panel: the tile kernel keeps 4 activation rows of a panel in L1
      * (about 24 KiB) while it walks the chunk's weight rows (from L2). */
-    j.kp = cols;
+    j->kp = cols;
     if (n > 1) {
-        const double x_per_value = (double)sq_row_size(at, 256) / 256.0;
+        const double x_per_value = (double)sq_row_size(j->act_type, 256) / 256.0;
         const int64_t unit = ti->block_size < 256 ? 256 : ti->block_size;
         int64_t kp = (int64_t)(24.0 * 1024 / (4 * x_per_value)) / unit * unit;
         if (kp < unit) kp = unit;
-        if (kp < cols) j.kp = kp;
+        if (kp < cols) j->kp = kp;
     }
-    atomic_init(&j.next, 0);
-    if (nth > 1 && j.n_chunks > 1)
-        sq_threadpool_run(tp, product_task, &j);
+    atomic_init(&j->next, 0);
+    if (nth > 1 && j->n_chunks > 1)
+        sq_threadpool_run(tp, product_task, j);
     else
-        product_task(&j, 0, 1);
+        product_task(j, 0, 1);
+}
+
+sq_status sq_matmul(sq_threadpool *tp, int type, const void *W, int64_t rows, int64_t cols, size_t row_bytes,
+                    const float *X, int64_t n, float *Y, void *work, size_t work_size, sq_error *err)
+{
+    const sq_matmul_term t = {type, W, rows, row_bytes, Y};
+    return sq_matmul_shared(tp, &t, 1, cols, X, n, work, work_size, err);
+}
+
+sq_status sq_matmul_shared(sq_threadpool *tp, const sq_matmul_term *terms, int count, int64_t cols, const float *X,
+                           int64_t n, void *work, size_t work_size, sq_error *err)
+{
+    if (count < 1) return sq_error_set(err, SQ_EINVAL, "matmul: no products (count %d)", count);
+    sq_status st;
+    for (int i = 0; i < count; i++)
+        if ((st = check_product(terms[i].type, terms[i].rows, cols, terms[i].row_bytes, n, err))) return st;
+    const int at = sq_type_info_get(terms[0].type)->vec_dot_type;
+    for (int i = 1; i < count; i++)
+        if ((int)sq_type_info_get(terms[i].type)->vec_dot_type != at)
+            return sq_error_set(err, SQ_EINVAL, "matmul: %s and %s do not share an activation type",
+                                sq_type_info_get(terms[0].type)->name, sq_type_info_get(terms[i].type)->name);
+    const size_t need = sq_matmul_work_size(terms[0].type, cols, n);
+    if (work_size < need || (need && !work))
+        return sq_error_set(err, SQ_EINVAL, "matmul %s: work buffer of %zu bytes, %zu needed",
+                            sq_type_info_get(terms[0].type)->name, work_size, need);
+
+    mm_job j;
+    memset(&j, 0, sizeof j);
+    j.act_type = at, j.cols = cols, j.X = X, j.n = n;
+    convert_input(tp, &j, work);
+    for (int i = 0; i < count; i++) {
+        j.type = terms[i].type, j.W = terms[i].W, j.rows = terms[i].rows, j.row_bytes = terms[i].row_bytes;
+        j.Y = terms[i].Y;
+        run_product(tp, &j);
+    }
     return SQ_OK;
 }

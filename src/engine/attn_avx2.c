@@ -37,6 +37,7 @@ static inline float hmax8(__m256 v)
 #define AV_MAX(a, b) _mm256_max_ps(a, b)
 #define AV_HMAX(v) hmax8(v)
 #define AV_ROUND16(v) round8(v)
+#define AV_FALLBACK sq__attn_block_ref
 #define AV_FN sq__attn_block_avx2
 #include "attn_block.h"
 

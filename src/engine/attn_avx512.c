@@ -1,6 +1,7 @@
 /*
  * attn_avx512.c — the blocked attention of attn_block.h on 16-lane vectors,
- * with a vector expf equal to the C library's for its softmax (and SwiGLU)
+ * with a vector expf equal to the C library's for its softmax (and SwiGLU),
+ * and RMSNorm of up to 8 tokens at once
  * (built with the AVX-512 flags by the Makefile's *_avx512.c rule; called only
  * when the CPU has them, see pick_fns() in forward.c). 32 registers: a score
  * tile of 8 partial sums × 32 keys and a value tile of 8 rows × 32 dimensions.
@@ -94,6 +95,56 @@ void sq__swiglu_avx512(const float *g, const float *u, float *y, int64_t n)
     if (i < n) sq__swiglu(g + i, u + i, y + i, n - i);
 }
 
+/* 8 × 8 transpose: col[k] lane r = row[r] lane k. */
+static inline void transpose8(const __m256 row[8], __m256 col[8])
+{
+    const __m256 a0 = _mm256_unpacklo_ps(row[0], row[1]), a1 = _mm256_unpackhi_ps(row[0], row[1]);
+    const __m256 a2 = _mm256_unpacklo_ps(row[2], row[3]), a3 = _mm256_unpackhi_ps(row[2], row[3]);
+    const __m256 a4 = _mm256_unpacklo_ps(row[4], row[5]), a5 = _mm256_unpackhi_ps(row[4], row[5]);
+    const __m256 a6 = _mm256_unpacklo_ps(row[6], row[7]), a7 = _mm256_unpackhi_ps(row[6], row[7]);
+    const __m256 b0 = _mm256_shuffle_ps(a0, a2, 0x44), b1 = _mm256_shuffle_ps(a0, a2, 0xEE);
+    const __m256 b2 = _mm256_shuffle_ps(a1, a3, 0x44), b3 = _mm256_shuffle_ps(a1, a3, 0xEE);
+    const __m256 b4 = _mm256_shuffle_ps(a4, a6, 0x44), b5 = _mm256_shuffle_ps(a4, a6, 0xEE);
+    const __m256 b6 = _mm256_shuffle_ps(a5, a7, 0x44), b7 = _mm256_shuffle_ps(a5, a7, 0xEE);
+    col[0] = _mm256_permute2f128_ps(b0, b4, 0x20), col[1] = _mm256_permute2f128_ps(b1, b5, 0x20);
+    col[2] = _mm256_permute2f128_ps(b2, b6, 0x20), col[3] = _mm256_permute2f128_ps(b3, b7, 0x20);
+    col[4] = _mm256_permute2f128_ps(b0, b4, 0x31), col[5] = _mm256_permute2f128_ps(b1, b5, 0x31);
+    col[6] = _mm256_permute2f128_ps(b2, b6, 0x31), col[7] = _mm256_permute2f128_ps(b3, b7, 0x31);
+}
+
+/* sq__rmsnorm of nt <= 8 rows (x, y rows stride floats apart): the double
+ * sums of squares run side by side, one row per lane, each in element order
+ * as one row's loop adds them (8 elements of 8 rows transposed per step); the
+ * scale and the products are the same float operations. */
+void sq__rmsnorm_rows_avx512(const float *x, const float *w, float *y, int64_t n, float eps, size_t stride, int nt)
+{
+    if (n % 8 != 0 || nt < 1 || nt > 8) {
+        for (int r = 0; r < nt; r++) sq__rmsnorm(x + (size_t)r * stride, w, y + (size_t)r * stride, n, eps);
+        return;
+    }
+    __m512d sum = _mm512_setzero_pd();
+    for (int64_t i = 0; i < n; i += 8) {
+        __m256 row[8], col[8];
+        for (int r = 0; r < 8; r++) row[r] = r < nt ? _mm256_loadu_ps(x + (size_t)r * stride + i) : _mm256_setzero_ps();
+        transpose8(row, col);
+        for (int k = 0; k < 8; k++) sum = _mm512_add_pd(sum, _mm512_cvtps_pd(_mm256_mul_ps(col[k], col[k])));
+    }
+    double sums[8];
+    _mm512_storeu_pd(sums, sum);
+    for (int r = 0; r < nt; r++) {
+        const float mean = (float)(sums[r] / (double)n);
+        const __m512 scale = _mm512_set1_ps(1.0f / sqrtf(mean + eps));
+        const float *xr = x + (size_t)r * stride;
+        float *yr = y + (size_t)r * stride;
+        for (int64_t i = 0; i < n; i += 16) {
+            const __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)0xFF;
+            __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, xr + i), scale);
+            if (w) v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(m, w + i));
+            _mm512_mask_storeu_ps(yr + i, m, v);
+        }
+    }
+}
+
 /* The softmax of the block's M rows (see sq__attn_block): per row the max,
  * then e = expf(s - max) 16 at a time; the double sums of the rows run side
  * by side, one row per lane (8 rows × 8 keys transposed per step), each in
@@ -122,19 +173,8 @@ static void softmax_rows(const sq__attn_block *b, const int M)
     for (int j = 0; j < nr8; j += 8) {
         __m256 row[8];
         for (int r = 0; r < 8; r++) row[r] = r < M ? _mm256_loadu_ps(b->sc + (size_t)r * b->sc_stride + j) : _mm256_setzero_ps();
-        /* 8 × 8 transpose: col[k] holds key j + k of rows 0..7 */
-        const __m256 a0 = _mm256_unpacklo_ps(row[0], row[1]), a1 = _mm256_unpackhi_ps(row[0], row[1]);
-        const __m256 a2 = _mm256_unpacklo_ps(row[2], row[3]), a3 = _mm256_unpackhi_ps(row[2], row[3]);
-        const __m256 a4 = _mm256_unpacklo_ps(row[4], row[5]), a5 = _mm256_unpackhi_ps(row[4], row[5]);
-        const __m256 a6 = _mm256_unpacklo_ps(row[6], row[7]), a7 = _mm256_unpackhi_ps(row[6], row[7]);
-        const __m256 b0 = _mm256_shuffle_ps(a0, a2, 0x44), b1 = _mm256_shuffle_ps(a0, a2, 0xEE);
-        const __m256 b2 = _mm256_shuffle_ps(a1, a3, 0x44), b3 = _mm256_shuffle_ps(a1, a3, 0xEE);
-        const __m256 b4 = _mm256_shuffle_ps(a4, a6, 0x44), b5 = _mm256_shuffle_ps(a4, a6, 0xEE);
-        const __m256 b6 = _mm256_shuffle_ps(a5, a7, 0x44), b7 = _mm256_shuffle_ps(a5, a7, 0xEE);
-        const __m256 col[8] = {_mm256_permute2f128_ps(b0, b4, 0x20), _mm256_permute2f128_ps(b1, b5, 0x20),
-                               _mm256_permute2f128_ps(b2, b6, 0x20), _mm256_permute2f128_ps(b3, b7, 0x20),
-                               _mm256_permute2f128_ps(b0, b4, 0x31), _mm256_permute2f128_ps(b1, b5, 0x31),
-                               _mm256_permute2f128_ps(b2, b6, 0x31), _mm256_permute2f128_ps(b3, b7, 0x31)};
+        __m256 col[8];
+        transpose8(row, col); /* col[k] holds key j + k of rows 0..7 */
         for (int k = 0; k < 8; k++) sum = _mm512_add_pd(sum, _mm512_cvtps_pd(col[k]));
     }
     double sums[8];
@@ -168,5 +208,6 @@ static void softmax_rows(const sq__attn_block *b, const int M)
 #define AV_HMAX(v) _mm512_reduce_max_ps(v)
 #define AV_ROUND16(v) _mm512_cvtph_ps(_mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC))
 #define AV_SOFTMAX_ROWS softmax_rows
+#define AV_FALLBACK sq__attn_block_avx2
 #define AV_FN sq__attn_block_avx512
 #include "attn_block.h"

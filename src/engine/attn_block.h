@@ -14,7 +14,9 @@
  * Needs: AV (vector type), AV_W, AV_KB (key vectors per score tile), AV_DV
  * (output vectors per value tile), AV_ZERO, AV_LOAD, AV_STORE, AV_SET1,
  * AV_FMA, AV_ADD, AV_MUL, AV_MAX, AV_HMAX, AV_ROUND16 (through fp16 and back), and
- * AV_FN (the function's name); optionally AV_SOFTMAX_ROWS(b, M), a softmax
+ * AV_FN (the function's name), AV_FALLBACK (the kernel for shapes this one
+ * does not take: head sizes that are not a multiple of AV_DV*AV_W, or of 8);
+ * optionally AV_SOFTMAX_ROWS(b, M), a softmax
  * of all the block's rows at once with the results of av_softmax's.
  */
 #include <math.h>
@@ -144,7 +146,7 @@ AV_INLINE void av_block(const sq__attn_block *b, const int M)
 void AV_FN(const sq__attn_block *b)
 {
     if (b->hd % 8 != 0 || b->hd % (AV_DV * AV_W) != 0 || b->m < 1 || b->m > SQ_ATTN_ROWS) {
-        sq__attn_block_ref(b);
+        AV_FALLBACK(b);
         return;
     }
     switch (b->m) {

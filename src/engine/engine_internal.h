@@ -44,6 +44,11 @@ void sq__rmsnorm(const float *x, const float *w, float *y, int64_t n, float eps)
  * n_heads heads (head_dim apart) by theta_i = pos * base^(-2i/n_rot) / ff[i]
  * (llama.cpp's normal rope mode; ff may be NULL). */
 void sq__rope(float *x, int n_heads, int head_dim, int n_rot, int pos, float base, float scale, const float *ff);
+/* sq__rope in two steps: the cos/sin pairs of a position (n_rot floats), then
+ * the rotation of n_heads heads with them (a batch computes a position's
+ * pairs once for all layers). */
+void sq__rope_cache(float *cache, int n_rot, int pos, float base, float scale, const float *ff);
+void sq__rope_apply(float *x, int n_heads, int head_dim, int n_rot, const float *cache);
 
 /* In place softmax over n values with the max subtracted; returns the sum. */
 float sq__softmax(float *x, int n);
@@ -94,6 +99,8 @@ void sq__attn_block_avx512(const sq__attn_block *b);
 void sq__expf_avx512(const float *x, float *y, int n);
 /* sq__swiglu on 16 lanes (equal results). */
 void sq__swiglu_avx512(const float *g, const float *u, float *y, int64_t n);
+/* sq__rmsnorm of nt <= 8 rows of x (stride floats apart) into y (same stride), equal results. */
+void sq__rmsnorm_rows_avx512(const float *x, const float *w, float *y, int64_t n, float eps, size_t stride, int nt);
 
 void sq__round_fp16_avx2(float *x, int64_t n);
 

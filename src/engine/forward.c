@@ -42,6 +42,7 @@ struct sq_context {
     float *x, *xn, *q, *k, *v, *att;    /* [n_batch][...] */
     float *xg;                          /* [n_batch][max(n_embd)] gathered input of shared-permutation products */
     float *g, *u;                       /* [n_batch][n_ff] */
+    float *rope;                        /* [n_batch][n_rot] the batch's RoPE cos/sin pairs (layer 0 fills them) */
     float *scores;                      /* [n_threads][SQ_ATTN_ROWS][n_ctx_pad] attention scores */
     void *work;
     size_t work_size;
@@ -91,13 +92,20 @@ typedef struct attn_fns {
     void (*block)(const sq__attn_block *);
     void (*round)(float *, int64_t);
     void (*swiglu)(const float *, const float *, float *, int64_t);
+    void (*rmsnorm_rows)(const float *, const float *, float *, int64_t, float, size_t, int);
 } attn_fns;
+
+/* sq__rmsnorm of nt rows stride floats apart, one at a time. */
+static void rmsnorm_rows(const float *x, const float *w, float *y, int64_t n, float eps, size_t stride, int nt)
+{
+    for (int r = 0; r < nt; r++) sq__rmsnorm(x + (size_t)r * stride, w, y + (size_t)r * stride, n, eps);
+}
 
 /* The attention kernels (and SwiGLU) to use: the AVX-512 or AVX2+FMA+F16C ones when the
  * CPU has them and the block kernels are not forced to scalar (SQ_FORCE_SCALAR). */
 static attn_fns pick_fns(void)
 {
-    attn_fns f = {sq__attn_block_ref, sq__round_fp16, sq__swiglu};
+    attn_fns f = {sq__attn_block_ref, sq__round_fp16, sq__swiglu, rmsnorm_rows};
 #if defined(__x86_64__)
     /* sq_blocks_isa() >= AVX2 already means AVX2 + FMA + F16C (dispatch.c). */
     if (sq_blocks_isa() >= SQ_ISA_AVX2) {
@@ -107,6 +115,7 @@ static attn_fns pick_fns(void)
     if (sq_blocks_isa() >= SQ_ISA_AVX512) {
         f.block = sq__attn_block_avx512;
         f.swiglu = sq__swiglu_avx512;
+        f.rmsnorm_rows = sq__rmsnorm_rows_avx512;
     }
 #endif
     return f;
@@ -182,10 +191,11 @@ sq_status sq_context_create(const sq_model *m, const sq_context_params *pp, sq_c
     c->att = zalloc(B * (size_t)c->q_dim * F);
     c->g = zalloc(B * (size_t)hp->n_ff * F);
     c->u = zalloc(B * (size_t)hp->n_ff * F);
+    c->rope = zalloc(B * (size_t)(hp->n_rot > 0 ? hp->n_rot : 1) * F);
     c->scores = zalloc((size_t)c->n_threads * SQ_ATTN_ROWS * (size_t)c->n_ctx_pad * F);
     c->work_size = max_work(m, c->n_batch);
     c->work = zalloc(c->work_size);
-    if (!c->kt || !c->vc || !c->x || !c->xn || !c->xg || !c->q || !c->k || !c->v || !c->att || !c->g || !c->u || !c->scores ||
+    if (!c->kt || !c->vc || !c->x || !c->xn || !c->xg || !c->q || !c->k || !c->v || !c->att || !c->g || !c->u || !c->rope || !c->scores ||
         !c->work) {
         sq_context_free(c);
         return sq_error_set(err, SQ_ENOMEM, "out of memory for a context of %d tokens (KV cache %zu bytes)",
@@ -210,6 +220,7 @@ void sq_context_free(sq_context *c)
     sq_aligned_free(c->att);
     sq_aligned_free(c->g);
     sq_aligned_free(c->u);
+    sq_aligned_free(c->rope);
     sq_aligned_free(c->scores);
     sq_aligned_free(c->work);
     free(c->logits);
@@ -314,6 +325,33 @@ static sq_status mm(sq_context *c, const sq_weight *w, const float *X, const flo
     return st;
 }
 
+/* Products of one input by several weights (q, k, v; gate, up): plain
+ * weights whose activation types agree take one sq_matmul_shared, which
+ * converts the input once (same results); otherwise one mm each. */
+static sq_status mm_group(sq_context *c, int count, const sq_weight *const *w, float *const *Y, const float *X,
+                          const float *X_orig, int64_t nb, const char *const *what, int64_t layer, sq_error *err)
+{
+    bool shared = nb > 1 && count <= 3;
+    for (int i = 0; i < count && shared; i++)
+        shared = !w[i]->mixed && !w[i]->perm && w[i]->cols == w[0]->cols &&
+                 sq_type_info_get(w[i]->type)->vec_dot_type == sq_type_info_get(w[0]->type)->vec_dot_type;
+    if (!shared) {
+        for (int i = 0; i < count; i++) {
+            sq_status st = mm(c, w[i], X, X_orig, nb, Y[i], what[i], layer, err);
+            if (st) return st;
+        }
+        return SQ_OK;
+    }
+    sq_matmul_term t[3];
+    for (int i = 0; i < count; i++) {
+        if (c->hook) call_hook(c, w[i], X_orig, nb, what[i], layer);
+        t[i] = (sq_matmul_term){w[i]->type, w[i]->data, w[i]->rows, w[i]->row_bytes, Y[i]};
+    }
+    sq_status st = sq_matmul_shared(c->tp, t, count, w[0]->cols, X, nb, c->work, c->work_size, err);
+    if (st) sq_error_prefix(err, "layer %lld %s..%s", (long long)layer, what[0], what[count - 1]);
+    return st;
+}
+
 /* The input of products sharing a permutation, gathered once per token
  * (x'[j] = x[perm[j]]); without one, x itself. */
 static const float *gather_shared(sq_context *c, const int32_t *perm, const float *x, int nb)
@@ -348,6 +386,7 @@ typedef struct tok_job {
     int nb, pos0;
     const float *norm; /* STAGE_NORM / STAGE_ADD_NORM: the norm's weights */
     attn_fns f;
+    bool first_layer;  /* STAGE_ROPE: compute the batch's cos/sin pairs */
 } tok_job;
 
 static void tok_worker(void *ctx, int ith, int nth)
@@ -357,19 +396,28 @@ static void tok_worker(void *ctx, int ith, int nth)
     const sq_hparams *hp = &c->m->hp;
     const int64_t E = hp->n_embd;
     const int i0 = (int)((int64_t)J->nb * ith / nth), i1 = (int)((int64_t)J->nb * (ith + 1) / nth);
+    if (J->stage == STAGE_NORM || J->stage == STAGE_ADD_NORM) {
+        /* up to 8 tokens per call: their norms' sums run side by side */
+        for (int i = i0; i < i1; i += 8) {
+            const int nt = i1 - i < 8 ? i1 - i : 8;
+            float *x = c->x + (size_t)i * (size_t)E, *xn = c->xn + (size_t)i * (size_t)E;
+            if (J->stage == STAGE_ADD_NORM)
+                for (int64_t e = 0; e < (int64_t)nt * E; e++) x[e] += xn[e];
+            J->f.rmsnorm_rows(x, J->norm, xn, E, hp->rms_eps, (size_t)E, nt);
+        }
+        return;
+    }
     for (int i = i0; i < i1; i++) {
-        float *x = c->x + (size_t)i * (size_t)E, *xn = c->xn + (size_t)i * (size_t)E;
         switch (J->stage) {
         case STAGE_ADD_NORM:
-            for (int64_t e = 0; e < E; e++) x[e] += xn[e];
-            /* fall through */
-        case STAGE_NORM: sq__rmsnorm(x, J->norm, xn, E, hp->rms_eps); break;
+        case STAGE_NORM: break; /* above */
         case STAGE_ROPE: {
             float *q = c->q + (size_t)i * (size_t)c->q_dim, *k = c->k + (size_t)i * (size_t)c->kv_dim;
-            sq__rope(q, (int)hp->n_head, (int)hp->head_dim, (int)hp->n_rot, J->pos0 + i, hp->rope_base,
-                     hp->rope_scale, c->m->rope_freqs);
-            sq__rope(k, (int)hp->n_head_kv, (int)hp->head_dim, (int)hp->n_rot, J->pos0 + i, hp->rope_base,
-                     hp->rope_scale, c->m->rope_freqs);
+            float *cs = c->rope + (size_t)i * (size_t)hp->n_rot;
+            if (J->first_layer)
+                sq__rope_cache(cs, (int)hp->n_rot, J->pos0 + i, hp->rope_base, hp->rope_scale, c->m->rope_freqs);
+            sq__rope_apply(q, (int)hp->n_head, (int)hp->head_dim, (int)hp->n_rot, cs);
+            sq__rope_apply(k, (int)hp->n_head_kv, (int)hp->head_dim, (int)hp->n_rot, cs);
             if (c->kv_f16) {
                 J->f.round(q, c->q_dim);
                 J->f.round(k, c->kv_dim);
@@ -387,9 +435,10 @@ static void tok_worker(void *ctx, int ith, int nth)
 }
 
 /* Runs one stage over the batch: on the pool for a batch, inline for a token. */
-static void tok_stage(sq_context *c, enum tok_stage stage, int nb, int pos0, const float *norm, attn_fns f)
+static void tok_stage(sq_context *c, enum tok_stage stage, int nb, int pos0, const float *norm, attn_fns f,
+                      bool first_layer)
 {
-    tok_job J = {c, stage, nb, pos0, norm, f};
+    tok_job J = {c, stage, nb, pos0, norm, f, first_layer};
     if (nb >= 8 && c->tp)
         sq_threadpool_run(c->tp, tok_worker, &J);
     else
@@ -412,12 +461,13 @@ static sq_status forward_batch(sq_context *c, const int32_t *tok, int nb, int po
     for (int64_t l = 0; l < hp->n_layer; l++) {
         const sq__layer *L = &m->layers[l];
         /* the residual of the previous layer's FFN is added here, before the norm */
-        tok_stage(c, l == 0 ? STAGE_NORM : STAGE_ADD_NORM, nb, pos0, L->attn_norm, f);
+        tok_stage(c, l == 0 ? STAGE_NORM : STAGE_ADD_NORM, nb, pos0, L->attn_norm, f, l == 0);
         const float *qin = gather_shared(c, L->qkv_perm, c->xn, nb);
-        if ((st = mm(c, &L->wq, qin, c->xn, nb, c->q, "attn_q", l, err))) return st;
-        if ((st = mm(c, &L->wk, qin, c->xn, nb, c->k, "attn_k", l, err))) return st;
-        if ((st = mm(c, &L->wv, qin, c->xn, nb, c->v, "attn_v", l, err))) return st;
-        tok_stage(c, STAGE_ROPE, nb, pos0, NULL, f);
+        const sq_weight *qkv[3] = {&L->wq, &L->wk, &L->wv};
+        float *qkv_out[3] = {c->q, c->k, c->v};
+        static const char *const qkv_names[3] = {"attn_q", "attn_k", "attn_v"};
+        if ((st = mm_group(c, 3, qkv, qkv_out, qin, c->xn, nb, qkv_names, l, err))) return st;
+        tok_stage(c, STAGE_ROPE, nb, pos0, NULL, f, l == 0);
         store_kv(c, l, nb, pos0);
 
         attn_job J;
@@ -437,11 +487,13 @@ static sq_status forward_batch(sq_context *c, const int32_t *tok, int nb, int po
             sq_threadpool_run(c->tp, attention_worker, &J);
 
         if ((st = mm(c, &L->wo, c->att, c->att, nb, c->xn, "attn_output", l, err))) return st;
-        tok_stage(c, STAGE_ADD_NORM, nb, pos0, L->ffn_norm, f);
+        tok_stage(c, STAGE_ADD_NORM, nb, pos0, L->ffn_norm, f, l == 0);
         const float *fin = gather_shared(c, L->gu_perm, c->xn, nb);
-        if ((st = mm(c, &L->gate, fin, c->xn, nb, c->g, "ffn_gate", l, err))) return st;
-        if ((st = mm(c, &L->up, fin, c->xn, nb, c->u, "ffn_up", l, err))) return st;
-        tok_stage(c, STAGE_SWIGLU, nb, pos0, NULL, f);
+        const sq_weight *gu[2] = {&L->gate, &L->up};
+        float *gu_out[2] = {c->g, c->u};
+        static const char *const gu_names[2] = {"ffn_gate", "ffn_up"};
+        if ((st = mm_group(c, 2, gu, gu_out, fin, c->xn, nb, gu_names, l, err))) return st;
+        tok_stage(c, STAGE_SWIGLU, nb, pos0, NULL, f, l == 0);
         if ((st = mm(c, &L->down, c->g, c->g, nb, c->xn, "ffn_down", l, err))) return st;
     }
     /* the last FFN's residual */

@@ -275,12 +275,13 @@ sq_status sq_imatrix_collect(sq_imatrix_collector *ic, sq_context *c, const int3
     const int n_ctx = p->n_ctx;
     if (n_ctx < MIN_ROWS) return sq_error_set(err, SQ_EINVAL, "imatrix: a chunk of %d tokens is too short (at least %d)", n_ctx, MIN_ROWS);
     if (n_ctx > sq_context_n_ctx(c))
-        return sq_error_set(err, SQ_EINVAL, "imatrix: chunks of %d tokens do not fit the context of %d", n_ctx,
+        return sq_error_set(err, SQ_EINVAL, "chunks of %d tokens do not fit the context of %d", n_ctx,
                             sq_context_n_ctx(c));
     if (n_tokens < 2 * (size_t)n_ctx)
         return sq_error_set(err, SQ_EINVAL,
-                            "imatrix: the text has %zu tokens; a context of %d needs at least %d", n_tokens, n_ctx,
-                            2 * n_ctx);
+                            "the calibration text has %zu tokens; at least %d (2 x context %d) are needed: give a "
+                            "longer text or a smaller -c",
+                            n_tokens, 2 * n_ctx, n_ctx);
     const int n_vocab = (int)sq_model_hparams(sq_context_model(c))->n_vocab;
     const size_t max_chunks = n_tokens / (size_t)n_ctx;
     const int n_chunks = p->n_chunks > 0 && (size_t)p->n_chunks < max_chunks ? p->n_chunks : (int)max_chunks;

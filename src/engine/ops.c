@@ -29,6 +29,32 @@ void sq__rmsnorm(const float *x, const float *w, float *y, int64_t n, float eps)
  * angle starts at pos and is multiplied by base^(-2/n_rot) per pair (ggml
  * builds its sin/cos cache this way, in float); a frequency factor divides
  * the angle, and linear scaling multiplies it. Entries past n_rot are kept. */
+void sq__rope_cache(float *cache, int n_rot, int pos, float base, float scale, const float *ff)
+{
+    const float theta_scale = powf(base, -2.0f / (float)n_rot);
+    float theta = (float)pos;
+    for (int i0 = 0; i0 < n_rot; i0 += 2) {
+        const float f = ff ? ff[i0 / 2] : 1.0f;
+        const float t = scale * (theta / f);
+        cache[i0] = cosf(t);
+        cache[i0 + 1] = sinf(t);
+        theta *= theta_scale;
+    }
+}
+
+void sq__rope_apply(float *x, int n_heads, int head_dim, int n_rot, const float *cache)
+{
+    for (int h = 0; h < n_heads; h++) {
+        float *v = x + (size_t)h * (size_t)head_dim;
+        for (int i0 = 0; i0 < n_rot; i0 += 2) {
+            const float c = cache[i0], s = cache[i0 + 1];
+            const float x0 = v[i0], x1 = v[i0 + 1];
+            v[i0] = x0 * c - x1 * s;
+            v[i0 + 1] = x0 * s + x1 * c;
+        }
+    }
+}
+
 void sq__rope(float *x, int n_heads, int head_dim, int n_rot, int pos, float base, float scale, const float *ff)
 {
     float cs[2 * 512];
@@ -39,24 +65,8 @@ void sq__rope(float *x, int n_heads, int head_dim, int n_rot, int pos, float bas
         if (!heap) return; /* cannot happen for real models; leaves x unrotated */
         cache = heap;
     }
-    const float theta_scale = powf(base, -2.0f / (float)n_rot);
-    float theta = (float)pos;
-    for (int i0 = 0; i0 < n_rot; i0 += 2) {
-        const float f = ff ? ff[i0 / 2] : 1.0f;
-        const float t = scale * (theta / f);
-        cache[i0] = cosf(t);
-        cache[i0 + 1] = sinf(t);
-        theta *= theta_scale;
-    }
-    for (int h = 0; h < n_heads; h++) {
-        float *v = x + (size_t)h * (size_t)head_dim;
-        for (int i0 = 0; i0 < n_rot; i0 += 2) {
-            const float c = cache[i0], s = cache[i0 + 1];
-            const float x0 = v[i0], x1 = v[i0 + 1];
-            v[i0] = x0 * c - x1 * s;
-            v[i0 + 1] = x0 * s + x1 * c;
-        }
-    }
+    sq__rope_cache(cache, n_rot, pos, base, scale, ff);
+    sq__rope_apply(x, n_heads, head_dim, n_rot, cache);
     free(heap);
 }
 

@@ -24,9 +24,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "sq/engine.h"
+#include "sq/gguf.h"
 
 void sq_ppl_result_free(sq_ppl_result *r)
 {
@@ -127,7 +129,10 @@ typedef struct kfile {
 static void kfile_abort(kfile *k)
 {
     if (k->f) fclose(k->f);
-    if (k->tmp) unlink(k->tmp);
+    if (k->tmp) {
+        unlink(k->tmp);
+        sq_gguf_temp_unlist(k->tmp);
+    }
     free(k->tmp);
     k->f = NULL;
     k->tmp = NULL;
@@ -237,6 +242,12 @@ sq_status sq_perplexity(sq_context *c, const int32_t *tokens, size_t n_tokens, i
 
     if (p->kld_base_out) {
         kf.path = (char *)p->kld_base_out;
+        struct stat sb; /* the rename would replace a device or pipe (/dev/null as root) */
+        if (stat(kf.path, &sb) == 0 && !S_ISREG(sb.st_mode)) {
+            st = sq_error_set(err, SQ_EINVAL, "%s: exists and is not a regular file; the base file must be a file",
+                              kf.path);
+            goto done;
+        }
         size_t L = strlen(kf.path) + 16;
         kf.tmp = malloc(L);
         if (!kf.tmp) {
@@ -244,9 +255,13 @@ sq_status sq_perplexity(sq_context *c, const int32_t *tokens, size_t n_tokens, i
             goto done;
         }
         snprintf(kf.tmp, L, "%s.tmp%ld", kf.path, (long)getpid());
+        /* listed before it exists: a tool's SIGINT handler removes it */
+        sq_gguf_temp_list(kf.tmp);
         kf.f = fopen(kf.tmp, "wb");
         if (!kf.f) {
-            st = sq_error_set(err, SQ_EIO, "%s: cannot create: %s", kf.tmp, strerror(errno));
+            const int e = errno;
+            sq_gguf_temp_unlist(kf.tmp);
+            st = sq_error_set(err, SQ_EIO, "%s: cannot create the temporary file %s: %s", kf.path, kf.tmp, strerror(e));
             free(kf.tmp);
             kf.tmp = NULL;
             goto done;
@@ -328,6 +343,7 @@ sq_status sq_perplexity(sq_context *c, const int32_t *tokens, size_t n_tokens, i
             st = sq_error_set(err, SQ_EIO, "cannot rename %s to %s: %s", kf.tmp, kf.path, strerror(errno));
             goto done;
         }
+        sq_gguf_temp_unlist(kf.tmp);
         free(kf.tmp);
         kf.tmp = NULL;
     }

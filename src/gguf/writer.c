@@ -91,6 +91,18 @@ static void temp_unlist(char *tmp)
     }
 }
 
+/* Another writer's temporary file (perplexity's base file), listed and
+ * unlisted by its owner through the same slots. */
+void sq_gguf_temp_list(char *path)
+{
+    if (path) temp_list(path);
+}
+
+void sq_gguf_temp_unlist(char *path)
+{
+    if (path) temp_unlist(path);
+}
+
 void sq_gguf_writer_unlink_temps(void)
 {
     for (int i = 0; i < N_TEMP_SLOTS; i++) {
@@ -187,6 +199,13 @@ sq_status sq_gguf_writer_open(const char *path, sq_gguf_writer **outw, sq_error 
     static unsigned counter;
     if (!path || !outw) return sq_error_set(err, SQ_EINVAL, "sq_gguf_writer_open: path or out is NULL");
     *outw = NULL;
+    /* The temporary file is renamed onto path at the end: that would replace a
+     * device (as root, /dev/null), a pipe, or fail on a folder after all the
+     * work. Such a path is refused now. */
+    struct stat sb;
+    if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode))
+        return sq_error_set(err, SQ_EINVAL, "%s: exists and is not a regular file (%s); the output must be a file",
+                            path, S_ISDIR(sb.st_mode) ? "a folder" : "a device, pipe or socket");
     sq_gguf_writer *w = calloc(1, sizeof *w);
     const size_t plen = strlen(path);
     if (w) {

@@ -77,10 +77,17 @@ static sq_status add_entry(sq_imatrix *im, char *name, float *values, int64_t n,
 {
     if (sq_imatrix_find(im, name, NULL))
         return sq_error_set(err, SQ_EFORMAT, "%s: entry '%s' appears twice", label, name);
-    for (int64_t i = 0; i < n; i++)
+    /* importances are means of squares: a negative one (which sq imatrix
+     * --in-file refuses too) would turn the quantizers' weighted least
+     * squares upside down */
+    for (int64_t i = 0; i < n; i++) {
         if (!isfinite(values[i]))
             return sq_error_set(err, SQ_EFORMAT, "%s: entry '%s' has a non-finite importance value at index %lld",
                                 label, name, (long long)i);
+        if (values[i] < 0)
+            return sq_error_set(err, SQ_EFORMAT, "%s: entry '%s' has a negative importance value %g at index %lld",
+                                label, name, (double)values[i], (long long)i);
+    }
     if (im->n == im->cap) {
         int64_t cap = im->cap ? im->cap * 2 : 64;
         entry *e = realloc(im->e, (size_t)cap * sizeof *e);

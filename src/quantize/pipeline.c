@@ -426,7 +426,11 @@ static sq_status make_plan(run *r, sq_quantize_stats *stats, sq_error *err)
 
         if (q) {
             st = plan_sq(r, tp, q, err);
-            if (st != SQ_OK) break;
+            if (st != SQ_OK) {
+                /* the request came from the config file: say which */
+                sq_error_prefix(err, "%s", p->sq_config_label ? p->sq_config_label : "SmarterQuant config");
+                break;
+            }
         } else if (tp->in_sq && (!p->allow_requantize || !ch.quantizable)) {
             /* a SmarterQuant input tensor is kept as it is (with its metadata) unless
              * requantizing is allowed and the rules would quantize it (not COPY,

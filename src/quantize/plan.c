@@ -348,7 +348,7 @@ static sq_status build_group_perm(sq_plan *plan, sq__pgroup *g, sq_error *err)
 static double cand_err(const sq_plan *plan, const sq__ptensor *pt, int opt, int s, int k)
 {
     (void)plan;
-    return pt->cerr[opt][s][k] / pt->norm;
+    return pt->cerr[opt][s][k] / pt->norm + pt->cact[s][k];
 }
 
 /* For a multiplier lambda: every group takes the option, and every slot the
@@ -622,7 +622,11 @@ static sq_status select_tensors(sq_plan *plan, const sq_gguf *model, const sq_im
             }
             pt->imp = imp;
         }
-        set_candidates(pt, types, n_types, !(p->types && p->n_types > 0));
+        /* with activation costs known, the 32-column types (q8_0 / q8_1 activations)
+         * compete on whole segments too */
+        bool have_act = false;
+        for (int w = 0; w < p->n_weights; w++) have_act |= p->weights[w].act_q8_K > 0 || p->weights[w].act_q8_0 > 0;
+        set_candidates(pt, types, n_types, !(p->types && p->n_types > 0) && !have_act);
         bool ok = true;
         for (int s = 0; s < pt->n_slots; s++)
             if (pt->n_cand[s] == 0) ok = false;
@@ -709,9 +713,25 @@ static sq_status make_groups(sq_plan *plan, const sq_plan_params *p, sq_error *e
 static sq_status tensor_stats(sq__ptensor *pt, const char *name, const sq_plan_params *p, float *W, sq_error *err)
 {
     sq_plan_norm norm = p->norm;
-    double weight = 1.0;
+    double weight = 1.0, act_k = 0.0, act_0 = 0.0;
     for (int i = 0; i < p->n_weights; i++)
-        if (p->weights[i].name && strcmp(p->weights[i].name, name) == 0) weight = p->weights[i].weight;
+        if (p->weights[i].name && strcmp(p->weights[i].name, name) == 0) {
+            weight = p->weights[i].weight;
+            act_k = p->weights[i].act_q8_K;
+            act_0 = p->weights[i].act_q8_0;
+        }
+    /* the cost of quantizing the activations: the slot's share of the columns
+     * times the tensor's cost for the candidate's vec_dot_type */
+    for (int s = 0; s < pt->n_slots; s++) {
+        int64_t s_end = s < 3 ? s + 1 : pt->n_seg, ncols = 0;
+        for (int64_t seg = s; seg < s_end; seg++) ncols += sq_segment_len(pt->cols, seg);
+        for (int k = 0; k < pt->n_cand[s]; k++) {
+            const sq_type_info *ti = sq_type_info_get(pt->cand[s][k]);
+            int v = ti ? (int)ti->vec_dot_type : -1;
+            double a = v == SQ_TYPE_Q8_K ? act_k : (v == SQ_TYPE_Q8_0 || v == SQ_TYPE_Q8_1) ? act_0 : 0.0;
+            pt->cact[s][k] = a * (double)ncols / (double)pt->cols;
+        }
+    }
     sq_status st = load_weights(pt, name, W, err);
     if (st != SQ_OK) return st;
     pt->colsq = calloc((size_t)pt->cols, sizeof *pt->colsq);
@@ -749,9 +769,12 @@ sq_status sq_plan_create(const sq_gguf *model, const sq_imatrix *im, const sq_pl
     if (by_bpw && !(p->target_bpw < 64))
         return sq_error_set(err, SQ_ERANGE, "target %.3f bits per weight is out of range", p->target_bpw);
     for (int i = 0; i < p->n_weights; i++)
-        if (!(p->weights[i].weight > 0) || !isfinite(p->weights[i].weight))
-            return sq_error_set(err, SQ_ERANGE, "sensitivity of %s is %g: want a positive number",
-                                p->weights[i].name ? p->weights[i].name : "(null)", p->weights[i].weight);
+        if (!(p->weights[i].weight > 0) || !isfinite(p->weights[i].weight) || !(p->weights[i].act_q8_K >= 0) ||
+            !(p->weights[i].act_q8_0 >= 0) || !isfinite(p->weights[i].act_q8_K) || !isfinite(p->weights[i].act_q8_0))
+            return sq_error_set(err, SQ_ERANGE, "sensitivity of %s is %g (activation costs %g, %g): want a positive "
+                                "number (and costs >= 0)",
+                                p->weights[i].name ? p->weights[i].name : "(null)", p->weights[i].weight,
+                                p->weights[i].act_q8_K, p->weights[i].act_q8_0);
 
     /* candidate types: the caller's, deduplicated, in order */
     int n_def;
@@ -906,17 +929,18 @@ sq_status sq_plan_create(const sq_gguf *model, const sq_imatrix *im, const sq_pl
         o->perm = g->opt == 1 ? g->perm : NULL;
         o->group = g->first;
         o->has_imatrix = pt->imp != NULL;
-        double raw = 0.0;
+        double raw = 0.0, act = 0.0;
         for (int s = 0; s < 4; s++) {
             int ss = s < pt->n_slots ? s : pt->n_slots - 1;
             o->types[s] = pt->cand[ss][pt->choice[ss]];
             if (s < pt->n_slots) {
                 o->bytes += pt->cbytes[s][pt->choice[s]];
                 raw += pt->cerr[g->opt][s][pt->choice[s]];
+                act += pt->cact[s][pt->choice[s]];
             }
         }
         o->bpw = (double)o->bytes * 8.0 / (double)(pt->rows * pt->cols);
-        o->error = raw / pt->norm;
+        o->error = raw / pt->norm + act;
         o->energy = pt->energy;
         o->rel_error = pt->energy > 0 ? raw / pt->energy : 0.0;
         tot->error += o->error;

@@ -265,7 +265,7 @@ double sq_plan_sens_base_nll(const sq_plan_sens *s) { return s ? s->base_nll : 0
 /* One tensor's measurement: quantized to each measuring type in turn, the
  * KL divergence with only it replaced, then the original view back. */
 static sq_status measure_one(calib *cb, const sq_gguf_tensor *t, const sq_imatrix *im, const int *types, int n_types,
-                             sq_plan_sensitivity *e, sq_error *err)
+                             int act_type, sq_plan_sensitivity *e, sq_error *err)
 {
     float *W = NULL;
     sq_status st = read_weights(t, &W, err);
@@ -275,15 +275,18 @@ static sq_status measure_one(calib *cb, const sq_gguf_tensor *t, const sq_imatri
     int64_t cols = t->ne[0], rows = t->ne[1] * t->ne[2] * t->ne[3];
     const float *imp = find_imp(im, t->name, cols);
     e->n_points = n_types;
-    for (int k = 0; k < n_types && st == SQ_OK; k++) {
-        int ty[4] = {types[k], types[k], types[k], types[k]};
+    int n_runs = n_types + (act_type > 0);
+    for (int k = 0; k < n_runs && st == SQ_OK; k++) {
+        int tk = k < n_types ? types[k] : act_type;
+        int ty[4] = {tk, tk, tk, tk};
         void *data = NULL;
         sq_weight view;
-        e->types[k] = types[k];
-        st = quantize_view(t->name, W, rows, cols, imp, ty, NULL, &data, &view, &e->rel[k], err);
+        if (k < n_types) e->types[k] = tk;
+        double *rel = k < n_types ? &e->rel[k] : &e->rel_act, *kld = k < n_types ? &e->kld[k] : &e->kld_act;
+        st = quantize_view(t->name, W, rows, cols, imp, ty, NULL, &data, &view, rel, err);
         if (st == SQ_OK) st = sq_model_set_weight(cb->m, t->name, &view, err);
         if (st == SQ_OK) {
-            st = calib_run(cb, false, &e->kld[k], err);
+            st = calib_run(cb, false, kld, err);
             sq_error e2 = {0};
             sq_status rs = sq_model_set_weight(cb->m, t->name, &orig, &e2);
             if (st == SQ_OK && rs != SQ_OK) {
@@ -300,6 +303,12 @@ static sq_status measure_one(calib *cb, const sq_gguf_tensor *t, const sq_imatri
     if (n_types == 2 && e->rel[0] != e->rel[1]) w = (e->kld[0] - e->kld[1]) / (e->rel[0] - e->rel[1]);
     else if (e->rel[0] > 0) w = e->kld[0] / e->rel[0];
     e->weight = w > SQ_PLAN_SENS_FLOOR && isfinite(w) ? w : SQ_PLAN_SENS_FLOOR;
+    if (act_type > 0 && n_types == 2) {
+        /* what the line leaves at zero weight error: the activations' share */
+        double ak = e->kld[1] - e->weight * e->rel[1], a0 = e->kld_act - e->weight * e->rel_act;
+        e->act_q8_K = ak > 0 && isfinite(ak) ? ak : 0.0;
+        e->act_q8_0 = a0 > 0 && isfinite(a0) ? a0 : 0.0;
+    }
     return SQ_OK;
 }
 
@@ -322,6 +331,24 @@ static sq_status calib_types(const sq_plan_calib_params *p, const int **types, i
     return SQ_OK;
 }
 
+/* Checks the activation-cost type: a quantizable type whose activations are
+ * q8_0 or q8_1, next to two K-quant measuring types (q8_K activations). */
+static sq_status check_act_type(const int *types, int n_types, int act_type, sq_error *err)
+{
+    if (act_type <= 0) return SQ_OK;
+    const sq_type_info *ti = sq_type_info_get(act_type);
+    if (!ti || !ti->is_weight || !sq_blocks_can_quantize(act_type) || !sq_blocks_can_dot(act_type) ||
+        (ti->vec_dot_type != SQ_TYPE_Q8_0 && ti->vec_dot_type != SQ_TYPE_Q8_1))
+        return sq_error_set(err, SQ_EINVAL, "activation-cost type id %d: want a type multiplied with q8_0 or q8_1 "
+                            "activations (q8_0, q5_0, q5_1, ...)", act_type);
+    for (int i = 0; i < n_types; i++) {
+        const sq_type_info *tk = sq_type_info_get(types[i]);
+        if (n_types != 2 || !tk || tk->vec_dot_type != SQ_TYPE_Q8_K)
+            return sq_error_set(err, SQ_EINVAL, "activation costs need two K-quant measuring types (q8_K activations)");
+    }
+    return SQ_OK;
+}
+
 sq_status sq_plan_measure_sensitivity(sq_model *m, const sq_imatrix *im, const sq_plan_calib_params *p,
                                       sq_plan_sens **out, sq_error *err)
 {
@@ -330,6 +357,7 @@ sq_status sq_plan_measure_sensitivity(sq_model *m, const sq_imatrix *im, const s
     const int *types;
     int n_types;
     sq_status st = calib_types(p, &types, &n_types, err);
+    if (st == SQ_OK) st = check_act_type(types, n_types, p->act_type, err);
     if (st != SQ_OK) return st;
     regex_t re;
     bool have_re = p->tensors != NULL;
@@ -366,8 +394,8 @@ sq_status sq_plan_measure_sensitivity(sq_model *m, const sq_imatrix *im, const s
             break;
         }
         s->n++;
-        st = measure_one(&cb, t, im, types, n_types, e, err);
-        s->w[s->n - 1] = (sq_plan_weight){e->name, e->weight};
+        st = measure_one(&cb, t, im, types, n_types, p->act_type, e, err);
+        s->w[s->n - 1] = (sq_plan_weight){e->name, e->weight, e->act_q8_K, e->act_q8_0};
     }
     if (st == SQ_OK && s->n == 0)
         st = sq_error_set(err, SQ_EINVAL, "no weight to calibrate%s%s%s", have_re ? " ('" : "",
@@ -511,7 +539,7 @@ sq_status sq_plan_measure_sensitivity_in_plan(sq_model *m, const sq_imatrix *im,
         e->kld[0] = *kld - without;
         double w = in.rel[i] > 0 ? e->kld[0] / in.rel[i] : 0.0;
         e->weight = w > SQ_PLAN_SENS_FLOOR && isfinite(w) ? w : SQ_PLAN_SENS_FLOOR;
-        s->w[i] = (sq_plan_weight){e->name, e->weight};
+        s->w[i] = (sq_plan_weight){e->name, e->weight, 0.0, 0.0};
     }
     if (in.n) uninstall(m, plan, &in);
     calib_free(&cb);

@@ -25,6 +25,7 @@ typedef struct sq__ptensor {
     int n_cand[4];
     int cand[4][SQ__PLAN_MAX_CAND];
     uint64_t cbytes[4][SQ__PLAN_MAX_CAND];
+    double cact[4][SQ__PLAN_MAX_CAND];    /* activation cost per slot, candidate (normalised units) */
     double cerr[2][4][SQ__PLAN_MAX_CAND]; /* raw weighted error per option, slot, candidate */
     int choice[4];     /* candidate index per slot */
 } sq__ptensor;
