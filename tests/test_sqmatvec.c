@@ -4,7 +4,7 @@
  * public pieces: the activation gathered through the permutation, each run of
  * same-type segments quantized with sq_quantize_act and dotted with one
  * sq_vec_dot call, the runs summed in order from 0. The n = 1 path sums the
- * K-quant runs of a row in one set of vector accumulators (the run kernels
+ * quantized runs of a row (K-quants and the 32-column types) in one set of vector accumulators (the run kernels
  * of gemm.h), so it may differ from this sum by float rounding only: within
  * 1e-5 of sum |w·x| over the row (dequantized weights times activations).
  * On every ISA this CPU offers (scalar included), with 1 and 3 threads, for
@@ -133,21 +133,35 @@ static void test_kquant_runs(void)
     check_mix(b, 33, 1280);
 }
 
-/* Types outside the run kernels (vec_dot per row, added after) next to ones in it. */
-static void test_mixed_fallback(void)
+/* The 32-column types with Q8_0 / Q8_1 activations in the run kernels, next
+ * to K-quants and each other, runs of one and of several segments. */
+static void test_legacy_runs(void)
 {
     const int t[4] = { SQ_TYPE_Q8_0, SQ_TYPE_Q4_K, SQ_TYPE_Q4_0, SQ_TYPE_Q6_K };
+    check_mix(t, 41, 1024);
+    const int a[4] = { SQ_TYPE_Q5_0, SQ_TYPE_Q5_1, SQ_TYPE_Q4_1, SQ_TYPE_Q8_0 };
+    check_mix(a, 39, 1536);
+    const int b[4] = { SQ_TYPE_Q4_1, SQ_TYPE_IQ4_NL, SQ_TYPE_Q5_K, SQ_TYPE_Q5_0 };
+    check_mix(b, 22, 1280);
+}
+
+/* Types outside the run kernels (floats: vec_dot per row, added after) next
+ * to ones in it. */
+static void test_mixed_fallback(void)
+{
+    const int t[4] = { SQ_TYPE_F16, SQ_TYPE_Q4_K, SQ_TYPE_Q5_1, SQ_TYPE_F32 };
     check_mix(t, 41, 1024);
 }
 
 /* Random mixes of run-kernel types and others, random widths and row counts. */
 static void test_random_mixes(void)
 {
-    const int pool[9] = { SQ_TYPE_Q2_K, SQ_TYPE_Q3_K, SQ_TYPE_Q4_K, SQ_TYPE_Q5_K, SQ_TYPE_Q6_K,
-                          SQ_TYPE_Q4_K, SQ_TYPE_Q5_K, SQ_TYPE_IQ4_XS, SQ_TYPE_Q8_0 };
-    for (int it = 0; it < 8; it++) {
+    const int pool[15] = { SQ_TYPE_Q2_K, SQ_TYPE_Q3_K, SQ_TYPE_Q4_K, SQ_TYPE_Q5_K, SQ_TYPE_Q6_K,
+                           SQ_TYPE_Q4_K, SQ_TYPE_Q5_K, SQ_TYPE_IQ4_XS, SQ_TYPE_Q8_0, SQ_TYPE_Q4_0,
+                           SQ_TYPE_Q4_1, SQ_TYPE_Q5_0, SQ_TYPE_Q5_1, SQ_TYPE_IQ4_NL, SQ_TYPE_F16 };
+    for (int it = 0; it < 12; it++) {
         int t[4];
-        for (int i = 0; i < 4; i++) t[i] = pool[(int)((rng_float() * 0.5f + 0.5f) * 8.999f)];
+        for (int i = 0; i < 4; i++) t[i] = pool[(int)((rng_float() * 0.5f + 0.5f) * 14.999f)];
         const int64_t C = 256 * (1 + (int64_t)((rng_float() * 0.5f + 0.5f) * 7.0f));
         const int64_t R = 1 + (int64_t)((rng_float() * 0.5f + 0.5f) * 40.0f);
         check_mix(t, R, C);
@@ -158,6 +172,7 @@ int main(void)
 {
     RUN(test_kquant_mix);
     RUN(test_kquant_runs);
+    RUN(test_legacy_runs);
     RUN(test_mixed_fallback);
     RUN(test_random_mixes);
     return harness_finish("sqmatvec");

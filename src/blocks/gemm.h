@@ -33,7 +33,7 @@ sq__gemm_fn sq__gemm_avx512(int type);
 sq__gemm_fn sq__gemm_kernel(int type);
 
 /* One run of a SmarterQuant row (src/sqtensor/): n values (a multiple of
- * 256) of weight type `type` at byte w_off of every weight row, against the
+ * 256, whole segments) of weight type `type` at byte w_off of every weight row, against the
  * activations at byte x_off of the quantized activation row. */
 typedef struct sq__krun {
     int type;
@@ -51,8 +51,9 @@ typedef struct sq__krun {
 typedef void (*sq__runs_fn)(const sq__krun *run, int nrun, const void *w, size_t w_stride, int nr, const void *x,
                             float *y, bool accumulate);
 
-/* Whether the run kernels handle weight type `type` (the 256-value types with
- * Q8_K activations: Q2_K..Q6_K and IQ4_XS). */
+/* Whether the run kernels handle weight type `type`: the 256-value types with
+ * Q8_K activations (Q2_K..Q6_K, IQ4_XS) and the 32-value types with Q8_0 /
+ * Q8_1 activations (Q4_0, Q5_0, Q8_0, IQ4_NL / Q4_1, Q5_1). */
 bool sq__runs_handles(int type);
 
 /* The run kernel of an ISA (NULL when there is none) and the one in effect. */

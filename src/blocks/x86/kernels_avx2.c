@@ -49,9 +49,10 @@ SQ_INLINE void ymm_band(const sq__krun *run, int nrun, const char *w, size_t ws,
                         bool accumulate, const int NR, const bool PF)
 {
     __m256 acc[4];
+    float sm[4] = { 0 }; /* the Q4_1/Q5_1 offset terms (KR32_CASES), added after the reduction */
     SQ_UNROLL for (int r = 0; r < NR; r++) acc[r] = _mm256_setzero_ps();
     for (int j = 0; j < nrun; j++) {
-        const int64_t nb = run[j].n / 256;
+        const int64_t nb = run[j].n / 256, nb32 = run[j].n / 32;
         const char *wr = w + run[j].w_off, *xr = x + run[j].x_off;
         switch (run[j].type) {
         case SQ_TYPE_Q2_K: YMM_RUN(q2_K) break;
@@ -59,13 +60,14 @@ SQ_INLINE void ymm_band(const sq__krun *run, int nrun, const char *w, size_t ws,
         case SQ_TYPE_Q4_K: YMM_RUN(q4_K) break;
         case SQ_TYPE_Q5_K: YMM_RUN(q5_K) break;
         case SQ_TYPE_IQ4_XS: YMM_RUN(iq4_xs) break;
+        KR32_CASES(acc)
         default: YMM_RUN(q6_K) break;
         }
     }
     if (NR == 4) {
-        store4_ps(y, hsum4_ps(acc[0], acc[1], acc[2], acc[3]), accumulate);
+        store4_ps(y, _mm_add_ps(hsum4_ps(acc[0], acc[1], acc[2], acc[3]), _mm_loadu_ps(sm)), accumulate);
     } else {
-        const float v = hsum_ps(acc[0]);
+        const float v = hsum_ps(acc[0]) + sm[0];
         y[0] = accumulate ? y[0] + v : v;
     }
 }

@@ -452,4 +452,94 @@ SQ_DEFINE_QUANT_KERNELS(q5_K)
 SQ_DEFINE_QUANT_KERNELS(q6_K)
 SQ_DEFINE_QUANT_KERNELS(iq4_xs)
 
+/* ---- 32-value block steps for the run kernels (gemm.h, sq__runs_fn) ----
+ *
+ * One block of one weight row into that row's 256-bit accumulator, against
+ * activations loaded once per block for the whole band: y (32 int8), dx
+ * (their scale) and, for the Q8_1 activations of Q4_1/Q5_1, sx = d_x·Σy.
+ * The signed types (Q8_0 activations) take |q| · (y with q's sign) through
+ * dp_u8s8 (vpdpbusd with VNNI); the offset types add m_w·s_x into the row's
+ * scalar sum *sm, added once after the reduction. */
+SQ_INLINE void kr_signed(__m256i q, float dw, __m256i y, float dx, __m256 *acc)
+{
+    const __m256i p = dp_u8s8(_mm256_setzero_si256(), _mm256_sign_epi8(q, q), _mm256_sign_epi8(y, q));
+    *acc = _mm256_fmadd_ps(_mm256_set1_ps(dw * dx), _mm256_cvtepi32_ps(p), *acc);
+}
+
+SQ_INLINE void kr_q4_0(const blk_q4_0 *w, __m256i y, float dx, float sx, __m256 *acc, float *sm)
+{
+    (void)sx, (void)sm;
+    kr_signed(_mm256_sub_epi8(nibbles32(w->qs), _mm256_set1_epi8(8)), h2f(w->d), y, dx, acc);
+}
+
+SQ_INLINE void kr_q5_0(const blk_q5_0 *w, __m256i y, float dx, float sx, __m256 *acc, float *sm)
+{
+    (void)sx, (void)sm;
+    kr_signed(_mm256_sub_epi8(q5_values(w->qs, w->qh), _mm256_set1_epi8(16)), h2f(w->d), y, dx, acc);
+}
+
+SQ_INLINE void kr_q8_0(const blk_q8_0 *w, __m256i y, float dx, float sx, __m256 *acc, float *sm)
+{
+    (void)sx, (void)sm;
+    kr_signed(_mm256_loadu_si256((const __m256i *)w->qs), h2f(w->d), y, dx, acc);
+}
+
+SQ_INLINE void kr_iq4_nl(const blk_iq4_nl *w, __m256i y, float dx, float sx, __m256 *acc, float *sm)
+{
+    (void)sx, (void)sm;
+    const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)iq4nl_values));
+    kr_signed(_mm256_shuffle_epi8(table, nibbles32(w->qs)), h2f(w->d), y, dx, acc);
+}
+
+/* Q4_1 / Q5_1: unsigned values 0..15 / 0..31 straight into dp_u8s8. */
+SQ_INLINE void kr_unsigned(__m256i q, float dw, float mw, __m256i y, float dx, float sx, __m256 *acc, float *sm)
+{
+    const __m256i p = dp_u8s8(_mm256_setzero_si256(), q, y);
+    *acc = _mm256_fmadd_ps(_mm256_set1_ps(dw * dx), _mm256_cvtepi32_ps(p), *acc);
+    *sm += mw * sx;
+}
+
+SQ_INLINE void kr_q4_1(const blk_q4_1 *w, __m256i y, float dx, float sx, __m256 *acc, float *sm)
+{
+    kr_unsigned(nibbles32(w->qs), h2f(w->d), h2f(w->m), y, dx, sx, acc, sm);
+}
+
+SQ_INLINE void kr_q5_1(const blk_q5_1 *w, __m256i y, float dx, float sx, __m256 *acc, float *sm)
+{
+    kr_unsigned(q5_values(w->qs, w->qh), h2f(w->d), h2f(w->m), y, dx, sx, acc, sm);
+}
+
+/* Activations of block i of a run for the band: Q8_0 (S = 0) or Q8_1 (S = 1). */
+SQ_INLINE __m256i kr_act(const void *xr, int64_t i, float *dx, float *sx, const int S)
+{
+    if (S) {
+        const blk_q8_1 *b = (const blk_q8_1 *)xr + i;
+        *dx = h2f(b->d), *sx = h2f(b->s);
+        return _mm256_loadu_si256((const __m256i *)b->qs);
+    }
+    const blk_q8_0 *b = (const blk_q8_0 *)xr + i;
+    *dx = h2f(b->d), *sx = 0.0f;
+    return _mm256_loadu_si256((const __m256i *)b->qs);
+}
+
+/* One 32-value run of NR rows (run kernels): per block, the activations once,
+ * then each row's step into acc[r] (a __m256) and sm[r]. Expects nb32 (the
+ * run's 32-value blocks), wr, xr, ws, NR and float sm[NR] in scope. */
+#define KR32_RUN(T, S, ACC)                                                                                 \
+    for (int64_t i = 0; i < nb32; i++) {                                                                    \
+        float dx, sx;                                                                                       \
+        const __m256i ya = kr_act(xr, i, &dx, &sx, S);                                                      \
+        SQ_UNROLL for (int r = 0; r < NR; r++)                                                              \
+            kr_##T((const blk_##T *)(wr + (size_t)r * ws) + i, ya, dx, sx, &(ACC)[r], &sm[r]);             \
+    }
+
+/* The cases of the 32-value types in a run kernel's switch on the run type. */
+#define KR32_CASES(ACC)                                                                                     \
+    case SQ_TYPE_Q4_0: KR32_RUN(q4_0, 0, ACC) break;                                                        \
+    case SQ_TYPE_Q5_0: KR32_RUN(q5_0, 0, ACC) break;                                                        \
+    case SQ_TYPE_Q8_0: KR32_RUN(q8_0, 0, ACC) break;                                                        \
+    case SQ_TYPE_IQ4_NL: KR32_RUN(iq4_nl, 0, ACC) break;                                                    \
+    case SQ_TYPE_Q4_1: KR32_RUN(q4_1, 1, ACC) break;                                                        \
+    case SQ_TYPE_Q5_1: KR32_RUN(q5_1, 1, ACC) break;
+
 #endif

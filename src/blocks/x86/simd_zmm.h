@@ -318,15 +318,18 @@ SQ_INLINE __m256 kz_fold(__m512 acc, __m256 accm)
     }
 
 /* NR rows (1 or 4) over all runs, each row reduced once at the end. The run
- * types are those of sq__runs_handles() (Q6_K is the default case). */
+ * types are those of sq__runs_handles() (Q6_K is the default case); the
+ * 32-value types (KR32_CASES, simd_dot.h) go into the 256-bit accm, their
+ * Q4_1/Q5_1 offset terms into the scalar sm, added after the reduction. */
 SQ_INLINE void kz_band(const sq__krun *run, int nrun, const char *w, size_t ws, const char *x,
                        float *y, bool accumulate, const int NR)
 {
     __m512 acc[4];
     __m256 accm[4];
+    float sm[4] = { 0 };
     SQ_UNROLL for (int r = 0; r < NR; r++) acc[r] = _mm512_setzero_ps(), accm[r] = _mm256_setzero_ps();
     for (int j = 0; j < nrun; j++) {
-        const int64_t nb = run[j].n / 256;
+        const int64_t nb = run[j].n / 256, nb32 = run[j].n / 32;
         const char *wr = w + run[j].w_off;
         const blk_q8_K *xr = (const blk_q8_K *)(x + run[j].x_off);
         switch (run[j].type) {
@@ -338,14 +341,17 @@ SQ_INLINE void kz_band(const sq__krun *run, int nrun, const char *w, size_t ws, 
             for (int64_t i = 0; i < nb; i++)
                 SQ_UNROLL for (int r = 0; r < NR; r++) kb_iq4_xs_z((const blk_iq4_xs *)(wr + (size_t)r * ws), i, xr, 0, &acc[r], 1);
             break;
+        KR32_CASES(accm)
         default: KZ_RUN(q6_K, nat) break;
         }
     }
     if (NR == 4) {
-        store4_ps(y, hsum4_ps(kz_fold(acc[0], accm[0]), kz_fold(acc[1], accm[1]), kz_fold(acc[2], accm[2]),
-                              kz_fold(acc[3], accm[3])), accumulate);
+        const __m128 s = _mm_add_ps(hsum4_ps(kz_fold(acc[0], accm[0]), kz_fold(acc[1], accm[1]),
+                                             kz_fold(acc[2], accm[2]), kz_fold(acc[3], accm[3])),
+                                    _mm_loadu_ps(sm));
+        store4_ps(y, s, accumulate);
     } else {
-        const float v = hsum_ps(kz_fold(acc[0], accm[0]));
+        const float v = hsum_ps(kz_fold(acc[0], accm[0])) + sm[0];
         y[0] = accumulate ? y[0] + v : v;
     }
 }
