@@ -46,7 +46,7 @@ SQ_INLINE void prefetch_bytes(uintptr_t p, size_t size)
         }
 
 SQ_INLINE void ymm_band(const sq__krun *run, int nrun, const char *w, size_t ws, const char *x, float *y,
-                        bool accumulate, const int NR, const bool PF)
+                        bool accumulate, const int NR, const bool PF, const int LEG)
 {
     __m256 acc[4];
     float sm[4] = { 0 }; /* the Q4_1/Q5_1 offset terms (KR32_CASES), added after the reduction */
@@ -54,20 +54,28 @@ SQ_INLINE void ymm_band(const sq__krun *run, int nrun, const char *w, size_t ws,
     for (int j = 0; j < nrun; j++) {
         const int64_t nb = run[j].n / 256, nb32 = run[j].n / 32;
         const char *wr = w + run[j].w_off, *xr = x + run[j].x_off;
+        if (LEG && kr32_type(run[j].type)) {
+            switch (run[j].type) {
+            KR32_CASES(acc)
+            default: break;
+            }
+            continue;
+        }
         switch (run[j].type) {
         case SQ_TYPE_Q2_K: YMM_RUN(q2_K) break;
         case SQ_TYPE_Q3_K: YMM_RUN(q3_K) break;
         case SQ_TYPE_Q4_K: YMM_RUN(q4_K) break;
         case SQ_TYPE_Q5_K: YMM_RUN(q5_K) break;
         case SQ_TYPE_IQ4_XS: YMM_RUN(iq4_xs) break;
-        KR32_CASES(acc)
         default: YMM_RUN(q6_K) break;
         }
     }
     if (NR == 4) {
-        store4_ps(y, _mm_add_ps(hsum4_ps(acc[0], acc[1], acc[2], acc[3]), _mm_loadu_ps(sm)), accumulate);
+        __m128 s = hsum4_ps(acc[0], acc[1], acc[2], acc[3]);
+        if (LEG) s = _mm_add_ps(s, _mm_loadu_ps(sm));
+        store4_ps(y, s, accumulate);
     } else {
-        const float v = hsum_ps(acc[0]) + sm[0];
+        const float v = hsum_ps(acc[0]) + (LEG ? sm[0] : 0.0f);
         y[0] = accumulate ? y[0] + v : v;
     }
 }
@@ -78,10 +86,15 @@ static void runs_ymm(const sq__krun *run, int nrun, const void *w, size_t ws, in
 {
     const char *wc = w;
     int r = 0;
+    if (runs_legacy(run, nrun)) { /* the band with the 32-value cases (as runs_zmm) */
+        for (; r + 4 <= nr; r += 4) ymm_band(run, nrun, wc + (size_t)r * ws, ws, x, y + r, accumulate, 4, false, 1);
+        for (; r < nr; r++) ymm_band(run, nrun, wc + (size_t)r * ws, ws, x, y + r, accumulate, 1, false, 1);
+        return;
+    }
     if (ws > PF_MIN_ROW)
-        for (; r + 4 <= nr; r += 4) ymm_band(run, nrun, wc + (size_t)r * ws, ws, x, y + r, accumulate, 4, true);
-    for (; r + 4 <= nr; r += 4) ymm_band(run, nrun, wc + (size_t)r * ws, ws, x, y + r, accumulate, 4, false);
-    for (; r < nr; r++) ymm_band(run, nrun, wc + (size_t)r * ws, ws, x, y + r, accumulate, 1, false);
+        for (; r + 4 <= nr; r += 4) ymm_band(run, nrun, wc + (size_t)r * ws, ws, x, y + r, accumulate, 4, true, 0);
+    for (; r + 4 <= nr; r += 4) ymm_band(run, nrun, wc + (size_t)r * ws, ws, x, y + r, accumulate, 4, false, 0);
+    for (; r < nr; r++) ymm_band(run, nrun, wc + (size_t)r * ws, ws, x, y + r, accumulate, 1, false, 0);
 }
 
 sq__runs_fn sq__runs_avx2(void) { return runs_ymm; }

@@ -533,6 +533,21 @@ SQ_INLINE __m256i kr_act(const void *xr, int64_t i, float *dx, float *sx, const 
             kr_##T((const blk_##T *)(wr + (size_t)r * ws) + i, ya, dx, sx, &(ACC)[r], &sm[r]);             \
     }
 
+/* Whether any run is of a 32-value type (the run kernels then take the band
+ * with KR32_CASES; without, they keep the K-quant-only band). */
+SQ_INLINE bool kr32_type(int t)
+{
+    return t == SQ_TYPE_Q4_0 || t == SQ_TYPE_Q4_1 || t == SQ_TYPE_Q5_0 || t == SQ_TYPE_Q5_1 || t == SQ_TYPE_Q8_0 ||
+           t == SQ_TYPE_IQ4_NL;
+}
+
+SQ_INLINE bool runs_legacy(const sq__krun *run, int nrun)
+{
+    for (int j = 0; j < nrun; j++)
+        if (kr32_type(run[j].type)) return true;
+    return false;
+}
+
 /* The cases of the 32-value types in a run kernel's switch on the run type. */
 #define KR32_CASES(ACC)                                                                                     \
     case SQ_TYPE_Q4_0: KR32_RUN(q4_0, 0, ACC) break;                                                        \
