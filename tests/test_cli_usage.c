@@ -202,26 +202,13 @@ static void test_kld_signal_cleanup(void)
     }
 }
 
-/* A legacy imatrix whose first value is negative: refused, naming the entry. */
+/* A legacy imatrix with a negative value (index 7): refused, naming the entry. */
 static void test_negative_imatrix(void)
 {
     static const char name[] = "blk.0.ffn_down.weight";
     char p[700];
     snprintf(p, sizeof p, "%s/neg.dat", dir);
-    FILE *f = fopen(p, "wb");
-    CHECK(f != NULL);
-    if (!f) return;
-    const int32_t n_entries = 1, len = (int32_t)strlen(name), ncall = 1, nval = 1536;
-    fwrite(&n_entries, 4, 1, f);
-    fwrite(&len, 4, 1, f);
-    fwrite(name, 1, (size_t)len, f);
-    fwrite(&ncall, 4, 1, f);
-    fwrite(&nval, 4, 1, f);
-    for (int i = 0; i < nval; i++) {
-        const float v = i == 7 ? -2.0f : 1.0f;
-        fwrite(&v, 4, 1, f);
-    }
-    CHECK(fclose(f) == 0);
+    CHECK(tu_write_legacy_imatrix(p, name, 1536, 7, -2.0f));
     tu_expect_sq(dir, "quantize -q --no-sq-config --imatrix neg.dat M.gguf o.gguf q4_K 1", 1,
                  "neg.dat: entry 'blk.0.ffn_down.weight' has a negative importance value -2 at index 7", out,
                  sizeof out);
@@ -254,35 +241,7 @@ static void test_split_missing_shard(void)
     snprintf(src, sizeof src, "%s/M.gguf", dir);
     snprintf(base, sizeof base, "%s/S", dir);
     sq_error e = {0};
-    sq_gguf *g = NULL;
-    CHECK(sq_gguf_open(src, &g, &e) == SQ_OK);
-    if (!g) return;
-    const int64_t nt = sq_gguf_n_tensors(g);
-    sq_status st = SQ_OK;
-    for (int k = 0; k < 2 && st == SQ_OK; k++) {
-        char path[800];
-        sq_gguf_split_path(path, sizeof path, base, k, 2);
-        sq_gguf_writer *w = NULL;
-        st = sq_gguf_writer_open(path, &w, &e);
-        if (st == SQ_OK && k == 0) st = sq_gguf_writer_copy_kvs(w, g, &e);
-        if (st == SQ_OK) st = sq_gguf_writer_set_u16(w, SQ_GGUF_KEY_SPLIT_NO, (uint16_t)k, &e);
-        if (st == SQ_OK) st = sq_gguf_writer_set_u16(w, SQ_GGUF_KEY_SPLIT_COUNT, 2, &e);
-        if (st == SQ_OK) st = sq_gguf_writer_set_i32(w, SQ_GGUF_KEY_SPLIT_TENSORS, (int32_t)nt, &e);
-        const int64_t t0 = k * nt / 2, t1 = (k + 1) * nt / 2;
-        for (int64_t i = t0; i < t1 && st == SQ_OK; i++) {
-            const sq_gguf_tensor *t = sq_gguf_tensor_at(g, i);
-            st = sq_gguf_writer_add_tensor(w, t->name, t->n_dims, t->ne, t->type, t->nbytes, &e);
-        }
-        for (int64_t i = t0; i < t1 && st == SQ_OK; i++) {
-            const sq_gguf_tensor *t = sq_gguf_tensor_at(g, i);
-            st = sq_gguf_writer_write(w, t->data, (size_t)t->nbytes, &e);
-        }
-        if (w) {
-            if (st == SQ_OK) st = sq_gguf_writer_finish(w, &e);
-            else sq_gguf_writer_abort(w);
-        }
-    }
-    sq_gguf_close(g);
+    const sq_status st = tu_split_model(src, base, 2, &e);
     CHECK_MSG(st == SQ_OK, "%s", e.msg);
     if (st != SQ_OK) return;
     /* whole: it runs (one greedy token) */
@@ -365,21 +324,7 @@ static void test_plan_and_env_errors(void)
     /* a legacy imatrix whose one entry has the wrong width */
     char p[700];
     snprintf(p, sizeof p, "%s/narrow.dat", dir);
-    FILE *f = fopen(p, "wb");
-    CHECK(f != NULL);
-    if (!f) return;
-    static const char name[] = "blk.0.ffn_down.weight";
-    const int32_t n_entries = 1, len = (int32_t)strlen(name), ncall = 1, nval = 10;
-    fwrite(&n_entries, 4, 1, f);
-    fwrite(&len, 4, 1, f);
-    fwrite(name, 1, (size_t)len, f);
-    fwrite(&ncall, 4, 1, f);
-    fwrite(&nval, 4, 1, f);
-    for (int i = 0; i < nval; i++) {
-        const float v = 1.0f;
-        fwrite(&v, 4, 1, f);
-    }
-    CHECK(fclose(f) == 0);
+    CHECK(tu_write_legacy_imatrix(p, "blk.0.ffn_down.weight", 10, -1, 0.0f));
     tu_expect_sq(dir, "plan -m M.gguf --imatrix narrow.dat --target-bpw 5 -o p.json", 1, "--imatrix narrow.dat", out,
                  sizeof out);
     CHECK_CONTAINS(out, "blk.0.ffn_down.weight has 10 values");

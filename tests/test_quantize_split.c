@@ -529,36 +529,8 @@ static void test_engine_split(void)
     char dir[256], p0[600], base[600];
     CHECK(harness_tmpdir(dir, sizeof dir) != NULL);
     sq_error e = {0};
-    sq_gguf *src = NULL;
-    CHECK(sq_gguf_open(model, &src, &e) == SQ_OK);
-    if (!src) return;
-    const int64_t nt = sq_gguf_n_tensors(src);
     in_dir(base, sizeof base, dir, "demo");
-    sq_status st = SQ_OK;
-    for (int k = 0; k < 2 && st == SQ_OK; k++) {
-        char path[700];
-        sq_gguf_split_path(path, sizeof path, base, k, 2);
-        sq_gguf_writer *w = NULL;
-        st = sq_gguf_writer_open(path, &w, &e);
-        if (st == SQ_OK && k == 0) st = sq_gguf_writer_copy_kvs(w, src, &e);
-        if (st == SQ_OK) st = sq_gguf_writer_set_u16(w, SQ_GGUF_KEY_SPLIT_NO, (uint16_t)k, &e);
-        if (st == SQ_OK) st = sq_gguf_writer_set_u16(w, SQ_GGUF_KEY_SPLIT_COUNT, 2, &e);
-        if (st == SQ_OK) st = sq_gguf_writer_set_i32(w, SQ_GGUF_KEY_SPLIT_TENSORS, (int32_t)nt, &e);
-        const int64_t t0 = k * nt / 2, t1 = (k + 1) * nt / 2;
-        for (int64_t i = t0; i < t1 && st == SQ_OK; i++) {
-            const sq_gguf_tensor *t = sq_gguf_tensor_at(src, i);
-            st = sq_gguf_writer_add_tensor(w, t->name, t->n_dims, t->ne, t->type, t->nbytes, &e);
-        }
-        for (int64_t i = t0; i < t1 && st == SQ_OK; i++) {
-            const sq_gguf_tensor *t = sq_gguf_tensor_at(src, i);
-            st = sq_gguf_writer_write(w, t->data, (size_t)t->nbytes, &e);
-        }
-        if (w) {
-            if (st == SQ_OK) st = sq_gguf_writer_finish(w, &e);
-            else sq_gguf_writer_abort(w);
-        }
-    }
-    sq_gguf_close(src);
+    const sq_status st = tu_split_model(model, base, 2, &e);
     CHECK_MSG(st == SQ_OK, "%s", e.msg);
     sq_gguf_split_path(p0, sizeof p0, base, 0, 2);
     sq_model *ma = NULL, *mb = NULL;

@@ -16,6 +16,7 @@
 
 #include "harness.h"
 #include "sq/base.h"
+#include "sq/gguf.h"
 #include "sq/quantize.h"
 #include "sq/types.h"
 
@@ -194,6 +195,59 @@ static inline void tu_act_to_float(int at, const void *xq, float *out, int64_t n
     } else if (at == SQ_TYPE_F32) {
         memcpy(out, xq, sizeof(float) * (size_t)n);
     }
+}
+
+/* Copies the GGUF model src into n shards BASE-0000k-of-0000n.gguf as
+ * gguf-split lays them out: the key/values in the first, the split keys in
+ * every one, the tensors cut into n consecutive parts in file order. */
+static inline sq_status tu_split_model(const char *src, const char *base, int n, sq_error *e)
+{
+    sq_gguf *g = NULL;
+    sq_status st = sq_gguf_open(src, &g, e);
+    if (st != SQ_OK) return st;
+    const int64_t nt = sq_gguf_n_tensors(g);
+    for (int k = 0; k < n && st == SQ_OK; k++) {
+        char path[1200];
+        sq_gguf_split_path(path, sizeof path, base, k, n);
+        sq_gguf_writer *w = NULL;
+        st = sq_gguf_writer_open(path, &w, e);
+        if (st == SQ_OK && k == 0) st = sq_gguf_writer_copy_kvs(w, g, e);
+        if (st == SQ_OK) st = sq_gguf_writer_set_u16(w, SQ_GGUF_KEY_SPLIT_NO, (uint16_t)k, e);
+        if (st == SQ_OK) st = sq_gguf_writer_set_u16(w, SQ_GGUF_KEY_SPLIT_COUNT, (uint16_t)n, e);
+        if (st == SQ_OK) st = sq_gguf_writer_set_i32(w, SQ_GGUF_KEY_SPLIT_TENSORS, (int32_t)nt, e);
+        const int64_t t0 = k * nt / n, t1 = (k + 1) * nt / n;
+        for (int64_t i = t0; i < t1 && st == SQ_OK; i++) {
+            const sq_gguf_tensor *t = sq_gguf_tensor_at(g, i);
+            st = sq_gguf_writer_add_tensor(w, t->name, t->n_dims, t->ne, t->type, t->nbytes, e);
+        }
+        for (int64_t i = t0; i < t1 && st == SQ_OK; i++) {
+            const sq_gguf_tensor *t = sq_gguf_tensor_at(g, i);
+            st = sq_gguf_writer_write(w, t->data, (size_t)t->nbytes, e);
+        }
+        if (w) {
+            if (st == SQ_OK) st = sq_gguf_writer_finish(w, e);
+            else sq_gguf_writer_abort(w);
+        }
+    }
+    sq_gguf_close(g);
+    return st;
+}
+
+/* Writes a legacy (.dat) imatrix with one entry `name` of nval values, all
+ * 1 but value bad_at, which is bad_value (bad_at < 0: none). */
+static inline bool tu_write_legacy_imatrix(const char *path, const char *name, int32_t nval, int bad_at, float bad_value)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f) return false;
+    const int32_t n_entries = 1, len = (int32_t)strlen(name), ncall = 1;
+    bool ok = fwrite(&n_entries, 4, 1, f) == 1 && fwrite(&len, 4, 1, f) == 1 &&
+              fwrite(name, 1, (size_t)len, f) == (size_t)len && fwrite(&ncall, 4, 1, f) == 1 &&
+              fwrite(&nval, 4, 1, f) == 1;
+    for (int i = 0; i < nval && ok; i++) {
+        const float v = i == bad_at ? bad_value : 1.0f;
+        ok = fwrite(&v, 4, 1, f) == 1;
+    }
+    return fclose(f) == 0 && ok;
 }
 
 #endif /* SQ_TESTUTIL_H */
