@@ -20,27 +20,13 @@
 # Output: $OUT/quality.md (table), $OUT/quality.png (plot), $OUT/quality.tsv (data).
 set -eu
 
-SQ=${SQ:-build/sq}
-if [ -z "${MODEL:-}" ]; then
-    MODEL=../shared/models/sqdemo-f16.gguf
-    [ -f "$MODEL" ] || MODEL=models/sqdemo-f16.gguf
-fi
-IMATRIX=${IMATRIX:-../shared/golden/llama.cpp/sqdemo.imatrix.gguf}
-TEXT=${TEXT:-data/heldout.txt}
+NAME=quality.sh
+. "$(dirname "$0")/quality_env.sh"
 CHUNKS=${CHUNKS:-20}
-THREADS=${THREADS:-2}
 OUT=${OUT:-build/quality}
 MIXES=${MIXES:-Q3_K_M Q4_K_S Q4_K_M Q5_K_S}
 PLAN_FLAGS=${PLAN_FLAGS:-}
 mkdir -p "$OUT"
-
-for f in "$MODEL" "$IMATRIX" "$TEXT"; do
-    [ -f "$f" ] || { echo "quality.sh: $f not found" >&2; exit 2; }
-done
-if ! "$SQ" perplexity --help 2>&1 | grep -q -- '--kl-divergence'; then
-    echo "quality.sh: $SQ perplexity has no --kl-divergence in this build" >&2
-    exit 2
-fi
 
 if [ -z "${SENS:-}" ]; then
     SENS=$OUT/sensitivity.txt

@@ -20,26 +20,12 @@
 # Usage: bench/sensitivity.sh [OUTPUT_FILE]   (default $OUT/sensitivity.txt)
 set -eu
 
-SQ=${SQ:-build/sq}
-if [ -z "${MODEL:-}" ]; then
-    MODEL=../shared/models/sqdemo-f16.gguf
-    [ -f "$MODEL" ] || MODEL=models/sqdemo-f16.gguf
-fi
-IMATRIX=${IMATRIX:-../shared/golden/llama.cpp/sqdemo.imatrix.gguf}
-TEXT=${TEXT:-data/heldout.txt}
+NAME=sensitivity.sh
+. "$(dirname "$0")/quality_env.sh"
 CHUNKS=${CHUNKS:-6}
-THREADS=${THREADS:-2}
 OUT=${OUT:-build/sensitivity}
 RESULT=${1:-$OUT/sensitivity.txt}
 mkdir -p "$OUT"
-
-for f in "$MODEL" "$IMATRIX" "$TEXT"; do
-    [ -f "$f" ] || { echo "sensitivity.sh: $f not found" >&2; exit 2; }
-done
-if ! "$SQ" perplexity --help 2>&1 | grep -q -- '--kl-divergence'; then
-    echo "sensitivity.sh: $SQ perplexity has no --kl-divergence in this build" >&2
-    exit 2
-fi
 
 # KLD of MODEL against the base file: "Mean    KLD:   0.005607 ±   0.000091"
 kld_of() {
