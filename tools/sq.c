@@ -45,10 +45,8 @@ static void usage(FILE *f)
 static void check_isa_env(void)
 {
     const char *want = getenv("SQ_ISA");
-    if (!want) return;
-    const sq_isa known[3] = {SQ_ISA_SCALAR, SQ_ISA_AVX2, SQ_ISA_AVX512};
-    for (int i = 0; i < 3; i++)
-        if (!strcmp(want, sq_isa_name(known[i]))) return;
+    sq_isa isa;
+    if (!want || sq_isa_from_name(want, &isa)) return;
     fprintf(stderr, "sq: warning: SQ_ISA='%s' is not one of scalar, avx2, avx512; using %s\n", want,
             sq_isa_name(sq_blocks_isa()));
 }

@@ -26,6 +26,9 @@ sq_isa sq_blocks_isa(void);
  * before starting work. */
 sq_isa sq_blocks_set_isa(sq_isa isa);
 const char *sq_isa_name(sq_isa isa);
+/* The ISA named name ("scalar", "avx2", "avx512", as sq_isa_name gives and
+ * SQ_ISA takes) into *isa; false for any other name. */
+bool sq_isa_from_name(const char *name, sq_isa *isa);
 
 /* Whether this build can quantize (from f32) to type t, dequantize it, and
  * dot it with its vec_dot_type. */

@@ -66,11 +66,9 @@ static sq_isa env_isa(sq_isa max)
     const char *force = getenv("SQ_FORCE_SCALAR");
     if (force && *force && strcmp(force, "0") != 0) return SQ_ISA_SCALAR;
     const char *want = getenv("SQ_ISA");
-    if (!want) return max;
-    const sq_isa known[3] = { SQ_ISA_SCALAR, SQ_ISA_AVX2, SQ_ISA_AVX512 };
-    for (int i = 0; i < 3; i++)
-        if (strcmp(want, sq_isa_name(known[i])) == 0) return known[i] < max ? known[i] : max;
-    return max;
+    sq_isa isa;
+    if (!want || !sq_isa_from_name(want, &isa)) return max;
+    return isa < max ? isa : max;
 }
 
 static void init_tables(void)
@@ -116,6 +114,16 @@ const char *sq_isa_name(sq_isa isa)
     case SQ_ISA_AVX512: return "avx512";
     }
     return "unknown";
+}
+
+bool sq_isa_from_name(const char *name, sq_isa *isa)
+{
+    for (sq_isa i = SQ_ISA_SCALAR; i <= SQ_ISA_AVX512; i++)
+        if (strcmp(name, sq_isa_name(i)) == 0) {
+            *isa = i;
+            return true;
+        }
+    return false;
 }
 
 static const sq__kernels *entry(int type)
