@@ -187,9 +187,9 @@ static void test_bad_vocab(void)
     CHECK_INT(sq_vocab_create(&d, &v, &e), SQ_EUNSUPPORTED);
     CHECK_CONTAINS(e.msg, "'t5'");
     d.model = "gpt2";
-    d.pre = "qwen2";
+    d.pre = "chatglm-bpe";
     CHECK_INT(sq_vocab_create(&d, &v, &e), SQ_EUNSUPPORTED);
-    CHECK_CONTAINS(e.msg, "qwen2");
+    CHECK_CONTAINS(e.msg, "'chatglm-bpe'");
     d.pre = "gpt-2";
     CHECK_INT(sq_vocab_create(&d, &v, &e), SQ_EFORMAT); /* no merges */
     CHECK_CONTAINS(e.msg, "merges");
@@ -328,6 +328,10 @@ static void test_pretokenizers(void)
     CHECK_STR(words_of(G2, "  x"), " | x");
     CHECK_STR(words_of(G2, "12345 a1"), "12345| a|1");
     CHECK_STR(words_of(G2, "x  !?"), "x| | !?");
+    /* Qwen2: Llama-3's pattern, digits one at a time */
+    const sq_vocab_pre Q2 = SQ_VOCAB_PRE_QWEN2;
+    CHECK_STR(words_of(Q2, "3333 x"), "3|3|3|3| x");
+    CHECK_STR(words_of(Q2, "I've (x)"), "I|'ve| (|x|)");
     /* llama.cpp's default chain: punctuation runs, GPT-2, number runs, digit triples */
     const sq_vocab_pre D = SQ_VOCAB_PRE_DEFAULT;
     CHECK_STR(words_of(D, "Hello, world! 12345 $x"), "Hello|,| world|!| |123|45| |$|x");

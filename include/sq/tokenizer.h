@@ -41,7 +41,8 @@ typedef enum sq_vocab_type {
 typedef enum sq_vocab_pre {
     SQ_VOCAB_PRE_DEFAULT = 0, /* no or unknown-but-accepted name: GPT-2 splitting */
     SQ_VOCAB_PRE_LLAMA3 = 1,  /* llama3, llama-v3, llama-bpe, falcon3, pixtral, ... */
-    SQ_VOCAB_PRE_GPT2 = 2     /* gpt-2, phi-2, mpt, olmo, ... */
+    SQ_VOCAB_PRE_GPT2 = 2,    /* gpt-2, phi-2, mpt, olmo, ... */
+    SQ_VOCAB_PRE_QWEN2 = 3    /* qwen2 (Qwen2, Qwen2.5, Qwen3), deepseek-r1-qwen: Llama-3's with single digits */
 } sq_vocab_pre;
 
 /* Token types as stored in tokenizer.ggml.token_type. */

@@ -220,8 +220,10 @@ static void whitespace_tail(scan *s, size_t *pos)
 }
 
 /* Llama-3: (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|
- *          ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+ */
-static void split_llama3(scan *s)
+ *          ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
+ * Qwen2 is the same pattern with \p{N} instead of \p{N}{1,3}: digits one at a
+ * time (max_digits = 1). */
+static void split_llama3(scan *s, size_t max_digits)
 {
     size_t pos = 0;
     while (pos < s->n) {
@@ -241,11 +243,11 @@ static void split_llama3(scan *s)
                 continue;
             }
         }
-        /* digits in groups of at most three */
+        /* digits in groups of at most max_digits */
         if (f & SQ__CPT_NUMBER) {
             size_t start = pos;
             while (fl_at(s, pos) & SQ__CPT_NUMBER) {
-                if (++pos - start >= 3) {
+                if (++pos - start >= max_digits) {
                     cut(s, pos);
                     start = pos;
                 }
@@ -408,7 +410,9 @@ size_t sq__pretok_split(sq_vocab_pre pre, const uint32_t *cps, size_t n, uint32_
     if (pre == SQ_VOCAB_PRE_DEFAULT) return split_default(cps, n, lens, scratch);
     scan s = {cps, n, lens, 0, 0};
     if (pre == SQ_VOCAB_PRE_LLAMA3)
-        split_llama3(&s);
+        split_llama3(&s, 3);
+    else if (pre == SQ_VOCAB_PRE_QWEN2)
+        split_llama3(&s, 1);
     else
         split_gpt2(&s);
     return s.n_words;

@@ -154,12 +154,15 @@ static sq_status parse_pre(sq_vocab *v, const char *pre, sq_error *err)
         v->add_bos = true;
     } else if (name_in(pre, llama3_regex_only)) {
         v->pre = SQ_VOCAB_PRE_LLAMA3;
+    } else if (!strcmp(pre, "qwen2") || !strcmp(pre, "deepseek-r1-qwen")) {
+        v->pre = SQ_VOCAB_PRE_QWEN2;
+        v->clean_spaces = false;
     } else if (name_in(pre, gpt2)) {
         v->pre = SQ_VOCAB_PRE_GPT2;
         if (!strcmp(pre, "trillion") || !strcmp(pre, "granite-docling")) v->clean_spaces = false;
     } else {
         return sq_error_set(err, SQ_EUNSUPPORTED,
-                            "unsupported pre-tokenizer '%s' (supported: llama3/llama-bpe family, gpt-2 family, "
+                            "unsupported pre-tokenizer '%s' (supported: llama3/llama-bpe family, qwen2, gpt-2 family, "
                             "default)",
                             pre);
     }
