@@ -77,6 +77,10 @@ static void init_tables(void)
     sq__register_legacy(scalar_table);
     sq__register_kquants(scalar_table);
     sq__register_iquants(scalar_table);
+    sq__register_iq1(scalar_table);
+    sq__register_iq2(scalar_table);
+    sq__register_iq3(scalar_table);
+    sq__register_ternary(scalar_table);
     build_table(env_isa(cpu_isa()));
 }
 
@@ -151,6 +155,12 @@ bool sq_blocks_can_dot(int type)
     return k && k->vec_dot && ti && entry(ti->vec_dot_type) && entry(ti->vec_dot_type)->from_float;
 }
 
+bool sq_blocks_needs_imatrix(int type)
+{
+    const sq__kernels *k = entry(type);
+    return k && k->needs_weights;
+}
+
 sq_status sq_quantize_rows(int type, const float *src, void *dst, int64_t nrows, int64_t n_per_row,
                            const float *imatrix, sq_error *err)
 {
@@ -163,8 +173,10 @@ sq_status sq_quantize_rows(int type, const float *src, void *dst, int64_t nrows,
     if (n_per_row <= 0 || n_per_row % ti->block_size != 0)
         return sq_error_set(err, SQ_EINVAL, "type %s: row length %lld is not a multiple of its block size %d",
                             ti->name, (long long)n_per_row, ti->block_size);
-    if (ti->needs_imatrix && !imatrix)
+    if (k->needs_weights && !imatrix)
         return sq_error_set(err, SQ_EINVAL, "type %s needs an importance matrix, and none was given", ti->name);
+    if (k->prepare && !k->prepare())
+        return sq_error_set(err, SQ_ENOMEM, "type %s: out of memory for its codebook search tables", ti->name);
     const size_t row_bytes = sq_row_size(type, n_per_row);
     for (int64_t r = 0; r < nrows; r++)
         k->quantize(src + r * n_per_row, (char *)dst + (size_t)r * row_bytes, n_per_row, imatrix);

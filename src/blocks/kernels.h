@@ -2,7 +2,7 @@
  * src/blocks/kernels.h — the private kernel table behind sq/blocks.h.
  *
  * One sq__kernels entry per type id. Family files (float.c, legacy.c,
- * kquants.c, iquants.c) fill the scalar entries in their sq__register_*()
+ * kquants.c, iquants.c, iq1.c, iq2.c, iq3.c, ternary.c) fill the scalar entries in their sq__register_*()
  * function; x86 files (x86/kernels_avx2.c, x86/kernels_avx512.c) then override the hot
  * entries with SIMD versions. dispatch.c builds the table once, at first use.
  */
@@ -18,11 +18,17 @@ typedef float (*sq__vec_dot_fn)(int64_t n, const void *w, const void *x_act);
 /* ggml's CPU from_float for an activation type. */
 typedef void (*sq__from_float_fn)(const float *x, void *y, int64_t n);
 
+/* Builds what a quantizer needs before its first call (the codebook search
+ * structures of the i-quants); false when memory ran out. Thread-safe. */
+typedef bool (*sq__prepare_fn)(void);
+
 typedef struct sq__kernels {
     sq__quantize_fn quantize;     /* f32 -> blocks; NULL if unsupported */
     sq__dequantize_fn dequantize; /* blocks -> f32 */
     sq__vec_dot_fn vec_dot;       /* with the vec_dot_type */
     sq__from_float_fn from_float; /* only for activation types */
+    sq__prepare_fn prepare;       /* called before quantize, if set */
+    bool needs_weights;           /* quantize needs importance weights (ggml_quantize_requires_imatrix) */
 } sq__kernels;
 
 /* Scalar registrations, one per family file. */
@@ -30,6 +36,10 @@ void sq__register_float(sq__kernels table[SQ_TYPE_COUNT]);
 void sq__register_legacy(sq__kernels table[SQ_TYPE_COUNT]);
 void sq__register_kquants(sq__kernels table[SQ_TYPE_COUNT]);
 void sq__register_iquants(sq__kernels table[SQ_TYPE_COUNT]);
+void sq__register_iq1(sq__kernels table[SQ_TYPE_COUNT]);
+void sq__register_iq2(sq__kernels table[SQ_TYPE_COUNT]);
+void sq__register_iq3(sq__kernels table[SQ_TYPE_COUNT]);
+void sq__register_ternary(sq__kernels table[SQ_TYPE_COUNT]);
 /* SIMD overrides, each called only when the CPU has the ISA. */
 void sq__register_avx2(sq__kernels table[SQ_TYPE_COUNT]);
 void sq__register_avx512(sq__kernels table[SQ_TYPE_COUNT]);
