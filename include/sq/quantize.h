@@ -84,6 +84,10 @@ const sq_ftype_info *sq_ftype_get(int ftype);
 /* The table, for --help: entry i for i < sq_ftype_count(). */
 int sq_ftype_count(void);
 const sq_ftype_info *sq_ftype_at(int i);
+/* Whether this build writes file type fi: COPY, or its default type has a
+ * quantizer here (sq_blocks_can_quantize; the other types its mix rules pick
+ * are k-quants, IQ3_S/IQ2_XXS or Q8_0, present whenever it is). */
+bool sq_ftype_supported(const sq_ftype_info *fi);
 
 /* ------------------------------------------------------------------ */
 /* 2. per-tensor type rules                                             */

@@ -45,27 +45,26 @@ static void sort_index(const float *x, int n, int *idx)
 
 /* The 8 values xb (weights w) of an off-grid group moved to their best
  * codebook neighbour under scale and shifted levels xx: least Σ w (scale*q -
- * x)^2, first of equals (ggml's iq1_find_best_neighbour2). Returns the grid
- * index and writes its levels. */
+ * x)^2, first of equals (ggml's iq1_find_best_neighbour2), from the terms
+ * of each coordinate and level. Returns the grid index and writes its levels. */
 static int best_neighbour(const sq__iq_search *s, int u, const float *xb, const float *w, float scale,
                           const float *xx, int8_t *L)
 {
     const uint16_t *nb = sq__iq_neighbours(s, u);
+    float e[8][8], err[2048];
+    for (int i = 0; i < 8; ++i)
+        for (int l = 0; l < 3; ++l) {
+            const float diff = scale * xx[l] - xb[i];
+            e[i][l] = w[i] * diff * diff;
+        }
+    sq__iq_list_errors(s, nb + 1, nb[0], e, err);
     float best = FLT_MAX;
     int gi = nb[1]; /* ggml asserts one d2 < FLT_MAX; without one (NaN input) keep the first */
-    for (int j = 1; j <= nb[0]; ++j) {
-        const int8_t *lv = s->level + 8 * nb[j];
-        float d2 = 0;
-        for (int i = 0; i < 8; ++i) {
-            const float q = xx[lv[i]];
-            const float diff = scale * q - xb[i];
-            d2 += w[i] * diff * diff;
+    for (int j = 0; j < nb[0]; ++j)
+        if (err[j] < best) {
+            best = err[j];
+            gi = nb[1 + j];
         }
-        if (d2 < best) {
-            best = d2;
-            gi = nb[j];
-        }
-    }
     memcpy(L, s->level + 8 * gi, 8);
     return gi;
 }

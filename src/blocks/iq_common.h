@@ -49,6 +49,13 @@ typedef struct sq__iq_fit_cfg {
 bool sq__iq_fit(const sq__iq_fit_cfg *c, const float *xval, const float *weight, const float *waux, int8_t *L,
                 float *scale);
 
+/* The errors err[j] of the codebook points cand[0..count) from per-term
+ * errors: e[i][l] is the term of coordinate i at level l, and a point's error
+ * is its terms summed in coordinate order from 0 (the order ggml sums the
+ * same terms in, so the same floats); four points at a time as independent
+ * chains. */
+void sq__iq_list_errors(const sq__iq_search *s, const uint16_t *cand, int count, const float e[8][8], float *err);
+
 /* The grid index of the dim levels L (a codebook point): map[u], or the
  * first neighbour of u if they are not one (never happens for levels
  * sq__iq_fit wrote; keeps a corrupt input from indexing outside the grid). */

@@ -14,28 +14,69 @@
 #pragma GCC optimize("fp-contract=off")
 #endif
 
+/* The weighted squared error of the codebook point with levels lv under
+ * scale: Σ w (scale*(2l+1) - x)^2 in coordinate order (ggml's d2). */
+static inline float point_error(const int8_t *lv, int dim, const float *xval, const float *waux, float scale)
+{
+    float d2 = 0;
+    for (int i = 0; i < dim; ++i) {
+        const float diff = scale * (float)(2 * lv[i] + 1) - xval[i];
+        d2 += waux[i] * diff * diff;
+    }
+    return d2;
+}
+
+void sq__iq_list_errors(const sq__iq_search *s, const uint16_t *cand, int count, const float e[8][8], float *err)
+{
+    int j = 0;
+    for (; j + 4 <= count; j += 4) {
+        const int8_t *l0 = s->level + cand[j] * s->dim, *l1 = s->level + cand[j + 1] * s->dim;
+        const int8_t *l2 = s->level + cand[j + 2] * s->dim, *l3 = s->level + cand[j + 3] * s->dim;
+        float d0 = 0, d1 = 0, d2 = 0, d3 = 0;
+        for (int i = 0; i < s->dim; ++i) {
+            d0 += e[i][l0[i]];
+            d1 += e[i][l1[i]];
+            d2 += e[i][l2[i]];
+            d3 += e[i][l3[i]];
+        }
+        err[j] = d0, err[j + 1] = d1, err[j + 2] = d2, err[j + 3] = d3;
+    }
+    for (; j < count; ++j) {
+        const int8_t *lv = s->level + cand[j] * s->dim;
+        float d = 0;
+        for (int i = 0; i < s->dim; ++i) d += e[i][lv[i]];
+        err[j] = d;
+    }
+}
+
 /* Moves the dim values at xval to their best codebook neighbour of the
- * off-grid index u under scale: the neighbour minimising the weighted squared
- * error Σ w (scale*(2l+1) - x)^2 (the first of equals); writes its levels. */
+ * off-grid index u under scale: the neighbour of least point_error (the
+ * first of equals, ggml's iq2/iq3_find_best_neighbour); writes its levels. */
 static void best_neighbour(const sq__iq_search *s, int u, const float *xval, const float *waux, float scale,
                            int8_t *L)
 {
     const uint16_t *nb = sq__iq_neighbours(s, u);
+    const int count = nb[0];
+    float err[2048];
+    if (count > s->n_levels) {
+        /* a term depends only on the coordinate and its level: each computed once */
+        float e[8][8];
+        for (int i = 0; i < s->dim; ++i)
+            for (int l = 0; l < s->n_levels; ++l) {
+                const float diff = scale * (float)(2 * l + 1) - xval[i];
+                e[i][l] = waux[i] * diff * diff;
+            }
+        sq__iq_list_errors(s, nb + 1, count, e, err);
+    } else {
+        for (int j = 0; j < count; ++j) err[j] = point_error(s->level + nb[1 + j] * s->dim, s->dim, xval, waux, scale);
+    }
     float best_d2 = FLT_MAX;
     int gi = nb[1]; /* ggml asserts some d2 < FLT_MAX; without one (NaN input) keep the first */
-    for (int j = 1; j <= nb[0]; ++j) {
-        const int8_t *lv = s->level + nb[j] * s->dim;
-        float d2 = 0;
-        for (int i = 0; i < s->dim; ++i) {
-            const float q = (float)(2 * lv[i] + 1);
-            const float diff = scale * q - xval[i];
-            d2 += waux[i] * diff * diff;
+    for (int j = 0; j < count; ++j)
+        if (err[j] < best_d2) {
+            best_d2 = err[j];
+            gi = nb[1 + j];
         }
-        if (d2 < best_d2) {
-            best_d2 = d2;
-            gi = nb[j];
-        }
-    }
     memcpy(L, s->level + gi * s->dim, (size_t)s->dim);
 }
 
