@@ -2,7 +2,7 @@
  * cmd_plan.c — sq plan: choose, for every weight tensor of a model, a column
  * permutation and the four segment block types under a size budget, and write
  * them as a SmarterQuant configuration (default.smarterquant.json) with a
- * report of what was chosen. The algorithm is in src/quantize/plan.c and
+ * report of what was chosen. The algorithm is in src/plan/plan.c and
  * docs/plan.md.
  */
 #include <ctype.h>
