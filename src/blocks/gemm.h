@@ -52,8 +52,9 @@ typedef void (*sq__runs_fn)(const sq__krun *run, int nrun, const void *w, size_t
                             float *y, bool accumulate);
 
 /* Whether the run kernels handle weight type `type`: the 256-value types with
- * Q8_K activations (Q2_K..Q6_K, IQ4_XS) and the 32-value types with Q8_0 /
- * Q8_1 activations (Q4_0, Q5_0, Q8_0, IQ4_NL / Q4_1, Q5_1). */
+ * Q8_K activations (Q2_K..Q6_K, IQ4_XS, the codebook types IQ1_S..IQ3_S and
+ * the ternary TQ1_0, TQ2_0) and the 32-value types with Q8_0 / Q8_1
+ * activations (Q4_0, Q5_0, Q8_0, IQ4_NL / Q4_1, Q5_1). */
 bool sq__runs_handles(int type);
 
 /* The run kernel of an ISA (NULL when there is none) and the one in effect. */
