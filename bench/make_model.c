@@ -406,8 +406,17 @@ static sq_status copy_vocab(sq_gguf_writer *w, model *m, sq_error *err)
     return st;
 }
 
+/* Control tokens of the families' chat formats, after the byte tokens
+ * (llama.cpp wants <|endoftext|> in a model named phi3). */
+static const char *const SPECIAL[] = {"<|endoftext|>", "<|im_start|>", "<|im_end|>",      "<|end|>",
+                                      "<|user|>",      "<|assistant|>", "<|system|>",     "<start_of_turn>",
+                                      "<end_of_turn>"};
+#define N_SPECIAL (int)(sizeof SPECIAL / sizeof SPECIAL[0])
+#define MIN_VOCAB (259 + N_SPECIAL + 1)
+
 /* A synthetic SentencePiece vocabulary of m->n_vocab tokens: <unk>, <s>,
- * </s>, the 256 byte tokens, then "▁tN" pieces (llama.cpp and sq load it). */
+ * </s>, the 256 byte tokens, the chat control tokens, then "▁tN" pieces
+ * (llama.cpp and sq load it). */
 static sq_status synth_vocab(sq_gguf_writer *w, const model *m, sq_error *err)
 {
     const int n = m->n_vocab;
@@ -419,9 +428,10 @@ static sq_status synth_vocab(sq_gguf_writer *w, const model *m, sq_error *err)
         char buf[32];
         if (i < 3) snprintf(buf, sizeof buf, "%s", i == 0 ? "<unk>" : i == 1 ? "<s>" : "</s>");
         else if (i < 259) snprintf(buf, sizeof buf, "<0x%02X>", i - 3);
+        else if (i < 259 + N_SPECIAL) snprintf(buf, sizeof buf, "%s", SPECIAL[i - 259]);
         else snprintf(buf, sizeof buf, "\xe2\x96\x81t%d", i);
         tok[i] = strdup(buf);
-        type[i] = i == 0 ? 2 : i < 3 ? 3 : i < 259 ? 6 : 1;
+        type[i] = i == 0 ? 2 : i < 3 ? 3 : i < 259 ? 6 : i < 259 + N_SPECIAL ? 3 : 1;
         score[i] = i < 259 ? 0.0f : -(float)i;
         if (!tok[i]) st = sq_error_set(err, SQ_ENOMEM, "out of memory (vocabulary)");
     }
@@ -712,6 +722,10 @@ static int parse_args(model *m, int argc, char **argv)
     if (n_layer) m->s.n_layer = (int)n_layer;
     if (tied >= 0) m->s.tied = tied;
     if (rope >= 0) m->s.rope_freqs = rope;
+    if (n_vocab && n_vocab < MIN_VOCAB) {
+        fprintf(stderr, "make_model: --n-vocab %ld is below %d (special and byte tokens)\n", n_vocab, MIN_VOCAB);
+        return -1;
+    }
     if (n_vocab && m->vocab_path) {
         fprintf(stderr, "make_model: --n-vocab and --vocab exclude each other\n");
         return -1;

@@ -266,6 +266,7 @@ static void test_bad_input(void)
         {"llama '%s' --type Q9_K", "--type 'Q9_K'"},
         {"llama '%s' --seed x", "--seed takes a number"},
         {"llama '%s' --n-layer 0", "--n-layer takes a positive integer"},
+        {"llama '%s' --n-vocab 100", "--n-vocab 100 is below"},
         {"llama '%s' --frobnicate", "unknown option '--frobnicate'"},
         {"llama '%s' --vocab /nonexistent/v.gguf", "/nonexistent/v.gguf"},
         {"llama '%s' --type IQ2_XS", "needs an importance matrix"},
