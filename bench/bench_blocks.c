@@ -217,7 +217,7 @@ static bool bench_type(const char *name, sq_threadpool *tp1, sq_threadpool *tpn,
     }
     unsigned char *W = sq_aligned_alloc(rb * ROWS);
     float *imx = NULL; /* for the types quantized only with importance weights: all equal */
-    if (sq_blocks_needs_imatrix(t)) {
+    if (ti->needs_imatrix == SQ_IMATRIX_REQUIRED) {
         imx = malloc(sizeof(float) * COLS);
         for (int i = 0; imx && i < COLS; i++) imx[i] = 1.0f;
     }

@@ -7,6 +7,7 @@
  * Types this build cannot handle yet are counted as skipped, by name.
  */
 #include "harness.h"
+#include "testutil.h"
 #include "sq/blocks.h"
 
 #define ROWS 12
@@ -94,7 +95,7 @@ static void check_type(const char *name)
         return;
     }
 
-    if (sq_blocks_needs_imatrix(t)) {
+    if (tu_needs_weights(t)) {
         /* ggml asserts; we refuse with a message naming the type */
         sq_error e = {0};
         void *dst = malloc(qbytes);
@@ -124,7 +125,7 @@ static void check_type(const char *name)
         if (sq_blocks_can_dequantize(t)) check_dequantize(t, name, want, want_d, with_imatrix);
         /* dot.f32 dots q.bin; the types quantized only with weights have
          * dotw.f32 for qw.bin instead */
-        if (sq_blocks_can_dot(t) && (!with_imatrix || sq_blocks_needs_imatrix(t)))
+        if (sq_blocks_can_dot(t) && (!with_imatrix || tu_needs_weights(t)))
             check_dots(t, name, want, want_d, with_imatrix ? "dotw.f32" : "dot.f32");
         free(got);
         free(want);

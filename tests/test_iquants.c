@@ -16,6 +16,7 @@
 #include <pthread.h>
 
 #include "harness.h"
+#include "testutil.h"
 #include "sq/blocks.h"
 #include "blocks/iq_grids.h"
 #include "blocks/iq_search.h"
@@ -240,7 +241,7 @@ static void check_random_rows(const iq_type *it)
         sq_dequantize_row(t, q, y, n);
         const double e = rel_rmse(x, y, n);
         CHECK_MSG(e <= it->max_rel_rmse, "%s n=%d: relative error %.4f above %.4f", it->name, n, e, it->max_rel_rmse);
-        if (!sq_blocks_needs_imatrix(t) && t != SQ_TYPE_TQ1_0) {
+        if (!tu_needs_weights(t) && t != SQ_TYPE_TQ1_0) {
             CHECK_INT(sq_quantize_rows(t, x, q, 1, n, NULL, NULL), SQ_OK);
             sq_dequantize_row(t, q, y0, n);
             CHECK_MSG(weighted_err(x, y, imx, n) < weighted_err(x, y0, imx, n),

@@ -104,7 +104,7 @@ static void golden_type(const sq__kernels *k, const char *name)
             free(got);
         }
         /* dot.f32 dots q.bin; types quantized only with weights have dotw.f32 for qw.bin */
-        if ((!wi || k[t].needs_weights) && k[t].vec_dot && k[at].from_float) {
+        if ((!wi || tu_needs_weights(t)) && k[t].vec_dot && k[at].from_float) {
             snprintf(rel, sizeof rel, "golden/quant/%s/%s", name, wi ? "dotw.f32" : "dot.f32");
             float *want = harness_load_shared(rel, sizeof(float) * GACT * GROWS);
             void *xq = malloc(sq_row_size(at, GCOLS));
@@ -189,7 +189,7 @@ static bool make_row(int t, int64_t n, void *row, bool fresh, const unsigned cha
         float *x = malloc(sizeof(float) * n), *imx = NULL;
         const float scale = (tu_rnd() % 3 == 0) ? 1e-3f : (tu_rnd() % 2 ? 1.0f : 40.0f);
         for (int64_t i = 0; i < n; i++) x[i] = gauss() * scale * (tu_rnd() % 64 == 0 ? 8.0f : 1.0f);
-        if (s[t].needs_weights) {
+        if (tu_needs_weights(t)) {
             imx = malloc(sizeof(float) * n);
             for (int64_t i = 0; i < n; i++) imx[i] = 0.1f + (float)(tu_rnd() % 100);
         }
@@ -295,7 +295,7 @@ static void test_properties(void)
             const int t = sq_type_from_name(types[i]);
             char rel[256];
             snprintf(rel, sizeof rel, "golden/quant/%s/%s", types[i],
-                     sq__kernel_table_scalar()[t].needs_weights ? "qw.bin" : "q.bin");
+                     tu_needs_weights(t) ? "qw.bin" : "q.bin");
             const size_t gbytes = sq_row_size(t, GCOLS) * GROWS;
             unsigned char *gq = harness_load_shared(rel, gbytes);
             property_type(types[i], gq, gbytes);

@@ -75,7 +75,7 @@ static void check_mix(const int types[4], int64_t R, int64_t C)
     /* importance weights only for the types that need them (IQ2_XXS, IQ2_XS, IQ1_S) */
     float *imx = NULL;
     for (int i = 0; i < 4; i++)
-        if (sq_blocks_needs_imatrix(types[i]) && !imx) {
+        if (tu_needs_weights(types[i]) && !imx) {
             imx = malloc((size_t)C * sizeof(float));
             for (int64_t c = 0; c < C; c++) imx[c] = 1.5f + rng_float();
         }

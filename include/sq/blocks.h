@@ -35,17 +35,12 @@ bool sq_isa_from_name(const char *name, sq_isa *isa);
 bool sq_blocks_can_quantize(int type);
 bool sq_blocks_can_dequantize(int type);
 bool sq_blocks_can_dot(int type);
-/* Whether quantizing to type t needs importance weights (ggml's
- * ggml_quantize_requires_imatrix: IQ2_XXS, IQ2_XS, IQ1_S). llama-quantize
- * refuses more types without an importance matrix (sq_type_info's
- * needs_imatrix); the block quantizers of those work without one. */
-bool sq_blocks_needs_imatrix(int type);
 
 /* ggml_quantize_chunk for nrows rows of n_per_row values: exactly ggml's bytes.
  * imatrix holds n_per_row importance weights or is NULL. Errors (message names
  * the type and the reason): unsupported type, n_per_row not a multiple of the
  * block size, a type that needs an importance matrix and got none
- * (sq_blocks_needs_imatrix), no memory for a codebook type's search tables
+ * (sq_type_info's needs_imatrix == SQ_IMATRIX_REQUIRED), no memory for a codebook type's search tables
  * (built once, at the first quantization to the type). */
 sq_status sq_quantize_rows(int type, const float *src, void *dst, int64_t nrows, int64_t n_per_row,
                            const float *imatrix, sq_error *err);

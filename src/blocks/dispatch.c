@@ -155,12 +155,6 @@ bool sq_blocks_can_dot(int type)
     return k && k->vec_dot && ti && entry(ti->vec_dot_type) && entry(ti->vec_dot_type)->from_float;
 }
 
-bool sq_blocks_needs_imatrix(int type)
-{
-    const sq__kernels *k = entry(type);
-    return k && k->needs_weights;
-}
-
 sq_status sq_quantize_rows(int type, const float *src, void *dst, int64_t nrows, int64_t n_per_row,
                            const float *imatrix, sq_error *err)
 {
@@ -173,7 +167,7 @@ sq_status sq_quantize_rows(int type, const float *src, void *dst, int64_t nrows,
     if (n_per_row <= 0 || n_per_row % ti->block_size != 0)
         return sq_error_set(err, SQ_EINVAL, "type %s: row length %lld is not a multiple of its block size %d",
                             ti->name, (long long)n_per_row, ti->block_size);
-    if (k->needs_weights && !imatrix)
+    if (ti->needs_imatrix == SQ_IMATRIX_REQUIRED && !imatrix)
         return sq_error_set(err, SQ_EINVAL, "type %s needs an importance matrix, and none was given", ti->name);
     if (k->prepare && !k->prepare())
         return sq_error_set(err, SQ_ENOMEM, "type %s: out of memory for its codebook search tables", ti->name);

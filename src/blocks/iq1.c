@@ -498,6 +498,6 @@ static bool prepare_iq1(void) { return sq__iq_search_get(SQ__IQ_GRID_1S) != NULL
 
 void sq__register_iq1(sq__kernels table[SQ_TYPE_COUNT])
 {
-    table[SQ_TYPE_IQ1_S] = (sq__kernels){quantize_iq1_s, dequantize_iq1_s, vec_dot_iq1_s, NULL, prepare_iq1, true};
-    table[SQ_TYPE_IQ1_M] = (sq__kernels){quantize_iq1_m, dequantize_iq1_m, vec_dot_iq1_m, NULL, prepare_iq1, false};
+    table[SQ_TYPE_IQ1_S] = (sq__kernels){quantize_iq1_s, dequantize_iq1_s, vec_dot_iq1_s, NULL, prepare_iq1};
+    table[SQ_TYPE_IQ1_M] = (sq__kernels){quantize_iq1_m, dequantize_iq1_m, vec_dot_iq1_m, NULL, prepare_iq1};
 }

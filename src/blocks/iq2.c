@@ -258,8 +258,8 @@ static bool prepare_iq2_s(void) { return sq__iq_search_get(SQ__IQ_GRID_2S) != NU
 void sq__register_iq2(sq__kernels table[SQ_TYPE_COUNT])
 {
     table[SQ_TYPE_IQ2_XXS] =
-        (sq__kernels){quantize_iq2_xxs, dequantize_iq2_xxs, vec_dot_iq2_xxs, NULL, prepare_iq2_xxs, true};
+        (sq__kernels){quantize_iq2_xxs, dequantize_iq2_xxs, vec_dot_iq2_xxs, NULL, prepare_iq2_xxs};
     table[SQ_TYPE_IQ2_XS] =
-        (sq__kernels){quantize_iq2_xs, dequantize_iq2_xs, vec_dot_iq2_xs, NULL, prepare_iq2_xs, true};
-    table[SQ_TYPE_IQ2_S] = (sq__kernels){quantize_iq2_s, dequantize_iq2_s, vec_dot_iq2_s, NULL, prepare_iq2_s, false};
+        (sq__kernels){quantize_iq2_xs, dequantize_iq2_xs, vec_dot_iq2_xs, NULL, prepare_iq2_xs};
+    table[SQ_TYPE_IQ2_S] = (sq__kernels){quantize_iq2_s, dequantize_iq2_s, vec_dot_iq2_s, NULL, prepare_iq2_s};
 }

@@ -192,6 +192,6 @@ static bool prepare_iq3_s(void) { return sq__iq_search_get(SQ__IQ_GRID_3S) != NU
 void sq__register_iq3(sq__kernels table[SQ_TYPE_COUNT])
 {
     table[SQ_TYPE_IQ3_XXS] =
-        (sq__kernels){quantize_iq3_xxs, dequantize_iq3_xxs, vec_dot_iq3_xxs, NULL, prepare_iq3_xxs, false};
-    table[SQ_TYPE_IQ3_S] = (sq__kernels){quantize_iq3_s, dequantize_iq3_s, vec_dot_iq3_s, NULL, prepare_iq3_s, false};
+        (sq__kernels){quantize_iq3_xxs, dequantize_iq3_xxs, vec_dot_iq3_xxs, NULL, prepare_iq3_xxs};
+    table[SQ_TYPE_IQ3_S] = (sq__kernels){quantize_iq3_s, dequantize_iq3_s, vec_dot_iq3_s, NULL, prepare_iq3_s};
 }

@@ -28,7 +28,6 @@ typedef struct sq__kernels {
     sq__vec_dot_fn vec_dot;       /* with the vec_dot_type */
     sq__from_float_fn from_float; /* only for activation types */
     sq__prepare_fn prepare;       /* called before quantize, if set */
-    bool needs_weights;           /* quantize needs importance weights (ggml_quantize_requires_imatrix) */
 } sq__kernels;
 
 /* Scalar registrations, one per family file. */

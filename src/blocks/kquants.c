@@ -1071,11 +1071,11 @@ static void dequantize_q8_K(const void *vx, float *y, int64_t n)
 
 void sq__register_kquants(sq__kernels table[SQ_TYPE_COUNT])
 {
-    table[SQ_TYPE_Q2_K] = (sq__kernels){quantize_q2_K, dequantize_q2_K, vec_dot_q2_K, NULL, NULL, false};
-    table[SQ_TYPE_Q3_K] = (sq__kernels){quantize_q3_K, dequantize_q3_K, vec_dot_q3_K, NULL, NULL, false};
-    table[SQ_TYPE_Q4_K] = (sq__kernels){quantize_q4_K, dequantize_q4_K, vec_dot_q4_K, NULL, NULL, false};
-    table[SQ_TYPE_Q5_K] = (sq__kernels){quantize_q5_K, dequantize_q5_K, vec_dot_q5_K, NULL, NULL, false};
-    table[SQ_TYPE_Q6_K] = (sq__kernels){quantize_q6_K, dequantize_q6_K, vec_dot_q6_K, NULL, NULL, false};
+    table[SQ_TYPE_Q2_K] = (sq__kernels){quantize_q2_K, dequantize_q2_K, vec_dot_q2_K, NULL, NULL};
+    table[SQ_TYPE_Q3_K] = (sq__kernels){quantize_q3_K, dequantize_q3_K, vec_dot_q3_K, NULL, NULL};
+    table[SQ_TYPE_Q4_K] = (sq__kernels){quantize_q4_K, dequantize_q4_K, vec_dot_q4_K, NULL, NULL};
+    table[SQ_TYPE_Q5_K] = (sq__kernels){quantize_q5_K, dequantize_q5_K, vec_dot_q5_K, NULL, NULL};
+    table[SQ_TYPE_Q6_K] = (sq__kernels){quantize_q6_K, dequantize_q6_K, vec_dot_q6_K, NULL, NULL};
     table[SQ_TYPE_Q8_K].dequantize = dequantize_q8_K;
     table[SQ_TYPE_Q8_K].from_float = from_float_q8_K;
 }

@@ -173,6 +173,6 @@ static float vec_dot_tq2_0(int64_t n, const void *vw, const void *vx)
 
 void sq__register_ternary(sq__kernels table[SQ_TYPE_COUNT])
 {
-    table[SQ_TYPE_TQ1_0] = (sq__kernels){quantize_tq1_0, dequantize_tq1_0, vec_dot_tq1_0, NULL, NULL, false};
-    table[SQ_TYPE_TQ2_0] = (sq__kernels){quantize_tq2_0, dequantize_tq2_0, vec_dot_tq2_0, NULL, NULL, false};
+    table[SQ_TYPE_TQ1_0] = (sq__kernels){quantize_tq1_0, dequantize_tq1_0, vec_dot_tq1_0, NULL, NULL};
+    table[SQ_TYPE_TQ2_0] = (sq__kernels){quantize_tq2_0, dequantize_tq2_0, vec_dot_tq2_0, NULL, NULL};
 }
