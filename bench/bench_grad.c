@@ -196,8 +196,8 @@ static void closed_form(const sq_grad *g, const sq_grad_stats *s, const sq_weigh
         for (int64_t c = 0; c < s->cols; c++) a += cl[c] * (double)W[r * s->cols + c] * W[r * s->cols + c];
         o->closed_w += 0.5 * rw[r] * a;
     }
-    o->pred_act[0] += sq_grad_act_cost(g, s, SQ_TYPE_Q8_K, W);
-    o->pred_act[1] += sq_grad_act_cost(g, s, SQ_TYPE_Q8_0, W);
+    o->pred_act[0] += sq_grad_act_cost(g, s, SQ_TYPE_Q8_K, W, NULL, s->rows);
+    o->pred_act[1] += sq_grad_act_cost(g, s, SQ_TYPE_Q8_0, W, NULL, s->rows);
     free(rw), free(cl), free(W);
 }
 

@@ -101,8 +101,8 @@ void sq_grad_free(sq_grad *g); /* NULL is a no-op */
 
 /* Runs one chunk: tokens[0..n) at positions 0..n-1 (n <= n_ctx, n >= 2),
  * scored positions first..n-2 (0 <= first < n-1). *loss (may be NULL) gets
- * sum_t -log p(y_t) over the scored positions (SQ_GRAD_GAUSS: of the text's
- * tokens). With backward, the statistics of every weight are accumulated
+ * the text's sum_t -log p(tokens[t+1]) over the scored positions (the
+ * gradient is that of the target's loss). With backward, the statistics of every weight are accumulated
  * (and the hook called); without, only the forward pass and the loss. The
  * forward pass is the engine's products with f32 attention (no f16 cache
  * rounding). Errors: a token out of range, a bad n or first. */
@@ -128,10 +128,13 @@ double sq_grad_predict(const sq_grad *g, const sq_grad_stats *s, const float *dW
                        int64_t n_rows);
 
 /* What quantizing the product's input to act_type (SQ_TYPE_Q8_K or
- * SQ_TYPE_Q8_0) is predicted to add to the mean KL divergence, for the
- * weight rows W (rows × cols floats, original column order); 0 when the
- * statistics have no such column sums. */
-double sq_grad_act_cost(const sq_grad *g, const sq_grad_stats *s, int act_type, const float *W);
+ * SQ_TYPE_Q8_0) is predicted to add to the mean KL divergence, summed over
+ * the weight rows given: W holds n_rows rows (cols floats, original column
+ * order), row i being weight row row_idx[i] (NULL: 0..n_rows-1). 0 when the
+ * statistics have no such column sums (a lookup, cols not a multiple of the
+ * activation block). */
+double sq_grad_act_cost(const sq_grad *g, const sq_grad_stats *s, int act_type, const float *W, const int64_t *row_idx,
+                        int64_t n_rows);
 
 /* An observer of every weight use in the backward pass: X (n rows of cols
  * floats, the product's input in the original column order; NULL for a

@@ -318,16 +318,17 @@ static int sample(const double *lp, int n, uint64_t st[2])
     return last;
 }
 
-/* Row i of the logits (scored position first+i): its loss, and with grad its
- * gradient in place: p - onehot(y), or the Gaussian probe. */
+/* Row i of the logits (scored position first+i): the text's -log p(next),
+ * and with grad the gradient of -log p(y) in place: p - onehot(y) (y drawn
+ * or the text's), or the Gaussian probe. */
 static double loss_row(sq_grad *g, double *lp, float *x, int i, int32_t next, bool grad)
 {
     const int V = (int)g->V;
     sq__log_softmax(x, V, lp);
     uint64_t st[2];
     row_rng(g, i, st);
-    int y = g->p.target == SQ_GRAD_SAMPLED ? sample(lp, V, st) : next;
-    const double loss = -lp[y];
+    const int y = g->p.target == SQ_GRAD_SAMPLED ? sample(lp, V, st) : next;
+    const double loss = -lp[next];
     if (!grad) return loss;
     if (g->p.target == SQ_GRAD_GAUSS) {
         double s = 0.0;

@@ -352,16 +352,17 @@ double sq_grad_predict(const sq_grad *g, const sq_grad_stats *s, const float *dW
     return 0.5 * sum;
 }
 
-double sq_grad_act_cost(const sq_grad *g, const sq_grad_stats *s, int act_type, const float *W)
+double sq_grad_act_cost(const sq_grad *g, const sq_grad_stats *s, int act_type, const float *W, const int64_t *row_idx,
+                        int64_t n_rows)
 {
     const double *act = act_type == SQ_TYPE_Q8_K ? s->act_q8_K : act_type == SQ_TYPE_Q8_0 ? s->act_q8_0 : NULL;
     if (!act || g->n_scored <= 0 || s->n_in <= 0) return 0.0;
     double sum = 0.0;
-    for (int64_t r = 0; r < s->rows; r++) {
-        const float *w = W + (size_t)r * (size_t)s->cols;
+    for (int64_t i = 0; i < n_rows; i++) {
+        const float *w = W + (size_t)i * (size_t)s->cols;
         double a = 0.0;
         for (int64_t c = 0; c < s->cols; c++) a += (double)w[c] * (double)w[c] * act[c];
-        sum += s->dy_sq[r] * a;
+        sum += s->dy_sq[row_idx ? row_idx[i] : i] * a;
     }
     return 0.5 * sum / ((double)g->n_scored * (double)s->n_in);
 }
