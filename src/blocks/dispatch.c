@@ -136,6 +136,18 @@ static const sq__kernels *entry(int type)
     return &sq__kernel_table()[type];
 }
 
+sq__vec_dot_fn sq__blocks_vec_dot(int type)
+{
+    const sq__kernels *k = entry(type);
+    return k ? k->vec_dot : NULL;
+}
+
+sq__from_float_fn sq__blocks_from_float(int act_type)
+{
+    const sq__kernels *k = entry(act_type);
+    return k ? k->from_float : NULL;
+}
+
 bool sq_blocks_can_quantize(int type)
 {
     const sq__kernels *k = entry(type);

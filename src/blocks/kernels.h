@@ -9,14 +9,11 @@
 #ifndef SQ_BLOCKS_KERNELS_H
 #define SQ_BLOCKS_KERNELS_H
 
-#include "sq/blocks.h"
+#include "blocks_shared.h" /* sq__vec_dot_fn, sq__from_float_fn */
 
 /* Quantize one row of n values (n a multiple of the block size); imatrix may be NULL. */
 typedef void (*sq__quantize_fn)(const float *x, void *y, int64_t n, const float *imatrix);
 typedef void (*sq__dequantize_fn)(const void *x, float *y, int64_t n);
-typedef float (*sq__vec_dot_fn)(int64_t n, const void *w, const void *x_act);
-/* ggml's CPU from_float for an activation type. */
-typedef void (*sq__from_float_fn)(const float *x, void *y, int64_t n);
 
 /* Builds what a quantizer needs before its first call (the codebook search
  * structures of the i-quants); false when memory ran out. Thread-safe. */
