@@ -126,6 +126,7 @@ static void check_bytes(const char *model, const char *imx, const char *ft, cons
         if (k == n_pick && n_pick < 16) pick[n_pick++] = i;
         else if (k < n_pick && n_elements(in, rows[i].name) < n_elements(in, rows[pick[k]].name)) pick[k] = i;
     }
+    CHECK_MSG(n_pick > 0, "%s: no tensor of a low-bit type in the table to compare", ft);
     static sq_tensor_type_override ov[64];
     static char pats[64][96];
     int n_ov = 0;
