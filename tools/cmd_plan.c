@@ -54,7 +54,7 @@ static void usage(FILE *f)
             "                          --sensitivity-out); the optional costs of its activations quantized to\n"
             "                          q8_K / q8_0 are added to candidates with those activations\n"
             "  --calib FILE            calibration text: unless --sensitivity gives them, the sensitivities\n"
-            "                          are measured in-process: the model (llama architecture) is run on\n"
+            "                          are measured in-process: the model (any architecture sq run runs) is run on\n"
             "                          chunks of it, each tensor alone quantized to the --calib-types, and\n"
             "                          the KL divergence from the unquantized model is divided by the\n"
             "                          relative error (see docs/plan.md)\n"
