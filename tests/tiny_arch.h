@@ -272,17 +272,8 @@ static inline sq_status ta_write(const ta_model *m, const char *path, sq_error *
         if (m->s.drop_tensor && !strcmp(t->name, m->s.drop_tensor)) continue;
         if (m->s.sq && t->nd >= 2) {
             perms[i] = ta_perm(t->ne[0], &pseed);
-            char key[128], *val = malloc((size_t)t->ne[0] * 8 + 8);
-            size_t off = (size_t)sprintf(val, "[");
-            for (int64_t j = 0; j < t->ne[0]; j++) off += (size_t)sprintf(val + off, j ? ",%d" : "%d", perms[i][j]);
-            sprintf(val + off, "]");
-            snprintf(key, sizeof key, "%s.smarterquant.enabled", t->name);
-            st = sq_gguf_writer_set_bool(w, key, true, err);
-            snprintf(key, sizeof key, "%s.smarterquant.permutation", t->name);
-            if (!st) st = sq_gguf_writer_set_str(w, key, val, err);
-            snprintf(key, sizeof key, "%s.smarterquant.block_types", t->name);
-            if (!st) st = sq_gguf_writer_set_str(w, key, "[0,0,0,0]", err);
-            free(val);
+            const sq_gguf_sqmeta meta = {{SQ_TYPE_F32, SQ_TYPE_F32, SQ_TYPE_F32, SQ_TYPE_F32}, perms[i], t->ne[0]};
+            st = sq_gguf_writer_set_sqmeta(w, t->name, &meta, err);
         }
         if (!st) st = sq_gguf_writer_add_tensor(w, t->name, t->nd, t->ne, SQ_TYPE_F32,
                                                 4 * (uint64_t)(t->ne[0] * t->ne[1] * t->ne[2]), err);

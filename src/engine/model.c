@@ -15,7 +15,6 @@
 
 #include "engine_internal.h"
 #include "sq/blocks.h"
-#include "sq/sqconfig.h"
 
 /* The state of one load: the model and which of the file's tensors it took. */
 typedef struct loader {
@@ -69,42 +68,11 @@ static bool type_usable(int t, bool need_dot)
     return need_dot ? sq_blocks_can_dot(t) : sq_blocks_can_dequantize(t);
 }
 
-/* The column permutation of SmarterQuant tensor t (NAME.smarterquant.permutation,
- * parsed into an array the model owns and validated), or NULL without one. */
-static sq_status load_perm(sq_model *m, const sq_gguf_tensor *t, const int32_t **out, sq_error *err)
-{
-    char key[512];
-    snprintf(key, sizeof key, "%s.smarterquant.permutation", t->name);
-    sq_gguf_str ps = {0};
-    sq_error e = {0};
-    int32_t *perm = NULL;
-    int64_t np = 0;
-    *out = NULL;
-    sq_status st = sq_gguf_get_str(m->g, key, &ps, &e);
-    if (st == SQ_ENOTFOUND) return SQ_OK;
-    if (st) return sq_error_set(err, st, "%s", e.msg);
-    /* count, then parse */
-    st = sq_parse_int_array_json(ps.ptr, (size_t)ps.len, NULL, 0, &np, &e);
-    if (st) return sq_error_set(err, st, "metadata key '%s': %s", key, e.msg);
-    if (np == 0) return SQ_OK;
-    perm = malloc(sizeof(int32_t) * (size_t)np);
-    if (!perm) return sq_error_set(err, SQ_ENOMEM, "out of memory for the permutation of '%s'", t->name);
-    st = sq_parse_int_array_json(ps.ptr, (size_t)ps.len, perm, np, &np, &e);
-    if (st) {
-        free(perm);
-        return sq_error_set(err, st, "metadata key '%s': %s", key, e.msg);
-    }
-    if ((st = own(m, perm, err))) return st;
-    st = sq_perm_validate(perm, np, t->ne[0], &e);
-    if (st) return sq_error_set(err, st, "metadata key '%s': %s", key, e.msg);
-    *out = perm;
-    return SQ_OK;
-}
-
 /* Fills *w with a view of tensor `name`: cols × rows, or n_mat such
  * matrices one after the other (a 3-D expert tensor; the view then has
- * n_mat * rows rows). A SmarterQuant tensor gets its permutation (one for
- * all rows) and its four block types. need_dot: the weight is multiplied
+ * n_mat * rows rows). A SmarterQuant tensor gets its four block types and its
+ * permutation (one for all rows) from the reader's typed view (checked at
+ * open; the permutation lives as long as the reader). need_dot: the weight is multiplied
  * (else only its rows are looked up). Absent and optional: w->data = NULL. */
 static sq_status load_weight3(loader *ld, const char *name, int64_t cols, int64_t rows, int64_t n_mat, bool need_dot,
                               bool optional, sq_weight *w, sq_error *err)
@@ -122,13 +90,11 @@ static sq_status load_weight3(loader *ld, const char *name, int64_t cols, int64_
         st = sq_weight_plain(w, t->data, t->type, rows * n_mat, cols, err);
     } else {
         for (int s = 0; s < 4; s++)
-            if (!type_usable(t->sq_types[s], need_dot))
+            if (!type_usable(t->sq.types[s], need_dot))
                 return sq_error_set(err, SQ_EUNSUPPORTED,
                                     "tensor '%s': SmarterQuant block type %s (%d) is not supported by this build",
-                                    name, sq_type_name(t->sq_types[s]), t->sq_types[s]);
-        const int32_t *perm = NULL;
-        if ((st = load_perm(m, t, &perm, err))) return st;
-        st = sq_weight_mixed(w, t->data, t->sq_types, perm, rows * n_mat, cols, err);
+                                    name, sq_type_name(t->sq.types[s]), t->sq.types[s]);
+        st = sq_weight_mixed(w, t->data, t->sq.types, t->sq.perm, rows * n_mat, cols, err);
         m->hp.n_sq_tensors++;
     }
     if (st) {
@@ -214,7 +180,7 @@ static void describe_types(sq_model *m)
             /* attribute the bytes to the segment types, roughly by column share */
             const int64_t nseg = sq_n_segments(t->ne[0]);
             for (int64_t s = 0; s < nseg; s++) {
-                const int ty = sq_segment_type(t->sq_types, s);
+                const int ty = sq_segment_type(t->sq.types, s);
                 if (ty >= 0 && ty < SQ_TYPE_COUNT) bytes[ty] += t->nbytes / (uint64_t)nseg;
             }
         } else if (t->type >= 0 && t->type < SQ_TYPE_COUNT) {
@@ -363,7 +329,7 @@ static sq_status load_globals(loader *ld, sq_error *err)
     if (!m->output.data) {
         hp->tied_output = true;
         bool ok = true;
-        for (int s = 0; s < (te->smarterquant ? 4 : 1); s++) ok = ok && sq_blocks_can_dot(te->smarterquant ? te->sq_types[s] : te->type);
+        for (int s = 0; s < (te->smarterquant ? 4 : 1); s++) ok = ok && sq_blocks_can_dot(te->smarterquant ? te->sq.types[s] : te->type);
         if (!ok)
             return sq_error_set(err, SQ_EUNSUPPORTED, "tensor 'token_embd.weight' (used as the output projection): its "
                                 "type cannot be multiplied by this build");
