@@ -14,6 +14,7 @@
 #include "tiny_arch.h"
 #include "engine/engine_internal.h"
 #include "sq/engine.h"
+#include "sq/grad.h"
 #include "sq/imatrix_collect.h"
 
 #define N_TOK 24
@@ -325,6 +326,32 @@ static void test_errors(void)
     expect_error(s, "llama-rot", SQ_EFORMAT, "invalid rope.dimension_count 8");
 }
 
+/* The backward pass knows the plain llama block only: it takes the llama
+ * case and refuses every architecture or option beyond it. */
+static void test_grad_scope(void)
+{
+    for (int k = 0; k < N_CASES; k++) {
+        ta_model tm;
+        const char *path = write_case(&cases[k].s, cases[k].label, &tm);
+        ta_free(&tm);
+        sq_model *m = NULL;
+        sq_grad *g = NULL;
+        sq_error e = {0};
+        if (!path || sq_model_load(path, &m, &e) != SQ_OK) continue;
+        sq_grad_params p = sq_grad_default_params();
+        p.n_ctx = 16;
+        const sq_status st = sq_grad_create(m, &p, &g, &e);
+        if (k == 0) {
+            CHECK_MSG(st == SQ_OK, "%s: %s", cases[k].label, e.msg);
+        } else {
+            CHECK_MSG(st == SQ_EUNSUPPORTED, "%s: the backward pass took it", cases[k].label);
+            CHECK_CONTAINS(e.msg, "plain llama block");
+        }
+        sq_grad_free(g);
+        sq_model_free(m);
+    }
+}
+
 int main(void)
 {
     if (!harness_tmpdir(dir, sizeof dir)) return 1;
@@ -333,6 +360,7 @@ int main(void)
     RUN(test_batch_consistency);
     RUN(test_expert_hook_imatrix);
     RUN(test_errors);
+    RUN(test_grad_scope);
     char rm[600];
     snprintf(rm, sizeof rm, "rm -rf '%s'", dir);
     if (system(rm) != 0) fprintf(stderr, "note: could not remove %s\n", dir);

@@ -144,6 +144,11 @@ struct sq_model {
     char type_desc[64];
 };
 
+/* Whether the model is the plain llama block: no biases, fused or extra
+ * tensors, experts, windows or RoPE scaling beyond linear (what code that
+ * knows only that block, such as the backward pass, can run). */
+bool sq__model_is_plain_llama(const sq_model *m);
+
 /* The view of expert e's slice of a 3-D expert weight w. */
 sq_weight sq__expert_view(const sq_weight *w, int64_t n_expert, int64_t e);
 

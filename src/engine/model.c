@@ -391,6 +391,22 @@ static sq_status build(sq_model *m, sq_error *err)
     return st;
 }
 
+bool sq__model_is_plain_llama(const sq_model *m)
+{
+    const sq__hp *x = &m->x;
+    if (strcmp(x->arch->name, "llama") != 0 || m->hp.n_expert > 0 || m->output_b || x->final_softcap > 0 ||
+        x->embd_scale != 1.0f || x->rope.ext_factor != 0.0f || x->rope.attn_factor != 1.0f || m->rope_long ||
+        m->rope_short)
+        return false;
+    for (int64_t l = 0; l < m->hp.n_layer; l++) {
+        const sq__layer *L = &m->layers[l];
+        if (L->wqkv.data || L->bq || L->bk || L->bv || L->bo || L->bgate || L->bup || L->bdown || L->q_norm ||
+            L->k_norm || L->attn_post_norm || L->ffn_post_norm || L->swa)
+            return false;
+    }
+    return true;
+}
+
 sq_weight sq__expert_view(const sq_weight *w, int64_t n_expert, int64_t e)
 {
     sq_weight v = *w;
