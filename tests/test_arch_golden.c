@@ -110,13 +110,15 @@ static void check_model(const char *name)
     CHECK(harness_shared_file(text, sizeof text, "data/heldout.txt") != NULL);
     char *want_log = harness_read_file(ppl_log, NULL), *want_text = harness_read_file(greedy, NULL);
     char cmd[4096];
-    snprintf(cmd, sizeof cmd, "'%s' perplexity -m '%s' -f '%s' -c 256 --chunks 8 -t 2 2>&1", harness_sq_bin(), model, text);
+    snprintf(cmd, sizeof cmd, "'%s' perplexity -m '%s' -f '%s' -c 256 --chunks 8 -t 2 2>&1", harness_sq_bin(), model,
+             text);
     char *out = tu_popen_read(cmd, NULL);
     const double want = final_ppl(want_log), got = final_ppl(out);
     CHECK_MSG(want > 0 && got > 0 && fabs(got / want - 1) < 0.005, "%s: PPL %.4f, llama.cpp %.4f", name, got, want);
     fprintf(stderr, "%s: PPL %.4f, llama.cpp %.4f (%+.3f %%)\n", name, got, want, 100 * (got / want - 1));
     free(out);
-    snprintf(cmd, sizeof cmd, "'%s' run -m '%s' -p '" PROMPT "' -n 32 --temp 0 -t 2 2>/dev/null", harness_sq_bin(), model);
+    snprintf(cmd, sizeof cmd, "'%s' run -m '%s' -p '" PROMPT "' -n 32 --temp 0 -t 2 2>/dev/null", harness_sq_bin(),
+             model);
     out = tu_popen_read(cmd, NULL);
     if (out && want_text && strcmp(trim(out), trim(want_text)) != 0) {
         fprintf(stderr, "%s greedy:\n  ours:      %s\n  llama.cpp: %s\n", name, trim(out), trim(want_text));
@@ -146,17 +148,19 @@ static void test_tools(void)
         char model[1024], rel[128];
         snprintf(rel, sizeof rel, "models/arch/%s-arch.gguf", which[k]);
         if (!harness_shared_file(model, sizeof model, rel)) continue;
-        snprintf(args, sizeof args, "perplexity -m '%s' -f '%s' -c 128 --chunks 2 -t 2 --kl-divergence-base '%s/base.kld'",
-                 model, text, tmp);
+        snprintf(args, sizeof args,
+                 "perplexity -m '%s' -f '%s' -c 128 --chunks 2 -t 2 --kl-divergence-base '%s/base.kld'", model, text,
+                 tmp);
         tu_expect_sq(NULL, args, 0, "Final estimate", out, sizeof out);
-        snprintf(args, sizeof args, "perplexity -m '%s' --kl-divergence-base '%s/base.kld' --kl-divergence -t 2", model, tmp);
+        snprintf(args, sizeof args, "perplexity -m '%s' --kl-divergence-base '%s/base.kld' --kl-divergence -t 2", model,
+                 tmp);
         tu_expect_sq(NULL, args, 0, "Same top p: 100.000", out, sizeof out);
         snprintf(args, sizeof args, "bench -m '%s' -p 16 -n 4 -r 1 -t 2", model);
         tu_expect_sq(NULL, args, 0, "tg4", out, sizeof out);
         snprintf(args, sizeof args, "tokenize -m '%s' -p 'The cat'", model);
         tu_expect_sq(NULL, args, 0, NULL, out, sizeof out);
-        snprintf(args, sizeof args, "imatrix -m '%s' -f '%s' -c 64 --chunks 2 -t 2 -o '%s/%s.imatrix.gguf'", model, text,
-                 tmp, which[k]);
+        snprintf(args, sizeof args, "imatrix -m '%s' -f '%s' -c 64 --chunks 2 -t 2 -o '%s/%s.imatrix.gguf'", model,
+                 text, tmp, which[k]);
         tu_expect_sq(NULL, args, 0, "written to", out, sizeof out);
         snprintf(args, sizeof args, "inspect '%s/%s.imatrix.gguf'", tmp, which[k]);
         tu_expect_sq(NULL, args, 0, k == 0 ? "blk.0.ffn_up_exps.weight.in_sum2" : "blk.6.ffn_down.weight.in_sum2", out,

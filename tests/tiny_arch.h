@@ -25,34 +25,50 @@
 
 /* What a tiny model has. Zero fields take the defaults noted. */
 typedef struct ta_spec {
-    const char *arch;                 /* general.architecture */
-    int E, L, H, KV, HD, F;           /* embedding, layers, heads, KV heads, head size (0: E/H), feed-forward */
-    int n_rot;                        /* rope.dimension_count written when > 0 (else the head size) */
-    int X, K, FE;                     /* experts, used per token, expert width (0: none) */
-    bool no_gate_exps;                /* experts without ffn_gate_exps (llama/Mixtral may) */
+    const char *arch;       /* general.architecture */
+    int E, L, H, KV, HD, F; /* embedding, layers, heads, KV heads, head size (0: E/H), feed-forward */
+    int n_rot;              /* rope.dimension_count written when > 0 (else the head size) */
+    int X, K, FE;           /* experts, used per token, expert width (0: none) */
+    bool no_gate_exps;      /* experts without ffn_gate_exps (llama/Mixtral may) */
     bool qkv_bias, fused_qkv, fused_up, qk_norm, post_norms;
     bool tied, out_bias, wo_bias, ffn_bias;
-    int swa, swa_pattern;             /* sliding window and its pattern key (0: not written) */
-    bool swa_arr;                     /* the pattern as a per-layer bool array (layer l % 3 != 2 slides) */
-    float base, base_swa;             /* rope.freq_base (0: 10000), rope.freq_base_swa (0: not written) */
-    float softcap;                    /* final_logit_softcapping (0: not written) */
-    const char *rope_type;            /* rope.scaling.type or NULL */
-    float rope_factor, attn_factor;   /* rope.scaling.factor, rope.scaling.attn_factor (0: not written) */
-    int orig_ctx;                     /* rope.scaling.original_context_length (0: not written) */
-    bool rope_freqs, rope_long;       /* rope_freqs.weight; rope_factors_long/short.weight */
-    bool sq;                          /* 2-D and 3-D weights as SmarterQuant F32 tensors with permutations */
-    const char *extra_tensor;         /* one more (unused) tensor of this name */
-    const char *drop_tensor;          /* a tensor left out */
-    bool bad_heads_arr;               /* head_count as a per-layer array with differing values */
+    int swa, swa_pattern;           /* sliding window and its pattern key (0: not written) */
+    bool swa_arr;                   /* the pattern as a per-layer bool array (layer l % 3 != 2 slides) */
+    float base, base_swa;           /* rope.freq_base (0: 10000), rope.freq_base_swa (0: not written) */
+    float softcap;                  /* final_logit_softcapping (0: not written) */
+    const char *rope_type;          /* rope.scaling.type or NULL */
+    float rope_factor, attn_factor; /* rope.scaling.factor, rope.scaling.attn_factor (0: not written) */
+    int orig_ctx;                   /* rope.scaling.original_context_length (0: not written) */
+    bool rope_freqs, rope_long;     /* rope_freqs.weight; rope_factors_long/short.weight */
+    bool sq;                        /* 2-D and 3-D weights as SmarterQuant F32 tensors with permutations */
+    const char *extra_tensor;       /* one more (unused) tensor of this name */
+    const char *drop_tensor;        /* a tensor left out */
+    bool bad_heads_arr;             /* head_count as a per-layer array with differing values */
 } ta_spec;
 
 #define TA_CTX 64
 #define TA_MAX_T 256
 
 /* The synthetic SentencePiece vocabulary: <unk>, <s>, </s>, 256 byte tokens, some pieces. */
-static const char *const ta_words[] = {"\xe2\x96\x81the", "\xe2\x96\x81" "a", "\xe2\x96\x81" "cat", "\xe2\x96\x81sat",
-                                       "\xe2\x96\x81on",  "\xe2\x96\x81mat",  "at", "th", "e", "\xe2\x96\x81", "s",
-                                       "o", "n", "t", "c", "m", "."};
+static const char *const ta_words[] = {"\xe2\x96\x81the",
+                                       "\xe2\x96\x81"
+                                       "a",
+                                       "\xe2\x96\x81"
+                                       "cat",
+                                       "\xe2\x96\x81sat",
+                                       "\xe2\x96\x81on",
+                                       "\xe2\x96\x81mat",
+                                       "at",
+                                       "th",
+                                       "e",
+                                       "\xe2\x96\x81",
+                                       "s",
+                                       "o",
+                                       "n",
+                                       "t",
+                                       "c",
+                                       "m",
+                                       "."};
 #define TA_NWORDS ((int)(sizeof ta_words / sizeof ta_words[0]))
 #define TA_VOCAB (3 + 256 + TA_NWORDS)
 
@@ -78,8 +94,8 @@ static inline float ta_rand(uint64_t *s)
 }
 
 /* Adds a tensor of ne0 × ne1 × ne2 values offs + scale * U(-1, 1). */
-static inline void ta_add(ta_model *m, uint64_t *seed, const char *name, int nd, int64_t ne0, int64_t ne1,
-                          int64_t ne2, float scale, float offs)
+static inline void ta_add(ta_model *m, uint64_t *seed, const char *name, int nd, int64_t ne0, int64_t ne1, int64_t ne2,
+                          float scale, float offs)
 {
     ta_tensor *t = &m->t[m->n++];
     snprintf(t->name, sizeof t->name, "%s", name);
@@ -117,7 +133,8 @@ static inline void ta_build(ta_model *m, const ta_spec *s, uint64_t seed)
         ta_add(m, &seed, TA_LNAME(nm, l, "attn_norm.weight"), 1, E, 1, 1, 0.2f, 1.0f);
         if (s->fused_qkv) {
             ta_add(m, &seed, TA_LNAME(nm, l, "attn_qkv.weight"), 2, E, m->q_dim + 2 * m->kv_dim, 1, 2.0f * we, 0.0f);
-            if (s->qkv_bias) ta_add(m, &seed, TA_LNAME(nm, l, "attn_qkv.bias"), 1, m->q_dim + 2 * m->kv_dim, 1, 1, 0.5f, 0.0f);
+            if (s->qkv_bias)
+                ta_add(m, &seed, TA_LNAME(nm, l, "attn_qkv.bias"), 1, m->q_dim + 2 * m->kv_dim, 1, 1, 0.5f, 0.0f);
         } else {
             ta_add(m, &seed, TA_LNAME(nm, l, "attn_q.weight"), 2, E, m->q_dim, 1, 2.0f * we, 0.0f);
             ta_add(m, &seed, TA_LNAME(nm, l, "attn_k.weight"), 2, E, m->kv_dim, 1, 2.0f * we, 0.0f);
@@ -138,9 +155,11 @@ static inline void ta_build(ta_model *m, const ta_spec *s, uint64_t seed)
         ta_add(m, &seed, TA_LNAME(nm, l, "ffn_norm.weight"), 1, E, 1, 1, 0.2f, 1.0f);
         if (s->X > 0) {
             ta_add(m, &seed, TA_LNAME(nm, l, "ffn_gate_inp.weight"), 2, E, s->X, 1, 3.0f * we, 0.0f);
-            if (!s->no_gate_exps) ta_add(m, &seed, TA_LNAME(nm, l, "ffn_gate_exps.weight"), 3, E, s->FE, s->X, 2.0f * we, 0.0f);
+            if (!s->no_gate_exps)
+                ta_add(m, &seed, TA_LNAME(nm, l, "ffn_gate_exps.weight"), 3, E, s->FE, s->X, 2.0f * we, 0.0f);
             ta_add(m, &seed, TA_LNAME(nm, l, "ffn_up_exps.weight"), 3, E, s->FE, s->X, 2.0f * we, 0.0f);
-            ta_add(m, &seed, TA_LNAME(nm, l, "ffn_down_exps.weight"), 3, s->FE, E, s->X, 1.0f / sqrtf((float)s->FE), 0.0f);
+            ta_add(m, &seed, TA_LNAME(nm, l, "ffn_down_exps.weight"), 3, s->FE, E, s->X, 1.0f / sqrtf((float)s->FE),
+                   0.0f);
         } else if (s->fused_up) {
             ta_add(m, &seed, TA_LNAME(nm, l, "ffn_up.weight"), 2, E, 2 * F, 1, 2.0f * we, 0.0f);
             ta_add(m, &seed, TA_LNAME(nm, l, "ffn_down.weight"), 2, F, E, 1, 1.0f / sqrtf((float)F), 0.0f);
@@ -196,7 +215,8 @@ static inline sq_status ta_write_kvs(sq_gguf_writer *w, const ta_model *m, sq_er
     const ta_spec *s = &m->s;
     char k[128];
     sq_status st = SQ_OK;
-#define KU(suffix, v) (snprintf(k, sizeof k, "%s.%s", s->arch, suffix), sq_gguf_writer_set_u32(w, k, (uint32_t)(v), err))
+#define KU(suffix, v)                                                                                                  \
+    (snprintf(k, sizeof k, "%s.%s", s->arch, suffix), sq_gguf_writer_set_u32(w, k, (uint32_t)(v), err))
 #define KF(suffix, v) (snprintf(k, sizeof k, "%s.%s", s->arch, suffix), sq_gguf_writer_set_f32(w, k, (float)(v), err))
     if ((st = sq_gguf_writer_set_str(w, "general.architecture", s->arch, err)) || (st = KU("context_length", TA_CTX)) ||
         (st = KU("embedding_length", s->E)) || (st = KU("block_count", s->L)) ||
@@ -275,8 +295,9 @@ static inline sq_status ta_write(const ta_model *m, const char *path, sq_error *
             const sq_gguf_sqmeta meta = {{SQ_TYPE_F32, SQ_TYPE_F32, SQ_TYPE_F32, SQ_TYPE_F32}, perms[i], t->ne[0]};
             st = sq_gguf_writer_set_sqmeta(w, t->name, &meta, err);
         }
-        if (!st) st = sq_gguf_writer_add_tensor(w, t->name, t->nd, t->ne, SQ_TYPE_F32,
-                                                4 * (uint64_t)(t->ne[0] * t->ne[1] * t->ne[2]), err);
+        if (!st)
+            st = sq_gguf_writer_add_tensor(w, t->name, t->nd, t->ne, SQ_TYPE_F32,
+                                           4 * (uint64_t)(t->ne[0] * t->ne[1] * t->ne[2]), err);
     }
     for (int i = 0; i < m->n && !st; i++) {
         const ta_tensor *t = &m->t[i];
@@ -347,10 +368,12 @@ static inline void ta_rope(const ta_model *m, double *v, int pos, bool swa_layer
     double mscale = s->attn_factor > 0 ? s->attn_factor : 1.0;
     if (yarn) mscale *= 1 + 0.1 * log(1 / fs);
     /* a sliding-window layer has its own base and no scaling; the magnitude stays */
-    if (swa_layer) base = s->base_swa > 0 ? s->base_swa : 10000.0, fs = 1, mscale = s->attn_factor > 0 ? s->attn_factor : 1.0;
+    if (swa_layer)
+        base = s->base_swa > 0 ? s->base_swa : 10000.0, fs = 1, mscale = s->attn_factor > 0 ? s->attn_factor : 1.0;
     const float *ff = ta_get(m, "rope_freqs.weight");
-    if (!ff && s->rope_long) ff = ta_get(m, n_ctx > (s->orig_ctx ? s->orig_ctx : TA_CTX) ? "rope_factors_long.weight"
-                                                                                         : "rope_factors_short.weight");
+    if (!ff && s->rope_long)
+        ff = ta_get(m, n_ctx > (s->orig_ctx ? s->orig_ctx : TA_CTX) ? "rope_factors_long.weight"
+                                                                    : "rope_factors_short.weight");
     const int orig = s->orig_ctx ? s->orig_ctx : TA_CTX;
     const double lo = fmax(0, floor(n_rot * log(orig / (32 * 2 * M_PI)) / (2 * log(base))));
     const double hi = fmin(n_rot - 1, ceil(n_rot * log(orig / (1 * 2 * M_PI)) / (2 * log(base))));
@@ -389,15 +412,18 @@ static inline void ta_attention(const ta_model *m, int l, int n, const double *x
     const bool swa = ta_swa_layer(m, l), gemma = ta_is(m, "gemma3"), qscale = gemma || ta_is(m, "phi3");
     for (int i = 0; i < n; i++) {
         if (s->fused_qkv) {
-            ta_mv(ta_get(m, TA_LNAME(nm, l, "attn_qkv.weight")), ta_get(m, TA_LNAME(nm, l, "attn_qkv.bias")), qd + 2 * kd, E,
-                  xn + i * E, qkv);
+            ta_mv(ta_get(m, TA_LNAME(nm, l, "attn_qkv.weight")), ta_get(m, TA_LNAME(nm, l, "attn_qkv.bias")),
+                  qd + 2 * kd, E, xn + i * E, qkv);
             memcpy(Q + i * qd, qkv, sizeof(double) * qd);
             memcpy(K + i * kd, qkv + qd, sizeof(double) * kd);
             memcpy(V + i * kd, qkv + qd + kd, sizeof(double) * kd);
         } else {
-            ta_mv(ta_get(m, TA_LNAME(nm, l, "attn_q.weight")), ta_get(m, TA_LNAME(nm, l, "attn_q.bias")), qd, E, xn + i * E, Q + i * qd);
-            ta_mv(ta_get(m, TA_LNAME(nm, l, "attn_k.weight")), ta_get(m, TA_LNAME(nm, l, "attn_k.bias")), kd, E, xn + i * E, K + i * kd);
-            ta_mv(ta_get(m, TA_LNAME(nm, l, "attn_v.weight")), ta_get(m, TA_LNAME(nm, l, "attn_v.bias")), kd, E, xn + i * E, V + i * kd);
+            ta_mv(ta_get(m, TA_LNAME(nm, l, "attn_q.weight")), ta_get(m, TA_LNAME(nm, l, "attn_q.bias")), qd, E,
+                  xn + i * E, Q + i * qd);
+            ta_mv(ta_get(m, TA_LNAME(nm, l, "attn_k.weight")), ta_get(m, TA_LNAME(nm, l, "attn_k.bias")), kd, E,
+                  xn + i * E, K + i * kd);
+            ta_mv(ta_get(m, TA_LNAME(nm, l, "attn_v.weight")), ta_get(m, TA_LNAME(nm, l, "attn_v.bias")), kd, E,
+                  xn + i * E, V + i * kd);
         }
         for (int h = 0; h < s->H; h++) {
             double *q = Q + i * qd + h * hd;
@@ -511,8 +537,10 @@ static inline void ta_reference(const ta_model *m, const int32_t *tok, int n, in
         for (int i = 0; i < n * E; i++) x[i] += o[i];
         for (int i = 0; i < n; i++) {
             ta_rms(x + i * E, ta_get(m, TA_LNAME(nm, l, "ffn_norm.weight")), xn + i * E, E);
-            if (s->X > 0) ta_moe(m, l, xn + i * E, o + i * E);
-            else ta_ffn(m, l, xn + i * E, o + i * E);
+            if (s->X > 0)
+                ta_moe(m, l, xn + i * E, o + i * E);
+            else
+                ta_ffn(m, l, xn + i * E, o + i * E);
             if (s->post_norms) ta_rms(o + i * E, ta_get(m, TA_LNAME(nm, l, "post_ffw_norm.weight")), o + i * E, E);
             for (int d = 0; d < E; d++) x[i * E + d] += o[i * E + d];
         }

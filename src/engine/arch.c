@@ -86,8 +86,9 @@ static sq_status key_int(keys *k, const char *suffix, int64_t def, int64_t lo, i
     if (sq_gguf_kv_type(k->g, idx) == SQ_GGUF_ARRAY) {
         const uint64_t n = sq_gguf_arr_n(k->g, idx);
         if (n_layer <= 0 || (int64_t)n != n_layer)
-            return sq_error_set(err, SQ_EFORMAT, "metadata key '%s' is an array of %llu values, expected %lld (one per layer)",
-                                name, (unsigned long long)n, (long long)n_layer);
+            return sq_error_set(err, SQ_EFORMAT,
+                                "metadata key '%s' is an array of %llu values, expected %lld (one per layer)", name,
+                                (unsigned long long)n, (long long)n_layer);
         for (uint64_t j = 0; j < n; j++) {
             int64_t x;
             if (sq_gguf_arr_get_int(k->g, idx, j, &x, &e)) return sq_error_set(err, SQ_ETYPE, "%s", e.msg);
@@ -158,8 +159,10 @@ static sq_status read_rope_scaling(keys *k, sq_model *m, sq_error *err)
     for (int i = 0; i < SQ__ROPE_SCALING_COUNT; i++)
         if (s.len == strlen(types[i]) && memcmp(s.ptr, types[i], s.len) == 0) type = i;
     if (type < 0)
-        return sq_error_set(err, SQ_EUNSUPPORTED, "metadata key '%s' = '%.*s' is not a RoPE scaling type (none, linear, "
-                            "yarn, longrope)", name, (int)(s.len > 32 ? 32 : s.len), s.ptr);
+        return sq_error_set(err, SQ_EUNSUPPORTED,
+                            "metadata key '%s' = '%.*s' is not a RoPE scaling type (none, linear, "
+                            "yarn, longrope)",
+                            name, (int)(s.len > 32 ? 32 : s.len), s.ptr);
     x->rope_scaling = type;
     float factor = 0.0f, attn_factor = 1.0f;
     bool found = false;
@@ -212,7 +215,8 @@ static sq_status read_attention(keys *k, sq_model *m, sq_error *err)
         return sq_error_set(err, SQ_EFORMAT, "metadata key '%s' = %lld does not fit head size %lld",
                             kname(k, "rope.dimension_count"), (long long)hp->n_rot, (long long)hp->head_dim);
     if ((m->x.arch->flags & SQ__ARCH_ROT_FULL) && hp->n_rot != hp->head_dim)
-        return sq_error_set(err, SQ_EFORMAT, "invalid rope.dimension_count %lld: architecture '%s' rotates whole heads of %lld",
+        return sq_error_set(err, SQ_EFORMAT,
+                            "invalid rope.dimension_count %lld: architecture '%s' rotates whole heads of %lld",
                             (long long)hp->n_rot, m->x.arch->name, (long long)hp->head_dim);
     if ((st = key_int(k, "attention.key_length_swa", hp->head_dim, 1, 0, &hd_swa, err))) return st;
     if ((st = key_int(k, "attention.value_length_swa", hp->head_dim, 1, 0, &hdv_swa, err))) return st;
@@ -220,7 +224,8 @@ static sq_status read_attention(keys *k, sq_model *m, sq_error *err)
     if (hd_swa != hp->head_dim || hdv_swa != hp->head_dim || rot_swa != hp->n_rot)
         return sq_error_set(err, SQ_EUNSUPPORTED,
                             "metadata: sliding-window layers with their own head size or rotated dimensions "
-                            "(%s.attention.key_length_swa / rope.dimension_count_swa) are not supported", k->arch);
+                            "(%s.attention.key_length_swa / rope.dimension_count_swa) are not supported",
+                            k->arch);
     return SQ_OK;
 }
 
@@ -292,8 +297,8 @@ static sq_status read_gemma3(keys *k, sq_model *m, sq_error *err)
         yarn_corr_dims(&x->rope_swa, x->n_ctx_orig, 32.0f, 1.0f);
     }
     if ((st = key_float(k, "final_logit_softcapping", 0.0f, &x->final_softcap, NULL, err))) return st;
-    x->attn_scale = hp->n_layer == 62 ? 1.0f / sqrtf((float)(hp->n_embd / hp->n_head))
-                                      : 1.0f / sqrtf((float)hp->head_dim);
+    x->attn_scale =
+        hp->n_layer == 62 ? 1.0f / sqrtf((float)(hp->n_embd / hp->n_head)) : 1.0f / sqrtf((float)hp->head_dim);
     return SQ_OK;
 }
 
@@ -340,7 +345,8 @@ sq_status sq__read_hparams(sq_model *m, sq_error *err)
     if ((st = key_float(&k, "attention.layer_norm_rms_epsilon", 0.0f, &hp->rms_eps, &found, err))) return st;
     if (!found) return sq_error_set(err, SQ_ENOTFOUND, "metadata key '%s' is missing", k.buf);
     if ((st = key_float(&k, "rope.freq_base", 10000.0f, &hp->rope_base, NULL, err))) return st;
-    x->rope = (sq__rope_cfg){(int)hp->n_rot, (fl & SQ__ARCH_ROPE_NEOX) != 0, hp->rope_base, 1.0f, 0.0f, 1.0f, {0, 0}, NULL};
+    x->rope =
+        (sq__rope_cfg){(int)hp->n_rot, (fl & SQ__ARCH_ROPE_NEOX) != 0, hp->rope_base, 1.0f, 0.0f, 1.0f, {0, 0}, NULL};
     if ((st = read_rope_scaling(&k, m, err))) return st;
     hp->rope_scale = x->rope.freq_scale;
     x->rope_swa = x->rope;

@@ -321,7 +321,8 @@ static sq_status load_globals(loader *ld, sq_error *err)
     sq_gguf_type et;
     uint64_t n;
     if (sq_gguf_get_arr(m->g, "tokenizer.ggml.tokens", &idx, &et, &n, NULL) == SQ_OK && (int64_t)n != hp->n_vocab)
-        return sq_error_set(err, SQ_EFORMAT, "tensor 'token_embd.weight' has %lld rows but the vocabulary has %llu tokens",
+        return sq_error_set(err, SQ_EFORMAT,
+                            "tensor 'token_embd.weight' has %lld rows but the vocabulary has %llu tokens",
                             (long long)hp->n_vocab, (unsigned long long)n);
     if ((st = load_weight3(ld, "token_embd.weight", E, hp->n_vocab, 1, false, false, &m->tok_embd, err))) return st;
     if ((st = load_vector(ld, "output_norm.weight", E, false, &m->output_norm, err))) return st;
@@ -329,16 +330,19 @@ static sq_status load_globals(loader *ld, sq_error *err)
     if (!m->output.data) {
         hp->tied_output = true;
         bool ok = true;
-        for (int s = 0; s < (te->smarterquant ? 4 : 1); s++) ok = ok && sq_blocks_can_dot(te->smarterquant ? te->sq.types[s] : te->type);
+        for (int s = 0; s < (te->smarterquant ? 4 : 1); s++)
+            ok = ok && sq_blocks_can_dot(te->smarterquant ? te->sq.types[s] : te->type);
         if (!ok)
-            return sq_error_set(err, SQ_EUNSUPPORTED, "tensor 'token_embd.weight' (used as the output projection): its "
+            return sq_error_set(err, SQ_EUNSUPPORTED,
+                                "tensor 'token_embd.weight' (used as the output projection): its "
                                 "type cannot be multiplied by this build");
         m->output = m->tok_embd;
     }
     if ((fl & SQ__ARCH_OUT_BIAS) && (st = load_vector(ld, "output.bias", hp->n_vocab, true, &m->output_b, err)))
         return st;
     /* Llama 3.1's frequency factors, or LongRoPE's long and short ones (phi3; llama with rope.scaling.type longrope) */
-    const bool longrope = (fl & SQ__ARCH_ROPE_LONG) || ((fl & SQ__ARCH_ROPE_FREQS) && m->x.rope_scaling == SQ__ROPE_LONGROPE);
+    const bool longrope =
+        (fl & SQ__ARCH_ROPE_LONG) || ((fl & SQ__ARCH_ROPE_FREQS) && m->x.rope_scaling == SQ__ROPE_LONGROPE);
     if (longrope) {
         if ((st = load_vector(ld, "rope_factors_long.weight", hp->n_rot / 2, true, &m->rope_long, err))) return st;
         if ((st = load_vector(ld, "rope_factors_short.weight", hp->n_rot / 2, true, &m->rope_short, err))) return st;

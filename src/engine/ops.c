@@ -1,8 +1,9 @@
 /*
  * ops.c — the elementwise operations of the forward pass (RMSNorm, RoPE in
- * normal and NeoX mode with YaRN, softmax, SwiGLU, GeGLU, soft-capping) in the order of operations ggml uses, so that our
- * logits stay within float rounding of llama.cpp's; -log p and the mean with
- * its uncertainty as llama-perplexity computes them.
+ * normal and NeoX mode with YaRN, softmax, SwiGLU, GeGLU, soft-capping) in
+ * the order of operations ggml uses, so that our logits stay within float
+ * rounding of llama.cpp's; -log p and the mean with its uncertainty as
+ * llama-perplexity computes them.
  */
 #include <math.h>
 #include <stdlib.h>
