@@ -2,7 +2,9 @@
  * test_cli_firstrun.c — what a new user ran into on a fresh clone (issue 15),
  * each checked as the user typed it:
  *  - every tool words an unknown option and a missing value the same way;
- *  - ...
+ *  - config checks: types of three entries is an error with --strict; a
+ *    missing comma is reported at the bad token's first character, saying
+ *    where the comma is missing;
  * Uses the vendored demo model (models/sqdemo-f16.gguf), so it runs without
  * ../shared.
  */
@@ -51,6 +53,28 @@ static void test_option_wording(void)
     }
 }
 
+/* sq quantize --strict with a config whose entry has three types; a
+ * config with a comma missing at the end of line 3. Nothing is written. */
+static void test_config_checks(void)
+{
+    tu_write_text(dir, "three.json", "{\n  \"blk.0.attn_q.weight\": [[14, 13, 12], []]\n}\n");
+    tu_expect_sq(dir, "quantize -q --strict --sq-config three.json M.gguf o.gguf Q8_0 1", 1,
+                 "sq quantize: three.json:2:3: tensor blk.0.attn_q.weight: types has 3 entries, not 4", out, sizeof out);
+    tu_expect_sq(dir, "quantize -q --sq-config three.json M.gguf o.gguf Q8_0 1", 0,
+                 "warning: three.json:2:3: tensor blk.0.attn_q.weight: not SmarterQuant-processed", out, sizeof out);
+    tu_write_text(dir, "comma.json",
+                  "{\n  \"blk.0.attn_q.weight\": [[14, 13, 12, 12], []],\n  \"blk.0.attn_k.weight\": [[14, 13, 12, 12], []]\n"
+                  "  \"blk.0.attn_v.weight\": [[14, 13, 12, 12], []]\n}\n");
+    tu_expect_sq(dir, "quantize -q --sq-config comma.json M.gguf o2.gguf Q8_0 1", 1,
+                 "sq quantize: comma.json:4:3: syntax error: '}' expected (a ',' missing at the end of line 3?)", out,
+                 sizeof out);
+    CHECK(!tu_any_file_with(dir, "o2.gguf"));
+    CHECK(!tu_any_file_with(dir, ".tmp"));
+    char p[700];
+    snprintf(p, sizeof p, "%s/o.gguf", dir);
+    unlink(p);
+}
+
 int main(void)
 {
     if (access(harness_sq_bin(), X_OK) != 0) {
@@ -72,6 +96,7 @@ int main(void)
         return 1;
     }
     RUN(test_option_wording);
+    RUN(test_config_checks);
     tu_rm_rf(dir);
     return harness_finish("cli_firstrun");
 }

@@ -58,7 +58,8 @@ static void usage(FILE *f)
             "  --sq-config PATH           SmarterQuant config (JSON: tensor -> [types, perm]);\n"
             "                             default: ./" DEFAULT_SQ_CONFIG " if present\n"
             "  --no-sq-config             ignore ./" DEFAULT_SQ_CONFIG "\n"
-            "  --strict                   a config key naming no tensor is an error (default: warning)\n"
+            "  --strict                   a config key naming no tensor, or types of 1-3 or 5+ entries,\n"
+            "                             is an error (default: a warning)\n"
             "  --sq-auto-fallback         a SmarterQuant block type that does not fit a segment is\n"
             "                             replaced by llama.cpp's fallback type (default: error)\n"
             "  -q, --quiet                no per-tensor lines\n"
@@ -449,10 +450,11 @@ static int load_sq_config(quant_opts *o, sq_config **cfg, sq_quantize_sqtensor *
     }
     sq_warnings warns = {0};
     sq_error e = {0};
-    const sq_status st = sq_config_load(o->cfg_path, cfg, &warns, &e);
-    for (size_t k = 0; k < warns.count; k++) fprintf(stderr, "warning: %s\n", warns.items[k]);
+    const bool ok = sq_config_load(o->cfg_path, cfg, &warns, &e) == SQ_OK &&
+                    (!p->strict || sq_config_check_strict(*cfg, &e) == SQ_OK);
+    for (size_t k = 0; k < warns.count && ok; k++) fprintf(stderr, "warning: %s\n", warns.items[k]);
     sq_warnings_free(&warns);
-    if (st != SQ_OK) {
+    if (!ok) {
         fprintf(stderr, "sq quantize: %s\n", e.msg);
         return 1;
     }
