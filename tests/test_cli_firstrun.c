@@ -5,6 +5,10 @@
  *  - config checks: types of three entries is an error with --strict; a
  *    missing comma is reported at the bad token's first character, saying
  *    where the comma is missing;
+ *  - sq quantize --help lists exactly the file types this build writes;
+ *  - labels are llama.cpp's file-type names ("Q4_K - Medium"), SmarterQuant
+ *    said plainly ("Q4_K - Medium + SmarterQuant (5.05 bpw)"), in
+ *    perplexity's model line, bench's table, serve's /v1/models and inspect;
  * Uses the vendored demo model (models/sqdemo-f16.gguf), so it runs without
  * ../shared.
  */
@@ -15,6 +19,7 @@
 
 #include "harness.h"
 #include "testutil.h"
+#include "sq/quantize.h"
 
 static char dir[512];
 static char out[1 << 17];
@@ -75,6 +80,107 @@ static void test_config_checks(void)
     unlink(p);
 }
 
+/* The vendored importance matrix (absolute path: the tools run in dir). */
+static const char *imatrix_path(void)
+{
+    static char p[1024];
+    if (!p[0] && getcwd(p, sizeof p - 64)) strcat(p, "/data/sqdemo.imatrix.gguf");
+    return p;
+}
+
+/* Every file type: listed by `sq quantize --help` exactly when a dry run of
+ * the demo model to it succeeds (with an importance matrix). */
+static void test_quantize_help_types(void)
+{
+    tu_expect_sq(dir, "quantize --help", 0, "TYPE is a file type name or number", out, sizeof out);
+    const char *list = strstr(out, "TYPE is a file type name or number");
+    if (!list) return;
+    char *help = strdup(list);
+    int n_listed = 0;
+    for (int i = 0; i < sq_ftype_count(); i++) {
+        const sq_ftype_info *fi = sq_ftype_at(i);
+        char needle[64], args[1400];
+        snprintf(needle, sizeof needle, " %s", fi->name);
+        bool listed = false;
+        for (const char *q = help; (q = strstr(q, needle)) != NULL; q++) {
+            const char *colon = q + strlen(needle);
+            while (*colon == ' ') colon++;
+            if (*colon == ':') listed = true;
+        }
+        n_listed += listed;
+        snprintf(args, sizeof args, "quantize --dry-run -q --no-sq-config --imatrix '%s' M.gguf %s", imatrix_path(),
+                 fi->name);
+        const int rc = tu_run_sq(dir, args, out, sizeof out);
+        CHECK_MSG((rc == 0) == listed, "%s: %s by --help, but a dry run %s:\n%s", fi->name,
+                  listed ? "listed" : "not listed", rc == 0 ? "succeeds" : "fails", out);
+    }
+    CHECK(n_listed >= 20); /* the legacy and K-quant types, F16, BF16, F32, COPY at least */
+    free(help);
+}
+
+/* `sq serve -m MODEL --port 0` in dir, GET path with curl, then SIGINT;
+ * returns the body (malloc'd) or NULL. */
+static char *serve_get(const char *model, const char *path)
+{
+    char cmd[4000];
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && ('%s' serve -m %s --port 0 > serve.log 2>&1 & echo $! > serve.pid); pid=$(cat serve.pid); "
+             "for i in $(seq 200); do grep -q 'listening on' serve.log && break; sleep 0.05; done; "
+             "port=$(sed -n 's/.*listening on http:[/][/]127.0.0.1:\\([0-9]*\\).*/\\1/p' serve.log); "
+             "curl -s --max-time 10 http://127.0.0.1:$port%s; kill -INT $pid; "
+             "for i in $(seq 200); do kill -0 $pid 2>/dev/null || break; sleep 0.05; done",
+             dir, harness_sq_bin(), model, path);
+    int rc = 0;
+    return tu_popen_read(cmd, &rc);
+}
+
+/* The bpw quantize reported ("quant size = ... (X bpw)") in out. */
+static double quant_bpw(const char *text)
+{
+    const char *q = strstr(text, "quant size =");
+    const char *paren = q ? strchr(q, '(') : NULL;
+    return paren ? atof(paren + 1) : -1.0;
+}
+
+/* A Q4_K_M file and one with two SmarterQuant tensors: every tool shows
+ * llama.cpp's file-type name, and SmarterQuant with the file's bpw. */
+static void test_labels(void)
+{
+    char args[1600];
+    tu_write_text(dir, "two.json", "{\"blk.0.ffn_down.weight\": [[14, 13, 12, 12], []],\n"
+                                   " \"blk.1.attn_q.weight\": [[\"q8_0\", \"q4_K\", \"q4_K\", \"q4_K\"], []]}\n");
+    snprintf(args, sizeof args, "quantize -q --no-sq-config --imatrix '%s' M.gguf plain.gguf Q4_K_M 2", imatrix_path());
+    tu_expect_sq(dir, args, 0, NULL, out, sizeof out);
+    snprintf(args, sizeof args, "quantize -q --sq-config two.json --imatrix '%s' M.gguf sq.gguf Q4_K_M 2",
+             imatrix_path());
+    tu_expect_sq(dir, args, 0, NULL, out, sizeof out);
+    char sq_label[96];
+    snprintf(sq_label, sizeof sq_label, "Q4_K - Medium + SmarterQuant (%.2f bpw)", quant_bpw(out));
+    char heldout[1024];
+    if (!getcwd(heldout, sizeof heldout - 32)) return;
+    strcat(heldout, "/data/heldout.txt");
+    static const struct {
+        const char *file;
+        bool sq;
+    } files[] = {{"plain.gguf", false}, {"sq.gguf", true}};
+    for (int k = 0; k < 2; k++) {
+        const char *want = files[k].sq ? sq_label : "Q4_K - Medium";
+        snprintf(args, sizeof args, "perplexity -m %s -f '%s' -c 64 --chunks 1 -t 1", files[k].file, heldout);
+        tu_expect_sq(dir, args, 0, want, out, sizeof out);
+        snprintf(args, sizeof args, "bench -m %s -p 8 -n 0 -r 1 -t 1", files[k].file);
+        tu_expect_sq(dir, args, 0, want, out, sizeof out);
+        snprintf(args, sizeof args, "inspect %s", files[k].file);
+        tu_expect_sq(dir, args, 0, want, out, sizeof out);
+        snprintf(args, sizeof args, "inspect --json %s", files[k].file);
+        tu_expect_sq(dir, args, 0, want, out, sizeof out);
+        char *body = serve_get(files[k].file, "/v1/models");
+        CHECK_MSG(body && strstr(body, want), "/v1/models of %s lacks '%s': %s", files[k].file, want,
+                  body ? body : "(none)");
+        free(body);
+        if (!files[k].sq) CHECK(strstr(out, "+ SmarterQuant") == NULL);
+    }
+}
+
 int main(void)
 {
     if (access(harness_sq_bin(), X_OK) != 0) {
@@ -97,6 +203,8 @@ int main(void)
     }
     RUN(test_option_wording);
     RUN(test_config_checks);
+    RUN(test_quantize_help_types);
+    RUN(test_labels);
     tu_rm_rf(dir);
     return harness_finish("cli_firstrun");
 }

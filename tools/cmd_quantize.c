@@ -65,9 +65,10 @@ static void usage(FILE *f)
             "  -q, --quiet                no per-tensor lines\n"
             "  -h, --help                 this text\n"
             "\n"
-            "TYPE is a file type name or number:\n");
+            "TYPE is a file type name or number (those this build writes):\n");
     for (int i = 0; i < sq_ftype_count(); i++) {
         const sq_ftype_info *fi = sq_ftype_at(i);
+        if (!sq_ftype_writable(fi)) continue;
         if (fi->copy) fprintf(f, "          %-9s: %s\n", fi->name, fi->desc);
         else fprintf(f, "  %2d  or  %-9s: %s\n", fi->ftype, fi->name, fi->desc);
     }

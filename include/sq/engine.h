@@ -62,7 +62,8 @@ const sq_gguf *sq_model_gguf(const sq_model *m);
 /* Total bytes of weight data (as stored) and number of parameters. */
 uint64_t sq_model_weight_bytes(const sq_model *m);
 uint64_t sq_model_n_params(const sq_model *m);
-/* A short description of the weights' types, e.g. "F16", "Q4_K (mixed)", "SmarterQuant". */
+/* The model's file-type label (sq_file_type_label): llama.cpp's name, e.g.
+ * "Q4_K - Medium", "(guessed) Q8_0", "Q4_K - Medium + SmarterQuant (4.98 bpw)". */
 const char *sq_model_type_desc(const sq_model *m);
 
 /* ---- substituting weights (src/engine/model_weights.c) ---- */

@@ -85,6 +85,23 @@ const sq_ftype_info *sq_ftype_get(int ftype);
 int sq_ftype_count(void);
 const sq_ftype_info *sq_ftype_at(int i);
 
+/* llama.cpp's display name of a file type ("Q4_K - Medium", "IQ3_S mix -
+ * 3.66 bpw"), as llama.cpp prints it in its model line; NULL if unknown. */
+const char *sq_ftype_label(int ftype);
+/* Whether this build writes file type fi: every ggml type llama.cpp's rules
+ * give the tensors of a real-shaped model (dense, grouped-query, 8 experts;
+ * with an importance matrix) can be quantized here. COPY is always writable.
+ * `sq quantize --help` lists these. */
+bool sq_ftype_writable(const sq_ftype_info *fi);
+
+typedef struct sq_gguf sq_gguf;
+/* The label every tool shows for a model file, in buf (snprintf rules; the
+ * length is returned): llama.cpp's name of general.file_type ("Q4_K -
+ * Medium"), or "(guessed) NAME" from the most common tensor type when the key
+ * is absent (as llama.cpp guesses), then " + SmarterQuant (B bpw)" when the
+ * file has SmarterQuant tensors, B = all tensor bytes * 8 / all weights. */
+size_t sq_file_type_label(const sq_gguf *g, char *buf, size_t n);
+
 /* ------------------------------------------------------------------ */
 /* 2. per-tensor type rules                                             */
 /* ------------------------------------------------------------------ */
