@@ -9,6 +9,17 @@
  *  - labels are llama.cpp's file-type names ("Q4_K - Medium"), SmarterQuant
  *    said plainly ("Q4_K - Medium + SmarterQuant (5.05 bpw)"), in
  *    perplexity's model line, bench's table, serve's /v1/models and inspect;
+ *  - a ./default.smarterquant.json no flag asked for: quantize says so before
+ *    any work (file, tensor count, how to skip it) and in its last line; a
+ *    malformed one is named as the default; serve skips it on a plain model
+ *    (and takes --no-sq-config);
+ *  - a broken pipe or a failed write to stdout leaves no temporary file
+ *    (quantize | head, perplexity --kl-divergence-base | head);
+ *  - sq run says why it stopped when the context is full;
+ *  - the smaller ones: a busy port is reported once; --imatrix of a text file
+ *    says it was read as a legacy .dat; bench prints no header before a load
+ *    error; plan says when the budget cannot be used up; perplexity prints no
+ *    "over 0 chunks" before the real error.
  * Uses the vendored demo model (models/sqdemo-f16.gguf), so it runs without
  * ../shared.
  */
@@ -181,6 +192,240 @@ static void test_labels(void)
     }
 }
 
+/* Runs a shell command in dir; stdout into *so, stderr into *se (malloc'd,
+ * the caller frees); returns the shell's exit status. */
+static int sh_in_dir(const char *sub, const char *cmd, char **so, char **se)
+{
+    char full[6000], p[1400];
+    snprintf(full, sizeof full, "cd '%s/%s' && SQ='%s'; %s >stdout.txt 2>stderr.txt", dir, sub, harness_sq_bin(), cmd);
+    const int st = system(full);
+    snprintf(p, sizeof p, "%s/%s/stdout.txt", dir, sub);
+    *so = harness_read_file(p, NULL);
+    unlink(p);
+    snprintf(p, sizeof p, "%s/%s/stderr.txt", dir, sub);
+    *se = harness_read_file(p, NULL);
+    unlink(p);
+    if (!*so) *so = strdup("");
+    if (!*se) *se = strdup("");
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* The last line of text (without its newline), in buf. */
+static const char *last_line(const char *text, char *buf, size_t n)
+{
+    size_t len = strlen(text);
+    while (len && text[len - 1] == '\n') len--;
+    size_t start = len;
+    while (start && text[start - 1] != '\n') start--;
+    snprintf(buf, n, "%.*s", (int)(len - start), text + start);
+    return buf;
+}
+
+/* A folder dir/NAME holding a link to the demo model as M.gguf. */
+static void make_sub(const char *name)
+{
+    char p[800], m[800];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    CHECK(mkdir(p, 0755) == 0);
+    snprintf(p, sizeof p, "%s/%s/M.gguf", dir, name);
+    snprintf(m, sizeof m, "%s/M.gguf", dir);
+    CHECK(link(m, p) == 0 || symlink(m, p) == 0);
+}
+
+/* quantize beside a default.smarterquant.json it was not given by flag. */
+static void test_default_config(void)
+{
+    make_sub("dc");
+    char sub[700], *so = NULL, *se = NULL, last[1024];
+    snprintf(sub, sizeof sub, "%s/dc", dir);
+    tu_write_text(sub, "default.smarterquant.json", "{\"blk.0.ffn_down.weight\": [[14, 13, 12, 12], []],\n"
+                                                    " \"blk.1.attn_q.weight\": [[8, 12, 12, 12], []]}\n");
+    int rc = sh_in_dir("dc", "$SQ quantize M.gguf plain.gguf Q8_0 1", &so, &se);
+    CHECK_INT(rc, 0);
+    /* the notice: on stderr, naming the file, its tensor count and the way out */
+    CHECK_CONTAINS(se, "./default.smarterquant.json");
+    CHECK_CONTAINS(se, "2 tensors");
+    CHECK_CONTAINS(se, "--no-sq-config");
+    /* ... and in the final line: the file is not the plain Q8_0 that was asked for */
+    last_line(so, last, sizeof last);
+    CHECK_CONTAINS(last, "Q8_0 + SmarterQuant");
+    CHECK_CONTAINS(last, "./default.smarterquant.json");
+    CHECK_CONTAINS(last, "--no-sq-config");
+    free(so);
+    free(se);
+    /* before any work: in one stream, the notice comes before the first tensor */
+    tu_expect_sq(sub, "quantize M.gguf plain2.gguf Q8_0 1", 0, NULL, out, sizeof out);
+    const char *notice = strstr(out, "./default.smarterquant.json"), *first = strstr(out, "[   1/");
+    CHECK_MSG(notice && first && notice < first, "the notice is not before the first tensor:\n%s", out);
+    /* skipped: no notice, a plain Q8_0 */
+    rc = sh_in_dir("dc", "$SQ quantize --no-sq-config M.gguf plain3.gguf Q8_0 1", &so, &se);
+    CHECK_INT(rc, 0);
+    CHECK(strstr(se, "default.smarterquant.json") == NULL);
+    last_line(so, last, sizeof last);
+    CHECK_CONTAINS(last, "file type: Q8_0");
+    CHECK(strstr(last, "SmarterQuant") == NULL);
+    free(so);
+    free(se);
+    /* named by flag: no notice, but the last line still says what the file is */
+    rc = sh_in_dir("dc", "$SQ quantize --sq-config default.smarterquant.json M.gguf sq.gguf Q8_0 1", &so, &se);
+    CHECK_INT(rc, 0);
+    CHECK(strstr(se, "--no-sq-config") == NULL);
+    last_line(so, last, sizeof last);
+    CHECK_CONTAINS(last, "Q8_0 + SmarterQuant");
+    free(so);
+    free(se);
+    /* sq plan, which writes the default file, says what it will do */
+    rc = sh_in_dir("dc", "$SQ plan -m M.gguf --no-imatrix --tensors blk.0.ffn_down --target-bpw 5 -q", &so, &se);
+    CHECK_INT(rc, 0);
+    CHECK_CONTAINS(so, "wrote default.smarterquant.json");
+    CHECK_CONTAINS(so, "sq quantize in this folder will use it");
+    CHECK_CONTAINS(so, "--no-sq-config");
+    free(so);
+    free(se);
+    /* a malformed default: named as the default of the current folder, with the way out */
+    tu_write_text(sub, "default.smarterquant.json", "{ oops\n");
+    rc = sh_in_dir("dc", "$SQ quantize -q M.gguf bad.gguf Q8_0 1", &so, &se);
+    CHECK_INT(rc, 1);
+    CHECK_CONTAINS(se, "default.smarterquant.json:1:3: syntax error");
+    CHECK_CONTAINS(se, "found in the current folder");
+    CHECK_CONTAINS(se, "--no-sq-config");
+    free(so);
+    free(se);
+    tu_rm_rf(sub);
+}
+
+/* serve beside a malformed default config: a plain model starts, saying
+ * what it skipped; --no-sq-config skips it silently; named by flag, it stops. */
+static void test_serve_default_config(void)
+{
+    make_sub("sv");
+    char sub[700], *so = NULL, *se = NULL;
+    snprintf(sub, sizeof sub, "%s/sv", dir);
+    tu_write_text(sub, "default.smarterquant.json", "{ \"x\": [[1,1,1,1], []] oops\n");
+    sh_in_dir("sv", "timeout -s INT 3 $SQ serve -m M.gguf --port 0", &so, &se);
+    CHECK_CONTAINS(se, "listening on");
+    CHECK_CONTAINS(se, "./default.smarterquant.json skipped");
+    CHECK_CONTAINS(se, "syntax error");
+    free(so);
+    free(se);
+    sh_in_dir("sv", "timeout -s INT 3 $SQ serve -m M.gguf --port 0 --no-sq-config", &so, &se);
+    CHECK_CONTAINS(se, "listening on");
+    CHECK(strstr(se, "default.smarterquant.json") == NULL);
+    free(so);
+    free(se);
+    const int rc = sh_in_dir("sv", "timeout -s INT 3 $SQ serve -m M.gguf --port 0 --sq-config default.smarterquant.json",
+                             &so, &se);
+    CHECK_INT(rc, 1);
+    CHECK_CONTAINS(se, "syntax error");
+    CHECK(strstr(se, "listening on") == NULL);
+    free(so);
+    free(se);
+    tu_rm_rf(sub);
+}
+
+/* Whether dir/sub holds name and it opens as a whole GGUF file. */
+static bool whole_gguf(const char *sub, const char *name)
+{
+    char p[900];
+    snprintf(p, sizeof p, "%s/%s/%s", dir, sub, name);
+    sq_gguf *g = NULL;
+    const bool ok = sq_gguf_open(p, &g, NULL) == SQ_OK;
+    sq_gguf_close(g);
+    return ok;
+}
+
+/* A reader that goes away: quantize | head -n 1 (SIGPIPE, and with SIGPIPE
+ * ignored a failed write), perplexity's base file | head -c 20. Only the
+ * finished file, or nothing, is left. */
+static void test_broken_pipe(void)
+{
+    make_sub("bp");
+    char sub[700], *so = NULL, *se = NULL, heldout[1024], p[900];
+    snprintf(sub, sizeof sub, "%s/bp", dir);
+    for (int k = 0; k < 3; k++) {
+        sh_in_dir("bp", "$SQ quantize --no-sq-config M.gguf q.gguf Q8_0 1 | head -n 1", &so, &se);
+        CHECK_MSG(!tu_any_file_with(sub, ".tmp"), "quantize | head left a temporary file (round %d)", k);
+        snprintf(p, sizeof p, "%s/q.gguf", sub);
+        CHECK_MSG(access(p, F_OK) != 0 || whole_gguf("bp", "q.gguf"), "a partial q.gguf is left");
+        free(so);
+        free(se);
+    }
+    sh_in_dir("bp", "trap '' PIPE; ($SQ quantize --no-sq-config M.gguf q2.gguf Q8_0 1; echo $? > rc.txt) | head -n 1",
+              &so, &se);
+    CHECK_CONTAINS(se, "sq quantize: standard output: Broken pipe; stopped");
+    CHECK(!tu_any_file_with(sub, ".tmp"));
+    snprintf(p, sizeof p, "%s/rc.txt", sub);
+    char *rc = harness_read_file(p, NULL);
+    CHECK_MSG(rc && atoi(rc) == 1, "exit status %s, want 1", rc ? rc : "(none)");
+    free(rc);
+    free(so);
+    free(se);
+    if (!getcwd(heldout, sizeof heldout - 32)) return;
+    strcat(heldout, "/data/heldout.txt");
+    char cmd[2000];
+    snprintf(cmd, sizeof cmd,
+             "$SQ perplexity -m M.gguf -f '%s' -c 128 --chunks 40 -t 1 --kl-divergence-base b.kld | head -c 20", heldout);
+    sh_in_dir("bp", cmd, &so, &se);
+    CHECK_MSG(!tu_any_file_with(sub, "b.kld.tmp"), "perplexity | head left its temporary base file");
+    free(so);
+    free(se);
+    tu_rm_rf(sub);
+}
+
+/* sq run -n 600 -c 64: stops at the full context and says so. */
+static void test_run_context_full(void)
+{
+    tu_expect_sq(dir, "run -m M.gguf -p hi -n 600 -c 64 --temp 0 -t 1", 0, "the context of 64 tokens is full", out,
+                 sizeof out);
+    CHECK_CONTAINS(out, "-c");
+    tu_expect_sq(dir, "run -m M.gguf -p hi -n 5 -c 64 --temp 0 -t 1", 0, NULL, out, sizeof out);
+    CHECK(strstr(out, "is full") == NULL);
+}
+
+/* The smaller items. */
+static void test_small_items(void)
+{
+    /* a busy port: one line */
+    char *so = NULL, *se = NULL;
+    make_sub("port");
+    const int port = 21000 + (int)(getpid() % 20000);
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd,
+             "(timeout -s INT 4 $SQ serve -m M.gguf --port %d > first.log 2>&1 &); "
+             "for i in $(seq 100); do grep -q 'listening on' first.log && break; sleep 0.05; done; "
+             "$SQ serve -m M.gguf --port %d",
+             port, port);
+    const int rc = sh_in_dir("port", cmd, &so, &se);
+    CHECK_INT(rc, 1);
+    CHECK_CONTAINS(se, "Address already in use");
+    int n_port_lines = 0;
+    for (const char *q = se; (q = strstr(q, "in use")) != NULL; q++) n_port_lines++;
+    CHECK_MSG(n_port_lines == 1, "the busy port is reported %d times:\n%s", n_port_lines, se);
+    free(so);
+    free(se);
+    /* a text file as --imatrix: not a GGUF, read as legacy .dat, and why that fails */
+    char readme[1024];
+    if (getcwd(readme, sizeof readme - 32)) {
+        strcat(readme, "/README.md");
+        snprintf(cmd, sizeof cmd, "quantize -q --no-sq-config --imatrix '%s' M.gguf o.gguf Q4_K_M 1", readme);
+        tu_expect_sq(dir, cmd, 1, "not a GGUF file", out, sizeof out);
+        CHECK_CONTAINS(out, "legacy");
+        CHECK_CONTAINS(out, ".dat");
+        CHECK_CONTAINS(out, "does not fit");
+    }
+    /* bench: no table header before a load error */
+    tu_expect_sq(dir, "bench -m nofile.gguf -p 8 -n 0 -r 1", 1, "nofile.gguf: cannot open", out, sizeof out);
+    CHECK(strstr(out, "| model") == NULL);
+    /* plan: a budget beyond what the candidates reach */
+    tu_expect_sq(dir, "plan -m M.gguf --no-imatrix --tensors blk.0.ffn_down --target-bpw 20 --dry-run -q", 0, "cannot be used up", out, sizeof out);
+    CHECK_CONTAINS(out, "the most accurate candidates give");
+    /* perplexity of a text too short: the real error, no "over 0 chunks" first */
+    tu_expect_sq(dir, "perplexity -m M.gguf -f T.txt", 1, "are needed for perplexity", out, sizeof out);
+    CHECK(strstr(out, "over 0 chunks") == NULL);
+    snprintf(cmd, sizeof cmd, "%s/port", dir);
+    tu_rm_rf(cmd);
+}
+
 int main(void)
 {
     if (access(harness_sq_bin(), X_OK) != 0) {
@@ -201,10 +446,16 @@ int main(void)
         fprintf(stderr, "cannot link the demo model\n");
         return 1;
     }
+    tu_write_text(dir, "T.txt", "Once upon a time there was a model.\n");
     RUN(test_option_wording);
     RUN(test_config_checks);
     RUN(test_quantize_help_types);
     RUN(test_labels);
+    RUN(test_default_config);
+    RUN(test_serve_default_config);
+    RUN(test_broken_pipe);
+    RUN(test_run_context_full);
+    RUN(test_small_items);
     tu_rm_rf(dir);
     return harness_finish("cli_firstrun");
 }

@@ -37,7 +37,8 @@ static void usage(FILE *f)
             "  --target-bpw B          bits per weight over all tensors (data bytes * 8 / weights)\n"
             "  --target-size SIZE      size of the whole output file: bytes, or with a K, M or G suffix\n"
             "                          (powers of 1024)\n"
-            "  -o, --output FILE       configuration to write (default " SQ_CONFIG_DEFAULT_NAME ")\n"
+            "  -o, --output FILE       configuration to write (default " SQ_CONFIG_DEFAULT_NAME ", which sq\n"
+            "                          quantize in this folder then uses unless given --no-sq-config)\n"
             "  --tensors REGEX         plan only tensors whose name matches (POSIX extended regex, searched);\n"
             "                          default: every weight llama-quantize would quantize (2-D *.weight)\n"
             "  --types LIST            candidate types, comma-separated names or ids (default:\n"
@@ -689,6 +690,9 @@ static int finish(const plan_opts *o, plan_run *r)
         return 1;
     }
     printf("wrote %s\n", o->out_path);
+    if (sq_gguf_same_file(o->out_path, SQ_CONFIG_DEFAULT_NAME))
+        printf("(sq quantize in this folder will use it for every file type unless given --no-sq-config or another "
+               "--sq-config)\n");
     return 0;
 }
 

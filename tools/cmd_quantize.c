@@ -20,7 +20,8 @@
 #include "sq/quantize.h"
 #include "sq/sqconfig.h"
 
-#define DEFAULT_SQ_CONFIG "default.smarterquant.json"
+/* The current folder's default config, as messages name it. */
+#define DEFAULT_SQ_CONFIG "./" SQ_CONFIG_DEFAULT_NAME
 
 static void usage(FILE *f)
 {
@@ -56,8 +57,10 @@ static void usage(FILE *f)
             "                             input tensors are dequantized and un-permuted\n"
             "  --dry-run                  print the plan and the resulting size, write nothing\n"
             "  --sq-config PATH           SmarterQuant config (JSON: tensor -> [types, perm]);\n"
-            "                             default: ./" DEFAULT_SQ_CONFIG " if present\n"
-            "  --no-sq-config             ignore ./" DEFAULT_SQ_CONFIG "\n"
+            "                             default: " DEFAULT_SQ_CONFIG " when present (sq plan\n"
+            "                             writes it): its tensors become SmarterQuant whatever TYPE\n"
+            "                             says, a notice says so before any work and in the last line\n"
+            "  --no-sq-config             skip " DEFAULT_SQ_CONFIG "\n"
             "  --strict                   a config key naming no tensor, or types of 1-3 or 5+ entries,\n"
             "                             is an error (default: a warning)\n"
             "  --sq-auto-fallback         a SmarterQuant block type that does not fit a segment is\n"
@@ -228,6 +231,7 @@ typedef struct quant_opts {
     int *prune, max_prune;
     const char *cfg_path;
     bool no_sq_config;
+    bool cfg_implicit; /* cfg_path is the current folder's default, not asked for by a flag */
     printer pr;
     const char *pos[4]; /* IN [OUT] TYPE [NTHREADS] */
     int npos;
@@ -444,7 +448,10 @@ static int parse_args(int argc, char **argv, quant_opts *o)
 static int load_sq_config(quant_opts *o, sq_config **cfg, sq_quantize_sqtensor **sqt)
 {
     sq_quantize_params *p = &o->p;
-    if (!o->cfg_path && !o->no_sq_config && file_exists(DEFAULT_SQ_CONFIG)) o->cfg_path = DEFAULT_SQ_CONFIG;
+    if (!o->cfg_path && !o->no_sq_config && file_exists(DEFAULT_SQ_CONFIG)) {
+        o->cfg_path = DEFAULT_SQ_CONFIG;
+        o->cfg_implicit = true;
+    }
     if (!o->cfg_path) {
         printf("SmarterQuant config: none\n");
         return 0;
@@ -457,6 +464,9 @@ static int load_sq_config(quant_opts *o, sq_config **cfg, sq_quantize_sqtensor *
     sq_warnings_free(&warns);
     if (!ok) {
         fprintf(stderr, "sq quantize: %s\n", e.msg);
+        if (o->cfg_implicit)
+            fprintf(stderr, "sq quantize: (" DEFAULT_SQ_CONFIG " was found in the current folder and read by default; "
+                            "--no-sq-config skips it)\n");
         return 1;
     }
     const int64_t n = sq_config_count(*cfg);
@@ -473,7 +483,32 @@ static int load_sq_config(quant_opts *o, sq_config **cfg, sq_quantize_sqtensor *
     p->sq_tensors = *sqt;
     p->sq_config_label = o->cfg_path;
     printf("SmarterQuant config: %s (%d tensor%s)\n", o->cfg_path, p->n_sq_tensors, p->n_sq_tensors == 1 ? "" : "s");
+    if (o->cfg_implicit) /* a file left by sq plan must not change the output unnoticed */
+        fprintf(stderr,
+                "sq quantize: note: using " DEFAULT_SQ_CONFIG ", found in the current folder (no --sq-config given): "
+                "%d tensor%s become SmarterQuant instead of %s, a file stock llama.cpp cannot load; --no-sq-config "
+                "skips it\n",
+                p->n_sq_tensors, p->n_sq_tensors == 1 ? "" : "s", o->fi->name);
     return 0;
+}
+
+/* The last line: the file type written, never silently other than the one
+ * asked for: "file type: Q8_0 + SmarterQuant (9.61 bpw): 2 tensors from
+ * CONFIG ...". */
+static void print_file_type(const quant_opts *o, const sq_quantize_stats *stats)
+{
+    const char *label = sq_ftype_label(o->fi->ftype);
+    const char *dry = o->p.dry_run ? " (dry run)" : "";
+    if (o->fi->copy) label = "COPY (tensors copied as they are)";
+    if (stats->n_smarterquant == 0) {
+        printf("file type: %s%s\n", label, dry);
+        return;
+    }
+    const double n = stats->n_elements > 0 ? (double)stats->n_elements : 1.0;
+    printf("file type: %s + SmarterQuant (%.2f bpw)%s: %d tensor%s from %s%s; stock llama.cpp cannot load it\n", label,
+           (double)stats->out_bytes * 8.0 / n, dry, stats->n_smarterquant, stats->n_smarterquant == 1 ? "" : "s",
+           o->cfg_path ? o->cfg_path : "the input's SmarterQuant tensors",
+           o->cfg_implicit ? " (found in the current folder, not asked for by a flag; --no-sq-config skips it)" : "");
 }
 
 /* The lines after a successful run: files, sizes, counts. */
@@ -491,6 +526,7 @@ static void print_summary(const quant_opts *o, const sq_quantize_stats *stats)
            o->p.dry_run ? "  (dry run)" : "");
     printf("%d tensors, %d quantized, %d SmarterQuant, %d width fallbacks; %.2f s\n", stats->n_tensors,
            stats->n_quantized, stats->n_smarterquant, stats->n_fallback, stats->seconds);
+    print_file_type(o, stats);
 }
 
 /* Quantizes (or plans, with --dry-run) and prints the summary. Returns 0 or 1. */
