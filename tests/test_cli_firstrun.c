@@ -16,6 +16,10 @@
  *  - a broken pipe or a failed write to stdout leaves no temporary file
  *    (quantize | head, perplexity --kl-divergence-base | head);
  *  - sq run says why it stopped when the context is full;
+ *  - sq imatrix --output-frequency N saves as it goes (atomically), so an
+ *    interrupted run keeps what it computed;
+ *  - progress: a status line with an ETA on a terminal, plain lines (never a
+ *    '\r') otherwise, in quantize, imatrix, perplexity and plan --calib;
  *  - the smaller ones: a busy port is reported once; --imatrix of a text file
  *    says it was read as a legacy .dat; bench prints no header before a load
  *    error; plan says when the budget cannot be used up; perplexity prints no
@@ -197,7 +201,8 @@ static void test_labels(void)
 static int sh_in_dir(const char *sub, const char *cmd, char **so, char **se)
 {
     char full[6000], p[1400];
-    snprintf(full, sizeof full, "cd '%s/%s' && SQ='%s'; %s >stdout.txt 2>stderr.txt", dir, sub, harness_sq_bin(), cmd);
+    snprintf(full, sizeof full, "cd '%s/%s' && SQ='%s'; { %s; } >stdout.txt 2>stderr.txt", dir, sub, harness_sq_bin(),
+             cmd);
     const int st = system(full);
     snprintf(p, sizeof p, "%s/%s/stdout.txt", dir, sub);
     *so = harness_read_file(p, NULL);
@@ -382,6 +387,106 @@ static void test_run_context_full(void)
     CHECK(strstr(out, "is full") == NULL);
 }
 
+/* The chunk count of an imatrix file (-1 when it does not load). */
+static int imatrix_chunks(const char *path)
+{
+    sq_gguf *g = NULL;
+    int64_t n = -1;
+    if (sq_gguf_open(path, &g, NULL) == SQ_OK && sq_gguf_get_i64(g, "imatrix.chunk_count", &n, NULL) != SQ_OK) n = -1;
+    sq_gguf_close(g);
+    return (int)n;
+}
+
+/* --output-frequency: the file is written every N chunks; SIGINT during a
+ * long run leaves the last one whole and no temporary file. */
+static void test_imatrix_output_frequency(void)
+{
+    char heldout[1024], args[1600], p[700];
+    if (!getcwd(heldout, sizeof heldout - 32)) return;
+    strcat(heldout, "/data/heldout.txt");
+    snprintf(args, sizeof args, "imatrix -m M.gguf -f '%s' -c 64 --chunks 5 --output-frequency 2 -t 1 -o im5.gguf",
+             heldout);
+    tu_expect_sq(dir, args, 0, "imatrix: stored the data of 2 chunks in im5.gguf", out, sizeof out);
+    CHECK_CONTAINS(out, "stored the data of 4 chunks");
+    snprintf(p, sizeof p, "%s/im5.gguf", dir);
+    CHECK_INT(imatrix_chunks(p), 5);
+    unlink(p);
+    /* interrupted: the last saved file stays, whole */
+    snprintf(p, sizeof p, "%s/imi.gguf", dir);
+    const pid_t pid = fork();
+    if (pid == 0) {
+        signal(SIGINT, SIG_DFL);
+        if (chdir(dir) != 0) _exit(127);
+        if (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr)) _exit(127);
+        execl(harness_sq_bin(), harness_sq_bin(), "imatrix", "-m", "M.gguf", "-f", heldout, "-c", "64", "-t", "1",
+              "--output-frequency", "3", "-o", "imi.gguf", (char *)NULL);
+        _exit(127);
+    }
+    bool seen = false;
+    for (int i = 0; i < 4000 && !seen; i++) { /* at most ~20 s */
+        seen = access(p, F_OK) == 0;
+        if (!seen) {
+            struct timespec ts = {0, 5000000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    CHECK_MSG(seen, "no imatrix was saved while running");
+    kill(pid, SIGINT);
+    int st = 0;
+    CHECK(waitpid(pid, &st, 0) == pid);
+    CHECK_MSG(WIFSIGNALED(st) && WTERMSIG(st) == SIGINT, "imatrix did not die of SIGINT (status %d)", st);
+    const int n = imatrix_chunks(p);
+    CHECK_MSG(n >= 3 && n % 3 == 0, "the saved imatrix has %d chunks, want a multiple of 3", n);
+    CHECK(!tu_any_file_with(dir, "imi.gguf.tmp"));
+    unlink(p);
+}
+
+/* The progress display: plain lines without '\r' (a log), a status line
+ * rewritten in place with an ETA (a terminal, forced by SQ_PROGRESS=tty). */
+static void test_progress(void)
+{
+    char heldout[1024], calib[1024], cmd[3000];
+    if (!getcwd(heldout, sizeof heldout - 32)) return;
+    snprintf(calib, sizeof calib, "%s/data/calib.txt", heldout);
+    strcat(heldout, "/data/heldout.txt");
+    make_sub("pg");
+    const struct {
+        const char *args, *plain_last;
+    } cmds[] = {
+        {"$SQ quantize -q --no-sq-config M.gguf q.gguf Q8_0 1", "sq quantize: 39/39 tensors (100%)"},
+        {"$SQ perplexity -m M.gguf -f '%1$s' -c 64 --chunks 4 -t 1", "perplexity: 4/4 chunks (100%)"},
+        {"$SQ imatrix -m M.gguf -f '%1$s' -c 64 --chunks 4 -t 1 -o im.gguf", "imatrix: 4/4 chunks (100%)"},
+        {"$SQ plan -m M.gguf --no-imatrix --tensors blk.0.ffn_down --target-bpw 5 --dry-run --calib '%2$s' "
+         "--calib-chunks 1 --calib-ctx 32",
+         "sq plan: calibrating: 0/1 tensors"},
+    };
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        char args[2000], *so = NULL, *se = NULL;
+        snprintf(args, sizeof args, cmds[i].args, heldout, calib);
+        snprintf(cmd, sizeof cmd, "SQ_PROGRESS=plain %s", args);
+        CHECK_INT(sh_in_dir("pg", cmd, &so, &se), 0);
+        CHECK_MSG(strchr(se, '\r') == NULL, "%s: a '\\r' in plain progress:\n%s", args, se);
+        CHECK_CONTAINS(se, cmds[i].plain_last);
+        free(so);
+        free(se);
+        snprintf(cmd, sizeof cmd, "SQ_PROGRESS=tty %s", args);
+        CHECK_INT(sh_in_dir("pg", cmd, &so, &se), 0);
+        CHECK_MSG(strchr(se, '\r') != NULL && strstr(se, "\033[K") != NULL, "%s: no status line:\n%s", args, se);
+        CHECK_MSG(strstr(se, "ETA") != NULL || strstr(se, "0/1") != NULL, "%s: no ETA:\n%s", args, se);
+        free(so);
+        free(se);
+        snprintf(cmd, sizeof cmd, "SQ_PROGRESS=off %s", args);
+        CHECK_INT(sh_in_dir("pg", cmd, &so, &se), 0);
+        CHECK_MSG(strstr(se, "(100%)") == NULL && strstr(se, "\r") == NULL && strstr(se, "chunks (") == NULL &&
+                      strstr(se, "tensors (") == NULL,
+                  "%s: progress with off:\n%s", args, se);
+        free(so);
+        free(se);
+    }
+    snprintf(cmd, sizeof cmd, "%s/pg", dir);
+    tu_rm_rf(cmd);
+}
+
 /* The smaller items. */
 static void test_small_items(void)
 {
@@ -455,6 +560,8 @@ int main(void)
     RUN(test_serve_default_config);
     RUN(test_broken_pipe);
     RUN(test_run_context_full);
+    RUN(test_imatrix_output_frequency);
+    RUN(test_progress);
     RUN(test_small_items);
     tu_rm_rf(dir);
     return harness_finish("cli_firstrun");

@@ -668,6 +668,11 @@ static void print_report(const plan_opts *o, const plan_run *r)
            (double)tot->file_bytes / (1024.0 * 1024.0));
     if (p->target_bytes) printf(", target %llu bytes\n", (unsigned long long)p->target_bytes);
     else printf(", target %.4f bpw\n", p->target_bpw);
+    if (tot->lambda <= 0 && tot->file_bytes + tot->budget_bytes / 100 < tot->budget_bytes) /* not binding */
+        fprintf(stderr, "sq plan: note: the target of %llu bytes (%.4f bpw) cannot be used up: the most accurate "
+                        "candidates give %llu bytes (%.4f bpw); --types can add larger types (e.g. q8_0, f16)\n",
+                (unsigned long long)tot->budget_bytes, (double)tot->budget_bytes * 8.0 / (double)tot->n_elements,
+                (unsigned long long)tot->file_bytes, tot->bpw);
 }
 
 /* After the report: --measure-kld, then the configuration file. */

@@ -170,23 +170,15 @@ static bool parse_kv_override(const char *arg, sq_kv_override *o)
 typedef struct printer {
     bool quiet;
     bool dry_run;
-    bool imatrix; /* one was given: say which quantized tensors it has no entry for */
+    bool imatrix;        /* one was given: say which quantized tensors it has no entry for */
+    sq_progress progress; /* started at the first tensor written */
 } printer;
 
 static double mib(uint64_t b) { return (double)b / (1024.0 * 1024.0); }
 
-static void on_event(void *ud, sq_quantize_event_kind kind, const char *text, const sq_quantize_tensor_plan *t)
+/* One tensor's line, llama-quantize style: index, name, shape, types, sizes. */
+static void print_tensor(printer *pr, const sq_quantize_tensor_plan *t)
 {
-    const printer *pr = ud;
-    if (kind == SQ_QEVENT_WARNING) {
-        fprintf(stderr, "warning: %s\n", text);
-        return;
-    }
-    if (kind == SQ_QEVENT_INFO) {
-        printf("%s\n", text);
-        return;
-    }
-    if (pr->quiet) return;
     char shape[64];
     int n = snprintf(shape, sizeof shape, "%lld", (long long)t->ne[0]);
     for (int d = 1; d < t->n_dims && n < (int)sizeof shape; d++)
@@ -202,15 +194,37 @@ static void on_event(void *ud, sq_quantize_event_kind kind, const char *text, co
     } else {
         snprintf(to, sizeof to, "%s", sq_type_name(t->out_type));
     }
-    char from[32];
+    char from[32], ms[32] = "";
     snprintf(from, sizeof from, "%s%s", t->in_smarterquant ? "SQ " : "", sq_type_name(t->in_type));
-    printf("[%4d/%4d] %-32s %-18s %7s -> %-28s %8.3f MiB -> %8.3f MiB", t->index, t->count, t->name, shape, from, to,
-           mib(t->in_bytes), mib(t->out_bytes));
-    if (!pr->dry_run) printf(" %7.1f ms", t->seconds * 1e3);
+    if (!pr->dry_run) snprintf(ms, sizeof ms, " %7.1f ms", t->seconds * 1e3);
     const sq_type_info *oti = sq_type_info_get(t->out_type);
-    if (pr->imatrix && t->quantize && !t->has_imatrix && oti && oti->is_quantized) printf("  (no imatrix entry)");
-    printf("\n");
-    fflush(stdout);
+    const bool no_entry = pr->imatrix && t->quantize && !t->has_imatrix && oti && oti->is_quantized;
+    sq_progress_printf(&pr->progress, "[%4d/%4d] %-32s %-18s %7s -> %-28s %8.3f MiB -> %8.3f MiB%s%s\n", t->index,
+                       t->count, t->name, shape, from, to, mib(t->in_bytes), mib(t->out_bytes), ms,
+                       no_entry ? "  (no imatrix entry)" : "");
+}
+
+/* The library's events: warnings to stderr, information and tensor lines to
+ * stdout; while writing, the progress display (a status line with ETA on a
+ * terminal; with -q in a log, a plain line now and then). */
+static void on_event(void *ud, sq_quantize_event_kind kind, const char *text, const sq_quantize_tensor_plan *t)
+{
+    printer *pr = ud;
+    if (kind == SQ_QEVENT_WARNING) {
+        sq_progress_clear(&pr->progress);
+        fprintf(stderr, "warning: %s\n", text);
+        return;
+    }
+    if (kind == SQ_QEVENT_INFO) {
+        sq_progress_printf(&pr->progress, "%s\n", text);
+        return;
+    }
+    if (!pr->dry_run && t->index == 1) {
+        sq_progress_start(&pr->progress, "sq quantize", "tensors", t->count);
+        if (!pr->quiet && pr->progress.mode == SQ_PROGRESS_PLAIN) pr->progress.mode = SQ_PROGRESS_OFF; /* the lines are */
+    }
+    if (!pr->quiet) print_tensor(pr, t);
+    if (!pr->dry_run) sq_progress_update(&pr->progress, t->index, "%s", t->name);
 }
 
 static bool file_exists(const char *p)
@@ -486,9 +500,9 @@ static int load_sq_config(quant_opts *o, sq_config **cfg, sq_quantize_sqtensor *
     if (o->cfg_implicit) /* a file left by sq plan must not change the output unnoticed */
         fprintf(stderr,
                 "sq quantize: note: using " DEFAULT_SQ_CONFIG ", found in the current folder (no --sq-config given): "
-                "%d tensor%s become SmarterQuant instead of %s, a file stock llama.cpp cannot load; --no-sq-config "
+                "%d tensor%s SmarterQuant instead of %s, a file stock llama.cpp cannot load; --no-sq-config "
                 "skips it\n",
-                p->n_sq_tensors, p->n_sq_tensors == 1 ? "" : "s", o->fi->name);
+                p->n_sq_tensors, p->n_sq_tensors == 1 ? " becomes" : "s become", o->fi->name);
     return 0;
 }
 
@@ -540,7 +554,9 @@ static int run_quantize(quant_opts *o)
     sq_quantize_stats stats;
     sq_error e = {0};
     if (!p->dry_run) sq_install_cleanup_handlers();
-    if (sq_quantize_file(o->in, o->out, p, &stats, &e) != SQ_OK) {
+    const sq_status st = sq_quantize_file(o->in, o->out, p, &stats, &e);
+    sq_progress_end(&o->pr.progress);
+    if (st != SQ_OK) {
         fprintf(stderr, "sq quantize: %s\n", e.msg);
         return 1;
     }
