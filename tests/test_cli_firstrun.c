@@ -164,16 +164,11 @@ static void test_labels(void)
     char args[1600];
     tu_write_text(dir, "two.json", "{\"blk.0.ffn_down.weight\": [[14, 13, 12, 12], []],\n"
                                    " \"blk.1.attn_q.weight\": [[\"q8_0\", \"q4_K\", \"q4_K\", \"q4_K\"], []]}\n");
-    snprintf(args, sizeof args, "quantize -q --no-sq-config --imatrix '%s' M.gguf plain.gguf Q4_K_M 2", imatrix_path());
-    tu_expect_sq(dir, args, 0, NULL, out, sizeof out);
-    snprintf(args, sizeof args, "quantize -q --sq-config two.json --imatrix '%s' M.gguf sq.gguf Q4_K_M 2",
-             imatrix_path());
-    tu_expect_sq(dir, args, 0, NULL, out, sizeof out);
+    tu_expect_sq(dir, "quantize -q --no-sq-config M.gguf plain.gguf Q4_K_M 2", 0, NULL, out, sizeof out);
+    tu_expect_sq(dir, "quantize -q --sq-config two.json M.gguf sq.gguf Q4_K_M 2", 0, NULL, out, sizeof out);
     char sq_label[96];
     snprintf(sq_label, sizeof sq_label, "Q4_K - Medium + SmarterQuant (%.2f bpw)", quant_bpw(out));
-    char heldout[1024];
-    if (!getcwd(heldout, sizeof heldout - 32)) return;
-    strcat(heldout, "/data/heldout.txt");
+    const char *heldout = "short.txt";
     static const struct {
         const char *file;
         bool sq;
@@ -299,6 +294,19 @@ static void test_default_config(void)
     tu_rm_rf(sub);
 }
 
+/* `sq serve -m M.gguf --port 0 EXTRA` in dir/sub until it listens (then
+ * SIGINT) or exits; its output in so and se, its exit status returned. */
+static int serve_briefly(const char *sub, const char *extra, char **so, char **se)
+{
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd,
+             "$SQ serve -m M.gguf --port 0 %s & pid=$!; for i in $(seq 400); do "
+             "grep -q 'listening on' stderr.txt 2>/dev/null && break; kill -0 $pid 2>/dev/null || break; sleep 0.025; "
+             "done; kill -INT $pid 2>/dev/null; wait $pid",
+             extra);
+    return sh_in_dir(sub, cmd, so, se);
+}
+
 /* serve beside a malformed default config: a plain model starts, saying
  * what it skipped; --no-sq-config skips it silently; named by flag, it stops. */
 static void test_serve_default_config(void)
@@ -307,19 +315,18 @@ static void test_serve_default_config(void)
     char sub[700], *so = NULL, *se = NULL;
     snprintf(sub, sizeof sub, "%s/sv", dir);
     tu_write_text(sub, "default.smarterquant.json", "{ \"x\": [[1,1,1,1], []] oops\n");
-    sh_in_dir("sv", "timeout -s INT 3 $SQ serve -m M.gguf --port 0", &so, &se);
+    CHECK_INT(serve_briefly("sv", "", &so, &se), 0);
     CHECK_CONTAINS(se, "listening on");
     CHECK_CONTAINS(se, "./default.smarterquant.json skipped");
     CHECK_CONTAINS(se, "syntax error");
     free(so);
     free(se);
-    sh_in_dir("sv", "timeout -s INT 3 $SQ serve -m M.gguf --port 0 --no-sq-config", &so, &se);
+    CHECK_INT(serve_briefly("sv", "--no-sq-config", &so, &se), 0);
     CHECK_CONTAINS(se, "listening on");
     CHECK(strstr(se, "default.smarterquant.json") == NULL);
     free(so);
     free(se);
-    const int rc = sh_in_dir("sv", "timeout -s INT 3 $SQ serve -m M.gguf --port 0 --sq-config default.smarterquant.json",
-                             &so, &se);
+    const int rc = serve_briefly("sv", "--sq-config default.smarterquant.json", &so, &se);
     CHECK_INT(rc, 1);
     CHECK_CONTAINS(se, "syntax error");
     CHECK(strstr(se, "listening on") == NULL);
@@ -345,7 +352,7 @@ static bool whole_gguf(const char *sub, const char *name)
 static void test_broken_pipe(void)
 {
     make_sub("bp");
-    char sub[700], *so = NULL, *se = NULL, heldout[1024], p[900];
+    char sub[700], *so = NULL, *se = NULL, p[900];
     snprintf(sub, sizeof sub, "%s/bp", dir);
     for (int k = 0; k < 3; k++) {
         sh_in_dir("bp", "$SQ quantize --no-sq-config M.gguf q.gguf Q8_0 1 | head -n 1", &so, &se);
@@ -365,11 +372,9 @@ static void test_broken_pipe(void)
     free(rc);
     free(so);
     free(se);
-    if (!getcwd(heldout, sizeof heldout - 32)) return;
-    strcat(heldout, "/data/heldout.txt");
     char cmd[2000];
     snprintf(cmd, sizeof cmd,
-             "$SQ perplexity -m M.gguf -f '%s' -c 128 --chunks 40 -t 1 --kl-divergence-base b.kld | head -c 20", heldout);
+             "$SQ perplexity -m M.gguf -f ../short.txt -c 128 --chunks 40 -t 1 --kl-divergence-base b.kld | head -c 20");
     sh_in_dir("bp", cmd, &so, &se);
     CHECK_MSG(!tu_any_file_with(sub, "b.kld.tmp"), "perplexity | head left its temporary base file");
     free(so);
@@ -404,8 +409,7 @@ static void test_imatrix_output_frequency(void)
     char heldout[1024], args[1600], p[700];
     if (!getcwd(heldout, sizeof heldout - 32)) return;
     strcat(heldout, "/data/heldout.txt");
-    snprintf(args, sizeof args, "imatrix -m M.gguf -f '%s' -c 64 --chunks 5 --output-frequency 2 -t 1 -o im5.gguf",
-             heldout);
+    snprintf(args, sizeof args, "imatrix -m M.gguf -f short.txt -c 64 --chunks 5 --output-frequency 2 -t 1 -o im5.gguf");
     tu_expect_sq(dir, args, 0, "imatrix: stored the data of 2 chunks in im5.gguf", out, sizeof out);
     CHECK_CONTAINS(out, "stored the data of 4 chunks");
     snprintf(p, sizeof p, "%s/im5.gguf", dir);
@@ -445,24 +449,21 @@ static void test_imatrix_output_frequency(void)
  * rewritten in place with an ETA (a terminal, forced by SQ_PROGRESS=tty). */
 static void test_progress(void)
 {
-    char heldout[1024], calib[1024], cmd[3000];
-    if (!getcwd(heldout, sizeof heldout - 32)) return;
-    snprintf(calib, sizeof calib, "%s/data/calib.txt", heldout);
-    strcat(heldout, "/data/heldout.txt");
+    char cmd[3000];
     make_sub("pg");
     const struct {
         const char *args, *plain_last;
     } cmds[] = {
         {"$SQ quantize -q --no-sq-config M.gguf q.gguf Q8_0 1", "sq quantize: 39/39 tensors (100%)"},
-        {"$SQ perplexity -m M.gguf -f '%1$s' -c 64 --chunks 4 -t 1", "perplexity: 4/4 chunks (100%)"},
-        {"$SQ imatrix -m M.gguf -f '%1$s' -c 64 --chunks 4 -t 1 -o im.gguf", "imatrix: 4/4 chunks (100%)"},
-        {"$SQ plan -m M.gguf --no-imatrix --tensors blk.0.ffn_down --target-bpw 5 --dry-run --calib '%2$s' "
+        {"$SQ perplexity -m M.gguf -f ../short.txt -c 64 --chunks 4 -t 1", "perplexity: 4/4 chunks (100%)"},
+        {"$SQ imatrix -m M.gguf -f ../short.txt -c 64 --chunks 4 -t 1 -o im.gguf", "imatrix: 4/4 chunks (100%)"},
+        {"$SQ plan -m M.gguf --no-imatrix --tensors blk.0.ffn_down --target-bpw 5 --dry-run --calib ../short.txt "
          "--calib-chunks 1 --calib-ctx 32",
          "sq plan: calibrating: 0/1 tensors"},
     };
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         char args[2000], *so = NULL, *se = NULL;
-        snprintf(args, sizeof args, cmds[i].args, heldout, calib);
+        snprintf(args, sizeof args, "%s", cmds[i].args);
         snprintf(cmd, sizeof cmd, "SQ_PROGRESS=plain %s", args);
         CHECK_INT(sh_in_dir("pg", cmd, &so, &se), 0);
         CHECK_MSG(strchr(se, '\r') == NULL, "%s: a '\\r' in plain progress:\n%s", args, se);
@@ -496,9 +497,9 @@ static void test_small_items(void)
     const int port = 21000 + (int)(getpid() % 20000);
     char cmd[1200];
     snprintf(cmd, sizeof cmd,
-             "(timeout -s INT 4 $SQ serve -m M.gguf --port %d > first.log 2>&1 &); "
-             "for i in $(seq 100); do grep -q 'listening on' first.log && break; sleep 0.05; done; "
-             "$SQ serve -m M.gguf --port %d",
+             "$SQ serve -m M.gguf --port %d > first.log 2>&1 & pid=$!; "
+             "for i in $(seq 400); do grep -q 'listening on' first.log && break; sleep 0.025; done; "
+             "$SQ serve -m M.gguf --port %d; rc=$?; kill -INT $pid; wait $pid; exit $rc",
              port, port);
     const int rc = sh_in_dir("port", cmd, &so, &se);
     CHECK_INT(rc, 1);
@@ -552,6 +553,9 @@ int main(void)
         return 1;
     }
     tu_write_text(dir, "T.txt", "Once upon a time there was a model.\n");
+    char cmd[3000]; /* a text of some 7000 tokens for the runs that need chunks */
+    snprintf(cmd, sizeof cmd, "head -c 20000 data/heldout.txt > '%s/short.txt'", dir);
+    if (system(cmd) != 0) return 1;
     RUN(test_option_wording);
     RUN(test_config_checks);
     RUN(test_quantize_help_types);
