@@ -142,7 +142,7 @@ static char *serve_get(const char *model, const char *path)
              "cd '%s' && ('%s' serve -m %s --port 0 > serve.log 2>&1 & echo $! > serve.pid); pid=$(cat serve.pid); "
              "for i in $(seq 200); do grep -q 'listening on' serve.log && break; sleep 0.05; done; "
              "port=$(sed -n 's/.*listening on http:[/][/]127.0.0.1:\\([0-9]*\\).*/\\1/p' serve.log); "
-             "curl -s --max-time 10 http://127.0.0.1:$port%s; kill -INT $pid; "
+             "curl -s --max-time 10 http://127.0.0.1:$port%s; kill -TERM $pid; "
              "for i in $(seq 200); do kill -0 $pid 2>/dev/null || break; sleep 0.05; done",
              dir, harness_sq_bin(), model, path);
     int rc = 0;
@@ -295,14 +295,14 @@ static void test_default_config(void)
 }
 
 /* `sq serve -m M.gguf --port 0 EXTRA` in dir/sub until it listens (then
- * SIGINT) or exits; its output in so and se, its exit status returned. */
+ * SIGTERM: a background job ignores SIGINT) or exits; its output in so and se, its exit status returned. */
 static int serve_briefly(const char *sub, const char *extra, char **so, char **se)
 {
     char cmd[1200];
     snprintf(cmd, sizeof cmd,
              "$SQ serve -m M.gguf --port 0 %s & pid=$!; for i in $(seq 400); do "
              "grep -q 'listening on' stderr.txt 2>/dev/null && break; kill -0 $pid 2>/dev/null || break; sleep 0.025; "
-             "done; kill -INT $pid 2>/dev/null; wait $pid",
+             "done; kill -TERM $pid 2>/dev/null; wait $pid",
              extra);
     return sh_in_dir(sub, cmd, so, se);
 }
@@ -499,7 +499,7 @@ static void test_small_items(void)
     snprintf(cmd, sizeof cmd,
              "$SQ serve -m M.gguf --port %d > first.log 2>&1 & pid=$!; "
              "for i in $(seq 400); do grep -q 'listening on' first.log && break; sleep 0.025; done; "
-             "$SQ serve -m M.gguf --port %d; rc=$?; kill -INT $pid; wait $pid; exit $rc",
+             "$SQ serve -m M.gguf --port %d; rc=$?; kill -TERM $pid; wait $pid; exit $rc",
              port, port);
     const int rc = sh_in_dir("port", cmd, &so, &se);
     CHECK_INT(rc, 1);
