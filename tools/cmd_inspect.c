@@ -62,20 +62,6 @@ static const char *display_name(const char *name, char **owned)
     return name;
 }
 
-/* Whether NAME.smarterquant.permutation holds a non-empty array. */
-static int permuted(const sq_gguf *g, const char *name)
-{
-    char key[1024];
-    snprintf(key, sizeof key, "%s.smarterquant.permutation", name);
-    sq_gguf_str s;
-    if (sq_gguf_get_str(g, key, &s, NULL) != SQ_OK) return 0;
-    for (uint64_t i = 0; i < s.len; i++) {
-        const char c = s.ptr[i];
-        if (c != ' ' && c != '\t' && c != '\n' && c != '\r' && c != '[' && c != ']') return 1;
-    }
-    return 0;
-}
-
 static int64_t elements(const sq_gguf_tensor *t)
 {
     int64_t n = 1;
@@ -152,9 +138,9 @@ static int print_text(const sq_gguf *g, bool full)
         free(owned);
         if (n_shards > 1) printf("  shard %d", sq_gguf_tensor_shard(g, t) + 1);
         if (t->smarterquant)
-            printf("  smarterquant [%s, %s, %s, %s]%s", sq_type_name(t->sq_types[0]), sq_type_name(t->sq_types[1]),
-                   sq_type_name(t->sq_types[2]), sq_type_name(t->sq_types[3]),
-                   permuted(g, t->name) ? " permuted" : " not permuted");
+            printf("  smarterquant [%s, %s, %s, %s]%s", sq_type_name(t->sq.types[0]), sq_type_name(t->sq.types[1]),
+                   sq_type_name(t->sq.types[2]), sq_type_name(t->sq.types[3]),
+                   t->sq.perm ? " permuted" : " not permuted");
         putchar('\n');
     }
     const summary s = summarize(g);
@@ -207,9 +193,9 @@ static int print_json(const sq_gguf *g, bool full)
         if (t->smarterquant)
             printf(", \"smarterquant\": {\"block_types\": [%d, %d, %d, %d], \"block_type_names\": [\"%s\", \"%s\", "
                    "\"%s\", \"%s\"], \"permuted\": %s}",
-                   t->sq_types[0], t->sq_types[1], t->sq_types[2], t->sq_types[3], sq_type_name(t->sq_types[0]),
-                   sq_type_name(t->sq_types[1]), sq_type_name(t->sq_types[2]), sq_type_name(t->sq_types[3]),
-                   permuted(g, t->name) ? "true" : "false");
+                   t->sq.types[0], t->sq.types[1], t->sq.types[2], t->sq.types[3], sq_type_name(t->sq.types[0]),
+                   sq_type_name(t->sq.types[1]), sq_type_name(t->sq.types[2]), sq_type_name(t->sq.types[3]),
+                   t->sq.perm ? "true" : "false");
         putchar('}');
     }
     const summary s = summarize(g);
