@@ -459,7 +459,7 @@ static void test_progress(void)
         {"$SQ imatrix -m M.gguf -f ../short.txt -c 64 --chunks 4 -t 1 -o im.gguf", "imatrix: 4/4 chunks (100%)"},
         {"$SQ plan -m M.gguf --no-imatrix --tensors blk.0.ffn_down --target-bpw 5 --dry-run --calib ../short.txt "
          "--calib-chunks 1 --calib-ctx 32",
-         "sq plan: calibrating: 0/1 tensors"},
+         "sq plan: calibrating: 0/1 "},
     };
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         char args[2000], *so = NULL, *se = NULL;
