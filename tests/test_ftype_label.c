@@ -1,7 +1,7 @@
 /*
  * test_ftype_label.c — what a file type is called (llama.cpp's display
  * names, its guess when general.file_type is absent, SmarterQuant said
- * plainly) and which file types this build writes (sq_ftype_writable).
+ * plainly) and which file types this build writes (sq_ftype_supported).
  */
 #include <unistd.h>
 
@@ -94,15 +94,15 @@ static void test_writable(void)
     int n_writable = 0;
     for (int i = 0; i < sq_ftype_count(); i++) {
         const sq_ftype_info *fi = sq_ftype_at(i);
-        const bool w = sq_ftype_writable(fi);
+        const bool w = sq_ftype_supported(fi);
         n_writable += w;
         if (fi->copy) CHECK(w);
         else if (!sq_blocks_can_quantize(fi->default_type)) CHECK_MSG(!w, "%s writable without its type", fi->name);
     }
-    CHECK(sq_ftype_writable(sq_ftype_parse("Q4_K_M")));
-    CHECK(sq_ftype_writable(sq_ftype_parse("Q8_0")));
-    CHECK(sq_ftype_writable(sq_ftype_parse("F16")));
-    CHECK(!sq_ftype_writable(NULL));
+    CHECK(sq_ftype_supported(sq_ftype_parse("Q4_K_M")));
+    CHECK(sq_ftype_supported(sq_ftype_parse("Q8_0")));
+    CHECK(sq_ftype_supported(sq_ftype_parse("F16")));
+    CHECK(!sq_ftype_supported(NULL));
     CHECK(n_writable >= 20);
 }
 

@@ -71,7 +71,7 @@ static void usage(FILE *f)
             "TYPE is a file type name or number (those this build writes):\n");
     for (int i = 0; i < sq_ftype_count(); i++) {
         const sq_ftype_info *fi = sq_ftype_at(i);
-        if (!sq_ftype_writable(fi)) continue;
+        if (!sq_ftype_supported(fi)) continue; /* only what this build writes */
         if (fi->copy) fprintf(f, "          %-9s: %s\n", fi->name, fi->desc);
         else fprintf(f, "  %2d  or  %-9s: %s\n", fi->ftype, fi->name, fi->desc);
     }

@@ -206,7 +206,7 @@ static bool probe_writable(const sq_ftype_info *fi, const probe *pr)
     return ok;
 }
 
-bool sq_ftype_writable(const sq_ftype_info *fi)
+bool sq_ftype_supported(const sq_ftype_info *fi)
 {
     if (!fi) return false;
     if (fi->copy) return true;

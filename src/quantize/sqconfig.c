@@ -34,13 +34,9 @@ void sq_warnings_free(sq_warnings *w)
 sq_status sq_warnings_add(sq_warnings *w, const char *fmt, ...)
 {
     if (!w) return SQ_OK;
-    if (w->count == w->cap) {
-        size_t cap = w->cap ? w->cap * 2 : 8;
-        char **items = realloc(w->items, cap * sizeof *items);
-        if (!items) return SQ_ENOMEM;
-        w->items = items;
-        w->cap = cap;
-    }
+    char **items = sq_grow_array(w->items, &w->cap, w->count + 1, sizeof *items);
+    if (!items) return SQ_ENOMEM;
+    w->items = items;
     va_list ap;
     va_start(ap, fmt);
     char *s = NULL;

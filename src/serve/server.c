@@ -32,7 +32,6 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#include "serve_internal.h"
 #include "sq/serve.h"
 
 struct sq_server {
@@ -61,7 +60,7 @@ typedef struct conn {
     char method[16], path[128];
     double t0;
     sq_serve_route route;
-    sq__buf body;
+    sq_buf body;
     size_t body_seen; /* bytes received, kept or not */
     bool too_large;
     int status;
@@ -75,7 +74,7 @@ typedef struct conn {
     long created;
     /* stream state */
     enum stream_phase phase;
-    sq__buf out;
+    sq_buf out;
     size_t out_off;
 } conn;
 
@@ -153,7 +152,7 @@ static bool out_frame(conn *c, char *json)
     size_t n = 0;
     char *f = sq_sse_frame(json, &n);
     free(json);
-    bool ok = f && sq__buf_add(&c->out, f, n);
+    bool ok = f && sq_buf_add(&c->out, f, n);
     free(f);
     return ok;
 }
@@ -209,7 +208,7 @@ static bool stream_produce(conn *c)
     }
     case PH_DONE:
         c->phase = PH_END;
-        return sq__buf_add(&c->out, "data: [DONE]\n\n", 14);
+        return sq_buf_add(&c->out, "data: [DONE]\n\n", 14);
     case PH_END: break;
     }
     return false;
@@ -531,7 +530,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
     if (*upload_data_size) {
         c->body_seen += *upload_data_size;
         if (!c->too_large && c->body.n + *upload_data_size <= s->o.max_body) {
-            if (!sq__buf_add(&c->body, upload_data, *upload_data_size)) return MHD_NO;
+            if (!sq_buf_add(&c->body, upload_data, *upload_data_size)) return MHD_NO;
         } else {
             c->too_large = true;
             /* a chunked body far over the limit: stop reading it at all */
