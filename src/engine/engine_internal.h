@@ -141,7 +141,7 @@ struct sq_model {
     void **owned;             /* buffers the model allocated (norms converted to f32, permutations) */
     int n_owned, cap_owned;
     uint64_t weight_bytes, n_params;
-    char type_desc[64];
+    char type_desc[96];
 };
 
 /* Whether the model is the plain llama block: no biases, fused or extra
