@@ -17,6 +17,7 @@
 #include "sq/gguf.h"
 #include "sq/imatrix.h"
 #include "sq/plan.h"
+#include "sq/quantize.h"
 #include "sq/sqconfig.h"
 #include "sq/tokenizer.h"
 #include "sq/types.h"
@@ -448,6 +449,28 @@ int sq_cmd_plan(int argc, char **argv)
             if (!sq_arg_int("plan", a, v, 0, 100, &refine)) return 2;
         } else if (!strcmp(a, "--measure-kld")) {
             measure_kld = true;
+        } else if (!strcmp(a, "--granularity")) {
+            NEED_VALUE();
+            if (!strcmp(v, "segment")) p.granularity = SQ_PLAN_GRAN_SEGMENT;
+            else if (!strcmp(v, "tensor")) p.granularity = SQ_PLAN_GRAN_TENSOR;
+            else {
+                fprintf(stderr, "sq plan: --granularity %s: want segment or tensor\n", v);
+                return 2;
+            }
+        } else if (!strcmp(a, "--prior")) {
+            NEED_VALUE();
+            if (!strcmp(v, "none")) {
+                p.prior = SQ_PLAN_PRIOR_NONE;
+            } else if (!strcmp(v, "auto")) {
+                p.prior = SQ_PLAN_PRIOR_MIX;
+                p.prior_ftype = NULL;
+            } else if (sq_ftype_parse(v)) {
+                p.prior = SQ_PLAN_PRIOR_MIX;
+                p.prior_ftype = v;
+            } else {
+                fprintf(stderr, "sq plan: --prior %s: want auto, none or a file type (Q4_K_M, ...)\n", v);
+                return 2;
+            }
         } else if (!strcmp(a, "--no-share-perm")) {
             p.no_share = true;
         } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
@@ -597,8 +620,8 @@ int sq_cmd_plan(int argc, char **argv)
 
     const sq_plan_totals *tot = sq_plan_get_totals(plan);
     if (!quiet) {
-        printf("%-28s %11s %-30s %5s %10s %6s %11s\n", "tensor", "shape", " types (segments 0,1,2,3+)", "perm", "bytes",
-               "bpw", "rel.error");
+        printf("%-28s %11s %-30s %5s %10s %6s %11s %10s %7s\n", "tensor", "shape", " types (segments 0,1,2,3+)", "perm",
+               "bytes", "bpw", "rel.error", "weight", "mix");
         for (int64_t i = 0; i < sq_plan_n_tensors(plan); i++) {
             const sq_plan_tensor *t = sq_plan_tensor_at(plan, i);
             char shape[32];
@@ -606,7 +629,8 @@ int sq_cmd_plan(int argc, char **argv)
             printf("%-28s %11s", t->name, shape);
             print_types(t->types, t->cols);
             const char *perm = !t->perm ? "-" : (t->group != i ? "shared" : "yes");
-            printf(" %5s %10llu %6.3f %11.4e\n", perm, (unsigned long long)t->bytes, t->bpw, t->rel_error);
+            printf(" %5s %10llu %6.3f %11.4e %10.4g %7s\n", perm, (unsigned long long)t->bytes, t->bpw, t->rel_error,
+                   t->weight, t->prior_type >= 0 ? sq_type_name(t->prior_type) : "-");
         }
     }
     printf("planned %lld tensors in %.2f s: predicted error %.6e (%s), lambda %.4e\n", (long long)tot->n_planned,

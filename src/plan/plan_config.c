@@ -2,7 +2,10 @@
  * plan_config.c — a plan as a SmarterQuant configuration file (spec section 2):
  *   { "NAME": [[t0, t1, t2, t3], [perm...]], ... }
  * one key per planned tensor in model order, type ids as numbers, the
- * permutation as a JSON array or [] — plain JSON, readable by any parser.
+ * permutation as a JSON array or [] — plain JSON, readable by any parser;
+ * and a whole-tensor plan as llama-quantize's --tensor-type-file, one
+ * "^NAME$=type" per line (llama.cpp reads whitespace-separated REGEX=TYPE
+ * entries, the first matching pattern wins, the type by its ggml name).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -105,24 +108,64 @@ sq_status sq_plan_config_text(const sq_plan *plan, char **text, size_t *len, sq_
     return SQ_OK;
 }
 
-sq_status sq_plan_write_config(const sq_plan *plan, const char *path, sq_error *err)
+/* A tensor name as an anchored regular expression that matches only it, in
+ * both POSIX extended (sq quantize) and ECMAScript (llama.cpp) syntax: every
+ * character that is special in either is escaped with a backslash. */
+static void tb_name_regex(tbuf *b, const char *name)
 {
-    char *text = NULL;
-    size_t len = 0;
-    sq_status st = sq_plan_config_text(plan, &text, &len, err);
-    if (st != SQ_OK) return st;
+    tb_str(b, "^");
+    for (const char *c = name; *c; c++) {
+        if (strchr(".[]{}()\\*+?^$|", *c)) tb_str(b, "\\");
+        tb_add(b, c, 1);
+    }
+    tb_str(b, "$");
+}
+
+sq_status sq_plan_tensor_types_text(const sq_plan *plan, char **text, size_t *len, sq_error *err)
+{
+    *text = NULL;
+    if (len) *len = 0;
+    if (!plan) return sq_error_set(err, SQ_EINVAL, "no plan");
+    tbuf b = {.ok = true};
+    for (int64_t t = 0; t < plan->n; t++) {
+        const sq_plan_tensor *o = &plan->out[t];
+        bool one = o->types[1] == o->types[0] && o->types[2] == o->types[0] && o->types[3] == o->types[0];
+        if (!one || o->perm)
+            return free(b.p), sq_error_set(err, SQ_EINVAL, "tensor %s has %s: llama-quantize's --tensor-type-file "
+                                           "holds one type per tensor (plan with --granularity tensor)",
+                                           o->name, o->perm ? "a permutation" : "several segment types");
+        for (const char *c = o->name; *c; c++)
+            if (*c <= ' ' || *c == '=' || (*c >= 'A' && *c <= 'Z'))
+                return free(b.p), sq_error_set(err, SQ_EINVAL, "tensor %s: its name cannot be written in "
+                                               "llama-quantize's --tensor-type-file (a space or '=' in it, or an "
+                                               "upper-case letter, which llama-quantize lowercases)", o->name);
+        tb_name_regex(&b, o->name);
+        tb_str(&b, "=");
+        tb_str(&b, sq_type_name(o->types[0]));
+        tb_str(&b, "\n");
+    }
+    if (!b.ok) {
+        free(b.p);
+        return sq_error_set(err, SQ_ENOMEM, "out of memory for the tensor types");
+    }
+    *text = b.p ? b.p : strdup("");
+    if (!*text) return sq_error_set(err, SQ_ENOMEM, "out of memory for the tensor types");
+    if (len) *len = b.len;
+    return SQ_OK;
+}
+
+/* Writes text to path atomically (a temporary file beside it, then rename). */
+static sq_status write_atomic(const char *path, const char *text, size_t len, sq_error *err)
+{
+    sq_status st = SQ_OK;
     size_t pl = strlen(path);
     char *tmp = malloc(pl + 16);
-    if (!tmp) {
-        free(text);
-        return sq_error_set(err, SQ_ENOMEM, "out of memory");
-    }
+    if (!tmp) return sq_error_set(err, SQ_ENOMEM, "out of memory");
     snprintf(tmp, pl + 16, "%s.tmp.XXXXXX", path);
     int fd = mkstemp(tmp);
     if (fd < 0) {
         st = sq_error_set(err, SQ_EIO, "%s: cannot create a temporary file: %s", path, strerror(errno));
         free(tmp);
-        free(text);
         return st;
     }
     size_t off = 0;
@@ -147,6 +190,25 @@ sq_status sq_plan_write_config(const sq_plan *plan, const char *path, sq_error *
         unlink(tmp);
     }
     free(tmp);
+    return st;
+}
+
+sq_status sq_plan_write_config(const sq_plan *plan, const char *path, sq_error *err)
+{
+    char *text = NULL;
+    size_t len = 0;
+    sq_status st = sq_plan_config_text(plan, &text, &len, err);
+    if (st == SQ_OK) st = write_atomic(path, text, len, err);
+    free(text);
+    return st;
+}
+
+sq_status sq_plan_write_tensor_types(const sq_plan *plan, const char *path, sq_error *err)
+{
+    char *text = NULL;
+    size_t len = 0;
+    sq_status st = sq_plan_tensor_types_text(plan, &text, &len, err);
+    if (st == SQ_OK) st = write_atomic(path, text, len, err);
     free(text);
     return st;
 }
