@@ -60,20 +60,6 @@ static const char *display_name(const char *name, char **owned)
     return name;
 }
 
-/* Whether NAME.smarterquant.permutation holds a non-empty array. */
-static int permuted(const sq_gguf *g, const char *name)
-{
-    char key[1024];
-    snprintf(key, sizeof key, "%s.smarterquant.permutation", name);
-    sq_gguf_str s;
-    if (sq_gguf_get_str(g, key, &s, NULL) != SQ_OK) return 0;
-    for (uint64_t i = 0; i < s.len; i++) {
-        const char c = s.ptr[i];
-        if (c != ' ' && c != '\t' && c != '\n' && c != '\r' && c != '[' && c != ']') return 1;
-    }
-    return 0;
-}
-
 static int64_t elements(const sq_gguf_tensor *t)
 {
     int64_t n = 1;
@@ -150,9 +136,9 @@ static int print_text(const sq_gguf *g, bool full)
         free(owned);
         if (n_shards > 1) printf("  shard %d", sq_gguf_tensor_shard(g, t) + 1);
         if (t->smarterquant)
-            printf("  smarterquant [%s, %s, %s, %s]%s", sq_type_name(t->sq_types[0]), sq_type_name(t->sq_types[1]),
-                   sq_type_name(t->sq_types[2]), sq_type_name(t->sq_types[3]),
-                   permuted(g, t->name) ? " permuted" : " not permuted");
+            printf("  smarterquant [%s, %s, %s, %s]%s", sq_type_name(t->sq.types[0]), sq_type_name(t->sq.types[1]),
+                   sq_type_name(t->sq.types[2]), sq_type_name(t->sq.types[3]),
+                   t->sq.perm ? " permuted" : " not permuted");
         putchar('\n');
     }
     const summary s = summarize(g);
@@ -202,9 +188,9 @@ static int print_json(const sq_gguf *g, bool full)
         if (t->smarterquant)
             printf(", \"smarterquant\": {\"block_types\": [%d, %d, %d, %d], \"block_type_names\": [\"%s\", \"%s\", "
                    "\"%s\", \"%s\"], \"permuted\": %s}",
-                   t->sq_types[0], t->sq_types[1], t->sq_types[2], t->sq_types[3], sq_type_name(t->sq_types[0]),
-                   sq_type_name(t->sq_types[1]), sq_type_name(t->sq_types[2]), sq_type_name(t->sq_types[3]),
-                   permuted(g, t->name) ? "true" : "false");
+                   t->sq.types[0], t->sq.types[1], t->sq.types[2], t->sq.types[3], sq_type_name(t->sq.types[0]),
+                   sq_type_name(t->sq.types[1]), sq_type_name(t->sq.types[2]), sq_type_name(t->sq.types[3]),
+                   t->sq.perm ? "true" : "false");
         putchar('}');
     }
     const summary s = summarize(g);
@@ -219,30 +205,20 @@ int sq_cmd_inspect(int argc, char **argv)
 {
     const char *path = NULL;
     bool full = false, json = false;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+    sq_args a = sq_args_start("inspect", argc, argv);
+    for (; sq_args_more(&a); sq_args_next(&a)) {
+        const char *s = sq_args_cur(&a);
+        if (sq_args_help(&a)) {
             usage(stdout);
             return 0;
-        } else if (!strcmp(argv[i], "--full")) {
-            full = true;
-        } else if (!strcmp(argv[i], "--json")) {
-            json = true;
-        } else if (argv[i][0] == '-' && argv[i][1]) {
-            fprintf(stderr, "sq inspect: unknown option '%s'\n", argv[i]);
-            sq_usage_hint("inspect");
-            return 2;
-        } else if (path) {
-            fprintf(stderr, "sq inspect: only one FILE, got '%s' and '%s'\n", path, argv[i]);
-            return 2;
-        } else {
-            path = argv[i];
         }
+        if (sq_args_is(&a, NULL, "--full")) full = true;
+        else if (sq_args_is(&a, NULL, "--json")) json = true;
+        else if (s[0] == '-' && s[1]) return sq_args_unknown(&a);
+        else if (path) return sq_usage_error("inspect", "only one FILE, got '%s' and '%s'", path, s);
+        else path = s;
     }
-    if (!path) {
-        fprintf(stderr, "sq inspect: a FILE to show is required\n");
-        sq_usage_hint("inspect");
-        return 2;
-    }
+    if (!path) return sq_usage_error("inspect", "a FILE to show is required");
     sq_error err = {0};
     sq_gguf *g = NULL;
     /* the first shard of a split model shows the whole model; a shard that

@@ -15,6 +15,7 @@
 #define SQ_SQCONFIG_H
 
 #include "sq/base.h"
+#include "sq/gguf.h"
 #include "sq/types.h"
 
 #ifdef __cplusplus
@@ -99,22 +100,9 @@ sq_status sq_config_validate(sq_config *cfg, const sq_config_tensor *tensors, in
  * fit. Returns `type` itself when it fits. */
 int sq_config_fallback_type(int type, int64_t len);
 
-/* ---- the metadata strings NAME.smarterquant.permutation / .block_types ---- */
-
-/* Strict parser for a JSON array of non-negative integers (each <= INT32_MAX),
- * whitespace allowed, nothing else ("[3,0,1,2]", "[]"). Writes up to cap
- * values to out (out may be NULL to only count) and the number of elements to
- * *count; more than cap elements with a non-NULL out is an error. Errors name
- * the byte offset and the reason. */
-sq_status sq_parse_int_array_json(const char *text, size_t len, int32_t *out, int64_t cap, int64_t *count,
-                                  sq_error *err);
-
-/* Writes v[0..n) as compact JSON ("[3,0,1,2]", "[]" for n == 0) into buf
- * (cap bytes, always NUL-terminated when cap > 0), snprintf-style: returns the
- * length the full text needs, without the NUL. */
-size_t sq_format_int_array_json(const int32_t *v, int64_t n, char *buf, size_t cap);
-/* The same for four type ids ("[8,14,13,12]"). */
-size_t sq_format_types_json(const int types[4], char *buf, size_t cap);
+/* The JSON text of the metadata values (sq_parse_int_array_json,
+ * sq_format_int_array_json, sq_format_types_json) is in sq/gguf.h, with the
+ * rest of the SmarterQuant metadata. */
 
 #ifdef __cplusplus
 }

@@ -35,9 +35,8 @@ sq_status sq_weight_plain(sq_weight *w, const void *data, int type, int64_t rows
 sq_status sq_weight_mixed(sq_weight *w, const void *data, const int types[4], const int32_t *perm, int64_t rows,
                           int64_t cols, sq_error *err);
 
-/* Checks a permutation of length C: every 0..C-1 exactly once. The message
- * names the first duplicate or out-of-range index. */
-sq_status sq_perm_validate(const int32_t *perm, int64_t len, int64_t C, sq_error *err);
+/* (sq_perm_validate, the check of a permutation, is in sq/types.h with the
+ * rest of the SmarterQuant geometry: the GGUF reader uses it too.) */
 
 /* x'[j] = x[perm[j]] (gather) and out[perm[j]] = x'[j] (scatter). */
 void sq_perm_gather(const int32_t *perm, int64_t C, const float *x, float *out);
@@ -60,6 +59,21 @@ size_t sq_weight_matmul_work_size(const sq_weight *w, int64_t n);
  * its type's vec_dot_type, and the segments' dot products summed. */
 sq_status sq_weight_matmul(sq_threadpool *tp, const sq_weight *w, const float *X, int64_t n, float *Y, void *work,
                            size_t work_size, sq_error *err);
+
+/* Weight rows per panel of sq_weight_matmul_t. */
+#define SQ_MATMUL_T_PANEL 256
+
+/* Work buffer bytes for sq_weight_matmul_t (one panel of rows as f32). */
+size_t sq_weight_matmul_t_work_size(const sq_weight *w);
+
+/* The product with the transpose, for the backward pass:
+ *   dX[j][c] (+)= sum_r dY[j][r] W[r][c]   for j < n, c < cols,
+ * dY n × rows, dX n × cols (original column order, also for a permuted
+ * weight), f32, row-major; with accumulate the sums are added to dX. W is
+ * dequantized a panel of rows at a time into work (kernels never allocate).
+ * Deterministic whatever the pool's size. Fails only on a small work buffer. */
+sq_status sq_weight_matmul_t(sq_threadpool *tp, const sq_weight *w, const float *dY, int64_t n, float *dX,
+                             bool accumulate, void *work, size_t work_size, sq_error *err);
 
 #ifdef __cplusplus
 }
