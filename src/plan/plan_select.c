@@ -20,13 +20,15 @@
 
 static uint64_t align_up(uint64_t v, uint64_t a) { return a ? (v + a - 1) / a * a : v; }
 
-/* Whether the planner may offer type as a candidate at all: a weight type the
- * build can quantize and the engine can multiply (SmarterQuant segments are
- * multiplied segment by segment). F32 never pays for itself. */
+/* Whether the planner offers type by default: a block-quantized weight type
+ * the build can quantize and the engine can multiply (SmarterQuant segments
+ * are multiplied segment by segment). The 16- and 32-bit float types can be
+ * asked for with --types; by default the steps up to them are too coarse for
+ * a budget of a quantized file. */
 static bool usable_type(int type)
 {
     const sq_type_info *ti = sq_type_info_get(type);
-    return ti && ti->is_weight && type != SQ_TYPE_F32 && sq_blocks_can_quantize(type) && sq_blocks_can_dot(type);
+    return ti && ti->is_weight && ti->is_quantized && sq_blocks_can_quantize(type) && sq_blocks_can_dot(type);
 }
 
 int sq_plan_default_types(int *types, int cap)
