@@ -254,6 +254,10 @@ static double matching_mu(const sq_plan *plan, const sq__ptensor *pt, uint64_t b
         if (tensor_bytes_at(plan, pt, pow(10.0, m)) >= bytes) lo_b = m;
         else hi_b = m;
     }
+    /* the dearest (cheapest) choice holds down to mu -> 0 (up to infinity): the finite end */
+    bool dearest = tensor_bytes_at(plan, pt, 1e-80) == bytes, cheapest = tensor_bytes_at(plan, pt, 1e80) == bytes;
+    if (dearest && !cheapest) return pow(10.0, lo_b);
+    if (cheapest && !dearest) return pow(10.0, hi_a);
     return pow(10.0, (hi_a + lo_b) / 2);
 }
 

@@ -216,6 +216,10 @@ static sq_status init_tensor(sq__pctx *c, const sq_gguf_tensor *gt, sq__ptensor 
     pt->prior_type = -1;
     pt->weight = 1.0;
     if (gt->smarterquant) return sq__plan_warn(plan, "%s: already a SmarterQuant tensor, not planned", gt->name);
+    const sq_type_info *in = sq_type_info_get(gt->type);
+    if (in && in->is_quantized)
+        return sq__plan_warn(plan, "%s: already quantized (%s), not planned (sq quantize requantizes it only with "
+                             "--allow-requantize, by --base-ftype's rules)", gt->name, sq_type_name(gt->type));
     if (!sq_blocks_can_dequantize(gt->type) || sq_row_size(gt->type, pt->cols) == 0)
         return sq__plan_warn(plan, "%s: weights of type %s cannot be read, not planned", gt->name, sq_type_name(gt->type));
     if (c->im) {
