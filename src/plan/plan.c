@@ -135,7 +135,7 @@ static sq_status error_models(sq__pctx *c, bool costs_only, sq_error *err)
  * is charged to the option that uses it), the other tensors and the padding. */
 static void compute_budget(sq__pctx *c)
 {
-    const sq_plan *plan = c->plan;
+    sq_plan *plan = c->plan;
     uint64_t A = sq_gguf_alignment(c->model);
     uint64_t sq_keys = 0, pad = 0;
     for (int64_t t = 0; t < plan->n; t++) {
@@ -146,11 +146,13 @@ static void compute_budget(sq__pctx *c)
         uint64_t need = align_up(c->header + sq_keys, A) + c->fixed_data + pad;
         c->budget = c->p->target_bytes > need ? c->p->target_bytes - need : 0;
         c->keys_overhead = need;
+        plan->totals.budget_bytes = c->p->target_bytes;
     } else {
         double b = floor(c->p->target_bpw * (double)c->n_elements / 8.0);
         uint64_t need = c->fixed_data + pad;
         c->budget = b > (double)need ? (uint64_t)b - need : 0;
         c->keys_overhead = need;
+        plan->totals.budget_bytes = (uint64_t)b;
     }
 }
 
