@@ -70,11 +70,6 @@ int sq_ftype_count(void) { return N_FTYPES; }
 
 const sq_ftype_info *sq_ftype_at(int i) { return i >= 0 && i < N_FTYPES ? &ftype_table[i] : NULL; }
 
-bool sq_ftype_supported(const sq_ftype_info *fi)
-{
-    return fi && (fi->copy || sq_blocks_can_quantize(fi->default_type));
-}
-
 /* The entry for a llama_ftype number: the first one in table order that is
  * not an alias ("alias for ..."), as llama-quantize's number lookup would pick
  * the first, except that we prefer the canonical name for messages. */
