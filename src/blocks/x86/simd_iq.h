@@ -11,8 +11,8 @@
  * and which the run kernels call with NC = 1 per row.
  *
  * Per 32 values the weight side is unpacked once for all columns:
- *   - the codebook types load their grid points with scalar loads (8-byte
- *     points for IQ1/IQ2, 4-byte for IQ3; an AVX2 gather measured slower)
+ *   - the codebook types load their grid points by one gather (8-byte
+ *     points for IQ1/IQ2, 4-byte for IQ3; gather8x4 / gather4x8 below)
  *     as unsigned magnitudes, and their signs as a ±1 byte vector;
  *     per column: y with the signs applied (vpsignb), vpmaddubsw against the
  *     magnitudes, then the sub-block scales (2l+1) per int16 pair;
