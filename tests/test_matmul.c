@@ -20,6 +20,7 @@
 #include "testutil.h"
 #include "sq/blocks.h"
 #include "sq/matmul.h"
+#include "blocks/gemm.h"
 
 /* ---- thread pool ---- */
 
@@ -200,6 +201,55 @@ static void test_matmul_types(void)
     sq_blocks_set_isa(SQ_ISA_AVX512);
 }
 
+/* The matrix-vector product's bands (gemm.h): every chunk is taken exactly
+ * once, a thread starts at the front of its own band and moves on to the
+ * others when it is done, for any count of chunks and threads (more threads
+ * than bands included); and products with many threads are right. */
+static void test_matvec_bands(void)
+{
+    static const long long chunks[] = {0, 1, 5, 16, 17, 100};
+    static const int threads[] = {1, 2, 3, 16, 17, 40};
+    for (size_t a = 0; a < 6; a++)
+        for (size_t b = 0; b < 6; b++) {
+            sq__bands bs;
+            sq__bands_init(&bs, chunks[a], threads[b]);
+            const int nth = threads[b];
+            int *band = malloc(sizeof(int) * (size_t)nth), *seen = calloc((size_t)chunks[a] + 1, sizeof(int));
+            bool *done = calloc((size_t)nth, 1);
+            int live = nth, bad = 0, first_bad = 0;
+            for (int t = 0; t < nth; t++) band[t] = t;
+            for (int step = 0; live > 0; step++) {
+                /* first every thread once in order, then an uneven interleaving */
+                const int t = step < nth ? step : (int)((step * 7u) % (unsigned)nth);
+                if (done[t]) continue;
+                long long c;
+                if (!sq__bands_take(&bs, &band[t], &c)) {
+                    done[t] = true;
+                    live--;
+                    continue;
+                }
+                if (c < 0 || c >= chunks[a]) bad++;
+                else seen[c]++;
+                /* a thread with a band of its own starts at its front */
+                if (step < nth && t < bs.n && chunks[a] * (t + 1) / bs.n > chunks[a] * t / bs.n &&
+                    c != chunks[a] * t / bs.n)
+                    first_bad++;
+            }
+            CHECK_MSG(first_bad == 0, "bands: %lld chunks, %d threads: %d threads did not start at their band",
+                      chunks[a], nth, first_bad);
+            for (long long c = 0; c < chunks[a]; c++) bad += seen[c] != 1;
+            CHECK_MSG(bad == 0, "bands: %lld chunks, %d threads: %d chunks not taken exactly once", chunks[a], nth, bad);
+            CHECK(bs.n >= 1 && bs.n <= SQ__MAX_BANDS);
+            free(band), free(seen), free(done);
+        }
+    for (int nt = 3; nt <= 17; nt += 14) {
+        sq_threadpool *tp = sq_threadpool_create(nt);
+        check_matmul("q6_K", 300, 256, tp);
+        check_matmul("q8_0", 5, 512, tp);
+        sq_threadpool_free(tp);
+    }
+}
+
 /* The AVX-512 tile kernels that put two weight rows in the halves of a
  * register promise, per row, exactly the one-row kernel's results: the whole
  * product must equal, bit for bit, the same product taken one weight row at
@@ -320,6 +370,7 @@ int main(void)
     tu_rng_state = 88172645463325252ULL; /* this file's data, as before testutil.h */
     RUN(test_pool);
     RUN(test_matmul_types);
+    RUN(test_matvec_bands);
     RUN(test_matmul_row_pairs);
     RUN(test_matmul_shared);
     RUN(test_matmul_errors);

@@ -19,6 +19,8 @@
 #ifndef SQ_BLOCKS_GEMM_H
 #define SQ_BLOCKS_GEMM_H
 
+#include <stdatomic.h>
+
 #include "kernels.h"
 
 typedef void (*sq__gemm_fn)(int64_t n, const void *w, size_t w_stride, int nr, const void *x, size_t x_stride,
@@ -60,6 +62,47 @@ bool sq__runs_handles(int type);
 sq__runs_fn sq__runs_avx2(void);
 sq__runs_fn sq__runs_avx512(void);
 sq__runs_fn sq__runs_kernel(void);
+
+/* ---- matrix-vector products (n = 1): bands and prefetching ----
+ * Generating a token multiplies every weight of a model by one vector: on a
+ * real model the weights come from memory, and the product is as fast as
+ * memory can stream them. Two things keep the stream full:
+ * - bands: each thread walks one contiguous band of rows (a stream the
+ *   hardware prefetchers follow), in chunks taken from the band's counter;
+ *   a thread done with its band helps with the next one, so a thread the
+ *   machine deschedules holds nothing up;
+ * - software prefetch: before a row is multiplied, the bytes SQ__PF_AHEAD
+ *   further on are requested, so that many cache-line fills are in flight
+ *   while the kernel computes (the kernels' own loads alone left half of the
+ *   read bandwidth unused on a 1B model: docs/kernels.md). */
+#define SQ__PF_AHEAD 8192
+#define SQ__MAX_BANDS 16
+
+/* Requests the bytes [p, p + n) (clipped at end) into the cache. */
+static inline void sq__prefetch_span(const char *p, size_t n, const char *end)
+{
+    if (p >= end) return;
+    if (n > (size_t)(end - p)) n = (size_t)(end - p);
+    for (size_t o = 0; o < n; o += 64) __builtin_prefetch(p + o, 0, 3);
+}
+
+typedef struct sq__band_counter {
+    _Alignas(64) _Atomic long long next; /* next chunk of the band (one counter per cache line) */
+    long long end;                       /* one past its last chunk */
+} sq__band_counter;
+
+typedef struct sq__bands {
+    int n;          /* bands */
+    long long n_chunks;
+    sq__band_counter band[SQ__MAX_BANDS];
+} sq__bands;
+
+/* Cuts n_chunks chunks into one band per thread (at most SQ__MAX_BANDS, at
+ * most n_chunks; thread i starts in band i modulo their count). */
+void sq__bands_init(sq__bands *b, long long n_chunks, int nth);
+/* The next chunk for a thread that works in band *band (start with its
+ * thread index): false when every band is done. */
+bool sq__bands_take(sq__bands *b, int *band, long long *chunk);
 
 /* Tile product through the active vec_dot of `type`, one pair at a time. */
 void sq__gemm_generic(int type, int64_t n, const void *w, size_t w_stride, int nr, const void *x, size_t x_stride,

@@ -91,6 +91,7 @@ typedef struct mm_job {
     int64_t kp;         /* column panel (a multiple of the block size) */
     int64_t n_rb, n_chunks;
     atomic_llong next;  /* next chunk to take */
+    sq__bands bands;    /* n = 1: the threads' bands of chunks */
 } mm_job;
 
 /* Phase 1: thread ith converts activation rows ith, ith+nth, ... */
@@ -99,6 +100,52 @@ static void convert_task(void *p, int ith, int nth)
     mm_job *j = p;
     for (int64_t r = ith; r < j->n; r += nth)
         j->from_float(j->X + r * j->cols, (char *)j->act + (size_t)r * j->act_stride, j->cols);
+}
+
+void sq__bands_init(sq__bands *b, long long n_chunks, int nth)
+{
+    /* no empty band: a thread whose band is empty would take from the next one's front */
+    b->n = nth < 1 ? 1 : nth > SQ__MAX_BANDS ? SQ__MAX_BANDS : nth;
+    if (n_chunks < b->n) b->n = n_chunks < 1 ? 1 : (int)n_chunks;
+    b->n_chunks = n_chunks;
+    for (int i = 0; i < b->n; i++) {
+        atomic_init(&b->band[i].next, n_chunks * i / b->n);
+        b->band[i].end = n_chunks * (i + 1) / b->n;
+    }
+}
+
+bool sq__bands_take(sq__bands *b, int *band, long long *chunk)
+{
+    for (int k = 0; k < b->n; k++) {
+        const int i = (*band % b->n + k) % b->n;
+        const long long c = atomic_fetch_add_explicit(&b->band[i].next, 1, memory_order_relaxed);
+        if (c < b->band[i].end) {
+            *band = i;
+            *chunk = c;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Phase 2 for one activation row (n = 1): thread ith walks band ith of the
+ * rows (then helps the others), one vec_dot per row, prefetching the bytes
+ * SQ__PF_AHEAD ahead of the row it multiplies (gemm.h). */
+static void matvec_task(void *p, int ith, int nth)
+{
+    (void)nth;
+    mm_job *j = p;
+    const char *W = j->W, *end = W + (size_t)j->rows * j->row_bytes;
+    int band = ith;
+    long long ch;
+    while (sq__bands_take(&j->bands, &band, &ch)) {
+        const int64_t r0 = ch * j->rb, r1 = r0 + j->rb < j->rows ? r0 + j->rb : j->rows;
+        for (int64_t r = r0; r < r1; r++) {
+            const char *w = W + (size_t)r * j->row_bytes;
+            sq__prefetch_span(w + SQ__PF_AHEAD, j->row_bytes, end);
+            j->Y[r] = j->vec_dot(j->cols, w, j->act);
+        }
+    }
 }
 
 /* Phase 2: chunks in order (activation block major, so consecutive chunks
@@ -204,6 +251,14 @@ static void run_product(sq_threadpool *tp, mm_job *j)
         if (kp < cols) j->kp = kp;
     }
     atomic_init(&j->next, 0);
+    if (n == 1) {
+        /* bands of 16-row chunks (the last chunks are shared out at the end) */
+        j->rb = 16;
+        sq__bands_init(&j->bands, (rows + j->rb - 1) / j->rb, nth);
+        if (nth > 1 && rows > j->rb) sq_threadpool_run(tp, matvec_task, j);
+        else matvec_task(j, 0, 1);
+        return;
+    }
     if (nth > 1 && j->n_chunks > 1)
         sq_threadpool_run(tp, product_task, j);
     else

@@ -174,6 +174,7 @@ typedef struct sq__mm {
     int64_t rb, cb;      /* chunk: rb weight rows x cb activation rows */
     int64_t n_rb, n_chunks;
     atomic_llong next;   /* next chunk to take */
+    sq__bands bands;     /* n = 1: the threads' bands of chunks */
 } sq__mm;
 
 /* Gathers and quantizes activation row j: one call per run. */
@@ -199,14 +200,56 @@ static void prepare_task(void *ctx, int ith, int nth)
     for (int64_t j = ith; j < m->n; j += nth) prepare_row(m, j);
 }
 
-/* Threads take chunks (rb weight rows x cb activation rows, activation-block
- * major so consecutive chunks share activations) from a shared counter.
- * With one activation row the run kernel (gemm.h) walks all K-quant runs
- * of several rows at once and reduces each row once; other runs are one
- * vec_dot per weight row. Otherwise every run is walked in column
- * panels of kp[i] values (multiples of 256, so offsets are whole segments),
- * one tile-kernel call each: the first call of the chunk stores into Y, the
- * others accumulate. Offsets and kernels come from the plan. */
+/* Rows [r0, r0 + nr) against one activation row: the run kernel (gemm.h)
+ * takes the runs it handles (all of them, usually), 4 rows at a time, and
+ * stores y; every other run is one vec_dot per row, added. Before each group
+ * of 4 rows the bytes SQ__PF_AHEAD further on are prefetched (gemm.h). */
+static void matvec_rows(const sq__mm *m, int64_t r0, int nr, const char *end)
+{
+    const sq__plan *p = m->p;
+    const size_t rbytes = m->w->row_bytes;
+    const char *x = m->act;
+    for (int g = 0; g < nr; g += 4) {
+        const int ng = nr - g < 4 ? nr - g : 4;
+        const char *w = (const char *)m->w->data + (size_t)(r0 + g) * rbytes;
+        float *y = m->Y + r0 + g;
+        sq__prefetch_span(w + SQ__PF_AHEAD, (size_t)ng * rbytes, end);
+        if (m->nkrun) m->runs(m->krun, m->nkrun, w, rbytes, ng, x, y, false);
+        bool acc = m->nkrun > 0;
+        for (int i = 0; i < p->nrun; i++) {
+            const sq__run *rn = &p->run[i];
+            if (m->in_krun[i]) continue;
+            for (int r = 0; r < ng; r++) {
+                const char *wr = w + (size_t)r * rbytes;
+                const float v = rn->unaligned ? dot_unaligned(rn, wr, x) : rn->dot(rn->len, wr + rn->w_off, x + rn->a_off);
+                y[r] = acc ? y[r] + v : v;
+            }
+            acc = true;
+        }
+    }
+}
+
+/* n = 1: thread ith walks band ith of the rows' chunks, then helps the others. */
+static void matvec_task(void *ctx, int ith, int nth)
+{
+    (void)nth;
+    sq__mm *m = ctx;
+    const int64_t R = m->w->rows;
+    const char *end = (const char *)m->w->data + (size_t)R * m->w->row_bytes;
+    int band = ith;
+    long long ch;
+    while (sq__bands_take(&m->bands, &band, &ch)) {
+        const int64_t r0 = ch * m->rb;
+        matvec_rows(m, r0, (int)(r0 + m->rb <= R ? m->rb : R - r0), end);
+    }
+}
+
+/* n > 1: threads take chunks (rb weight rows x cb activation rows,
+ * activation-block major so consecutive chunks share activations) from a
+ * shared counter. Every run is walked in column panels of kp[i] values
+ * (multiples of 256, so offsets are whole segments), one tile-kernel call
+ * each: the first call of the chunk stores into Y, the others accumulate.
+ * Offsets and kernels come from the plan. */
 static void dot_task(void *ctx, int ith, int nth)
 {
     (void)ith, (void)nth;
@@ -224,24 +267,6 @@ static void dot_task(void *ctx, int ith, int nth)
         const char *w = (const char *)m->w->data + (size_t)r0 * rbytes;
         const char *x = m->act + (size_t)c0 * ab;
         float *y = m->Y + (size_t)c0 * (size_t)R + (size_t)r0;
-        if (nc == 1) {
-            /* one activation row: the run kernel takes the runs it handles
-             * (all of them, usually) and stores y; every other run is one
-             * vec_dot per row, added. */
-            if (m->nkrun) m->runs(m->krun, m->nkrun, w, rbytes, nr, x, y, false);
-            bool acc = m->nkrun > 0;
-            for (int i = 0; i < nrun; i++) {
-                const sq__run *rn = &p->run[i];
-                if (m->in_krun[i]) continue;
-                for (int r = 0; r < nr; r++) {
-                    const char *wr = w + (size_t)r * rbytes;
-                    const float v = rn->unaligned ? dot_unaligned(rn, wr, x) : rn->dot(rn->len, wr + rn->w_off, x + rn->a_off);
-                    y[r] = acc ? y[r] + v : v;
-                }
-                acc = true;
-            }
-            continue;
-        }
         bool first = true;
         for (int i = 0; i < nrun; i++) {
             const sq__run *rn = &p->run[i];
@@ -343,9 +368,17 @@ sq_status sq_weight_matmul(sq_threadpool *tp, const sq_weight *w, const float *X
     if (n > 1 && nth > 1) sq_threadpool_run(tp, prepare_task, &m);
     else prepare_task(&m, 0, 1);
 
-    /* chunk shape as sq_matmul's: one activation row for n = 1, else up to 16
-     * (kept in L2), by enough weight rows that each thread gets several chunks */
-    m.cb = n == 1 ? 1 : (n < 16 ? n : 16);
+    if (n == 1) {
+        /* bands of 16-row chunks, as sq_matmul's matrix-vector product */
+        m.rb = 16;
+        sq__bands_init(&m.bands, (w->rows + m.rb - 1) / m.rb, nth);
+        if (nth > 1 && w->rows > m.rb) sq_threadpool_run(tp, matvec_task, &m);
+        else matvec_task(&m, 0, 1);
+        return SQ_OK;
+    }
+    /* chunk shape as sq_matmul's: up to 16 activation rows (kept in L2), by
+     * enough weight rows that each thread gets several chunks */
+    m.cb = n < 16 ? n : 16;
     const int64_t n_cb = (n + m.cb - 1) / m.cb;
     int64_t rb = n == 1 ? 32 : 16;
     while (rb > 4 && ((w->rows + rb - 1) / rb) * n_cb < 8 * nth) rb /= 2;
