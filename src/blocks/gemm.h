@@ -104,6 +104,33 @@ void sq__bands_init(sq__bands *b, long long n_chunks, int nth);
  * thread index): false when every band is done. */
 bool sq__bands_take(sq__bands *b, int *band, long long *chunk);
 
+/* ---- AMX tiles (n > 1, the prompt): src/blocks/x86/kernels_amx.c ----
+ * For the K-quants and IQ4_XS (Q8_K activations). The activations, converted
+ * to Q8_K rows as usual, are regrouped once per product for the tile unit
+ * (sq__amx_prepare, into the work buffer); then each call of the kernel takes
+ * a group of weight rows against all n activation rows:
+ *   y[c * y_stride + r] (+)= dot(super-blocks [0, nsb) of W row r,
+ *                                super-blocks [sb0, sb0 + nsb) of activation row c)
+ * for r < nr, c < n; W row r at (const char *)w + r * w_stride; act_nsb is the
+ * prepared activations' super-blocks per row (a SmarterQuant run starts at
+ * sb0 > 0). Integer sums are exact, so results equal the other kernels'
+ * within float rounding. Kernels never allocate (about 80 KiB of stack). */
+size_t sq__amx_act_size(int64_t n, int64_t cols);
+/* Regroups token tiles [tile0, tile1) (16 rows each; the last one padded
+ * with zero rows) of n Q8_K rows of cols values (x_stride apart) into out
+ * (sq__amx_act_size(n, cols) bytes, 64-byte aligned). */
+void sq__amx_prepare(const void *x, size_t x_stride, int64_t n, int64_t cols, void *out, int64_t tile0, int64_t tile1);
+typedef void (*sq__amx_fn)(int64_t nsb, const void *w, size_t w_stride, int nr, const void *act, int64_t sb0,
+                           int64_t act_nsb, int64_t n, float *y, size_t y_stride, bool accumulate);
+/* The AMX product of a weight type, whatever the ISA in effect (NULL: none). */
+sq__amx_fn sq__amx_get(int type);
+/* The AMX product to use for `type` now: sq__amx_get when the ISA in effect
+ * is SQ_ISA_AMX, else NULL. */
+sq__amx_fn sq__amx_kernel(int type);
+/* Whether products of `type` with n activation rows can take the AMX path on
+ * this CPU (whatever SQ_ISA caps): work sizes include its buffer then. */
+bool sq__amx_capable(int type, int64_t n);
+
 /* Tile product through the active vec_dot of `type`, one pair at a time. */
 void sq__gemm_generic(int type, int64_t n, const void *w, size_t w_stride, int nr, const void *x, size_t x_stride,
                       int nc, float *y, size_t y_stride, bool accumulate);
