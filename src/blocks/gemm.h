@@ -1,138 +1,23 @@
 /*
- * src/blocks/gemm.h — the private multi-row / multi-column dot-product
- * interface behind sq_matmul (and reusable by the SmarterQuant mixed-row
- * product in src/sqtensor/).
- *
- * A tile kernel computes a small block of dot products at once, sharing the
- * unpacking of each weight block across several activation columns:
- *
- *   y[c * y_stride + r] (+)= dot(n values of W row r, activation row c)
- *   for r < nr, c < nc
- *
- * W row r starts at (const char *)w + r * w_stride (weights in `type`),
- * activation row c at (const char *)x + c * x_stride, already converted to
- * the type's vec_dot_type. n is a multiple of the type's block size; it may be
- * a single 256-value SmarterQuant segment. With accumulate the results are
- * added to y instead of stored. Kernels never allocate; the caller owns all
- * buffers. Any nr >= 1 and nc >= 1 is accepted (the kernel loops internally).
+ * src/blocks/gemm.h — the private side of the multi-row / multi-column
+ * dot-product kernels behind sq_matmul: each ISA's tile and run kernels. The
+ * kernel types and the ones in effect (sq__gemm_kernel, sq__gemm_generic,
+ * sq__runs_kernel, sq__runs_handles) are in blocks_shared.h, which the
+ * SmarterQuant mixed-row product in src/sqtensor/ uses too.
  */
 #ifndef SQ_BLOCKS_GEMM_H
 #define SQ_BLOCKS_GEMM_H
 
-#include <stdatomic.h>
-
+#include "blocks_shared.h"
 #include "kernels.h"
-
-typedef void (*sq__gemm_fn)(int64_t n, const void *w, size_t w_stride, int nr, const void *x, size_t x_stride,
-                            int nc, float *y, size_t y_stride, bool accumulate);
 
 /* The SIMD tile kernel of a type for an ISA (NULL when there is none: the
  * caller then falls back to sq__gemm_generic). */
 sq__gemm_fn sq__gemm_avx2(int type);
 sq__gemm_fn sq__gemm_avx512(int type);
 
-/* The tile kernel in effect for `type` (the current ISA's, or NULL). */
-sq__gemm_fn sq__gemm_kernel(int type);
-
-/* One run of a SmarterQuant row (src/sqtensor/): n values (a multiple of
- * 256, whole segments) of weight type `type` at byte w_off of every weight row, against the
- * activations at byte x_off of the quantized activation row. */
-typedef struct sq__krun {
-    int type;
-    int64_t n;
-    size_t w_off, x_off;
-} sq__krun;
-
-/* A run kernel, the matrix-vector product over mixed rows: for r < nr,
- *   y[r] (+)= sum over the runs j of dot(run j of W row r, run j of x)
- * with W row r at (const char *)w + r * w_stride. Each row's runs go into
- * one set of vector accumulators reduced once per row, several rows at a
- * time (independent dependency chains, the activation block loaded once for
- * them); the sums are reordered against per-run vec_dot calls (equal within
- * float rounding). Handles the run types sq__runs_handles() accepts. */
-typedef void (*sq__runs_fn)(const sq__krun *run, int nrun, const void *w, size_t w_stride, int nr, const void *x,
-                            float *y, bool accumulate);
-
-/* Whether the run kernels handle weight type `type`: the 256-value types with
- * Q8_K activations (Q2_K..Q6_K, IQ4_XS) and the 32-value types with Q8_0 /
- * Q8_1 activations (Q4_0, Q5_0, Q8_0, IQ4_NL / Q4_1, Q5_1). */
-bool sq__runs_handles(int type);
-
-/* The run kernel of an ISA (NULL when there is none) and the one in effect. */
+/* The run kernel of an ISA (NULL when there is none). */
 sq__runs_fn sq__runs_avx2(void);
 sq__runs_fn sq__runs_avx512(void);
-sq__runs_fn sq__runs_kernel(void);
-
-/* ---- matrix-vector products (n = 1): bands and prefetching ----
- * Generating a token multiplies every weight of a model by one vector: on a
- * real model the weights come from memory, and the product is as fast as
- * memory can stream them. Two things keep the stream full:
- * - bands: each thread walks one contiguous band of rows (a stream the
- *   hardware prefetchers follow), in chunks taken from the band's counter;
- *   a thread done with its band helps with the next one, so a thread the
- *   machine deschedules holds nothing up;
- * - software prefetch: before a row is multiplied, the bytes SQ__PF_AHEAD
- *   further on are requested, so that many cache-line fills are in flight
- *   while the kernel computes (the kernels' own loads alone left half of the
- *   read bandwidth unused on a 1B model: docs/kernels.md). */
-#define SQ__PF_AHEAD 8192
-#define SQ__MAX_BANDS 16
-
-/* Requests the bytes [p, p + n) (clipped at end) into the cache. */
-static inline void sq__prefetch_span(const char *p, size_t n, const char *end)
-{
-    if (p >= end) return;
-    if (n > (size_t)(end - p)) n = (size_t)(end - p);
-    for (size_t o = 0; o < n; o += 64) __builtin_prefetch(p + o, 0, 3);
-}
-
-typedef struct sq__band_counter {
-    _Alignas(64) _Atomic long long next; /* next chunk of the band (one counter per cache line) */
-    long long end;                       /* one past its last chunk */
-} sq__band_counter;
-
-typedef struct sq__bands {
-    int n;          /* bands */
-    long long n_chunks;
-    sq__band_counter band[SQ__MAX_BANDS];
-} sq__bands;
-
-/* Cuts n_chunks chunks into one band per thread (at most SQ__MAX_BANDS, at
- * most n_chunks; thread i starts in band i modulo their count). */
-void sq__bands_init(sq__bands *b, long long n_chunks, int nth);
-/* The next chunk for a thread that works in band *band (start with its
- * thread index): false when every band is done. */
-bool sq__bands_take(sq__bands *b, int *band, long long *chunk);
-
-/* ---- AMX tiles (n > 1, the prompt): src/blocks/x86/kernels_amx.c ----
- * For the K-quants and IQ4_XS (Q8_K activations). The activations, converted
- * to Q8_K rows as usual, are regrouped once per product for the tile unit
- * (sq__amx_prepare, into the work buffer); then each call of the kernel takes
- * a group of weight rows against all n activation rows:
- *   y[c * y_stride + r] (+)= dot(super-blocks [0, nsb) of W row r,
- *                                super-blocks [sb0, sb0 + nsb) of activation row c)
- * for r < nr, c < n; W row r at (const char *)w + r * w_stride; act_nsb is the
- * prepared activations' super-blocks per row (a SmarterQuant run starts at
- * sb0 > 0). Integer sums are exact, so results equal the other kernels'
- * within float rounding. Kernels never allocate (about 80 KiB of stack). */
-size_t sq__amx_act_size(int64_t n, int64_t cols);
-/* Regroups token tiles [tile0, tile1) (16 rows each; the last one padded
- * with zero rows) of n Q8_K rows of cols values (x_stride apart) into out
- * (sq__amx_act_size(n, cols) bytes, 64-byte aligned). */
-void sq__amx_prepare(const void *x, size_t x_stride, int64_t n, int64_t cols, void *out, int64_t tile0, int64_t tile1);
-typedef void (*sq__amx_fn)(int64_t nsb, const void *w, size_t w_stride, int nr, const void *act, int64_t sb0,
-                           int64_t act_nsb, int64_t n, float *y, size_t y_stride, bool accumulate);
-/* The AMX product of a weight type, whatever the ISA in effect (NULL: none). */
-sq__amx_fn sq__amx_get(int type);
-/* The AMX product to use for `type` now: sq__amx_get when the ISA in effect
- * is SQ_ISA_AMX, else NULL. */
-sq__amx_fn sq__amx_kernel(int type);
-/* Whether products of `type` with n activation rows can take the AMX path on
- * this CPU (whatever SQ_ISA caps): work sizes include its buffer then. */
-bool sq__amx_capable(int type, int64_t n);
-
-/* Tile product through the active vec_dot of `type`, one pair at a time. */
-void sq__gemm_generic(int type, int64_t n, const void *w, size_t w_stride, int nr, const void *x, size_t x_stride,
-                      int nc, float *y, size_t y_stride, bool accumulate);
 
 #endif
