@@ -76,7 +76,7 @@ static int collect(walk *k, const char *path, sq_model **model, sq_gguf **file)
         else if (*model) continue; /* the engine does not multiply it */
         else {
             const int64_t rows = t->ne[1] * t->ne[2] * t->ne[3];
-            sq_status st = t->smarterquant ? sq_weight_mixed(w, t->data, t->sq_types, NULL, rows, t->ne[0], &err)
+            sq_status st = t->smarterquant ? sq_weight_mixed(w, t->data, t->sq.types, t->sq.perm, rows, t->ne[0], &err)
                                            : sq_weight_plain(w, t->data, t->type, rows, t->ne[0], &err);
             if (st) {
                 fprintf(stderr, "skipping %s: %s\n", t->name, err.msg);
