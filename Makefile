@@ -84,7 +84,9 @@ $(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(TEST_AUX_OBJ) $(LIBSQ)
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIBSQ)
 	$(Q)$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(LIBSQ) $(LDLIBS)
 
-tests: $(TEST_BIN) $(SQ) $(BUILD)/bench/make_model
+# every bench/ program is built with the tests, so that a change of an interface they use
+# cannot leave them broken unnoticed (the scripts in bench/ run them)
+tests: $(TEST_BIN) $(SQ) $(BENCH_BIN)
 
 # Test binaries run from the repository root; SQ_SHARED points at ../shared
 # (tests that need it skip cleanly when it is absent), SQ_BIN at the tool.
