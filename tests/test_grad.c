@@ -436,17 +436,17 @@ static void test_shared_perm(void)
 
 /* The row and column sums of G∘G against G from the hook, for one chunk of
  * 40 tokens (G formed) and one of 8 (the Gram route), 1 and 3 threads. */
-static void check_marginals(sq_model *m, int nb, int first, int n_threads)
+static void check_marginals(sq_model *m, const int32_t *tk, int nb, int first, int n_threads)
 {
     sq_grad_params gp = sq_grad_default_params();
-    gp.n_ctx = base_shape.n_ctx, gp.n_threads = n_threads;
+    gp.n_ctx = (int)sq_model_hparams(m)->n_ctx_train, gp.n_threads = n_threads;
     sq_grad *g = NULL;
     sq_error e = {0};
     CHECK_INT(sq_grad_create(m, &gp, &g, &e), SQ_OK);
     if (!g) return;
     grads gr = {0};
     sq_grad_set_hook(g, keep_grad, &gr);
-    CHECK_INT(sq_grad_chunk(g, toks, nb, first, true, NULL, &e), SQ_OK);
+    CHECK_INT(sq_grad_chunk(g, tk, nb, first, true, NULL, &e), SQ_OK);
     for (int i = 0; i < gr.n; i++) {
         const sq_grad_stats *s = sq_grad_find(g, gr.name[i], gr.lookup[i]);
         double worst = 0, tot = 0;
@@ -473,8 +473,18 @@ static void test_marginals(void)
     sq_model *m = load_shape(&base_shape, "marg");
     CHECK(m != NULL);
     if (!m) return;
-    check_marginals(m, NB, FIRST, 1);
-    check_marginals(m, 8, 2, 3);
+    check_marginals(m, toks, NB, FIRST, 1);
+    check_marginals(m, toks, 8, 2, 3);
+    sq_model_free(m);
+    /* wider matrices and more tokens than a block of 64: the Gram route with its mirrored half */
+    tm_shape w = base_shape;
+    w.n_embd = 512, w.n_ff = 512, w.head_dim = 128, w.n_ctx = 96, w.n_layer = 1;
+    m = load_shape(&w, "wide");
+    CHECK(m != NULL);
+    if (!m) return;
+    int32_t tk[90];
+    for (int i = 0; i < 90; i++) tk[i] = (int32_t)((i * 37 + 11) % w.n_vocab);
+    check_marginals(m, tk, 90, 20, 2);
     sq_model_free(m);
 }
 

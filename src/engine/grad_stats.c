@@ -135,7 +135,9 @@ typedef struct gjob {
     atomic_llong next;
 } gjob;
 
-/* K[:, j0..j0+64) = A A^T restricted to those columns, in steps of GD of the depth. */
+/* K[t][j] = (A A^T)[t][j] for the columns j of a block j0..j0+64 and the rows
+ * t >= j0 (K is symmetric: mirror_gram fills the rest), in steps of GD of
+ * the depth. */
 static void gram_worker(void *ctx, int ith, int nth)
 {
     (void)nth;
@@ -146,14 +148,23 @@ static void gram_worker(void *ctx, int ith, int nth)
         const int64_t j0 = GB * atomic_fetch_add_explicit(&J->next, 1, memory_order_relaxed);
         if (j0 >= n) break;
         const int64_t jb = n - j0 < GB ? n - j0 : GB;
-        float *K = J->g->gram + j0;
-        for (int64_t t = 0; t < n; t++) memset(K + t * n, 0, sizeof(float) * (size_t)jb);
+        float *K = J->g->gram + (size_t)j0 * (size_t)n + (size_t)j0;
+        for (int64_t t = j0; t < n; t++) memset(K + (t - j0) * n, 0, sizeof(float) * (size_t)jb);
         for (int64_t d0 = 0; d0 < J->D; d0 += GD) {
             const int64_t dl = J->D - d0 < GD ? J->D - d0 : GD;
             for (int64_t j = 0; j < jb; j++)
                 for (int64_t d = 0; d < dl; d++) bt[d * GB + j] = J->A[(size_t)(j0 + j) * J->lda + (size_t)(d0 + d)];
-            sq_sgemm_acc(n, jb, dl, J->A + d0, J->lda, bt, GB, K, (size_t)n);
+            sq_sgemm_acc(n - j0, jb, dl, J->A + (size_t)j0 * J->lda + d0, J->lda, bt, GB, K, (size_t)n);
         }
+    }
+}
+
+/* The entries of K above the blocks gram_worker computed, from their mirror images. */
+static void mirror_gram(sq_grad *g, int64_t n)
+{
+    for (int64_t j = GB; j < n; j++) {
+        const int64_t j0 = j / GB * GB;
+        for (int64_t t = 0; t < j0; t++) g->gram[t * n + j] = g->gram[j * n + t];
     }
 }
 
@@ -233,9 +244,11 @@ static void add_marginals(sq_grad *g, gstat *e, const float *X, const float *dY,
     } else {
         J.A = X, J.lda = (size_t)C, J.D = C;
         run(g, gram_worker, &J);
+        mirror_gram(g, n);
         J.A = dY, J.lda = (size_t)R, J.D = R, J.out = gr;
         run(g, qdiag_worker, &J);
         run(g, gram_worker, &J);
+        mirror_gram(g, n);
         J.A = X, J.lda = (size_t)C, J.D = C, J.out = gc;
         run(g, qdiag_worker, &J);
     }
