@@ -591,6 +591,40 @@ static void test_fisher(void)
     sq_model_free(m);
 }
 
+/* Kept activations: kept in f32 (the default here) the statistics are
+ * those of recomputing every layer, bit for bit; in f16 within rounding. */
+static void test_keep(void)
+{
+    sq_model *m = load_shape(&base_shape, "keep");
+    CHECK(m != NULL);
+    if (!m) return;
+    const size_t keep[3] = {0, SQ_GRAD_KEEP_NONE, 1}; /* f32, none, f16 (budget set below) */
+    sq_grad *g[3] = {NULL, NULL, NULL};
+    sq_error e = {0};
+    /* f16 for the one layer below the last: its kept rows in f16 fit, in f32 not */
+    const size_t row = (size_t)(4 * 16 + 2 * 2 * 16 + 64 + 2 * 96);
+    for (int k = 0; k < 3; k++) {
+        sq_grad_params gp = sq_grad_default_params();
+        gp.n_ctx = base_shape.n_ctx, gp.n_threads = 2;
+        gp.keep_bytes = k == 2 ? row * (size_t)base_shape.n_ctx * 3 : keep[k];
+        CHECK_INT(sq_grad_create(m, &gp, &g[k], &e), SQ_OK);
+        if (g[k]) CHECK_INT(sq_grad_chunk(g[k], toks, NB, FIRST, true, NULL, &e), SQ_OK);
+    }
+    if (g[0] && g[1] && g[2]) {
+        bool same = true;
+        double worst = 0;
+        for (int64_t i = 0; i < sq_grad_n_stats(g[0]); i++) {
+            const sq_grad_stats *a = sq_grad_stats_at(g[0], i), *b = sq_grad_stats_at(g[1], i), *c = sq_grad_stats_at(g[2], i);
+            same = same && memcmp(a->g_row, b->g_row, sizeof(double) * (size_t)a->rows) == 0 && a->g_tot == b->g_tot;
+            worst = fmax(worst, fabs(c->g_tot - a->g_tot) / a->g_tot);
+        }
+        CHECK_MSG(same, "kept (f32) and recomputed layers give different statistics");
+        CHECK_MSG(worst > 0 && worst < 0.02, "kept in f16: statistics off by %g", worst);
+    }
+    for (int k = 0; k < 3; k++) sq_grad_free(g[k]);
+    sq_model_free(m);
+}
+
 /* ---- statistics, determinism, bad input ---- */
 
 static void test_stats(void)
@@ -689,6 +723,7 @@ int main(void)
     TIMED(test_shared_perm);
     TIMED(test_marginals);
     TIMED(test_stats);
+    TIMED(test_keep);
     TIMED(test_fisher);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);

@@ -2,19 +2,21 @@
  * grad.c — the backward pass over a chunk of text and the sensitivity
  * statistics of every weight (sq/grad.h).
  *
- * A chunk: the forward pass keeps only each layer's input (the residual
- * stream, n_layer+1 rows of n_embd per token); then the loss at the scored
- * positions and its gradient at the logits; then, from the last layer to
- * the first, the layer is recomputed from its kept input (the last one is
- * still in the buffers) and its backward run (layer_bwd). Every weight
+ * A chunk: the forward pass keeps each layer's input (the residual stream,
+ * n_layer+1 rows of n_embd per token) and, within a memory budget, the
+ * outputs of its weight products; then the loss at the scored positions and
+ * its gradient at the logits; then, from the last layer to the first, the
+ * layer's intermediates are restored from what was kept (layer_restore) or
+ * recomputed from its input (the last layer's are still in the buffers),
+ * and its backward run (layer_bwd). Every weight
  * product is observed with its input X and output gradient dY
  * (grad_stats.c: the row and column sums of the weight gradient's squares).
  * Products with W^T are sq_weight_matmul_t (a panel of dequantized rows at a
  * time); attention is grad_attn.c; the elementwise backwards grad_ops.c.
  *
- * Memory: the kept inputs (n_layer+1) * n_ctx * n_embd floats, one layer's
- * activations and gradients, n_ctx rows of logits, a panel of one weight's
- * rows. No weight is copied.
+ * Memory: the kept inputs (n_layer+1) * n_ctx * n_embd floats, the kept
+ * products (keep_bytes), one layer's activations and gradients, n_ctx rows
+ * of logits, a panel of one weight's rows. No weight is copied.
  *
  * Ownership: sq_grad borrows the model and owns everything else.
  */
@@ -30,7 +32,7 @@
 
 sq_grad_params sq_grad_default_params(void)
 {
-    sq_grad_params p = {512, 1, SQ_GRAD_SAMPLED, 0x5eed};
+    sq_grad_params p = {512, 1, SQ_GRAD_SAMPLED, 0x5eed, 0};
     return p;
 }
 
@@ -66,6 +68,7 @@ void sq_grad_free(sq_grad *g)
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) sq_aligned_free(bufs[i]);
     sq_aligned_free(g->work);
     sq_aligned_free(g->twork);
+    sq_aligned_free(g->keep);
     free(g->lp);
     free(g->row_loss);
     sq__grad_stats_free(g);
@@ -111,6 +114,60 @@ static bool alloc_buffers(sq_grad *g, size_t *total)
     return g->lp && g->row_loss && g->work && g->twork;
 }
 
+/* ---- activations kept from the forward pass ---- */
+
+/* Floats a kept token holds: q, k, v (after RoPE), the residual after
+ * attention x1, the gate and up outputs. */
+static size_t keep_row(const sq_grad *g) { return (size_t)(g->qd + 2 * g->kvd + g->E + 2 * g->F); }
+
+/* How many layers below the last are kept, and in which type, within the
+ * budget; allocates them. */
+static bool alloc_keep(sq_grad *g, size_t budget, size_t *total)
+{
+    const int64_t L = g->m->hp.n_layer - 1; /* the last layer's activations stay in the buffers */
+    const size_t per = keep_row(g) * (size_t)g->n_ctx;
+    g->keep_type = SQ_TYPE_F32;
+    if ((size_t)L * per * sizeof(float) <= budget) {
+        g->n_keep = L;
+    } else {
+        g->keep_type = SQ_TYPE_F16;
+        g->n_keep = (int64_t)(budget / (per * sizeof(uint16_t)));
+        if (g->n_keep > L) g->n_keep = L;
+    }
+    if (g->n_keep <= 0) return true;
+    const size_t bytes = (size_t)g->n_keep * per * (g->keep_type == SQ_TYPE_F32 ? sizeof(float) : sizeof(uint16_t));
+    *total += bytes;
+    g->keep = sq_aligned_alloc(bytes);
+    return g->keep != NULL;
+}
+
+/* Copies n floats into (store) or out of slot i of the kept rows (f32 or f16). */
+static void keep_copy(sq_grad *g, size_t off, float *x, size_t n, bool store)
+{
+    if (g->keep_type == SQ_TYPE_F32) {
+        float *k = (float *)g->keep + off;
+        if (store) memcpy(k, x, sizeof(float) * n);
+        else memcpy(x, k, sizeof(float) * n);
+        return;
+    }
+    uint16_t *k = (uint16_t *)g->keep + off;
+    if (store) sq_quantize_act(SQ_TYPE_F16, x, k, (int64_t)n);
+    else sq_dequantize_row(SQ_TYPE_F16, k, x, (int64_t)n);
+}
+
+/* Stores (or restores) layer l's q, k, v, x1, gate and up for nb tokens. */
+static void keep_layer(sq_grad *g, int64_t l, int nb, bool store)
+{
+    const size_t T = (size_t)g->n_ctx, base = (size_t)l * T * keep_row(g);
+    float *parts[6] = {g->q, g->k, g->v, g->x1, g->gt, g->up};
+    const size_t width[6] = {(size_t)g->qd, (size_t)g->kvd, (size_t)g->kvd, (size_t)g->E, (size_t)g->F, (size_t)g->F};
+    size_t off = base;
+    for (int i = 0; i < 6; i++) {
+        keep_copy(g, off, parts[i], width[i] * (size_t)nb, store);
+        off += width[i] * T;
+    }
+}
+
 sq_status sq_grad_create(const sq_model *m, const sq_grad_params *pp, sq_grad **out, sq_error *err)
 {
     *out = NULL;
@@ -131,7 +188,8 @@ sq_status sq_grad_create(const sq_model *m, const sq_grad_params *pp, sq_grad **
     g->tp = p.n_threads > 1 ? sq_threadpool_create(p.n_threads) : NULL;
     g->n_threads = g->tp ? sq_threadpool_n_threads(g->tp) : 1;
     size_t total = 0;
-    if ((p.n_threads > 1 && !g->tp) || !alloc_buffers(g, &total) || !sq__grad_stats_init(g, &total)) {
+    if ((p.n_threads > 1 && !g->tp) || !alloc_buffers(g, &total) || !sq__grad_stats_init(g, &total) ||
+        !alloc_keep(g, p.keep_bytes ? p.keep_bytes : SQ_GRAD_DEFAULT_KEEP, &total)) {
         sq_grad_free(g);
         return sq_error_set(err, SQ_ENOMEM, "out of memory for the backward pass over chunks of %d tokens (%.1f MiB)",
                             p.n_ctx, (double)total / 1048576.0);
@@ -242,7 +300,22 @@ static sq_status layer_fwd(sq_grad *g, int64_t l, int nb, const float *xin, floa
     if (!xout) return SQ_OK;
     if ((st = fwd_mm(g, &L->down, g->h, nb, xout, err))) return st;
     for (size_t i = 0; i < (size_t)nb * E; i++) xout[i] += g->x1[i];
+    if (l < g->n_keep) keep_layer(g, l, nb, true);
     return SQ_OK;
+}
+
+/* Layer l's intermediates for the backward from what the forward pass kept:
+ * the norms, the attention and SwiGLU again, no weight product. */
+static void layer_restore(sq_grad *g, int64_t l, int nb, const float *xin)
+{
+    const sq_hparams *hp = &g->m->hp;
+    const sq__layer *L = &g->m->layers[l];
+    const size_t E = (size_t)g->E;
+    keep_layer(g, l, nb, false);
+    for (int t = 0; t < nb; t++) sq__rmsnorm(xin + t * E, L->attn_norm, g->a + t * E, g->E, hp->rms_eps);
+    attention(g, nb, false);
+    for (int t = 0; t < nb; t++) sq__rmsnorm(g->x1 + t * E, L->ffn_norm, g->b + t * E, g->E, hp->rms_eps);
+    sq__swiglu(g->gt, g->up, g->h, (int64_t)nb * g->F);
 }
 
 /* The backward of layer l (its forward recomputed just before): g->dx holds
@@ -424,7 +497,8 @@ sq_status sq_grad_chunk(sq_grad *g, const int32_t *tok, int nb, int first, bool 
     /* the last layer's intermediates are still in the buffers; the others are recomputed */
     for (int64_t l = hp->n_layer - 1; l >= 0 && backward && !st; l--) {
         const float *xin = g->xs + (size_t)l * T * E;
-        if (l < hp->n_layer - 1) st = layer_fwd(g, l, nb, xin, NULL, err);
+        if (l < g->n_keep) layer_restore(g, l, nb, xin);
+        else if (l < hp->n_layer - 1) st = layer_fwd(g, l, nb, xin, NULL, err);
         if (!st) st = layer_bwd(g, l, nb, xin, err);
         if (st) sq_error_prefix(err, "backward, layer %lld", (long long)l);
     }

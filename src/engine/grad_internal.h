@@ -102,6 +102,9 @@ struct sq_grad {
     size_t att_stride;
     void *work, *twork;
     size_t work_size, twork_size;
+    void *keep;                         /* [n_keep][n_ctx][keep_row] kept activations, f32 or f16 */
+    int keep_type;                      /* SQ_TYPE_F32 or SQ_TYPE_F16 */
+    int64_t n_keep;                     /* layers 0..n_keep-1 are kept (the last layer's stay in the buffers) */
     unsigned char *act_q;               /* one input row quantized to q8_K / q8_0 */
     float *act_x;                       /* and back */
     float *gram;                        /* [n_ctx][n_ctx] a Gram matrix of a product's rows (grad_stats.c) */
