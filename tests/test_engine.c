@@ -471,7 +471,7 @@ static void test_model_load(void)
     CHECK_INT(hp->n_ctx_train, T_CTX);
     CHECK(!hp->tied_output);
     CHECK_INT(hp->n_sq_tensors, 0);
-    CHECK_STR(sq_model_type_desc(m), "F32");
+    CHECK_STR(sq_model_type_desc(m), "(guessed) all F32");
     sq_model_free(m);
     sq_model_free(NULL);
 
@@ -739,7 +739,7 @@ static void test_smarterquant_equivalence(void)
     CHECK_INT(sq_model_load(p_sq32, &m, &e), SQ_OK);
     if (m) {
         CHECK_INT(sq_model_hparams(m)->n_sq_tensors, 2 + 7 * T_LAYERS);
-        CHECK_STR(sq_model_type_desc(m), "F32+SQ");
+        CHECK_STR(sq_model_type_desc(m), "(guessed) all F32 + SmarterQuant (32.00 bpw)");
         sq_model_free(m);
     }
     /* shared permutations (one gather for q, k, v and one for gate, up) give the same logits */

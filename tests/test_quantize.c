@@ -323,7 +323,7 @@ static void test_validation_through_tool(void)
     tu_write_text(dir, "default.smarterquant.json", "{\"blk.0.ffn_down.weight\": [[14,13,8,8], []]}");
     rc = run_tool(dir, "--dry-run small.gguf Q8_0", out, sizeof out);
     CHECK_MSG(rc == 0, "default config: status %d\n%s", rc, out);
-    CHECK_CONTAINS(out, "SmarterQuant config: default.smarterquant.json");
+    CHECK_CONTAINS(out, "SmarterQuant config: ./default.smarterquant.json");
     CHECK_CONTAINS(out, "SQ[q6_K q5_K q8_0 q8_0]");
     CHECK_INT(tu_count_files(dir, "out"), 0);
     rc = run_tool(dir, "--no-sq-config --dry-run small.gguf Q8_0", out, sizeof out);

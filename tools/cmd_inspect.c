@@ -13,6 +13,7 @@
 
 #include "cmds.h"
 #include "sq/gguf.h"
+#include "sq/quantize.h"
 
 #define ABBREV_ELEMS 8 /* array entries shown without --full */
 
@@ -23,8 +24,9 @@ static void usage(FILE *f)
             "Shows a GGUF file: header (version, counts, alignment, data offset), every key with its type\n"
             "and value, every tensor (name, shape, type, offset, bytes; SmarterQuant tensors with their four\n"
             "block types and whether their columns are permuted) and a summary (tensor count, bytes, bits\n"
-            "per weight of the 2-D+ tensors). Only the header is read. The first shard of a split model\n"
-            "(NAME-00001-of-0000N.gguf) shows the whole model, with each tensor's shard.\n"
+            "per weight of the 2-D+ tensors, llama.cpp's name of the file type). Only the header is read.\n"
+            "The first shard of a split model (NAME-00001-of-0000N.gguf) shows the whole model, with each\n"
+            "tensor's shard.\n"
             "  --full     print arrays and long strings whole (default: first %d entries, strings cut at 160 bytes)\n"
             "  --json     print the same as one JSON object\n"
             "  -h, --help this text\n",
@@ -146,6 +148,9 @@ static int print_text(const sq_gguf *g, bool full)
            "%" PRId64 " weight tensors (2-D+): %" PRId64 " elements, %" PRIu64 " bytes, %.4f bits per weight\n",
            sq_gguf_n_tensors(g), s.sq_count, s.bytes, (double)s.bytes / (1024.0 * 1024.0), s.w_count, s.w_elems,
            s.w_bytes, bpw(&s));
+    char label[128];
+    sq_file_type_label(g, label, sizeof label);
+    printf("file type: %s\n", label);
     return 0;
 }
 
@@ -194,10 +199,12 @@ static int print_json(const sq_gguf *g, bool full)
         putchar('}');
     }
     const summary s = summarize(g);
+    char label[128]; /* llama.cpp's names: no character JSON would escape */
+    sq_file_type_label(g, label, sizeof label);
     printf("],\n \"summary\": {\"tensors\": %" PRId64 ", \"smarterquant_tensors\": %" PRId64
            ", \"bytes\": %" PRIu64 ", \"weight_tensors\": %" PRId64 ", \"weight_elements\": %" PRId64
-           ", \"weight_bytes\": %" PRIu64 ", \"bits_per_weight\": %.6f}}\n",
-           sq_gguf_n_tensors(g), s.sq_count, s.bytes, s.w_count, s.w_elems, s.w_bytes, bpw(&s));
+           ", \"weight_bytes\": %" PRIu64 ", \"bits_per_weight\": %.6f, \"file_type\": \"%s\"}}\n",
+           sq_gguf_n_tensors(g), s.sq_count, s.bytes, s.w_count, s.w_elems, s.w_bytes, bpw(&s), label);
     return 0;
 }
 

@@ -37,7 +37,8 @@ static void usage(FILE *f)
             "  --target-bpw B          bits per weight over all tensors (data bytes * 8 / weights)\n"
             "  --target-size SIZE      size of the whole output file: bytes, or with a K, M or G suffix\n"
             "                          (powers of 1024)\n"
-            "  -o, --output FILE       configuration to write (default " SQ_CONFIG_DEFAULT_NAME ")\n"
+            "  -o, --output FILE       configuration to write (default " SQ_CONFIG_DEFAULT_NAME ", which sq\n"
+            "                          quantize in this folder then uses unless given --no-sq-config)\n"
             "  --tensors REGEX         plan only tensors whose name matches (POSIX extended regex, searched);\n"
             "                          default: every weight llama-quantize would quantize (2-D *.weight)\n"
             "  --types LIST            candidate types, comma-separated names or ids (default:\n"
@@ -686,6 +687,11 @@ static void print_report(const plan_opts *o, const plan_run *r)
            (double)tot->file_bytes / (1024.0 * 1024.0));
     if (p->target_bytes) printf(", target %llu bytes\n", (unsigned long long)p->target_bytes);
     else printf(", target %.4f bpw\n", p->target_bpw);
+    if (tot->lambda <= 0 && tot->file_bytes + tot->budget_bytes / 100 < tot->budget_bytes) /* not binding */
+        fprintf(stderr, "sq plan: note: the target of %llu bytes (%.4f bpw) cannot be used up: the most accurate "
+                        "candidates give %llu bytes (%.4f bpw); --types can add larger types (e.g. q8_0, f16)\n",
+                (unsigned long long)tot->budget_bytes, (double)tot->budget_bytes * 8.0 / (double)tot->n_elements,
+                (unsigned long long)tot->file_bytes, tot->bpw);
 }
 
 /* After the report: --measure-kld, then the configuration file. */
@@ -708,6 +714,9 @@ static int finish(const plan_opts *o, plan_run *r)
         return 1;
     }
     printf("wrote %s\n", o->out_path);
+    if (sq_gguf_same_file(o->out_path, SQ_CONFIG_DEFAULT_NAME))
+        printf("(sq quantize in this folder will use it for every file type unless given --no-sq-config or another "
+               "--sq-config)\n");
     return 0;
 }
 

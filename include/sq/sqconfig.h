@@ -40,6 +40,7 @@ typedef struct sq_config_entry {
     const char *name;   /* tensor name, exactly as in the file */
     int line, column;   /* position of the key in the file (1-based), 0 if unknown */
     bool enabled;       /* false: types empty or not four entries (the tensor stays ordinary) */
+    int n_types;        /* entries of types in the file (4 when enabled; 1-3 or 5+ are an error when strict) */
     int types[4];       /* the type ids as written (valid when enabled) */
     int types_used[4];  /* after sq_config_validate(): the types really used (fallbacks applied) */
     const int32_t *perm; /* NULL for [] */
@@ -79,13 +80,14 @@ typedef struct sq_config_tensor {
 } sq_config_tensor;
 
 typedef struct sq_config_options {
-    bool strict;        /* a key naming no tensor is an error, not a warning */
+    bool strict;        /* a key naming no tensor, and types of 1-3 or 5+ entries, are errors, not warnings */
     bool auto_fallback; /* a type whose blocks do not fit the final segment is replaced (with a warning) */
 } sq_config_options;
 
 /* Checks every entry against the model (spec section 3), in file order; stops
  * at the first error, whose message names the tensor and the reason:
- * unknown tensor (warning unless strict), block size not dividing a segment
+ * unknown tensor (warning unless strict), types of 1-3 or 5+ entries (an
+ * error when strict; the parser warned already otherwise), block size not dividing a segment
  * (unless auto_fallback: then types_used gets llama.cpp's fallback for that
  * type — Q4_K->Q5_0, Q5_K->Q5_1, Q6_K->Q8_0, Q2_K/Q3_K/IQ*->IQ4_NL,
  * TQ*->Q4_0, others->Q4_0 if it fits, F16 when nothing else fits — and a
@@ -94,6 +96,11 @@ typedef struct sq_config_options {
  * On success every enabled entry's types_used is set. opt may be NULL. */
 sq_status sq_config_validate(sq_config *cfg, const sq_config_tensor *tensors, int64_t n_tensors,
                              const sq_config_options *opt, sq_warnings *warnings, sq_error *err);
+
+/* What --strict refuses without a model: an entry whose types has 1-3 or
+ * 5+ entries (sq_config_validate does the same check when strict). Returns
+ * the first one's error naming the file, position and tensor. */
+sq_status sq_config_check_strict(const sq_config *cfg, sq_error *err);
 
 /* The type llama.cpp falls back to when `type`'s blocks do not divide a
  * segment of len columns: the table above, then F16 if that still does not

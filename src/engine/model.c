@@ -5,13 +5,13 @@
  * a forward pass relies on (shapes, types the kernels can multiply, valid
  * permutations) is made here, once, so that evaluation cannot fail on them.
  */
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "engine_internal.h"
 #include "sq/blocks.h"
+#include "sq/quantize.h"
 
 /* Remembers a buffer the model owns (freed with the model). */
 static sq_status own(sq_model *m, void *p, sq_error *err)
@@ -177,33 +177,11 @@ static void share_perm(sq_weight *const *w, int n, const int32_t **shared)
     for (int i = 0; i < n; i++) w[i]->perm = NULL;
 }
 
-/* Describes the weights by the type holding the most bytes of 2-D tensors,
- * with "+SQ" when SmarterQuant tensors are present ("Q4_K+SQ"). */
+/* The model's label, as every tool shows it: llama.cpp's file-type name
+ * ("Q4_K - Medium"), " + SmarterQuant (B bpw)" when it has such tensors. */
 static void describe_types(sq_model *m)
 {
-    uint64_t bytes[SQ_TYPE_COUNT] = {0};
-    const int64_t nt = sq_gguf_n_tensors(m->g);
-    for (int64_t i = 0; i < nt; i++) {
-        const sq_gguf_tensor *t = sq_gguf_tensor_at(m->g, i);
-        if (t->n_dims < 2) continue;
-        if (t->smarterquant) {
-            /* attribute the bytes to the segment types, roughly by column share */
-            const int64_t nseg = sq_n_segments(t->ne[0]);
-            for (int64_t s = 0; s < nseg; s++) {
-                const int ty = sq_segment_type(t->sq.types, s);
-                if (ty >= 0 && ty < SQ_TYPE_COUNT) bytes[ty] += t->nbytes / (uint64_t)nseg;
-            }
-        } else if (t->type >= 0 && t->type < SQ_TYPE_COUNT) {
-            bytes[t->type] += t->nbytes;
-        }
-    }
-    int best = 0;
-    for (int i = 1; i < SQ_TYPE_COUNT; i++)
-        if (bytes[i] > bytes[best]) best = i;
-    char name[32];
-    snprintf(name, sizeof name, "%s", sq_type_name(best));
-    for (char *p = name; *p; p++) *p = (char)toupper((unsigned char)*p);
-    snprintf(m->type_desc, sizeof m->type_desc, "%s%s", name, m->hp.n_sq_tensors ? "+SQ" : "");
+    sq_file_type_label(m->g, m->type_desc, sizeof m->type_desc);
 }
 
 /* Reads hyperparameters and tensor views; see sq_model_load. */

@@ -92,25 +92,14 @@ sq_status sq_parse_int_array_json(const char *text, size_t len, int32_t *out, in
     return SQ_OK;
 }
 
-/* snprintf-style writer: text beyond cap is counted, not written. */
+/* snprintf-style (a fixed sq_buf): text beyond cap is counted, not written. */
 size_t sq_format_int_array_json(const int32_t *v, int64_t n, char *buf, size_t cap)
 {
-    size_t pos = 0;
-    char tmp[16];
-#define PUT(s, k)                                                                  \
-    do {                                                                           \
-        for (size_t q_ = 0; q_ < (k); q_++, pos++)                                 \
-            if (pos + 1 < cap) buf[pos] = (s)[q_];                                 \
-    } while (0)
-    PUT("[", 1);
-    for (int64_t i = 0; i < n; i++) {
-        int k = snprintf(tmp, sizeof tmp, i ? ",%d" : "%d", (int)v[i]);
-        PUT(tmp, (size_t)k);
-    }
-    PUT("]", 1);
-#undef PUT
-    if (cap > 0) buf[pos < cap ? pos : cap - 1] = '\0';
-    return pos;
+    sq_buf b = sq_buf_fixed(buf, cap);
+    sq_buf_add(&b, "[", 1);
+    for (int64_t i = 0; i < n; i++) sq_buf_printf(&b, i ? ",%d" : "%d", (int)v[i]);
+    sq_buf_add(&b, "]", 1);
+    return b.n;
 }
 
 size_t sq_format_types_json(const int types[4], char *buf, size_t cap)
