@@ -102,6 +102,11 @@ typedef struct sq_grad_stats {
 
 typedef struct sq_grad sq_grad; /* opaque */
 
+/* Whether the backward pass runs model m: SQ_OK, or SQ_EUNSUPPORTED with a
+ * message naming what of the model it does not know yet (sq_grad_create
+ * refuses such a model with the same message). */
+sq_status sq_grad_supports(const sq_model *m, sq_error *err);
+
 /* Creates the buffers for chunks of up to p->n_ctx tokens (at most the
  * model's training context is not required). Errors: out of memory (the
  * message gives the size), a bad parameter. */
