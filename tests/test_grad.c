@@ -224,7 +224,7 @@ static void test_gattn(void)
     float *rdk = calloc((size_t)nb * kvs, sizeof(float)), *rdv = calloc((size_t)nb * kvs, sizeof(float));
     for (int i = 0; i < nb * qs; i++) q[i] = 2 * rnd(), dO[i] = rnd();
     for (int i = 0; i < nb * kvs; i++) k[i] = 2 * rnd(), v[i] = rnd();
-    sq__gattn a = {nb, hd, nh, nkv, (size_t)qs, (size_t)kvs, 0.25f, q, k, v, o, dO, dq, dk, dv};
+    sq__gattn a = {nb, hd, nh, nkv, (size_t)qs, (size_t)kvs, 0.25f, 0, q, k, v, o, dO, dq, dk, dv};
     float *scratch = malloc(sizeof(float) * sq__gattn_scratch_floats(nb, hd));
     for (int h = 0; h < nh; h++) sq__gattn_fwd_head(&a, h, scratch);
     for (int g = 0; g < nkv; g++) sq__gattn_bwd_kvhead(&a, g, scratch);
