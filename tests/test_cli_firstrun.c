@@ -19,7 +19,7 @@
  *  - sq imatrix --output-frequency N saves as it goes (atomically), so an
  *    interrupted run keeps what it computed;
  *  - progress: a status line with an ETA on a terminal, plain lines (never a
- *    '\r') otherwise, in quantize, imatrix, perplexity and plan --calib;
+ *    '\r') otherwise, in quantize, imatrix, perplexity, plan and plan --calib;
  *  - the smaller ones: a busy port is reported once; --imatrix of a text file
  *    says it was read as a legacy .dat; bench prints no header before a load
  *    error; plan says when the budget cannot be used up; perplexity prints no
@@ -295,6 +295,15 @@ static void test_default_config(void)
     free(so);
     free(se);
     tu_rm_rf(sub);
+    /* every tool that reads the default file says in --help what it does and how to skip it; plan, which
+     * writes it, says who reads it */
+    static const char *const readers[] = {"quantize --help", "serve --help", "plan --help"};
+    for (int k = 0; k < 3; k++) {
+        tu_expect_sq(dir, readers[k], 0, "default.smarterquant.json", out, sizeof out);
+        CHECK_MSG(strstr(out, "--no-sq-config") != NULL, "sq %s: no word of --no-sq-config", readers[k]);
+    }
+    CHECK_CONTAINS(out, "quantize");
+    tu_expect_sq(dir, "quantize --help", 0, "whatever TYPE", out, sizeof out);
 }
 
 /* `sq serve -m M.gguf --port 0 EXTRA` in dir/sub until it listens (then
@@ -376,12 +385,30 @@ static void test_broken_pipe(void)
     free(so);
     free(se);
     char cmd[2000];
-    snprintf(cmd, sizeof cmd,
-             "$SQ perplexity -m M.gguf -f ../short.txt -c 32 --chunks 100 -t 1 --kl-divergence-base b.kld | head -c 20");
-    sh_in_dir("bp", cmd, &so, &se);
-    CHECK_MSG(!tu_any_file_with(sub, "b.kld.tmp"), "perplexity | head left its temporary base file");
-    free(so);
-    free(se);
+    for (int k = 0; k < 2; k++) { /* killed by SIGPIPE; then with SIGPIPE ignored (a failed write) */
+        snprintf(cmd, sizeof cmd,
+                 "%s ($SQ perplexity -m M.gguf -f ../short.txt -c 32 --chunks 100 -t 1 --kl-divergence-base b.kld; "
+                 "echo $? > rc.txt) | head -c 20",
+                 k ? "trap '' PIPE;" : "");
+        sh_in_dir("bp", cmd, &so, &se);
+        CHECK_MSG(!tu_any_file_with(sub, "b.kld.tmp"), "perplexity | head left its temporary base file (%s)",
+                  k ? "SIGPIPE ignored" : "SIGPIPE");
+        if (k) CHECK_CONTAINS(se, "sq perplexity: standard output: Broken pipe; stopped");
+        snprintf(p, sizeof p, "%s/rc.txt", sub);
+        char *prc = harness_read_file(p, NULL);
+        CHECK_MSG(prc && atoi(prc) == (k ? 1 : 128 + SIGPIPE), "perplexity's exit status %s", prc ? prc : "(none)");
+        free(prc);
+        free(so);
+        free(se);
+        /* only the finished file, or nothing: a b.kld that is there is read back whole */
+        snprintf(p, sizeof p, "%s/b.kld", sub);
+        if (access(p, F_OK) == 0) {
+            CHECK_INT(sh_in_dir("bp", "$SQ perplexity -m M.gguf -t 1 --kl-divergence-base b.kld --kl-divergence", &so, &se), 0);
+            free(so);
+            free(se);
+            unlink(p);
+        }
+    }
     tu_rm_rf(sub);
 }
 
@@ -460,6 +487,8 @@ static void test_progress(void)
         {"$SQ quantize -q --no-sq-config M.gguf q.gguf Q8_0 1", "sq quantize: 39/39 tensors (100%)"},
         {"$SQ perplexity -m M.gguf -f ../short.txt -c 16 --chunks 4 -t 1", "perplexity: 4/4 chunks (100%)"},
         {"$SQ imatrix -m M.gguf -f ../short.txt -c 16 --chunks 4 -t 1 -o im.gguf", "imatrix: 4/4 chunks (100%)"},
+        {"$SQ plan -m M.gguf --no-imatrix --tensors blk.0.ffn_down --target-bpw 5 --dry-run",
+         "sq plan: measuring: 1/1 tensors (100%)"},
         {"$SQ plan -m M.gguf --no-imatrix --tensors blk.0.ffn_down --target-bpw 5 --dry-run --calib ../short.txt "
          "--calib-chunks 1 --calib-ctx 16",
          "sq plan: calibrating: 0/1 "},
