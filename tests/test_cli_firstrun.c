@@ -359,8 +359,8 @@ static bool whole_gguf(const char *sub, const char *name)
 }
 
 /* A reader that goes away: quantize | head -n 1 (SIGPIPE, and with SIGPIPE
- * ignored a failed write), perplexity's base file | head -c 20. Only the
- * finished file, or nothing, is left. */
+ * ignored a failed write), plan | head and > /dev/full, perplexity's base
+ * file | head -c 20. Only the finished file, or nothing, is left. */
 static void test_broken_pipe(void)
 {
     make_sub("bp");
@@ -382,6 +382,20 @@ static void test_broken_pipe(void)
     char *rc = harness_read_file(p, NULL);
     CHECK_MSG(rc && atoi(rc) == 1, "exit status %s, want 1", rc ? rc : "(none)");
     free(rc);
+    free(so);
+    free(se);
+    /* sq plan: its report's reader gone, or a full disk, stops it before the configuration is written */
+    sh_in_dir("bp", "$SQ plan -m M.gguf --no-imatrix --tensors blk.0 --target-bpw 5 -o p.json | head -n 1", &so, &se);
+    CHECK(!tu_any_file_with(sub, ".tmp"));
+    free(so);
+    free(se);
+    snprintf(p, sizeof p, "%s/p.json", sub);
+    unlink(p);
+    CHECK_INT(sh_in_dir("bp", "$SQ plan -m M.gguf --no-imatrix --tensors blk.0 --target-bpw 5 -o p.json > /dev/full",
+                        &so, &se), 1);
+    CHECK_CONTAINS(se, "sq plan: standard output: No space left on device; stopped");
+    CHECK_MSG(access(p, F_OK) != 0, "sq plan > /dev/full wrote p.json");
+    CHECK(!tu_any_file_with(sub, ".tmp"));
     free(so);
     free(se);
     char cmd[2000];
@@ -496,7 +510,7 @@ static void test_progress(void)
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         char args[2000], *so = NULL, *se = NULL;
         snprintf(args, sizeof args, "%s", cmds[i].args);
-        snprintf(cmd, sizeof cmd, "SQ_PROGRESS=plain %s", args);
+        snprintf(cmd, sizeof cmd, "unset SQ_PROGRESS; %s", args); /* stderr is a file (a log): plain lines */
         CHECK_INT(sh_in_dir("pg", cmd, &so, &se), 0);
         CHECK_MSG(strchr(se, '\r') == NULL, "%s: a '\\r' in plain progress:\n%s", args, se);
         CHECK_CONTAINS(se, cmds[i].plain_last);

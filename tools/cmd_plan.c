@@ -794,6 +794,7 @@ int sq_cmd_plan(int argc, char **argv)
     if (!rc && o.calib_path && !o.sens_path) rc = calibrate(&o, &r);
     if (!rc) rc = make_plan(&o, &r);
     if (!rc) print_report(&o, &r);
+    if (!rc) sq_stdout_flush_or_die(); /* the report's reader gone, or a full disk: stop before writing the file */
     if (!rc) rc = finish(&o, &r);
     run_free(&r);
     return rc;
