@@ -11,6 +11,7 @@
  * MoE model; and one clear error per unsupported architecture, key or tensor.
  */
 #include "harness.h"
+#include "testutil.h"
 #include "tiny_arch.h"
 #include "engine/engine_internal.h"
 #include "sq/engine.h"
@@ -405,6 +406,51 @@ static void test_errors(void)
     expect_error(s, "llama-rot", SQ_EFORMAT, "invalid rope.dimension_count 8");
 }
 
+/* Every command that runs a model stops on an unsupported architecture or
+ * key with exit status 1 and one line on stderr that names the file and what
+ * is not supported (and no output file left behind). (tokenize reads the
+ * vocabulary only, and runs on any architecture.) */
+static void test_cli_one_line(void)
+{
+    static const char *const cmds[] = {
+        "run -m '%s' -p hi -n 2",
+        "perplexity -m '%s' -f '%s/text.txt' -c 16",
+        "bench -m '%s' -p 8 -n 2 -r 1",
+        "imatrix -m '%s' -f '%s/text.txt' -c 16 -o '%s/out.imatrix'",
+        "serve -m '%s' --port 0",
+    };
+    struct {
+        const char *label, *want;
+        ta_spec s;
+    } bad[2] = {{"cli-gpt2", "architecture 'gpt2' is not supported", cases[4].s},
+                {"cli-rope", "metadata key 'llama.rope.scaling.type' = 'dynamic'", cases[0].s}};
+    bad[0].s.arch = "gpt2";
+    bad[1].s.rope_type = "dynamic";
+    tu_write_text(dir, "text.txt", "one two three four five six seven eight nine ten eleven twelve");
+    for (int b = 0; b < 2; b++) {
+        ta_model tm;
+        const char *p = write_case(&bad[b].s, bad[b].label, &tm);
+        ta_free(&tm);
+        if (!p) continue;
+        char path[1100];
+        snprintf(path, sizeof path, "%s", p);
+        for (size_t k = 0; k < sizeof cmds / sizeof *cmds; k++) {
+            char args[4000], cmd[4600];
+            snprintf(args, sizeof args, cmds[k], path, dir, dir);
+            snprintf(cmd, sizeof cmd, "'%s' %s 2>&1 >/dev/null", harness_sq_bin(), args);
+            int st = 0;
+            char *err = tu_popen_read(cmd, &st);
+            const char *nl = err ? strchr(err, '\n') : NULL;
+            CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 1, "sq %s: status %d", args, st);
+            CHECK_MSG(err && strstr(err, bad[b].want) && strstr(err, path), "sq %s: '%s' lacks '%s' or the file",
+                      args, err ? err : "", bad[b].want);
+            CHECK_MSG(nl && nl[1] == 0, "sq %s: not one line: '%s'", args, err ? err : "");
+            free(err);
+        }
+        CHECK(tu_count_files(dir, "out.imatrix") == 0);
+    }
+}
+
 /* The backward pass takes every architecture and option but experts, and
  * refuses a mixture-of-experts model with one clear line (the planner then
  * calibrates through the forward pass; test_grad_arch checks its gradients). */
@@ -440,6 +486,7 @@ int main(void)
     RUN(test_batch_consistency);
     RUN(test_expert_hook_imatrix);
     RUN(test_errors);
+    RUN(test_cli_one_line);
     RUN(test_grad_scope);
     char rm[600];
     snprintf(rm, sizeof rm, "rm -rf '%s'", dir);

@@ -1171,30 +1171,32 @@ static int n_tokens(engine_fixture *f, const char *text)
     return (int)n;
 }
 
-/* A chat request to `sq serve` on a Qwen 3 and a Gemma 3 model (../shared's
- * architecture models, which carry no chat template: the family's turns are
- * used, ChatML and Gemma's): its prompt is the conversation rendered in that
+/* A chat request to `sq serve` on a Qwen 3, a Gemma 3 and a Phi-3 model
+ * (../shared's architecture models, which carry no chat template: the
+ * family's turns are used, ChatML, Gemma's and Phi-3's): its prompt is the conversation rendered in that
  * template (the usage counts its tokens, which differ from any other
  * template's count) and its answer that prompt's greedy continuation. */
 static void test_server_arch_chat(void)
 {
     static const struct {
         const char *rel, *rendered;
-    } cases[2] = {
+    } cases[3] = {
         {"models/arch/qwen3-arch.gguf",
          "<|im_start|>system\nYou answer.<|im_end|>\n<|im_start|>user\nWho made the world?<|im_end|>\n"
          "<|im_start|>assistant\n"},
         {"models/arch/gemma3-arch.gguf",
          "<start_of_turn>user\nYou answer.\n\nWho made the world?<end_of_turn>\n<start_of_turn>model\n"},
+        {"models/arch/phi3-arch.gguf", "<|system|>\nYou answer.<|end|>\n<|user|>\nWho made the world?<|end|>\n<|assistant|>\n"},
     };
+    const int n_cases = (int)(sizeof cases / sizeof *cases);
     const char *body = "{\"messages\":[{\"role\":\"system\",\"content\":\"You answer.\"},"
                        "{\"role\":\"user\",\"content\":\"Who made the world?\"}],\"max_tokens\":8,\"temperature\":0}";
     char model[1024];
-    for (int k = 0; k < 2; k++)
+    for (int k = 0; k < n_cases; k++)
         if (!harness_shared_file(model, sizeof model, cases[k].rel)) SKIP("%s not in ../shared", cases[k].rel);
     snprintf(tmp, sizeof tmp, "%s/sqserve_arch.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     if (!mkdtemp(tmp)) return;
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < n_cases; k++) {
         harness_shared_file(model, sizeof model, cases[k].rel);
         engine_fixture f;
         if (!fixture_open_model(&f, model, 256)) {
@@ -1203,9 +1205,10 @@ static void test_server_arch_chat(void)
         }
         char *want = greedy_reference(&f, cases[k].rendered, 8);
         const int n_want = n_tokens(&f, cases[k].rendered);
-        CHECK_MSG(n_tokens(&f, cases[1 - k].rendered) != n_want &&
-                      n_tokens(&f, "system: You answer.\nuser: Who made the world?\nassistant:") != n_want,
-                  "%s: the templates must differ in length for this test", cases[k].rel);
+        bool distinct = n_tokens(&f, "system: You answer.\nuser: Who made the world?\nassistant:") != n_want;
+        for (int o = 0; o < n_cases; o++)
+            if (o != k && n_tokens(&f, cases[o].rendered) == n_want) distinct = false;
+        CHECK_MSG(distinct, "%s: the templates must differ in length for this test", cases[k].rel);
         const char *const extra[] = {"-c", "256", "-t", "1", NULL};
         CHECK(start_server_model(model, extra));
         http_res r = http("POST", "/v1/chat/completions", body, NULL);

@@ -5,9 +5,11 @@
  * of the forward pass (ops.c; exposed here so that tests can check them
  * against a naive reference).
  *
- * Shapes are written [rows][cols] for matrices, with the weight products
- * as "in -> out" (a weight of `in` columns and `out` rows maps an activation
- * row of `in` floats to `out` floats).
+ * Weight shapes are written in GGUF's (ggml's ne) order, columns first, as
+ * llama2.c comments every tensor field: a weight [in, out] has `in` columns
+ * and `out` rows and maps an activation row of `in` floats to `out` floats;
+ * an expert weight [in, out, n_expert] stacks n_expert such slices. Buffers
+ * of the context are written [outer][inner] as C arrays.
  */
 #ifndef SQ_ENGINE_INTERNAL_H
 #define SQ_ENGINE_INTERNAL_H
@@ -95,46 +97,49 @@ bool sq__layer_is_swa(const sq_model *m, int64_t l);
 /* ---- the model (model.c) ---- */
 
 /* One transformer block. Vectors are F32 (in the map, or owned copies); a
- * weight whose data is NULL is absent. q_dim = n_head * head_dim, kv_dim =
- * n_head_kv * head_dim, E = n_embd, F = n_ff, X = n_expert, FE = n_ff_exp. */
+ * weight whose data is NULL is absent. Sizes: n_embd, n_ff, n_expert,
+ * n_ff_exp (expert_feed_forward_length) and head_dim as in sq_hparams;
+ * q_dim = n_head*head_dim, kv_dim = n_head_kv*head_dim. */
 typedef struct sq__layer {
     /* attention */
-    const float *attn_norm;       /* [E] */
-    sq_weight wq;                 /* E -> q_dim (data NULL when fused in wqkv) */
-    sq_weight wk, wv;             /* E -> kv_dim */
-    sq_weight wqkv;               /* E -> q_dim + 2 kv_dim, rows q, k, v (phi3), or absent */
+    const float *attn_norm;       /* [n_embd] */
+    sq_weight wq;                 /* [n_embd, n_head*head_dim] (data NULL when fused in wqkv) */
+    sq_weight wk, wv;             /* [n_embd, n_head_kv*head_dim] each */
+    sq_weight wqkv;               /* [n_embd, q_dim + 2*kv_dim], rows q, k, v (phi3), or absent */
     const float *bq, *bk, *bv;    /* [q_dim], [kv_dim], [kv_dim] biases, or NULL (qwen2); with wqkv, bq is
-                                   * the fused [q_dim + 2 kv_dim] bias */
+                                   * the fused [q_dim + 2*kv_dim] bias */
     const float *q_norm, *k_norm; /* [head_dim] RMS-norm weights applied to each head, or NULL */
-    sq_weight wo;                 /* q_dim -> E */
-    const float *bo;              /* [E] or NULL */
-    const float *attn_post_norm;  /* [E] norm of the attention output before the residual, or NULL */
+    sq_weight wo;                 /* [n_head*head_dim, n_embd] */
+    const float *bo;              /* [n_embd] or NULL */
+    const float *attn_post_norm;  /* [n_embd] norm of the attention output before the residual, or NULL */
     bool swa;                     /* attends the last n_swa positions only */
     /* feed-forward */
-    const float *ffn_norm;        /* [E] */
-    sq_weight gate;               /* E -> F (absent with a fused up) */
-    sq_weight up;                 /* E -> F, or E -> 2F with the gate's rows first (phi3) */
-    sq_weight down;               /* F -> E */
-    const float *bgate, *bup, *bdown; /* [F], [F], [E] or NULL */
-    const float *ffn_post_norm;   /* [E] or NULL */
+    const float *ffn_norm;        /* [n_embd] */
+    sq_weight gate;               /* [n_embd, n_ff] (absent with a fused up) */
+    sq_weight up;                 /* [n_embd, n_ff], or [n_embd, 2*n_ff] with the gate's rows first (phi3) */
+    sq_weight down;               /* [n_ff, n_embd] */
+    const float *bgate, *bup, *bdown; /* [n_ff], [n_ff], [n_embd] or NULL */
+    const float *ffn_post_norm;   /* [n_embd] or NULL */
     /* mixture of experts (instead of gate/up/down when n_expert > 0) */
-    sq_weight router;             /* ffn_gate_inp: E -> X */
-    sq_weight gate_exps, up_exps; /* [X][FE][E]: X slices E -> FE, expert-major rows (gate may be absent) */
-    sq_weight down_exps;          /* [X][E][FE]: X slices FE -> E */
+    sq_weight router;             /* ffn_gate_inp: [n_embd, n_expert] */
+    sq_weight gate_exps;          /* [n_embd, n_ff_exp, n_expert], expert-major rows (may be absent: Mixtral) */
+    sq_weight up_exps;            /* [n_embd, n_ff_exp, n_expert] */
+    sq_weight down_exps;          /* [n_ff_exp, n_embd, n_expert] */
     /* SmarterQuant products sharing their input and their permutation (q, k, v;
      * gate, up): the activations are gathered once through this permutation and
      * the views above then have perm = NULL (they take gathered input). */
-    const int32_t *qkv_perm, *gu_perm;
+    const int32_t *qkv_perm;      /* [n_embd] or NULL */
+    const int32_t *gu_perm;       /* [n_embd] or NULL */
 } sq__layer;
 
 struct sq_model {
     sq_gguf *g;               /* owned: the mapped file */
     sq_hparams hp;
     sq__hp x;
-    sq_weight tok_embd;       /* E -> n_vocab rows */
-    sq_weight output;         /* E -> n_vocab; == tok_embd when tied */
+    sq_weight tok_embd;       /* [n_embd, n_vocab]: row t is token t's embedding */
+    sq_weight output;         /* [n_embd, n_vocab]; == tok_embd when tied */
     const float *output_b;    /* [n_vocab] or NULL */
-    const float *output_norm; /* [E] */
+    const float *output_norm; /* [n_embd] */
     const float *rope_freqs;  /* [n_rot/2] frequency factors or NULL */
     const float *rope_long, *rope_short; /* [n_rot/2] LongRoPE factors or NULL */
     sq__layer *layers;        /* [n_layer] */
@@ -171,20 +176,20 @@ struct sq_context {
     sq__rope_cfg rope[2];                   /* global and sliding-window RoPE (factors chosen for n_ctx) */
     float *kt;                          /* [n_layer][n_head_kv][head_dim][n_ctx_pad] + SQ_ATTN_KEYS slack */
     float *vc;                          /* [n_layer][n_ctx][kv_dim] */
-    float *x, *xn;                      /* [n_batch][E] residual stream; normed input / sublayer output */
-    float *xg;                          /* [n_batch][E] gathered input of shared-permutation products */
+    float *x, *xn;                      /* [n_batch][n_embd] residual stream; normed input / sublayer output */
+    float *xg;                          /* [n_batch][n_embd] gathered input of shared-permutation products */
     float *q, *k, *v, *att;             /* [n_batch][q_dim], [..][kv_dim], [..][kv_dim], [..][q_dim] */
     float *qkv;                         /* [n_batch][q_dim + 2 kv_dim] fused projection output, or NULL */
     float *g, *u;                       /* [n_batch][ff_w], [n_batch][up_w] */
     float *rope_cs;                     /* [2][n_batch][n_rot] the batch's RoPE cos/sin pairs */
     float *scores;                      /* [n_threads][SQ_ATTN_ROWS][n_ctx_pad] attention scores */
     /* experts (NULL without): router logits, choices, gathered rows, per-slot outputs */
-    float *moe_logits;                  /* [n_batch][X] */
+    float *moe_logits;                  /* [n_batch][n_expert] */
     int32_t *moe_sel;                   /* [n_batch][n_expert_used] chosen experts, best first */
     float *moe_w;                       /* [n_batch][n_expert_used] their weights */
     int32_t *moe_rows;                  /* [n_batch * n_expert_used] (token, slot) pairs of one expert */
-    float *moe_x, *moe_y;               /* [n_batch][E] an expert's gathered input, its output */
-    float *moe_out;                     /* [n_batch][n_expert_used][E] weighted outputs per slot */
+    float *moe_x, *moe_y;               /* [n_batch][n_embd] an expert's gathered input, its output */
+    float *moe_out;                     /* [n_batch][n_expert_used][n_embd] weighted outputs per slot */
     void *work;
     size_t work_size;
     float *logits;
