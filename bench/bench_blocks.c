@@ -327,13 +327,7 @@ int main(void)
     printf("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     fflush(stdout);
     for (size_t i = 0; i < N_ALL; i++) {
-        if (sel && *sel) {
-            char buf[256];
-            snprintf(buf, sizeof buf, ",%s,", sel);
-            char key[32];
-            snprintf(key, sizeof key, ",%s,", all_types[i]);
-            if (!strstr(buf, key)) continue;
-        }
+        if (sel && *sel && !bench_list_has(sel, all_types[i])) continue;
         result r;
         if (!bench_type(all_types[i], tp1, tpn, &r)) continue;
         const ggml_row *g = ggml_for(r.name);

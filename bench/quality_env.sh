@@ -7,7 +7,7 @@ if [ -z "${MODEL:-}" ]; then
     MODEL=../shared/models/sqdemo-f16.gguf
     [ -f "$MODEL" ] || MODEL=models/sqdemo-f16.gguf
 fi
-IMATRIX=${IMATRIX:-../shared/golden/llama.cpp/sqdemo.imatrix.gguf}
+IMATRIX=${IMATRIX:-data/sqdemo.imatrix.gguf}
 TEXT=${TEXT:-data/heldout.txt}
 THREADS=${THREADS:-2}
 

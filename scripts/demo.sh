@@ -14,7 +14,8 @@
 # Environment: SQ (the binary, default build/sq), SQ_DEMO_CHUNKS (heldout
 # chunks of 512 tokens, default 20), SQ_DEMO_THREADS (default: online CPUs),
 # SQ_DEMO_IMATRIX=1 (compute the imatrix), SQ_DEMO_OUT (default build/demo),
-# SQ_DEMO_PLAN_FLAGS (sq plan's flags; default: the quality benchmark's best).
+# SQ_DEMO_PLAN_FLAGS (sq plan's flags beyond the model, imatrix and size;
+# default --calib data/calib.txt: the documented way, docs/plan.md).
 set -eu
 SQ=${SQ:-build/sq}
 OUT=${SQ_DEMO_OUT:-build/demo}
@@ -45,12 +46,12 @@ $SQ quantize -q --no-sq-config --imatrix "$IMATRIX" $F16 "$Q4" Q4_K_M "$THREADS"
 Q4_SIZE=$(wc -c <"$Q4" | tr -d ' ')
 echo "$Q4: $Q4_SIZE bytes"
 
-step "3. SmarterQuant: sq plan --target-size $Q4_SIZE, then sq quantize with the plan"
+# The documented way (docs/plan.md): the model's own sensitivities measured
+# on the calibration text (one forward and backward pass per chunk), nothing else.
+PLAN_FLAGS=${SQ_DEMO_PLAN_FLAGS:---calib data/calib.txt}
+step "3. SmarterQuant: sq plan $PLAN_FLAGS --target-size $Q4_SIZE, then sq quantize with the plan"
 CFG=$OUT/sqdemo.smarterquant.json
 SQF=$OUT/sqdemo-SQ.gguf
-# The settings of bench/quality.sh's best run (docs/quality.md): per-tensor
-# sensitivities measured for this model, permutation on, every row measured.
-PLAN_FLAGS=${SQ_DEMO_PLAN_FLAGS:---sensitivity bench/sqdemo.sensitivity.txt --perm on --sample-rows 0 --types q2_K,q3_K,iq4_xs,q4_K,q5_K,q6_K,q8_0,q4_0,q5_0,q5_1,iq4_nl,q4_1}
 # shellcheck disable=SC2086
 $SQ plan -m $F16 --imatrix "$IMATRIX" --target-size "$Q4_SIZE" -t "$THREADS" $PLAN_FLAGS -o "$CFG" >"$OUT/plan.log" 2>&1 ||
     { cat "$OUT/plan.log"; exit 1; }

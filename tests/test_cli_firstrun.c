@@ -140,9 +140,10 @@ static char *serve_get(const char *model, const char *path)
     char cmd[4000];
     snprintf(cmd, sizeof cmd,
              "cd '%s' && ('%s' serve -m %s --port 0 > serve.log 2>&1 & echo $! > serve.pid); pid=$(cat serve.pid); "
-             "for i in $(seq 200); do grep -q 'listening on' serve.log && break; sleep 0.05; done; "
+             "for i in $(seq 1200); do grep -q 'listening on' serve.log && break; kill -0 $pid 2>/dev/null || break; "
+             "sleep 0.05; done; " /* up to a minute: a loaded machine */
              "port=$(sed -n 's/.*listening on http:[/][/]127.0.0.1:\\([0-9]*\\).*/\\1/p' serve.log); "
-             "curl -s --max-time 10 http://127.0.0.1:$port%s; kill -TERM $pid; "
+             "curl -s --max-time 60 http://127.0.0.1:$port%s; kill -TERM $pid; "
              "for i in $(seq 200); do kill -0 $pid 2>/dev/null || break; sleep 0.05; done",
              dir, harness_sq_bin(), model, path);
     int rc = 0;
@@ -312,7 +313,7 @@ static int serve_briefly(const char *sub, const char *extra, char **so, char **s
 {
     char cmd[1200];
     snprintf(cmd, sizeof cmd,
-             "$SQ serve -m M.gguf --port 0 %s & pid=$!; for i in $(seq 400); do "
+             "$SQ serve -m M.gguf --port 0 %s & pid=$!; for i in $(seq 2400); do "
              "grep -q 'listening on' stderr.txt 2>/dev/null && break; kill -0 $pid 2>/dev/null || break; sleep 0.025; "
              "done; kill -TERM $pid 2>/dev/null; wait $pid",
              extra);
@@ -544,7 +545,7 @@ static void test_small_items(void)
     char cmd[1200];
     snprintf(cmd, sizeof cmd,
              "$SQ serve -m M.gguf --port %d > first.log 2>&1 & pid=$!; "
-             "for i in $(seq 400); do grep -q 'listening on' first.log && break; sleep 0.025; done; "
+             "for i in $(seq 2400); do grep -q 'listening on' first.log && break; kill -0 $pid 2>/dev/null || break; sleep 0.025; done; "
              "$SQ serve -m M.gguf --port %d; rc=$?; kill -TERM $pid; wait $pid; exit $rc",
              port, port);
     const int rc = sh_in_dir("port", cmd, &so, &se);

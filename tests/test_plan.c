@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "plan/plan_internal.h"
 #include "sq/gguf.h"
 #include "sq/imatrix.h"
 #include "sq/plan.h"
@@ -516,6 +517,60 @@ static void test_tool(void)
     unlink(dat);
 }
 
+/* Where a header's data section starts when it holds `name`'s SmarterQuant
+ * keys with metadata m (or none: m NULL) and one tensor, alignment 1. */
+static uint64_t header_end_with(const char *path, const char *name, const sq_gguf_sqmeta *m)
+{
+    sq_error err = {0};
+    sq_gguf_writer *w = NULL;
+    uint64_t at = 0;
+    const int type = m ? m->types[3] : SQ_TYPE_Q8_0;
+    size_t nbytes = sq_row_size(SQ_TYPE_Q8_0, 512);
+    if (m) CHECK_INT(sq_mixed_row_bytes(m->types, 512, &nbytes, &err), SQ_OK);
+    const int64_t ne[2] = {512, 1};
+    uint8_t *z = calloc(1, nbytes);
+    CHECK(z != NULL);
+    if (z && sq_gguf_writer_open(path, &w, &err) == SQ_OK && sq_gguf_writer_set_u32(w, "general.alignment", 1, &err) == SQ_OK &&
+        (!m || sq_gguf_writer_set_sqmeta(w, name, m, &err) == SQ_OK) &&
+        sq_gguf_writer_add_tensor(w, name, 2, ne, type, nbytes, &err) == SQ_OK &&
+        sq_gguf_writer_write(w, z, nbytes, &err) == SQ_OK && sq_gguf_writer_finish(w, &err) == SQ_OK) {
+        sq_gguf *g = NULL;
+        CHECK_MSG(sq_gguf_open(path, &g, &err) == SQ_OK, "%s", err.msg);
+        if (g) at = sq_gguf_data_offset(g);
+        sq_gguf_close(g);
+    } else {
+        CHECK_MSG(false, "writing %s: %s", path, err.msg);
+    }
+    free(z);
+    unlink(path);
+    return at;
+}
+
+/* The planner's count of a tensor's SmarterQuant keys (asked of the GGUF
+ * layer) is what the writer really writes: with and without a permutation,
+ * and the bound for types not chosen yet holds for the types it covers. */
+static void test_sq_keys_bytes(void)
+{
+    if (!tmpdir[0]) SKIP("no temporary folder");
+    char path[600];
+    snprintf(path, sizeof path, "%s/keys.gguf", tmpdir);
+    int32_t perm[512];
+    for (int j = 0; j < 512; j++) perm[j] = (j * 37 + 5) % 512;
+    const char *name = "blk.11.ffn_gate.weight";
+    const int types[4] = {SQ_TYPE_Q6_K, SQ_TYPE_Q4_K, SQ_TYPE_Q4_K, SQ_TYPE_Q4_K};
+    const sq_gguf_sqmeta with = {{types[0], types[1], types[2], types[3]}, perm, 512};
+    const sq_gguf_sqmeta without = {{types[0], types[1], types[2], types[3]}, NULL, 512};
+    const uint64_t none = header_end_with(path, name, NULL);
+    const uint64_t w_perm = header_end_with(path, name, &with), wo_perm = header_end_with(path, name, &without);
+    CHECK(none > 0 && w_perm > wo_perm && wo_perm > none);
+    CHECK_INT((long long)sq__plan_sq_keys_bytes(name, 512, perm, types), (long long)(w_perm - none));
+    CHECK_INT((long long)sq__plan_sq_keys_bytes(name, 512, NULL, types), (long long)(wo_perm - none));
+    CHECK_INT((long long)sq__plan_perm_bytes(name, 512, perm), (long long)(w_perm - wo_perm));
+    CHECK_INT((long long)sq__plan_perm_bytes(name, 512, NULL), 0);
+    CHECK(sq__plan_sq_keys_bytes(name, 512, NULL, NULL) >= wo_perm - none);
+    CHECK(sq__plan_sq_keys_bytes(name, 512, perm, NULL) >= w_perm - none);
+}
+
 int main(void)
 {
     if (harness_tmpdir(tmpdir, sizeof tmpdir)) {
@@ -529,6 +584,7 @@ int main(void)
     RUN(test_bad_input);
     RUN(test_demo);
     RUN(test_tool);
+    RUN(test_sq_keys_bytes);
     unlink(syn_model);
     unlink(syn_imatrix);
     rmdir(tmpdir);

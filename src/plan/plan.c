@@ -139,7 +139,7 @@ static void compute_budget(sq__pctx *c)
     uint64_t A = sq_gguf_alignment(c->model);
     uint64_t sq_keys = 0, pad = 0;
     for (int64_t t = 0; t < plan->n; t++) {
-        sq_keys += sq__plan_sq_keys_bytes(plan->names[t], 2, NULL);
+        sq_keys += sq__plan_sq_keys_bytes(plan->names[t], plan->pt[t].cols, NULL, NULL);
         pad += A - 1;
     }
     if (c->p->target_bytes > 0) {
@@ -188,7 +188,7 @@ static sq_status public_view(sq__pctx *c, double lambda, sq_error *err)
         tot->error += o->error;
         tot->planned_bytes += o->bytes;
         planned_aligned += align_up(o->bytes, A);
-        sq_keys += sq__plan_sq_keys_bytes(o->name, o->perm ? g->perm_json_len : 2, o->types);
+        sq_keys += sq__plan_sq_keys_bytes(o->name, o->cols, o->perm, o->types);
     }
     tot->n_planned = plan->n;
     tot->n_elements = c->n_elements;

@@ -111,7 +111,8 @@ static uint64_t lagrange_pick(sq_plan *plan, double lambda, bool min_bytes)
                     cost += uc;
                 }
             }
-            if (cost < best_cost) {
+            if (isnan(cost)) cost = INFINITY; /* 0 * inf: never better than a number, yet an option */
+            if (cost < best_cost || best_opt < 0) {
                 best_cost = cost;
                 best_opt = o;
             }

@@ -68,7 +68,6 @@ typedef struct sq__pgroup {
     int32_t *perm;     /* cols entries (owned), NULL when no permutation is possible/allowed */
     bool opt_avail[2]; /* which options may be chosen */
     int opt;           /* the option chosen */
-    size_t perm_json_len;
     uint64_t opt_extra[2]; /* bytes an option adds outside the tensor data (the permutation keys) */
 } sq__pgroup;
 
@@ -110,7 +109,8 @@ sq_status sq__plan_select(sq__pctx *c, sq_error *err);
 sq_status sq__plan_groups(sq__pctx *c, sq_error *err);
 sq_status sq__plan_mix_types(const sq__pctx *c, int ftype, int *types, uint64_t *bytes, sq_error *err);
 void sq__plan_add_candidate(sq__ptensor *pt, int type);
-uint64_t sq__plan_sq_keys_bytes(const char *name, size_t perm_json_len, const int types[4]);
+uint64_t sq__plan_sq_keys_bytes(const char *name, int64_t cols, const int32_t *perm, const int types[4]);
+uint64_t sq__plan_perm_bytes(const char *name, int64_t cols, const int32_t *perm);
 
 /* plan_measure.c */
 sq_status sq__plan_measure(sq__pctx *c, int opt, sq_error *err);

@@ -386,7 +386,6 @@ static sq_status group_perm(sq_plan *plan, sq__pgroup *g, sq_error *err)
         free(g->perm);
         g->perm = NULL;
     }
-    g->perm_json_len = g->perm ? sq_format_int_array_json(g->perm, C, NULL, 0) : 2;
     return SQ_OK;
 }
 
@@ -400,13 +399,16 @@ sq_status sq__plan_build_perms(sq__pctx *c, sq_error *err)
     sq_status st = SQ_OK;
     for (int gi = 0; st == SQ_OK && gi < plan->n_groups; gi++) {
         sq__pgroup *g = &plan->groups[gi];
-        g->perm_json_len = 2;
         if (allowed) st = group_perm(plan, g, err);
         if (st != SQ_OK) break;
         g->opt_avail[0] = p->perm != SQ_PLAN_PERM_ON || !g->perm;
         g->opt_avail[1] = g->perm != NULL;
         /* a permutation costs its metadata strings in the file (not tensor data) */
-        g->opt_extra[1] = p->target_bytes > 0 && g->perm ? (uint64_t)g->n_members * (g->perm_json_len - 2) : 0;
+        g->opt_extra[1] = 0;
+        for (int m = 0; p->target_bytes > 0 && g->perm && m < g->n_members; m++) {
+            const int t = g->members[m];
+            g->opt_extra[1] += sq__plan_perm_bytes(plan->names[t], plan->pt[t].cols, g->perm);
+        }
     }
     for (int64_t t = 0; t < plan->n; t++) {
         free(plan->pt[t].score);

@@ -197,8 +197,9 @@ sq_status sq__plan_prior(sq__pctx *c, sq_error *err)
             if (pts[i].type == pt->prior_type) tb = pts[i].b;
         memcpy(hull, pts, (size_t)np * sizeof *pts);
         if (!weight_range(hull, lower_hull(hull, np), pt->prior_type, tb, &lo, &hi)) continue;
+        if (!isfinite(lo) && !isfinite(hi)) continue; /* any weight gives the mix's type: nothing to infer */
         double x = isfinite(lo) && isfinite(hi) ? (lo + hi) / 2 : isfinite(lo) ? lo : hi;
-        pt->weight = exp(x);
+        pt->weight = exp(fmin(fmax(x, -700.0), 700.0)); /* a finite weight: exp overflows a double beyond 709 */
         plan->totals.n_prior++;
     }
     free(pts);

@@ -441,17 +441,21 @@ sq_status sq__plan_groups(sq__pctx *c, sq_error *err)
     return SQ_OK;
 }
 
-/* Bytes of one GGUF key/value pair with a string value of vlen bytes. */
-static uint64_t kv_str_bytes(size_t keylen, size_t vlen) { return 8 + keylen + 4 + 8 + vlen; }
-
-/* The SmarterQuant keys' bytes for a tensor (spec section 5): enabled (bool),
- * permutation (perm_json_len bytes of JSON, 2 for "[]"), block_types (types,
- * or 24 bytes, the most four ids take, when types is NULL). */
-uint64_t sq__plan_sq_keys_bytes(const char *name, size_t perm_json_len, const int types[4])
+/* What a permutation adds to a tensor's SmarterQuant keys over "[]" (its
+ * JSON string), as the GGUF layer, which writes the keys, counts it. */
+uint64_t sq__plan_perm_bytes(const char *name, int64_t cols, const int32_t *perm)
 {
-    size_t nl = strlen(name);
-    uint64_t b = 8 + nl + 21 + 4 + 1;
-    b += kv_str_bytes(nl + 25, perm_json_len);
-    b += kv_str_bytes(nl + 25, types ? sq_format_types_json(types, NULL, 0) : 24);
-    return b;
+    if (!perm) return 0;
+    const sq_gguf_sqmeta with = {{0, 0, 0, 0}, perm, cols}, without = {{0, 0, 0, 0}, NULL, cols};
+    return sq_gguf_sqmeta_kv_bytes(name, &with) - sq_gguf_sqmeta_kv_bytes(name, &without);
+}
+
+/* The SmarterQuant keys' bytes for a tensor of `cols` columns (spec section
+ * 5), asked of the GGUF layer (sq_gguf_sqmeta_kv_bytes). perm NULL: "[]";
+ * types NULL: the most any four types can take. */
+uint64_t sq__plan_sq_keys_bytes(const char *name, int64_t cols, const int32_t *perm, const int types[4])
+{
+    if (!types) return sq_gguf_sqmeta_kv_bytes(name, NULL) + sq__plan_perm_bytes(name, cols, perm);
+    const sq_gguf_sqmeta m = {{types[0], types[1], types[2], types[3]}, perm, cols};
+    return sq_gguf_sqmeta_kv_bytes(name, &m);
 }
