@@ -17,6 +17,10 @@ typedef void (*sq__dequantize_fn)(const void *x, float *y, int64_t n);
 typedef float (*sq__vec_dot_fn)(int64_t n, const void *w, const void *x_act);
 /* ggml's CPU from_float for an activation type. */
 typedef void (*sq__from_float_fn)(const float *x, void *y, int64_t n);
+/* A quantizer that needs scratch proportional to the row (ik's row-scale
+ * types keep every block scale of the row until the row scale is known):
+ * work holds ws_per_256 * n / 256 floats, provided by the dispatcher. */
+typedef void (*sq__quantize_ws_fn)(const float *x, void *y, int64_t n, const float *imatrix, float *work);
 
 typedef struct sq__kernels {
     sq__quantize_fn quantize;     /* f32 -> blocks; NULL if unsupported */
@@ -25,14 +29,25 @@ typedef struct sq__kernels {
     sq__from_float_fn from_float; /* only for activation types */
 } sq__kernels;
 
+/* The quantizers that need row scratch, in a table of their own (indexed by
+ * type id; fn NULL elsewhere): work holds per_256 * (n / 256 + 1) floats. */
+typedef struct sq__quantize_ws {
+    sq__quantize_ws_fn fn;
+    int per_256;
+} sq__quantize_ws;
+
 /* Scalar registrations, one per family file. */
 void sq__register_float(sq__kernels table[SQ_TYPE_COUNT]);
 void sq__register_legacy(sq__kernels table[SQ_TYPE_COUNT]);
 void sq__register_kquants(sq__kernels table[SQ_TYPE_COUNT]);
 void sq__register_iquants(sq__kernels table[SQ_TYPE_COUNT]);
+void sq__register_ik(sq__kernels table[SQ_TYPE_COUNT], sq__quantize_ws ws[SQ_TYPE_COUNT]);
 /* SIMD overrides, each called only when the CPU has the ISA. */
 void sq__register_avx2(sq__kernels table[SQ_TYPE_COUNT]);
 void sq__register_avx512(sq__kernels table[SQ_TYPE_COUNT]);
+
+/* The row-scratch quantizers (built with the tables). */
+const sq__quantize_ws *sq__quantize_ws_table(void);
 
 /* The table in effect (built on first call). */
 const sq__kernels *sq__kernel_table(void);

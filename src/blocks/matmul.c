@@ -196,7 +196,7 @@ static void run_product(sq_threadpool *tp, mm_job *j)
     /* Column panel: the tile kernel keeps 4 activation rows of a panel in L1
      * (about 24 KiB) while it walks the chunk's weight rows (from L2). */
     j->kp = cols;
-    if (n > 1) {
+    if (n > 1 && ti->row_meta == 0) { /* a row with a row scale is not cut: the scale heads the whole row */
         const double x_per_value = (double)sq_row_size(j->act_type, 256) / 256.0;
         const int64_t unit = ti->block_size < 256 ? 256 : ti->block_size;
         int64_t kp = (int64_t)(24.0 * 1024 / (4 * x_per_value)) / unit * unit;

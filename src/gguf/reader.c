@@ -131,12 +131,12 @@ static bool mixed_row_bytes(const int types[4], int64_t C, uint64_t *out, char *
                      (long long)s, ti->name, ti->block_size, (long long)len, (long long)C);
             return false;
         }
-        total += (uint64_t)(len / ti->block_size) * (uint64_t)ti->type_size;
+        total += (uint64_t)ti->row_meta + (uint64_t)(len / ti->block_size) * (uint64_t)ti->type_size;
     }
     if (nseg > 5) {
         /* segments 4 .. nseg-2: full segments of types[3] (segment 3 checked that 256 divides) */
         const sq_type_info *ti = sq_type_info_get(types[3]);
-        const uint64_t seg = (uint64_t)(SQ_SEGMENT / ti->block_size) * (uint64_t)ti->type_size;
+        const uint64_t seg = (uint64_t)ti->row_meta + (uint64_t)(SQ_SEGMENT / ti->block_size) * (uint64_t)ti->type_size;
         uint64_t mid;
         if (__builtin_mul_overflow(seg, (uint64_t)(nseg - 5), &mid) || __builtin_add_overflow(total, mid, &total)) {
             snprintf(why, why_n, "row size overflows 64 bits");
@@ -181,6 +181,7 @@ bool sq__gguf_tensor_size(int n_dims, const int64_t *ne, int type, const int *sq
             snprintf(why, why_n, "row size overflows 64 bits");
             return false;
         }
+        row_bytes += (uint64_t)ti->row_meta; /* ik's per-row scale */
     }
     if (__builtin_mul_overflow(row_bytes, (uint64_t)rows, out)) {
         snprintf(why, why_n, "data size overflows 64 bits");
