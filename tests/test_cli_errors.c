@@ -126,7 +126,7 @@ static void test_bad_files_and_flags(void)
         const char *args, *needle;
         int rc;
     } cases[] = {
-        {"run -m", "'-m'", 2},
+        {"run -m", "-m needs a value", 2},
         {"run -m M.gguf --bogus", "--bogus", 2},
         {"quantize --bogus M.gguf o.gguf q4_0", "--bogus", 2},
         {"quantize M.gguf o.gguf bogus", "bogus", 2},

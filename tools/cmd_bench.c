@@ -63,36 +63,34 @@ int sq_cmd_bench(int argc, char **argv)
     const char *models[16];
     int n_models = 0, n_prompt = 512, n_gen = 128, reps = 5, n_batch = 2048, kv_type = SQ_TYPE_F16;
     int n_threads = sq_default_threads();
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const bool has = i + 1 < argc;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+    sq_args a = sq_args_start("bench", argc, argv);
+    for (; sq_args_more(&a); sq_args_next(&a)) {
+        if (sq_args_help(&a)) {
             usage(stdout);
             return 0;
-        } else if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && has) {
-            if (n_models == 16) {
-                fprintf(stderr, "sq bench: at most 16 models\n");
-                return 2;
-            }
-            models[n_models++] = argv[++i];
-        } else if ((!strcmp(a, "-p") || !strcmp(a, "--n-prompt")) && has) {
-            if (!sq_arg_int("bench", a, argv[++i], 0, 16777216, &n_prompt)) return 2;
-        } else if ((!strcmp(a, "-n") || !strcmp(a, "--n-gen")) && has) {
-            if (!sq_arg_int("bench", a, argv[++i], 0, 16777216, &n_gen)) return 2;
-        } else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && has) {
-            if (!sq_arg_int("bench", a, argv[++i], 1, 1024, &n_threads)) return 2;
-        } else if ((!strcmp(a, "-r") || !strcmp(a, "--repetitions")) && has) {
-            if (!sq_arg_int("bench", a, argv[++i], 1, 1000000, &reps)) return 2;
-        } else if ((!strcmp(a, "-b") || !strcmp(a, "--batch-size")) && has) {
-            if (!sq_arg_int("bench", a, argv[++i], 1, 16777216, &n_batch)) return 2;
-        } else if (!strcmp(a, "--kv-type") && has) {
-            if (!sq_arg_kv_type("bench", argv[++i], &kv_type)) return 2;
+        }
+        if (sq_args_is(&a, "-m", "--model")) {
+            if (n_models == 16) return sq_usage_error("bench", "at most 16 models");
+            const char *v = sq_args_value(&a);
+            if (v) models[n_models++] = v;
+        } else if (sq_args_is(&a, "-p", "--n-prompt")) {
+            sq_args_int(&a, 0, 16777216, &n_prompt);
+        } else if (sq_args_is(&a, "-n", "--n-gen")) {
+            sq_args_int(&a, 0, 16777216, &n_gen);
+        } else if (sq_args_is(&a, "-t", "--threads")) {
+            sq_args_int(&a, 1, 1024, &n_threads);
+        } else if (sq_args_is(&a, "-r", "--repetitions")) {
+            sq_args_int(&a, 1, 1000000, &reps);
+        } else if (sq_args_is(&a, "-b", "--batch-size")) {
+            sq_args_int(&a, 1, 16777216, &n_batch);
+        } else if (sq_args_is(&a, NULL, "--kv-type")) {
+            const char *v = sq_args_value(&a);
+            if (v && !sq_arg_kv_type("bench", v, &kv_type)) return 2;
         } else {
-            fprintf(stderr, "sq bench: unknown or incomplete option '%s'\n", a);
-            sq_usage_hint("bench");
-            return 2;
+            return sq_args_unknown(&a);
         }
     }
+    if (a.failed) return 2;
     if (!n_models || n_prompt < 0 || n_gen < 0 || reps < 1 || n_threads < 1 || n_batch < 1 ||
         (n_prompt == 0 && n_gen == 0)) {
         fprintf(stderr, "sq bench: %s\n",

@@ -218,54 +218,36 @@ static bool write_atomic(const char *path, const void *data, size_t n)
 
 /* Parses trailing options shared by the subcommands; positional arguments
  * are collected into pos (at most maxpos). Returns 0, or 2 on a usage error,
- * or -1 when --help was given (already printed). */
+ * or -1 when --help was given (already printed). argv[0] is the
+ * subcommand's name ("quantize"). */
 static int parse_args(int argc, char **argv, void (*usage)(FILE *), const char **pos, int maxpos, int *npos,
                       const char **imatrix)
 {
+    char cmd[64];
+    snprintf(cmd, sizeof cmd, "blocks %s", argv[0]);
     *npos = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (is_help(a)) {
+    sq_args a = sq_args_start(cmd, argc, argv);
+    for (; sq_args_more(&a); sq_args_next(&a)) {
+        const char *s = sq_args_cur(&a);
+        if (sq_args_help(&a)) {
             usage(stdout);
             return -1;
-        } else if (imatrix && !strcmp(a, "--imatrix")) {
-            if (++i >= argc) {
-                fprintf(stderr, "sq blocks: --imatrix needs a file\n");
-                return 2;
-            }
-            *imatrix = argv[i];
-        } else if (!strcmp(a, "--isa")) {
-            if (++i >= argc) {
-                fprintf(stderr, "sq blocks: --isa needs scalar, avx2 or avx512\n");
-                return 2;
-            }
-            sq_isa want;
-            if (!strcmp(argv[i], "scalar")) want = SQ_ISA_SCALAR;
-            else if (!strcmp(argv[i], "avx2")) want = SQ_ISA_AVX2;
-            else if (!strcmp(argv[i], "avx512")) want = SQ_ISA_AVX512;
-            else {
-                fprintf(stderr, "sq blocks: unknown --isa '%s' (scalar, avx2 or avx512)\n", argv[i]);
-                return 2;
-            }
-            sq_blocks_set_isa(want);
-        } else if (a[0] == '-' && a[1] == '-') {
-            fprintf(stderr, "sq blocks %s: unknown option '%s'\n", argv[0], a);
-            usage(stderr);
-            return 2;
+        } else if (imatrix && sq_args_is(&a, NULL, "--imatrix")) {
+            *imatrix = sq_args_value(&a);
+        } else if (sq_args_is(&a, NULL, "--isa")) {
+            static const sq_isa isas[] = {SQ_ISA_SCALAR, SQ_ISA_AVX2, SQ_ISA_AVX512};
+            int k = 0;
+            if (sq_args_choice(&a, "scalar|avx2|avx512", &k)) sq_blocks_set_isa(isas[k]);
+        } else if (s[0] == '-' && s[1] == '-') {
+            return sq_args_unknown(&a);
+        } else if (*npos >= maxpos) {
+            return sq_usage_error(cmd, "too many arguments ('%s')", s);
         } else {
-            if (*npos >= maxpos) {
-                fprintf(stderr, "sq blocks %s: too many arguments ('%s')\n", argv[0], a);
-                usage(stderr);
-                return 2;
-            }
-            pos[(*npos)++] = a;
+            pos[(*npos)++] = s;
         }
     }
-    if (*npos != maxpos) {
-        fprintf(stderr, "sq blocks %s: expected %d arguments, got %d\n", argv[0], maxpos, *npos);
-        usage(stderr);
-        return 2;
-    }
+    if (a.failed) return 2;
+    if (*npos != maxpos) return sq_usage_error(cmd, "expected %d arguments, got %d", maxpos, *npos);
     return 0;
 }
 

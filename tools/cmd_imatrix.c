@@ -93,33 +93,30 @@ int sq_cmd_imatrix(int argc, char **argv)
     int n_ctx = 512, n_chunks = -1, n_batch = 2048, n_threads = sq_default_threads();
     int kv_type = SQ_TYPE_F16;
     bool process_output = false;
-    const sq_engine_args eng = {&model_path, &text_path, &n_ctx, 16, &n_batch, &n_threads, &kv_type, usage};
-    for (int i = 1; i < argc; i++) {
-        const int shared = sq_arg_engine("imatrix", argc, argv, &i, &eng);
-        if (shared) { /* consumed (1), usage error (-1) or --help (2) */
-            if (shared == 1) continue;
-            return shared < 0 ? 2 : 0;
+    const sq_engine_args eng = {&model_path, &text_path, &n_ctx, 16, &n_batch, &n_threads, &kv_type};
+    sq_args a = sq_args_start("imatrix", argc, argv);
+    for (; sq_args_more(&a); sq_args_next(&a)) {
+        if (sq_args_help(&a)) {
+            usage(stdout);
+            return 0;
         }
-        const char *a = argv[i];
-        const bool has = i + 1 < argc;
-        if ((!strcmp(a, "-o") || !strcmp(a, "--output")) && has) {
-            out_path = argv[++i];
-        } else if (!strcmp(a, "--chunks") && has) {
-            if (!sq_arg_chunks("imatrix", a, argv[++i], &n_chunks)) return 2;
-        } else if (!strcmp(a, "--in-file") && has) {
-            if (n_in == 64) {
-                fprintf(stderr, "sq imatrix: at most 64 --in-file\n");
-                return 2;
-            }
-            in_files[n_in++] = argv[++i];
-        } else if (!strcmp(a, "--process-output")) {
+        if (sq_args_engine(&a, &eng)) continue;
+        if (sq_args_is(&a, "-o", "--output")) {
+            out_path = sq_args_value(&a);
+        } else if (sq_args_is(&a, NULL, "--chunks")) {
+            const char *v = sq_args_value(&a);
+            if (v && !sq_arg_chunks("imatrix", "--chunks", v, &n_chunks)) return 2;
+        } else if (sq_args_is(&a, NULL, "--in-file")) {
+            if (n_in == 64) return sq_usage_error("imatrix", "at most 64 --in-file");
+            const char *v = sq_args_value(&a);
+            if (v) in_files[n_in++] = v;
+        } else if (sq_args_is(&a, NULL, "--process-output")) {
             process_output = true;
         } else {
-            fprintf(stderr, "sq imatrix: unknown or incomplete option '%s'\n", a);
-            sq_usage_hint("imatrix");
-            return 2;
+            return sq_args_unknown(&a);
         }
     }
+    if (a.failed) return 2;
     const bool compute = model_path || text_path;
     const char *why = NULL;
     if (compute && !model_path) why = "a model (-m) is required with -f";

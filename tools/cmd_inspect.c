@@ -219,30 +219,20 @@ int sq_cmd_inspect(int argc, char **argv)
 {
     const char *path = NULL;
     bool full = false, json = false;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+    sq_args a = sq_args_start("inspect", argc, argv);
+    for (; sq_args_more(&a); sq_args_next(&a)) {
+        const char *s = sq_args_cur(&a);
+        if (sq_args_help(&a)) {
             usage(stdout);
             return 0;
-        } else if (!strcmp(argv[i], "--full")) {
-            full = true;
-        } else if (!strcmp(argv[i], "--json")) {
-            json = true;
-        } else if (argv[i][0] == '-' && argv[i][1]) {
-            fprintf(stderr, "sq inspect: unknown option '%s'\n", argv[i]);
-            sq_usage_hint("inspect");
-            return 2;
-        } else if (path) {
-            fprintf(stderr, "sq inspect: only one FILE, got '%s' and '%s'\n", path, argv[i]);
-            return 2;
-        } else {
-            path = argv[i];
         }
+        if (sq_args_is(&a, NULL, "--full")) full = true;
+        else if (sq_args_is(&a, NULL, "--json")) json = true;
+        else if (s[0] == '-' && s[1]) return sq_args_unknown(&a);
+        else if (path) return sq_usage_error("inspect", "only one FILE, got '%s' and '%s'", path, s);
+        else path = s;
     }
-    if (!path) {
-        fprintf(stderr, "sq inspect: a FILE to show is required\n");
-        sq_usage_hint("inspect");
-        return 2;
-    }
+    if (!path) return sq_usage_error("inspect", "a FILE to show is required");
     sq_error err = {0};
     sq_gguf *g = NULL;
     /* the first shard of a split model shows the whole model; a shard that

@@ -170,27 +170,26 @@ int sq_cmd_perplexity(int argc, char **argv)
     const char *model_path = NULL, *text_path = NULL, *kld_file = NULL;
     int n_ctx = 512, n_chunks = -1, n_batch = 2048, n_threads = sq_default_threads(), kv_type = SQ_TYPE_F16;
     bool kld = false;
-    const sq_engine_args eng = {&model_path, &text_path, &n_ctx, 8, &n_batch, &n_threads, &kv_type, usage};
-    for (int i = 1; i < argc; i++) {
-        const int shared = sq_arg_engine("perplexity", argc, argv, &i, &eng);
-        if (shared) { /* consumed (1), usage error (-1) or --help (2) */
-            if (shared == 1) continue;
-            return shared < 0 ? 2 : 0;
+    const sq_engine_args eng = {&model_path, &text_path, &n_ctx, 8, &n_batch, &n_threads, &kv_type};
+    sq_args a = sq_args_start("perplexity", argc, argv);
+    for (; sq_args_more(&a); sq_args_next(&a)) {
+        if (sq_args_help(&a)) {
+            usage(stdout);
+            return 0;
         }
-        const char *a = argv[i];
-        const bool has = i + 1 < argc;
-        if (!strcmp(a, "--chunks") && has) {
-            if (!sq_arg_chunks("perplexity", a, argv[++i], &n_chunks)) return 2;
-        } else if (!strcmp(a, "--kl-divergence-base") && has) {
-            kld_file = argv[++i];
-        } else if (!strcmp(a, "--kl-divergence")) {
+        if (sq_args_engine(&a, &eng)) continue;
+        if (sq_args_is(&a, NULL, "--chunks")) {
+            const char *v = sq_args_value(&a);
+            if (v && !sq_arg_chunks("perplexity", "--chunks", v, &n_chunks)) return 2;
+        } else if (sq_args_is(&a, NULL, "--kl-divergence-base")) {
+            kld_file = sq_args_value(&a);
+        } else if (sq_args_is(&a, NULL, "--kl-divergence")) {
             kld = true;
         } else {
-            fprintf(stderr, "sq perplexity: unknown or incomplete option '%s'\n", a);
-            sq_usage_hint("perplexity");
-            return 2;
+            return sq_args_unknown(&a);
         }
     }
+    if (a.failed) return 2;
     if (!model_path || (!text_path && !kld) || n_ctx < 8 || n_batch < 1 || n_threads < 1 || (kld && !kld_file)) {
         fprintf(stderr, "sq perplexity: %s\n",
                 !model_path                ? "a model (-m) is required"

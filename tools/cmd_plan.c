@@ -2,7 +2,7 @@
  * cmd_plan.c — sq plan: choose, for every weight tensor of a model, a column
  * permutation and the four segment block types under a size budget, and write
  * them as a SmarterQuant configuration (default.smarterquant.json) with a
- * report of what was chosen. The algorithm is in src/quantize/plan.c and
+ * report of what was chosen. The algorithm is in src/plan/plan.c and
  * docs/plan.md.
  */
 #include <ctype.h>
@@ -311,296 +311,341 @@ static int write_sens(const char *path, const sq_plan_sens *s, const char *model
     return 0;
 }
 
+/* --calib's progress: one tensor measured at a time (before each tensor). */
 static void on_calib(void *ud, const char *tensor, int i, int n)
 {
-    if (*(const bool *)ud) return;
-    fprintf(stderr, "\rsq plan: calibrating %d/%d %-40s", i + 1, n, tensor);
-    if (i + 1 == n) fprintf(stderr, "\n");
+    sq_progress *pr = ud;
+    if (i == 0) sq_progress_start(pr, "sq plan: calibrating", "tensors", n);
+    sq_progress_update(pr, i, "%s", tensor);
 }
 
-int sq_cmd_plan(int argc, char **argv)
-{
-    const char *model_path = NULL, *imatrix_path = NULL, *out_path = SQ_CONFIG_DEFAULT_NAME, *sens_path = NULL;
-    sq_plan_params p = {0};
+/* What the command line asked for. */
+typedef struct plan_opts {
+    const char *model_path, *imatrix_path, *out_path, *sens_path, *calib_path, *sens_out;
+    const char *calib_flag; /* a --calib-* tuning flag given (they need --calib) */
+    sq_plan_params p;
+    sq_plan_calib_params cp;
     int types[32], ctypes[32];
-    const char *calib_path = NULL, *sens_out = NULL;
-    sq_plan_calib_params cp = {0};
-    bool measure_kld = false;
-    const char *calib_flag = NULL; /* a --calib-* tuning flag given (they need --calib) */
-    int refine = 0;
-    bool no_imatrix = false, dry_run = false, quiet = false;
-    long threads = sysconf(_SC_NPROCESSORS_ONLN);
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-#define NEED_VALUE()                                                        \
-    do {                                                                    \
-        if (!v) {                                                           \
-            fprintf(stderr, "sq plan: %s needs a value (see --help)\n", a); \
-            return 2;                                                       \
-        }                                                                   \
-        i++;                                                                \
-    } while (0)
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
-            NEED_VALUE();
-            model_path = v;
-        } else if (!strcmp(a, "--imatrix")) {
-            NEED_VALUE();
-            imatrix_path = v;
-        } else if (!strcmp(a, "--no-imatrix")) {
-            no_imatrix = true;
-        } else if (!strcmp(a, "--target-bpw")) {
-            NEED_VALUE();
-            char *end = NULL;
-            p.target_bpw = strtod(v, &end);
-            if (!end || *end || !(p.target_bpw > 0) || !(p.target_bpw < 64)) {
-                fprintf(stderr, "sq plan: --target-bpw %s: want a number of bits per weight in (0, 64)\n", v);
-                return 2;
-            }
-        } else if (!strcmp(a, "--target-size")) {
-            NEED_VALUE();
-            p.target_bytes = parse_size(v);
-            if (!p.target_bytes) {
-                fprintf(stderr, "sq plan: --target-size %s: want a size in bytes, or with a K, M or G suffix\n", v);
-                return 2;
-            }
-        } else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
-            NEED_VALUE();
-            out_path = v;
-        } else if (!strcmp(a, "--tensors")) {
-            NEED_VALUE();
-            p.tensors = v;
-        } else if (!strcmp(a, "--types")) {
-            NEED_VALUE();
-            char bad[64];
-            int n = parse_types(v, types, (int)(sizeof types / sizeof types[0]), bad, sizeof bad);
-            if (n <= 0) {
-                fprintf(stderr, "sq plan: --types %s: '%s' is not a type (names such as q4_K, or ids)\n", v, bad);
-                return 2;
-            }
-            p.types = types;
-            p.n_types = n;
-        } else if (!strcmp(a, "--base-ftype")) {
-            NEED_VALUE();
-            p.base_ftype = v;
-        } else if (!strcmp(a, "--perm")) {
-            NEED_VALUE();
-            if (!strcmp(v, "auto")) p.perm = SQ_PLAN_PERM_AUTO;
-            else if (!strcmp(v, "on")) p.perm = SQ_PLAN_PERM_ON;
-            else if (!strcmp(v, "off")) p.perm = SQ_PLAN_PERM_OFF;
-            else {
-                fprintf(stderr, "sq plan: --perm %s: want auto, on or off\n", v);
-                return 2;
-            }
-        } else if (!strcmp(a, "--norm")) {
-            NEED_VALUE();
-            if (!strcmp(v, "rel")) p.norm = SQ_PLAN_NORM_REL;
-            else if (!strcmp(v, "abs")) p.norm = SQ_PLAN_NORM_ABS;
-            else {
-                fprintf(stderr, "sq plan: --norm %s: want rel or abs\n", v);
-                return 2;
-            }
-        } else if (!strcmp(a, "--sensitivity")) {
-            NEED_VALUE();
-            sens_path = v;
-        } else if (!strcmp(a, "--calib")) {
-            NEED_VALUE();
-            calib_path = v;
-        } else if (!strcmp(a, "--calib-chunks")) {
-            NEED_VALUE();
-            calib_flag = a;
-            if (!sq_arg_int("plan", a, v, 1, 100000, &cp.n_chunks)) return 2;
-        } else if (!strcmp(a, "--calib-ctx")) {
-            NEED_VALUE();
-            calib_flag = a;
-            if (!sq_arg_int("plan", a, v, 8, 1 << 20, &cp.n_ctx)) return 2;
-        } else if (!strcmp(a, "--calib-types")) {
-            NEED_VALUE();
-            calib_flag = a;
-            char bad[64];
-            int n = parse_types(v, ctypes, (int)(sizeof ctypes / sizeof ctypes[0]), bad, sizeof bad);
-            if (n <= 0 || n > 2) {
-                fprintf(stderr, "sq plan: --calib-types %s: want one or two type names or ids\n", v);
-                return 2;
-            }
-            cp.types = ctypes;
-            cp.n_types = n;
-        } else if (!strcmp(a, "--calib-act")) {
-            NEED_VALUE();
-            calib_flag = a;
-            if (!strcmp(v, "none")) {
-                cp.act_type = -1;
-            } else {
-                cp.act_type = sq_type_from_name(v);
-                if (cp.act_type <= 0) {
-                    fprintf(stderr, "sq plan: --calib-act %s: want a type name (q8_0, q5_0, ...) or none\n", v);
-                    return 2;
-                }
-            }
-        } else if (!strcmp(a, "--sensitivity-out")) {
-            NEED_VALUE();
-            sens_out = v;
-        } else if (!strcmp(a, "--calib-refine")) {
-            NEED_VALUE();
-            if (!sq_arg_int("plan", a, v, 0, 100, &refine)) return 2;
-        } else if (!strcmp(a, "--measure-kld")) {
-            measure_kld = true;
-        } else if (!strcmp(a, "--no-share-perm")) {
-            p.no_share = true;
-        } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
-            NEED_VALUE();
-            char *end = NULL;
-            threads = strtol(v, &end, 10);
-            if (!end || *end || threads < 1 || threads > 1024) {
-                fprintf(stderr, "sq plan: --threads %s: want a number from 1 to 1024\n", v);
-                return 2;
-            }
-        } else if (!strcmp(a, "--sample-rows")) {
-            NEED_VALUE();
-            char *end = NULL;
-            long long n = strtoll(v, &end, 10);
-            if (!end || *end || n < 0) {
-                fprintf(stderr, "sq plan: --sample-rows %s: want a row count (0: every row)\n", v);
-                return 2;
-            }
-            p.sample_rows = n == 0 ? -1 : n;
-        } else if (!strcmp(a, "--dry-run")) {
-            dry_run = true;
-        } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
-            quiet = true;
-        } else {
-            fprintf(stderr, "sq plan: unknown argument '%s' (see --help)\n", a);
-            return 2;
+    int refine;
+    long threads;
+    bool measure_kld, no_imatrix, dry_run, quiet;
+} plan_opts;
+
+/* The budget and what is planned: --target-bpw/-size, --tensors, --types,
+ * --base-ftype, --perm, --norm, --no-share-perm, --sample-rows. Returns
+ * whether the argument is one of them (a.failed after a bad value). */
+static bool budget_flag(sq_args *a, plan_opts *o)
+{
+    sq_plan_params *p = &o->p;
+    const char *flag = sq_args_cur(a), *v = NULL;
+    int k = 0;
+    if (sq_args_is(a, NULL, "--target-bpw")) {
+        if (!(v = sq_args_value(a))) return true;
+        char *end = NULL;
+        p->target_bpw = strtod(v, &end);
+        if (!end || *end || !(p->target_bpw > 0) || !(p->target_bpw < 64)) {
+            fprintf(stderr, "sq plan: --target-bpw %s: want a number of bits per weight in (0, 64)\n", v);
+            a->failed = true;
         }
-#undef NEED_VALUE
+    } else if (sq_args_is(a, NULL, "--target-size")) {
+        if (!(v = sq_args_value(a))) return true;
+        if (!(p->target_bytes = parse_size(v))) {
+            fprintf(stderr, "sq plan: --target-size %s: want a size in bytes, or with a K, M or G suffix\n", v);
+            a->failed = true;
+        }
+    } else if (sq_args_is(a, NULL, "--tensors")) {
+        p->tensors = sq_args_value(a);
+    } else if (sq_args_is(a, NULL, "--types")) {
+        if (!(v = sq_args_value(a))) return true;
+        char bad[64];
+        const int n = parse_types(v, o->types, (int)(sizeof o->types / sizeof o->types[0]), bad, sizeof bad);
+        if (n <= 0) {
+            fprintf(stderr, "sq plan: --types %s: '%s' is not a type (names such as q4_K, or ids)\n", v, bad);
+            a->failed = true;
+        }
+        p->types = o->types;
+        p->n_types = n;
+    } else if (sq_args_is(a, NULL, "--base-ftype")) {
+        p->base_ftype = sq_args_value(a);
+    } else if (sq_args_is(a, NULL, "--perm")) {
+        static const sq_plan_perm_mode modes[] = {SQ_PLAN_PERM_AUTO, SQ_PLAN_PERM_ON, SQ_PLAN_PERM_OFF};
+        if (sq_args_choice(a, "auto|on|off", &k)) p->perm = modes[k];
+    } else if (sq_args_is(a, NULL, "--norm")) {
+        if (sq_args_choice(a, "rel|abs", &k)) p->norm = k == 0 ? SQ_PLAN_NORM_REL : SQ_PLAN_NORM_ABS;
+    } else if (sq_args_is(a, NULL, "--no-share-perm")) {
+        p->no_share = true;
+    } else if (sq_args_is(a, NULL, "--sample-rows")) {
+        if (!(v = sq_args_value(a))) return true;
+        char *end = NULL;
+        const long long n = strtoll(v, &end, 10);
+        if (!end || *end || n < 0) {
+            fprintf(stderr, "sq plan: %s %s: want a row count (0: every row)\n", flag, v);
+            a->failed = true;
+        }
+        p->sample_rows = n == 0 ? -1 : n;
+    } else {
+        return false;
     }
-    if (!model_path) {
-        fprintf(stderr, "sq plan: no model (-m FILE)\n");
-        return 2;
+    return true;
+}
+
+/* Sensitivities: --sensitivity, --calib and its tuning flags,
+ * --sensitivity-out, --measure-kld, --calib-refine. */
+static bool calib_flag(sq_args *a, plan_opts *o)
+{
+    sq_plan_calib_params *cp = &o->cp;
+    const char *flag = sq_args_cur(a), *v = NULL;
+    if (sq_args_is(a, NULL, "--sensitivity")) {
+        o->sens_path = sq_args_value(a);
+    } else if (sq_args_is(a, NULL, "--calib")) {
+        o->calib_path = sq_args_value(a);
+    } else if (sq_args_is(a, NULL, "--sensitivity-out")) {
+        o->sens_out = sq_args_value(a);
+    } else if (sq_args_is(a, NULL, "--measure-kld")) {
+        o->measure_kld = true;
+    } else if (sq_args_is(a, NULL, "--calib-refine")) {
+        sq_args_int(a, 0, 100, &o->refine);
+    } else if (sq_args_is(a, NULL, "--calib-chunks")) {
+        o->calib_flag = flag;
+        sq_args_int(a, 1, 100000, &cp->n_chunks);
+    } else if (sq_args_is(a, NULL, "--calib-ctx")) {
+        o->calib_flag = flag;
+        sq_args_int(a, 8, 1 << 20, &cp->n_ctx);
+    } else if (sq_args_is(a, NULL, "--calib-types")) {
+        o->calib_flag = flag;
+        if (!(v = sq_args_value(a))) return true;
+        char bad[64];
+        const int n = parse_types(v, o->ctypes, (int)(sizeof o->ctypes / sizeof o->ctypes[0]), bad, sizeof bad);
+        if (n <= 0 || n > 2) {
+            fprintf(stderr, "sq plan: --calib-types %s: want one or two type names or ids\n", v);
+            a->failed = true;
+        }
+        cp->types = o->ctypes;
+        cp->n_types = n;
+    } else if (sq_args_is(a, NULL, "--calib-act")) {
+        o->calib_flag = flag;
+        if (!(v = sq_args_value(a))) return true;
+        const int t = sq_type_from_name(v);
+        cp->act_type = !strcmp(v, "none") ? -1 : t;
+        if (strcmp(v, "none") != 0 && t <= 0) {
+            fprintf(stderr, "sq plan: --calib-act %s: want a type name (q8_0, q5_0, ...) or none\n", v);
+            a->failed = true;
+        }
+    } else {
+        return false;
     }
-    if (!imatrix_path && !no_imatrix) {
-        fprintf(stderr, "sq plan: no importance matrix (--imatrix FILE, or --no-imatrix)\n");
-        return 2;
-    }
-    if ((p.target_bpw > 0) == (p.target_bytes > 0)) {
-        fprintf(stderr, "sq plan: give exactly one of --target-bpw and --target-size\n");
-        return 2;
-    }
-    p.n_threads = threads > 0 ? (int)threads : 1;
-    if (cp.act_type == 0) {
-        /* the default: activation costs from q8_0 whenever the two measuring types are K-quants */
-        bool k_quants = !cp.types;
-        if (cp.types && cp.n_types == 2) {
-            const sq_type_info *a0 = sq_type_info_get(cp.types[0]), *a1 = sq_type_info_get(cp.types[1]);
+    return true;
+}
+
+/* Inputs, output and running: -m, --imatrix, --no-imatrix, -o, -t,
+ * --dry-run, -q. */
+static bool io_flag(sq_args *a, plan_opts *o)
+{
+    if (sq_args_is(a, "-m", "--model")) o->model_path = sq_args_value(a);
+    else if (sq_args_is(a, NULL, "--imatrix")) o->imatrix_path = sq_args_value(a);
+    else if (sq_args_is(a, NULL, "--no-imatrix")) o->no_imatrix = true;
+    else if (sq_args_is(a, "-o", "--output")) o->out_path = sq_args_value(a);
+    else if (sq_args_is(a, "-t", "--threads")) sq_args_long(a, 1, 1024, &o->threads);
+    else if (sq_args_is(a, NULL, "--dry-run")) o->dry_run = true;
+    else if (sq_args_is(a, "-q", "--quiet")) o->quiet = true;
+    else return false;
+    return true;
+}
+
+/* The default --calib-act: activation costs from q8_0 whenever the two
+ * measuring types are K-quants; -1 (none) becomes 0. */
+static void default_calib_act(sq_plan_calib_params *cp)
+{
+    if (cp->act_type == 0) {
+        bool k_quants = !cp->types;
+        if (cp->types && cp->n_types == 2) {
+            const sq_type_info *a0 = sq_type_info_get(cp->types[0]), *a1 = sq_type_info_get(cp->types[1]);
             k_quants = a0 && a1 && a0->vec_dot_type == SQ_TYPE_Q8_K && a1->vec_dot_type == SQ_TYPE_Q8_K;
         }
-        if (k_quants) cp.act_type = SQ_TYPE_Q8_0;
+        if (k_quants) cp->act_type = SQ_TYPE_Q8_0;
     }
-    if (cp.act_type < 0) cp.act_type = 0;
-    if (sens_path && sens_out) {
-        fprintf(stderr, "sq plan: --sensitivity-out writes measured sensitivities; --sensitivity reads them\n");
-        return 2;
-    }
-    if ((sens_out || measure_kld || refine || calib_flag) && !calib_path) {
-        fprintf(stderr, "sq plan: %s needs --calib TEXT\n",
-                sens_out ? "--sensitivity-out" : measure_kld ? "--measure-kld" : refine ? "--calib-refine" : calib_flag);
-        return 2;
-    }
-    {
-        /* the configuration must not replace one of the inputs */
-        const char *inputs[] = {model_path, imatrix_path, sens_path, calib_path};
-        for (int k = 0; k < 4; k++)
-            if (inputs[k] && (sq_gguf_same_file(out_path, inputs[k]) || (sens_out && sq_gguf_same_file(sens_out, inputs[k])))) {
-                fprintf(stderr, "sq plan: -o %s: is the input %s; it would be replaced (choose another output)\n",
-                        out_path, inputs[k]);
-                return 2;
-            }
-    }
+    if (cp->act_type < 0) cp->act_type = 0;
+}
 
-    if (!sq_arg_output_ok("plan", out_path)) return 1;
-    if (sens_out && !sq_arg_output_ok("plan", sens_out)) return 1; /* before a calibration of minutes */
-    sq_error err = {0};
-    sq_gguf *g_owned = NULL;
-    const sq_gguf *g = NULL;
-    sq_model *model = NULL;
-    sq_plan_sens *sens = NULL;
-    sq_token *ctoks = NULL;
-    sq_imatrix *im = NULL;
-    sq_plan *plan = NULL;
-    char *text = NULL;
-    size_t len = 0;
-    int rc = 1;
-    sq_plan_weight *weights = NULL;
-    int n_weights = 0;
-    if (sens_path) {
-        if (load_weights_file(sens_path, &weights, &n_weights) != 0) goto out;
-        p.weights = weights;
-        p.n_weights = n_weights;
-    }
-    if (calib_path ? sq_model_load(model_path, &model, &err) != SQ_OK : sq_gguf_open_model(model_path, &g_owned, &err) != SQ_OK) {
-        fprintf(stderr, "sq plan: %s\n", err.msg);
-        goto out;
-    }
-    g = model ? sq_model_gguf(model) : g_owned;
-    if (imatrix_path && !no_imatrix && sq_imatrix_load(imatrix_path, &im, &err) != SQ_OK) {
-        fprintf(stderr, "sq plan: %s\n", err.msg);
-        goto out;
-    }
-    if (calib_path) {
-        cp.n_threads = p.n_threads;
-        cp.tensors = p.tensors; /* only what is planned */
-        if (calib_tokens(g, calib_path, &ctoks, &cp.n_tokens, &cp.bos) != 0) goto out;
-        cp.tokens = ctoks;
-        cp.progress = on_calib;
-        cp.ud = &quiet;
-    }
-    if (calib_path && !sens_path) {
-        double t0 = sq_time_now();
-        if (sq_plan_measure_sensitivity(model, im, &cp, &sens, &err) != SQ_OK) {
-            fprintf(stderr, "sq plan: %s: calibration: %s\n", model_path, err.msg);
-            goto out;
+/* The flags that go together or not at all, and outputs that would replace
+ * an input or cannot be written: checked before any work. Returns 0 or the
+ * exit status. */
+static int check_opts(plan_opts *o)
+{
+    if (!o->model_path) return sq_usage_error("plan", "no model (-m FILE)");
+    if (!o->imatrix_path && !o->no_imatrix)
+        return sq_usage_error("plan", "no importance matrix (--imatrix FILE, or --no-imatrix)");
+    if ((o->p.target_bpw > 0) == (o->p.target_bytes > 0))
+        return sq_usage_error("plan", "give exactly one of --target-bpw and --target-size");
+    if (o->sens_path && o->sens_out)
+        return sq_usage_error("plan", "--sensitivity-out writes measured sensitivities; --sensitivity reads them");
+    if ((o->sens_out || o->measure_kld || o->refine || o->calib_flag) && !o->calib_path)
+        return sq_usage_error("plan", "%s needs --calib TEXT",
+                              o->sens_out      ? "--sensitivity-out"
+                              : o->measure_kld ? "--measure-kld"
+                              : o->refine      ? "--calib-refine"
+                                               : o->calib_flag);
+    /* the configuration must not replace one of the inputs */
+    const char *inputs[] = {o->model_path, o->imatrix_path, o->sens_path, o->calib_path};
+    for (int k = 0; k < 4; k++)
+        if (inputs[k] &&
+            (sq_gguf_same_file(o->out_path, inputs[k]) || (o->sens_out && sq_gguf_same_file(o->sens_out, inputs[k]))))
+            return sq_usage_error("plan", "-o %s: is the input %s; it would be replaced (choose another output)",
+                                  o->out_path, inputs[k]);
+    if (!sq_arg_output_ok("plan", o->out_path)) return 1;
+    if (o->sens_out && !sq_arg_output_ok("plan", o->sens_out)) return 1; /* before a calibration of minutes */
+    return 0;
+}
+
+/* Reads the command line into o; returns -1 to go on, else the exit status. */
+static int parse_args(int argc, char **argv, plan_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->out_path = SQ_CONFIG_DEFAULT_NAME;
+    o->threads = sysconf(_SC_NPROCESSORS_ONLN);
+    sq_args a = sq_args_start("plan", argc, argv);
+    for (; sq_args_more(&a); sq_args_next(&a)) {
+        if (sq_args_help(&a)) {
+            usage(stdout);
+            return 0;
         }
-        p.weights = sq_plan_sens_weights(sens);
-        p.n_weights = (int)sq_plan_sens_count(sens);
-        printf("calibrated %d tensors in %.2f s on %s (base mean -log p %.4f)\n", p.n_weights, sq_time_now() - t0,
-               calib_path, sq_plan_sens_base_nll(sens));
-        if (sens_out && write_sens(sens_out, sens, model_path, calib_path,
-                                   cp.n_chunks > 0 ? cp.n_chunks : SQ_PLAN_CALIB_DEFAULT_CHUNKS, cp.act_type) != 0)
-            goto out;
+        if (!budget_flag(&a, o) && !calib_flag(&a, o) && !io_flag(&a, o)) return sq_args_unknown(&a);
     }
-    if (sq_plan_create(g, im, &p, &plan, &err) != SQ_OK) {
-        if (imatrix_path && !no_imatrix)
-            fprintf(stderr, "sq plan: %s with --imatrix %s: %s\n", model_path, imatrix_path, err.msg);
+    if (a.failed) return 2;
+    o->p.n_threads = o->threads > 0 ? (int)o->threads : 1;
+    default_calib_act(&o->cp);
+    const int rc = check_opts(o);
+    return rc ? rc : -1;
+}
+
+/* What one run loads and makes; freed by run_free(). */
+typedef struct plan_run {
+    sq_gguf *g_owned;
+    const sq_gguf *g;
+    sq_model *model; /* with --calib: the engine's model (g is its file) */
+    sq_imatrix *im;
+    sq_plan_sens *sens;
+    sq_token *ctoks;
+    sq_plan_weight *weights;
+    int n_weights;
+    sq_plan *plan;
+    char *text;
+    size_t len;
+    sq_progress progress;
+} plan_run;
+
+static void run_free(plan_run *r)
+{
+    free_weights(r->weights, r->n_weights);
+    free(r->text);
+    sq_plan_free(r->plan);
+    sq_imatrix_free(r->im);
+    sq_plan_sens_free(r->sens);
+    free(r->ctoks);
+    sq_model_free(r->model);
+    sq_gguf_close(r->g_owned);
+}
+
+/* The sensitivity file, the model (loaded by the engine for --calib), the
+ * importance matrix and the calibration tokens. Returns 0, or 1 after a
+ * message. */
+static int load_inputs(plan_opts *o, plan_run *r)
+{
+    sq_error err = {0};
+    if (o->sens_path) {
+        if (load_weights_file(o->sens_path, &r->weights, &r->n_weights) != 0) return 1;
+        o->p.weights = r->weights;
+        o->p.n_weights = r->n_weights;
+    }
+    if (o->calib_path ? sq_model_load(o->model_path, &r->model, &err) != SQ_OK
+                      : sq_gguf_open_model(o->model_path, &r->g_owned, &err) != SQ_OK) {
+        fprintf(stderr, "sq plan: %s\n", err.msg);
+        return 1;
+    }
+    r->g = r->model ? sq_model_gguf(r->model) : r->g_owned;
+    if (o->imatrix_path && !o->no_imatrix && sq_imatrix_load(o->imatrix_path, &r->im, &err) != SQ_OK) {
+        fprintf(stderr, "sq plan: %s\n", err.msg);
+        return 1;
+    }
+    if (o->calib_path) {
+        sq_plan_calib_params *cp = &o->cp;
+        cp->n_threads = o->p.n_threads;
+        cp->tensors = o->p.tensors; /* only what is planned */
+        if (calib_tokens(r->g, o->calib_path, &r->ctoks, &cp->n_tokens, &cp->bos) != 0) return 1;
+        cp->tokens = r->ctoks;
+        if (!o->quiet) {
+            cp->progress = on_calib;
+            cp->ud = &r->progress;
+        }
+    }
+    return 0;
+}
+
+/* --calib without --sensitivity: measures the sensitivities (and writes
+ * them with --sensitivity-out). Returns 0, or 1 after a message. */
+static int calibrate(plan_opts *o, plan_run *r)
+{
+    sq_error err = {0};
+    const double t0 = sq_time_now();
+    const sq_status st = sq_plan_measure_sensitivity(r->model, r->im, &o->cp, &r->sens, &err);
+    sq_progress_end(&r->progress);
+    if (st != SQ_OK) {
+        fprintf(stderr, "sq plan: %s: calibration: %s\n", o->model_path, err.msg);
+        return 1;
+    }
+    o->p.weights = sq_plan_sens_weights(r->sens);
+    o->p.n_weights = (int)sq_plan_sens_count(r->sens);
+    printf("calibrated %d tensors in %.2f s on %s (base mean -log p %.4f)\n", o->p.n_weights, sq_time_now() - t0,
+           o->calib_path, sq_plan_sens_base_nll(r->sens));
+    if (o->sens_out &&
+        write_sens(o->sens_out, r->sens, o->model_path, o->calib_path,
+                   o->cp.n_chunks > 0 ? o->cp.n_chunks : SQ_PLAN_CALIB_DEFAULT_CHUNKS, o->cp.act_type) != 0)
+        return 1;
+    return 0;
+}
+
+/* Plans (and with --calib-refine refines), prints the warnings, and checks
+ * the configuration text as `sq quantize --strict` will. Returns 0 or 1. */
+static int make_plan(plan_opts *o, plan_run *r)
+{
+    sq_error err = {0};
+    if (sq_plan_create(r->g, r->im, &o->p, &r->plan, &err) != SQ_OK) {
+        if (o->imatrix_path && !o->no_imatrix)
+            fprintf(stderr, "sq plan: %s with --imatrix %s: %s\n", o->model_path, o->imatrix_path, err.msg);
         else
-            fprintf(stderr, "sq plan: %s: %s\n", model_path, err.msg);
-        goto out;
+            fprintf(stderr, "sq plan: %s: %s\n", o->model_path, err.msg);
+        return 1;
     }
-    if (refine > 0) {
+    if (o->refine > 0) {
         double kld = 0.0;
-        if (sq_plan_refine(model, im, &p, &cp, refine, &plan, &kld, &err) != SQ_OK) {
-            fprintf(stderr, "sq plan: %s: refining the plan: %s\n", model_path, err.msg);
-            goto out;
+        const sq_status st = sq_plan_refine(r->model, r->im, &o->p, &o->cp, o->refine, &r->plan, &kld, &err);
+        sq_progress_end(&r->progress);
+        if (st != SQ_OK) {
+            fprintf(stderr, "sq plan: %s: refining the plan: %s\n", o->model_path, err.msg);
+            return 1;
         }
         printf("refined: %d rounds, the best plan measured mean KL divergence %.6f on the calibration chunks\n",
-               refine, kld);
-        measure_kld = false; /* measured already */
+               o->refine, kld);
+        o->measure_kld = false; /* measured already */
     }
-    for (int64_t i = 0; i < sq_plan_n_warnings(plan); i++) fprintf(stderr, "sq plan: warning: %s\n", sq_plan_warning(plan, i));
-    if (sq_plan_config_text(plan, &text, &len, &err) != SQ_OK) {
+    for (int64_t i = 0; i < sq_plan_n_warnings(r->plan); i++)
+        fprintf(stderr, "sq plan: warning: %s\n", sq_plan_warning(r->plan, i));
+    if (sq_plan_config_text(r->plan, &r->text, &r->len, &err) != SQ_OK) {
         fprintf(stderr, "sq plan: %s\n", err.msg);
-        goto out;
+        return 1;
     }
-    if (check_config(text, len, out_path, g, im) != 0) goto out;
+    return check_config(r->text, r->len, o->out_path, r->g, r->im);
+}
 
-    const sq_plan_totals *tot = sq_plan_get_totals(plan);
-    if (!quiet) {
+/* The per-tensor table (unless -q) and the totals. */
+static void print_report(const plan_opts *o, const plan_run *r)
+{
+    const sq_plan_totals *tot = sq_plan_get_totals(r->plan);
+    if (!o->quiet) {
         printf("%-28s %11s %-30s %5s %10s %6s %11s\n", "tensor", "shape", " types (segments 0,1,2,3+)", "perm", "bytes",
                "bpw", "rel.error");
-        for (int64_t i = 0; i < sq_plan_n_tensors(plan); i++) {
-            const sq_plan_tensor *t = sq_plan_tensor_at(plan, i);
+        for (int64_t i = 0; i < sq_plan_n_tensors(r->plan); i++) {
+            const sq_plan_tensor *t = sq_plan_tensor_at(r->plan, i);
             char shape[32];
             snprintf(shape, sizeof shape, "%lldx%lld", (long long)t->cols, (long long)t->rows);
             printf("%-28s %11s", t->name, shape);
@@ -609,40 +654,56 @@ int sq_cmd_plan(int argc, char **argv)
             printf(" %5s %10llu %6.3f %11.4e\n", perm, (unsigned long long)t->bytes, t->bpw, t->rel_error);
         }
     }
+    const sq_plan_params *p = &o->p;
     printf("planned %lld tensors in %.2f s: predicted error %.6e (%s), lambda %.4e\n", (long long)tot->n_planned,
            tot->seconds, tot->error,
-           p.norm == SQ_PLAN_NORM_ABS ? "absolute" : (p.n_weights ? "sensitivity-weighted relative errors" : "sum of relative errors"),
+           p->norm == SQ_PLAN_NORM_ABS ? "absolute"
+           : p->n_weights              ? "sensitivity-weighted relative errors"
+                                       : "sum of relative errors",
            tot->lambda);
     printf("model: %llu bytes of tensor data, %.4f bits per weight over %lld weights; predicted file size %llu bytes "
            "(%.2f MiB)",
            (unsigned long long)tot->data_bytes, tot->bpw, (long long)tot->n_elements, (unsigned long long)tot->file_bytes,
            (double)tot->file_bytes / (1024.0 * 1024.0));
-    if (p.target_bytes) printf(", target %llu bytes\n", (unsigned long long)p.target_bytes);
-    else printf(", target %.4f bpw\n", p.target_bpw);
-    if (measure_kld) {
+    if (p->target_bytes) printf(", target %llu bytes\n", (unsigned long long)p->target_bytes);
+    else printf(", target %.4f bpw\n", p->target_bpw);
+}
+
+/* After the report: --measure-kld, then the configuration file. */
+static int finish(const plan_opts *o, plan_run *r)
+{
+    sq_error err = {0};
+    if (o->measure_kld) {
         double kld = 0.0;
-        if (sq_plan_measure_kld(model, im, plan, &cp, &kld, &err) != SQ_OK) {
-            fprintf(stderr, "sq plan: %s: measuring the plan: %s\n", model_path, err.msg);
-            goto out;
+        const sq_status st = sq_plan_measure_kld(r->model, r->im, r->plan, &o->cp, &kld, &err);
+        sq_progress_end(&r->progress);
+        if (st != SQ_OK) {
+            fprintf(stderr, "sq plan: %s: measuring the plan: %s\n", o->model_path, err.msg);
+            return 1;
         }
         printf("measured: mean KL divergence %.6f on the calibration chunks\n", kld);
     }
-    if (!dry_run) {
-        if (sq_plan_write_config(plan, out_path, &err) != SQ_OK) {
-            fprintf(stderr, "sq plan: %s\n", err.msg);
-            goto out;
-        }
-        printf("wrote %s\n", out_path);
+    if (o->dry_run) return 0;
+    if (sq_plan_write_config(r->plan, o->out_path, &err) != SQ_OK) {
+        fprintf(stderr, "sq plan: %s\n", err.msg);
+        return 1;
     }
-    rc = 0;
-out:
-    free_weights(weights, n_weights);
-    free(text);
-    sq_plan_free(plan);
-    sq_imatrix_free(im);
-    sq_plan_sens_free(sens);
-    free(ctoks);
-    sq_model_free(model);
-    sq_gguf_close(g_owned);
+    printf("wrote %s\n", o->out_path);
+    return 0;
+}
+
+int sq_cmd_plan(int argc, char **argv)
+{
+    plan_opts o;
+    const int prc = parse_args(argc, argv, &o);
+    if (prc >= 0) return prc;
+    plan_run r;
+    memset(&r, 0, sizeof r);
+    int rc = load_inputs(&o, &r);
+    if (!rc && o.calib_path && !o.sens_path) rc = calibrate(&o, &r);
+    if (!rc) rc = make_plan(&o, &r);
+    if (!rc) print_report(&o, &r);
+    if (!rc) rc = finish(&o, &r);
+    run_free(&r);
     return rc;
 }

@@ -214,258 +214,312 @@ static bool file_exists(const char *p)
     return stat(p, &st) == 0 && S_ISREG(st.st_mode);
 }
 
+/* What the command line asked for, and the arrays it fills. */
+typedef struct quant_opts {
+    sq_quantize_params p;
+    sq_tensor_type_override *ov; /* --tensor-type entries, their patterns in ov_text */
+    char **ov_text;
+    int max_ov;
+    const char **incl, **excl; /* --include-weights, --exclude-weights */
+    int n_incl, n_excl;
+    sq_kv_override *kvo;
+    int *prune, max_prune;
+    const char *cfg_path;
+    bool no_sq_config;
+    printer pr;
+    const char *pos[4]; /* IN [OUT] TYPE [NTHREADS] */
+    int npos;
+    const char *in, *out;
+    const sq_ftype_info *fi;
+    char default_out[4200];
+} quant_opts;
+
+static bool opts_alloc(quant_opts *o, int argc)
+{
+    memset(o, 0, sizeof *o);
+    o->p.output_tensor_type = -1;
+    o->p.token_embedding_type = -1;
+    o->max_ov = argc + 1;
+    o->ov = calloc((size_t)o->max_ov, sizeof *o->ov);
+    o->ov_text = calloc((size_t)o->max_ov, sizeof *o->ov_text);
+    o->incl = calloc((size_t)argc + 1, sizeof *o->incl);
+    o->excl = calloc((size_t)argc + 1, sizeof *o->excl);
+    o->kvo = calloc((size_t)argc + 1, sizeof *o->kvo);
+    return o->ov && o->ov_text && o->incl && o->excl && o->kvo;
+}
+
+static void opts_free(quant_opts *o)
+{
+    for (int k = 0; k < o->p.n_overrides; k++) free(o->ov_text[k]);
+    for (int k = 0; k < o->p.n_kv_overrides; k++) free((char *)o->kvo[k].key);
+    free(o->ov_text);
+    free(o->ov);
+    free(o->incl);
+    free(o->excl);
+    free(o->kvo);
+    free(o->prune);
+}
+
+/* --tensor-type-file: REGEX=TYPE entries separated by white space. False
+ * after a message. */
+static bool read_tensor_type_file(const char *path, quant_opts *o)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "sq quantize: --tensor-type-file %s: cannot open: %s\n", path, strerror(errno));
+        return false;
+    }
+    char tok[4096];
+    bool ok = true;
+    while (ok && fscanf(f, "%4095s", tok) == 1) {
+        if (o->p.n_overrides >= o->max_ov) {
+            sq_tensor_type_override *o2 = realloc(o->ov, (size_t)(o->max_ov * 2) * sizeof *o->ov);
+            char **t2 = o2 ? realloc(o->ov_text, (size_t)(o->max_ov * 2) * sizeof *o->ov_text) : NULL;
+            if (o2) o->ov = o2;
+            if (t2) o->ov_text = t2;
+            if (!o2 || !t2) break;
+            o->max_ov *= 2;
+        }
+        ok = add_tensor_type(tok, o->ov, o->ov_text, &o->p.n_overrides) == 0;
+    }
+    fclose(f);
+    return ok;
+}
+
+/* The flags that steer llama.cpp's per-tensor rules: --imatrix and its
+ * --include/--exclude-weights, --pure, --leave-output-tensor,
+ * --output-tensor-type, --token-embedding-type, --tensor-type(-file).
+ * Returns whether the argument is one of them (a->failed after a bad value). */
+static bool rules_flag(sq_args *a, quant_opts *o)
+{
+    const char *flag = sq_args_cur(a), *v = NULL;
+    if (sq_args_is(a, NULL, "--imatrix")) {
+        o->p.imatrix_path = sq_args_value(a);
+    } else if (sq_args_is(a, NULL, "--include-weights") || sq_args_is(a, NULL, "--exclude-weights")) {
+        if ((v = sq_args_value(a))) {
+            if (flag[2] == 'i') o->incl[o->n_incl++] = v;
+            else o->excl[o->n_excl++] = v;
+        }
+    } else if (sq_args_is(a, NULL, "--pure")) {
+        o->p.pure = true;
+    } else if (sq_args_is(a, NULL, "--leave-output-tensor")) {
+        o->p.leave_output_tensor = true;
+    } else if (sq_args_is(a, NULL, "--output-tensor-type") || sq_args_is(a, NULL, "--token-embedding-type")) {
+        if (!(v = sq_args_value(a))) return true;
+        const int t = parse_type(v);
+        if (t < 0) {
+            fprintf(stderr, "sq quantize: %s: unknown ggml type '%s'\n", flag, v);
+            a->failed = true;
+        } else if (flag[2] == 'o') {
+            o->p.output_tensor_type = t;
+        } else {
+            o->p.token_embedding_type = t;
+        }
+    } else if (sq_args_is(a, NULL, "--tensor-type")) {
+        if ((v = sq_args_value(a)) && add_tensor_type(v, o->ov, o->ov_text, &o->p.n_overrides) != 0) a->failed = true;
+    } else if (sq_args_is(a, NULL, "--tensor-type-file")) {
+        if ((v = sq_args_value(a)) && !read_tensor_type_file(v, o)) a->failed = true;
+    } else {
+        return false;
+    }
+    return true;
+}
+
+/* The output file's shape and metadata: --keep-split, --prune-layers,
+ * --override-kv, --allow-requantize, --dry-run, -q. */
+static bool file_flag(sq_args *a, quant_opts *o)
+{
+    const char *v = NULL;
+    if (sq_args_is(a, NULL, "--keep-split")) {
+        o->p.keep_split = true;
+    } else if (sq_args_is(a, NULL, "--prune-layers")) {
+        if (!(v = sq_args_value(a))) return true;
+        const int more = (int)strlen(v) / 2 + 1;
+        int *np = realloc(o->prune, (size_t)(o->max_prune + more) * sizeof *np);
+        if (!np) {
+            a->failed = true;
+            return true;
+        }
+        o->prune = np;
+        o->max_prune += more;
+        if (!parse_prune_layers(v, o->prune, &o->p.n_prune_layers, o->max_prune)) a->failed = true;
+        o->p.prune_layers = o->prune;
+    } else if (sq_args_is(a, NULL, "--override-kv")) {
+        if (!(v = sq_args_value(a))) return true;
+        if (!parse_kv_override(v, &o->kvo[o->p.n_kv_overrides])) {
+            fprintf(stderr, "sq quantize: --override-kv '%s': expected KEY=TYPE:VALUE with TYPE int, float, bool or str\n",
+                    v);
+            a->failed = true;
+        } else {
+            o->p.n_kv_overrides++;
+        }
+    } else if (sq_args_is(a, NULL, "--allow-requantize")) {
+        o->p.allow_requantize = true;
+    } else if (sq_args_is(a, NULL, "--dry-run")) {
+        o->p.dry_run = o->pr.dry_run = true;
+    } else if (sq_args_is(a, "-q", "--quiet")) {
+        o->pr.quiet = true;
+    } else {
+        return false;
+    }
+    return true;
+}
+
+/* SmarterQuant: --sq-config, --no-sq-config, --strict, --sq-auto-fallback. */
+static bool smarterquant_flag(sq_args *a, quant_opts *o)
+{
+    if (sq_args_is(a, NULL, "--sq-config")) o->cfg_path = sq_args_value(a);
+    else if (sq_args_is(a, NULL, "--no-sq-config")) o->no_sq_config = true;
+    else if (sq_args_is(a, NULL, "--strict")) o->p.strict = true;
+    else if (sq_args_is(a, NULL, "--sq-auto-fallback")) o->p.sq_auto_fallback = true;
+    else return false;
+    return true;
+}
+
+/* IN [OUT] TYPE [N], read as llama-quantize reads them: when the second
+ * argument is a file type, OUT was left out (then, unless --dry-run, the
+ * output is IN's folder/ggml-model-TYPE.gguf) and a third one is N. Returns
+ * -1 to go on, else the exit status. */
+static int positionals(quant_opts *o)
+{
+    const char **pos = o->pos, *type = NULL, *nthreads = NULL;
+    if (o->npos >= 2 && sq_ftype_parse(pos[1])) {
+        o->in = pos[0], type = pos[1], nthreads = o->npos > 2 ? pos[2] : NULL;
+        if (o->npos > 3)
+            return sq_usage_error("quantize", "too many arguments ('%s' after IN.gguf TYPE NTHREADS)", pos[3]);
+        if (!o->p.dry_run) {
+            const char *slash = strrchr(o->in, '/');
+            snprintf(o->default_out, sizeof o->default_out, "%.*sggml-model-%s.gguf",
+                     slash ? (int)(slash - o->in + 1) : 0, o->in, sq_ftype_parse(type)->name);
+            o->out = o->default_out;
+        }
+    } else if (o->npos >= 3 && sq_ftype_parse(pos[2])) {
+        o->in = pos[0], o->out = pos[1], type = pos[2], nthreads = o->npos > 3 ? pos[3] : NULL;
+    } else if (o->npos >= 2) {
+        return sq_usage_error("quantize", "unknown file type '%s'", pos[o->npos >= 3 ? 2 : 1]);
+    } else {
+        return sq_usage_error("quantize", "expected IN.gguf [OUT.gguf] TYPE [NTHREADS]");
+    }
+    o->fi = sq_ftype_parse(type);
+    o->p.ftype = o->fi->ftype;
+    o->p.copy = o->fi->copy;
+    if (nthreads && !sq_arg_int("quantize", "NTHREADS", nthreads, 1, 1024, &o->p.n_threads)) return 2;
+    return -1;
+}
+
+/* Reads the command line into o; returns -1 to go on, else the exit status. */
+static int parse_args(int argc, char **argv, quant_opts *o)
+{
+    sq_args a = sq_args_start("quantize", argc, argv);
+    for (; sq_args_more(&a); sq_args_next(&a)) {
+        const char *s = sq_args_cur(&a);
+        if (sq_args_help(&a)) {
+            usage(stdout);
+            return 0;
+        }
+        if (rules_flag(&a, o) || file_flag(&a, o) || smarterquant_flag(&a, o)) continue;
+        if (s[0] == '-' && s[1] && !(s[1] >= '0' && s[1] <= '9')) return sq_args_unknown(&a); /* "-5": a bad NTHREADS */
+        if (o->npos == 4) return sq_usage_error("quantize", "too many arguments ('%s')", s);
+        o->pos[o->npos++] = s;
+    }
+    if (a.failed) return 2;
+    if (o->n_incl && o->n_excl)
+        return sq_usage_error("quantize", "--include-weights and --exclude-weights cannot be used together");
+    sq_quantize_params *p = &o->p;
+    p->overrides = o->ov;
+    p->imatrix_include = o->incl;
+    p->n_imatrix_include = o->n_incl;
+    p->imatrix_exclude = o->excl;
+    p->n_imatrix_exclude = o->n_excl;
+    p->kv_overrides = o->kvo;
+    o->pr.imatrix = p->imatrix_path != NULL;
+    return positionals(o);
+}
+
+/* The SmarterQuant config: --sq-config's, else ./default.smarterquant.json
+ * when present (unless --no-sq-config); its enabled entries become
+ * p->sq_tensors (in *sqt, the caller frees). Returns 0, or 1 after a message. */
+static int load_sq_config(quant_opts *o, sq_config **cfg, sq_quantize_sqtensor **sqt)
+{
+    sq_quantize_params *p = &o->p;
+    if (!o->cfg_path && !o->no_sq_config && file_exists(DEFAULT_SQ_CONFIG)) o->cfg_path = DEFAULT_SQ_CONFIG;
+    if (!o->cfg_path) {
+        printf("SmarterQuant config: none\n");
+        return 0;
+    }
+    sq_warnings warns = {0};
+    sq_error e = {0};
+    const sq_status st = sq_config_load(o->cfg_path, cfg, &warns, &e);
+    for (size_t k = 0; k < warns.count; k++) fprintf(stderr, "warning: %s\n", warns.items[k]);
+    sq_warnings_free(&warns);
+    if (st != SQ_OK) {
+        fprintf(stderr, "sq quantize: %s\n", e.msg);
+        return 1;
+    }
+    const int64_t n = sq_config_count(*cfg);
+    if (!(*sqt = calloc((size_t)(n ? n : 1), sizeof **sqt))) return 1;
+    for (int64_t k = 0; k < n; k++) {
+        const sq_config_entry *ce = sq_config_entry_at(*cfg, k);
+        if (!ce->enabled) continue;
+        sq_quantize_sqtensor *q = &(*sqt)[p->n_sq_tensors++];
+        q->name = ce->name;
+        memcpy(q->types, ce->types, sizeof q->types);
+        q->perm = ce->perm;
+        q->perm_len = ce->perm_len;
+    }
+    p->sq_tensors = *sqt;
+    p->sq_config_label = o->cfg_path;
+    printf("SmarterQuant config: %s (%d tensor%s)\n", o->cfg_path, p->n_sq_tensors, p->n_sq_tensors == 1 ? "" : "s");
+    return 0;
+}
+
+/* The lines after a successful run: files, sizes, counts. */
+static void print_summary(const quant_opts *o, const sq_quantize_stats *stats)
+{
+    if (stats->n_pruned_tensors > 0) printf("pruned %d tensors\n", stats->n_pruned_tensors);
+    for (int k = 0; k < stats->n_files && stats->n_files > 1; k++) {
+        char path[4200];
+        sq_quantize_out_path(path, sizeof path, o->out ? o->out : "OUT.gguf", k, stats->n_files);
+        printf("%s %s\n", k == 0 ? (o->p.dry_run ? "would write" : "wrote") : "     ", path);
+    }
+    const double n = stats->n_elements > 0 ? (double)stats->n_elements : 1.0;
+    printf("model size = %9.2f MiB (%.2f bpw)\n", mib(stats->in_bytes), (double)stats->in_bytes * 8.0 / n);
+    printf("quant size = %9.2f MiB (%.2f bpw)%s\n", mib(stats->out_bytes), (double)stats->out_bytes * 8.0 / n,
+           o->p.dry_run ? "  (dry run)" : "");
+    printf("%d tensors, %d quantized, %d SmarterQuant, %d width fallbacks; %.2f s\n", stats->n_tensors,
+           stats->n_quantized, stats->n_smarterquant, stats->n_fallback, stats->seconds);
+}
+
+/* Quantizes (or plans, with --dry-run) and prints the summary. Returns 0 or 1. */
+static int run_quantize(quant_opts *o)
+{
+    sq_quantize_params *p = &o->p;
+    if (p->dry_run) printf("planning %s as %s (dry run: nothing is written)\n", o->in, o->fi->name);
+    else printf("quantizing %s to %s as %s\n", o->in, o->out, o->fi->name);
+    p->on_event = on_event;
+    p->event_ud = &o->pr;
+    sq_quantize_stats stats;
+    sq_error e = {0};
+    if (!p->dry_run) sq_install_cleanup_handlers();
+    if (sq_quantize_file(o->in, o->out, p, &stats, &e) != SQ_OK) {
+        fprintf(stderr, "sq quantize: %s\n", e.msg);
+        return 1;
+    }
+    print_summary(o, &stats);
+    return 0;
+}
+
 int sq_cmd_quantize(int argc, char **argv)
 {
-    sq_quantize_params p;
-    memset(&p, 0, sizeof p);
-    p.output_tensor_type = -1;
-    p.token_embedding_type = -1;
-    int max_ov = argc + 1;
-    sq_tensor_type_override *ov = calloc((size_t)max_ov, sizeof *ov);
-    char **ov_text = calloc((size_t)max_ov, sizeof *ov_text);
-    const char **incl = calloc((size_t)argc + 1, sizeof *incl), **excl = calloc((size_t)argc + 1, sizeof *excl);
-    sq_kv_override *kvo = calloc((size_t)argc + 1, sizeof *kvo);
-    int *prune = NULL, max_prune = 0;
-    int n_incl = 0, n_excl = 0;
-    const char *cfg_path = NULL;
+    quant_opts o;
     sq_config *cfg = NULL;
     sq_quantize_sqtensor *sqt = NULL;
-    bool no_sq_config = false;
-    printer pr = {false, false, false};
-    const char *pos[4];
-    int npos = 0, rc = 1;
-    if (!ov || !ov_text || !incl || !excl || !kvo) {
-        fprintf(stderr, "sq quantize: out of memory\n");
-        goto done;
-    }
-
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const bool has_val = i + 1 < argc;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            rc = 0;
-            goto done;
-        } else if (!strcmp(a, "--imatrix") && has_val) {
-            p.imatrix_path = argv[++i];
-        } else if (!strcmp(a, "--pure")) {
-            p.pure = true;
-        } else if (!strcmp(a, "--leave-output-tensor")) {
-            p.leave_output_tensor = true;
-        } else if (!strcmp(a, "--keep-split")) {
-            p.keep_split = true;
-        } else if (!strcmp(a, "--prune-layers") && has_val) {
-            const char *v = argv[++i];
-            const int more = (int)strlen(v) / 2 + 1;
-            int *np = realloc(prune, (size_t)(max_prune + more) * sizeof *np);
-            if (!np) goto done;
-            prune = np;
-            max_prune += more;
-            if (!parse_prune_layers(v, prune, &p.n_prune_layers, max_prune)) {
-                rc = 2;
-                goto done;
-            }
-            p.prune_layers = prune;
-        } else if (!strcmp(a, "--allow-requantize")) {
-            p.allow_requantize = true;
-        } else if (!strcmp(a, "--dry-run")) {
-            p.dry_run = pr.dry_run = true;
-        } else if (!strcmp(a, "--strict")) {
-            p.strict = true;
-        } else if (!strcmp(a, "--sq-auto-fallback")) {
-            p.sq_auto_fallback = true;
-        } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
-            pr.quiet = true;
-        } else if (!strcmp(a, "--sq-config") && has_val) {
-            cfg_path = argv[++i];
-        } else if (!strcmp(a, "--no-sq-config")) {
-            no_sq_config = true;
-        } else if ((!strcmp(a, "--output-tensor-type") || !strcmp(a, "--token-embedding-type")) && has_val) {
-            const int t = parse_type(argv[++i]);
-            if (t < 0) {
-                fprintf(stderr, "sq quantize: %s: unknown ggml type '%s'\n", a, argv[i]);
-                rc = 2;
-                goto done;
-            }
-            if (a[2] == 'o') p.output_tensor_type = t;
-            else p.token_embedding_type = t;
-        } else if (!strcmp(a, "--tensor-type") && has_val) {
-            if ((rc = add_tensor_type(argv[++i], ov, ov_text, &p.n_overrides)) != 0) goto done;
-            rc = 1;
-        } else if (!strcmp(a, "--tensor-type-file") && has_val) {
-            const char *path = argv[++i];
-            FILE *f = fopen(path, "r");
-            if (!f) {
-                fprintf(stderr, "sq quantize: --tensor-type-file %s: cannot open: %s\n", path, strerror(errno));
-                rc = 2;
-                goto done;
-            }
-            char tok[4096];
-            while (fscanf(f, "%4095s", tok) == 1) {
-                if (p.n_overrides >= max_ov) {
-                    sq_tensor_type_override *o2 = realloc(ov, (size_t)(max_ov * 2) * sizeof *ov);
-                    char **t2 = o2 ? realloc(ov_text, (size_t)(max_ov * 2) * sizeof *ov_text) : NULL;
-                    if (o2) ov = o2;
-                    if (t2) ov_text = t2;
-                    if (!o2 || !t2) break;
-                    max_ov *= 2;
-                }
-                if ((rc = add_tensor_type(tok, ov, ov_text, &p.n_overrides)) != 0) {
-                    fclose(f);
-                    goto done;
-                }
-            }
-            fclose(f);
-            rc = 1;
-        } else if ((!strcmp(a, "--include-weights") || !strcmp(a, "--exclude-weights")) && has_val) {
-            if (a[2] == 'i') incl[n_incl++] = argv[++i];
-            else excl[n_excl++] = argv[++i];
-        } else if (!strcmp(a, "--override-kv") && has_val) {
-            if (!parse_kv_override(argv[++i], &kvo[p.n_kv_overrides])) {
-                fprintf(stderr, "sq quantize: --override-kv '%s': expected KEY=TYPE:VALUE with TYPE int, float, bool "
-                                "or str\n", argv[i]);
-                rc = 2;
-                goto done;
-            }
-            p.n_kv_overrides++;
-        } else if (a[0] == '-' && a[1] && !(a[1] >= '0' && a[1] <= '9')) { /* "-5": a bad NTHREADS */
-            fprintf(stderr, "sq quantize: unknown option or missing value: %s\n", a);
-            sq_usage_hint("quantize");
-            rc = 2;
-            goto done;
-        } else if (npos < 4) {
-            pos[npos++] = a;
-        } else {
-            fprintf(stderr, "sq quantize: too many arguments ('%s')\n", a);
-            rc = 2;
-            goto done;
-        }
-    }
-    p.overrides = ov;
-    if (n_incl && n_excl) {
-        fprintf(stderr, "sq quantize: --include-weights and --exclude-weights cannot be used together\n");
-        rc = 2;
-        goto done;
-    }
-    p.imatrix_include = incl;
-    p.n_imatrix_include = n_incl;
-    p.imatrix_exclude = excl;
-    p.n_imatrix_exclude = n_excl;
-    p.kv_overrides = kvo;
-    pr.imatrix = p.imatrix_path != NULL;
-
-    /* IN [OUT] TYPE [N], read as llama-quantize reads them: when the second
-     * argument is a file type, OUT was left out (then, unless --dry-run, the
-     * output is IN's folder/ggml-model-TYPE.gguf) and a third one is N. */
-    const char *in = NULL, *out = NULL, *type = NULL, *nthreads = NULL;
-    char default_out[4200];
-    if (npos >= 2 && sq_ftype_parse(pos[1])) {
-        in = pos[0], type = pos[1], nthreads = npos > 2 ? pos[2] : NULL;
-        if (npos > 3) {
-            fprintf(stderr, "sq quantize: too many arguments ('%s' after IN.gguf TYPE NTHREADS)\n", pos[3]);
-            sq_usage_hint("quantize");
-            rc = 2;
-            goto done;
-        }
-        if (!p.dry_run) {
-            const char *slash = strrchr(in, '/');
-            snprintf(default_out, sizeof default_out, "%.*sggml-model-%s.gguf", slash ? (int)(slash - in + 1) : 0, in,
-                     sq_ftype_parse(type)->name);
-            out = default_out;
-        }
-    } else if (npos >= 3 && sq_ftype_parse(pos[2])) {
-        in = pos[0], out = pos[1], type = pos[2], nthreads = npos > 3 ? pos[3] : NULL;
-    } else {
-        if (npos >= 3) fprintf(stderr, "sq quantize: unknown file type '%s'\n", pos[2]);
-        else if (npos == 2) fprintf(stderr, "sq quantize: unknown file type '%s'\n", pos[1]);
-        else fprintf(stderr, "sq quantize: expected IN.gguf [OUT.gguf] TYPE [NTHREADS]\n");
-        sq_usage_hint("quantize");
-        rc = 2;
-        goto done;
-    }
-    const sq_ftype_info *fi = sq_ftype_parse(type);
-    p.ftype = fi->ftype;
-    p.copy = fi->copy;
-    if (nthreads) {
-        char *end = NULL;
-        long v = strtol(nthreads, &end, 10);
-        if (end == nthreads || *end || v < 1 || v > 1024) {
-            fprintf(stderr, "sq quantize: NTHREADS '%s': want an integer from 1 to 1024\n", nthreads);
-            rc = 2;
-            goto done;
-        }
-        p.n_threads = (int)v;
-    }
-
-    /* SmarterQuant config: explicit path, else the default file here */
-    if (!cfg_path && !no_sq_config && file_exists(DEFAULT_SQ_CONFIG)) cfg_path = DEFAULT_SQ_CONFIG;
-    if (cfg_path) {
-        sq_warnings warns = {0};
-        sq_error e = {0};
-        sq_status st = sq_config_load(cfg_path, &cfg, &warns, &e);
-        for (size_t k = 0; k < warns.count; k++) fprintf(stderr, "warning: %s\n", warns.items[k]);
-        sq_warnings_free(&warns);
-        if (st != SQ_OK) {
-            fprintf(stderr, "sq quantize: %s\n", e.msg);
-            goto done_cfg;
-        }
-        const int64_t n = sq_config_count(cfg);
-        sqt = calloc((size_t)(n ? n : 1), sizeof *sqt);
-        if (!sqt) goto done_cfg;
-        for (int64_t k = 0; k < n; k++) {
-            const sq_config_entry *ce = sq_config_entry_at(cfg, k);
-            if (!ce->enabled) continue;
-            sq_quantize_sqtensor *q = &sqt[p.n_sq_tensors++];
-            q->name = ce->name;
-            memcpy(q->types, ce->types, sizeof q->types);
-            q->perm = ce->perm;
-            q->perm_len = ce->perm_len;
-        }
-        p.sq_tensors = sqt;
-        p.sq_config_label = cfg_path;
-        printf("SmarterQuant config: %s (%d tensor%s)\n", cfg_path, p.n_sq_tensors, p.n_sq_tensors == 1 ? "" : "s");
-    } else {
-        printf("SmarterQuant config: none\n");
-    }
-
-    {
-        if (p.dry_run) printf("planning %s as %s (dry run: nothing is written)\n", in, fi->name);
-        else printf("quantizing %s to %s as %s\n", in, out, fi->name);
-        p.on_event = on_event;
-        p.event_ud = &pr;
-        sq_quantize_stats stats;
-        sq_error e = {0};
-        if (!p.dry_run) sq_install_cleanup_handlers();
-        sq_status st = sq_quantize_file(in, out, &p, &stats, &e);
-        if (st != SQ_OK) {
-            fprintf(stderr, "sq quantize: %s\n", e.msg);
-        } else {
-            if (stats.n_pruned_tensors > 0) printf("pruned %d tensors\n", stats.n_pruned_tensors);
-            for (int k = 0; k < stats.n_files && stats.n_files > 1; k++) {
-                char path[4200];
-                sq_quantize_out_path(path, sizeof path, out ? out : "OUT.gguf", k, stats.n_files);
-                printf("%s %s\n", k == 0 ? (p.dry_run ? "would write" : "wrote") : "     ", path);
-            }
-            const double n = stats.n_elements > 0 ? (double)stats.n_elements : 1.0;
-            printf("model size = %9.2f MiB (%.2f bpw)\n", mib(stats.in_bytes), (double)stats.in_bytes * 8.0 / n);
-            printf("quant size = %9.2f MiB (%.2f bpw)%s\n", mib(stats.out_bytes), (double)stats.out_bytes * 8.0 / n,
-                   p.dry_run ? "  (dry run)" : "");
-            printf("%d tensors, %d quantized, %d SmarterQuant, %d width fallbacks; %.2f s\n", stats.n_tensors,
-                   stats.n_quantized, stats.n_smarterquant, stats.n_fallback, stats.seconds);
-            rc = 0;
-        }
-    }
-done_cfg:
-done:
+    int rc = 1;
+    if (!opts_alloc(&o, argc)) fprintf(stderr, "sq quantize: out of memory\n");
+    else if ((rc = parse_args(argc, argv, &o)) < 0 && (rc = load_sq_config(&o, &cfg, &sqt)) == 0)
+        rc = run_quantize(&o);
     free(sqt);
     sq_config_free(cfg);
-    for (int k = 0; k < p.n_overrides; k++) free(ov_text[k]);
-    for (int k = 0; k < p.n_kv_overrides; k++) free((char *)kvo[k].key);
-    free(ov_text);
-    free(ov);
-    free(incl);
-    free(excl);
-    free(kvo);
-    free(prune);
+    opts_free(&o);
     return rc;
 }

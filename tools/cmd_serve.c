@@ -56,17 +56,6 @@ static void usage(FILE *f)
             "  -h, --help            this text\n");
 }
 
-/* Parses a whole decimal integer in [lo, hi]. */
-static bool parse_int(const char *s, long lo, long hi, long *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) return false;
-    *out = v;
-    return true;
-}
-
 static void stamp(char *buf, size_t n)
 {
     time_t t = time(NULL);
@@ -133,79 +122,55 @@ static int check_config(const char *path, const sq_model *m)
     return 0;
 }
 
-int sq_cmd_serve(int argc, char **argv)
+/* What the command line asked for. */
+typedef struct serve_opts {
+    const char *model_path, *host, *config_path, *alias, *api_key;
+    long port, n_ctx, n_threads, n_parallel, queue, max_body, token_delay;
+} serve_opts;
+
+/* Reads the command line into o; returns -1 to go on, else the exit status.
+ * The host is checked here, before the model is loaded ("localhost" as
+ * llama-server takes it). */
+static int parse_args(int argc, char **argv, serve_opts *o)
 {
-    const char *model_path = NULL, *host = "127.0.0.1", *config_path = NULL, *alias = NULL;
-    const char *api_key = getenv("SQ_API_KEY");
-    long port = 8080, n_ctx = 0, n_threads = 1, n_parallel = 1, queue = 8, max_body = 1 << 20, token_delay = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+    sq_args a = sq_args_start("serve", argc, argv);
+    for (; sq_args_more(&a); sq_args_next(&a)) {
+        if (sq_args_help(&a)) {
             usage(stdout);
             return 0;
         }
-        if (i + 1 >= argc) {
-            fprintf(stderr, "sq serve: unknown option or missing value: '%s'\n", a);
-            sq_usage_hint("serve");
-            return 2;
-        }
-        const char *v = argv[++i];
-        bool ok = true;
-        long lo = 0, hi = 0; /* the range of a numeric flag, for its error message */
-        if (!strcmp(a, "-m") || !strcmp(a, "--model")) model_path = v;
-        else if (!strcmp(a, "--host")) host = v;
-        else if (!strcmp(a, "--port")) ok = parse_int(v, lo = 0, hi = 65535, &port);
-        else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) ok = parse_int(v, lo = 0, hi = 1 << 24, &n_ctx);
-        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) ok = parse_int(v, lo = 1, hi = 1024, &n_threads);
-        else if (!strcmp(a, "-np") || !strcmp(a, "--parallel")) ok = parse_int(v, lo = 1, hi = 256, &n_parallel);
-        else if (!strcmp(a, "--queue")) ok = parse_int(v, lo = 0, hi = 4096, &queue);
-        else if (!strcmp(a, "--sq-config")) config_path = v;
-        else if (!strcmp(a, "--api-key")) api_key = v;
-        else if (!strcmp(a, "--max-body")) ok = parse_int(v, lo = 64, hi = LONG_MAX, &max_body);
-        else if (!strcmp(a, "-a") || !strcmp(a, "--alias")) alias = v;
-        else if (!strcmp(a, "--debug-token-delay-ms")) ok = parse_int(v, lo = 0, hi = INT_MAX, &token_delay);
-        else {
-            fprintf(stderr, "sq serve: unknown option '%s'\n", a);
-            sq_usage_hint("serve");
-            return 2;
-        }
-        if (!ok) {
-            fprintf(stderr, "sq serve: %s '%s': want an integer from %ld to %ld\n", a, v, lo, hi);
-            return 2;
-        }
+        if (sq_args_is(&a, "-m", "--model")) o->model_path = sq_args_value(&a);
+        else if (sq_args_is(&a, NULL, "--host")) o->host = sq_args_value(&a);
+        else if (sq_args_is(&a, NULL, "--port")) sq_args_long(&a, 0, 65535, &o->port);
+        else if (sq_args_is(&a, "-c", "--ctx-size")) sq_args_long(&a, 0, 1 << 24, &o->n_ctx);
+        else if (sq_args_is(&a, "-t", "--threads")) sq_args_long(&a, 1, 1024, &o->n_threads);
+        else if (sq_args_is(&a, "-np", "--parallel")) sq_args_long(&a, 1, 256, &o->n_parallel);
+        else if (sq_args_is(&a, NULL, "--queue")) sq_args_long(&a, 0, 4096, &o->queue);
+        else if (sq_args_is(&a, NULL, "--sq-config")) o->config_path = sq_args_value(&a);
+        else if (sq_args_is(&a, NULL, "--api-key")) o->api_key = sq_args_value(&a);
+        else if (sq_args_is(&a, NULL, "--max-body")) sq_args_long(&a, 64, LONG_MAX, &o->max_body);
+        else if (sq_args_is(&a, "-a", "--alias")) o->alias = sq_args_value(&a);
+        else if (sq_args_is(&a, NULL, "--debug-token-delay-ms")) sq_args_long(&a, 0, INT_MAX, &o->token_delay);
+        else return sq_args_unknown(&a);
     }
-    if (!model_path) {
-        fprintf(stderr, "sq serve: -m MODEL is required\n");
-        sq_usage_hint("serve");
-        return 2;
-    }
-    /* checked before the model is loaded; "localhost" as llama-server takes it */
-    if (!strcmp(host, "localhost")) host = "127.0.0.1";
+    if (a.failed) return 2;
+    if (!o->model_path) return sq_usage_error("serve", "-m MODEL is required");
+    if (!strcmp(o->host, "localhost")) o->host = "127.0.0.1";
     unsigned char addr[sizeof(struct in6_addr)];
-    if (inet_pton(AF_INET, host, addr) != 1 && inet_pton(AF_INET6, host, addr) != 1) {
+    if (inet_pton(AF_INET, o->host, addr) != 1 && inet_pton(AF_INET6, o->host, addr) != 1) {
         fprintf(stderr, "sq serve: --host '%s': want a numeric IPv4 or IPv6 address (e.g. 127.0.0.1, 0.0.0.0, ::1) "
-                        "or localhost\n", host);
+                        "or localhost\n", o->host);
         return 2;
     }
+    return -1;
+}
 
-    sq_error err = {0};
-    sq_model *m = NULL;
-    sq_vocab *vocab = NULL;
-    sq_server *srv = NULL;
-    int rc = 1;
-    if (sq_model_load(model_path, &m, &err) != SQ_OK || sq_vocab_load_gguf(sq_model_gguf(m), &vocab, &err) != SQ_OK) {
-        fprintf(stderr, "sq serve: %s\n", err.msg);
-        goto done;
-    }
-    if (check_config(config_path, m)) goto done;
-    if (!alias) {
-        alias = strrchr(model_path, '/');
-        alias = alias ? alias + 1 : model_path;
-    }
-
-    /* SIGINT/SIGTERM (and SIGUSR1, which turns the debug token delay off)
-     * are taken by sigwait() below: block them before any thread starts so
-     * that every server thread inherits the mask. */
+/* Starts the server on the loaded model and waits for SIGINT/SIGTERM
+ * (SIGUSR1 turns the debug token delay off); stops it cleanly. Returns 0 or 1. */
+static int serve(const serve_opts *o, sq_model *m, sq_vocab *vocab)
+{
+    /* SIGINT/SIGTERM/SIGUSR1 are taken by sigwait() below: block them before
+     * any thread starts so that every server thread inherits the mask. */
     sigset_t sigs;
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGINT);
@@ -213,33 +178,36 @@ int sq_cmd_serve(int argc, char **argv)
     sigaddset(&sigs, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
-
-    sq_server_options o = {
+    sq_server_options so = {
         .model = m,
         .vocab = vocab,
-        .model_name = alias,
-        .host = host,
-        .port = (int)port,
-        .n_ctx = (int)n_ctx,
-        .n_threads = (int)n_threads,
-        .n_parallel = (int)n_parallel,
-        .queue_max = (int)queue,
-        .api_key = api_key,
-        .max_body = (size_t)max_body,
+        .model_name = o->alias,
+        .host = o->host,
+        .port = (int)o->port,
+        .n_ctx = (int)o->n_ctx,
+        .n_threads = (int)o->n_threads,
+        .n_parallel = (int)o->n_parallel,
+        .queue_max = (int)o->queue,
+        .api_key = o->api_key,
+        .max_body = (size_t)o->max_body,
         .log = log_request,
         .log_msg = log_line,
-        .debug_token_delay_ms = (int)token_delay,
+        .debug_token_delay_ms = (int)o->token_delay,
     };
-    if (sq_server_start(&o, &srv, &err) != SQ_OK) {
+    sq_error err = {0};
+    sq_server *srv = NULL;
+    if (sq_server_start(&so, &srv, &err) != SQ_OK) {
         fprintf(stderr, "sq serve: %s\n", err.msg);
-        goto done;
+        return 1;
     }
-    fprintf(stderr, "sq serve: model %s (%s, %.1fM parameters), %s\n", alias, sq_model_type_desc(m),
-            (double)sq_model_n_params(m) / 1e6, api_key && *api_key ? "API key required" : "no API key");
-    fprintf(stderr, "sq serve: listening on http://%s%s%s:%d\n", strchr(host, ':') ? "[" : "", host,
-            strchr(host, ':') ? "]" : "", sq_server_port(srv));
-    if (token_delay)
-        fprintf(stderr, "sq serve: debug: %ld ms pause after each generated token (SIGUSR1 turns it off)\n", token_delay);
+    fprintf(stderr, "sq serve: model %s (%s, %.1fM parameters), %s\n", o->alias, sq_model_type_desc(m),
+            (double)sq_model_n_params(m) / 1e6, o->api_key && *o->api_key ? "API key required" : "no API key");
+    const bool v6 = strchr(o->host, ':') != NULL;
+    fprintf(stderr, "sq serve: listening on http://%s%s%s:%d\n", v6 ? "[" : "", o->host, v6 ? "]" : "",
+            sq_server_port(srv));
+    if (o->token_delay)
+        fprintf(stderr, "sq serve: debug: %ld ms pause after each generated token (SIGUSR1 turns it off)\n",
+                o->token_delay);
     int sig = 0;
     while (sigwait(&sigs, &sig) == 0 && sig == SIGUSR1) {
         sq_server_set_debug_token_delay(srv, 0);
@@ -247,11 +215,29 @@ int sq_cmd_serve(int argc, char **argv)
     }
     fprintf(stderr, "sq serve: %s received, shutting down\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
     sq_server_stop(srv);
-    srv = NULL;
     fprintf(stderr, "sq serve: stopped\n");
-    rc = 0;
-done:
-    sq_server_stop(srv);
+    return 0;
+}
+
+int sq_cmd_serve(int argc, char **argv)
+{
+    serve_opts o = {.host = "127.0.0.1", .api_key = getenv("SQ_API_KEY"), .port = 8080, .n_threads = 1,
+                    .n_parallel = 1, .queue = 8, .max_body = 1 << 20};
+    const int prc = parse_args(argc, argv, &o);
+    if (prc >= 0) return prc;
+    sq_error err = {0};
+    sq_model *m = NULL;
+    sq_vocab *vocab = NULL;
+    int rc = 1;
+    if (sq_model_load(o.model_path, &m, &err) != SQ_OK || sq_vocab_load_gguf(sq_model_gguf(m), &vocab, &err) != SQ_OK) {
+        fprintf(stderr, "sq serve: %s\n", err.msg);
+    } else if (check_config(o.config_path, m) == 0) {
+        if (!o.alias) {
+            o.alias = strrchr(o.model_path, '/');
+            o.alias = o.alias ? o.alias + 1 : o.model_path;
+        }
+        rc = serve(&o, m, vocab);
+    }
     sq_vocab_free(vocab);
     sq_model_free(m);
     return rc;

@@ -121,43 +121,29 @@ int sq_cmd_tokenize(int argc, char **argv)
 {
     const char *model = NULL, *prompt = NULL, *file = NULL, *test_inp = NULL;
     bool test = false, whole = false, add_special = true, parse_special = false, pieces = false, verbose = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        bool has_val = i + 1 < argc;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+    sq_args a = sq_args_start("tokenize", argc, argv);
+    for (; sq_args_more(&a); sq_args_next(&a)) {
+        if (sq_args_help(&a)) {
             usage(stdout);
             return 0;
-        } else if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && has_val) {
-            model = argv[++i];
-        } else if ((!strcmp(a, "-p") || !strcmp(a, "--prompt")) && has_val) {
-            prompt = argv[++i];
-        } else if ((!strcmp(a, "-f") || !strcmp(a, "--file")) && has_val) {
-            file = argv[++i];
-        } else if (!strcmp(a, "--test")) {
-            test = true;
-            if (has_val && argv[i + 1][0] != '-') test_inp = argv[++i];
-        } else if (!strcmp(a, "--whole")) {
-            whole = true;
-        } else if (!strcmp(a, "--no-bos")) {
-            add_special = false;
-        } else if (!strcmp(a, "--parse-special")) {
-            parse_special = true;
-        } else if (!strcmp(a, "--ids")) {
-            pieces = false;
-        } else if (!strcmp(a, "--pieces")) {
-            pieces = true;
-        } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
-            verbose = true;
-        } else {
-            fprintf(stderr, "sq tokenize: unknown or incomplete option '%s'\n", a);
-            sq_usage_hint("tokenize");
-            return 2;
         }
+        if (sq_args_is(&a, "-m", "--model")) model = sq_args_value(&a);
+        else if (sq_args_is(&a, "-p", "--prompt")) prompt = sq_args_value(&a);
+        else if (sq_args_is(&a, "-f", "--file")) file = sq_args_value(&a);
+        else if (sq_args_is(&a, NULL, "--test")) {
+            test = true; /* an optional value: the next argument unless it is a flag */
+            if (a.i + 1 < argc && argv[a.i + 1][0] != '-') test_inp = sq_args_value(&a);
+        } else if (sq_args_is(&a, NULL, "--whole")) whole = true;
+        else if (sq_args_is(&a, NULL, "--no-bos")) add_special = false;
+        else if (sq_args_is(&a, NULL, "--parse-special")) parse_special = true;
+        else if (sq_args_is(&a, NULL, "--ids")) pieces = false;
+        else if (sq_args_is(&a, NULL, "--pieces")) pieces = true;
+        else if (sq_args_is(&a, "-v", "--verbose")) verbose = true;
+        else return sq_args_unknown(&a);
     }
+    if (a.failed) return 2;
     if (!model || ((prompt != NULL) + (file != NULL) + test != 1)) {
-        fprintf(stderr, "sq tokenize: need -m and exactly one of -p, -f, --test\n");
-        sq_usage_hint("tokenize");
-        return 2;
+        return sq_usage_error("tokenize", "need -m and exactly one of -p, -f, --test");
     }
 
     sq_vocab *v = NULL;
@@ -198,11 +184,11 @@ int sq_cmd_tokenize(int argc, char **argv)
         if (whole) {
             rc = emit(v, text, n, add_special, parse_special, pieces);
         } else {
-            for (size_t a = 0; a < n && rc == 0;) {
-                char *nl = memchr(text + a, '\n', n - a);
+            for (size_t at = 0; at < n && rc == 0;) {
+                char *nl = memchr(text + at, '\n', n - at);
                 size_t b = nl ? (size_t)(nl - text) : n;
-                rc = emit(v, text + a, b - a, add_special, parse_special, pieces);
-                a = b + 1;
+                rc = emit(v, text + at, b - at, add_special, parse_special, pieces);
+                at = b + 1;
             }
         }
         if (verbose) fprintf(stderr, "sq tokenize: %zu bytes in %.3f s\n", n, sq_time_now() - t0);

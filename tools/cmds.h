@@ -15,6 +15,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "args.h"
+#include "progress.h"
 #include "sq/engine.h"
 #include "sq/gguf.h"
 #include "sq/tokenizer.h"
@@ -30,61 +32,6 @@ int sq_cmd_plan(int argc, char **argv);
 int sq_cmd_tokenize(int argc, char **argv);
 int sq_cmd_serve(int argc, char **argv);
 
-/* Strict numeric option values: the whole of s must be a decimal integer in
- * [lo, hi] (a number in [lo, hi] for the float one; no NaN); otherwise the
- * helper prints "sq CMD: FLAG 'S': want ..." and returns false, and the
- * caller returns 2 (a usage error). atoi() would take "abc" as 0 and "1e99" as 1. */
-static inline bool sq_arg_int(const char *cmd, const char *flag, const char *s, long lo, long hi, int *out)
-{
-    char *end = NULL;
-    errno = 0;
-    const long v = strtol(s, &end, 10);
-    if (end == s || *end || errno || v < lo || v > hi) {
-        fprintf(stderr, "sq %s: %s '%s': want an integer from %ld to %ld\n", cmd, flag, s, lo, hi);
-        return false;
-    }
-    *out = (int)v;
-    return true;
-}
-
-static inline bool sq_arg_float(const char *cmd, const char *flag, const char *s, double lo, double hi, float *out)
-{
-    char *end = NULL;
-    errno = 0;
-    const double v = strtod(s, &end);
-    if (end == s || *end || errno || !(v >= lo && v <= hi)) {
-        fprintf(stderr, "sq %s: %s '%s': want a number from %g to %g\n", cmd, flag, s, lo, hi);
-        return false;
-    }
-    *out = (float)v;
-    return true;
-}
-
-/* After a usage error's one-line message: where the flags are listed (the
- * whole usage text would push the message itself off the screen). */
-static inline void sq_usage_hint(const char *cmd)
-{
-    fprintf(stderr, "(sq %s --help lists every flag)\n", cmd);
-}
-
-/* --chunks N of perplexity and imatrix: -1 (every chunk the text holds, the
- * default) or a positive count. 0 is refused: the library reads any n <= 0 as
- * "all", which is the opposite of what "--chunks 0" asks for. */
-static inline bool sq_arg_chunks(const char *cmd, const char *flag, const char *s, int *out)
-{
-    int v = 0;
-    char *end = NULL;
-    errno = 0;
-    const long l = strtol(s, &end, 10);
-    if (end != s && !*end && !errno && (l == -1 || (l >= 1 && l <= 1000000000))) v = (int)l;
-    if (v == 0) {
-        fprintf(stderr, "sq %s: %s '%s': want -1 (every chunk) or a count from 1 to 1000000000\n", cmd, flag, s);
-        return false;
-    }
-    *out = v;
-    return true;
-}
-
 /* Default thread count of the inference tools: the online CPUs, 1 to 16. */
 static inline int sq_default_threads(void)
 {
@@ -92,23 +39,9 @@ static inline int sq_default_threads(void)
     return n < 1 ? 1 : n > 16 ? 16 : (int)n;
 }
 
-/* --kv-type f16|f32 of the inference tools; prints "sq CMD: ..." and returns
- * false for anything else. */
-static inline bool sq_arg_kv_type(const char *cmd, const char *s, int *out)
-{
-    if (!strcmp(s, "f16")) *out = SQ_TYPE_F16;
-    else if (!strcmp(s, "f32")) *out = SQ_TYPE_F32;
-    else {
-        fprintf(stderr, "sq %s: --kv-type must be f16 or f32, not '%s'\n", cmd, s);
-        return false;
-    }
-    return true;
-}
-
 /* The flags that run, perplexity and imatrix share, written into the
  * caller's variables: -m/--model, -f/--file, -c/--ctx-size (ctx_min .. 2^24),
- * -b/--batch-size, -t/--threads (1 .. 1024), --kv-type f16|f32; and
- * -h/--help, which prints the tool's usage. */
+ * -b/--batch-size, -t/--threads (1 .. 1024), --kv-type f16|f32. */
 typedef struct sq_engine_args {
     const char **model;
     const char **file;
@@ -117,42 +50,32 @@ typedef struct sq_engine_args {
     int *n_batch;
     int *n_threads;
     int *kv_type;
-    void (*usage)(FILE *f);
 } sq_engine_args;
 
-/* If argv[*i] is one of the shared flags (with a value after it where it
- * takes one), stores the value, advances *i past it and returns 1; returns
- * 0 for any other argument; -1 after printing "sq CMD: ..." for a bad value
- * (the tool exits 2); 2 after printing the usage for -h/--help (exit 0). */
-static inline int sq_arg_engine(const char *cmd, int argc, char **argv, int *i, const sq_engine_args *e)
+/* If the argument a looks at is one of the shared flags, reads its value
+ * (a message and a->failed when it is missing or bad) and returns true;
+ * false for any other argument. -h/--help is the caller's (sq_args_help). */
+static inline bool sq_args_engine(sq_args *a, const sq_engine_args *e)
 {
-    if (!strcmp(argv[*i], "-h") || !strcmp(argv[*i], "--help")) {
-        e->usage(stdout);
-        return 2;
-    }
-    const char *a = argv[*i];
-    if (*i + 1 >= argc) return 0;
-    const char *v = argv[*i + 1];
-    bool ok;
-    if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
-        *e->model = v;
-        ok = true;
-    } else if (!strcmp(a, "-f") || !strcmp(a, "--file")) {
-        *e->file = v;
-        ok = true;
-    } else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) {
-        ok = sq_arg_int(cmd, a, v, e->ctx_min, 16777216, e->n_ctx);
-    } else if (!strcmp(a, "-b") || !strcmp(a, "--batch-size")) {
-        ok = sq_arg_int(cmd, a, v, 1, 16777216, e->n_batch);
-    } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
-        ok = sq_arg_int(cmd, a, v, 1, 1024, e->n_threads);
-    } else if (!strcmp(a, "--kv-type")) {
-        ok = sq_arg_kv_type(cmd, v, e->kv_type);
+    if (sq_args_is(a, "-m", "--model")) {
+        const char *v = sq_args_value(a);
+        if (v) *e->model = v;
+    } else if (sq_args_is(a, "-f", "--file")) {
+        const char *v = sq_args_value(a);
+        if (v) *e->file = v;
+    } else if (sq_args_is(a, "-c", "--ctx-size")) {
+        sq_args_int(a, e->ctx_min, 16777216, e->n_ctx);
+    } else if (sq_args_is(a, "-b", "--batch-size")) {
+        sq_args_int(a, 1, 16777216, e->n_batch);
+    } else if (sq_args_is(a, "-t", "--threads")) {
+        sq_args_int(a, 1, 1024, e->n_threads);
+    } else if (sq_args_is(a, NULL, "--kv-type")) {
+        const char *v = sq_args_value(a);
+        if (v && !sq_arg_kv_type(a->cmd, v, e->kv_type)) a->failed = true;
     } else {
-        return 0;
+        return false;
     }
-    *i += 1;
-    return ok ? 1 : -1;
+    return true;
 }
 
 /* What the inference tools (run, perplexity, imatrix) load from their engine

@@ -70,7 +70,10 @@ int main(int argc, char **argv)
         return 0;
     }
     for (size_t i = 0; i < N_COMMANDS; i++)
-        if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+        if (!strcmp(argv[1], commands[i].name)) {
+            sq_progress_set_tool(commands[i].name); /* names the command in a failed write's message */
+            return commands[i].fn(argc - 1, argv + 1);
+        }
     fprintf(stderr, "sq: unknown command '%s'\n\n", argv[1]);
     usage(stderr);
     return 2;

@@ -53,6 +53,17 @@ typedef struct sq_matmul_term {
 sq_status sq_matmul_shared(sq_threadpool *tp, const sq_matmul_term *terms, int count, int64_t cols, const float *X,
                            int64_t n, void *work, size_t work_size, sq_error *err);
 
+/* C[m][j] += sum_k A[m][k] * B[k][j] for m < M, j < N, k < K, all f32 and
+ * row-major (lda, ldb, ldc floats apart): the product with a weight's
+ * transpose in the backward pass (B = dequantized weight rows). One thread;
+ * callers split columns across a pool. sq_sgemm_acc_ref is the scalar
+ * specification (each C entry sums its K products in k order); sq_sgemm_acc
+ * uses the ISA in effect (same order, fused multiply-adds). */
+void sq_sgemm_acc(int64_t M, int64_t N, int64_t K, const float *A, size_t lda, const float *B, size_t ldb, float *C,
+                  size_t ldc);
+void sq_sgemm_acc_ref(int64_t M, int64_t N, int64_t K, const float *A, size_t lda, const float *B, size_t ldb,
+                      float *C, size_t ldc);
+
 #ifdef __cplusplus
 }
 #endif

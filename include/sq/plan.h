@@ -143,7 +143,7 @@ sq_status sq_plan_config_text(const sq_plan *plan, char **text, size_t *len, sq_
 /* Writes that text to path atomically (temporary file, then rename). */
 sq_status sq_plan_write_config(const sq_plan *plan, const char *path, sq_error *err);
 
-/* ---- calibration with the engine (src/quantize/plan_calib.c) ----
+/* ---- calibration with the engine (src/plan/plan_calib.c) ----
  * Measures what a quantization costs at the model's output: the model is
  * evaluated on chunks of calibration text, once as it is (the reference
  * log-probabilities, kept in memory) and once per measurement with weights

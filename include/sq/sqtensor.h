@@ -61,6 +61,21 @@ size_t sq_weight_matmul_work_size(const sq_weight *w, int64_t n);
 sq_status sq_weight_matmul(sq_threadpool *tp, const sq_weight *w, const float *X, int64_t n, float *Y, void *work,
                            size_t work_size, sq_error *err);
 
+/* Weight rows per panel of sq_weight_matmul_t. */
+#define SQ_MATMUL_T_PANEL 256
+
+/* Work buffer bytes for sq_weight_matmul_t (one panel of rows as f32). */
+size_t sq_weight_matmul_t_work_size(const sq_weight *w);
+
+/* The product with the transpose, for the backward pass:
+ *   dX[j][c] (+)= sum_r dY[j][r] W[r][c]   for j < n, c < cols,
+ * dY n × rows, dX n × cols (original column order, also for a permuted
+ * weight), f32, row-major; with accumulate the sums are added to dX. W is
+ * dequantized a panel of rows at a time into work (kernels never allocate).
+ * Deterministic whatever the pool's size. Fails only on a small work buffer. */
+sq_status sq_weight_matmul_t(sq_threadpool *tp, const sq_weight *w, const float *dY, int64_t n, float *dX,
+                             bool accumulate, void *work, size_t work_size, sq_error *err);
+
 #ifdef __cplusplus
 }
 #endif

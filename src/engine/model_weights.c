@@ -1,7 +1,7 @@
 /*
  * model_weights.c — looking up and substituting the weight views a model's
  * forward pass multiplies (sq_model_weight / sq_model_set_weight in
- * sq/engine.h). The planner's calibration (src/quantize/plan_calib.c) uses it
+ * sq/engine.h). The planner's calibration (src/plan/plan_calib.c) uses it
  * to run the model with one tensor replaced by a quantized version of itself,
  * without writing a file. Kept apart from model.c and forward.c: it only
  * reads and rewrites the sq_weight views the loader built.

@@ -23,7 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "quantize/plan_internal.h"
+#include "plan/plan_internal.h"
 #include "sq/blocks.h"
 #include "sq/engine.h"
 #include "sq/sqtensor.h"

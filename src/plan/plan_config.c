@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "quantize/plan_internal.h"
+#include "plan/plan_internal.h"
 #include "sq/sqconfig.h"
 
 /* A growing text buffer; on failure it stays failed (ok = false). */

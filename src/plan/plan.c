@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "quantize/plan_internal.h"
+#include "plan/plan_internal.h"
 #include "sq/blocks.h"
 #include "sq/matmul.h"
 #include "sq/quantize.h"

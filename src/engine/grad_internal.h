@@ -1,0 +1,71 @@
+/*
+ * src/engine/grad_internal.h — the backward of each operation of the
+ * forward pass (grad_ops.c), one small function per forward operation, in
+ * f32 with double sums where the forward sums in double. Exposed so that
+ * tests can check each against finite differences of its forward.
+ *
+ * Convention: a backward function takes the forward's inputs (recomputed,
+ * never stored across layers) and dy, the loss's gradient at the forward's
+ * output, and ADDS the gradient at its inputs to dx (accumulate: several
+ * paths meet at one input), unless it says it writes.
+ */
+#ifndef SQ_GRAD_INTERNAL_H
+#define SQ_GRAD_INTERNAL_H
+
+#include "engine_internal.h"
+
+/* y = x * r * w with r = 1/sqrt(mean(x^2) + eps) (sq__rmsnorm; w may be NULL):
+ * dx += r * (dy*w) - x * r^3 * sum(dy*w*x) / n. */
+void sq__rmsnorm_bwd(const float *x, const float *w, const float *dy, float *dx, int64_t n, float eps);
+
+/* The transpose of sq__rope_apply (a rotation by the opposite angles), in
+ * place: turns the gradient at RoPE's output into the gradient at its input. */
+void sq__rope_apply_t(float *x, int n_heads, int head_dim, int n_rot, const float *cache);
+
+/* y = silu(g) * u (sq__swiglu): dg = dy * u * silu'(g), du = dy * silu(g)
+ * (written, not added). */
+void sq__swiglu_bwd(const float *g, const float *u, const float *dy, float *dg, float *du, int64_t n);
+
+/* One attention head over a causal prefix, in f32: for query row q (hd
+ * floats) the scores s_j = scale * q.k_j for j < nk (key j at k + j*ks), the
+ * softmax p (max subtracted, double sum) into p (nk floats), and
+ * o = sum_j p_j v_j (value j at v + j*vs; written). */
+void sq__attn_row_fwd(const float *q, const float *k, size_t ks, const float *v, size_t vs, int nk, int hd,
+                      float scale, float *p, float *o);
+
+/* Its backward for the same row, p from sq__attn_row_fwd: with do_ the
+ * gradient at o, dq is written; dk_j and dv_j (same strides as k, v) are
+ * added to. dp (nk floats) is scratch. */
+void sq__attn_row_bwd(const float *q, const float *k, size_t ks, const float *v, size_t vs, int nk, int hd,
+                      float scale, const float *p, const float *do_, float *dq, float *dk, float *dv, float *dp);
+
+/* lp (n doubles) = log softmax(x) in double; returns log sum exp(x). */
+double sq__log_softmax(const float *x, int n, double *lp);
+
+/* ---- a chunk's attention, blocked (grad_attn.c) ---- */
+
+/* Query rows per block of the blocked attention. */
+#define SQ__GATTN_QB 64
+
+/* Causal GQA attention over a chunk of nb tokens at positions 0..nb-1:
+ * q, o, dO, dq rows of qs floats (n_head heads of hd), k, v, dk, dv rows of
+ * kvs floats (n_kv heads); head h reads KV head h / (n_head / n_kv). The
+ * same function as sq__attn_row_fwd / _bwd row by row. */
+typedef struct sq__gattn {
+    int nb, hd, n_head, n_kv;
+    size_t qs, kvs;
+    float scale;
+    const float *q, *k, *v; /* q and k after RoPE */
+    float *o;               /* forward: written */
+    const float *dO;        /* backward: the gradient at o */
+    float *dq, *dk, *dv;    /* backward: written (dk, dv of a KV head by its task) */
+} sq__gattn;
+
+/* Scratch floats one task needs. */
+size_t sq__gattn_scratch_floats(int nb, int hd);
+/* o of query head h. */
+void sq__gattn_fwd_head(const sq__gattn *a, int h, float *scratch);
+/* dk, dv of KV head g and dq of its query heads. */
+void sq__gattn_bwd_kvhead(const sq__gattn *a, int g, float *scratch);
+
+#endif
