@@ -15,6 +15,7 @@
 #include "harness.h"
 #include "sq/blocks.h"
 #include "sq/sqtensor.h"
+#include "blocks/gemm.h"
 
 #define ROWS 12
 #define COLS 1024
@@ -230,12 +231,56 @@ static void check_degenerate(int t)
     free(x), free(deq), free(q);
 }
 
+/* The SIMD vec_dot and tile kernels equal the scalar reference up to the
+ * order of the float sums (1e-5 of sum |w x| on the dequantized row). */
+static void check_simd(int t)
+{
+    const sq_type_info *ti = sq_type_info_get(t);
+    const int64_t n = 1024;
+    const int R = 5, NX = 6;
+    uint64_t seed = 4242 + (uint64_t)t;
+    float *x = malloc(sizeof(float) * n * R), *a = malloc(sizeof(float) * n * NX), *d = malloc(sizeof(float) * n);
+    for (int64_t i = 0; i < n * R; i++) x[i] = frand(&seed) * (1 + (i % 97 == 0) * 8);
+    for (int64_t i = 0; i < n * NX; i++) a[i] = frand(&seed);
+    const size_t rb = sq_row_size(t, n), ab = sq_row_size(ti->vec_dot_type, n);
+    char *q = malloc(rb * R), *xq = malloc(ab * NX);
+    sq_error e = {0};
+    if (sq_blocks_can_quantize(t)) sq_quantize_rows(t, x, q, R, n, NULL, &e);
+    else /* random bytes with a finite fp16 scale (0.01) at the head of every block */
+        for (size_t i = 0; i < rb * R; i++)
+            q[i] = i % (size_t)ti->type_size < 2 ? (char)(i % 2 ? 0x21 : 0x1F) : (char)(frand(&seed) * 127);
+    const sq__kernels *k = sq__kernel_table(), *sc = sq__kernel_table_scalar();
+    for (int j = 0; j < NX; j++) k[ti->vec_dot_type].from_float(a + j * n, xq + j * ab, n);
+    float y[5 * 6];
+    sq__gemm_fn g = sq__gemm_kernel(t);
+    if (g) g(n, q, rb, R, xq, ab, NX, y, R, false);
+    int bad = 0;
+    for (int r = 0; r < R; r++) {
+        sc[t].dequantize(q + r * rb, d, n);
+        for (int j = 0; j < NX; j++) {
+            double mag = 0;
+            for (int64_t i = 0; i < n; i++) mag += fabs((double)d[i] * a[j * n + i]);
+            const float ref = sc[t].vec_dot(n, q + r * rb, xq + j * ab), v = k[t].vec_dot(n, q + r * rb, xq + j * ab);
+            const double tol = 1e-5 * mag + 1e-30;
+            if (!(fabs(v - ref) <= tol) || (g && !(fabs(y[j * R + r] - ref) <= tol))) {
+                if (bad++ < 3)
+                    fprintf(stderr, "%s %s row %d act %d: simd %.9g tile %.9g scalar %.9g\n", ti->name,
+                            sq_isa_name(sq_blocks_isa()), r, j, v, g ? y[j * R + r] : 0.f, ref);
+            }
+        }
+    }
+    CHECK_MSG(bad == 0, "%s %s: SIMD kernels differ from the scalar reference", ti->name, sq_isa_name(sq_blocks_isa()));
+    free(x), free(a), free(d), free(q), free(xq);
+}
+
 static void test_random(void)
 {
     for (int isa = SQ_ISA_SCALAR; isa <= SQ_ISA_AVX512; isa++) {
         if ((int)sq_blocks_set_isa((sq_isa)isa) != isa) continue;
         for (size_t i = 0; i < N_IK; i++) {
             const int t = sq_type_from_name(ik_types[i]);
+            if (!sq_blocks_can_dot(t)) continue;
+            if (isa > SQ_ISA_SCALAR) check_simd(t);
             if (!sq_blocks_can_quantize(t)) continue;
             check_random(t, 256, 1234 + i);
             check_random(t, 768, 99 + i);
