@@ -82,7 +82,7 @@ $(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(TEST_AUX_OBJ) $(LIBSQ)
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIBSQ)
 	$(Q)$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(LIBSQ) $(LDLIBS)
 
-tests: $(TEST_BIN) $(SQ)
+tests: $(TEST_BIN) $(SQ) $(BUILD)/bench/make_model
 
 # Test binaries run from the repository root; SQ_SHARED points at ../shared
 # (tests that need it skip cleanly when it is absent), SQ_BIN at the tool.
@@ -94,8 +94,11 @@ asan:
 	  CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
 	  LDFLAGS="-fsanitize=address,undefined" test
 
+# bench/bench_*.c are benchmarks that run with no arguments; other bench/ programs
+# (make_model) are tools the benchmark scripts call.
+BENCH_RUN := $(filter $(BUILD)/bench/bench_%,$(BENCH_BIN))
 bench: $(BENCH_BIN) $(SQ)
-	@for b in $(BENCH_BIN); do echo "== $$b"; SQ_SHARED=$(SHARED) SQ_BIN=$(abspath $(SQ)) $$b || exit 1; done
+	@for b in $(BENCH_RUN); do echo "== $$b"; SQ_SHARED=$(SHARED) SQ_BIN=$(abspath $(SQ)) $$b || exit 1; done
 
 # libFuzzer targets: each fuzz/fuzz_NAME.c is linked with the library sources
 # built by clang-14. The kept corpus is fuzz/corpus/NAME (seeds and minimised

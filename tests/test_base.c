@@ -69,6 +69,64 @@ static void test_mixed_geometry(void)
     int act[4] = {9, 9, 9, 9};
     CHECK_INT(sq_mixed_row_bytes(act, 512, &rb, &e), SQ_EINVAL);
     CHECK_CONTAINS(e.msg, "not usable for weights");
+
+    /* every segment count against a loop over the segments (the function
+     * counts the middle ones by one multiplication) */
+    static const int mix[][4] = {{14, 13, 12, 6}, {8, 2, 3, 7}, {0, 1, 30, 8}, {12, 12, 12, 2}};
+    for (int m = 0; m < 4; m++)
+        for (int64_t C = 32; C <= 12 * 256; C += 32) {
+            size_t want = 0;
+            bool ok = true;
+            for (int64_t s = 0; s < sq_n_segments(C); s++) {
+                const size_t b = sq_row_size(sq_segment_type(mix[m], s), sq_segment_len(C, s));
+                ok = ok && b > 0;
+                want += b;
+            }
+            const sq_status st = sq_mixed_row_bytes(mix[m], C, &rb, &e);
+            CHECK_MSG(ok ? st == SQ_OK && rb == want : st == SQ_EINVAL, "types %d: C %lld: status %d, %zu bytes, want %zu",
+                      m, (long long)C, st, rb, want);
+        }
+    /* a row of 2^50 columns (a hostile header) in no time; one of 2^62 F32 overflows */
+    const int f32[4] = {0, 0, 0, 0};
+    CHECK_INT(sq_mixed_row_bytes(f32, (int64_t)1 << 50, &rb, &e), SQ_OK);
+    CHECK(rb == (size_t)4 << 50);
+    CHECK_INT(sq_mixed_row_bytes(f32, (int64_t)1 << 62, &rb, &e), SQ_ERANGE);
+    CHECK_CONTAINS(e.msg, "overflows");
+    CHECK_INT(sq_mixed_row_bytes(f32, 0, &rb, &e), SQ_EINVAL);
+}
+
+/* The imatrix column holds llama.cpp's two rules: llama-quantize's
+ * tensor_requires_imatrix refuses IQ3_XXS, IQ2_XXS, IQ2_XS, IQ2_S, IQ1_S and
+ * IQ1_M without one; ggml_quantize_requires_imatrix is true only for IQ2_XXS,
+ * IQ2_XS and IQ1_S. No other type needs one. */
+static void test_imatrix_need(void)
+{
+    for (int t = 0; t < SQ_TYPE_COUNT; t++) {
+        const sq_type_info *ti = sq_type_info_get(t);
+        if (!ti) continue;
+        const bool ggml = t == SQ_TYPE_IQ2_XXS || t == SQ_TYPE_IQ2_XS || t == SQ_TYPE_IQ1_S;
+        const bool refused = ggml || t == SQ_TYPE_IQ3_XXS || t == SQ_TYPE_IQ2_S || t == SQ_TYPE_IQ1_M;
+        const sq_imatrix_need want = ggml ? SQ_IMATRIX_REQUIRED : refused ? SQ_IMATRIX_REFUSED : SQ_IMATRIX_OPTIONAL;
+        CHECK_MSG(ti->needs_imatrix == want, "%s: needs_imatrix %d, want %d", ti->name, ti->needs_imatrix, want);
+        CHECK(!!ti->needs_imatrix == refused);
+    }
+}
+
+/* sq_perm_validate: length, range and duplicates, each named. */
+static void test_perm_validate(void)
+{
+    sq_error e = {0};
+    const int32_t p[6] = {5, 0, 4, 1, 3, 2};
+    CHECK_INT(sq_perm_validate(p, 6, 6, &e), SQ_OK);
+    CHECK_INT(sq_perm_validate(p, 6, 7, &e), SQ_EINVAL);
+    CHECK_CONTAINS(e.msg, "permutation has 6 entries, but the tensor has 7 columns");
+    const int32_t dup[4] = {1, 0, 1, 3};
+    CHECK_INT(sq_perm_validate(dup, 4, 4, &e), SQ_EINVAL);
+    CHECK_CONTAINS(e.msg, "permutation index 2: value 1 is a duplicate (already at index 0)");
+    const int32_t neg[3] = {0, -1, 2};
+    CHECK_INT(sq_perm_validate(neg, 3, 3, &e), SQ_ERANGE);
+    CHECK_CONTAINS(e.msg, "permutation index 1: value -1 is out of range 0..2");
+    CHECK_INT(sq_perm_validate(NULL, 3, 3, &e), SQ_EINVAL);
 }
 
 int main(void)
@@ -77,5 +135,7 @@ int main(void)
     RUN(test_fp16);
     RUN(test_types);
     RUN(test_mixed_geometry);
+    RUN(test_imatrix_need);
+    RUN(test_perm_validate);
     return harness_finish("base");
 }

@@ -257,7 +257,7 @@ static void test_validation_through_tool(void)
          "needs an importance matrix"},
         {"perm wrong length", "{\"blk.0.attn_q.weight\": [[8,8,8,8], [2,1,0]]}", "", "blk.0.attn_q.weight",
          "3 entries"},
-        {"perm duplicate", NULL, "", "blk.0.attn_q.weight", "duplicate index 5"},
+        {"perm duplicate", NULL, "", "blk.0.attn_q.weight", "permutation index 7: value 5 is a duplicate (already at index 5)"},
         {"perm out of range", NULL, "", "blk.0.attn_q.weight", "320"},
         {"syntax error", "{\"blk.0.attn_q.weight\": [[8,8,8,8] []]}", "", "cfg.json:1:", ""},
     };

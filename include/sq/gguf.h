@@ -179,6 +179,8 @@ typedef struct sq_gguf_writer sq_gguf_writer;
 sq_status sq_gguf_writer_open(const char *path, sq_gguf_writer **out, sq_error *err);
 /* Copies every key/value of src, in order (byte-exact). */
 sq_status sq_gguf_writer_copy_kvs(sq_gguf_writer *w, const sq_gguf *src, sq_error *err);
+/* Copies key/value i of src (byte-exact; replaces the key if it is already set). */
+sq_status sq_gguf_writer_copy_kv(sq_gguf_writer *w, const sq_gguf *src, int64_t i, sq_error *err);
 /* Setters replace an existing key in place (keeping its position) or append. */
 sq_status sq_gguf_writer_set_u32(sq_gguf_writer *w, const char *key, uint32_t v, sq_error *err);
 sq_status sq_gguf_writer_set_u16(sq_gguf_writer *w, const char *key, uint16_t v, sq_error *err);

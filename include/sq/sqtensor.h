@@ -35,9 +35,8 @@ sq_status sq_weight_plain(sq_weight *w, const void *data, int type, int64_t rows
 sq_status sq_weight_mixed(sq_weight *w, const void *data, const int types[4], const int32_t *perm, int64_t rows,
                           int64_t cols, sq_error *err);
 
-/* Checks a permutation of length C: every 0..C-1 exactly once. The message
- * names the first duplicate or out-of-range index. */
-sq_status sq_perm_validate(const int32_t *perm, int64_t len, int64_t C, sq_error *err);
+/* (sq_perm_validate, the check of a permutation, is in sq/types.h with the
+ * rest of the SmarterQuant geometry: the GGUF reader uses it too.) */
 
 /* x'[j] = x[perm[j]] (gather) and out[perm[j]] = x'[j] (scatter). */
 void sq_perm_gather(const int32_t *perm, int64_t C, const float *x, float *out);

@@ -70,6 +70,18 @@ typedef enum sq_type {
     SQ_TYPE_COUNT = 158 /* one past the largest id */
 } sq_type;
 
+/* Whether quantizing to a type needs an importance matrix. Two rules, both
+ * llama.cpp's: llama-quantize refuses some target types without one (its
+ * tensor_requires_imatrix: IQ3_XXS, IQ2_XXS, IQ2_XS, IQ2_S, IQ1_S, IQ1_M);
+ * ggml's quantizer itself needs one only for IQ2_XXS, IQ2_XS and IQ1_S. A
+ * value other than SQ_IMATRIX_OPTIONAL is true in a condition: "the tools
+ * refuse it without an imatrix". */
+typedef enum sq_imatrix_need {
+    SQ_IMATRIX_OPTIONAL = 0, /* quantizes with or without one */
+    SQ_IMATRIX_REFUSED = 1,  /* llama-quantize refuses it without one; the quantizer would run */
+    SQ_IMATRIX_REQUIRED = 2, /* the quantizer itself needs one (ggml_quantize_requires_imatrix) */
+} sq_imatrix_need;
+
 /* Static facts about one type. */
 typedef struct sq_type_info {
     sq_type id;
@@ -78,7 +90,7 @@ typedef struct sq_type_info {
     int type_size;        /* bytes per block */
     bool is_weight;       /* may be stored as a weight tensor (false: Q8_1, Q8_K, I8..I64, F64) */
     bool is_quantized;    /* a block-quantized type (not F32/F16/BF16/integers/F64) */
-    bool needs_imatrix;   /* llama-quantize refuses it without an importance matrix */
+    sq_imatrix_need needs_imatrix; /* see sq_imatrix_need (nonzero: the tools refuse it without one) */
     sq_type vec_dot_type; /* activation type it pairs with on the CPU (ggml's vec_dot_type) */
     int row_meta;         /* bytes of per-row metadata before the blocks (ik's row scales; 0 for ggml's types) */
 } sq_type_info;
@@ -115,10 +127,18 @@ static inline int64_t sq_segment_len(int64_t C, int64_t s)
     return rest < SQ_SEGMENT ? rest : SQ_SEGMENT;
 }
 
-/* Bytes of one mixed row (sum of row_size over segments). Returns SQ_OK and
- * sets *out, or an error naming the first segment whose type is unknown, not a
- * weight type, or whose block size does not divide the segment length. */
+/* Bytes of one mixed row (spec section 4: the sum of sq_row_size over its
+ * segments), in time independent of C. Returns SQ_OK and sets *out, or an
+ * error naming the first segment whose type is unknown, not a weight type, or
+ * whose block size does not divide the segment length, or an overflow. The
+ * one answer to "how long is a SmarterQuant row" (reader, writer, quantize,
+ * engine, planner). */
 sq_status sq_mixed_row_bytes(const int types[4], int64_t C, size_t *out, sq_error *err);
+
+/* Checks a column permutation of C columns (spec section 3): len == C and
+ * every 0..C-1 exactly once. The message names the first out-of-range or
+ * duplicate index (SQ_ERANGE / SQ_EINVAL). */
+sq_status sq_perm_validate(const int32_t *perm, int64_t len, int64_t C, sq_error *err);
 
 #ifdef __cplusplus
 }

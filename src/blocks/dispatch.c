@@ -188,7 +188,7 @@ sq_status sq_quantize_rows(int type, const float *src, void *dst, int64_t nrows,
     if (n_per_row <= 0 || n_per_row % ti->block_size != 0)
         return sq_error_set(err, SQ_EINVAL, "type %s: row length %lld is not a multiple of its block size %d",
                             ti->name, (long long)n_per_row, ti->block_size);
-    if (ti->needs_imatrix && !imatrix)
+    if (ti->needs_imatrix == SQ_IMATRIX_REQUIRED && !imatrix)
         return sq_error_set(err, SQ_EINVAL, "type %s needs an importance matrix, and none was given", ti->name);
     const size_t row_bytes = sq_row_size(type, n_per_row);
     if (ws->fn) return quantize_with_scratch(ws, src, dst, nrows, n_per_row, row_bytes, imatrix, err);

@@ -98,55 +98,6 @@ bool sq__gguf_parse_block_types(const char *s, size_t n, int out[4], char *why, 
     return true;
 }
 
-/* Bytes of one SmarterQuant row of C columns (spec section 4) in O(1): the
- * segments 0, 1, 2 each have their own type; segments 3 .. n-2 are full
- * segments of types[3]; the last one may be shorter. Same checks as
- * sq_mixed_row_bytes (known weight type, block size divides the segment),
- * without a loop over a possibly huge number of segments. */
-static bool mixed_row_bytes(const int types[4], int64_t C, uint64_t *out, char *why, size_t why_n)
-{
-    *out = 0;
-    if (C == 0) return true;
-    const int64_t nseg = sq_n_segments(C);
-    uint64_t total = 0;
-    for (int64_t s = 0; s < nseg; s++) {
-        if (s == 4 && nseg > 5) s = nseg - 1; /* jump to the last segment; the middle ones are added below */
-        const int t = sq_segment_type(types, s);
-        const int64_t len = sq_segment_len(C, s);
-        const sq_type_info *ti = sq_type_info_get(t);
-        if (!ti) {
-            snprintf(why, why_n, "bad smarterquant block_types: segment %lld: unknown or removed type id %d",
-                     (long long)s, t);
-            return false;
-        }
-        if (!ti->is_weight) {
-            snprintf(why, why_n, "bad smarterquant block_types: segment %lld: type %s (%d) is not usable for weights",
-                     (long long)s, ti->name, t);
-            return false;
-        }
-        if (len % ti->block_size != 0) {
-            snprintf(why, why_n,
-                     "bad smarterquant block_types: segment %lld: type %s has blocks of %d columns, which do not "
-                     "divide the segment length %lld (row of %lld columns)",
-                     (long long)s, ti->name, ti->block_size, (long long)len, (long long)C);
-            return false;
-        }
-        total += (uint64_t)ti->row_meta + (uint64_t)(len / ti->block_size) * (uint64_t)ti->type_size;
-    }
-    if (nseg > 5) {
-        /* segments 4 .. nseg-2: full segments of types[3] (segment 3 checked that 256 divides) */
-        const sq_type_info *ti = sq_type_info_get(types[3]);
-        const uint64_t seg = (uint64_t)ti->row_meta + (uint64_t)(SQ_SEGMENT / ti->block_size) * (uint64_t)ti->type_size;
-        uint64_t mid;
-        if (__builtin_mul_overflow(seg, (uint64_t)(nseg - 5), &mid) || __builtin_add_overflow(total, mid, &total)) {
-            snprintf(why, why_n, "row size overflows 64 bits");
-            return false;
-        }
-    }
-    *out = total;
-    return true;
-}
-
 bool sq__gguf_tensor_size(int n_dims, const int64_t *ne, int type, const int *sq_types, uint64_t *out, char *why,
                           size_t why_n)
 {
@@ -169,7 +120,13 @@ bool sq__gguf_tensor_size(int n_dims, const int64_t *ne, int type, const int *sq
                      sq_types[3], sq_type_name(sq_types[3]), type, ti->name);
             return false;
         }
-        if (!mixed_row_bytes(sq_types, ne[0], &row_bytes, why, why_n)) return false;
+        sq_error e = {0};
+        size_t rb = 0;
+        if (sq_mixed_row_bytes(sq_types, ne[0], &rb, &e) != SQ_OK) {
+            snprintf(why, why_n, "bad smarterquant block_types: %s (row of %lld columns)", e.msg, (long long)ne[0]);
+            return false;
+        }
+        row_bytes = rb;
     } else {
         if (ne[0] % ti->block_size != 0) {
             snprintf(why, why_n, "row length %lld is not a multiple of the block size %d of type %s",
@@ -181,7 +138,7 @@ bool sq__gguf_tensor_size(int n_dims, const int64_t *ne, int type, const int *sq
             snprintf(why, why_n, "row size overflows 64 bits");
             return false;
         }
-        row_bytes += (uint64_t)ti->row_meta; /* ik's per-row scale */
+        if (ne[0] > 0) row_bytes += (uint64_t)ti->row_meta; /* ik's row scale, as sq_row_size */
     }
     if (__builtin_mul_overflow(row_bytes, (uint64_t)rows, out)) {
         snprintf(why, why_n, "data size overflows 64 bits");

@@ -438,12 +438,21 @@ sq_status sq_gguf_writer_set_arr_str(sq_gguf_writer *w, const char *key, const c
     return set_raw(w, key, SQ_GGUF_ARRAY, raw, total, err);
 }
 
+sq_status sq_gguf_writer_copy_kv(sq_gguf_writer *w, const sq_gguf *src, int64_t i, sq_error *err)
+{
+    if (!src) return sq_error_set(err, SQ_EINVAL, "sq_gguf_writer_copy_kv: NULL source");
+    if (i < 0 || i >= src->n_kv)
+        return sq_error_set(err, SQ_ERANGE, "%s: key index %lld out of range (%lld keys)", src->label,
+                            (long long)i, (long long)src->n_kv);
+    const sq__gguf_kv *kv = &src->kvs[i];
+    return set_bytes(w, kv->key, kv->type, src->base + kv->val_off, (size_t)kv->val_size, err);
+}
+
 sq_status sq_gguf_writer_copy_kvs(sq_gguf_writer *w, const sq_gguf *src, sq_error *err)
 {
     if (!src) return sq_error_set(err, SQ_EINVAL, "sq_gguf_writer_copy_kvs: NULL source");
     for (int64_t i = 0; i < src->n_kv; i++) {
-        const sq__gguf_kv *kv = &src->kvs[i];
-        sq_status st = set_bytes(w, kv->key, kv->type, src->base + kv->val_off, (size_t)kv->val_size, err);
+        sq_status st = sq_gguf_writer_copy_kv(w, src, i, err);
         if (st) return st;
     }
     return SQ_OK;

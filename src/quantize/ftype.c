@@ -493,21 +493,15 @@ static sq_status width_fallback(const char *name, int64_t ne0, int t, sq_qchoice
     return SQ_OK;
 }
 
-/* llama-quantize refuses these target types without an importance matrix
- * (token_embd and output excepted). */
+/* llama-quantize refuses a target type without an importance matrix when
+ * the type table says so (needs_imatrix), token_embd and output excepted; and
+ * Q2_K tensors in a Q2_K_S file (its tensor_requires_imatrix). */
 static bool requires_imatrix(const char *name, int t, int ftype)
 {
     if (is_token_embd(name) || strcmp(name, "output.weight") == 0) return false;
-    switch (t) {
-    case SQ_TYPE_IQ3_XXS:
-    case SQ_TYPE_IQ2_XXS:
-    case SQ_TYPE_IQ2_XS:
-    case SQ_TYPE_IQ2_S:
-    case SQ_TYPE_IQ1_M:
-    case SQ_TYPE_IQ1_S: return true;
-    case SQ_TYPE_Q2_K: return ftype == SQ_FTYPE_Q2_K_S;
-    default: return false;
-    }
+    if (t == SQ_TYPE_Q2_K) return ftype == SQ_FTYPE_Q2_K_S;
+    const sq_type_info *ti = sq_type_info_get(t);
+    return ti && ti->needs_imatrix;
 }
 
 /*

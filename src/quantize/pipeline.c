@@ -172,47 +172,6 @@ static int64_t hparam(const sq_gguf *g, const char *arch, const char *suffix, in
     return v;
 }
 
-/* Checks a permutation of C columns (spec section 3); the message names the
- * tensor and the first bad index. */
-static sq_status check_perm(const char *name, const int32_t *perm, int64_t len, int64_t C, sq_error *err)
-{
-    if (len != C)
-        return sq_error_set(err, SQ_EINVAL, "tensor %s: permutation has %lld entries, but the tensor has %lld columns",
-                            name, (long long)len, (long long)C);
-    unsigned char *seen = calloc((size_t)C, 1);
-    if (!seen) return sq_error_set(err, SQ_ENOMEM, "tensor %s: out of memory", name);
-    sq_status st = SQ_OK;
-    for (int64_t j = 0; j < len; j++) {
-        const int32_t v = perm[j];
-        if (v < 0 || v >= C) {
-            st = sq_error_set(err, SQ_EINVAL, "tensor %s: permutation index %d at position %lld is out of range [0, %lld)",
-                              name, (int)v, (long long)j, (long long)C);
-            break;
-        }
-        if (seen[v]) {
-            st = sq_error_set(err, SQ_EINVAL, "tensor %s: permutation has a duplicate index %d (at position %lld)", name,
-                              (int)v, (long long)j);
-            break;
-        }
-        seen[v] = 1;
-    }
-    free(seen);
-    return st;
-}
-
-static bool type_needs_imatrix(int t)
-{
-    switch (t) {
-    case SQ_TYPE_IQ2_XXS:
-    case SQ_TYPE_IQ2_XS:
-    case SQ_TYPE_IQ2_S:
-    case SQ_TYPE_IQ3_XXS:
-    case SQ_TYPE_IQ1_S:
-    case SQ_TYPE_IQ1_M: return true;
-    default: return false;
-    }
-}
-
 /* Validates one SmarterQuant request against its tensor (spec section 3) and
  * resolves the types really used; fills the plan entry. */
 static sq_status plan_sq(run *r, tplan *tp, const sq_quantize_sqtensor *q, sq_error *err)
@@ -250,7 +209,7 @@ static sq_status plan_sq(run *r, tplan *tp, const sq_quantize_sqtensor *q, sq_er
         used[slot] = fb;
     }
     for (int k = 0; k < 4; k++) {
-        if (k < nseg && type_needs_imatrix(used[k]) && !tp->imx)
+        if (k < nseg && sq_type_info_get(used[k])->needs_imatrix && !tp->imx)
             return sq_error_set(err, SQ_EINVAL, "tensor %s: block type %s (%d) needs an importance matrix (--imatrix)%s",
                                 name, sq_type_name(used[k]), used[k],
                                 r->im ? ", and the one given has no entry for this tensor" : "");
@@ -259,8 +218,11 @@ static sq_status plan_sq(run *r, tplan *tp, const sq_quantize_sqtensor *q, sq_er
                                 name, sq_type_name(used[k]));
     }
     if (q->perm && q->perm_len > 0) {
-        sq_status st = check_perm(name, q->perm, q->perm_len, C, err);
-        if (st != SQ_OK) return st;
+        sq_status st = sq_perm_validate(q->perm, q->perm_len, C, err);
+        if (st != SQ_OK) {
+            sq_error_prefix(err, "tensor %s", name);
+            return st;
+        }
         tp->perm = q->perm;
     } else if (q->perm_len != 0) {
         return sq_error_set(err, SQ_EINVAL, "tensor %s: permutation of %lld entries without data", name,
@@ -303,9 +265,10 @@ static sq_status load_input_perm(run *r, tplan *tp, sq_error *err)
         free(perm);
         return SQ_OK;
     }
-    st = check_perm(tp->t->name, perm, n, tp->C, err);
+    st = sq_perm_validate(perm, n, tp->C, err);
     if (st != SQ_OK) {
         free(perm);
+        sq_error_prefix(err, "%s: key %s", sq_gguf_path(r->in), key);
         return st;
     }
     tp->in_perm = perm;

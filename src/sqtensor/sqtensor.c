@@ -5,7 +5,7 @@
  *
  * Ownership: a sq_weight only points at its data and permutation (usually in
  * the read-only GGUF map); nothing here copies or frees them. The only
- * allocation is the temporary index table of sq_perm_validate().
+ * allocation is the temporary index table of sq_perm_validate() (sq/types.h).
  */
 #include "sq/sqtensor.h"
 
@@ -68,38 +68,6 @@ sq_status sq_weight_mixed(sq_weight *w, const void *data, const int types[4], co
 }
 
 /* --------------------------------------------------------- permutations -- */
-
-/* Checks length, range and uniqueness. A table of first positions (C int64s)
- * lets the message name both indices of a duplicate. */
-sq_status sq_perm_validate(const int32_t *perm, int64_t len, int64_t C, sq_error *err)
-{
-    if (len != C)
-        return sq_error_set(err, SQ_EINVAL, "permutation has %lld entries, but the tensor has %lld columns",
-                            (long long)len, (long long)C);
-    if (C <= 0) return sq_error_set(err, SQ_EINVAL, "permutation of %lld columns", (long long)C);
-    if (!perm) return sq_error_set(err, SQ_EINVAL, "permutation of %lld columns is missing", (long long)C);
-    int64_t *first = malloc((size_t)C * sizeof *first);
-    if (!first) return sq_error_set(err, SQ_ENOMEM, "permutation of %lld columns: out of memory", (long long)C);
-    for (int64_t i = 0; i < C; i++) first[i] = -1;
-    sq_status st = SQ_OK;
-    for (int64_t j = 0; j < C; j++) {
-        const int64_t v = perm[j];
-        if (v < 0 || v >= C) {
-            st = sq_error_set(err, SQ_ERANGE, "permutation index %lld: value %lld is out of range 0..%lld",
-                              (long long)j, (long long)v, (long long)(C - 1));
-            break;
-        }
-        if (first[v] >= 0) {
-            st = sq_error_set(err, SQ_EINVAL,
-                              "permutation index %lld: value %lld is a duplicate (already at index %lld)",
-                              (long long)j, (long long)v, (long long)first[v]);
-            break;
-        }
-        first[v] = j;
-    }
-    free(first);
-    return st;
-}
 
 /* x'[j] = x[perm[j]]: the activations in the stored (permuted) column order. */
 void sq_perm_gather(const int32_t *perm, int64_t C, const float *x, float *out)
