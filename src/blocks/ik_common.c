@@ -5,6 +5,8 @@
  * Bit-exact with ik: every float expression keeps ik's operand order and its
  * int -> float conversion points; built without FMA contraction.
  */
+#include <pthread.h>
+
 #include "ik_common.h"
 
 #if defined(__clang__)
@@ -137,8 +139,31 @@ float sq__ik_make_qx(int n, int nmax, const float *x, int8_t *L, const float *qw
     return scale;
 }
 
+uint8_t sq__ik_lo[8][256];
+static pthread_once_t ik_once = PTHREAD_ONCE_INIT;
+
+/* Fills sq__ik_lo for the 8 level tables (in the order sq__ik_lo_of reads them). */
+static void ik_build_luts(void)
+{
+    const int8_t *tables[8] = {sq__iq3nl_values, sq__iq3nl_values + 8, sq__iq4k_values, sq__iq4k_values + 16,
+                               sq__iq5nl_values, sq__iq5nl_values + 32, sq__iq6nl_values, sq__iq6nl_values + 64};
+    const int sizes[8] = {8, 8, 16, 16, 32, 32, 64, 64};
+    for (int t = 0; t < 8; t++) {
+        const int8_t *v = tables[t];
+        const int n = sizes[t];
+        for (int k = 0; k < 256; k++) {
+            int lo = 0;
+            while (lo + 1 < n - 1 && v[lo + 1] <= v[0] + k) lo++;
+            sq__ik_lo[t][k] = (uint8_t)lo;
+        }
+    }
+}
+
+void sq__ik_init(void) { pthread_once(&ik_once, ik_build_luts); }
+
 void sq__register_ik(sq__kernels table[SQ_TYPE_COUNT], sq__quantize_ws ws[SQ_TYPE_COUNT])
 {
+    sq__ik_init(); /* the tables the quantizers' level lookups read */
     sq__register_ik_kquants(table);
     sq__register_ik_ksquants(table, ws);
 }

@@ -235,6 +235,25 @@ static inline int sq__ik_round_prod(float a, float b)
     return (bits & 0x007fffff) - 0x00400000;
 }
 
+/* For each level table (and its shifted twin), lo[k] is the index of the
+ * highest level at or below v[0] + k (at most n - 2): the lower of the two
+ * levels around any x in [v[0] + k, v[0] + k + 1), the levels being integers.
+ * Built once by sq__ik_init(), which every quantizer calls first. */
+extern uint8_t sq__ik_lo[8][256];
+void sq__ik_init(void);
+
+/* Row of sq__ik_lo for the table v of n levels (the tables are told apart by
+ * their size and first level). */
+static inline const uint8_t *sq__ik_lo_of(const int8_t *v, int n)
+{
+    switch (n) {
+    case 8: return sq__ik_lo[v[0] == -63 ? 0 : 1];
+    case 16: return sq__ik_lo[v[0] == -127 ? 2 : 3];
+    case 32: return sq__ik_lo[v[0] == -126 ? 4 : 5];
+    default: return sq__ik_lo[v[0] == -127 ? 6 : 7];
+    }
+}
+
 /* Index of the level nearest to x in the sorted table v[0..n): between the two
  * levels around x, the lower one when x - v[i] < v[i+1] - x (computed in
  * float), else the upper one; x at or beyond an end gives that end, NaN gives
@@ -245,13 +264,10 @@ static inline int sq__ik_nearest(const int8_t *v, int n, float x)
 {
     if (!(x > v[0])) return 0;
     if (!(x < v[n - 1])) return n - 1;
-    int lo = 0, hi = n - 1; /* v[lo] < x < v[hi] */
-    while (hi - lo > 1) {
-        const int mid = (lo + hi) / 2;
-        if (x < v[mid]) hi = mid;
-        else lo = mid;
-    }
-    return x - v[lo] < v[hi] - x ? lo : hi;
+    int k = (int)x; /* floor(x), x being in range */
+    k -= (float)k > x;
+    const int lo = sq__ik_lo_of(v, n)[k - v[0]];
+    return x - v[lo] < v[lo + 1] - x ? lo : lo + 1;
 }
 
 /* The 2-level nearest of IQ2_K / IQ2_KS (ik's best_index_iq2nl): the same

@@ -57,6 +57,10 @@ sq__runs_fn sq__runs_kernel(void)
 
 bool sq__runs_handles(int type)
 {
+    if (type == SQ_TYPE_IQ4_KS || type == SQ_TYPE_IQ4_K || type == SQ_TYPE_IQ4_KSS || type == SQ_TYPE_IQ5_KS ||
+        type == SQ_TYPE_IQ5_K || type == SQ_TYPE_IQ3_K || type == SQ_TYPE_IQ3_KS || type == SQ_TYPE_IQ2_K ||
+        type == SQ_TYPE_IQ2_KS || type == SQ_TYPE_IQ2_KL)
+        return true; /* ik's types (IK_RUN_CASES, x86/simd_ik.h) */
     return type == SQ_TYPE_Q2_K || type == SQ_TYPE_Q3_K || type == SQ_TYPE_Q4_K || type == SQ_TYPE_Q5_K ||
            type == SQ_TYPE_Q6_K || type == SQ_TYPE_IQ4_XS || type == SQ_TYPE_Q4_0 || type == SQ_TYPE_Q4_1 ||
            type == SQ_TYPE_Q5_0 || type == SQ_TYPE_Q5_1 || type == SQ_TYPE_Q8_0 || type == SQ_TYPE_IQ4_NL;
