@@ -10,7 +10,9 @@
  * products are memory-bound: they are also given as GB/s of weights read and
  * as a fraction of the measured read bandwidth. ggml's figures for the same
  * products (../shared/golden/llama.cpp/mulmat-perf.md, 2 threads) are shown
- * with our ratio to them when that file is present.
+ * with our ratio to them when that file is present; BENCH_GGML=FILE adds rows
+ * in the same format (e.g. test-backend-ops figures for the types that file
+ * lacks, written by bench/iq_vs_ggml.sh in the same run).
  *
  * Environment: BENCH_TYPES=q4_K,q8_0 (subset), BENCH_QUICK=1 (fewer
  * repetitions, n=512 on a quarter of the rows), BENCH_THREADS=2 (the larger
@@ -33,10 +35,12 @@
 #define ROWS 4096
 #define COLS 14336
 
-static const char *all_types[] = {"q4_K",   "q6_K",  "q8_0",  "f16",    "q4_0",   "q5_K",    "q3_K",
-                                  "q2_K",   "iq4_xs", "iq4_nl", "q5_0",  "bf16",   "q4_1",    "q5_1",
+static const char *all_types[] = {"q4_K",   "q6_K",   "q8_0",   "f16",     "q4_0",    "q5_K",   "q3_K",
+                                  "q2_K",   "iq4_xs", "iq4_nl", "q5_0",    "bf16",    "q4_1",   "q5_1",
+                                  "iq3_s",  "iq2_s",  "iq3_xxs", "iq2_xs", "iq2_xxs", "iq1_m",  "iq1_s",
+                                  "tq1_0",  "tq2_0",
                                   /* ik_llama.cpp's types */
-                                  "iq2_k",  "iq2_ks", "iq2_kl", "iq3_k", "iq3_ks", "iq4_kss", "iq4_ks",
+                                  "iq2_k",  "iq2_ks", "iq2_kl", "iq3_k",   "iq3_ks",  "iq4_kss", "iq4_ks",
                                   "iq4_k",  "iq5_ks", "iq5_k",  "iq6_k"};
 #define N_ALL (sizeof all_types / sizeof all_types[0])
 
@@ -132,10 +136,9 @@ typedef struct {
 static ggml_row ggml_rows[32];
 static int n_ggml;
 
-static void load_ggml(void)
+/* The rows of one figures file (| type | n=1 GFLOPS | n=1 us | n=512 GFLOPS |). */
+static void load_ggml_file(const char *path)
 {
-    char path[1024];
-    bench_shared_path(path, sizeof path, "golden/llama.cpp/mulmat-perf.md");
     FILE *f = fopen(path, "r");
     if (!f) return;
     char line[512];
@@ -145,6 +148,17 @@ static void load_ggml(void)
         if (sscanf(line, "| %15[^ |] | %lf | %lf | %lf |", r.name, &r.n1, &us, &r.n512) == 4) ggml_rows[n_ggml++] = r;
     }
     fclose(f);
+}
+
+/* ggml's figures: BENCH_GGML's rows, then the shared file's (ggml_for takes
+ * the first row of a type, so the same-run figures win). */
+static void load_ggml(void)
+{
+    char path[1024];
+    const char *extra = getenv("BENCH_GGML");
+    if (extra && *extra) load_ggml_file(extra);
+    bench_shared_path(path, sizeof path, "golden/llama.cpp/mulmat-perf.md");
+    load_ggml_file(path);
 }
 
 static const ggml_row *ggml_for(const char *name)
@@ -205,8 +219,15 @@ static bool bench_type(const char *name, sq_threadpool *tp1, sq_threadpool *tpn,
         src[i] = (float)((int)((s >> 40) & 0xFFFF) - 32768) / 32768.0f;
     }
     unsigned char *W = sq_aligned_alloc(rb * ROWS);
+    float *imx = NULL; /* for the types quantized only with importance weights: all equal */
+    if (ti->needs_imatrix == SQ_IMATRIX_REQUIRED) {
+        imx = malloc(sizeof(float) * COLS);
+        for (int i = 0; imx && i < COLS; i++) imx[i] = 1.0f;
+    }
     sq_error e = {0};
-    if (!W || sq_quantize_rows(t, src, W, DISTINCT, COLS, NULL, &e) != SQ_OK) {
+    const sq_status qst = W ? sq_quantize_rows(t, src, W, DISTINCT, COLS, imx, &e) : SQ_ENOMEM;
+    free(imx);
+    if (qst != SQ_OK) {
         fprintf(stderr, "skip %s: %s\n", name, e.msg);
         free(src);
         sq_aligned_free(W);

@@ -129,6 +129,52 @@ static void test_perm_validate(void)
     CHECK_INT(sq_perm_validate(NULL, 3, 3, &e), SQ_EINVAL);
 }
 
+/* sq_buf: growable text, and the fixed snprintf-style kind that counts what
+ * does not fit; sq_grow_array doubles and keeps the contents. */
+static void test_buf(void)
+{
+    sq_buf b = {0};
+    CHECK(sq_buf_str(&b, "ab") && sq_buf_add(&b, "cdef", 2) && sq_buf_printf(&b, "-%d-", 42));
+    CHECK_STR(b.p, "abcd-42-");
+    CHECK_INT(b.n, 8);
+    char big[1000];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = 0;
+    CHECK(sq_buf_printf(&b, "%s|", big));
+    CHECK_INT(b.n, 8 + 999 + 1);
+    CHECK(b.p[b.n] == 0 && b.p[b.n - 1] == '|' && !b.failed);
+    sq_buf_free(&b);
+    CHECK(b.p == NULL && b.n == 0);
+    CHECK(sq_buf_add(&b, "", 0) && b.p && b.p[0] == 0);
+    sq_buf_free(&b);
+
+    char mem[6];
+    sq_buf f = sq_buf_fixed(mem, sizeof mem);
+    CHECK(sq_buf_str(&f, "abc") && sq_buf_printf(&f, "%d", 12345) && sq_buf_str(&f, "z"));
+    CHECK_INT(f.n, 9); /* the length the whole text needs */
+    CHECK_STR(mem, "abc12");
+    sq_buf_free(&f); /* no-op */
+    sq_buf none = sq_buf_fixed(NULL, 0);
+    CHECK(sq_buf_printf(&none, "%s", "hello") && none.n == 5);
+
+    size_t cap = 0;
+    int *a = NULL;
+    for (int i = 0; i < 100; i++) {
+        int *na = sq_grow_array(a, &cap, (size_t)i + 1, sizeof *a);
+        CHECK(na != NULL);
+        if (!na) break;
+        a = na;
+        a[i] = i;
+    }
+    CHECK(cap >= 100 && cap <= 128);
+    bool ok = true;
+    for (int i = 0; a && i < 100; i++) ok = ok && a[i] == i;
+    CHECK(ok);
+    size_t cap2 = cap;
+    CHECK(sq_grow_array(a, &cap2, SIZE_MAX / 2, sizeof *a) == NULL && cap2 == cap);
+    free(a);
+}
+
 int main(void)
 {
     RUN(test_error);
@@ -137,5 +183,6 @@ int main(void)
     RUN(test_mixed_geometry);
     RUN(test_imatrix_need);
     RUN(test_perm_validate);
+    RUN(test_buf);
     return harness_finish("base");
 }

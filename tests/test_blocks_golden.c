@@ -7,15 +7,17 @@
  * Types this build cannot handle yet are counted as skipped, by name.
  */
 #include "harness.h"
+#include "testutil.h"
 #include "sq/blocks.h"
 
 #define ROWS 12
 #define COLS 1024
 #define ACT_ROWS 3
 
-static const char *golden_types[] = {"f16",  "bf16", "q4_0", "q4_1",   "q5_0",  "q5_1",   "q8_0",
-                                     "q2_K", "q3_K", "q4_K", "q5_K",   "q6_K",  "iq4_nl", "iq4_xs",
-                                     "iq3_s", "iq3_xxs", "iq2_s", "tq2_0", "mxfp4"};
+static const char *golden_types[] = {"f16",    "bf16",    "q4_0",   "q4_1",   "q5_0",    "q5_1",  "q8_0",
+                                     "q2_K",   "q3_K",    "q4_K",   "q5_K",   "q6_K",    "iq4_nl", "iq4_xs",
+                                     "iq3_s",  "iq3_xxs", "iq2_s",  "iq2_xs", "iq2_xxs", "iq1_s", "iq1_m",
+                                     "tq1_0",  "tq2_0",   "mxfp4"};
 #define N_GOLDEN (sizeof golden_types / sizeof golden_types[0])
 
 static float *input, *imatrix, *act;
@@ -27,6 +29,49 @@ static long first_diff(const void *a, const void *b, size_t n)
     for (size_t i = 0; i < n; i++)
         if (x[i] != y[i]) return (long)i;
     return -1;
+}
+
+/* dequantize of the golden blocks reproduces ggml's floats bit for bit. */
+static void check_dequantize(int t, const char *name, const unsigned char *q, const float *want_d, int with_imatrix)
+{
+    float *deq = malloc(sizeof(float) * COLS);
+    long bad = -1;
+    for (int r = 0; r < ROWS && bad < 0; r++) {
+        sq_dequantize_row(t, q + r * sq_row_size(t, COLS), deq, COLS);
+        long k = first_diff(deq, want_d + r * COLS, sizeof(float) * COLS);
+        if (k >= 0) bad = r * COLS + k / 4;
+    }
+    CHECK_MSG(bad < 0, "%s dequantize %s: first differing value %ld", name, with_imatrix ? "qw" : "q", bad);
+    free(deq);
+}
+
+/* vec_dot of the golden blocks with the golden activations, within 1e-5 of
+ * sum |w·x| of ggml's dots in file dotname. */
+static void check_dots(int t, const char *name, const unsigned char *q, const float *want_d, const char *dotname)
+{
+    char rel[256];
+    snprintf(rel, sizeof rel, "golden/quant/%s/%s", name, dotname);
+    float *want_dot = harness_load_shared(rel, sizeof(float) * ACT_ROWS * ROWS);
+    const int at = sq_type_info_get(t)->vec_dot_type;
+    void *xq = malloc(sq_row_size(at, COLS));
+    int bad = 0;
+    for (int j = 0; want_dot && j < ACT_ROWS; j++) {
+        sq_quantize_act(at, act + j * COLS, xq, COLS);
+        for (int i = 0; i < ROWS; i++) {
+            const float got_dot = sq_vec_dot(t, COLS, q + i * sq_row_size(t, COLS), xq);
+            double mag = 0;
+            for (int c = 0; c < COLS; c++) mag += fabs((double)want_d[i * COLS + c] * act[j * COLS + c]);
+            const double tol = 1e-5 * mag + 1e-30;
+            if (fabs((double)got_dot - want_dot[j * ROWS + i]) > tol) {
+                if (bad++ < 3)
+                    fprintf(stderr, "%s dot act %d row %d: %.9g vs %.9g (tol %.3g)\n", name, j, i, got_dot,
+                            want_dot[j * ROWS + i], tol);
+            }
+        }
+    }
+    CHECK_MSG(want_dot && bad == 0, "%s %s: %d outside tolerance", name, dotname, bad);
+    free(xq);
+    free(want_dot);
 }
 
 static void check_type(const char *name)
@@ -50,6 +95,15 @@ static void check_type(const char *name)
         return;
     }
 
+    if (tu_needs_weights(t)) {
+        /* ggml asserts; we refuse with a message naming the type */
+        sq_error e = {0};
+        void *dst = malloc(qbytes);
+        CHECK_INT(sq_quantize_rows(t, input, dst, ROWS, COLS, NULL, &e), SQ_EINVAL);
+        CHECK_CONTAINS(e.msg, "importance matrix");
+        free(dst);
+    }
+    int passes = 0;
     for (int with_imatrix = 0; with_imatrix < 2; with_imatrix++) {
         snprintf(rel, sizeof rel, "golden/quant/%s/%s", name, with_imatrix ? "qw.bin" : "q.bin");
         unsigned char *want = harness_load_shared(rel, qbytes);
@@ -60,6 +114,7 @@ static void check_type(const char *name)
             free(want_d);
             continue;
         }
+        passes++;
         unsigned char *got = malloc(qbytes);
         sq_error e = {0};
         sq_status st = sq_quantize_rows(t, input, got, ROWS, COLS, with_imatrix ? imatrix : NULL, &e);
@@ -67,47 +122,16 @@ static void check_type(const char *name)
         long d = first_diff(got, want, qbytes);
         CHECK_MSG(d < 0, "%s %s: first differing byte %ld (row %ld)", name, with_imatrix ? "qw.bin" : "q.bin", d,
                   d / (long)sq_row_size(t, COLS));
-
-        if (sq_blocks_can_dequantize(t)) {
-            float *deq = malloc(sizeof(float) * COLS);
-            long bad = -1;
-            for (int r = 0; r < ROWS && bad < 0; r++) {
-                sq_dequantize_row(t, want + r * sq_row_size(t, COLS), deq, COLS);
-                long k = first_diff(deq, want_d + r * COLS, sizeof(float) * COLS);
-                if (k >= 0) bad = r * COLS + k / 4;
-            }
-            CHECK_MSG(bad < 0, "%s dequantize %s: first differing value %ld", name, with_imatrix ? "qw" : "q", bad);
-            free(deq);
-        }
-
-        if (!with_imatrix && sq_blocks_can_dot(t)) {
-            float *want_dot = harness_load_shared((snprintf(rel, sizeof rel, "golden/quant/%s/dot.f32", name), rel),
-                                   sizeof(float) * ACT_ROWS * ROWS);
-            const int at = ti->vec_dot_type;
-            void *xq = malloc(sq_row_size(at, COLS));
-            int bad = 0;
-            for (int j = 0; want_dot && j < ACT_ROWS; j++) {
-                sq_quantize_act(at, act + j * COLS, xq, COLS);
-                for (int i = 0; i < ROWS; i++) {
-                    const float got_dot = sq_vec_dot(t, COLS, want + i * sq_row_size(t, COLS), xq);
-                    double mag = 0;
-                    for (int c = 0; c < COLS; c++) mag += fabs((double)want_d[i * COLS + c] * act[j * COLS + c]);
-                    const double tol = 1e-5 * mag + 1e-30;
-                    if (fabs((double)got_dot - want_dot[j * ROWS + i]) > tol) {
-                        if (bad++ < 3)
-                            fprintf(stderr, "%s dot act %d row %d: %.9g vs %.9g (tol %.3g)\n", name, j, i, got_dot,
-                                    want_dot[j * ROWS + i], tol);
-                    }
-                }
-            }
-            CHECK_MSG(want_dot && bad == 0, "%s dot products: %d outside tolerance", name, bad);
-            free(xq);
-            free(want_dot);
-        }
+        if (sq_blocks_can_dequantize(t)) check_dequantize(t, name, want, want_d, with_imatrix);
+        /* dot.f32 dots q.bin; the types quantized only with weights have
+         * dotw.f32 for qw.bin instead */
+        if (sq_blocks_can_dot(t) && (!with_imatrix || tu_needs_weights(t)))
+            check_dots(t, name, want, want_d, with_imatrix ? "dotw.f32" : "dot.f32");
         free(got);
         free(want);
         free(want_d);
     }
+    CHECK_MSG(passes > 0, "%s: no golden quantization files", name);
 }
 
 static void check_act(const char *name)

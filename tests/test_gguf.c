@@ -558,9 +558,11 @@ static void test_smarterquant_sizes(void)
     CHECK_INT(sq_gguf_writer_set_str(w, "blk.0.ffn_down.weight.smarterquant.permutation", "[]", &err), SQ_OK);
     CHECK_INT(sq_gguf_writer_set_str(w, "blk.0.ffn_down.weight.smarterquant.block_types", " [14, 13,12,6] ", &err),
               SQ_OK);
-    CHECK_INT(sq_gguf_writer_set_bool(w, "b.smarterquant.enabled", true, &err), SQ_OK);
-    CHECK_INT(sq_gguf_writer_set_str(w, "b.smarterquant.permutation", "[1,0,2]", &err), SQ_OK);
-    CHECK_INT(sq_gguf_writer_set_str(w, "b.smarterquant.block_types", "[8,2,2,2]", &err), SQ_OK);
+    int32_t rev[512], inv[1728];
+    for (int j = 0; j < 512; j++) rev[j] = 511 - j;
+    const sq_gguf_sqmeta mb = {{8, 2, 2, 2}, rev, 512};
+    CHECK_INT(sq_gguf_writer_set_sqmeta(w, "b", &mb, &err), SQ_OK);
+    CHECK(sq_gguf_writer_has_sqmeta(w, "b") && !sq_gguf_writer_has_sqmeta(w, "c"));
     CHECK_INT(sq_gguf_writer_set_bool(w, "c.smarterquant.enabled", false, &err), SQ_OK); /* not SQ */
     const int64_t ne_a[2] = {1728, 640}, ne_b[2] = {512, 3}, ne_c[2] = {512, 3};
     const uint64_t na = 761600, nb = 3 * (272 + 144), nc = 3 * 16 * 18;
@@ -580,8 +582,19 @@ static void test_smarterquant_sizes(void)
         const sq_gguf_tensor *a = sq_gguf_find_tensor(g, "blk.0.ffn_down.weight");
         const sq_gguf_tensor *b = sq_gguf_find_tensor(g, "b"), *c = sq_gguf_find_tensor(g, "c");
         CHECK(a && a->smarterquant && a->nbytes == na && a->type == SQ_TYPE_Q5_0);
-        CHECK(a && a->sq_types[0] == 14 && a->sq_types[1] == 13 && a->sq_types[2] == 12 && a->sq_types[3] == 6);
+        CHECK(a && a->sq.types[0] == 14 && a->sq.types[1] == 13 && a->sq.types[2] == 12 && a->sq.types[3] == 6);
+        CHECK(a && a->sq.perm == NULL && a->sq.n_cols == 1728);
         CHECK(b && b->smarterquant && b->nbytes == nb && b->offset == (na + 31) / 32 * 32);
+        CHECK(b && b->sq.perm && b->sq.n_cols == 512 && memcmp(b->sq.perm, rev, sizeof rev) == 0);
+        CHECK(b && !memcmp(b->sq.types, mb.types, sizeof mb.types));
+        /* the inverse: where each original column is stored (identity without a permutation) */
+        if (b) sq_gguf_sqmeta_inverse(&b->sq, inv);
+        bool ok = true;
+        for (int j = 0; j < 512; j++) ok = ok && inv[rev[j]] == j;
+        CHECK(b && ok);
+        if (a) sq_gguf_sqmeta_inverse(&a->sq, inv);
+        for (int j = 0; j < 1728; j++) ok = ok && inv[j] == j;
+        CHECK(a && ok);
         CHECK(c && !c->smarterquant && c->nbytes == nc && c->offset == b->offset + (nb + 31) / 32 * 32);
         CHECK(a && memcmp(a->data, buf, na) == 0);
         CHECK(c && memcmp(c->data, buf + 1, nc) == 0);
@@ -601,11 +614,82 @@ static void test_smarterquant_sizes(void)
     CHECK_INT(sq_gguf_writer_add_tensor(w, "b", 2, ne_b, SQ_TYPE_Q4_0, nb, &err), SQ_OK);
     CHECK_INT(sq_gguf_writer_finish(w, &err), SQ_EINVAL);
     CHECK_CONTAINS(err.msg, "bad smarterquant block_types");
+    /* nor a permutation the reader would refuse: wrong length, not a string, a duplicate */
+    static const struct {
+        const char *perm;
+        const char *want;
+    } badp[] = {{"[1,0,2]", "permutation has 3 entries, but the tensor has 512 columns"},
+                {NULL, "bad smarterquant permutation: key 'b.smarterquant.permutation' must be a string, not u32"}};
+    for (int k = 0; k < 2; k++) {
+        CHECK_INT(sq_gguf_writer_open(out, &w, &err), SQ_OK);
+        CHECK_INT(sq_gguf_writer_set_sqmeta(w, "b", &mb, &err), SQ_OK);
+        if (badp[k].perm) CHECK_INT(sq_gguf_writer_set_str(w, "b.smarterquant.permutation", badp[k].perm, &err), SQ_OK);
+        else CHECK_INT(sq_gguf_writer_set_u32(w, "b.smarterquant.permutation", 7, &err), SQ_OK);
+        CHECK_INT(sq_gguf_writer_add_tensor(w, "b", 2, ne_b, SQ_TYPE_Q4_0, nb, &err), SQ_OK);
+        CHECK_INT(sq_gguf_writer_finish(w, &err), SQ_EINVAL);
+        CHECK_CONTAINS(err.msg, badp[k].want);
+    }
+    CHECK_INT(sq_gguf_writer_open(out, &w, &err), SQ_OK);
+    rev[9] = rev[10];
+    CHECK_INT(sq_gguf_writer_set_sqmeta(w, "b", &mb, &err), SQ_EINVAL);
+    CHECK_CONTAINS(err.msg, "tensor 'b': permutation index 10: value 501 is a duplicate (already at index 9)");
+    rev[9] = 502;
+    sq_gguf_writer_abort(w);
     /* the good file from above is still there, untouched */
     CHECK(sq_gguf_open(out, &g, &err) == SQ_OK);
     sq_gguf_close(g);
     CHECK_INT(tu_count_files(tmp, ""), 1);
     free(buf);
+    tu_rm_rf(tmp);
+}
+
+/* sq_gguf_sqmeta_kv_bytes is what the three keys add to a header: a file
+ * with alignment 1 (so the data starts right after the header) written with
+ * and without them. The bound for no permutation holds for every type. */
+static void test_sqmeta_kv_bytes(void)
+{
+    char tmp[512], out[600];
+    CHECK(harness_tmpdir(tmp, sizeof tmp) != NULL);
+    int32_t perm[640];
+    for (int j = 0; j < 640; j++) perm[j] = (j * 7) % 640;
+    const sq_gguf_sqmeta metas[3] = {{{14, 13, 8, 8}, perm, 640}, {{14, 2, 8, 8}, NULL, 640}, {{0, 0, 0, 0}, NULL, 640}};
+    const char *name = "blk.17.ffn_down.weight";
+    uint64_t data_at[4] = {0};
+    for (int k = 0; k < 4; k++) {
+        snprintf(out, sizeof out, "%s/kv%d.gguf", tmp, k);
+        sq_error err = {0};
+        sq_gguf_writer *w = NULL;
+        CHECK_INT(sq_gguf_writer_open(out, &w, &err), SQ_OK);
+        CHECK_INT(sq_gguf_writer_set_u32(w, "general.alignment", 1, &err), SQ_OK);
+        if (k < 3) CHECK_INT(sq_gguf_writer_set_sqmeta(w, name, &metas[k], &err), SQ_OK);
+        const int64_t ne[2] = {640, 1};
+        uint64_t nbytes = sq_row_size(SQ_TYPE_Q8_0, 640);
+        if (k < 3) {
+            size_t rb = 0;
+            CHECK_INT(sq_mixed_row_bytes(metas[k].types, 640, &rb, &err), SQ_OK);
+            nbytes = rb;
+        }
+        CHECK_INT(sq_gguf_writer_add_tensor(w, name, 2, ne, k < 3 ? metas[k].types[3] : SQ_TYPE_Q8_0, nbytes, &err),
+                  SQ_OK);
+        uint8_t *z = calloc(1, nbytes);
+        CHECK_INT(sq_gguf_writer_write(w, z, nbytes, &err), SQ_OK);
+        free(z);
+        CHECK_MSG(sq_gguf_writer_finish(w, &err) == SQ_OK, "%s", err.msg);
+        sq_gguf *g = NULL;
+        CHECK_MSG(sq_gguf_open(out, &g, &err) == SQ_OK, "%s", err.msg);
+        data_at[k] = sq_gguf_data_offset(g);
+        sq_gguf_close(g);
+    }
+    for (int k = 0; k < 3; k++) {
+        CHECK_MSG(data_at[k] - data_at[3] == sq_gguf_sqmeta_kv_bytes(name, &metas[k]), "meta %d: %llu bytes, said %llu",
+                  k, (unsigned long long)(data_at[k] - data_at[3]),
+                  (unsigned long long)sq_gguf_sqmeta_kv_bytes(name, &metas[k]));
+    }
+    CHECK(sq_gguf_sqmeta_kv_bytes(name, &metas[0]) > sq_gguf_sqmeta_kv_bytes(name, &metas[1]));
+    for (int t = 0; t < SQ_TYPE_COUNT; t++) {
+        const sq_gguf_sqmeta m = {{t, t, t, t}, NULL, 640};
+        CHECK(sq_gguf_sqmeta_kv_bytes(name, &m) <= sq_gguf_sqmeta_kv_bytes(name, NULL));
+    }
     tu_rm_rf(tmp);
 }
 
@@ -700,9 +784,10 @@ static void test_inspect_smarterquant(void)
     sq_gguf_writer *w = NULL;
     CHECK_INT(sq_gguf_writer_open(out, &w, &err), SQ_OK);
     CHECK_INT(sq_gguf_writer_set_u32(w, "esc\x1b[31mkey", 1, &err), SQ_OK); /* must not reach the terminal raw */
-    CHECK_INT(sq_gguf_writer_set_bool(w, "p.smarterquant.enabled", true, &err), SQ_OK);
-    CHECK_INT(sq_gguf_writer_set_str(w, "p.smarterquant.permutation", "[1,0]", &err), SQ_OK);
-    CHECK_INT(sq_gguf_writer_set_str(w, "p.smarterquant.block_types", "[0,1,1,1]", &err), SQ_OK);
+    int32_t perm[300];
+    for (int j = 0; j < 300; j++) perm[j] = (j + 1) % 300;
+    const sq_gguf_sqmeta mp = {{0, 1, 1, 1}, perm, 300};
+    CHECK_INT(sq_gguf_writer_set_sqmeta(w, "p", &mp, &err), SQ_OK);
     CHECK_INT(sq_gguf_writer_set_bool(w, "u.smarterquant.enabled", true, &err), SQ_OK);
     CHECK_INT(sq_gguf_writer_set_str(w, "u.smarterquant.permutation", "[]", &err), SQ_OK);
     CHECK_INT(sq_gguf_writer_set_str(w, "u.smarterquant.block_types", "[1,0,0,0]", &err), SQ_OK);
@@ -753,6 +838,7 @@ int main(void)
     RUN(test_writer_keys_and_alignment);
     RUN(test_writer_atomicity);
     RUN(test_smarterquant_sizes);
+    RUN(test_sqmeta_kv_bytes);
     RUN(test_inspect_tool);
     RUN(test_inspect_smarterquant);
     return harness_finish("gguf");

@@ -75,6 +75,9 @@ static void tensor(gb *b, layout *L, int t, const char *name, int n_dims, const 
 
 #define SQ_BYTES (2 * (272 + 144)) /* [512, 2] with types [8,2,2,2]: Q8_0 segment then Q4_0 */
 
+/* The value of t.sq.smarterquant.permutation that build_base writes. */
+static const char *base_perm = "[]";
+
 static void build_base(gb *b, layout *L)
 {
     memset(b, 0, sizeof *b);
@@ -112,7 +115,7 @@ static void build_base(gb *b, layout *L)
     kv_begin(b, L, K_SQ_EN, "t.sq.smarterquant.enabled", SQ_GGUF_BOOL);
     put(b, "\x01", 1);
     kv_begin(b, L, K_SQ_PERM, "t.sq.smarterquant.permutation", SQ_GGUF_STRING);
-    str(b, "[]");
+    str(b, base_perm);
     kv_begin(b, L, K_SQ_TYPES, "t.sq.smarterquant.block_types", SQ_GGUF_STRING);
     str(b, "[8,2,2,2]");
     kv_begin(b, L, K_F64, "test.f64", SQ_GGUF_FLOAT64);
@@ -173,7 +176,7 @@ static void test_base_is_valid(void)
     CHECK_INT(sq_gguf_n_kv(g), N_K);
     CHECK_INT(sq_gguf_data_offset(g), L.data_start);
     const sq_gguf_tensor *t = sq_gguf_find_tensor(g, "t.sq");
-    CHECK(t && t->smarterquant && t->nbytes == SQ_BYTES && t->sq_types[0] == 8 && t->sq_types[1] == 2);
+    CHECK(t && t->smarterquant && t->nbytes == SQ_BYTES && t->sq.types[0] == 8 && t->sq.types[1] == 2);
     CHECK(t && t->data == b.p + L.data_start + 64);
     char out[128];
     sq_gguf_kv_format(g, K_NESTED, 0, 0, out, sizeof out);
@@ -422,16 +425,16 @@ static void test_smarterquant_meta(void)
         const char *types; /* 9 characters, replacing "[8,2,2,2]" */
         const char *want;
     } bad[] = {
-        {"[8,2,2,x]", "expected a non-negative integer (entry 4 of 4)"},
-        {"[8,2,2]  ", "expected ',' after entry 3"},
-        {"[8,2,2,2,", "expected ']' after entry 4"},
+        {"[8,2,2,x]", "offset 7: expected a non-negative integer"},
+        {"[8,2,2]  ", "3 type ids, need exactly 4"},
+        {"[8,2,2,2,", "offset 9: expected a non-negative integer"},
         {"[8,2,2,3]", "block_types[3] is 3 (q4_1) but the declared type is 2 (q4_0)"},
         {"[4,2,2,2]", "unknown or removed type id 4"},
         {"[9,2,2,2]", "not usable for weights"},
         {"[8,2,2,2]x", NULL}, /* placeholder, skipped */
         {"8,2,2,2] ", "expected '['"},
         {"[8,02,2,2", "leading zero"},
-        {"[8,-2,2,2", "expected a non-negative integer (entry 2 of 4)"},
+        {"[8,-2,2,2", "offset 3: expected a non-negative integer"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         if (!bad[i].want || strlen(bad[i].types) != 9) continue;
@@ -458,6 +461,60 @@ static void test_smarterquant_meta(void)
     build_base(&b, &L);
     patch32(&b, L.kv_type[K_SQ_TYPES], SQ_GGUF_UINT64); /* 8 bytes: the length field */
     EXPECT_FAIL(&b, SQ_EFORMAT, "key 10: key length"); /* the string bytes now parse as the next key */
+}
+
+/* The permutation of t.sq (512 columns) is read and checked at open: a
+ * permutation of every column, or "[]"; the message names the key. */
+static void test_smarterquant_perm(void)
+{
+    char *text = malloc(8192);
+    static const struct {
+        int64_t n;     /* entries written: 0..n-1 reversed */
+        int64_t dup;   /* >= 0: entry that repeats entry 0's value */
+        int64_t big;   /* >= 0: entry that gets the value 512 */
+        const char *want;
+    } cases[] = {
+        {512, -1, -1, NULL},
+        {2, -1, -1, "permutation has 2 entries, but the tensor has 512 columns"},
+        {513, -1, -1, "permutation has 513 entries, but the tensor has 512 columns"},
+        {512, 300, -1, "permutation index 300: value 511 is a duplicate (already at index 0)"},
+        {512, -1, 7, "permutation index 7: value 512 is out of range 0..511"},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        size_t at = (size_t)sprintf(text, "[");
+        for (int64_t j = 0; j < cases[c].n; j++) {
+            int64_t v = 511 - j;
+            if (j == cases[c].dup) v = 511;
+            if (j == cases[c].big) v = 512;
+            at += (size_t)sprintf(text + at, "%s%lld", j ? "," : "", (long long)(v < 0 ? 0 : v));
+        }
+        sprintf(text + at, "]");
+        base_perm = text;
+        gb b;
+        layout L;
+        build_base(&b, &L);
+        if (!cases[c].want) {
+            sq_error err = {0};
+            sq_gguf *g = NULL;
+            CHECK_MSG(sq_gguf_open_memory(b.p, b.n, "mal.gguf", &g, &err) == SQ_OK, "%s", err.msg);
+            const sq_gguf_tensor *t = g ? sq_gguf_find_tensor(g, "t.sq") : NULL;
+            CHECK(t && t->sq.perm && t->sq.n_cols == 512 && t->sq.perm[0] == 511 && t->sq.perm[511] == 0);
+            sq_gguf_close(g);
+        } else {
+            EXPECT_FAIL(&b, SQ_EFORMAT, "bad smarterquant permutation in key 't.sq.smarterquant.permutation'");
+            EXPECT_FAIL(&b, SQ_EFORMAT, cases[c].want);
+        }
+    }
+    const char *bad[] = {"[1,x]", "[01,2]", "[", "{}"};
+    for (size_t c = 0; c < sizeof bad / sizeof bad[0]; c++) {
+        base_perm = bad[c];
+        gb b;
+        layout L;
+        build_base(&b, &L);
+        EXPECT_FAIL(&b, SQ_EFORMAT, "bad smarterquant permutation in key 't.sq.smarterquant.permutation': integer array");
+    }
+    base_perm = "[]";
+    free(text);
 }
 
 /* Truncation at every byte: each prefix fails, with a message for its section. */
@@ -616,6 +673,7 @@ int main(void)
     RUN(test_shapes);
     RUN(test_offsets);
     RUN(test_smarterquant_meta);
+    RUN(test_smarterquant_perm);
     RUN(test_truncation_every_byte);
     RUN(test_truncation_demo_boundaries);
     RUN(test_random_mutations);

@@ -434,6 +434,50 @@ static void test_shared_perm(void)
     sq_model_free(mp), sq_model_free(ms);
 }
 
+/* The row and column sums of G∘G against G from the hook, for one chunk of
+ * 40 tokens (G formed) and one of 8 (the Gram route), 1 and 3 threads. */
+static void check_marginals(sq_model *m, int nb, int first, int n_threads)
+{
+    sq_grad_params gp = sq_grad_default_params();
+    gp.n_ctx = base_shape.n_ctx, gp.n_threads = n_threads;
+    sq_grad *g = NULL;
+    sq_error e = {0};
+    CHECK_INT(sq_grad_create(m, &gp, &g, &e), SQ_OK);
+    if (!g) return;
+    grads gr = {0};
+    sq_grad_set_hook(g, keep_grad, &gr);
+    CHECK_INT(sq_grad_chunk(g, toks, nb, first, true, NULL, &e), SQ_OK);
+    for (int i = 0; i < gr.n; i++) {
+        const sq_grad_stats *s = sq_grad_find(g, gr.name[i], gr.lookup[i]);
+        double worst = 0, tot = 0;
+        for (int64_t r = 0; r < s->rows; r++) {
+            double want = 0;
+            for (int64_t c = 0; c < s->cols; c++) want += gr.G[i][r * s->cols + c] * gr.G[i][r * s->cols + c];
+            worst = fmax(worst, fabs(s->g_row[r] - want));
+            tot += want;
+        }
+        for (int64_t c = 0; c < s->cols; c++) {
+            double want = 0;
+            for (int64_t r = 0; r < s->rows; r++) want += gr.G[i][r * s->cols + c] * gr.G[i][r * s->cols + c];
+            worst = fmax(worst, fabs(s->g_col[c] - want));
+        }
+        CHECK_MSG(worst <= 1e-4 * tot && fabs(s->g_tot - tot) <= 1e-6 * tot, "%s%s, %d tokens: marginals off by %g of %g",
+                  gr.name[i], gr.lookup[i] ? " (lookup)" : "", nb, worst, tot);
+    }
+    grads_reset(&gr);
+    sq_grad_free(g);
+}
+
+static void test_marginals(void)
+{
+    sq_model *m = load_shape(&base_shape, "marg");
+    CHECK(m != NULL);
+    if (!m) return;
+    check_marginals(m, NB, FIRST, 1);
+    check_marginals(m, 8, 2, 3);
+    sq_model_free(m);
+}
+
 /* ---- the Fisher information predicts the KL divergence ---- */
 
 /* The hook's sum of dW . (dY^T X) for one tensor over a chunk. */
@@ -518,7 +562,7 @@ static void test_fisher(void)
             dirderiv d = {names[k], dW, 0};
             sq_grad_set_hook(g, dir_hook, &d);
             double sum = 0;
-            const int K = 100;
+            const int K = 60;
             for (int r = 0; r < K; r++) {
                 d.dd = 0;
                 sq_grad_chunk(g, toks, NB, FIRST, true, NULL, &e);
@@ -528,7 +572,7 @@ static void test_fisher(void)
             const double fact = sq_grad_predict(g, sq_grad_find(g, names[k], false), dW, NULL, w->rows);
             printf("  %s, %s: KL %.4g, Fisher %.4g (%.2f), factorised %.4g (%.2f)\n", names[k],
                    target == SQ_GRAD_SAMPLED ? "sampled" : "gauss", kl, fisher, fisher / kl, fact, fact / kl);
-            CHECK_MSG(fisher > 0.7 * kl && fisher < 1.4 * kl, "%s: Fisher %g vs KL %g", names[k], fisher, kl);
+            CHECK_MSG(fisher > 0.6 * kl && fisher < 1.6 * kl, "%s: Fisher %g vs KL %g", names[k], fisher, kl);
             CHECK_MSG(fact > 0.25 * kl && fact < 4 * kl, "%s: factorised %g vs KL %g", names[k], fact, kl);
             sq_grad_free(g);
         }
@@ -563,25 +607,31 @@ static void test_stats(void)
     bool same = true, positive = true;
     for (int64_t i = 0; i < sq_grad_n_stats(g1); i++) {
         const sq_grad_stats *a = sq_grad_stats_at(g1, i), *b = sq_grad_stats_at(g2, i);
-        same = same && memcmp(a->out_sq, b->out_sq, sizeof(double) * (size_t)a->rows) == 0 &&
-               memcmp(a->in_sq, b->in_sq, sizeof(double) * (size_t)a->cols) == 0;
+        same = same && memcmp(a->g_row, b->g_row, sizeof(double) * (size_t)a->rows) == 0 &&
+               memcmp(a->g_col, b->g_col, sizeof(double) * (size_t)a->cols) == 0 &&
+               memcmp(a->dy_sq, b->dy_sq, sizeof(double) * (size_t)a->rows) == 0 && a->g_tot == b->g_tot;
         double s = 0;
-        for (int64_t r = 0; r < a->rows; r++) s += a->out_sq[r];
+        for (int64_t r = 0; r < a->rows; r++) s += a->g_row[r];
         positive = positive && s > 0;
     }
     CHECK_MSG(same, "two runs with the same seed differ");
     CHECK_MSG(positive, "a weight has no gradient");
     const sq_grad_stats *emb = sq_grad_find(g1, "token_embd.weight", true);
     CHECK(emb && emb->lookup && emb->n_in == 2 * NB);
-    CHECK(emb && emb->out_sq[toks[3]] > 0);
+    CHECK(emb && emb->g_row[toks[3]] > 0 && emb->dy_sq[toks[3]] > 0 && emb->x_sq == NULL);
     CHECK(sq_grad_find(g1, "output.weight", false) != NULL && sq_grad_find(g1, "nope", false) == NULL);
     /* the factors: col of a product is the mean square of its input (the first norm's output) */
     const sq_grad_stats *q = sq_grad_find(g1, "blk.0.attn_q.weight", false);
     double *row = malloc(sizeof(double) * q->rows), *col = malloc(sizeof(double) * q->cols);
     sq_grad_factors(g1, q, row, col);
-    CHECK_NEAR(col[3], q->in_sq[3] / (2.0 * NB), 1e-12);
-    CHECK_NEAR(row[5], q->out_sq[5] / (2.0 * (NB - 1 - FIRST)), 1e-15);
+    CHECK_NEAR(col[3], q->g_col[3] / q->g_tot, 1e-15);
+    CHECK_NEAR(row[5], q->g_row[5] / (2.0 * (NB - 1 - FIRST)), 1e-15);
     free(row), free(col);
+    /* activation errors: q8_0 blocks fit 64 columns, q8_K ones do not; q8_0 is a small relative error */
+    CHECK(q->act_q8_K == NULL && q->act_q8_0 != NULL && emb->act_q8_0 == NULL);
+    double sa = 0, si = 0;
+    for (int64_t c = 0; c < q->cols; c++) sa += q->act_q8_0[c], si += q->x_sq[c];
+    CHECK_MSG(sa > 0 && sa < 1e-3 * si, "q8_0 activation error %g of %g", sa, si);
     /* bad input */
     int32_t bad[NB];
     memcpy(bad, toks, sizeof bad);
@@ -627,6 +677,7 @@ int main(void)
     TIMED(test_gattn);
     TIMED(test_model_fd);
     TIMED(test_shared_perm);
+    TIMED(test_marginals);
     TIMED(test_stats);
     TIMED(test_fisher);
     char cmd[300];

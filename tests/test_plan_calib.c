@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "testutil.h"
 #include "sq/engine.h"
 #include "sq/imatrix.h"
 #include "sq/plan.h"
@@ -339,6 +340,63 @@ static void test_bad_input(void)
 }
 
 /* The tool: --calib measures, --sensitivity-out writes a file --sensitivity reads. */
+/* The Fisher calibration: every weight in one pass per chunk; the
+ * sensitivities agree with the measured ones where those are well above
+ * their noise, in the known order; activation costs only where the CPU
+ * quantizes activations; deterministic; the regex and sq_plan_calibrate. */
+static void test_fisher(void)
+{
+    NEED_SETUP();
+    sq_error err = {0};
+    sq_plan_calib_params p = small_params();
+    sq_plan_sens *f = NULL, *f2 = NULL, *m = NULL, *one = NULL;
+    CHECK_MSG(sq_plan_fisher_sensitivity(model, imat, &p, 0, &f, &err) == SQ_OK, "%s", err.msg);
+    CHECK_MSG(sq_plan_calibrate(model, imat, &p, 0, &f2, &err) == SQ_OK, "%s", err.msg);
+    sq_plan_calib_params pm = p;
+    pm.method = SQ_PLAN_CALIB_MEASURE;
+    pm.tensors = "^(blk\\.3\\.ffn_down|output)\\.weight$";
+    CHECK_MSG(sq_plan_calibrate(model, imat, &pm, 0, &m, &err) == SQ_OK, "%s", err.msg);
+    sq_plan_calib_params p1 = p;
+    p1.tensors = "^output\\.weight$";
+    CHECK_MSG(sq_plan_fisher_sensitivity(model, imat, &p1, 0, &one, &err) == SQ_OK, "%s", err.msg);
+    if (!f || !f2 || !m || !one) goto out;
+    CHECK_INT(sq_plan_sens_count(f), 30);
+    CHECK_INT(sq_plan_sens_count(one), 1);
+    CHECK(sq_plan_sens_base_nll(f) > 1.0 && sq_plan_sens_base_nll(f) < 8.0);
+    CHECK_INT(sq_plan_sens_at(m, 0)->n_points, 2);
+    const sq_plan_sensitivity *q = NULL, *d = NULL, *o = NULL, *e0 = sq_plan_sens_at(f, 0);
+    bool same = true;
+    for (int64_t i = 0; i < sq_plan_sens_count(f); i++) {
+        const sq_plan_sensitivity *e = sq_plan_sens_at(f, i);
+        if (!strcmp(e->name, "blk.0.attn_q.weight")) q = e;
+        if (!strcmp(e->name, "blk.3.ffn_down.weight")) d = e;
+        if (!strcmp(e->name, "output.weight")) o = e;
+        CHECK(e->weight >= SQ_PLAN_SENS_FLOOR && e->n_points == 2 && e->types[0] == SQ_TYPE_Q3_K);
+        CHECK(e->kld[0] > e->kld[1] && e->kld[1] > 0 && e->rel[0] > 5 * e->rel[1]);
+        CHECK_NEAR(e->weight, (e->kld[0] - e->kld[1]) / (e->rel[0] - e->rel[1]), 1e-9 * e->weight);
+        same = same && e->weight == sq_plan_sens_at(f2, i)->weight && e->act_q8_K == sq_plan_sens_at(f2, i)->act_q8_K;
+        CHECK_STR(sq_plan_sens_weights(f)[i].name, e->name);
+    }
+    CHECK_MSG(same, "two Fisher calibrations differ");
+    CHECK(q && d && o);
+    if (!q || !d || !o) goto out;
+    CHECK_STR(e0->name, "token_embd.weight");
+    CHECK(e0->act_q8_K == 0 && e0->act_q8_0 == 0 && d->act_q8_K > 0 && d->act_q8_0 > 0);
+    CHECK_MSG(o->weight > 100 * q->weight, "output %g, blk.0.attn_q %g", o->weight, q->weight);
+    CHECK(sq_plan_sens_at(one, 0)->weight == o->weight);
+    /* the measured slopes of the two big ones, within the noise of two short chunks */
+    for (int k = 0; k < 2; k++) {
+        const sq_plan_sensitivity *meas = sq_plan_sens_at(m, k), *fi = k == 0 ? d : o;
+        CHECK_MSG(fi->weight > 0.6 * meas->weight && fi->weight < 1.6 * meas->weight, "%s: Fisher %g, measured %g",
+                  meas->name, fi->weight, meas->weight);
+    }
+out:
+    sq_plan_sens_free(f);
+    sq_plan_sens_free(f2);
+    sq_plan_sens_free(m);
+    sq_plan_sens_free(one);
+}
+
 static void test_tool(void)
 {
     NEED_SETUP();
@@ -350,7 +408,7 @@ static void test_tool(void)
     snprintf(sens, sizeof sens, "%s/sens.txt", dir);
     snprintf(cmd, sizeof cmd,
              "%s plan -m %s --imatrix %s --target-bpw 5 --tensors '^blk\\.3\\.(attn_v|ffn_down)' --calib data/calib.txt --calib-chunks 1 "
-             "--calib-ctx 64 --calib-types q4_K --sensitivity-out %s --measure-kld --sample-rows 16 -q --dry-run -t 2 "
+             "--calib-ctx 64 --calib-method measure --calib-types q4_K --sensitivity-out %s --measure-kld --sample-rows 16 -q --dry-run -t 2 "
              ">%s/out.txt 2>/dev/null",
              sq, model_path, ip, sens, dir);
     CHECK_INT(system(cmd), 0);
@@ -396,6 +454,35 @@ static void test_tool(void)
         int rc = system(cmd);
         CHECK_MSG(k == 0 ? rc == 0 : rc != 0, "line %d: exit %d", k, rc);
     }
+    /* the default method: Fisher statistics, every line with its activation costs */
+    snprintf(cmd, sizeof cmd,
+             "%s plan -m %s --imatrix %s --target-bpw 5 --tensors '^blk\\.3\\.' --calib data/calib.txt --calib-chunks 1 "
+             "--calib-ctx 64 --sensitivity-out %s --sample-rows 16 -q --dry-run -t 2 >%s 2>/dev/null",
+             sq, model_path, ip, sens, outp);
+    CHECK_INT(system(cmd), 0);
+    text = harness_read_file(outp, &n);
+    if (text) CHECK_CONTAINS(text, "calibrated 7 tensors");
+    if (text) CHECK_CONTAINS(text, "Fisher information");
+    free(text);
+    text = harness_read_file(sens, &n);
+    double w = 0, ak = 0, a0 = 0;
+    const char *line = text ? strstr(text, "\nblk.3.ffn_down.weight ") : NULL;
+    CHECK(line && sscanf(line, " blk.3.ffn_down.weight %lf %lf %lf", &w, &ak, &a0) == 3 && w > 0 && ak > 0 && a0 > 0);
+    free(text);
+    /* flags of the measuring method need it */
+    snprintf(cmd, sizeof cmd, "%s plan -m %s --imatrix %s --target-bpw 5 --calib data/calib.txt --calib-act q8_0 --dry-run 2>&1",
+             sq, model_path, ip);
+    int rc = 0;
+    char *msg = tu_popen_read(cmd, &rc);
+    CHECK(rc != 0);
+    if (msg) CHECK_CONTAINS(msg, "--calib-act needs --calib-method measure");
+    free(msg);
+    snprintf(cmd, sizeof cmd, "%s plan -m %s --imatrix %s --target-bpw 5 --calib data/calib.txt --calib-method guess --dry-run 2>&1",
+             sq, model_path, ip);
+    msg = tu_popen_read(cmd, &rc);
+    CHECK(rc != 0);
+    if (msg) CHECK_CONTAINS(msg, "want fisher or measure");
+    free(msg);
     snprintf(cmd, sizeof cmd, "%s plan -m %s --imatrix %s --target-bpw 5 --measure-kld 2>/dev/null", sq, model_path, ip);
     CHECK(system(cmd) != 0);
     snprintf(cmd, sizeof cmd, "%s plan -m %s --imatrix %s --target-bpw 5 --calib %s/none.txt 2>/dev/null", sq,
@@ -415,6 +502,7 @@ int main(void)
     RUN(test_in_plan);
     RUN(test_activation_cost);
     RUN(test_bad_input);
+    RUN(test_fisher);
     RUN(test_tool);
     free(toks);
     sq_imatrix_free(imat);

@@ -323,7 +323,7 @@ static void test_validation_through_tool(void)
     tu_write_text(dir, "default.smarterquant.json", "{\"blk.0.ffn_down.weight\": [[14,13,8,8], []]}");
     rc = run_tool(dir, "--dry-run small.gguf Q8_0", out, sizeof out);
     CHECK_MSG(rc == 0, "default config: status %d\n%s", rc, out);
-    CHECK_CONTAINS(out, "SmarterQuant config: default.smarterquant.json");
+    CHECK_CONTAINS(out, "SmarterQuant config: ./default.smarterquant.json");
     CHECK_CONTAINS(out, "SQ[q6_K q5_K q8_0 q8_0]");
     CHECK_INT(tu_count_files(dir, "out"), 0);
     rc = run_tool(dir, "--no-sq-config --dry-run small.gguf Q8_0", out, sizeof out);
@@ -461,7 +461,7 @@ static void test_smarterquant_readback(void)
         if (!to) continue;
         const int64_t C = ti->ne[0], R = ti->ne[1];
         CHECK_INT(to->type, cases[k].types[3]);
-        CHECK(!memcmp(to->sq_types, cases[k].types, sizeof to->sq_types));
+        CHECK(!memcmp(to->sq.types, cases[k].types, sizeof to->sq.types));
         char key[256];
         snprintf(key, sizeof key, "%s.smarterquant.permutation", cases[k].name);
         sq_gguf_str s = {0};
@@ -486,7 +486,7 @@ static void test_smarterquant_readback(void)
         unsigned char *seg = malloc(4096);
         int seg_bad = 0, err_bad = 0;
         sq_weight w;
-        CHECK_INT(sq_weight_mixed(&w, to->data, to->sq_types, req[k].perm, R, C, &e), SQ_OK);
+        CHECK_INT(sq_weight_mixed(&w, to->data, to->sq.types, req[k].perm, R, C, &e), SQ_OK);
         for (int64_t r = 0; r < R; r++) {
             const sq_fp16 *h = (const sq_fp16 *)ti->data + r * C;
             for (int64_t j = 0; j < C; j++) orig[j] = sq_fp16_to_f32(h[j]);
@@ -540,7 +540,7 @@ static void test_smarterquant_readback(void)
             CHECK(sq_gguf_find_key(h, key) < 0);
             if (!tf || !tq) continue;
             sq_weight w;
-            sq_weight_mixed(&w, tq->data, tq->sq_types, req[k].perm, tq->ne[1], tq->ne[0], &e);
+            sq_weight_mixed(&w, tq->data, tq->sq.types, req[k].perm, tq->ne[1], tq->ne[0], &e);
             float *back = malloc((size_t)tq->ne[0] * sizeof(float));
             int bad = 0;
             for (int64_t r = 0; r < tq->ne[1]; r++) {
@@ -687,7 +687,7 @@ static void test_shapes(void)
     for (int k = 0; k < NS && !st; k++) {
         const shape_case *c = &cases[k];
         const sq_gguf_tensor *t = sq_gguf_find_tensor(g, c->name);
-        CHECK(t && t->smarterquant && !memcmp(t->sq_types, c->types, sizeof c->types));
+        CHECK(t && t->smarterquant && !memcmp(t->sq.types, c->types, sizeof c->types));
         if (!t) continue;
         size_t rb = 0;
         sq_mixed_row_bytes(c->types, c->C, &rb, &e);
@@ -697,7 +697,7 @@ static void test_shapes(void)
         unsigned char *seg = malloc(4096);
         for (int64_t j = 0; j < c->C; j++) imp[j] = sums[k][perms[k][j]] / counts[k];
         sq_weight wv;
-        CHECK_INT(sq_weight_mixed(&wv, t->data, t->sq_types, perms[k], c->R, c->C, &e), SQ_OK);
+        CHECK_INT(sq_weight_mixed(&wv, t->data, t->sq.types, perms[k], c->R, c->C, &e), SQ_OK);
         int seg_bad = 0, bound_bad = 0, exact_bad = 0;
         float bound = 0;
         for (int s = 0; s < 4; s++) bound = type_bound(c->types[s]) > bound ? type_bound(c->types[s]) : bound;

@@ -308,7 +308,7 @@ static void test_quantize_split_input(void)
             CHECK_STR(sq_gguf_tensor_at(f, i)->name, sq_gguf_tensor_at(src, i)->name);
         if (k == 2) {
             const sq_gguf_tensor *t = sq_gguf_find_tensor(f, "blk.3.ffn_down.weight");
-            CHECK(t && t->smarterquant && t->sq_types[0] == SQ_TYPE_Q4_0);
+            CHECK(t && t->smarterquant && t->sq.types[0] == SQ_TYPE_Q4_0);
             CHECK_INT(sq_gguf_n_kv(f), 6); /* split keys + this tensor's three */
         }
         sq_gguf_close(f);

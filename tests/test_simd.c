@@ -24,8 +24,10 @@
 #define GCOLS 1024
 #define GACT 3
 
-static const char *types[] = {"f16", "bf16", "q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q2_K",
-                              "q3_K", "q4_K", "q5_K", "q6_K", "iq4_nl", "iq4_xs"};
+static const char *types[] = {"f16",   "bf16",    "q4_0",   "q4_1",    "q5_0",  "q5_1",  "q8_0",
+                              "q2_K",  "q3_K",    "q4_K",   "q5_K",    "q6_K",  "iq4_nl", "iq4_xs",
+                              "iq2_xxs", "iq2_xs", "iq2_s", "iq3_xxs", "iq3_s", "iq1_s", "iq1_m",
+                              "tq1_0", "tq2_0"};
 #define N_TYPES (sizeof types / sizeof types[0])
 
 static float *g_act;
@@ -101,8 +103,9 @@ static void golden_type(const sq__kernels *k, const char *name)
             CHECK_MSG(bad < 0, "%s %s dequantize: first differing value %ld", sq_isa_name(sq_blocks_isa()), rel, bad);
             free(got);
         }
-        if (!wi && k[t].vec_dot && k[at].from_float) {
-            snprintf(rel, sizeof rel, "golden/quant/%s/dot.f32", name);
+        /* dot.f32 dots q.bin; types quantized only with weights have dotw.f32 for qw.bin */
+        if ((!wi || tu_needs_weights(t)) && k[t].vec_dot && k[at].from_float) {
+            snprintf(rel, sizeof rel, "golden/quant/%s/%s", name, wi ? "dotw.f32" : "dot.f32");
             float *want = harness_load_shared(rel, sizeof(float) * GACT * GROWS);
             void *xq = malloc(sq_row_size(at, GCOLS));
             float y[4];
@@ -182,12 +185,17 @@ static bool make_row(int t, int64_t n, void *row, bool fresh, const unsigned cha
     const sq_type_info *ti = sq_type_info_get(t);
     const sq__kernels *s = sq__kernel_table_scalar();
     if (fresh) {
-        if (!s[t].quantize) return false;
-        float *x = malloc(sizeof(float) * n);
+        if (!s[t].quantize || (s[t].prepare && !s[t].prepare())) return false;
+        float *x = malloc(sizeof(float) * n), *imx = NULL;
         const float scale = (tu_rnd() % 3 == 0) ? 1e-3f : (tu_rnd() % 2 ? 1.0f : 40.0f);
         for (int64_t i = 0; i < n; i++) x[i] = gauss() * scale * (tu_rnd() % 64 == 0 ? 8.0f : 1.0f);
-        s[t].quantize(x, row, n, NULL);
+        if (tu_needs_weights(t)) {
+            imx = malloc(sizeof(float) * n);
+            for (int64_t i = 0; i < n; i++) imx[i] = 0.1f + (float)(tu_rnd() % 100);
+        }
+        s[t].quantize(x, row, n, imx);
         free(x);
+        free(imx);
         return true;
     }
     if (!gq) return false;
@@ -286,7 +294,8 @@ static void test_properties(void)
         for (size_t i = 0; i < N_TYPES; i++) {
             const int t = sq_type_from_name(types[i]);
             char rel[256];
-            snprintf(rel, sizeof rel, "golden/quant/%s/q.bin", types[i]);
+            snprintf(rel, sizeof rel, "golden/quant/%s/%s", types[i],
+                     tu_needs_weights(t) ? "qw.bin" : "q.bin");
             const size_t gbytes = sq_row_size(t, GCOLS) * GROWS;
             unsigned char *gq = harness_load_shared(rel, gbytes);
             property_type(types[i], gq, gbytes);

@@ -87,8 +87,22 @@ static void test_relaxed_json(void)
 
 static void test_syntax_errors(void)
 {
-    /* missing comma between entries: reported on line 3 where "b" starts */
-    expect_parse_error("{\n  \"a\": [[1,1,1,1], []]\n  \"b\": [[1,1,1,1], []]\n}\n", "cfg.json:3:");
+    /* missing comma between entries: reported at the bad token's first character (line 3, column 3,
+     * where "b" starts; jansson points at its last), saying where the comma is missing */
+    static const char missing_comma[] = "{\n  \"a\": [[1,1,1,1], []]\n  \"b\": [[1,1,1,1], []]\n}\n";
+    expect_parse_error(missing_comma, "cfg.json:3:3: syntax error");
+    expect_parse_error(missing_comma, "a ',' missing at the end of line 2?");
+    expect_parse_error("{\n  \"blk.0.attn_k.weight\": [[14, 13, 12, 12], []]\n  \"blk.0.attn_v.weight\": [[14, 13, 12, "
+                       "12], []]\n}\n",
+                       "cfg.json:3:3: syntax error");
+    /* ... after a comment ending line 2, and within one line (before a number, before an array) */
+    expect_parse_error("{\n  \"a\": [[1,1,1,1], []] // first\n  \"b\": [[1,1,1,1], []]\n}\n",
+                       "cfg.json:3:3: syntax error");
+    expect_parse_error("{\n  \"a\": [[1,1,1,1], []] // first\n  \"b\": [[1,1,1,1], []]\n}\n",
+                       "a ',' missing at the end of line 2?");
+    expect_parse_error("{\"a\": [[1,1,1 12], []]}", "cfg.json:1:15: syntax error");
+    expect_parse_error("{\"a\": [[1,1,1 12], []]}", "a ',' missing before it?");
+    expect_parse_error("{\n \"a\": [[1,1,1,1] []]}", "cfg.json:2:18: syntax error");
     /* position of a bad token after a block comment holding multi-byte characters:
      * the column counts characters of the original line */
     expect_parse_error("{\n  /* é è */ \"a\": [[1,1,1,1], []], x\n}", "cfg.json:2:");
@@ -180,9 +194,18 @@ static void test_not_processed(void)
     /* disabled entries are skipped by validation (they stay ordinary tensors) */
     sq_config_tensor model[] = { { "x", 100, 4, false }, { "y", 100, 4, false }, { "z", 100, 4, false } };
     CHECK_INT(sq_config_validate(cfg, model, 3, NULL, &w, &e), SQ_OK);
+    /* with strict, types of 1-3 or 5+ entries are an error (a typo, not a choice); an empty one stays a
+     * way to leave a tensor ordinary */
+    sq_config_options strict = { .strict = true };
+    CHECK_INT(sq_config_validate(cfg, model, 3, &strict, &w, &e), SQ_EINVAL);
+    CHECK_CONTAINS(e.msg, "cfg.json:1:17: tensor y: types has 3 entries, not 4 (an error with --strict)");
     sq_config_free(cfg);
     sq_warnings_free(&w);
     CHECK_INT(w.count, 0);
+    CHECK_INT(parse("{\"x\": [[], []]}", &cfg, &w, &e), SQ_OK);
+    CHECK_INT(sq_config_validate(cfg, model, 3, &strict, &w, &e), SQ_OK);
+    sq_config_free(cfg);
+    sq_warnings_free(&w);
 }
 
 /* Parses text, validates against model with opt; returns the status. */

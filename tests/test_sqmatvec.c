@@ -72,10 +72,18 @@ static void check_mix(const int types[4], int64_t R, int64_t C)
         perm[c] = perm[j];
         perm[j] = t;
     }
+    /* importance weights only for the types that need them (IQ2_XXS, IQ2_XS, IQ1_S) */
+    float *imx = NULL;
+    for (int i = 0; i < 4; i++)
+        if (tu_needs_weights(types[i]) && !imx) {
+            imx = malloc((size_t)C * sizeof(float));
+            for (int64_t c = 0; c < C; c++) imx[c] = 1.5f + rng_float();
+        }
     for (int64_t r = 0; r < R; r++) {
         for (int64_t c = 0; c < C; c++) W[c] = rng_float() * (1.0f + (float)(c % 7));
-        CHECK_INT(sq_pack_row(types, C, W, NULL, data + (size_t)r * rb, &e), SQ_OK);
+        CHECK_INT(sq_pack_row(types, C, W, imx, data + (size_t)r * rb, &e), SQ_OK);
     }
+    free(imx);
     for (int64_t c = 0; c < C; c++) X[c] = rng_float();
     sq_perm_gather(perm, C, X, xg);
     sq_weight w;
@@ -145,6 +153,18 @@ static void test_legacy_runs(void)
     check_mix(b, 22, 1280);
 }
 
+/* The codebook and ternary types in the run kernels, next to K-quants and
+ * each other, runs of one and of several segments. */
+static void test_iquant_runs(void)
+{
+    const int a[4] = { SQ_TYPE_IQ3_S, SQ_TYPE_IQ2_S, SQ_TYPE_Q4_K, SQ_TYPE_IQ3_XXS };
+    check_mix(a, 37, 1536);
+    const int b[4] = { SQ_TYPE_IQ2_XXS, SQ_TYPE_IQ2_XS, SQ_TYPE_IQ1_S, SQ_TYPE_IQ1_M };
+    check_mix(b, 29, 1280);
+    const int c[4] = { SQ_TYPE_TQ1_0, SQ_TYPE_TQ2_0, SQ_TYPE_Q4_0, SQ_TYPE_IQ3_S };
+    check_mix(c, 19, 1024);
+}
+
 /* Types outside the run kernels (floats: vec_dot per row, added after) next
  * to ones in it. */
 static void test_mixed_fallback(void)
@@ -156,12 +176,13 @@ static void test_mixed_fallback(void)
 /* Random mixes of run-kernel types and others, random widths and row counts. */
 static void test_random_mixes(void)
 {
-    const int pool[15] = { SQ_TYPE_Q2_K, SQ_TYPE_Q3_K, SQ_TYPE_Q4_K, SQ_TYPE_Q5_K, SQ_TYPE_Q6_K,
+    const int pool[18] = { SQ_TYPE_Q2_K, SQ_TYPE_Q3_K, SQ_TYPE_Q4_K, SQ_TYPE_Q5_K, SQ_TYPE_Q6_K,
                            SQ_TYPE_Q4_K, SQ_TYPE_Q5_K, SQ_TYPE_IQ4_XS, SQ_TYPE_Q8_0, SQ_TYPE_Q4_0,
-                           SQ_TYPE_Q4_1, SQ_TYPE_Q5_0, SQ_TYPE_Q5_1, SQ_TYPE_IQ4_NL, SQ_TYPE_F16 };
+                           SQ_TYPE_Q4_1, SQ_TYPE_Q5_0, SQ_TYPE_Q5_1, SQ_TYPE_IQ4_NL, SQ_TYPE_F16,
+                           SQ_TYPE_IQ3_S, SQ_TYPE_IQ2_S, SQ_TYPE_IQ1_M };
     for (int it = 0; it < 12; it++) {
         int t[4];
-        for (int i = 0; i < 4; i++) t[i] = pool[(int)((rng_float() * 0.5f + 0.5f) * 14.999f)];
+        for (int i = 0; i < 4; i++) t[i] = pool[(int)((rng_float() * 0.5f + 0.5f) * 17.999f)];
         const int64_t C = 256 * (1 + (int64_t)((rng_float() * 0.5f + 0.5f) * 7.0f));
         const int64_t R = 1 + (int64_t)((rng_float() * 0.5f + 0.5f) * 40.0f);
         check_mix(t, R, C);
@@ -173,6 +194,7 @@ int main(void)
     RUN(test_kquant_mix);
     RUN(test_kquant_runs);
     RUN(test_legacy_runs);
+    RUN(test_iquant_runs);
     RUN(test_mixed_fallback);
     RUN(test_random_mixes);
     return harness_finish("sqmatvec");

@@ -157,6 +157,14 @@ static inline float tu_rnd_gauss(void)
 
 /* Quantize parameters for a file type: nothing else set, no output or
  * token-embedding override, n_threads threads. */
+/* Whether ggml's quantizer of type t needs importance weights (IQ2_XXS,
+ * IQ2_XS, IQ1_S: the type table's SQ_IMATRIX_REQUIRED). */
+static inline bool tu_needs_weights(int t)
+{
+    const sq_type_info *ti = sq_type_info_get(t);
+    return ti && ti->needs_imatrix == SQ_IMATRIX_REQUIRED;
+}
+
 static inline sq_quantize_params tu_quantize_params(int ftype, int n_threads)
 {
     sq_quantize_params p;

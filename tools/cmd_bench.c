@@ -58,11 +58,16 @@ static double run_test(sq_context *c, const int32_t *toks, int n, bool pp, sq_er
     return dt > 0 ? n / dt : 0;
 }
 
-int sq_cmd_bench(int argc, char **argv)
-{
+/* What the command line asked for. */
+typedef struct bench_opts {
     const char *models[16];
-    int n_models = 0, n_prompt = 512, n_gen = 128, reps = 5, n_batch = 2048, kv_type = SQ_TYPE_F16;
-    int n_threads = sq_default_threads();
+    int n_models, n_prompt, n_gen, reps, n_batch, kv_type, n_threads;
+    bool header_done; /* the table's header is printed before its first row, never before an error */
+} bench_opts;
+
+/* Reads the command line into o; returns -1 to go on, else the exit status. */
+static int parse_args(int argc, char **argv, bench_opts *o)
+{
     sq_args a = sq_args_start("bench", argc, argv);
     for (; sq_args_more(&a); sq_args_next(&a)) {
         if (sq_args_help(&a)) {
@@ -70,98 +75,121 @@ int sq_cmd_bench(int argc, char **argv)
             return 0;
         }
         if (sq_args_is(&a, "-m", "--model")) {
-            if (n_models == 16) return sq_usage_error("bench", "at most 16 models");
+            if (o->n_models == 16) return sq_usage_error("bench", "at most 16 models");
             const char *v = sq_args_value(&a);
-            if (v) models[n_models++] = v;
+            if (v) o->models[o->n_models++] = v;
         } else if (sq_args_is(&a, "-p", "--n-prompt")) {
-            sq_args_int(&a, 0, 16777216, &n_prompt);
+            sq_args_int(&a, 0, 16777216, &o->n_prompt);
         } else if (sq_args_is(&a, "-n", "--n-gen")) {
-            sq_args_int(&a, 0, 16777216, &n_gen);
+            sq_args_int(&a, 0, 16777216, &o->n_gen);
         } else if (sq_args_is(&a, "-t", "--threads")) {
-            sq_args_int(&a, 1, 1024, &n_threads);
+            sq_args_int(&a, 1, 1024, &o->n_threads);
         } else if (sq_args_is(&a, "-r", "--repetitions")) {
-            sq_args_int(&a, 1, 1000000, &reps);
+            sq_args_int(&a, 1, 1000000, &o->reps);
         } else if (sq_args_is(&a, "-b", "--batch-size")) {
-            sq_args_int(&a, 1, 16777216, &n_batch);
+            sq_args_int(&a, 1, 16777216, &o->n_batch);
         } else if (sq_args_is(&a, NULL, "--kv-type")) {
             const char *v = sq_args_value(&a);
-            if (v && !sq_arg_kv_type("bench", v, &kv_type)) return 2;
+            if (v && !sq_arg_kv_type("bench", v, &o->kv_type)) return 2;
         } else {
             return sq_args_unknown(&a);
         }
     }
     if (a.failed) return 2;
-    if (!n_models || n_prompt < 0 || n_gen < 0 || reps < 1 || n_threads < 1 || n_batch < 1 ||
-        (n_prompt == 0 && n_gen == 0)) {
-        fprintf(stderr, "sq bench: %s\n",
-                !n_models ? "a model (-m) is required" : "-p and -n are both 0: nothing to measure");
-        sq_usage_hint("bench");
-        return 2;
-    }
+    if (!o->n_models) return sq_usage_error("bench", "a model (-m) is required");
+    if (o->n_prompt == 0 && o->n_gen == 0) return sq_usage_error("bench", "-p and -n are both 0: nothing to measure");
+    return -1;
+}
 
-    printf("| model                          |       size |     params | backend    | threads |            test |"
-           "                  t/s |\n");
-    printf("| ------------------------------ | ---------: | ---------: | ---------- | ------: | --------------: |"
-           " -------------------: |\n");
-    fflush(stdout);
+/* One row of the table (the header first, once). */
+static void print_row(bench_opts *o, const char *name, const sq_model *m, const char *test, double mean, double sd)
+{
+    if (!o->header_done) {
+        printf("| %-46s |       size |     params | backend    | threads |            test |                  t/s |\n"
+               "| %.46s | ---------: | ---------: | ---------- | ------: | --------------: | -------------------: |\n",
+               "model", "----------------------------------------------");
+        o->header_done = true;
+    }
+    char tsv[48];
+    snprintf(tsv, sizeof tsv, "%.2f \xc2\xb1 %.2f", mean, sd);
+    sq_progress_printf(NULL, "| %-46s | %6.2f MiB | %8.2f M | %-10s | %7d | %15s | %21s |\n", name,
+                       sq_model_weight_bytes(m) / 1048576.0, sq_model_n_params(m) / 1e6, "CPU", o->n_threads, test,
+                       tsv);
+}
+
+/* "ARCH LABEL" as llama-bench names a model ("llama Q4_K - Medium"). */
+static void model_name(const sq_model *m, char *buf, size_t n)
+{
+    sq_gguf_str arch = {"?", 1};
+    sq_gguf_get_str(sq_model_gguf(m), "general.architecture", &arch, NULL);
+    snprintf(buf, n, "%.*s %s", (int)(arch.len < 32 ? arch.len : 32), arch.ptr, sq_model_type_desc(m));
+}
+
+/* Loads one model and prints its pp and tg rows; 0, or 1 after a message. */
+static int bench_model(bench_opts *o, const char *path)
+{
+    sq_error err = {0};
+    sq_model *m = NULL;
+    sq_context *c = NULL;
+    int32_t *toks = NULL;
+    double *ts = NULL;
+    int rc = 1;
+    if (sq_model_load(path, &m, &err)) goto fail;
+    const int n_tok = o->n_prompt > o->n_gen ? o->n_prompt : o->n_gen;
+    sq_context_params cp = sq_context_default_params();
+    cp.n_ctx = n_tok + 1;
+    cp.n_batch = o->n_batch < n_tok ? o->n_batch : n_tok;
+    cp.n_threads = o->n_threads;
+    cp.kv_type = o->kv_type;
+    if (sq_context_create(m, &cp, &c, &err)) goto fail;
+    toks = malloc(sizeof(int32_t) * (size_t)n_tok);
+    ts = malloc(sizeof(double) * (size_t)o->reps);
+    if (!toks || !ts) {
+        sq_error_set(&err, SQ_ENOMEM, "out of memory");
+        goto fail;
+    }
+    uint64_t rng[2];
+    sq_rng_seed(rng, 1234);
+    for (int i = 0; i < n_tok; i++) toks[i] = (int32_t)(sq_rng_uniform(rng) * (float)sq_model_hparams(m)->n_vocab);
+    char name[160];
+    model_name(m, name, sizeof name);
+    for (int test = 0; test < 2; test++) {
+        const bool pp = test == 0;
+        const int n = pp ? o->n_prompt : o->n_gen;
+        if (n == 0) continue;
+        /* warm-up (pages the weights in, starts the threads) */
+        if (run_test(c, toks, pp ? n : (n < 4 ? n : 4), pp, &err) < 0) goto fail;
+        for (int r = 0; r < o->reps; r++)
+            if ((ts[r] = run_test(c, toks, n, pp, &err)) < 0) goto fail;
+        double mean, sd;
+        stats(ts, o->reps, &mean, &sd);
+        char test_name[32];
+        snprintf(test_name, sizeof test_name, "%s%d", pp ? "pp" : "tg", n);
+        print_row(o, name, m, test_name, mean, sd);
+    }
+    rc = 0;
+    goto out;
+fail: {
+    /* the library's message usually names the file already */
+    const bool named = !strncmp(err.msg, path, strlen(path));
+    fprintf(stderr, "sq bench: %s%s%s\n", named ? "" : path, named ? "" : ": ", err.msg);
+}
+out:
+    free(toks);
+    free(ts);
+    sq_context_free(c);
+    sq_model_free(m);
+    return rc;
+}
+
+int sq_cmd_bench(int argc, char **argv)
+{
+    bench_opts o = {.n_prompt = 512, .n_gen = 128, .reps = 5, .n_batch = 2048, .kv_type = SQ_TYPE_F16,
+                    .n_threads = sq_default_threads()};
+    const int prc = parse_args(argc, argv, &o);
+    if (prc >= 0) return prc;
     int rc = 0;
-    for (int mi = 0; mi < n_models; mi++) {
-        sq_error err = {0};
-        sq_model *m = NULL;
-        sq_context *c = NULL;
-        int32_t *toks = NULL;
-        double *ts = NULL;
-        if (sq_model_load(models[mi], &m, &err)) goto fail;
-        const sq_hparams *hp = sq_model_hparams(m);
-        const int n_tok = n_prompt > n_gen ? n_prompt : n_gen;
-        sq_context_params cp = sq_context_default_params();
-        cp.n_ctx = n_tok + 1;
-        cp.n_batch = n_batch < n_tok ? n_batch : n_tok;
-        cp.n_threads = n_threads;
-        cp.kv_type = kv_type;
-        if (sq_context_create(m, &cp, &c, &err)) goto fail;
-        toks = malloc(sizeof(int32_t) * (size_t)n_tok);
-        ts = malloc(sizeof(double) * (size_t)reps);
-        if (!toks || !ts) {
-            sq_error_set(&err, SQ_ENOMEM, "out of memory");
-            goto fail;
-        }
-        uint64_t rng[2];
-        sq_rng_seed(rng, 1234);
-        for (int i = 0; i < n_tok; i++) toks[i] = (int32_t)(sq_rng_uniform(rng) * (float)hp->n_vocab);
-        char name[64];
-        snprintf(name, sizeof name, "llama %s", sq_model_type_desc(m));
-        for (int test = 0; test < 2; test++) {
-            const bool pp = test == 0;
-            const int n = pp ? n_prompt : n_gen;
-            if (n == 0) continue;
-            /* warm-up (pages the weights in, starts the threads) */
-            if (run_test(c, toks, pp ? n : (n < 4 ? n : 4), pp, &err) < 0) goto fail;
-            for (int r = 0; r < reps; r++)
-                if ((ts[r] = run_test(c, toks, n, pp, &err)) < 0) goto fail;
-            double mean, sd;
-            stats(ts, reps, &mean, &sd);
-            char test_name[32], tsv[48];
-            snprintf(test_name, sizeof test_name, "%s%d", pp ? "pp" : "tg", n);
-            snprintf(tsv, sizeof tsv, "%.2f \xc2\xb1 %.2f", mean, sd);
-            printf("| %-30s | %6.2f MiB | %8.2f M | %-10s | %7d | %15s | %21s |\n", name,
-                   sq_model_weight_bytes(m) / 1048576.0, sq_model_n_params(m) / 1e6, "CPU", n_threads, test_name,
-                   tsv);
-            fflush(stdout);
-        }
-        goto next;
-    fail: {
-        /* the library's message usually names the file already */
-        const bool named = !strncmp(err.msg, models[mi], strlen(models[mi]));
-        fprintf(stderr, "sq bench: %s%s%s\n", named ? "" : models[mi], named ? "" : ": ", err.msg);
-        rc = 1;
-    }
-    next:
-        free(toks);
-        free(ts);
-        sq_context_free(c);
-        sq_model_free(m);
-    }
-    printf("\npeak RSS: %.1f MiB\n", sq_peak_rss_bytes() / 1048576.0);
+    for (int mi = 0; mi < o.n_models; mi++) rc |= bench_model(&o, o.models[mi]);
+    if (o.header_done) printf("\npeak RSS: %.1f MiB\n", sq_peak_rss_bytes() / 1048576.0);
     return rc;
 }

@@ -13,6 +13,7 @@
 
 #include "cmds.h"
 #include "sq/gguf.h"
+#include "sq/quantize.h"
 
 #define ABBREV_ELEMS 8 /* array entries shown without --full */
 
@@ -23,8 +24,9 @@ static void usage(FILE *f)
             "Shows a GGUF file: header (version, counts, alignment, data offset), every key with its type\n"
             "and value, every tensor (name, shape, type, offset, bytes; SmarterQuant tensors with their four\n"
             "block types and whether their columns are permuted) and a summary (tensor count, bytes, bits\n"
-            "per weight of the 2-D+ tensors). Only the header is read. The first shard of a split model\n"
-            "(NAME-00001-of-0000N.gguf) shows the whole model, with each tensor's shard.\n"
+            "per weight of the 2-D+ tensors, llama.cpp's name of the file type). Only the header is read.\n"
+            "The first shard of a split model (NAME-00001-of-0000N.gguf) shows the whole model, with each\n"
+            "tensor's shard.\n"
             "  --full     print arrays and long strings whole (default: first %d entries, strings cut at 160 bytes)\n"
             "  --json     print the same as one JSON object\n"
             "  -h, --help this text\n",
@@ -58,20 +60,6 @@ static const char *display_name(const char *name, char **owned)
     for (const unsigned char *p = (const unsigned char *)name; *p; p++)
         if (*p < 0x20 || *p == 0x7f) return *owned = quote(name, strlen(name), 0);
     return name;
-}
-
-/* Whether NAME.smarterquant.permutation holds a non-empty array. */
-static int permuted(const sq_gguf *g, const char *name)
-{
-    char key[1024];
-    snprintf(key, sizeof key, "%s.smarterquant.permutation", name);
-    sq_gguf_str s;
-    if (sq_gguf_get_str(g, key, &s, NULL) != SQ_OK) return 0;
-    for (uint64_t i = 0; i < s.len; i++) {
-        const char c = s.ptr[i];
-        if (c != ' ' && c != '\t' && c != '\n' && c != '\r' && c != '[' && c != ']') return 1;
-    }
-    return 0;
 }
 
 static int64_t elements(const sq_gguf_tensor *t)
@@ -150,9 +138,9 @@ static int print_text(const sq_gguf *g, bool full)
         free(owned);
         if (n_shards > 1) printf("  shard %d", sq_gguf_tensor_shard(g, t) + 1);
         if (t->smarterquant)
-            printf("  smarterquant [%s, %s, %s, %s]%s", sq_type_name(t->sq_types[0]), sq_type_name(t->sq_types[1]),
-                   sq_type_name(t->sq_types[2]), sq_type_name(t->sq_types[3]),
-                   permuted(g, t->name) ? " permuted" : " not permuted");
+            printf("  smarterquant [%s, %s, %s, %s]%s", sq_type_name(t->sq.types[0]), sq_type_name(t->sq.types[1]),
+                   sq_type_name(t->sq.types[2]), sq_type_name(t->sq.types[3]),
+                   t->sq.perm ? " permuted" : " not permuted");
         putchar('\n');
     }
     const summary s = summarize(g);
@@ -160,6 +148,9 @@ static int print_text(const sq_gguf *g, bool full)
            "%" PRId64 " weight tensors (2-D+): %" PRId64 " elements, %" PRIu64 " bytes, %.4f bits per weight\n",
            sq_gguf_n_tensors(g), s.sq_count, s.bytes, (double)s.bytes / (1024.0 * 1024.0), s.w_count, s.w_elems,
            s.w_bytes, bpw(&s));
+    char label[128];
+    sq_file_type_label(g, label, sizeof label);
+    printf("file type: %s\n", label);
     return 0;
 }
 
@@ -202,16 +193,18 @@ static int print_json(const sq_gguf *g, bool full)
         if (t->smarterquant)
             printf(", \"smarterquant\": {\"block_types\": [%d, %d, %d, %d], \"block_type_names\": [\"%s\", \"%s\", "
                    "\"%s\", \"%s\"], \"permuted\": %s}",
-                   t->sq_types[0], t->sq_types[1], t->sq_types[2], t->sq_types[3], sq_type_name(t->sq_types[0]),
-                   sq_type_name(t->sq_types[1]), sq_type_name(t->sq_types[2]), sq_type_name(t->sq_types[3]),
-                   permuted(g, t->name) ? "true" : "false");
+                   t->sq.types[0], t->sq.types[1], t->sq.types[2], t->sq.types[3], sq_type_name(t->sq.types[0]),
+                   sq_type_name(t->sq.types[1]), sq_type_name(t->sq.types[2]), sq_type_name(t->sq.types[3]),
+                   t->sq.perm ? "true" : "false");
         putchar('}');
     }
     const summary s = summarize(g);
+    char label[128]; /* llama.cpp's names: no character JSON would escape */
+    sq_file_type_label(g, label, sizeof label);
     printf("],\n \"summary\": {\"tensors\": %" PRId64 ", \"smarterquant_tensors\": %" PRId64
            ", \"bytes\": %" PRIu64 ", \"weight_tensors\": %" PRId64 ", \"weight_elements\": %" PRId64
-           ", \"weight_bytes\": %" PRIu64 ", \"bits_per_weight\": %.6f}}\n",
-           sq_gguf_n_tensors(g), s.sq_count, s.bytes, s.w_count, s.w_elems, s.w_bytes, bpw(&s));
+           ", \"weight_bytes\": %" PRIu64 ", \"bits_per_weight\": %.6f, \"file_type\": \"%s\"}}\n",
+           sq_gguf_n_tensors(g), s.sq_count, s.bytes, s.w_count, s.w_elems, s.w_bytes, bpw(&s), label);
     return 0;
 }
 

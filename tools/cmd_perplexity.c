@@ -43,12 +43,13 @@ static void usage(FILE *f)
 
 typedef struct {
     bool kld;
+    sq_progress progress;
 } ui_state;
 
-static void print_kld_header(void)
+static void print_kld_header(ui_state *u)
 {
-    printf("\nchunk             PPL               ln(PPL(Q)/PPL(base))          KL Divergence              "
-           "\xce\x94p RMS            Same top p\n");
+    sq_progress_printf(&u->progress, "\nchunk             PPL               ln(PPL(Q)/PPL(base))          KL Divergence  "
+                                     "            \xce\x94p RMS            Same top p\n");
 }
 
 /* Covariance of the two log-PPL estimates, as llama.cpp computes it. */
@@ -58,18 +59,9 @@ static double covariance(double a, double b, double ab, uint64_t n)
     return (ab / (double)n - (a / (double)n) * (b / (double)n)) / (double)(n - 1);
 }
 
-/* Prints one chunk: the running PPL, or a KL table row. */
-static void on_chunk(void *ud, const sq_ppl_report *r)
+/* One KL table row: running PPL, log ratio, KLD, RMS of Δp, same top token. */
+static void print_kld_row(ui_state *u, const sq_ppl_report *r)
 {
-    ui_state *u = ud;
-    if (r->chunk == 1)
-        fprintf(stderr, "perplexity: %.2f seconds per pass - ETA %.2f minutes\n", r->seconds,
-                r->seconds * r->n_chunks / 60.0);
-    if (!u->kld) {
-        printf("[%d]%.4f,", r->chunk, r->ppl);
-        fflush(stdout);
-        return;
-    }
     const sq_kld_sums *k = &r->k;
     double lp, lpu, lb, lbu, kl, klu, pm, pmu;
     sq_mean_and_uncertainty(k->sum_nll, k->sum_nll2, k->count, &lp, &lpu);
@@ -80,12 +72,27 @@ static void on_chunk(void *ud, const sq_ppl_report *r)
     const double rms = sqrt(pm), rmsu = rms > 0 ? 0.5 / rms * pmu : 0;
     const double top = (double)k->n_same_top / (double)k->count;
     const double topu = k->count > 1 ? sqrt(top * (1 - top) / (double)(k->count - 1)) : 0;
-    if (r->chunk == 1) print_kld_header();
-    printf("%4d    %9.4f \xc2\xb1 %9.4f    %10.5f \xc2\xb1 %10.5f    %10.5f \xc2\xb1 %10.5f    %6.3f \xc2\xb1 %6.3f %%"
-           "    %6.3f \xc2\xb1 %6.3f %%\n",
-           r->chunk, exp(lp), exp(lp) * lpu, lp - lb, sqrt(fmax(0, lpu * lpu + lbu * lbu - 2 * cov)), kl, klu,
-           100 * rms, 100 * rmsu, 100 * top, 100 * topu);
-    fflush(stdout);
+    sq_progress_printf(&u->progress,
+                       "%4d    %9.4f \xc2\xb1 %9.4f    %10.5f \xc2\xb1 %10.5f    %10.5f \xc2\xb1 %10.5f    %6.3f \xc2\xb1 "
+                       "%6.3f %%    %6.3f \xc2\xb1 %6.3f %%\n",
+                       r->chunk, exp(lp), exp(lp) * lpu, lp - lb, sqrt(fmax(0, lpu * lpu + lbu * lbu - 2 * cov)), kl,
+                       klu, 100 * rms, 100 * rmsu, 100 * top, 100 * topu);
+}
+
+/* Each chunk: the running PPL ("[3]22.1234,", llama-perplexity's stdout) or
+ * a KL table row, and the progress display with its ETA. */
+static void on_chunk(void *ud, const sq_ppl_report *r)
+{
+    ui_state *u = ud;
+    if (r->chunk == 1) {
+        fprintf(stderr, "perplexity: %.2f seconds per pass - ETA %.2f minutes\n", r->seconds,
+                r->seconds * r->n_chunks / 60.0);
+        sq_progress_start(&u->progress, "perplexity", "chunks", r->n_chunks);
+        if (u->kld) print_kld_header(u);
+    }
+    if (u->kld) print_kld_row(u, r);
+    else sq_progress_printf(&u->progress, "[%d]%.4f,", r->chunk, r->ppl);
+    sq_progress_update(&u->progress, r->chunk, "PPL %.4f", r->ppl);
 }
 
 static int cmp_float(const void *a, const void *b)
@@ -165,98 +172,121 @@ static void print_kld_final(sq_ppl_result *res)
     printf("Same top p: %6.3f \xc2\xb1 %5.3f %%\n", 100 * top, 100 * sqrt(top * (1 - top) / (double)(n - 1)));
 }
 
-int sq_cmd_perplexity(int argc, char **argv)
+/* What the command line asked for. */
+typedef struct ppl_opts {
+    const char *model_path, *text_path, *kld_file;
+    int n_ctx, n_chunks, n_batch, n_threads, kv_type;
+    bool kld;
+} ppl_opts;
+
+/* Reads the command line into o and checks it; returns -1 to go on, else the
+ * exit status. Writing a base file: its folder is checked now (a typo fails
+ * before the model is loaded) and an interrupted run leaves no temporary file. */
+static int parse_args(int argc, char **argv, ppl_opts *o, const sq_engine_args *eng)
 {
-    const char *model_path = NULL, *text_path = NULL, *kld_file = NULL;
-    int n_ctx = 512, n_chunks = -1, n_batch = 2048, n_threads = sq_default_threads(), kv_type = SQ_TYPE_F16;
-    bool kld = false;
-    const sq_engine_args eng = {&model_path, &text_path, &n_ctx, 8, &n_batch, &n_threads, &kv_type};
     sq_args a = sq_args_start("perplexity", argc, argv);
     for (; sq_args_more(&a); sq_args_next(&a)) {
         if (sq_args_help(&a)) {
             usage(stdout);
             return 0;
         }
-        if (sq_args_engine(&a, &eng)) continue;
+        if (sq_args_engine(&a, eng)) continue;
         if (sq_args_is(&a, NULL, "--chunks")) {
             const char *v = sq_args_value(&a);
-            if (v && !sq_arg_chunks("perplexity", "--chunks", v, &n_chunks)) return 2;
+            if (v && !sq_arg_chunks("perplexity", "--chunks", v, &o->n_chunks)) return 2;
         } else if (sq_args_is(&a, NULL, "--kl-divergence-base")) {
-            kld_file = sq_args_value(&a);
+            o->kld_file = sq_args_value(&a);
         } else if (sq_args_is(&a, NULL, "--kl-divergence")) {
-            kld = true;
+            o->kld = true;
         } else {
             return sq_args_unknown(&a);
         }
     }
     if (a.failed) return 2;
-    if (!model_path || (!text_path && !kld) || n_ctx < 8 || n_batch < 1 || n_threads < 1 || (kld && !kld_file)) {
-        fprintf(stderr, "sq perplexity: %s\n",
-                !model_path                ? "a model (-m) is required"
-                : kld && !kld_file         ? "--kl-divergence needs --kl-divergence-base FILE"
-                : !text_path && !kld       ? "a text file (-f) is required"
-                                           : "-c must be >= 8, -b and -t >= 1");
-        sq_usage_hint("perplexity");
+    if (!o->model_path) return sq_usage_error("perplexity", "a model (-m) is required");
+    if (o->kld && !o->kld_file) return sq_usage_error("perplexity", "--kl-divergence needs --kl-divergence-base FILE");
+    if (!o->text_path && !o->kld) return sq_usage_error("perplexity", "a text file (-f) is required");
+    if (o->n_batch > o->n_ctx) o->n_batch = o->n_ctx;
+    if (!o->kld_file || o->kld) return -1;
+    if (sq_gguf_same_file(o->kld_file, o->model_path) || sq_gguf_same_file(o->kld_file, o->text_path)) {
+        fprintf(stderr, "sq perplexity: --kl-divergence-base %s is the input %s; it would be replaced\n", o->kld_file,
+                sq_gguf_same_file(o->kld_file, o->model_path) ? o->model_path : o->text_path);
         return 2;
     }
-    if (kld_file && !kld && (sq_gguf_same_file(kld_file, model_path) || sq_gguf_same_file(kld_file, text_path))) {
-        /* writing the base file must not replace the model or the text */
-        fprintf(stderr, "sq perplexity: --kl-divergence-base %s is the input %s; it would be replaced\n", kld_file,
-                sq_gguf_same_file(kld_file, model_path) ? model_path : text_path);
-        return 2;
-    }
-    if (n_batch > n_ctx) n_batch = n_ctx;
-    if (kld_file && !kld) {
-        /* a typo in the folder fails now, not after the model is loaded; an
-         * interrupted run leaves no temporary base file (it grows all run long) */
-        if (!sq_arg_output_ok("perplexity", kld_file)) return 1;
-        sq_install_cleanup_handlers();
-    }
+    if (!sq_arg_output_ok("perplexity", o->kld_file)) return 1;
+    sq_install_cleanup_handlers();
+    return -1;
+}
 
+/* Reads and tokenizes the text (not when comparing: the base file holds the
+ * tokens) and says how many chunks will be scored. Returns 0, or 1 after a
+ * message. */
+static int read_text(const ppl_opts *o, const sq_vocab *voc, char **text, sq_token **toks, size_t *n_tok)
+{
+    if (o->kld) return 0;
+    sq_error err = {0};
+    size_t len = 0;
+    if (!(*text = sq_read_file("perplexity", o->text_path, &len))) return 1;
+    int nc = -1;
+    if (sq_tokenize_text("perplexity", voc, *text, len, toks, n_tok, &err) == SQ_OK)
+        nc = sq_perplexity_n_chunks(*n_tok, o->n_ctx, o->n_chunks, &err);
+    if (nc < 0) {
+        fprintf(stderr, "sq perplexity: %s\n", err.msg);
+        return 1;
+    }
+    fprintf(stderr, "perplexity: calculating perplexity over %d chunks, n_ctx=%d, batch_size=%d, n_seq=1\n", nc,
+            o->n_ctx, o->n_batch);
+    return 0;
+}
+
+/* Scores the chunks and prints llama-perplexity's final lines. 0 or 1. */
+static int evaluate(const ppl_opts *o, sq_engine_loaded *L, const sq_token *toks, size_t n_tok)
+{
+    sq_error err = {0};
+    ui_state ui = {.kld = o->kld};
+    const sq_token bos = sq_vocab_add_bos(L->vocab) ? sq_vocab_bos(L->vocab) : -1;
+    sq_ppl_params pp = {o->n_ctx, o->n_chunks, o->kld ? NULL : o->kld_file, o->kld ? o->kld_file : NULL, on_chunk, &ui};
+    sq_ppl_result res;
+    const sq_status st = sq_perplexity(L->ctx, toks, n_tok, bos, &pp, &res, &err);
+    sq_progress_end(&ui.progress);
+    sq_progress_printf(NULL, "\n");
+    if (st != SQ_OK) {
+        fprintf(stderr, "sq perplexity: %s\n", err.msg);
+        return 1;
+    }
+    if (o->kld) {
+        print_kld_final(&res);
+    } else {
+        printf("Final estimate: PPL = %.4f +/- %.5f\n", res.ppl, res.ppl_err);
+        if (o->kld_file) fprintf(stderr, "perplexity: base log-probabilities written to %s\n", o->kld_file);
+    }
+    sq_ppl_result_free(&res);
+    sq_stdout_flush_or_die();
+    return 0;
+}
+
+int sq_cmd_perplexity(int argc, char **argv)
+{
+    ppl_opts o = {.n_ctx = 512, .n_chunks = -1, .n_batch = 2048, .n_threads = sq_default_threads(),
+                  .kv_type = SQ_TYPE_F16};
+    const sq_engine_args eng = {&o.model_path, &o.text_path, &o.n_ctx, 8, &o.n_batch, &o.n_threads, &o.kv_type};
+    const int prc = parse_args(argc, argv, &o, &eng);
+    if (prc >= 0) return prc;
     sq_error err = {0};
     sq_engine_loaded L = {0};
     char *text = NULL;
     sq_token *toks = NULL;
-    int rc = 1;
-    if (sq_engine_load(&eng, &L, &err)) goto fail;
-    const sq_model *m = L.model;
-    const sq_hparams *hp = sq_model_hparams(m);
-    fprintf(stderr, "model: %s (%s, %.2f MiB, %.2f M params, %lld layers, %d SmarterQuant tensors)\n", model_path,
-            sq_model_type_desc(m), sq_model_weight_bytes(m) / 1048576.0, sq_model_n_params(m) / 1e6,
-            (long long)hp->n_layer, hp->n_sq_tensors);
-
     size_t n_tok = 0;
-    if (!kld) {
-        size_t len = 0;
-        text = sq_read_file("perplexity", text_path, &len);
-        if (!text) goto out;
-        if (sq_tokenize_text("perplexity", L.vocab, text, len, &toks, &n_tok, &err)) goto fail;
-        const size_t n_chunk_max = n_tok / (size_t)n_ctx;
-        const size_t nc = n_chunks > 0 && (size_t)n_chunks < n_chunk_max ? (size_t)n_chunks : n_chunk_max;
-        fprintf(stderr, "perplexity: calculating perplexity over %zu chunks, n_ctx=%d, batch_size=%d, n_seq=1\n", nc,
-                n_ctx, n_batch);
-    }
-    const sq_token bos = sq_vocab_add_bos(L.vocab) ? sq_vocab_bos(L.vocab) : -1;
-    ui_state ui = {kld};
-    sq_ppl_params pp = {n_ctx, n_chunks, kld ? NULL : kld_file, kld ? kld_file : NULL, on_chunk, &ui};
-    sq_ppl_result res;
-    if (sq_perplexity(L.ctx, toks, n_tok, bos, &pp, &res, &err)) {
-        printf("\n");
-        goto fail;
-    }
-    printf("\n");
-    if (kld) {
-        print_kld_final(&res);
+    int rc = 1;
+    if (sq_engine_load(&eng, &L, &err)) {
+        fprintf(stderr, "sq perplexity: %s\n", err.msg);
     } else {
-        printf("Final estimate: PPL = %.4f +/- %.5f\n", res.ppl, res.ppl_err);
-        if (kld_file) fprintf(stderr, "perplexity: base log-probabilities written to %s\n", kld_file);
+        const sq_model *m = L.model;
+        fprintf(stderr, "model: %s (%s, %.2f MiB, %.2f M params, %lld layers, %d SmarterQuant tensors)\n",
+                o.model_path, sq_model_type_desc(m), sq_model_weight_bytes(m) / 1048576.0,
+                sq_model_n_params(m) / 1e6, (long long)sq_model_hparams(m)->n_layer, sq_model_hparams(m)->n_sq_tensors);
+        if (read_text(&o, L.vocab, &text, &toks, &n_tok) == 0) rc = evaluate(&o, &L, toks, n_tok);
     }
-    sq_ppl_result_free(&res);
-    rc = 0;
-    goto out;
-fail:
-    fprintf(stderr, "sq perplexity: %s\n", err.msg);
-out:
     free(toks);
     free(text);
     sq_engine_free(&L);

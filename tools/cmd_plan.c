@@ -37,7 +37,8 @@ static void usage(FILE *f)
             "  --target-bpw B          bits per weight over all tensors (data bytes * 8 / weights)\n"
             "  --target-size SIZE      size of the whole output file: bytes, or with a K, M or G suffix\n"
             "                          (powers of 1024)\n"
-            "  -o, --output FILE       configuration to write (default " SQ_CONFIG_DEFAULT_NAME ")\n"
+            "  -o, --output FILE       configuration to write (default " SQ_CONFIG_DEFAULT_NAME ", which sq\n"
+            "                          quantize in this folder then uses unless given --no-sq-config)\n"
             "  --tensors REGEX         plan only tensors whose name matches (POSIX extended regex, searched);\n"
             "                          default: every weight llama-quantize would quantize (2-D *.weight)\n"
             "  --types LIST            candidate types, comma-separated names or ids (default:\n"
@@ -54,14 +55,18 @@ static void usage(FILE *f)
             "                          --sensitivity-out); the optional costs of its activations quantized to\n"
             "                          q8_K / q8_0 are added to candidates with those activations\n"
             "  --calib FILE            calibration text: unless --sensitivity gives them, the sensitivities\n"
-            "                          are measured in-process: the model (llama architecture) is run on\n"
-            "                          chunks of it, each tensor alone quantized to the --calib-types, and\n"
-            "                          the KL divergence from the unquantized model is divided by the\n"
-            "                          relative error (see docs/plan.md)\n"
+            "                          are found in-process with the engine (llama architecture) on chunks\n"
+            "                          of it, by --calib-method (see docs/plan.md)\n"
+            "  --calib-method M        fisher (default): one forward and one backward pass per chunk give\n"
+            "                          every tensor's Fisher information (the predicted KL divergence of an\n"
+            "                          error), whatever the number of tensors; measure: each tensor alone\n"
+            "                          quantized to the --calib-types and the model run again, the KL\n"
+            "                          divergence divided by the relative error (a run per tensor and type)\n"
             "  --calib-chunks N        chunks of calibration text (default 6)\n"
             "  --calib-ctx N           tokens per chunk (default 512, at most the model's context)\n"
-            "  --calib-types LIST      one or two measuring types (default q3_K,q5_K: the slope between them)\n"
-            "  --calib-act TYPE|none   also measure each tensor at TYPE, whose activations are q8_0 or q8_1\n"
+            "  --calib-types LIST      one or two types whose KL divergence is measured or predicted (default\n"
+            "                          q3_K,q5_K: the sensitivity is the slope between them)\n"
+            "  --calib-act TYPE|none   measure: also measure each tensor at TYPE, whose activations are q8_0 or q8_1\n"
             "                          (default q8_0 when both --calib-types are K-quants), to model what\n"
             "                          quantizing a product's activations costs: q8_K for the K-quants (the\n"
             "                          two-point line's intercept), q8_0/q8_1 for the 32-column types; added\n"
@@ -279,7 +284,7 @@ static int calib_tokens(const sq_gguf *g, const char *path, sq_token **toks, siz
 
 /* Writes measured sensitivities in the --sensitivity format (atomically). */
 static int write_sens(const char *path, const sq_plan_sens *s, const char *model, const char *calib, int chunks,
-                      int act_type)
+                      int method, int act_type)
 {
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid());
@@ -288,13 +293,15 @@ static int write_sens(const char *path, const sq_plan_sens *s, const char *model
         fprintf(stderr, "sq plan: --sensitivity-out %s: %s\n", tmp, strerror(errno));
         return 1;
     }
-    fprintf(f, "# sensitivity: KL divergence per unit of relative error, measured by sq plan --calib\n");
-    fprintf(f, "# model %s, %d chunks of %s\n# TENSOR WEIGHT%s # then type, relative error, KLD per point\n", model,
-            chunks, calib, act_type > 0 ? " ACT_Q8_K ACT_Q8_0" : "");
+    const bool fisher = method != SQ_PLAN_CALIB_MEASURE, act = fisher || act_type > 0;
+    fprintf(f, "# sensitivity: KL divergence per unit of relative error, %s by sq plan --calib\n",
+            fisher ? "predicted from the Fisher information" : "measured");
+    fprintf(f, "# model %s, %d chunks of %s\n# TENSOR WEIGHT%s # then type, relative error, %sKLD per point\n", model,
+            chunks, calib, act ? " ACT_Q8_K ACT_Q8_0" : "", fisher ? "predicted " : "");
     for (int64_t i = 0; i < sq_plan_sens_count(s); i++) {
         const sq_plan_sensitivity *e = sq_plan_sens_at(s, i);
         fprintf(f, "%s %.6g", e->name, e->weight);
-        if (act_type > 0) fprintf(f, " %.6g %.6g", e->act_q8_K, e->act_q8_0);
+        if (act) fprintf(f, " %.6g %.6g", e->act_q8_K, e->act_q8_0);
         fprintf(f, " #");
         for (int k = 0; k < e->n_points; k++)
             fprintf(f, " %s %.4e %.4e", sq_type_name(e->types[k]), e->rel[k], e->kld[k]);
@@ -315,7 +322,7 @@ static int write_sens(const char *path, const sq_plan_sens *s, const char *model
 static void on_calib(void *ud, const char *tensor, int i, int n)
 {
     sq_progress *pr = ud;
-    if (i == 0) sq_progress_start(pr, "sq plan: calibrating", "tensors", n);
+    if (i == 0) sq_progress_start(pr, "sq plan: calibrating", strcmp(tensor, "backward pass") ? "tensors" : "chunks", n);
     sq_progress_update(pr, i, "%s", tensor);
 }
 
@@ -323,6 +330,7 @@ static void on_calib(void *ud, const char *tensor, int i, int n)
 typedef struct plan_opts {
     const char *model_path, *imatrix_path, *out_path, *sens_path, *calib_path, *sens_out;
     const char *calib_flag; /* a --calib-* tuning flag given (they need --calib) */
+    const char *measure_flag; /* a flag of --calib-method measure given */
     sq_plan_params p;
     sq_plan_calib_params cp;
     int types[32], ctypes[32];
@@ -405,6 +413,15 @@ static bool calib_flag(sq_args *a, plan_opts *o)
         o->measure_kld = true;
     } else if (sq_args_is(a, NULL, "--calib-refine")) {
         sq_args_int(a, 0, 100, &o->refine);
+    } else if (sq_args_is(a, NULL, "--calib-method")) {
+        o->calib_flag = flag;
+        if (!(v = sq_args_value(a))) return true;
+        if (!strcmp(v, "fisher") || !strcmp(v, "measure")) {
+            cp->method = !strcmp(v, "fisher") ? SQ_PLAN_CALIB_FISHER : SQ_PLAN_CALIB_MEASURE;
+        } else {
+            fprintf(stderr, "sq plan: --calib-method %s: want fisher or measure\n", v);
+            a->failed = true;
+        }
     } else if (sq_args_is(a, NULL, "--calib-chunks")) {
         o->calib_flag = flag;
         sq_args_int(a, 1, 100000, &cp->n_chunks);
@@ -423,7 +440,7 @@ static bool calib_flag(sq_args *a, plan_opts *o)
         cp->types = o->ctypes;
         cp->n_types = n;
     } else if (sq_args_is(a, NULL, "--calib-act")) {
-        o->calib_flag = flag;
+        o->calib_flag = o->measure_flag = flag;
         if (!(v = sq_args_value(a))) return true;
         const int t = sq_type_from_name(v);
         cp->act_type = !strcmp(v, "none") ? -1 : t;
@@ -485,6 +502,8 @@ static int check_opts(plan_opts *o)
                               : o->measure_kld ? "--measure-kld"
                               : o->refine      ? "--calib-refine"
                                                : o->calib_flag);
+    if (o->measure_flag && o->cp.method != SQ_PLAN_CALIB_MEASURE)
+        return sq_usage_error("plan", "%s needs --calib-method measure", o->measure_flag);
     /* the configuration must not replace one of the inputs */
     const char *inputs[] = {o->model_path, o->imatrix_path, o->sens_path, o->calib_path};
     for (int k = 0; k < 4; k++)
@@ -513,7 +532,7 @@ static int parse_args(int argc, char **argv, plan_opts *o)
     }
     if (a.failed) return 2;
     o->p.n_threads = o->threads > 0 ? (int)o->threads : 1;
-    default_calib_act(&o->cp);
+    if (o->cp.method == SQ_PLAN_CALIB_MEASURE) default_calib_act(&o->cp);
     const int rc = check_opts(o);
     return rc ? rc : -1;
 }
@@ -587,7 +606,7 @@ static int calibrate(plan_opts *o, plan_run *r)
 {
     sq_error err = {0};
     const double t0 = sq_time_now();
-    const sq_status st = sq_plan_measure_sensitivity(r->model, r->im, &o->cp, &r->sens, &err);
+    const sq_status st = sq_plan_calibrate(r->model, r->im, &o->cp, o->p.sample_rows, &r->sens, &err);
     sq_progress_end(&r->progress);
     if (st != SQ_OK) {
         fprintf(stderr, "sq plan: %s: calibration: %s\n", o->model_path, err.msg);
@@ -595,11 +614,12 @@ static int calibrate(plan_opts *o, plan_run *r)
     }
     o->p.weights = sq_plan_sens_weights(r->sens);
     o->p.n_weights = (int)sq_plan_sens_count(r->sens);
-    printf("calibrated %d tensors in %.2f s on %s (base mean -log p %.4f)\n", o->p.n_weights, sq_time_now() - t0,
-           o->calib_path, sq_plan_sens_base_nll(r->sens));
+    printf("calibrated %d tensors in %.2f s on %s (%s; base mean -log p %.4f)\n", o->p.n_weights, sq_time_now() - t0,
+           o->calib_path, o->cp.method == SQ_PLAN_CALIB_MEASURE ? "measured per tensor" : "Fisher information",
+           sq_plan_sens_base_nll(r->sens));
     if (o->sens_out &&
         write_sens(o->sens_out, r->sens, o->model_path, o->calib_path,
-                   o->cp.n_chunks > 0 ? o->cp.n_chunks : SQ_PLAN_CALIB_DEFAULT_CHUNKS, o->cp.act_type) != 0)
+                   o->cp.n_chunks > 0 ? o->cp.n_chunks : SQ_PLAN_CALIB_DEFAULT_CHUNKS, o->cp.method, o->cp.act_type) != 0)
         return 1;
     return 0;
 }
@@ -667,6 +687,11 @@ static void print_report(const plan_opts *o, const plan_run *r)
            (double)tot->file_bytes / (1024.0 * 1024.0));
     if (p->target_bytes) printf(", target %llu bytes\n", (unsigned long long)p->target_bytes);
     else printf(", target %.4f bpw\n", p->target_bpw);
+    if (tot->lambda <= 0 && tot->file_bytes + tot->budget_bytes / 100 < tot->budget_bytes) /* not binding */
+        fprintf(stderr, "sq plan: note: the target of %llu bytes (%.4f bpw) cannot be used up: the most accurate "
+                        "candidates give %llu bytes (%.4f bpw); --types can add larger types (e.g. q8_0, f16)\n",
+                (unsigned long long)tot->budget_bytes, (double)tot->budget_bytes * 8.0 / (double)tot->n_elements,
+                (unsigned long long)tot->file_bytes, tot->bpw);
 }
 
 /* After the report: --measure-kld, then the configuration file. */
@@ -689,6 +714,9 @@ static int finish(const plan_opts *o, plan_run *r)
         return 1;
     }
     printf("wrote %s\n", o->out_path);
+    if (sq_gguf_same_file(o->out_path, SQ_CONFIG_DEFAULT_NAME))
+        printf("(sq quantize in this folder will use it for every file type unless given --no-sq-config or another "
+               "--sq-config)\n");
     return 0;
 }
 

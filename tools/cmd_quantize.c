@@ -20,7 +20,8 @@
 #include "sq/quantize.h"
 #include "sq/sqconfig.h"
 
-#define DEFAULT_SQ_CONFIG "default.smarterquant.json"
+/* The current folder's default config, as messages name it. */
+#define DEFAULT_SQ_CONFIG "./" SQ_CONFIG_DEFAULT_NAME
 
 static void usage(FILE *f)
 {
@@ -56,17 +57,21 @@ static void usage(FILE *f)
             "                             input tensors are dequantized and un-permuted\n"
             "  --dry-run                  print the plan and the resulting size, write nothing\n"
             "  --sq-config PATH           SmarterQuant config (JSON: tensor -> [types, perm]);\n"
-            "                             default: ./" DEFAULT_SQ_CONFIG " if present\n"
-            "  --no-sq-config             ignore ./" DEFAULT_SQ_CONFIG "\n"
-            "  --strict                   a config key naming no tensor is an error (default: warning)\n"
+            "                             default: " DEFAULT_SQ_CONFIG " when present (sq plan\n"
+            "                             writes it): its tensors become SmarterQuant whatever TYPE\n"
+            "                             says, a notice says so before any work and in the last line\n"
+            "  --no-sq-config             skip " DEFAULT_SQ_CONFIG "\n"
+            "  --strict                   a config key naming no tensor, or types of 1-3 or 5+ entries,\n"
+            "                             is an error (default: a warning)\n"
             "  --sq-auto-fallback         a SmarterQuant block type that does not fit a segment is\n"
             "                             replaced by llama.cpp's fallback type (default: error)\n"
             "  -q, --quiet                no per-tensor lines\n"
             "  -h, --help                 this text\n"
             "\n"
-            "TYPE is a file type name or number:\n");
+            "TYPE is a file type name or number (those this build writes):\n");
     for (int i = 0; i < sq_ftype_count(); i++) {
         const sq_ftype_info *fi = sq_ftype_at(i);
+        if (!sq_ftype_supported(fi)) continue; /* only what this build writes */
         if (fi->copy) fprintf(f, "          %-9s: %s\n", fi->name, fi->desc);
         else fprintf(f, "  %2d  or  %-9s: %s\n", fi->ftype, fi->name, fi->desc);
     }
@@ -165,23 +170,15 @@ static bool parse_kv_override(const char *arg, sq_kv_override *o)
 typedef struct printer {
     bool quiet;
     bool dry_run;
-    bool imatrix; /* one was given: say which quantized tensors it has no entry for */
+    bool imatrix;        /* one was given: say which quantized tensors it has no entry for */
+    sq_progress progress; /* started at the first tensor written */
 } printer;
 
 static double mib(uint64_t b) { return (double)b / (1024.0 * 1024.0); }
 
-static void on_event(void *ud, sq_quantize_event_kind kind, const char *text, const sq_quantize_tensor_plan *t)
+/* One tensor's line, llama-quantize style: index, name, shape, types, sizes. */
+static void print_tensor(printer *pr, const sq_quantize_tensor_plan *t)
 {
-    const printer *pr = ud;
-    if (kind == SQ_QEVENT_WARNING) {
-        fprintf(stderr, "warning: %s\n", text);
-        return;
-    }
-    if (kind == SQ_QEVENT_INFO) {
-        printf("%s\n", text);
-        return;
-    }
-    if (pr->quiet) return;
     char shape[64];
     int n = snprintf(shape, sizeof shape, "%lld", (long long)t->ne[0]);
     for (int d = 1; d < t->n_dims && n < (int)sizeof shape; d++)
@@ -197,15 +194,37 @@ static void on_event(void *ud, sq_quantize_event_kind kind, const char *text, co
     } else {
         snprintf(to, sizeof to, "%s", sq_type_name(t->out_type));
     }
-    char from[32];
+    char from[32], ms[32] = "";
     snprintf(from, sizeof from, "%s%s", t->in_smarterquant ? "SQ " : "", sq_type_name(t->in_type));
-    printf("[%4d/%4d] %-32s %-18s %7s -> %-28s %8.3f MiB -> %8.3f MiB", t->index, t->count, t->name, shape, from, to,
-           mib(t->in_bytes), mib(t->out_bytes));
-    if (!pr->dry_run) printf(" %7.1f ms", t->seconds * 1e3);
+    if (!pr->dry_run) snprintf(ms, sizeof ms, " %7.1f ms", t->seconds * 1e3);
     const sq_type_info *oti = sq_type_info_get(t->out_type);
-    if (pr->imatrix && t->quantize && !t->has_imatrix && oti && oti->is_quantized) printf("  (no imatrix entry)");
-    printf("\n");
-    fflush(stdout);
+    const bool no_entry = pr->imatrix && t->quantize && !t->has_imatrix && oti && oti->is_quantized;
+    sq_progress_printf(&pr->progress, "[%4d/%4d] %-32s %-18s %7s -> %-28s %8.3f MiB -> %8.3f MiB%s%s\n", t->index,
+                       t->count, t->name, shape, from, to, mib(t->in_bytes), mib(t->out_bytes), ms,
+                       no_entry ? "  (no imatrix entry)" : "");
+}
+
+/* The library's events: warnings to stderr, information and tensor lines to
+ * stdout; while writing, the progress display (a status line with ETA on a
+ * terminal; with -q in a log, a plain line now and then). */
+static void on_event(void *ud, sq_quantize_event_kind kind, const char *text, const sq_quantize_tensor_plan *t)
+{
+    printer *pr = ud;
+    if (kind == SQ_QEVENT_WARNING) {
+        sq_progress_clear(&pr->progress);
+        fprintf(stderr, "warning: %s\n", text);
+        return;
+    }
+    if (kind == SQ_QEVENT_INFO) {
+        sq_progress_printf(&pr->progress, "%s\n", text);
+        return;
+    }
+    if (!pr->dry_run && t->index == 1) {
+        sq_progress_start(&pr->progress, "sq quantize", "tensors", t->count);
+        if (!pr->quiet && pr->progress.mode == SQ_PROGRESS_PLAIN) pr->progress.mode = SQ_PROGRESS_OFF; /* the lines are */
+    }
+    if (!pr->quiet) print_tensor(pr, t);
+    if (!pr->dry_run) sq_progress_update(&pr->progress, t->index, "%s", t->name);
 }
 
 static bool file_exists(const char *p)
@@ -226,6 +245,7 @@ typedef struct quant_opts {
     int *prune, max_prune;
     const char *cfg_path;
     bool no_sq_config;
+    bool cfg_implicit; /* cfg_path is the current folder's default, not asked for by a flag */
     printer pr;
     const char *pos[4]; /* IN [OUT] TYPE [NTHREADS] */
     int npos;
@@ -442,18 +462,25 @@ static int parse_args(int argc, char **argv, quant_opts *o)
 static int load_sq_config(quant_opts *o, sq_config **cfg, sq_quantize_sqtensor **sqt)
 {
     sq_quantize_params *p = &o->p;
-    if (!o->cfg_path && !o->no_sq_config && file_exists(DEFAULT_SQ_CONFIG)) o->cfg_path = DEFAULT_SQ_CONFIG;
+    if (!o->cfg_path && !o->no_sq_config && file_exists(DEFAULT_SQ_CONFIG)) {
+        o->cfg_path = DEFAULT_SQ_CONFIG;
+        o->cfg_implicit = true;
+    }
     if (!o->cfg_path) {
         printf("SmarterQuant config: none\n");
         return 0;
     }
     sq_warnings warns = {0};
     sq_error e = {0};
-    const sq_status st = sq_config_load(o->cfg_path, cfg, &warns, &e);
-    for (size_t k = 0; k < warns.count; k++) fprintf(stderr, "warning: %s\n", warns.items[k]);
+    const bool ok = sq_config_load(o->cfg_path, cfg, &warns, &e) == SQ_OK &&
+                    (!p->strict || sq_config_check_strict(*cfg, &e) == SQ_OK);
+    for (size_t k = 0; k < warns.count && ok; k++) fprintf(stderr, "warning: %s\n", warns.items[k]);
     sq_warnings_free(&warns);
-    if (st != SQ_OK) {
+    if (!ok) {
         fprintf(stderr, "sq quantize: %s\n", e.msg);
+        if (o->cfg_implicit)
+            fprintf(stderr, "sq quantize: (" DEFAULT_SQ_CONFIG " was found in the current folder and read by default; "
+                            "--no-sq-config skips it)\n");
         return 1;
     }
     const int64_t n = sq_config_count(*cfg);
@@ -470,7 +497,32 @@ static int load_sq_config(quant_opts *o, sq_config **cfg, sq_quantize_sqtensor *
     p->sq_tensors = *sqt;
     p->sq_config_label = o->cfg_path;
     printf("SmarterQuant config: %s (%d tensor%s)\n", o->cfg_path, p->n_sq_tensors, p->n_sq_tensors == 1 ? "" : "s");
+    if (o->cfg_implicit) /* a file left by sq plan must not change the output unnoticed */
+        fprintf(stderr,
+                "sq quantize: note: using " DEFAULT_SQ_CONFIG ", found in the current folder (no --sq-config given): "
+                "%d tensor%s SmarterQuant instead of %s, a file stock llama.cpp cannot load; --no-sq-config "
+                "skips it\n",
+                p->n_sq_tensors, p->n_sq_tensors == 1 ? " becomes" : "s become", o->fi->name);
     return 0;
+}
+
+/* The last line: the file type written, never silently other than the one
+ * asked for: "file type: Q8_0 + SmarterQuant (9.61 bpw): 2 tensors from
+ * CONFIG ...". */
+static void print_file_type(const quant_opts *o, const sq_quantize_stats *stats)
+{
+    const char *label = sq_ftype_label(o->fi->ftype);
+    const char *dry = o->p.dry_run ? " (dry run)" : "";
+    if (o->fi->copy) label = "COPY (tensors copied as they are)";
+    if (stats->n_smarterquant == 0) {
+        printf("file type: %s%s\n", label, dry);
+        return;
+    }
+    const double n = stats->n_elements > 0 ? (double)stats->n_elements : 1.0;
+    printf("file type: %s + SmarterQuant (%.2f bpw)%s: %d tensor%s from %s%s; stock llama.cpp cannot load it\n", label,
+           (double)stats->out_bytes * 8.0 / n, dry, stats->n_smarterquant, stats->n_smarterquant == 1 ? "" : "s",
+           o->cfg_path ? o->cfg_path : "the input's SmarterQuant tensors",
+           o->cfg_implicit ? " (found in the current folder, not asked for by a flag; --no-sq-config skips it)" : "");
 }
 
 /* The lines after a successful run: files, sizes, counts. */
@@ -488,6 +540,7 @@ static void print_summary(const quant_opts *o, const sq_quantize_stats *stats)
            o->p.dry_run ? "  (dry run)" : "");
     printf("%d tensors, %d quantized, %d SmarterQuant, %d width fallbacks; %.2f s\n", stats->n_tensors,
            stats->n_quantized, stats->n_smarterquant, stats->n_fallback, stats->seconds);
+    print_file_type(o, stats);
 }
 
 /* Quantizes (or plans, with --dry-run) and prints the summary. Returns 0 or 1. */
@@ -501,7 +554,9 @@ static int run_quantize(quant_opts *o)
     sq_quantize_stats stats;
     sq_error e = {0};
     if (!p->dry_run) sq_install_cleanup_handlers();
-    if (sq_quantize_file(o->in, o->out, p, &stats, &e) != SQ_OK) {
+    const sq_status st = sq_quantize_file(o->in, o->out, p, &stats, &e);
+    sq_progress_end(&o->pr.progress);
+    if (st != SQ_OK) {
         fprintf(stderr, "sq quantize: %s\n", e.msg);
         return 1;
     }

@@ -141,6 +141,7 @@ static int generate(const run_opts *o, sq_engine_loaded *L, sq_sampler *smp, con
     const double t_prompt = sq_time_now() - t0;
     const int n_vocab = (int)sq_model_hparams(L->model)->n_vocab;
     int n_gen = 0;
+    bool full = false;
     const double t1 = sq_time_now();
     while (o->n_predict < 0 || n_gen < o->n_predict) {
         const sq_token t = sq_sampler_sample(smp, sq_get_logits(c), n_vocab);
@@ -150,11 +151,15 @@ static int generate(const run_opts *o, sq_engine_loaded *L, sq_sampler *smp, con
         fwrite(piece, 1, len, stdout);
         sq_stdout_flush_or_die();
         n_gen++;
-        if (sq_context_n_past(c) >= o->n_ctx || (o->n_predict >= 0 && n_gen >= o->n_predict)) break;
+        if (o->n_predict >= 0 && n_gen >= o->n_predict) break;
+        if ((full = sq_context_n_past(c) >= o->n_ctx)) break;
         if (sq_eval(c, &t, 1, 1, &err)) goto fail;
     }
     const double t_gen = sq_time_now() - t1;
     sq_progress_printf(NULL, "\n");
+    if (full) /* not what -n asked for: say why */
+        fprintf(stderr, "sq run: stopped after %d tokens: the context of %d tokens is full; raise -c for more\n", n_gen,
+                o->n_ctx);
     fprintf(stderr, "\nprompt: %zu tokens in %.3f s (%.2f tokens/s); generation: %d tokens in %.3f s (%.2f tokens/s)\n",
             n_tok, t_prompt, t_prompt > 0 ? n_tok / t_prompt : 0.0, n_gen, t_gen, t_gen > 0 ? n_gen / t_gen : 0.0);
     return 0;

@@ -45,7 +45,10 @@ static void usage(FILE *f)
             "      --queue N         requests that may wait for a slot; beyond, 503 at once (default 8)\n"
             "      --sq-config PATH  SmarterQuant configuration to check against the model's metadata\n"
             "                        (default: ./" SQ_CONFIG_DEFAULT_NAME " when present); the metadata wins,\n"
-            "                        every conflict is reported at startup\n"
+            "                        every conflict is reported at startup. The default file is skipped,\n"
+            "                        with one line, when it does not load or the model has no SmarterQuant\n"
+            "                        tensors; a file given by flag that does not load stops the server\n"
+            "      --no-sq-config    skip ./" SQ_CONFIG_DEFAULT_NAME "\n"
             "      --api-key KEY     require 'Authorization: Bearer KEY' on /v1/* (also $SQ_API_KEY)\n"
             "      --max-body BYTES  largest request body accepted, else 413 (default 1048576)\n"
             "  -a, --alias NAME      model id shown by /v1/models and in answers (default: file name)\n"
@@ -81,23 +84,32 @@ static void log_line(void *ud, const char *msg)
     fprintf(stderr, "%s sq serve: %s\n", ts, msg);
 }
 
-/* Loads the configuration (explicit path, or the default file when it
- * exists) and reports how it compares with the model's metadata. */
-static int check_config(const char *path, const sq_model *m)
+/* Loads the configuration (--sq-config's, or the current folder's default
+ * file when it exists and --no-sq-config was not given) and reports how it
+ * compares with the model's metadata, which wins. A default file no flag
+ * asked for never stops the server: when it does not load, or the model has
+ * no SmarterQuant tensors, one line says it was skipped and why. Returns 0,
+ * or 1 when --sq-config's file does not load. */
+static int check_config(const char *path, bool no_default, const sq_model *m)
 {
     struct stat st;
     const bool implicit = !path;
     if (!path) {
-        if (stat(SQ_CONFIG_DEFAULT_NAME, &st) != 0) return 0;
-        path = SQ_CONFIG_DEFAULT_NAME;
+        if (no_default || stat(SQ_CONFIG_DEFAULT_NAME, &st) != 0) return 0;
+        path = "./" SQ_CONFIG_DEFAULT_NAME;
     }
     sq_config *cfg = NULL;
     sq_warnings w = {0};
     sq_error err = {0};
     if (sq_config_load(path, &cfg, &w, &err) != SQ_OK) {
-        fprintf(stderr, "sq serve: %s\n", err.msg);
         sq_warnings_free(&w);
-        return 1;
+        if (!implicit) {
+            fprintf(stderr, "sq serve: %s\n", err.msg);
+            return 1;
+        }
+        fprintf(stderr, "sq serve: %s skipped (found in the current folder, not asked for by a flag): %s; "
+                        "--no-sq-config skips it quietly\n", path, err.msg);
+        return 0;
     }
     const sq_gguf *g = sq_model_gguf(m);
     bool any_sq = false;
@@ -125,6 +137,7 @@ static int check_config(const char *path, const sq_model *m)
 /* What the command line asked for. */
 typedef struct serve_opts {
     const char *model_path, *host, *config_path, *alias, *api_key;
+    bool no_sq_config;
     long port, n_ctx, n_threads, n_parallel, queue, max_body, token_delay;
 } serve_opts;
 
@@ -147,6 +160,7 @@ static int parse_args(int argc, char **argv, serve_opts *o)
         else if (sq_args_is(&a, "-np", "--parallel")) sq_args_long(&a, 1, 256, &o->n_parallel);
         else if (sq_args_is(&a, NULL, "--queue")) sq_args_long(&a, 0, 4096, &o->queue);
         else if (sq_args_is(&a, NULL, "--sq-config")) o->config_path = sq_args_value(&a);
+        else if (sq_args_is(&a, NULL, "--no-sq-config")) o->no_sq_config = true;
         else if (sq_args_is(&a, NULL, "--api-key")) o->api_key = sq_args_value(&a);
         else if (sq_args_is(&a, NULL, "--max-body")) sq_args_long(&a, 64, LONG_MAX, &o->max_body);
         else if (sq_args_is(&a, "-a", "--alias")) o->alias = sq_args_value(&a);
@@ -231,7 +245,7 @@ int sq_cmd_serve(int argc, char **argv)
     int rc = 1;
     if (sq_model_load(o.model_path, &m, &err) != SQ_OK || sq_vocab_load_gguf(sq_model_gguf(m), &vocab, &err) != SQ_OK) {
         fprintf(stderr, "sq serve: %s\n", err.msg);
-    } else if (check_config(o.config_path, m) == 0) {
+    } else if (check_config(o.config_path, o.no_sq_config, m) == 0) {
         if (!o.alias) {
             o.alias = strrchr(o.model_path, '/');
             o.alias = o.alias ? o.alias + 1 : o.model_path;

@@ -117,83 +117,95 @@ static int run_test(const sq_vocab *v, const char *inp_path, const char *out_pat
     return st == SQ_OK && failed == 0 ? 0 : 1;
 }
 
-int sq_cmd_tokenize(int argc, char **argv)
+/* What the command line asked for. */
+typedef struct tok_opts {
+    const char *model, *prompt, *file, *test_inp;
+    bool test, whole, add_special, parse_special, pieces, verbose;
+} tok_opts;
+
+/* Reads the command line into o; returns -1 to go on, else the exit status. */
+static int parse_args(int argc, char **argv, tok_opts *o)
 {
-    const char *model = NULL, *prompt = NULL, *file = NULL, *test_inp = NULL;
-    bool test = false, whole = false, add_special = true, parse_special = false, pieces = false, verbose = false;
     sq_args a = sq_args_start("tokenize", argc, argv);
     for (; sq_args_more(&a); sq_args_next(&a)) {
         if (sq_args_help(&a)) {
             usage(stdout);
             return 0;
         }
-        if (sq_args_is(&a, "-m", "--model")) model = sq_args_value(&a);
-        else if (sq_args_is(&a, "-p", "--prompt")) prompt = sq_args_value(&a);
-        else if (sq_args_is(&a, "-f", "--file")) file = sq_args_value(&a);
+        if (sq_args_is(&a, "-m", "--model")) o->model = sq_args_value(&a);
+        else if (sq_args_is(&a, "-p", "--prompt")) o->prompt = sq_args_value(&a);
+        else if (sq_args_is(&a, "-f", "--file")) o->file = sq_args_value(&a);
         else if (sq_args_is(&a, NULL, "--test")) {
-            test = true; /* an optional value: the next argument unless it is a flag */
-            if (a.i + 1 < argc && argv[a.i + 1][0] != '-') test_inp = sq_args_value(&a);
-        } else if (sq_args_is(&a, NULL, "--whole")) whole = true;
-        else if (sq_args_is(&a, NULL, "--no-bos")) add_special = false;
-        else if (sq_args_is(&a, NULL, "--parse-special")) parse_special = true;
-        else if (sq_args_is(&a, NULL, "--ids")) pieces = false;
-        else if (sq_args_is(&a, NULL, "--pieces")) pieces = true;
-        else if (sq_args_is(&a, "-v", "--verbose")) verbose = true;
+            o->test = true; /* an optional value: the next argument unless it is a flag */
+            if (a.i + 1 < argc && argv[a.i + 1][0] != '-') o->test_inp = sq_args_value(&a);
+        } else if (sq_args_is(&a, NULL, "--whole")) o->whole = true;
+        else if (sq_args_is(&a, NULL, "--no-bos")) o->add_special = false;
+        else if (sq_args_is(&a, NULL, "--parse-special")) o->parse_special = true;
+        else if (sq_args_is(&a, NULL, "--ids")) o->pieces = false;
+        else if (sq_args_is(&a, NULL, "--pieces")) o->pieces = true;
+        else if (sq_args_is(&a, "-v", "--verbose")) o->verbose = true;
         else return sq_args_unknown(&a);
     }
     if (a.failed) return 2;
-    if (!model || ((prompt != NULL) + (file != NULL) + test != 1)) {
+    if (!o->model || ((o->prompt != NULL) + (o->file != NULL) + o->test != 1))
         return sq_usage_error("tokenize", "need -m and exactly one of -p, -f, --test");
-    }
+    return -1;
+}
 
+/* --test: the cases of INP (default VOCAB.gguf.inp) against the matching .out. */
+static int test_cases(const tok_opts *o, const sq_vocab *v)
+{
+    char inp[4096], out[4096];
+    if (o->test_inp) snprintf(inp, sizeof inp, "%s", o->test_inp);
+    else snprintf(inp, sizeof inp, "%s.inp", o->model);
+    const size_t l = strlen(inp);
+    if (l >= 4 && !strcmp(inp + l - 4, ".inp")) snprintf(out, sizeof out, "%.*s.out", (int)(l - 4), inp);
+    else snprintf(out, sizeof out, "%s.out", inp);
+    return run_test(v, inp, out);
+}
+
+/* -f: each line of the file (or, with --whole, the whole file) as one input. */
+static int tokenize_file(const tok_opts *o, const sq_vocab *v)
+{
+    size_t n = 0;
+    char *text = sq_read_file("tokenize", o->file, &n);
+    if (!text) return 1;
+    const double t0 = sq_time_now();
+    int rc = 0;
+    if (o->whole) {
+        rc = emit(v, text, n, o->add_special, o->parse_special, o->pieces);
+    } else {
+        for (size_t at = 0; at < n && rc == 0;) {
+            const char *nl = memchr(text + at, '\n', n - at);
+            const size_t b = nl ? (size_t)(nl - text) : n;
+            rc = emit(v, text + at, b - at, o->add_special, o->parse_special, o->pieces);
+            at = b + 1;
+        }
+    }
+    if (o->verbose) fprintf(stderr, "sq tokenize: %zu bytes in %.3f s\n", n, sq_time_now() - t0);
+    free(text);
+    return rc;
+}
+
+int sq_cmd_tokenize(int argc, char **argv)
+{
+    tok_opts o = {.add_special = true};
+    const int prc = parse_args(argc, argv, &o);
+    if (prc >= 0) return prc;
     sq_vocab *v = NULL;
     sq_error e = {0};
-    double t0 = sq_time_now();
-    if (sq_vocab_load_file(model, &v, &e) != SQ_OK) {
+    const double t0 = sq_time_now();
+    if (sq_vocab_load_file(o.model, &v, &e) != SQ_OK) {
         fprintf(stderr, "sq tokenize: %s\n", e.msg);
         return 1;
     }
-    if (verbose)
+    if (o.verbose)
         fprintf(stderr, "sq tokenize: %s: %s vocabulary, %d tokens, BOS %d, EOS %d, add_bos %d (loaded in %.3f s)\n",
-                model, sq_vocab_get_type(v) == SQ_VOCAB_SPM ? "llama (SPM)" : "gpt2 (BPE)", sq_vocab_n_tokens(v),
+                o.model, sq_vocab_get_type(v) == SQ_VOCAB_SPM ? "llama (SPM)" : "gpt2 (BPE)", sq_vocab_n_tokens(v),
                 sq_vocab_bos(v), sq_vocab_eos(v), sq_vocab_add_bos(v), sq_time_now() - t0);
-
-    int rc = 0;
-    if (test) {
-        char inp[4096], out[4096];
-        if (test_inp)
-            snprintf(inp, sizeof inp, "%s", test_inp);
-        else
-            snprintf(inp, sizeof inp, "%s.inp", model);
-        size_t l = strlen(inp);
-        if (l >= 4 && !strcmp(inp + l - 4, ".inp"))
-            snprintf(out, sizeof out, "%.*s.out", (int)(l - 4), inp);
-        else
-            snprintf(out, sizeof out, "%s.out", inp);
-        rc = run_test(v, inp, out);
-    } else if (prompt) {
-        rc = emit(v, prompt, strlen(prompt), add_special, parse_special, pieces);
-    } else {
-        size_t n = 0;
-        char *text = sq_read_file("tokenize", file, &n);
-        if (!text) {
-            sq_vocab_free(v);
-            return 1;
-        }
-        t0 = sq_time_now();
-        if (whole) {
-            rc = emit(v, text, n, add_special, parse_special, pieces);
-        } else {
-            for (size_t at = 0; at < n && rc == 0;) {
-                char *nl = memchr(text + at, '\n', n - at);
-                size_t b = nl ? (size_t)(nl - text) : n;
-                rc = emit(v, text + at, b - at, add_special, parse_special, pieces);
-                at = b + 1;
-            }
-        }
-        if (verbose) fprintf(stderr, "sq tokenize: %zu bytes in %.3f s\n", n, sq_time_now() - t0);
-        free(text);
-    }
+    int rc = o.test     ? test_cases(&o, v)
+             : o.prompt ? emit(v, o.prompt, strlen(o.prompt), o.add_special, o.parse_special, o.pieces)
+                        : tokenize_file(&o, v);
     sq_vocab_free(v);
     if (fflush(stdout) != 0) {
         perror("sq tokenize: stdout");

@@ -202,9 +202,12 @@ static inline bool sq_arg_output_ok(const char *cmd, const char *path)
     return true;
 }
 
-/* Ctrl-C, kill or a closed terminal while a tool writes a GGUF file: remove the
- * writer's temporary file (async-signal-safe), then die of the same signal
- * as before, so the shell sees the usual status and no file is left behind. */
+/* Ctrl-C, kill, a closed terminal or a closed pipe on stdout (SIGPIPE:
+ * `sq quantize ... | head`) while a tool writes a file: remove the writer's
+ * temporary file (async-signal-safe), then die of the same signal as before,
+ * so the shell sees the usual status and no file is left behind. With SIGPIPE
+ * ignored, the failed write itself ends the tool the same way
+ * (sq_stdout_flush_or_die, tools/progress.h). */
 static inline void sq__on_fatal_signal(int sig)
 {
     sq_gguf_writer_unlink_temps();
@@ -214,7 +217,7 @@ static inline void sq__on_fatal_signal(int sig)
 
 static inline void sq_install_cleanup_handlers(void)
 {
-    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE};
     for (size_t k = 0; k < sizeof sigs / sizeof sigs[0]; k++) {
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);

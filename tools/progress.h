@@ -29,6 +29,12 @@
  *     sq_progress_end(&pr);
  * total may be in any unit (weights, bytes) when `unit` is NULL: then only the
  * percentage is shown and the detail text says what it is at.
+ *
+ * Users: quantize (per tensor written), perplexity and imatrix (per chunk),
+ * plan --calib (per tensor measured). For sq plan's planning itself (the
+ * planner's library reports per tensor through its own callback), start one
+ * with sq_progress_start(&pr, "sq plan", "tensors", n) in cmd_plan.c and call
+ * sq_progress_update from that callback; end it before printing the table.
  */
 #ifndef SQ_TOOLS_PROGRESS_H
 #define SQ_TOOLS_PROGRESS_H

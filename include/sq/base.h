@@ -1,5 +1,6 @@
 /*
- * sq/base.h — status codes, error messages, fp16/bf16 conversion, timing.
+ * sq/base.h — status codes, error messages, fp16/bf16 conversion, timing,
+ * aligned memory and a text buffer.
  *
  * Every library function that can fail returns an sq_status and, when given a
  * non-NULL sq_error, leaves a precise human-readable message in it (naming the
@@ -71,6 +72,38 @@ size_t sq_peak_rss_bytes(void);
 /* Allocation aligned to 64 bytes; free with sq_aligned_free. NULL on failure. */
 void *sq_aligned_alloc(size_t nbytes);
 void  sq_aligned_free(void *p);
+
+/* An array of *cap elements of elem bytes at p, grown (doubling, at least 8)
+ * to hold need elements: returns the array, reallocated when it had to grow
+ * (*cap updated), or NULL when allocation fails (p is then untouched and
+ * still owned by the caller). For arrays that grow one element at a time. */
+void *sq_grow_array(void *p, size_t *cap, size_t need, size_t elem);
+
+/* ---- a text buffer ----
+ * Text built piece by piece, in one of two kinds:
+ *   growable (sq_buf b = {0}): appends reallocate as needed; a failed
+ *     allocation marks the buffer failed (b.failed): later appends do
+ *     nothing and the text so far stays valid. Free with sq_buf_free.
+ *   fixed (b = sq_buf_fixed(mem, size)): appends store what fits in the
+ *     caller's memory and count the rest, snprintf-style: b.n is the length
+ *     the whole text needs. Never allocates; sq_buf_free does nothing.
+ * b.p, when not NULL, is NUL-terminated (in a fixed buffer after what fit). */
+typedef struct sq_buf {
+    char *p;     /* the text */
+    size_t n;    /* its length (fixed: including what did not fit) */
+    size_t cap;  /* bytes of storage at p */
+    bool fixed;  /* the caller's storage */
+    bool failed; /* growable: an allocation failed, the text is incomplete */
+} sq_buf;
+
+sq_buf sq_buf_fixed(char *mem, size_t size);
+/* Append n bytes / a C string / formatted text. Return false when the
+ * buffer has failed (never for a fixed buffer). */
+bool sq_buf_add(sq_buf *b, const void *s, size_t n);
+bool sq_buf_str(sq_buf *b, const char *s);
+bool sq_buf_printf(sq_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Frees a growable buffer's text and empties it; a fixed buffer is left alone. */
+void sq_buf_free(sq_buf *b);
 
 #ifdef __cplusplus
 }

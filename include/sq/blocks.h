@@ -39,7 +39,9 @@ bool sq_blocks_can_dot(int type);
 /* ggml_quantize_chunk for nrows rows of n_per_row values: exactly ggml's bytes.
  * imatrix holds n_per_row importance weights or is NULL. Errors (message names
  * the type and the reason): unsupported type, n_per_row not a multiple of the
- * block size, a type that needs an importance matrix and got none. */
+ * block size, a type that needs an importance matrix and got none
+ * (sq_type_info's needs_imatrix == SQ_IMATRIX_REQUIRED), no memory for a codebook type's search tables
+ * (built once, at the first quantization to the type). */
 sq_status sq_quantize_rows(int type, const float *src, void *dst, int64_t nrows, int64_t n_per_row,
                            const float *imatrix, sq_error *err);
 

@@ -62,7 +62,8 @@ const sq_gguf *sq_model_gguf(const sq_model *m);
 /* Total bytes of weight data (as stored) and number of parameters. */
 uint64_t sq_model_weight_bytes(const sq_model *m);
 uint64_t sq_model_n_params(const sq_model *m);
-/* A short description of the weights' types, e.g. "F16", "Q4_K (mixed)", "SmarterQuant". */
+/* The model's file-type label (sq_file_type_label): llama.cpp's name, e.g.
+ * "Q4_K - Medium", "(guessed) Q8_0", "Q4_K - Medium + SmarterQuant (4.98 bpw)". */
 const char *sq_model_type_desc(const sq_model *m);
 
 /* ---- substituting weights (src/engine/model_weights.c) ---- */
@@ -215,6 +216,10 @@ typedef struct sq_ppl_result {
 sq_status sq_perplexity(sq_context *c, const int32_t *tokens, size_t n_tokens, int32_t bos,
                         const sq_ppl_params *p, sq_ppl_result *out, sq_error *err);
 void sq_ppl_result_free(sq_ppl_result *r);
+/* How many chunks sq_perplexity scores for a text of n_tokens (without a base
+ * file to compare with): n_tokens / n_ctx, at most n_chunks when > 0; -1 with
+ * the message in err when the text is shorter than two chunks (llama.cpp's rule). */
+int sq_perplexity_n_chunks(size_t n_tokens, int n_ctx, int n_chunks, sq_error *err);
 
 /* Mean and its standard error as llama.cpp's KL report computes them. */
 void sq_mean_and_uncertainty(double sum, double sum2, uint64_t count, double *mean, double *unc);

@@ -8,6 +8,12 @@
  * until sq_gguf_close(). Sizes of SmarterQuant tensors (a tensor NAME with
  * key NAME.smarterquant.enabled = true) come from NAME.smarterquant.block_types
  * (spec section 5), not from the declared type alone.
+ *
+ * SmarterQuant metadata has one owner, this module: the reader parses and
+ * checks a tensor's block types and permutation once, at open, and hands out
+ * the typed view sq_gguf_sqmeta (t->sq); the writer takes that view and writes
+ * the three keys (sq_gguf_writer_set_sqmeta) and knows what they cost
+ * (sq_gguf_sqmeta_kv_bytes). Nothing else spells the keys.
  */
 #ifndef SQ_GGUF_H
 #define SQ_GGUF_H
@@ -46,6 +52,14 @@ typedef struct sq_gguf_str {
     uint64_t len;
 } sq_gguf_str;
 
+/* The SmarterQuant metadata of one tensor (spec section 5), typed: what its
+ * keys NAME.smarterquant.enabled / .permutation / .block_types say. */
+typedef struct sq_gguf_sqmeta {
+    int types[4];         /* block types of segments 0, 1, 2 and 3.. (types[3] is the declared type) */
+    const int32_t *perm;  /* n_cols entries, new column j = original column perm[j]; NULL: not permuted */
+    int64_t n_cols;       /* the row length (ne[0]) the permutation has */
+} sq_gguf_sqmeta;
+
 /* One tensor as described by the file. */
 typedef struct sq_gguf_tensor {
     const char *name;    /* NUL-terminated (owned by the reader) */
@@ -56,7 +70,8 @@ typedef struct sq_gguf_tensor {
     uint64_t nbytes;     /* size of the data (SmarterQuant-aware) */
     const void *data;    /* into the read-only map */
     bool smarterquant;   /* NAME.smarterquant.enabled is true */
-    int sq_types[4];     /* the four block types, when smarterquant */
+    sq_gguf_sqmeta sq;   /* when smarterquant: its types and permutation, checked at open (the
+                          * permutation lives until sq_gguf_close); zero otherwise */
 } sq_gguf_tensor;
 
 typedef struct sq_gguf sq_gguf; /* opaque reader */
@@ -133,6 +148,37 @@ const sq_gguf_tensor *sq_gguf_find_tensor(const sq_gguf *g, const char *name); /
 /* Position of t in the file's tensor list, or -1 when t is not one of g's tensors. */
 int64_t sq_gguf_tensor_index(const sq_gguf *g, const sq_gguf_tensor *t);
 
+/* ---- SmarterQuant metadata (spec section 5) ----
+ * At open the reader checks, for every tensor with NAME.smarterquant.enabled
+ * = true: block_types is a string holding a JSON array of four type ids that
+ * fit the tensor's shape and declared type (which is types[3]), and
+ * permutation, when present, is a string holding "[]" or a permutation of the
+ * ne[0] columns. Any fault fails the open with a message naming the key. */
+
+/* The inverse of m's permutation into inv[0..n_cols): inv[perm[j]] = j (the
+ * identity when m has none), i.e. where each original column is stored. */
+void sq_gguf_sqmeta_inverse(const sq_gguf_sqmeta *m, int32_t *inv);
+
+/* Bytes the three key/values of tensor `name` with metadata m add to a GGUF
+ * header, as sq_gguf_writer_set_sqmeta writes them. m == NULL: the most they
+ * can take without a permutation, whatever the types (for a budget made
+ * before the types are chosen). */
+uint64_t sq_gguf_sqmeta_kv_bytes(const char *name, const sq_gguf_sqmeta *m);
+
+/* The JSON text of the values: a strict parser for an array of non-negative
+ * integers (each <= INT32_MAX), whitespace allowed, nothing else ("[3,0,1,2]",
+ * "[]"); it writes up to cap values to out (out may be NULL to only count) and
+ * the number of elements to *count; more than cap elements with a non-NULL out
+ * is an error. Errors name the byte offset and the reason. */
+sq_status sq_parse_int_array_json(const char *text, size_t len, int32_t *out, int64_t cap, int64_t *count,
+                                  sq_error *err);
+/* Writes v[0..n) as compact JSON ("[3,0,1,2]", "[]" for n == 0) into buf
+ * (cap bytes, always NUL-terminated when cap > 0), snprintf-style: returns the
+ * length the full text needs, without the NUL. */
+size_t sq_format_int_array_json(const int32_t *v, int64_t n, char *buf, size_t cap);
+/* The same for four type ids ("[8,14,13,12]"). */
+size_t sq_format_types_json(const int types[4], char *buf, size_t cap);
+
 /* ---- split models (llama.cpp's gguf-split shards) ----
  * A model may be stored as N files PREFIX-00001-of-0000N.gguf ...
  * PREFIX-0000N-of-0000N.gguf, each with the keys split.no (u16, 0-based),
@@ -194,6 +240,17 @@ sq_status sq_gguf_writer_set_arr(sq_gguf_writer *w, const char *key, sq_gguf_typ
 sq_status sq_gguf_writer_set_arr_str(sq_gguf_writer *w, const char *key, const char *const *v, uint64_t n,
                                      sq_error *err);
 sq_status sq_gguf_writer_remove_key(sq_gguf_writer *w, const char *key, sq_error *err);
+/* Sets the three SmarterQuant keys of tensor `name` from m (in the order
+ * enabled, permutation, block_types; each replaced in place when present).
+ * The permutation, if any, is checked here (n_cols entries, each column once);
+ * the types are checked against the tensor's shape when the header is written.
+ * A reader's t->sq may be passed as it is. */
+sq_status sq_gguf_writer_set_sqmeta(sq_gguf_writer *w, const char *name, const sq_gguf_sqmeta *m, sq_error *err);
+/* Removes whichever of tensor `name`'s SmarterQuant keys the writer holds. */
+sq_status sq_gguf_writer_remove_sqmeta(sq_gguf_writer *w, const char *name, sq_error *err);
+/* Whether the writer holds tensor `name`'s block_types key (set, or copied
+ * from a reader by sq_gguf_writer_copy_kvs). */
+bool sq_gguf_writer_has_sqmeta(const sq_gguf_writer *w, const char *name);
 sq_status sq_gguf_writer_add_tensor(sq_gguf_writer *w, const char *name, int n_dims, const int64_t *ne, int type,
                                     uint64_t nbytes, sq_error *err);
 /* Appends nbytes of the current tensor's data (may be called several times per

@@ -31,11 +31,8 @@
  * per scored token (nats) by
  *     dKL = 1/2 * sum_r row[r] * sum_c col[c] * dW[r][c]^2
  * (a diagonal, row × column factorisation of the Fisher information):
- *  - a product: row[r] = out_sq[r] / N (N scored tokens in all,
- *    sq_grad_n_scored), col[c] = in_sq[c] / n_in (the mean square of input
- *    c: what an importance matrix holds, measured on the same text);
- *  - a lookup: row[v] = out_sq[v] / N (zero for tokens never seen),
- *    col[c] = in_sq[c] / sum(in_sq) (sums to 1).
+ *     row[r] = g_row[r] / N,   col[c] = g_col[c] / g_tot
+ * (N scored tokens in all, sq_grad_n_scored), for products and lookups alike.
  * Units are the same for every tensor, so a planner compares candidates of
  * different tensors directly; the uses of one tensor (a tied embedding) add.
  * sq_grad_predict evaluates the formula.
@@ -68,15 +65,30 @@ typedef struct sq_grad_params {
 
 sq_grad_params sq_grad_default_params(void);
 
-/* The statistics of one weight use, summed over every chunk so far. */
+/* The statistics of one weight use, summed over every chunk so far. G is a
+ * chunk's gradient of the loss with respect to the weight: dY^T X for a
+ * product (a lookup: row v of G sums the gradients of the tokens that
+ * looked row v up). Its squares are summed per row and per column; a
+ * planner only needs these marginals (their product over the total is the
+ * row × column factorisation of E[G∘G], the diagonal Fisher information,
+ * with the terms between tokens kept: they matter for attn_v, whose error
+ * the attention averages over many tokens). */
 typedef struct sq_grad_stats {
     const char *name;     /* GGUF tensor name ("blk.0.attn_q.weight", "output.weight", "token_embd.weight") */
     bool lookup;          /* the token embedding's row lookup (a tied token_embd also has a product entry) */
     int64_t rows, cols;   /* the weight's shape: rows outputs of cols inputs */
-    const double *out_sq; /* rows: sum over tokens of (dL/dY[t][r])^2; lookup: of |dL/dx_t|^2 over the
-                             tokens t that looked row r up */
-    const double *in_sq;  /* cols: sum over tokens of X[t][c]^2; lookup: of (dL/dx_t[c])^2 */
-    int64_t n_in;         /* tokens in in_sq */
+    const double *g_row;  /* rows: sum over chunks of sum_c G[r][c]^2 */
+    const double *g_col;  /* cols: sum over chunks of sum_r G[r][c]^2 */
+    double g_tot;         /* sum over chunks of sum G^2 */
+    const double *dy_sq;  /* rows: sum over tokens of dY[t][r]^2 (a lookup: |dL/dx_t|^2 of the tokens of row r) */
+    const double *x_sq;   /* cols: sum over tokens of X[t][c]^2 (the importance matrix's in_sum2); NULL: lookup */
+    int64_t n_in;         /* tokens in the sums */
+    /* products: sum over tokens of (X[t][c] - X'[t][c])^2 where X' is X quantized to the activation
+     * type the CPU multiplies K-quants with (q8_K, blocks of 256) or the 32-column types with (q8_0)
+     * and back, in the original column order; NULL for a lookup or when cols is not a multiple of the
+     * block. The rounding is independent between tokens, so what an activation type costs is
+     * 1/2 sum_r (dy_sq[r] / N) sum_c W[r][c]^2 act[c] / n_in (sq_grad_act_cost). */
+    const double *act_q8_K, *act_q8_0;
 } sq_grad_stats;
 
 typedef struct sq_grad sq_grad; /* opaque */
@@ -89,8 +101,8 @@ void sq_grad_free(sq_grad *g); /* NULL is a no-op */
 
 /* Runs one chunk: tokens[0..n) at positions 0..n-1 (n <= n_ctx, n >= 2),
  * scored positions first..n-2 (0 <= first < n-1). *loss (may be NULL) gets
- * sum_t -log p(y_t) over the scored positions (SQ_GRAD_GAUSS: of the text's
- * tokens). With backward, the statistics of every weight are accumulated
+ * the text's sum_t -log p(tokens[t+1]) over the scored positions (the
+ * gradient is that of the target's loss). With backward, the statistics of every weight are accumulated
  * (and the hook called); without, only the forward pass and the loss. The
  * forward pass is the engine's products with f32 attention (no f16 cache
  * rounding). Errors: a token out of range, a bad n or first. */
@@ -114,6 +126,15 @@ void sq_grad_factors(const sq_grad *g, const sq_grad_stats *s, double *row, doub
  * a negative value when out of memory. */
 double sq_grad_predict(const sq_grad *g, const sq_grad_stats *s, const float *dW, const int64_t *row_idx,
                        int64_t n_rows);
+
+/* What quantizing the product's input to act_type (SQ_TYPE_Q8_K or
+ * SQ_TYPE_Q8_0) is predicted to add to the mean KL divergence, summed over
+ * the weight rows given: W holds n_rows rows (cols floats, original column
+ * order), row i being weight row row_idx[i] (NULL: 0..n_rows-1). 0 when the
+ * statistics have no such column sums (a lookup, cols not a multiple of the
+ * activation block). */
+double sq_grad_act_cost(const sq_grad *g, const sq_grad_stats *s, int act_type, const float *W, const int64_t *row_idx,
+                        int64_t n_rows);
 
 /* An observer of every weight use in the backward pass: X (n rows of cols
  * floats, the product's input in the original column order; NULL for a

@@ -169,9 +169,17 @@ typedef struct sq_plan_calib_params {
     int act_type;          /* sensitivity: > 0 (with two K-quant types): also measure this type, whose
                               activations are q8_0 or q8_1 (e.g. SQ_TYPE_Q8_0), for the activation
                               costs act_q8_K / act_q8_0 of sq_plan_weight; 0: none */
-    void (*progress)(void *ud, const char *tensor, int i, int n); /* optional, before each tensor */
+    void (*progress)(void *ud, const char *tensor, int i, int n); /* optional, before each tensor
+                              (the Fisher method: before each chunk, tensor "backward pass") */
     void *ud;
+    int method;            /* sq_plan_calibrate: SQ_PLAN_CALIB_FISHER (0) or SQ_PLAN_CALIB_MEASURE */
+    int grad_target;       /* Fisher: the loss's targets, an sq_grad_target (0: drawn from the model) */
+    uint64_t seed;         /* Fisher: the draws' seed (0: a fixed default) */
 } sq_plan_calib_params;
+
+/* How sq_plan_calibrate finds the sensitivities. */
+#define SQ_PLAN_CALIB_FISHER 0  /* one forward and backward pass per chunk (sq_plan_fisher_sensitivity) */
+#define SQ_PLAN_CALIB_MEASURE 1 /* each tensor quantized alone, the model run again (sq_plan_measure_sensitivity) */
 
 /* One tensor's measured sensitivity. */
 typedef struct sq_plan_sensitivity {
@@ -206,6 +214,29 @@ const sq_plan_sensitivity *sq_plan_sens_at(const sq_plan_sens *s, int64_t i);
 const sq_plan_weight *sq_plan_sens_weights(const sq_plan_sens *s);
 /* Mean -log p of the unmodified model on the scored calibration tokens. */
 double sq_plan_sens_base_nll(const sq_plan_sens *s);
+
+/* Sensitivities from the engine's backward pass (sq/grad.h): the Fisher
+ * statistics of every weight over the calibration chunks (scored positions
+ * as above), in one forward and one backward pass per chunk, whatever the
+ * number of tensors. Per tensor (file order; a tied embedding's two uses
+ * added), as sq_plan_measure_sensitivity reports it but predicted: the
+ * tensor quantized to each measuring type (p->types, default q3_K and q5_K;
+ * importance im) has the predicted KL divergence kld[k] = 1/2 sum_r row[r]
+ * sum_c col[c] dW[r][c]^2 (sq_grad_predict) at relative error rel[k]; weight
+ * is the slope between the points; act_q8_K / act_q8_0 the predicted costs
+ * of quantizing its input activations (sq_grad_act_cost); nats per scored
+ * token. A tensor whose columns the types do not fit gets n_points 0 and the
+ * weight 1/2 sum_r row[r] sum_c col[c] W[r][c]^2 (every row with the same
+ * relative error). Rows are sampled as the planner samples them (sample_rows
+ * spread evenly, 0: 256, < 0: all), sums scaled to all rows by the share of
+ * the row factors the sample holds. Errors: as sq_plan_measure_sensitivity,
+ * and out of memory for the backward pass. */
+sq_status sq_plan_fisher_sensitivity(sq_model *m, const sq_imatrix *im, const sq_plan_calib_params *p,
+                                     int64_t sample_rows, sq_plan_sens **out, sq_error *err);
+
+/* The sensitivities by p->method (the Fisher estimate by default). */
+sq_status sq_plan_calibrate(sq_model *m, const sq_imatrix *im, const sq_plan_calib_params *p, int64_t sample_rows,
+                            sq_plan_sens **out, sq_error *err);
 
 /* The mean KL divergence of the model quantized as plan says (every planned
  * tensor packed exactly as sq quantize writes it, permutation included) from

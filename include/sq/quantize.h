@@ -84,6 +84,25 @@ const sq_ftype_info *sq_ftype_get(int ftype);
 /* The table, for --help: entry i for i < sq_ftype_count(). */
 int sq_ftype_count(void);
 const sq_ftype_info *sq_ftype_at(int i);
+/* Whether this build writes file type fi: COPY always; otherwise every ggml
+ * type llama.cpp's rules give the tensors of a real-shaped model (dense,
+ * grouped-query, 8 experts; with an importance matrix) has a quantizer here
+ * (sq_blocks_can_quantize), so a mix whose default type is present but one
+ * of its other types is not is not listed. `sq quantize --help` lists these
+ * (src/quantize/ftype_label.c). */
+bool sq_ftype_supported(const sq_ftype_info *fi);
+
+/* llama.cpp's display name of a file type ("Q4_K - Medium", "IQ3_S mix -
+ * 3.66 bpw"), as llama.cpp prints it in its model line; NULL if unknown. */
+const char *sq_ftype_label(int ftype);
+
+typedef struct sq_gguf sq_gguf;
+/* The label every tool shows for a model file, in buf (snprintf rules; the
+ * length is returned): llama.cpp's name of general.file_type ("Q4_K -
+ * Medium"), or "(guessed) NAME" from the most common tensor type when the key
+ * is absent (as llama.cpp guesses), then " + SmarterQuant (B bpw)" when the
+ * file has SmarterQuant tensors, B = all tensor bytes * 8 / all weights. */
+size_t sq_file_type_label(const sq_gguf *g, char *buf, size_t n);
 
 /* ------------------------------------------------------------------ */
 /* 2. per-tensor type rules                                             */

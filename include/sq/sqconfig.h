@@ -15,6 +15,7 @@
 #define SQ_SQCONFIG_H
 
 #include "sq/base.h"
+#include "sq/gguf.h"
 #include "sq/types.h"
 
 #ifdef __cplusplus
@@ -39,6 +40,7 @@ typedef struct sq_config_entry {
     const char *name;   /* tensor name, exactly as in the file */
     int line, column;   /* position of the key in the file (1-based), 0 if unknown */
     bool enabled;       /* false: types empty or not four entries (the tensor stays ordinary) */
+    int n_types;        /* entries of types in the file (4 when enabled; 1-3 or 5+ are an error when strict) */
     int types[4];       /* the type ids as written (valid when enabled) */
     int types_used[4];  /* after sq_config_validate(): the types really used (fallbacks applied) */
     const int32_t *perm; /* NULL for [] */
@@ -78,13 +80,14 @@ typedef struct sq_config_tensor {
 } sq_config_tensor;
 
 typedef struct sq_config_options {
-    bool strict;        /* a key naming no tensor is an error, not a warning */
+    bool strict;        /* a key naming no tensor, and types of 1-3 or 5+ entries, are errors, not warnings */
     bool auto_fallback; /* a type whose blocks do not fit the final segment is replaced (with a warning) */
 } sq_config_options;
 
 /* Checks every entry against the model (spec section 3), in file order; stops
  * at the first error, whose message names the tensor and the reason:
- * unknown tensor (warning unless strict), block size not dividing a segment
+ * unknown tensor (warning unless strict), types of 1-3 or 5+ entries (an
+ * error when strict; the parser warned already otherwise), block size not dividing a segment
  * (unless auto_fallback: then types_used gets llama.cpp's fallback for that
  * type — Q4_K->Q5_0, Q5_K->Q5_1, Q6_K->Q8_0, Q2_K/Q3_K/IQ*->IQ4_NL,
  * TQ*->Q4_0, others->Q4_0 if it fits, F16 when nothing else fits — and a
@@ -94,27 +97,19 @@ typedef struct sq_config_options {
 sq_status sq_config_validate(sq_config *cfg, const sq_config_tensor *tensors, int64_t n_tensors,
                              const sq_config_options *opt, sq_warnings *warnings, sq_error *err);
 
+/* What --strict refuses without a model: an entry whose types has 1-3 or
+ * 5+ entries (sq_config_validate does the same check when strict). Returns
+ * the first one's error naming the file, position and tensor. */
+sq_status sq_config_check_strict(const sq_config *cfg, sq_error *err);
+
 /* The type llama.cpp falls back to when `type`'s blocks do not divide a
  * segment of len columns: the table above, then F16 if that still does not
  * fit. Returns `type` itself when it fits. */
 int sq_config_fallback_type(int type, int64_t len);
 
-/* ---- the metadata strings NAME.smarterquant.permutation / .block_types ---- */
-
-/* Strict parser for a JSON array of non-negative integers (each <= INT32_MAX),
- * whitespace allowed, nothing else ("[3,0,1,2]", "[]"). Writes up to cap
- * values to out (out may be NULL to only count) and the number of elements to
- * *count; more than cap elements with a non-NULL out is an error. Errors name
- * the byte offset and the reason. */
-sq_status sq_parse_int_array_json(const char *text, size_t len, int32_t *out, int64_t cap, int64_t *count,
-                                  sq_error *err);
-
-/* Writes v[0..n) as compact JSON ("[3,0,1,2]", "[]" for n == 0) into buf
- * (cap bytes, always NUL-terminated when cap > 0), snprintf-style: returns the
- * length the full text needs, without the NUL. */
-size_t sq_format_int_array_json(const int32_t *v, int64_t n, char *buf, size_t cap);
-/* The same for four type ids ("[8,14,13,12]"). */
-size_t sq_format_types_json(const int types[4], char *buf, size_t cap);
+/* The JSON text of the metadata values (sq_parse_int_array_json,
+ * sq_format_int_array_json, sq_format_types_json) is in sq/gguf.h, with the
+ * rest of the SmarterQuant metadata. */
 
 #ifdef __cplusplus
 }

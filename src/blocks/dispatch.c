@@ -78,6 +78,10 @@ static void init_tables(void)
     sq__register_legacy(scalar_table);
     sq__register_kquants(scalar_table);
     sq__register_iquants(scalar_table);
+    sq__register_iq1(scalar_table);
+    sq__register_iq2(scalar_table);
+    sq__register_iq3(scalar_table);
+    sq__register_ternary(scalar_table);
     sq__register_ik(scalar_table, ws_table);
     build_table(env_isa(cpu_isa()));
 }
@@ -140,6 +144,18 @@ static const sq__kernels *entry(int type)
     return &sq__kernel_table()[type];
 }
 
+sq__vec_dot_fn sq__blocks_vec_dot(int type)
+{
+    const sq__kernels *k = entry(type);
+    return k ? k->vec_dot : NULL;
+}
+
+sq__from_float_fn sq__blocks_from_float(int act_type)
+{
+    const sq__kernels *k = entry(act_type);
+    return k ? k->from_float : NULL;
+}
+
 bool sq_blocks_can_quantize(int type)
 {
     const sq__kernels *k = entry(type);
@@ -190,6 +206,8 @@ sq_status sq_quantize_rows(int type, const float *src, void *dst, int64_t nrows,
                             ti->name, (long long)n_per_row, ti->block_size);
     if (ti->needs_imatrix == SQ_IMATRIX_REQUIRED && !imatrix)
         return sq_error_set(err, SQ_EINVAL, "type %s needs an importance matrix, and none was given", ti->name);
+    if (k->prepare && !k->prepare())
+        return sq_error_set(err, SQ_ENOMEM, "type %s: out of memory for its codebook search tables", ti->name);
     const size_t row_bytes = sq_row_size(type, n_per_row);
     if (ws->fn) return quantize_with_scratch(ws, src, dst, nrows, n_per_row, row_bytes, imatrix, err);
     for (int64_t r = 0; r < nrows; r++)

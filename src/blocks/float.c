@@ -94,7 +94,7 @@ static float vec_dot_bf16(int64_t n, const void *vw, const void *va)
 
 void sq__register_float(sq__kernels table[SQ_TYPE_COUNT])
 {
-    table[SQ_TYPE_F32] = (sq__kernels){quantize_f32, dequantize_f32, vec_dot_f32, from_float_f32};
-    table[SQ_TYPE_F16] = (sq__kernels){quantize_f16, dequantize_f16, vec_dot_f16, from_float_f16};
-    table[SQ_TYPE_BF16] = (sq__kernels){quantize_bf16, dequantize_bf16, vec_dot_bf16, from_float_bf16};
+    table[SQ_TYPE_F32] = (sq__kernels){quantize_f32, dequantize_f32, vec_dot_f32, from_float_f32, NULL};
+    table[SQ_TYPE_F16] = (sq__kernels){quantize_f16, dequantize_f16, vec_dot_f16, from_float_f16, NULL};
+    table[SQ_TYPE_BF16] = (sq__kernels){quantize_bf16, dequantize_bf16, vec_dot_bf16, from_float_bf16, NULL};
 }

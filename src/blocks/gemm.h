@@ -1,70 +1,23 @@
 /*
- * src/blocks/gemm.h — the private multi-row / multi-column dot-product
- * interface behind sq_matmul (and reusable by the SmarterQuant mixed-row
- * product in src/sqtensor/).
- *
- * A tile kernel computes a small block of dot products at once, sharing the
- * unpacking of each weight block across several activation columns:
- *
- *   y[c * y_stride + r] (+)= dot(n values of W row r, activation row c)
- *   for r < nr, c < nc
- *
- * W row r starts at (const char *)w + r * w_stride (weights in `type`),
- * activation row c at (const char *)x + c * x_stride, already converted to
- * the type's vec_dot_type. n is a multiple of the type's block size; it may be
- * a single 256-value SmarterQuant segment. With accumulate the results are
- * added to y instead of stored. Kernels never allocate; the caller owns all
- * buffers. Any nr >= 1 and nc >= 1 is accepted (the kernel loops internally).
+ * src/blocks/gemm.h — the private side of the multi-row / multi-column
+ * dot-product kernels behind sq_matmul: each ISA's tile and run kernels. The
+ * kernel types and the ones in effect (sq__gemm_kernel, sq__gemm_generic,
+ * sq__runs_kernel, sq__runs_handles) are in blocks_shared.h, which the
+ * SmarterQuant mixed-row product in src/sqtensor/ uses too.
  */
 #ifndef SQ_BLOCKS_GEMM_H
 #define SQ_BLOCKS_GEMM_H
 
+#include "blocks_shared.h"
 #include "kernels.h"
-
-typedef void (*sq__gemm_fn)(int64_t n, const void *w, size_t w_stride, int nr, const void *x, size_t x_stride,
-                            int nc, float *y, size_t y_stride, bool accumulate);
 
 /* The SIMD tile kernel of a type for an ISA (NULL when there is none: the
  * caller then falls back to sq__gemm_generic). */
 sq__gemm_fn sq__gemm_avx2(int type);
 sq__gemm_fn sq__gemm_avx512(int type);
 
-/* The tile kernel in effect for `type` (the current ISA's, or NULL). */
-sq__gemm_fn sq__gemm_kernel(int type);
-
-/* One run of a SmarterQuant row (src/sqtensor/): n values (a multiple of
- * 256, whole segments) of weight type `type` at byte w_off of every weight row, against the
- * activations at byte x_off of the quantized activation row. */
-typedef struct sq__krun {
-    int type;
-    int64_t n;
-    size_t w_off, x_off;
-} sq__krun;
-
-/* A run kernel, the matrix-vector product over mixed rows: for r < nr,
- *   y[r] (+)= sum over the runs j of dot(run j of W row r, run j of x)
- * with W row r at (const char *)w + r * w_stride. Each row's runs go into
- * one set of vector accumulators reduced once per row, several rows at a
- * time (independent dependency chains, the activation block loaded once for
- * them); the sums are reordered against per-run vec_dot calls (equal within
- * float rounding). Handles the run types sq__runs_handles() accepts. */
-typedef void (*sq__runs_fn)(const sq__krun *run, int nrun, const void *w, size_t w_stride, int nr, const void *x,
-                            float *y, bool accumulate);
-
-/* Whether the run kernels handle weight type `type`: the 256-value types with
- * Q8_K activations (Q2_K..Q6_K, IQ4_XS, and ik's IQ2_K..IQ5_K, IQ2_KS,
- * IQ3_KS, IQ4_KS, IQ4_KSS, IQ5_KS, IQ2_KL: a run of a row-scale type is a
- * sequence of segments, each its scale and one super-block) and the 32-value types with Q8_0 /
- * Q8_1 activations (Q4_0, Q5_0, Q8_0, IQ4_NL / Q4_1, Q5_1). */
-bool sq__runs_handles(int type);
-
-/* The run kernel of an ISA (NULL when there is none) and the one in effect. */
+/* The run kernel of an ISA (NULL when there is none). */
 sq__runs_fn sq__runs_avx2(void);
 sq__runs_fn sq__runs_avx512(void);
-sq__runs_fn sq__runs_kernel(void);
-
-/* Tile product through the active vec_dot of `type`, one pair at a time. */
-void sq__gemm_generic(int type, int64_t n, const void *w, size_t w_stride, int nr, const void *x, size_t x_stride,
-                      int nc, float *y, size_t y_stride, bool accumulate);
 
 #endif

@@ -735,10 +735,10 @@ void sq__register_ik_kquants(sq__kernels table[SQ_TYPE_COUNT])
     /* Q6_0's quantizer does not yet reproduce ik's bytes (its block search
      * differs from ggml's make_qx_quants): decode and dot only, until it does. */
     (void)quantize_q6_0;
-    table[SQ_TYPE_Q6_0] = (sq__kernels){NULL, dequantize_q6_0, vec_dot_q6_0, NULL};
-    table[SQ_TYPE_IQ2_K] = (sq__kernels){quantize_iq2_k, dequantize_iq2_k, vec_dot_iq2_k, NULL};
-    table[SQ_TYPE_IQ3_K] = (sq__kernels){quantize_iq3_k, dequantize_iq3_k, vec_dot_iq3_k, NULL};
-    table[SQ_TYPE_IQ4_K] = (sq__kernels){quantize_iq4_k, dequantize_iq4_k, vec_dot_iq4_k, NULL};
-    table[SQ_TYPE_IQ5_K] = (sq__kernels){quantize_iq5_k, dequantize_iq5_k, vec_dot_iq5_k, NULL};
-    table[SQ_TYPE_IQ6_K] = (sq__kernels){quantize_iq6_k, dequantize_iq6_k, vec_dot_iq6_k, NULL};
+    table[SQ_TYPE_Q6_0] = (sq__kernels){.dequantize = dequantize_q6_0, .vec_dot = vec_dot_q6_0};
+    table[SQ_TYPE_IQ2_K] = (sq__kernels){.quantize = quantize_iq2_k, .dequantize = dequantize_iq2_k, .vec_dot = vec_dot_iq2_k};
+    table[SQ_TYPE_IQ3_K] = (sq__kernels){.quantize = quantize_iq3_k, .dequantize = dequantize_iq3_k, .vec_dot = vec_dot_iq3_k};
+    table[SQ_TYPE_IQ4_K] = (sq__kernels){.quantize = quantize_iq4_k, .dequantize = dequantize_iq4_k, .vec_dot = vec_dot_iq4_k};
+    table[SQ_TYPE_IQ5_K] = (sq__kernels){.quantize = quantize_iq5_k, .dequantize = dequantize_iq5_k, .vec_dot = vec_dot_iq5_k};
+    table[SQ_TYPE_IQ6_K] = (sq__kernels){.quantize = quantize_iq6_k, .dequantize = dequantize_iq6_k, .vec_dot = vec_dot_iq6_k};
 }

@@ -957,12 +957,12 @@ static float vec_dot_iq2_kl(int64_t n, const void *vw, const void *vx)
 
 void sq__register_ik_ksquants(sq__kernels table[SQ_TYPE_COUNT], sq__quantize_ws ws[SQ_TYPE_COUNT])
 {
-    table[SQ_TYPE_IQ2_KS] = (sq__kernels){NULL, dequantize_iq2_ks, vec_dot_iq2_ks, NULL};
-    table[SQ_TYPE_IQ3_KS] = (sq__kernels){NULL, dequantize_iq3_ks, vec_dot_iq3_ks, NULL};
-    table[SQ_TYPE_IQ4_KS] = (sq__kernels){NULL, dequantize_iq4_ks, vec_dot_iq4_ks, NULL};
-    table[SQ_TYPE_IQ4_KSS] = (sq__kernels){NULL, dequantize_iq4_kss, vec_dot_iq4_kss, NULL};
-    table[SQ_TYPE_IQ5_KS] = (sq__kernels){NULL, dequantize_iq5_ks, vec_dot_iq5_ks, NULL};
-    table[SQ_TYPE_IQ2_KL] = (sq__kernels){NULL, dequantize_iq2_kl, vec_dot_iq2_kl, NULL};
+    table[SQ_TYPE_IQ2_KS] = (sq__kernels){.dequantize = dequantize_iq2_ks, .vec_dot = vec_dot_iq2_ks};
+    table[SQ_TYPE_IQ3_KS] = (sq__kernels){.dequantize = dequantize_iq3_ks, .vec_dot = vec_dot_iq3_ks};
+    table[SQ_TYPE_IQ4_KS] = (sq__kernels){.dequantize = dequantize_iq4_ks, .vec_dot = vec_dot_iq4_ks};
+    table[SQ_TYPE_IQ4_KSS] = (sq__kernels){.dequantize = dequantize_iq4_kss, .vec_dot = vec_dot_iq4_kss};
+    table[SQ_TYPE_IQ5_KS] = (sq__kernels){.dequantize = dequantize_iq5_ks, .vec_dot = vec_dot_iq5_ks};
+    table[SQ_TYPE_IQ2_KL] = (sq__kernels){.dequantize = dequantize_iq2_kl, .vec_dot = vec_dot_iq2_kl};
     ws[SQ_TYPE_IQ2_KS] = (sq__quantize_ws){quantize_iq2_ks, 18};
     ws[SQ_TYPE_IQ3_KS] = (sq__quantize_ws){quantize_iq3_ks, 10};
     ws[SQ_TYPE_IQ4_KS] = (sq__quantize_ws){quantize_iq4_ks, 10};

@@ -438,7 +438,7 @@ static float vec_dot_mxfp4(int64_t n, const void *vw, const void *vx)
 
 void sq__register_iquants(sq__kernels table[SQ_TYPE_COUNT])
 {
-    table[SQ_TYPE_IQ4_NL] = (sq__kernels){quantize_iq4_nl, dequantize_iq4_nl, vec_dot_iq4_nl, NULL};
-    table[SQ_TYPE_IQ4_XS] = (sq__kernels){quantize_iq4_xs, dequantize_iq4_xs, vec_dot_iq4_xs, NULL};
-    table[SQ_TYPE_MXFP4] = (sq__kernels){quantize_mxfp4, dequantize_mxfp4, vec_dot_mxfp4, NULL};
+    table[SQ_TYPE_IQ4_NL] = (sq__kernels){quantize_iq4_nl, dequantize_iq4_nl, vec_dot_iq4_nl, NULL, NULL};
+    table[SQ_TYPE_IQ4_XS] = (sq__kernels){quantize_iq4_xs, dequantize_iq4_xs, vec_dot_iq4_xs, NULL, NULL};
+    table[SQ_TYPE_MXFP4] = (sq__kernels){quantize_mxfp4, dequantize_mxfp4, vec_dot_mxfp4, NULL, NULL};
 }

@@ -1,7 +1,7 @@
 /*
  * kquants.c — scalar reference kernels of the k-quant family: Q2_K, Q3_K,
- * Q4_K, Q5_K, Q6_K (weights) and Q8_K (their activation type), plus the
- * ternary TQ2_0, which also pairs with Q8_K.
+ * Q4_K, Q5_K, Q6_K (weights) and Q8_K (their activation type). (The ternary
+ * TQ2_0, also dotted with Q8_K, is in ternary.c.)
  *
  * Each weight type has two quantizers, matching what ggml_quantize_chunk does:
  *   - without importance weights: the "reference" search (per sub-block scale
@@ -131,7 +131,7 @@ static void fit_symmetric_batch(int nsub, int n, int nmax, const float *x, int8_
  * to 5 passes of coordinate descent: each value in turn moves to the level
  * the current fit suggests when that strictly improves sumlx^2/suml2.
  * Levels come back offset by nmax; returns the fitted scale.
- * Apart from fit_positive on purpose: signed levels and ggml's other guards.
+ * Apart from sq__fit_positive on purpose: signed levels and ggml's other guards.
  */
 static float fit_q3_reference(int n, int nmax, const float *x, int8_t *L)
 {
@@ -369,79 +369,6 @@ static void fit_asym_batch(int nsub, int n, int nmax, const float *x, const floa
                     weighted);
 }
 
-/*
- * Positive-only search for the sub-block scales / mins of the imatrix path
- * (ggml's make_qp_quants): fits x[i] ~ scale*L[i], L in [0, nmax], x >= 0,
- * with weights qw. Tries the scale mapping max to nmax and 8 neighbours
- * (nmax +- 0.1..0.4), keeps the strictly best weighted squared error, then
- * runs up to 5 passes of coordinate descent on the levels. Returns the
- * least-squares scale of the final levels. (Its descent tests both partial
- * sums up front and clamps levels only above, unlike fit_q3_reference's.)
- */
-static float fit_positive(int n, int nmax, const float *x, uint8_t *L, const float *qw)
-{
-    float max = 0;
-    for (int i = 0; i < n; ++i) max = max > x[i] ? max : x[i];
-    if (max < SQ_GROUP_EPS) {
-        memset(L, 0, (size_t)n);
-        return 0.f;
-    }
-    float iscale = nmax / max;
-    for (int i = 0; i < n; ++i) L[i] = (uint8_t)sq__nearest_int(iscale * x[i]);
-    const float scale0 = 1 / iscale;
-    float best_mse = 0;
-    for (int i = 0; i < n; ++i) {
-        const float diff = x[i] - scale0 * L[i];
-        best_mse += qw[i] * diff * diff;
-    }
-    for (int step = -4; step <= 4; ++step) {
-        if (step == 0) continue;
-        const float iscale_s = (0.1f * step + nmax) / max;
-        const float scale_s = 1 / iscale_s;
-        float mse = 0;
-        for (int i = 0; i < n; ++i) {
-            const int l = imin(nmax, sq__nearest_int(iscale_s * x[i]));
-            const float diff = x[i] - scale_s * l;
-            mse += qw[i] * diff * diff;
-        }
-        if (mse < best_mse) {
-            best_mse = mse;
-            iscale = iscale_s;
-        }
-    }
-    float sumlx = 0, suml2 = 0;
-    for (int i = 0; i < n; ++i) {
-        const int l = imin(nmax, sq__nearest_int(iscale * x[i]));
-        L[i] = (uint8_t)l;
-        const float w = qw[i];
-        sumlx += w * x[i] * l;
-        suml2 += w * l * l;
-    }
-    for (int pass = 0; pass < 5; ++pass) {
-        int changed = 0;
-        for (int i = 0; i < n; ++i) {
-            const float w = qw[i];
-            float slx = sumlx - w * x[i] * L[i];
-            float sl2 = suml2 - w * L[i] * L[i];
-            if (slx > 0 && sl2 > 0) {
-                const int nl = imin(nmax, sq__nearest_int(x[i] * sl2 / slx));
-                if (nl != L[i]) {
-                    slx += w * x[i] * nl;
-                    sl2 += w * nl * nl;
-                    if (slx * slx * suml2 > sumlx * sumlx * sl2) {
-                        L[i] = (uint8_t)nl;
-                        sumlx = slx;
-                        suml2 = sl2;
-                        ++changed;
-                    }
-                }
-            }
-        }
-        if (!changed) break;
-    }
-    return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
-}
-
 /* ------------------------------------------------------------------------
  * Packing helpers
  * ------------------------------------------------------------------------ */
@@ -564,7 +491,7 @@ static void quantize_q2_K_plain(const float *x, sq__block_q2_K *y, int64_t nb)
 
 /* Q2_K with importance: weights qw*sqrt(sigma2 + x^2) (sigma2 = mean x^2 of
  * the super-block), a weighted asymmetric fit per sub-block, then the 16
- * scales and the 16 mins each quantized to 4 bits by fit_positive, weighted
+ * scales and the 16 mins each quantized to 4 bits by sq__fit_positive, weighted
  * by the sub-block's total weight. */
 static void quantize_q2_K_imatrix(const float *x, sq__block_q2_K *y, int64_t nb, const float *qw_row)
 {
@@ -575,8 +502,8 @@ static void quantize_q2_K_imatrix(const float *x, sq__block_q2_K *y, int64_t nb,
         for (int j = 0; j < SQ_QK_K / 16; ++j)
             sw[j] = sq__imatrix_weights(16, x + 16 * j, qw_row + SQ_QK_K * i + 16 * j, sigma2, weight + 16 * j);
         fit_asym_batch(SQ_QK_K / 16, 16, 3, x, weight, L, scales, mins, -0.9f, 0.05f, 36, 0, 1);
-        const float dm = fit_positive(SQ_QK_K / 16, 15, scales, Ls, sw);
-        const float mm = fit_positive(SQ_QK_K / 16, 15, mins, Lm, sw);
+        const float dm = sq__fit_positive(SQ_QK_K / 16, 15, scales, Ls, sw);
+        const float mm = sq__fit_positive(SQ_QK_K / 16, 15, mins, Lm, sw);
         y[i].d = f2h(dm);
         y[i].dmin = f2h(mm);
         for (int j = 0; j < SQ_QK_K / 16; ++j) y[i].scales[j] = (uint8_t)(Ls[j] | (Lm[j] << 4));
@@ -844,7 +771,7 @@ static void q45_K_plain_scales(const float *x, uint8_t *L, int nmax, float rmin,
 
 /* Per-sub-block search with importance shared by Q4_K and Q5_K: weights
  * qw*sqrt(sigma2 + x^2), sigma2 = 2*mean(x^2) of the super-block; weighted
- * asymmetric fit; scales and mins fitted to 6 bits by fit_positive. */
+ * asymmetric fit; scales and mins fitted to 6 bits by sq__fit_positive. */
 static void q45_K_imatrix_scales(const float *x, const float *qw_block, uint8_t *L, int nmax, int clamp63,
                                  uint8_t *scale_bytes, sq_fp16 *dh, sq_fp16 *dminh)
 {
@@ -854,8 +781,8 @@ static void q45_K_imatrix_scales(const float *x, const float *qw_block, uint8_t 
     for (int j = 0; j < SQ_QK_K / 32; ++j)
         sw[j] = sq__imatrix_weights(32, x + 32 * j, qw_block + 32 * j, sigma2, weights + 32 * j);
     fit_asym_batch(SQ_QK_K / 32, 32, nmax, x, weights, L, scales, mins, -0.9f, 0.05f, 36, 0, 1);
-    const float d_block = fit_positive(SQ_QK_K / 32, 63, scales, Ls, sw);
-    const float m_block = fit_positive(SQ_QK_K / 32, 63, mins, Lm, sw);
+    const float d_block = sq__fit_positive(SQ_QK_K / 32, 63, scales, Ls, sw);
+    const float m_block = sq__fit_positive(SQ_QK_K / 32, 63, mins, Lm, sw);
     for (int j = 0; j < SQ_QK_K / 32; ++j) {
         uint8_t ls = Ls[j], lm = Lm[j];
         if (clamp63) {
@@ -1142,69 +1069,13 @@ static void dequantize_q8_K(const void *vx, float *y, int64_t n)
         for (int j = 0; j < SQ_QK_K; ++j) *y++ = x[i].d * x[i].qs[j];
 }
 
-/* ------------------------------------------------------------------------
- * TQ2_0 (ternary, BitNet-style; grouped here as it shares Q8_K)
- * ------------------------------------------------------------------------ */
-
-/* d = max|x|; each value becomes round(x/d) in {-1, 0, 1} (lroundf: halves
- * away from zero, as ggml), stored +1. The importance matrix is unused. */
-static void quantize_tq2_0(const float *x, void *vy, int64_t n, const float *imatrix)
-{
-    (void)imatrix;
-    sq__block_tq2_0 *y = vy;
-    for (int64_t i = 0; i < n / SQ_QK_K; i++) {
-        const float d = sq__absmax(x, SQ_QK_K);
-        const float id = d ? 1.0f / d : 0.0f;
-        y[i].d = f2h(d);
-        for (int j = 0; j < (int)sizeof y[i].qs; j += 32, x += 128) {
-            for (int m = 0; m < 32; ++m) {
-                unsigned q = 0;
-                /* unsigned arithmetic: lroundf of a non-finite product is
-                 * LONG_MIN on x86, and +1 must not overflow */
-                for (int k = 0; k < 4; ++k)
-                    q += (unsigned)(((unsigned long)lroundf(x[m + 32 * k] * id) + 1) & 3) << (2 * k);
-                y[i].qs[j + m] = (uint8_t)q;
-            }
-        }
-    }
-}
-
-/* value = (code - 1) * d. */
-static void dequantize_tq2_0(const void *vx, float *y, int64_t n)
-{
-    const sq__block_tq2_0 *x = vx;
-    for (int64_t i = 0; i < n / SQ_QK_K; ++i) {
-        const float d = h2f(x[i].d);
-        for (int j = 0; j < (int)sizeof x[i].qs; j += 32)
-            for (int k = 0; k < 4; ++k)
-                for (int m = 0; m < 32; ++m) *y++ = (float)(((x[i].qs[j + m] >> (2 * k)) & 3) - 1) * d;
-    }
-}
-
-static float vec_dot_tq2_0(int64_t n, const void *vw, const void *vx)
-{
-    const sq__block_tq2_0 *w = vw;
-    const sq__block_q8_K *a = vx;
-    float sumf = 0;
-    for (int64_t i = 0; i < n / SQ_QK_K; ++i) {
-        int32_t sumi = 0;
-        for (int j = 0; j < (int)sizeof w[i].qs; j += 32)
-            for (int k = 0; k < 4; ++k)
-                for (int m = 0; m < 32; ++m)
-                    sumi += a[i].qs[4 * j + 32 * k + m] * (((w[i].qs[j + m] >> (2 * k)) & 3) - 1);
-        sumf += (float)sumi * (a[i].d * h2f(w[i].d));
-    }
-    return sumf;
-}
-
 void sq__register_kquants(sq__kernels table[SQ_TYPE_COUNT])
 {
-    table[SQ_TYPE_Q2_K] = (sq__kernels){quantize_q2_K, dequantize_q2_K, vec_dot_q2_K, NULL};
-    table[SQ_TYPE_Q3_K] = (sq__kernels){quantize_q3_K, dequantize_q3_K, vec_dot_q3_K, NULL};
-    table[SQ_TYPE_Q4_K] = (sq__kernels){quantize_q4_K, dequantize_q4_K, vec_dot_q4_K, NULL};
-    table[SQ_TYPE_Q5_K] = (sq__kernels){quantize_q5_K, dequantize_q5_K, vec_dot_q5_K, NULL};
-    table[SQ_TYPE_Q6_K] = (sq__kernels){quantize_q6_K, dequantize_q6_K, vec_dot_q6_K, NULL};
-    table[SQ_TYPE_TQ2_0] = (sq__kernels){quantize_tq2_0, dequantize_tq2_0, vec_dot_tq2_0, NULL};
+    table[SQ_TYPE_Q2_K] = (sq__kernels){quantize_q2_K, dequantize_q2_K, vec_dot_q2_K, NULL, NULL};
+    table[SQ_TYPE_Q3_K] = (sq__kernels){quantize_q3_K, dequantize_q3_K, vec_dot_q3_K, NULL, NULL};
+    table[SQ_TYPE_Q4_K] = (sq__kernels){quantize_q4_K, dequantize_q4_K, vec_dot_q4_K, NULL, NULL};
+    table[SQ_TYPE_Q5_K] = (sq__kernels){quantize_q5_K, dequantize_q5_K, vec_dot_q5_K, NULL, NULL};
+    table[SQ_TYPE_Q6_K] = (sq__kernels){quantize_q6_K, dequantize_q6_K, vec_dot_q6_K, NULL, NULL};
     table[SQ_TYPE_Q8_K].dequantize = dequantize_q8_K;
     table[SQ_TYPE_Q8_K].from_float = from_float_q8_K;
 }

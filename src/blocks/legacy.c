@@ -403,10 +403,10 @@ static void act_q8_1(const float *x, void *vy, int64_t n)
 
 void sq__register_legacy(sq__kernels table[SQ_TYPE_COUNT])
 {
-    table[SQ_TYPE_Q4_0] = (sq__kernels){quantize_q4_0, dequantize_q4_0, vec_dot_q4_0_q8_0, NULL};
-    table[SQ_TYPE_Q4_1] = (sq__kernels){quantize_q4_1, dequantize_q4_1, vec_dot_q4_1_q8_1, NULL};
-    table[SQ_TYPE_Q5_0] = (sq__kernels){quantize_q5_0, dequantize_q5_0, vec_dot_q5_0_q8_0, NULL};
-    table[SQ_TYPE_Q5_1] = (sq__kernels){quantize_q5_1, dequantize_q5_1, vec_dot_q5_1_q8_1, NULL};
-    table[SQ_TYPE_Q8_0] = (sq__kernels){quantize_q8_0, dequantize_q8_0, vec_dot_q8_0_q8_0, act_q8_0};
+    table[SQ_TYPE_Q4_0] = (sq__kernels){quantize_q4_0, dequantize_q4_0, vec_dot_q4_0_q8_0, NULL, NULL};
+    table[SQ_TYPE_Q4_1] = (sq__kernels){quantize_q4_1, dequantize_q4_1, vec_dot_q4_1_q8_1, NULL, NULL};
+    table[SQ_TYPE_Q5_0] = (sq__kernels){quantize_q5_0, dequantize_q5_0, vec_dot_q5_0_q8_0, NULL, NULL};
+    table[SQ_TYPE_Q5_1] = (sq__kernels){quantize_q5_1, dequantize_q5_1, vec_dot_q5_1_q8_1, NULL, NULL};
+    table[SQ_TYPE_Q8_0] = (sq__kernels){quantize_q8_0, dequantize_q8_0, vec_dot_q8_0_q8_0, act_q8_0, NULL};
     table[SQ_TYPE_Q8_1].from_float = act_q8_1;
 }

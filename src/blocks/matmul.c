@@ -63,7 +63,10 @@ bool sq__runs_handles(int type)
         return true; /* ik's types (IK_RUN_CASES, x86/simd_ik.h) */
     return type == SQ_TYPE_Q2_K || type == SQ_TYPE_Q3_K || type == SQ_TYPE_Q4_K || type == SQ_TYPE_Q5_K ||
            type == SQ_TYPE_Q6_K || type == SQ_TYPE_IQ4_XS || type == SQ_TYPE_Q4_0 || type == SQ_TYPE_Q4_1 ||
-           type == SQ_TYPE_Q5_0 || type == SQ_TYPE_Q5_1 || type == SQ_TYPE_Q8_0 || type == SQ_TYPE_IQ4_NL;
+           type == SQ_TYPE_Q5_0 || type == SQ_TYPE_Q5_1 || type == SQ_TYPE_Q8_0 || type == SQ_TYPE_IQ4_NL ||
+           type == SQ_TYPE_IQ2_XXS || type == SQ_TYPE_IQ2_XS || type == SQ_TYPE_IQ2_S || type == SQ_TYPE_IQ3_XXS ||
+           type == SQ_TYPE_IQ3_S || type == SQ_TYPE_IQ1_S || type == SQ_TYPE_IQ1_M || type == SQ_TYPE_TQ1_0 ||
+           type == SQ_TYPE_TQ2_0;
 }
 
 void sq__gemm_generic(int type, int64_t n, const void *w, size_t w_stride, int nr, const void *x, size_t x_stride,

@@ -21,6 +21,9 @@
 /* v limited to lo..hi. */
 static inline int clamp_int(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
 
+/* The smaller of a and b. */
+static inline int imin_int(int a, int b) { return a < b ? a : b; }
+
 /* Symmetric search: the first fit uses iscale = -nmax/max (max is the value
  * of largest magnitude, with its sign, so it maps to level -nmax); then 18
  * nearby inverse scales -(nmax + 0.1*step)/max, step = -9..9, are tried and a
@@ -167,4 +170,77 @@ float sq__imatrix_weights(int n, const float *x, const float *qw, float sigma2, 
         total += w[i];
     }
     return total;
+}
+
+/*
+ * Positive-only search for the sub-block scales / mins of the imatrix path
+ * (ggml's make_qp_quants): fits x[i] ~ scale*L[i], L in [0, nmax], x >= 0,
+ * with weights qw. Tries the scale mapping max to nmax and 8 neighbours
+ * (nmax +- 0.1..0.4), keeps the strictly best weighted squared error, then
+ * runs up to 5 passes of coordinate descent on the levels. Returns the
+ * least-squares scale of the final levels. (Its descent tests both partial
+ * sums up front and clamps levels only above, unlike fit_q3_reference's.)
+ */
+float sq__fit_positive(int n, int nmax, const float *x, uint8_t *L, const float *qw)
+{
+    float max = 0;
+    for (int i = 0; i < n; ++i) max = max > x[i] ? max : x[i];
+    if (max < SQ_GROUP_EPS) {
+        memset(L, 0, (size_t)n);
+        return 0.f;
+    }
+    float iscale = nmax / max;
+    for (int i = 0; i < n; ++i) L[i] = (uint8_t)sq__nearest_int(iscale * x[i]);
+    const float scale0 = 1 / iscale;
+    float best_mse = 0;
+    for (int i = 0; i < n; ++i) {
+        const float diff = x[i] - scale0 * L[i];
+        best_mse += qw[i] * diff * diff;
+    }
+    for (int step = -4; step <= 4; ++step) {
+        if (step == 0) continue;
+        const float iscale_s = (0.1f * step + nmax) / max;
+        const float scale_s = 1 / iscale_s;
+        float mse = 0;
+        for (int i = 0; i < n; ++i) {
+            const int l = imin_int(nmax, sq__nearest_int(iscale_s * x[i]));
+            const float diff = x[i] - scale_s * l;
+            mse += qw[i] * diff * diff;
+        }
+        if (mse < best_mse) {
+            best_mse = mse;
+            iscale = iscale_s;
+        }
+    }
+    float sumlx = 0, suml2 = 0;
+    for (int i = 0; i < n; ++i) {
+        const int l = imin_int(nmax, sq__nearest_int(iscale * x[i]));
+        L[i] = (uint8_t)l;
+        const float w = qw[i];
+        sumlx += w * x[i] * l;
+        suml2 += w * l * l;
+    }
+    for (int pass = 0; pass < 5; ++pass) {
+        int changed = 0;
+        for (int i = 0; i < n; ++i) {
+            const float w = qw[i];
+            float slx = sumlx - w * x[i] * L[i];
+            float sl2 = suml2 - w * L[i] * L[i];
+            if (slx > 0 && sl2 > 0) {
+                const int nl = imin_int(nmax, sq__nearest_int(x[i] * sl2 / slx));
+                if (nl != L[i]) {
+                    slx += w * x[i] * nl;
+                    sl2 += w * nl * nl;
+                    if (slx * slx * suml2 > sumlx * sumlx * sl2) {
+                        L[i] = (uint8_t)nl;
+                        sumlx = slx;
+                        suml2 = sl2;
+                        ++changed;
+                    }
+                }
+            }
+        }
+        if (!changed) break;
+    }
+    return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
 }

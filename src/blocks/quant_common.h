@@ -160,6 +160,85 @@ typedef struct sq__block_iq4_xs {
     uint8_t qs[SQ_QK_K / 2];
 } sq__block_iq4_xs;
 
+/* IQ2_XXS: 8 sub-blocks of 32; per sub-block two little-endian uint32:
+ * the first holds 4 grid indices (one byte each, into the 256-point IQ2_XXS
+ * codebook, 8 magnitudes per point), the second 4 x 7 sign bits (bits 7k..7k+6,
+ * the eighth sign is their parity) and a 4-bit scale in bits 28-31;
+ * value = d * (0.5 + scale) * 0.25 * magnitude * sign. */
+typedef struct sq__block_iq2_xxs {
+    sq_fp16 d;
+    uint16_t qs[SQ_QK_K / 8];
+} sq__block_iq2_xxs;
+
+/* IQ2_XS: 32 groups of 8, each a uint16 of a 9-bit grid index (512-point
+ * codebook) and 7 sign bits (bits 9-15); 16 4-bit scales, one per 16 values
+ * (sub-block 2j in the low nibble of scales[j]). */
+typedef struct sq__block_iq2_xs {
+    sq_fp16 d;
+    uint16_t qs[SQ_QK_K / 8];
+    uint8_t scales[SQ_QK_K / 32];
+} sq__block_iq2_xs;
+
+/* IQ2_S: 10-bit grid indices (1024-point codebook): low 8 bits in qs[0..31],
+ * high 2 bits of group 4j+l in bits 2l..2l+1 of qh[j]; the 8 sign bits of
+ * group g in qs[32 + g] (no parity); 4-bit scales per 16 values as IQ2_XS. */
+typedef struct sq__block_iq2_s {
+    sq_fp16 d;
+    uint8_t qs[SQ_QK_K / 4];
+    uint8_t qh[SQ_QK_K / 32];
+    uint8_t scales[SQ_QK_K / 32];
+} sq__block_iq2_s;
+
+/* IQ3_XXS: 64 grid indices of groups of 4 (256-point codebook) in qs[0..63],
+ * then per 32-value sub-block a little-endian uint32 of 4 x 7 sign bits and a
+ * 4-bit scale in bits 28-31; value = d * (0.5 + scale) * 0.5 * magnitude * sign. */
+typedef struct sq__block_iq3_xxs {
+    sq_fp16 d;
+    uint8_t qs[3 * SQ_QK_K / 8];
+} sq__block_iq3_xxs;
+
+/* IQ3_S: 9-bit grid indices (512-point codebook): low 8 bits in qs, the ninth
+ * bit of group 8j+k in bit k of qh[j]; 8 sign bits per 8 values in signs; a
+ * 4-bit scale per 32 values (two per byte); value = d * (1 + 2*scale) *
+ * magnitude * sign. */
+typedef struct sq__block_iq3_s {
+    sq_fp16 d;
+    uint8_t qs[SQ_QK_K / 4];
+    uint8_t qh[SQ_QK_K / 32];
+    uint8_t signs[SQ_QK_K / 8];
+    uint8_t scales[SQ_QK_K / 64];
+} sq__block_iq3_s;
+
+/* IQ1_S: 11-bit grid indices into the 2048-point ternary codebook: low 8 bits
+ * in qs, per 32-value sub-block a uint16 qh with the high 3 bits of group l in
+ * bits 3l..3l+2, a 3-bit scale in bits 12-14 and the sign of the shift
+ * (+-IQ1S_DELTA) in bit 15; value = d * (2*scale + 1) * (grid + shift). */
+typedef struct sq__block_iq1_s {
+    sq_fp16 d;
+    uint8_t qs[SQ_QK_K / 8];
+    uint16_t qh[SQ_QK_K / 32];
+} sq__block_iq1_s;
+
+/* IQ1_M: as IQ1_S's indices, but qh is per 16 values: the high 3 bits of two
+ * groups (bits 0-2, 4-6) and their shift signs (bits 3, 7); a 3-bit scale per
+ * 16 values, four per uint16 of scales (bits 0-11), whose top nibbles hold the
+ * fp16 super-block scale (bits 12-15 of the four uint16 words, low first). */
+typedef struct sq__block_iq1_m {
+    uint8_t qs[SQ_QK_K / 8];
+    uint8_t qh[SQ_QK_K / 16];
+    uint8_t scales[SQ_QK_K / 32];
+} sq__block_iq1_m;
+
+/* TQ1_0: 256 ternary values, 5 per byte in qs (240 values: bytes 0-31 hold
+ * values j + 32n, bytes 32-47 values 160 + j + 16n, n = 0..4, as the base-3
+ * digits of byte*3^n scaled to 0..255) and 4 per byte in qh (16 values); one
+ * fp16 scale; value = (trit - 1) * d. */
+typedef struct sq__block_tq1_0 {
+    uint8_t qs[(SQ_QK_K - 4 * SQ_QK_K / 64) / 5];
+    uint8_t qh[SQ_QK_K / 64];
+    sq_fp16 d;
+} sq__block_tq1_0;
+
 /* TQ2_0: 256 ternary values (-1, 0, 1) as 2-bit codes 0..2, one fp16 scale.
  * Byte m of each 32-byte group holds values m, m+32, m+64, m+96 of its
  * 128-value half in bits 0-1, 2-3, 4-5, 6-7. */
@@ -189,6 +268,14 @@ _Static_assert(sizeof(sq__block_q6_K) == 210, "q6_K block is 210 bytes");
 _Static_assert(sizeof(sq__block_q8_K) == 292, "q8_K block is 292 bytes");
 _Static_assert(sizeof(sq__block_iq4_nl) == 18, "iq4_nl block is 18 bytes");
 _Static_assert(sizeof(sq__block_iq4_xs) == 136, "iq4_xs block is 136 bytes");
+_Static_assert(sizeof(sq__block_iq2_xxs) == 66, "iq2_xxs block is 66 bytes");
+_Static_assert(sizeof(sq__block_iq2_xs) == 74, "iq2_xs block is 74 bytes");
+_Static_assert(sizeof(sq__block_iq2_s) == 82, "iq2_s block is 82 bytes");
+_Static_assert(sizeof(sq__block_iq3_xxs) == 98, "iq3_xxs block is 98 bytes");
+_Static_assert(sizeof(sq__block_iq3_s) == 110, "iq3_s block is 110 bytes");
+_Static_assert(sizeof(sq__block_iq1_s) == 50, "iq1_s block is 50 bytes");
+_Static_assert(sizeof(sq__block_iq1_m) == 56, "iq1_m block is 56 bytes");
+_Static_assert(sizeof(sq__block_tq1_0) == 54, "tq1_0 block is 54 bytes");
 _Static_assert(sizeof(sq__block_tq2_0) == 66, "tq2_0 block is 66 bytes");
 _Static_assert(sizeof(sq__block_mxfp4) == 17, "mxfp4 block is 17 bytes");
 
@@ -305,6 +392,14 @@ float sq__fit_symmetric(int n, int nmax, const float *x, int8_t *L, const float 
  * *neg_min = -min (>= 0); returns the scale. Laux is n bytes of scratch. */
 float sq__fit_asym_weighted(int n, int nmax, const float *x, const float *weights, uint8_t *L, float *neg_min,
                             uint8_t *Laux, float rmin, float rdelta, int nstep);
+
+/* The positive-only scale search (ggml's make_qp_quants): x[i] ~ scale*L[i],
+ * L in [0, nmax], for x >= 0 with weights qw; the scale mapping max to nmax
+ * and 8 neighbours, then up to 5 passes of coordinate descent on the levels.
+ * Writes L (as ggml, a negative level wraps in the uint8_t); returns the
+ * least-squares scale of the final levels (0 for an all-zero group). Used by
+ * the k-quants' scale fits and IQ2_XXS's starting scale. */
+float sq__fit_positive(int n, int nmax, const float *x, uint8_t *L, const float *qw);
 
 /* Sum of x[i]^2 over n values, accumulated in index order. */
 float sq__sum_squares(const float *x, int64_t n);

@@ -32,7 +32,7 @@ struct sq_model {
     void **owned;             /* buffers the model allocated (norms converted to f32, permutations) */
     int n_owned, cap_owned;
     uint64_t weight_bytes, n_params;
-    char type_desc[64];
+    char type_desc[96];
 };
 
 /* ---- elementwise operations (ggml's order of operations) ---- */

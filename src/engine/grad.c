@@ -7,8 +7,8 @@
  * positions and its gradient at the logits; then, from the last layer to
  * the first, the layer is recomputed from its kept input (the last one is
  * still in the buffers) and its backward run (layer_bwd). Every weight
- * product is observed with its input X and output gradient dY: the
- * statistics add dY^2 per output row and X^2 per input column (observe).
+ * product is observed with its input X and output gradient dY
+ * (grad_stats.c: the row and column sums of the weight gradient's squares).
  * Products with W^T are sq_weight_matmul_t (a panel of dequantized rows at a
  * time); attention is grad_attn.c; the elementwise backwards grad_ops.c.
  *
@@ -25,47 +25,8 @@
 #include <string.h>
 
 #include "grad_internal.h"
-#include "sq/grad.h"
+#include "sq/blocks.h"
 #include "sq/matmul.h"
-
-/* One weight use: the public view and its storage. */
-typedef struct gstat {
-    sq_grad_stats s;
-    char name[96];
-} gstat;
-
-/* The products of a layer, in the order of their statistics. */
-enum { W_Q, W_K, W_V, W_O, W_GATE, W_UP, W_DOWN, W_PER_LAYER };
-static const char *const w_role[W_PER_LAYER] = {"attn_q", "attn_k", "attn_v", "attn_output",
-                                                "ffn_gate", "ffn_up", "ffn_down"};
-
-struct sq_grad {
-    const sq_model *m;
-    sq_grad_params p;
-    sq_threadpool *tp;
-    int n_threads, n_ctx;
-    int64_t E, F, qd, kvd, V, n_rot;
-    float *xs;                          /* [n_layer+1][n_ctx][E]: each layer's input, then the last output */
-    float *a, *q, *k, *v, *o, *x1, *b;  /* one layer, recomputed: [n_ctx][E or qd or kvd] */
-    float *gt, *up, *h;                 /* [n_ctx][F] */
-    float *dx, *da, *dq, *dk, *dv, *dO, *db, *dtmp, *xf; /* gradients, scratch: [n_ctx][E or qd or kvd] */
-    float *dg, *du, *dh;                /* [n_ctx][F] */
-    float *xg;                          /* [n_ctx][E] input gathered through a shared permutation */
-    float *rope;                        /* [n_ctx][n_rot] cos/sin pairs of positions 0.. */
-    float *logits;                      /* [n_ctx][V], then their gradient */
-    double *lp;                         /* [n_threads][V] log-probabilities */
-    double *row_loss;                   /* [n_ctx] */
-    float *att;                         /* [n_threads][sq__gattn_scratch_floats] */
-    size_t att_stride;
-    void *work, *twork;
-    size_t work_size, twork_size;
-    gstat *st;                          /* [0] token_embd lookup, [1 + l*7 + i] layer l, [n_st-1] output */
-    int n_st;
-    int64_t n_scored;
-    uint64_t n_chunks;
-    sq_grad_hook hook;
-    void *hook_user;
-};
 
 sq_grad_params sq_grad_default_params(void)
 {
@@ -75,7 +36,7 @@ sq_grad_params sq_grad_default_params(void)
 
 /* ---- setup ---- */
 
-static const sq_weight *layer_weight(const sq__layer *L, int i)
+const sq_weight *sq__grad_layer_weight(const sq__layer *L, int i)
 {
     const sq_weight *w[W_PER_LAYER] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->gate, &L->up, &L->down};
     return w[i];
@@ -88,44 +49,11 @@ static void work_sizes(const sq_model *m, int64_t n, size_t *fw, size_t *tw)
     *tw = sq_weight_matmul_t_work_size(&m->output);
     for (int64_t l = 0; l < m->hp.n_layer; l++)
         for (int i = 0; i < W_PER_LAYER; i++) {
-            const sq_weight *w = layer_weight(&m->layers[l], i);
+            const sq_weight *w = sq__grad_layer_weight(&m->layers[l], i);
             size_t s = sq_weight_matmul_work_size(w, n), t = sq_weight_matmul_t_work_size(w);
             if (s > *fw) *fw = s;
             if (t > *tw) *tw = t;
         }
-}
-
-/* One statistics entry: name, shape and zeroed sums. */
-static bool stat_init(gstat *e, const char *name, bool lookup, int64_t rows, int64_t cols)
-{
-    snprintf(e->name, sizeof e->name, "%s", name);
-    e->s.name = e->name;
-    e->s.lookup = lookup;
-    e->s.rows = rows;
-    e->s.cols = cols;
-    e->s.out_sq = calloc((size_t)rows, sizeof(double));
-    e->s.in_sq = calloc((size_t)cols, sizeof(double));
-    return e->s.out_sq && e->s.in_sq;
-}
-
-static bool stats_init(sq_grad *g)
-{
-    const sq_model *m = g->m;
-    g->n_st = 2 + (int)m->hp.n_layer * W_PER_LAYER;
-    g->st = calloc((size_t)g->n_st, sizeof *g->st);
-    if (!g->st) return false;
-    bool ok = stat_init(&g->st[0], "token_embd.weight", true, m->hp.n_vocab, g->E);
-    for (int64_t l = 0; ok && l < m->hp.n_layer; l++)
-        for (int i = 0; ok && i < W_PER_LAYER; i++) {
-            char nm[96];
-            const sq_weight *w = layer_weight(&m->layers[l], i);
-            snprintf(nm, sizeof nm, "blk.%lld.%s.weight", (long long)l, w_role[i]);
-            ok = stat_init(&g->st[1 + l * W_PER_LAYER + i], nm, false, w->rows, w->cols);
-        }
-    if (ok)
-        ok = stat_init(&g->st[g->n_st - 1], m->hp.tied_output ? "token_embd.weight" : "output.weight", false,
-                       m->output.rows, m->output.cols);
-    return ok;
 }
 
 void sq_grad_free(sq_grad *g)
@@ -140,11 +68,7 @@ void sq_grad_free(sq_grad *g)
     sq_aligned_free(g->twork);
     free(g->lp);
     free(g->row_loss);
-    for (int i = 0; g->st && i < g->n_st; i++) {
-        free((double *)g->st[i].s.out_sq);
-        free((double *)g->st[i].s.in_sq);
-    }
-    free(g->st);
+    sq__grad_stats_free(g);
     free(g);
 }
 
@@ -207,7 +131,7 @@ sq_status sq_grad_create(const sq_model *m, const sq_grad_params *pp, sq_grad **
     g->tp = p.n_threads > 1 ? sq_threadpool_create(p.n_threads) : NULL;
     g->n_threads = g->tp ? sq_threadpool_n_threads(g->tp) : 1;
     size_t total = 0;
-    if ((p.n_threads > 1 && !g->tp) || !stats_init(g) || !alloc_buffers(g, &total)) {
+    if ((p.n_threads > 1 && !g->tp) || !alloc_buffers(g, &total) || !sq__grad_stats_init(g, &total)) {
         sq_grad_free(g);
         return sq_error_set(err, SQ_ENOMEM, "out of memory for the backward pass over chunks of %d tokens (%.1f MiB)",
                             p.n_ctx, (double)total / 1048576.0);
@@ -247,39 +171,6 @@ static const float *gather(sq_grad *g, const int32_t *perm, const float *x, int 
     if (!perm) return x;
     for (int t = 0; t < nb; t++) sq_perm_gather(perm, g->E, x + (size_t)t * (size_t)g->E, g->xg + (size_t)t * (size_t)g->E);
     return g->xg;
-}
-
-/* Adds a product's input and output gradient to its statistics (and shows
- * them to the hook). */
-static void observe(sq_grad *g, gstat *e, const float *X, const float *dY, int64_t n)
-{
-    double *os = (double *)e->s.out_sq, *is = (double *)e->s.in_sq;
-    for (int64_t t = 0; t < n; t++) {
-        const float *d = dY + (size_t)t * (size_t)e->s.rows, *x = X + (size_t)t * (size_t)e->s.cols;
-        for (int64_t r = 0; r < e->s.rows; r++) os[r] += (double)d[r] * (double)d[r];
-        for (int64_t c = 0; c < e->s.cols; c++) is[c] += (double)x[c] * (double)x[c];
-    }
-    e->s.n_in += n;
-    if (g->hook) g->hook(g->hook_user, &e->s, X, NULL, dY, n);
-}
-
-/* The embedding lookup's statistics: per token its row gradient dx0[t]. */
-static void observe_lookup(sq_grad *g, const int32_t *tok, const float *dx0, int n)
-{
-    gstat *e = &g->st[0];
-    double *os = (double *)e->s.out_sq, *is = (double *)e->s.in_sq;
-    for (int t = 0; t < n; t++) {
-        const float *d = dx0 + (size_t)t * (size_t)g->E;
-        double s = 0.0;
-        for (int64_t c = 0; c < g->E; c++) {
-            const double v = (double)d[c] * (double)d[c];
-            s += v;
-            is[c] += v;
-        }
-        os[tok[t]] += s;
-    }
-    e->s.n_in += n;
-    if (g->hook) g->hook(g->hook_user, &e->s, NULL, tok, dx0, n);
 }
 
 /* ---- attention on the pool ---- */
@@ -365,19 +256,19 @@ static sq_status layer_bwd(sq_grad *g, int64_t l, int nb, const float *xin, sq_e
     const size_t E = (size_t)g->E;
     sq_status st;
     /* FFN: x_out = x1 + down(swiglu(gate(b), up(b))), b = norm(x1) */
-    observe(g, &e[W_DOWN], g->h, g->dx, nb);
+    sq__grad_observe(g, &e[W_DOWN], g->h, g->dx, nb);
     const sq_weight *wd = &L->down;
     float *dxo = g->dx;
     if ((st = bwd_mm(g, 1, &wd, &dxo, nb, NULL, g->dh, err))) return st;
     sq__swiglu_bwd(g->gt, g->up, g->dh, g->dg, g->du, (int64_t)nb * g->F);
-    observe(g, &e[W_GATE], g->b, g->dg, nb);
-    observe(g, &e[W_UP], g->b, g->du, nb);
+    sq__grad_observe(g, &e[W_GATE], g->b, g->dg, nb);
+    sq__grad_observe(g, &e[W_UP], g->b, g->du, nb);
     const sq_weight *gu[2] = {&L->gate, &L->up};
     float *dgu[2] = {g->dg, g->du};
     if ((st = bwd_mm(g, 2, gu, dgu, nb, L->gu_perm, g->db, err))) return st;
     for (int t = 0; t < nb; t++) sq__rmsnorm_bwd(g->x1 + t * E, L->ffn_norm, g->db + t * E, g->dx + t * E, g->E, hp->rms_eps);
     /* attention: x1 = x_in + wo(attn(rope(q(a)), rope(k(a)), v(a))), a = norm(x_in) */
-    observe(g, &e[W_O], g->o, g->dx, nb);
+    sq__grad_observe(g, &e[W_O], g->o, g->dx, nb);
     const sq_weight *wo = &L->wo;
     if ((st = bwd_mm(g, 1, &wo, &dxo, nb, NULL, g->dO, err))) return st;
     attention(g, nb, true);
@@ -386,9 +277,9 @@ static sq_status layer_bwd(sq_grad *g, int64_t l, int nb, const float *xin, sq_e
         sq__rope_apply_t(g->dq + (size_t)t * (size_t)g->qd, (int)hp->n_head, (int)hp->head_dim, (int)hp->n_rot, cs);
         sq__rope_apply_t(g->dk + (size_t)t * (size_t)g->kvd, (int)hp->n_head_kv, (int)hp->head_dim, (int)hp->n_rot, cs);
     }
-    observe(g, &e[W_Q], g->a, g->dq, nb);
-    observe(g, &e[W_K], g->a, g->dk, nb);
-    observe(g, &e[W_V], g->a, g->dv, nb);
+    sq__grad_observe(g, &e[W_Q], g->a, g->dq, nb);
+    sq__grad_observe(g, &e[W_K], g->a, g->dk, nb);
+    sq__grad_observe(g, &e[W_V], g->a, g->dv, nb);
     const sq_weight *qkv[3] = {&L->wq, &L->wk, &L->wv};
     float *dqkv[3] = {g->dq, g->dk, g->dv};
     if ((st = bwd_mm(g, 3, qkv, dqkv, nb, L->qkv_perm, g->da, err))) return st;
@@ -427,16 +318,17 @@ static int sample(const double *lp, int n, uint64_t st[2])
     return last;
 }
 
-/* Row i of the logits (scored position first+i): its loss, and with grad its
- * gradient in place: p - onehot(y), or the Gaussian probe. */
+/* Row i of the logits (scored position first+i): the text's -log p(next),
+ * and with grad the gradient of -log p(y) in place: p - onehot(y) (y drawn
+ * or the text's), or the Gaussian probe. */
 static double loss_row(sq_grad *g, double *lp, float *x, int i, int32_t next, bool grad)
 {
     const int V = (int)g->V;
     sq__log_softmax(x, V, lp);
     uint64_t st[2];
     row_rng(g, i, st);
-    int y = g->p.target == SQ_GRAD_SAMPLED ? sample(lp, V, st) : next;
-    const double loss = -lp[y];
+    const int y = g->p.target == SQ_GRAD_SAMPLED ? sample(lp, V, st) : next;
+    const double loss = -lp[next];
     if (!grad) return loss;
     if (g->p.target == SQ_GRAD_GAUSS) {
         double s = 0.0;
@@ -495,7 +387,7 @@ static sq_status output_loss(sq_grad *g, const int32_t *tok, int nb, int first, 
     for (int i = 0; i < ns; i++) sum += g->row_loss[i];
     if (loss) *loss = sum;
     if (!grad) return SQ_OK;
-    observe(g, &g->st[g->n_st - 1], g->xf, g->logits, ns);
+    sq__grad_observe(g, &g->st[g->n_st - 1], g->xf, g->logits, ns);
     const sq_weight *wout = &m->output;
     float *dl = g->logits;
     if ((st = bwd_mm(g, 1, &wout, &dl, ns, NULL, g->dtmp, err))) return st;
@@ -537,60 +429,9 @@ sq_status sq_grad_chunk(sq_grad *g, const int32_t *tok, int nb, int first, bool 
         if (st) sq_error_prefix(err, "backward, layer %lld", (long long)l);
     }
     if (st || !backward) return st;
-    observe_lookup(g, tok, g->dx, nb);
+    sq__grad_observe_lookup(g, tok, g->dx, nb);
     g->n_scored += nb - 1 - first;
     g->n_chunks++;
     return SQ_OK;
 }
 
-/* ---- results ---- */
-
-int64_t sq_grad_n_scored(const sq_grad *g) { return g->n_scored; }
-int64_t sq_grad_n_stats(const sq_grad *g) { return g->n_st; }
-const sq_grad_stats *sq_grad_stats_at(const sq_grad *g, int64_t i) { return i >= 0 && i < g->n_st ? &g->st[i].s : NULL; }
-
-const sq_grad_stats *sq_grad_find(const sq_grad *g, const char *name, bool lookup)
-{
-    for (int i = 0; i < g->n_st; i++)
-        if (g->st[i].s.lookup == lookup && strcmp(g->st[i].s.name, name) == 0) return &g->st[i].s;
-    return NULL;
-}
-
-void sq_grad_set_hook(sq_grad *g, sq_grad_hook fn, void *user)
-{
-    g->hook = fn;
-    g->hook_user = fn ? user : NULL;
-}
-
-void sq_grad_factors(const sq_grad *g, const sq_grad_stats *s, double *row, double *col)
-{
-    const double n = g->n_scored > 0 ? (double)g->n_scored : 1.0;
-    for (int64_t r = 0; r < s->rows; r++) row[r] = g->n_scored > 0 ? s->out_sq[r] / n : 0.0;
-    double den = 0.0;
-    if (s->lookup)
-        for (int64_t c = 0; c < s->cols; c++) den += s->in_sq[c];
-    else
-        den = (double)s->n_in;
-    for (int64_t c = 0; c < s->cols; c++) col[c] = den > 0 ? s->in_sq[c] / den : 0.0;
-}
-
-double sq_grad_predict(const sq_grad *g, const sq_grad_stats *s, const float *dW, const int64_t *row_idx, int64_t n_rows)
-{
-    double *row = malloc(sizeof(double) * (size_t)s->rows), *col = malloc(sizeof(double) * (size_t)s->cols);
-    if (!row || !col) {
-        free(row);
-        free(col);
-        return -1.0;
-    }
-    sq_grad_factors(g, s, row, col);
-    double sum = 0.0;
-    for (int64_t i = 0; i < n_rows; i++) {
-        const float *d = dW + (size_t)i * (size_t)s->cols;
-        double rs = 0.0;
-        for (int64_t c = 0; c < s->cols; c++) rs += col[c] * (double)d[c] * (double)d[c];
-        sum += row[row_idx ? row_idx[i] : i] * rs;
-    }
-    free(row);
-    free(col);
-    return 0.5 * sum;
-}

@@ -68,4 +68,68 @@ void sq__gattn_fwd_head(const sq__gattn *a, int h, float *scratch);
 /* dk, dv of KV head g and dq of its query heads. */
 void sq__gattn_bwd_kvhead(const sq__gattn *a, int g, float *scratch);
 
+/* ---- the backward pass's state (grad.c), shared with its statistics (grad_stats.c) ---- */
+
+#include "sq/grad.h"
+#include "sq/matmul.h"
+
+/* One weight use: the public view and its storage. */
+typedef struct gstat {
+    sq_grad_stats s;
+    char name[96];
+} gstat;
+
+/* The products of a layer, in the order of their statistics. */
+enum { W_Q, W_K, W_V, W_O, W_GATE, W_UP, W_DOWN, W_PER_LAYER };
+
+struct sq_grad {
+    const sq_model *m;
+    sq_grad_params p;
+    sq_threadpool *tp;
+    int n_threads, n_ctx;
+    int64_t E, F, qd, kvd, V, n_rot;
+    float *xs;                          /* [n_layer+1][n_ctx][E]: each layer's input, then the last output */
+    float *a, *q, *k, *v, *o, *x1, *b;  /* one layer, recomputed: [n_ctx][E or qd or kvd] */
+    float *gt, *up, *h;                 /* [n_ctx][F] */
+    float *dx, *da, *dq, *dk, *dv, *dO, *db, *dtmp, *xf; /* gradients, scratch: [n_ctx][E or qd or kvd] */
+    float *dg, *du, *dh;                /* [n_ctx][F] */
+    float *xg;                          /* [n_ctx][E] input gathered through a shared permutation */
+    float *rope;                        /* [n_ctx][n_rot] cos/sin pairs of positions 0.. */
+    float *logits;                      /* [n_ctx][V], then their gradient */
+    double *lp;                         /* [n_threads][V] log-probabilities */
+    double *row_loss;                   /* [n_ctx] */
+    float *att;                         /* [n_threads][sq__gattn_scratch_floats] */
+    size_t att_stride;
+    void *work, *twork;
+    size_t work_size, twork_size;
+    unsigned char *act_q;               /* one input row quantized to q8_K / q8_0 */
+    float *act_x;                       /* and back */
+    float *gram;                        /* [n_ctx][n_ctx] a Gram matrix of a product's rows (grad_stats.c) */
+    float *gscr;                        /* [n_threads][gscr_stride] the statistics' per-thread scratch */
+    size_t gscr_stride;
+    double *colpart;                    /* [colpart_len] per row block column sums of G^2 (direct path) */
+    size_t colpart_len;
+    gstat *st;                          /* [0] token_embd lookup, [1 + l*7 + i] layer l, [n_st-1] output */
+    int n_st;
+    int64_t n_scored;
+    uint64_t n_chunks;
+    sq_grad_hook hook;
+    void *hook_user;
+};
+
+
+/* Weight i (W_Q..W_DOWN) of a layer. */
+const sq_weight *sq__grad_layer_weight(const sq__layer *L, int i);
+
+/* Statistics (grad_stats.c): the entries of every weight use of the model;
+ * the scratch they need for chunks of n_ctx tokens (bytes added to *total);
+ * freeing them. false when out of memory. */
+bool sq__grad_stats_init(sq_grad *g, size_t *total);
+void sq__grad_stats_free(sq_grad *g);
+/* A product's input X (n rows, original column order) and output gradient
+ * dY added to entry e (and shown to the hook). */
+void sq__grad_observe(sq_grad *g, gstat *e, const float *X, const float *dY, int64_t n);
+/* The embedding lookup: token tok[t] got the gradient dx0[t] (n_embd floats). */
+void sq__grad_observe_lookup(sq_grad *g, const int32_t *tok, const float *dx0, int n);
+
 #endif

@@ -5,14 +5,13 @@
  * a forward pass relies on (shapes, types the kernels can multiply, valid
  * permutations) is made here, once, so that evaluation cannot fail on them.
  */
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "engine_internal.h"
 #include "sq/blocks.h"
-#include "sq/sqconfig.h"
+#include "sq/quantize.h"
 
 /* Remembers a buffer the model owns (freed with the model). */
 static sq_status own(sq_model *m, void *p, sq_error *err)
@@ -83,9 +82,9 @@ static bool type_usable(int t, bool need_dot)
 }
 
 /* Fills *w with a view of tensor `name` (cols × rows). A SmarterQuant tensor
- * gets its permutation parsed from NAME.smarterquant.permutation (owned by
- * the model) and its four block types from the reader. need_dot: the weight
- * is multiplied (else only its rows are looked up). */
+ * gets its four block types and its permutation from the reader's typed view
+ * (checked at open; the permutation lives as long as the reader). need_dot:
+ * the weight is multiplied (else only its rows are looked up). */
 static sq_status load_weight(sq_model *m, const char *name, int64_t cols, int64_t rows, bool need_dot, sq_weight *w,
                              sq_error *err)
 {
@@ -104,40 +103,11 @@ static sq_status load_weight(sq_model *m, const char *name, int64_t cols, int64_
         }
     } else {
         for (int s = 0; s < 4; s++)
-            if (!type_usable(t->sq_types[s], need_dot))
+            if (!type_usable(t->sq.types[s], need_dot))
                 return sq_error_set(err, SQ_EUNSUPPORTED,
                                     "tensor '%s': SmarterQuant block type %s (%d) is not supported by this build",
-                                    name, sq_type_name(t->sq_types[s]), t->sq_types[s]);
-        char key[512];
-        snprintf(key, sizeof key, "%s.smarterquant.permutation", name);
-        sq_gguf_str ps = {0};
-        sq_error e = {0};
-        int32_t *perm = NULL;
-        int64_t np = 0;
-        st = sq_gguf_get_str(m->g, key, &ps, &e);
-        if (st == SQ_OK) {
-            /* count, then parse into an array the model owns */
-            st = sq_parse_int_array_json(ps.ptr, (size_t)ps.len, NULL, 0, &np, &e);
-            if (st) return sq_error_set(err, st, "metadata key '%s': %s", key, e.msg);
-            if (np > 0) {
-                perm = malloc(sizeof(int32_t) * (size_t)np);
-                if (!perm) return sq_error_set(err, SQ_ENOMEM, "out of memory for the permutation of '%s'", name);
-                st = sq_parse_int_array_json(ps.ptr, (size_t)ps.len, perm, np, &np, &e);
-                if (st) {
-                    free(perm);
-                    return sq_error_set(err, st, "metadata key '%s': %s", key, e.msg);
-                }
-            }
-        } else if (st != SQ_ENOTFOUND) {
-            return sq_error_set(err, st, "%s", e.msg);
-        }
-        if (perm) {
-            st = own(m, perm, err);
-            if (st) return st;
-            st = sq_perm_validate(perm, np, cols, &e);
-            if (st) return sq_error_set(err, st, "metadata key '%s': %s", key, e.msg);
-        }
-        st = sq_weight_mixed(w, t->data, t->sq_types, perm, rows, cols, err);
+                                    name, sq_type_name(t->sq.types[s]), t->sq.types[s]);
+        st = sq_weight_mixed(w, t->data, t->sq.types, t->sq.perm, rows, cols, err);
         if (st) {
             sq_error_prefix(err, "tensor '%s'", name);
             return st;
@@ -207,33 +177,11 @@ static void share_perm(sq_weight *const *w, int n, const int32_t **shared)
     for (int i = 0; i < n; i++) w[i]->perm = NULL;
 }
 
-/* Describes the weights by the type holding the most bytes of 2-D tensors,
- * with "+SQ" when SmarterQuant tensors are present ("Q4_K+SQ"). */
+/* The model's label, as every tool shows it: llama.cpp's file-type name
+ * ("Q4_K - Medium"), " + SmarterQuant (B bpw)" when it has such tensors. */
 static void describe_types(sq_model *m)
 {
-    uint64_t bytes[SQ_TYPE_COUNT] = {0};
-    const int64_t nt = sq_gguf_n_tensors(m->g);
-    for (int64_t i = 0; i < nt; i++) {
-        const sq_gguf_tensor *t = sq_gguf_tensor_at(m->g, i);
-        if (t->n_dims < 2) continue;
-        if (t->smarterquant) {
-            /* attribute the bytes to the segment types, roughly by column share */
-            const int64_t nseg = sq_n_segments(t->ne[0]);
-            for (int64_t s = 0; s < nseg; s++) {
-                const int ty = sq_segment_type(t->sq_types, s);
-                if (ty >= 0 && ty < SQ_TYPE_COUNT) bytes[ty] += t->nbytes / (uint64_t)nseg;
-            }
-        } else if (t->type >= 0 && t->type < SQ_TYPE_COUNT) {
-            bytes[t->type] += t->nbytes;
-        }
-    }
-    int best = 0;
-    for (int i = 1; i < SQ_TYPE_COUNT; i++)
-        if (bytes[i] > bytes[best]) best = i;
-    char name[32];
-    snprintf(name, sizeof name, "%s", sq_type_name(best));
-    for (char *p = name; *p; p++) *p = (char)toupper((unsigned char)*p);
-    snprintf(m->type_desc, sizeof m->type_desc, "%s%s", name, m->hp.n_sq_tensors ? "+SQ" : "");
+    sq_file_type_label(m->g, m->type_desc, sizeof m->type_desc);
 }
 
 /* Reads hyperparameters and tensor views; see sq_model_load. */
@@ -302,7 +250,7 @@ static sq_status build(sq_model *m, sq_error *err)
         const sq_gguf_tensor *t = te;
         bool ok = true;
         if (t->smarterquant) {
-            for (int s = 0; s < 4; s++) ok = ok && sq_blocks_can_dot(t->sq_types[s]);
+            for (int s = 0; s < 4; s++) ok = ok && sq_blocks_can_dot(t->sq.types[s]);
         } else {
             ok = sq_blocks_can_dot(t->type);
         }

@@ -152,6 +152,18 @@ static sq_status rd(kfile *k, void *p, size_t n, const char *what, sq_error *err
     return SQ_OK;
 }
 
+/* The rule before any work: llama.cpp needs two chunks' worth of tokens. */
+int sq_perplexity_n_chunks(size_t n_tokens, int n_ctx, int n_chunks, sq_error *err)
+{
+    if (n_ctx < 1 || n_tokens < 2 * (size_t)n_ctx) {
+        sq_error_set(err, SQ_EINVAL, "the text has %zu tokens; at least %d (2 × context %d) are needed for perplexity",
+                     n_tokens, 2 * n_ctx, n_ctx);
+        return -1;
+    }
+    const size_t n = n_tokens / (size_t)n_ctx;
+    return n_chunks > 0 && (size_t)n_chunks < n ? n_chunks : n > 1000000000 ? 1000000000 : (int)n;
+}
+
 sq_status sq_perplexity(sq_context *c, const int32_t *tokens, size_t n_tokens, int32_t bos, const sq_ppl_params *p,
                         sq_ppl_result *out, sq_error *err)
 {
@@ -217,11 +229,7 @@ sq_status sq_perplexity(sq_context *c, const int32_t *tokens, size_t n_tokens, i
         if (n_ctx > sq_context_n_ctx(c))
             return sq_error_set(err, SQ_EINVAL, "chunk length %d exceeds the context (%d)", n_ctx,
                                 sq_context_n_ctx(c));
-        if (n_tokens < 2 * (size_t)n_ctx)
-            return sq_error_set(err, SQ_EINVAL,
-                                "the text has %zu tokens; at least %d (2 × context %d) are needed for perplexity",
-                                n_tokens, 2 * n_ctx, n_ctx);
-        n_chunk = (int)(n_tokens / (size_t)n_ctx);
+        if ((n_chunk = sq_perplexity_n_chunks(n_tokens, n_ctx, p->n_chunks, err)) < 0) return err ? err->code : SQ_EINVAL;
     }
     if (p->n_chunks > 0 && p->n_chunks < n_chunk) n_chunk = p->n_chunks;
 

@@ -210,43 +210,22 @@ static int hex_byte_piece(const char *s, size_t n)
 
 /* Appends the rendering of token id (special=true, no lstrip) to buf: the
  * text llama.cpp's piece cache holds. Returns false on allocation failure. */
-typedef struct strbuf {
-    char *p;
-    size_t n, cap;
-} strbuf;
-
-static bool sb_put(strbuf *b, const void *s, size_t n)
-{
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + n + 1) cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) return false;
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
-    return true;
-}
-
-static bool render_piece(const sq_vocab *v, sq_token id, strbuf *b)
+static bool render_piece(const sq_vocab *v, sq_token id, sq_buf *b)
 {
     const sq__tokinfo *t = &v->toks[id];
     const char *s = v->text + t->text_off;
     size_t n = t->text_len;
-    if (t->attr & (SQ__ATTR_UNKNOWN | SQ__ATTR_CONTROL | SQ__ATTR_USER_DEFINED)) return sb_put(b, s, n);
+    if (t->attr & (SQ__ATTR_UNKNOWN | SQ__ATTR_CONTROL | SQ__ATTR_USER_DEFINED)) return sq_buf_add(b, s, n);
     if (t->attr & SQ__ATTR_NORMAL) {
         if (v->type == SQ_VOCAB_SPM) { /* "▁" → " " */
             for (size_t i = 0; i < n;) {
                 if (i + 3 <= n && memcmp(s + i, "\xE2\x96\x81", 3) == 0) {
-                    if (!sb_put(b, " ", 1)) return false;
+                    if (!sq_buf_add(b, " ", 1)) return false;
                     i += 3;
                 } else {
                     size_t j = i + 1;
                     while (j < n && !(j + 3 <= n && memcmp(s + j, "\xE2\x96\x81", 3) == 0)) j++;
-                    if (!sb_put(b, s + i, j - i)) return false;
+                    if (!sq_buf_add(b, s + i, j - i)) return false;
                     i = j;
                 }
             }
@@ -258,25 +237,25 @@ static bool render_piece(const sq_vocab *v, sq_token id, strbuf *b)
             int byte = sq__cpt_to_byte(cp);
             if (byte >= 0) {
                 unsigned char c = (unsigned char)byte;
-                if (!sb_put(b, &c, 1)) return false;
+                if (!sq_buf_add(b, &c, 1)) return false;
             } else { /* llama.cpp's marker for a character outside the table */
                 char u[4], hex[16];
                 size_t ul = sq__utf8_encode(cp, u);
-                if (!sb_put(b, "[UNK_BYTE_0x", 12)) return false;
+                if (!sq_buf_add(b, "[UNK_BYTE_0x", 12)) return false;
                 for (size_t k = 0; k < ul; k++) {
                     snprintf(hex, sizeof hex, "%02x", (unsigned char)u[k]);
-                    if (!sb_put(b, hex, 2)) return false;
+                    if (!sq_buf_add(b, hex, 2)) return false;
                 }
-                if (!sb_put(b, s, n) || !sb_put(b, "]", 1)) return false;
+                if (!sq_buf_add(b, s, n) || !sq_buf_add(b, "]", 1)) return false;
             }
         }
         return true;
     }
     if (t->attr & SQ__ATTR_BYTE) {
         int byte = hex_byte_piece(s, n);
-        if (byte < 0) return sb_put(b, s, n);
+        if (byte < 0) return sq_buf_add(b, s, n);
         unsigned char c = (unsigned char)byte;
-        return sb_put(b, &c, 1);
+        return sq_buf_add(b, &c, 1);
     }
     return true; /* undefined / unused: nothing */
 }
@@ -314,35 +293,33 @@ static sq_status set_special(sq_vocab *v, sq_token given, sq_token dflt, sq_toke
     return SQ_OK;
 }
 
-sq_status sq_vocab_create(const sq_vocab_desc *d, sq_vocab **out, sq_error *err)
+/* The out-of-memory error of sq_vocab_create. */
+static sq_status vocab_oom(const sq_vocab_desc *d, sq_error *err)
 {
-    *out = NULL;
-    if (!d || !d->model) return sq_error_set(err, SQ_EINVAL, "vocabulary: no tokenizer model given");
-    sq_vocab *v = calloc(1, sizeof *v);
-    if (!v) return sq_error_set(err, SQ_ENOMEM, "vocabulary: out of memory");
-    sq_status st = SQ_OK;
-    strbuf pieces = {0};
+    return sq_error_set(err, SQ_ENOMEM, "vocabulary of %d tokens: out of memory", (int)d->n_tokens);
+}
 
+/* The tokenizer kind from tokenizer.ggml.model, with its defaults. */
+static sq_status vocab_kind(sq_vocab *v, const sq_vocab_desc *d, sq_error *err)
+{
     if (!strcmp(d->model, "llama")) {
         v->type = SQ_VOCAB_SPM;
         v->pre = SQ_VOCAB_PRE_DEFAULT;
         v->add_space_prefix = true;
         v->add_bos = true;
-    } else if (!strcmp(d->model, "gpt2")) {
+        return SQ_OK;
+    }
+    if (!strcmp(d->model, "gpt2")) {
         v->type = SQ_VOCAB_BPE;
-        if ((st = parse_pre(v, d->pre, err)) != SQ_OK) goto fail;
-    } else {
-        st = sq_error_set(err, SQ_EUNSUPPORTED, "unsupported tokenizer model '%s' (supported: llama, gpt2)",
-                          d->model);
-        goto fail;
+        return parse_pre(v, d->pre, err);
     }
-    if (d->n_tokens <= 0 || !d->tokens) {
-        st = sq_error_set(err, SQ_EFORMAT, "vocabulary has no tokens");
-        goto fail;
-    }
-    v->n_tokens = d->n_tokens;
+    return sq_error_set(err, SQ_EUNSUPPORTED, "unsupported tokenizer model '%s' (supported: llama, gpt2)", d->model);
+}
 
-    /* token texts: one arena, empty tokens renamed as llama.cpp does */
+/* Token texts: one arena, empty tokens renamed as llama.cpp does, and the
+ * text -> id hash (a duplicate text is an error). */
+static sq_status vocab_tokens(sq_vocab *v, const sq_vocab_desc *d, sq_error *err)
+{
     uint64_t total = 0;
     for (int32_t i = 0; i < d->n_tokens; i++) {
         size_t l = d->token_lens ? d->token_lens[i] : (d->tokens[i] ? strlen(d->tokens[i]) : 0);
@@ -352,7 +329,7 @@ sq_status sq_vocab_create(const sq_vocab_desc *d, sq_vocab **out, sq_error *err)
     v->text = malloc(total);
     v->hash_mask = (uint32_t)(pow2_at_least((uint64_t)d->n_tokens * 2) - 1);
     v->hash = malloc(((size_t)v->hash_mask + 1) * sizeof *v->hash);
-    if (!v->toks || !v->text || !v->hash) goto oom;
+    if (!v->toks || !v->text || !v->hash) return vocab_oom(d, err);
     memset(v->hash, 0xff, ((size_t)v->hash_mask + 1) * sizeof *v->hash);
     uint64_t off = 0;
     for (int32_t i = 0; i < d->n_tokens; i++) {
@@ -365,10 +342,7 @@ sq_status sq_vocab_create(const sq_vocab_desc *d, sq_vocab **out, sq_error *err)
             memcpy(v->text + off, d->tokens[i], l);
             v->text[off + l] = 0;
         }
-        if (l > UINT32_MAX) {
-            st = sq_error_set(err, SQ_EFORMAT, "token %d is too long", (int)i);
-            goto fail;
-        }
+        if (l > UINT32_MAX) return sq_error_set(err, SQ_EFORMAT, "token %d is too long", (int)i);
         t->text_len = (uint32_t)l;
         off += l + 1;
         t->score = d->scores ? d->scores[i] : 0.0f;
@@ -382,97 +356,97 @@ sq_status sq_vocab_create(const sq_vocab_desc *d, sq_vocab **out, sq_error *err)
                 v->hash[k].tag = (uint32_t)(h >> 32);
                 break;
             }
-            if (v->toks[o].text_len == l && memcmp(v->text + v->toks[o].text_off, s, l) == 0) {
-                st = sq_error_set(err, SQ_EFORMAT, "duplicate token in vocabulary: '%.64s' has ids %d and %d", s,
-                                  (int)o, (int)i);
-                goto fail;
-            }
+            if (v->toks[o].text_len == l && memcmp(v->text + v->toks[o].text_off, s, l) == 0)
+                return sq_error_set(err, SQ_EFORMAT, "duplicate token in vocabulary: '%.64s' has ids %d and %d", s,
+                                    (int)o, (int)i);
         }
     }
+    return SQ_OK;
+}
 
-    /* merges (byte-level BPE): "left right", split at the first space after
-     * the first byte; the rank is the index; a repeated pair keeps its first */
-    if (v->type == SQ_VOCAB_BPE) {
-        if (d->n_merges <= 0 || !d->merges) {
-            st = sq_error_set(err, SQ_EFORMAT, "gpt2 vocabulary without merges");
-            goto fail;
-        }
-        if (d->n_merges > INT32_MAX / 4) {
-            st = sq_error_set(err, SQ_ERANGE, "too many merges (%lld)", (long long)d->n_merges);
-            goto fail;
-        }
-        uint64_t mt = 0;
-        for (int64_t i = 0; i < d->n_merges; i++)
-            mt += d->merge_lens ? d->merge_lens[i] : (d->merges[i] ? strlen(d->merges[i]) : 0);
-        v->n_merges = d->n_merges;
-        v->merges = calloc((size_t)d->n_merges, sizeof *v->merges);
-        v->merge_text = malloc(mt + 1);
-        v->mhash_mask = pow2_at_least((uint64_t)d->n_merges * 2) - 1;
-        v->mhash = malloc((v->mhash_mask + 1) * sizeof *v->mhash);
-        if (!v->merges || !v->merge_text || !v->mhash) goto oom;
-        memset(v->mhash, 0xff, (v->mhash_mask + 1) * sizeof *v->mhash);
-        uint64_t mo = 0;
-        for (int64_t i = 0; i < d->n_merges; i++) {
-            const char *s = d->merges[i] ? d->merges[i] : "";
-            size_t l = d->merge_lens ? d->merge_lens[i] : strlen(s);
-            const char *sp = l > 1 ? memchr(s + 1, ' ', l - 1) : NULL;
-            sq__merge *e = &v->merges[i];
-            if (!sp) { /* not a pair: can never match */
-                e->off = mo;
-                e->left_len = e->right_len = 0;
-                continue;
-            }
-            size_t ll = (size_t)(sp - s), rl = l - ll - 1;
-            memcpy(v->merge_text + mo, s, ll);
-            memcpy(v->merge_text + mo + ll, sp + 1, rl);
+/* Merges (byte-level BPE): "left right", split at the first space after
+ * the first byte; the rank is the index; a repeated pair keeps its first. */
+static sq_status vocab_merges(sq_vocab *v, const sq_vocab_desc *d, sq_error *err)
+{
+    if (d->n_merges <= 0 || !d->merges) return sq_error_set(err, SQ_EFORMAT, "gpt2 vocabulary without merges");
+    if (d->n_merges > INT32_MAX / 4)
+        return sq_error_set(err, SQ_ERANGE, "too many merges (%lld)", (long long)d->n_merges);
+    uint64_t mt = 0;
+    for (int64_t i = 0; i < d->n_merges; i++)
+        mt += d->merge_lens ? d->merge_lens[i] : (d->merges[i] ? strlen(d->merges[i]) : 0);
+    v->n_merges = d->n_merges;
+    v->merges = calloc((size_t)d->n_merges, sizeof *v->merges);
+    v->merge_text = malloc(mt + 1);
+    v->mhash_mask = pow2_at_least((uint64_t)d->n_merges * 2) - 1;
+    v->mhash = malloc((v->mhash_mask + 1) * sizeof *v->mhash);
+    if (!v->merges || !v->merge_text || !v->mhash) return vocab_oom(d, err);
+    memset(v->mhash, 0xff, (v->mhash_mask + 1) * sizeof *v->mhash);
+    uint64_t mo = 0;
+    for (int64_t i = 0; i < d->n_merges; i++) {
+        const char *s = d->merges[i] ? d->merges[i] : "";
+        size_t l = d->merge_lens ? d->merge_lens[i] : strlen(s);
+        const char *sp = l > 1 ? memchr(s + 1, ' ', l - 1) : NULL;
+        sq__merge *e = &v->merges[i];
+        if (!sp) { /* not a pair: can never match */
             e->off = mo;
-            e->left_len = (uint32_t)ll;
-            e->right_len = (uint32_t)rl;
-            mo += ll + rl;
-            uint64_t h = merge_hash(s, ll, sp + 1, rl);
-            for (uint64_t k = h & v->mhash_mask;; k = (k + 1) & v->mhash_mask) {
-                int32_t o = v->mhash[k];
-                if (o < 0) {
-                    v->mhash[k] = (int32_t)i;
-                    break;
-                }
-                const sq__merge *f = &v->merges[o];
-                if (f->left_len == ll && f->right_len == rl &&
-                    memcmp(v->merge_text + f->off, v->merge_text + e->off, ll + rl) == 0)
-                    break; /* repeated: the first rank stays */
+            e->left_len = e->right_len = 0;
+            continue;
+        }
+        size_t ll = (size_t)(sp - s), rl = l - ll - 1;
+        memcpy(v->merge_text + mo, s, ll);
+        memcpy(v->merge_text + mo + ll, sp + 1, rl);
+        e->off = mo;
+        e->left_len = (uint32_t)ll;
+        e->right_len = (uint32_t)rl;
+        mo += ll + rl;
+        uint64_t h = merge_hash(s, ll, sp + 1, rl);
+        for (uint64_t k = h & v->mhash_mask;; k = (k + 1) & v->mhash_mask) {
+            int32_t o = v->mhash[k];
+            if (o < 0) {
+                v->mhash[k] = (int32_t)i;
+                break;
             }
+            const sq__merge *f = &v->merges[o];
+            if (f->left_len == ll && f->right_len == rl &&
+                memcmp(v->merge_text + f->off, v->merge_text + e->off, ll + rl) == 0)
+                break; /* repeated: the first rank stays */
         }
     }
+    return SQ_OK;
+}
 
-    /* special ids and flags */
+/* Special ids (the caller's, or the kind's defaults) and the add flags. */
+static sq_status vocab_specials(sq_vocab *v, const sq_vocab_desc *d, sq_error *err)
+{
     sq_token dbos = v->type == SQ_VOCAB_SPM ? 1 : 11, deos = v->type == SQ_VOCAB_SPM ? 2 : 11;
     sq_token dunk = v->type == SQ_VOCAB_SPM ? 0 : SQ_TOKEN_NULL;
+    sq_status st;
     if ((st = set_special(v, d->bos, dbos, &v->bos, "BOS", err)) != SQ_OK ||
         (st = set_special(v, d->eos, deos, &v->eos, "EOS", err)) != SQ_OK ||
         (st = set_special(v, d->unk, dunk, &v->unk, "UNK", err)) != SQ_OK ||
         (st = set_special(v, d->pad, SQ_TOKEN_NULL, &v->pad, "PAD", err)) != SQ_OK ||
         (st = set_special(v, d->eot, SQ_TOKEN_NULL, &v->eot, "EOT", err)) != SQ_OK)
-        goto fail;
+        return st;
     v->eom = SQ_TOKEN_NULL;
     if (d->add_bos >= 0) v->add_bos = d->add_bos;
     if (d->add_eos >= 0) v->add_eos = d->add_eos;
     if (d->add_space_prefix >= 0) v->add_space_prefix = d->add_space_prefix;
-    if (v->add_bos && v->bos == SQ_TOKEN_NULL) {
-        st = sq_error_set(err, SQ_EFORMAT, "add_bos_token is true, but there is no BOS token");
-        goto fail;
-    }
-    if (v->add_eos && v->eos == SQ_TOKEN_NULL) {
-        st = sq_error_set(err, SQ_EFORMAT, "add_eos_token is true, but there is no EOS token");
-        goto fail;
-    }
+    if (v->add_bos && v->bos == SQ_TOKEN_NULL)
+        return sq_error_set(err, SQ_EFORMAT, "add_bos_token is true, but there is no BOS token");
+    if (v->add_eos && v->eos == SQ_TOKEN_NULL)
+        return sq_error_set(err, SQ_EFORMAT, "add_eos_token is true, but there is no EOS token");
+    return SQ_OK;
+}
 
-    /* end-of-generation markers found by their text (made control tokens,
-     * as llama.cpp does); the first of them is the EOT when none was given */
+/* End-of-generation markers found by their text (made control tokens, as
+ * llama.cpp does); the first of them is the EOT when none was given. */
+static sq_status vocab_eog(sq_vocab *v, const sq_vocab_desc *d, sq_error *err)
+{
     static const char *const eog_texts[] = {"<|eot_id|>", "<|im_end|>",     "<|end|>", "<end_of_turn>",
                                             "<|endoftext|>", "<|end_of_text|>", "<EOT>",   "_<EOT>",
                                             "<|eom_id|>",   NULL};
     v->eog = malloc(sizeof *v->eog * 16); /* 9 texts + EOS + EOT at most */
-    if (!v->eog) goto oom;
+    if (!v->eog) return vocab_oom(d, err);
     for (int k = 0; eog_texts[k]; k++) {
         sq_token id = sq__vocab_lookup(v, eog_texts[k], strlen(eog_texts[k]));
         if (id == SQ_TOKEN_NULL) continue;
@@ -485,14 +459,18 @@ sq_status sq_vocab_create(const sq_vocab_desc *d, sq_vocab **out, sq_error *err)
     }
     if (v->eos != SQ_TOKEN_NULL) v->eog[v->n_eog++] = v->eos;
     if (v->eot != SQ_TOKEN_NULL) v->eog[v->n_eog++] = v->eot;
+    return SQ_OK;
+}
 
-    /* may SPM merge line by line? (see tok_spm.c) */
+/* Whether SPM may merge line by line (see tok_spm.c), and the byte fallback
+ * table: the token of each byte (<0xAB> or the byte itself; byte-level BPE:
+ * the byte's code point). */
+static void vocab_bytes(sq_vocab *v)
+{
     v->spm_newline_split = true;
     for (int32_t i = 0; i < v->n_tokens; i++)
         if (v->toks[i].text_len > 1 && memchr(v->text + v->toks[i].text_off, '\n', v->toks[i].text_len))
             v->spm_newline_split = false;
-
-    /* byte fallback table */
     for (int b = 0; b < 256; b++) {
         char buf[8];
         sq_token id;
@@ -509,16 +487,18 @@ sq_status sq_vocab_create(const sq_vocab_desc *d, sq_vocab **out, sq_error *err)
         }
         v->byte_token[b] = id;
     }
+}
 
-    /* special tokens, longest text first (ties by id) */
+/* Special tokens, longest text first (ties by id), and Phi-3's strip rules
+ * (llama.cpp keys them on the model name). */
+static sq_status vocab_special_list(sq_vocab *v, const sq_vocab_desc *d, sq_error *err)
+{
     v->special = malloc(sizeof *v->special * (size_t)v->n_tokens);
-    if (!v->special) goto oom;
+    if (!v->special) return vocab_oom(d, err);
     for (int32_t i = 0; i < v->n_tokens; i++)
         if (v->toks[i].attr & (SQ__ATTR_CONTROL | SQ__ATTR_USER_DEFINED | SQ__ATTR_UNKNOWN))
             v->special[v->n_special++] = i;
     qsort_r(v->special, (size_t)v->n_special, sizeof *v->special, cmp_special, v);
-
-    /* Phi-3's strip rules (llama.cpp keys them on the model name) */
     if (d->name && (contains_ci(d->name, "phi-3") || contains_ci(d->name, "phi3"))) {
         for (int32_t k = 0; k < v->n_special; k++) v->toks[v->special[k]].attr |= SQ__ATTR_RSTRIP;
         static const char *const keep[] = {"<unk>", "<s>", "<|endoftext|>"};
@@ -529,25 +509,53 @@ sq_status sq_vocab_create(const sq_vocab_desc *d, sq_vocab **out, sq_error *err)
             if (id != SQ_TOKEN_NULL) v->toks[id].attr &= ~(uint32_t)SQ__ATTR_RSTRIP;
         }
     }
+    return SQ_OK;
+}
 
-    /* the piece of every token */
+/* The piece of every token, in one arena. */
+static sq_status vocab_pieces(sq_vocab *v, const sq_vocab_desc *d, sq_error *err)
+{
+    sq_buf pieces = {0};
     for (int32_t i = 0; i < v->n_tokens; i++) {
         size_t before = pieces.n;
-        if (!render_piece(v, i, &pieces)) goto oom;
+        if (!render_piece(v, i, &pieces)) {
+            sq_buf_free(&pieces);
+            return vocab_oom(d, err);
+        }
         v->toks[i].piece_off = before;
         v->toks[i].piece_len = (uint32_t)(pieces.n - before);
     }
     v->pieces = pieces.p ? pieces.p : calloc(1, 1);
-    pieces.p = NULL;
-    if (!v->pieces) goto oom;
+    return v->pieces ? SQ_OK : vocab_oom(d, err);
+}
+
+sq_status sq_vocab_create(const sq_vocab_desc *d, sq_vocab **out, sq_error *err)
+{
+    *out = NULL;
+    if (!d || !d->model) return sq_error_set(err, SQ_EINVAL, "vocabulary: no tokenizer model given");
+    sq_vocab *v = calloc(1, sizeof *v);
+    if (!v) return sq_error_set(err, SQ_ENOMEM, "vocabulary: out of memory");
+    sq_status st = vocab_kind(v, d, err);
+    if (st == SQ_OK && (d->n_tokens <= 0 || !d->tokens))
+        st = sq_error_set(err, SQ_EFORMAT, "vocabulary has no tokens");
+    if (st == SQ_OK) {
+        v->n_tokens = d->n_tokens;
+        st = vocab_tokens(v, d, err);
+    }
+    if (st == SQ_OK && v->type == SQ_VOCAB_BPE) st = vocab_merges(v, d, err);
+    if (st == SQ_OK) st = vocab_specials(v, d, err);
+    if (st == SQ_OK) st = vocab_eog(v, d, err);
+    if (st == SQ_OK) {
+        vocab_bytes(v);
+        st = vocab_special_list(v, d, err);
+    }
+    if (st == SQ_OK) st = vocab_pieces(v, d, err);
+    if (st != SQ_OK) {
+        sq_vocab_free(v);
+        return st;
+    }
     *out = v;
     return SQ_OK;
-oom:
-    st = sq_error_set(err, SQ_ENOMEM, "vocabulary of %d tokens: out of memory", (int)d->n_tokens);
-fail:
-    free(pieces.p);
-    sq_vocab_free(v);
-    return st;
 }
 
 void sq_vocab_free(sq_vocab *v)
@@ -817,8 +825,8 @@ sq_status sq_detokenize(const sq_vocab *v, const sq_token *tokens, size_t n, boo
         n--;
     }
     if (remove_special && v->add_eos && n > 0 && tokens[n - 1] == v->eos) n--;
-    strbuf b = {0};
-    if (!sb_put(&b, "", 0)) goto oom;
+    sq_buf b = {0};
+    if (!sq_buf_add(&b, "", 0)) goto oom;
     for (size_t i = 0; i < n; i++) {
         if (tokens[i] < 0 || tokens[i] >= v->n_tokens) {
             free(b.p);
@@ -829,7 +837,7 @@ sq_status sq_detokenize(const sq_vocab *v, const sq_token *tokens, size_t n, boo
         const char *p = sq_vocab_piece(v, tokens[i], unparse_special, &pl);
         if (remove_space && pl > 0 && p[0] == ' ') p++, pl--;
         remove_space = false;
-        if (!sb_put(&b, p, pl)) goto oom;
+        if (!sq_buf_add(&b, p, pl)) goto oom;
     }
     if (v->clean_spaces && v->type == SQ_VOCAB_BPE) {
         b.n = clean_spaces(b.p, b.n);

@@ -1,7 +1,8 @@
 /*
  * gguf_internal.h — pieces shared by the GGUF reader (reader.c, kv.c) and the
- * writer (writer.c): on-disk constants, element sizes, the SmarterQuant
- * block_types parser and the one size rule both sides must agree on.
+ * writer (writer.c): on-disk constants, element sizes, the reading of a
+ * tensor's SmarterQuant keys (sqmeta.c) and the one size rule both sides must
+ * agree on.
  *
  * Private to src/gguf/: names are sq__gguf_*.
  */
@@ -17,10 +18,43 @@
 #define SQ__GGUF_MAX_NEST 8        /* deepest array-of-array nesting we accept */
 #define SQ__GGUF_LLAMA_MAX_NAME 64 /* ggml's GGML_MAX_NAME: names must be shorter */
 
-/* Key suffixes of a SmarterQuant tensor NAME (spec section 5). */
-#define SQ__SQ_ENABLED ".smarterquant.enabled"
-#define SQ__SQ_PERM ".smarterquant.permutation"
-#define SQ__SQ_TYPES ".smarterquant.block_types"
+/* The three keys of a SmarterQuant tensor NAME (spec section 5), by index;
+ * their suffixes are spelled in sqmeta.c only. */
+enum { SQ__SQ_ENABLED = 0, SQ__SQ_PERM = 1, SQ__SQ_TYPES = 2 };
+
+/* "NAME" + suffix k, malloc'd (NULL when out of memory). */
+char *sq__gguf_sq_key(const char *name, int k);
+
+/* One key's value as stored: GGUF type and raw bytes (a string: u64 length,
+ * then its text); at is the key's file offset for messages (0 in the writer). */
+typedef struct sq__gguf_val {
+    bool found;
+    uint32_t type;
+    const uint8_t *raw;
+    uint64_t raw_len;
+    uint64_t at;
+} sq__gguf_val;
+
+/* What a tensor's SmarterQuant keys say, checked by sq__gguf_sqmeta_scan. */
+typedef struct sq__gguf_sqscan {
+    bool on;               /* enabled is true */
+    int types[4];          /* block_types (not yet checked against the shape: sq__gguf_tensor_size does) */
+    const char *perm_text; /* the permutation's text, or NULL when the key is absent */
+    size_t perm_len;
+    int64_t n_perm;        /* its entries: 0 ("[]" or absent) or ne[0] */
+} sq__gguf_sqscan;
+
+/* Reads the values v[SQ__SQ_ENABLED..SQ__SQ_TYPES] of tensor `name` (row
+ * length ne0): enabled must be a bool; when true, block_types a string with a
+ * JSON array of exactly four ids, and the permutation absent or a string
+ * with "[]" or ne0 entries (syntax and count checked, not yet the values).
+ * On failure returns SQ_EFORMAT with the reason (naming the key) in why and
+ * the offending key's offset in *at. */
+sq_status sq__gguf_sqmeta_scan(const char *name, int64_t ne0, const sq__gguf_val v[3], sq__gguf_sqscan *out,
+                               uint64_t *at, char *why, size_t why_n);
+/* Parses a scanned permutation (n_perm > 0) into perm[n_perm] and checks it
+ * is one (sq_perm_validate); SQ_EFORMAT with the reason in why otherwise. */
+sq_status sq__gguf_sqmeta_perm(const char *name, const sq__gguf_sqscan *s, int32_t *perm, char *why, size_t why_n);
 
 /* Size in bytes of one element of a fixed-size value type; 0 for string,
  * array and unknown types. */
@@ -29,11 +63,6 @@ size_t sq__gguf_fixed_size(uint32_t type);
 /* Smallest number of bytes one element of type t can occupy in a file
  * (fixed size, 8 for a string, 12 for an array); 0 for an unknown type. */
 size_t sq__gguf_min_size(uint32_t type);
-
-/* Parses a block_types string: a strict JSON array of exactly four
- * non-negative integers ("[8,14,13,12]", whitespace allowed). On failure
- * writes the reason (without context) into why[why_n] and returns false. */
-bool sq__gguf_parse_block_types(const char *s, size_t n, int out[4], char *why, size_t why_n);
 
 /* The data size of a tensor: for an ordinary tensor ggml's rule (row length a
  * multiple of the block size, row_size * rows); for a SmarterQuant tensor

@@ -304,36 +304,22 @@ sq_status sq_gguf_arr_get_float(const sq_gguf *g, int64_t i, uint64_t j, double 
 
 /* ---- formatting ---- */
 
-/* An snprintf-style appender: counts everything, stores what fits. */
-typedef struct app {
-    char *buf;
-    size_t cap, len;
-} app;
-
-static void put(app *a, const char *s, size_t n)
-{
-    if (a->len + 1 < a->cap) {
-        size_t room = a->cap - 1 - a->len;
-        memcpy(a->buf + a->len, s, n < room ? n : room);
-    }
-    a->len += n;
-}
-
-static void puts_(app *a, const char *s) { put(a, s, strlen(s)); }
+/* Values are formatted into the caller's buffer through a fixed sq_buf
+ * (snprintf-style: everything is counted, what fits is stored). */
 
 /* Shortest %.*g that reads back to the same value (f32: 6..9 digits, f64: 15..17). */
-static void put_float(app *a, double v, bool is_f32, bool json)
+static void put_float(sq_buf *a, double v, bool is_f32, bool json)
 {
     char tmp[48];
     if (!isfinite(v)) {
-        puts_(a, json ? "null" : (isnan(v) ? "nan" : (v > 0 ? "inf" : "-inf")));
+        sq_buf_str(a, json ? "null" : (isnan(v) ? "nan" : (v > 0 ? "inf" : "-inf")));
         return;
     }
     for (int prec = is_f32 ? 6 : 15; prec <= (is_f32 ? 9 : 17); prec++) {
         snprintf(tmp, sizeof tmp, "%.*g", prec, v);
         if (is_f32 ? strtof(tmp, NULL) == (float)v : strtod(tmp, NULL) == v) break;
     }
-    puts_(a, tmp);
+    sq_buf_str(a, tmp);
 }
 
 /* Length of a valid UTF-8 sequence at s (n bytes left), or 0 if invalid. */
@@ -359,7 +345,7 @@ static size_t utf8_len(const uint8_t *s, size_t n)
 
 /* A quoted string. Text: C-style escapes, cut after `limit` bytes (0 = all)
  * at a character boundary. JSON: JSON escapes, invalid UTF-8 as U+FFFD. */
-static void put_string(app *a, const uint8_t *s, uint64_t n, uint64_t limit, bool json)
+static void put_string(sq_buf *a, const uint8_t *s, uint64_t n, uint64_t limit, bool json)
 {
     char tmp[16];
     bool cut = false;
@@ -368,41 +354,41 @@ static void put_string(app *a, const uint8_t *s, uint64_t n, uint64_t limit, boo
         while (n > 0 && (s[n] & 0xc0) == 0x80) n--; /* do not split a character */
         cut = true;
     }
-    put(a, "\"", 1);
+    sq_buf_add(a, "\"", 1);
     for (uint64_t i = 0; i < n;) {
         const uint8_t c = s[i];
         if (c == '"' || c == '\\') {
             tmp[0] = '\\';
             tmp[1] = (char)c;
-            put(a, tmp, 2);
+            sq_buf_add(a, tmp, 2);
             i++;
-        } else if (c == '\n') { puts_(a, "\\n"); i++; }
-        else if (c == '\t') { puts_(a, "\\t"); i++; }
-        else if (c == '\r') { puts_(a, "\\r"); i++; }
+        } else if (c == '\n') { sq_buf_str(a, "\\n"); i++; }
+        else if (c == '\t') { sq_buf_str(a, "\\t"); i++; }
+        else if (c == '\r') { sq_buf_str(a, "\\r"); i++; }
         else if (c < 0x20 || c == 0x7f) {
             snprintf(tmp, sizeof tmp, json ? "\\u%04x" : "\\x%02x", c);
-            puts_(a, tmp);
+            sq_buf_str(a, tmp);
             i++;
         } else if (c < 0x80) {
-            put(a, (const char *)&s[i], 1);
+            sq_buf_add(a, (const char *)&s[i], 1);
             i++;
         } else {
             const size_t l = utf8_len(s + i, (size_t)(n - i));
             if (l) {
-                put(a, (const char *)&s[i], l);
+                sq_buf_add(a, (const char *)&s[i], l);
                 i += l;
             } else {
-                if (json) puts_(a, "\\ufffd");
+                if (json) sq_buf_str(a, "\\ufffd");
                 else {
                     snprintf(tmp, sizeof tmp, "\\x%02x", c);
-                    puts_(a, tmp);
+                    sq_buf_str(a, tmp);
                 }
                 i++;
             }
         }
     }
-    put(a, "\"", 1);
-    if (cut) puts_(a, "...");
+    sq_buf_add(a, "\"", 1);
+    if (cut) sq_buf_str(a, "...");
 }
 
 #define SQ__TEXT_STRING_LIMIT 160
@@ -424,7 +410,7 @@ static uint64_t skip_value(const sq_gguf *g, uint64_t off, sq_gguf_type t)
 }
 
 /* Formats the value of type t at offset off; returns the offset after it. */
-static uint64_t put_value(app *a, const sq_gguf *g, uint64_t off, sq_gguf_type t, uint64_t max, bool json)
+static uint64_t put_value(sq_buf *a, const sq_gguf *g, uint64_t off, sq_gguf_type t, uint64_t max, bool json)
 {
     const uint8_t *p = g->base + off;
     char tmp[48];
@@ -439,7 +425,7 @@ static uint64_t put_value(app *a, const sq_gguf *g, uint64_t off, sq_gguf_type t
         } else {
             snprintf(tmp, sizeof tmp, "%lld", (long long)v);
         }
-        puts_(a, tmp);
+        sq_buf_str(a, tmp);
         return off + sq__gguf_fixed_size(t);
     }
     switch (t) {
@@ -448,7 +434,7 @@ static uint64_t put_value(app *a, const sq_gguf *g, uint64_t off, sq_gguf_type t
         put_float(a, decode_float(p, t), t == SQ_GGUF_FLOAT32, json);
         return off + sq__gguf_fixed_size(t);
     case SQ_GGUF_BOOL:
-        puts_(a, p[0] ? "true" : "false");
+        sq_buf_str(a, p[0] ? "true" : "false");
         return off + 1;
     case SQ_GGUF_STRING: {
         const uint64_t n = sq__le64(p);
@@ -459,40 +445,38 @@ static uint64_t put_value(app *a, const sq_gguf *g, uint64_t off, sq_gguf_type t
         const sq_gguf_type et = (sq_gguf_type)sq__le32(p);
         const uint64_t n = sq__le64(p + 4);
         uint64_t at = off + 12;
-        put(a, "[", 1);
+        sq_buf_add(a, "[", 1);
         const size_t fs = sq__gguf_fixed_size(et);
         for (uint64_t j = 0; j < n; j++) {
             if (max && j >= max) {
-                if (j == max && !json) puts_(a, ", ...");
+                if (j == max && !json) sq_buf_str(a, ", ...");
                 if (fs) break;
                 at = skip_value(g, at, et); /* still walk to the end of the array */
                 continue;
             }
-            if (j) puts_(a, ", ");
+            if (j) sq_buf_str(a, ", ");
             at = put_value(a, g, at, et, max, json);
         }
-        put(a, "]", 1);
+        sq_buf_add(a, "]", 1);
         return fs ? off + 12 + n * fs : at;
     }
     default:
-        puts_(a, "?");
+        sq_buf_str(a, "?");
         return off;
     }
 }
 
 size_t sq_gguf_kv_format(const sq_gguf *g, int64_t i, uint64_t max_elems, unsigned flags, char *buf, size_t n)
 {
-    app a = {buf, n, 0};
+    sq_buf a = sq_buf_fixed(buf, n);
     const sq__gguf_kv *kv = kv_at(g, i);
     if (kv) put_value(&a, g, kv->val_off, kv->type, max_elems, (flags & SQ_GGUF_FMT_JSON) != 0);
-    if (n) buf[a.len < n ? a.len : n - 1] = '\0';
-    return a.len;
+    return a.n;
 }
 
 size_t sq_gguf_format_string(const char *s, size_t len, uint64_t limit, unsigned flags, char *buf, size_t n)
 {
-    app a = {buf, n, 0};
+    sq_buf a = sq_buf_fixed(buf, n);
     put_string(&a, (const uint8_t *)s, len, limit, (flags & SQ_GGUF_FMT_JSON) != 0);
-    if (n) buf[a.len < n ? a.len : n - 1] = '\0';
-    return a.len;
+    return a.n;
 }

@@ -48,56 +48,6 @@ size_t sq__gguf_min_size(uint32_t type)
     return sq__gguf_fixed_size(type);
 }
 
-/* A strict little JSON reader for exactly "[a,b,c,d]" with non-negative
- * integers, no leading zeros, optional JSON whitespace between tokens. */
-bool sq__gguf_parse_block_types(const char *s, size_t n, int out[4], char *why, size_t why_n)
-{
-    size_t i = 0;
-#define SKIP_WS() while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r')) i++
-    SKIP_WS();
-    if (i >= n || s[i] != '[') {
-        snprintf(why, why_n, "expected '[' at character %zu", i);
-        return false;
-    }
-    i++;
-    for (int k = 0; k < 4; k++) {
-        SKIP_WS();
-        if (i >= n || s[i] < '0' || s[i] > '9') {
-            snprintf(why, why_n, "expected a non-negative integer (entry %d of 4) at character %zu", k + 1, i);
-            return false;
-        }
-        if (s[i] == '0' && i + 1 < n && s[i + 1] >= '0' && s[i + 1] <= '9') {
-            snprintf(why, why_n, "leading zero in entry %d at character %zu", k + 1, i);
-            return false;
-        }
-        long v = 0;
-        while (i < n && s[i] >= '0' && s[i] <= '9') {
-            v = v * 10 + (s[i] - '0');
-            if (v > 100000) {
-                snprintf(why, why_n, "entry %d is too large to be a type id", k + 1);
-                return false;
-            }
-            i++;
-        }
-        out[k] = (int)v;
-        SKIP_WS();
-        const char want = k < 3 ? ',' : ']';
-        if (i >= n || s[i] != want) {
-            snprintf(why, why_n, "expected '%c' after entry %d at character %zu (need exactly 4 type ids)", want,
-                     k + 1, i);
-            return false;
-        }
-        i++;
-    }
-    SKIP_WS();
-    if (i != n) {
-        snprintf(why, why_n, "unexpected text after ']' at character %zu", i);
-        return false;
-    }
-#undef SKIP_WS
-    return true;
-}
-
 bool sq__gguf_tensor_size(int n_dims, const int64_t *ne, int type, const int *sq_types, uint64_t *out, char *why,
                           size_t why_n)
 {
@@ -485,33 +435,35 @@ static sq_status index_tensors(parser *ps)
     return SQ_OK;
 }
 
-/* Reads NAME.smarterquant.* for tensor i; sets t->smarterquant/sq_types. */
+/* Reads tensor i's SmarterQuant keys (sqmeta.c's rules): sets
+ * t->smarterquant and t->sq, its permutation parsed, checked and kept in
+ * g->sq_perms[i]. */
 static sq_status smarterquant_meta(parser *ps, int64_t i)
 {
     sq_gguf *g = ps->g;
     sq_gguf_tensor *t = &g->tensors[i];
-    const size_t nlen = strlen(t->name);
-    const int64_t ke = sq__gguf_find_key2(g, t->name, nlen, SQ__SQ_ENABLED, sizeof SQ__SQ_ENABLED - 1);
-    if (ke < 0) return SQ_OK;
-    const sq__gguf_kv *kv = &g->kvs[ke];
-    if (kv->type != SQ_GGUF_BOOL)
-        return fail_at(ps, SQ_EFORMAT, kv->at, "key '%s' must be bool, not %s", kv->key, sq_gguf_type_name(kv->type));
-    if (g->base[kv->val_off] == 0) return SQ_OK;
-    const int64_t kt = sq__gguf_find_key2(g, t->name, nlen, SQ__SQ_TYPES, sizeof SQ__SQ_TYPES - 1);
-    if (kt < 0)
-        return fail_at(ps, SQ_EFORMAT, g->tensor_at[i],
-                       "tensor '%s' is smarterquant-enabled but key '%s" SQ__SQ_TYPES "' is missing", t->name,
-                       t->name);
-    const sq__gguf_kv *kb = &g->kvs[kt];
-    if (kb->type != SQ_GGUF_STRING)
-        return fail_at(ps, SQ_EFORMAT, kb->at, "bad smarterquant block_types: key '%s' must be a string, not %s",
-                       kb->key, sq_gguf_type_name(kb->type));
-    const uint64_t slen = sq__le64(g->base + kb->val_off);
-    char why[200];
-    if (!sq__gguf_parse_block_types((const char *)g->base + kb->val_off + 8, slen, t->sq_types, why, sizeof why))
-        return fail_at(ps, SQ_EFORMAT, kb->val_off, "bad smarterquant block_types in key '%s' (\"%.*s\"): %s",
-                       kb->key, (int)(slen > 80 ? 80 : slen), (const char *)g->base + kb->val_off + 8, why);
+    sq__gguf_val v[3];
+    sq__gguf_sqmeta_reader_vals(g, t->name, v);
+    sq__gguf_sqscan s;
+    uint64_t at = 0;
+    char why[400];
+    if (sq__gguf_sqmeta_scan(t->name, t->ne[0], v, &s, &at, why, sizeof why) != SQ_OK)
+        return fail_at(ps, SQ_EFORMAT, at ? at : g->tensor_at[i], "%s", why);
+    if (!s.on) return SQ_OK;
     t->smarterquant = true;
+    memcpy(t->sq.types, s.types, sizeof s.types);
+    t->sq.n_cols = t->ne[0];
+    if (s.n_perm == 0) return SQ_OK;
+    if (!g->sq_perms && !(g->sq_perms = calloc((size_t)g->n_tensors, sizeof *g->sq_perms)))
+        return fail_at(ps, SQ_ENOMEM, at, "out of memory for the permutations");
+    int32_t *perm = malloc((size_t)s.n_perm * sizeof *perm);
+    if (!perm)
+        return fail_at(ps, SQ_ENOMEM, at, "out of memory for the permutation of %lld columns of tensor '%s'",
+                       (long long)s.n_perm, t->name);
+    g->sq_perms[i] = perm;
+    if (sq__gguf_sqmeta_perm(t->name, &s, perm, why, sizeof why) != SQ_OK)
+        return fail_at(ps, SQ_EFORMAT, at, "%s", why);
+    t->sq.perm = perm;
     return SQ_OK;
 }
 
@@ -540,7 +492,7 @@ static sq_status check_tensors(parser *ps, const sq_gguf_tensor **sorted)
         sq_gguf_tensor *t = &g->tensors[i];
         if ((st = smarterquant_meta(ps, i))) return st;
         char why[300];
-        if (!sq__gguf_tensor_size(t->n_dims, t->ne, t->type, t->smarterquant ? t->sq_types : NULL, &t->nbytes, why,
+        if (!sq__gguf_tensor_size(t->n_dims, t->ne, t->type, t->smarterquant ? t->sq.types : NULL, &t->nbytes, why,
                                   sizeof why))
             return fail_at(ps, SQ_EFORMAT, g->tensor_at[i], "tensor '%s': %s", t->name, why);
         if (t->offset % g->alignment != 0)
@@ -729,6 +681,8 @@ void sq_gguf_close(sq_gguf *g)
     if (!g) return;
     for (int i = 0; i < g->n_shards; i++) sq_gguf_close(g->shards[i]);
     free(g->shards);
+    for (int64_t i = 0; g->sq_perms && i < g->n_tensors; i++) free(g->sq_perms[i]);
+    free(g->sq_perms);
     if (g->mapped) munmap((void *)g->base, (size_t)g->size);
     free(g->block);
     free(g);

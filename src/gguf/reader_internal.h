@@ -54,6 +54,7 @@ struct sq_gguf {
     struct sq_gguf **shards;
     int n_shards;
     int32_t *tensor_shard; /* shard index of each tensor */
+    int32_t **sq_perms;    /* the permutation of each SmarterQuant tensor (owned; NULL: none), or NULL */
     char label[];          /* path or caller's label */
 };
 
@@ -63,6 +64,9 @@ uint64_t sq__gguf_hash2(const char *a, size_t alen, const char *b, size_t blen);
 
 /* Index of the key made of two concatenated parts (b may be empty), or -1. */
 int64_t sq__gguf_find_key2(const sq_gguf *g, const char *a, size_t alen, const char *b, size_t blen);
+
+/* The three SmarterQuant values of tensor `name` in g's key list (sqmeta.c). */
+void sq__gguf_sqmeta_reader_vals(const sq_gguf *g, const char *name, sq__gguf_val v[3]);
 
 /* Little-endian loads from the (possibly unaligned) file bytes. */
 static inline uint32_t sq__le32(const uint8_t *p)

@@ -515,43 +515,87 @@ sq_status sq_gguf_writer_add_tensor(sq_gguf_writer *w, const char *name, int n_d
     return SQ_OK;
 }
 
-/* The SmarterQuant types of tensor t from this writer's keys: true with
- * types[] filled when NAME.smarterquant.enabled is true. */
+/* The SmarterQuant metadata of tensor t from this writer's keys, checked by
+ * the reader's rules (sqmeta.c), the permutation's values included: *on is
+ * true with types[] filled when the tensor is SmarterQuant-enabled. */
 static sq_status writer_sq_types(sq_gguf_writer *w, const wtensor *t, int types[4], bool *on, sq_error *err)
 {
-    const size_t n = strlen(t->name);
-    char *key = malloc(n + sizeof SQ__SQ_TYPES);
-    if (!key) return sq_error_set(err, SQ_ENOMEM, "out of memory");
-    memcpy(key, t->name, n);
-    memcpy(key + n, SQ__SQ_ENABLED, sizeof SQ__SQ_ENABLED);
-    int64_t i = wfind(w, key, strlen(key));
+    sq__gguf_val v[3];
     *on = false;
-    sq_status st = SQ_OK;
-    if (i >= 0) {
-        const wkv *kv = &w->kvs[i];
-        if (kv->type != SQ_GGUF_BOOL) {
-            st = sq_error_set(err, SQ_EINVAL, "%s: key '%s' must be bool", w->path, key);
-        } else if (kv->raw[0]) {
-            memcpy(key + n, SQ__SQ_TYPES, sizeof SQ__SQ_TYPES);
-            i = wfind(w, key, strlen(key));
-            char why[200];
-            if (i < 0) {
-                st = sq_error_set(err, SQ_EINVAL, "%s: tensor '%s' is smarterquant-enabled but key '%s' is missing",
-                                  w->path, t->name, key);
-            } else if (w->kvs[i].type != SQ_GGUF_STRING) {
-                st = sq_error_set(err, SQ_EINVAL, "%s: bad smarterquant block_types: key '%s' must be a string",
-                                  w->path, key);
-            } else if (!sq__gguf_parse_block_types((const char *)w->kvs[i].raw + 8, w->kvs[i].raw_len - 8, types,
-                                                   why, sizeof why)) {
-                st = sq_error_set(err, SQ_EINVAL, "%s: bad smarterquant block_types in key '%s': %s", w->path, key,
-                                  why);
-            } else {
-                *on = true;
-            }
+    for (int k = 0; k < 3; k++) {
+        char *key = sq__gguf_sq_key(t->name, k);
+        if (!key) return sq_error_set(err, SQ_ENOMEM, "%s: out of memory", w->path);
+        const int64_t i = wfind(w, key, strlen(key));
+        free(key);
+        v[k] = i < 0 ? (sq__gguf_val){0}
+                     : (sq__gguf_val){true, w->kvs[i].type, w->kvs[i].raw, w->kvs[i].raw_len, 0};
+    }
+    sq__gguf_sqscan s;
+    uint64_t at;
+    char why[400];
+    if (sq__gguf_sqmeta_scan(t->name, t->ne[0], v, &s, &at, why, sizeof why) != SQ_OK)
+        return sq_error_set(err, SQ_EINVAL, "%s: %s", w->path, why);
+    if (s.n_perm > 0) {
+        int32_t *perm = malloc((size_t)s.n_perm * sizeof *perm);
+        if (!perm) return sq_error_set(err, SQ_ENOMEM, "%s: out of memory", w->path);
+        sq_status st = sq__gguf_sqmeta_perm(t->name, &s, perm, why, sizeof why);
+        free(perm);
+        if (st != SQ_OK) return sq_error_set(err, SQ_EINVAL, "%s: %s", w->path, why);
+    }
+    *on = s.on;
+    memcpy(types, s.types, sizeof s.types);
+    return SQ_OK;
+}
+
+/* ---- SmarterQuant metadata ---- */
+
+sq_status sq_gguf_writer_set_sqmeta(sq_gguf_writer *w, const char *name, const sq_gguf_sqmeta *m, sq_error *err)
+{
+    if (!w || !name || !m) return sq_error_set(err, SQ_EINVAL, "sq_gguf_writer_set_sqmeta: NULL argument");
+    if (m->perm) {
+        sq_status st = sq_perm_validate(m->perm, m->n_cols, m->n_cols, err);
+        if (st != SQ_OK) {
+            sq_error_prefix(err, "%s: tensor '%s'", w->path, name);
+            return st;
         }
     }
-    free(key);
+    const size_t plen = m->perm ? sq_format_int_array_json(m->perm, m->n_cols, NULL, 0) : 2;
+    char types[64];
+    char *perm = malloc(plen + 1), *key[3];
+    for (int k = 0; k < 3; k++) key[k] = sq__gguf_sq_key(name, k);
+    sq_status st = SQ_OK;
+    if (!perm || !key[0] || !key[1] || !key[2]) st = sq_error_set(err, SQ_ENOMEM, "%s: out of memory", w->path);
+    if (st == SQ_OK) {
+        sq_format_int_array_json(m->perm, m->perm ? m->n_cols : 0, perm, plen + 1);
+        sq_format_types_json(m->types, types, sizeof types);
+        st = sq_gguf_writer_set_bool(w, key[SQ__SQ_ENABLED], true, err);
+    }
+    if (st == SQ_OK) st = sq_gguf_writer_set_str(w, key[SQ__SQ_PERM], perm, err);
+    if (st == SQ_OK) st = sq_gguf_writer_set_str(w, key[SQ__SQ_TYPES], types, err);
+    for (int k = 0; k < 3; k++) free(key[k]);
+    free(perm);
     return st;
+}
+
+sq_status sq_gguf_writer_remove_sqmeta(sq_gguf_writer *w, const char *name, sq_error *err)
+{
+    if (!w || !name) return sq_error_set(err, SQ_EINVAL, "sq_gguf_writer_remove_sqmeta: NULL argument");
+    sq_status st = SQ_OK;
+    for (int k = 0; k < 3 && st == SQ_OK; k++) {
+        char *key = sq__gguf_sq_key(name, k);
+        if (!key) return sq_error_set(err, SQ_ENOMEM, "%s: out of memory", w->path);
+        if (wfind(w, key, strlen(key)) >= 0) st = sq_gguf_writer_remove_key(w, key, err);
+        free(key);
+    }
+    return st;
+}
+
+bool sq_gguf_writer_has_sqmeta(const sq_gguf_writer *w, const char *name)
+{
+    char *key = w && name ? sq__gguf_sq_key(name, SQ__SQ_TYPES) : NULL;
+    const bool has = key && wfind(w, key, strlen(key)) >= 0;
+    free(key);
+    return has;
 }
 
 /* Validates sizes, assigns offsets and writes header, keys, infos, padding. */

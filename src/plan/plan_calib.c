@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "plan/plan_calib.h"
 #include "plan/plan_internal.h"
 #include "sq/blocks.h"
 #include "sq/engine.h"
@@ -31,13 +32,6 @@
 
 /* Default measuring points: the slope between them cancels what both share. */
 static const int default_calib_types[2] = {SQ_TYPE_Q3_K, SQ_TYPE_Q5_K};
-
-struct sq_plan_sens {
-    sq_plan_sensitivity *e; /* n entries; names owned */
-    sq_plan_weight *w;      /* the same as (name, weight) pairs for sq_plan_params */
-    int64_t n;
-    double base_nll;        /* mean -log p of the unmodified model on the scored tokens */
-};
 
 /* The kept reference: chunks of the calibration text and the unmodified
  * model's log-probabilities at the scored positions. */
@@ -119,39 +113,51 @@ static void calib_free(calib *cb)
     free(cb->base_lp);
 }
 
+sq_status sq__plan_calib_chunks(const sq_model *m, const sq_plan_calib_params *p, int32_t **chunks, int *n_ctx,
+                                int *n_chunks, sq_error *err)
+{
+    *chunks = NULL;
+    const sq_hparams *hp = sq_model_hparams(m);
+    int ctx = p->n_ctx > 0 ? p->n_ctx : 512;
+    if (hp->n_ctx_train > 0 && ctx > hp->n_ctx_train) ctx = (int)hp->n_ctx_train;
+    if (ctx < 8) return sq_error_set(err, SQ_EINVAL, "calibration chunks of %d tokens: want at least 8", ctx);
+    const int want = p->n_chunks > 0 ? p->n_chunks : SQ_PLAN_CALIB_DEFAULT_CHUNKS;
+    const size_t have = p->tokens ? p->n_tokens / (size_t)ctx : 0;
+    if (have == 0)
+        return sq_error_set(err, SQ_EINVAL, "calibration text of %zu tokens is shorter than one chunk of %d",
+                            p->tokens ? p->n_tokens : 0, ctx);
+    const int nc = (size_t)want < have ? want : (int)have;
+    for (size_t i = 0; i < (size_t)nc * (size_t)ctx; i++)
+        if (p->tokens[i] < 0 || p->tokens[i] >= hp->n_vocab)
+            return sq_error_set(err, SQ_EINVAL, "calibration token %zu is %d, outside the vocabulary of %lld", i,
+                                (int)p->tokens[i], (long long)hp->n_vocab);
+    *chunks = malloc(sizeof(int32_t) * (size_t)nc * (size_t)ctx);
+    if (!*chunks) return sq_error_set(err, SQ_ENOMEM, "out of memory for %d calibration chunks", nc);
+    memcpy(*chunks, p->tokens, sizeof(int32_t) * (size_t)nc * (size_t)ctx);
+    if (p->bos >= 0)
+        for (int ch = 0; ch < nc; ch++) (*chunks)[(size_t)ch * (size_t)ctx] = p->bos;
+    *n_ctx = ctx;
+    *n_chunks = nc;
+    return SQ_OK;
+}
+
 /* Cuts the calibration tokens into chunks and keeps the reference. */
 static sq_status calib_init(calib *cb, sq_model *m, const sq_plan_calib_params *p, sq_error *err)
 {
     memset(cb, 0, sizeof *cb);
     cb->m = m;
     cb->p = p;
-    const sq_hparams *hp = sq_model_hparams(m);
-    cb->n_vocab = (int)hp->n_vocab;
-    cb->n_ctx = p->n_ctx > 0 ? p->n_ctx : 512;
-    if (hp->n_ctx_train > 0 && cb->n_ctx > hp->n_ctx_train) cb->n_ctx = (int)hp->n_ctx_train;
-    if (cb->n_ctx < 8) return sq_error_set(err, SQ_EINVAL, "calibration chunks of %d tokens: want at least 8", cb->n_ctx);
-    int want = p->n_chunks > 0 ? p->n_chunks : SQ_PLAN_CALIB_DEFAULT_CHUNKS;
-    size_t have = p->tokens ? p->n_tokens / (size_t)cb->n_ctx : 0;
-    if (have == 0)
-        return sq_error_set(err, SQ_EINVAL, "calibration text of %zu tokens is shorter than one chunk of %d",
-                            p->tokens ? p->n_tokens : 0, cb->n_ctx);
-    cb->n_chunks = (size_t)want < have ? want : (int)have;
+    cb->n_vocab = (int)sq_model_hparams(m)->n_vocab;
+    sq_status st = sq__plan_calib_chunks(m, p, &cb->chunks, &cb->n_ctx, &cb->n_chunks, err);
+    if (st != SQ_OK) return st;
     cb->first = cb->n_ctx / 2;
     cb->n_score = cb->n_ctx - 1 - cb->first;
-    for (size_t i = 0; i < p->n_tokens && i < (size_t)cb->n_chunks * (size_t)cb->n_ctx; i++)
-        if (p->tokens[i] < 0 || p->tokens[i] >= hp->n_vocab)
-            return sq_error_set(err, SQ_EINVAL, "calibration token %zu is %d, outside the vocabulary of %lld", i,
-                                (int)p->tokens[i], (long long)hp->n_vocab);
-    cb->chunks = malloc(sizeof(int32_t) * (size_t)cb->n_chunks * (size_t)cb->n_ctx);
     cb->base_lp = malloc(sizeof(float) * (size_t)cb->n_chunks * (size_t)cb->n_score * (size_t)cb->n_vocab);
-    if (!cb->chunks || !cb->base_lp) {
+    if (!cb->base_lp) {
         calib_free(cb);
         return sq_error_set(err, SQ_ENOMEM, "out of memory for %d calibration chunks", cb->n_chunks);
     }
-    memcpy(cb->chunks, p->tokens, sizeof(int32_t) * (size_t)cb->n_chunks * (size_t)cb->n_ctx);
-    if (p->bos >= 0)
-        for (int ch = 0; ch < cb->n_chunks; ch++) cb->chunks[(size_t)ch * (size_t)cb->n_ctx] = p->bos;
-    sq_status st = calib_run(cb, true, NULL, err);
+    st = calib_run(cb, true, NULL, err);
     if (st != SQ_OK) calib_free(cb);
     return st;
 }
@@ -225,7 +231,7 @@ static sq_status quantize_view(const char *name, const float *W, int64_t rows, i
 }
 
 /* The importance values of a tensor, or NULL (none, or of another length). */
-static const float *find_imp(const sq_imatrix *im, const char *name, int64_t cols)
+const float *sq__plan_find_imp(const sq_imatrix *im, const char *name, int64_t cols)
 {
     int64_t n = 0;
     const float *imp = im ? sq_imatrix_find(im, name, &n) : NULL;
@@ -236,13 +242,14 @@ void sq_plan_sens_free(sq_plan_sens *s)
 {
     if (!s) return;
     for (int64_t i = 0; i < s->n; i++) free((char *)s->e[i].name);
+    for (int64_t i = 0; i < s->n_owned; i++) free(s->owned[i]);
+    free(s->owned);
     free(s->e);
     free(s->w);
     free(s);
 }
 
-/* An empty set with room for n entries; NULL when out of memory. */
-static sq_plan_sens *sens_alloc(int64_t n)
+sq_plan_sens *sq__plan_sens_alloc(int64_t n)
 {
     sq_plan_sens *s = calloc(1, sizeof *s);
     if (s) s->e = calloc((size_t)(n > 0 ? n : 1), sizeof *s->e);
@@ -273,7 +280,7 @@ static sq_status measure_one(calib *cb, const sq_gguf_tensor *t, const sq_imatri
     const sq_weight *orig_p = sq_model_weight(cb->m, t->name);
     sq_weight orig = *orig_p;
     int64_t cols = t->ne[0], rows = t->ne[1] * t->ne[2] * t->ne[3];
-    const float *imp = find_imp(im, t->name, cols);
+    const float *imp = sq__plan_find_imp(im, t->name, cols);
     e->n_points = n_types;
     int n_runs = n_types + (act_type > 0);
     for (int k = 0; k < n_runs && st == SQ_OK; k++) {
@@ -313,7 +320,7 @@ static sq_status measure_one(calib *cb, const sq_gguf_tensor *t, const sq_imatri
 }
 
 /* Checks the measuring types: 1 or 2, quantizable weight types. */
-static sq_status calib_types(const sq_plan_calib_params *p, const int **types, int *n, sq_error *err)
+sq_status sq__plan_calib_types(const sq_plan_calib_params *p, const int **types, int *n, sq_error *err)
 {
     *types = default_calib_types;
     *n = 2;
@@ -356,7 +363,7 @@ sq_status sq_plan_measure_sensitivity(sq_model *m, const sq_imatrix *im, const s
     if (!m || !p) return sq_error_set(err, SQ_EINVAL, "sq_plan_measure_sensitivity: no model or parameters");
     const int *types;
     int n_types;
-    sq_status st = calib_types(p, &types, &n_types, err);
+    sq_status st = sq__plan_calib_types(p, &types, &n_types, err);
     if (st == SQ_OK) st = check_act_type(types, n_types, p->act_type, err);
     if (st != SQ_OK) return st;
     regex_t re;
@@ -371,7 +378,7 @@ sq_status sq_plan_measure_sensitivity(sq_model *m, const sq_imatrix *im, const s
     }
     const sq_gguf *g = sq_model_gguf(m);
     int64_t nt = sq_gguf_n_tensors(g);
-    sq_plan_sens *s = sens_alloc(nt);
+    sq_plan_sens *s = sq__plan_sens_alloc(nt);
     calib cb;
     bool have_cb = false;
     if (!s) st = sq_error_set(err, SQ_ENOMEM, "out of memory for sensitivities");
@@ -465,7 +472,7 @@ static sq_status install(sq_model *m, const sq_imatrix *im, const sq_plan *plan,
         float *W = NULL;
         st = read_weights(t, &W, err);
         if (st == SQ_OK)
-            st = quantize_view(pt->name, W, pt->rows, pt->cols, find_imp(im, pt->name, pt->cols), pt->types, pt->perm,
+            st = quantize_view(pt->name, W, pt->rows, pt->cols, sq__plan_find_imp(im, pt->name, pt->cols), pt->types, pt->perm,
                                &in->data[i], &in->view[i], &in->rel[i], err);
         free(W);
         if (st == SQ_OK) st = sq_model_set_weight(m, pt->name, &in->view[i], err);
@@ -505,7 +512,7 @@ sq_status sq_plan_measure_sensitivity_in_plan(sq_model *m, const sq_imatrix *im,
     *kld = 0.0;
     if (!m || !plan || !p) return sq_error_set(err, SQ_EINVAL, "sq_plan_measure_sensitivity_in_plan: no model, plan or parameters");
     int64_t n = sq_plan_n_tensors(plan);
-    sq_plan_sens *s = sens_alloc(n);
+    sq_plan_sens *s = sq__plan_sens_alloc(n);
     if (!s) {
         return sq_error_set(err, SQ_ENOMEM, "out of memory for sensitivities");
     }

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "sq/blocks.h"
 #include "sq/quantize.h"
 
 /* ------------------------------------------------------------------ */

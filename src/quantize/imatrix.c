@@ -133,10 +133,14 @@ static bool take_i32(cursor *c, int32_t *v)
 /* Names longer than this are not weight names: a corrupt length. */
 #define MAX_NAME 4096
 
-sq_status sq_imatrix_parse_dat(const void *data, size_t size, const char *label, sq_imatrix **out, sq_error *err)
+/* The .dat reader; *not_dat is set when the error means the bytes are no
+ * .dat file at all (no sane entry count, or a first entry with no sane name),
+ * not a .dat file with a bad entry. */
+static sq_status parse_dat(const void *data, size_t size, const char *label, sq_imatrix **out, bool *not_dat,
+                           sq_error *err)
 {
     *out = NULL;
-    if (!label) label = "imatrix";
+    *not_dat = true;
     cursor c = {data, size, 0};
     int32_t n_entries;
     if (!take_i32(&c, &n_entries))
@@ -175,6 +179,7 @@ sq_status sq_imatrix_parse_dat(const void *data, size_t size, const char *label,
             free(name);
             break;
         }
+        *not_dat = false; /* a first entry with a name: a .dat file, whatever else is wrong */
         if (!take_i32(&c, &ncall) || !take_i32(&c, &nval)) {
             st = sq_error_set(err, SQ_EFORMAT, "%s: entry '%s': truncated before its value count", label, name);
             free(name);
@@ -223,6 +228,12 @@ sq_status sq_imatrix_parse_dat(const void *data, size_t size, const char *label,
     }
     *out = im;
     return SQ_OK;
+}
+
+sq_status sq_imatrix_parse_dat(const void *data, size_t size, const char *label, sq_imatrix **out, sq_error *err)
+{
+    bool not_dat = false;
+    return parse_dat(data, size, label ? label : "imatrix", out, &not_dat, err);
 }
 
 /* ---- GGUF ---- */
@@ -355,7 +366,21 @@ sq_status sq_imatrix_parse(const void *data, size_t size, const char *label, sq_
     *out = NULL;
     if (!label) label = "imatrix";
     if (size >= 4 && memcmp(data, "GGUF", 4) == 0) return parse_gguf(data, size, label, out, err);
-    return sq_imatrix_parse_dat(data, size, label, out, err);
+    bool not_dat = false;
+    const sq_status st = parse_dat(data, size, label, out, &not_dat, err);
+    if (st != SQ_OK && not_dat && err) {
+        /* say which format was tried and why: a text file given by mistake
+         * reads as a .dat whose first four bytes are a huge entry count */
+        char reason[sizeof err->msg];
+        const size_t ll = strlen(label);
+        snprintf(reason, sizeof reason, "%s",
+                 !strncmp(err->msg, label, ll) && !strncmp(err->msg + ll, ": ", 2) ? err->msg + ll + 2 : err->msg);
+        sq_error_set(err, st,
+                     "%s: not a GGUF file (it does not start with \"GGUF\"), so it was read as a legacy llama.cpp .dat "
+                     "imatrix, which it is not either: %s",
+                     label, reason);
+    }
+    return st;
 }
 
 sq_status sq_imatrix_load(const char *path, sq_imatrix **out, sq_error *err)

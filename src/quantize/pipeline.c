@@ -34,8 +34,7 @@ typedef struct tplan {
     int64_t C, rows, n_mat, rows_per_mat; /* columns; all rows; ne[2]*ne[3] matrices of ne[1] rows */
     const float *imx;                     /* importance for n_mat * C columns, or NULL */
     const int32_t *perm;                  /* SmarterQuant output permutation (not owned) or NULL */
-    bool in_sq;                           /* the input tensor is a SmarterQuant tensor */
-    int32_t *in_perm;                     /* its permutation (owned) or NULL */
+    bool in_sq;                           /* the input tensor is a SmarterQuant tensor (t->sq) */
     size_t out_row_bytes;
     char *out_name;                       /* --prune-layers renumbered it: the output name (owned), else NULL */
     int shard;                            /* output file it goes to (0 unless keep_split) */
@@ -53,8 +52,6 @@ typedef struct run {
     int64_t n;
     sq_threadpool *pool;
     int n_threads;
-    char *sq_text; /* scratch for metadata strings */
-    size_t sq_text_cap;
     char arch[64];          /* general.architecture ("llama" when absent) */
     int64_t n_layer;        /* ARCH.block_count of the input (0 when absent) */
     unsigned char *pruned;  /* n_layer flags: layer dropped by --prune-layers; NULL when none is */
@@ -243,38 +240,6 @@ static sq_status plan_sq(run *r, tplan *tp, const sq_quantize_sqtensor *q, sq_er
     return SQ_OK;
 }
 
-/* Reads the permutation of a SmarterQuant input tensor from its metadata. */
-static sq_status load_input_perm(run *r, tplan *tp, sq_error *err)
-{
-    char key[600];
-    snprintf(key, sizeof key, "%s.smarterquant.permutation", tp->t->name);
-    if (sq_gguf_find_key(r->in, key) < 0) return SQ_OK;
-    sq_gguf_str s;
-    sq_status st = sq_gguf_get_str(r->in, key, &s, err);
-    if (st != SQ_OK) return st;
-    int32_t *perm = malloc((size_t)tp->C * sizeof *perm);
-    if (!perm) return sq_error_set(err, SQ_ENOMEM, "tensor %s: out of memory", tp->t->name);
-    int64_t n = 0;
-    st = sq_parse_int_array_json(s.ptr, (size_t)s.len, perm, tp->C, &n, err);
-    if (st != SQ_OK) {
-        free(perm);
-        sq_error_prefix(err, "%s: key %s", sq_gguf_path(r->in), key);
-        return st;
-    }
-    if (n == 0) {
-        free(perm);
-        return SQ_OK;
-    }
-    st = sq_perm_validate(perm, n, tp->C, err);
-    if (st != SQ_OK) {
-        free(perm);
-        sq_error_prefix(err, "%s: key %s", sq_gguf_path(r->in), key);
-        return st;
-    }
-    tp->in_perm = perm;
-    return SQ_OK;
-}
-
 static bool is_token_embd(const char *name)
 {
     return strcmp(name, "token_embd.weight") == 0 || strcmp(name, "per_layer_token_embd.weight") == 0;
@@ -385,8 +350,6 @@ static sq_status make_plan(run *r, sq_quantize_stats *stats, sq_error *err)
         for (int k = 0; k < p->n_sq_tensors; k++)
             if (strcmp(p->sq_tensors[k].name, t->name) == 0) q = &p->sq_tensors[k];
 
-        if (tp->in_sq && (st = load_input_perm(r, tp, err)) != SQ_OK) break;
-
         if (q) {
             st = plan_sq(r, tp, q, err);
             if (st != SQ_OK) {
@@ -400,8 +363,8 @@ static sq_status make_plan(run *r, sq_quantize_stats *stats, sq_error *err)
              * not --leave-output-tensor's output.weight) */
             pub->out_type = t->type;
             pub->smarterquant = true;
-            memcpy(pub->sq_types, t->sq_types, sizeof pub->sq_types);
-            pub->sq_permuted = tp->in_perm != NULL;
+            memcpy(pub->sq_types, t->sq.types, sizeof pub->sq_types);
+            pub->sq_permuted = t->sq.perm != NULL;
             pub->quantize = false;
         } else {
             pub->out_type = ch.type;
@@ -588,32 +551,14 @@ static sq_status remove_if_present(run *r, sq_gguf_writer *w, const char *key, s
     return sq_gguf_writer_remove_key(w, key, err);
 }
 
-/* The three keys of spec section 5 for an output SmarterQuant tensor, under
- * its output name: its permutation (the new one, or the input's when the
- * tensor is copied) and the segment types really used. */
-static sq_status put_sq_keys(run *r, sq_gguf_writer *w, const tplan *tp, sq_error *err)
+/* The SmarterQuant metadata of an output tensor, under its output name: its
+ * permutation (the new one, or the input's when the tensor is copied) and
+ * the segment types really used. */
+static sq_status put_sq_keys(sq_gguf_writer *w, const tplan *tp, sq_error *err)
 {
-    char key[600];
-    const char *name = out_name(tp);
-    snprintf(key, sizeof key, "%s.smarterquant.enabled", name);
-    sq_status st = sq_gguf_writer_set_bool(w, key, true, err);
-    const int32_t *perm = tp->pub.quantize ? tp->perm : tp->in_perm;
-    sq_format_int_array_json(perm, perm ? tp->C : 0, r->sq_text, r->sq_text_cap);
-    snprintf(key, sizeof key, "%s.smarterquant.permutation", name);
-    if (st == SQ_OK) st = sq_gguf_writer_set_str(w, key, r->sq_text, err);
-    sq_format_types_json(tp->pub.sq_types, r->sq_text, r->sq_text_cap);
-    snprintf(key, sizeof key, "%s.smarterquant.block_types", name);
-    if (st == SQ_OK) st = sq_gguf_writer_set_str(w, key, r->sq_text, err);
-    return st;
-}
-
-/* Whether the input's metadata (copied to the first output file) already
- * holds the keys of a SmarterQuant tensor copied under its own name. */
-static bool has_sq_keys(const run *r, const tplan *tp)
-{
-    char key[600];
-    snprintf(key, sizeof key, "%s.smarterquant.block_types", tp->t->name);
-    return sq_gguf_find_key(r->in, key) >= 0;
+    sq_gguf_sqmeta m = {.perm = tp->pub.quantize ? tp->perm : tp->t->sq.perm, .n_cols = tp->C};
+    memcpy(m.types, tp->pub.sq_types, sizeof m.types);
+    return sq_gguf_writer_set_sqmeta(w, out_name(tp), &m, err);
 }
 
 /* split.no / split.count / split.tensors.count of output file k (types as
@@ -716,22 +661,19 @@ static sq_status write_metadata(run *r, sq_gguf_writer *w, sq_error *err)
     if (st == SQ_OK && r->pruned) st = write_pruned_counts(r, w, err);
     /* SmarterQuant keys: first drop those of input tensors that are gone,
      * renamed or no longer SmarterQuant, then write those of every output
-     * SmarterQuant tensor that the copied keys do not already describe */
+     * SmarterQuant tensor that the copied keys do not already describe (a
+     * tensor copied as it is keeps its keys' bytes) */
     for (int64_t i = 0; i < sq_gguf_n_tensors(r->in) && st == SQ_OK; i++) {
         const sq_gguf_tensor *t = sq_gguf_tensor_at(r->in, i);
         const tplan *tp = r->by_in[i];
         if (!t->smarterquant || (tp && tp->pub.smarterquant && !tp->out_name)) continue;
-        static const char *const sfx[] = {"enabled", "permutation", "block_types"};
-        for (int k = 0; k < 3 && st == SQ_OK; k++) {
-            char key[600];
-            snprintf(key, sizeof key, "%s.smarterquant.%s", t->name, sfx[k]);
-            st = remove_if_present(r, w, key, err);
-        }
+        st = sq_gguf_writer_remove_sqmeta(w, t->name, err);
     }
     for (int64_t i = 0; i < r->n && st == SQ_OK; i++) {
         const tplan *tp = &r->tp[i];
-        if (tp->pub.smarterquant && (tp->pub.quantize || tp->out_name || !has_sq_keys(r, tp)))
-            st = put_sq_keys(r, w, tp, err);
+        if (tp->pub.smarterquant &&
+            (tp->pub.quantize || tp->out_name || !sq_gguf_writer_has_sqmeta(w, out_name(tp))))
+            st = put_sq_keys(w, tp, err);
     }
     if (st == SQ_OK && r->n_files > 1) st = put_split_keys(r, w, 0, err);
     return st;
@@ -769,7 +711,7 @@ static sq_status write_tensors(run *r, sq_gguf_writer **ws, sq_error *err)
                 break;
             }
             if (tp->in_sq) {
-                st = sq_weight_mixed(&j.in_w, tp->t->data, tp->t->sq_types, tp->in_perm, tp->rows, tp->C, err);
+                st = sq_weight_mixed(&j.in_w, tp->t->data, tp->t->sq.types, tp->t->sq.perm, tp->rows, tp->C, err);
                 if (st != SQ_OK) break;
             }
             if (j.f32 != tp->t->data) run_parallel(r, convert_rows, &j);
@@ -819,7 +761,7 @@ static sq_status write_shard_metadata(run *r, sq_gguf_writer *w, int k, sq_error
 {
     sq_status st = put_split_keys(r, w, k, err);
     for (int64_t i = 0; i < r->n && st == SQ_OK; i++)
-        if (r->tp[i].shard == k && r->tp[i].pub.smarterquant) st = put_sq_keys(r, w, &r->tp[i], err);
+        if (r->tp[i].shard == k && r->tp[i].pub.smarterquant) st = put_sq_keys(w, &r->tp[i], err);
     return st;
 }
 
@@ -941,12 +883,6 @@ sq_status sq_quantize_file(const char *in_path, const char *out_path, const sq_q
         r.n_threads = p->n_threads > 0 ? p->n_threads : default_threads();
         if (r.n_threads > 1) r.pool = sq_threadpool_create(r.n_threads);
         if (!r.pool) r.n_threads = 1;
-        int64_t max_c = 64;
-        for (int64_t i = 0; i < r.n; i++)
-            if (r.tp[i].pub.smarterquant && r.tp[i].C > max_c) max_c = r.tp[i].C;
-        r.sq_text_cap = (size_t)max_c * 12 + 64;
-        r.sq_text = malloc(r.sq_text_cap);
-        if (!r.sq_text) st = sq_error_set(err, SQ_ENOMEM, "out of memory");
         sq_gguf_writer **w = calloc((size_t)r.n_files, sizeof *w);
         if (st == SQ_OK && !w) st = sq_error_set(err, SQ_ENOMEM, "out of memory");
         for (int k = 0; k < r.n_files && st == SQ_OK; k++) {
@@ -968,16 +904,12 @@ sq_status sq_quantize_file(const char *in_path, const char *out_path, const sq_q
         if (r.pool) sq_threadpool_free(r.pool);
     }
     stats->seconds = sq_time_now() - t_start;
-    for (int64_t i = 0; r.tp && i < r.n; i++) {
-        free(r.tp[i].in_perm);
-        free(r.tp[i].out_name);
-    }
+    for (int64_t i = 0; r.tp && i < r.n; i++) free(r.tp[i].out_name);
     for (int k = 0; out_paths && k < r.n_files; k++) free(out_paths[k]);
     free(out_paths);
     free(r.by_in);
     free(r.pruned);
     free(r.tp);
-    free(r.sq_text);
     sq_imatrix_free(r.im);
     sq_gguf_close(r.in);
     return st;

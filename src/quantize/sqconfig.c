@@ -10,6 +10,7 @@
 #include "sq/sqconfig.h"
 #include "sq/quantize.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -33,13 +34,9 @@ void sq_warnings_free(sq_warnings *w)
 sq_status sq_warnings_add(sq_warnings *w, const char *fmt, ...)
 {
     if (!w) return SQ_OK;
-    if (w->count == w->cap) {
-        size_t cap = w->cap ? w->cap * 2 : 8;
-        char **items = realloc(w->items, cap * sizeof *items);
-        if (!items) return SQ_ENOMEM;
-        w->items = items;
-        w->cap = cap;
-    }
+    char **items = sq_grow_array(w->items, &w->cap, w->count + 1, sizeof *items);
+    if (!items) return SQ_ENOMEM;
+    w->items = items;
     va_list ap;
     va_start(ap, fmt);
     char *s = NULL;
@@ -142,17 +139,60 @@ static size_t offset_of(const char *text, size_t len, int line, int col)
     return c < col ? i : last;
 }
 
-/* jansson reports the column of a bad token's last character and quotes the
- * token ("... near 'oops'"); editors want its first, so step back over it. */
-static int token_start_column(const char *msg, int col)
+/* Where the bad token that ends at byte `last` of the preprocessed text
+ * starts: jansson reports a token's last character (and quotes it only when
+ * it is short), editors want its first. A string goes back to its opening
+ * quote, a number or word over its characters; a punctuation mark is itself. */
+static size_t token_start(const char *buf, size_t len, size_t last)
 {
-    const char *near = strstr(msg, "near '");
-    const char *end = strrchr(msg, '\'');
-    if (!near || !end || end < near + 6) return col;
-    int n = 0;
-    for (const char *q = near + 6; q < end; q++)
-        if (((unsigned char)*q & 0xC0) != 0x80) n++;
-    return (n > 0 && n < col) ? col - n + 1 : col;
+    if (last >= len) return last;
+    const char c = buf[last];
+    size_t i = last;
+    if (c == '"' && i > 0) {
+        for (i--; i > 0; i--) {
+            size_t bs = 0; /* a quote after an odd number of backslashes is escaped */
+            while (bs < i && buf[i - 1 - bs] == '\\') bs++;
+            if (buf[i] == '"' && bs % 2 == 0) break;
+        }
+        return i;
+    }
+    if (isalnum((unsigned char)c) || c == '.' || c == '-' || c == '+' || c == '_')
+        while (i > 0 && (isalnum((unsigned char)buf[i - 1]) || strchr(".-+_", buf[i - 1]))) i--;
+    return i;
+}
+
+/* A syntax error at the token starting at byte `at` of the preprocessed text
+ * (comments blanked): when a value ends just before it, with nothing but
+ * spaces between, the likely fault is a missing comma; says where. */
+static void comma_hint(const char *buf, size_t len, size_t at, char *hint, size_t n)
+{
+    hint[0] = 0;
+    if (at >= len || !strchr("\"[{-0123456789tfn", buf[at])) return;
+    size_t j = at;
+    while (j > 0 && (buf[j - 1] == ' ' || buf[j - 1] == '\t' || buf[j - 1] == '\n' || buf[j - 1] == '\r')) j--;
+    if (j == 0) return;
+    const char prev = buf[j - 1];
+    if (!(prev == ']' || prev == '}' || prev == '"' || isalnum((unsigned char)prev))) return;
+    int pl, pc, tl, tc;
+    line_col(buf, len, j - 1, &pl, &pc);
+    line_col(buf, len, at, &tl, &tc);
+    if (pl < tl) snprintf(hint, n, " (a ',' missing at the end of line %d?)", pl);
+    else snprintf(hint, n, " (a ',' missing before it?)");
+}
+
+/* The error for text jansson could not parse: FILE:LINE:COLUMN of the bad
+ * token's first character in the original text, jansson's reason, and a hint
+ * when a comma seems to be missing. */
+static sq_status syntax_error(const char *text, size_t len, const char *buf, const char *fname,
+                              const json_error_t *jerr, sq_error *err)
+{
+    const int l = jerr->line > 0 ? jerr->line : 1, c = jerr->column > 0 ? jerr->column : 1;
+    const size_t at = token_start(buf, len, offset_of(buf, len, l, c));
+    char hint[64];
+    comma_hint(buf, len, at, hint, sizeof hint);
+    int ol, oc;
+    line_col(text, len, at, &ol, &oc);
+    return sq_error_set(err, SQ_EFORMAT, "%s:%d:%d: syntax error: %s%s", fname, ol, oc, jerr->text, hint);
 }
 
 /* A top-level key found by the scanner: where it is and its raw bytes. */
@@ -303,6 +343,7 @@ static sq_status read_entry(const char *fname, sq_config_entry *e, json_t *v, sq
     /* types */
     const size_t nt = json_array_size(jt);
     e->enabled = nt == 4;
+    e->n_types = nt > 1000000 ? 1000000 : (int)nt;
     for (size_t i = 0; i < nt; i++) {
         json_t *x = json_array_get(jt, i);
         long long id;
@@ -365,10 +406,7 @@ sq_status sq_config_parse(const char *text, size_t len, const char *filename, sq
     json_error_t jerr;
     json_t *root = json_loadb(p.buf, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
     if (!root) {
-        int l = jerr.line > 0 ? jerr.line : 1, c = jerr.column > 0 ? jerr.column : 1;
-        c = token_start_column(jerr.text, c);
-        line_col(text, len, offset_of(p.buf, len, l, c), &l, &c);
-        st = sq_error_set(err, SQ_EFORMAT, "%s:%d:%d: syntax error: %s", fname, l, c, jerr.text);
+        st = syntax_error(text, len, p.buf, fname, &jerr, err);
         free(p.buf);
         free(p.keys);
         return st;
@@ -543,6 +581,26 @@ static sq_status validate_entry(const char *fname, sq_config_entry *e, const sq_
     return st;
 }
 
+/* Types of 1-3 or 5+ entries: the parser warned and left the tensor
+ * ordinary; under --strict it is an error (a typo more likely than a choice;
+ * an empty types stays the way to say "ordinary"). */
+static sq_status check_types_count(const sq_config *cfg, const sq_config_entry *e, sq_error *err)
+{
+    if (e->enabled || e->n_types == 0) return SQ_OK;
+    char at[600];
+    where(at, sizeof at, cfg->filename, e);
+    return sq_error_set(err, SQ_EINVAL, "%s: types has %d entries, not 4 (an error with --strict)", at, e->n_types);
+}
+
+sq_status sq_config_check_strict(const sq_config *cfg, sq_error *err)
+{
+    for (int64_t i = 0; cfg && i < cfg->count; i++) {
+        const sq_status st = check_types_count(cfg, &cfg->entries[i], err);
+        if (st != SQ_OK) return st;
+    }
+    return SQ_OK;
+}
+
 sq_status sq_config_validate(sq_config *cfg, const sq_config_tensor *tensors, int64_t n_tensors,
                              const sq_config_options *opt, sq_warnings *warnings, sq_error *err)
 {
@@ -558,6 +616,7 @@ sq_status sq_config_validate(sq_config *cfg, const sq_config_tensor *tensors, in
     sq_status st = SQ_OK;
     for (int64_t i = 0; i < cfg->count && st == SQ_OK; i++) {
         sq_config_entry *e = &cfg->entries[i];
+        if (opt->strict && (st = check_types_count(cfg, e, err)) != SQ_OK) continue;
         const sq_config_tensor *t = find_tensor(sorted, n_tensors, e->name);
         if (!t) {
             char at[600];
@@ -572,90 +631,4 @@ sq_status sq_config_validate(sq_config *cfg, const sq_config_tensor *tensors, in
     }
     free(sorted);
     return st;
-}
-
-/* ------------------------------------------------- metadata int arrays -- */
-
-sq_status sq_parse_int_array_json(const char *text, size_t len, int32_t *out, int64_t cap, int64_t *count,
-                                  sq_error *err)
-{
-    size_t i = 0;
-    int64_t n = 0;
-    if (count) *count = 0;
-    if (!text) return sq_error_set(err, SQ_EFORMAT, "integer array: no text");
-#define SKIP_WS() while (i < len && is_ws(text[i])) i++
-    SKIP_WS();
-    if (i >= len || text[i] != '[')
-        return sq_error_set(err, SQ_EFORMAT, "integer array: offset %zu: expected '['", i);
-    i++;
-    SKIP_WS();
-    if (i < len && text[i] == ']') {
-        i++;
-    } else {
-        for (;;) {
-            SKIP_WS();
-            if (i >= len || text[i] < '0' || text[i] > '9')
-                return sq_error_set(err, SQ_EFORMAT, "integer array: offset %zu: expected a non-negative integer",
-                                    i);
-            const size_t start = i;
-            int64_t v = 0;
-            while (i < len && text[i] >= '0' && text[i] <= '9') {
-                v = v * 10 + (text[i] - '0');
-                if (v > INT32_MAX)
-                    return sq_error_set(err, SQ_ERANGE, "integer array: offset %zu: value exceeds %d", start,
-                                        INT32_MAX);
-                i++;
-            }
-            if (text[start] == '0' && i - start > 1)
-                return sq_error_set(err, SQ_EFORMAT, "integer array: offset %zu: leading zero", start);
-            if (out) {
-                if (n >= cap)
-                    return sq_error_set(err, SQ_ERANGE, "integer array: more than %lld elements", (long long)cap);
-                out[n] = (int32_t)v;
-            }
-            n++;
-            SKIP_WS();
-            if (i < len && text[i] == ',') {
-                i++;
-                continue;
-            }
-            if (i < len && text[i] == ']') {
-                i++;
-                break;
-            }
-            return sq_error_set(err, SQ_EFORMAT, "integer array: offset %zu: expected ',' or ']'", i);
-        }
-    }
-    SKIP_WS();
-#undef SKIP_WS
-    if (i != len) return sq_error_set(err, SQ_EFORMAT, "integer array: offset %zu: unexpected text after ']'", i);
-    if (count) *count = n;
-    return SQ_OK;
-}
-
-/* snprintf-style writer: text beyond cap is counted, not written. */
-size_t sq_format_int_array_json(const int32_t *v, int64_t n, char *buf, size_t cap)
-{
-    size_t pos = 0;
-    char tmp[16];
-#define PUT(s, k)                                                                  \
-    do {                                                                           \
-        for (size_t q_ = 0; q_ < (k); q_++, pos++)                                 \
-            if (pos + 1 < cap) buf[pos] = (s)[q_];                                 \
-    } while (0)
-    PUT("[", 1);
-    for (int64_t i = 0; i < n; i++) {
-        int k = snprintf(tmp, sizeof tmp, i ? ",%d" : "%d", (int)v[i]);
-        PUT(tmp, (size_t)k);
-    }
-    PUT("]", 1);
-#undef PUT
-    if (cap > 0) buf[pos < cap ? pos : cap - 1] = '\0';
-    return pos;
-}
-
-size_t sq_format_types_json(const int types[4], char *buf, size_t cap)
-{
-    int32_t t[4] = { types[0], types[1], types[2], types[3] };
-    return sq_format_int_array_json(t, 4, buf, cap);
 }

@@ -13,7 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "serve_internal.h"
 #include "sq/serve.h"
 
 struct sq_gen {
@@ -24,7 +23,7 @@ struct sq_gen {
     const char *const *stop; /* borrowed */
     size_t n_stop, max_stop;
     int n_vocab;
-    sq__buf text;   /* everything generated so far (cut at a stop string) */
+    sq_buf text;   /* everything generated so far (cut at a stop string) */
     size_t sent;    /* text[0..sent) has been handed out */
     int n_gen;      /* tokens sampled (an end-of-generation token not counted) */
     sq_token pending; /* sampled, not yet evaluated; SQ_TOKEN_NULL if none */
@@ -51,7 +50,7 @@ sq_status sq_gen_start(sq_context *c, const sq_vocab *v, const sq_token *prompt,
     sq_gen *g = calloc(1, sizeof *g);
     if (!g) return sq_error_set(err, SQ_ENOMEM, "out of memory");
     g->s = sq_sampler_create(&p->sampler);
-    if (!g->s || !sq__buf_add(&g->text, "", 0)) {
+    if (!g->s || !sq_buf_add(&g->text, "", 0)) {
         sq_gen_free(g);
         return sq_error_set(err, SQ_ENOMEM, "out of memory");
     }
@@ -134,7 +133,7 @@ bool sq_gen_step(sq_gen *g, const char **text, size_t *len, sq_error *err)
     g->n_gen++;
     size_t plen = 0;
     const char *piece = sq_vocab_piece(g->v, t, false, &plen);
-    if (!sq__buf_add(&g->text, piece, plen)) {
+    if (!sq_buf_add(&g->text, piece, plen)) {
         sq_error_set(err, SQ_ENOMEM, "out of memory");
         g->done = true;
         return false;

@@ -15,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "serve_internal.h"
 #include "sq/serve.h"
 #include "base/json_kind.h"
 
@@ -172,7 +171,7 @@ static int get_content(json_t *m, size_t i, char **out, sq_serve_error *e)
         return sq_serve_error_set(e, 400, "invalid_request_error", "invalid_type", "messages",
                                   "messages[%zu].content must be a string or an array of text parts, got %s", i,
                                   sq__json_kind(c));
-    sq__buf b = {0};
+    sq_buf b = {0};
     size_t np = json_array_size(c);
     for (size_t j = 0; j < np; j++) {
         json_t *part = json_array_get(c, j);
@@ -186,12 +185,12 @@ static int get_content(json_t *m, size_t i, char **out, sq_serve_error *e)
                                       "(only text parts are supported)",
                                       i, j);
         }
-        if (!sq__buf_add(&b, json_string_value(text), json_string_length(text))) {
+        if (!sq_buf_add(&b, json_string_value(text), json_string_length(text))) {
             free(b.p);
             return no_memory(e);
         }
     }
-    if (!sq__buf_add(&b, "", 0)) {
+    if (!sq_buf_add(&b, "", 0)) {
         free(b.p);
         return no_memory(e);
     }
@@ -385,24 +384,24 @@ const char *sq_chat_template_name(sq_chat_template t)
     return "default";
 }
 
-static bool adds(sq__buf *b, const char *s)
+static bool adds(sq_buf *b, const char *s)
 {
-    return sq__buf_add(b, s, strlen(s));
+    return sq_buf_add(b, s, strlen(s));
 }
 
 /* Content without leading/trailing whitespace (Llama-3's template trims). */
-static bool add_trimmed(sq__buf *b, const char *s)
+static bool add_trimmed(sq_buf *b, const char *s)
 {
     size_t n = strlen(s);
     while (n && (*s == ' ' || *s == '\n' || *s == '\t' || *s == '\r')) s++, n--;
     while (n && (s[n - 1] == ' ' || s[n - 1] == '\n' || s[n - 1] == '\t' || s[n - 1] == '\r')) n--;
-    return sq__buf_add(b, s, n);
+    return sq_buf_add(b, s, n);
 }
 
 /* Renders the conversation for the assistant's next turn, without BOS. */
 char *sq_chat_render(sq_chat_template t, const sq_chat_message *msgs, size_t n)
 {
-    sq__buf b = {0};
+    sq_buf b = {0};
     bool ok = true;
     switch (t) {
     case SQ_CHAT_CHATML:
@@ -468,7 +467,7 @@ char *sq_chat_render(sq_chat_template t, const sq_chat_message *msgs, size_t n)
         ok = ok && adds(&b, "assistant:");
         break;
     }
-    if (!ok || !sq__buf_add(&b, "", 0)) {
+    if (!ok || !sq_buf_add(&b, "", 0)) {
         free(b.p);
         return NULL;
     }

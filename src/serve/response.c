@@ -12,24 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "serve_internal.h"
 #include "sq/serve.h"
-
-bool sq__buf_add(sq__buf *b, const char *s, size_t len)
-{
-    if (b->n + len + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 64;
-        while (cap < b->n + len + 1) cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) return false;
-        b->p = p;
-        b->cap = cap;
-    }
-    if (len) memcpy(b->p + b->n, s, len);
-    b->n += len;
-    b->p[b->n] = 0;
-    return true;
-}
 
 /* ---- routing ---- */
 
@@ -103,12 +86,12 @@ static json_t *text_value(const char *s, size_t n)
         i += l;
     }
     if (i == n) return json_stringn(s, n);
-    sq__buf b = {0};
-    bool ok = sq__buf_add(&b, s, i);
+    sq_buf b = {0};
+    bool ok = sq_buf_add(&b, s, i);
     while (ok && i < n) {
         size_t l = utf8_char_len((const unsigned char *)s + i, n - i);
-        if (l) ok = sq__buf_add(&b, s + i, l), i += l;
-        else ok = sq__buf_add(&b, "\xEF\xBF\xBD", 3), i++;
+        if (l) ok = sq_buf_add(&b, s + i, l), i += l;
+        else ok = sq_buf_add(&b, "\xEF\xBF\xBD", 3), i++;
     }
     json_t *v = ok ? json_stringn(b.p, b.n) : NULL;
     free(b.p);

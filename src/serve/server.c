@@ -32,7 +32,6 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#include "serve_internal.h"
 #include "sq/serve.h"
 
 struct sq_server {
@@ -48,6 +47,8 @@ struct sq_server {
     atomic_bool stopping;
     atomic_ulong next_id;
     atomic_int token_delay_ms; /* debug: pause between tokens (sq_server_set_debug_token_delay) */
+    atomic_bool starting;      /* in MHD_start_daemon: its messages go into start_msg, not the log */
+    char start_msg[256];
 };
 
 enum stream_phase { PH_ROLE, PH_TOKENS, PH_USAGE, PH_DONE, PH_END };
@@ -59,7 +60,7 @@ typedef struct conn {
     char method[16], path[128];
     double t0;
     sq_serve_route route;
-    sq__buf body;
+    sq_buf body;
     size_t body_seen; /* bytes received, kept or not */
     bool too_large;
     int status;
@@ -73,7 +74,7 @@ typedef struct conn {
     long created;
     /* stream state */
     enum stream_phase phase;
-    sq__buf out;
+    sq_buf out;
     size_t out_off;
 } conn;
 
@@ -151,7 +152,7 @@ static bool out_frame(conn *c, char *json)
     size_t n = 0;
     char *f = sq_sse_frame(json, &n);
     free(json);
-    bool ok = f && sq__buf_add(&c->out, f, n);
+    bool ok = f && sq_buf_add(&c->out, f, n);
     free(f);
     return ok;
 }
@@ -207,7 +208,7 @@ static bool stream_produce(conn *c)
     }
     case PH_DONE:
         c->phase = PH_END;
-        return sq__buf_add(&c->out, "data: [DONE]\n\n", 14);
+        return sq_buf_add(&c->out, "data: [DONE]\n\n", 14);
     case PH_END: break;
     }
     return false;
@@ -529,7 +530,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
     if (*upload_data_size) {
         c->body_seen += *upload_data_size;
         if (!c->too_large && c->body.n + *upload_data_size <= s->o.max_body) {
-            if (!sq__buf_add(&c->body, upload_data, *upload_data_size)) return MHD_NO;
+            if (!sq_buf_add(&c->body, upload_data, *upload_data_size)) return MHD_NO;
         } else {
             c->too_large = true;
             /* a chunked body far over the limit: stop reading it at all */
@@ -596,13 +597,17 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap)
                                         "Application reported internal error",
                                         "Closing connection (application error generating response)"};
     sq_server *s = cls;
-    if (!s->o.log_msg) return;
     char m[1024];
     vsnprintf(m, sizeof m, fmt, ap);
-    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
-        if (strstr(m, known[i])) return;
     size_t n = strlen(m);
     while (n && m[n - 1] == '\n') m[--n] = 0;
+    if (atomic_load(&s->starting)) { /* a failed start is reported once, by sq_server_start's error */
+        snprintf(s->start_msg, sizeof s->start_msg, "%s", m);
+        return;
+    }
+    if (!s->o.log_msg) return;
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        if (strstr(m, known[i])) return;
     s->o.log_msg(s->o.log_ud, m);
 }
 
@@ -639,6 +644,7 @@ sq_status sq_server_start(const sq_server_options *o, sq_server **out, sq_error 
     atomic_init(&s->stopping, false);
     atomic_init(&s->next_id, 1);
     atomic_init(&s->token_delay_ms, o->debug_token_delay_ms > 0 ? o->debug_token_delay_ms : 0);
+    atomic_init(&s->starting, false);
     s->pool = sq_slot_pool_create(o->n_parallel, o->queue_max);
     s->ctx = calloc((size_t)o->n_parallel, sizeof *s->ctx);
     if (!s->model_name || !s->host || (o->api_key && *o->api_key && !s->api_key) || !s->pool || !s->ctx) {
@@ -683,16 +689,24 @@ sq_status sq_server_start(const sq_server_options *o, sq_server **out, sq_error 
         }
     }
     unsigned max_conn = (unsigned)(o->max_connections > 0 ? o->max_connections : o->n_parallel + o->queue_max + 64);
+    atomic_store(&s->starting, true);
     s->d = MHD_start_daemon(flags, (uint16_t)o->port, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, s,
                             MHD_OPTION_SOCK_ADDR,
                             (struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
                             MHD_OPTION_CONNECTION_LIMIT, max_conn, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_END);
+    atomic_store(&s->starting, false);
     if (!s->d) {
-        sq_error_set(err, SQ_EIO, "cannot listen on %s port %d (address in use, or not a local address?)", s->host,
-                     o->port);
+        const char *why = strrchr(s->start_msg, ':'); /* "Failed to bind to port 8080: Address already in use" */
+        if (s->start_msg[0])
+            sq_error_set(err, SQ_EIO, "cannot listen on %s port %d: %s", s->host, o->port,
+                         why && why[1] == ' ' && why[2] ? why + 2 : s->start_msg);
+        else
+            sq_error_set(err, SQ_EIO, "cannot listen on %s port %d (address in use, or not a local address?)",
+                         s->host, o->port);
         server_free(s);
         return SQ_EIO;
     }
+    if (s->start_msg[0]) log_msg(s, "%s", s->start_msg); /* a warning of a start that succeeded */
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
     s->port = di ? di->port : o->port;
     log_msg(s, "%d slot(s) of %d tokens, queue %d, up to %u connections", s->n_slots, s->n_ctx, o->queue_max, max_conn);

@@ -7,38 +7,10 @@
  * configuration cannot describe it: it is not applied) and every key that
  * names no tensor.
  */
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "sq/gguf.h"
 #include "sq/serve.h"
-
-/* The tensor's metadata permutation as a malloc'd array (*n elements, NULL
- * for none or when unreadable: *bad says so). */
-static int32_t *meta_perm(const sq_gguf *g, const char *name, int64_t *n, bool *bad)
-{
-    char key[512];
-    snprintf(key, sizeof key, "%s.smarterquant.permutation", name);
-    *n = 0;
-    *bad = false;
-    sq_gguf_str s;
-    if (sq_gguf_get_str(g, key, &s, NULL) != SQ_OK) return NULL;
-    int64_t count = 0;
-    if (sq_parse_int_array_json(s.ptr, s.len, NULL, 0, &count, NULL) != SQ_OK) {
-        *bad = true;
-        return NULL;
-    }
-    if (count == 0) return NULL;
-    int32_t *p = malloc((size_t)count * sizeof *p);
-    if (!p || sq_parse_int_array_json(s.ptr, s.len, p, count, &count, NULL) != SQ_OK) {
-        free(p);
-        *bad = true;
-        return NULL;
-    }
-    *n = count;
-    return p;
-}
 
 int sq_serve_check_config(const sq_gguf *g, const sq_config *cfg, sq_warnings *w)
 {
@@ -62,7 +34,7 @@ int sq_serve_check_config(const sq_gguf *g, const sq_config *cfg, sq_warnings *w
             continue;
         }
         char mt[64], ct[64];
-        sq_format_types_json(t->sq_types, mt, sizeof mt);
+        sq_format_types_json(t->sq.types, mt, sizeof mt);
         if (!e->enabled) {
             sq_warnings_add(w, "%s: tensor '%s' is not SmarterQuant in the configuration but its metadata says %s: "
                                "the metadata wins", file, e->name, mt);
@@ -70,24 +42,20 @@ int sq_serve_check_config(const sq_gguf *g, const sq_config *cfg, sq_warnings *w
             continue;
         }
         sq_format_types_json(e->types, ct, sizeof ct);
-        if (memcmp(t->sq_types, e->types, sizeof e->types) != 0) {
+        if (memcmp(t->sq.types, e->types, sizeof e->types) != 0) {
             sq_warnings_add(w, "%s: tensor '%s': configuration types %s differ from the metadata's %s: the metadata wins",
                             file, e->name, ct, mt);
             conflicts++;
         }
-        int64_t n = 0;
-        bool bad = false;
-        int32_t *perm = meta_perm(g, e->name, &n, &bad);
-        if (bad) {
-            sq_warnings_add(w, "%s: tensor '%s': the metadata permutation cannot be read: not compared", file, e->name);
-        } else if (n != e->perm_len || (n && memcmp(perm, e->perm, (size_t)n * sizeof *perm) != 0)) {
+        /* the reader checked the metadata permutation at open: ne[0] entries or none */
+        const int64_t n = t->sq.perm ? t->sq.n_cols : 0;
+        if (n != e->perm_len || (n && memcmp(t->sq.perm, e->perm, (size_t)n * sizeof *e->perm) != 0)) {
             sq_warnings_add(w,
                             "%s: tensor '%s': the configuration permutation (%lld entries) differs from the "
                             "metadata's (%lld entries): the metadata wins",
                             file, e->name, (long long)e->perm_len, (long long)n);
             conflicts++;
         }
-        free(perm);
     }
     return conflicts;
 }

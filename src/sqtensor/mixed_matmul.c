@@ -16,8 +16,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "blocks/gemm.h"
-#include "blocks/kernels.h"
+#include "blocks/blocks_shared.h"
 #include "sq/blocks.h"
 #include "sq/sqtensor.h"
 
@@ -136,15 +135,14 @@ static bool plan_runs(const sq_weight *w, sq__plan *p)
 
 static sq_status plan_kernels(sq__plan *p, sq_error *err)
 {
-    const sq__kernels *tab = sq__kernel_table();
     for (int i = 0; i < p->nrun; i++) {
         sq__run *rn = &p->run[i];
         if (!sq_blocks_can_dot(rn->type))
             return sq_error_set(err, SQ_EUNSUPPORTED,
                                 "SmarterQuant matmul: dot products of type %s (%d) are not supported by this build",
                                 sq_type_name(rn->type), rn->type);
-        rn->dot = tab[rn->type].vec_dot;
-        rn->from_float = tab[rn->act].from_float;
+        rn->dot = sq__blocks_vec_dot(rn->type);
+        rn->from_float = sq__blocks_from_float(rn->act);
     }
     return SQ_OK;
 }

@@ -5,6 +5,7 @@
  * shared with kernels_avx512.c, which compiles them with VNNI and AVX-512.
  */
 #include "simd_dot.h"
+#include "simd_iq.h"
 #include "simd_conv.h"
 #include "simd_f16gemm.h"
 
@@ -57,6 +58,13 @@ SQ_INLINE void ymm_band(const sq__krun *run, int nrun, const char *w, size_t ws,
         if (LEG && kr32_type(run[j].type)) {
             switch (run[j].type) {
             KR32_CASES(acc)
+            default: break;
+            }
+            continue;
+        }
+        if (kb_iq_type(run[j].type)) {
+            switch (run[j].type) {
+            KB_IQ_CASES(acc)
             default: break;
             }
             continue;

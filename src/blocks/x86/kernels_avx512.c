@@ -5,6 +5,7 @@
  * entries only when the CPU has all of these.
  */
 #include "simd_dot.h"
+#include "simd_iq.h"
 #include "simd_conv.h"
 #include "simd_f16gemm.h"
 #include "simd_zmm.h"

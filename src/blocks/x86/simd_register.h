@@ -1,7 +1,7 @@
 /*
  * simd_register.h — fills a kernel table with this compilation's SIMD
  * kernels and names its tile kernels; included last by each x86 kernel file
- * after simd_dot.h and simd_conv.h, with SQ_REGISTER_FN / SQ_GEMM_FN set to
+ * after simd_dot.h, simd_iq.h and simd_conv.h, with SQ_REGISTER_FN / SQ_GEMM_FN set to
  * that file's public names.
  */
 #ifndef SQ_X86_SIMD_REGISTER_H
@@ -14,6 +14,9 @@
         table[SQ_TYPE_##ID].vec_dot = vdot_##T; \
         table[SQ_TYPE_##ID].dequantize = deq_##T; \
     } while (0)
+
+/* vec_dot only (the dequantizers stay scalar). */
+#define SQ_SET_DOT(T, ID) table[SQ_TYPE_##ID].vec_dot = vdot_##T
 
 void SQ_REGISTER_FN(sq__kernels table[SQ_TYPE_COUNT])
 {
@@ -31,6 +34,15 @@ void SQ_REGISTER_FN(sq__kernels table[SQ_TYPE_COUNT])
     SQ_SET(iq4_xs, IQ4_XS);
     SQ_SET(f16, F16);
     SQ_SET(bf16, BF16);
+    SQ_SET_DOT(iq2_xxs, IQ2_XXS);
+    SQ_SET_DOT(iq2_xs, IQ2_XS);
+    SQ_SET_DOT(iq2_s, IQ2_S);
+    SQ_SET_DOT(iq3_xxs, IQ3_XXS);
+    SQ_SET_DOT(iq3_s, IQ3_S);
+    SQ_SET_DOT(iq1_s, IQ1_S);
+    SQ_SET_DOT(iq1_m, IQ1_M);
+    SQ_SET_DOT(tq1_0, TQ1_0);
+    SQ_SET_DOT(tq2_0, TQ2_0);
     table[SQ_TYPE_Q8_0].from_float = from_float_q8_0;
     table[SQ_TYPE_Q8_1].from_float = from_float_q8_1;
     table[SQ_TYPE_Q8_K].from_float = from_float_q8_K;
@@ -42,6 +54,7 @@ void SQ_REGISTER_FN(sq__kernels table[SQ_TYPE_COUNT])
 #endif
 }
 #undef SQ_SET
+#undef SQ_SET_DOT
 
 sq__gemm_fn SQ_GEMM_FN(int type)
 {
@@ -67,6 +80,15 @@ sq__gemm_fn SQ_GEMM_FN(int type)
     case SQ_TYPE_IQ4_XS: return gemm_iq4_xs;
     case SQ_TYPE_F16: return gemm_f16;
     case SQ_TYPE_BF16: return gemm_bf16;
+    case SQ_TYPE_IQ2_XXS: return gemm_iq2_xxs;
+    case SQ_TYPE_IQ2_XS: return gemm_iq2_xs;
+    case SQ_TYPE_IQ2_S: return gemm_iq2_s;
+    case SQ_TYPE_IQ3_XXS: return gemm_iq3_xxs;
+    case SQ_TYPE_IQ3_S: return gemm_iq3_s;
+    case SQ_TYPE_IQ1_S: return gemm_iq1_s;
+    case SQ_TYPE_IQ1_M: return gemm_iq1_m;
+    case SQ_TYPE_TQ1_0: return gemm_tq1_0;
+    case SQ_TYPE_TQ2_0: return gemm_tq2_0;
     default: return NULL;
     }
 }

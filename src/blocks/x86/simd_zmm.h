@@ -10,6 +10,7 @@
 #define SQ_X86_SIMD_ZMM_H
 
 #include "simd_dot.h"
+#include "simd_iq.h"
 #include "simd_ik.h"
 
 #if defined(__AVX512BW__) && defined(__AVX512VNNI__)
@@ -336,6 +337,13 @@ SQ_INLINE void kz_band(const sq__krun *run, int nrun, const char *w, size_t ws, 
         if (LEG && kr32_type(run[j].type)) {
             switch (run[j].type) {
             KR32_CASES(accm)
+            default: break;
+            }
+            continue;
+        }
+        if (kb_iq_type(run[j].type)) { /* the 256-bit steps of simd_iq.h, into accm */
+            switch (run[j].type) {
+            KB_IQ_CASES(accm)
             default: break;
             }
             continue;
