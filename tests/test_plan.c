@@ -280,7 +280,7 @@ static void test_synthetic_budgets(void)
     double prev_err = INFINITY;
     uint64_t prev_bytes = 0;
     /* the largest plan: every slot its biggest type */
-    sq_plan_params pmax = {.target_bytes = 1ull << 40};
+    sq_plan_params pmax = {.target_bytes = 1ull << 40, .prior = SQ_PLAN_PRIOR_NONE};
     sq_plan *big = plan_file(syn_model, syn_imatrix, &pmax, &err);
     CHECK_MSG(big != NULL, "%s", err.msg);
     uint64_t max_file = big ? sq_plan_get_totals(big)->file_bytes : 0;
@@ -288,7 +288,8 @@ static void test_synthetic_budgets(void)
     /* file sizes from tight to generous: respected, close, never worse */
     for (int i = 0; i < 8; i++) {
         uint64_t target = 200000 + (uint64_t)i * 40000;
-        sq_plan_params p = {.target_bytes = target, .n_threads = 1};
+        /* one error model for every budget (the prior's depends on the budget) */
+        sq_plan_params p = {.target_bytes = target, .n_threads = 1, .prior = SQ_PLAN_PRIOR_NONE};
         sq_plan *plan = plan_file(syn_model, syn_imatrix, &p, &err);
         CHECK_MSG(plan != NULL, "target %llu: %s", (unsigned long long)target, err.msg);
         if (!plan) continue;
@@ -331,7 +332,7 @@ static void test_sensitivity(void)
     sq_error err = {0};
     sq_plan_params p = {.target_bpw = 4.0};
     sq_plan *a = plan_file(syn_model, syn_imatrix, &p, &err);
-    sq_plan_weight w[1] = {{"blk.0.attn_output.weight", 1000.0, 0.0, 0.0}};
+    sq_plan_weight w[1] = {{.name = "blk.0.attn_output.weight", .weight = 1000.0}};
     p.weights = w;
     p.n_weights = 1;
     sq_plan *b = plan_file(syn_model, syn_imatrix, &p, &err);
@@ -401,7 +402,8 @@ static void test_demo(void)
     const char *imat = harness_shared_file(ibuf, sizeof ibuf, "golden/llama.cpp/sqdemo.imatrix.gguf");
     if (!model || !imat) SKIP("demo model or its imatrix not in ../shared");
     sq_error err = {0};
-    sq_plan_params p = {.target_bytes = 10u << 20, .tensors = "^blk\\.[01]\\.", .sample_rows = 64, .n_threads = 1};
+    sq_plan_params p = {.target_bytes = 10u << 20, .tensors = "^blk\\.[01]\\.", .sample_rows = 64, .n_threads = 1,
+                        .prior = SQ_PLAN_PRIOR_NONE};
     sq_plan *a = plan_file(model, imat, &p, &err);
     CHECK_MSG(a != NULL, "%s", err.msg);
     p.n_threads = 3;

@@ -180,8 +180,24 @@ static void test_readme_commands(void)
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
 }
 
+/* Built with AddressSanitizer (make asan), sq runs the README's examples
+ * (a plan, imatrix and perplexity chunks) some ten times slower: minutes of
+ * the suite for code paths the other tests already run under it. */
+#if defined(__SANITIZE_ADDRESS__)
+#define SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SANITIZED 1
+#endif
+#endif
+
 int main(void)
 {
+#ifdef SANITIZED
+    fprintf(stderr, "SKIP: the README's commands run in the plain build (make test), not under ASan\n");
+    harness_skipped++;
+    return harness_finish("readme");
+#endif
     if (access(harness_sq_bin(), X_OK) != 0) {
         fprintf(stderr, "SKIP: %s not built\n", harness_sq_bin());
         harness_skipped++;

@@ -197,6 +197,14 @@ static void test_chat_templates(void)
     CHECK_INT(sq_chat_template_detect(phi, strlen(phi)), SQ_CHAT_PHI3);
     CHECK_INT(sq_chat_template_detect("{{ whatever }}", 14), SQ_CHAT_DEFAULT);
     CHECK_INT(sq_chat_template_detect(NULL, 0), SQ_CHAT_DEFAULT);
+    /* without a recognised template, the architecture's family; a template of the file wins */
+    CHECK_INT(sq_chat_template_choose(NULL, 0, "qwen3moe"), SQ_CHAT_CHATML);
+    CHECK_INT(sq_chat_template_choose(NULL, 0, "qwen2"), SQ_CHAT_CHATML);
+    CHECK_INT(sq_chat_template_choose("{{ whatever }}", 14, "gemma3"), SQ_CHAT_GEMMA);
+    CHECK_INT(sq_chat_template_choose(NULL, 0, "phi3"), SQ_CHAT_PHI3);
+    CHECK_INT(sq_chat_template_choose(NULL, 0, "llama"), SQ_CHAT_DEFAULT);
+    CHECK_INT(sq_chat_template_choose(NULL, 0, NULL), SQ_CHAT_DEFAULT);
+    CHECK_INT(sq_chat_template_choose(chatml, strlen(chatml), "gemma3"), SQ_CHAT_CHATML);
 
     sq_chat_message m[] = {{"system", "Be kind."}, {"user", "Hi"}, {"assistant", "Hello!"}, {"user", "Bye"}};
     char *s = sq_chat_render(SQ_CHAT_CHATML, m, 4);
@@ -341,19 +349,21 @@ typedef struct engine_fixture {
     sq_context *c;
 } engine_fixture;
 
-static bool fixture_open(engine_fixture *f, int n_ctx)
+static bool fixture_open_model(engine_fixture *f, const char *model, int n_ctx)
 {
     sq_error err = {0};
     memset(f, 0, sizeof *f);
     sq_context_params cp = sq_context_default_params();
     cp.n_ctx = n_ctx;
-    if (sq_model_load(MODEL, &f->m, &err) != SQ_OK || sq_vocab_load_gguf(sq_model_gguf(f->m), &f->v, &err) != SQ_OK ||
+    if (sq_model_load(model, &f->m, &err) != SQ_OK || sq_vocab_load_gguf(sq_model_gguf(f->m), &f->v, &err) != SQ_OK ||
         sq_context_create(f->m, &cp, &f->c, &err) != SQ_OK) {
         fprintf(stderr, "fixture: %s\n", err.msg);
         return false;
     }
     return true;
 }
+
+static bool fixture_open(engine_fixture *f, int n_ctx) { return fixture_open_model(f, MODEL, n_ctx); }
 
 static void fixture_close(engine_fixture *f)
 {
@@ -556,9 +566,9 @@ static void kill_server(void)
     }
 }
 
-/* Starts `sq serve` with the given extra flags on port 0, waits for its
- * "listening on" line in the log, and returns false on failure. */
-static bool start_server(const char *const *extra)
+/* Starts `sq serve -m model` with the given extra flags on port 0, waits for
+ * its "listening on" line in the log, and returns false on failure. */
+static bool start_server_model(const char *model, const char *const *extra)
 {
     snprintf(log_path, sizeof log_path, "%s/server.log", tmp);
     const char *args[32];
@@ -566,7 +576,7 @@ static bool start_server(const char *const *extra)
     args[na++] = harness_sq_bin();
     args[na++] = "serve";
     args[na++] = "-m";
-    args[na++] = MODEL;
+    args[na++] = model;
     args[na++] = "--port";
     args[na++] = "0";
     for (int i = 0; extra[i] && na < 30; i++) args[na++] = extra[i];
@@ -601,6 +611,8 @@ static bool start_server(const char *const *extra)
     }
     return false;
 }
+
+static bool start_server(const char *const *extra) { return start_server_model(MODEL, extra); }
 
 /* Stops the server with SIGTERM; returns its exit status (-1: had to be killed). */
 static int stop_server(void)
@@ -1148,6 +1160,74 @@ static void test_server(void)
     CHECK(system(rm) == 0);
 }
 
+/* Tokens of text with the fixture's vocabulary (BOS, special tokens parsed, as the server). */
+static int n_tokens(engine_fixture *f, const char *text)
+{
+    sq_token *toks = NULL;
+    size_t n = 0;
+    sq_error err = {0};
+    if (sq_tokenize(f->v, text, strlen(text), true, true, &toks, &n, &err) != SQ_OK) return -1;
+    free(toks);
+    return (int)n;
+}
+
+/* A chat request to `sq serve` on a Qwen 3 and a Gemma 3 model (../shared's
+ * architecture models, which carry no chat template: the family's turns are
+ * used, ChatML and Gemma's): its prompt is the conversation rendered in that
+ * template (the usage counts its tokens, which differ from any other
+ * template's count) and its answer that prompt's greedy continuation. */
+static void test_server_arch_chat(void)
+{
+    static const struct {
+        const char *rel, *rendered;
+    } cases[2] = {
+        {"models/arch/qwen3-arch.gguf",
+         "<|im_start|>system\nYou answer.<|im_end|>\n<|im_start|>user\nWho made the world?<|im_end|>\n"
+         "<|im_start|>assistant\n"},
+        {"models/arch/gemma3-arch.gguf",
+         "<start_of_turn>user\nYou answer.\n\nWho made the world?<end_of_turn>\n<start_of_turn>model\n"},
+    };
+    const char *body = "{\"messages\":[{\"role\":\"system\",\"content\":\"You answer.\"},"
+                       "{\"role\":\"user\",\"content\":\"Who made the world?\"}],\"max_tokens\":8,\"temperature\":0}";
+    char model[1024];
+    for (int k = 0; k < 2; k++)
+        if (!harness_shared_file(model, sizeof model, cases[k].rel)) SKIP("%s not in ../shared", cases[k].rel);
+    snprintf(tmp, sizeof tmp, "%s/sqserve_arch.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    if (!mkdtemp(tmp)) return;
+    for (int k = 0; k < 2; k++) {
+        harness_shared_file(model, sizeof model, cases[k].rel);
+        engine_fixture f;
+        if (!fixture_open_model(&f, model, 256)) {
+            CHECK(false);
+            continue;
+        }
+        char *want = greedy_reference(&f, cases[k].rendered, 8);
+        const int n_want = n_tokens(&f, cases[k].rendered);
+        CHECK_MSG(n_tokens(&f, cases[1 - k].rendered) != n_want &&
+                      n_tokens(&f, "system: You answer.\nuser: Who made the world?\nassistant:") != n_want,
+                  "%s: the templates must differ in length for this test", cases[k].rel);
+        const char *const extra[] = {"-c", "256", "-t", "1", NULL};
+        CHECK(start_server_model(model, extra));
+        http_res r = http("POST", "/v1/chat/completions", body, NULL);
+        CHECK_INT(r.status, 200);
+        json_t *j = parse_json(r.body);
+        json_t *c0 = json_array_get(json_object_get(j, "choices"), 0);
+        const char *got = json_string_value(json_object_get(json_object_get(c0, "message"), "content"));
+        CHECK_MSG(got && want && strcmp(got, want) == 0, "%s: chat answer '%s', want '%s'", cases[k].rel,
+                  got ? got : "(none)", want ? want : "(none)");
+        CHECK_INT(json_integer_value(json_object_get(json_object_get(j, "usage"), "prompt_tokens")), n_want);
+        json_decref(j);
+        free(r.body);
+        CHECK_INT(stop_server(), 0);
+        kill_server();
+        free(want);
+        fixture_close(&f);
+    }
+    char rm[400];
+    snprintf(rm, sizeof rm, "rm -rf '%s'", tmp);
+    CHECK(system(rm) == 0);
+}
+
 /* Bad command lines fail with a message, before loading anything. */
 static void test_cli(void)
 {
@@ -1186,5 +1266,6 @@ int main(void)
     RUN(test_config_check);
     RUN(test_cli);
     RUN(test_server);
+    RUN(test_server_arch_chat);
     return harness_finish("serve");
 }

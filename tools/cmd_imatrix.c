@@ -31,7 +31,7 @@ static void usage(FILE *f)
             "llama-quantize and sq quantize read.\n"
             "\n"
             "options:\n"
-            "  -m, --model FILE        GGUF model (llama architecture)\n"
+            "  -m, --model FILE        GGUF model (llama, qwen2, qwen3, qwen3moe, gemma3 or phi3)\n"
             "  -f, --file FILE         calibration text\n"
             "  -o, --output FILE       output file (default imatrix.gguf)\n"
             "  -c, --ctx-size N        chunk length in tokens (default 512)\n"

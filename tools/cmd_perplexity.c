@@ -29,7 +29,7 @@ static void usage(FILE *f)
             "CTX tokens whose first token is replaced by BOS, and the second half of each chunk is scored.\n"
             "\n"
             "options:\n"
-            "  -m, --model FILE            GGUF model (llama architecture, plain or SmarterQuant tensors)\n"
+            "  -m, --model FILE            GGUF model (llama, qwen2, qwen3, qwen3moe, gemma3, phi3; plain or SmarterQuant)\n"
             "  -f, --file FILE             text to evaluate\n"
             "  -c, --ctx-size N            chunk length in tokens (default 512)\n"
             "      --chunks N              evaluate at most N chunks (default -1: all)\n"

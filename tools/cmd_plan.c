@@ -17,6 +17,7 @@
 #include "sq/gguf.h"
 #include "sq/imatrix.h"
 #include "sq/plan.h"
+#include "sq/quantize.h"
 #include "sq/sqconfig.h"
 #include "sq/tokenizer.h"
 #include "sq/types.h"
@@ -24,12 +25,14 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: sq plan -m MODEL --imatrix FILE (--target-bpw B | --target-size SIZE) [options]\n"
+            "usage: sq plan -m MODEL --imatrix FILE --calib TEXT (--target-size SIZE | --target-bpw B) [options]\n"
             "Chooses per weight tensor a column permutation (most important columns first) and the four\n"
-            "segment block types that minimise the importance-weighted quantization error under the size\n"
-            "budget, measuring every candidate type by really quantizing it, and writes the SmarterQuant\n"
-            "configuration for `sq quantize`. Prints per tensor the types, bits per weight and predicted\n"
-            "error, and the model's total size and bits per weight.\n"
+            "segment block types (or, with --granularity tensor, one type) that minimise the model's predicted\n"
+            "output error under the size budget, measuring every candidate type by really quantizing it, and\n"
+            "writes the SmarterQuant configuration for `sq quantize`. With --calib the error of each tensor is\n"
+            "weighted by the model's own measured sensitivities (the best plan); without it, by llama.cpp's\n"
+            "mix of the nearest size (each tensor keeps its bytes in that mix, spent better inside it).\n"
+            "Prints per tensor the types, bits per weight and predicted error, and the totals.\n"
             "  -m, --model FILE        the model to plan (GGUF, usually F16 or F32)\n"
             "  --imatrix FILE          importance matrix (llama.cpp GGUF or legacy .dat); required unless\n"
             "                          --no-imatrix is given\n"
@@ -39,10 +42,21 @@ static void usage(FILE *f)
             "                          (powers of 1024)\n"
             "  -o, --output FILE       configuration to write (default " SQ_CONFIG_DEFAULT_NAME ", which sq\n"
             "                          quantize in this folder then uses unless given --no-sq-config)\n"
+            "  --granularity segment|tensor\n"
+            "                          segment (default): a type per 256-column segment slot and a permutation;\n"
+            "                          tensor: one type per tensor, no permutation (a standard GGUF that\n"
+            "                          llama.cpp loads)\n"
+            "  --tensor-types-out FILE with --granularity tensor: also write the plan as llama-quantize's\n"
+            "                          --tensor-type-file (\"^NAME$=type\" lines)\n"
             "  --tensors REGEX         plan only tensors whose name matches (POSIX extended regex, searched);\n"
-            "                          default: every weight llama-quantize would quantize (2-D *.weight)\n"
-            "  --types LIST            candidate types, comma-separated names or ids (default:\n"
-            "                          q2_K,q3_K,iq4_xs,q4_K,q5_K,q6_K,q8_0,q4_0,q5_0,iq4_nl,q5_1)\n"
+            "                          default: every weight llama-quantize would quantize (2-D *.weight and\n"
+            "                          3-D expert tensors)\n"
+            "  --types LIST            candidate types, comma-separated names or ids (default: every type this\n"
+            "                          build quantizes and multiplies; with --granularity tensor, those\n"
+            "                          llama.cpp knows)\n"
+            "  --prior auto|none|FTYPE without --calib or --sensitivity: weight the tensors by llama.cpp's mix\n"
+            "                          of the nearest size (auto, default) or of FTYPE (Q4_K_M, ...), or\n"
+            "                          count every tensor's relative error alike (none)\n"
             "  --base-ftype TYPE       file type `sq quantize` will use for the tensors not planned, to size\n"
             "                          them (default Q4_K_M; with the default --tensors only norms remain)\n"
             "  --perm auto|on|off      permute columns: per group where it lowers the error (auto, default),\n"
@@ -55,11 +69,12 @@ static void usage(FILE *f)
             "                          --sensitivity-out); the optional costs of its activations quantized to\n"
             "                          q8_K / q8_0 are added to candidates with those activations\n"
             "  --calib FILE            calibration text: unless --sensitivity gives them, the sensitivities\n"
-            "                          are found in-process with the engine (llama architecture) on chunks\n"
-            "                          of it, by --calib-method (see docs/plan.md)\n"
+            "                          are found in-process with the engine on chunks of it, by\n"
+            "                          --calib-method (see docs/plan.md)\n"
             "  --calib-method M        fisher (default): one forward and one backward pass per chunk give\n"
             "                          every tensor's Fisher information (the predicted KL divergence of an\n"
-            "                          error), whatever the number of tensors; measure: each tensor alone\n"
+            "                          error), whatever the number of tensors (plain llama models only);\n"
+            "                          measure (any architecture): each tensor alone\n"
             "                          quantized to the --calib-types and the model run again, the KL\n"
             "                          divergence divided by the relative error (a run per tensor and type)\n"
             "  --calib-chunks N        chunks of calibration text (default 6)\n"
@@ -215,10 +230,7 @@ static int load_weights_file(const char *path, sq_plan_weight **out, int *n_out)
             }
             w = nw;
         }
-        w[n].name = strdup(name);
-        w[n].weight = v;
-        w[n].act_q8_K = ak;
-        w[n].act_q8_0 = a0;
+        w[n] = (sq_plan_weight){.name = strdup(name), .weight = v, .act_q8_K = ak, .act_q8_0 = a0};
         if (!w[n].name) {
             rc = 1;
             break;
@@ -328,7 +340,7 @@ static void on_calib(void *ud, const char *tensor, int i, int n)
 
 /* What the command line asked for. */
 typedef struct plan_opts {
-    const char *model_path, *imatrix_path, *out_path, *sens_path, *calib_path, *sens_out;
+    const char *model_path, *imatrix_path, *out_path, *sens_path, *calib_path, *sens_out, *types_out;
     const char *calib_flag; /* a --calib-* tuning flag given (they need --calib) */
     const char *measure_flag; /* a flag of --calib-method measure given */
     sq_plan_params p;
@@ -340,7 +352,8 @@ typedef struct plan_opts {
 } plan_opts;
 
 /* The budget and what is planned: --target-bpw/-size, --tensors, --types,
- * --base-ftype, --perm, --norm, --no-share-perm, --sample-rows. Returns
+ * --base-ftype, --perm, --norm, --no-share-perm, --granularity, --prior,
+ * --sample-rows. Returns
  * whether the argument is one of them (a.failed after a bad value). */
 static bool budget_flag(sq_args *a, plan_opts *o)
 {
@@ -382,6 +395,16 @@ static bool budget_flag(sq_args *a, plan_opts *o)
         if (sq_args_choice(a, "rel|abs", &k)) p->norm = k == 0 ? SQ_PLAN_NORM_REL : SQ_PLAN_NORM_ABS;
     } else if (sq_args_is(a, NULL, "--no-share-perm")) {
         p->no_share = true;
+    } else if (sq_args_is(a, NULL, "--granularity")) {
+        if (sq_args_choice(a, "segment|tensor", &k)) p->granularity = k == 0 ? SQ_PLAN_GRAN_SEGMENT : SQ_PLAN_GRAN_TENSOR;
+    } else if (sq_args_is(a, NULL, "--prior")) {
+        if (!(v = sq_args_value(a))) return true;
+        p->prior = !strcmp(v, "none") ? SQ_PLAN_PRIOR_NONE : SQ_PLAN_PRIOR_MIX;
+        p->prior_ftype = strcmp(v, "none") && strcmp(v, "auto") ? v : NULL;
+        if (p->prior_ftype && !sq_ftype_parse(v)) {
+            fprintf(stderr, "sq plan: --prior %s: want auto, none or a file type (Q4_K_M, ...)\n", v);
+            a->failed = true;
+        }
     } else if (sq_args_is(a, NULL, "--sample-rows")) {
         if (!(v = sq_args_value(a))) return true;
         char *end = NULL;
@@ -454,14 +477,15 @@ static bool calib_flag(sq_args *a, plan_opts *o)
     return true;
 }
 
-/* Inputs, output and running: -m, --imatrix, --no-imatrix, -o, -t,
- * --dry-run, -q. */
+/* Inputs, outputs and running: -m, --imatrix, --no-imatrix, -o,
+ * --tensor-types-out, -t, --dry-run, -q. */
 static bool io_flag(sq_args *a, plan_opts *o)
 {
     if (sq_args_is(a, "-m", "--model")) o->model_path = sq_args_value(a);
     else if (sq_args_is(a, NULL, "--imatrix")) o->imatrix_path = sq_args_value(a);
     else if (sq_args_is(a, NULL, "--no-imatrix")) o->no_imatrix = true;
     else if (sq_args_is(a, "-o", "--output")) o->out_path = sq_args_value(a);
+    else if (sq_args_is(a, NULL, "--tensor-types-out")) o->types_out = sq_args_value(a);
     else if (sq_args_is(a, "-t", "--threads")) sq_args_long(a, 1, 1024, &o->threads);
     else if (sq_args_is(a, NULL, "--dry-run")) o->dry_run = true;
     else if (sq_args_is(a, "-q", "--quiet")) o->quiet = true;
@@ -504,14 +528,18 @@ static int check_opts(plan_opts *o)
                                                : o->calib_flag);
     if (o->measure_flag && o->cp.method != SQ_PLAN_CALIB_MEASURE)
         return sq_usage_error("plan", "%s needs --calib-method measure", o->measure_flag);
-    /* the configuration must not replace one of the inputs */
+    if (o->types_out && o->p.granularity != SQ_PLAN_GRAN_TENSOR)
+        return sq_usage_error("plan", "--tensor-types-out needs --granularity tensor (one type per tensor)");
+    /* the outputs must not replace one of the inputs */
     const char *inputs[] = {o->model_path, o->imatrix_path, o->sens_path, o->calib_path};
+    const char *outputs[] = {o->out_path, o->sens_out, o->types_out};
     for (int k = 0; k < 4; k++)
-        if (inputs[k] &&
-            (sq_gguf_same_file(o->out_path, inputs[k]) || (o->sens_out && sq_gguf_same_file(o->sens_out, inputs[k]))))
-            return sq_usage_error("plan", "-o %s: is the input %s; it would be replaced (choose another output)",
-                                  o->out_path, inputs[k]);
+        for (int j = 0; j < 3; j++)
+            if (inputs[k] && outputs[j] && sq_gguf_same_file(outputs[j], inputs[k]))
+                return sq_usage_error("plan", "%s: is the input %s; it would be replaced (choose another output)",
+                                      outputs[j], inputs[k]);
     if (!sq_arg_output_ok("plan", o->out_path)) return 1;
+    if (o->types_out && !sq_arg_output_ok("plan", o->types_out)) return 1;
     if (o->sens_out && !sq_arg_output_ok("plan", o->sens_out)) return 1; /* before a calibration of minutes */
     return 0;
 }
@@ -551,7 +579,22 @@ typedef struct plan_run {
     char *text;
     size_t len;
     sq_progress progress;
+    char phase[48]; /* the planner phase the progress line shows */
 } plan_run;
+
+/* The planner's progress: one line per phase ("measuring", ...), tensors done. */
+static void on_plan(void *ud, const char *phase, int64_t done, int64_t total)
+{
+    plan_run *r = ud;
+    if (strcmp(r->phase, phase) != 0) {
+        if (r->phase[0]) sq_progress_end(&r->progress);
+        snprintf(r->phase, sizeof r->phase, "%s", phase);
+        char label[64];
+        snprintf(label, sizeof label, "sq plan: %s", phase);
+        sq_progress_start(&r->progress, label, "tensors", total);
+    }
+    sq_progress_update(&r->progress, done, NULL);
+}
 
 static void run_free(plan_run *r)
 {
@@ -629,7 +672,14 @@ static int calibrate(plan_opts *o, plan_run *r)
 static int make_plan(plan_opts *o, plan_run *r)
 {
     sq_error err = {0};
-    if (sq_plan_create(r->g, r->im, &o->p, &r->plan, &err) != SQ_OK) {
+    if (!o->quiet) {
+        o->p.progress = on_plan;
+        o->p.progress_ud = r;
+    }
+    const sq_status cst = sq_plan_create(r->g, r->im, &o->p, &r->plan, &err);
+    if (r->phase[0]) sq_progress_end(&r->progress);
+    r->phase[0] = 0;
+    if (cst != SQ_OK) {
         if (o->imatrix_path && !o->no_imatrix)
             fprintf(stderr, "sq plan: %s with --imatrix %s: %s\n", o->model_path, o->imatrix_path, err.msg);
         else
@@ -662,8 +712,8 @@ static void print_report(const plan_opts *o, const plan_run *r)
 {
     const sq_plan_totals *tot = sq_plan_get_totals(r->plan);
     if (!o->quiet) {
-        printf("%-28s %11s %-30s %5s %10s %6s %11s\n", "tensor", "shape", " types (segments 0,1,2,3+)", "perm", "bytes",
-               "bpw", "rel.error");
+        printf("%-28s %11s %-30s %5s %10s %6s %11s %10s %7s\n", "tensor", "shape", " types (segments 0,1,2,3+)", "perm",
+               "bytes", "bpw", "rel.error", "weight", "mix");
         for (int64_t i = 0; i < sq_plan_n_tensors(r->plan); i++) {
             const sq_plan_tensor *t = sq_plan_tensor_at(r->plan, i);
             char shape[32];
@@ -671,7 +721,8 @@ static void print_report(const plan_opts *o, const plan_run *r)
             printf("%-28s %11s", t->name, shape);
             print_types(t->types, t->cols);
             const char *perm = !t->perm ? "-" : (t->group != i ? "shared" : "yes");
-            printf(" %5s %10llu %6.3f %11.4e\n", perm, (unsigned long long)t->bytes, t->bpw, t->rel_error);
+            printf(" %5s %10llu %6.3f %11.4e %10.4g %7s\n", perm, (unsigned long long)t->bytes, t->bpw, t->rel_error,
+                   t->weight, t->prior_type >= 0 ? sq_type_name(t->prior_type) : "-");
         }
     }
     const sq_plan_params *p = &o->p;
@@ -679,8 +730,13 @@ static void print_report(const plan_opts *o, const plan_run *r)
            tot->seconds, tot->error,
            p->norm == SQ_PLAN_NORM_ABS ? "absolute"
            : p->n_weights              ? "sensitivity-weighted relative errors"
+           : tot->prior_ftype >= 0     ? "relative errors weighted by the prior"
                                        : "sum of relative errors",
            tot->lambda);
+    if (tot->prior_ftype >= 0)
+        printf("prior: llama.cpp's %s mix (%llu bytes of planned tensors), each tensor given its bytes in it; "
+               "--calib TEXT measures the model's own sensitivities and plans better\n",
+               sq_ftype_get(tot->prior_ftype)->name, (unsigned long long)tot->prior_bytes);
     printf("model: %llu bytes of tensor data, %.4f bits per weight over %lld weights; predicted file size %llu bytes "
            "(%.2f MiB)",
            (unsigned long long)tot->data_bytes, tot->bpw, (long long)tot->n_elements, (unsigned long long)tot->file_bytes,
@@ -714,6 +770,13 @@ static int finish(const plan_opts *o, plan_run *r)
         return 1;
     }
     printf("wrote %s\n", o->out_path);
+    if (o->types_out) {
+        if (sq_plan_write_tensor_types(r->plan, o->types_out, &err) != SQ_OK) {
+            fprintf(stderr, "sq plan: --tensor-types-out %s\n", err.msg);
+            return 1;
+        }
+        printf("wrote %s (llama-quantize --tensor-type-file)\n", o->types_out);
+    }
     if (sq_gguf_same_file(o->out_path, SQ_CONFIG_DEFAULT_NAME))
         printf("(sq quantize in this folder will use it for every file type unless given --no-sq-config or another "
                "--sq-config)\n");

@@ -22,7 +22,7 @@ static void usage(FILE *f)
             "Generates text after the prompt and streams it to stdout; speed goes to stderr.\n"
             "\n"
             "options:\n"
-            "  -m, --model FILE       GGUF model (llama architecture, plain or SmarterQuant tensors)\n"
+            "  -m, --model FILE       GGUF model (llama, qwen2, qwen3, qwen3moe, gemma3, phi3; plain or SmarterQuant)\n"
             "  -p, --prompt TEXT      prompt (default: empty, i.e. only BOS)\n"
             "  -f, --file FILE        read the prompt from a file\n"
             "  -n, --n-predict N      tokens to generate (default 128; -1: until end of text or context)\n"

@@ -1,6 +1,7 @@
 /*
- * sq/engine.h — the CPU inference engine: llama-architecture models from
- * GGUF (plain and SmarterQuant tensors), a forward pass with a KV cache,
+ * sq/engine.h — the CPU inference engine: models of the llama, qwen2,
+ * qwen3, qwen3moe, gemma3 and phi3 architectures from GGUF (plain and
+ * SmarterQuant tensors), a forward pass with a KV cache,
  * sampling, and llama.cpp-compatible perplexity / KL divergence.
  *
  * Ownership: an sq_model owns its GGUF reader (the mmap); weights are used in
@@ -22,20 +23,26 @@ extern "C" {
 
 /* ---- model ---- */
 
-/* Hyperparameters of a llama-architecture model, as read from GGUF metadata. */
+/* Hyperparameters of a model, as read from GGUF metadata (ARCH is the
+ * value of general.architecture: the keys are ARCH.context_length, ...). */
 typedef struct sq_hparams {
+    char arch[16];       /* general.architecture: llama, qwen2, qwen3, qwen3moe, gemma3 or phi3 */
     int64_t n_vocab;     /* rows of token_embd (also the token list's length when present) */
-    int64_t n_ctx_train; /* llama.context_length */
-    int64_t n_embd;      /* llama.embedding_length */
-    int64_t n_layer;     /* llama.block_count */
-    int64_t n_head;      /* llama.attention.head_count */
-    int64_t n_head_kv;   /* llama.attention.head_count_kv (default n_head) */
-    int64_t n_ff;        /* llama.feed_forward_length */
-    int64_t head_dim;    /* llama.attention.key_length, default n_embd / n_head */
-    int64_t n_rot;       /* llama.rope.dimension_count, default head_dim */
-    float rms_eps;       /* llama.attention.layer_norm_rms_epsilon (default 1e-5) */
-    float rope_base;     /* llama.rope.freq_base (default 10000) */
-    float rope_scale;    /* 1 / llama.rope.scaling.factor for linear scaling, else 1 */
+    int64_t n_ctx_train; /* ARCH.context_length */
+    int64_t n_embd;      /* ARCH.embedding_length */
+    int64_t n_layer;     /* ARCH.block_count */
+    int64_t n_head;      /* ARCH.attention.head_count */
+    int64_t n_head_kv;   /* ARCH.attention.head_count_kv (default n_head) */
+    int64_t n_ff;        /* ARCH.feed_forward_length */
+    int64_t head_dim;    /* ARCH.attention.key_length, default n_embd / n_head */
+    int64_t n_rot;       /* ARCH.rope.dimension_count, default head_dim */
+    int64_t n_expert;    /* ARCH.expert_count (0: no experts) */
+    int64_t n_expert_used; /* ARCH.expert_used_count: experts per token */
+    int64_t n_ff_exp;    /* an expert's feed-forward width (ARCH.expert_feed_forward_length) */
+    int64_t n_swa;       /* ARCH.attention.sliding_window: positions a sliding-window layer sees (0: none) */
+    float rms_eps;       /* ARCH.attention.layer_norm_rms_epsilon */
+    float rope_base;     /* ARCH.rope.freq_base (default 10000) */
+    float rope_scale;    /* 1 / ARCH.rope.scaling.factor (1 without scaling) */
     bool tied_output;    /* output.weight absent: the output projection is token_embd */
     int n_sq_tensors;    /* how many weights are SmarterQuant (mixed) tensors */
 } sq_hparams;
@@ -44,10 +51,12 @@ typedef struct sq_model sq_model; /* opaque */
 
 /* Opens a GGUF file (or the first shard of a split model,
  * NAME-00001-of-0000N.gguf: every shard is loaded, see sq_gguf_open_model)
- * and builds the model over it. Errors name the file and the
- * key or tensor at fault: an architecture other than `llama`, a missing key or
- * tensor, a shape that does not fit the hyperparameters, a weight type this
- * build cannot multiply, an invalid SmarterQuant permutation. */
+ * and builds the model over it. Errors name the file and the key or tensor at
+ * fault: an architecture this engine does not run, a missing key or tensor,
+ * a key value it cannot run (e.g. per-layer head counts), a shape that does
+ * not fit the hyperparameters, a tensor the architecture does not use, a
+ * weight type this build cannot multiply, an invalid SmarterQuant
+ * permutation. */
 sq_status sq_model_load(const char *path, sq_model **out, sq_error *err);
 
 /* Same over an open reader; the model takes ownership of g (also on failure). */
@@ -119,8 +128,18 @@ const sq_model *sq_context_model(const sq_context *c);
 typedef void (*sq_matmul_hook)(void *user, const char *tensor_name, const float *X, int64_t n_rows, int64_t n_cols);
 
 /* Sets (fn non-NULL) or removes (NULL) the context's hook; costs nothing when
- * none is set. */
+ * none is set. Products of an expert's slice of a 3-D expert tensor go to the
+ * expert hook instead. */
 void sq_context_set_matmul_hook(sq_context *c, sq_matmul_hook fn, void *user);
+
+/* An observer of the products of mixture-of-experts tensors
+ * (blk.L.ffn_{gate,up,down}_exps.weight): called once per expert that
+ * received rows, with the expert's index (0 .. n_expert-1) and the rows routed
+ * to it (n_rows rows of n_cols floats; for ffn_down_exps, the expert's own
+ * activations). Same rules as sq_matmul_hook. */
+typedef void (*sq_expert_hook)(void *user, const char *tensor_name, int64_t expert, int64_t n_expert,
+                               const float *X, int64_t n_rows, int64_t n_cols);
+void sq_context_set_expert_hook(sq_context *c, sq_expert_hook fn, void *user);
 
 /* Empties the KV cache. */
 void sq_kv_clear(sq_context *c);

@@ -40,7 +40,8 @@ sq_status sq_imatrix_collector_create(bool process_output, sq_imatrix_collector 
 /* Frees; NULL is a no-op. */
 void sq_imatrix_collector_free(sq_imatrix_collector *ic);
 
-/* Sets the collector as c's matmul hook (sq_context_set_matmul_hook), or removes it. */
+/* Sets the collector as c's matmul and expert hooks (sq_context_set_matmul_hook,
+ * sq_context_set_expert_hook), or removes them. */
 void sq_imatrix_collector_attach(sq_imatrix_collector *ic, sq_context *c);
 void sq_imatrix_collector_detach(sq_context *c);
 
@@ -48,6 +49,12 @@ void sq_imatrix_collector_detach(sq_context *c);
  * An error (non-finite sum, a width that differs from the entry's) is kept
  * and returned by sq_imatrix_collector_status; later rows are then ignored. */
 void sq_imatrix_collector_hook(void *user, const char *tensor_name, const float *X, int64_t n_rows, int64_t n_cols);
+/* The expert hook (sq_expert_hook): adds the rows routed to one expert to
+ * that expert's sums and count (an entry of n_expert matrices, as
+ * llama-imatrix keeps for 3-D expert tensors; every such product counts,
+ * whatever its rows). */
+void sq_imatrix_collector_expert_hook(void *user, const char *tensor_name, int64_t expert, int64_t n_expert,
+                                      const float *X, int64_t n_rows, int64_t n_cols);
 /* SQ_OK, or the first error the hook met (its message copied into err). */
 sq_status sq_imatrix_collector_status(const sq_imatrix_collector *ic, sq_error *err);
 

@@ -1,24 +1,35 @@
 /*
  * sq/plan.h — the SmarterQuant planner (`sq plan`): for every chosen weight
- * tensor of a model, a column permutation and the four segment block types,
- * chosen to minimise the importance-weighted quantization error under a size
- * budget for the whole file.
+ * tensor of a model, a column permutation and the four segment block types
+ * (or, at tensor granularity, one type), chosen to minimise the predicted
+ * error of the model's output under a size budget for the whole file.
  *
  * How (docs/plan.md has the long version):
- *  1. importance of column c of a tensor: imp[c] * sum_r W[r,c]^2, with imp
- *     from the importance matrix (in_sum2 / counts). Tensors that read the
- *     same input (attn_q/k/v, ffn_gate/up of one layer) are one group and get
- *     one permutation (the sum of their normalised scores), so the engine
- *     gathers once. The permutation sorts columns by score, most important first.
- *  2. every candidate type is REALLY quantized (ggml's bytes, with the permuted
- *     importance slice) on every segment slot (slot 3 = all segments >= 3),
- *     with and without the permutation; the error of a slot is
- *     sum_r sum_c imp[c] * (W - Q(W))^2, divided by the tensor's output energy
- *     sum_r sum_c imp[c] * W^2 (the default "relative" normalisation).
- *  3. a Lagrange multiplier search (bisection on lambda, every group choosing
- *     its permutation option and every slot its type by min err + lambda*bytes)
- *     finds the best point of the convex hull under the budget; a greedy pass
- *     then spends what is left on the upgrades with the best error drop per byte.
+ *  1. the error model. Every tensor's weight error dW is predicted to cost
+ *     weight * scale * sum_r row[r] * sum_c col[c] * dW[r][c]^2 at the output,
+ *     plus what quantizing its input activations costs. Three sources, best first:
+ *     - Fisher factors from a backward pass (sq/grad.h, sq_grad_factors):
+ *       scale 1/2, row and col as measured: the predicted rise of the mean KL
+ *       divergence per token, in nats, the same unit for every tensor;
+ *     - a measured sensitivity (sq_plan_measure_sensitivity, or a file): KL
+ *       divergence per unit of relative error, i.e. col = the importance
+ *       matrix, row = 1, scale = 1 / (the tensor's output energy);
+ *     - without either, the prior: the same relative error, weighted so that
+ *       llama.cpp's own mix of the nearest size is the optimum of the model
+ *       among whole-tensor choices (docs/plan.md, "The prior").
+ *  2. permutation: columns sorted by imp[c] * sum_r W[r,c]^2 (each member of a
+ *     group of tensors that read the same input counted by its weight), most
+ *     important first; one permutation per group (attn_q/k/v, ffn_gate/up) and
+ *     per 3-D expert tensor (all experts share it).
+ *  3. every candidate type (by default every type the build quantizes and
+ *     multiplies) is REALLY quantized on every segment slot (slot 3 = all
+ *     segments >= 3), with and without the permutation, on a sample of rows,
+ *     exactly as sq quantize will write it.
+ *  4. a Lagrange multiplier search (every group choosing its permutation option
+ *     and every slot its type by min err + lambda*bytes) finds the best point
+ *     of the convex hull under the budget; a greedy pass spends the rest.
+ * The model's weights are streamed a few rows at a time: memory is bounded by
+ * a tensor's column statistics and the rows measured, not by the model.
  * Everything is deterministic: the same inputs give the same plan, whatever
  * the number of threads.
  */
@@ -47,9 +58,13 @@ typedef enum sq_plan_norm {
     SQ_PLAN_NORM_ABS = 1  /* the raw weighted error sum imp*(W-Q)^2 */
 } sq_plan_norm;
 
-/* A tensor's sensitivity: how much one unit of its normalised error costs at
- * the model's output (e.g. measured KL divergence per unit of relative error
- * when only that tensor is quantized). */
+/* How one tensor's error counts (see the top of this file). Without row and
+ * col: the predicted cost of a candidate is weight * (its relative error
+ * sum imp*dW^2 / sum imp*W^2), weight being e.g. the KL divergence per unit
+ * of relative error. With row or col (the factors of sq_grad_factors): the
+ * cost is weight * 1/2 * sum_r row[r] * sum_c col[c] * dW[r][c]^2 (weight
+ * normally 1); several entries with the same name add (a tied embedding's
+ * lookup and product; at most 2). */
 typedef struct sq_plan_weight {
     const char *name;
     double weight; /* > 0 */
@@ -57,9 +72,30 @@ typedef struct sq_plan_weight {
      * quantizes its input activations for the product: to q8_K (the K-quants'
      * vec_dot_type) and to q8_0 / q8_1 (the 32-column types'). Added to a
      * candidate's error in proportion to the columns of the slot. >= 0; 0: not
-     * modelled (as before). */
+     * modelled. */
     double act_q8_K, act_q8_0;
+    const double *row; /* n_row = the tensor's rows (ne[1] * ne[2]) entries >= 0, or NULL: 1 */
+    int64_t n_row;
+    const double *col; /* n_col = ne[0] (or ne[0] * ne[2], one vector per expert) entries >= 0, or NULL:
+                          the importance matrix */
+    int64_t n_col;
 } sq_plan_weight;
+
+/* One type per segment slot, or one per tensor (a standard GGUF, no permutation). */
+typedef enum sq_plan_granularity {
+    SQ_PLAN_GRAN_SEGMENT = 0,
+    SQ_PLAN_GRAN_TENSOR = 1
+} sq_plan_granularity;
+
+/* How tensors without a given sensitivity (sq_plan_params.weights) are weighted. */
+typedef enum sq_plan_prior {
+    SQ_PLAN_PRIOR_MIX = 0, /* from llama.cpp's mix of the nearest size (prior_ftype: that mix) */
+    SQ_PLAN_PRIOR_NONE = 1 /* weight 1: every tensor's normalised error counts alike */
+} sq_plan_prior;
+
+/* Called between steps of a long phase: phase names what is done ("measuring"),
+ * done of total units of work (0 <= done <= total). */
+typedef void (*sq_plan_progress_fn)(void *ud, const char *phase, int64_t done, int64_t total);
 
 /* What to plan. Zero-initialise, then set one of target_bpw / target_bytes. */
 typedef struct sq_plan_params {
@@ -80,6 +116,12 @@ typedef struct sq_plan_params {
     int64_t sample_rows;    /* rows of each tensor the candidates are measured on, spread evenly
                                (errors scaled up to all rows): 0 = SQ_PLAN_DEFAULT_SAMPLE_ROWS,
                                < 0 = every row */
+    sq_plan_granularity granularity;
+    sq_plan_prior prior;    /* how tensors are weighted when weights is empty */
+    const char *prior_ftype; /* SQ_PLAN_PRIOR_MIX: the mix to invert (a file type name); NULL: the
+                               mix whose planned tensors' size is nearest the budget */
+    sq_plan_progress_fn progress; /* optional */
+    void *progress_ud;
 } sq_plan_params;
 
 #define SQ_PLAN_DEFAULT_SAMPLE_ROWS 256
@@ -98,6 +140,8 @@ typedef struct sq_plan_tensor {
                               activation costs included */
     double rel_error;      /* sum imp*(W-Q)^2 / sum imp*W^2 */
     double energy;         /* sum imp*W^2 */
+    double weight;         /* the sensitivity its error was weighted with (given, or the prior's) */
+    int prior_type;        /* llama.cpp's type for it in the prior's mix, or -1 */
 } sq_plan_tensor;
 
 /* Whole-model figures. */
@@ -112,12 +156,18 @@ typedef struct sq_plan_totals {
     double error;           /* sum of the planned tensors' errors */
     double lambda;          /* the multiplier found (error per byte) */
     double seconds;         /* time spent */
+    int prior_ftype;        /* the file type whose mix gave the prior, or -1 (no tensor used it) */
+    uint64_t prior_bytes;   /* that mix's bytes for the planned tensors */
+    int64_t n_prior;        /* tensors weighted by the prior */
 } sq_plan_totals;
 
 typedef struct sq_plan sq_plan; /* opaque: owns names, permutations, warnings */
 
-/* The default candidate types (a static list); *n gets its length. */
-const int *sq_plan_default_types(int *n);
+/* The default candidate types: every block-quantized weight type of the type
+ * table that this build can quantize and multiply, in id order (so a type
+ * added to the table is a candidate). Fills up to cap entries of types;
+ * returns how many there are. */
+int sq_plan_default_types(int *types, int cap);
 
 /* Plans model (weights read from its map) with importance matrix im (may be
  * NULL: uniform importance, and types that need one are not candidates).
@@ -142,6 +192,16 @@ const char *sq_plan_warning(const sq_plan *plan, int64_t i);
 sq_status sq_plan_config_text(const sq_plan *plan, char **text, size_t *len, sq_error *err);
 /* Writes that text to path atomically (temporary file, then rename). */
 sq_status sq_plan_write_config(const sq_plan *plan, const char *path, sq_error *err);
+
+/* llama-quantize's --tensor-type-file text for a whole-tensor plan: one line
+ * "^NAME$=type" per planned tensor (the name's regex characters escaped, the
+ * type by its ggml name), which `llama-quantize --tensor-type-file` and `sq
+ * quantize --tensor-type-file` both read. Errors: a tensor with several
+ * segment types or a permutation (plan with SQ_PLAN_GRAN_TENSOR), a name the
+ * format cannot carry. *text malloc'ed, NUL-terminated. */
+sq_status sq_plan_tensor_types_text(const sq_plan *plan, char **text, size_t *len, sq_error *err);
+/* Writes that text to path atomically. */
+sq_status sq_plan_write_tensor_types(const sq_plan *plan, const char *path, sq_error *err);
 
 /* ---- calibration with the engine (src/plan/plan_calib.c) ----
  * Measures what a quantization costs at the model's output: the model is

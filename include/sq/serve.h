@@ -116,6 +116,10 @@ typedef enum sq_chat_template {
 /* Recognises a tokenizer.chat_template (Jinja text) by its markers; NULL or
  * an unknown template gives SQ_CHAT_DEFAULT. */
 sq_chat_template sq_chat_template_detect(const char *jinja, size_t len);
+/* The template for a model: its tokenizer.chat_template when recognised, else
+ * its architecture's family (qwen2/qwen3/qwen3moe: ChatML, gemma3: Gemma,
+ * phi3: Phi-3), else SQ_CHAT_DEFAULT. jinja may be NULL. */
+sq_chat_template sq_chat_template_choose(const char *jinja, size_t len, const char *arch);
 const char *sq_chat_template_name(sq_chat_template t);
 
 /* Renders messages as the prompt text for the assistant's next turn (no BOS:

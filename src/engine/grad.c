@@ -120,6 +120,11 @@ sq_status sq_grad_create(const sq_model *m, const sq_grad_params *pp, sq_grad **
     if (p.n_ctx < 2 || p.n_ctx > (1 << 20)) return sq_error_set(err, SQ_EINVAL, "gradient chunks of %d tokens", p.n_ctx);
     if (p.target != SQ_GRAD_SAMPLED && p.target != SQ_GRAD_TEXT && p.target != SQ_GRAD_GAUSS)
         return sq_error_set(err, SQ_EINVAL, "unknown gradient target %d", (int)p.target);
+    if (!sq__model_is_plain_llama(m))
+        return sq_error_set(err, SQ_EUNSUPPORTED,
+                            "the backward pass runs the plain llama block only, not this %s model (its biases, "
+                            "norms, experts, fused weights or windows)",
+                            m->hp.arch);
     sq_grad *g = calloc(1, sizeof *g);
     if (!g) return sq_error_set(err, SQ_ENOMEM, "out of memory");
     const sq_hparams *hp = &m->hp;

@@ -114,37 +114,57 @@ static bool wanted(const sq_imatrix_collector *ic, const char *name)
     return ic->process_output && strcmp(name, "output.weight") == 0;
 }
 
-/* The matmul hook. Each row adds x[j]^2 to in_sum2[j] in float, rows in
- * order, as llama.cpp's collector does; the count grows by the rows seen.
- * Independent columns: the inner loop vectorizes without reassociation. */
-void sq_imatrix_collector_hook(void *user, const char *tensor_name, const float *X, int64_t n_rows, int64_t n_cols)
+/* Adds n_rows rows of X (n_cols floats each) to matrix k of entry name,
+ * which has n_mat matrices: each row adds x[j]^2 to in_sum2[k][j] in float,
+ * rows in order, as llama.cpp's collector does; count k grows by the rows. */
+static void add_rows(sq_imatrix_collector *ic, const char *name, int64_t k, int64_t n_mat, const float *X,
+                     int64_t n_rows, int64_t n_cols)
 {
-    sq_imatrix_collector *ic = user;
-    if (ic->st != SQ_OK || n_rows < MIN_ROWS || !wanted(ic, tensor_name)) return;
-    const int64_t i = get_entry(ic, tensor_name, n_cols, 1);
+    const int64_t i = get_entry(ic, name, n_cols, n_mat);
     if (i < 0) {
-        ic->st = sq_error_set(&ic->err, SQ_ENOMEM, "imatrix: out of memory for entry %s", tensor_name);
+        ic->st = sq_error_set(&ic->err, SQ_ENOMEM, "imatrix: out of memory for entry %s", name);
         return;
     }
     ientry *e = &ic->e[i];
-    if (e->ne0 != n_cols || e->n_mat != 1) {
+    if (e->ne0 != n_cols || e->n_mat != n_mat) {
         ic->st = sq_error_set(&ic->err, SQ_EFORMAT,
-                              "imatrix: %s has %lld x %lld values (from a loaded file), but its input has %lld columns",
-                              tensor_name, (long long)e->ne0, (long long)e->n_mat, (long long)n_cols);
+                              "imatrix: %s has %lld x %lld values (from a loaded file), but its input is %lld x %lld",
+                              name, (long long)e->ne0, (long long)e->n_mat, (long long)n_cols, (long long)n_mat);
         return;
     }
-    float *restrict s = e->in_sum2;
+    float *restrict s = e->in_sum2 + k * n_cols;
     for (int64_t r = 0; r < n_rows; r++) {
         const float *restrict x = X + r * n_cols;
         for (int64_t j = 0; j < n_cols; j++) s[j] += x[j] * x[j];
     }
-    e->counts[0] += (float)n_rows;
+    e->counts[k] += (float)n_rows;
     for (int64_t j = 0; j < n_cols; j++)
         if (!isfinite(s[j])) {
-            ic->st = sq_error_set(&ic->err, SQ_ERANGE, "imatrix: %s: the sum of squares of column %lld is %g",
-                                  tensor_name, (long long)j, (double)s[j]);
+            ic->st = sq_error_set(&ic->err, SQ_ERANGE, "imatrix: %s: the sum of squares of column %lld is %g", name,
+                                  (long long)(k * n_cols + j), (double)s[j]);
             return;
         }
+}
+
+/* The matmul hook: products of at least MIN_ROWS rows of the weights
+ * llama-imatrix collects. Independent columns: the inner loop vectorizes
+ * without reassociation. */
+void sq_imatrix_collector_hook(void *user, const char *tensor_name, const float *X, int64_t n_rows, int64_t n_cols)
+{
+    sq_imatrix_collector *ic = user;
+    if (ic->st != SQ_OK || n_rows < MIN_ROWS || !wanted(ic, tensor_name)) return;
+    add_rows(ic, tensor_name, 0, 1, X, n_rows, n_cols);
+}
+
+/* The expert hook: every expert product is collected whatever its rows (as
+ * llama-imatrix does for its indirect products), into matrix `expert` of an
+ * entry with one matrix per expert. */
+void sq_imatrix_collector_expert_hook(void *user, const char *tensor_name, int64_t expert, int64_t n_expert,
+                                      const float *X, int64_t n_rows, int64_t n_cols)
+{
+    sq_imatrix_collector *ic = user;
+    if (ic->st != SQ_OK || expert < 0 || expert >= n_expert || !wanted(ic, tensor_name)) return;
+    add_rows(ic, tensor_name, expert, n_expert, X, n_rows, n_cols);
 }
 
 sq_status sq_imatrix_collector_status(const sq_imatrix_collector *ic, sq_error *err)
@@ -156,9 +176,14 @@ sq_status sq_imatrix_collector_status(const sq_imatrix_collector *ic, sq_error *
 void sq_imatrix_collector_attach(sq_imatrix_collector *ic, sq_context *c)
 {
     sq_context_set_matmul_hook(c, sq_imatrix_collector_hook, ic);
+    sq_context_set_expert_hook(c, sq_imatrix_collector_expert_hook, ic);
 }
 
-void sq_imatrix_collector_detach(sq_context *c) { sq_context_set_matmul_hook(c, NULL, NULL); }
+void sq_imatrix_collector_detach(sq_context *c)
+{
+    sq_context_set_matmul_hook(c, NULL, NULL);
+    sq_context_set_expert_hook(c, NULL, NULL);
+}
 
 sq_status sq_imatrix_collector_add_dataset(sq_imatrix_collector *ic, const char *name, sq_error *err)
 {

@@ -35,12 +35,16 @@ static bool find_slots(sq_model *m, const char *name, sq_weight **a, sq_weight *
     int pos = 0;
     if (sscanf(name, "blk.%lld.%n", &l, &pos) != 1 || pos == 0 || l < 0 || l >= m->hp.n_layer) return false;
     sq__layer *L = &m->layers[l];
-    static const char *const names[7] = {"attn_q.weight", "attn_k.weight",  "attn_v.weight", "attn_output.weight",
-                                         "ffn_gate.weight", "ffn_up.weight", "ffn_down.weight"};
-    sq_weight *views[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->gate, &L->up, &L->down};
-    const int32_t *perms[7] = {L->qkv_perm, L->qkv_perm, L->qkv_perm, NULL, L->gu_perm, L->gu_perm, NULL};
-    for (int i = 0; i < 7; i++)
-        if (strcmp(name + pos, names[i]) == 0) {
+    static const char *const names[12] = {"attn_q.weight",        "attn_k.weight",        "attn_v.weight",
+                                          "attn_qkv.weight",      "attn_output.weight",   "ffn_gate.weight",
+                                          "ffn_up.weight",        "ffn_down.weight",      "ffn_gate_inp.weight",
+                                          "ffn_gate_exps.weight", "ffn_up_exps.weight",   "ffn_down_exps.weight"};
+    sq_weight *views[12] = {&L->wq,   &L->wk,     &L->wv,     &L->wqkv,      &L->wo,      &L->gate,
+                            &L->up,   &L->down,   &L->router, &L->gate_exps, &L->up_exps, &L->down_exps};
+    const int32_t *perms[12] = {L->qkv_perm, L->qkv_perm, L->qkv_perm, NULL, NULL, L->gu_perm,
+                                L->gu_perm,  NULL,        NULL,        NULL, NULL, NULL};
+    for (int i = 0; i < 12; i++)
+        if (strcmp(name + pos, names[i]) == 0 && views[i]->data) {
             *a = views[i];
             *shared = perms[i];
             return true;

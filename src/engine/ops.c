@@ -1,8 +1,9 @@
 /*
- * ops.c — the elementwise operations of the llama forward pass (RMSNorm,
- * RoPE, softmax, SwiGLU) in the order of operations ggml uses, so that our
- * logits stay within float rounding of llama.cpp's; -log p and the mean with
- * its uncertainty as llama-perplexity computes them.
+ * ops.c — the elementwise operations of the forward pass (RMSNorm, RoPE in
+ * normal and NeoX mode with YaRN, softmax, SwiGLU, GeGLU, soft-capping) in
+ * the order of operations ggml uses, so that our logits stay within float
+ * rounding of llama.cpp's; -log p and the mean with its uncertainty as
+ * llama-perplexity computes them.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -25,34 +26,68 @@ void sq__rmsnorm(const float *x, const float *w, float *y, int64_t n, float eps)
         for (int64_t i = 0; i < n; i++) y[i] = x[i] * scale;
 }
 
-/* llama.cpp's "normal" RoPE: the pairs are adjacent entries (2i, 2i+1). The
- * angle starts at pos and is multiplied by base^(-2/n_rot) per pair (ggml
- * builds its sin/cos cache this way, in float); a frequency factor divides
- * the angle, and linear scaling multiplies it. Entries past n_rot are kept. */
-void sq__rope_cache(float *cache, int n_rot, int pos, float base, float scale, const float *ff)
+/* ggml's rope cache (ggml_rope_cache_init with rope_yarn): the angle starts
+ * at pos and is multiplied by base^(-2/n_rot) per pair, in float; a
+ * frequency factor divides it, freq_scale multiplies it, YaRN mixes the
+ * scaled and unscaled angles over its ramp and raises the magnitude; cos and
+ * sin are scaled by attn_factor. Without YaRN and factors this is the plain
+ * angle pos * base^(-2i/n_rot) * freq_scale. */
+void sq__rope_cache_cfg(float *cache, const sq__rope_cfg *r, int pos)
 {
-    const float theta_scale = powf(base, -2.0f / (float)n_rot);
+    const float theta_scale = powf(r->base, -2.0f / (float)r->n_rot);
     float theta = (float)pos;
-    for (int i0 = 0; i0 < n_rot; i0 += 2) {
-        const float f = ff ? ff[i0 / 2] : 1.0f;
-        const float t = scale * (theta / f);
-        cache[i0] = cosf(t);
-        cache[i0 + 1] = sinf(t);
+    for (int i0 = 0; i0 < r->n_rot; i0 += 2) {
+        const float ff = r->ff ? r->ff[i0 / 2] : 1.0f;
+        const float extrap = theta / ff;
+        const float interp = r->freq_scale * extrap;
+        float t = interp, mscale = r->attn_factor;
+        if (r->ext_factor != 0.0f) {
+            const float lo = r->corr_dims[0], hi = r->corr_dims[1];
+            const float y = ((float)(i0 / 2) - lo) / (hi - lo > 0.001f ? hi - lo : 0.001f);
+            const float ramp = (1 - (y < 0 ? 0 : y > 1 ? 1 : y)) * r->ext_factor;
+            t = interp * (1 - ramp) + extrap * ramp;
+            mscale *= 1.0f + 0.1f * logf(1.0f / r->freq_scale);
+        }
+        cache[i0] = cosf(t) * mscale;
+        cache[i0 + 1] = sinf(t) * mscale;
         theta *= theta_scale;
     }
 }
 
-void sq__rope_apply(float *x, int n_heads, int head_dim, int n_rot, const float *cache)
+/* Rotates each head: llama.cpp's normal mode pairs adjacent entries (2i,
+ * 2i+1); NeoX mode pairs entry i with i + n_rot/2. Entries past n_rot are kept. */
+void sq__rope_apply_cfg(float *x, int n_heads, int head_dim, const sq__rope_cfg *r, const float *cache)
 {
+    const int n_rot = r->n_rot, off = r->neox ? n_rot / 2 : 1, step = r->neox ? 1 : 2;
     for (int h = 0; h < n_heads; h++) {
         float *v = x + (size_t)h * (size_t)head_dim;
         for (int i0 = 0; i0 < n_rot; i0 += 2) {
+            float *p = v + (i0 / 2) * step;
             const float c = cache[i0], s = cache[i0 + 1];
-            const float x0 = v[i0], x1 = v[i0 + 1];
-            v[i0] = x0 * c - x1 * s;
-            v[i0 + 1] = x0 * s + x1 * c;
+            const float x0 = p[0], x1 = p[off];
+            p[0] = x0 * c - x1 * s;
+            p[off] = x0 * s + x1 * c;
         }
     }
+}
+
+/* The normal mode without YaRN (see sq__rope_cache_cfg). */
+static sq__rope_cfg plain_rope(int n_rot, float base, float scale, const float *ff)
+{
+    sq__rope_cfg r = {n_rot, false, base, scale, 0.0f, 1.0f, {0, 0}, ff};
+    return r;
+}
+
+void sq__rope_cache(float *cache, int n_rot, int pos, float base, float scale, const float *ff)
+{
+    const sq__rope_cfg r = plain_rope(n_rot, base, scale, ff);
+    sq__rope_cache_cfg(cache, &r, pos);
+}
+
+void sq__rope_apply(float *x, int n_heads, int head_dim, int n_rot, const float *cache)
+{
+    const sq__rope_cfg r = plain_rope(n_rot, 10000.0f, 1.0f, NULL);
+    sq__rope_apply_cfg(x, n_heads, head_dim, &r, cache);
 }
 
 void sq__rope(float *x, int n_heads, int head_dim, int n_rot, int pos, float base, float scale, const float *ff)
@@ -95,6 +130,35 @@ void sq__swiglu(const float *g, const float *u, float *y, int64_t n)
         const float a = g[i];
         y[i] = (a / (1.0f + expf(-a))) * u[i];
     }
+}
+
+/* ggml's GELU, tanh approximation, in float. */
+float sq__gelu(float x)
+{
+    const float a = 0.044715f, k = 0.79788456080286535587989211986876f; /* sqrt(2/pi) */
+    return 0.5f * x * (1.0f + tanhf(k * x * (1.0f + a * x * x)));
+}
+
+/* GeGLU as ggml's CPU backend computes it: its GELU is a table over fp16
+ * inputs holding fp16 results, so the input is rounded to fp16 first and
+ * the GELU rounded to fp16 after (0 below -10, the input itself above 10). */
+void sq__geglu(const float *g, const float *u, float *y, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        const float a = g[i];
+        float ga;
+        if (a <= -10.0f) ga = 0.0f;
+        else if (a >= 10.0f) ga = a;
+        else ga = sq_fp16_to_f32(sq_f32_to_fp16(sq__gelu(sq_fp16_to_f32(sq_f32_to_fp16(a)))));
+        y[i] = a <= -10.0f ? 0.0f : ga * u[i];
+    }
+}
+
+/* Soft-capping: c * tanh(x / c), as ggml's scale, tanh, scale. */
+void sq__softcap(float *x, int64_t n, float c)
+{
+    const float inv = 1.0f / c;
+    for (int64_t i = 0; i < n; i++) x[i] = tanhf(x[i] * inv) * c;
 }
 
 /* What an f16 cache would hold: each value rounded to the nearest half. */

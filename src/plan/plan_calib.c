@@ -402,7 +402,7 @@ sq_status sq_plan_measure_sensitivity(sq_model *m, const sq_imatrix *im, const s
         }
         s->n++;
         st = measure_one(&cb, t, im, types, n_types, p->act_type, e, err);
-        s->w[s->n - 1] = (sq_plan_weight){e->name, e->weight, e->act_q8_K, e->act_q8_0};
+        s->w[s->n - 1] = (sq_plan_weight){.name = e->name, .weight = e->weight, .act_q8_K = e->act_q8_K, .act_q8_0 = e->act_q8_0};
     }
     if (st == SQ_OK && s->n == 0)
         st = sq_error_set(err, SQ_EINVAL, "no weight to calibrate%s%s%s", have_re ? " ('" : "",
@@ -546,7 +546,7 @@ sq_status sq_plan_measure_sensitivity_in_plan(sq_model *m, const sq_imatrix *im,
         e->kld[0] = *kld - without;
         double w = in.rel[i] > 0 ? e->kld[0] / in.rel[i] : 0.0;
         e->weight = w > SQ_PLAN_SENS_FLOOR && isfinite(w) ? w : SQ_PLAN_SENS_FLOOR;
-        s->w[i] = (sq_plan_weight){e->name, e->weight, 0.0, 0.0};
+        s->w[i] = (sq_plan_weight){.name = e->name, .weight = e->weight};
     }
     if (in.n) uninstall(m, plan, &in);
     calib_free(&cb);

@@ -2,7 +2,10 @@
  * plan_config.c — a plan as a SmarterQuant configuration file (spec section 2):
  *   { "NAME": [[t0, t1, t2, t3], [perm...]], ... }
  * one key per planned tensor in model order, type ids as numbers, the
- * permutation as a JSON array or [] — plain JSON, readable by any parser.
+ * permutation as a JSON array or [] — plain JSON, readable by any parser;
+ * and a whole-tensor plan as llama-quantize's --tensor-type-file, one
+ * "^NAME$=type" per line (llama.cpp reads whitespace-separated REGEX=TYPE
+ * entries, the first matching pattern wins, the type by its ggml name).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -72,24 +75,71 @@ sq_status sq_plan_config_text(const sq_plan *plan, char **text, size_t *len, sq_
     return SQ_OK;
 }
 
-sq_status sq_plan_write_config(const sq_plan *plan, const char *path, sq_error *err)
+/* A tensor name as an anchored regular expression that matches only it, in
+ * both POSIX extended (sq quantize) and ECMAScript (llama.cpp) syntax: every
+ * character that is special in either is escaped with a backslash. */
+static void name_regex(sq_buf *b, const char *name)
 {
-    char *text = NULL;
-    size_t len = 0;
-    sq_status st = sq_plan_config_text(plan, &text, &len, err);
-    if (st != SQ_OK) return st;
+    sq_buf_str(b, "^");
+    for (const char *c = name; *c; c++) {
+        if (strchr(".[]{}()\\*+?^$|", *c)) sq_buf_str(b, "\\");
+        sq_buf_add(b, c, 1);
+    }
+    sq_buf_str(b, "$");
+}
+
+/* Why a planned tensor cannot be a line of the --tensor-type-file, or NULL. */
+static const char *types_line_problem(const sq_plan_tensor *o)
+{
+    bool one = o->types[1] == o->types[0] && o->types[2] == o->types[0] && o->types[3] == o->types[0];
+    if (o->perm) return "a permutation";
+    if (!one) return "several segment types";
+    for (const char *c = o->name; *c; c++)
+        if (*c <= ' ' || *c == '=' || (*c >= 'A' && *c <= 'Z'))
+            return "a name llama-quantize's --tensor-type-file cannot carry (a space or '=' in it, or an upper-case "
+                   "letter, which llama-quantize lowercases)";
+    return NULL;
+}
+
+sq_status sq_plan_tensor_types_text(const sq_plan *plan, char **text, size_t *len, sq_error *err)
+{
+    *text = NULL;
+    if (len) *len = 0;
+    if (!plan) return sq_error_set(err, SQ_EINVAL, "no plan");
+    sq_buf b = {0};
+    for (int64_t t = 0; t < plan->n; t++) {
+        const sq_plan_tensor *o = &plan->out[t];
+        const char *why = types_line_problem(o);
+        if (why) {
+            sq_buf_free(&b);
+            return sq_error_set(err, SQ_EINVAL, "tensor %s has %s: llama-quantize's --tensor-type-file holds one type "
+                                "per tensor (plan with --granularity tensor)", o->name, why);
+        }
+        name_regex(&b, o->name);
+        sq_buf_printf(&b, "=%s\n", sq_type_name(o->types[0]));
+    }
+    *text = b.p ? b.p : strdup("");
+    if (b.failed || !*text) {
+        sq_buf_free(&b);
+        *text = NULL;
+        return sq_error_set(err, SQ_ENOMEM, "out of memory for the tensor types");
+    }
+    if (len) *len = b.n;
+    return SQ_OK;
+}
+
+/* Writes text to path atomically (a temporary file beside it, then rename). */
+static sq_status write_atomic(const char *path, const char *text, size_t len, sq_error *err)
+{
+    sq_status st = SQ_OK;
     size_t pl = strlen(path);
     char *tmp = malloc(pl + 16);
-    if (!tmp) {
-        free(text);
-        return sq_error_set(err, SQ_ENOMEM, "out of memory");
-    }
+    if (!tmp) return sq_error_set(err, SQ_ENOMEM, "out of memory");
     snprintf(tmp, pl + 16, "%s.tmp.XXXXXX", path);
     int fd = mkstemp(tmp);
     if (fd < 0) {
         st = sq_error_set(err, SQ_EIO, "%s: cannot create a temporary file: %s", path, strerror(errno));
         free(tmp);
-        free(text);
         return st;
     }
     size_t off = 0;
@@ -114,6 +164,25 @@ sq_status sq_plan_write_config(const sq_plan *plan, const char *path, sq_error *
         unlink(tmp);
     }
     free(tmp);
+    return st;
+}
+
+sq_status sq_plan_write_config(const sq_plan *plan, const char *path, sq_error *err)
+{
+    char *text = NULL;
+    size_t len = 0;
+    sq_status st = sq_plan_config_text(plan, &text, &len, err);
+    if (st == SQ_OK) st = write_atomic(path, text, len, err);
+    free(text);
+    return st;
+}
+
+sq_status sq_plan_write_tensor_types(const sq_plan *plan, const char *path, sq_error *err)
+{
+    char *text = NULL;
+    size_t len = 0;
+    sq_status st = sq_plan_tensor_types_text(plan, &text, &len, err);
+    if (st == SQ_OK) st = write_atomic(path, text, len, err);
     free(text);
     return st;
 }

@@ -448,12 +448,15 @@ sq_status sq_imatrix_write_gguf(const char *path, const sq_imatrix_stat *stats, 
     char name[600];
     for (int64_t i = 0; i < n_stats && st == SQ_OK; i++) {
         const sq_imatrix_stat *s = &stats[order[i]];
-        const int64_t ne_sum[2] = {s->ne0, s->n_mat}, ne_cnt[1] = {s->n_mat};
+        /* as llama-imatrix: in_sum2 [ne0, n_mat], counts [1, n_mat] (one dimension when n_mat is 1) */
+        const int64_t ne_sum[2] = {s->ne0, s->n_mat}, ne_cnt[2] = {1, s->n_mat};
         snprintf(name, sizeof name, "%s.in_sum2", s->name);
         st = sq_gguf_writer_add_tensor(w, name, s->n_mat > 1 ? 2 : 1, ne_sum, SQ_TYPE_F32,
                                        (uint64_t)(s->ne0 * s->n_mat) * 4, err);
         snprintf(name, sizeof name, "%s.counts", s->name);
-        if (st == SQ_OK) st = sq_gguf_writer_add_tensor(w, name, 1, ne_cnt, SQ_TYPE_F32, (uint64_t)s->n_mat * 4, err);
+        if (st == SQ_OK)
+            st = sq_gguf_writer_add_tensor(w, name, s->n_mat > 1 ? 2 : 1, ne_cnt, SQ_TYPE_F32, (uint64_t)s->n_mat * 4,
+                                           err);
     }
     for (int64_t i = 0; i < n_stats && st == SQ_OK; i++) {
         const sq_imatrix_stat *s = &stats[order[i]];

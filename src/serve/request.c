@@ -371,6 +371,20 @@ sq_chat_template sq_chat_template_detect(const char *jinja, size_t len)
     return SQ_CHAT_DEFAULT;
 }
 
+/* The template of a model: its own (tokenizer.chat_template) when recognised;
+ * else its family's turns by architecture (Qwen: ChatML, which is also what
+ * llama.cpp falls back to; Gemma 3: Gemma's; Phi-3: Phi-3's); else the plain
+ * default. */
+sq_chat_template sq_chat_template_choose(const char *jinja, size_t len, const char *arch)
+{
+    const sq_chat_template t = sq_chat_template_detect(jinja, len);
+    if (t != SQ_CHAT_DEFAULT || !arch) return t;
+    if (!strncmp(arch, "qwen", 4)) return SQ_CHAT_CHATML;
+    if (!strncmp(arch, "gemma", 5)) return SQ_CHAT_GEMMA;
+    if (!strncmp(arch, "phi3", 4)) return SQ_CHAT_PHI3;
+    return SQ_CHAT_DEFAULT;
+}
+
 const char *sq_chat_template_name(sq_chat_template t)
 {
     switch (t) {

@@ -279,7 +279,9 @@ static int prompt_tokens(conn *c, sq_token **toks, size_t *n, sq_serve_error *e)
     if (c->req.kind == SQ_SERVE_CHAT) {
         sq_gguf_str tmpl = {0};
         sq_gguf_get_str(sq_model_gguf(c->s->o.model), "tokenizer.chat_template", &tmpl, NULL);
-        rendered = sq_chat_render(sq_chat_template_detect(tmpl.ptr, tmpl.len), c->req.messages, c->req.n_messages);
+        const sq_chat_template t =
+            sq_chat_template_choose(tmpl.ptr, tmpl.len, sq_model_hparams(c->s->o.model)->arch);
+        rendered = sq_chat_render(t, c->req.messages, c->req.n_messages);
         if (!rendered) return sq_serve_error_set(e, 500, "server_error", "out_of_memory", NULL, "out of memory");
         text = rendered;
     }
