@@ -1,5 +1,5 @@
 #!/bin/sh
-# scripts/bench_ik_gen.sh — generation speed of a SmarterQuant model whose segments are ik_llama.cpp's
+# bench/ik_gen.sh — generation speed of a SmarterQuant model whose segments are ik_llama.cpp's
 # types against one of about the same size with ggml's types only (target: ratio >= 0.95). Both are
 # quantized here from MODEL_F16 (default: the demo model) with the same random column permutations and
 # the same slot layout, every attention/FFN matrix a SmarterQuant tensor:
@@ -7,7 +7,7 @@
 #   ik:   [IQ5_KS, IQ4_K, IQ4_KS, IQ4_KS]  (172 + 144 + 140 + 140 bytes, row scales included)
 # then build/bench/bench_sqgen times the pair token by token in one process, alternating (percentiles of
 # tokens/s; ratio = ik / ggml). Run it under `flock /work/wt/bench.lock`.
-#   usage: scripts/bench_ik_gen.sh [MODEL_F16] [THREADS] [ROUNDS]
+#   usage: bench/ik_gen.sh [MODEL_F16] [THREADS] [ROUNDS]
 set -eu
 SQ=${SQ:-build/sq}
 F16=${1:-models/sqdemo-f16.gguf}
