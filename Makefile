@@ -32,10 +32,11 @@ ALL_CFLAGS := -std=c11 $(OPT) -g -ffp-contract=off -D_GNU_SOURCE -Iinclude -Isrc
 LDFLAGS ?=
 LDLIBS  := $(PKG_LIBS) -lm -lpthread
 
-# SIMD kernels: a file named *_avx2.c or *_avx512.c gets that ISA; the choice
+# SIMD kernels: a file named *_avx2.c, *_avx512.c or *_amx.c gets that ISA; the choice
 # among them is made at run time from the CPU.
 AVX2_FLAGS   := -mavx2 -mfma -mf16c
 AVX512_FLAGS := -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx512bf16
+AMX_FLAGS    := $(AVX512_FLAGS) -mamx-tile -mamx-int8
 
 LIB_SRC   := $(shell find src -name '*.c' | sort)
 TOOL_SRC  := $(wildcard tools/*.c)
@@ -66,6 +67,7 @@ $(BUILD)/%.o: %.c
 
 $(BUILD)/%_avx2.o: ALL_CFLAGS += $(AVX2_FLAGS)
 $(BUILD)/%_avx512.o: ALL_CFLAGS += $(AVX512_FLAGS)
+$(BUILD)/%_amx.o: ALL_CFLAGS += $(AMX_FLAGS)
 
 $(LIBSQ): $(LIB_OBJ)
 	@mkdir -p $(dir $@)
@@ -82,7 +84,9 @@ $(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(TEST_AUX_OBJ) $(LIBSQ)
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIBSQ)
 	$(Q)$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(LIBSQ) $(LDLIBS)
 
-tests: $(TEST_BIN) $(SQ) $(BUILD)/bench/make_model
+# every bench/ program is built with the tests, so that a change of an interface they use
+# cannot leave them broken unnoticed (the scripts in bench/ run them)
+tests: $(TEST_BIN) $(SQ) $(BENCH_BIN)
 
 # Test binaries run from the repository root; SQ_SHARED points at ../shared
 # (tests that need it skip cleanly when it is absent), SQ_BIN at the tool.
@@ -116,6 +120,7 @@ $(FUZZ_DIR)/%.o: %.c
 	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
 $(FUZZ_DIR)/%_avx2.o: FUZZ_CFLAGS += $(AVX2_FLAGS)
 $(FUZZ_DIR)/%_avx512.o: FUZZ_CFLAGS += $(AVX512_FLAGS)
+$(FUZZ_DIR)/%_amx.o: FUZZ_CFLAGS += $(AMX_FLAGS)
 
 $(FUZZ_DIR)/fuzz_%: fuzz/fuzz_%.c $(FUZZ_LIB_OBJ)
 	@$(if $(V),,echo "  LD  $@")

@@ -15,18 +15,27 @@
  * error, what sq plan's --sensitivity takes) against the measured slope;
  * the costs of q8_K / q8_0 activations. Prints a table and the Spearman
  * rank correlations; OUT.sens gets the predicted sensitivities in the
- * --sensitivity format. Without arguments: the demo model, 2 chunks, no
- * comparison (the time per chunk only).
+ * --sensitivity format. Without MEASURED.txt only the time per chunk (without
+ * arguments: the demo model, 2 chunks). IMATRIX "-": none.
+ *
+ * PHASES=1: the cost of sq plan --calib's phases at this model's size, wall
+ * and CPU (user + system) seconds: one chunk forward only, one chunk forward
+ * and backward, and sq_plan_fisher_sensitivity over one chunk (the chunk
+ * again, then every tensor's 256 sampled rows quantized at q3_K and q5_K
+ * and predicted: the difference is that second phase). Run it under
+ * bench/peak_anon.sh for the peak private memory.
  */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "sq/blocks.h"
 #include "sq/grad.h"
 #include "sq/imatrix.h"
+#include "sq/plan.h"
 #include "sq/sqtensor.h"
 #include "sq/tokenizer.h"
 
@@ -110,6 +119,40 @@ static double now(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* CPU seconds (user + system) of the process so far. */
+static double cpu_now(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_sec +
+           1e-6 * (double)ru.ru_stime.tv_usec;
+}
+
+/* PHASES=1 (see the head comment): prints each phase's wall and CPU seconds. */
+static int phases(sq_model *m, sq_imatrix *im, sq_grad *g, int32_t *tk, size_t n_toks, int ctx, int32_t bos, int threads)
+{
+    sq_error e = {0};
+    if (bos >= 0) tk[0] = bos;
+    double w0 = now(), c0 = cpu_now();
+    if (sq_grad_chunk(g, tk, ctx, ctx / 2, false, NULL, &e)) return fprintf(stderr, "bench_grad: %s\n", e.msg), 1;
+    double w1 = now(), c1 = cpu_now();
+    printf("phase forward (1 chunk of %d): wall %.1f s, cpu %.1f s\n", ctx, w1 - w0, c1 - c0);
+    if (sq_grad_chunk(g, tk, ctx, ctx / 2, true, NULL, &e)) return fprintf(stderr, "bench_grad: %s\n", e.msg), 1;
+    double w2 = now(), c2 = cpu_now();
+    printf("phase forward+backward (1 chunk of %d): wall %.1f s, cpu %.1f s\n", ctx, w2 - w1, c2 - c1);
+    sq_plan_calib_params cp;
+    memset(&cp, 0, sizeof cp);
+    cp.tokens = tk, cp.n_tokens = n_toks, cp.bos = bos, cp.n_ctx = ctx, cp.n_chunks = 1, cp.n_threads = threads;
+    sq_plan_sens *s = NULL;
+    if (sq_plan_fisher_sensitivity(m, im, &cp, 0, &s, &e)) return fprintf(stderr, "bench_grad: %s\n", e.msg), 1;
+    double w3 = now(), c3 = cpu_now();
+    printf("phase sensitivities (sq_plan_fisher_sensitivity, 1 chunk, %lld tensors): wall %.1f s, cpu %.1f s; "
+           "without its chunk: wall %.1f s, cpu %.1f s\n",
+           (long long)sq_plan_sens_count(s), w3 - w2, c3 - c2, (w3 - w2) - (w2 - w1), (c3 - c2) - (c2 - c1));
+    sq_plan_sens_free(s);
+    return 0;
 }
 
 /* The measured file's line for name: "NAME W [AK A0] # q3_K rel kld q5_K rel kld [q8_0 rel kld]". */
@@ -219,7 +262,8 @@ int main(int argc, char **argv)
     sq_model *m = NULL;
     sq_imatrix *im = NULL;
     sq_vocab *voc = NULL;
-    if (sq_model_load(model, &m, &e) || sq_imatrix_load(imf, &im, &e) || sq_vocab_load_gguf(sq_model_gguf(m), &voc, &e)) {
+    if (sq_model_load(model, &m, &e) || (strcmp(imf, "-") && sq_imatrix_load(imf, &im, &e)) ||
+        sq_vocab_load_gguf(sq_model_gguf(m), &voc, &e)) {
         fprintf(stderr, "bench_grad: %s\n", e.msg);
         return 1;
     }
@@ -246,6 +290,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_grad: %s\n", e.msg);
         return 1;
     }
+    if (getenv("PHASES") && atoi(getenv("PHASES"))) {
+        if ((size_t)ctx > n_toks) return fprintf(stderr, "bench_grad: %s is shorter than %d tokens\n", calib, ctx), 1;
+        const int rc = phases(m, im, g, (int32_t *)toks, n_toks, ctx, bos, gp.n_threads);
+        sq_grad_free(g);
+        sq_model_free(m);
+        return rc;
+    }
     use_exact = getenv("EXACT") && atoi(getenv("EXACT"));
     if (use_exact) sq_grad_set_hook(g, exact_hook, &ex);
     double t0 = now();
@@ -263,7 +314,7 @@ int main(int argc, char **argv)
     const double secs = now() - t0;
     printf("# %s: %d chunks of %d tokens, target %s, %d threads: %.2f s per chunk (forward + backward)\n", model, done, ctx,
            tg, gp.n_threads, secs / (done ? done : 1));
-    if (argc <= 1) return 0;
+    if (argc <= 4) return 0; /* no measurements to compare with */
 
     /* one row per tensor; a tied embedding's two uses add */
     const int64_t ns = sq_grad_n_stats(g);
@@ -276,7 +327,7 @@ int main(int argc, char **argv)
         if (k == n) snprintf(rows[n++].name, sizeof rows[0].name, "%s", s->name);
         const sq_weight *w = sq_model_weight(m, s->name);
         int64_t ni = 0;
-        const float *imp = s->lookup ? NULL : sq_imatrix_find(im, s->name, &ni);
+        const float *imp = s->lookup || !im ? NULL : sq_imatrix_find(im, s->name, &ni);
         if (imp && ni != s->cols) imp = NULL;
         predict_type(g, s, w, imp, SQ_TYPE_Q3_K, &rows[k].pred[0], &rows[k].rel[0], &rows[k].ex_elem[0], &rows[k].ex_rank1[0]);
         predict_type(g, s, w, imp, SQ_TYPE_Q5_K, &rows[k].pred[1], &rows[k].rel[1], &rows[k].ex_elem[1], &rows[k].ex_rank1[1]);

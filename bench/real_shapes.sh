@@ -13,8 +13,11 @@
 # Then, ROUNDS times, alternating which goes first: llama-bench and `sq bench` on the Q4_K_M
 # file (and sq on the SmarterQuant file), pp$PP and tg$TG on $THREADS threads, $REPS repetitions
 # each. Printed: the median t/s of each, the ratios (ours / llama.cpp, SmarterQuant / Q4_K_M),
-# GB/s (tensor bytes x t/s) and the machine's matrix-vector ceiling for the file
-# (build/bench/bench_matvec: reading the weights, and multiplying them by one vector).
+# GB/s (file bytes x t/s) and the machine's matrix-vector ceiling for the file
+# (build/bench/bench_matvec: reading the weights, and multiplying them by one vector); then, per
+# round and program, the load average before it and its wall clock and CPU time (user, sys) —
+# on a loaded machine the ratios of one run are what counts, and llama.cpp's threads, which
+# spin while they wait for each other, lose more to the load than ours (which sleep).
 #
 # Environment: LLAMA_BIN (folder with llama-bench and llama-quantize; default
 # /work/peer-noamx/build/bin, then /work/peer/llama.cpp/build/bin), MODELS (default
@@ -108,21 +111,31 @@ one_round() { # SHAPE ROUND
     r=$2
     if [ -f "$SQF" ]; then two="-m $SQF"; else two=; fi
     for who in $( [ $((r % 2)) = 1 ] && echo "llama sq" || echo "sq llama"); do
+        load=$(cut -d' ' -f1 /proc/loadavg)
         if [ "$who" = llama ]; then
-            [ -z "$LLAMA_BIN" ] || "$LLAMA_BIN/llama-bench" -m "$Q4" -p "$PP" -n "$TG" -t "$T" -r "$REPS" -o csv \
-                >"$OUT/$1.llama.$r.csv" 2>"$OUT/$1.llama.$r.err" || echo "llama-bench failed (round $r)" >&2
+            [ -z "$LLAMA_BIN" ] || timed "$OUT/$1.llama.$r.time" "$LLAMA_BIN/llama-bench" -m "$Q4" -p "$PP" -n "$TG" \
+                -t "$T" -r "$REPS" -o csv >"$OUT/$1.llama.$r.csv" 2>"$OUT/$1.llama.$r.err" ||
+                echo "llama-bench failed (round $r)" >&2
         else
             # shellcheck disable=SC2086
-            "$SQ" bench -m "$Q4" $two -p "$PP" -n "$TG" -t "$T" -r "$REPS" >"$OUT/$1.sq.$r.md" 2>&1 ||
-                { cat "$OUT/$1.sq.$r.md" >&2; exit 1; }
+            timed "$OUT/$1.sq.$r.time" "$SQ" bench -m "$Q4" $two -p "$PP" -n "$TG" -t "$T" -r "$REPS" \
+                >"$OUT/$1.sq.$r.md" 2>&1 || { cat "$OUT/$1.sq.$r.md" >&2; exit 1; }
         fi
+        echo "round $r $who: load average $load before, $(cat "$OUT/$1.$who.$r.time" 2>/dev/null)" >>"$OUT/$1.times"
     done
+}
+
+# timed FILE CMD...: CMD, its wall clock and CPU time (user, sys) written to FILE
+timed() {
+    f=$1; shift
+    if [ -x /usr/bin/time ]; then /usr/bin/time -o "$f" -f "wall %e s, user %U s, sys %S s" "$@"
+    else "$@"; fi
 }
 
 run_shape() { # SHAPE
     shape_info "$1"
     make_models "$1"
-    rm -f "$OUT/$1".llama.* "$OUT/$1".sq.*
+    rm -f "$OUT/$1".llama.* "$OUT/$1".sq.* "$OUT/$1.times"
     ceiling=$(BENCH_QUIET=1 locked "$LOCK" "$MATVEC" "$Q4" "$T" 3 |
         awk -F'|' -v t="$T" '$2 + 0 == t { printf "read %.1f GB/s, matvec %.1f GB/s", $3, $4 }')
     r=1
@@ -153,6 +166,8 @@ report() { # SHAPE
             sqb / 2^30, sp, st, sqb * st / 1e9, lp != "nan" ? sprintf("%.2f", sp / lp) : "-",
             lt != "nan" ? sprintf("%.2f", st / lt) : "-", sp / op, st / ot
         printf "ceiling (bench_matvec, %d threads, Q4_K_M file): %s\n", t, ceil }' | tee -a "$OUT/report.md"
+    # the machine's load and each program's CPU time beside its wall clock (a loaded machine)
+    sed 's/^/    /' "$OUT/$1.times" | tee -a "$OUT/report.md"
 }
 
 case ${1:-} in

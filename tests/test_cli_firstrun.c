@@ -19,7 +19,7 @@
  *  - sq imatrix --output-frequency N saves as it goes (atomically), so an
  *    interrupted run keeps what it computed;
  *  - progress: a status line with an ETA on a terminal, plain lines (never a
- *    '\r') otherwise, in quantize, imatrix, perplexity and plan --calib;
+ *    '\r') otherwise, in quantize, imatrix, perplexity, plan and plan --calib;
  *  - the smaller ones: a busy port is reported once; --imatrix of a text file
  *    says it was read as a legacy .dat; bench prints no header before a load
  *    error; plan says when the budget cannot be used up; perplexity prints no
@@ -295,6 +295,15 @@ static void test_default_config(void)
     free(so);
     free(se);
     tu_rm_rf(sub);
+    /* every tool that reads the default file says in --help what it does and how to skip it; plan, which
+     * writes it, says who reads it */
+    static const char *const readers[] = {"quantize --help", "serve --help", "plan --help"};
+    for (int k = 0; k < 3; k++) {
+        tu_expect_sq(dir, readers[k], 0, "default.smarterquant.json", out, sizeof out);
+        CHECK_MSG(strstr(out, "--no-sq-config") != NULL, "sq %s: no word of --no-sq-config", readers[k]);
+    }
+    CHECK_CONTAINS(out, "quantize");
+    tu_expect_sq(dir, "quantize --help", 0, "whatever TYPE", out, sizeof out);
 }
 
 /* `sq serve -m M.gguf --port 0 EXTRA` in dir/sub until it listens (then
@@ -350,8 +359,8 @@ static bool whole_gguf(const char *sub, const char *name)
 }
 
 /* A reader that goes away: quantize | head -n 1 (SIGPIPE, and with SIGPIPE
- * ignored a failed write), perplexity's base file | head -c 20. Only the
- * finished file, or nothing, is left. */
+ * ignored a failed write), plan | head and > /dev/full, perplexity's base
+ * file | head -c 20. Only the finished file, or nothing, is left. */
 static void test_broken_pipe(void)
 {
     make_sub("bp");
@@ -375,13 +384,45 @@ static void test_broken_pipe(void)
     free(rc);
     free(so);
     free(se);
-    char cmd[2000];
-    snprintf(cmd, sizeof cmd,
-             "$SQ perplexity -m M.gguf -f ../short.txt -c 32 --chunks 100 -t 1 --kl-divergence-base b.kld | head -c 20");
-    sh_in_dir("bp", cmd, &so, &se);
-    CHECK_MSG(!tu_any_file_with(sub, "b.kld.tmp"), "perplexity | head left its temporary base file");
+    /* sq plan: its report's reader gone, or a full disk, stops it before the configuration is written */
+    sh_in_dir("bp", "$SQ plan -m M.gguf --no-imatrix --tensors blk.0 --target-bpw 5 -o p.json | head -n 1", &so, &se);
+    CHECK(!tu_any_file_with(sub, ".tmp"));
     free(so);
     free(se);
+    snprintf(p, sizeof p, "%s/p.json", sub);
+    unlink(p);
+    CHECK_INT(sh_in_dir("bp", "$SQ plan -m M.gguf --no-imatrix --tensors blk.0 --target-bpw 5 -o p.json > /dev/full",
+                        &so, &se), 1);
+    CHECK_CONTAINS(se, "sq plan: standard output: No space left on device; stopped");
+    CHECK_MSG(access(p, F_OK) != 0, "sq plan > /dev/full wrote p.json");
+    CHECK(!tu_any_file_with(sub, ".tmp"));
+    free(so);
+    free(se);
+    char cmd[2000];
+    for (int k = 0; k < 2; k++) { /* killed by SIGPIPE; then with SIGPIPE ignored (a failed write) */
+        snprintf(cmd, sizeof cmd,
+                 "%s ($SQ perplexity -m M.gguf -f ../short.txt -c 32 --chunks 100 -t 1 --kl-divergence-base b.kld; "
+                 "echo $? > rc.txt) | head -c 20",
+                 k ? "trap '' PIPE;" : "");
+        sh_in_dir("bp", cmd, &so, &se);
+        CHECK_MSG(!tu_any_file_with(sub, "b.kld.tmp"), "perplexity | head left its temporary base file (%s)",
+                  k ? "SIGPIPE ignored" : "SIGPIPE");
+        if (k) CHECK_CONTAINS(se, "sq perplexity: standard output: Broken pipe; stopped");
+        snprintf(p, sizeof p, "%s/rc.txt", sub);
+        char *prc = harness_read_file(p, NULL);
+        CHECK_MSG(prc && atoi(prc) == (k ? 1 : 128 + SIGPIPE), "perplexity's exit status %s", prc ? prc : "(none)");
+        free(prc);
+        free(so);
+        free(se);
+        /* only the finished file, or nothing: a b.kld that is there is read back whole */
+        snprintf(p, sizeof p, "%s/b.kld", sub);
+        if (access(p, F_OK) == 0) {
+            CHECK_INT(sh_in_dir("bp", "$SQ perplexity -m M.gguf -t 1 --kl-divergence-base b.kld --kl-divergence", &so, &se), 0);
+            free(so);
+            free(se);
+            unlink(p);
+        }
+    }
     tu_rm_rf(sub);
 }
 
@@ -460,6 +501,8 @@ static void test_progress(void)
         {"$SQ quantize -q --no-sq-config M.gguf q.gguf Q8_0 1", "sq quantize: 39/39 tensors (100%)"},
         {"$SQ perplexity -m M.gguf -f ../short.txt -c 16 --chunks 4 -t 1", "perplexity: 4/4 chunks (100%)"},
         {"$SQ imatrix -m M.gguf -f ../short.txt -c 16 --chunks 4 -t 1 -o im.gguf", "imatrix: 4/4 chunks (100%)"},
+        {"$SQ plan -m M.gguf --no-imatrix --tensors blk.0.ffn_down --target-bpw 5 --dry-run",
+         "sq plan: measuring: 1/1 tensors (100%)"},
         {"$SQ plan -m M.gguf --no-imatrix --tensors blk.0.ffn_down --target-bpw 5 --dry-run --calib ../short.txt "
          "--calib-chunks 1 --calib-ctx 16",
          "sq plan: calibrating: 0/1 "},
@@ -467,7 +510,7 @@ static void test_progress(void)
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         char args[2000], *so = NULL, *se = NULL;
         snprintf(args, sizeof args, "%s", cmds[i].args);
-        snprintf(cmd, sizeof cmd, "SQ_PROGRESS=plain %s", args);
+        snprintf(cmd, sizeof cmd, "unset SQ_PROGRESS; %s", args); /* stderr is a file (a log): plain lines */
         CHECK_INT(sh_in_dir("pg", cmd, &so, &se), 0);
         CHECK_MSG(strchr(se, '\r') == NULL, "%s: a '\\r' in plain progress:\n%s", args, se);
         CHECK_CONTAINS(se, cmds[i].plain_last);

@@ -339,7 +339,7 @@ static void test_plan_and_env_errors(void)
     CHECK(got != NULL);
     if (got) {
         CHECK_INT(rc, 0);
-        CHECK_CONTAINS(got, "SQ_ISA='avx-512' is not one of scalar, avx2, avx512");
+        CHECK_CONTAINS(got, "SQ_ISA='avx-512' is not one of scalar, avx2, avx512, amx");
         free(got);
     }
 }

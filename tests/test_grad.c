@@ -224,7 +224,7 @@ static void test_gattn(void)
     float *rdk = calloc((size_t)nb * kvs, sizeof(float)), *rdv = calloc((size_t)nb * kvs, sizeof(float));
     for (int i = 0; i < nb * qs; i++) q[i] = 2 * rnd(), dO[i] = rnd();
     for (int i = 0; i < nb * kvs; i++) k[i] = 2 * rnd(), v[i] = rnd();
-    sq__gattn a = {nb, hd, nh, nkv, (size_t)qs, (size_t)kvs, 0.25f, q, k, v, o, dO, dq, dk, dv};
+    sq__gattn a = {nb, hd, nh, nkv, (size_t)qs, (size_t)kvs, 0.25f, 0, q, k, v, o, dO, dq, dk, dv};
     float *scratch = malloc(sizeof(float) * sq__gattn_scratch_floats(nb, hd));
     for (int h = 0; h < nh; h++) sq__gattn_fwd_head(&a, h, scratch);
     for (int g = 0; g < nkv; g++) sq__gattn_bwd_kvhead(&a, g, scratch);
@@ -436,17 +436,17 @@ static void test_shared_perm(void)
 
 /* The row and column sums of G∘G against G from the hook, for one chunk of
  * 40 tokens (G formed) and one of 8 (the Gram route), 1 and 3 threads. */
-static void check_marginals(sq_model *m, int nb, int first, int n_threads)
+static void check_marginals(sq_model *m, const int32_t *tk, int nb, int first, int n_threads)
 {
     sq_grad_params gp = sq_grad_default_params();
-    gp.n_ctx = base_shape.n_ctx, gp.n_threads = n_threads;
+    gp.n_ctx = (int)sq_model_hparams(m)->n_ctx_train, gp.n_threads = n_threads;
     sq_grad *g = NULL;
     sq_error e = {0};
     CHECK_INT(sq_grad_create(m, &gp, &g, &e), SQ_OK);
     if (!g) return;
     grads gr = {0};
     sq_grad_set_hook(g, keep_grad, &gr);
-    CHECK_INT(sq_grad_chunk(g, toks, nb, first, true, NULL, &e), SQ_OK);
+    CHECK_INT(sq_grad_chunk(g, tk, nb, first, true, NULL, &e), SQ_OK);
     for (int i = 0; i < gr.n; i++) {
         const sq_grad_stats *s = sq_grad_find(g, gr.name[i], gr.lookup[i]);
         double worst = 0, tot = 0;
@@ -473,8 +473,18 @@ static void test_marginals(void)
     sq_model *m = load_shape(&base_shape, "marg");
     CHECK(m != NULL);
     if (!m) return;
-    check_marginals(m, NB, FIRST, 1);
-    check_marginals(m, 8, 2, 3);
+    check_marginals(m, toks, NB, FIRST, 1);
+    check_marginals(m, toks, 8, 2, 3);
+    sq_model_free(m);
+    /* wider matrices and more tokens than a block of 64: the Gram route with its mirrored half */
+    tm_shape w = base_shape;
+    w.n_embd = 512, w.n_ff = 512, w.head_dim = 128, w.n_ctx = 96, w.n_layer = 1;
+    m = load_shape(&w, "wide");
+    CHECK(m != NULL);
+    if (!m) return;
+    int32_t tk[90];
+    for (int i = 0; i < 90; i++) tk[i] = (int32_t)((i * 37 + 11) % w.n_vocab);
+    check_marginals(m, tk, 90, 20, 2);
     sq_model_free(m);
 }
 
@@ -581,6 +591,40 @@ static void test_fisher(void)
     sq_model_free(m);
 }
 
+/* Kept activations: kept in f32 (the default here) the statistics are
+ * those of recomputing every layer, bit for bit; in f16 within rounding. */
+static void test_keep(void)
+{
+    sq_model *m = load_shape(&base_shape, "keep");
+    CHECK(m != NULL);
+    if (!m) return;
+    const size_t keep[3] = {0, SQ_GRAD_KEEP_NONE, 1}; /* f32, none, f16 (budget set below) */
+    sq_grad *g[3] = {NULL, NULL, NULL};
+    sq_error e = {0};
+    /* f16 for the one layer below the last: its kept rows in f16 fit, in f32 not */
+    const size_t row = (size_t)(4 * 16 + 2 * 2 * 16 + 64 + 2 * 96);
+    for (int k = 0; k < 3; k++) {
+        sq_grad_params gp = sq_grad_default_params();
+        gp.n_ctx = base_shape.n_ctx, gp.n_threads = 2;
+        gp.keep_bytes = k == 2 ? row * (size_t)base_shape.n_ctx * 3 : keep[k];
+        CHECK_INT(sq_grad_create(m, &gp, &g[k], &e), SQ_OK);
+        if (g[k]) CHECK_INT(sq_grad_chunk(g[k], toks, NB, FIRST, true, NULL, &e), SQ_OK);
+    }
+    if (g[0] && g[1] && g[2]) {
+        bool same = true;
+        double worst = 0;
+        for (int64_t i = 0; i < sq_grad_n_stats(g[0]); i++) {
+            const sq_grad_stats *a = sq_grad_stats_at(g[0], i), *b = sq_grad_stats_at(g[1], i), *c = sq_grad_stats_at(g[2], i);
+            same = same && memcmp(a->g_row, b->g_row, sizeof(double) * (size_t)a->rows) == 0 && a->g_tot == b->g_tot;
+            worst = fmax(worst, fabs(c->g_tot - a->g_tot) / a->g_tot);
+        }
+        CHECK_MSG(same, "kept (f32) and recomputed layers give different statistics");
+        CHECK_MSG(worst > 0 && worst < 0.02, "kept in f16: statistics off by %g", worst);
+    }
+    for (int k = 0; k < 3; k++) sq_grad_free(g[k]);
+    sq_model_free(m);
+}
+
 /* ---- statistics, determinism, bad input ---- */
 
 static void test_stats(void)
@@ -679,6 +723,7 @@ int main(void)
     TIMED(test_shared_perm);
     TIMED(test_marginals);
     TIMED(test_stats);
+    TIMED(test_keep);
     TIMED(test_fisher);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);

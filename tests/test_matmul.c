@@ -20,6 +20,7 @@
 #include "testutil.h"
 #include "sq/blocks.h"
 #include "sq/matmul.h"
+#include "blocks/gemm.h"
 
 /* ---- thread pool ---- */
 
@@ -93,7 +94,18 @@ static void test_pool(void)
 
 /* ---- sq_matmul ---- */
 
+static void check_matmul_ns(const char *name, int64_t rows, int64_t cols, sq_threadpool *tp, const int64_t *ns,
+                            size_t nns);
+
 static void check_matmul(const char *name, int64_t rows, int64_t cols, sq_threadpool *tp)
+{
+    static const int64_t ns[] = {1, 3, 17, 64};
+    check_matmul_ns(name, rows, cols, tp, ns, 4);
+}
+
+/* sq_matmul for each n of ns against the double-precision reference. */
+static void check_matmul_ns(const char *name, int64_t rows, int64_t cols, sq_threadpool *tp, const int64_t *ns,
+                            size_t nns)
 {
     const int t = sq_type_from_name(name);
     const sq_type_info *ti = sq_type_info_get(t);
@@ -128,8 +140,7 @@ static void check_matmul(const char *name, int64_t rows, int64_t cols, sq_thread
     float *Wd = malloc(sizeof(float) * rows * cols);
     for (int64_t r = 0; r < rows; r++) sq_dequantize_row(t, W + r * stride, Wd + r * cols, cols);
 
-    static const int64_t ns[] = {1, 3, 17, 64};
-    for (size_t ni = 0; ni < 4; ni++) {
+    for (size_t ni = 0; ni < nns; ni++) {
         const int64_t n = ns[ni];
         float *X = malloc(sizeof(float) * n * cols), *Y = malloc(sizeof(float) * n * rows);
         float *Xd = malloc(sizeof(float) * n * cols);
@@ -187,8 +198,8 @@ static void test_matmul_types(void)
 {
     static const char *names[] = {"q4_0", "q8_0", "q4_K", "q6_K", "q5_K", "q3_K", "q2_K", "iq4_xs", "iq4_nl",
                                   "q5_0", "q4_1", "q5_1", "f16", "bf16", "f32"};
-    /* every ISA this CPU has: scalar (generic tiles), AVX2 and AVX-512 tile kernels */
-    for (int isa = SQ_ISA_SCALAR; isa <= SQ_ISA_AVX512; isa++) {
+    /* every ISA this CPU has: scalar (generic tiles), AVX2 and AVX-512 tile kernels, AMX tiles */
+    for (int isa = SQ_ISA_SCALAR; isa <= SQ_ISA_AMX; isa++) {
         if ((int)sq_blocks_set_isa((sq_isa)isa) != isa) continue;
         for (int nt = 1; nt <= 2; nt++) {
             sq_threadpool *tp = sq_threadpool_create(nt);
@@ -197,7 +208,75 @@ static void test_matmul_types(void)
             sq_threadpool_free(tp);
         }
     }
-    sq_blocks_set_isa(SQ_ISA_AVX512);
+    sq_blocks_set_isa(SQ_ISA_AMX);
+}
+
+/* The matrix-vector product's bands (gemm.h): every chunk is taken exactly
+ * once, a thread starts at the front of its own band and moves on to the
+ * others when it is done, for any count of chunks and threads (more threads
+ * than bands included); and products with many threads are right. */
+static void test_matvec_bands(void)
+{
+    static const long long chunks[] = {0, 1, 5, 16, 17, 100};
+    static const int threads[] = {1, 2, 3, 16, 17, 40};
+    for (size_t a = 0; a < 6; a++)
+        for (size_t b = 0; b < 6; b++) {
+            sq__bands bs;
+            sq__bands_init(&bs, chunks[a], threads[b]);
+            const int nth = threads[b];
+            int *band = malloc(sizeof(int) * (size_t)nth), *seen = calloc((size_t)chunks[a] + 1, sizeof(int));
+            bool *done = calloc((size_t)nth, 1);
+            int live = nth, bad = 0, first_bad = 0;
+            for (int t = 0; t < nth; t++) band[t] = t;
+            for (int step = 0; live > 0; step++) {
+                /* first every thread once in order, then an uneven interleaving */
+                const int t = step < nth ? step : (int)((step * 7u) % (unsigned)nth);
+                if (done[t]) continue;
+                long long c;
+                if (!sq__bands_take(&bs, &band[t], &c)) {
+                    done[t] = true;
+                    live--;
+                    continue;
+                }
+                if (c < 0 || c >= chunks[a]) bad++;
+                else seen[c]++;
+                /* a thread with a band of its own starts at its front */
+                if (step < nth && t < bs.n && chunks[a] * (t + 1) / bs.n > chunks[a] * t / bs.n &&
+                    c != chunks[a] * t / bs.n)
+                    first_bad++;
+            }
+            CHECK_MSG(first_bad == 0, "bands: %lld chunks, %d threads: %d threads did not start at their band",
+                      chunks[a], nth, first_bad);
+            for (long long c = 0; c < chunks[a]; c++) bad += seen[c] != 1;
+            CHECK_MSG(bad == 0, "bands: %lld chunks, %d threads: %d chunks not taken exactly once", chunks[a], nth, bad);
+            CHECK(bs.n >= 1 && bs.n <= SQ__MAX_BANDS);
+            free(band), free(seen), free(done);
+        }
+    for (int nt = 3; nt <= 17; nt += 14) {
+        sq_threadpool *tp = sq_threadpool_create(nt);
+        check_matmul("q6_K", 300, 256, tp);
+        check_matmul("q8_0", 5, 512, tp);
+        sq_threadpool_free(tp);
+    }
+}
+
+/* The AMX products (kernels_amx.c) on shapes that reach every path: row
+ * groups of 16 and a partial one (37 rows), three panels of 8 super-blocks
+ * (4608 columns), one token tile, a pair with a partial second one and a pair
+ * plus a single (n = 2, 33, 40), on 1 and 2 threads. */
+static void test_matmul_amx(void)
+{
+    if (sq_blocks_set_isa(SQ_ISA_AMX) != SQ_ISA_AMX) SKIP("no AMX on this CPU");
+    static const char *names[] = {"q4_K", "q6_K", "q5_K", "q3_K", "q2_K", "iq4_xs"};
+    static const int64_t ns[] = {2, 33, 40};
+    for (int nt = 1; nt <= 2; nt++) {
+        sq_threadpool *tp = sq_threadpool_create(nt);
+        for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+            CHECK_MSG(sq__amx_kernel(sq_type_from_name(names[i])) != NULL, "%s has no AMX product", names[i]);
+            check_matmul_ns(names[i], 37, 4608, tp, ns, 3);
+        }
+        sq_threadpool_free(tp);
+    }
 }
 
 /* The AVX-512 tile kernels that put two weight rows in the halves of a
@@ -320,6 +399,8 @@ int main(void)
     tu_rng_state = 88172645463325252ULL; /* this file's data, as before testutil.h */
     RUN(test_pool);
     RUN(test_matmul_types);
+    RUN(test_matvec_bands);
+    RUN(test_matmul_amx);
     RUN(test_matmul_row_pairs);
     RUN(test_matmul_shared);
     RUN(test_matmul_errors);

@@ -191,8 +191,25 @@ static void test_readme_commands(void)
 #endif
 #endif
 
+/* The README's first command builds in parallel: a serial build was most of
+ * a fresh clone's `make demo` (issue 15), so the build line gives -j. */
+static void test_readme_build_is_parallel(void)
+{
+    char *readme = harness_read_file("README.md", NULL);
+    CHECK(readme != NULL);
+    if (!readme) return;
+    readme_cmd cmds[MAX_CMDS];
+    const int n = read_commands(readme, cmds);
+    CHECK_MSG(n > 0 && starts_with_word(cmds[0].text, "make") && strstr(cmds[0].text, " -j"),
+              "README.md:%d: the first command is not a parallel build (make -j...): %s", n > 0 ? cmds[0].line : 0,
+              n > 0 ? cmds[0].text : "(none)");
+    for (int i = 0; i < n; i++) free(cmds[i].text);
+    free(readme);
+}
+
 int main(void)
 {
+    RUN(test_readme_build_is_parallel);
 #ifdef SANITIZED
     fprintf(stderr, "SKIP: the README's commands run in the plain build (make test), not under ASan\n");
     harness_skipped++;

@@ -17,6 +17,7 @@
 #include "testutil.h"
 #include "sq/blocks.h"
 #include "sq/matmul.h"
+#include "blocks/gemm.h"
 #include "sq/sqtensor.h"
 #include "sq/types.h"
 
@@ -183,6 +184,8 @@ static const shape_case cases[] = {
     { 6400, { SQ_TYPE_Q4_0, SQ_TYPE_F16, SQ_TYPE_F16, SQ_TYPE_F16 } },
     /* float segments at addresses that are not multiples of their element size (after 210-byte Q6_K) */
     { 800, { SQ_TYPE_Q6_K, SQ_TYPE_F32, SQ_TYPE_BF16, SQ_TYPE_Q4_0 } },
+    /* every other type of the AMX products, runs of one and several segments */
+    { 2560, { SQ_TYPE_Q2_K, SQ_TYPE_Q3_K, SQ_TYPE_IQ4_XS, SQ_TYPE_Q5_K } },
 };
 #define N_CASES (sizeof cases / sizeof cases[0])
 #define ROWS 48
@@ -342,6 +345,7 @@ static void run_case(const shape_case *sc, sq_threadpool *tp)
         check_matmul(&f, NULL, 1);
         check_matmul(&f, tp, 1);
         check_matmul(&f, tp, 7);
+        check_matmul(&f, tp, 40); /* AMX runs: two token tiles and a third one */
     }
     fixture_free(&f);
     /* without permutation and importance weights as well */
@@ -367,6 +371,7 @@ static void test_case_8(void) { run_case(&cases[8], pool); }
 static void test_case_9(void) { run_case(&cases[9], pool); }
 static void test_case_10(void) { run_case(&cases[10], pool); }
 static void test_case_11(void) { run_case(&cases[11], pool); }
+static void test_case_12(void) { run_case(&cases[12], pool); }
 
 /* A tensor whose four types are all `type`, with a random permutation, gives
  * the plain tensor's products (spec section 6) to float rounding. */
@@ -492,9 +497,11 @@ static void test_views(void)
     random_perm(perm, 800);
     CHECK_INT(sq_weight_mixed(&w, NULL, mix, perm, 16, 800, &e), SQ_OK);
     const size_t ws = sq_weight_matmul_work_size(&w, 3);
-    /* at least: 3 gathered rows + 3 x (Q8_0 256 + Q8_K 256 + F16 256 + Q8_0 32) */
-    CHECK(ws >= 3 * 800 * 4 + 3 * (8 * 34 + 292 + 512 + 34));
-    CHECK(ws < 3 * 800 * 4 + 3 * (8 * 34 + 292 + 512 + 34) + 4 * 64);
+    /* at least: 3 gathered rows + 3 x (Q8_0 256 + Q8_K 256 + F16 256 + Q8_0 32); on a CPU with AMX
+     * also the Q4_K run's activations regrouped for the tiles (blocks/gemm.h) */
+    const size_t amx = sq__amx_capable(SQ_TYPE_Q4_K, 3) ? sq__amx_act_size(3, 256) + 64 : 0;
+    CHECK(ws >= 3 * 800 * 4 + 3 * (8 * 34 + 292 + 512 + 34) + amx);
+    CHECK(ws < 3 * 800 * 4 + 3 * (8 * 34 + 292 + 512 + 34) + 4 * 64 + amx);
     float X[3 * 800] = { 0 }, Y[3 * 16];
     char small[64];
     CHECK_INT(sq_weight_matmul(NULL, &w, X, 3, Y, small, sizeof small, &e), SQ_EINVAL);
@@ -564,6 +571,7 @@ int main(void)
     RUN(test_case_9);
     RUN(test_case_10);
     RUN(test_case_11);
+    RUN(test_case_12);
     RUN(test_all_f32_equals_plain);
     RUN(test_all_f16_equals_plain);
     RUN(test_float_mix_exact);

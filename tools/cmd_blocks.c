@@ -38,7 +38,7 @@ static void usage_main(FILE *f)
             "  dot          TYPE COLS W.bin X.f32 OUT.f32                dot products of W rows with X rows\n"
             "\n"
             "TYPE is a ggml type name (q4_0, q8_0, f16, ...; case-insensitive) or its numeric id.\n"
-            "Environment (every sq command): SQ_ISA=scalar|avx2|avx512 caps the kernels at that ISA;\n"
+            "Environment (every sq command): SQ_ISA=scalar|avx2|avx512|amx caps the kernels at that ISA;\n"
             "SQ_FORCE_SCALAR=1 uses the scalar reference kernels only.\n");
 }
 

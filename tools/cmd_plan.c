@@ -657,12 +657,15 @@ static int calibrate(plan_opts *o, plan_run *r)
     }
     o->p.weights = sq_plan_sens_weights(r->sens);
     o->p.n_weights = (int)sq_plan_sens_count(r->sens);
+    if (sq_plan_sens_fallback(r->sens)) fprintf(stderr, "sq plan: note: %s\n", sq_plan_sens_fallback(r->sens));
     printf("calibrated %d tensors in %.2f s on %s (%s; base mean -log p %.4f)\n", o->p.n_weights, sq_time_now() - t0,
-           o->calib_path, o->cp.method == SQ_PLAN_CALIB_MEASURE ? "measured per tensor" : "Fisher information",
+           o->calib_path,
+           sq_plan_sens_method(r->sens) == SQ_PLAN_CALIB_MEASURE ? "measured per tensor" : "Fisher information",
            sq_plan_sens_base_nll(r->sens));
     if (o->sens_out &&
         write_sens(o->sens_out, r->sens, o->model_path, o->calib_path,
-                   o->cp.n_chunks > 0 ? o->cp.n_chunks : SQ_PLAN_CALIB_DEFAULT_CHUNKS, o->cp.method, o->cp.act_type) != 0)
+                   o->cp.n_chunks > 0 ? o->cp.n_chunks : SQ_PLAN_CALIB_DEFAULT_CHUNKS, sq_plan_sens_method(r->sens),
+                   o->cp.act_type) != 0)
         return 1;
     return 0;
 }
@@ -794,6 +797,7 @@ int sq_cmd_plan(int argc, char **argv)
     if (!rc && o.calib_path && !o.sens_path) rc = calibrate(&o, &r);
     if (!rc) rc = make_plan(&o, &r);
     if (!rc) print_report(&o, &r);
+    if (!rc) sq_stdout_flush_or_die(); /* the report's reader gone, or a full disk: stop before writing the file */
     if (!rc) rc = finish(&o, &r);
     run_free(&r);
     return rc;

@@ -47,7 +47,7 @@ static void check_isa_env(void)
     const char *want = getenv("SQ_ISA");
     sq_isa isa;
     if (!want || sq_isa_from_name(want, &isa)) return;
-    fprintf(stderr, "sq: warning: SQ_ISA='%s' is not one of scalar, avx2, avx512; using %s\n", want,
+    fprintf(stderr, "sq: warning: SQ_ISA='%s' is not one of scalar, avx2, avx512, amx; using %s\n", want,
             sq_isa_name(sq_blocks_isa()));
 }
 

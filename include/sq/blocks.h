@@ -17,7 +17,9 @@
 extern "C" {
 #endif
 
-typedef enum sq_isa { SQ_ISA_SCALAR = 0, SQ_ISA_AVX2 = 1, SQ_ISA_AVX512 = 2 } sq_isa;
+/* Each level includes the ones below it: SQ_ISA_AMX is AVX-512 plus Intel AMX
+ * tiles (AMX-TILE, AMX-INT8) for the prompt's matrix products. */
+typedef enum sq_isa { SQ_ISA_SCALAR = 0, SQ_ISA_AVX2 = 1, SQ_ISA_AVX512 = 2, SQ_ISA_AMX = 3 } sq_isa;
 
 /* The instruction set the kernels use (detected once; SQ_FORCE_SCALAR=1 forces scalar). */
 sq_isa sq_blocks_isa(void);
@@ -26,7 +28,7 @@ sq_isa sq_blocks_isa(void);
  * before starting work. */
 sq_isa sq_blocks_set_isa(sq_isa isa);
 const char *sq_isa_name(sq_isa isa);
-/* The ISA named name ("scalar", "avx2", "avx512", as sq_isa_name gives and
+/* The ISA named name ("scalar", "avx2", "avx512", "amx", as sq_isa_name gives and
  * SQ_ISA takes) into *isa; false for any other name. */
 bool sq_isa_from_name(const char *name, sq_isa *isa);
 

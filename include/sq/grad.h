@@ -8,8 +8,9 @@
  * (per column c: sum over tokens of X[t][c]^2, the importance matrix's
  * in_sum2); for the token embedding (a row lookup) the same with the
  * gradients of the looked-up rows. Memory is bounded by the activations:
- * each layer's input is kept per chunk, and the backward pass recomputes the
- * layer from it; products with W^T dequantize a panel of rows at a time.
+ * each layer's input is kept per chunk, with its products' outputs within
+ * keep_bytes, and the backward pass restores or recomputes the layer from
+ * them; products with W^T dequantize a panel of rows at a time.
  *
  * The loss. At each scored position t (first <= t < n-1, predicting the
  * token at t+1) a target y_t is chosen, and L = sum_t -log p(y_t | ...):
@@ -61,7 +62,15 @@ typedef struct sq_grad_params {
     int n_threads;         /* <= 0: 1 */
     sq_grad_target target;
     uint64_t seed;         /* SAMPLED / GAUSS: the draws (chunk k uses a stream derived from seed and k) */
+    /* Memory for activations kept from the forward pass so that the backward pass need not recompute a
+     * layer's products (q, k, v, the attention residual, gate and up per token): as many layers as fit,
+     * in f32 when every layer fits so, else in f16 (the others are recomputed). 0: SQ_GRAD_DEFAULT_KEEP;
+     * SQ_GRAD_KEEP_NONE: recompute every layer. */
+    size_t keep_bytes;
 } sq_grad_params;
+
+#define SQ_GRAD_DEFAULT_KEEP ((size_t)1536 << 20)
+#define SQ_GRAD_KEEP_NONE ((size_t)1)
 
 sq_grad_params sq_grad_default_params(void);
 
@@ -92,6 +101,11 @@ typedef struct sq_grad_stats {
 } sq_grad_stats;
 
 typedef struct sq_grad sq_grad; /* opaque */
+
+/* Whether the backward pass runs model m: SQ_OK, or SQ_EUNSUPPORTED with a
+ * message naming what of the model it does not know yet (sq_grad_create
+ * refuses such a model with the same message). */
+sq_status sq_grad_supports(const sq_model *m, sq_error *err);
 
 /* Creates the buffers for chunks of up to p->n_ctx tokens (at most the
  * model's training context is not required). Errors: out of memory (the

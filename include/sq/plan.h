@@ -274,6 +274,12 @@ const sq_plan_sensitivity *sq_plan_sens_at(const sq_plan_sens *s, int64_t i);
 const sq_plan_weight *sq_plan_sens_weights(const sq_plan_sens *s);
 /* Mean -log p of the unmodified model on the scored calibration tokens. */
 double sq_plan_sens_base_nll(const sq_plan_sens *s);
+/* How the set was found: SQ_PLAN_CALIB_FISHER or SQ_PLAN_CALIB_MEASURE. */
+int sq_plan_sens_method(const sq_plan_sens *s);
+/* Why sq_plan_calibrate measured per tensor although the Fisher method was
+ * asked for (the backward pass does not run this model yet), as one line
+ * for the user; NULL when it ran the method asked for. */
+const char *sq_plan_sens_fallback(const sq_plan_sens *s);
 
 /* Sensitivities from the engine's backward pass (sq/grad.h): the Fisher
  * statistics of every weight over the calibration chunks (scored positions
@@ -294,7 +300,10 @@ double sq_plan_sens_base_nll(const sq_plan_sens *s);
 sq_status sq_plan_fisher_sensitivity(sq_model *m, const sq_imatrix *im, const sq_plan_calib_params *p,
                                      int64_t sample_rows, sq_plan_sens **out, sq_error *err);
 
-/* The sensitivities by p->method (the Fisher estimate by default). */
+/* The sensitivities by p->method (the Fisher estimate by default). A model
+ * the backward pass does not run (sq_grad_supports: an architecture whose
+ * layers it does not know yet) is measured per tensor instead, through the
+ * forward pass only; sq_plan_sens_fallback then says so. */
 sq_status sq_plan_calibrate(sq_model *m, const sq_imatrix *im, const sq_plan_calib_params *p, int64_t sample_rows,
                             sq_plan_sens **out, sq_error *err);
 

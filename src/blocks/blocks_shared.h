@@ -3,11 +3,13 @@
  * it (src/sqtensor/'s mixed-row product) beyond the public sq/blocks.h and
  * sq/matmul.h: the kernel pointers of a type and the tile / run product
  * kernels, each the one the run-time ISA choice made (SQ_ISA,
- * SQ_FORCE_SCALAR). Internal to the library (sq__ names, not installed);
+ * SQ_FORCE_SCALAR); the matrix-vector bands and prefetch; the AMX tiles. Internal to the library (sq__ names, not installed);
  * every other header in src/blocks/ is private to blocks.
  */
 #ifndef SQ_BLOCKS_SHARED_H
 #define SQ_BLOCKS_SHARED_H
+
+#include <stdatomic.h>
 
 #include "sq/blocks.h"
 
@@ -73,5 +75,73 @@ bool sq__runs_handles(int type);
 
 /* The run kernel in effect (NULL when the ISA has none). */
 sq__runs_fn sq__runs_kernel(void);
+
+/* ---- matrix-vector products (n = 1): bands and prefetching ----
+ * Generating a token multiplies every weight of a model by one vector: on a
+ * real model the weights come from memory, and the product is as fast as
+ * memory can stream them. Two things keep the stream full:
+ * - bands: each thread walks one contiguous band of rows (a stream the
+ *   hardware prefetchers follow), in chunks taken from the band's counter;
+ *   a thread done with its band helps with the next one, so a thread the
+ *   machine deschedules holds nothing up;
+ * - software prefetch: before a row is multiplied, the bytes SQ__PF_AHEAD
+ *   further on are requested, so that many cache-line fills are in flight
+ *   while the kernel computes (the kernels' own loads alone left half of the
+ *   read bandwidth unused on a 1B model: docs/kernels.md). */
+#define SQ__PF_AHEAD 8192
+#define SQ__MAX_BANDS 16
+
+/* Requests the bytes [p, p + n) (clipped at end) into the cache. */
+static inline void sq__prefetch_span(const char *p, size_t n, const char *end)
+{
+    if (p >= end) return;
+    if (n > (size_t)(end - p)) n = (size_t)(end - p);
+    for (size_t o = 0; o < n; o += 64) __builtin_prefetch(p + o, 0, 3);
+}
+
+typedef struct sq__band_counter {
+    _Alignas(64) _Atomic long long next; /* next chunk of the band (one counter per cache line) */
+    long long end;                       /* one past its last chunk */
+} sq__band_counter;
+
+typedef struct sq__bands {
+    int n;          /* bands */
+    long long n_chunks;
+    sq__band_counter band[SQ__MAX_BANDS];
+} sq__bands;
+
+/* Cuts n_chunks chunks into one band per thread (at most SQ__MAX_BANDS, at
+ * most n_chunks; thread i starts in band i modulo their count). */
+void sq__bands_init(sq__bands *b, long long n_chunks, int nth);
+/* The next chunk for a thread that works in band *band (start with its
+ * thread index): false when every band is done. */
+bool sq__bands_take(sq__bands *b, int *band, long long *chunk);
+
+/* ---- AMX tiles (n > 1, the prompt): src/blocks/x86/kernels_amx.c ----
+ * For the K-quants and IQ4_XS (Q8_K activations). The activations, converted
+ * to Q8_K rows as usual, are regrouped once per product for the tile unit
+ * (sq__amx_prepare, into the work buffer); then each call of the kernel takes
+ * a group of weight rows against all n activation rows:
+ *   y[c * y_stride + r] (+)= dot(super-blocks [0, nsb) of W row r,
+ *                                super-blocks [sb0, sb0 + nsb) of activation row c)
+ * for r < nr, c < n; W row r at (const char *)w + r * w_stride; act_nsb is the
+ * prepared activations' super-blocks per row (a SmarterQuant run starts at
+ * sb0 > 0). Integer sums are exact, so results equal the other kernels'
+ * within float rounding. Kernels never allocate (about 80 KiB of stack). */
+size_t sq__amx_act_size(int64_t n, int64_t cols);
+/* Regroups token tiles [tile0, tile1) (16 rows each; the last one padded
+ * with zero rows) of n Q8_K rows of cols values (x_stride apart) into out
+ * (sq__amx_act_size(n, cols) bytes, 64-byte aligned). */
+void sq__amx_prepare(const void *x, size_t x_stride, int64_t n, int64_t cols, void *out, int64_t tile0, int64_t tile1);
+typedef void (*sq__amx_fn)(int64_t nsb, const void *w, size_t w_stride, int nr, const void *act, int64_t sb0,
+                           int64_t act_nsb, int64_t n, float *y, size_t y_stride, bool accumulate);
+/* The AMX product of a weight type, whatever the ISA in effect (NULL: none). */
+sq__amx_fn sq__amx_get(int type);
+/* The AMX product to use for `type` now: sq__amx_get when the ISA in effect
+ * is SQ_ISA_AMX, else NULL. */
+sq__amx_fn sq__amx_kernel(int type);
+/* Whether products of `type` with n activation rows can take the AMX path on
+ * this CPU (whatever SQ_ISA caps): work sizes include its buffer then. */
+bool sq__amx_capable(int type, int64_t n);
 
 #endif

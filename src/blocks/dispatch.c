@@ -9,6 +9,10 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 #endif
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 #include "kernels.h"
 
@@ -34,21 +38,55 @@ static bool cpu_has_avx512bf16(void)
     if (!__get_cpuid_count(7, 1, &a, &b, &c, &d)) return false;
     return (a >> 5) & 1;
 }
+
+/* AMX tiles usable by this process: the CPU has AMX-TILE and AMX-INT8
+ * (CPUID leaf 7, EDX bits 24 and 25), the OS enabled their state in XCR0
+ * (bits 17 and 18), and Linux grants this process the tile data state
+ * (arch_prctl ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA, 18; once per
+ * process, before any thread uses a tile). Anything missing: no AMX. */
+static bool cpu_amx_usable(void)
+{
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+    if (!((d >> 24) & 1) || !((d >> 25) & 1)) return false;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !((c >> 27) & 1)) return false; /* OSXSAVE: xgetbv works */
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    if (((lo >> 17) & 3) != 3) return false;
+#if defined(__linux__)
+    return syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XFEATURE_XTILEDATA */) == 0;
+#else
+    return false;
+#endif
+}
 #endif
 
-static sq_isa cpu_isa(void)
+/* The best ISA of this CPU (computed once: the AMX permission request is a system call). */
+static sq_isa cpu_isa_detect(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni") &&
         __builtin_cpu_supports("avx512dq") && cpu_has_avx512bf16())
-        return SQ_ISA_AVX512;
+        return cpu_amx_usable() ? SQ_ISA_AMX : SQ_ISA_AVX512;
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c())
         return SQ_ISA_AVX2;
 #endif
     return SQ_ISA_SCALAR;
 }
+
+static sq_isa cpu_isa_value;
+static pthread_once_t cpu_once = PTHREAD_ONCE_INIT;
+static void cpu_isa_init(void) { cpu_isa_value = cpu_isa_detect(); }
+
+static sq_isa cpu_isa(void)
+{
+    pthread_once(&cpu_once, cpu_isa_init);
+    return cpu_isa_value;
+}
+
+sq_isa sq__cpu_isa(void) { return cpu_isa(); }
 
 static void build_table(sq_isa isa)
 {
@@ -59,7 +97,7 @@ static void build_table(sq_isa isa)
 }
 
 /* The ISA the environment asks for, never above what the CPU has:
- * SQ_ISA=scalar|avx2|avx512 caps it (other values are ignored), and
+ * SQ_ISA=scalar|avx2|avx512|amx caps it (other values are ignored), and
  * SQ_FORCE_SCALAR (set and not "0") forces scalar. For benchmarking and
  * testing the lower paths on a machine that has the higher ones. */
 static sq_isa env_isa(sq_isa max)
@@ -124,13 +162,14 @@ const char *sq_isa_name(sq_isa isa)
     case SQ_ISA_SCALAR: return "scalar";
     case SQ_ISA_AVX2: return "avx2";
     case SQ_ISA_AVX512: return "avx512";
+    case SQ_ISA_AMX: return "amx";
     }
     return "unknown";
 }
 
 bool sq_isa_from_name(const char *name, sq_isa *isa)
 {
-    for (sq_isa i = SQ_ISA_SCALAR; i <= SQ_ISA_AVX512; i++)
+    for (sq_isa i = SQ_ISA_SCALAR; i <= SQ_ISA_AMX; i++)
         if (strcmp(name, sq_isa_name(i)) == 0) {
             *isa = i;
             return true;

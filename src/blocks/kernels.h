@@ -60,5 +60,7 @@ const sq__quantize_ws *sq__quantize_ws_table(void);
 const sq__kernels *sq__kernel_table(void);
 /* The scalar-only table (for tests comparing SIMD with the reference). */
 const sq__kernels *sq__kernel_table_scalar(void);
+/* The best ISA of this CPU, whatever SQ_ISA or sq_blocks_set_isa() chose. */
+sq_isa sq__cpu_isa(void);
 
 #endif

@@ -34,8 +34,16 @@ size_t sq_matmul_work_size(int type, int64_t cols, int64_t n)
     if (!ti || n <= 0 || cols <= 0) return 0;
     if (ti->vec_dot_type == SQ_TYPE_F32) return 0; /* X is used as it is */
     if (sq_row_size(ti->vec_dot_type, cols) == 0) return 0;
-    return act_stride(ti->vec_dot_type, cols) * (size_t)n + ACT_ALIGN;
+    const size_t amx = sq__amx_capable(type, n) ? sq__amx_act_size(n, cols) + ACT_ALIGN : 0;
+    return act_stride(ti->vec_dot_type, cols) * (size_t)n + ACT_ALIGN + amx;
 }
+
+bool sq__amx_capable(int type, int64_t n)
+{
+    return n > 1 && sq__cpu_isa() >= SQ_ISA_AMX && sq__amx_get(type) != NULL;
+}
+
+sq__amx_fn sq__amx_kernel(int type) { return sq_blocks_isa() >= SQ_ISA_AMX ? sq__amx_get(type) : NULL; }
 
 sq__gemm_fn sq__gemm_kernel(int type)
 {
@@ -81,6 +89,49 @@ void sq__gemm_generic(int type, int64_t n, const void *w, size_t w_stride, int n
         }
 }
 
+typedef struct amx_job {
+    const void *x;        /* Q8_K rows */
+    size_t x_stride;
+    int64_t n, cols;
+    void *act;            /* the prepared activations (sq__amx_prepare) */
+    sq__amx_fn fn;
+    const void *W;
+    int64_t rows;
+    size_t row_bytes;
+    float *Y;
+    atomic_llong next;    /* next token tile (prepare) or row group (product) */
+} amx_job;
+
+/* Regroups the activations for the tiles, one token tile at a time. */
+static void amx_prepare_task(void *p, int ith, int nth)
+{
+    (void)ith, (void)nth;
+    amx_job *a = p;
+    const int64_t ntile = (a->n + 15) / 16;
+    for (;;) {
+        const int64_t t = atomic_fetch_add_explicit(&a->next, 1, memory_order_relaxed);
+        if (t >= ntile) break;
+        sq__amx_prepare(a->x, a->x_stride, a->n, a->cols, a->act, t, t + 1);
+    }
+}
+
+/* Chunks of AMX_ROWS weight rows, each against every activation row. */
+#define AMX_ROWS 64
+static void amx_product_task(void *p, int ith, int nth)
+{
+    (void)ith, (void)nth;
+    amx_job *a = p;
+    const int64_t nchunks = (a->rows + AMX_ROWS - 1) / AMX_ROWS, nsb = a->cols / 256;
+    for (;;) {
+        const int64_t g = atomic_fetch_add_explicit(&a->next, 1, memory_order_relaxed);
+        if (g >= nchunks) break;
+        const int64_t r0 = AMX_ROWS * g;
+        a->fn(nsb, (const char *)a->W + (size_t)r0 * a->row_bytes, a->row_bytes,
+              (int)(a->rows - r0 < AMX_ROWS ? a->rows - r0 : AMX_ROWS), a->act, 0, nsb, a->n, a->Y + r0,
+              (size_t)a->rows, false);
+    }
+}
+
 typedef struct mm_job {
     int type, act_type;
     const void *W;
@@ -98,6 +149,7 @@ typedef struct mm_job {
     int64_t kp;         /* column panel (a multiple of the block size) */
     int64_t n_rb, n_chunks;
     atomic_llong next;  /* next chunk to take */
+    sq__bands bands;    /* n = 1: the threads' bands of chunks */
 } mm_job;
 
 /* Phase 1: thread ith converts activation rows ith, ith+nth, ... */
@@ -106,6 +158,52 @@ static void convert_task(void *p, int ith, int nth)
     mm_job *j = p;
     for (int64_t r = ith; r < j->n; r += nth)
         j->from_float(j->X + r * j->cols, (char *)j->act + (size_t)r * j->act_stride, j->cols);
+}
+
+void sq__bands_init(sq__bands *b, long long n_chunks, int nth)
+{
+    /* no empty band: a thread whose band is empty would take from the next one's front */
+    b->n = nth < 1 ? 1 : nth > SQ__MAX_BANDS ? SQ__MAX_BANDS : nth;
+    if (n_chunks < b->n) b->n = n_chunks < 1 ? 1 : (int)n_chunks;
+    b->n_chunks = n_chunks;
+    for (int i = 0; i < b->n; i++) {
+        atomic_init(&b->band[i].next, n_chunks * i / b->n);
+        b->band[i].end = n_chunks * (i + 1) / b->n;
+    }
+}
+
+bool sq__bands_take(sq__bands *b, int *band, long long *chunk)
+{
+    for (int k = 0; k < b->n; k++) {
+        const int i = (*band % b->n + k) % b->n;
+        const long long c = atomic_fetch_add_explicit(&b->band[i].next, 1, memory_order_relaxed);
+        if (c < b->band[i].end) {
+            *band = i;
+            *chunk = c;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Phase 2 for one activation row (n = 1): thread ith walks band ith of the
+ * rows (then helps the others), one vec_dot per row, prefetching the bytes
+ * SQ__PF_AHEAD ahead of the row it multiplies (gemm.h). */
+static void matvec_task(void *p, int ith, int nth)
+{
+    (void)nth;
+    mm_job *j = p;
+    const char *W = j->W, *end = W + (size_t)j->rows * j->row_bytes;
+    int band = ith;
+    long long ch;
+    while (sq__bands_take(&j->bands, &band, &ch)) {
+        const int64_t r0 = ch * j->rb, r1 = r0 + j->rb < j->rows ? r0 + j->rb : j->rows;
+        for (int64_t r = r0; r < r1; r++) {
+            const char *w = W + (size_t)r * j->row_bytes;
+            sq__prefetch_span(w + SQ__PF_AHEAD, j->row_bytes, end);
+            j->Y[r] = j->vec_dot(j->cols, w, j->act);
+        }
+    }
 }
 
 /* Phase 2: chunks in order (activation block major, so consecutive chunks
@@ -211,6 +309,14 @@ static void run_product(sq_threadpool *tp, mm_job *j)
         if (kp < cols) j->kp = kp;
     }
     atomic_init(&j->next, 0);
+    if (n == 1) {
+        /* bands of 16-row chunks (the last chunks are shared out at the end) */
+        j->rb = 16;
+        sq__bands_init(&j->bands, (rows + j->rb - 1) / j->rb, nth);
+        if (nth > 1 && rows > j->rb) sq_threadpool_run(tp, matvec_task, j);
+        else matvec_task(j, 0, 1);
+        return;
+    }
     if (nth > 1 && j->n_chunks > 1)
         sq_threadpool_run(tp, product_task, j);
     else
@@ -245,7 +351,27 @@ sq_status sq_matmul_shared(sq_threadpool *tp, const sq_matmul_term *terms, int c
     memset(&j, 0, sizeof j);
     j.act_type = at, j.cols = cols, j.X = X, j.n = n;
     convert_input(tp, &j, work);
+    /* AMX: the activations regrouped once for every term with a tile kernel */
+    amx_job a;
+    memset(&a, 0, sizeof a);
+    bool amx_ready = false;
     for (int i = 0; i < count; i++) {
+        a.fn = n > 1 ? sq__amx_kernel(terms[i].type) : NULL;
+        if (a.fn && !amx_ready) {
+            a.x = j.act, a.x_stride = j.act_stride, a.n = n, a.cols = cols;
+            a.act = (void *)(((uintptr_t)j.act + j.act_stride * (size_t)n + ACT_ALIGN - 1) & ~(uintptr_t)(ACT_ALIGN - 1));
+            atomic_init(&a.next, 0);
+            if (sq_threadpool_n_threads(tp) > 1 && n > 16) sq_threadpool_run(tp, amx_prepare_task, &a);
+            else amx_prepare_task(&a, 0, 1);
+            amx_ready = true;
+        }
+        if (a.fn) {
+            a.W = terms[i].W, a.rows = terms[i].rows, a.row_bytes = terms[i].row_bytes, a.Y = terms[i].Y;
+            atomic_init(&a.next, 0);
+            if (sq_threadpool_n_threads(tp) > 1 && a.rows > AMX_ROWS) sq_threadpool_run(tp, amx_product_task, &a);
+            else amx_product_task(&a, 0, 1);
+            continue;
+        }
         j.type = terms[i].type, j.W = terms[i].W, j.rows = terms[i].rows, j.row_bytes = terms[i].row_bytes;
         j.Y = terms[i].Y;
         run_product(tp, &j);

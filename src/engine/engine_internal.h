@@ -149,6 +149,10 @@ struct sq_model {
  * knows only that block, such as the backward pass, can run). */
 bool sq__model_is_plain_llama(const sq_model *m);
 
+/* The RoPE frequency factors a context of n_ctx tokens uses (forward.c):
+ * rope_freqs, or LongRoPE's long or short ones, or NULL. */
+const float *sq__rope_factors(const sq_model *m, int64_t n_ctx);
+
 /* The view of expert e's slice of a 3-D expert weight w. */
 sq_weight sq__expert_view(const sq_weight *w, int64_t n_expert, int64_t e);
 

@@ -143,17 +143,22 @@ static size_t max_work(const sq_model *m, int64_t n)
     return w;
 }
 
-/* The RoPE configurations of a context: LongRoPE takes its long factors when
- * the context is longer than the original one (llama.cpp's rule, per
- * context), else its short ones; Llama 3.1's factors apply always. */
+/* LongRoPE takes its long factors when the context is longer than the
+ * original one (llama.cpp's rule, per context), else its short ones; Llama
+ * 3.1's factors apply always. */
+const float *sq__rope_factors(const sq_model *m, int64_t n_ctx)
+{
+    if (m->rope_freqs) return m->rope_freqs;
+    return n_ctx > m->x.n_ctx_orig ? m->rope_long : m->rope_short;
+}
+
+/* The RoPE configurations of a context (global and sliding-window layers). */
 static void context_rope(sq_context *c)
 {
     const sq_model *m = c->m;
-    const float *ff = m->rope_freqs;
-    if (!ff) ff = (int64_t)c->n_ctx > m->x.n_ctx_orig ? m->rope_long : m->rope_short;
     c->rope[0] = m->x.rope;
     c->rope[1] = m->x.rope_swa;
-    c->rope[0].ff = c->rope[1].ff = ff;
+    c->rope[0].ff = c->rope[1].ff = sq__rope_factors(m, c->n_ctx);
 }
 
 /* Allocates the context's buffers for its sizes; false when out of memory. */

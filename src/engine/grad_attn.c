@@ -35,7 +35,8 @@ static void transpose(const float *src, size_t ss, int rows, int cols, float *ds
 
 /* P (m rows of ld nb) for query rows t0..t0+m of head h: the causal softmax
  * of the scaled scores against keys 0..t0+m (kt: the head's K transposed);
- * entries past a row's own position are 0. */
+ * entries past a row's own position, or before its window, are 0 (the
+ * backward's dS = P (dP - c) is then 0 there too). */
 static void block_probs(const sq__gattn *a, int h, int t0, int m, const float *kt, float *P)
 {
     const int t1 = t0 + m;
@@ -44,9 +45,10 @@ static void block_probs(const sq__gattn *a, int h, int t0, int m, const float *k
                  (size_t)a->nb);
     for (int i = 0; i < m; i++) {
         float *p = P + (size_t)i * (size_t)a->nb;
-        const int nk = t0 + i + 1;
-        for (int j = 0; j < nk; j++) p[j] *= a->scale;
-        sq__softmax(p, nk);
+        const int nk = t0 + i + 1, lo = a->window > 0 && nk > a->window ? nk - a->window : 0;
+        for (int j = lo; j < nk; j++) p[j] *= a->scale;
+        sq__softmax(p + lo, nk - lo);
+        for (int j = 0; j < lo; j++) p[j] = 0.0f;
         for (int j = nk; j < t1; j++) p[j] = 0.0f;
     }
 }

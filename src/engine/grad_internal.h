@@ -21,6 +21,15 @@ void sq__rmsnorm_bwd(const float *x, const float *w, const float *dy, float *dx,
 /* The transpose of sq__rope_apply (a rotation by the opposite angles), in
  * place: turns the gradient at RoPE's output into the gradient at its input. */
 void sq__rope_apply_t(float *x, int n_heads, int head_dim, int n_rot, const float *cache);
+/* The same for sq__rope_apply_cfg (normal or NeoX pairs; the cache's
+ * magnitude, YaRN's included, scales both ways alike). */
+void sq__rope_apply_cfg_t(float *x, int n_heads, int head_dim, const sq__rope_cfg *r, const float *cache);
+
+/* sq__geglu without its fp16 rounding (the backward pass's forward). */
+void sq__geglu_smooth(const float *g, const float *u, float *y, int64_t n);
+/* y = gelu(g) * u (sq__geglu_smooth): dg = dy * u *
+ * gelu'(g), du = dy * gelu(g) (written). */
+void sq__geglu_bwd(const float *g, const float *u, const float *dy, float *dg, float *du, int64_t n);
 
 /* y = silu(g) * u (sq__swiglu): dg = dy * u * silu'(g), du = dy * silu(g)
  * (written, not added). */
@@ -55,6 +64,7 @@ typedef struct sq__gattn {
     int nb, hd, n_head, n_kv;
     size_t qs, kvs;
     float scale;
+    int window;             /* > 0: query t sees keys t - window + 1 .. t only (a sliding-window layer) */
     const float *q, *k, *v; /* q and k after RoPE */
     float *o;               /* forward: written */
     const float *dO;        /* backward: the gradient at o */
@@ -94,7 +104,13 @@ struct sq_grad {
     float *dx, *da, *dq, *dk, *dv, *dO, *db, *dtmp, *xf; /* gradients, scratch: [n_ctx][E or qd or kvd] */
     float *dg, *du, *dh;                /* [n_ctx][F] */
     float *xg;                          /* [n_ctx][E] input gathered through a shared permutation */
-    float *rope;                        /* [n_ctx][n_rot] cos/sin pairs of positions 0.. */
+    float *qr, *kr;                     /* [n_ctx][qd], [n_ctx][kvd]: q, k before their norms and RoPE */
+    float *dqr, *dkr;                   /* their gradients (per-head norms) */
+    float *fused;                       /* [n_ctx][qd + 2 kvd or 2 F] a fused product's output or gradient */
+    float *ar, *fr;                     /* [n_ctx][E] attention / FFN output before its post-norm, or NULL */
+    float *capd;                        /* [n_threads][V] the soft-cap's derivative at a row's logits */
+    sq__rope_cfg rope_cfg[2];           /* global and sliding-window layers' RoPE */
+    float *rope;                        /* [2][n_ctx][n_rot] cos/sin pairs of positions 0.., per RoPE */
     float *logits;                      /* [n_ctx][V], then their gradient */
     double *lp;                         /* [n_threads][V] log-probabilities */
     double *row_loss;                   /* [n_ctx] */
@@ -102,6 +118,9 @@ struct sq_grad {
     size_t att_stride;
     void *work, *twork;
     size_t work_size, twork_size;
+    void *keep;                         /* [n_keep][n_ctx][keep_row] kept activations, f32 or f16 */
+    int keep_type;                      /* SQ_TYPE_F32 or SQ_TYPE_F16 */
+    int64_t n_keep;                     /* layers 0..n_keep-1 are kept (the last layer's stay in the buffers) */
     unsigned char *act_q;               /* one input row quantized to q8_K / q8_0 */
     float *act_x;                       /* and back */
     float *gram;                        /* [n_ctx][n_ctx] a Gram matrix of a product's rows (grad_stats.c) */
@@ -109,8 +128,9 @@ struct sq_grad {
     size_t gscr_stride;
     double *colpart;                    /* [colpart_len] per row block column sums of G^2 (direct path) */
     size_t colpart_len;
-    gstat *st;                          /* [0] token_embd lookup, [1 + l*7 + i] layer l, [n_st-1] output */
+    gstat *st;                          /* [0] token_embd lookup, the layers' products, [n_st-1] output */
     int n_st;
+    int *slot;                          /* [n_layer][W_PER_LAYER] index in st of each product, or -1 (absent) */
     int64_t n_scored;
     uint64_t n_chunks;
     sq_grad_hook hook;
@@ -118,7 +138,9 @@ struct sq_grad {
 };
 
 
-/* Weight i (W_Q..W_DOWN) of a layer. */
+/* Weight i (W_Q..W_DOWN) of a layer: W_Q is the fused attn_qkv where the
+ * layer has one (W_K, W_V then NULL), W_UP the fused gate and up (W_GATE
+ * then NULL). */
 const sq_weight *sq__grad_layer_weight(const sq__layer *L, int i);
 
 /* Statistics (grad_stats.c): the entries of every weight use of the model;
@@ -127,7 +149,7 @@ const sq_weight *sq__grad_layer_weight(const sq__layer *L, int i);
 bool sq__grad_stats_init(sq_grad *g, size_t *total);
 void sq__grad_stats_free(sq_grad *g);
 /* A product's input X (n rows, original column order) and output gradient
- * dY added to entry e (and shown to the hook). */
+ * dY added to entry e (and shown to the hook); e NULL: nothing. */
 void sq__grad_observe(sq_grad *g, gstat *e, const float *X, const float *dY, int64_t n);
 /* The embedding lookup: token tok[t] got the gradient dx0[t] (n_embd floats). */
 void sq__grad_observe_lookup(sq_grad *g, const int32_t *tok, const float *dx0, int n);

@@ -40,6 +40,57 @@ void sq__rope_apply_t(float *x, int n_heads, int head_dim, int n_rot, const floa
     }
 }
 
+/* sq__rope_apply_cfg pairs entry p with p + off; the forward maps (x0, x1)
+ * to (x0 c - x1 s, x0 s + x1 c), its transpose (y0 c + y1 s, -y0 s + y1 c). */
+void sq__rope_apply_cfg_t(float *x, int n_heads, int head_dim, const sq__rope_cfg *r, const float *cache)
+{
+    const int n_rot = r->n_rot, off = r->neox ? n_rot / 2 : 1, step = r->neox ? 1 : 2;
+    for (int h = 0; h < n_heads; h++) {
+        float *v = x + (size_t)h * (size_t)head_dim;
+        for (int i0 = 0; i0 < n_rot; i0 += 2) {
+            float *p = v + (i0 / 2) * step;
+            const float c = cache[i0], s = cache[i0 + 1];
+            const float y0 = p[0], y1 = p[off];
+            p[0] = y0 * c + y1 * s;
+            p[off] = -y0 * s + y1 * c;
+        }
+    }
+}
+
+/* y = gelu(g) * u in float, smooth: sq__geglu without the fp16 rounding of
+ * ggml's table (a function of the weights the backward pass differentiates
+ * exactly; the rounding moves the loss by ~1e-4 of itself). */
+void sq__geglu_smooth(const float *g, const float *u, float *y, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        const float x = g[i];
+        y[i] = (x <= -10.0f ? 0.0f : x >= 10.0f ? x : sq__gelu(x)) * u[i];
+    }
+}
+
+/* gelu(x) = x/2 (1 + tanh(k (x + a x^3))); gelu'(x) = (1 + t)/2 + x/2 (1 - t^2)
+ * k (1 + 3 a x^2). As the forward: 0 at or below -10, the identity at or
+ * above 10. */
+void sq__geglu_bwd(const float *g, const float *u, const float *dy, float *dg, float *du, int64_t n)
+{
+    const float a = 0.044715f, k = 0.79788456080286535587989211986876f;
+    for (int64_t i = 0; i < n; i++) {
+        const float x = g[i], d = dy[i];
+        float ge, gd;
+        if (x <= -10.0f) {
+            ge = 0.0f, gd = 0.0f;
+        } else if (x >= 10.0f) {
+            ge = x, gd = 1.0f;
+        } else {
+            const float t = tanhf(k * x * (1.0f + a * x * x));
+            ge = 0.5f * x * (1.0f + t);
+            gd = 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * k * (1.0f + 3.0f * a * x * x);
+        }
+        dg[i] = d * u[i] * gd;
+        du[i] = d * ge;
+    }
+}
+
 /* silu(g) = g sigma(g); silu'(g) = sigma(g) (1 + g (1 - sigma(g))). */
 void sq__swiglu_bwd(const float *g, const float *u, const float *dy, float *dg, float *du, int64_t n)
 {

@@ -56,21 +56,29 @@ static bool stat_init(gstat *e, const char *name, bool lookup, int64_t rows, int
     return ok && e->s.x_sq && (cols % 256 || e->s.act_q8_K) && (cols % 32 || e->s.act_q8_0);
 }
 
-/* The entries: [0] the lookup, [1 + l*7 + i] layer l's products, [last] the output. */
+/* The entries: [0] the lookup, then layer by layer its products (those it
+ * has: a fused attn_qkv stands in attn_q's place, a fused ffn_up in
+ * ffn_up's, g->slot maps them), [last] the output. */
 static bool entries_init(sq_grad *g)
 {
     const sq_model *m = g->m;
-    g->n_st = 2 + (int)m->hp.n_layer * W_PER_LAYER;
-    g->st = calloc((size_t)g->n_st, sizeof *g->st);
-    if (!g->st) return false;
+    const int64_t n_slot = m->hp.n_layer * W_PER_LAYER;
+    g->slot = malloc(sizeof(int) * (size_t)(n_slot > 0 ? n_slot : 1));
+    g->st = calloc((size_t)(2 + n_slot), sizeof *g->st);
+    if (!g->st || !g->slot) return false;
     bool ok = stat_init(&g->st[0], "token_embd.weight", true, m->hp.n_vocab, g->E);
+    g->n_st = 1;
     for (int64_t l = 0; ok && l < m->hp.n_layer; l++)
         for (int i = 0; ok && i < W_PER_LAYER; i++) {
             char nm[96];
-            const sq_weight *w = sq__grad_layer_weight(&m->layers[l], i);
-            snprintf(nm, sizeof nm, "blk.%lld.%s.weight", (long long)l, w_role[i]);
-            ok = stat_init(&g->st[1 + l * W_PER_LAYER + i], nm, false, w->rows, w->cols);
+            const sq__layer *L = &m->layers[l];
+            const sq_weight *w = sq__grad_layer_weight(L, i);
+            g->slot[l * W_PER_LAYER + i] = w ? g->n_st : -1;
+            if (!w) continue;
+            snprintf(nm, sizeof nm, "blk.%lld.%s.weight", (long long)l, w == &L->wqkv ? "attn_qkv" : w_role[i]);
+            ok = stat_init(&g->st[g->n_st++], nm, false, w->rows, w->cols);
         }
+    g->n_st++;
     if (ok)
         ok = stat_init(&g->st[g->n_st - 1], m->hp.tied_output ? "token_embd.weight" : "output.weight", false,
                        m->output.rows, m->output.cols);
@@ -113,6 +121,7 @@ void sq__grad_stats_free(sq_grad *g)
         for (size_t k = 0; k < sizeof arrays / sizeof arrays[0]; k++) free((double *)arrays[k]);
     }
     free(g->st);
+    free(g->slot);
     free(g->act_q);
     free(g->act_x);
     sq_aligned_free(g->gram);
@@ -135,7 +144,9 @@ typedef struct gjob {
     atomic_llong next;
 } gjob;
 
-/* K[:, j0..j0+64) = A A^T restricted to those columns, in steps of GD of the depth. */
+/* K[t][j] = (A A^T)[t][j] for the columns j of a block j0..j0+64 and the rows
+ * t >= j0 (K is symmetric: mirror_gram fills the rest), in steps of GD of
+ * the depth. */
 static void gram_worker(void *ctx, int ith, int nth)
 {
     (void)nth;
@@ -146,14 +157,23 @@ static void gram_worker(void *ctx, int ith, int nth)
         const int64_t j0 = GB * atomic_fetch_add_explicit(&J->next, 1, memory_order_relaxed);
         if (j0 >= n) break;
         const int64_t jb = n - j0 < GB ? n - j0 : GB;
-        float *K = J->g->gram + j0;
-        for (int64_t t = 0; t < n; t++) memset(K + t * n, 0, sizeof(float) * (size_t)jb);
+        float *K = J->g->gram + (size_t)j0 * (size_t)n + (size_t)j0;
+        for (int64_t t = j0; t < n; t++) memset(K + (t - j0) * n, 0, sizeof(float) * (size_t)jb);
         for (int64_t d0 = 0; d0 < J->D; d0 += GD) {
             const int64_t dl = J->D - d0 < GD ? J->D - d0 : GD;
             for (int64_t j = 0; j < jb; j++)
                 for (int64_t d = 0; d < dl; d++) bt[d * GB + j] = J->A[(size_t)(j0 + j) * J->lda + (size_t)(d0 + d)];
-            sq_sgemm_acc(n, jb, dl, J->A + d0, J->lda, bt, GB, K, (size_t)n);
+            sq_sgemm_acc(n - j0, jb, dl, J->A + (size_t)j0 * J->lda + d0, J->lda, bt, GB, K, (size_t)n);
         }
+    }
+}
+
+/* The entries of K above the blocks gram_worker computed, from their mirror images. */
+static void mirror_gram(sq_grad *g, int64_t n)
+{
+    for (int64_t j = GB; j < n; j++) {
+        const int64_t j0 = j / GB * GB;
+        for (int64_t t = 0; t < j0; t++) g->gram[t * n + j] = g->gram[j * n + t];
     }
 }
 
@@ -233,9 +253,11 @@ static void add_marginals(sq_grad *g, gstat *e, const float *X, const float *dY,
     } else {
         J.A = X, J.lda = (size_t)C, J.D = C;
         run(g, gram_worker, &J);
+        mirror_gram(g, n);
         J.A = dY, J.lda = (size_t)R, J.D = R, J.out = gr;
         run(g, qdiag_worker, &J);
         run(g, gram_worker, &J);
+        mirror_gram(g, n);
         J.A = X, J.lda = (size_t)C, J.D = C, J.out = gc;
         run(g, qdiag_worker, &J);
     }
@@ -259,6 +281,7 @@ static void act_error(sq_grad *g, int at, const float *x, int64_t n, double *acc
 
 void sq__grad_observe(sq_grad *g, gstat *e, const float *X, const float *dY, int64_t n)
 {
+    if (!e) return;
     double *dy = (double *)e->s.dy_sq, *xs = (double *)e->s.x_sq;
     for (int64_t t = 0; t < n; t++) {
         const float *d = dY + (size_t)t * (size_t)e->s.rows, *x = X + (size_t)t * (size_t)e->s.cols;

@@ -268,6 +268,36 @@ const sq_plan_sensitivity *sq_plan_sens_at(const sq_plan_sens *s, int64_t i)
 }
 const sq_plan_weight *sq_plan_sens_weights(const sq_plan_sens *s) { return s ? s->w : NULL; }
 double sq_plan_sens_base_nll(const sq_plan_sens *s) { return s ? s->base_nll : 0.0; }
+int sq_plan_sens_method(const sq_plan_sens *s) { return s ? s->method : SQ_PLAN_CALIB_FISHER; }
+const char *sq_plan_sens_fallback(const sq_plan_sens *s) { return s && s->fallback[0] ? s->fallback : NULL; }
+
+/* The segment types that measure a tensor of cols columns at type tk: tk on
+ * every slot whose segments its blocks divide, else (a segment shorter than
+ * 256 columns, e.g. an FFN width of 640) the 32-column type of the nearest
+ * bits per weight (q4_0, q5_0, q8_0), as the planner's candidates for such
+ * segments. false when not even those fit (columns not a multiple of 32). */
+static bool measuring_slots(int tk, int64_t cols, int ty[4])
+{
+    static const int short_types[3] = {SQ_TYPE_Q4_0, SQ_TYPE_Q5_0, SQ_TYPE_Q8_0};
+    const sq_type_info *ti = sq_type_info_get(tk);
+    const double bpw = 8.0 * ti->type_size / ti->block_size;
+    int alt = short_types[0];
+    for (int i = 1; i < 3; i++) {
+        const sq_type_info *a = sq_type_info_get(short_types[i]), *b = sq_type_info_get(alt);
+        if (fabs(8.0 * a->type_size / a->block_size - bpw) < fabs(8.0 * b->type_size / b->block_size - bpw))
+            alt = short_types[i];
+    }
+    const int64_t n_seg = sq_n_segments(cols);
+    for (int s = 0; s < 4; s++) {
+        ty[s] = tk;
+        for (int64_t k = s; k < n_seg && (s == 3 || k == s); k++) {
+            const int64_t len = cols - k * SQ_SEGMENT < SQ_SEGMENT ? cols - k * SQ_SEGMENT : SQ_SEGMENT;
+            if (len % ti->block_size != 0) ty[s] = alt;
+            if (len % sq_type_info_get(ty[s])->block_size != 0) return false;
+        }
+    }
+    return true;
+}
 
 /* One tensor's measurement: quantized to each measuring type in turn, the
  * KL divergence with only it replaced, then the original view back. */
@@ -282,10 +312,18 @@ static sq_status measure_one(calib *cb, const sq_gguf_tensor *t, const sq_imatri
     int64_t cols = t->ne[0], rows = t->ne[1] * t->ne[2] * t->ne[3];
     const float *imp = sq__plan_find_imp(im, t->name, cols);
     e->n_points = n_types;
-    int n_runs = n_types + (act_type > 0);
+    int n_runs = n_types + (act_type > 0), ty[4];
+    for (int k = 0; k < n_runs; k++)
+        if (!measuring_slots(k < n_types ? types[k] : act_type, cols, ty)) {
+            /* no type quantizes it (nor will the planner): nothing to measure */
+            free(W);
+            e->n_points = 0;
+            e->weight = SQ_PLAN_SENS_FLOOR;
+            return SQ_OK;
+        }
     for (int k = 0; k < n_runs && st == SQ_OK; k++) {
         int tk = k < n_types ? types[k] : act_type;
-        int ty[4] = {tk, tk, tk, tk};
+        measuring_slots(tk, cols, ty);
         void *data = NULL;
         sq_weight view;
         if (k < n_types) e->types[k] = tk;
@@ -382,6 +420,7 @@ sq_status sq_plan_measure_sensitivity(sq_model *m, const sq_imatrix *im, const s
     calib cb;
     bool have_cb = false;
     if (!s) st = sq_error_set(err, SQ_ENOMEM, "out of memory for sensitivities");
+    else s->method = SQ_PLAN_CALIB_MEASURE;
     if (st == SQ_OK) st = calib_init(&cb, m, p, err);
     have_cb = st == SQ_OK;
     /* the tensors in file order: the weights the forward pass multiplies or looks up */

@@ -15,6 +15,8 @@ struct sq_plan_sens {
     double base_nll;        /* mean -log p of the unmodified model on the scored tokens */
     double **owned;         /* arrays the entries point into (n_owned), freed with the set */
     int64_t n_owned;
+    int method;             /* SQ_PLAN_CALIB_FISHER or SQ_PLAN_CALIB_MEASURE: how the set was found */
+    char fallback[256];     /* why the Fisher method was not used ("" when it was, or not asked for) */
 };
 
 /* An empty set with room for n entries; NULL when out of memory. */

@@ -17,6 +17,7 @@
  */
 #include <math.h>
 #include <regex.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -252,6 +253,16 @@ sq_status sq_plan_fisher_sensitivity(sq_model *m, const sq_imatrix *im, const sq
 sq_status sq_plan_calibrate(sq_model *m, const sq_imatrix *im, const sq_plan_calib_params *p, int64_t sample_rows,
                             sq_plan_sens **out, sq_error *err)
 {
+    *out = NULL;
     if (p && p->method == SQ_PLAN_CALIB_MEASURE) return sq_plan_measure_sensitivity(m, im, p, out, err);
-    return sq_plan_fisher_sensitivity(m, im, p, sample_rows, out, err);
+    sq_error why = {0};
+    if (!m || sq_grad_supports(m, &why) == SQ_OK) return sq_plan_fisher_sensitivity(m, im, p, sample_rows, out, err);
+    /* the backward pass does not run this model: the measurement needs the forward pass only */
+    sq_status st = sq_plan_measure_sensitivity(m, im, p, out, err);
+    if (st == SQ_OK)
+        snprintf((*out)->fallback, sizeof (*out)->fallback,
+                 "%s; measured each tensor through the forward pass instead (slower: one run of the chunks per "
+                 "tensor and measuring type)",
+                 why.msg);
+    return st;
 }

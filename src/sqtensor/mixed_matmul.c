@@ -153,11 +153,20 @@ static size_t gather_bytes(const sq_weight *w, int64_t n)
     return w->perm ? align_up((size_t)n * (size_t)w->cols * sizeof(float)) : 0;
 }
 
+/* Bytes of the AMX regrouping of the runs that can take the tile unit (0 when none). */
+static size_t amx_bytes(const sq__plan *p, int64_t n)
+{
+    size_t b = 0;
+    for (int i = 0; i < p->nrun; i++)
+        if (sq__amx_capable(p->run[i].type, n)) b += sq__amx_act_size(n, p->run[i].len);
+    return b ? align_up(b) : 0;
+}
+
 /* The work bytes of a mixed product with plan p. */
 static size_t plan_work_size(const sq_weight *w, const sq__plan *p, int64_t n)
 {
     if (p->uniform) return SQ__ALIGN + gather_bytes(w, n) + sq_matmul_work_size(p->run[0].type, w->cols, n);
-    return SQ__ALIGN + gather_bytes(w, n) + (size_t)n * p->act_row;
+    return SQ__ALIGN + gather_bytes(w, n) + (size_t)n * p->act_row + amx_bytes(p, n);
 }
 
 size_t sq_weight_matmul_work_size(const sq_weight *w, int64_t n)
@@ -187,6 +196,10 @@ typedef struct sq__mm {
     int64_t rb, cb;      /* chunk: rb weight rows x cb activation rows */
     int64_t n_rb, n_chunks;
     atomic_llong next;   /* next chunk to take */
+    sq__bands bands;     /* n = 1: the threads' bands of chunks */
+    sq__amx_fn amx[4];   /* n > 1: per run, the AMX product (NULL: tile kernels) */
+    const void *amx_act[4]; /* its regrouped activations */
+    int namx;
 } sq__mm;
 
 /* Gathers and quantizes activation row j: one call per run. */
@@ -212,14 +225,56 @@ static void prepare_task(void *ctx, int ith, int nth)
     for (int64_t j = ith; j < m->n; j += nth) prepare_row(m, j);
 }
 
-/* Threads take chunks (rb weight rows x cb activation rows, activation-block
- * major so consecutive chunks share activations) from a shared counter.
- * With one activation row the run kernel (gemm.h) walks all K-quant runs
- * of several rows at once and reduces each row once; other runs are one
- * vec_dot per weight row. Otherwise every run is walked in column
- * panels of kp[i] values (multiples of 256, so offsets are whole segments),
- * one tile-kernel call each: the first call of the chunk stores into Y, the
- * others accumulate. Offsets and kernels come from the plan. */
+/* Rows [r0, r0 + nr) against one activation row: the run kernel (gemm.h)
+ * takes the runs it handles (all of them, usually), 4 rows at a time, and
+ * stores y; every other run is one vec_dot per row, added. Before each group
+ * of 4 rows the bytes SQ__PF_AHEAD further on are prefetched (gemm.h). */
+static void matvec_rows(const sq__mm *m, int64_t r0, int nr, const char *end)
+{
+    const sq__plan *p = m->p;
+    const size_t rbytes = m->w->row_bytes;
+    const char *x = m->act;
+    for (int g = 0; g < nr; g += 4) {
+        const int ng = nr - g < 4 ? nr - g : 4;
+        const char *w = (const char *)m->w->data + (size_t)(r0 + g) * rbytes;
+        float *y = m->Y + r0 + g;
+        sq__prefetch_span(w + SQ__PF_AHEAD, (size_t)ng * rbytes, end);
+        if (m->nkrun) m->runs(m->krun, m->nkrun, w, rbytes, ng, x, y, false);
+        bool acc = m->nkrun > 0;
+        for (int i = 0; i < p->nrun; i++) {
+            const sq__run *rn = &p->run[i];
+            if (m->in_krun[i]) continue;
+            for (int r = 0; r < ng; r++) {
+                const char *wr = w + (size_t)r * rbytes;
+                const float v = rn->unaligned ? dot_unaligned(rn, wr, x) : run_dot(rn, wr, x);
+                y[r] = acc ? y[r] + v : v;
+            }
+            acc = true;
+        }
+    }
+}
+
+/* n = 1: thread ith walks band ith of the rows' chunks, then helps the others. */
+static void matvec_task(void *ctx, int ith, int nth)
+{
+    (void)nth;
+    sq__mm *m = ctx;
+    const int64_t R = m->w->rows;
+    const char *end = (const char *)m->w->data + (size_t)R * m->w->row_bytes;
+    int band = ith;
+    long long ch;
+    while (sq__bands_take(&m->bands, &band, &ch)) {
+        const int64_t r0 = ch * m->rb;
+        matvec_rows(m, r0, (int)(r0 + m->rb <= R ? m->rb : R - r0), end);
+    }
+}
+
+/* n > 1: threads take chunks (rb weight rows x cb activation rows,
+ * activation-block major so consecutive chunks share activations) from a
+ * shared counter. Every run is walked in column panels of kp[i] values
+ * (multiples of 256, so offsets are whole segments), one tile-kernel call
+ * each: the first call of the chunk stores into Y, the others accumulate.
+ * Offsets and kernels come from the plan. */
 static void dot_task(void *ctx, int ith, int nth)
 {
     (void)ith, (void)nth;
@@ -237,27 +292,16 @@ static void dot_task(void *ctx, int ith, int nth)
         const char *w = (const char *)m->w->data + (size_t)r0 * rbytes;
         const char *x = m->act + (size_t)c0 * ab;
         float *y = m->Y + (size_t)c0 * (size_t)R + (size_t)r0;
-        if (nc == 1) {
-            /* one activation row: the run kernel takes the runs it handles
-             * (all of them, usually) and stores y; every other run is one
-             * vec_dot per row, added. */
-            if (m->nkrun) m->runs(m->krun, m->nkrun, w, rbytes, nr, x, y, false);
-            bool acc = m->nkrun > 0;
-            for (int i = 0; i < nrun; i++) {
-                const sq__run *rn = &p->run[i];
-                if (m->in_krun[i]) continue;
-                for (int r = 0; r < nr; r++) {
-                    const char *wr = w + (size_t)r * rbytes;
-                    const float v = rn->unaligned ? dot_unaligned(rn, wr, x) : run_dot(rn, wr, x);
-                    y[r] = acc ? y[r] + v : v;
-                }
-                acc = true;
-            }
-            continue;
-        }
         bool first = true;
         for (int i = 0; i < nrun; i++) {
             const sq__run *rn = &p->run[i];
+            if (m->amx[i]) {
+                /* every activation row at once (the chunk has them all: cb = n) */
+                m->amx[i](rn->len / SQ_SEGMENT, w + rn->w_off, rbytes, nr, m->amx_act[i], 0, rn->len / SQ_SEGMENT, n,
+                          y, (size_t)R, !first);
+                first = false;
+                continue;
+            }
             if (rn->unaligned) {
                 for (int c = 0; c < nc; c++)
                     for (int r = 0; r < nr; r++) {
@@ -279,6 +323,52 @@ static void dot_task(void *ctx, int ith, int nth)
             }
         }
     }
+}
+
+/* Regroups one AMX run's activations, a token tile at a time. */
+typedef struct sq__amx_prep {
+    const sq__mm *m;
+    atomic_llong next; /* next (run, token tile) */
+    int64_t ntile;
+} sq__amx_prep;
+
+static void amx_prep_task(void *ctx, int ith, int nth)
+{
+    (void)ith, (void)nth;
+    sq__amx_prep *ap = ctx;
+    const sq__mm *m = ap->m;
+    for (;;) {
+        const int64_t k = atomic_fetch_add_explicit(&ap->next, 1, memory_order_relaxed);
+        if (k >= (int64_t)m->p->nrun * ap->ntile) break;
+        const int i = (int)(k / ap->ntile);
+        const int64_t t = k % ap->ntile;
+        if (!m->amx[i]) continue;
+        const sq__run *rn = &m->p->run[i];
+        sq__amx_prepare(m->act + rn->a_off, m->p->act_row, m->n, rn->len, (void *)m->amx_act[i], t, t + 1);
+    }
+}
+
+/* n > 1 on a CPU with AMX: the runs whose types have AMX products get them,
+ * with their activations regrouped into the work buffer at `area`. Returns
+ * whether any run did. */
+static bool amx_setup(sq__mm *m, sq_threadpool *tp, char *area)
+{
+    if (m->n <= 1) return false;
+    area = (char *)(((uintptr_t)area + SQ__ALIGN - 1) & ~(uintptr_t)(SQ__ALIGN - 1));
+    for (int i = 0; i < m->p->nrun; i++) {
+        const sq__run *rn = &m->p->run[i];
+        m->amx[i] = rn->unaligned || !sq__amx_capable(rn->type, m->n) ? NULL : sq__amx_kernel(rn->type);
+        if (!m->amx[i]) continue;
+        m->amx_act[i] = area;
+        area += sq__amx_act_size(m->n, rn->len);
+        m->namx++;
+    }
+    if (!m->namx) return false;
+    sq__amx_prep ap = {.m = m, .ntile = (m->n + 15) / 16};
+    atomic_init(&ap.next, 0);
+    if (sq_threadpool_n_threads(tp) > 1 && m->n > 16) sq_threadpool_run(tp, amx_prep_task, &ap);
+    else amx_prep_task(&ap, 0, 1);
+    return true;
 }
 
 /* Gathers every activation row into the work buffer (uniform mixed tensors). */
@@ -357,9 +447,28 @@ sq_status sq_weight_matmul(sq_threadpool *tp, const sq_weight *w, const float *X
     if (n > 1 && nth > 1) sq_threadpool_run(tp, prepare_task, &m);
     else prepare_task(&m, 0, 1);
 
-    /* chunk shape as sq_matmul's: one activation row for n = 1, else up to 16
-     * (kept in L2), by enough weight rows that each thread gets several chunks */
-    m.cb = n == 1 ? 1 : (n < 16 ? n : 16);
+    if (n == 1) {
+        /* bands of 16-row chunks, as sq_matmul's matrix-vector product */
+        m.rb = 16;
+        sq__bands_init(&m.bands, (w->rows + m.rb - 1) / m.rb, nth);
+        if (nth > 1 && w->rows > m.rb) sq_threadpool_run(tp, matvec_task, &m);
+        else matvec_task(&m, 0, 1);
+        return SQ_OK;
+    }
+    if (amx_setup(&m, tp, (char *)m.act + (size_t)n * p.act_row)) {
+        /* AMX runs: chunks of 64 weight rows against every activation row */
+        m.cb = n;
+        m.rb = 64;
+        m.n_rb = (w->rows + m.rb - 1) / m.rb;
+        m.n_chunks = m.n_rb;
+        atomic_init(&m.next, 0);
+        if (nth > 1 && m.n_chunks > 1) sq_threadpool_run(tp, dot_task, &m);
+        else dot_task(&m, 0, 1);
+        return SQ_OK;
+    }
+    /* chunk shape as sq_matmul's: up to 16 activation rows (kept in L2), by
+     * enough weight rows that each thread gets several chunks */
+    m.cb = n < 16 ? n : 16;
     const int64_t n_cb = (n + m.cb - 1) / m.cb;
     int64_t rb = n == 1 ? 32 : 16;
     while (rb > 4 && ((w->rows + rb - 1) / rb) * n_cb < 8 * nth) rb /= 2;

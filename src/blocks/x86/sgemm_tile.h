@@ -40,27 +40,43 @@ SG_INLINE void sg_tile(int64_t K, const float *A, size_t lda, const float *B, si
         SG_UNROLL for (int v = 0; v < SG_NV; v++) SG_STORE(mk[v], C + (size_t)m * ldc + v * SG_W, acc[m][v]);
 }
 
-/* Every tile of C: column blocks of SG_NV vectors, row blocks of SG_MR (the
- * last one shorter). B's column block stays in cache while the rows pass. */
+/* Rows of B copied into a contiguous block per step: a power-of-two row
+ * stride (a weight's columns) would map B's rows onto few cache sets. */
+#define SG_KC 64
+
+/* Every tile of C: column blocks of SG_NV vectors; for each, B's block is
+ * copied SG_KC rows at a time into bp (contiguous, SG_NV * SG_W floats a
+ * row, zeros past N) and every row block of SG_MR (the last one shorter)
+ * adds its products. Each C entry still sums its K products in k order. */
 SG_INLINE void sg_sgemm(int64_t M, int64_t N, int64_t K, const float *A, size_t lda, const float *B, size_t ldb,
                         float *C, size_t ldc)
 {
+    _Alignas(64) float bp[SG_KC * SG_NV * SG_W];
     for (int64_t j0 = 0; j0 < N; j0 += SG_NV * SG_W) {
         SG_MASK mk[SG_NV];
         for (int v = 0; v < SG_NV; v++) mk[v] = SG_MASK_FOR(N - j0 - (int64_t)v * SG_W);
-        const float *b = B + j0;
-        int64_t m = 0;
-        for (; m + SG_MR <= M; m += SG_MR)
-            sg_tile(K, A + (size_t)m * lda, lda, b, ldb, C + (size_t)m * ldc + j0, ldc, mk, SG_MR);
-        const float *a = A + (size_t)m * lda;
-        float *c = C + (size_t)m * ldc + j0;
-        switch (M - m) {
-        case 5: sg_tile(K, a, lda, b, ldb, c, ldc, mk, 5); break;
-        case 4: sg_tile(K, a, lda, b, ldb, c, ldc, mk, 4); break;
-        case 3: sg_tile(K, a, lda, b, ldb, c, ldc, mk, 3); break;
-        case 2: sg_tile(K, a, lda, b, ldb, c, ldc, mk, 2); break;
-        case 1: sg_tile(K, a, lda, b, ldb, c, ldc, mk, 1); break;
-        default: break;
+        const int64_t nw = N - j0 < SG_NV * SG_W ? N - j0 : SG_NV * SG_W;
+        for (int64_t k0 = 0; k0 < K; k0 += SG_KC) {
+            const int64_t kc = K - k0 < SG_KC ? K - k0 : SG_KC;
+            for (int64_t k = 0; k < kc; k++) {
+                const float *src = B + (size_t)(k0 + k) * ldb + (size_t)j0;
+                float *dst = bp + k * SG_NV * SG_W;
+                for (int64_t j = 0; j < nw; j++) dst[j] = src[j];
+            }
+            const float *a0 = A + k0;
+            int64_t m = 0;
+            for (; m + SG_MR <= M; m += SG_MR)
+                sg_tile(kc, a0 + (size_t)m * lda, lda, bp, SG_NV * SG_W, C + (size_t)m * ldc + j0, ldc, mk, SG_MR);
+            const float *a = a0 + (size_t)m * lda;
+            float *c = C + (size_t)m * ldc + j0;
+            switch (M - m) {
+            case 5: sg_tile(kc, a, lda, bp, SG_NV * SG_W, c, ldc, mk, 5); break;
+            case 4: sg_tile(kc, a, lda, bp, SG_NV * SG_W, c, ldc, mk, 4); break;
+            case 3: sg_tile(kc, a, lda, bp, SG_NV * SG_W, c, ldc, mk, 3); break;
+            case 2: sg_tile(kc, a, lda, bp, SG_NV * SG_W, c, ldc, mk, 2); break;
+            case 1: sg_tile(kc, a, lda, bp, SG_NV * SG_W, c, ldc, mk, 1); break;
+            default: break;
+            }
         }
     }
 }

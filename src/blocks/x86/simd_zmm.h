@@ -164,15 +164,13 @@ SQ_INLINE void kz_s16_tail(__m128i sc8, const __m512i q[4], const __m512i y[4], 
     *acc = _mm512_fmadd_ps(_mm512_set1_ps(d * x->d), _mm512_cvtepi32_ps(tot), *acc);
 }
 
-SQ_INLINE void kzs_q6_K_nat(const blk_q6_K *w, const blk_q8_K *x, const __m512i y[4], __m512 *acc,
-                        __m256 *accm)
+/* Q6_K: the 256 values (0..63, before subtracting 32) in value order, 64 per register. */
+SQ_INLINE void kz_q6_K_vals(const blk_q6_K *w, __m512i q[4])
 {
-    (void)accm;
     const __m512i m4 = _mm512_set1_epi8(0x0F), m3 = _mm512_set1_epi8(0x30);
     /* per-256-bit-half shifts that bring the 2 high bits of each value to bits 4..5 */
     const __m512i shl_a = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
     const __m512i shr_b = _mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(2), 1);
-    __m512i q[4];
     SQ_UNROLL for (int h = 0; h < 2; h++) {
         const __m512i l01 = _mm512_loadu_si512(w->ql + 64 * h);
         const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(w->qh + 32 * h)));
@@ -180,24 +178,28 @@ SQ_INLINE void kzs_q6_K_nat(const blk_q6_K *w, const blk_q8_K *x, const __m512i 
         q[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l01, 4), m4),
                                        _mm512_and_si512(_mm512_srlv_epi16(qh, shr_b), m3));
     }
-    kz_s16_tail(_mm_loadu_si128((const __m128i *)w->scales), q, y, h2f(w->d), 5, x, acc);
 }
 
-/* Q3_K: the 2-bit low parts of 64 values come from one 32-byte qs half with
- * per-256-bit shifts (0|2 then 4|6), the third bit from hmask likewise. */
-SQ_INLINE void kzs_q3_K_nat(const blk_q3_K *w, const blk_q8_K *x, const __m512i y[4], __m512 *acc,
+SQ_INLINE void kzs_q6_K_nat(const blk_q6_K *w, const blk_q8_K *x, const __m512i y[4], __m512 *acc,
                         __m256 *accm)
 {
     (void)accm;
+    __m512i q[4];
+    kz_q6_K_vals(w, q);
+    kz_s16_tail(_mm_loadu_si128((const __m128i *)w->scales), q, y, h2f(w->d), 5, x, acc);
+}
+
+/* Q3_K: the 256 values (0..7, before subtracting 4) in value order. The
+ * 2-bit low parts of 64 values come from one 32-byte qs half with
+ * per-256-bit shifts (0|2 then 4|6), the third bit from hmask likewise. */
+SQ_INLINE void kz_q3_K_vals(const blk_q3_K *w, __m512i q[4])
+{
     const __m512i m3 = _mm512_set1_epi8(3), b4 = _mm512_set1_epi8(4), one = _mm512_set1_epi8(1);
     const __m512i sh_a = _mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(2), 1);
     const __m512i sh_b = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
     const __m512i hbit_a = _mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(1), 1);
     const __m512i hbit_b = _mm512_inserti64x4(_mm512_set1_epi16(2), _mm256_set1_epi16(3), 1);
-    int8_t sc[16];
-    unpack_q3k_scales(w->scales, sc);
     const __m512i hm = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)w->hmask));
-    __m512i q[4];
     SQ_UNROLL for (int h = 0; h < 2; h++) {
         const __m512i raw = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(w->qs + 32 * h)));
         /* hmask bit 4h+j is the third bit of values 128h+32j+l */
@@ -208,29 +210,45 @@ SQ_INLINE void kzs_q3_K_nat(const blk_q3_K *w, const blk_q8_K *x, const __m512i 
         q[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srlv_epi16(raw, sh_b), m3),
                                        _mm512_and_si512(_mm512_slli_epi16(hb, 2), b4));
     }
+}
+
+SQ_INLINE void kzs_q3_K_nat(const blk_q3_K *w, const blk_q8_K *x, const __m512i y[4], __m512 *acc,
+                        __m256 *accm)
+{
+    (void)accm;
+    int8_t sc[16];
+    unpack_q3k_scales(w->scales, sc);
+    __m512i q[4];
+    kz_q3_K_vals(w, q);
     kz_s16_tail(_mm_loadu_si128((const __m128i *)sc), q, y, h2f(w->d), 2, x, acc);
 }
 
 /* Q2_K: 2-bit values, 64 at a time from one 32-byte qs half (shifts 0|2 and
  * 4|6 per 256-bit half); a 4-bit scale and a 4-bit min per 16. */
-SQ_INLINE void kzs_q2_K_nat(const blk_q2_K *w, const blk_q8_K *x, const __m512i y[4], __m512 *acc,
-                        __m256 *accm)
+/* Q2_K: the 256 values (0..3) in value order. */
+SQ_INLINE void kz_q2_K_vals(const blk_q2_K *w, __m512i q[4])
 {
     const __m512i m3 = _mm512_set1_epi8(3);
     const __m512i sh_a = _mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(2), 1);
     const __m512i sh_b = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
+    SQ_UNROLL for (int h = 0; h < 2; h++) {
+        const __m512i raw = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(w->qs + 32 * h)));
+        q[2 * h] = _mm512_and_si512(_mm512_srlv_epi16(raw, sh_a), m3);
+        q[2 * h + 1] = _mm512_and_si512(_mm512_srlv_epi16(raw, sh_b), m3);
+    }
+}
+
+SQ_INLINE void kzs_q2_K_nat(const blk_q2_K *w, const blk_q8_K *x, const __m512i y[4], __m512 *acc,
+                        __m256 *accm)
+{
     const __m128i packed = _mm_loadu_si128((const __m128i *)w->scales);
     const __m256i sc = _mm256_cvtepu8_epi16(_mm_and_si128(packed, _mm_set1_epi8(0x0F)));
     const __m256i mn = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), _mm_set1_epi8(0x0F)));
     const __m512i sc16 = _mm512_castsi256_si512(sc);
-    __m512i isum = _mm512_setzero_si512();
-    SQ_UNROLL for (int h = 0; h < 2; h++) {
-        const __m512i raw = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(w->qs + 32 * h)));
-        const __m512i qa = _mm512_and_si512(_mm512_srlv_epi16(raw, sh_a), m3);
-        const __m512i qb = _mm512_and_si512(_mm512_srlv_epi16(raw, sh_b), m3);
-        isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(qa, y[2 * h]), spread_scales16(sc16, KZ_TAB(kz_s16_idx, 2 * h)));
-        isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(qb, y[2 * h + 1]), spread_scales16(sc16, KZ_TAB(kz_s16_idx, 2 * h + 1)));
-    }
+    __m512i q[4], isum = _mm512_setzero_si512();
+    kz_q2_K_vals(w, q);
+    SQ_UNROLL for (int g = 0; g < 4; g++)
+        isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(q[g], y[g]), spread_scales16(sc16, KZ_TAB(kz_s16_idx, g)));
     const __m256i mb = scales16_times_bsums(x->bsums, mn);
     *acc = _mm512_fmadd_ps(_mm512_set1_ps(h2f(w->d) * x->d), _mm512_cvtepi32_ps(isum), *acc);
     *accm = _mm256_fnmadd_ps(_mm256_set1_ps(h2f(w->dmin) * x->d), _mm256_cvtepi32_ps(mb), *accm);
