@@ -35,10 +35,13 @@
 #define ROWS 4096
 #define COLS 14336
 
-static const char *all_types[] = {"q4_K",   "q6_K",   "q8_0",  "f16",     "q4_0",  "q5_K",  "q3_K",
-                                  "q2_K",   "iq4_xs", "iq4_nl", "q5_0",   "bf16",  "q4_1",  "q5_1",
-                                  "iq3_s",  "iq2_s",  "iq3_xxs", "iq2_xs", "iq2_xxs", "iq1_m", "iq1_s",
-                                  "tq1_0",  "tq2_0"};
+static const char *all_types[] = {"q4_K",   "q6_K",   "q8_0",   "f16",     "q4_0",    "q5_K",   "q3_K",
+                                  "q2_K",   "iq4_xs", "iq4_nl", "q5_0",    "bf16",    "q4_1",   "q5_1",
+                                  "iq3_s",  "iq2_s",  "iq3_xxs", "iq2_xs", "iq2_xxs", "iq1_m",  "iq1_s",
+                                  "tq1_0",  "tq2_0",
+                                  /* ik_llama.cpp's types */
+                                  "iq2_k",  "iq2_ks", "iq2_kl", "iq3_k",   "iq3_ks",  "iq4_kss", "iq4_ks",
+                                  "iq4_k",  "iq5_ks", "iq5_k",  "iq6_k"};
 #define N_ALL (sizeof all_types / sizeof all_types[0])
 
 static int quick;

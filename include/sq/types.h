@@ -51,7 +51,23 @@ typedef enum sq_type {
     SQ_TYPE_NVFP4 = 40,
     SQ_TYPE_Q1_0 = 41,
     SQ_TYPE_Q2_0 = 42,
-    SQ_TYPE_COUNT = 43 /* one past the largest id */
+    /* ik_llama.cpp's own types (ids as ik writes them; 43..132 are unused) */
+    SQ_TYPE_Q6_0 = 133,
+    SQ_TYPE_IQ2_K = 137,
+    SQ_TYPE_IQ3_K = 138,
+    SQ_TYPE_IQ4_K = 139,
+    SQ_TYPE_IQ5_K = 140,
+    SQ_TYPE_IQ6_K = 141,
+    SQ_TYPE_IQ4_KS = 144,
+    SQ_TYPE_IQ2_KS = 145,
+    SQ_TYPE_IQ4_KSS = 146,
+    SQ_TYPE_IQ5_KS = 152,
+    SQ_TYPE_IQ2_KT = 153,
+    SQ_TYPE_IQ3_KT = 154,
+    SQ_TYPE_IQ4_KT = 155,
+    SQ_TYPE_IQ3_KS = 156,
+    SQ_TYPE_IQ2_KL = 157,
+    SQ_TYPE_COUNT = 158 /* one past the largest id */
 } sq_type;
 
 /* Whether quantizing to a type needs an importance matrix. Two rules, both
@@ -76,6 +92,7 @@ typedef struct sq_type_info {
     bool is_quantized;    /* a block-quantized type (not F32/F16/BF16/integers/F64) */
     sq_imatrix_need needs_imatrix; /* see sq_imatrix_need (nonzero: the tools refuse it without one) */
     sq_type vec_dot_type; /* activation type it pairs with on the CPU (ggml's vec_dot_type) */
+    int row_meta;         /* bytes of per-row metadata before the blocks (ik's row scales; 0 for ggml's types) */
 } sq_type_info;
 
 /* Info for a type id, or NULL for an id that is unknown or removed (4, 5, 31-33, 36-38). */
@@ -87,8 +104,11 @@ const char *sq_type_name(int id);
 /* Type id for a name, case-insensitive ("Q4_K", "q4_k"), or -1. */
 int sq_type_from_name(const char *name);
 
-/* ggml_row_size: bytes of n elements of type t; 0 if t is unknown or n is not
- * a multiple of the block size. */
+/* ggml_row_size: bytes of a row of n elements of type t, its per-row
+ * metadata included (row_meta + n / block_size * type_size); 0 if t is unknown
+ * or n is not a multiple of the block size. Every row size in the project
+ * comes from here. An empty row (n = 0) is 0 bytes, so sq_row_size(t, k0)
+ * stays the byte offset of column k0 of a row of a type without row scale. */
 size_t sq_row_size(int type, int64_t n);
 
 /* ---- SmarterQuant geometry (spec sections 1 and 4) ---- */

@@ -14,7 +14,11 @@
 #define SQ_IMATRIX_LQ SQ_IMATRIX_REFUSED
 #define SQ_IMATRIX_GG SQ_IMATRIX_REQUIRED
 #define T(ID, NAME, BS, TS, W, Q, IM, DOT) \
-    [SQ_TYPE_##ID] = { SQ_TYPE_##ID, NAME, BS, TS, W, Q, SQ_IMATRIX_##IM, SQ_TYPE_##DOT }
+    [SQ_TYPE_##ID] = { SQ_TYPE_##ID, NAME, BS, TS, W, Q, SQ_IMATRIX_##IM, SQ_TYPE_##DOT, 0 }
+/* ik_llama.cpp's types (its type traits): META bytes of row scale before the
+ * blocks of a row; all quantize with or without an imatrix. */
+#define TK(ID, NAME, BS, TS, DOT, META) \
+    [SQ_TYPE_##ID] = { SQ_TYPE_##ID, NAME, BS, TS, true, true, SQ_IMATRIX_OPTIONAL, SQ_TYPE_##DOT, META }
 
 /* Indexed by id; entries with name == NULL are unknown or removed ids. */
 static const sq_type_info type_table[SQ_TYPE_COUNT] = {
@@ -54,8 +58,25 @@ static const sq_type_info type_table[SQ_TYPE_COUNT] = {
     T(NVFP4,   "nvfp4",   64,  36,  true,  true,  NO,    Q8_0),
     T(Q1_0,    "q1_0",    128, 18,  true,  true,  NO,    Q8_0),
     T(Q2_0,    "q2_0",    64,  18,  true,  true,  NO,    Q8_0),
+    /*  id         name        block bytes vec_dot row meta */
+    TK(Q6_0,    "q6_0",    32,  26,  Q8_0, 0),
+    TK(IQ2_K,   "iq2_k",   256, 76,  Q8_K, 0),
+    TK(IQ3_K,   "iq3_k",   256, 110, Q8_K, 0),
+    TK(IQ4_K,   "iq4_k",   256, 144, Q8_K, 0),
+    TK(IQ5_K,   "iq5_k",   256, 176, Q8_K, 0),
+    TK(IQ6_K,   "iq6_k",   256, 212, Q8_K, 0),
+    TK(IQ4_KS,  "iq4_ks",  256, 136, Q8_K, 4),
+    TK(IQ2_KS,  "iq2_ks",  256, 70,  Q8_K, 2),
+    TK(IQ4_KSS, "iq4_kss", 256, 128, Q8_K, 4),
+    TK(IQ5_KS,  "iq5_ks",  256, 168, Q8_K, 4),
+    TK(IQ2_KT,  "iq2_kt",  256, 68,  Q8_K, 4),
+    TK(IQ3_KT,  "iq3_kt",  256, 100, Q8_K, 4),
+    TK(IQ4_KT,  "iq4_kt",  256, 128, Q8_K, 4),
+    TK(IQ3_KS,  "iq3_ks",  256, 102, Q8_K, 2),
+    TK(IQ2_KL,  "iq2_kl",  256, 86,  Q8_K, 2),
 };
 #undef T
+#undef TK
 #undef SQ_IMATRIX_NO
 #undef SQ_IMATRIX_LQ
 #undef SQ_IMATRIX_GG
@@ -83,8 +104,8 @@ int sq_type_from_name(const char *name)
 size_t sq_row_size(int type, int64_t n)
 {
     const sq_type_info *ti = sq_type_info_get(type);
-    if (!ti || n < 0 || n % ti->block_size != 0) return 0;
-    return (size_t)(n / ti->block_size) * (size_t)ti->type_size;
+    if (!ti || n <= 0 || n % ti->block_size != 0) return 0;
+    return (size_t)ti->row_meta + (size_t)(n / ti->block_size) * (size_t)ti->type_size;
 }
 
 /* Bytes of segment s of a row of C columns, after checking its type: known,

@@ -66,9 +66,11 @@ typedef void (*sq__runs_fn)(const sq__krun *run, int nrun, const void *w, size_t
                             float *y, bool accumulate);
 
 /* Whether the run kernels handle weight type `type`: the 256-value types with
- * Q8_K activations (Q2_K..Q6_K, IQ4_XS, the codebook types IQ1_S..IQ3_S and
- * the ternary TQ1_0, TQ2_0) and the 32-value types with Q8_0 / Q8_1
- * activations (Q4_0, Q5_0, Q8_0, IQ4_NL / Q4_1, Q5_1). */
+ * Q8_K activations (Q2_K..Q6_K, IQ4_XS, the codebook types IQ1_S..IQ3_S,
+ * the ternary TQ1_0, TQ2_0, and ik's IQ2_K..IQ5_K, IQ2_KS, IQ3_KS, IQ4_KS,
+ * IQ4_KSS, IQ5_KS, IQ2_KL: a run of a row-scale type is a sequence of
+ * segments, each its row scale and one super-block) and the 32-value types
+ * with Q8_0 / Q8_1 activations (Q4_0, Q5_0, Q8_0, IQ4_NL / Q4_1, Q5_1). */
 bool sq__runs_handles(int type);
 
 /* The run kernel in effect (NULL when the ISA has none). */

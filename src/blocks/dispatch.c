@@ -18,6 +18,7 @@
 
 static sq__kernels scalar_table[SQ_TYPE_COUNT];
 static sq__kernels active_table[SQ_TYPE_COUNT];
+static sq__quantize_ws ws_table[SQ_TYPE_COUNT];
 static sq_isa active_isa = SQ_ISA_SCALAR;
 static pthread_once_t table_once = PTHREAD_ONCE_INIT;
 
@@ -119,6 +120,7 @@ static void init_tables(void)
     sq__register_iq2(scalar_table);
     sq__register_iq3(scalar_table);
     sq__register_ternary(scalar_table);
+    sq__register_ik(scalar_table, ws_table);
     build_table(env_isa(cpu_isa()));
 }
 
@@ -126,6 +128,12 @@ const sq__kernels *sq__kernel_table(void)
 {
     pthread_once(&table_once, init_tables);
     return active_table;
+}
+
+const sq__quantize_ws *sq__quantize_ws_table(void)
+{
+    pthread_once(&table_once, init_tables);
+    return ws_table;
 }
 
 const sq__kernels *sq__kernel_table_scalar(void)
@@ -190,7 +198,7 @@ sq__from_float_fn sq__blocks_from_float(int act_type)
 bool sq_blocks_can_quantize(int type)
 {
     const sq__kernels *k = entry(type);
-    return k && k->quantize;
+    return k && (k->quantize || sq__quantize_ws_table()[type].fn);
 }
 
 bool sq_blocks_can_dequantize(int type)
@@ -206,13 +214,30 @@ bool sq_blocks_can_dot(int type)
     return k && k->vec_dot && ti && entry(ti->vec_dot_type) && entry(ti->vec_dot_type)->from_float;
 }
 
+/* Rows of a quantizer that needs row scratch (ik's row-scale types): a stack
+ * buffer covers rows up to 64 Ki values of the hungriest type; longer rows
+ * get one heap buffer for the call (this entry point, not a kernel). */
+static sq_status quantize_with_scratch(const sq__quantize_ws *ws, const float *src, void *dst, int64_t nrows,
+                                       int64_t n_per_row, size_t row_bytes, const float *imatrix, sq_error *err)
+{
+    float stack_buf[4608];
+    const size_t need = (size_t)ws->per_256 * (size_t)(n_per_row / 256 + 1);
+    float *work = need <= sizeof stack_buf / sizeof *stack_buf ? stack_buf : malloc(need * sizeof *work);
+    if (!work) return sq_error_set(err, SQ_ENOMEM, "out of memory for %zu floats of quantizer scratch", need);
+    for (int64_t r = 0; r < nrows; r++)
+        ws->fn(src + r * n_per_row, (char *)dst + (size_t)r * row_bytes, n_per_row, imatrix, work);
+    if (work != stack_buf) free(work);
+    return SQ_OK;
+}
+
 sq_status sq_quantize_rows(int type, const float *src, void *dst, int64_t nrows, int64_t n_per_row,
                            const float *imatrix, sq_error *err)
 {
     const sq_type_info *ti = sq_type_info_get(type);
     if (!ti) return sq_error_set(err, SQ_EINVAL, "unknown or removed type id %d", type);
     const sq__kernels *k = entry(type);
-    if (!k->quantize)
+    const sq__quantize_ws *ws = &sq__quantize_ws_table()[type];
+    if (!k->quantize && !ws->fn)
         return sq_error_set(err, SQ_EUNSUPPORTED, "quantizing to type %s (%d) is not supported by this build",
                             ti->name, type);
     if (n_per_row <= 0 || n_per_row % ti->block_size != 0)
@@ -223,6 +248,7 @@ sq_status sq_quantize_rows(int type, const float *src, void *dst, int64_t nrows,
     if (k->prepare && !k->prepare())
         return sq_error_set(err, SQ_ENOMEM, "type %s: out of memory for its codebook search tables", ti->name);
     const size_t row_bytes = sq_row_size(type, n_per_row);
+    if (ws->fn) return quantize_with_scratch(ws, src, dst, nrows, n_per_row, row_bytes, imatrix, err);
     for (int64_t r = 0; r < nrows; r++)
         k->quantize(src + r * n_per_row, (char *)dst + (size_t)r * row_bytes, n_per_row, imatrix);
     return SQ_OK;

@@ -19,6 +19,11 @@ typedef void (*sq__dequantize_fn)(const void *x, float *y, int64_t n);
  * structures of the i-quants); false when memory ran out. Thread-safe. */
 typedef bool (*sq__prepare_fn)(void);
 
+/* A quantizer that needs scratch proportional to the row (ik's row-scale
+ * types keep every block scale of the row until the row scale is known):
+ * work holds ws_per_256 * n / 256 floats, provided by the dispatcher. */
+typedef void (*sq__quantize_ws_fn)(const float *x, void *y, int64_t n, const float *imatrix, float *work);
+
 typedef struct sq__kernels {
     sq__quantize_fn quantize;     /* f32 -> blocks; NULL if unsupported */
     sq__dequantize_fn dequantize; /* blocks -> f32 */
@@ -26,6 +31,13 @@ typedef struct sq__kernels {
     sq__from_float_fn from_float; /* only for activation types */
     sq__prepare_fn prepare;       /* called before quantize, if set */
 } sq__kernels;
+
+/* The quantizers that need row scratch, in a table of their own (indexed by
+ * type id; fn NULL elsewhere): work holds per_256 * (n / 256 + 1) floats. */
+typedef struct sq__quantize_ws {
+    sq__quantize_ws_fn fn;
+    int per_256;
+} sq__quantize_ws;
 
 /* Scalar registrations, one per family file. */
 void sq__register_float(sq__kernels table[SQ_TYPE_COUNT]);
@@ -36,9 +48,13 @@ void sq__register_iq1(sq__kernels table[SQ_TYPE_COUNT]);
 void sq__register_iq2(sq__kernels table[SQ_TYPE_COUNT]);
 void sq__register_iq3(sq__kernels table[SQ_TYPE_COUNT]);
 void sq__register_ternary(sq__kernels table[SQ_TYPE_COUNT]);
+void sq__register_ik(sq__kernels table[SQ_TYPE_COUNT], sq__quantize_ws ws[SQ_TYPE_COUNT]);
 /* SIMD overrides, each called only when the CPU has the ISA. */
 void sq__register_avx2(sq__kernels table[SQ_TYPE_COUNT]);
 void sq__register_avx512(sq__kernels table[SQ_TYPE_COUNT]);
+
+/* The row-scratch quantizers (built with the tables). */
+const sq__quantize_ws *sq__quantize_ws_table(void);
 
 /* The table in effect (built on first call). */
 const sq__kernels *sq__kernel_table(void);

@@ -65,6 +65,10 @@ sq__runs_fn sq__runs_kernel(void)
 
 bool sq__runs_handles(int type)
 {
+    if (type == SQ_TYPE_IQ4_KS || type == SQ_TYPE_IQ4_K || type == SQ_TYPE_IQ4_KSS || type == SQ_TYPE_IQ5_KS ||
+        type == SQ_TYPE_IQ5_K || type == SQ_TYPE_IQ3_K || type == SQ_TYPE_IQ3_KS || type == SQ_TYPE_IQ2_K ||
+        type == SQ_TYPE_IQ2_KS || type == SQ_TYPE_IQ2_KL)
+        return true; /* ik's types (IK_RUN_CASES, x86/simd_ik.h) */
     return type == SQ_TYPE_Q2_K || type == SQ_TYPE_Q3_K || type == SQ_TYPE_Q4_K || type == SQ_TYPE_Q5_K ||
            type == SQ_TYPE_Q6_K || type == SQ_TYPE_IQ4_XS || type == SQ_TYPE_Q4_0 || type == SQ_TYPE_Q4_1 ||
            type == SQ_TYPE_Q5_0 || type == SQ_TYPE_Q5_1 || type == SQ_TYPE_Q8_0 || type == SQ_TYPE_IQ4_NL ||
@@ -297,7 +301,7 @@ static void run_product(sq_threadpool *tp, mm_job *j)
     /* Column panel: the tile kernel keeps 4 activation rows of a panel in L1
      * (about 24 KiB) while it walks the chunk's weight rows (from L2). */
     j->kp = cols;
-    if (n > 1) {
+    if (n > 1 && ti->row_meta == 0) { /* a row with a row scale is not cut: the scale heads the whole row */
         const double x_per_value = (double)sq_row_size(j->act_type, 256) / 256.0;
         const int64_t unit = ti->block_size < 256 ? 256 : ti->block_size;
         int64_t kp = (int64_t)(24.0 * 1024 / (4 * x_per_value)) / unit * unit;

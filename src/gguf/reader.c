@@ -88,6 +88,7 @@ bool sq__gguf_tensor_size(int n_dims, const int64_t *ne, int type, const int *sq
             snprintf(why, why_n, "row size overflows 64 bits");
             return false;
         }
+        if (ne[0] > 0) row_bytes += (uint64_t)ti->row_meta; /* ik's row scale, as sq_row_size */
     }
     if (__builtin_mul_overflow(row_bytes, (uint64_t)rows, out)) {
         snprintf(why, why_n, "data size overflows 64 bits");

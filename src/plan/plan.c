@@ -209,6 +209,7 @@ static sq_status run_phases(sq__pctx *c, sq_error *err)
         compute_budget(c);
         st = sq__plan_prior_mix(c, err);
     }
+    if (st == SQ_OK) st = sq__plan_check_budget(c, err);
     if (st == SQ_OK) st = error_models(c, true, err);
     if (st == SQ_OK) st = sq__plan_measure(c, 0, err);
     if (st == SQ_OK) st = sq__plan_prior(c, err);

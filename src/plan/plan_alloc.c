@@ -166,6 +166,34 @@ static uint64_t greedy_fill(sq_plan *plan, uint64_t used, uint64_t budget)
     }
 }
 
+/* The error of a budget below the smallest possible plan: min_bytes planned
+ * bytes plus what the plan cannot choose (the message gives the total). */
+static sq_status below_smallest(const sq__pctx *c, uint64_t min_bytes, sq_error *err)
+{
+    uint64_t smallest = min_bytes + c->keys_overhead;
+    if (c->p->target_bytes > 0)
+        return sq_error_set(err, SQ_ERANGE, "target size %llu bytes is below the smallest possible plan (%llu bytes)",
+                            (unsigned long long)c->p->target_bytes, (unsigned long long)smallest);
+    return sq_error_set(err, SQ_ERANGE, "target %.4f bits per weight is below the smallest possible plan (%.4f)",
+                        c->p->target_bpw, (double)smallest * 8.0 / (double)c->n_elements);
+}
+
+sq_status sq__plan_check_budget(const sq__pctx *c, sq_error *err)
+{
+    const sq_plan *plan = c->plan;
+    uint64_t min_bytes = 0;
+    for (int64_t t = 0; t < plan->n; t++) {
+        const sq__ptensor *pt = &plan->pt[t];
+        for (int u = 0; u < pt->n_units; u++) {
+            uint64_t b = UINT64_MAX;
+            for (int k = 0; k < pt->n_cand[u]; k++)
+                if (pt->cbytes[u][k] < b) b = pt->cbytes[u][k];
+            if (b != UINT64_MAX) min_bytes += b;
+        }
+    }
+    return min_bytes > c->budget ? below_smallest(c, min_bytes, err) : SQ_OK;
+}
+
 /* The allocation under c->budget: *lambda gets the multiplier found. Error:
  * a budget below the smallest possible plan (the message gives its size). */
 sq_status sq__plan_allocate(sq__pctx *c, double *lambda, sq_error *err)
@@ -174,14 +202,7 @@ sq_status sq__plan_allocate(sq__pctx *c, double *lambda, sq_error *err)
     uint64_t budget = c->budget;
     uint64_t min_bytes = lagrange_pick(plan, 0.0, true);
     *lambda = 0.0;
-    if (min_bytes > budget) {
-        uint64_t smallest = min_bytes + c->keys_overhead;
-        if (c->p->target_bytes > 0)
-            return sq_error_set(err, SQ_ERANGE, "target size %llu bytes is below the smallest possible plan (%llu bytes)",
-                                (unsigned long long)c->p->target_bytes, (unsigned long long)smallest);
-        return sq_error_set(err, SQ_ERANGE, "target %.4f bits per weight is below the smallest possible plan (%.4f)",
-                            c->p->target_bpw, (double)smallest * 8.0 / (double)c->n_elements);
-    }
+    if (min_bytes > budget) return below_smallest(c, min_bytes, err);
     /* the smallest lambda whose choice fits: bytes(lambda) does not increase with lambda */
     uint64_t used = lagrange_pick(plan, 0.0, false);
     if (used > budget) {

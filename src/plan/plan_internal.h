@@ -124,6 +124,10 @@ void sq__plan_prior_match(sq__pctx *c);
 /* plan_alloc.c */
 void sq__plan_whole_tensor(sq__ptensor *pt);
 double sq__plan_cand_err(const sq__ptensor *pt, int opt, int unit, int k);
+/* Fails before any candidate is measured when even every unit's smallest
+ * candidate, unpermuted, exceeds the budget (measuring cannot make a plan
+ * smaller; on a large model it takes minutes). */
+sq_status sq__plan_check_budget(const sq__pctx *c, sq_error *err);
 sq_status sq__plan_allocate(sq__pctx *c, double *lambda, sq_error *err);
 
 #endif /* SQ_PLAN_INTERNAL_H */

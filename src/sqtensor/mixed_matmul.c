@@ -40,6 +40,7 @@ typedef struct sq__run {
     sq__vec_dot_fn dot;
     sq__from_float_fn from_float;
     bool unaligned;    /* F32/F16/BF16 weights not aligned to their element in some row */
+    bool per_seg;      /* a type with a row scale (ik's): every segment is a row of its own */
 } sq__run;
 
 typedef struct sq__plan {
@@ -78,6 +79,17 @@ static float dot_unaligned(const sq__run *rn, const char *wrow, const char *arow
     return sum;
 }
 
+/* One run's dot product with one activation row: one vec_dot, or one per
+ * segment for a type with a row scale (each segment a row of its own). */
+static float run_dot(const sq__run *rn, const char *wrow, const char *arow)
+{
+    if (!rn->per_seg) return rn->dot(rn->len, wrow + rn->w_off, arow + rn->a_off);
+    float sum = 0.0f;
+    for (int64_t k0 = 0, s = 0; k0 < rn->len; k0 += SQ_SEGMENT, s++)
+        sum += rn->dot(SQ_SEGMENT, wrow + rn->w_off + (size_t)s * rn->w_seg, arow + rn->a_off + (size_t)s * rn->a_seg);
+    return sum;
+}
+
 /* Cuts a mixed row into runs; returns false for a malformed view (types that
  * do not fit, which sq_weight_mixed already refuses). Kernel pointers are
  * filled by plan_kernels(), which can fail for types without kernels. */
@@ -111,10 +123,13 @@ static bool plan_runs(const sq_weight *w, sq__plan *p)
         p->run[i].a_off = a_off;
         p->run[i].w_seg = sq_row_size(p->run[i].type, SQ_SEGMENT);
         p->run[i].a_seg = sq_row_size(p->run[i].act, SQ_SEGMENT);
+        p->run[i].per_seg = sq_type_info_get(p->run[i].type)->row_meta > 0 && p->run[i].len > SQ_SEGMENT;
         a_off += ab;
     }
     p->act_row = align_up(a_off);
-    p->uniform = p->nrun == 1;
+    /* one type everywhere is laid out like a plain tensor, unless that type
+     * has a row scale: then each segment carries its own */
+    p->uniform = p->nrun == 1 && !p->run[0].per_seg;
     return true;
 }
 
@@ -231,7 +246,7 @@ static void matvec_rows(const sq__mm *m, int64_t r0, int nr, const char *end)
             if (m->in_krun[i]) continue;
             for (int r = 0; r < ng; r++) {
                 const char *wr = w + (size_t)r * rbytes;
-                const float v = rn->unaligned ? dot_unaligned(rn, wr, x) : rn->dot(rn->len, wr + rn->w_off, x + rn->a_off);
+                const float v = rn->unaligned ? dot_unaligned(rn, wr, x) : run_dot(rn, wr, x);
                 y[r] = acc ? y[r] + v : v;
             }
             acc = true;
@@ -423,9 +438,10 @@ sq_status sq_weight_matmul(sq_threadpool *tp, const sq_weight *w, const float *X
             m.in_krun[i] = true;
             m.krun[m.nkrun++] = (sq__krun){ p.run[i].type, p.run[i].len, p.run[i].w_off, p.run[i].a_off };
         }
-        /* as sq_matmul: 4 activation rows of a panel (about 24 KiB) stay in L1 */
+        /* as sq_matmul: 4 activation rows of a panel (about 24 KiB) stay in L1;
+         * a type with a row scale is taken one segment (one row of it) at a time */
         int64_t kp = (int64_t)(24.0 * 1024 / (4.0 * (double)p.run[i].a_seg / SQ_SEGMENT)) / SQ_SEGMENT * SQ_SEGMENT;
-        m.kp[i] = kp < SQ_SEGMENT ? SQ_SEGMENT : kp;
+        m.kp[i] = kp < SQ_SEGMENT || p.run[i].per_seg ? SQ_SEGMENT : kp;
     }
     const int nth = sq_threadpool_n_threads(tp);
     if (n > 1 && nth > 1) sq_threadpool_run(tp, prepare_task, &m);

@@ -75,6 +75,7 @@ SQ_INLINE void ymm_band(const sq__krun *run, int nrun, const char *w, size_t ws,
         case SQ_TYPE_Q4_K: YMM_RUN(q4_K) break;
         case SQ_TYPE_Q5_K: YMM_RUN(q5_K) break;
         case SQ_TYPE_IQ4_XS: YMM_RUN(iq4_xs) break;
+        IK_RUN_CASES(acc)
         default: YMM_RUN(q6_K) break;
         }
     }

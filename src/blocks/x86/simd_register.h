@@ -7,6 +7,8 @@
 #ifndef SQ_X86_SIMD_REGISTER_H
 #define SQ_X86_SIMD_REGISTER_H
 
+#include "simd_ik.h"
+
 #define SQ_SET(T, ID)                        \
     do {                                     \
         table[SQ_TYPE_##ID].vec_dot = vdot_##T; \
@@ -46,6 +48,7 @@ void SQ_REGISTER_FN(sq__kernels table[SQ_TYPE_COUNT])
     table[SQ_TYPE_Q8_K].from_float = from_float_q8_K;
     table[SQ_TYPE_F16].from_float = from_float_f16;
     table[SQ_TYPE_BF16].from_float = from_float_bf16;
+    ik_register(table);
 #ifdef SQ_ZMM_REGISTER
     SQ_ZMM_REGISTER(table);
 #endif
@@ -55,6 +58,7 @@ void SQ_REGISTER_FN(sq__kernels table[SQ_TYPE_COUNT])
 
 sq__gemm_fn SQ_GEMM_FN(int type)
 {
+    if (ik_gemm(type)) return ik_gemm(type);
 #ifdef SQ_PAIR512_GEMM
     SQ_PAIR512_GEMM(type);
 #endif

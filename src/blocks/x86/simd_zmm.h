@@ -11,6 +11,7 @@
 
 #include "simd_dot.h"
 #include "simd_iq.h"
+#include "simd_ik.h"
 
 #if defined(__AVX512BW__) && defined(__AVX512VNNI__)
 
@@ -374,6 +375,7 @@ SQ_INLINE void kz_band(const sq__krun *run, int nrun, const char *w, size_t ws, 
             for (int64_t i = 0; i < nb; i++)
                 SQ_UNROLL for (int r = 0; r < NR; r++) kb_iq4_xs_z((const blk_iq4_xs *)(wr + (size_t)r * ws), i, xr, 0, &acc[r], 1);
             break;
+        IK_RUN_CASES(accm)
         default: KZ_RUN(q6_K, nat) break;
         }
     }
