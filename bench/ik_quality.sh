@@ -30,6 +30,8 @@ IKDIR=${IKDIR:-../shared/golden/ik/files}
 PLAN_FLAGS=${PLAN_FLAGS:-}
 # every block-quantized type llama.cpp (ggml) knows and this build quantizes (ids up to 42)
 GGML_TYPES=${GGML_TYPES:-q4_0,q4_1,q5_0,q5_1,q8_0,q2_K,q3_K,q4_K,q5_K,q6_K,iq2_xxs,iq2_xs,iq3_xxs,iq1_s,iq4_nl,iq3_s,iq2_s,iq4_xs,iq1_m,tq1_0,tq2_0,mxfp4}
+# ik_llama.cpp's types are candidates only when named (sq_plan_default_types)
+IK_CAND=${IK_CAND:-iq2_k,iq3_k,iq4_k,iq5_k,iq6_k,iq2_ks,iq3_ks,iq4_ks,iq4_kss,iq5_ks,iq2_kl}
 for f in "$CALIB" "$IKDIR/kld.txt"; do
     [ -f "$f" ] || { echo "$NAME: $f not found" >&2; exit 2; }
 done
@@ -54,7 +56,7 @@ make_plan() {
     if [ -n "${REUSE:-}" ] && [ -s "$3.gguf" ] && [ -s "$3.time" ]; then
         return
     fi
-    types=""
+    types="--types $GGML_TYPES,$IK_CAND"
     [ "$1" = ggml ] && types="--types $GGML_TYPES"
     # shellcheck disable=SC2086
     /usr/bin/time -f '%e %U %S' -o "$3.time" \

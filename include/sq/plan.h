@@ -165,8 +165,9 @@ typedef struct sq_plan sq_plan; /* opaque: owns names, permutations, warnings */
 
 /* The default candidate types: every block-quantized weight type of the type
  * table that this build can quantize and multiply, in id order (so a type
- * added to the table is a candidate). Fills up to cap entries of types;
- * returns how many there are. */
+ * added to the table is a candidate), ggml's ids only: ik_llama.cpp's types
+ * are candidates when named in the params' types (`--types`). Fills up to
+ * cap entries of types; returns how many there are. */
 int sq_plan_default_types(int *types, int cap);
 
 /* Plans model (weights read from its map) with importance matrix im (may be

@@ -31,20 +31,23 @@ static bool usable_type(int type)
     return ti && ti->is_weight && ti->is_quantized && sq_blocks_can_quantize(type) && sq_blocks_can_dot(type);
 }
 
+/* Whether llama.cpp (ggml 0.25) knows the type: its ids end at Q2_0; the
+ * ids above (ik_llama.cpp's) are ours and ik's only. */
+static bool ggml_type(int type) { return type <= SQ_TYPE_Q2_0; }
+
 int sq_plan_default_types(int *types, int cap)
 {
     int n = 0;
     for (int id = 0; id < SQ_TYPE_COUNT; id++) {
-        if (!usable_type(id)) continue;
+        /* ik_llama.cpp's types are candidates when named (--types): their
+         * quantizers are 30-500x slower than the K-quants' (a plan measures
+         * every candidate) and their kernels slower (docs/quality.md) */
+        if (!usable_type(id) || !ggml_type(id)) continue;
         if (types && n < cap) types[n] = id;
         n++;
     }
     return n;
 }
-
-/* Whether llama.cpp (ggml 0.25) knows the type: its ids end at Q2_0; the
- * ids above (ik_llama.cpp's) are ours and ik's only. */
-static bool ggml_type(int type) { return type <= SQ_TYPE_Q2_0; }
 
 /* The caller's candidate types (checked, deduplicated, in order) or the
  * default list into c->types; a whole-tensor plan (a standard GGUF) keeps
