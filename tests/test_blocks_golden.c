@@ -199,10 +199,10 @@ static void list_types(void)
     if (!d) return;
     for (struct dirent *e; (e = readdir(d)) != NULL;) {
         if (e->d_name[0] == '.' || !strcmp(e->d_name, "act") || strchr(e->d_name, '.')) continue;
-        CHECK_MSG(N_GOLDEN < sizeof golden_types / sizeof golden_types[0] && strlen(e->d_name) < 32,
-                  "golden/quant/%s: too many types or too long a name", e->d_name);
-        if (N_GOLDEN < sizeof golden_types / sizeof golden_types[0] && strlen(e->d_name) < 32)
-            snprintf(golden_types[N_GOLDEN++], sizeof golden_types[0], "%s", e->d_name);
+        const bool fits =
+            N_GOLDEN < sizeof golden_types / sizeof golden_types[0] && strlen(e->d_name) < sizeof golden_types[0];
+        CHECK_MSG(fits, "golden/quant/%s: too many types or too long a name", e->d_name);
+        if (fits) snprintf(golden_types[N_GOLDEN++], sizeof golden_types[0], "%s", e->d_name);
     }
     closedir(d);
     CHECK_MSG(N_GOLDEN > 0, "golden/quant: no type folders");
