@@ -60,8 +60,9 @@ static void usage(FILE *f)
             "                          count every tensor's relative error alike (none)\n"
             "  --base-ftype TYPE       file type `sq quantize` will use for the tensors not planned, to size\n"
             "                          them (default Q4_K_M; with the default --tensors only norms remain)\n"
-            "  --perm auto|on|off      permute columns: per group where it lowers the error (auto, default),\n"
-            "                          always, or never\n"
+            "  --perm auto|on|off      permute columns: per group where it lowers the predicted error (auto,\n"
+            "                          the default without --calib or --sensitivity), always (on, the default\n"
+            "                          with them), or never\n"
             "  --norm rel|abs          error normalisation: relative to each tensor's output energy (rel,\n"
             "                          default) or the raw importance-weighted error (abs)\n"
             "  --sensitivity FILE      per-tensor sensitivities, lines \"TENSOR WEIGHT [ACT_Q8_K ACT_Q8_0]\": a\n"
@@ -350,7 +351,7 @@ typedef struct plan_opts {
     int types[32], ctypes[32];
     int refine;
     long threads;
-    bool measure_kld, no_imatrix, dry_run, quiet;
+    bool measure_kld, no_imatrix, dry_run, quiet, perm_given;
 } plan_opts;
 
 /* The budget and what is planned: --target-bpw/-size, --tensors, --types,
@@ -393,6 +394,7 @@ static bool budget_flag(sq_args *a, plan_opts *o)
     } else if (sq_args_is(a, NULL, "--perm")) {
         static const sq_plan_perm_mode modes[] = {SQ_PLAN_PERM_AUTO, SQ_PLAN_PERM_ON, SQ_PLAN_PERM_OFF};
         if (sq_args_choice(a, "auto|on|off", &k)) p->perm = modes[k];
+        o->perm_given = true;
     } else if (sq_args_is(a, NULL, "--norm")) {
         if (sq_args_choice(a, "rel|abs", &k)) p->norm = k == 0 ? SQ_PLAN_NORM_REL : SQ_PLAN_NORM_ABS;
     } else if (sq_args_is(a, NULL, "--no-share-perm")) {
@@ -532,6 +534,9 @@ static int check_opts(plan_opts *o)
         return sq_usage_error("plan", "%s needs --calib-method measure", o->measure_flag);
     if (o->types_out && o->p.granularity != SQ_PLAN_GRAN_TENSOR)
         return sq_usage_error("plan", "--tensor-types-out needs --granularity tensor (one type per tensor)");
+    /* with measured sensitivities every group is permuted: measured better than the allocation's choice
+       (docs/quality.md; the error model does not see what sorted columns do to the activations' blocks) */
+    if (!o->perm_given && (o->calib_path || o->sens_path)) o->p.perm = SQ_PLAN_PERM_ON;
     /* the outputs must not replace one of the inputs */
     const char *inputs[] = {o->model_path, o->imatrix_path, o->sens_path, o->calib_path};
     const char *outputs[] = {o->out_path, o->sens_out, o->types_out};
