@@ -12,6 +12,7 @@
 #include "simd_dot.h"
 #include "simd_iq.h"
 #include "simd_ik.h"
+#include "simd_iqz.h"
 
 #if defined(__AVX512BW__) && defined(__AVX512VNNI__)
 
@@ -355,6 +356,13 @@ SQ_INLINE void kz_band(const sq__krun *run, int nrun, const char *w, size_t ws, 
         if (LEG && kr32_type(run[j].type)) {
             switch (run[j].type) {
             KR32_CASES(accm)
+            default: break;
+            }
+            continue;
+        }
+        if (kz_iqz_type(run[j].type)) { /* the 512-bit steps of simd_iqz.h */
+            switch (run[j].type) {
+            KZ_IQZ_CASES(acc)
             default: break;
             }
             continue;
