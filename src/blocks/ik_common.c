@@ -166,4 +166,5 @@ void sq__register_ik(sq__kernels table[SQ_TYPE_COUNT], sq__quantize_ws ws[SQ_TYP
     sq__ik_init(); /* the tables the quantizers' level lookups read */
     sq__register_ik_kquants(table);
     sq__register_ik_ksquants(table, ws);
+    sq__register_ik_trellis(table);
 }

@@ -352,5 +352,6 @@ float sq__ik_make_qx(int n, int nmax, const float *x, int8_t *L, const float *qw
 /* Registration of the ik families (their scalar kernels). */
 void sq__register_ik_kquants(sq__kernels table[SQ_TYPE_COUNT]);
 void sq__register_ik_ksquants(sq__kernels table[SQ_TYPE_COUNT], sq__quantize_ws ws[SQ_TYPE_COUNT]);
+void sq__register_ik_trellis(sq__kernels table[SQ_TYPE_COUNT]);
 
 #endif /* SQ_BLOCKS_IK_COMMON_H */

@@ -44,15 +44,116 @@ static void sub_weights(const float *qw, const float *xb, float sigma2, float k2
  * Q6_0
  * ------------------------------------------------------------------------ */
 
-/* Q6_0 (ik's quantize_q6_0): per 32-value block the symmetric weighted search
- * of ggml (make_qx_quants, nmax 32) with weights x^2, or with an imatrix
- * qw*sqrt(sigma2 + x^2), sigma2 = mean x^2 of the row. */
+/* Weighted sums of Q6_0's levels l = clamp(round(iscale * x), -32, 31) of a
+ * 32-value block (L, offset by 32, written when not NULL). ik's build fuses
+ * the sums of the first pass (fused) but not those of the candidate loop
+ * (its reduction chains are left unfused); the rounding is always fused. */
+static void q6_0_sums(const float *x, const float *w, float iscale, bool fused, int8_t *L, float *sumlx,
+                      float *suml2)
+{
+    float a = 0, b = 0;
+    for (int i = 0; i < 32; ++i) {
+        const int l = imax(-32, imin(31, sq__ik_round_prod(iscale, x[i])));
+        if (L) L[i] = (int8_t)(l + 32);
+        if (fused) {
+            a = fmaf(w[i] * x[i], (float)l, a);
+            b = fmaf(w[i] * (float)l, (float)l, b);
+        } else {
+            a = a + w[i] * x[i] * (float)l;
+            b = b + w[i] * (float)l * (float)l;
+        }
+    }
+    *sumlx = a, *suml2 = b;
+}
+
+/* The running best of Q6_0's scale search: sums and scale of the levels in L. */
+typedef struct q6_0_fit {
+    float sumlx, suml2, scale, best;
+} q6_0_fit;
+
+/* Tries inverse scale iscale: when sumlx^2/suml2 beats the fit, L and the
+ * fit take its levels. */
+static void q6_0_try(const float *x, const float *w, float iscale, int8_t *L, q6_0_fit *f)
+{
+    float sumlx, suml2;
+    q6_0_sums(x, w, iscale, false, NULL, &sumlx, &suml2);
+    if (suml2 > 0 && sumlx * sumlx > f->best * suml2) {
+        q6_0_sums(x, w, iscale, false, L, &sumlx, &suml2);
+        f->sumlx = sumlx, f->suml2 = suml2;
+        f->scale = sumlx / suml2;
+        f->best = f->scale * sumlx;
+    }
+}
+
+/* Index of the level whose one-step move along the error gradient is
+ * steepest (-1 when none can move), and the gradient's sign in *up. */
+static int q6_0_steepest(const float *x, const float *w, const int8_t *L, float scale, bool *up)
+{
+    float abs_gmax = 0, gmax = 0;
+    int best_j = -1;
+    for (int j = 0; j < 32; ++j) {
+        const int l = L[j] - 32;
+        const float g = scale * w[j] * fmaf(-scale, (float)l, x[j]);
+        if (((g > 0 && l < 31) || (g < 0 && l > -32)) && fabsf(g) > abs_gmax) {
+            abs_gmax = fabsf(g), gmax = g, best_j = j;
+        }
+    }
+    *up = gmax > 0;
+    return best_j;
+}
+
+/* ik's coordinate descent after the scale search: moves the steepest level
+ * one step while that raises sumlx^2/suml2. */
+static void q6_0_descend(const float *x, const float *w, int8_t *L, q6_0_fit *f)
+{
+    for (int iter = 0; iter < 32 * 63; ++iter) {
+        bool up;
+        const int j = q6_0_steepest(x, w, L, f->scale, &up);
+        if (j < 0) return;
+        const int l = L[j] - 32;
+        const float sumlx = up ? fmaf(w[j], x[j], f->sumlx) : fmaf(-w[j], x[j], f->sumlx);
+        const float suml2 = up ? fmaf(w[j], (float)(2 * l + 1), f->suml2) : fmaf(-w[j], (float)(2 * l - 1), f->suml2);
+        if (!(suml2 > 0 && sumlx * sumlx > f->best * suml2)) return;
+        f->sumlx = sumlx, f->suml2 = suml2;
+        f->scale = sumlx / suml2;
+        f->best = f->scale * sumlx;
+        L[j] = (int8_t)(l + (up ? 1 : -1) + 32);
+    }
+}
+
+/* The block search of ik's ggml (make_qx_quants, nmax 32, which ik extended):
+ * levels at -32/max, then for is = -9..9 the inverse scales -(32 + is/10)/max
+ * and (31 + is/10)/max (both signs of the block), then the descent. Returns
+ * the scale; L gets the levels + 32. */
+static float q6_0_search(const float *x, const float *w, int8_t *L)
+{
+    float amax;
+    const float max = sq__signed_absmax(x, 32, &amax);
+    if (amax < SQ_GROUP_EPS) {
+        memset(L, 0, 32);
+        return 0.f;
+    }
+    q6_0_fit f;
+    q6_0_sums(x, w, -32 / max, true, L, &f.sumlx, &f.suml2);
+    f.scale = f.suml2 ? f.sumlx / f.suml2 : 0.0f;
+    f.best = f.scale * f.sumlx;
+    for (int is = -9; is <= 9; ++is) {
+        q6_0_try(x, w, -(32 + 0.1f * is) / max, L, &f);
+        q6_0_try(x, w, (31 + 0.1f * is) / max, L, &f);
+    }
+    q6_0_descend(x, w, L, &f);
+    return f.scale;
+}
+
+/* Q6_0 (ik's quantize_q6_0): per 32-value block the search above with
+ * weights x^2, or with an imatrix qw * sqrt(sigma2 + x^2), sigma2 = the
+ * mean x^2 of the row (summed unfused, in index order). */
 static void quantize_q6_0(const float *x, void *vy, int64_t n, const float *imatrix)
 {
     sq__block_q6_0 *y = vy;
     float sigma2 = 0;
     if (imatrix) {
-        for (int64_t j = 0; j < n; ++j) sigma2 = fmaf(x[j], x[j], sigma2);
+        for (int64_t j = 0; j < n; ++j) sigma2 = sigma2 + x[j] * x[j];
         sigma2 /= (float)n;
     }
     float w[32];
@@ -63,7 +164,7 @@ static void quantize_q6_0(const float *x, void *vy, int64_t n, const float *imat
             sq__ik_imatrix_weights(imatrix + 32 * ib, xb, 32, sigma2, w);
         else
             for (int j = 0; j < 32; ++j) w[j] = xb[j] * xb[j];
-        y[ib].d = sq_f32_to_fp16(sq__ik_make_qx(32, 32, xb, L, w, SQ_GROUP_EPS));
+        y[ib].d = sq_f32_to_fp16(q6_0_search(xb, w, L));
         memset(y[ib].qh, 0, sizeof y[ib].qh);
         for (int j = 0; j < 16; ++j) {
             const uint8_t l0 = (uint8_t)L[j], l1 = (uint8_t)L[j + 16];
@@ -732,10 +833,7 @@ static float vec_dot_iq6_k(int64_t n, const void *vw, const void *vx)
 
 void sq__register_ik_kquants(sq__kernels table[SQ_TYPE_COUNT])
 {
-    /* Q6_0's quantizer does not yet reproduce ik's bytes (its block search
-     * differs from ggml's make_qx_quants): decode and dot only, until it does. */
-    (void)quantize_q6_0;
-    table[SQ_TYPE_Q6_0] = (sq__kernels){.dequantize = dequantize_q6_0, .vec_dot = vec_dot_q6_0};
+    table[SQ_TYPE_Q6_0] = (sq__kernels){.quantize = quantize_q6_0, .dequantize = dequantize_q6_0, .vec_dot = vec_dot_q6_0};
     table[SQ_TYPE_IQ2_K] = (sq__kernels){.quantize = quantize_iq2_k, .dequantize = dequantize_iq2_k, .vec_dot = vec_dot_iq2_k};
     table[SQ_TYPE_IQ3_K] = (sq__kernels){.quantize = quantize_iq3_k, .dequantize = dequantize_iq3_k, .vec_dot = vec_dot_iq3_k};
     table[SQ_TYPE_IQ4_K] = (sq__kernels){.quantize = quantize_iq4_k, .dequantize = dequantize_iq4_k, .vec_dot = vec_dot_iq4_k};
