@@ -183,10 +183,13 @@ SQ_INLINE void kzs_iq6_k(const sq__block_iq6_k *b, const blk_q8_K *x, __m512 *ac
         const __m512i hi = _mm512_and_si512(_mm512_srlv_epi16(hr, ikz_shift_halves(4 * (g % 2), 4 * (g % 2) + 2)),
                                             _mm512_set1_epi8(3));
         const __m512i q = _mm512_or_si512(ikz_nib32(b->qs + 32 * g), _mm512_slli_epi16(hi, 4));
+        /* the 4 sub-blocks' indices (immediate lane numbers: the loop below need not be unrolled) */
+        const __m128i qk[4] = { _mm512_castsi512_si128(q), _mm512_extracti32x4_epi32(q, 1),
+                                _mm512_extracti32x4_epi32(q, 2), _mm512_extracti32x4_epi32(q, 3) };
         SQ_UNROLL for (int k = 0; k < 4; k++) {
             const int ib = 4 * g + k;
             const __m512 shift = _mm512_set1_ps(b->extra >> ib & 1 ? 1.f : 0.f);
-            const __m512 l = ikz6_levels16(_mm512_extracti32x4_epi32(q, k), shift);
+            const __m512 l = ikz6_levels16(qk[k], shift);
             const __m512 y = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(x->qs + 16 * ib))));
             bsum = _mm512_fmadd_ps(_mm512_set1_ps((float)b->scales[ib]), _mm512_mul_ps(l, y), bsum);
         }
