@@ -45,9 +45,11 @@ bool sq__amx_capable(int type, int64_t n)
 
 sq__amx_fn sq__amx_kernel(int type) { return sq_blocks_isa() >= SQ_ISA_AMX ? sq__amx_get(type) : NULL; }
 
+/* AMX is AVX-512 plus the tile unit: its tile and run kernels are the AVX-512 ones. */
 sq__gemm_fn sq__gemm_kernel(int type)
 {
     switch (sq_blocks_isa()) {
+    case SQ_ISA_AMX:
     case SQ_ISA_AVX512: return sq__gemm_avx512(type);
     case SQ_ISA_AVX2: return sq__gemm_avx2(type);
     default: return NULL;
@@ -57,6 +59,7 @@ sq__gemm_fn sq__gemm_kernel(int type)
 sq__runs_fn sq__runs_kernel(void)
 {
     switch (sq_blocks_isa()) {
+    case SQ_ISA_AMX:
     case SQ_ISA_AVX512: return sq__runs_avx512();
     case SQ_ISA_AVX2: return sq__runs_avx2();
     default: return NULL;
