@@ -211,6 +211,25 @@ static void test_matmul_types(void)
     sq_blocks_set_isa(SQ_ISA_AMX);
 }
 
+/* Every SIMD level this CPU has runs the SIMD tile and run kernels: AMX is
+ * AVX-512 plus the tile unit, so it keeps AVX-512's kernels for what the
+ * tiles do not take (n = 1, types without AMX products); only scalar falls
+ * back to the generic tiles and per-row vec_dot. */
+static void test_kernels_per_isa(void)
+{
+    for (int isa = SQ_ISA_SCALAR; isa <= SQ_ISA_AMX; isa++) {
+        if ((int)sq_blocks_set_isa((sq_isa)isa) != isa) continue;
+        const bool simd = isa >= SQ_ISA_AVX2;
+        CHECK_MSG((sq__runs_kernel() != NULL) == simd, "%s: run kernel %s", sq_isa_name((sq_isa)isa),
+                  simd ? "missing" : "present");
+        CHECK_MSG((sq__gemm_kernel(SQ_TYPE_Q4_K) != NULL) == simd, "%s: Q4_K tile kernel %s",
+                  sq_isa_name((sq_isa)isa), simd ? "missing" : "present");
+        CHECK_MSG((sq__gemm_kernel(SQ_TYPE_Q8_0) != NULL) == simd, "%s: Q8_0 tile kernel %s",
+                  sq_isa_name((sq_isa)isa), simd ? "missing" : "present");
+    }
+    sq_blocks_set_isa(SQ_ISA_AMX);
+}
+
 /* The matrix-vector product's bands (gemm.h): every chunk is taken exactly
  * once, a thread starts at the front of its own band and moves on to the
  * others when it is done, for any count of chunks and threads (more threads
@@ -399,6 +418,7 @@ int main(void)
     tu_rng_state = 88172645463325252ULL; /* this file's data, as before testutil.h */
     RUN(test_pool);
     RUN(test_matmul_types);
+    RUN(test_kernels_per_isa);
     RUN(test_matvec_bands);
     RUN(test_matmul_amx);
     RUN(test_matmul_row_pairs);

@@ -45,9 +45,11 @@ bool sq__amx_capable(int type, int64_t n)
 
 sq__amx_fn sq__amx_kernel(int type) { return sq_blocks_isa() >= SQ_ISA_AMX ? sq__amx_get(type) : NULL; }
 
+/* AMX is AVX-512 plus the tile unit: its tile and run kernels are the AVX-512 ones. */
 sq__gemm_fn sq__gemm_kernel(int type)
 {
     switch (sq_blocks_isa()) {
+    case SQ_ISA_AMX:
     case SQ_ISA_AVX512: return sq__gemm_avx512(type);
     case SQ_ISA_AVX2: return sq__gemm_avx2(type);
     default: return NULL;
@@ -57,6 +59,7 @@ sq__gemm_fn sq__gemm_kernel(int type)
 sq__runs_fn sq__runs_kernel(void)
 {
     switch (sq_blocks_isa()) {
+    case SQ_ISA_AMX:
     case SQ_ISA_AVX512: return sq__runs_avx512();
     case SQ_ISA_AVX2: return sq__runs_avx2();
     default: return NULL;
@@ -66,7 +69,7 @@ sq__runs_fn sq__runs_kernel(void)
 bool sq__runs_handles(int type)
 {
     if (type == SQ_TYPE_IQ4_KS || type == SQ_TYPE_IQ4_K || type == SQ_TYPE_IQ4_KSS || type == SQ_TYPE_IQ5_KS ||
-        type == SQ_TYPE_IQ5_K || type == SQ_TYPE_IQ3_K || type == SQ_TYPE_IQ3_KS || type == SQ_TYPE_IQ2_K ||
+        type == SQ_TYPE_IQ5_K || type == SQ_TYPE_IQ6_K || type == SQ_TYPE_IQ3_K || type == SQ_TYPE_IQ3_KS || type == SQ_TYPE_IQ2_K ||
         type == SQ_TYPE_IQ2_KS || type == SQ_TYPE_IQ2_KL)
         return true; /* ik's types (IK_RUN_CASES, x86/simd_ik.h) */
     return type == SQ_TYPE_Q2_K || type == SQ_TYPE_Q3_K || type == SQ_TYPE_Q4_K || type == SQ_TYPE_Q5_K ||

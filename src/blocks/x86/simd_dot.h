@@ -408,6 +408,8 @@ SQ_K_FROM_KB(iq4_xs)
         }                                                                                                    \
     } while (0)
 
+/* A type's vec_dot and tile kernel from its k_T body (the tile alone:
+ * SQ_DEFINE_QUANT_GEMM, for a type whose vec_dot has a body of its own). */
 #define SQ_DEFINE_QUANT_KERNELS(T)                                                                           \
     static float vdot_##T(int64_t n, const void *w, const void *x)                                          \
     {                                                                                                       \
@@ -415,6 +417,8 @@ SQ_K_FROM_KB(iq4_xs)
         k_##T(n, w, x, 0, &s, 1);                                                                           \
         return s;                                                                                           \
     }                                                                                                       \
+    SQ_DEFINE_QUANT_GEMM(T)
+#define SQ_DEFINE_QUANT_GEMM(T)                                                                              \
     static void gemm_##T(int64_t n, const void *w, size_t ws, int nr, const void *x, size_t xs, int nc,       \
                          float *y, size_t ys, bool accumulate)                                              \
     {                                                                                                       \

@@ -12,6 +12,7 @@
 #include "simd_dot.h"
 #include "simd_iq.h"
 #include "simd_ik.h"
+#include "simd_ikz.h"
 
 #if defined(__AVX512BW__) && defined(__AVX512VNNI__)
 
@@ -313,6 +314,69 @@ SQ_INLINE void kb_iq4_xs_z(const blk_iq4_xs *w, int64_t i, const void *vx, size_
     }
 }
 
+/* ---- IQ4_XS x Q8_K for one activation column (vec_dot, run kernel) ----
+ * The code values plus 128 (1..241, unsigned) go through a pshufb table and
+ * straight into vpdpbusd with the signed activations: Σ(v+128)·y = Σv·y +
+ * 128·Σy, so each int32 lane starts from −128·Σy of its own 8 activations
+ * (kzi_act, once per block for every row). A 64-byte load of qs holds
+ * sub-blocks 4h..4h+3 (16 bytes each: low nibbles = values 0..15, high =
+ * 16..31), one per 128-bit lane; the activations are arranged to match
+ * (y[h]: the first halves of those sub-blocks, y[2+h]: the second halves),
+ * so every int32 lane of 128-bit lane j sums values of sub-block 4h+j and
+ * takes its 6-bit scale with one vpmulld. The block's sum is exact in int32
+ * (a lane's Σv·y is below 2^17, times its scale 2^22), as in the scalar
+ * reference. */
+static const _Alignas(64) int32_t kzi_sc_idx[2][16] = {
+    { 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3 }, { 4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7 }
+};
+
+/* The activations of one block in kzi order, and −128·Σy per int32 lane. */
+SQ_INLINE void kzi_act(const blk_q8_K *x, __m512i y[4], __m512i c[2])
+{
+    const __m512i k128 = _mm512_set1_epi8((char)0x80);
+    SQ_UNROLL for (int h = 0; h < 2; h++) {
+        const __m512i a = _mm512_loadu_si512(x->qs + 128 * h), b = _mm512_loadu_si512(x->qs + 128 * h + 64);
+        y[h] = _mm512_shuffle_i64x2(a, b, _MM_SHUFFLE(2, 0, 2, 0));
+        y[2 + h] = _mm512_shuffle_i64x2(a, b, _MM_SHUFFLE(3, 1, 3, 1));
+        const __m512i s = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), k128, y[h]), k128, y[2 + h]);
+        c[h] = _mm512_sub_epi32(_mm512_setzero_si512(), s);
+    }
+}
+
+/* One IQ4_XS block of one row against activations in kzi order. */
+SQ_INLINE void kzi_iq4_xs(const blk_iq4_xs *w, const blk_q8_K *x, const __m512i y[4], const __m512i c[2],
+                          __m512 *acc)
+{
+    const __m512i table = _mm512_broadcast_i32x4(_mm_add_epi8(_mm_loadu_si128((const __m128i *)iq4nl_values),
+                                                              _mm_set1_epi8((char)0x80)));
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const __m512i ls32 = _mm512_castsi256_si512(_mm256_cvtepi16_epi32(iq4xs_scales16(w->scales_l, w->scales_h)));
+    __m512i isum = _mm512_setzero_si512();
+    SQ_UNROLL for (int h = 0; h < 2; h++) {
+        const __m512i z = _mm512_loadu_si512(w->qs + 64 * h);
+        const __m512i lo = _mm512_shuffle_epi8(table, _mm512_and_si512(z, m4));
+        const __m512i hi = _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(z, 4), m4));
+        const __m512i s = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(c[h], lo, y[h]), hi, y[2 + h]);
+        const __m512i sc = _mm512_permutexvar_epi32(_mm512_load_si512((const void *)kzi_sc_idx[h]), ls32);
+        isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(s, sc));
+    }
+    *acc = _mm512_fmadd_ps(_mm512_set1_ps(h2f(w->d) * x->d), _mm512_cvtepi32_ps(isum), *acc);
+}
+
+/* vec_dot for IQ4_XS: the row's blocks, one reduction. */
+static float vdot_iq4_xs_zmm(int64_t n, const void *vw, const void *vx)
+{
+    const blk_iq4_xs *w = vw;
+    const blk_q8_K *x = vx;
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n / 256; i++) {
+        __m512i y[4], c[2];
+        kzi_act(x + i, y, c);
+        kzi_iq4_xs(w + i, x + i, y, c, &acc);
+    }
+    return _mm512_reduce_add_ps(acc);
+}
+
 SQ_INLINE void k_iq4_xs_zmm(int64_t n, const void *vw, const void *vx, size_t xs, float *out, const int NC)
 {
     const blk_iq4_xs *w = vw;
@@ -359,6 +423,14 @@ SQ_INLINE void kz_band(const sq__krun *run, int nrun, const char *w, size_t ws, 
             }
             continue;
         }
+        if (kz_iqz_type(run[j].type) || kz_ikz_type(run[j].type)) { /* the 512-bit steps of simd_iqz.h, simd_ikz.h */
+            switch (run[j].type) {
+            KZ_IQZ_CASES(acc)
+            KZ_IKZ_CASES(acc)
+            default: break;
+            }
+            continue;
+        }
         if (kb_iq_type(run[j].type)) { /* the 256-bit steps of simd_iq.h, into accm */
             switch (run[j].type) {
             KB_IQ_CASES(accm)
@@ -372,8 +444,12 @@ SQ_INLINE void kz_band(const sq__krun *run, int nrun, const char *w, size_t ws, 
         case SQ_TYPE_Q4_K: KZ_RUN(q4_K, nib) break;
         case SQ_TYPE_Q5_K: KZ_RUN(q5_K, nib) break;
         case SQ_TYPE_IQ4_XS:
-            for (int64_t i = 0; i < nb; i++)
-                SQ_UNROLL for (int r = 0; r < NR; r++) kb_iq4_xs_z((const blk_iq4_xs *)(wr + (size_t)r * ws), i, xr, 0, &acc[r], 1);
+            for (int64_t i = 0; i < nb; i++) {
+                __m512i ya[4], ca[2];
+                kzi_act(xr + i, ya, ca);
+                SQ_UNROLL for (int r = 0; r < NR; r++)
+                    kzi_iq4_xs((const blk_iq4_xs *)(wr + (size_t)r * ws) + i, xr + i, ya, ca, &acc[r]);
+            }
             break;
         IK_RUN_CASES(accm)
         default: KZ_RUN(q6_K, nat) break;
@@ -409,7 +485,7 @@ static void runs_zmm(const sq__krun *run, int nrun, const void *w, size_t ws, in
 
 
 #define k_iq4_xs_z k_iq4_xs_zmm
-SQ_DEFINE_QUANT_KERNELS(iq4_xs_z)
+SQ_DEFINE_QUANT_GEMM(iq4_xs_z)
 
 /* ---- 32-value block types with Q8_0 activations: 2 rows × 4 columns ----
  * With VNNI, the activations are made unsigned (y + 128, shared by the rows)
@@ -525,7 +601,7 @@ SQ_DEFINE_Q80_GEMM(iq4_nl, Q80_IQ4_NL)
         table[SQ_TYPE_Q3_K].vec_dot = vdot_q3_K_zmm;      \
         table[SQ_TYPE_Q5_K].vec_dot = vdot_q5_K_zmm;      \
         table[SQ_TYPE_Q2_K].vec_dot = vdot_q2_K_zmm;      \
-        table[SQ_TYPE_IQ4_XS].vec_dot = vdot_iq4_xs_z;    \
+        table[SQ_TYPE_IQ4_XS].vec_dot = vdot_iq4_xs_zmm;  \
     } while (0)
 
 #endif
