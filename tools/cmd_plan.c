@@ -348,7 +348,7 @@ typedef struct plan_opts {
     const char *measure_flag; /* a flag of --calib-method measure given */
     sq_plan_params p;
     sq_plan_calib_params cp;
-    int types[32], ctypes[32];
+    int types[SQ_TYPE_COUNT], ctypes[SQ_TYPE_COUNT]; /* room for every type once */
     int refine;
     long threads;
     bool measure_kld, no_imatrix, dry_run, quiet, perm_given;
