@@ -12,7 +12,6 @@
 #include "simd_dot.h"
 #include "simd_iq.h"
 #include "simd_ik.h"
-#include "simd_ikz.h"
 
 #if defined(__AVX512BW__) && defined(__AVX512VNNI__)
 
@@ -59,6 +58,9 @@ static const _Alignas(64) int16_t kz_s16_idx[4][32] = {
 #undef KZ_X16
 #undef KZ_X32
 #define KZ_TAB(t, g) _mm512_load_si512((const void *)(t)[g])
+
+/* the 512-bit steps of the codebook and ik types, which use the tables above */
+#include "simd_ikz.h"
 
 /* int16 lanes: lane i takes element idx[i] of the 16 int16 scales. */
 SQ_INLINE __m512i spread_scales16(__m512i sc16, __m512i idx) { return _mm512_permutexvar_epi16(idx, sc16); }
