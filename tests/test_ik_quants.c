@@ -1,7 +1,7 @@
 /*
  * test_ik_quants.c — ik_llama.cpp's own types (Q6_0, IQ2_K..IQ6_K, IQ2_KS,
- * IQ3_KS, IQ4_KS, IQ4_KSS, IQ5_KS, IQ2_KL; the trellis types when this
- * build has them):
+ * IQ3_KS, IQ4_KS, IQ4_KSS, IQ5_KS, IQ2_KL, the trellis types IQ2_KT,
+ * IQ3_KT, IQ4_KT):
  *  - against ../shared/golden/ik (made by ik's ggml): quantize with and
  *    without importance weights byte for byte, dequantize bit for bit;
  *  - dot products against the float dot product of the dequantized row with

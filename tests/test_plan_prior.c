@@ -88,7 +88,9 @@ static void check_prior_at(const char *ftype, sq_plan_granularity gran)
     if (!plan) return;
     const sq_plan_totals *t = sq_plan_get_totals(plan);
     CHECK_INT(t->prior_ftype, sq_ftype_parse(ftype)->ftype);
-    CHECK_INT(t->n_prior, sq_plan_n_tensors(plan));
+    /* weights inferred for most tensors (not for those left one choice: the protected ones at the mix's dearest type) */
+    CHECK_MSG(t->n_prior * 2 >= sq_plan_n_tensors(plan) && t->n_prior <= sq_plan_n_tensors(plan), "%s: %lld of %lld",
+              ftype, (long long)t->n_prior, (long long)sq_plan_n_tensors(plan));
     uint64_t mix_planned = 0, moved = 0;
     for (int64_t i = 0; i < sq_plan_n_tensors(plan); i++) {
         const sq_plan_tensor *pt = sq_plan_tensor_at(plan, i);
@@ -117,6 +119,42 @@ static void test_prior_is_the_mix(void)
     check_prior_at("Q3_K_M", SQ_PLAN_GRAN_SEGMENT);
     check_prior_at("Q4_K_M", SQ_PLAN_GRAN_SEGMENT);
     check_prior_at("Q5_K_S", SQ_PLAN_GRAN_TENSOR);
+}
+
+/* Bits per weight of a type. */
+static double type_bits(int type)
+{
+    const sq_type_info *ti = sq_type_info_get(type);
+    return ti ? 8.0 * ti->type_size / ti->block_size : 0.0;
+}
+
+/* At Q5_K_S's size the tensors llama.cpp's rules protect keep their mix
+ * type's bits in every segment slot: output.weight (the mix's dearest type)
+ * and those that the next smaller mix (Q4_K_M, on the demo model) gives more
+ * bits than Q5_K_S does. Planned just under the mix's bytes, where the
+ * prior's weights once took half of output.weight's row. */
+static void test_prior_protects(void)
+{
+    if (!model_path[0]) SKIP("demo model or its imatrix not in ../shared");
+    mix_seen m5, m4;
+    uint64_t b5 = 0, b4 = 0;
+    if (!dry_run("Q5_K_S", NULL, 0, &m5, &b5) || !dry_run("Q4_K_M", NULL, 0, &m4, &b4)) return;
+    sq_plan_params p = {.target_bpw = (double)(b5 - 16384) * 8.0 / 16781824.0, .sample_rows = 32, .n_threads = 2};
+    sq_plan *plan = plan_with(&p);
+    if (!plan) return;
+    int protected = 0;
+    for (int64_t i = 0; i < sq_plan_n_tensors(plan); i++) {
+        const sq_plan_tensor *pt = sq_plan_tensor_at(plan, i);
+        double mine = type_bits(seen_type(&m5, pt->name)), lower = type_bits(seen_type(&m4, pt->name));
+        bool top = strcmp(pt->name, "output.weight") == 0;
+        if (!top && lower <= mine) continue;
+        protected++;
+        for (int s = 0; s < 4; s++)
+            CHECK_MSG(type_bits(pt->types[s]) >= mine, "%s slot %d: %s below the mix's %s", pt->name, s,
+                      sq_type_name(pt->types[s]), sq_type_name(seen_type(&m5, pt->name)));
+    }
+    CHECK_MSG(protected >= 2, "%d tensors protected", protected); /* output.weight and some attn_v / ffn_down */
+    sq_plan_free(plan);
 }
 
 /* The prior's switches: none, a given mix, and sensitivities (which replace it). */
@@ -218,6 +256,7 @@ int main(void)
         !harness_shared_file(imatrix_path, sizeof imatrix_path, "golden/llama.cpp/sqdemo.imatrix.gguf"))
         model_path[0] = 0;
     RUN(test_prior_is_the_mix);
+    RUN(test_prior_protects);
     RUN(test_prior_switches);
     RUN(test_tensor_types_text);
     return harness_finish("plan_prior");

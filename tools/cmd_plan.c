@@ -31,7 +31,8 @@ static void usage(FILE *f)
             "output error under the size budget, measuring every candidate type by really quantizing it, and\n"
             "writes the SmarterQuant configuration for `sq quantize`. With --calib the error of each tensor is\n"
             "weighted by the model's own measured sensitivities (the best plan); without it, by llama.cpp's\n"
-            "mix of the nearest size (each tensor keeps its bytes in that mix, spent better inside it).\n"
+            "mix of the nearest size (its split of the bytes between tensors, spent better inside them; the\n"
+            "tensors its rules protect keep their bits).\n"
             "Prints per tensor the types, bits per weight and predicted error, and the totals.\n"
             "  -m, --model FILE        the model to plan (GGUF, usually F16 or F32)\n"
             "  --imatrix FILE          importance matrix (llama.cpp GGUF or legacy .dat); required unless\n"
@@ -59,8 +60,9 @@ static void usage(FILE *f)
             "                          count every tensor's relative error alike (none)\n"
             "  --base-ftype TYPE       file type `sq quantize` will use for the tensors not planned, to size\n"
             "                          them (default Q4_K_M; with the default --tensors only norms remain)\n"
-            "  --perm auto|on|off      permute columns: per group where it lowers the error (auto, default),\n"
-            "                          always, or never\n"
+            "  --perm auto|on|off      permute columns: per group where it lowers the predicted error (auto,\n"
+            "                          the default without --calib or --sensitivity), always (on, the default\n"
+            "                          with them), or never\n"
             "  --norm rel|abs          error normalisation: relative to each tensor's output energy (rel,\n"
             "                          default) or the raw importance-weighted error (abs)\n"
             "  --sensitivity FILE      per-tensor sensitivities, lines \"TENSOR WEIGHT [ACT_Q8_K ACT_Q8_0]\": a\n"
@@ -68,15 +70,16 @@ static void usage(FILE *f)
             "                          the KL divergence per unit of relative error (bench/sensitivity.sh or\n"
             "                          --sensitivity-out); the optional costs of its activations quantized to\n"
             "                          q8_K / q8_0 are added to candidates with those activations\n"
-            "  --calib FILE            calibration text: unless --sensitivity gives them, the sensitivities\n"
-            "                          are found in-process with the engine on chunks of it, by\n"
-            "                          --calib-method (see docs/plan.md)\n"
+            "  --calib FILE            calibration text: unless --sensitivity gives them, the model's own\n"
+            "                          sensitivities are found in-process with the engine on chunks of it\n"
+            "                          (llama, qwen2, qwen3, qwen3moe, gemma3, phi3), by --calib-method\n"
             "  --calib-method M        fisher (default): one forward and one backward pass per chunk give\n"
-            "                          every tensor's Fisher information (the predicted KL divergence of an\n"
-            "                          error), whatever the number of tensors (plain llama models only);\n"
-            "                          measure (any architecture): each tensor alone\n"
-            "                          quantized to the --calib-types and the model run again, the KL\n"
-            "                          divergence divided by the relative error (a run per tensor and type)\n"
+            "                          every tensor's Fisher information at once (the KL divergence a weight\n"
+            "                          error is predicted to cost), whatever the number of tensors; where\n"
+            "                          the backward pass does not run the model yet (mixture-of-experts) it\n"
+            "                          measures instead and says so. measure: each tensor quantized to the\n"
+            "                          --calib-types in turn and the model run again (a run per tensor and\n"
+            "                          type: slow on large models)\n"
             "  --calib-chunks N        chunks of calibration text (default 6)\n"
             "  --calib-ctx N           tokens per chunk (default 512, at most the model's context)\n"
             "  --calib-types LIST      one or two types whose KL divergence is measured or predicted (default\n"
@@ -345,10 +348,10 @@ typedef struct plan_opts {
     const char *measure_flag; /* a flag of --calib-method measure given */
     sq_plan_params p;
     sq_plan_calib_params cp;
-    int types[32], ctypes[32];
+    int types[SQ_TYPE_COUNT], ctypes[SQ_TYPE_COUNT]; /* room for every type once */
     int refine;
     long threads;
-    bool measure_kld, no_imatrix, dry_run, quiet;
+    bool measure_kld, no_imatrix, dry_run, quiet, perm_given;
 } plan_opts;
 
 /* The budget and what is planned: --target-bpw/-size, --tensors, --types,
@@ -391,6 +394,7 @@ static bool budget_flag(sq_args *a, plan_opts *o)
     } else if (sq_args_is(a, NULL, "--perm")) {
         static const sq_plan_perm_mode modes[] = {SQ_PLAN_PERM_AUTO, SQ_PLAN_PERM_ON, SQ_PLAN_PERM_OFF};
         if (sq_args_choice(a, "auto|on|off", &k)) p->perm = modes[k];
+        o->perm_given = true;
     } else if (sq_args_is(a, NULL, "--norm")) {
         if (sq_args_choice(a, "rel|abs", &k)) p->norm = k == 0 ? SQ_PLAN_NORM_REL : SQ_PLAN_NORM_ABS;
     } else if (sq_args_is(a, NULL, "--no-share-perm")) {
@@ -530,6 +534,9 @@ static int check_opts(plan_opts *o)
         return sq_usage_error("plan", "%s needs --calib-method measure", o->measure_flag);
     if (o->types_out && o->p.granularity != SQ_PLAN_GRAN_TENSOR)
         return sq_usage_error("plan", "--tensor-types-out needs --granularity tensor (one type per tensor)");
+    /* with measured sensitivities every group is permuted: measured better than the allocation's choice
+       (docs/quality.md; the error model does not see what sorted columns do to the activations' blocks) */
+    if (!o->perm_given && (o->calib_path || o->sens_path)) o->p.perm = SQ_PLAN_PERM_ON;
     /* the outputs must not replace one of the inputs */
     const char *inputs[] = {o->model_path, o->imatrix_path, o->sens_path, o->calib_path};
     const char *outputs[] = {o->out_path, o->sens_out, o->types_out};

@@ -167,4 +167,5 @@ void sq__register_ik(sq__kernels table[SQ_TYPE_COUNT], sq__quantize_ws ws[SQ_TYP
     sq__register_ik_kquants(table);
     sq__register_ik_ksquants(table, ws);
     sq__register_ik_trellis(table);
+    sq__register_ik_trellis_quant(ws);
 }

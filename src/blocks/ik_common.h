@@ -1,7 +1,8 @@
 /*
- * src/blocks/ik_common.h — private to ik_kquants.c, ik_ksquants.c and
- * ik_trellis.c (and their SIMD twins): the block layouts of ik_llama.cpp's
- * own types, their level tables, and the helpers all their quantizers share.
+ * src/blocks/ik_common.h — private to ik_kquants.c, ik_ksquants.c,
+ * ik_trellis.c and ik_trellis_quant.c (and their SIMD twins): the block
+ * layouts of ik_llama.cpp's own types, their level tables, and the helpers
+ * all their quantizers share.
  *
  * ik_llama.cpp (MIT, Iwan Kawrakow) extends ggml with non-linear 2..6-bit
  * grids ("IQn_K"), variants with a per-row scale in front of the blocks
@@ -353,5 +354,6 @@ float sq__ik_make_qx(int n, int nmax, const float *x, int8_t *L, const float *qw
 void sq__register_ik_kquants(sq__kernels table[SQ_TYPE_COUNT]);
 void sq__register_ik_ksquants(sq__kernels table[SQ_TYPE_COUNT], sq__quantize_ws ws[SQ_TYPE_COUNT]);
 void sq__register_ik_trellis(sq__kernels table[SQ_TYPE_COUNT]);
+void sq__register_ik_trellis_quant(sq__quantize_ws ws[SQ_TYPE_COUNT]);
 
 #endif /* SQ_BLOCKS_IK_COMMON_H */

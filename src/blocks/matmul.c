@@ -69,7 +69,7 @@ sq__runs_fn sq__runs_kernel(void)
 bool sq__runs_handles(int type)
 {
     if (type == SQ_TYPE_IQ4_KS || type == SQ_TYPE_IQ4_K || type == SQ_TYPE_IQ4_KSS || type == SQ_TYPE_IQ5_KS ||
-        type == SQ_TYPE_IQ5_K || type == SQ_TYPE_IQ3_K || type == SQ_TYPE_IQ3_KS || type == SQ_TYPE_IQ2_K ||
+        type == SQ_TYPE_IQ5_K || type == SQ_TYPE_IQ6_K || type == SQ_TYPE_IQ3_K || type == SQ_TYPE_IQ3_KS || type == SQ_TYPE_IQ2_K ||
         type == SQ_TYPE_IQ2_KS || type == SQ_TYPE_IQ2_KL)
         return true; /* ik's types (IK_RUN_CASES, x86/simd_ik.h) */
     return type == SQ_TYPE_Q2_K || type == SQ_TYPE_Q3_K || type == SQ_TYPE_Q4_K || type == SQ_TYPE_Q5_K ||

@@ -24,6 +24,15 @@
  * gain in the model. (Weights inferred from all mixes at once were tried: they
  * move bytes between tensors on evidence the rules do not really carry, and
  * lost at some sizes; docs/plan.md.)
+ *
+ * The weights say little about how a tensor compares with another, so the
+ * allocation's last moves (the SmarterQuant keys make the budget a few KB
+ * smaller than the mix) can take a slot from a tensor the model needs. The
+ * rules say which tensors those are: the mix's dearest type (output.weight)
+ * and the tensors the next smaller mix gives more bits keep their type's bits
+ * in every slot. The next smaller mix also bounds the candidates from below
+ * (one rung under its type for the tensor), which spares measuring the slow
+ * low-bit quantizers where they would never be chosen.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -59,10 +68,93 @@ static bool mix_candidate(const sq_ftype_info *fi)
     return !fi->copy && ti && ti->is_quantized && ti->block_size == SQ_SEGMENT && !ternary && sq_ftype_get(fi->ftype) == fi;
 }
 
+/* Scans the mixes the build can make for this model (want: only that one)
+ * for the one whose planned tensors' bytes are nearest the budget, or, with
+ * below > 0, the largest under `below` bytes (ties: the earlier in
+ * llama-quantize's list). Its types go to found, its file type and bytes to
+ * *ftype and *bytes; *ftype is -1 when none qualifies. */
+static sq_status find_mix(const sq__pctx *c, const sq_ftype_info *want, uint64_t below, int *types, int *found,
+                          int *ftype, uint64_t *bytes, sq_error *err)
+{
+    uint64_t best = UINT64_MAX;
+    *ftype = -1;
+    for (int i = 0; i < sq_ftype_count(); i++) {
+        const sq_ftype_info *fi = sq_ftype_at(i);
+        if (want ? fi != want : !mix_candidate(fi)) continue;
+        uint64_t b = 0;
+        sq_status st = sq__plan_mix_types(c, fi->ftype, types, &b, err);
+        if (st != SQ_OK) return st;
+        if (!mix_usable(c, types) || (below > 0 && b >= below)) continue;
+        uint64_t dist = below > 0 ? below - b : b > c->budget ? b - c->budget : c->budget - b;
+        if (dist >= best) continue;
+        best = dist;
+        *ftype = fi->ftype;
+        *bytes = b;
+        memcpy(found, types, (size_t)c->plan->n * sizeof *found);
+    }
+    return SQ_OK;
+}
+
+/* Bits per weight of a type's blocks. */
+static double type_bpw(int type)
+{
+    const sq_type_info *ti = sq_type_info_get(type);
+    return ti && ti->block_size > 0 ? 8.0 * ti->type_size / ti->block_size : 0.0;
+}
+
+/* Drops from a tensor's slots the candidates of fewer bits per weight than
+ * `floor` or, with step, than the rung of the tensor's candidate ladder just
+ * below it. The prior's type stays, and a slot keeps its candidates where
+ * none would be left. */
+static void drop_below(sq__ptensor *pt, double floor, bool step)
+{
+    double rung = step ? 0.0 : floor;
+    for (int s = 0; s < pt->n_slots && step; s++)
+        for (int k = 0; k < pt->n_cand[s]; k++) {
+            double b = type_bpw(pt->cand[s][k]);
+            if (b < floor && b > rung) rung = b;
+        }
+    for (int s = 0; s < pt->n_slots; s++) {
+        int n = 0;
+        for (int k = 0; k < pt->n_cand[s]; k++)
+            n += pt->cand[s][k] == pt->prior_type || type_bpw(pt->cand[s][k]) >= rung;
+        for (int k = 0, j = 0; n > 0 && k < pt->n_cand[s]; k++) {
+            if (pt->cand[s][k] != pt->prior_type && type_bpw(pt->cand[s][k]) < rung) continue;
+            pt->cand[s][j] = pt->cand[s][k];
+            pt->cbytes[s][j] = pt->cbytes[s][k];
+            j++;
+        }
+        if (n > 0) pt->n_cand[s] = n;
+    }
+}
+
+/* A tensor's candidates under the prior, given its type in the mix (type),
+ * in the next smaller mix (lower, -1 for none) and the mix's dearest type's
+ * bits (top):
+ * - the mix's type is a candidate (with the default list), so the mix is a
+ *   plan the allocation can reach;
+ * - with the default list, no type below the rung under the bits llama.cpp
+ *   gives the tensor one mix down (or in this mix, when fewer): the prior
+ *   keeps a tensor near its bytes, so far fewer bits are never chosen, and
+ *   not measuring the slow low-bit quantizers is most of such a plan's time;
+ * - a tensor llama.cpp's rules protect — its type is the mix's dearest, or
+ *   the smaller mix gives it more bits than this one — keeps at least its
+ *   type's bits in every slot. The prior's weights cannot tell whether bytes
+ *   taken from it cost more than they buy elsewhere (on the demo model,
+ *   output.weight's half at q5_K cost 10 %); the rules say they do. */
+static void prior_candidates(const sq__pctx *c, sq__ptensor *pt, int type, int lower, double top)
+{
+    pt->prior_type = type;
+    if (c->default_types) sq__plan_add_candidate(pt, type);
+    if (c->default_types && lower >= 0) drop_below(pt, fmin(type_bpw(lower), type_bpw(type)), true);
+    if (type_bpw(type) == top || (lower >= 0 && type_bpw(lower) > type_bpw(type)))
+        drop_below(pt, type_bpw(type), false);
+}
+
 /* Chooses the prior's mix: the caller's, or among the K-quant and i-quant
  * mixes the build can make for this model the one whose planned tensors'
- * bytes are nearest the budget (ties: the earlier in llama-quantize's list);
- * records every tensor's type in it and makes that type a candidate. */
+ * bytes are nearest the budget; records every tensor's type in it and sets
+ * its candidates (prior_candidates) from that mix and the next smaller one. */
 sq_status sq__plan_prior_mix(sq__pctx *c, sq_error *err)
 {
     sq_plan *plan = c->plan;
@@ -70,32 +162,26 @@ sq_status sq__plan_prior_mix(sq__pctx *c, sq_error *err)
     if (c->p->prior != SQ_PLAN_PRIOR_MIX || c->p->n_weights > 0) return SQ_OK;
     const sq_ftype_info *want = c->p->prior_ftype ? sq_ftype_parse(c->p->prior_ftype) : NULL;
     if (c->p->prior_ftype && !want) return sq_error_set(err, SQ_EINVAL, "prior: unknown file type '%s'", c->p->prior_ftype);
-    int *types = malloc((size_t)plan->n * sizeof *types), *best = malloc((size_t)plan->n * sizeof *best);
+    size_t n = plan->n > 0 ? (size_t)plan->n : 1;
+    int *types = malloc(n * sizeof *types), *best = malloc(n * sizeof *best), *lower = malloc(n * sizeof *lower);
+    int lower_ftype = -1;
+    uint64_t lower_bytes = 0;
     sq_status st = SQ_OK;
-    if (!types || !best) st = sq_error_set(err, SQ_ENOMEM, "out of memory for the prior");
-    uint64_t best_dist = UINT64_MAX;
-    for (int i = 0; st == SQ_OK && i < sq_ftype_count(); i++) {
-        const sq_ftype_info *fi = sq_ftype_at(i);
-        if (want ? fi != want : !mix_candidate(fi)) continue;
-        uint64_t bytes = 0;
-        st = sq__plan_mix_types(c, fi->ftype, types, &bytes, err);
-        if (st != SQ_OK || !mix_usable(c, types)) continue;
-        uint64_t dist = bytes > c->budget ? bytes - c->budget : c->budget - bytes;
-        if (dist >= best_dist) continue;
-        best_dist = dist;
-        plan->totals.prior_ftype = fi->ftype;
-        plan->totals.prior_bytes = bytes;
-        memcpy(best, types, (size_t)plan->n * sizeof *best);
-    }
+    if (!types || !best || !lower) st = sq_error_set(err, SQ_ENOMEM, "out of memory for the prior");
+    if (st == SQ_OK)
+        st = find_mix(c, want, 0, types, best, &plan->totals.prior_ftype, &plan->totals.prior_bytes, err);
     if (st == SQ_OK && want && plan->totals.prior_ftype < 0)
         st = sq_error_set(err, SQ_EINVAL, "prior: the mix %s cannot be used for this model (a type this build cannot "
                           "quantize, or one that needs an importance matrix)", want->name);
-    for (int64_t t = 0; st == SQ_OK && plan->totals.prior_ftype >= 0 && t < plan->n; t++) {
-        plan->pt[t].prior_type = best[t];
-        if (c->default_types) sq__plan_add_candidate(&plan->pt[t], best[t]);
-    }
+    if (st == SQ_OK && plan->totals.prior_ftype >= 0)
+        st = find_mix(c, NULL, plan->totals.prior_bytes, types, lower, &lower_ftype, &lower_bytes, err);
+    double top = 0.0;
+    for (int64_t t = 0; st == SQ_OK && plan->totals.prior_ftype >= 0 && t < plan->n; t++) top = fmax(top, type_bpw(best[t]));
+    for (int64_t t = 0; st == SQ_OK && plan->totals.prior_ftype >= 0 && t < plan->n; t++)
+        prior_candidates(c, &plan->pt[t], best[t], lower_ftype >= 0 ? lower[t] : -1, top);
     free(types);
     free(best);
+    free(lower);
     return st;
 }
 

@@ -13,8 +13,9 @@
  * magnitude), the pairs then scaled by the sub-block scale in 16-bit lanes.
  * Integer sums are exact; the float sums are reordered against the scalar
  * kernels (equal within float rounding, which the tests bound). Types with a
- * row scale multiply it in once per row. IQ6_K (levels from a cubic) stays
- * scalar.
+ * row scale multiply it in once per row. IQ6_K's levels come from a cubic,
+ * not a table: its kernel evaluates the cubic as the scalar reference does
+ * and sums in float.
  */
 #ifndef SQ_X86_SIMD_IK_H
 #define SQ_X86_SIMD_IK_H
@@ -310,6 +311,65 @@ SQ_INLINE void kb_iq5_k(const sq__block_iq5_k *w, int64_t i, const void *vx, siz
 }
 SQ_IK_K(iq5_k)
 
+/* ---- 6-bit: levels from ik's cubic, summed in float ---- */
+
+/* The IQ6_K levels of 8 indices (the low 8 bytes of q): the cubic evaluated
+ * as the scalar reference does (ik_common.h: three fused multiply-adds in
+ * its order, then + shift), so every level is the reference's float. */
+SQ_INLINE __m256 ik6_levels8(__m128i q, __m256 shift)
+{
+    const __m256 f = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(q));
+    const __m256 c2 = _mm256_fmadd_ps(f, _mm256_set1_ps(SQ__IQ6K_D), _mm256_set1_ps(-SQ__IQ6K_C));
+    const __m256 c1 = _mm256_fmadd_ps(f, c2, _mm256_set1_ps(SQ__IQ6K_B));
+    return _mm256_add_ps(_mm256_fmadd_ps(f, c1, _mm256_set1_ps(SQ__IQ6K_A)), shift);
+}
+
+/* The 32 six-bit indices of 32-value chunk ib32 of an IQ6_K block: the
+ * nibble (ib32 % 2) of qs, the 2 bits 2(ib32 % 4).. of qh moved to bits 4-5. */
+SQ_INLINE __m256i ik6_indices(const sq__block_iq6_k *b, int ib32)
+{
+    const __m256i raw = _mm256_loadu_si256((const __m256i *)(b->qs + 32 * (ib32 / 2)));
+    const __m256i hraw = _mm256_loadu_si256((const __m256i *)(b->qh + 32 * (ib32 / 4)));
+    const __m256i lo = _mm256_and_si256(ib32 % 2 ? _mm256_srli_epi16(raw, 4) : raw, _mm256_set1_epi8(0x0F));
+    const int k = ib32 % 4;
+    const __m256i h = k == 0 ? _mm256_slli_epi16(hraw, 4) : k == 1 ? _mm256_slli_epi16(hraw, 2)
+                    : k == 2 ? hraw : _mm256_srli_epi16(hraw, 2);
+    return _mm256_or_si256(lo, _mm256_and_si256(h, _mm256_set1_epi8(0x30)));
+}
+
+/* IQ6_K: per 16 values an int8 scale and a shift bit (extra); the levels are
+ * not integers, so per sub-block the float sum of level times activation is
+ * taken, times the scale; only the order of these float sums differs from
+ * the scalar reference. */
+SQ_INLINE void kb_iq6_k(const sq__block_iq6_k *w, int64_t i, const void *vx, size_t xs, __m256 *acc, const int NC, float dr)
+{
+    const sq__block_iq6_k *b = w + i;
+    __m256 bsum[MAXNC];
+    SQ_UNROLL for (int c = 0; c < NC; c++) bsum[c] = _mm256_setzero_ps();
+    for (int ib32 = 0; ib32 < 8; ib32++) {
+        const __m256i q = ik6_indices(b, ib32);
+        SQ_UNROLL for (int h = 0; h < 2; h++) {
+            const int ib = 2 * ib32 + h;
+            const __m128i qh = h ? _mm256_extracti128_si256(q, 1) : _mm256_castsi256_si128(q);
+            const __m256 shift = _mm256_set1_ps(b->extra >> ib & 1 ? 1.f : 0.f);
+            const __m256 l0 = ik6_levels8(qh, shift), l1 = ik6_levels8(_mm_unpackhi_epi64(qh, qh), shift);
+            const __m256 sc = _mm256_set1_ps((float)b->scales[ib]);
+            SQ_UNROLL for (int c = 0; c < NC; c++) {
+                const int8_t *y = (XCOL(blk_q8_K, vx, xs, c) + i)->qs + 16 * ib;
+                const __m256 y0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)y)));
+                const __m256 y1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(y + 8))));
+                bsum[c] = _mm256_fmadd_ps(sc, _mm256_fmadd_ps(l1, y1, _mm256_mul_ps(l0, y0)), bsum[c]);
+            }
+        }
+    }
+    const float d = dr * h2f(b->d);
+    SQ_UNROLL for (int c = 0; c < NC; c++) {
+        const blk_q8_K *x = XCOL(blk_q8_K, vx, xs, c) + i;
+        acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(d * x->d), bsum[c], acc[c]);
+    }
+}
+SQ_IK_K(iq6_k)
+
 /* ---- 3-bit: 8 levels (the shifted twin is the same plus 4) ---- */
 
 /* IQ3_K: per 16 a signed odd scale; index = 2 bits of qs | the bit of qh. */
@@ -484,6 +544,7 @@ SQ_DEFINE_QUANT_KERNELS(iq4_k)
 SQ_DEFINE_QUANT_KERNELS(iq4_kss)
 SQ_DEFINE_QUANT_KERNELS(iq5_ks)
 SQ_DEFINE_QUANT_KERNELS(iq5_k)
+SQ_DEFINE_QUANT_KERNELS(iq6_k)
 SQ_DEFINE_QUANT_KERNELS(iq3_k)
 SQ_DEFINE_QUANT_KERNELS(iq3_ks)
 SQ_DEFINE_QUANT_KERNELS(iq2_k)
@@ -514,6 +575,7 @@ SQ_DEFINE_QUANT_KERNELS(q6_0)
     case SQ_TYPE_IQ4_KSS: IK_RUN(iq4_kss, 4, ACC) break;                                                    \
     case SQ_TYPE_IQ5_KS: IK_RUN(iq5_ks, 4, ACC) break;                                                      \
     case SQ_TYPE_IQ5_K: IK_RUN(iq5_k, 0, ACC) break;                                                        \
+    case SQ_TYPE_IQ6_K: IK_RUN(iq6_k, 0, ACC) break;                                                        \
     case SQ_TYPE_IQ3_K: IK_RUN(iq3_k, 0, ACC) break;                                                        \
     case SQ_TYPE_IQ3_KS: IK_RUN(iq3_ks, 2, ACC) break;                                                      \
     case SQ_TYPE_IQ2_K: IK_RUN(iq2_k, 0, ACC) break;                                                        \
@@ -528,6 +590,7 @@ static void ik_register(sq__kernels table[SQ_TYPE_COUNT])
     table[SQ_TYPE_IQ4_KSS].vec_dot = vdot_iq4_kss;
     table[SQ_TYPE_IQ5_KS].vec_dot = vdot_iq5_ks;
     table[SQ_TYPE_IQ5_K].vec_dot = vdot_iq5_k;
+    table[SQ_TYPE_IQ6_K].vec_dot = vdot_iq6_k;
     table[SQ_TYPE_IQ3_K].vec_dot = vdot_iq3_k;
     table[SQ_TYPE_IQ3_KS].vec_dot = vdot_iq3_ks;
     table[SQ_TYPE_IQ2_K].vec_dot = vdot_iq2_k;
@@ -545,6 +608,7 @@ static sq__gemm_fn ik_gemm(int type)
     case SQ_TYPE_IQ4_KSS: return gemm_iq4_kss;
     case SQ_TYPE_IQ5_KS: return gemm_iq5_ks;
     case SQ_TYPE_IQ5_K: return gemm_iq5_k;
+    case SQ_TYPE_IQ6_K: return gemm_iq6_k;
     case SQ_TYPE_IQ3_K: return gemm_iq3_k;
     case SQ_TYPE_IQ3_KS: return gemm_iq3_ks;
     case SQ_TYPE_IQ2_K: return gemm_iq2_k;

@@ -52,6 +52,12 @@ void SQ_REGISTER_FN(sq__kernels table[SQ_TYPE_COUNT])
 #ifdef SQ_ZMM_REGISTER
     SQ_ZMM_REGISTER(table);
 #endif
+#ifdef SQ_IQZ_REGISTER
+    SQ_IQZ_REGISTER(table);
+#endif
+#ifdef SQ_IKZ_REGISTER
+    SQ_IKZ_REGISTER(table);
+#endif
 }
 #undef SQ_SET
 #undef SQ_SET_DOT

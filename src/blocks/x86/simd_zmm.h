@@ -12,6 +12,7 @@
 #include "simd_dot.h"
 #include "simd_iq.h"
 #include "simd_ik.h"
+#include "simd_ikz.h"
 
 #if defined(__AVX512BW__) && defined(__AVX512VNNI__)
 
@@ -431,6 +432,14 @@ SQ_INLINE void kz_band(const sq__krun *run, int nrun, const char *w, size_t ws, 
         if (LEG && kr32_type(run[j].type)) {
             switch (run[j].type) {
             KR32_CASES(accm)
+            default: break;
+            }
+            continue;
+        }
+        if (kz_iqz_type(run[j].type) || kz_ikz_type(run[j].type)) { /* the 512-bit steps of simd_iqz.h, simd_ikz.h */
+            switch (run[j].type) {
+            KZ_IQZ_CASES(acc)
+            KZ_IKZ_CASES(acc)
             default: break;
             }
             continue;
