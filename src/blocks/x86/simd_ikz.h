@@ -1,6 +1,6 @@
 /*
  * simd_ikz.h — 512-bit single-row dot products of ik_llama.cpp's types
- * (IQ3_K, IQ4_K, IQ4_KS, IQ5_K, IQ5_KS, IQ6_K) with Q8_K activations, for
+ * (IQ2_K, IQ2_KS, IQ3_K, IQ3_KS, IQ4_K, IQ4_KS, IQ5_K, IQ5_KS, IQ6_K) with Q8_K activations, for
  * vec_dot and the run kernel (kz_band, simd_zmm.h) on AVX-512 BW + VNNI.
  * The multi-column tiles keep simd_ik.h's 256-bit steps, whose scale and
  * shift decoding (ik_scales6, ik_shift16, ...) these steps reuse.
@@ -46,6 +46,17 @@ SQ_INLINE __m512i ikz_dot64(__m512i isum, __m512i q, const int8_t *y, __m512i s)
     return _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(_mm512_abs_epi8(q), sy), s);
 }
 
+/* The same for levels from a sorted base table: |level| looked up in the
+ * table's magnitudes (aq), negative exactly where the index is below the
+ * table's first positive entry (neg): one compare instead of vpabsb and
+ * vpmovb2m. */
+SQ_INLINE __m512i ikz_dot64_sorted(__m512i isum, __m512i aq, __mmask64 neg, const int8_t *y, __m512i s)
+{
+    const __m512i yv = _mm512_loadu_si512(y);
+    const __m512i sy = _mm512_mask_sub_epi8(yv, neg, _mm512_setzero_si512(), yv);
+    return _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(aq, sy), s);
+}
+
 /* The 16 scales of a block (int16 lanes, one per 16 values) spread over the
  * pairs of 64-value group g. */
 SQ_INLINE __m512i ikz_scales(__m256i s16, int g)
@@ -87,10 +98,14 @@ SQ_INLINE __m512i ikz_nib32(const uint8_t *qs)
  * with each scale twice). */
 SQ_INLINE void ikz_iq4(const uint8_t *qs, __m256i s16, __m256i ms16, const blk_q8_K *x, float dw, __m512 *acc)
 {
-    const __m512i table = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)sq__iq4k_values));
+    /* magnitudes of the sorted table: indices 0-7 are the negative levels */
+    const __m512i mag = _mm512_abs_epi8(_mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)sq__iq4k_values)));
     __m512i isum = _mm512_setzero_si512();
-    SQ_UNROLL for (int g = 0; g < 4; g++)
-        isum = ikz_dot64(isum, _mm512_shuffle_epi8(table, ikz_nib16(qs + 32 * g)), x->qs + 64 * g, ikz_scales(s16, g));
+    SQ_UNROLL for (int g = 0; g < 4; g++) {
+        const __m512i nib = ikz_nib16(qs + 32 * g);
+        isum = ikz_dot64_sorted(isum, _mm512_shuffle_epi8(mag, nib), _mm512_cmplt_epu8_mask(nib, _mm512_set1_epi8(8)),
+                                x->qs + 64 * g, ikz_scales(s16, g));
+    }
     ikz_finish(isum, ms16, x, dw, acc);
 }
 
@@ -142,25 +157,73 @@ SQ_INLINE void kzs_iq5_ks(const sq__block_iq5_ks *b, const blk_q8_K *x, __m512 *
     ikz_iq5(b->qs, b->qh, s16, ms16, x, dr, acc);
 }
 
-/* ---- 3-bit: 2 bits of qs (chunks 2g, 2g+1 share 32 bytes) and a qh bit ---- */
+/* ---- 2- and 3-bit: 2 bits of qs (chunks 2g, 2g+1 share 32 bytes), 3-bit: a qh bit ---- */
 
+/* The 64 indices of 64-value group g: bits 4(g%2).. and 4(g%2)+2.. of
+ * qs + 32(g/2) (the two chunks in the two 256-bit halves), plus 4 where the
+ * chunk's qh bit is set (qh: the 32 qh bytes in both halves; NULL: 2-bit). */
+SQ_INLINE __m512i ikz_idx23(const uint8_t *qs, const __m512i *qh, int g)
+{
+    const __m512i raw = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(qs + 32 * (g / 2))));
+    const __m512i lo = _mm512_and_si512(_mm512_srlv_epi16(raw, ikz_shift_halves(4 * (g % 2), 4 * (g % 2) + 2)),
+                                        _mm512_set1_epi8(3));
+    if (!qh) return lo;
+    return _mm512_mask_add_epi8(lo, _mm512_test_epi8_mask(*qh, ikz_bit_pair(g)), lo, _mm512_set1_epi8(4));
+}
+
+/* The 2- and 3-bit block body: 16 levels of table (sorted base levels, 4
+ * or 8 used: those below index npos negative), scales s16, shift
+ * factors ms16, qh bytes or NULL. */
+SQ_INLINE void ikz_iq23(const int8_t *table16, int npos, const uint8_t *qs, const uint8_t *qhp, __m256i s16,
+                        __m256i ms16, const blk_q8_K *x, float dw, __m512 *acc)
+{
+    const __m512i mag = _mm512_abs_epi8(_mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)table16)));
+    const __m512i qh = qhp ? _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)qhp)) : _mm512_setzero_si512();
+    __m512i isum = _mm512_setzero_si512();
+    SQ_UNROLL for (int g = 0; g < 4; g++) {
+        const __m512i idx = ikz_idx23(qs, qhp ? &qh : NULL, g);
+        isum = ikz_dot64_sorted(isum, _mm512_shuffle_epi8(mag, idx), _mm512_cmplt_epu8_mask(idx, _mm512_set1_epi8((char)npos)),
+                                x->qs + 64 * g, ikz_scales(s16, g));
+    }
+    ikz_finish(isum, ms16, x, dw, acc);
+}
+
+/* IQ3_K: per 16 a signed odd scale, shifted tables + 4. */
 SQ_INLINE void kzs_iq3_k(const sq__block_iq3_k *b, const blk_q8_K *x, __m512 *acc, float dr)
 {
-    const __m512i table = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)sq__iq3nl_values));
     const __m256i odd = _mm256_add_epi16(_mm256_slli_epi16(ik_widen(ik_nibble_bytes(ik_load8(b->scales_l))), 1),
                                          _mm256_set1_epi16(1));
     const __m256i neg = ik_bitmask16(b->scales_h);
     const __m256i s16 = _mm256_sub_epi16(_mm256_xor_si256(odd, neg), neg);
-    const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)b->qh));
-    const __m512i m3 = _mm512_set1_epi8(3), b4 = _mm512_set1_epi8(4);
-    __m512i isum = _mm512_setzero_si512();
-    SQ_UNROLL for (int g = 0; g < 4; g++) {
-        const __m512i raw = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(b->qs + 32 * (g / 2))));
-        const __m512i lo = _mm512_and_si512(_mm512_srlv_epi16(raw, ikz_shift_halves(4 * (g % 2), 4 * (g % 2) + 2)), m3);
-        const __m512i idx = _mm512_mask_add_epi8(lo, _mm512_test_epi8_mask(qh, ikz_bit_pair(g)), lo, b4);
-        isum = ikz_dot64(isum, _mm512_shuffle_epi8(table, idx), x->qs + 64 * g, ikz_scales(s16, g));
-    }
-    ikz_finish(isum, ik_shift16(s16, ik_bitmask16(b->extra), 4), x, dr * h2f(b->d), acc);
+    ikz_iq23(sq__iq3nl_values, 4, b->qs, b->qh, s16, ik_shift16(s16, ik_bitmask16(b->extra), 4), x, dr * h2f(b->d), acc);
+}
+
+/* IQ3_KS: per 32 a 5-bit signed scale (fifth bits in extra 0-7), table bits in extra 8-15. */
+SQ_INLINE void kzs_iq3_ks(const sq__block_iq3_ks *b, const blk_q8_K *x, __m512 *acc, float dr)
+{
+    const unsigned extra = b->extra;
+    const __m128i sb = ik_load4(b->scales), n4 = _mm_set1_epi8(0x0F);
+    const __m128i nib = _mm_unpacklo_epi32(_mm_and_si128(sb, n4), _mm_and_si128(_mm_srli_epi16(sb, 4), n4));
+    const __m256i s5 = _mm256_and_si256(ik_bitmask16_pairs(extra & 0xFF), _mm256_set1_epi16(16));
+    const __m256i s16 = _mm256_sub_epi16(_mm256_or_si256(ik_widen_pairs(nib), s5), _mm256_set1_epi16(16));
+    ikz_iq23(sq__iq3nl_values, 4, b->qs, b->qh, s16, ik_shift16(s16, ik_bitmask16_pairs(extra >> 8), 4), x, dr, acc);
+}
+
+/* IQ2_K: per 16 a 4-bit scale (offset 8), shifted tables + 5. */
+SQ_INLINE void kzs_iq2_k(const sq__block_iq2_k *b, const blk_q8_K *x, __m512 *acc, float dr)
+{
+    const __m256i s16 = _mm256_sub_epi16(ik_widen(ik_nibble_bytes(ik_load8(b->scales))), _mm256_set1_epi16(8));
+    ikz_iq23(ik_iq2_levels16, 2, b->qs, NULL, s16, ik_shift16(s16, ik_bitmask16(b->extra), 5), x, dr * h2f(b->d), acc);
+}
+
+/* IQ2_KS: per 32 a 5-bit scale (offset 16; fifth bits in extra 8-15), table bits in extra 0-7. */
+SQ_INLINE void kzs_iq2_ks(const sq__block_iq2_ks *b, const blk_q8_K *x, __m512 *acc, float dr)
+{
+    const unsigned extra = b->extra;
+    const __m256i hi = _mm256_and_si256(ik_bitmask16_pairs(extra >> 8), _mm256_set1_epi16(16));
+    const __m256i s16 = _mm256_sub_epi16(_mm256_or_si256(ik_widen_pairs(ik_nibble_bytes(ik_load4(b->scales))), hi),
+                                         _mm256_set1_epi16(16));
+    ikz_iq23(ik_iq2_levels16, 2, b->qs, NULL, s16, ik_shift16(s16, ik_bitmask16_pairs(extra & 0xFF), 5), x, dr, acc);
 }
 
 /* ---- IQ6_K: float levels (the cubic), 16 values per register ---- */
@@ -209,7 +272,10 @@ SQ_INLINE void kzs_iq6_k(const sq__block_iq6_k *b, const blk_q8_K *x, __m512 *ac
         for (int64_t i = 0; i < n / 256; i++) kzs_##T(w + i, x + i, &acc, dr);                              \
         return _mm512_reduce_add_ps(acc);                                                                   \
     }
+IKZ_VDOT(iq2_k, 0)
+IKZ_VDOT(iq2_ks, 2)
 IKZ_VDOT(iq3_k, 0)
+IKZ_VDOT(iq3_ks, 2)
 IKZ_VDOT(iq4_k, 0)
 IKZ_VDOT(iq4_ks, 4)
 IKZ_VDOT(iq5_k, 0)
@@ -220,7 +286,7 @@ IKZ_VDOT(iq6_k, 0)
 /* The types this file serves in the run kernel. */
 SQ_INLINE bool kz_ikz_type(int t)
 {
-    return t == SQ_TYPE_IQ3_K || t == SQ_TYPE_IQ4_K || t == SQ_TYPE_IQ4_KS || t == SQ_TYPE_IQ5_K ||
+    return t == SQ_TYPE_IQ2_K || t == SQ_TYPE_IQ2_KS || t == SQ_TYPE_IQ3_K || t == SQ_TYPE_IQ3_KS || t == SQ_TYPE_IQ4_K || t == SQ_TYPE_IQ4_KS || t == SQ_TYPE_IQ5_K ||
            t == SQ_TYPE_IQ5_KS || t == SQ_TYPE_IQ6_K;
 }
 
@@ -236,7 +302,10 @@ SQ_INLINE bool kz_ikz_type(int t)
         }
 
 #define KZ_IKZ_CASES(ACC)                                                                                    \
+    case SQ_TYPE_IQ2_K: IKZ_RUN(iq2_k, 0, ACC) break;                                                       \
+    case SQ_TYPE_IQ2_KS: IKZ_RUN(iq2_ks, 2, ACC) break;                                                     \
     case SQ_TYPE_IQ3_K: IKZ_RUN(iq3_k, 0, ACC) break;                                                       \
+    case SQ_TYPE_IQ3_KS: IKZ_RUN(iq3_ks, 2, ACC) break;                                                     \
     case SQ_TYPE_IQ4_K: IKZ_RUN(iq4_k, 0, ACC) break;                                                       \
     case SQ_TYPE_IQ4_KS: IKZ_RUN(iq4_ks, 4, ACC) break;                                                     \
     case SQ_TYPE_IQ5_K: IKZ_RUN(iq5_k, 0, ACC) break;                                                       \
@@ -246,7 +315,10 @@ SQ_INLINE bool kz_ikz_type(int t)
 /* vec_dot entries over the 256-bit ones (simd_register.h). */
 #define SQ_IKZ_REGISTER(table)                                                                              \
     do {                                                                                                    \
+        (table)[SQ_TYPE_IQ2_K].vec_dot = vdot_iq2_k_zmm;                                                    \
+        (table)[SQ_TYPE_IQ2_KS].vec_dot = vdot_iq2_ks_zmm;                                                  \
         (table)[SQ_TYPE_IQ3_K].vec_dot = vdot_iq3_k_zmm;                                                    \
+        (table)[SQ_TYPE_IQ3_KS].vec_dot = vdot_iq3_ks_zmm;                                                  \
         (table)[SQ_TYPE_IQ4_K].vec_dot = vdot_iq4_k_zmm;                                                    \
         (table)[SQ_TYPE_IQ4_KS].vec_dot = vdot_iq4_ks_zmm;                                                  \
         (table)[SQ_TYPE_IQ5_K].vec_dot = vdot_iq5_k_zmm;                                                    \
