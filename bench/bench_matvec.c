@@ -18,7 +18,8 @@
  * wall clock measures the load; the last two columns divide the bytes by the
  * process's CPU time per thread (the time our threads really ran, stalls on
  * memory included, spinning in the pool too). Without BENCH_QUIET the
- * per-type split of the matvec time is printed (which types are slow to read).
+ * per-type split of the matvec time is printed (which types are slow to read;
+ * SmarterQuant tensors by the one type of all their segments, or as "SQ mixed").
  * Weights come from the engine when it runs the architecture (SmarterQuant
  * tensors with their permutations), otherwise straight from the file (plain
  * tensors; 3-D expert tensors as one matrix).
@@ -138,6 +139,19 @@ static void read_task(void *p, int ith, int nth)
 
 /* ---- matvec: every weight times one vector ---- */
 
+/* The class a weight's time is counted in: its type for a plain tensor;
+ * for a SmarterQuant tensor SQ_TYPE_COUNT when its segments mix types, else
+ * SQ_TYPE_COUNT + 1 + the one type of all its segments. */
+#define N_CLASS (2 * SQ_TYPE_COUNT + 1)
+static int weight_class(const sq_weight *w)
+{
+    if (!w->mixed) return w->type;
+    const int t0 = sq_segment_type(w->types, 0);
+    for (int64_t s = 1; s < sq_n_segments(w->cols); s++)
+        if (sq_segment_type(w->types, s) != t0) return SQ_TYPE_COUNT;
+    return SQ_TYPE_COUNT + 1 + t0;
+}
+
 static double walk_matvec(const walk *k, sq_threadpool *tp, const float *x, float *y, void *work, size_t ws,
                           double *per_type)
 {
@@ -149,9 +163,28 @@ static double walk_matvec(const walk *k, sq_threadpool *tp, const float *x, floa
             fprintf(stderr, "bench_matvec: %s: %s\n", k->name[i], err.msg);
             exit(1);
         }
-        if (per_type) per_type[k->w[i].mixed ? SQ_TYPE_COUNT : k->w[i].type] += sq_time_now() - a;
+        if (per_type) per_type[weight_class(&k->w[i])] += sq_time_now() - a;
     }
     return sq_time_now() - t0;
+}
+
+/* The matvec time by class (weight_class), summed over the repetitions on nt threads. */
+static void print_classes(const walk *k, const double *per_type, int nt, int reps)
+{
+    printf("\nmatvec time by weight type (%d threads, all %d repetitions; SQ: SmarterQuant tensors whose segments\n"
+           "all have that type, SQ mixed: the others):\n", nt, reps);
+    for (int c = 0; c < N_CLASS; c++) {
+        if (per_type[c] == 0) continue;
+        uint64_t b = 0;
+        for (int i = 0; i < k->n; i++)
+            if (weight_class(&k->w[i]) == c) b += (uint64_t)k->w[i].row_bytes * (uint64_t)k->w[i].rows;
+        char name[48];
+        if (c < SQ_TYPE_COUNT) snprintf(name, sizeof name, "%s", sq_type_name(c));
+        else if (c == SQ_TYPE_COUNT) snprintf(name, sizeof name, "SQ mixed");
+        else snprintf(name, sizeof name, "SQ %s", sq_type_name(c - SQ_TYPE_COUNT - 1));
+        printf("  %-12s %8.1f MiB %8.2f ms %6.1f GB/s\n", name, (double)b / 1048576.0, per_type[c] * 1e3 / reps,
+               (double)b * reps / per_type[c] / 1e9);
+    }
 }
 
 int main(int argc, char **argv)
@@ -175,7 +208,7 @@ int main(int argc, char **argv)
            model ? "the engine's views" : "plain tensors");
     printf("| threads | read GB/s | matvec GB/s | matvec / read | tokens/s ceiling | by CPU time: read | matvec |\n"
            "|---:|---:|---:|---:|---:|---:|---:|\n");
-    double per_type[SQ_TYPE_COUNT + 1] = {0};
+    double per_type[N_CLASS] = {0};
     for (int t = 1; t <= nt; t = t < nt ? (2 * t < nt ? 2 * t : nt) : nt + 1) {
         sq_threadpool *tp = t > 1 ? sq_threadpool_create(t) : NULL;
         double best_r = 1e30, best_m = 1e30, cpu_r = 1e30, cpu_m = 1e30;
@@ -188,7 +221,7 @@ int main(int argc, char **argv)
             best_r = dr < best_r ? dr : best_r;
             cpu_r = cr < cpu_r ? cr : cpu_r;
             c0 = cpu_now();
-            const double dm = walk_matvec(&k, tp, x, y, work, ws, t == nt && r == reps - 1 ? per_type : NULL);
+            const double dm = walk_matvec(&k, tp, x, y, work, ws, t == nt ? per_type : NULL);
             const double cm = (cpu_now() - c0) / t;
             best_m = dm < best_m ? dm : best_m;
             cpu_m = cm < cpu_m ? cm : cpu_m;
@@ -198,17 +231,7 @@ int main(int argc, char **argv)
                (double)k.bytes / cpu_m / 1e9);
         sq_threadpool_free(tp);
     }
-    if (!getenv("BENCH_QUIET")) {
-        printf("\nmatvec time by weight type (%d threads, last repetition):\n", nt);
-        for (int ty = 0; ty <= SQ_TYPE_COUNT; ty++) {
-            if (per_type[ty] == 0) continue;
-            uint64_t b = 0;
-            for (int i = 0; i < k.n; i++)
-                if ((k.w[i].mixed ? SQ_TYPE_COUNT : k.w[i].type) == ty) b += (uint64_t)k.w[i].row_bytes * (uint64_t)k.w[i].rows;
-            printf("  %-12s %8.1f MiB %7.2f ms %6.1f GB/s\n", ty == SQ_TYPE_COUNT ? "SmarterQuant" : sq_type_name(ty),
-                   (double)b / 1048576.0, per_type[ty] * 1e3, (double)b / per_type[ty] / 1e9);
-        }
-    }
+    if (!getenv("BENCH_QUIET")) print_classes(&k, per_type, nt, reps);
     sq_aligned_free(work);
     free(x);
     free(y);

@@ -61,7 +61,7 @@ SQ_INLINE __m512i ikz_dot64_sorted(__m512i isum, __m512i aq, __mmask64 neg, cons
  * pairs of 64-value group g. */
 SQ_INLINE __m512i ikz_scales(__m256i s16, int g)
 {
-    return _mm512_permutexvar_epi16(_mm512_load_si512((const void *)iqz_s16_idx[g]), _mm512_castsi256_si512(s16));
+    return _mm512_permutexvar_epi16(KZ_TAB(kz_s16_idx, g), _mm512_castsi256_si512(s16));
 }
 
 /* acc += dw·dy·(isum + ms16 · bsums): the block's integer total, shift term included. */

@@ -1,7 +1,8 @@
 /*
  * simd_iqz.h — 512-bit single-row dot products of codebook types (IQ2_S)
  * with Q8_K activations, for vec_dot and the run kernel of simd_zmm.h on
- * AVX-512 BW + VNNI (included by simd_zmm.h after its scale tables; the
+ * AVX-512 BW + VNNI (included by simd_zmm.h after its scale tables, whose
+ * kz_s16_idx spreads the per-16 scales here; the
  * multi-column tiles keep simd_iq.h's 256-bit steps).
  *
  * IQ2_S per 64 values: one 8-qword gather of grid points (unsigned
@@ -24,16 +25,6 @@
  * 2k+1 of a 32-bit qh word) to bits 0-1. */
 static const _Alignas(64) int32_t iqz_qh_shift[16] = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30};
 
-/* int16 lanes 8k..8k+7 of 64-value group g take scale 4g+k (the per-16
- * scales of vpmaddubsw's pairs). */
-#define IQZ_X8(v) v, v, v, v, v, v, v, v
-static const _Alignas(64) int16_t iqz_s16_idx[4][32] = {
-    { IQZ_X8(0), IQZ_X8(1), IQZ_X8(2), IQZ_X8(3) },
-    { IQZ_X8(4), IQZ_X8(5), IQZ_X8(6), IQZ_X8(7) },
-    { IQZ_X8(8), IQZ_X8(9), IQZ_X8(10), IQZ_X8(11) },
-    { IQZ_X8(12), IQZ_X8(13), IQZ_X8(14), IQZ_X8(15) },
-};
-#undef IQZ_X8
 
 /* The 10-bit grid indices of IQ2_S groups 16h..16h+15 (8 values each):
  * qs[g] | (bits 2g, 2g+1 of the qh word h) << 8. */
@@ -64,7 +55,7 @@ SQ_INLINE void kzs_iq2_s(const blk_iq2_s *b, const blk_q8_K *x, __m512 *acc)
         memcpy(&sbits, b->qs + 32 + 8 * g, 8);
         const __m512i y = _mm512_loadu_si512(x->qs + 64 * g);
         const __m512i sy = _mm512_mask_sub_epi8(y, _cvtu64_mask64(sbits), _mm512_setzero_si512(), y);
-        const __m512i s = _mm512_permutexvar_epi16(_mm512_load_si512((const void *)iqz_s16_idx[g]), sc16);
+        const __m512i s = _mm512_permutexvar_epi16(KZ_TAB(kz_s16_idx, g), sc16);
         isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(mag, sy), s);
     }
     const float d = 0.125f * h2f(b->d);
