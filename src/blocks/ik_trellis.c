@@ -54,35 +54,33 @@ static inline int kt_scale4(const uint8_t *scales, int ib32)
 }
 
 /* ------------------------------------------------------------------------
- * IQ2_KT
+ * The shared loops: a sub-block decoder per type, one dequantize and one dot
  * ------------------------------------------------------------------------ */
 
-/* The 32 trellis values of sub-block ib32 of an IQ2_KT block. */
-static void iq2_kt_values(const sq__block_iq2_kt *b, int ib32, int v[32])
-{
-    for (int g = 0; g < 4; ++g) {
-        uint32_t s = kt_seed(b->ql, 4 * ib32 + g);
-        for (int j = 0; j < 8; ++j) v[8 * g + j] = trellis_next(&s);
-    }
-}
+/* Decodes sub-block ib32 (0..7) of one block: its 32 values (signs applied)
+ * into v, and returns its integer sub-block scale. */
+typedef int (*kt_decode_fn)(const void *block, int ib32, int v[32]);
 
-static void dequantize_iq2_kt(const void *vx, float *y, int64_t n)
+/* Dequantizes n values of a trellis row whose blocks are block_bytes long:
+ * y = (row scale * sub-block scale) * value, in that order (ik's). */
+static void kt_dequantize(const void *vx, float *y, int64_t n, size_t block_bytes, kt_decode_fn decode)
 {
     const float d = row_scale(vx);
-    const sq__block_iq2_kt *x = (const sq__block_iq2_kt *)((const char *)vx + 4);
+    const char *x = (const char *)vx + 4;
     int v[32];
     for (int64_t i = 0; i < n / 256; ++i)
         for (int ib32 = 0; ib32 < 8; ++ib32, y += 32) {
-            const float dl = d * sq__iq4k_values[kt_scale4(x[i].scales, ib32)];
-            iq2_kt_values(&x[i], ib32, v);
+            const float dl = d * (float)decode(x + i * block_bytes, ib32, v);
             for (int j = 0; j < 32; ++j) y[j] = dl * v[j];
         }
 }
 
-static float vec_dot_iq2_kt(int64_t n, const void *vw, const void *vx)
+/* Dot of n values of a trellis row with Q8_K activations: integer sums per
+ * sub-block times its scale, per block times the activation scale. */
+static float kt_vec_dot(int64_t n, const void *vw, const void *vx, size_t block_bytes, kt_decode_fn decode)
 {
     const float d = row_scale(vw);
-    const sq__block_iq2_kt *w = (const sq__block_iq2_kt *)((const char *)vw + 4);
+    const char *w = (const char *)vw + 4;
     const sq__block_q8_K *a = vx;
     int v[32];
     float sumf = 0;
@@ -90,14 +88,40 @@ static float vec_dot_iq2_kt(int64_t n, const void *vw, const void *vx)
         int64_t sum = 0;
         for (int ib32 = 0; ib32 < 8; ++ib32) {
             const int8_t *q8 = a[i].qs + 32 * ib32;
-            iq2_kt_values(&w[i], ib32, v);
+            const int scale = decode(w + i * block_bytes, ib32, v);
             int s = 0;
             for (int j = 0; j < 32; ++j) s += q8[j] * v[j];
-            sum += (int64_t)sq__iq4k_values[kt_scale4(w[i].scales, ib32)] * s;
+            sum += (int64_t)scale * s;
         }
         sumf += a[i].d * (float)sum;
     }
     return d * sumf;
+}
+
+/* ------------------------------------------------------------------------
+ * IQ2_KT
+ * ------------------------------------------------------------------------ */
+
+/* Sub-block ib32 of an IQ2_KT block: the trellis values of its 4 seeds; the
+ * scale is ik's IQ4_K level of the 4-bit index. */
+static int iq2_kt_decode(const void *vb, int ib32, int v[32])
+{
+    const sq__block_iq2_kt *b = vb;
+    for (int g = 0; g < 4; ++g) {
+        uint32_t s = kt_seed(b->ql, 4 * ib32 + g);
+        for (int j = 0; j < 8; ++j) v[8 * g + j] = trellis_next(&s);
+    }
+    return sq__iq4k_values[kt_scale4(b->scales, ib32)];
+}
+
+static void dequantize_iq2_kt(const void *vx, float *y, int64_t n)
+{
+    kt_dequantize(vx, y, n, sizeof(sq__block_iq2_kt), iq2_kt_decode);
+}
+
+static float vec_dot_iq2_kt(int64_t n, const void *vw, const void *vx)
+{
+    return kt_vec_dot(n, vw, vx, sizeof(sq__block_iq2_kt), iq2_kt_decode);
 }
 
 /* ------------------------------------------------------------------------
@@ -118,7 +142,8 @@ static void iq3_kt_magnitudes(const sq__block_iq3_kt *b, int ib32, int m[32])
 static inline bool iq3_kt_negative(const sq__block_iq3_kt *b, int ib32, int j) { return b->qh[j] >> ib32 & 1; }
 
 /* Values are (dl * magnitude) * (+-1.f), as ik multiplies: a zero magnitude
- * with its sign bit set decodes to -0.0. */
+ * with its sign bit set decodes to -0.0, so IQ3_KT keeps its own loop here
+ * (the shared one would give +0.0). */
 static void dequantize_iq3_kt(const void *vx, float *y, int64_t n)
 {
     const float d = row_scale(vx);
@@ -132,25 +157,20 @@ static void dequantize_iq3_kt(const void *vx, float *y, int64_t n)
         }
 }
 
+/* Sub-block ib32 of an IQ3_KT block as signed integers (for the dot, where
+ * -0 and +0 are the same) and its unsigned 4-bit scale. */
+static int iq3_kt_decode(const void *vb, int ib32, int v[32])
+{
+    const sq__block_iq3_kt *b = vb;
+    iq3_kt_magnitudes(b, ib32, v);
+    for (int j = 0; j < 32; ++j)
+        if (iq3_kt_negative(b, ib32, j)) v[j] = -v[j];
+    return kt_scale4(b->scales, ib32);
+}
+
 static float vec_dot_iq3_kt(int64_t n, const void *vw, const void *vx)
 {
-    const float d = row_scale(vw);
-    const sq__block_iq3_kt *w = (const sq__block_iq3_kt *)((const char *)vw + 4);
-    const sq__block_q8_K *a = vx;
-    int v[32];
-    float sumf = 0;
-    for (int64_t i = 0; i < n / 256; ++i) {
-        int64_t sum = 0;
-        for (int ib32 = 0; ib32 < 8; ++ib32) {
-            const int8_t *q8 = a[i].qs + 32 * ib32;
-            iq3_kt_magnitudes(&w[i], ib32, v);
-            int s = 0;
-            for (int j = 0; j < 32; ++j) s += (iq3_kt_negative(&w[i], ib32, j) ? -q8[j] : q8[j]) * v[j];
-            sum += (int64_t)kt_scale4(w[i].scales, ib32) * s;
-        }
-        sumf += a[i].d * (float)sum;
-    }
-    return d * sumf;
+    return kt_vec_dot(n, vw, vx, sizeof(sq__block_iq3_kt), iq3_kt_decode);
 }
 
 /* ------------------------------------------------------------------------
@@ -169,50 +189,26 @@ static inline uint32_t iq4_kt_seed(const sq__block_iq4_kt *b, int jj)
     return ql[jj] + hi + top + ((word & 1) ? 4096u + 32768u : 4096u);
 }
 
-/* Signed scale of sub-block ib32 of an IQ4_KT block. */
-static inline int iq4_kt_scale(const sq__block_iq4_kt *b, int ib32) { return (int)((b->qs[ib32] & 0xFF) >> 1) - 64; }
-
-/* The 32 trellis values of sub-block ib32 of an IQ4_KT block. */
-static void iq4_kt_values(const sq__block_iq4_kt *b, int ib32, int v[32])
+/* Sub-block ib32 of an IQ4_KT block: the trellis values of its 8 seeds; the
+ * scale is the word's 7 bits minus 64. */
+static int iq4_kt_decode(const void *vb, int ib32, int v[32])
 {
+    const sq__block_iq4_kt *b = vb;
     for (int g = 0; g < 8; ++g) {
         uint32_t s = iq4_kt_seed(b, 8 * ib32 + g);
         for (int j = 0; j < 4; ++j) v[4 * g + j] = trellis_next(&s);
     }
+    return (int)((b->qs[ib32] & 0xFF) >> 1) - 64;
 }
 
 static void dequantize_iq4_kt(const void *vx, float *y, int64_t n)
 {
-    const float d = row_scale(vx);
-    const sq__block_iq4_kt *x = (const sq__block_iq4_kt *)((const char *)vx + 4);
-    int v[32];
-    for (int64_t i = 0; i < n / 256; ++i)
-        for (int ib32 = 0; ib32 < 8; ++ib32, y += 32) {
-            const float dl = d * iq4_kt_scale(&x[i], ib32);
-            iq4_kt_values(&x[i], ib32, v);
-            for (int j = 0; j < 32; ++j) y[j] = dl * v[j];
-        }
+    kt_dequantize(vx, y, n, sizeof(sq__block_iq4_kt), iq4_kt_decode);
 }
 
 static float vec_dot_iq4_kt(int64_t n, const void *vw, const void *vx)
 {
-    const float d = row_scale(vw);
-    const sq__block_iq4_kt *w = (const sq__block_iq4_kt *)((const char *)vw + 4);
-    const sq__block_q8_K *a = vx;
-    int v[32];
-    float sumf = 0;
-    for (int64_t i = 0; i < n / 256; ++i) {
-        int64_t sum = 0;
-        for (int ib32 = 0; ib32 < 8; ++ib32) {
-            const int8_t *q8 = a[i].qs + 32 * ib32;
-            iq4_kt_values(&w[i], ib32, v);
-            int s = 0;
-            for (int j = 0; j < 32; ++j) s += q8[j] * v[j];
-            sum += (int64_t)iq4_kt_scale(&w[i], ib32) * s;
-        }
-        sumf += a[i].d * (float)sum;
-    }
-    return d * sumf;
+    return kt_vec_dot(n, vw, vx, sizeof(sq__block_iq4_kt), iq4_kt_decode);
 }
 
 void sq__register_ik_trellis(sq__kernels table[SQ_TYPE_COUNT])
