@@ -283,8 +283,10 @@ static void test_synthetic_budgets(void)
     sq_error err = {0};
     double prev_err = INFINITY;
     uint64_t prev_bytes = 0;
+    int ggml_types[SQ_TYPE_COUNT], n_ggml = sq_plan_default_types(SQ_PLAN_GRAN_TENSOR, ggml_types, SQ_TYPE_COUNT);
     /* the largest plan: every slot its biggest type */
-    sq_plan_params pmax = {.target_bytes = 1ull << 40, .prior = SQ_PLAN_PRIOR_NONE};
+    sq_plan_params pmax = {.target_bytes = 1ull << 40, .prior = SQ_PLAN_PRIOR_NONE, .types = ggml_types,
+                           .n_types = n_ggml};
     sq_plan *big = plan_file(syn_model, syn_imatrix, &pmax, &err);
     CHECK_MSG(big != NULL, "%s", err.msg);
     uint64_t max_file = big ? sq_plan_get_totals(big)->file_bytes : 0;
@@ -293,7 +295,9 @@ static void test_synthetic_budgets(void)
     for (int i = 0; i < 8; i++) {
         uint64_t target = 200000 + (uint64_t)i * 40000;
         /* one error model for every budget (the prior's depends on the budget) */
-        sq_plan_params p = {.target_bytes = target, .n_threads = 1, .prior = SQ_PLAN_PRIOR_NONE};
+        /* ggml's types (the allocation is the subject here, not the candidates) */
+        sq_plan_params p = {.target_bytes = target, .n_threads = 1, .prior = SQ_PLAN_PRIOR_NONE,
+                            .types = ggml_types, .n_types = n_ggml};
         sq_plan *plan = plan_file(syn_model, syn_imatrix, &p, &err);
         CHECK_MSG(plan != NULL, "target %llu: %s", (unsigned long long)target, err.msg);
         if (!plan) continue;
@@ -406,8 +410,11 @@ static void test_demo(void)
     const char *imat = harness_shared_file(ibuf, sizeof ibuf, "golden/llama.cpp/sqdemo.imatrix.gguf");
     if (!model || !imat) SKIP("demo model or its imatrix not in ../shared");
     sq_error err = {0};
+    /* ggml's types and one of ik's (determinism across threads for a row-scale type too) */
+    int types[SQ_TYPE_COUNT], n = sq_plan_default_types(SQ_PLAN_GRAN_TENSOR, types, SQ_TYPE_COUNT - 1);
+    types[n++] = SQ_TYPE_IQ4_KS;
     sq_plan_params p = {.target_bytes = 10u << 20, .tensors = "^blk\\.[01]\\.", .sample_rows = 64, .n_threads = 1,
-                        .prior = SQ_PLAN_PRIOR_NONE};
+                        .prior = SQ_PLAN_PRIOR_NONE, .types = types, .n_types = n};
     sq_plan *a = plan_file(model, imat, &p, &err);
     CHECK_MSG(a != NULL, "%s", err.msg);
     p.n_threads = 3;
@@ -615,9 +622,9 @@ static void test_default_types(void)
         if (ti && ti->is_weight && ti->is_quantized && sq_blocks_can_quantize(t))
             CHECK_MSG(sq_blocks_quantize_cost(t) > 0, "%s has a quantize cost (bench/bench_qcost)", sq_type_name(t));
     }
-    /* which list a plan takes: the segment list only with sensitivities and an
-     * importance matrix (the documented way); the prior, --no-imatrix and
-     * whole-tensor plans take the whole-tensor list */
+    /* which list a plan takes: the segment list with an importance matrix
+     * (calibrated or the prior); --no-imatrix and whole-tensor plans take the
+     * whole-tensor list */
     sq_plan_weight w = {.name = "x", .weight = 1.0};
     const sq_imatrix *some_im = (const sq_imatrix *)&w; /* only tested for NULL */
     struct {
@@ -625,7 +632,7 @@ static void test_default_types(void)
         int n_weights;
         bool im;
         int want;
-    } cases[] = {{SQ_PLAN_GRAN_SEGMENT, 1, true, ns}, {SQ_PLAN_GRAN_SEGMENT, 0, true, nt},
+    } cases[] = {{SQ_PLAN_GRAN_SEGMENT, 1, true, ns}, {SQ_PLAN_GRAN_SEGMENT, 0, true, ns},
                  {SQ_PLAN_GRAN_SEGMENT, 1, false, nt}, {SQ_PLAN_GRAN_TENSOR, 1, true, nt}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         sq_plan_params p = {.granularity = cases[i].gran, .weights = &w, .n_weights = cases[i].n_weights};

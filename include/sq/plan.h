@@ -171,9 +171,8 @@ typedef struct sq_plan sq_plan; /* opaque: owns names, permutations, warnings */
  * (ik_llama.cpp's) whose quantizer costs per value (sq_blocks_quantize_cost)
  * no more than the dearest of ggml's, so measuring them costs what measuring
  * ggml's does. sq_plan_create uses the segment list for a segment plan with
- * sensitivities (params' weights: --calib, --sensitivity) and an importance
- * matrix, the documented way; other plans (the prior, no importance matrix)
- * the whole-tensor list, whose quantizers are cheap there. Any usable type can
+ * an importance matrix; without one, the whole-tensor list (ggml's
+ * quantizers are cheap without importance weights, ik's are not). Any usable type can
  * be named in the params' types (`--types`). Fills up to cap entries of
  * types; returns how many there are. */
 int sq_plan_default_types(sq_plan_granularity gran, int *types, int cap);

@@ -66,17 +66,16 @@ int sq_plan_default_types(sq_plan_granularity gran, int *types, int cap)
 /* The caller's candidate types (checked, deduplicated, in order) or the
  * default list into c->types. A whole-tensor plan (a standard GGUF) keeps
  * only the types llama.cpp knows. So do, by default, segment plans without
- * sensitivities (the prior) or without an importance matrix: without
- * importance weights ggml's K-quants quantize about 4x faster while ik's
- * types do not, and the prior measures few candidates per tensor, so ik's
- * would multiply those plans' measuring 4-9x (docs/plan.md). */
+ * an importance matrix: without importance weights ggml's K-quants quantize
+ * about 4x faster while ik's types do not, so ik's would multiply those
+ * plans' measuring several times (docs/plan.md). */
 sq_status sq__plan_candidate_types(sq__pctx *c, sq_error *err)
 {
     const sq_plan_params *p = c->p;
     bool whole = p->granularity == SQ_PLAN_GRAN_TENSOR;
     c->default_types = !(p->types && p->n_types > 0);
     if (c->default_types) {
-        bool ik = !whole && p->n_weights > 0 && c->im;
+        bool ik = !whole && c->im;
         int n = sq_plan_default_types(ik ? SQ_PLAN_GRAN_SEGMENT : SQ_PLAN_GRAN_TENSOR, c->types, SQ__PLAN_MAX_CAND);
         c->n_types = n < SQ__PLAN_MAX_CAND ? n : SQ__PLAN_MAX_CAND;
         return SQ_OK;
