@@ -93,6 +93,7 @@ static void build_table(sq_isa isa)
     memcpy(active_table, scalar_table, sizeof active_table);
     if (isa >= SQ_ISA_AVX2) sq__register_avx2(active_table);
     if (isa >= SQ_ISA_AVX512) sq__register_avx512(active_table);
+    if (isa >= SQ_ISA_AMX) sq__register_avx512_vbmi(active_table);
     active_isa = isa;
 }
 
