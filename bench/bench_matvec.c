@@ -19,7 +19,9 @@
  * process's CPU time per thread (the time our threads really ran, stalls on
  * memory included, spinning in the pool too). Without BENCH_QUIET the
  * per-type split of the matvec time is printed (which types are slow to read;
- * SmarterQuant tensors by the one type of all their segments, or as "SQ mixed").
+ * SmarterQuant tensors by the one type of all their segments, or as "SQ mixed"),
+ * and the same by role (the tensor name without its "blk.N." prefix, e.g.
+ * ffn_down, output) and class, so that a slow tensor kind shows up.
  * Weights come from the engine when it runs the architecture (SmarterQuant
  * tensors with their permutations), otherwise straight from the file (plain
  * tensors; 3-D expert tensors as one matrix).
@@ -142,7 +144,6 @@ static void read_task(void *p, int ith, int nth)
 /* The class a weight's time is counted in: its type for a plain tensor;
  * for a SmarterQuant tensor SQ_TYPE_COUNT when its segments mix types, else
  * SQ_TYPE_COUNT + 1 + the one type of all its segments. */
-#define N_CLASS (2 * SQ_TYPE_COUNT + 1)
 static int weight_class(const sq_weight *w)
 {
     if (!w->mixed) return w->type;
@@ -153,38 +154,80 @@ static int weight_class(const sq_weight *w)
 }
 
 static double walk_matvec(const walk *k, sq_threadpool *tp, const float *x, float *y, void *work, size_t ws,
-                          double *per_type)
+                          double *per_weight)
 {
     const double t0 = sq_time_now();
     for (int i = 0; i < k->n; i++) {
-        const double a = per_type ? sq_time_now() : 0;
+        const double a = per_weight ? sq_time_now() : 0;
         sq_error err = {0};
         if (sq_weight_matmul(tp, &k->w[i], x, 1, y, work, ws, &err) != SQ_OK) {
             fprintf(stderr, "bench_matvec: %s: %s\n", k->name[i], err.msg);
             exit(1);
         }
-        if (per_type) per_type[weight_class(&k->w[i])] += sq_time_now() - a;
+        if (per_weight) per_weight[i] += sq_time_now() - a;
     }
     return sq_time_now() - t0;
 }
 
-/* The matvec time by class (weight_class), summed over the repetitions on nt threads. */
-static void print_classes(const walk *k, const double *per_type, int nt, int reps)
+/* The name of class c (weight_class). */
+static void class_name(int c, char *name, size_t n)
 {
+    if (c < SQ_TYPE_COUNT) snprintf(name, n, "%s", sq_type_name(c));
+    else if (c == SQ_TYPE_COUNT) snprintf(name, n, "SQ mixed");
+    else snprintf(name, n, "SQ %s", sq_type_name(c - SQ_TYPE_COUNT - 1));
+}
+
+/* A weight's role: its name without the "blk.N." prefix and ".weight". */
+static void role_of(const char *tname, char *out, size_t n)
+{
+    const char *s = tname;
+    if (strncmp(s, "blk.", 4) == 0 && strchr(s + 4, '.')) s = strchr(s + 4, '.') + 1;
+    snprintf(out, n, "%s", s);
+    char *dot = strstr(out, ".weight");
+    if (dot) *dot = 0;
+}
+
+/* Prints one line per distinct key: bytes, time per repetition, GB/s.
+ * key[i] is weight i's label (at most 64 distinct ones are listed). */
+static void print_grouped(const walk *k, const double *per_weight, char (*key)[64], int reps)
+{
+    static char seen[64][64];
+    int ns = 0;
+    for (int i = 0; i < k->n && ns < 64; i++) {
+        bool dup = false;
+        for (int s = 0; s < ns && !dup; s++) dup = strcmp(seen[s], key[i]) == 0;
+        if (!dup) snprintf(seen[ns++], 64, "%s", key[i]);
+    }
+    for (int s = 0; s < ns; s++) {
+        uint64_t b = 0;
+        double t = 0;
+        int cnt = 0;
+        for (int i = 0; i < k->n; i++)
+            if (strcmp(seen[s], key[i]) == 0)
+                b += (uint64_t)k->w[i].row_bytes * (uint64_t)k->w[i].rows, t += per_weight[i], cnt++;
+        if (t > 0)
+            printf("  %-28s %4d %8.1f MiB %8.2f ms %6.1f GB/s\n", seen[s], cnt, (double)b / 1048576.0,
+                   t * 1e3 / reps, (double)b * reps / t / 1e9);
+    }
+}
+
+/* The matvec time by class (weight_class) and by role and class, summed over
+ * the repetitions on nt threads. */
+static void print_classes(const walk *k, const double *per_weight, int nt, int reps)
+{
+    static char key[MAX_W][64];
     printf("\nmatvec time by weight type (%d threads, all %d repetitions; SQ: SmarterQuant tensors whose segments\n"
            "all have that type, SQ mixed: the others):\n", nt, reps);
-    for (int c = 0; c < N_CLASS; c++) {
-        if (per_type[c] == 0) continue;
-        uint64_t b = 0;
-        for (int i = 0; i < k->n; i++)
-            if (weight_class(&k->w[i]) == c) b += (uint64_t)k->w[i].row_bytes * (uint64_t)k->w[i].rows;
-        char name[48];
-        if (c < SQ_TYPE_COUNT) snprintf(name, sizeof name, "%s", sq_type_name(c));
-        else if (c == SQ_TYPE_COUNT) snprintf(name, sizeof name, "SQ mixed");
-        else snprintf(name, sizeof name, "SQ %s", sq_type_name(c - SQ_TYPE_COUNT - 1));
-        printf("  %-12s %8.1f MiB %8.2f ms %6.1f GB/s\n", name, (double)b / 1048576.0, per_type[c] * 1e3 / reps,
-               (double)b * reps / per_type[c] / 1e9);
+    for (int i = 0; i < k->n; i++) class_name(weight_class(&k->w[i]), key[i], sizeof key[i]);
+    print_grouped(k, per_weight, key, reps);
+    printf("\nby role and type (tensors, MiB, ms per walk, GB/s):\n");
+    for (int i = 0; i < k->n; i++) {
+        char role[40], cls[24];
+        role_of(k->name[i], role, sizeof role);
+        class_name(weight_class(&k->w[i]), cls, sizeof cls);
+        snprintf(key[i], sizeof key[i], "%.30s %.24s", role, cls);
     }
+    print_grouped(k, per_weight, key, reps);
 }
 
 int main(int argc, char **argv)
@@ -208,7 +251,7 @@ int main(int argc, char **argv)
            model ? "the engine's views" : "plain tensors");
     printf("| threads | read GB/s | matvec GB/s | matvec / read | tokens/s ceiling | by CPU time: read | matvec |\n"
            "|---:|---:|---:|---:|---:|---:|---:|\n");
-    double per_type[N_CLASS] = {0};
+    static double per_weight[MAX_W];
     for (int t = 1; t <= nt; t = t < nt ? (2 * t < nt ? 2 * t : nt) : nt + 1) {
         sq_threadpool *tp = t > 1 ? sq_threadpool_create(t) : NULL;
         double best_r = 1e30, best_m = 1e30, cpu_r = 1e30, cpu_m = 1e30;
@@ -221,7 +264,7 @@ int main(int argc, char **argv)
             best_r = dr < best_r ? dr : best_r;
             cpu_r = cr < cpu_r ? cr : cpu_r;
             c0 = cpu_now();
-            const double dm = walk_matvec(&k, tp, x, y, work, ws, t == nt ? per_type : NULL);
+            const double dm = walk_matvec(&k, tp, x, y, work, ws, t == nt ? per_weight : NULL);
             const double cm = (cpu_now() - c0) / t;
             best_m = dm < best_m ? dm : best_m;
             cpu_m = cm < cpu_m ? cm : cpu_m;
@@ -231,7 +274,7 @@ int main(int argc, char **argv)
                (double)k.bytes / cpu_m / 1e9);
         sq_threadpool_free(tp);
     }
-    if (!getenv("BENCH_QUIET")) print_classes(&k, per_type, nt, reps);
+    if (!getenv("BENCH_QUIET")) print_classes(&k, per_weight, nt, reps);
     sq_aligned_free(work);
     free(x);
     free(y);

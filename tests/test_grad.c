@@ -186,6 +186,66 @@ static void test_ops_fd(void)
     CHECK_NEAR(probe(y, c, N), probe(x, ct, N), 1e-4);
 }
 
+/* <w, c> of a token's routing weights for logits x (probabilities into p),
+ * and whether the experts chosen are sel0's. */
+static double route_probe(const float *x, int X, int K, const float *c, const int32_t *sel0, float *p, bool *same)
+{
+    int32_t sel[8];
+    float w[8];
+    memcpy(p, x, sizeof(float) * (size_t)X);
+    sq__moe_route(p, X, K, sel, w);
+    double s = 0;
+    for (int k = 0; k < K; k++) s += (double)w[k] * c[k], *same = *same && (!sel0 || sel[k] == sel0[k]);
+    return s;
+}
+
+/* The router's backward (sq__moe_route_bwd: through the normalised weights
+ * and the softmax) against finite differences of sq__moe_route's weights,
+ * the choice held (small steps; checked unchanged), in place as grad_moe.c
+ * calls it; and SiLU's backward (experts without a gate). */
+static void test_route_fd(void)
+{
+    uint64_t st = 0x5151; /* its own stream: the later tests draw from tm_rand(&st) as before */
+    enum { X = 7 };
+    for (int K = 1; K <= 4; K += 3) {
+        float x[X], p[X], dl[X], c[8], w[8];
+        int32_t sel[8];
+        for (int i = 0; i < X; i++) x[i] = 2 * tm_rand(&st);
+        for (int k = 0; k < K; k++) c[k] = tm_rand(&st);
+        memcpy(p, x, sizeof x);
+        sq__moe_route(p, X, K, sel, w);
+        sq__moe_route_bwd(p, X, sel, w, K, c, dl);
+        float dl2[X];
+        memcpy(dl2, p, sizeof p);
+        sq__moe_route_bwd(dl2, X, sel, w, K, c, dl2); /* in place */
+        const float h = 1e-3f;
+        for (int i = 0; i < X; i++) {
+            bool same = true;
+            float xp[X], scratch[X];
+            memcpy(xp, x, sizeof x);
+            xp[i] = x[i] + h;
+            const double up = route_probe(xp, X, K, c, sel, scratch, &same);
+            xp[i] = x[i] - h;
+            const double fd = (up - route_probe(xp, X, K, c, sel, scratch, &same)) / (2 * h);
+            CHECK_MSG(same, "K %d: a step of logit %d changed the choice", K, i);
+            CHECK_MSG(fabs(dl[i] - fd) < 2e-3 * (1 + fabs(fd)), "K %d logit %d: %g vs %g", K, i, dl[i], fd);
+            CHECK_NEAR(dl2[i], dl[i], 1e-7);
+        }
+        double sum = 0;
+        for (int i = 0; i < X; i++) sum += dl[i];
+        CHECK_NEAR(sum, 0.0, 1e-6); /* the softmax ignores a common shift */
+    }
+    enum { N = 24 };
+    float u[N], c[N], du[N];
+    for (int i = 0; i < N; i++) u[i] = 3 * tm_rand(&st), c[i] = tm_rand(&st);
+    sq__silu_bwd(u, c, du, N);
+    for (int i = 0; i < N; i++) {
+        const double h = 1e-2, a = u[i] + h, b = u[i] - h;
+        const double fd = c[i] * (a / (1 + exp(-a)) - b / (1 + exp(-b))) / (2 * h);
+        CHECK_NEAR(du[i], fd, 2e-3 * (1 + fabs(fd)));
+    }
+}
+
 /* The attention row's backward against finite differences of its forward. */
 static void test_attn_row_fd(void)
 {
@@ -718,6 +778,7 @@ int main(void)
     TIMED(test_matmul_t);
     TIMED(test_ops_fd);
     TIMED(test_attn_row_fd);
+    TIMED(test_route_fd);
     TIMED(test_gattn);
     TIMED(test_model_fd);
     TIMED(test_shared_perm);

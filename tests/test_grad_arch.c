@@ -1,8 +1,9 @@
 /*
  * test_grad_arch.c — the planner's calibration on every architecture the
  * engine runs (tiny random models of tiny_arch.h): the backward pass on every
- * architecture it runs (all but experts) computes the engine's loss and its
- * gradient (finite differences); sq_plan_calibrate gives every weight a
+ * architecture (experts included: qwen3moe, llama's with and without gate
+ * experts, experts stored permuted) computes the engine's loss and its
+ * gradient (finite differences, the router's and every expert tensor's); sq_plan_calibrate gives every weight a
  * sensitivity, from the backward pass where it runs the model
  * (sq_grad_supports), else measured per tensor through the forward pass,
  * saying why (sq_plan_sens_fallback); never an error.
@@ -22,31 +23,40 @@ static int32_t toks[N_TOK];
 typedef struct grad_case {
     const char *label;
     ta_spec s;
+    const char *fd_only; /* finite differences only of the tensors whose names contain one of these (|-separated) */
 } grad_case;
 
 /* One model per architecture, with the options that change the layer. */
 static const grad_case cases[] = {
-    {"llama", {.arch = "llama", .E = 64, .L = 2, .H = 4, .KV = 2, .F = 96, .tied = true}},
-    {"llama-fused-bias",
-     {.arch = "llama", .E = 64, .L = 2, .H = 4, .KV = 1, .F = 96, .fused_qkv = true, .qkv_bias = true, .wo_bias = true,
+    {.label = "llama", .s = {.arch = "llama", .E = 64, .L = 2, .H = 4, .KV = 2, .F = 96, .tied = true}},
+    {.label = "llama-fused-bias",
+     .s = {.arch = "llama", .E = 64, .L = 2, .H = 4, .KV = 1, .F = 96, .fused_qkv = true, .qkv_bias = true, .wo_bias = true,
       .ffn_bias = true}},
-    {"llama-yarn",
-     {.arch = "llama", .E = 64, .L = 2, .H = 4, .KV = 2, .F = 96, .rope_type = "yarn", .rope_factor = 4.0f,
+    {.label = "llama-yarn",
+     .s = {.arch = "llama", .E = 64, .L = 2, .H = 4, .KV = 2, .F = 96, .rope_type = "yarn", .rope_factor = 4.0f,
       .orig_ctx = 16, .attn_factor = 1.1f}},
-    {"qwen2", {.arch = "qwen2", .E = 64, .L = 2, .H = 4, .KV = 2, .F = 96, .qkv_bias = true, .out_bias = true, .base = 1e6f}},
-    {"qwen3", {.arch = "qwen3", .E = 64, .L = 2, .H = 4, .KV = 2, .HD = 24, .F = 96, .qk_norm = true, .tied = true}},
-    {"qwen3moe",
-     {.arch = "qwen3moe", .E = 64, .L = 2, .H = 4, .KV = 2, .HD = 24, .F = 96, .X = 6, .K = 2, .FE = 64, .qk_norm = true}},
-    {"gemma3",
-     {.arch = "gemma3", .E = 64, .L = 3, .H = 4, .KV = 1, .HD = 32, .F = 96, .qk_norm = true, .post_norms = true,
+    {.label = "qwen2", .s = {.arch = "qwen2", .E = 64, .L = 2, .H = 4, .KV = 2, .F = 96, .qkv_bias = true, .out_bias = true, .base = 1e6f}},
+    {.label = "qwen3", .s = {.arch = "qwen3", .E = 64, .L = 2, .H = 4, .KV = 2, .HD = 24, .F = 96, .qk_norm = true, .tied = true}},
+    {.label = "qwen3moe",
+     .s = {.arch = "qwen3moe", .E = 64, .L = 2, .H = 4, .KV = 2, .HD = 24, .F = 96, .X = 6, .K = 2, .FE = 64, .qk_norm = true}},
+    /* experts stored permuted (SmarterQuant F32): only theirs replaced (q/k/v share a gathered input) */
+    {.label = "qwen3moe-sq",
+     .s = {.arch = "qwen3moe", .E = 64, .L = 2, .H = 4, .KV = 2, .HD = 24, .F = 96, .X = 5, .K = 3, .FE = 48, .qk_norm = true,
+      .sq = true},
+     .fd_only = "_exps|gate_inp"},
+    {.label = "llama-moe", .s = {.arch = "llama", .E = 64, .L = 2, .H = 4, .KV = 2, .F = 64, .X = 4, .K = 2, .FE = 64}},
+    {.label = "llama-moe-nogate",
+     .s = {.arch = "llama", .E = 64, .L = 2, .H = 4, .KV = 2, .F = 64, .X = 4, .K = 2, .FE = 64, .no_gate_exps = true}},
+    {.label = "gemma3",
+     .s = {.arch = "gemma3", .E = 64, .L = 3, .H = 4, .KV = 1, .HD = 32, .F = 96, .qk_norm = true, .post_norms = true,
       .swa = 5, .swa_pattern = 3, .base_swa = 20000.0f, .softcap = 3.0f, .tied = true}},
-    {"phi3",
-     {.arch = "phi3", .E = 64, .L = 2, .H = 4, .KV = 2, .F = 96, .fused_qkv = true, .fused_up = true}},
-    {"phi3-longrope",
-     {.arch = "phi3", .E = 64, .L = 2, .H = 4, .KV = 2, .F = 96, .n_rot = 8, .fused_qkv = true, .fused_up = true,
+    {.label = "phi3",
+     .s = {.arch = "phi3", .E = 64, .L = 2, .H = 4, .KV = 2, .F = 96, .fused_qkv = true, .fused_up = true}},
+    {.label = "phi3-longrope",
+     .s = {.arch = "phi3", .E = 64, .L = 2, .H = 4, .KV = 2, .F = 96, .n_rot = 8, .fused_qkv = true, .fused_up = true,
       .rope_long = true, .rope_type = "longrope", .orig_ctx = 16, .attn_factor = 1.19f}},
-    {"gemma3-array",
-     {.arch = "gemma3", .E = 64, .L = 3, .H = 2, .KV = 2, .HD = 16, .F = 64, .qk_norm = true, .post_norms = true,
+    {.label = "gemma3-array",
+     .s = {.arch = "gemma3", .E = 64, .L = 3, .H = 2, .KV = 2, .HD = 16, .F = 64, .qk_norm = true, .post_norms = true,
       .swa = 4, .swa_arr = true}},
 };
 #define N_CASES ((int)(sizeof cases / sizeof cases[0]))
@@ -106,6 +116,7 @@ static void test_every_arch(void)
                 CHECK_MSG(isfinite(x->weight) && x->weight >= SQ_PLAN_SENS_FLOOR, "%s: %s weight %g", cases[k].label,
                           x->name, x->weight);
                 measured += x->weight > SQ_PLAN_SENS_FLOOR;
+                if (getenv("SQ_GRAD_VERBOSE")) printf("  sens %s %s %g\n", cases[k].label, x->name, x->weight);
             }
             CHECK_MSG(measured >= 2 * cases[k].s.L, "%s: %d tensors measured above the floor", cases[k].label, measured);
         }
@@ -155,9 +166,10 @@ static void dir_hook(void *user, const sq_grad_stats *s, const float *X, const i
             for (int64_t c = 0; c < s->cols; c++) d->dd += (double)dY[t * s->cols + c] * d->D[tk[t] * s->cols + c];
             continue;
         }
-        for (int64_t r = 0; r < s->rows; r++) {
+        for (int64_t r = 0; r < s->rows; r++) { /* an expert's slice: its rows from s->row0 */
             double dx = 0.0;
-            for (int64_t c = 0; c < s->cols; c++) dx += (double)d->D[r * s->cols + c] * X[t * s->cols + c];
+            const float *Dr = d->D + (s->row0 + r) * s->cols;
+            for (int64_t c = 0; c < s->cols; c++) dx += (double)Dr[c] * X[t * s->cols + c];
             d->dd += dx * dY[t * s->rows + r];
         }
     }
@@ -182,15 +194,26 @@ static double loss_at(sq_model *m, sq_grad *g, const char *name, const float *W,
     return loss;
 }
 
+/* Whether name contains one of the |-separated parts of list. */
+static bool name_in(const char *name, const char *list)
+{
+    char buf[128];
+    snprintf(buf, sizeof buf, "%s", list);
+    for (char *save = NULL, *t = strtok_r(buf, "|", &save); t; t = strtok_r(NULL, "|", &save))
+        if (strstr(name, t)) return true;
+    return false;
+}
+
 /* Every weight use of m: sum(D .* G) from the backward pass against the
  * central difference of the loss along a random D. */
-static void check_fd(sq_model *m, sq_grad *g, const char *label, int nb, int first)
+static void check_fd(sq_model *m, sq_grad *g, const char *label, const char *only, int nb, int first)
 {
     uint64_t seed = 5;
     int checked = 0;
     for (int64_t i = 0; i < sq_grad_n_stats(g); i++) {
         const sq_grad_stats *s = sq_grad_stats_at(g, i);
         if (!s->lookup && sq_grad_find(g, s->name, true)) continue; /* a tied embedding: with its lookup */
+        if (only && !name_in(s->name, only)) continue;
         const int64_t n = s->rows * s->cols;
         const sq_weight *w = sq_model_weight(m, s->name);
         float *W = malloc(sizeof(float) * (size_t)n), *D = malloc(sizeof(float) * (size_t)n);
@@ -241,8 +264,48 @@ static void test_backward_arch(void)
         if (g) CHECK_INT(sq_grad_chunk(g, toks, nb, first, false, &loss, &e), SQ_OK);
         const double ref = engine_loss(m, nb, first);
         CHECK_MSG(fabs(loss - ref) <= 1e-4 * fabs(ref), "%s: loss %.8g, the engine's %.8g", cases[k].label, loss, ref);
-        if (g) check_fd(m, g, cases[k].label, nb, first);
+        if (g) check_fd(m, g, cases[k].label, cases[k].fd_only, nb, first);
         sq_grad_free(g);
+        sq_model_free(m);
+    }
+}
+
+/* Layers with experts: the statistics with every layer's activations kept
+ * (f32) are those of recomputing every layer, bit for bit; every expert
+ * tensor's entry spans all its experts' rows, and the chunk's tokens reach
+ * more than one expert of each layer. */
+static void test_moe_keep(void)
+{
+    for (int k = 0; k < N_CASES; k++) {
+        if (!cases[k].s.X) continue;
+        sq_model *m = load_case(k);
+        if (!m) continue;
+        sq_grad *g[2] = {NULL, NULL};
+        sq_error e = {0};
+        for (int i = 0; i < 2; i++) {
+            sq_grad_params gp = sq_grad_default_params();
+            gp.n_ctx = 24, gp.n_threads = 2, gp.keep_bytes = i ? SQ_GRAD_KEEP_NONE : 0;
+            CHECK_MSG(sq_grad_create(m, &gp, &g[i], &e) == SQ_OK, "%s: %s", cases[k].label, e.msg);
+            if (g[i]) CHECK_INT(sq_grad_chunk(g[i], toks, 24, 4, true, NULL, &e), SQ_OK);
+        }
+        for (int64_t i = 0; g[0] && g[1] && i < sq_grad_n_stats(g[0]); i++) {
+            const sq_grad_stats *a = sq_grad_stats_at(g[0], i), *b = sq_grad_stats_at(g[1], i);
+            CHECK_MSG(memcmp(a->g_row, b->g_row, sizeof(double) * (size_t)a->rows) == 0 && a->g_tot == b->g_tot &&
+                          memcmp(a->g_col, b->g_col, sizeof(double) * (size_t)a->cols) == 0,
+                      "%s: %s kept and recomputed differ", cases[k].label, a->name);
+            if (!strstr(a->name, "_exps.")) continue;
+            const int64_t X = cases[k].s.X, R = a->rows / X;
+            CHECK_INT(a->rows % X, 0);
+            CHECK_INT(a->n_in, 24 * cases[k].s.K);
+            int used = 0;
+            for (int64_t x = 0; x < X; x++) {
+                double sx = 0;
+                for (int64_t r = 0; r < R; r++) sx += a->g_row[x * R + r];
+                used += sx > 0;
+            }
+            CHECK_MSG(used >= 2, "%s: %s: %d experts with a gradient", cases[k].label, a->name, used);
+        }
+        sq_grad_free(g[0]), sq_grad_free(g[1]);
         sq_model_free(m);
     }
 }
@@ -272,6 +335,7 @@ int main(void)
     for (int i = 0; i < N_TOK; i++) toks[i] = (int32_t)(ta_rand(&seed) * 0.5f * TA_VOCAB + 0.5f * TA_VOCAB) % TA_VOCAB;
     RUN(test_every_arch);
     RUN(test_backward_arch);
+    RUN(test_moe_keep);
     RUN(test_methods);
     char rm[600];
     snprintf(rm, sizeof rm, "rm -rf '%s'", dir);

@@ -8,7 +8,9 @@
  * pipeline with the plan, and verified: every row of every expert in the file
  * equals sq_pack_row of the permuted original row with that expert's permuted
  * importance, so the bytes are ggml's quantization of the permuted rows. The
- * shared qwen3moe architecture model is planned and quantized too.
+ * shared qwen3moe architecture model is planned and quantized too, and
+ * `sq plan --calib` calibrates it with the backward pass (Fisher
+ * information, every expert tensor's sensitivity at once), not per tensor.
  */
 #include <math.h>
 #include <stdio.h>
@@ -271,11 +273,51 @@ static void test_moe_arch_model(void)
     sq_gguf_close(g);
 }
 
+/* `sq plan --calib` on the qwen3moe architecture model: the Fisher method
+ * (the backward pass runs the experts), no fallback note, and every expert
+ * tensor and router of the layers asked for gets a sensitivity above the
+ * floor, with activation costs. */
+static void test_moe_calib_tool(void)
+{
+    char mbuf[512], cmd[2048], outp[400], errp[400], sens[400];
+    const char *model = harness_shared_file(mbuf, sizeof mbuf, "models/arch/qwen3moe-arch.gguf");
+    if (!model) SKIP("qwen3moe-arch.gguf not in ../shared");
+    const char *sq = harness_sq_bin();
+    if (access(sq, X_OK) != 0) SKIP("no %s", sq);
+    snprintf(outp, sizeof outp, "%s/calib.out", tmpdir);
+    snprintf(errp, sizeof errp, "%s/calib.err", tmpdir);
+    snprintf(sens, sizeof sens, "%s/calib.sens", tmpdir);
+    snprintf(cmd, sizeof cmd,
+             "%s plan -m %s --no-imatrix --target-bpw 6.5 --tensors '^blk\\.[01]\\.' --calib data/calib.txt "
+             "--calib-chunks 1 --calib-ctx 48 --sensitivity-out %s --sample-rows 16 --dry-run -t 2 >%s 2>%s",
+             sq, model, sens, outp, errp);
+    CHECK_INT(system(cmd), 0);
+    size_t n = 0;
+    char *out = harness_read_file(outp, &n), *err = harness_read_file(errp, &n), *txt = harness_read_file(sens, &n);
+    CHECK(out && err && txt);
+    if (out) CHECK_CONTAINS(out, "(Fisher information");
+    if (err) CHECK_MSG(strstr(err, "measured each tensor") == NULL && strstr(err, "note:") == NULL, "%s", err);
+    static const char *const roles[4] = {"ffn_gate_inp", "ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"};
+    for (int l = 0; txt && l < 2; l++)
+        for (int r = 0; r < 4; r++) {
+            char key[96];
+            snprintf(key, sizeof key, "\nblk.%d.%s.weight ", l, roles[r]);
+            const char *line = strstr(txt, key);
+            double w = 0, ak = 0, a0 = 0;
+            const int got = line ? sscanf(line + strlen(key), "%lf %lf %lf", &w, &ak, &a0) : 0;
+            CHECK_MSG(got == 3 && w > SQ_PLAN_SENS_FLOOR && ak > 0 && a0 > 0, "%s: %d fields, weight %g, costs %g %g",
+                      key + 1, got, w, ak, a0);
+        }
+    free(out), free(err), free(txt);
+    unlink(outp), unlink(errp), unlink(sens);
+}
+
 int main(void)
 {
     if (!harness_tmpdir(tmpdir, sizeof tmpdir)) return harness_finish("plan_moe");
     RUN(test_moe_plan_quantize_verify);
     RUN(test_moe_arch_model);
+    RUN(test_moe_calib_tool);
     rmdir(tmpdir);
     return harness_finish("plan_moe");
 }

@@ -186,6 +186,8 @@ static const shape_case cases[] = {
     { 800, { SQ_TYPE_Q6_K, SQ_TYPE_F32, SQ_TYPE_BF16, SQ_TYPE_Q4_0 } },
     /* every other type of the AMX products, runs of one and several segments */
     { 2560, { SQ_TYPE_Q2_K, SQ_TYPE_Q3_K, SQ_TYPE_IQ4_XS, SQ_TYPE_Q5_K } },
+    /* a 1B-shape output row: one-segment runs, then a run across AMX panels (17 segments) */
+    { 4352, { SQ_TYPE_Q6_K, SQ_TYPE_Q5_K, SQ_TYPE_Q6_K, SQ_TYPE_Q6_K } },
 };
 #define N_CASES (sizeof cases / sizeof cases[0])
 #define ROWS 48
@@ -372,6 +374,7 @@ static void test_case_9(void) { run_case(&cases[9], pool); }
 static void test_case_10(void) { run_case(&cases[10], pool); }
 static void test_case_11(void) { run_case(&cases[11], pool); }
 static void test_case_12(void) { run_case(&cases[12], pool); }
+static void test_case_13(void) { run_case(&cases[13], pool); }
 
 /* A tensor whose four types are all `type`, with a random permutation, gives
  * the plain tensor's products (spec section 6) to float rounding. */
@@ -572,6 +575,7 @@ int main(void)
     RUN(test_case_10);
     RUN(test_case_11);
     RUN(test_case_12);
+    RUN(test_case_13);
     RUN(test_all_f32_equals_plain);
     RUN(test_all_f16_equals_plain);
     RUN(test_float_mix_exact);

@@ -36,7 +36,9 @@
  * (N scored tokens in all, sq_grad_n_scored), for products and lookups alike.
  * Units are the same for every tensor, so a planner compares candidates of
  * different tensors directly; the uses of one tensor (a tied embedding) add.
- * sq_grad_predict evaluates the formula.
+ * sq_grad_predict evaluates the formula. A 3-D expert tensor is one entry of
+ * n_expert × rows-per-expert rows (the planner's view of it) whose columns
+ * all experts share; a layer's router (ffn_gate_inp) has an entry too.
  *
  * Ownership: an sq_grad borrows the model (it must outlive it) and owns its
  * buffers, its thread pool and the statistics. One thread at a time.
@@ -98,6 +100,10 @@ typedef struct sq_grad_stats {
      * block. The rounding is independent between tokens, so what an activation type costs is
      * 1/2 sum_r (dy_sq[r] / N) sum_c W[r][c]^2 act[c] / n_in (sq_grad_act_cost). */
     const double *act_q8_K, *act_q8_0;
+    /* 0, except in what the hook is shown for a 3-D expert tensor: there the entry is one expert's
+     * slice of the whole entry (rows of that expert, the tensor's columns), starting at this row of
+     * the tensor (expert e of R rows each: e R). The entries themselves span every expert's rows. */
+    int64_t row0;
 } sq_grad_stats;
 
 typedef struct sq_grad sq_grad; /* opaque */
@@ -150,9 +156,11 @@ double sq_grad_predict(const sq_grad *g, const sq_grad_stats *s, const float *dW
 double sq_grad_act_cost(const sq_grad *g, const sq_grad_stats *s, int act_type, const float *W, const int64_t *row_idx,
                         int64_t n_rows);
 
-/* An observer of every weight use in the backward pass: X (n rows of cols
+/* An observer of every weight use in the backward pass (an expert of a 3-D
+ * tensor is shown alone: s is its slice, rows s->row0 .. s->row0 + s->rows
+ * of the tensor, X its tokens' gathered rows): X (n rows of cols
  * floats, the product's input in the original column order; NULL for a
- * lookup, whose rows are tokens[0..n)), and dY (n rows of rows floats, the
+ * lookup, whose rows are tokens[0..n)), and dY (n rows of s->rows floats, the
  * loss's gradient at the product's output; for a lookup n rows of cols, the
  * gradient of each looked-up row). The weight's gradient is dY^T X (a lookup:
  * row tokens[t] gets dY[t]). Borrowed for the call. For tests (finite

@@ -76,6 +76,27 @@ bool sq__runs_handles(int type);
 /* The run kernel in effect (NULL when the ISA has none). */
 sq__runs_fn sq__runs_kernel(void);
 
+/* Rows longer than this many bytes: the run kernels (both ISAs) prefetch, at
+ * every block step of a band, the same block of the next band's row. */
+#define SQ__RUNS_PF_MIN_ROW 512
+
+/* Whether the run kernel in effect prefetches ahead by itself for these runs
+ * on rows w_stride bytes apart (rows over SQ__RUNS_PF_MIN_ROW bytes without
+ * 32-value runs): the caller then issues no prefetch span of its own. A span
+ * of a whole band (4 rows) requested before the kernel starts stalls the
+ * core on the line-fill buffers before it computes anything, so memory and
+ * the kernel's work alternate instead of overlapping; the kernel's own
+ * prefetch, one block at a time, keeps both busy. */
+bool sq__runs_prefetch(const sq__krun *run, int nrun, size_t w_stride);
+
+/* Whether a plain tensor of `type` with `cols` columns is multiplied at
+ * n = 1 by the run kernel (one run per row, bands of 4 rows) rather than by
+ * one vec_dot per row: the ggml K-quants, IQ4_XS and the 32-value types, on
+ * whole 256-column segments, when the ISA has a run kernel. Four rows at a
+ * time keep four independent accumulation chains and four memory streams
+ * in flight where the vec_dot loop has one. */
+bool sq__runs_plain(int type, int64_t cols);
+
 /* ---- matrix-vector products (n = 1): bands and prefetching ----
  * Generating a token multiplies every weight of a model by one vector: on a
  * real model the weights come from memory, and the product is as fast as
@@ -140,6 +161,19 @@ sq__amx_fn sq__amx_get(int type);
 /* The AMX product to use for `type` now: sq__amx_get when the ISA in effect
  * is SQ_ISA_AMX, else NULL. */
 sq__amx_fn sq__amx_kernel(int type);
+/* Every run of a SmarterQuant row group in one AMX call (n > 1): for r < nr,
+ *   y[c * y_stride + r] (+)= sum over the runs j of dot(run j of W row r, run j of activation row c)
+ * for c < n. The runs are the row's consecutive segments (run j's weights
+ * at byte run[j].w_off of a row; x_off is not used): act is the whole row's
+ * Q8_K activations prepared by sq__amx_prepare (act_nsb super-blocks, one
+ * per segment). Only for run sets sq__amx_runs_handle() accepts (every type
+ * with an AMX product, whole segments), and only on a CPU with AMX
+ * (sq__amx_capable). Compared with one sq__amx_fn call per run, y is stored
+ * once per row group and one-segment runs share a panel with their
+ * neighbours. */
+bool sq__amx_runs_handle(const sq__krun *run, int nrun);
+void sq__amx_runs(const sq__krun *run, int nrun, const void *w, size_t w_stride, int nr, const void *act,
+                  int64_t act_nsb, int64_t n, float *y, size_t y_stride, bool accumulate);
 /* Whether products of `type` with n activation rows can take the AMX path on
  * this CPU (whatever SQ_ISA caps): work sizes include its buffer then. */
 bool sq__amx_capable(int type, int64_t n);

@@ -80,6 +80,28 @@ bool sq__runs_handles(int type)
            type == SQ_TYPE_TQ2_0;
 }
 
+/* The 32-value types the run kernels take in their second band (KR32_CASES). */
+static bool runs_type32(int t)
+{
+    return t == SQ_TYPE_Q4_0 || t == SQ_TYPE_Q4_1 || t == SQ_TYPE_Q5_0 || t == SQ_TYPE_Q5_1 || t == SQ_TYPE_Q8_0 ||
+           t == SQ_TYPE_IQ4_NL;
+}
+
+bool sq__runs_prefetch(const sq__krun *run, int nrun, size_t w_stride)
+{
+    if (!sq__runs_kernel() || w_stride <= SQ__RUNS_PF_MIN_ROW) return false;
+    for (int j = 0; j < nrun; j++)
+        if (runs_type32(run[j].type)) return false;
+    return true;
+}
+
+bool sq__runs_plain(int type, int64_t cols)
+{
+    const bool kq = type == SQ_TYPE_Q2_K || type == SQ_TYPE_Q3_K || type == SQ_TYPE_Q4_K || type == SQ_TYPE_Q5_K ||
+                    type == SQ_TYPE_Q6_K || type == SQ_TYPE_IQ4_XS;
+    return (kq || runs_type32(type)) && cols % 256 == 0 && sq__runs_kernel() != NULL;
+}
+
 void sq__gemm_generic(int type, int64_t n, const void *w, size_t w_stride, int nr, const void *x, size_t x_stride,
                       int nc, float *y, size_t y_stride, bool accumulate)
 {
@@ -148,6 +170,7 @@ typedef struct mm_job {
     sq__from_float_fn from_float;
     sq__gemm_fn gemm;   /* NULL: generic */
     sq__vec_dot_fn vec_dot;
+    sq__runs_fn runs;   /* n = 1: the run kernel for the whole rows (NULL: vec_dot per row) */
     int64_t rb, cb;     /* chunk: rb weight rows × cb activation rows */
     int64_t kp;         /* column panel (a multiple of the block size) */
     int64_t n_rb, n_chunks;
@@ -189,9 +212,25 @@ bool sq__bands_take(sq__bands *b, int *band, long long *chunk)
     return false;
 }
 
+/* Rows [r0, r1) times one activation row through the run kernel (one run:
+ * the whole row), 4 rows per call; before each call the bytes SQ__PF_AHEAD
+ * further on are requested unless the kernel prefetches by itself. */
+static void matvec_band(const mm_job *j, int64_t r0, int64_t r1, const char *end)
+{
+    const sq__krun run = {j->type, j->cols, 0, 0};
+    const bool pf = !sq__runs_prefetch(&run, 1, j->row_bytes);
+    for (int64_t r = r0; r < r1; r += 4) {
+        const int ng = r1 - r < 4 ? (int)(r1 - r) : 4;
+        const char *w = (const char *)j->W + (size_t)r * j->row_bytes;
+        if (pf) sq__prefetch_span(w + SQ__PF_AHEAD, (size_t)ng * j->row_bytes, end);
+        j->runs(&run, 1, w, j->row_bytes, ng, j->act, j->Y + r, false);
+    }
+}
+
 /* Phase 2 for one activation row (n = 1): thread ith walks band ith of the
- * rows (then helps the others), one vec_dot per row, prefetching the bytes
- * SQ__PF_AHEAD ahead of the row it multiplies (gemm.h). */
+ * rows (then helps the others): through the run kernel, 4 rows at a time,
+ * where sq__runs_plain() says so, else one vec_dot per row, prefetching the
+ * bytes SQ__PF_AHEAD ahead of the row it multiplies (gemm.h). */
 static void matvec_task(void *p, int ith, int nth)
 {
     (void)nth;
@@ -201,6 +240,10 @@ static void matvec_task(void *p, int ith, int nth)
     long long ch;
     while (sq__bands_take(&j->bands, &band, &ch)) {
         const int64_t r0 = ch * j->rb, r1 = r0 + j->rb < j->rows ? r0 + j->rb : j->rows;
+        if (j->runs) {
+            matvec_band(j, r0, r1, end);
+            continue;
+        }
         for (int64_t r = r0; r < r1; r++) {
             const char *w = W + (size_t)r * j->row_bytes;
             sq__prefetch_span(w + SQ__PF_AHEAD, j->row_bytes, end);
@@ -291,6 +334,7 @@ static void run_product(sq_threadpool *tp, mm_job *j)
     const int nth = sq_threadpool_n_threads(tp);
     j->gemm = sq__gemm_kernel(j->type);
     j->vec_dot = sq__kernel_table()[j->type].vec_dot;
+    j->runs = n == 1 && sq__runs_plain(j->type, cols) ? sq__runs_kernel() : NULL;
     /* Chunk shape: one activation row for n = 1; otherwise up to 24 activation
      * rows (kept in L2; whole F16 6-column and row-pair 8-column tiles) by
      * enough weight rows that each thread gets several chunks. */

@@ -207,6 +207,11 @@ struct sq_context {
 sq_status sq__mm(sq_context *c, const sq_weight *w, const float *X, const float *X_orig, int64_t nb, float *Y,
                  const char *what, int64_t layer, sq_error *err);
 
+/* The experts of one token from its router logits (x, X <= 512 floats,
+ * turned into probabilities in place): sel[0..K) best first (the lower index
+ * on a tie), w[0..K) their probabilities divided by their sum (the sum
+ * clamped below at 6.103515625e-5, fp16's smallest normal, as llama.cpp). */
+void sq__moe_route(float *x, int64_t X, int64_t K, int32_t *sel, float *w);
 /* The feed-forward block of a layer with experts: c->xn (nb normed rows) in,
  * the experts' weighted sum out in c->xn (moe.c). */
 sq_status sq__moe_ffn(sq_context *c, const sq__layer *L, int64_t layer, int nb, sq_error *err);

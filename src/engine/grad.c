@@ -12,7 +12,8 @@
  * product is observed with its input X and output gradient dY
  * (grad_stats.c: the row and column sums of the weight gradient's squares).
  * Products with W^T are sq_weight_matmul_t (a panel of dequantized rows at a
- * time); attention is grad_attn.c; the elementwise backwards grad_ops.c.
+ * time); attention is grad_attn.c; the elementwise backwards grad_ops.c; a
+ * layer with experts takes grad_moe.c's FFN.
  *
  * Memory: the kept inputs (n_layer+1) * n_ctx * n_embd floats, the kept
  * products (keep_bytes), one layer's activations and gradients, n_ctx rows
@@ -40,8 +41,17 @@ sq_grad_params sq_grad_default_params(void)
 
 const sq_weight *sq__grad_layer_weight(const sq__layer *L, int i)
 {
-    const sq_weight *w[W_PER_LAYER] = {L->wqkv.data ? &L->wqkv : &L->wq, &L->wk, &L->wv, &L->wo,
-                                       &L->gate, &L->up, &L->down};
+    const sq_weight *w[W_PER_LAYER] = {L->wqkv.data ? &L->wqkv : &L->wq,
+                                       &L->wk,
+                                       &L->wv,
+                                       &L->wo,
+                                       &L->gate,
+                                       &L->up,
+                                       &L->down,
+                                       &L->router,
+                                       &L->gate_exps,
+                                       &L->up_exps,
+                                       &L->down_exps};
     return w[i]->data ? w[i] : NULL;
 }
 
@@ -75,6 +85,7 @@ void sq_grad_free(sq_grad *g)
     free(g->lp);
     free(g->row_loss);
     sq__grad_stats_free(g);
+    sq__grad_moe_free(g);
     free(g);
 }
 
@@ -104,7 +115,7 @@ static bool alloc_buffers(sq_grad *g, size_t *total)
     bool fused = false, post_a = false, post_f = false;
     for (int64_t l = 0; l < g->m->hp.n_layer; l++) {
         const sq__layer *L = &g->m->layers[l];
-        fused = fused || L->wqkv.data || !L->gate.data;
+        fused = fused || L->wqkv.data || (!L->gate.data && L->up.data);
         post_a = post_a || L->attn_post_norm;
         post_f = post_f || L->ffn_post_norm;
     }
@@ -126,7 +137,7 @@ static bool alloc_buffers(sq_grad *g, size_t *total)
                     g->dh, g->xg, g->rope, g->logits, g->att, g->qr, g->kr, g->dqr, g->dkr, g->capd};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (!all[i]) return false;
-    return g->lp && g->row_loss && g->work && g->twork;
+    return g->lp && g->row_loss && g->work && g->twork && sq__grad_moe_alloc(g, total);
 }
 
 /* ---- activations kept from the forward pass ---- */
@@ -206,10 +217,9 @@ static void keep_layer(sq_grad *g, int64_t l, int nb, bool store)
 
 sq_status sq_grad_supports(const sq_model *m, sq_error *err)
 {
-    if (m->hp.n_expert == 0) return SQ_OK;
-    return sq_error_set(err, SQ_EUNSUPPORTED,
-                        "the backward pass does not run mixture-of-experts layers yet (this %s model has %lld experts)",
-                        m->hp.arch, (long long)m->hp.n_expert);
+    /* every layer the engine's forward pass runs has its backward: dense and expert FFNs alike */
+    if (m) return SQ_OK;
+    return sq_error_set(err, SQ_EINVAL, "no model");
 }
 
 /* The RoPE of the model's global and sliding-window layers for chunks of
@@ -240,6 +250,8 @@ sq_status sq_grad_create(const sq_model *m, const sq_grad_params *pp, sq_grad **
     g->p = p;
     g->n_ctx = p.n_ctx;
     g->E = hp->n_embd, g->F = hp->n_ff, g->V = hp->n_vocab, g->n_rot = hp->n_rot;
+    g->X = hp->n_expert, g->K = hp->n_expert_used, g->FE = hp->n_ff_exp;
+    if (g->X > 0) g->F = g->K * g->FE; /* gt, up, h: a row of n_ff_exp per (token, slot) */
     g->qd = hp->n_head * hp->head_dim, g->kvd = hp->n_head_kv * hp->head_dim;
     grad_rope(g);
     g->tp = p.n_threads > 1 ? sq_threadpool_create(p.n_threads) : NULL;
@@ -410,10 +422,15 @@ static void attn_residual(sq_grad *g, const sq__layer *L, int nb, const float *x
     for (size_t i = 0; i < (size_t)nb * E; i++) g->x1[i] += xin[i];
 }
 
-/* gt, up: the products of the normed input b (fused or two), biases added. */
+/* gt, up: the products of the normed input b (fused or two), biases added;
+ * in a layer with experts the router's choice and each pair's products. */
 static sq_status gate_up_fwd(sq_grad *g, const sq__layer *L, int nb, sq_error *err)
 {
     sq_status st;
+    if (sq__grad_is_moe(L)) {
+        st = sq__grad_moe_route(g, L, nb, err);
+        return st ? st : sq__grad_moe_gate_up(g, L, nb, err);
+    }
     if (!L->gate.data) {
         float *part[2] = {g->gt, g->up};
         const int64_t width[2] = {g->F, g->F};
@@ -428,17 +445,23 @@ static sq_status gate_up_fwd(sq_grad *g, const sq__layer *L, int nb, sq_error *e
     return SQ_OK;
 }
 
-/* h = act(gt) * up (SwiGLU or GeGLU). */
-static void glu_fwd(sq_grad *g, int nb)
+/* h = act(gt) * up (SwiGLU or GeGLU), or the experts' activation. */
+static void glu_fwd(sq_grad *g, const sq__layer *L, int nb)
 {
     const int64_t n = (int64_t)nb * g->F;
+    if (sq__grad_is_moe(L)) {
+        sq__grad_moe_glu(g, L, nb);
+        return;
+    }
     if (g->m->x.arch->act == SQ__ACT_GELU) sq__geglu_smooth(g->gt, g->up, g->h, n);
     else sq__swiglu(g->gt, g->up, g->h, n);
 }
 
-/* The FFN's down product into y (fr when the layer has a post-norm), bias added. */
+/* The FFN's down product into y (fr when the layer has a post-norm), bias
+ * added; the experts' weighted sum in a layer with experts. */
 static sq_status down_fwd(sq_grad *g, const sq__layer *L, int nb, float *y, sq_error *err)
 {
+    if (sq__grad_is_moe(L)) return sq__grad_moe_down(g, L, nb, y, err);
     sq_status st = fwd_mm(g, &L->down, g->h, nb, y, err);
     if (!st) add_bias(y, L->bdown, nb, g->E);
     return st;
@@ -461,7 +484,7 @@ static sq_status layer_fwd(sq_grad *g, int64_t l, int nb, const float *xin, floa
     attn_residual(g, L, nb, xin);
     for (int t = 0; t < nb; t++) sq__rmsnorm(g->x1 + t * E, L->ffn_norm, g->b + t * E, g->E, hp->rms_eps);
     if ((st = gate_up_fwd(g, L, nb, err))) return st;
-    glu_fwd(g, nb);
+    glu_fwd(g, L, nb);
     /* the backward of a post-norm needs its input; the plain layer's output only the next layer */
     if (L->ffn_post_norm && (st = down_fwd(g, L, nb, g->fr, err))) return st;
     if (!xout) return SQ_OK;
@@ -476,8 +499,11 @@ static sq_status layer_fwd(sq_grad *g, int64_t l, int nb, const float *xin, floa
 }
 
 /* Layer l's intermediates for the backward from what the forward pass kept:
- * the norms, RoPE, the attention and the gate again, no weight product. */
-static void layer_restore(sq_grad *g, int64_t l, int nb, const float *xin)
+ * the norms, RoPE, the attention and the gate again, no weight product but
+ * the router's in a layer with experts (its choice is not kept: n_expert
+ * products per token, small beside the experts'; their gate and up per
+ * (token, slot) are kept like a dense layer's). */
+static sq_status layer_restore(sq_grad *g, int64_t l, int nb, const float *xin, sq_error *err)
 {
     const sq_hparams *hp = &g->m->hp;
     const sq__layer *L = &g->m->layers[l];
@@ -487,7 +513,9 @@ static void layer_restore(sq_grad *g, int64_t l, int nb, const float *xin)
     qk_finish(g, L, nb);
     attention(g, L, nb, false);
     for (int t = 0; t < nb; t++) sq__rmsnorm(g->x1 + t * E, L->ffn_norm, g->b + t * E, g->E, hp->rms_eps);
-    glu_fwd(g, nb);
+    sq_status st = sq__grad_is_moe(L) ? sq__grad_moe_route(g, L, nb, err) : SQ_OK;
+    if (!st) glu_fwd(g, L, nb);
+    return st;
 }
 
 /* The gradient at a post-norm's input (nb rows of x, norm weights w) from dy,
@@ -523,12 +551,11 @@ static sq_status out_bwd(sq_grad *g, int64_t l, int i, const float *post, const 
     return bwd_mm(g, 1, &w, &dy, nb, NULL, dst, err);
 }
 
-/* The FFN's backward: g->dx holds the gradient at the layer's output (also
- * the residual's, x1's) and gets the FFN's share through its norm added. */
-static sq_status ffn_bwd(sq_grad *g, int64_t l, int nb, sq_error *err)
+/* The dense FFN's backward from g->dx (the gradient at the layer's output)
+ * to g->db, the gradient at its normed input. */
+static sq_status dense_ffn_bwd(sq_grad *g, int64_t l, int nb, sq_error *err)
 {
     const sq__layer *L = &g->m->layers[l];
-    const size_t E = (size_t)g->E;
     sq_status st;
     if ((st = out_bwd(g, l, W_DOWN, L->ffn_post_norm, g->fr, g->h, g->dh, nb, err))) return st;
     if (g->m->x.arch->act == SQ__ACT_GELU) sq__geglu_bwd(g->gt, g->up, g->dh, g->dg, g->du, (int64_t)nb * g->F);
@@ -547,10 +574,31 @@ static sq_status ffn_bwd(sq_grad *g, int64_t l, int nb, sq_error *err)
         float *dgu[2] = {g->dg, g->du};
         if ((st = bwd_mm(g, 2, gu, dgu, nb, L->gu_perm, g->db, err))) return st;
     }
+    return SQ_OK;
+}
+
+/* The FFN's backward: g->dx holds the gradient at the layer's output (also
+ * the residual's, x1's) and gets the FFN's share through its norm added. */
+static sq_status ffn_bwd(sq_grad *g, int64_t l, int nb, sq_error *err)
+{
+    const sq__layer *L = &g->m->layers[l];
+    const size_t E = (size_t)g->E;
+    sq_status st;
+    if (sq__grad_is_moe(L)) {
+        const float *dy = g->dx;
+        if (L->ffn_post_norm) {
+            post_norm_bwd(g, g->fr, L->ffn_post_norm, g->dx, g->dtmp, nb);
+            dy = g->dtmp;
+        }
+        if ((st = sq__grad_moe_bwd(g, l, nb, dy, g->db, err))) return st;
+    } else if ((st = dense_ffn_bwd(g, l, nb, err))) {
+        return st;
+    }
     for (int t = 0; t < nb; t++)
         sq__rmsnorm_bwd(g->x1 + t * E, L->ffn_norm, g->db + t * E, g->dx + t * E, g->E, g->m->hp.rms_eps);
     return SQ_OK;
 }
+
 
 /* dq, dk (at q, k after RoPE) to the gradients at qr, kr: RoPE transposed,
  * then each head's norm (the results in dq, dk). */
@@ -780,7 +828,7 @@ sq_status sq_grad_chunk(sq_grad *g, const int32_t *tok, int nb, int first, bool 
     /* the last layer's intermediates are still in the buffers; the others are recomputed */
     for (int64_t l = hp->n_layer - 1; l >= 0 && backward && !st; l--) {
         const float *xin = g->xs + (size_t)l * T * E;
-        if (l < g->n_keep) layer_restore(g, l, nb, xin);
+        if (l < g->n_keep) st = layer_restore(g, l, nb, xin, err);
         else if (l < hp->n_layer - 1) st = layer_fwd(g, l, nb, xin, NULL, err);
         if (!st) st = layer_bwd(g, l, nb, xin, err);
         if (st) sq_error_prefix(err, "backward, layer %lld", (long long)l);

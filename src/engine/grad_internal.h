@@ -48,6 +48,19 @@ void sq__attn_row_fwd(const float *q, const float *k, size_t ks, const float *v,
 void sq__attn_row_bwd(const float *q, const float *k, size_t ks, const float *v, size_t vs, int nk, int hd,
                       float scale, const float *p, const float *do_, float *dq, float *dk, float *dv, float *dp);
 
+/* y = silu(u) (the experts' activation without a gate): du = dy * silu'(u)
+ * (written, not added). */
+void sq__silu_bwd(const float *u, const float *dy, float *du, int64_t n);
+
+/* The router's backward for one token (grad_moe.c): p (X floats) the
+ * softmax of its logits, sel / w the K experts sq__moe_route chose and their
+ * weights, dw the loss's gradient at those weights. Writes dl (X floats, may
+ * alias p), the gradient at the logits, with the choice held fixed: through
+ * the weights' normalisation w = p_sel / s (s = their sum, clamped below as
+ * the forward does: then a constant) and the softmax. */
+void sq__moe_route_bwd(const float *p, int64_t X, const int32_t *sel, const float *w, int64_t K, const float *dw,
+                       float *dl);
+
 /* lp (n doubles) = log softmax(x) in double; returns log sum exp(x). */
 double sq__log_softmax(const float *x, int n, double *lp);
 
@@ -87,10 +100,12 @@ void sq__gattn_bwd_kvhead(const sq__gattn *a, int g, float *scratch);
 typedef struct gstat {
     sq_grad_stats s;
     char name[96];
+    int64_t slices; /* an expert tensor: its experts, each observed in its own rows; else 1 */
 } gstat;
 
-/* The products of a layer, in the order of their statistics. */
-enum { W_Q, W_K, W_V, W_O, W_GATE, W_UP, W_DOWN, W_PER_LAYER };
+/* The products of a layer, in the order of their statistics: the dense
+ * ones, or the router and the experts' 3-D tensors of a layer with experts. */
+enum { W_Q, W_K, W_V, W_O, W_GATE, W_UP, W_DOWN, W_ROUTER, W_GATE_EXPS, W_UP_EXPS, W_DOWN_EXPS, W_PER_LAYER };
 
 struct sq_grad {
     const sq_model *m;
@@ -100,7 +115,7 @@ struct sq_grad {
     int64_t E, F, qd, kvd, V, n_rot;
     float *xs;                          /* [n_layer+1][n_ctx][E]: each layer's input, then the last output */
     float *a, *q, *k, *v, *o, *x1, *b;  /* one layer, recomputed: [n_ctx][E or qd or kvd] */
-    float *gt, *up, *h;                 /* [n_ctx][F] */
+    float *gt, *up, *h;                 /* [n_ctx][F]; with experts F = K n_ff_exp: one row per (token, slot) */
     float *dx, *da, *dq, *dk, *dv, *dO, *db, *dtmp, *xf; /* gradients, scratch: [n_ctx][E or qd or kvd] */
     float *dg, *du, *dh;                /* [n_ctx][F] */
     float *xg;                          /* [n_ctx][E] input gathered through a shared permutation */
@@ -131,6 +146,15 @@ struct sq_grad {
     gstat *st;                          /* [0] token_embd lookup, the layers' products, [n_st-1] output */
     int n_st;
     int *slot;                          /* [n_layer][W_PER_LAYER] index in st of each product, or -1 (absent) */
+    /* experts (grad_moe.c; NULL without): X experts, K used per token, FE wide */
+    int64_t X, K, FE;
+    float *mprob;                       /* [n_ctx][X] the router's probabilities, then the logits' gradient */
+    int32_t *msel;                      /* [n_ctx][K] the chosen experts, best first */
+    float *mw, *mdw;                    /* [n_ctx][K] their weights, the loss's gradient at them */
+    int32_t *mpair;                     /* [n_ctx K] the (token, slot) pairs t K + k grouped by expert */
+    int64_t *moff;                      /* [X+1] expert e's pairs are mpair[moff[e] .. moff[e+1]) */
+    float *my;                          /* [n_ctx K][E] each pair's expert output, unweighted */
+    float *ms[4];                       /* [n_ctx][max(E, FE)] one expert's gathered rows */
     int64_t n_scored;
     uint64_t n_chunks;
     sq_grad_hook hook;
@@ -151,7 +175,33 @@ void sq__grad_stats_free(sq_grad *g);
 /* A product's input X (n rows, original column order) and output gradient
  * dY added to entry e (and shown to the hook); e NULL: nothing. */
 void sq__grad_observe(sq_grad *g, gstat *e, const float *X, const float *dY, int64_t n);
+/* The same for the rows row0 .. row0+rows-1 of entry e (one expert's slice
+ * of a 3-D tensor: dY has rows columns); the column sums are the entry's. */
+void sq__grad_observe_rows(sq_grad *g, gstat *e, int64_t row0, int64_t rows, const float *X, const float *dY,
+                           int64_t n);
 /* The embedding lookup: token tok[t] got the gradient dx0[t] (n_embd floats). */
 void sq__grad_observe_lookup(sq_grad *g, const int32_t *tok, const float *dx0, int n);
+
+/* ---- layers with experts (grad_moe.c) ---- */
+
+/* Whether layer L has experts. */
+static inline bool sq__grad_is_moe(const sq__layer *L) { return L->up_exps.data != NULL; }
+/* Buffers of the experts' path for chunks of n_ctx tokens (bytes added to
+ * *total); false when out of memory. Nothing without experts. */
+bool sq__grad_moe_alloc(sq_grad *g, size_t *total);
+void sq__grad_moe_free(sq_grad *g);
+/* The router on the normed input g->b (nb rows): probabilities, choices,
+ * weights and each expert's pairs. */
+sq_status sq__grad_moe_route(sq_grad *g, const sq__layer *L, int nb, sq_error *err);
+/* Each expert's gate and up products of its pairs' rows of g->b into their
+ * rows of g->gt, g->up (after sq__grad_moe_route). */
+sq_status sq__grad_moe_gate_up(sq_grad *g, const sq__layer *L, int nb, sq_error *err);
+/* h = the experts' activation of g->gt, g->up for nb tokens' pairs. */
+void sq__grad_moe_glu(sq_grad *g, const sq__layer *L, int nb);
+/* The experts' down products of g->h, weighted and added into y (nb rows of E). */
+sq_status sq__grad_moe_down(sq_grad *g, const sq__layer *L, int nb, float *y, sq_error *err);
+/* The backward of layer l's experts: dy (nb rows of E) the gradient at the
+ * sublayer's output; writes db, the gradient at its normed input g->b. */
+sq_status sq__grad_moe_bwd(sq_grad *g, int64_t l, int nb, const float *dy, float *db, sq_error *err);
 
 #endif

@@ -102,6 +102,14 @@ void sq__swiglu_bwd(const float *g, const float *u, const float *dy, float *dg, 
     }
 }
 
+void sq__silu_bwd(const float *u, const float *dy, float *du, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        const float a = u[i], sg = 1.0f / (1.0f + expf(-a));
+        du[i] = dy[i] * sg * (1.0f + a * (1.0f - sg));
+    }
+}
+
 /* Scores, softmax and the value sum of one query row (see the header). */
 void sq__attn_row_fwd(const float *q, const float *k, size_t ks, const float *v, size_t vs, int nk, int hd,
                       float scale, float *p, float *o)

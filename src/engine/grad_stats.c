@@ -28,8 +28,9 @@
 #define GB 64  /* rows or columns per task */
 #define GD 256 /* depth of one step of a Gram matrix */
 
-static const char *const w_role[W_PER_LAYER] = {"attn_q", "attn_k", "attn_v", "attn_output",
-                                                "ffn_gate", "ffn_up", "ffn_down"};
+static const char *const w_role[W_PER_LAYER] = {"attn_q",   "attn_k",       "attn_v",        "attn_output",
+                                                "ffn_gate", "ffn_up",       "ffn_down",      "ffn_gate_inp",
+                                                "ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"};
 
 /* Whether G itself is cheaper than the Gram route for n tokens. */
 static bool direct_path(int64_t n, int64_t rows, int64_t cols)
@@ -48,6 +49,7 @@ static bool stat_init(gstat *e, const char *name, bool lookup, int64_t rows, int
     e->s.g_row = calloc((size_t)rows, sizeof(double));
     e->s.g_col = calloc((size_t)cols, sizeof(double));
     e->s.dy_sq = calloc((size_t)rows, sizeof(double));
+    e->slices = 1;
     bool ok = e->s.g_row && e->s.g_col && e->s.dy_sq;
     if (lookup) return ok;
     e->s.x_sq = calloc((size_t)cols, sizeof(double));
@@ -77,6 +79,7 @@ static bool entries_init(sq_grad *g)
             if (!w) continue;
             snprintf(nm, sizeof nm, "blk.%lld.%s.weight", (long long)l, w == &L->wqkv ? "attn_qkv" : w_role[i]);
             ok = stat_init(&g->st[g->n_st++], nm, false, w->rows, w->cols);
+            if (ok && i >= W_GATE_EXPS) g->st[g->n_st - 1].slices = m->hp.n_expert;
         }
     g->n_st++;
     if (ok)
@@ -92,9 +95,10 @@ bool sq__grad_stats_init(sq_grad *g, size_t *total)
     size_t max_cols = 0, part = 0;
     for (int i = 1; i < g->n_st; i++) {
         const sq_grad_stats *s = &g->st[i].s;
+        const int64_t rows = s->rows / g->st[i].slices; /* an expert's rows are observed alone */
         if ((size_t)s->cols > max_cols) max_cols = (size_t)s->cols;
-        if (direct_path(g->n_ctx, s->rows, s->cols)) {
-            const size_t p = (size_t)((s->rows + GB - 1) / GB) * (size_t)s->cols;
+        if (direct_path(g->n_ctx, rows, s->cols)) {
+            const size_t p = (size_t)((rows + GB - 1) / GB) * (size_t)s->cols;
             if (p > part) part = p;
         }
     }
@@ -293,6 +297,22 @@ void sq__grad_observe(sq_grad *g, gstat *e, const float *X, const float *dY, int
     add_marginals(g, e, X, dY, n);
     e->s.n_in += n;
     if (g->hook) g->hook(g->hook_user, &e->s, X, NULL, dY, n);
+}
+
+void sq__grad_observe_rows(sq_grad *g, gstat *e, int64_t row0, int64_t rows, const float *X, const float *dY,
+                           int64_t n)
+{
+    if (!e) return;
+    gstat v = *e; /* a view of the rows; the column sums are shared */
+    v.s.rows = rows;
+    v.s.row0 = e->s.row0 + row0;
+    v.s.g_row = e->s.g_row + row0;
+    v.s.dy_sq = e->s.dy_sq + row0;
+    v.s.g_tot = 0.0;
+    v.s.n_in = 0;
+    sq__grad_observe(g, &v, X, dY, n);
+    e->s.g_tot += v.s.g_tot;
+    e->s.n_in += v.s.n_in;
 }
 
 void sq__grad_observe_lookup(sq_grad *g, const int32_t *tok, const float *dx0, int n)

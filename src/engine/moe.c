@@ -19,10 +19,9 @@
 
 #include "engine_internal.h"
 
-/* The experts of one token from its router logits (x, X floats, turned into
- * probabilities in place): sel[0..K) best first (the lower index on a tie),
- * w[0..K) their probabilities divided by their sum. */
-static void route_token(float *x, int64_t X, int64_t K, int32_t *sel, float *w)
+/* The experts of one token (the one owner of the routing rule: the backward
+ * pass, grad_moe.c, routes with it too). */
+void sq__moe_route(float *x, int64_t X, int64_t K, int32_t *sel, float *w)
 {
     unsigned char taken[512] = {0};
     sq__softmax(x, (int)X);
@@ -98,7 +97,7 @@ sq_status sq__moe_ffn(sq_context *c, const sq__layer *L, int64_t l, int nb, sq_e
     const int64_t E = hp->n_embd, X = hp->n_expert, K = hp->n_expert_used;
     sq_status st = sq__mm(c, &L->router, c->xn, c->xn, nb, c->moe_logits, "ffn_gate_inp", l, err);
     if (st) return st;
-    for (int i = 0; i < nb; i++) route_token(c->moe_logits + i * X, X, K, c->moe_sel + i * K, c->moe_w + i * K);
+    for (int i = 0; i < nb; i++) sq__moe_route(c->moe_logits + i * X, X, K, c->moe_sel + i * K, c->moe_w + i * K);
     for (int64_t e = 0; e < X; e++) {
         /* its (token, slot) pairs slot by slot, then token by token: llama-imatrix's order of rows */
         int64_t n = 0;

@@ -192,6 +192,7 @@ typedef struct sq__mm {
     sq__krun krun[4];    /* the runs the run kernel takes */
     int nkrun;
     bool in_krun[4];     /* per run: taken by the run kernel (else vec_dot per row) */
+    bool runs_pf;        /* the run kernel prefetches by itself, and takes every run */
     int64_t kp[4];       /* per run: column panel for n > 1 (a multiple of 256) */
     int64_t rb, cb;      /* chunk: rb weight rows x cb activation rows */
     int64_t n_rb, n_chunks;
@@ -200,6 +201,9 @@ typedef struct sq__mm {
     sq__amx_fn amx[4];   /* n > 1: per run, the AMX product (NULL: tile kernels) */
     const void *amx_act[4]; /* its regrouped activations */
     int namx;
+    bool amx_all;        /* n > 1: every run on the tile unit, one call per row group (sq__amx_runs) */
+    sq__krun arun[4];    /* its runs */
+    const void *amx_act_all; /* the whole row's regrouped activations */
 } sq__mm;
 
 /* Gathers and quantizes activation row j: one call per run. */
@@ -238,7 +242,7 @@ static void matvec_rows(const sq__mm *m, int64_t r0, int nr, const char *end)
         const int ng = nr - g < 4 ? nr - g : 4;
         const char *w = (const char *)m->w->data + (size_t)(r0 + g) * rbytes;
         float *y = m->Y + r0 + g;
-        sq__prefetch_span(w + SQ__PF_AHEAD, (size_t)ng * rbytes, end);
+        if (!m->runs_pf) sq__prefetch_span(w + SQ__PF_AHEAD, (size_t)ng * rbytes, end);
         if (m->nkrun) m->runs(m->krun, m->nkrun, w, rbytes, ng, x, y, false);
         bool acc = m->nkrun > 0;
         for (int i = 0; i < p->nrun; i++) {
@@ -292,6 +296,10 @@ static void dot_task(void *ctx, int ith, int nth)
         const char *w = (const char *)m->w->data + (size_t)r0 * rbytes;
         const char *x = m->act + (size_t)c0 * ab;
         float *y = m->Y + (size_t)c0 * (size_t)R + (size_t)r0;
+        if (m->amx_all) { /* every run in one call (the chunk has every activation row: cb = n) */
+            sq__amx_runs(m->arun, nrun, w, rbytes, nr, m->amx_act_all, m->w->cols / SQ_SEGMENT, n, y, (size_t)R, false);
+            continue;
+        }
         bool first = true;
         for (int i = 0; i < nrun; i++) {
             const sq__run *rn = &p->run[i];
@@ -342,6 +350,10 @@ static void amx_prep_task(void *ctx, int ith, int nth)
         if (k >= (int64_t)m->p->nrun * ap->ntile) break;
         const int i = (int)(k / ap->ntile);
         const int64_t t = k % ap->ntile;
+        if (m->amx_all) { /* the whole row at once (its runs' Q8_K rows lie back to back) */
+            if (i == 0) sq__amx_prepare(m->act, m->p->act_row, m->n, m->w->cols, (void *)m->amx_act_all, t, t + 1);
+            continue;
+        }
         if (!m->amx[i]) continue;
         const sq__run *rn = &m->p->run[i];
         sq__amx_prepare(m->act + rn->a_off, m->p->act_row, m->n, rn->len, (void *)m->amx_act[i], t, t + 1);
@@ -364,6 +376,13 @@ static bool amx_setup(sq__mm *m, sq_threadpool *tp, char *area)
         m->namx++;
     }
     if (!m->namx) return false;
+    /* every run on the tile unit: one call per row group for all of them */
+    if (m->namx == m->p->nrun) {
+        for (int i = 0; i < m->p->nrun; i++)
+            m->arun[i] = (sq__krun){m->p->run[i].type, m->p->run[i].len, m->p->run[i].w_off, m->p->run[i].a_off};
+        m->amx_all = sq__amx_runs_handle(m->arun, m->p->nrun);
+        m->amx_act_all = m->amx_act[0];
+    }
     sq__amx_prep ap = {.m = m, .ntile = (m->n + 15) / 16};
     atomic_init(&ap.next, 0);
     if (sq_threadpool_n_threads(tp) > 1 && m->n > 16) sq_threadpool_run(tp, amx_prep_task, &ap);
@@ -449,6 +468,7 @@ sq_status sq_weight_matmul(sq_threadpool *tp, const sq_weight *w, const float *X
 
     if (n == 1) {
         /* bands of 16-row chunks, as sq_matmul's matrix-vector product */
+        m.runs_pf = m.nkrun == p.nrun && sq__runs_prefetch(m.krun, m.nkrun, w->row_bytes);
         m.rb = 16;
         sq__bands_init(&m.bands, (w->rows + m.rb - 1) / m.rb, nth);
         if (nth > 1 && w->rows > m.rb) sq_threadpool_run(tp, matvec_task, &m);

@@ -273,14 +273,14 @@ static const amx_kind amx_kinds[] = {
 /* Row r's super-block b (of the row at `row`) into panel slot s. */
 SQ_INLINE void amx_unpack(const int T, const void *row, int64_t b, amx_panel *P, int r, int s)
 {
-    const amx_kind k = amx_kinds[T];
+    /* each case with its own kind, a constant also when T is not */
     switch (T) {
-    case AMX_Q2_K: amx_unpack_q2_K(row, b, P, r, s, k); break;
-    case AMX_Q3_K: amx_unpack_q3_K(row, b, P, r, s, k); break;
-    case AMX_Q4_K: amx_unpack_q4_K(row, b, P, r, s, k); break;
-    case AMX_Q5_K: amx_unpack_q5_K(row, b, P, r, s, k); break;
-    case AMX_Q6_K: amx_unpack_q6_K(row, b, P, r, s, k); break;
-    default: amx_unpack_iq4_xs(row, b, P, r, s, k); break;
+    case AMX_Q2_K: amx_unpack_q2_K(row, b, P, r, s, amx_kinds[AMX_Q2_K]); break;
+    case AMX_Q3_K: amx_unpack_q3_K(row, b, P, r, s, amx_kinds[AMX_Q3_K]); break;
+    case AMX_Q4_K: amx_unpack_q4_K(row, b, P, r, s, amx_kinds[AMX_Q4_K]); break;
+    case AMX_Q5_K: amx_unpack_q5_K(row, b, P, r, s, amx_kinds[AMX_Q5_K]); break;
+    case AMX_Q6_K: amx_unpack_q6_K(row, b, P, r, s, amx_kinds[AMX_Q6_K]); break;
+    default: amx_unpack_iq4_xs(row, b, P, r, s, amx_kinds[AMX_IQ4_XS]); break;
     }
 }
 
@@ -421,6 +421,101 @@ SQ_INLINE void amx_gemm(const int T, int64_t nsb, const void *w, size_t ws, int 
             amx_config(&cfg, m);
             amx_rows(T, p0, np, (const char *)w + (size_t)r0 * ws, ws, m, act, sb0, act_nsb, n, y + r0, ys,
                      p0 > 0 || accumulate, &P);
+        }
+    }
+    _tile_release();
+}
+
+/* ---- SmarterQuant rows: runs of several types in one call ----
+ * A mixed row's segments are super-blocks of their runs' types; once
+ * unpacked, a panel slot holds int8 hi / lo parts and per-row scales whatever
+ * the type, so a panel may mix types: each slot keeps its kind, and the tile
+ * products and the fold take it slot by slot. One call covers every run of
+ * a row group (the y tile is stored once, not once per run, and a
+ * one-segment run shares its panel with its neighbours). */
+
+/* Where panel slot s comes from: the kind, the run's byte offset in a row and
+ * the super-block within the run. */
+typedef struct amx_slot {
+    int T;
+    size_t w_off;
+    int64_t b;
+} amx_slot;
+
+static int amx_kind_of(int type)
+{
+    switch (type) {
+    case SQ_TYPE_Q2_K: return AMX_Q2_K;
+    case SQ_TYPE_Q3_K: return AMX_Q3_K;
+    case SQ_TYPE_Q4_K: return AMX_Q4_K;
+    case SQ_TYPE_Q5_K: return AMX_Q5_K;
+    case SQ_TYPE_Q6_K: return AMX_Q6_K;
+    case SQ_TYPE_IQ4_XS: return AMX_IQ4_XS;
+    default: return -1;
+    }
+}
+
+/* As amx_rows, with the kind of each panel slot from sl[]. */
+static void amx_rows_mixed(const amx_slot *sl, int np, const char *w, size_t ws, int nr, const amx_act_blk *act,
+                           int64_t p0, int64_t act_nsb, int64_t n, float *y, size_t ys, bool add, amx_panel *P)
+{
+    _Alignas(64) int32_t cb[4][16 * 16];
+    _Alignas(64) float acc[2][16][16];
+    const int64_t ntile = (n + 15) / 16;
+    for (int r = 0; r < nr; r++)
+        for (int s = 0; s < np; s++) amx_unpack(sl[s].T, w + (size_t)r * ws + sl[s].w_off, sl[s].b, P, r, s);
+    for (int64_t tt = 0; tt < ntile; tt += 2) {
+        const bool two = tt + 1 < ntile;
+        memset(acc, 0, sizeof acc);
+        for (int s = 0; s < np; s++) {
+            const int T = sl[s].T;
+            const bool parts2 = amx_kinds[T].parts == 2;
+            const amx_act_blk *a0 = act + tt * act_nsb + p0 + s, *a1 = a0 + act_nsb;
+            amx_block(T, P, s, a0, two ? a1 : NULL, two);
+            _tile_stored(0, cb[0], 64);
+            if (parts2) _tile_stored(1, cb[1], 64);
+            amx_fold(T, cb[0], cb[1], P, s, a0, nr, (__m512 *)(void *)acc[0]);
+            if (two) {
+                _tile_stored(2, cb[2], 64);
+                if (parts2) _tile_stored(3, cb[3], 64);
+                amx_fold(T, cb[2], cb[3], P, s, a1, nr, (__m512 *)(void *)acc[1]);
+            }
+        }
+        for (int i = 0; i < (two ? 2 : 1); i++) {
+            const int64_t t0 = 16 * (tt + i);
+            amx_store(acc[i], nr, (int)(n - t0 < 16 ? n - t0 : 16), y + (size_t)t0 * ys, ys, add);
+        }
+    }
+}
+
+bool sq__amx_runs_handle(const sq__krun *run, int nrun)
+{
+    for (int j = 0; j < nrun; j++)
+        if (amx_kind_of(run[j].type) < 0 || run[j].n % 256 != 0) return false;
+    return nrun > 0;
+}
+
+void sq__amx_runs(const sq__krun *run, int nrun, const void *w, size_t ws, int nr, const void *act, int64_t act_nsb,
+                  int64_t n, float *y, size_t ys, bool accumulate)
+{
+    amx_panel P;
+    amx_cfg cfg = {0};
+    int64_t nsb = 0;
+    for (int j = 0; j < nrun; j++) nsb += run[j].n / 256;
+    int j = 0;
+    int64_t j0 = 0; /* first super-block of run j */
+    for (int64_t p0 = 0; p0 < nsb; p0 += AMX_PANEL) {
+        const int np = (int)(nsb - p0 < AMX_PANEL ? nsb - p0 : AMX_PANEL);
+        amx_slot sl[AMX_PANEL];
+        for (int s = 0; s < np; s++) {
+            while (p0 + s >= j0 + run[j].n / 256) j0 += run[j++].n / 256;
+            sl[s] = (amx_slot){amx_kind_of(run[j].type), run[j].w_off, p0 + s - j0};
+        }
+        for (int r0 = 0; r0 < nr; r0 += 16) {
+            const int m = nr - r0 < 16 ? nr - r0 : 16;
+            amx_config(&cfg, m);
+            amx_rows_mixed(sl, np, (const char *)w + (size_t)r0 * ws, ws, m, act, p0, act_nsb, n, y + r0, ys,
+                           p0 > 0 || accumulate, &P);
         }
     }
     _tile_release();

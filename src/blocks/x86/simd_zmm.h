@@ -492,7 +492,7 @@ SQ_INLINE void kz_band(const sq__krun *run, int nrun, const char *w, size_t ws, 
  * KZ_PF_MIN_ROW bytes prefetch the next band's blocks (PF): on the 1B-shape
  * plans, whose tied output matrix is a mixed Q6_K/Q5_K tensor of 2048
  * columns, this measured about 5% faster by CPU time on a loaded machine. */
-#define KZ_PF_MIN_ROW 512
+#define KZ_PF_MIN_ROW SQ__RUNS_PF_MIN_ROW
 static void runs_zmm(const sq__krun *run, int nrun, const void *w, size_t ws, int nr, const void *x, float *y,
                      bool accumulate)
 {
