@@ -101,22 +101,59 @@ SQ_INLINE void ikz_act2(const blk_q8_K *x, __m512i y[4])
                                   _mm256_loadu_si256((const __m256i *)(x->qs + 128 + 32 * k)), 1);
 }
 
-/* The bsums factors of the offset and the shifted tables: s16·(delta·shifted − 128),
- * from ms16 = delta·s16 where shifted (ik_shift16). */
-SQ_INLINE __m256i ikz_offset16(__m256i s16, __m256i ms16) { return _mm256_sub_epi16(ms16, _mm256_slli_epi16(s16, 7)); }
-
-/* acc += d·dy·(Σ_r s[r]·scale of its lanes + m16·bsums) over nreg registers
- * in layout order `order` (s16: the 16 sub-block scales, int16). */
-SQ_INLINE void ikz_tail(const __m512i *s, int nreg, int order, __m256i s16, __m256i m16, const blk_q8_K *x, float d,
-                        __m512 *acc)
+/* acc += d·dy·(Σ_r s[r]·scale of its lanes + Σ_k s_k·(delta·shifted_k − 128)·bsum_k)
+ * over nreg registers in layout order `order`: s8 holds the 16 sub-block
+ * scales as int8 (per 32 values: each twice), bit k of shifted the shifted
+ * table of sub-block k. */
+SQ_INLINE void ikz_tail(const __m512i *s, int nreg, int order, __m128i s8, __mmask16 shifted, int delta,
+                        const blk_q8_K *x, float d, __m512 *acc)
 {
-    const __m512i s32 = _mm512_cvtepi16_epi32(s16);
+    const __m256i s16 = _mm256_cvtepi8_epi16(s8);
+    const __m256i ms16 = delta == 4 ? _mm256_maskz_slli_epi16(shifted, s16, 2)
+                       : delta == 2 ? _mm256_maskz_slli_epi16(shifted, s16, 1)
+                                    : _mm256_maskz_mullo_epi16(shifted, s16, _mm256_set1_epi16((short)delta));
+    const __m256i m16 = _mm256_sub_epi16(ms16, _mm256_slli_epi16(s16, 7));
+    const __m512i s32 = _mm512_cvtepi8_epi32(s8);
     __m512i isum = _mm512_zextsi256_si512(_mm256_madd_epi16(m16, _mm256_loadu_si256((const __m256i *)x->bsums)));
     for (int r = 0; r < nreg; r++) {
         const __m512i sc = _mm512_permutexvar_epi32(_mm512_load_si512((const void *)ikz_lane_sb[order][r]), s32);
         isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(s[r], sc));
     }
     *acc = _mm512_fmadd_ps(_mm512_set1_ps(d * x->d), _mm512_cvtepi32_ps(isum), *acc);
+}
+
+/* ---- scale decoding to int8 (BMI2's pdep spreads packed bit fields to bytes) ---- */
+
+/* The 16 six-bit scales − 32 of IQ4_K / IQ5_K: low 4 bits the nibbles of
+ * scales_l, high 2 bits the 2-bit fields of scales_h, in order. */
+SQ_INLINE __m128i ikz_scales6(const uint8_t *sl, const uint8_t *sh)
+{
+    uint32_t l0, l1;
+    uint16_t h0, h1;
+    memcpy(&l0, sl, 4), memcpy(&l1, sl + 4, 4), memcpy(&h0, sh, 2), memcpy(&h1, sh + 2, 2);
+    const uint64_t n4 = 0x0F0F0F0F0F0F0F0Full, b45 = 0x3030303030303030ull;
+    const uint64_t a = _pdep_u64(l0, n4) | _pdep_u64(h0, b45), b = _pdep_u64(l1, n4) | _pdep_u64(h1, b45);
+    return _mm_sub_epi8(_mm_insert_epi64(_mm_cvtsi64_si128((long long)a), (long long)b, 1), _mm_set1_epi8(32));
+}
+
+/* The 16 nibbles of 8 bytes in order, as bytes. */
+SQ_INLINE __m128i ikz_nibbles8(const uint8_t *p)
+{
+    uint64_t u;
+    memcpy(&u, p, 8);
+    const uint64_t n4 = 0x0F0F0F0F0F0F0F0Full;
+    return _mm_insert_epi64(_mm_cvtsi64_si128((long long)_pdep_u64(u, n4)), (long long)_pdep_u64(u >> 32, n4), 1);
+}
+
+/* Each bit of an 8-bit field twice (one bit per 32 values to one per 16). */
+SQ_INLINE __mmask16 ikz_pair_bits(unsigned bits8) { return (__mmask16)(_pdep_u32(bits8 & 0xFF, 0x5555) * 3); }
+
+/* IQ4_KS / IQ5_KS: 8 scale bytes, (s & 254) − 127 each twice, shifted where s & 1. */
+SQ_INLINE __m128i ikz_scales_ks(const uint8_t *p, __mmask16 *shifted)
+{
+    const __m128i v = ik_load8(p), d = _mm_unpacklo_epi8(v, v);
+    *shifted = _mm_test_epi8_mask(d, _mm_set1_epi8(1));
+    return _mm_sub_epi8(_mm_and_si128(d, _mm_set1_epi8((char)0xFE)), _mm_set1_epi8(127));
 }
 
 /* ---- 4-bit (ikz_act4 order) ---- */
@@ -135,26 +172,23 @@ SQ_INLINE void ikz4_levels(const uint8_t *qs, __m512i q[4])
 /* IQ4_K: a 6-bit scale per 16 values, one vpmulld per register. */
 SQ_INLINE void kzs_iq4_k(const sq__block_iq4_k *b, const blk_q8_K *x, const __m512i y[4], __m512 *acc, float dr)
 {
-    __m256i ms16;
-    const __m256i s16 = ik_scales6(b->scales_l, b->scales_h, b->extra, 4, &ms16);
     __m512i q[4], s[4];
     ikz4_levels(b->qs, q);
     SQ_UNROLL for (int r = 0; r < 4; r++) s[r] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[r], y[r]);
-    ikz_tail(s, 4, IKZ_A4, s16, ikz_offset16(s16, ms16), x, dr * h2f(b->d), acc);
+    ikz_tail(s, 4, IKZ_A4, ikz_scales6(b->scales_l, b->scales_h), (__mmask16)b->extra, 4, x, dr * h2f(b->d), acc);
 }
 
 /* IQ4_KS: a scale per 32 values, so the two halves of each 32 share a lane
  * and one vpmulld serves 128 values. */
 SQ_INLINE void kzs_iq4_ks(const sq__block_iq4_ks *b, const blk_q8_K *x, const __m512i y[4], __m512 *acc, float dr)
 {
-    const __m256i sc = ik_widen_pairs(ik_load8(b->scales)), one = _mm256_set1_epi16(1);
-    const __m256i s16 = _mm256_sub_epi16(_mm256_andnot_si256(one, sc), _mm256_set1_epi16(127));
-    const __m256i ms16 = ik_shift16(s16, _mm256_cmpeq_epi16(_mm256_and_si256(sc, one), one), 4);
+    __mmask16 shifted;
+    const __m128i s8 = ikz_scales_ks(b->scales, &shifted);
     __m512i q[4], s[2];
     ikz4_levels(b->qs, q);
     SQ_UNROLL for (int h = 0; h < 2; h++)
         s[h] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), q[h], y[h]), q[2 + h], y[2 + h]);
-    ikz_tail(s, 2, IKZ_A4, s16, ikz_offset16(s16, ms16), x, dr, acc);
+    ikz_tail(s, 2, IKZ_A4, s8, shifted, 4, x, dr, acc);
 }
 
 /* ---- 5-bit (kz_act_nib order): two lookups, the second masked by the fifth bit ---- */
@@ -176,29 +210,26 @@ SQ_INLINE void ikz5_levels(const uint8_t *qs, const uint8_t *qhp, __m512i q[4])
     }
 }
 
-/* The 5-bit block body, scales per 16 (s16; per 32: each twice). */
-SQ_INLINE void ikz_iq5(const uint8_t *qs, const uint8_t *qh, __m256i s16, __m256i ms16, const blk_q8_K *x,
+/* The 5-bit block body, scales per 16 (s8; per 32: each twice). */
+SQ_INLINE void ikz_iq5(const uint8_t *qs, const uint8_t *qh, __m128i s8, __mmask16 shifted, const blk_q8_K *x,
                        const __m512i y[4], float d, __m512 *acc)
 {
     __m512i q[4], s[4];
     ikz5_levels(qs, qh, q);
     SQ_UNROLL for (int r = 0; r < 4; r++) s[r] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[r], y[r]);
-    ikz_tail(s, 4, IKZ_A5, s16, ikz_offset16(s16, ms16), x, d, acc);
+    ikz_tail(s, 4, IKZ_A5, s8, shifted, 2, x, d, acc);
 }
 
 SQ_INLINE void kzs_iq5_k(const sq__block_iq5_k *b, const blk_q8_K *x, const __m512i y[4], __m512 *acc, float dr)
 {
-    __m256i ms16;
-    const __m256i s16 = ik_scales6(b->scales_l, b->scales_h, b->extra, 2, &ms16);
-    ikz_iq5(b->qs, b->qh, s16, ms16, x, y, dr * h2f(b->d), acc);
+    ikz_iq5(b->qs, b->qh, ikz_scales6(b->scales_l, b->scales_h), (__mmask16)b->extra, x, y, dr * h2f(b->d), acc);
 }
 
 SQ_INLINE void kzs_iq5_ks(const sq__block_iq5_ks *b, const blk_q8_K *x, const __m512i y[4], __m512 *acc, float dr)
 {
-    const __m256i sc = ik_widen_pairs(ik_load8(b->scales)), one = _mm256_set1_epi16(1);
-    const __m256i s16 = _mm256_sub_epi16(_mm256_andnot_si256(one, sc), _mm256_set1_epi16(127));
-    const __m256i ms16 = ik_shift16(s16, _mm256_cmpeq_epi16(_mm256_and_si256(sc, one), one), 2);
-    ikz_iq5(b->qs, b->qh, s16, ms16, x, y, dr, acc);
+    __mmask16 shifted;
+    const __m128i s8 = ikz_scales_ks(b->scales, &shifted);
+    ikz_iq5(b->qs, b->qh, s8, shifted, x, y, dr, acc);
 }
 
 /* ---- 2- and 3-bit (ikz_act2 order) ---- */
@@ -212,9 +243,10 @@ static const _Alignas(64) uint8_t ikz_q3_bit[4][64] = {
 
 /* The 2- and 3-bit block body: register k = bits 2k of the 64 bytes of qs
  * (chunks k and 4+k), plus 4 where the chunk's qh bit is set (qhp NULL:
- * 2-bit), looked up in table (levels + 128). */
-SQ_INLINE void ikz_iq23(const uint8_t *table, const uint8_t *qs, const uint8_t *qhp, __m256i s16, __m256i ms16,
-                        const blk_q8_K *x, const __m512i y[4], float d, __m512 *acc)
+ * 2-bit), looked up in table (levels + 128); s8 the scales, shifted the
+ * tables + delta. */
+SQ_INLINE void ikz_iq23(const uint8_t *table, const uint8_t *qs, const uint8_t *qhp, __m128i s8, __mmask16 shifted,
+                        int delta, const blk_q8_K *x, const __m512i y[4], float d, __m512 *acc)
 {
     const __m512i t = ikz_table(table), m3 = _mm512_set1_epi8(3);
     const __m512i z = _mm512_loadu_si512(qs);
@@ -227,45 +259,51 @@ SQ_INLINE void ikz_iq23(const uint8_t *table, const uint8_t *qs, const uint8_t *
                                        _mm512_set1_epi8(4));
         s[k] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_shuffle_epi8(t, idx), y[k]);
     }
-    ikz_tail(s, 4, IKZ_A2, s16, ikz_offset16(s16, ms16), x, d, acc);
+    ikz_tail(s, 4, IKZ_A2, s8, shifted, delta, x, d, acc);
 }
 
-/* IQ3_K: per 16 a signed odd scale, shifted tables + 4. */
+/* IQ3_K: per 16 an odd scale 2l+1, negative where its scales_h bit is set; shifted tables + 4. */
 SQ_INLINE void kzs_iq3_k(const sq__block_iq3_k *b, const blk_q8_K *x, const __m512i y[4], __m512 *acc, float dr)
 {
-    const __m256i odd = _mm256_add_epi16(_mm256_slli_epi16(ik_widen(ik_nibble_bytes(ik_load8(b->scales_l))), 1),
-                                         _mm256_set1_epi16(1));
-    const __m256i neg = ik_bitmask16(b->scales_h);
-    const __m256i s16 = _mm256_sub_epi16(_mm256_xor_si256(odd, neg), neg);
-    ikz_iq23(ikz_u3, b->qs, b->qh, s16, ik_shift16(s16, ik_bitmask16(b->extra), 4), x, y, dr * h2f(b->d), acc);
+    const __m128i odd = _mm_add_epi8(_mm_add_epi8(ikz_nibbles8(b->scales_l), ikz_nibbles8(b->scales_l)), _mm_set1_epi8(1));
+    const __m128i s8 = _mm_mask_sub_epi8(odd, (__mmask16)b->scales_h, _mm_setzero_si128(), odd);
+    ikz_iq23(ikz_u3, b->qs, b->qh, s8, (__mmask16)b->extra, 4, x, y, dr * h2f(b->d), acc);
 }
 
-/* IQ3_KS: per 32 a 5-bit signed scale (fifth bits in extra 0-7), table bits in extra 8-15. */
+/* The 8 per-32 scales of IQ2_KS / IQ3_KS, each twice: 4-bit nibbles (chunk c
+ * < 4: low nibble of byte c, else the high nibble of byte c − 4), a fifth
+ * bit worth 16 from bits5, minus 16. */
+SQ_INLINE __m128i ikz_scales_5bit(const uint8_t *p, unsigned bits5, int chunk_order)
+{
+    const __m128i b = ik_load4(p), n4 = _mm_set1_epi8(0x0F);
+    const __m128i lo = _mm_and_si128(b, n4), hi = _mm_and_si128(_mm_srli_epi16(b, 4), n4);
+    const __m128i nib = chunk_order ? _mm_unpacklo_epi32(lo, hi) : _mm_unpacklo_epi8(lo, hi);
+    const __m128i s = _mm_mask_add_epi8(nib, (__mmask16)(bits5 & 0xFF), nib, _mm_set1_epi8(16));
+    const __m128i s16 = _mm_sub_epi8(s, _mm_set1_epi8(16));
+    return _mm_unpacklo_epi8(s16, s16);
+}
+
+/* IQ3_KS: per 32 a 5-bit signed scale (fifth bits in extra 0-7, nibbles by
+ * chunk order), table bits in extra 8-15. */
 SQ_INLINE void kzs_iq3_ks(const sq__block_iq3_ks *b, const blk_q8_K *x, const __m512i y[4], __m512 *acc, float dr)
 {
     const unsigned extra = b->extra;
-    const __m128i sb = ik_load4(b->scales), n4 = _mm_set1_epi8(0x0F);
-    const __m128i nib = _mm_unpacklo_epi32(_mm_and_si128(sb, n4), _mm_and_si128(_mm_srli_epi16(sb, 4), n4));
-    const __m256i s5 = _mm256_and_si256(ik_bitmask16_pairs(extra & 0xFF), _mm256_set1_epi16(16));
-    const __m256i s16 = _mm256_sub_epi16(_mm256_or_si256(ik_widen_pairs(nib), s5), _mm256_set1_epi16(16));
-    ikz_iq23(ikz_u3, b->qs, b->qh, s16, ik_shift16(s16, ik_bitmask16_pairs(extra >> 8), 4), x, y, dr, acc);
+    ikz_iq23(ikz_u3, b->qs, b->qh, ikz_scales_5bit(b->scales, extra, 1), ikz_pair_bits(extra >> 8), 4, x, y, dr, acc);
 }
 
 /* IQ2_K: per 16 a 4-bit scale (offset 8), shifted tables + 5. */
 SQ_INLINE void kzs_iq2_k(const sq__block_iq2_k *b, const blk_q8_K *x, const __m512i y[4], __m512 *acc, float dr)
 {
-    const __m256i s16 = _mm256_sub_epi16(ik_widen(ik_nibble_bytes(ik_load8(b->scales))), _mm256_set1_epi16(8));
-    ikz_iq23(ikz_u2, b->qs, NULL, s16, ik_shift16(s16, ik_bitmask16(b->extra), 5), x, y, dr * h2f(b->d), acc);
+    const __m128i s8 = _mm_sub_epi8(ikz_nibbles8(b->scales), _mm_set1_epi8(8));
+    ikz_iq23(ikz_u2, b->qs, NULL, s8, (__mmask16)b->extra, 5, x, y, dr * h2f(b->d), acc);
 }
 
-/* IQ2_KS: per 32 a 5-bit scale (offset 16; fifth bits in extra 8-15), table bits in extra 0-7. */
+/* IQ2_KS: per 32 a 5-bit scale (offset 16; nibbles in byte order, fifth bits
+ * in extra 8-15), table bits in extra 0-7. */
 SQ_INLINE void kzs_iq2_ks(const sq__block_iq2_ks *b, const blk_q8_K *x, const __m512i y[4], __m512 *acc, float dr)
 {
     const unsigned extra = b->extra;
-    const __m256i hi = _mm256_and_si256(ik_bitmask16_pairs(extra >> 8), _mm256_set1_epi16(16));
-    const __m256i s16 = _mm256_sub_epi16(_mm256_or_si256(ik_widen_pairs(ik_nibble_bytes(ik_load4(b->scales))), hi),
-                                         _mm256_set1_epi16(16));
-    ikz_iq23(ikz_u2, b->qs, NULL, s16, ik_shift16(s16, ik_bitmask16_pairs(extra & 0xFF), 5), x, y, dr, acc);
+    ikz_iq23(ikz_u2, b->qs, NULL, ikz_scales_5bit(b->scales, extra >> 8, 0), ikz_pair_bits(extra), 5, x, y, dr, acc);
 }
 
 /* ---- IQ6_K: float levels (the cubic), 16 values per register ---- */
@@ -382,7 +420,7 @@ __attribute__((target("avx512vbmi"))) static inline void kzv_iq6_k(const sq__blo
         }
     }
     /* the shifted sub-blocks: + scale·Σy, in units of 2^-16 */
-    const __m256i ms16 = _mm256_and_si256(_mm256_cvtepi8_epi16(sc8), ik_bitmask16(b->extra));
+    const __m256i ms16 = _mm256_maskz_mov_epi16((__mmask16)b->extra, _mm256_cvtepi8_epi16(sc8));
     const __m256i sh = _mm256_madd_epi16(ms16, _mm256_loadu_si256((const __m256i *)x->bsums));
     blk = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_zextsi256_si512(sh)), _mm512_set1_ps(65536.f), blk);
     *acc = _mm512_fmadd_ps(_mm512_set1_ps(dr * h2f(b->d) * x->d * (1.f / 65536.f)), blk, *acc);
