@@ -4,10 +4,12 @@
 #
 # ../shared/golden/ik/files/kld.txt lists ik_llama.cpp's own quantizations of the demo model (type, file
 # size in bytes, ik's mean KL divergence against the F16 model, measured by ik's llama-perplexity on the
-# same 20 chunks of data/heldout.txt). For each of them, at exactly that file size, two SmarterQuant plans
-# made the documented way — only --imatrix, --calib and the size:
-#   ggml   sq plan --calib CALIB --types GGML_TYPES   (ggml's types only)
-#   all    sq plan --calib CALIB                      (the default: every type, ik's included)
+# same 20 chunks of data/heldout.txt). For each of them, at exactly that file size, SmarterQuant plans
+# made the documented way — only --imatrix, --calib and the size — with the candidate types of FAMILIES:
+#   ggml     sq plan --calib CALIB --types GGML_TYPES          (ggml's types only)
+#   default  sq plan --calib CALIB                             (the default candidates: ggml's and ik's
+#                                                               types whose quantizers are cheap)
+#   all      sq plan --calib CALIB --types GGML_TYPES,IK_CAND  (every type, ik's dear ones included)
 # each timed (wall, user, sys seconds), quantized with `sq quantize --strict --sq-config`, and measured
 # with `sq perplexity --kl-divergence` against the F16 model. Where ik's file itself is in files/, it is
 # measured by `sq perplexity` too (the same figure ik's engine gives, within the run's noise).
@@ -16,6 +18,7 @@
 #   CALIB (data/calib.txt) CHUNKS (20) THREADS (2) OUT (build/ik_quality) IKDIR (../shared/golden/ik/files)
 #   GGML_TYPES (the ggml types this build quantizes; default below) PLAN_FLAGS (extra flags for every plan)
 #   IK_TYPES (only these of kld.txt's files, e.g. "IQ4_KS IQ5_K"; default all)
+#   FAMILIES (the plans, default "ggml default")
 #   REUSE=1: keep files and logs already in $OUT (only re-tabulate)
 # Output: $OUT/ik_quality.md (table), $OUT/ik_quality.tsv (data).
 set -eu
@@ -30,8 +33,9 @@ IKDIR=${IKDIR:-../shared/golden/ik/files}
 PLAN_FLAGS=${PLAN_FLAGS:-}
 # every block-quantized type llama.cpp (ggml) knows and this build quantizes (ids up to 42)
 GGML_TYPES=${GGML_TYPES:-q4_0,q4_1,q5_0,q5_1,q8_0,q2_K,q3_K,q4_K,q5_K,q6_K,iq2_xxs,iq2_xs,iq3_xxs,iq1_s,iq4_nl,iq3_s,iq2_s,iq4_xs,iq1_m,tq1_0,tq2_0,mxfp4}
-# ik_llama.cpp's types are candidates only when named (sq_plan_default_types)
-IK_CAND=${IK_CAND:-iq2_k,iq3_k,iq4_k,iq5_k,iq6_k,iq2_ks,iq3_ks,iq4_ks,iq4_kss,iq5_ks,iq2_kl}
+# every ik_llama.cpp type with a quantizer (the dear ones are candidates only when named: sq_plan_default_types)
+IK_CAND=${IK_CAND:-q6_0,iq2_k,iq3_k,iq4_k,iq5_k,iq6_k,iq2_ks,iq3_ks,iq4_ks,iq4_kss,iq5_ks,iq2_kl,iq2_kt,iq3_kt,iq4_kt}
+FAMILIES=${FAMILIES:-ggml default}
 for f in "$CALIB" "$IKDIR/kld.txt"; do
     [ -f "$f" ] || { echo "$NAME: $f not found" >&2; exit 2; }
 done
@@ -51,13 +55,17 @@ measure() {
          END { print ppl, kld, kld_err }' "$1.log"
 }
 
-# plan family $1 (ggml | all) at size $2 into $3.json, timed into $3.time, then the file $3.gguf
+# plan family $1 (ggml | default | all) at size $2 into $3.json, timed into $3.time, then the file $3.gguf
 make_plan() {
     if [ -n "${REUSE:-}" ] && [ -s "$3.gguf" ] && [ -s "$3.time" ]; then
         return
     fi
-    types="--types $GGML_TYPES,$IK_CAND"
-    [ "$1" = ggml ] && types="--types $GGML_TYPES"
+    case $1 in
+    ggml) types="--types $GGML_TYPES" ;;
+    default) types="" ;;
+    all) types="--types $GGML_TYPES,$IK_CAND" ;;
+    *) echo "$NAME: unknown plan family $1" >&2; exit 2 ;;
+    esac
     # shellcheck disable=SC2086
     /usr/bin/time -f '%e %U %S' -o "$3.time" \
         "$SQ" plan -m "$MODEL" --imatrix "$IMATRIX" --calib "$CALIB" --target-size "$2" -t "$THREADS" $types \
@@ -81,7 +89,7 @@ while read -r ty size _ _ kld _ kerr; do
             >>"$OUT/ik_quality.tsv"
         rm -f "$OUT/ik-$ty.gguf"
     fi
-    for fam in ggml all; do
+    for fam in $FAMILIES; do
         make_plan "$fam" "$size" "$OUT/$fam-$ty"
         f=$OUT/$fam-$ty.gguf
         # shellcheck disable=SC2046
@@ -95,8 +103,9 @@ done <"$IKDIR/kld.txt"
 awk -F'\t' '
     NR == 1 { next }
     $2 == "ik (kld.txt)" { ik = $5 }
-    { r = ($2 == "ggml" || $2 == "all") && ik > 0 ? sprintf("%.3f×", $5 / ik) : ""
-      fam = $2 == "ggml" ? "SmarterQuant, ggml types" : $2 == "all" ? "SmarterQuant, all types (ik included)" : $2
+    { r = ($2 == "ggml" || $2 == "default" || $2 == "all") && ik > 0 ? sprintf("%.3f×", $5 / ik) : ""
+      fam = $2 == "ggml" ? "SmarterQuant, ggml types" : $2 == "default" ? "SmarterQuant, default types (ik cheap ones included)" : \
+            $2 == "all" ? "SmarterQuant, all types (ik included)" : $2
       t = $7 == "-" ? "" : sprintf("%s / %s+%s", $7, $8, $9)
       rows = rows sprintf("| %s | %s | %d | %.2f MiB | %s | %s ± %s | %s | %s |\n", $1, fam, $3, $3 / 1048576, $4, $5, $6, r, t) }
     END {

@@ -3,7 +3,9 @@
  * with hot columns, shared permutations, budgets (respected, close, a bigger
  * one never worse), determinism (also across thread counts), the
  * configuration round trip through the sqconfig parser and validator, bad
- * input; and the same on the demo model with llama.cpp's importance matrix.
+ * input; and the same on the demo model with llama.cpp's importance matrix;
+ * the default candidate types (ik_llama.cpp's cheap ones in calibrated
+ * segment plans, never in whole-tensor ones).
  */
 #include <math.h>
 #include <stdint.h>
@@ -14,6 +16,7 @@
 
 #include "harness.h"
 #include "plan/plan_internal.h"
+#include "sq/blocks.h"
 #include "sq/gguf.h"
 #include "sq/imatrix.h"
 #include "sq/plan.h"
@@ -571,6 +574,72 @@ static void test_sq_keys_bytes(void)
     CHECK(sq__plan_sq_keys_bytes(name, 512, perm, NULL) >= w_perm - none);
 }
 
+/* The default candidates: a segment plan's include ik_llama.cpp's types whose
+ * quantizers cost no more per value than ggml's dearest (IQ3_K ... IQ6_K, the
+ * KS types but IQ2_KS, IQ2_KL, Q6_0) and leave out the exhaustive-search and
+ * trellis ones; a whole-tensor plan's (a standard GGUF) are exactly the
+ * segment list's ggml types. Every type the planner can be given has a
+ * quantize cost (the rule cannot silently take a type it knows nothing of). */
+static void test_default_types(void)
+{
+    int seg[SQ_TYPE_COUNT], ten[SQ_TYPE_COUNT];
+    int ns = sq_plan_default_types(SQ_PLAN_GRAN_SEGMENT, seg, SQ_TYPE_COUNT);
+    int nt = sq_plan_default_types(SQ_PLAN_GRAN_TENSOR, ten, SQ_TYPE_COUNT);
+    CHECK_INT(sq_plan_default_types(SQ_PLAN_GRAN_SEGMENT, NULL, 0), ns);
+    bool in_seg[SQ_TYPE_COUNT] = {0}, in_ten[SQ_TYPE_COUNT] = {0};
+    for (int i = 0; i < ns; i++) in_seg[seg[i]] = true;
+    for (int i = 0; i < nt; i++) in_ten[ten[i]] = true;
+    const int chosen[] = {SQ_TYPE_IQ3_K,  SQ_TYPE_IQ4_K,  SQ_TYPE_IQ5_K,  SQ_TYPE_IQ6_K, SQ_TYPE_IQ3_KS,
+                          SQ_TYPE_IQ4_KS, SQ_TYPE_IQ5_KS, SQ_TYPE_IQ2_KL, SQ_TYPE_Q6_0};
+    const int dear[] = {SQ_TYPE_IQ2_K, SQ_TYPE_IQ2_KS, SQ_TYPE_IQ4_KSS, SQ_TYPE_IQ2_KT, SQ_TYPE_IQ3_KT, SQ_TYPE_IQ4_KT};
+    for (size_t i = 0; i < sizeof chosen / sizeof chosen[0]; i++) {
+        CHECK_MSG(in_seg[chosen[i]], "%s is a default segment candidate", sq_type_name(chosen[i]));
+        CHECK_MSG(!in_ten[chosen[i]], "%s is not a whole-tensor candidate", sq_type_name(chosen[i]));
+    }
+    for (size_t i = 0; i < sizeof dear / sizeof dear[0]; i++)
+        CHECK_MSG(!in_seg[dear[i]] && !in_ten[dear[i]], "%s (quantize %.0f ns/value) is no default candidate",
+                  sq_type_name(dear[i]), sq_blocks_quantize_cost(dear[i]));
+    double ggml_max = 0.0;
+    for (int i = 0; i < nt; i++) {
+        CHECK_MSG(ten[i] <= SQ_TYPE_Q2_0 && in_seg[ten[i]], "whole-tensor candidate %s", sq_type_name(ten[i]));
+        if (sq_blocks_quantize_cost(ten[i]) > ggml_max) ggml_max = sq_blocks_quantize_cost(ten[i]);
+    }
+    for (int i = 0; i < ns; i++) {
+        CHECK_MSG(seg[i] <= SQ_TYPE_Q2_0 ? in_ten[seg[i]] : sq_blocks_quantize_cost(seg[i]) <= ggml_max,
+                  "segment candidate %s", sq_type_name(seg[i]));
+        CHECK_MSG(i == 0 || seg[i] > seg[i - 1], "candidates in id order");
+    }
+    CHECK(in_ten[SQ_TYPE_Q4_K] && in_ten[SQ_TYPE_IQ4_XS] && nt >= 20 && ns >= nt + 9);
+    for (int t = 0; t < SQ_TYPE_COUNT; t++) {
+        const sq_type_info *ti = sq_type_info_get(t);
+        if (ti && ti->is_weight && ti->is_quantized && sq_blocks_can_quantize(t))
+            CHECK_MSG(sq_blocks_quantize_cost(t) > 0, "%s has a quantize cost (bench/bench_qcost)", sq_type_name(t));
+    }
+    /* which list a plan takes: the segment list only with sensitivities and an
+     * importance matrix (the documented way); the prior, --no-imatrix and
+     * whole-tensor plans take the whole-tensor list */
+    sq_plan_weight w = {.name = "x", .weight = 1.0};
+    const sq_imatrix *some_im = (const sq_imatrix *)&w; /* only tested for NULL */
+    struct {
+        sq_plan_granularity gran;
+        int n_weights;
+        bool im;
+        int want;
+    } cases[] = {{SQ_PLAN_GRAN_SEGMENT, 1, true, ns}, {SQ_PLAN_GRAN_SEGMENT, 0, true, nt},
+                 {SQ_PLAN_GRAN_SEGMENT, 1, false, nt}, {SQ_PLAN_GRAN_TENSOR, 1, true, nt}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        sq_plan_params p = {.granularity = cases[i].gran, .weights = &w, .n_weights = cases[i].n_weights};
+        sq__pctx c = {.p = &p, .im = cases[i].im ? some_im : NULL};
+        sq_error err = {0};
+        CHECK_INT(sq__plan_candidate_types(&c, &err), SQ_OK);
+        CHECK_MSG(c.default_types && c.n_types == cases[i].want, "case %zu: %d candidates, want %d", i, c.n_types,
+                  cases[i].want);
+        bool has_iq4k = false;
+        for (int k = 0; k < c.n_types; k++) has_iq4k |= c.types[k] == SQ_TYPE_IQ4_K;
+        CHECK_MSG(has_iq4k == (cases[i].want == ns), "case %zu: iq4_k a candidate: %d", i, has_iq4k);
+    }
+}
+
 int main(void)
 {
     if (harness_tmpdir(tmpdir, sizeof tmpdir)) {
@@ -585,6 +654,7 @@ int main(void)
     RUN(test_demo);
     RUN(test_tool);
     RUN(test_sq_keys_bytes);
+    RUN(test_default_types);
     unlink(syn_model);
     unlink(syn_imatrix);
     rmdir(tmpdir);

@@ -38,6 +38,13 @@ bool sq_blocks_can_quantize(int type);
 bool sq_blocks_can_dequantize(int type);
 bool sq_blocks_can_dot(int type);
 
+/* What quantizing to type costs this build: CPU nanoseconds per value of
+ * sq_quantize_rows with importance weights on 256-value rows, one thread, as
+ * bench/bench_qcost measured it (a property of the type's quantizer, fixed at
+ * build time: the same figure on every machine, so that choices made by it
+ * are deterministic); 0 for a type without a quantizer. */
+double sq_blocks_quantize_cost(int type);
+
 /* ggml_quantize_chunk for nrows rows of n_per_row values: exactly ggml's bytes.
  * imatrix holds n_per_row importance weights or is NULL. Errors (message names
  * the type and the reason): unsupported type, n_per_row not a multiple of the

@@ -163,12 +163,20 @@ typedef struct sq_plan_totals {
 
 typedef struct sq_plan sq_plan; /* opaque: owns names, permutations, warnings */
 
-/* The default candidate types: every block-quantized weight type of the type
- * table that this build can quantize and multiply, in id order (so a type
- * added to the table is a candidate), ggml's ids only: ik_llama.cpp's types
- * are candidates when named in the params' types (`--types`). Fills up to
- * cap entries of types; returns how many there are. */
-int sq_plan_default_types(int *types, int cap);
+/* The default candidate types of a plan of granularity gran, in id order:
+ * every block-quantized weight type of the type table that this build can
+ * quantize and multiply (so a type added to the table is a candidate), of
+ * which, for SQ_PLAN_GRAN_TENSOR (a standard GGUF), only the types llama.cpp
+ * knows (ggml's ids); for SQ_PLAN_GRAN_SEGMENT also the other types
+ * (ik_llama.cpp's) whose quantizer costs per value (sq_blocks_quantize_cost)
+ * no more than the dearest of ggml's, so measuring them costs what measuring
+ * ggml's does. sq_plan_create uses the segment list for a segment plan with
+ * sensitivities (params' weights: --calib, --sensitivity) and an importance
+ * matrix, the documented way; other plans (the prior, no importance matrix)
+ * the whole-tensor list, whose quantizers are cheap there. Any usable type can
+ * be named in the params' types (`--types`). Fills up to cap entries of
+ * types; returns how many there are. */
+int sq_plan_default_types(sq_plan_granularity gran, int *types, int cap);
 
 /* Plans model (weights read from its map) with importance matrix im (may be
  * NULL: uniform importance, and types that need one are not candidates).

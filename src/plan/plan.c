@@ -211,9 +211,15 @@ static sq_status run_phases(sq__pctx *c, sq_error *err)
     }
     if (st == SQ_OK) st = sq__plan_check_budget(c, err);
     if (st == SQ_OK) st = error_models(c, true, err);
-    if (st == SQ_OK) st = sq__plan_measure(c, 0, err);
+    if (st == SQ_OK) st = sq__plan_score(c, err);
+    /* the prior infers the weights the permutations are sorted by from the
+     * unpermuted candidates; otherwise the permutations come first, so that
+     * groups that must take theirs (--perm on) skip the unpermuted ones */
+    bool prior = plan->totals.prior_ftype >= 0;
+    if (st == SQ_OK && prior) st = sq__plan_measure(c, 0, err);
     if (st == SQ_OK) st = sq__plan_prior(c, err);
     if (st == SQ_OK) st = sq__plan_build_perms(c, err);
+    if (st == SQ_OK && !prior) st = sq__plan_measure(c, 0, err);
     if (st == SQ_OK) st = sq__plan_measure(c, 1, err);
     for (int64_t t = 0; st == SQ_OK && t < plan->n && c->p->granularity == SQ_PLAN_GRAN_TENSOR; t++) {
         sq__plan_whole_tensor(&plan->pt[t]);

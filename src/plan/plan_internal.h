@@ -97,6 +97,7 @@ typedef struct sq__pctx {
     int64_t n_elements;           /* weights in all tensors */
     uint64_t budget;              /* bytes for the planned tensors' data */
     uint64_t keys_overhead;       /* header + keys + padding charged besides planned data */
+    bool options_known;           /* the permutations are built: each group's opt_avail holds */
 } sq__pctx;
 
 /* plan.c */
@@ -113,6 +114,7 @@ uint64_t sq__plan_sq_keys_bytes(const char *name, int64_t cols, const int32_t *p
 uint64_t sq__plan_perm_bytes(const char *name, int64_t cols, const int32_t *perm);
 
 /* plan_measure.c */
+sq_status sq__plan_score(sq__pctx *c, sq_error *err);
 sq_status sq__plan_measure(sq__pctx *c, int opt, sq_error *err);
 sq_status sq__plan_build_perms(sq__pctx *c, sq_error *err);
 

@@ -303,8 +303,40 @@ static void model_errors(const sq__pctx *c, sq__ptensor *pt, int opt, const doub
             pt->cerr[opt][s][k] = pt->n_uses > 0 ? cfac[s * SQ__PLAN_MAX_CAND + k] : pt->craw[opt][s][k] / norm;
 }
 
-/* Option opt of every tensor (0: columns in order, with the column
- * statistics; 1: the group's permutation, for groups that have one). */
+/* The column statistics of every tensor (tensor_score), one pass over each
+ * tensor's rows: what the permutations and the relative errors need, before
+ * any candidate is measured. */
+sq_status sq__plan_score(sq__pctx *c, sq_error *err)
+{
+    sq_plan *plan = c->plan;
+    int64_t max_cols = 1;
+    for (int64_t t = 0; t < plan->n; t++)
+        if (plan->pt[t].cols > max_cols) max_cols = plan->pt[t].cols;
+    float *W = malloc((size_t)SQ__CHUNK_ROWS * (size_t)max_cols * sizeof *W);
+    int64_t *idx = malloc(SQ__CHUNK_ROWS * sizeof *idx);
+    sq_status st = W && idx ? SQ_OK : sq_error_set(err, SQ_ENOMEM, "out of memory for the column statistics");
+    for (int64_t t = 0; st == SQ_OK && t < plan->n; t++) {
+        sq__plan_progress(c, "column statistics", t, plan->n);
+        if (!plan->pt[t].score) st = tensor_score(&plan->pt[t], plan->names[t], W, idx, err);
+    }
+    if (st == SQ_OK) sq__plan_progress(c, "column statistics", plan->n, plan->n);
+    free(idx);
+    free(W);
+    return st;
+}
+
+/* Whether option opt of a tensor is measured: option 1 where the group has a
+ * permutation; option 0 unless the permutations are built already and the
+ * group may not take it (a permuted group under --perm on, whose unpermuted
+ * candidates nothing would read). */
+static bool option_wanted(const sq__pctx *c, const sq__ptensor *pt, int opt)
+{
+    const sq__pgroup *g = &c->plan->groups[pt->group];
+    return opt == 1 ? g->opt_avail[1] : !c->options_known || g->opt_avail[0];
+}
+
+/* Option opt of every tensor (0: columns in order; 1: the group's
+ * permutation, for groups that have one), after sq__plan_score. */
 sq_status sq__plan_measure(sq__pctx *c, int opt, sq_error *err)
 {
     sq_plan *plan = c->plan;
@@ -317,21 +349,18 @@ sq_status sq__plan_measure(sq__pctx *c, int opt, sq_error *err)
         if (plan->pt[t].cols > max_cols) max_cols = plan->pt[t].cols;
     mscratch *scratch = scratch_alloc(nth);
     float *W = malloc((size_t)SQ__CHUNK_ROWS * (size_t)max_cols * sizeof *W);
-    int64_t *idx = malloc(SQ__CHUNK_ROWS * sizeof *idx);
     double *cfac = malloc(4 * SQ__PLAN_MAX_CAND * sizeof *cfac);
-    if (!scratch || !W || !idx || !cfac) st = sq_error_set(err, SQ_ENOMEM, "out of memory for %d threads' scratch", nth);
+    if (!scratch || !W || !cfac) st = sq_error_set(err, SQ_ENOMEM, "out of memory for %d threads' scratch", nth);
     for (int64_t t = 0; st == SQ_OK && t < plan->n; t++) {
         sq__ptensor *pt = &plan->pt[t];
-        if (opt == 1 && !plan->groups[pt->group].opt_avail[1]) continue;
+        if (!option_wanted(c, pt, opt)) continue;
         sq__plan_progress(c, opt ? "measuring permuted" : "measuring", t, plan->n);
-        if (opt == 0) st = tensor_score(pt, plan->names[t], W, idx, err);
         memset(cfac, 0, 4 * SQ__PLAN_MAX_CAND * sizeof *cfac);
-        if (st == SQ_OK) st = measure_tensor(c, pt, plan->names[t], opt, tp, scratch, W, cfac, err);
+        st = measure_tensor(c, pt, plan->names[t], opt, tp, scratch, W, cfac, err);
         if (st == SQ_OK) model_errors(c, pt, opt, cfac);
     }
     if (st == SQ_OK) sq__plan_progress(c, opt ? "measuring permuted" : "measuring", plan->n, plan->n);
     free(cfac);
-    free(idx);
     free(W);
     scratch_free(scratch, nth);
     sq_threadpool_free(tp);
@@ -414,5 +443,6 @@ sq_status sq__plan_build_perms(sq__pctx *c, sq_error *err)
         free(plan->pt[t].score);
         plan->pt[t].score = NULL;
     }
+    c->options_known = st == SQ_OK;
     return st;
 }

@@ -35,14 +35,28 @@ static bool usable_type(int type)
  * ids above (ik_llama.cpp's) are ours and ik's only. */
 static bool ggml_type(int type) { return type <= SQ_TYPE_Q2_0; }
 
-int sq_plan_default_types(int *types, int cap)
+/* The dearest quantizer, per value, among the usable types llama.cpp knows
+ * (sq_blocks_quantize_cost): what measuring ggml's candidates already costs. */
+static double ggml_max_quantize_cost(void)
 {
+    double m = 0.0;
+    for (int id = 0; id < SQ_TYPE_COUNT; id++)
+        if (usable_type(id) && ggml_type(id) && sq_blocks_quantize_cost(id) > m) m = sq_blocks_quantize_cost(id);
+    return m;
+}
+
+int sq_plan_default_types(sq_plan_granularity gran, int *types, int cap)
+{
+    double max_cost = ggml_max_quantize_cost();
     int n = 0;
     for (int id = 0; id < SQ_TYPE_COUNT; id++) {
-        /* ik_llama.cpp's types are candidates when named (--types): their
-         * quantizers are 30-500x slower than the K-quants' (a plan measures
-         * every candidate) and their kernels slower (docs/quality.md) */
-        if (!usable_type(id) || !ggml_type(id)) continue;
+        if (!usable_type(id)) continue;
+        /* a whole-tensor plan is a standard GGUF: llama.cpp's types only.
+         * Segment plans take the other types (ik_llama.cpp's) whose quantizer
+         * costs per value no more than the dearest of ggml's: a plan
+         * quantizes every candidate on every slot, and ik's exhaustive-search
+         * and trellis quantizers cost 2-35x that (docs/plan.md) */
+        if (!ggml_type(id) && (gran == SQ_PLAN_GRAN_TENSOR || sq_blocks_quantize_cost(id) > max_cost)) continue;
         if (types && n < cap) types[n] = id;
         n++;
     }
@@ -50,18 +64,21 @@ int sq_plan_default_types(int *types, int cap)
 }
 
 /* The caller's candidate types (checked, deduplicated, in order) or the
- * default list into c->types; a whole-tensor plan (a standard GGUF) keeps
- * only the types llama.cpp knows. */
+ * default list into c->types. A whole-tensor plan (a standard GGUF) keeps
+ * only the types llama.cpp knows. So do, by default, segment plans without
+ * sensitivities (the prior) or without an importance matrix: without
+ * importance weights ggml's K-quants quantize about 4x faster while ik's
+ * types do not, and the prior measures few candidates per tensor, so ik's
+ * would multiply those plans' measuring 4-9x (docs/plan.md). */
 sq_status sq__plan_candidate_types(sq__pctx *c, sq_error *err)
 {
     const sq_plan_params *p = c->p;
     bool whole = p->granularity == SQ_PLAN_GRAN_TENSOR;
     c->default_types = !(p->types && p->n_types > 0);
     if (c->default_types) {
-        int all[256], n = sq_plan_default_types(all, 256);
-        c->n_types = 0;
-        for (int i = 0; i < n && i < 256 && c->n_types < SQ__PLAN_MAX_CAND; i++)
-            if (!whole || ggml_type(all[i])) c->types[c->n_types++] = all[i];
+        bool ik = !whole && p->n_weights > 0 && c->im;
+        int n = sq_plan_default_types(ik ? SQ_PLAN_GRAN_SEGMENT : SQ_PLAN_GRAN_TENSOR, c->types, SQ__PLAN_MAX_CAND);
+        c->n_types = n < SQ__PLAN_MAX_CAND ? n : SQ__PLAN_MAX_CAND;
         return SQ_OK;
     }
     c->n_types = 0;
