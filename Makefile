@@ -35,7 +35,7 @@ LDLIBS  := $(PKG_LIBS) -lm -lpthread
 # SIMD kernels: a file named *_avx2.c, *_avx512.c or *_amx.c gets that ISA; the choice
 # among them is made at run time from the CPU.
 AVX2_FLAGS   := -mavx2 -mfma -mf16c
-AVX512_FLAGS := -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx512bf16
+AVX512_FLAGS := -mavx2 -mfma -mf16c -mbmi2 -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx512bf16
 AMX_FLAGS    := $(AVX512_FLAGS) -mamx-tile -mamx-int8
 
 LIB_SRC   := $(shell find src -name '*.c' | sort)

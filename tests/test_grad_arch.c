@@ -12,6 +12,7 @@
 #include "tiny_arch.h"
 #include "sq/engine.h"
 #include "sq/grad.h"
+#include "sq/imatrix.h"
 #include "sq/plan.h"
 #include "sq/sqtensor.h"
 
@@ -310,6 +311,60 @@ static void test_moe_keep(void)
     }
 }
 
+/* An importance matrix for the qwen3moe case's ffn_up_exps of layer 0 with
+ * one vector per expert: expert x weighs the columns c % X == x 1000 times
+ * (every expert alike when same); NULL when it cannot be written or read. */
+static sq_imatrix *expert_imatrix(int k, bool same)
+{
+    const int64_t E = cases[k].s.E, X = cases[k].s.X;
+    float *s2 = malloc(sizeof(float) * (size_t)(E * X)), counts[64];
+    for (int64_t x = 0; x < X; x++) {
+        counts[x] = 1.0f;
+        for (int64_t c = 0; c < E; c++) s2[x * E + c] = c % X == (same ? 0 : x) ? 1000.0f : 1.0f;
+    }
+    sq_imatrix_stat st = {.name = "blk.0.ffn_up_exps.weight", .in_sum2 = s2, .counts = counts, .ne0 = E, .n_mat = X};
+    char path[700];
+    snprintf(path, sizeof path, "%s/experts%d.imatrix.gguf", dir, same);
+    const char *ds[1] = {"test"};
+    sq_error e = {0};
+    sq_imatrix *im = NULL;
+    if (sq_imatrix_write_gguf(path, &st, 1, ds, 1, 1, 24, &e) != SQ_OK || sq_imatrix_load(path, &im, &e) != SQ_OK)
+        CHECK_MSG(false, "%s", e.msg);
+    free(s2);
+    return im;
+}
+
+/* The Fisher calibration quantizes an expert tensor's sampled rows with
+ * their own expert's importance vector (as sq quantize does): an imatrix
+ * whose experts differ gives other relative errors than one whose experts
+ * are all the first's. */
+static void test_expert_importance(void)
+{
+    int k = 0;
+    while (k < N_CASES && strcmp(cases[k].label, "qwen3moe") != 0) k++;
+    sq_model *m = k < N_CASES ? load_case(k) : NULL;
+    if (!m) return;
+    double rel[2][2] = {{0}};
+    for (int same = 0; same < 2; same++) {
+        sq_imatrix *im = expert_imatrix(k, same);
+        sq_plan_calib_params p = calib_params();
+        p.tensors = "^blk\\.0\\.ffn_up_exps";
+        static const int types[2] = {SQ_TYPE_Q4_0, SQ_TYPE_Q8_0}; /* 32-column blocks: the experts are 64 wide */
+        p.types = types, p.n_types = 2;
+        sq_plan_sens *s = NULL;
+        sq_error e = {0};
+        CHECK_MSG(im && sq_plan_fisher_sensitivity(m, im, &p, -1, &s, &e) == SQ_OK, "%s", e.msg);
+        const sq_plan_sensitivity *x = s && sq_plan_sens_count(s) == 1 ? sq_plan_sens_at(s, 0) : NULL;
+        CHECK(x && x->n_points == 2);
+        if (x) rel[same][0] = x->rel[0], rel[same][1] = x->rel[1];
+        sq_plan_sens_free(s);
+        sq_imatrix_free(im);
+    }
+    CHECK_MSG(rel[0][0] > 0 && rel[1][0] > 0 && fabs(rel[0][0] / rel[1][0] - 1) > 1e-3,
+              "relative errors %g (each expert its vector), %g (all the first's)", rel[0][0], rel[1][0]);
+    sq_model_free(m);
+}
+
 /* The plain llama block runs the backward pass (the fast way), and asking
  * for the measurement still measures. */
 static void test_methods(void)
@@ -336,6 +391,7 @@ int main(void)
     RUN(test_every_arch);
     RUN(test_backward_arch);
     RUN(test_moe_keep);
+    RUN(test_expert_importance);
     RUN(test_methods);
     char rm[600];
     snprintf(rm, sizeof rm, "rm -rf '%s'", dir);

@@ -144,7 +144,7 @@ static void test_golden(void)
     imatrix = harness_load_shared("golden/quant/imatrix.f32", sizeof(float) * COLS);
     act = harness_load_shared("golden/quant/act.f32", sizeof(float) * ACT_ROWS * COLS);
     if (input && imatrix && act)
-        for (int isa = SQ_ISA_SCALAR; isa <= SQ_ISA_AVX512; isa++) {
+        for (int isa = SQ_ISA_SCALAR; isa <= SQ_ISA_AMX; isa++) {
             if ((int)sq_blocks_set_isa((sq_isa)isa) != isa) continue;
             fprintf(stderr, "golden ik: isa %s\n", sq_isa_name((sq_isa)isa));
             for (size_t i = 0; i < N_IK; i++) check_golden(ik_types[i], isa == SQ_ISA_SCALAR);
@@ -277,7 +277,7 @@ static void check_simd(int t)
 
 static void test_random(void)
 {
-    for (int isa = SQ_ISA_SCALAR; isa <= SQ_ISA_AVX512; isa++) {
+    for (int isa = SQ_ISA_SCALAR; isa <= SQ_ISA_AMX; isa++) {
         if ((int)sq_blocks_set_isa((sq_isa)isa) != isa) continue;
         for (size_t i = 0; i < N_IK; i++) {
             const int t = sq_type_from_name(ik_types[i]);
@@ -373,7 +373,7 @@ static void test_mixed(void)
         {SQ_TYPE_IQ4_KS, SQ_TYPE_IQ4_KS, SQ_TYPE_IQ4_KS, SQ_TYPE_IQ4_KS}, /* uniform with row scales */
         {SQ_TYPE_IQ6_K, SQ_TYPE_IQ4_K, SQ_TYPE_IQ3_KS, SQ_TYPE_IQ4_KSS},
     };
-    for (int isa = SQ_ISA_SCALAR; isa <= SQ_ISA_AVX512; isa++) {
+    for (int isa = SQ_ISA_SCALAR; isa <= SQ_ISA_AMX; isa++) {
         if ((int)sq_blocks_set_isa((sq_isa)isa) != isa) continue;
         for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++) check_mixed(sets[i], C);
     }

@@ -38,7 +38,8 @@ static float ref_row(const int types[4], int64_t C, const uint8_t *wrow, const f
     for (int64_t s = 0; s < nseg;) {
         const int t = sq_segment_type(types, s);
         int64_t e = s + 1;
-        while (e < nseg && sq_segment_type(types, e) == t) e++;
+        /* a row-scale type's segment is a row of its own: its runs are single segments */
+        while (e < nseg && sq_segment_type(types, e) == t && sq_type_info_get(t)->row_meta == 0) e++;
         const int64_t c0 = s * SQ_SEGMENT, len = (e - s) * SQ_SEGMENT < C - c0 ? (e - s) * SQ_SEGMENT : C - c0;
         sq_quantize_act(sq_type_info_get(t)->vec_dot_type, xg + c0, act, len);
         sum += sq_vec_dot(t, len, wrow + w_off, act);
@@ -90,9 +91,9 @@ static void check_mix(const int types[4], int64_t R, int64_t C)
     CHECK_INT(sq_weight_mixed(&w, data, types, perm, R, C, &e), SQ_OK);
     const size_t ws = sq_weight_matmul_work_size(&w, 1);
     void *work = sq_aligned_alloc(ws + 1);
-    const sq_isa isas[3] = { SQ_ISA_AVX512, SQ_ISA_AVX2, SQ_ISA_SCALAR };
+    const sq_isa isas[4] = { SQ_ISA_AMX, SQ_ISA_AVX512, SQ_ISA_AVX2, SQ_ISA_SCALAR };
     const sq_isa keep = sq_blocks_isa();
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < 4; k++) {
         if (sq_blocks_set_isa(isas[k]) != isas[k]) continue;
         for (int nt = 1; nt <= 3; nt += 2) {
             sq_threadpool *tp = sq_threadpool_create(nt);
@@ -167,6 +168,21 @@ static void test_iquant_runs(void)
 
 /* Types outside the run kernels (floats: vec_dot per row, added after) next
  * to ones in it. */
+/* ik_llama.cpp's types in runs (their 512-bit steps share one activation
+ * order per block among the band's rows; IQ6_K has its own step at the AMX
+ * level), next to each other and to K-quants, row counts not multiples of 4. */
+static void test_ik_runs(void)
+{
+    const int a[4] = { SQ_TYPE_IQ4_K, SQ_TYPE_IQ5_K, SQ_TYPE_IQ3_K, SQ_TYPE_IQ4_KS };
+    check_mix(a, 38, 1280);
+    const int b[4] = { SQ_TYPE_IQ5_KS, SQ_TYPE_IQ6_K, SQ_TYPE_IQ2_K, SQ_TYPE_IQ2_KS };
+    check_mix(b, 21, 1024);
+    const int c[4] = { SQ_TYPE_IQ3_KS, SQ_TYPE_Q4_K, SQ_TYPE_IQ6_K, SQ_TYPE_IQ6_K };
+    check_mix(c, 13, 1536);
+    const int d[4] = { SQ_TYPE_IQ4_KS, SQ_TYPE_IQ4_KS, SQ_TYPE_IQ5_K, SQ_TYPE_IQ4_K };
+    check_mix(d, 9, 512);
+}
+
 static void test_mixed_fallback(void)
 {
     const int t[4] = { SQ_TYPE_F16, SQ_TYPE_Q4_K, SQ_TYPE_Q5_1, SQ_TYPE_F32 };
@@ -195,6 +211,7 @@ int main(void)
     RUN(test_kquant_runs);
     RUN(test_legacy_runs);
     RUN(test_iquant_runs);
+    RUN(test_ik_runs);
     RUN(test_mixed_fallback);
     RUN(test_random_mixes);
     return harness_finish("sqmatvec");

@@ -68,7 +68,7 @@ static sq_isa cpu_isa_detect(void)
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni") &&
-        __builtin_cpu_supports("avx512dq") && cpu_has_avx512bf16())
+        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("bmi2") && cpu_has_avx512bf16())
         return cpu_amx_usable() ? SQ_ISA_AMX : SQ_ISA_AVX512;
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c())
         return SQ_ISA_AVX2;
@@ -93,6 +93,7 @@ static void build_table(sq_isa isa)
     memcpy(active_table, scalar_table, sizeof active_table);
     if (isa >= SQ_ISA_AVX2) sq__register_avx2(active_table);
     if (isa >= SQ_ISA_AVX512) sq__register_avx512(active_table);
+    if (isa >= SQ_ISA_AMX) sq__register_avx512_vbmi(active_table);
     active_isa = isa;
 }
 

@@ -52,6 +52,7 @@ void sq__register_ik(sq__kernels table[SQ_TYPE_COUNT], sq__quantize_ws ws[SQ_TYP
 /* SIMD overrides, each called only when the CPU has the ISA. */
 void sq__register_avx2(sq__kernels table[SQ_TYPE_COUNT]);
 void sq__register_avx512(sq__kernels table[SQ_TYPE_COUNT]);
+void sq__register_avx512_vbmi(sq__kernels table[SQ_TYPE_COUNT]); /* the AMX level: VBMI kernels */
 
 /* The row-scratch quantizers (built with the tables). */
 const sq__quantize_ws *sq__quantize_ws_table(void);

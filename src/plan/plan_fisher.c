@@ -91,11 +91,28 @@ static sq_status sample_rows_of(const sq_grad *g, const sq_grad_stats *s, const 
     return SQ_OK;
 }
 
-/* The sample quantized to type with importance imp (as sq quantize does):
- * the predicted KL divergence (scaled to all rows) and the relative error
+/* The importance of a use's tensor: one vector of its columns, or one per
+ * expert of a 3-D tensor (ne0 × n_mat values, each serving rows / n_mat rows:
+ * *per_rows, else 0); NULL when the imatrix has none that fits. */
+static const float *find_imp(const sq_imatrix *im, const sq_grad_stats *s, int64_t *per_rows)
+{
+    int64_t n = 0;
+    const float *imp = im ? sq_imatrix_find(im, s->name, &n) : NULL;
+    *per_rows = 0;
+    if (!imp || n <= 0 || n % s->cols != 0) return NULL;
+    const int64_t n_mat = n / s->cols;
+    if (n_mat == 1) return imp;
+    if (s->rows % n_mat != 0) return NULL;
+    *per_rows = s->rows / n_mat;
+    return imp;
+}
+
+/* The sample quantized to type with importance imp (as sq quantize does:
+ * each expert's row with its expert's vector where per_rows > 0): the
+ * predicted KL divergence (scaled to all rows) and the relative error
  * sum imp dW^2 / sum imp W^2. false when type's blocks do not fit the rows. */
-static bool predict_type(const sq_grad *g, const sq_grad_stats *s, sample *x, const float *imp, int type, double *kld,
-                         double *rel)
+static bool predict_type(const sq_grad *g, const sq_grad_stats *s, sample *x, const float *imp_all, int64_t per_rows,
+                         int type, double *kld, double *rel)
 {
     const int64_t C = s->cols;
     const size_t rb = sq_row_size(type, C);
@@ -107,6 +124,7 @@ static bool predict_type(const sq_grad *g, const sq_grad_stats *s, sample *x, co
     for (int64_t i = 0; i < x->S; i++) {
         const float *wr = x->W + (size_t)(i * C);
         float *d = x->dW + (size_t)(i * C);
+        const float *imp = imp_all && per_rows > 0 ? imp_all + (size_t)(x->idx[i] / per_rows * C) : imp_all;
         if (sq_quantize_rows(type, wr, buf, 1, C, imp, NULL) != SQ_OK) return false;
         sq_dequantize_row(type, buf, x->q, C);
         for (int64_t c = 0; c < C; c++) {
@@ -135,11 +153,12 @@ static sq_status use_figures(const sq_grad *g, const sq_grad_stats *s, const sq_
     sample x;
     sq_status st = sample_rows_of(g, s, w, sample_rows, &x, err);
     if (st != SQ_OK) return st;
-    const float *imp = sq__plan_find_imp(im, s->name, s->cols);
+    int64_t per_rows = 0;
+    const float *imp = find_imp(im, s, &per_rows);
     bool fit = true;
     for (int k = 0; k < n_types && fit; k++) {
         double kld = 0.0, rel = 0.0;
-        fit = predict_type(g, s, &x, imp, types[k], &kld, &rel);
+        fit = predict_type(g, s, &x, imp, per_rows, types[k], &kld, &rel);
         e->types[k] = types[k];
         e->kld[k] += kld;
         e->rel[k] = rel;

@@ -17,3 +17,7 @@
 
 /* The run kernel (gemm.h). */
 sq__runs_fn sq__runs_avx512(void) { return runs_zmm; }
+
+/* The kernels of the AMX level beyond the AVX-512 ones (CPUs with AMX have
+ * VBMI: simd_ikz.h's IQ6_K limb kernel). */
+void sq__register_avx512_vbmi(sq__kernels table[SQ_TYPE_COUNT]) { ikz_register_vbmi(table); }

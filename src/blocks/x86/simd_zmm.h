@@ -59,8 +59,6 @@ static const _Alignas(64) int16_t kz_s16_idx[4][32] = {
 #undef KZ_X32
 #define KZ_TAB(t, g) _mm512_load_si512((const void *)(t)[g])
 
-/* the 512-bit steps of the codebook and ik types, which use the tables above */
-#include "simd_ikz.h"
 
 /* int16 lanes: lane i takes element idx[i] of the 16 int16 scales. */
 SQ_INLINE __m512i spread_scales16(__m512i sc16, __m512i idx) { return _mm512_permutexvar_epi16(idx, sc16); }
@@ -82,6 +80,10 @@ SQ_INLINE void kz_act_nib(const blk_q8_K *x, __m512i y[4])
         y[2 * h + 1] = _mm512_shuffle_i64x2(a, b, _MM_SHUFFLE(3, 2, 3, 2));
     }
 }
+
+/* the 512-bit steps of the codebook and ik types, which use the tables and
+ * activation orders above */
+#include "simd_ikz.h"
 
 /* Q4_K and Q5_K: sub-block scales from the nibble order, mins against the bsums. */
 SQ_INLINE void kz_k4_tail(__m128i sm, const __m512i q[4], const __m512i y[4], float d,
