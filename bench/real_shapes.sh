@@ -10,6 +10,8 @@
 # llama.cpp is given: the same bytes), and a SmarterQuant plan of the Q4_K_M file's size
 # (`sq plan --no-imatrix --target-size`, then `sq quantize --sq-config`). The MoE shape is made
 # in Q4_K_M directly (its F16 would be 61 GB); its SmarterQuant file is used when it exists.
+# An existing SHAPE-sq.gguf is used as it is (e.g. /work/models/llama-8b-sq.gguf, quantized from
+# the lead's `sq plan --calib` plan, /work/runs/s4/llama-8b-calib.json, not the default planner's).
 # Then, ROUNDS times, alternating which goes first: llama-bench and `sq bench` on the Q4_K_M
 # file (and sq on the SmarterQuant file), pp$PP and tg$TG on $THREADS threads, $REPS repetitions
 # each. Printed: the median t/s of each, the ratios (ours / llama.cpp, SmarterQuant / Q4_K_M),

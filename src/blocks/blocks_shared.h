@@ -77,12 +77,13 @@ bool sq__runs_handles(int type);
 sq__runs_fn sq__runs_kernel(void);
 
 /* Rows longer than this many bytes: the run kernels (both ISAs) prefetch, at
- * every block step of a band, the same block of the next band's row. */
+ * every block step of a band (every 8 blocks of a 32-value run), the same
+ * bytes of the next band's row. */
 #define SQ__RUNS_PF_MIN_ROW 512
 
 /* Whether the run kernel in effect prefetches ahead by itself for these runs
- * on rows w_stride bytes apart (rows over SQ__RUNS_PF_MIN_ROW bytes without
- * 32-value runs): the caller then issues no prefetch span of its own. A span
+ * on rows w_stride bytes apart (rows over SQ__RUNS_PF_MIN_ROW bytes): the
+ * caller then issues no prefetch span of its own. A span
  * of a whole band (4 rows) requested before the kernel starts stalls the
  * core on the line-fill buffers before it computes anything, so memory and
  * the kernel's work alternate instead of overlapping; the kernel's own

@@ -96,6 +96,8 @@ static void runs_ymm(const sq__krun *run, int nrun, const void *w, size_t ws, in
     const char *wc = w;
     int r = 0;
     if (runs_legacy(run, nrun)) { /* the band with the 32-value cases (as runs_zmm) */
+        if (ws > PF_MIN_ROW)
+            for (; r + 4 <= nr; r += 4) ymm_band(run, nrun, wc + (size_t)r * ws, ws, x, y + r, accumulate, 4, true, 1);
         for (; r + 4 <= nr; r += 4) ymm_band(run, nrun, wc + (size_t)r * ws, ws, x, y + r, accumulate, 4, false, 1);
         for (; r < nr; r++) ymm_band(run, nrun, wc + (size_t)r * ws, ws, x, y + r, accumulate, 1, false, 1);
         return;

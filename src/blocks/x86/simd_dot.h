@@ -533,9 +533,18 @@ SQ_INLINE __m256i kr_act(const void *xr, int64_t i, float *dx, float *sx, const 
     for (int64_t i = 0; i < nb32; i++) {                                                                    \
         float dx, sx;                                                                                       \
         const __m256i ya = kr_act(xr, i, &dx, &sx, S);                                                      \
-        SQ_UNROLL for (int r = 0; r < NR; r++)                                                              \
+        SQ_UNROLL for (int r = 0; r < NR; r++) {                                                            \
+            if (PF && (i & 7) == 0) kr_prefetch(wr + (size_t)r * ws + 4 * ws + (size_t)i * sizeof(blk_##T), 8 * sizeof(blk_##T)); \
             kr_##T((const blk_##T *)(wr + (size_t)r * ws) + i, ya, dx, sx, &(ACC)[r], &sm[r]);             \
+        }                                                                                                   \
     }
+
+/* Requests the n bytes at p into the cache (KR32_RUN with PF: every 8 blocks,
+ * the next 8 blocks of the next band's row, as the 256-value steps do per block). */
+SQ_INLINE void kr_prefetch(const char *p, size_t n)
+{
+    for (size_t o = 0; o < n; o += 64) _mm_prefetch(p + o, _MM_HINT_T0);
+}
 
 /* Whether any run is of a 32-value type (the run kernels then take the band
  * with KR32_CASES; without, they keep the K-quant-only band). */

@@ -499,6 +499,8 @@ static void runs_zmm(const sq__krun *run, int nrun, const void *w, size_t ws, in
     const char *wc = w;
     int r = 0;
     if (runs_legacy(run, nrun)) {
+        if (ws > KZ_PF_MIN_ROW)
+            for (; r + 4 <= nr; r += 4) kz_band(run, nrun, wc + (size_t)r * ws, ws, x, y + r, accumulate, 4, 1, 1);
         for (; r + 4 <= nr; r += 4) kz_band(run, nrun, wc + (size_t)r * ws, ws, x, y + r, accumulate, 4, 1, 0);
         for (; r < nr; r++) kz_band(run, nrun, wc + (size_t)r * ws, ws, x, y + r, accumulate, 1, 1, 0);
         return;
