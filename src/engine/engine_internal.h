@@ -239,6 +239,8 @@ float sq__softmax(float *x, int n);
 
 /* y[i] = silu(g[i]) * u[i]. */
 void sq__swiglu(const float *g, const float *u, float *y, int64_t n);
+/* y = silu(x) = x / (1 + e^-x), n floats (y may be x). */
+void sq__silu(const float *x, float *y, int64_t n);
 /* y[i] = gelu(g[i]) * u[i] as ggml's GeGLU on the CPU: the tanh GELU of g
  * rounded to fp16, its result rounded to fp16 (ggml's table), 0 below -10
  * and g itself above 10. */

@@ -176,7 +176,7 @@ void sq__grad_moe_glu(sq_grad *g, const sq__layer *L, int nb)
 {
     const int64_t n = (int64_t)nb * g->F;
     if (!L->gate_exps.data) {
-        for (int64_t j = 0; j < n; j++) g->h[j] = g->up[j] / (1.0f + expf(-g->up[j]));
+        sq__silu(g->up, g->h, n);
     } else if (g->m->x.arch->act == SQ__ACT_GELU) {
         sq__geglu_smooth(g->gt, g->up, g->h, n);
     } else {

@@ -77,7 +77,7 @@ static sq_status run_expert(sq_context *c, const sq__layer *L, int64_t l, int64_
         if ((st = expert_mm(c, &L->gate_exps, e, c->moe_x, n, c->g, "ffn_gate_exps", l, err))) return st;
         sq__glu(c->m->x.arch->act, c->g, c->u, c->g, n * FE);
     } else {
-        for (int64_t j = 0; j < n * FE; j++) c->g[j] = c->u[j] / (1.0f + expf(-c->u[j]));
+        sq__silu(c->u, c->g, n * FE);
     }
     expert_hook(c, l, "ffn_down_exps", e, c->g, n, FE);
     if ((st = expert_mm(c, &L->down_exps, e, c->g, n, c->moe_y, "ffn_down_exps", l, err))) return st;

@@ -132,6 +132,13 @@ void sq__swiglu(const float *g, const float *u, float *y, int64_t n)
     }
 }
 
+/* SiLU alone, y = x / (1 + e^-x): the activation of an FFN without a gate
+ * (a MoE layer whose experts have no gate tensor); y may be x. */
+void sq__silu(const float *x, float *y, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] / (1.0f + expf(-x[i]));
+}
+
 /* ggml's GELU, tanh approximation, in float. */
 float sq__gelu(float x)
 {
