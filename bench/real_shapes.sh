@@ -3,6 +3,8 @@
 #
 #   bench/real_shapes.sh [SHAPE ...]      (default: llama-1b qwen3-1.7b)
 #   SHAPE: llama-1b (Llama-3.2-1B) llama-8b (Llama-3.1-8B) qwen3-1.7b qwen3-8b qwen3moe-30b (Qwen3-30B-A3B)
+#          qwen3moe-30b-l8 (Qwen3-30B-A3B's widths, experts and vocabulary with 8 of its 48 layers: its F16,
+#          11 GB, fits a disk where the whole model's 61 GB does not, so a SmarterQuant plan can be made)
 #
 # Per shape, the models (made once, kept in $MODELS as SHAPE-f16.gguf, SHAPE-q4km.gguf,
 # SHAPE-sq.gguf): random weights at the real shape by build/bench/make_model (F16, with the
@@ -68,14 +70,17 @@ sq_ts() { # FILE pp|tg idx
     awk -F'|' -v w="$2" -v k="$3" '$7 ~ " "w { n[w]++; if (n[w] == k) { split($8, a, " "); print a[1] } }' "$1"
 }
 
-shape_info() { # sets ARCH PRESET VOCAB BIG
+shape_info() { # sets ARCH PRESET VOCAB BIG LAYERS
+    LAYERS=
     case $1 in
     llama-1b) ARCH=llama PRESET=llama3.2-1b VOCAB=ggml-vocab-llama-bpe.gguf BIG= ;;
     llama-8b) ARCH=llama PRESET=llama3.1-8b VOCAB=ggml-vocab-llama-bpe.gguf BIG=1 ;;
     qwen3-1.7b) ARCH=qwen3 PRESET=qwen3-1.7b VOCAB=ggml-vocab-qwen2.gguf BIG= ;;
     qwen3-8b) ARCH=qwen3 PRESET=qwen3-8b VOCAB=ggml-vocab-qwen2.gguf BIG=1 ;;
     qwen3moe-30b) ARCH=qwen3moe PRESET=qwen3-30b-a3b VOCAB=ggml-vocab-qwen2.gguf BIG=1 ;;
-    *) echo "real_shapes.sh: unknown shape '$1' (llama-1b llama-8b qwen3-1.7b qwen3-8b qwen3moe-30b)" >&2; exit 2 ;;
+    qwen3moe-30b-l8) ARCH=qwen3moe PRESET=qwen3-30b-a3b VOCAB=ggml-vocab-qwen2.gguf BIG=1 LAYERS=8 ;;
+    *) echo "real_shapes.sh: unknown shape '$1' (llama-1b llama-8b qwen3-1.7b qwen3-8b qwen3moe-30b qwen3moe-30b-l8)" >&2
+       exit 2 ;;
     esac
     [ -f "$SHARED/vocab/$VOCAB" ] || { echo "real_shapes.sh: $SHARED/vocab/$VOCAB not found (SQ_SHARED)" >&2; exit 2; }
 }
@@ -85,12 +90,15 @@ files() { F16=$MODELS/$1-f16.gguf Q4=$MODELS/$1-q4km.gguf SQF=$MODELS/$1-sq.gguf
 # The three files of a shape, each made when missing (under the models lock).
 make_models() { # SHAPE
     files "$1"
-    if [ "$ARCH" = qwen3moe ]; then
+    layers=; [ -z "$LAYERS" ] || layers="--n-layer $LAYERS"
+    if [ "$ARCH" = qwen3moe ] && [ -z "$LAYERS" ]; then
         [ -f "$Q4" ] || locked "$MODELS/.lock" "$MAKE_MODEL" "$ARCH" "$Q4" --shape "$PRESET" \
             --vocab "$SHARED/vocab/$VOCAB" --type Q4_K_M -t "$T"
         return 0
     fi
-    [ -f "$F16" ] || locked "$MODELS/.lock" "$MAKE_MODEL" "$ARCH" "$F16" --shape "$PRESET" --vocab "$SHARED/vocab/$VOCAB" -t "$T"
+    # shellcheck disable=SC2086
+    [ -f "$F16" ] || locked "$MODELS/.lock" "$MAKE_MODEL" "$ARCH" "$F16" --shape "$PRESET" --vocab "$SHARED/vocab/$VOCAB" \
+        $layers -t "$T"
     if [ ! -f "$Q4" ]; then
         if [ -n "$LLAMA_BIN" ]; then
             locked "$MODELS/.lock" "$LLAMA_BIN/llama-quantize" "$F16" "$Q4" Q4_K_M "$T" >"$OUT/$1-quantize.log" 2>&1
