@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "plan/plan_internal.h"
@@ -142,6 +143,10 @@ static sq_status write_atomic(const char *path, const char *text, size_t len, sq
         free(tmp);
         return st;
     }
+    /* mkstemp creates 0600; the config gets the permissions any new file gets (as the GGUF writer's) */
+    const mode_t mask = umask(0);
+    umask(mask);
+    (void)fchmod(fd, 0666 & ~mask); /* failure is not fatal: the text is still right */
     size_t off = 0;
     while (off < len) {
         ssize_t w = write(fd, text + off, len - off);
