@@ -156,26 +156,50 @@ run_shape() { # SHAPE
     report "$1"
 }
 
-# Medians over the rounds, ratios and GB/s.
+# The weight bytes one generated token reads: the whole file's tensors for a dense model, but for
+# a mixture of experts the shared tensors and expert_used_count / expert_count of the 3-D expert
+# tensors (token_embd only when it is also the output: otherwise one row of it is read).
+token_bytes() { # FILE
+    "$SQ" inspect "$1" | awk '
+        $2 ~ /\.expert_count$/ && $3 == "u32" { ec = $NF }
+        $2 ~ /\.expert_used_count$/ && $3 == "u32" { eu = $NF }
+        $3 ~ /^\[/ && $0 !~ / = / {
+            for (i = 3; i <= NF && $i !~ /\]$/; i++) ;
+            b = $(i + 3)
+            if ($2 ~ /_exps\./) exps += b; else if ($2 == "token_embd.weight") embd = b
+            else { other += b; if ($2 == "output.weight") untied = 1 }
+        }
+        END { printf "%.0f\n", other + (untied ? 0 : embd) + (ec > 0 ? exps * eu / ec : exps) }'
+}
+
+# Medians over the rounds, ratios and GB/s (file bytes x t/s; for a mixture of experts, the bytes a
+# token reads x t/s, since a token reads only its experts' rows).
 report() { # SHAPE
     q4b=$(size_of "$Q4"); sqb=$( [ -f "$SQF" ] && size_of "$SQF" || echo 0)
+    q4r=$q4b sqr=$sqb gbs="file bytes x t/s"
+    if [ "$ARCH" = qwen3moe ]; then
+        q4r=$(token_bytes "$Q4"); [ ! -f "$SQF" ] || sqr=$(token_bytes "$SQF")
+        gbs="bytes a token reads x t/s: $(awk -v b="$q4r" 'BEGIN { printf "%.2f", b / 2^30 }') GiB for the Q4_K_M file"
+    fi
     lmed() { for f in "$OUT/$1".llama.*.csv; do [ ! -f "$f" ] || llama_ts "$f" "$2"; done | med; }
     smed() { for f in "$OUT/$1".sq.*.md; do [ ! -f "$f" ] || sq_ts "$f" "$2" "$3"; done | med; }
     l_pp=$(lmed "$1" pp) l_tg=$(lmed "$1" tg)
     o_pp=$(smed "$1" pp 1) o_tg=$(smed "$1" tg 1)
     s_pp=$(smed "$1" pp 2) s_tg=$(smed "$1" tg 2)
+    nr=$(ls "$OUT/$1".sq.*.md 2>/dev/null | wc -l)
     awk -v s="$1" -v q4b="$q4b" -v sqb="$sqb" -v lp="$l_pp" -v lt="$l_tg" -v op="$o_pp" -v ot="$o_tg" \
-        -v sp="$s_pp" -v st="$s_tg" -v ceil="$ceiling" -v pp="$PP" -v tg="$TG" -v t="$T" -v n="$ROUNDS" 'BEGIN {
+        -v sp="$s_pp" -v st="$s_tg" -v ceil="$ceiling" -v pp="$PP" -v tg="$TG" -v t="$T" -v n="$ROUNDS" \
+        -v q4r="$q4r" -v sqr="$sqr" -v gbs="$gbs" 'BEGIN {
         printf "\n### %s (%d threads, medians of %d rounds)\n", s, t, n
         printf "| file | size GiB | pp%d t/s | tg%d t/s | tg GB/s | pp vs llama.cpp | tg vs llama.cpp | vs Q4_K_M pp / tg |\n", pp, tg
         printf "|---|---:|---:|---:|---:|---:|---:|---:|\n"
-        if (lp != "nan") printf "| Q4_K_M, llama.cpp | %.2f | %.1f | %.2f | %.1f | | | |\n", q4b / 2^30, lp, lt, q4b * lt / 1e9
-        printf "| Q4_K_M, sq | %.2f | %.1f | %.2f | %.1f | %s | %s | |\n", q4b / 2^30, op, ot, q4b * ot / 1e9,
+        if (lp != "nan") printf "| Q4_K_M, llama.cpp | %.2f | %.1f | %.2f | %.1f | | | |\n", q4b / 2^30, lp, lt, q4r * lt / 1e9
+        printf "| Q4_K_M, sq | %.2f | %.1f | %.2f | %.1f | %s | %s | |\n", q4b / 2^30, op, ot, q4r * ot / 1e9,
             lp != "nan" ? sprintf("%.2f", op / lp) : "-", lt != "nan" ? sprintf("%.2f", ot / lt) : "-"
         if (sqb > 0 && sp != "nan") printf "| SmarterQuant plan, sq | %.2f | %.1f | %.2f | %.1f | %s | %s | %.2f / %.2f |\n",
-            sqb / 2^30, sp, st, sqb * st / 1e9, lp != "nan" ? sprintf("%.2f", sp / lp) : "-",
+            sqb / 2^30, sp, st, sqr * st / 1e9, lp != "nan" ? sprintf("%.2f", sp / lp) : "-",
             lt != "nan" ? sprintf("%.2f", st / lt) : "-", sp / op, st / ot
-        printf "ceiling (bench_matvec, %d threads, Q4_K_M file): %s\n", t, ceil }' | tee -a "$OUT/report.md"
+        printf "tg GB/s: %s; ceiling (bench_matvec, %d threads, Q4_K_M file): %s\n", gbs, t, ceil }' | tee -a "$OUT/report.md"
     # the machine's load and each program's CPU time beside its wall clock (a loaded machine)
     sed 's/^/    /' "$OUT/$1.times" | tee -a "$OUT/report.md"
 }
@@ -183,6 +207,7 @@ report() { # SHAPE
 case ${1:-} in
 --round) shape_info "$2"; one_round "$2" "$3"; exit 0 ;;
 --one) run_shape "$2"; exit 0 ;;
+--report) shape_info "$2"; files "$2"; ceiling="(not measured)"; report "$2"; exit 0 ;; # again, from $OUT's files
 esac
 echo "real_shapes.sh: sq $SQ, llama.cpp ${LLAMA_BIN:-none}, models in $MODELS, $T threads, $ROUNDS rounds x $REPS reps" | tee "$OUT/report.md"
 for s in "$@"; do
