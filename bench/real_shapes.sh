@@ -188,7 +188,7 @@ report() { # SHAPE
     s_pp=$(smed "$1" pp 2) s_tg=$(smed "$1" tg 2)
     nr=$(ls "$OUT/$1".sq.*.md 2>/dev/null | wc -l)
     awk -v s="$1" -v q4b="$q4b" -v sqb="$sqb" -v lp="$l_pp" -v lt="$l_tg" -v op="$o_pp" -v ot="$o_tg" \
-        -v sp="$s_pp" -v st="$s_tg" -v ceil="$ceiling" -v pp="$PP" -v tg="$TG" -v t="$T" -v n="$ROUNDS" \
+        -v sp="$s_pp" -v st="$s_tg" -v ceil="$ceiling" -v pp="$PP" -v tg="$TG" -v t="$T" -v n="$nr" \
         -v q4r="$q4r" -v sqr="$sqr" -v gbs="$gbs" 'BEGIN {
         printf "\n### %s (%d threads, medians of %d rounds)\n", s, t, n
         printf "| file | size GiB | pp%d t/s | tg%d t/s | tg GB/s | pp vs llama.cpp | tg vs llama.cpp | vs Q4_K_M pp / tg |\n", pp, tg
