@@ -191,7 +191,7 @@ static const shape_case cases[] = {
     /* ik_llama.cpp's AMX products beside K-quants' (row-scale segments: IQ4_KS, IQ5_KS, IQ3_KS), a
      * 7-segment row-scale run across panels; then one beside a type without AMX product (Q8_0) */
     { 2560, { SQ_TYPE_IQ4_KS, SQ_TYPE_Q4_K, SQ_TYPE_IQ5_K, SQ_TYPE_IQ3_KS } },
-    { 1024, { SQ_TYPE_Q6_K, SQ_TYPE_IQ4_K, SQ_TYPE_IQ5_KS, SQ_TYPE_IQ3_K } },
+    { 1280, { SQ_TYPE_IQ6_K, SQ_TYPE_IQ4_K, SQ_TYPE_IQ5_KS, SQ_TYPE_IQ3_K } },
     { 2048, { SQ_TYPE_Q8_0, SQ_TYPE_IQ4_KS, SQ_TYPE_IQ5_KS, SQ_TYPE_IQ5_KS } },
 };
 #define N_CASES (sizeof cases / sizeof cases[0])
