@@ -1,7 +1,8 @@
 /*
  * kernels_amx.c — the prompt's quantized matrix products on Intel AMX tiles
- * (AMX-TILE, AMX-INT8): the K-quants (Q2_K..Q6_K) and IQ4_XS against Q8_K
- * activations, for several activation rows at once (n > 1).
+ * (AMX-TILE, AMX-INT8): the K-quants (Q2_K..Q6_K), IQ4_XS and ik_llama.cpp's
+ * IQ3_K..IQ6_K, IQ3_KS..IQ5_KS, IQ2_KL (their unpack steps: kernels_amx_ik.h) against
+ * Q8_K activations, for several activation rows at once (n > 1).
  *
  * Why it is exact: inside a 256-value super-block a K-quant weight is
  * d·(s_j·q_k) − dmin·m_j, with integer sub-block scales s_j (and mins m_j)
@@ -259,7 +260,10 @@ SQ_INLINE void amx_unpack_iq4_xs(const void *row, int64_t b, amx_panel *P, int r
     P->d[s][r] = h2f(w->d);
 }
 
-enum { AMX_Q2_K, AMX_Q3_K, AMX_Q4_K, AMX_Q5_K, AMX_Q6_K, AMX_IQ4_XS };
+#include "kernels_amx_ik.h" /* ik_llama.cpp's types */
+
+enum { AMX_Q2_K, AMX_Q3_K, AMX_Q4_K, AMX_Q5_K, AMX_Q6_K, AMX_IQ4_XS,
+       AMX_IQ4_KS, AMX_IQ4_K, AMX_IQ5_K, AMX_IQ5_KS, AMX_IQ3_K, AMX_IQ3_KS, AMX_IQ6_K, AMX_IQ2_KL };
 
 static const amx_kind amx_kinds[] = {
     [AMX_Q2_K] = {1, 0, false, true},   /* v = s·q <= 45 */
@@ -268,6 +272,14 @@ static const amx_kind amx_kinds[] = {
     [AMX_Q5_K] = {2, 6, false, true},   /* v = s·q <= 1953 */
     [AMX_Q6_K] = {2, 7, true, false},   /* v = s·(q−32) in −4064..4096 */
     [AMX_IQ4_XS] = {2, 7, true, false}, /* v = s·code in −3937..4064 */
+    [AMX_IQ4_KS] = {2, 7, true, false}, /* v = s·L, |s|, |L| <= 127: |v| <= 16129 */
+    [AMX_IQ4_K] = {2, 7, true, false},  /* |s| <= 32, |L| <= 127 */
+    [AMX_IQ5_K] = {2, 7, true, false},  /* |s| <= 32, |L| <= 126 */
+    [AMX_IQ5_KS] = {2, 7, true, false}, /* |s| <= 127, |L| <= 126 */
+    [AMX_IQ3_K] = {2, 7, true, false},  /* |s| <= 31, |L| <= 63 */
+    [AMX_IQ3_KS] = {2, 7, true, false}, /* |s| <= 16, |L| <= 63 */
+    [AMX_IQ6_K] = {2, 8, true, false},  /* v = round(2·s·L), |v| <= 32258 */
+    [AMX_IQ2_KL] = {2, 7, true, false}, /* |s| <= 32, |L| <= 63 */
 };
 
 /* Row r's super-block b (of the row at `row`) into panel slot s. */
@@ -280,6 +292,14 @@ SQ_INLINE void amx_unpack(const int T, const void *row, int64_t b, amx_panel *P,
     case AMX_Q4_K: amx_unpack_q4_K(row, b, P, r, s, amx_kinds[AMX_Q4_K]); break;
     case AMX_Q5_K: amx_unpack_q5_K(row, b, P, r, s, amx_kinds[AMX_Q5_K]); break;
     case AMX_Q6_K: amx_unpack_q6_K(row, b, P, r, s, amx_kinds[AMX_Q6_K]); break;
+    case AMX_IQ4_KS: amx_unpack_iq4_ks(row, b, P, r, s, amx_kinds[AMX_IQ4_KS]); break;
+    case AMX_IQ4_K: amx_unpack_iq4_k(row, b, P, r, s, amx_kinds[AMX_IQ4_K]); break;
+    case AMX_IQ5_K: amx_unpack_iq5_k(row, b, P, r, s, amx_kinds[AMX_IQ5_K]); break;
+    case AMX_IQ5_KS: amx_unpack_iq5_ks(row, b, P, r, s, amx_kinds[AMX_IQ5_KS]); break;
+    case AMX_IQ3_K: amx_unpack_iq3_k(row, b, P, r, s, amx_kinds[AMX_IQ3_K]); break;
+    case AMX_IQ3_KS: amx_unpack_iq3_ks(row, b, P, r, s, amx_kinds[AMX_IQ3_KS]); break;
+    case AMX_IQ6_K: amx_unpack_iq6_k(row, b, P, r, s, amx_kinds[AMX_IQ6_K]); break;
+    case AMX_IQ2_KL: amx_unpack_iq2_kl(row, b, P, r, s, amx_kinds[AMX_IQ2_KL]); break;
     default: amx_unpack_iq4_xs(row, b, P, r, s, amx_kinds[AMX_IQ4_XS]); break;
     }
 }
@@ -451,6 +471,14 @@ static int amx_kind_of(int type)
     case SQ_TYPE_Q5_K: return AMX_Q5_K;
     case SQ_TYPE_Q6_K: return AMX_Q6_K;
     case SQ_TYPE_IQ4_XS: return AMX_IQ4_XS;
+    case SQ_TYPE_IQ4_KS: return AMX_IQ4_KS;
+    case SQ_TYPE_IQ4_K: return AMX_IQ4_K;
+    case SQ_TYPE_IQ5_K: return AMX_IQ5_K;
+    case SQ_TYPE_IQ5_KS: return AMX_IQ5_KS;
+    case SQ_TYPE_IQ3_K: return AMX_IQ3_K;
+    case SQ_TYPE_IQ3_KS: return AMX_IQ3_KS;
+    case SQ_TYPE_IQ6_K: return AMX_IQ6_K;
+    case SQ_TYPE_IQ2_KL: return AMX_IQ2_KL;
     default: return -1;
     }
 }
@@ -510,6 +538,10 @@ void sq__amx_runs(const sq__krun *run, int nrun, const void *w, size_t ws, int n
         for (int s = 0; s < np; s++) {
             while (p0 + s >= j0 + run[j].n / 256) j0 += run[j++].n / 256;
             sl[s] = (amx_slot){amx_kind_of(run[j].type), run[j].w_off, p0 + s - j0};
+            if (sq_type_info_get(run[j].type)->row_meta > 0) { /* each segment: its row scale, one block */
+                sl[s].w_off += (size_t)sl[s].b * sq_row_size(run[j].type, 256);
+                sl[s].b = 0;
+            }
         }
         for (int r0 = 0; r0 < nr; r0 += 16) {
             const int m = nr - r0 < 16 ? nr - r0 : 16;
@@ -533,6 +565,14 @@ AMX_GEMM(q4_K, AMX_Q4_K)
 AMX_GEMM(q5_K, AMX_Q5_K)
 AMX_GEMM(q6_K, AMX_Q6_K)
 AMX_GEMM(iq4_xs, AMX_IQ4_XS)
+AMX_GEMM(iq4_ks, AMX_IQ4_KS)
+AMX_GEMM(iq4_k, AMX_IQ4_K)
+AMX_GEMM(iq5_k, AMX_IQ5_K)
+AMX_GEMM(iq5_ks, AMX_IQ5_KS)
+AMX_GEMM(iq3_k, AMX_IQ3_K)
+AMX_GEMM(iq3_ks, AMX_IQ3_KS)
+AMX_GEMM(iq6_k, AMX_IQ6_K)
+AMX_GEMM(iq2_kl, AMX_IQ2_KL)
 #undef AMX_GEMM
 
 sq__amx_fn sq__amx_get(int type)
@@ -544,6 +584,14 @@ sq__amx_fn sq__amx_get(int type)
     case SQ_TYPE_Q5_K: return amx_gemm_q5_K;
     case SQ_TYPE_Q6_K: return amx_gemm_q6_K;
     case SQ_TYPE_IQ4_XS: return amx_gemm_iq4_xs;
+    case SQ_TYPE_IQ4_KS: return amx_gemm_iq4_ks;
+    case SQ_TYPE_IQ4_K: return amx_gemm_iq4_k;
+    case SQ_TYPE_IQ5_K: return amx_gemm_iq5_k;
+    case SQ_TYPE_IQ5_KS: return amx_gemm_iq5_ks;
+    case SQ_TYPE_IQ3_K: return amx_gemm_iq3_k;
+    case SQ_TYPE_IQ3_KS: return amx_gemm_iq3_ks;
+    case SQ_TYPE_IQ6_K: return amx_gemm_iq6_k;
+    case SQ_TYPE_IQ2_KL: return amx_gemm_iq2_kl;
     default: return NULL;
     }
 }
