@@ -450,53 +450,102 @@ SQ_INLINE void amx_config(amx_cfg *cfg, int nr, bool b32)
     _tile_loadconfig(cfg);
 }
 
-/* Q8_0 fold: acc[r] += C[r]·(d_w[r]·d_a) for the 16 tokens of one block
- * (c: the stored C tile, [row][token] int32). */
-SQ_INLINE void amx_fold_q80(const int32_t *c, const float *dw, const float *da, int nr, __m512 *acc)
+/* Q8_0 fold of one block: acc[r] += C[r]·(d_w[r]·d_a) for the 16 rows (c:
+ * the stored C tile, [row][token] int32; rows past the group's have zero
+ * scales) and the 16 tokens. */
+SQ_INLINE void amx_fold_q80(const int32_t *c, const float *dw, const float *da, __m512 acc[16])
 {
     const __m512 a = _mm512_load_ps(da);
-    for (int r = 0; r < nr; r++) {
+    _Pragma("GCC unroll 16") for (int r = 0; r < 16; r++) {
         const __m512 f = _mm512_cvtepi32_ps(_mm512_load_si512(c + 16 * r));
         acc[r] = _mm512_fmadd_ps(f, _mm512_mul_ps(a, _mm512_set1_ps(dw[r])), acc[r]);
     }
 }
 
-/* A Q8_0 panel slot s (8 blocks of 32) against one or two token tiles:
- * per pair of blocks, C tiles 0 / 1 (first token tile) and 2 / 3 (second)
- * from weight tiles 4 / 5 and activation tiles 6 / 7, each stored and folded
- * with its block's scales into acc[0] (acc[1]). */
-SQ_INLINE void amx_slot_q80(const amx_panel *P, int s, const amx_act_q80 *a0, const amx_act_q80 *a1, const bool two,
-                            int nr, int32_t cb[4][256], __m512 *acc0, __m512 *acc1)
+/* One step of the Q8_0 pipeline: blocks 2·ks and 2·ks + 1 of a slot (weights
+ * at wp, activations ab) into C tiles C0 and C1. */
+#define AMX_Q80_STEP(C0, C1, wp, ab, ks)             \
+    do {                                             \
+        _tile_zero(C0);                              \
+        _tile_zero(C1);                              \
+        _tile_loadd(4, (wp), sizeof P->hi[0]);       \
+        _tile_loadd(5, (wp) + 32, sizeof P->hi[0]);  \
+        _tile_loadd(6, (ab)->b[ks][0], 64);          \
+        _tile_loadd(7, (ab)->b[ks][8], 64);          \
+        _tile_dpbssd(C0, 4, 6);                      \
+        _tile_dpbssd(C1, 5, 7);                      \
+    } while (0)
+
+/* C tiles c and c + 1 (c = 0 or 2) into cb[c], cb[c + 1]. */
+SQ_INLINE void amx_store_pair(int c, int32_t cb[4][256])
 {
-    const size_t ws = sizeof P->hi[0];
-    for (int ks = 0; ks < 4; ks++) {
-        const int8_t *wp = P->hi[0] + 256 * s + 64 * ks;
-        _tile_zero(0);
-        _tile_zero(1);
-        _tile_loadd(4, wp, ws);
-        _tile_loadd(5, wp + 32, ws);
-        _tile_loadd(6, a0->b[ks][0], 64);
-        _tile_dpbssd(0, 4, 6);
-        _tile_loadd(7, a0->b[ks][8], 64);
-        _tile_dpbssd(1, 5, 7);
-        if (two) {
-            _tile_zero(2);
-            _tile_zero(3);
-            _tile_loadd(6, a1->b[ks][0], 64);
-            _tile_dpbssd(2, 4, 6);
-            _tile_loadd(7, a1->b[ks][8], 64);
-            _tile_dpbssd(3, 5, 7);
-        }
+    if (c == 0) {
         _tile_stored(0, cb[0], 64);
         _tile_stored(1, cb[1], 64);
-        amx_fold_q80(cb[0], P->d8[s][2 * ks], a0->d[2 * ks], nr, acc0);
-        amx_fold_q80(cb[1], P->d8[s][2 * ks + 1], a0->d[2 * ks + 1], nr, acc0);
-        if (two) {
-            _tile_stored(2, cb[2], 64);
-            _tile_stored(3, cb[3], 64);
-            amx_fold_q80(cb[2], P->d8[s][2 * ks], a1->d[2 * ks], nr, acc1);
-            amx_fold_q80(cb[3], P->d8[s][2 * ks + 1], a1->d[2 * ks + 1], nr, acc1);
+    } else {
+        _tile_stored(2, cb[2], 64);
+        _tile_stored(3, cb[3], 64);
+    }
+}
+
+/* Where a step's two blocks take their scales from. */
+typedef struct amx_q80_step {
+    const float *dw[2], *da[2];
+} amx_q80_step;
+
+/* The Q8_0 slots of an unpacked panel (bit s of mask) against one token
+ * tile (its prepared units at a, one per slot): acc[r] for the 16 rows.
+ * Steps alternate between C tiles 0-1 and 2-3, and each step's tile products
+ * are issued before the previous step is stored and folded, so the tile unit
+ * multiplies while the vector units fold. */
+static void amx_tile_q80(const amx_panel *P, unsigned mask, int np, const amx_act_blk *a, int32_t cb[4][256],
+                         __m512 acc[16])
+{
+    amx_q80_step prev = {{NULL, NULL}, {NULL, NULL}};
+    int k = 0; /* steps issued */
+    for (int s = 0; s < np; s++) {
+        if (!(mask >> s & 1)) continue;
+        const amx_act_q80 *as = (const amx_act_q80 *)(const void *)(a + s);
+        for (int ks = 0; ks < 4; ks++, k++) {
+            const int8_t *wp = P->hi[0] + 256 * s + 64 * ks;
+            if (k & 1) AMX_Q80_STEP(2, 3, wp, as, ks);
+            else AMX_Q80_STEP(0, 1, wp, as, ks);
+            if (k > 0) { /* the previous step, in the other pair */
+                const int c = k & 1 ? 0 : 2;
+                amx_store_pair(c, cb);
+                amx_fold_q80(cb[c], prev.dw[0], prev.da[0], acc);
+                amx_fold_q80(cb[c + 1], prev.dw[1], prev.da[1], acc);
+            }
+            prev = (amx_q80_step){{P->d8[s][2 * ks], P->d8[s][2 * ks + 1]}, {as->d[2 * ks], as->d[2 * ks + 1]}};
         }
+    }
+    if (k == 0) return;
+    const int c = k & 1 ? 0 : 2; /* the last step's pair */
+    amx_store_pair(c, cb);
+    amx_fold_q80(cb[c], prev.dw[0], prev.da[0], acc);
+    amx_fold_q80(cb[c + 1], prev.dw[1], prev.da[1], acc);
+}
+
+/* Rows [0, nr) of an unpacked panel's Q8_0 slots (mask) × all n tokens, one
+ * token tile at a time (activations: act + tt·act_nsb + sb, sb the panel's
+ * first super-block); y stored or added to. The tile configuration is
+ * Q8_0's. Scales of rows nr..15 are zeroed so that the 16-row folds add 0. */
+static void amx_rows_q80(amx_panel *P, unsigned mask, int np, int nr, const amx_act_blk *act, int64_t sb,
+                         int64_t act_nsb, int64_t n, float *y, size_t ys, bool add)
+{
+    _Alignas(64) int32_t cb[4][16 * 16];
+    _Alignas(64) float out[16][16];
+    memset(cb, 0, sizeof cb);
+    for (int s = 0; s < np; s++)
+        if (mask >> s & 1)
+            for (int j = 0; j < 8; j++)
+                for (int r = nr; r < 16; r++) P->d8[s][j][r] = 0.0f;
+    for (int64_t tt = 0; tt < (n + 15) / 16; tt++) {
+        __m512 acc[16];
+        for (int r = 0; r < 16; r++) acc[r] = _mm512_setzero_ps();
+        amx_tile_q80(P, mask, np, act + tt * act_nsb + sb, cb, acc);
+        for (int r = 0; r < 16; r++) _mm512_store_ps(out[r], acc[r]);
+        amx_store(out, nr, (int)(n - 16 * tt < 16 ? n - 16 * tt : 16), y + (size_t)(16 * tt) * ys, ys, add);
     }
 }
 
@@ -506,11 +555,6 @@ SQ_INLINE void amx_slot_tiles(const int T, const amx_panel *P, int s, const amx_
                         const bool two, int nr, int32_t cb[4][256], float acc[2][16][16])
 {
     __m512 *acc0 = (__m512 *)(void *)acc[0], *acc1 = (__m512 *)(void *)acc[1];
-    if (amx_kinds[T].b32) {
-        amx_slot_q80(P, s, (const amx_act_q80 *)(const void *)a0, (const amx_act_q80 *)(const void *)a1, two, nr, cb,
-                     acc0, acc1);
-        return;
-    }
     const bool parts2 = amx_kinds[T].parts == 2;
     amx_block(T, P, s, a0, a1, two);
     _tile_stored(0, cb[0], 64);
@@ -535,6 +579,10 @@ SQ_INLINE void amx_rows(const int T, int64_t p0, int np, const char *w, size_t w
     const int64_t ntile = (n + 15) / 16;
     for (int r = 0; r < nr; r++)
         for (int s = 0; s < np; s++) amx_unpack(T, w + (size_t)r * ws, p0 + s, P, r, s);
+    if (amx_kinds[T].b32) {
+        amx_rows_q80(P, (1u << np) - 1, np, nr, act, sb0 + p0, act_nsb, n, y, ys, add);
+        return;
+    }
     for (int64_t tt = 0; tt < ntile; tt += 2) {
         const bool two = tt + 1 < ntile;
         memset(acc, 0, sizeof acc);
@@ -603,16 +651,22 @@ static int amx_kind_of(int type)
  * tile configuration is that family's), with the kind of each slot from
  * sl[]; the panel is unpacked already. */
 static void amx_rows_mixed(const amx_slot *sl, int np, bool b32, int nr, const amx_act_blk *act, int64_t p0,
-                           int64_t act_nsb, int64_t n, float *y, size_t ys, bool add, const amx_panel *P)
+                           int64_t act_nsb, int64_t n, float *y, size_t ys, bool add, amx_panel *P)
 {
     _Alignas(64) int32_t cb[4][16 * 16];
     _Alignas(64) float acc[2][16][16];
     const int64_t ntile = (n + 15) / 16;
+    if (b32) {
+        unsigned mask = 0;
+        for (int s = 0; s < np; s++) mask |= amx_kinds[sl[s].T].b32 ? 1u << s : 0u;
+        amx_rows_q80(P, mask, np, nr, act, p0, act_nsb, n, y, ys, add);
+        return;
+    }
     for (int64_t tt = 0; tt < ntile; tt += 2) {
         const bool two = tt + 1 < ntile;
         memset(acc, 0, sizeof acc);
         for (int s = 0; s < np; s++) {
-            if (amx_kinds[sl[s].T].b32 != b32) continue;
+            if (amx_kinds[sl[s].T].b32) continue;
             const amx_act_blk *a0 = act + tt * act_nsb + p0 + s;
             amx_slot_tiles(sl[s].T, P, s, a0, two ? a0 + act_nsb : NULL, two, nr, cb, acc);
         }
