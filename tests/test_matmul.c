@@ -103,7 +103,23 @@ static void check_matmul(const char *name, int64_t rows, int64_t cols, sq_thread
     check_matmul_ns(name, rows, cols, tp, ns, 4);
 }
 
-/* sq_matmul for each n of ns against the double-precision reference. */
+/* rows × cols random weights (a few large ones) quantized to type t, rows
+ * stride bytes apart in W. */
+static void quantize_random_rows(int t, unsigned char *W, int64_t rows, int64_t cols, size_t stride)
+{
+    const size_t rb = sq_row_size(t, cols);
+    float *wf = malloc(sizeof(float) * (size_t)(rows * cols));
+    unsigned char *q = malloc(rb * (size_t)rows);
+    for (int64_t i = 0; i < rows * cols; i++) wf[i] = tu_rndf() * (i % 11 == 0 ? 3.0f : 1.0f);
+    sq_error e = {0};
+    CHECK_MSG(sq_quantize_rows(t, wf, q, rows, cols, NULL, &e) == SQ_OK, "quantize %s: %s", sq_type_name(t), e.msg);
+    for (int64_t r = 0; r < rows; r++) memcpy(W + r * stride, q + r * rb, rb);
+    free(wf), free(q);
+}
+
+/* sq_matmul for each n of ns against the double-precision reference
+ * (weights: ggml's golden blocks from ../shared, or quantized here for the
+ * types that have none). */
 static void check_matmul_ns(const char *name, int64_t rows, int64_t cols, sq_threadpool *tp, const int64_t *ns,
                             size_t nns)
 {
@@ -118,7 +134,9 @@ static void check_matmul_ns(const char *name, int64_t rows, int64_t cols, sq_thr
     snprintf(rel, sizeof rel, "golden/quant/%s/q.bin", name);
     size_t gsize = 0;
     unsigned char *gq = NULL;
-    if (t != SQ_TYPE_F32) {
+    /* types without golden blocks (ik_llama.cpp's): random rows quantized here */
+    const bool own = ti->row_meta > 0 || (strncmp(name, "iq", 2) == 0 && strchr(name, 'k') != NULL);
+    if (t != SQ_TYPE_F32 && !own) {
         if (!harness_shared_file(path, sizeof path, rel)) {
             fprintf(stderr, "SKIP matmul %s: %s absent\n", name, rel);
             harness_skipped++;
@@ -130,7 +148,8 @@ static void check_matmul_ns(const char *name, int64_t rows, int64_t cols, sq_thr
     const int per = ti->block_size == 1 ? 32 : ti->block_size;
     const size_t bb = sq_row_size(t, per), nblk = gq ? gsize / bb : 0;
     unsigned char *W = calloc((size_t)rows, stride);
-    for (int64_t r = 0; r < rows; r++)
+    if (own) quantize_random_rows(t, W, rows, cols, stride);
+    for (int64_t r = 0; r < rows && !own; r++)
         for (int64_t b = 0; b < cols / per; b++) {
             if (gq)
                 memcpy(W + r * stride + b * bb, gq + (tu_rnd() % nblk) * bb, bb);
@@ -289,7 +308,8 @@ static void test_matvec_bands(void)
 static void test_matmul_amx(void)
 {
     if (sq_blocks_set_isa(SQ_ISA_AMX) != SQ_ISA_AMX) SKIP("no AMX on this CPU");
-    static const char *names[] = {"q4_K", "q6_K", "q5_K", "q3_K", "q2_K", "iq4_xs", "q8_0"};
+    static const char *names[] = {"q4_K", "q6_K", "q5_K", "q3_K", "q2_K", "iq4_xs",
+                                  "iq4_ks", "iq4_k", "iq5_k", "iq5_ks", "iq3_k", "iq3_ks", "q8_0"};
     static const int64_t ns[] = {2, 33, 40}, ns8[] = {17, 3};
     for (int nt = 1; nt <= 2; nt++) {
         sq_threadpool *tp = sq_threadpool_create(nt);

@@ -191,6 +191,13 @@ static const shape_case cases[] = {
     /* Q8_0 runs beside K-quant runs, all on AMX: panels holding both (two tile configurations,
      * Q8_0 and Q8_K activations in one regrouped row), a Q8_0 run across panels */
     { 4352, { SQ_TYPE_IQ4_XS, SQ_TYPE_Q8_0, SQ_TYPE_Q5_K, SQ_TYPE_Q8_0 } },
+    /* ik_llama.cpp's AMX products beside K-quants' (row-scale segments: IQ4_KS, IQ5_KS, IQ3_KS), a
+     * 7-segment row-scale run across panels; then beside Q8_0 (on AMX too), and beside a type
+     * without AMX product (Q4_0) */
+    { 2560, { SQ_TYPE_IQ4_KS, SQ_TYPE_Q4_K, SQ_TYPE_IQ5_K, SQ_TYPE_IQ3_KS } },
+    { 1024, { SQ_TYPE_Q6_K, SQ_TYPE_IQ4_K, SQ_TYPE_IQ5_KS, SQ_TYPE_IQ3_K } },
+    { 2048, { SQ_TYPE_Q8_0, SQ_TYPE_IQ4_KS, SQ_TYPE_IQ5_KS, SQ_TYPE_IQ5_KS } },
+    { 2048, { SQ_TYPE_Q4_0, SQ_TYPE_IQ4_KS, SQ_TYPE_IQ5_KS, SQ_TYPE_IQ5_KS } },
 };
 #define N_CASES (sizeof cases / sizeof cases[0])
 #define ROWS 48
@@ -207,7 +214,7 @@ static void check_segments(const fixture *f, bool imatrix)
         for (int64_t s = 0; s < nseg; s++) {
             const int t = f->types[s < 3 ? s : 3];
             const int64_t c0 = 256 * s, len = C - c0 < 256 ? C - c0 : 256;
-            const size_t nb = (size_t)(len / sq_type_info_get(t)->block_size) * sq_type_info_get(t)->type_size;
+            const size_t nb = sq_row_size(t, len); /* with the row scale of a row-scale type */
             sq_error e = { 0 };
             if (sq_quantize_rows(t, f->Wp + r * C + c0, buf, 1, len, imatrix ? f->imp + c0 : NULL, &e) != SQ_OK ||
                 memcmp(buf, f->data + r * f->row_bytes + off, nb) != 0)
@@ -378,6 +385,9 @@ static void test_case_10(void) { run_case(&cases[10], pool); }
 static void test_case_11(void) { run_case(&cases[11], pool); }
 static void test_case_12(void) { run_case(&cases[12], pool); }
 static void test_case_13(void) { run_case(&cases[13], pool); }
+static void test_case_14(void) { run_case(&cases[14], pool); }
+static void test_case_15(void) { run_case(&cases[15], pool); }
+static void test_case_16(void) { run_case(&cases[16], pool); }
 
 /* A tensor whose four types are all `type`, with a random permutation, gives
  * the plain tensor's products (spec section 6) to float rounding. */
@@ -582,6 +592,9 @@ int main(void)
     RUN(test_case_11);
     RUN(test_case_12);
     RUN(test_case_13);
+    RUN(test_case_14);
+    RUN(test_case_15);
+    RUN(test_case_16);
     RUN(test_all_f32_equals_plain);
     RUN(test_all_f16_equals_plain);
     RUN(test_float_mix_exact);

@@ -360,9 +360,10 @@ static void amx_prep_task(void *ctx, int ith, int nth)
     }
 }
 
-/* n > 1 on a CPU with AMX: the runs whose types have AMX products get them,
- * with their activations regrouped into the work buffer at `area`. Returns
- * whether any run did. */
+/* n > 1 on a CPU with AMX: the runs whose types have AMX products get them
+ * (all in one sq__amx_runs call when every run has one), with their
+ * activations regrouped into the work buffer at `area`. Returns whether any
+ * run did. */
 static bool amx_setup(sq__mm *m, sq_threadpool *tp, char *area)
 {
     if (m->n <= 1) return false;
@@ -383,6 +384,14 @@ static bool amx_setup(sq__mm *m, sq_threadpool *tp, char *area)
         m->amx_all = sq__amx_runs_handle(m->arun, m->p->nrun);
         m->amx_act_all = m->amx_act[0];
     }
+    /* a run of segments that each carry a row scale (ik's _KS types) has no
+     * plain-row layout: only sq__amx_runs takes it; alone it goes to the tile kernels */
+    for (int i = 0; i < m->p->nrun && !m->amx_all; i++)
+        if (m->amx[i] && m->p->run[i].per_seg) {
+            m->amx[i] = NULL;
+            m->namx--;
+        }
+    if (!m->namx) return false;
     sq__amx_prep ap = {.m = m, .ntile = (m->n + 15) / 16};
     atomic_init(&ap.next, 0);
     if (sq_threadpool_n_threads(tp) > 1 && m->n > 16) sq_threadpool_run(tp, amx_prep_task, &ap);

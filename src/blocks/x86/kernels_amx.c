@@ -182,7 +182,7 @@ void sq__amx_prepare_runs(const sq__krun *run, int nrun, const void *x, size_t x
         const int nt = (int)(n - 16 * tt < 16 ? n - 16 * tt : 16);
         int64_t sb = 0;
         for (int j = 0; j < nrun; j++) {
-            const bool q80 = run[j].type == SQ_TYPE_Q8_0;
+            const bool q80 = sq_type_info_get(run[j].type)->vec_dot_type == SQ_TYPE_Q8_0;
             const size_t seg = q80 ? 8 * sizeof(blk_q8_0) : sizeof(blk_q8_K);
             for (int64_t s = 0; s < run[j].n / 256; s++, sb++) {
                 const char *xs[16];
@@ -335,7 +335,10 @@ SQ_INLINE void amx_unpack_q8_0(const void *row, int64_t b, amx_panel *P, int r, 
     }
 }
 
-enum { AMX_Q2_K, AMX_Q3_K, AMX_Q4_K, AMX_Q5_K, AMX_Q6_K, AMX_IQ4_XS, AMX_Q8_0 };
+#include "kernels_amx_ik.h" /* ik_llama.cpp's types */
+
+enum { AMX_Q2_K, AMX_Q3_K, AMX_Q4_K, AMX_Q5_K, AMX_Q6_K, AMX_IQ4_XS,
+       AMX_IQ4_KS, AMX_IQ4_K, AMX_IQ5_K, AMX_IQ5_KS, AMX_IQ3_K, AMX_IQ3_KS, AMX_Q8_0 };
 
 static const amx_kind amx_kinds[] = {
     [AMX_Q2_K] = {1, 0, false, true, false},   /* v = s·q <= 45 */
@@ -344,6 +347,12 @@ static const amx_kind amx_kinds[] = {
     [AMX_Q5_K] = {2, 6, false, true, false},   /* v = s·q <= 1953 */
     [AMX_Q6_K] = {2, 7, true, false, false},   /* v = s·(q−32) in −4064..4096 */
     [AMX_IQ4_XS] = {2, 7, true, false, false}, /* v = s·code in −3937..4064 */
+    [AMX_IQ4_KS] = {2, 7, true, false, false}, /* v = s·L, |s|, |L| <= 127: |v| <= 16129 */
+    [AMX_IQ4_K] = {2, 7, true, false, false},  /* |s| <= 32, |L| <= 127 */
+    [AMX_IQ5_K] = {2, 7, true, false, false},  /* |s| <= 32, |L| <= 126 */
+    [AMX_IQ5_KS] = {2, 7, true, false, false}, /* |s| <= 127, |L| <= 126 */
+    [AMX_IQ3_K] = {2, 7, true, false, false},  /* |s| <= 31, |L| <= 63 */
+    [AMX_IQ3_KS] = {2, 7, true, false, false}, /* |s| <= 16, |L| <= 63 */
     [AMX_Q8_0] = {1, 0, true, false, true},    /* v = q, per 32 values */
 };
 
@@ -357,6 +366,12 @@ SQ_INLINE void amx_unpack(const int T, const void *row, int64_t b, amx_panel *P,
     case AMX_Q4_K: amx_unpack_q4_K(row, b, P, r, s, amx_kinds[AMX_Q4_K]); break;
     case AMX_Q5_K: amx_unpack_q5_K(row, b, P, r, s, amx_kinds[AMX_Q5_K]); break;
     case AMX_Q6_K: amx_unpack_q6_K(row, b, P, r, s, amx_kinds[AMX_Q6_K]); break;
+    case AMX_IQ4_KS: amx_unpack_iq4_ks(row, b, P, r, s, amx_kinds[AMX_IQ4_KS]); break;
+    case AMX_IQ4_K: amx_unpack_iq4_k(row, b, P, r, s, amx_kinds[AMX_IQ4_K]); break;
+    case AMX_IQ5_K: amx_unpack_iq5_k(row, b, P, r, s, amx_kinds[AMX_IQ5_K]); break;
+    case AMX_IQ5_KS: amx_unpack_iq5_ks(row, b, P, r, s, amx_kinds[AMX_IQ5_KS]); break;
+    case AMX_IQ3_K: amx_unpack_iq3_k(row, b, P, r, s, amx_kinds[AMX_IQ3_K]); break;
+    case AMX_IQ3_KS: amx_unpack_iq3_ks(row, b, P, r, s, amx_kinds[AMX_IQ3_KS]); break;
     case AMX_Q8_0: amx_unpack_q8_0(row, b, P, r, s); break;
     default: amx_unpack_iq4_xs(row, b, P, r, s, amx_kinds[AMX_IQ4_XS]); break;
     }
@@ -642,6 +657,12 @@ static int amx_kind_of(int type)
     case SQ_TYPE_Q5_K: return AMX_Q5_K;
     case SQ_TYPE_Q6_K: return AMX_Q6_K;
     case SQ_TYPE_IQ4_XS: return AMX_IQ4_XS;
+    case SQ_TYPE_IQ4_KS: return AMX_IQ4_KS;
+    case SQ_TYPE_IQ4_K: return AMX_IQ4_K;
+    case SQ_TYPE_IQ5_K: return AMX_IQ5_K;
+    case SQ_TYPE_IQ5_KS: return AMX_IQ5_KS;
+    case SQ_TYPE_IQ3_K: return AMX_IQ3_K;
+    case SQ_TYPE_IQ3_KS: return AMX_IQ3_KS;
     case SQ_TYPE_Q8_0: return AMX_Q8_0;
     default: return -1;
     }
@@ -693,6 +714,10 @@ static int amx_panel_slots(const sq__krun *run, int64_t p0, int np, int *j, int6
     for (int s = 0; s < np; s++) {
         while (p0 + s >= *j0 + run[*j].n / 256) *j0 += run[(*j)++].n / 256;
         sl[s] = (amx_slot){amx_kind_of(run[*j].type), run[*j].w_off, p0 + s - *j0};
+        if (sq_type_info_get(run[*j].type)->row_meta > 0) { /* each segment: its row scale, one block */
+            sl[s].w_off += (size_t)sl[s].b * sq_row_size(run[*j].type, 256);
+            sl[s].b = 0;
+        }
         fam |= amx_kinds[sl[s].T].b32 ? 2 : 1;
     }
     return fam;
@@ -741,6 +766,12 @@ AMX_GEMM(q4_K, AMX_Q4_K)
 AMX_GEMM(q5_K, AMX_Q5_K)
 AMX_GEMM(q6_K, AMX_Q6_K)
 AMX_GEMM(iq4_xs, AMX_IQ4_XS)
+AMX_GEMM(iq4_ks, AMX_IQ4_KS)
+AMX_GEMM(iq4_k, AMX_IQ4_K)
+AMX_GEMM(iq5_k, AMX_IQ5_K)
+AMX_GEMM(iq5_ks, AMX_IQ5_KS)
+AMX_GEMM(iq3_k, AMX_IQ3_K)
+AMX_GEMM(iq3_ks, AMX_IQ3_KS)
 AMX_GEMM(q8_0, AMX_Q8_0)
 #undef AMX_GEMM
 
@@ -753,6 +784,12 @@ sq__amx_fn sq__amx_get(int type)
     case SQ_TYPE_Q5_K: return amx_gemm_q5_K;
     case SQ_TYPE_Q6_K: return amx_gemm_q6_K;
     case SQ_TYPE_IQ4_XS: return amx_gemm_iq4_xs;
+    case SQ_TYPE_IQ4_KS: return amx_gemm_iq4_ks;
+    case SQ_TYPE_IQ4_K: return amx_gemm_iq4_k;
+    case SQ_TYPE_IQ5_K: return amx_gemm_iq5_k;
+    case SQ_TYPE_IQ5_KS: return amx_gemm_iq5_ks;
+    case SQ_TYPE_IQ3_K: return amx_gemm_iq3_k;
+    case SQ_TYPE_IQ3_KS: return amx_gemm_iq3_ks;
     case SQ_TYPE_Q8_0: return amx_gemm_q8_0;
     default: return NULL;
     }

@@ -194,19 +194,20 @@ SQ_INLINE void kzs_q6_K_nat(const blk_q6_K *w, const blk_q8_K *x, const __m512i 
     kz_s16_tail(_mm_loadu_si128((const __m128i *)w->scales), q, y, h2f(w->d), 5, x, acc);
 }
 
-/* Q3_K: the 256 values (0..7, before subtracting 4) in value order. The
- * 2-bit low parts of 64 values come from one 32-byte qs half with
- * per-256-bit shifts (0|2 then 4|6), the third bit from hmask likewise. */
-SQ_INLINE void kz_q3_K_vals(const blk_q3_K *w, __m512i q[4])
+/* The 256 3-bit values (0..7) of Q3_K's layout in value order (also IQ3_K's
+ * and IQ3_KS's: hm = their qh). The 2-bit low parts of 64 values come from
+ * one 32-byte qs half with per-256-bit shifts (0|2 then 4|6), the third bit
+ * from the 32 bytes at hm likewise. */
+SQ_INLINE void kz_q3_vals(const uint8_t *hmask, const uint8_t *qs, __m512i q[4])
 {
     const __m512i m3 = _mm512_set1_epi8(3), b4 = _mm512_set1_epi8(4), one = _mm512_set1_epi8(1);
     const __m512i sh_a = _mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(2), 1);
     const __m512i sh_b = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
     const __m512i hbit_a = _mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(1), 1);
     const __m512i hbit_b = _mm512_inserti64x4(_mm512_set1_epi16(2), _mm256_set1_epi16(3), 1);
-    const __m512i hm = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)w->hmask));
+    const __m512i hm = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)hmask));
     SQ_UNROLL for (int h = 0; h < 2; h++) {
-        const __m512i raw = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(w->qs + 32 * h)));
+        const __m512i raw = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(qs + 32 * h)));
         /* hmask bit 4h+j is the third bit of values 128h+32j+l */
         const __m512i ha = _mm512_and_si512(_mm512_srlv_epi16(hm, _mm512_add_epi16(hbit_a, _mm512_set1_epi16((short)(4 * h)))), one);
         const __m512i hb = _mm512_and_si512(_mm512_srlv_epi16(hm, _mm512_add_epi16(hbit_b, _mm512_set1_epi16((short)(4 * h)))), one);
@@ -216,6 +217,9 @@ SQ_INLINE void kz_q3_K_vals(const blk_q3_K *w, __m512i q[4])
                                        _mm512_and_si512(_mm512_slli_epi16(hb, 2), b4));
     }
 }
+
+/* Q3_K: the 256 values (0..7, before subtracting 4) in value order. */
+SQ_INLINE void kz_q3_K_vals(const blk_q3_K *w, __m512i q[4]) { kz_q3_vals(w->hmask, w->qs, q); }
 
 SQ_INLINE void kzs_q3_K_nat(const blk_q3_K *w, const blk_q8_K *x, const __m512i y[4], __m512 *acc,
                         __m256 *accm)
