@@ -11,15 +11,23 @@
  * and bytes per ns; then per pair the ik type's bytes/ns over its peer's
  * (>= 1: the ik type streams its bytes at least as fast as ggml's type).
  *
+ * Then the prompt's product (n > 1: AMX tiles where the CPU has them) per
+ * pair: sq_matmul of GEMM_ROWS × GEMM_COLS weights with GEMM_N activation
+ * rows on one thread, GFLOPS (2·rows·cols·n over the CPU time, best of
+ * tries) and the ik type's over its peer's.
+ *
  * Environment: SQ_ISA caps the kernels (docs/kernels.md); BENCH_QUICK=1
- * fewer passes. Run under `flock /work/wt/bench.lock`.
+ * fewer passes; BENCH_GEMM_ONLY=1 the prompt-product table alone. Run under
+ * `flock /work/wt/bench.lock`.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "sq/base.h"
 #include "sq/blocks.h"
+#include "sq/matmul.h"
 #include "sq/types.h"
 #include "benchutil.h"
 
@@ -68,10 +76,62 @@ static double ns_per_block(int type, int64_t n, int tries)
     return best * 1e9 / ((double)reps * ROWS * (double)(n / 256));
 }
 
+#define GEMM_ROWS 128
+#define GEMM_COLS 4096
+#define GEMM_N 512
+
+/* GFLOPS of sq_matmul (one thread) with GEMM_N activation rows (best of tries). */
+static double gemm_gflops(int type, int tries)
+{
+    uint64_t seed = 0x9E3779B97F4A7C15ull ^ (uint64_t)type;
+    const int64_t R = GEMM_ROWS, C = GEMM_COLS, n = GEMM_N;
+    const size_t rb = sq_row_size(type, C), ws = sq_matmul_work_size(type, C, n);
+    float *x = malloc(sizeof(float) * (size_t)(C * (R > n ? R : n))), *y = malloc(sizeof(float) * (size_t)(R * n));
+    unsigned char *w = malloc(rb * (size_t)R);
+    void *work = sq_aligned_alloc(ws);
+    for (int64_t i = 0; i < C * (R > n ? R : n); i++)
+        x[i] = (float)((double)(bench_xorshift64(&seed) >> 11) / 9007199254740992.0 - 0.5) * (i % 53 ? 1.f : 6.f);
+    sq_error e = {0};
+    if (!work || sq_quantize_rows(type, x, w, R, C, NULL, &e) != SQ_OK) {
+        fprintf(stderr, "bench_ik_dot: %s: %s\n", sq_type_name(type), work ? e.msg : "out of memory");
+        exit(1);
+    }
+    double best = 1e30;
+    for (int t = 0; t < tries; t++) {
+        const double t0 = cpu_now();
+        if (sq_matmul(NULL, type, w, R, C, rb, x, n, y, work, ws, &e) != SQ_OK) {
+            fprintf(stderr, "bench_ik_dot: matmul %s: %s\n", sq_type_name(type), e.msg);
+            exit(1);
+        }
+        const double dt = cpu_now() - t0;
+        if (dt < best) best = dt;
+    }
+    free(x), free(y), free(w), sq_aligned_free(work);
+    return 2.0 * (double)R * (double)C * (double)n / best * 1e-9;
+}
+
+/* The prompt-product table: every pair's GFLOPS at n = GEMM_N. */
+static void gemm_table(int tries)
+{
+    printf("\nprompt product: sq_matmul %d x %d weights, n = %d activation rows, 1 thread (CPU time)\n"
+           "| ik type | GFLOPS | ggml type | GFLOPS | ik/ggml |\n|---|---:|---|---:|---:|\n",
+           GEMM_ROWS, GEMM_COLS, GEMM_N);
+    for (size_t p = 0; p < sizeof pairs / sizeof pairs[0]; p++) {
+        const double gi = gemm_gflops(sq_type_from_name(pairs[p][0]), tries);
+        const double gg = gemm_gflops(sq_type_from_name(pairs[p][1]), tries);
+        printf("| %s | %.1f | %s | %.1f | %.2f |\n", pairs[p][0], gi, pairs[p][1], gg, gi / gg);
+    }
+}
+
 int main(void)
 {
     const int quick = getenv("BENCH_QUICK") && atoi(getenv("BENCH_QUICK"));
     const int tries = quick ? 20 : 100;
+    if (getenv("BENCH_GEMM_ONLY") && atoi(getenv("BENCH_GEMM_ONLY"))) {
+        printf("kernels: %s\n", sq_isa_name(sq_blocks_isa()));
+        gemm_table(quick ? 2 : 5);
+        return 0;
+    }
     printf("kernels: %s; vec_dot with Q8_K, 64 rows in L2, 1 thread (CPU time)\n", sq_isa_name(sq_blocks_isa()));
     printf("| ik type | bytes/256 | ns/block n=512 | n=4096 | ggml type | bytes/256 | ns/block n=512 | n=4096 | "
            "ik/ggml bytes per ns n=512 | n=4096 |\n|---|---:|---:|---:|---|---:|---:|---:|---:|---:|\n");
@@ -87,5 +147,6 @@ int main(void)
         printf("| %s | %.1f | %.2f | %.2f | %s | %.0f | %.2f | %.2f | %.2f | %.2f |\n", pairs[p][0], bi, ni[0], ni[1],
                pairs[p][1], bg, ng[0], ng[1], (bi / ni[0]) / (bg / ng[0]), (bi / ni[1]) / (bg / ng[1]));
     }
+    gemm_table(quick ? 2 : 5);
     return 0;
 }

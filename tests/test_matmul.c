@@ -309,7 +309,7 @@ static void test_matmul_amx(void)
 {
     if (sq_blocks_set_isa(SQ_ISA_AMX) != SQ_ISA_AMX) SKIP("no AMX on this CPU");
     static const char *names[] = {"q4_K", "q6_K", "q5_K", "q3_K", "q2_K", "iq4_xs",
-                                  "iq4_ks", "iq4_k", "iq5_k", "iq5_ks", "iq3_k", "iq3_ks", "q8_0"};
+                                  "iq4_ks", "iq4_k", "iq5_k", "iq5_ks", "iq3_k", "iq3_ks", "iq6_k", "q8_0"};
     static const int64_t ns[] = {2, 33, 40}, ns8[] = {17, 3};
     for (int nt = 1; nt <= 2; nt++) {
         sq_threadpool *tp = sq_threadpool_create(nt);

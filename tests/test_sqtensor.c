@@ -195,7 +195,7 @@ static const shape_case cases[] = {
      * 7-segment row-scale run across panels; then beside Q8_0 (on AMX too), and beside a type
      * without AMX product (Q4_0) */
     { 2560, { SQ_TYPE_IQ4_KS, SQ_TYPE_Q4_K, SQ_TYPE_IQ5_K, SQ_TYPE_IQ3_KS } },
-    { 1024, { SQ_TYPE_Q6_K, SQ_TYPE_IQ4_K, SQ_TYPE_IQ5_KS, SQ_TYPE_IQ3_K } },
+    { 1280, { SQ_TYPE_IQ6_K, SQ_TYPE_IQ4_K, SQ_TYPE_IQ5_KS, SQ_TYPE_IQ3_K } },
     { 2048, { SQ_TYPE_Q8_0, SQ_TYPE_IQ4_KS, SQ_TYPE_IQ5_KS, SQ_TYPE_IQ5_KS } },
     { 2048, { SQ_TYPE_Q4_0, SQ_TYPE_IQ4_KS, SQ_TYPE_IQ5_KS, SQ_TYPE_IQ5_KS } },
 };

@@ -1,6 +1,6 @@
 /*
  * kernels_amx_ik.h — the AMX unpack steps of ik_llama.cpp's types whose
- * activations are Q8_K (IQ4_KS, IQ4_K, IQ5_K, IQ5_KS, IQ3_K, IQ3_KS), for
+ * activations are Q8_K (IQ4_KS, IQ4_K, IQ5_K, IQ5_KS, IQ3_K, IQ3_KS, IQ6_K), for
  * kernels_amx.c only (it includes this after amx_split; the kinds are in its
  * table).
  *
@@ -15,7 +15,7 @@
  * (IQn_K) or the row scale (IQn_KS: each segment of a SmarterQuant run and
  * each plain row starts with it, so `row` points at that scale and the
  * super-block index b counts blocks after it). No mins: the levels are
- * signed already.
+ * signed already. IQ6_K's levels are not integers: see its step.
  */
 #ifndef SQ_X86_KERNELS_AMX_IK_H
 #define SQ_X86_KERNELS_AMX_IK_H
@@ -197,6 +197,42 @@ SQ_INLINE void amx_unpack_iq3_ks(const void *row, int64_t b, amx_panel *P, int r
     memcpy(&d16, row, sizeof d16);
     amx_split(q, true, amx_ik_dup16(_mm_cvtepi8_epi16(s8)), k, P->hi[r] + 256 * s, P->lo[r] + 256 * s);
     P->d[s][r] = h2f(d16);
+}
+
+/* IQ6_K: levels from ik's cubic (not integers), so v = round(2·s·L) (|v| <=
+ * 32258: hi = v >> 8 signed, lo = v & 255) with d/2 as the slot's float: the
+ * product is the one of weights moved by at most d/4, 1/64516 of the block's
+ * largest |d·s·L| (its largest |s| is 127), well below the rounding of d to
+ * fp16 itself (1/2048 relative). Indices: Q4_K's nibble layout, the two high
+ * bits as Q6_K's qh. */
+SQ_INLINE void amx_unpack_iq6_k(const void *row, int64_t b, amx_panel *P, int r, int s, const amx_kind k)
+{
+    (void)k;
+    const sq__block_iq6_k *w = (const sq__block_iq6_k *)row + b;
+    __m512i q[4];
+    kz_k4_nibbles(w->qs, q, 1);
+    const __m512i sh_a = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
+    const __m512i sh_b = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1), m3 = _mm512_set1_epi8(3);
+    SQ_UNROLL for (int h = 0; h < 2; h++) {
+        /* qh[32h + l] bits 2j..2j+1: the high bits of values 128h + 32j + l */
+        const __m512i raw = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(w->qh + 32 * h)));
+        const __m512i ha = _mm512_and_si512(_mm512_srlv_epi16(raw, sh_a), m3);
+        const __m512i hb = _mm512_and_si512(_mm512_srlv_epi16(raw, sh_b), m3);
+        q[2 * h] = _mm512_or_si512(q[2 * h], _mm512_slli_epi16(ha, 4));
+        q[2 * h + 1] = _mm512_or_si512(q[2 * h + 1], _mm512_slli_epi16(hb, 4));
+    }
+    _Alignas(64) uint8_t idx8[256];
+    SQ_UNROLL for (int g = 0; g < 4; g++) _mm512_store_si512(idx8 + 64 * g, q[g]);
+    int8_t *hi = P->hi[r] + 256 * s, *lo = P->lo[r] + 256 * s;
+    const __m512i m8 = _mm512_set1_epi32(255);
+    for (int i = 0; i < 16; i++) { /* 16-value sub-block i */
+        const __m128i idx = _mm_load_si128((const __m128i *)(idx8 + 16 * i));
+        const __m512 l = ikz6_levels16(idx, _mm512_set1_ps(w->extra >> i & 1 ? 1.0f : 0.0f));
+        const __m512i v = _mm512_cvtps_epi32(_mm512_mul_ps(l, _mm512_set1_ps(2.0f * (float)w->scales[i])));
+        _mm_storeu_si128((__m128i *)(hi + 16 * i), _mm512_cvtepi32_epi8(_mm512_srai_epi32(v, 8)));
+        _mm_storeu_si128((__m128i *)(lo + 16 * i), _mm512_cvtepi32_epi8(_mm512_and_si512(v, m8)));
+    }
+    P->d[s][r] = 0.5f * h2f(w->d);
 }
 
 #endif
