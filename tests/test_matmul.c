@@ -224,6 +224,9 @@ static void test_matmul_types(void)
             sq_threadpool *tp = sq_threadpool_create(nt);
             for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) check_matmul(names[i], 37, 512, tp);
             check_matmul("q4_K", 130, 1024, tp);
+            /* rows over 512 bytes: the run kernel's one-type bands prefetch the next band (PF) */
+            static const char *runs[] = {"q2_K", "q3_K", "q4_K", "q5_K", "q6_K", "iq4_xs", "q8_0"};
+            for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) check_matmul(runs[i], 37, 2048, tp);
             sq_threadpool_free(tp);
         }
     }
@@ -309,7 +312,8 @@ static void test_matmul_amx(void)
 {
     if (sq_blocks_set_isa(SQ_ISA_AMX) != SQ_ISA_AMX) SKIP("no AMX on this CPU");
     static const char *names[] = {"q4_K", "q6_K", "q5_K", "q3_K", "q2_K", "iq4_xs",
-                                  "iq4_ks", "iq4_k", "iq5_k", "iq5_ks", "iq3_k", "iq3_ks", "iq6_k", "q8_0"};
+                                  "iq4_ks", "iq4_k", "iq5_k", "iq5_ks", "iq3_k", "iq3_ks", "iq6_k", "iq2_kl",
+                                  "q8_0"};
     static const int64_t ns[] = {2, 33, 40}, ns8[] = {17, 3};
     for (int nt = 1; nt <= 2; nt++) {
         sq_threadpool *tp = sq_threadpool_create(nt);

@@ -197,6 +197,7 @@ static const shape_case cases[] = {
     { 2560, { SQ_TYPE_IQ4_KS, SQ_TYPE_Q4_K, SQ_TYPE_IQ5_K, SQ_TYPE_IQ3_KS } },
     { 1280, { SQ_TYPE_IQ6_K, SQ_TYPE_IQ4_K, SQ_TYPE_IQ5_KS, SQ_TYPE_IQ3_K } },
     { 2048, { SQ_TYPE_Q8_0, SQ_TYPE_IQ4_KS, SQ_TYPE_IQ5_KS, SQ_TYPE_IQ5_KS } },
+    { 1536, { SQ_TYPE_Q5_K, SQ_TYPE_IQ2_KL, SQ_TYPE_Q3_K, SQ_TYPE_IQ2_KL } },
     { 2048, { SQ_TYPE_Q4_0, SQ_TYPE_IQ4_KS, SQ_TYPE_IQ5_KS, SQ_TYPE_IQ5_KS } },
 };
 #define N_CASES (sizeof cases / sizeof cases[0])
@@ -388,6 +389,7 @@ static void test_case_13(void) { run_case(&cases[13], pool); }
 static void test_case_14(void) { run_case(&cases[14], pool); }
 static void test_case_15(void) { run_case(&cases[15], pool); }
 static void test_case_16(void) { run_case(&cases[16], pool); }
+static void test_case_17(void) { run_case(&cases[17], pool); }
 
 /* A tensor whose four types are all `type`, with a random permutation, gives
  * the plain tensor's products (spec section 6) to float rounding. */
@@ -595,6 +597,7 @@ int main(void)
     RUN(test_case_14);
     RUN(test_case_15);
     RUN(test_case_16);
+    RUN(test_case_17);
     RUN(test_all_f32_equals_plain);
     RUN(test_all_f16_equals_plain);
     RUN(test_float_mix_exact);

@@ -1,7 +1,7 @@
 /*
  * kernels_amx.c — the prompt's quantized matrix products on Intel AMX tiles
  * (AMX-TILE, AMX-INT8): the K-quants (Q2_K..Q6_K), IQ4_XS and ik_llama.cpp's
- * IQ3_K..IQ6_K, IQ3_KS..IQ5_KS (their unpack steps: kernels_amx_ik.h) against
+ * IQ3_K..IQ6_K, IQ3_KS..IQ5_KS, IQ2_KL (their unpack steps: kernels_amx_ik.h) against
  * Q8_K activations, for several activation rows at once (n > 1).
  *
  * Why it is exact: inside a 256-value super-block a K-quant weight is
@@ -339,7 +339,7 @@ SQ_INLINE void amx_unpack_q8_0(const void *row, int64_t b, amx_panel *P, int r, 
 #include "kernels_amx_ik.h" /* ik_llama.cpp's types */
 
 enum { AMX_Q2_K, AMX_Q3_K, AMX_Q4_K, AMX_Q5_K, AMX_Q6_K, AMX_IQ4_XS,
-       AMX_IQ4_KS, AMX_IQ4_K, AMX_IQ5_K, AMX_IQ5_KS, AMX_IQ3_K, AMX_IQ3_KS, AMX_IQ6_K, AMX_Q8_0 };
+       AMX_IQ4_KS, AMX_IQ4_K, AMX_IQ5_K, AMX_IQ5_KS, AMX_IQ3_K, AMX_IQ3_KS, AMX_IQ6_K, AMX_IQ2_KL, AMX_Q8_0 };
 
 static const amx_kind amx_kinds[] = {
     [AMX_Q2_K] = {1, 0, false, true, false},   /* v = s·q <= 45 */
@@ -355,6 +355,7 @@ static const amx_kind amx_kinds[] = {
     [AMX_IQ3_K] = {2, 7, true, false, false},  /* |s| <= 31, |L| <= 63 */
     [AMX_IQ3_KS] = {2, 7, true, false, false}, /* |s| <= 16, |L| <= 63 */
     [AMX_IQ6_K] = {2, 8, true, false, false},  /* v = round(2·s·L), |v| <= 32258 */
+    [AMX_IQ2_KL] = {2, 7, true, false, false}, /* |s| <= 32, |L| <= 63 */
     [AMX_Q8_0] = {1, 0, true, false, true},    /* v = q, per 32 values */
 };
 
@@ -375,6 +376,7 @@ SQ_INLINE void amx_unpack(const int T, const void *row, int64_t b, amx_panel *P,
     case AMX_IQ3_K: amx_unpack_iq3_k(row, b, P, r, s, amx_kinds[AMX_IQ3_K]); break;
     case AMX_IQ3_KS: amx_unpack_iq3_ks(row, b, P, r, s, amx_kinds[AMX_IQ3_KS]); break;
     case AMX_IQ6_K: amx_unpack_iq6_k(row, b, P, r, s, amx_kinds[AMX_IQ6_K]); break;
+    case AMX_IQ2_KL: amx_unpack_iq2_kl(row, b, P, r, s, amx_kinds[AMX_IQ2_KL]); break;
     case AMX_Q8_0: amx_unpack_q8_0(row, b, P, r, s); break;
     default: amx_unpack_iq4_xs(row, b, P, r, s, amx_kinds[AMX_IQ4_XS]); break;
     }
@@ -667,6 +669,7 @@ static int amx_kind_of(int type)
     case SQ_TYPE_IQ3_K: return AMX_IQ3_K;
     case SQ_TYPE_IQ3_KS: return AMX_IQ3_KS;
     case SQ_TYPE_IQ6_K: return AMX_IQ6_K;
+    case SQ_TYPE_IQ2_KL: return AMX_IQ2_KL;
     case SQ_TYPE_Q8_0: return AMX_Q8_0;
     default: return -1;
     }
@@ -777,6 +780,7 @@ AMX_GEMM(iq5_ks, AMX_IQ5_KS)
 AMX_GEMM(iq3_k, AMX_IQ3_K)
 AMX_GEMM(iq3_ks, AMX_IQ3_KS)
 AMX_GEMM(iq6_k, AMX_IQ6_K)
+AMX_GEMM(iq2_kl, AMX_IQ2_KL)
 AMX_GEMM(q8_0, AMX_Q8_0)
 #undef AMX_GEMM
 
@@ -796,6 +800,7 @@ sq__amx_fn sq__amx_get(int type)
     case SQ_TYPE_IQ3_K: return amx_gemm_iq3_k;
     case SQ_TYPE_IQ3_KS: return amx_gemm_iq3_ks;
     case SQ_TYPE_IQ6_K: return amx_gemm_iq6_k;
+    case SQ_TYPE_IQ2_KL: return amx_gemm_iq2_kl;
     case SQ_TYPE_Q8_0: return amx_gemm_q8_0;
     default: return NULL;
     }

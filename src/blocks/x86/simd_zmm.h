@@ -196,25 +196,22 @@ SQ_INLINE void kzs_q6_K_nat(const blk_q6_K *w, const blk_q8_K *x, const __m512i 
 
 /* The 256 3-bit values (0..7) of Q3_K's layout in value order (also IQ3_K's
  * and IQ3_KS's: hm = their qh). The 2-bit low parts of 64 values come from
- * one 32-byte qs half with per-256-bit shifts (0|2 then 4|6), the third bit
- * from the 32 bytes at hm likewise. */
+ * one 32-byte qs half with per-256-bit shifts (0|2 then 4|6); the third bit
+ * of values 128h+32j+l is bit 4h+j of hmask[l], tested into a byte mask (the
+ * bits of a 64-value group are those of Q5_K's value order, kz_q5_nat) and
+ * added as 4: two instructions where shifting, masking and merging it took six. */
 SQ_INLINE void kz_q3_vals(const uint8_t *hmask, const uint8_t *qs, __m512i q[4])
 {
-    const __m512i m3 = _mm512_set1_epi8(3), b4 = _mm512_set1_epi8(4), one = _mm512_set1_epi8(1);
+    const __m512i m3 = _mm512_set1_epi8(3), b4 = _mm512_set1_epi8(4);
     const __m512i sh_a = _mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(2), 1);
     const __m512i sh_b = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
-    const __m512i hbit_a = _mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(1), 1);
-    const __m512i hbit_b = _mm512_inserti64x4(_mm512_set1_epi16(2), _mm256_set1_epi16(3), 1);
     const __m512i hm = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)hmask));
     SQ_UNROLL for (int h = 0; h < 2; h++) {
         const __m512i raw = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(qs + 32 * h)));
-        /* hmask bit 4h+j is the third bit of values 128h+32j+l */
-        const __m512i ha = _mm512_and_si512(_mm512_srlv_epi16(hm, _mm512_add_epi16(hbit_a, _mm512_set1_epi16((short)(4 * h)))), one);
-        const __m512i hb = _mm512_and_si512(_mm512_srlv_epi16(hm, _mm512_add_epi16(hbit_b, _mm512_set1_epi16((short)(4 * h)))), one);
-        q[2 * h] = _mm512_or_si512(_mm512_and_si512(_mm512_srlv_epi16(raw, sh_a), m3),
-                                   _mm512_and_si512(_mm512_slli_epi16(ha, 2), b4));
-        q[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srlv_epi16(raw, sh_b), m3),
-                                       _mm512_and_si512(_mm512_slli_epi16(hb, 2), b4));
+        const __m512i a = _mm512_and_si512(_mm512_srlv_epi16(raw, sh_a), m3);
+        const __m512i b = _mm512_and_si512(_mm512_srlv_epi16(raw, sh_b), m3);
+        q[2 * h] = _mm512_mask_add_epi8(a, _mm512_test_epi8_mask(hm, KZ_TAB(kz_q5_nat, 2 * h)), a, b4);
+        q[2 * h + 1] = _mm512_mask_add_epi8(b, _mm512_test_epi8_mask(hm, KZ_TAB(kz_q5_nat, 2 * h + 1)), b, b4);
     }
 }
 
@@ -225,16 +222,12 @@ SQ_INLINE void kzs_q3_K_nat(const blk_q3_K *w, const blk_q8_K *x, const __m512i 
                         __m256 *accm)
 {
     (void)accm;
-    int8_t sc[16];
-    unpack_q3k_scales(w->scales, sc);
     __m512i q[4];
     kz_q3_K_vals(w, q);
-    kz_s16_tail(_mm_loadu_si128((const __m128i *)sc), q, y, h2f(w->d), 2, x, acc);
+    kz_s16_tail(q3k_scales(w->scales), q, y, h2f(w->d), 2, x, acc);
 }
 
-/* Q2_K: 2-bit values, 64 at a time from one 32-byte qs half (shifts 0|2 and
- * 4|6 per 256-bit half); a 4-bit scale and a 4-bit min per 16. */
-/* Q2_K: the 256 values (0..3) in value order. */
+/* Q2_K: the 256 values (0..3) in value order (the AMX unpacking's). */
 SQ_INLINE void kz_q2_K_vals(const blk_q2_K *w, __m512i q[4])
 {
     const __m512i m3 = _mm512_set1_epi8(3);
@@ -247,20 +240,63 @@ SQ_INLINE void kz_q2_K_vals(const blk_q2_K *w, __m512i q[4])
     }
 }
 
+/* Q2_K: the 256 values (0..3) in value order, 64 at a time from one 32-byte
+ * qs half (shifts 0|2 and 4|6 per 256-bit half), each as the table index
+ * q + 4g of its 64-value group g (kz_q2_table). */
+SQ_INLINE void kz_q2_K_idx(const blk_q2_K *w, __m512i q[4])
+{
+    const __m512i m3 = _mm512_set1_epi8(3);
+    const __m512i sh_a = _mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(2), 1);
+    const __m512i sh_b = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
+    SQ_UNROLL for (int h = 0; h < 2; h++) {
+        const __m512i raw = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(w->qs + 32 * h)));
+        /* (x & 3) | 4g in one ternary-logic instruction (0xEA: A & B | C) */
+        q[2 * h] = _mm512_ternarylogic_epi32(_mm512_srlv_epi16(raw, sh_a), m3, _mm512_set1_epi8((char)(8 * h)), 0xEA);
+        q[2 * h + 1] = _mm512_ternarylogic_epi32(_mm512_srlv_epi16(raw, sh_b), m3, _mm512_set1_epi8((char)(8 * h + 4)),
+                                                 0xEA);
+    }
+}
+
+/* Q2_K products s·q (q = 0..3, s the 4-bit scale of its 16 values) by byte
+ * lookup. 128-bit lane k of group g (kz_q2_K_idx) is sub-block 4g+k, so one
+ * table register serves all four groups: lane k holds at bytes 4g..4g+3 the
+ * products 0, s, 2s, 3s of s = s_{4g+k} (kz_q2_gather picks the scales, two
+ * masked byte additions double and triple them), and group g looks up
+ * q + 4g (kz_q2_K_idx ORs the 4g in with the mask of q). */
+static const _Alignas(64) int8_t kz_q2_gather[64] = {
+#define KZ_Q2_LANE(k) -128, k, k, k, -128, 4 + k, 4 + k, 4 + k, -128, 8 + k, 8 + k, 8 + k, -128, 12 + k, 12 + k, 12 + k
+    KZ_Q2_LANE(0), KZ_Q2_LANE(1), KZ_Q2_LANE(2), KZ_Q2_LANE(3)
+#undef KZ_Q2_LANE
+};
+
+/* The table of s·q (above) from the 16 packed scale bytes. */
+SQ_INLINE __m512i kz_q2_table(const uint8_t *scales)
+{
+    const __m512i sc = _mm512_and_si512(_mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)scales)),
+                                        _mm512_set1_epi8(0x0F));
+    const __m512i s1 = _mm512_shuffle_epi8(sc, _mm512_load_si512((const void *)kz_q2_gather)); /* 0 s s s */
+    const __m512i s2 = _mm512_mask_add_epi8(s1, (__mmask64)0xCCCCCCCCCCCCCCCCull, s1, s1);      /* 0 s 2s 2s */
+    return _mm512_mask_add_epi8(s2, (__mmask64)0x8888888888888888ull, s2, s1);                 /* 0 s 2s 3s */
+}
+
+/* One Q2_K block: Σ s·q·y in one vpdpbusd per 64 values (s·q ≤ 45 is the
+ * unsigned operand), the mins against the bsums; d and dmin converted together. */
 SQ_INLINE void kzs_q2_K_nat(const blk_q2_K *w, const blk_q8_K *x, const __m512i y[4], __m512 *acc,
                         __m256 *accm)
 {
-    const __m128i packed = _mm_loadu_si128((const __m128i *)w->scales);
-    const __m256i sc = _mm256_cvtepu8_epi16(_mm_and_si128(packed, _mm_set1_epi8(0x0F)));
-    const __m256i mn = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), _mm_set1_epi8(0x0F)));
-    const __m512i sc16 = _mm512_castsi256_si512(sc);
+    const __m512i t = kz_q2_table(w->scales);
     __m512i q[4], isum = _mm512_setzero_si512();
-    kz_q2_K_vals(w, q);
-    SQ_UNROLL for (int g = 0; g < 4; g++)
-        isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(q[g], y[g]), spread_scales16(sc16, KZ_TAB(kz_s16_idx, g)));
+    kz_q2_K_idx(w, q);
+    SQ_UNROLL for (int g = 0; g < 4; g++) isum = _mm512_dpbusd_epi32(isum, _mm512_shuffle_epi8(t, q[g]), y[g]);
+    const __m128i packed = _mm_loadu_si128((const __m128i *)w->scales);
+    const __m256i mn = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), _mm_set1_epi8(0x0F)));
     const __m256i mb = scales16_times_bsums(x->bsums, mn);
-    *acc = _mm512_fmadd_ps(_mm512_set1_ps(h2f(w->d) * x->d), _mm512_cvtepi32_ps(isum), *acc);
-    *accm = _mm256_fnmadd_ps(_mm256_set1_ps(h2f(w->dmin) * x->d), _mm256_cvtepi32_ps(mb), *accm);
+    uint32_t dd;
+    memcpy(&dd, &w->d, 4);
+    const __m128 ddm = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128((int)dd)), _mm_set1_ps(x->d)); /* d·dy, dmin·dy */
+    *acc = _mm512_fmadd_ps(_mm512_broadcastss_ps(ddm), _mm512_cvtepi32_ps(isum), *acc);
+    *accm = _mm256_fnmadd_ps(_mm256_permutexvar_ps(_mm256_set1_epi32(1), _mm256_castps128_ps256(ddm)),
+                             _mm256_cvtepi32_ps(mb), *accm);
 }
 
 /* vec_dot: the step over the row's blocks, one reduction (accm only for the
@@ -490,6 +526,8 @@ SQ_INLINE void kz_band(const sq__krun *run, int nrun, const char *w, size_t ws, 
 }
 #undef KZ_RUN
 
+#include "simd_zrun.h"
+
 /* The run kernel (gemm.h, sq__runs_fn): bands of 4 rows, then single rows.
  * Rows without 32-value runs take the band compiled without their cases
  * (LEG = 0): with them, the K-quant-only mix measured 6% slower. Rows over
@@ -502,6 +540,12 @@ static void runs_zmm(const sq__krun *run, int nrun, const void *w, size_t ws, in
 {
     const char *wc = w;
     int r = 0;
+    const kz_band1_fn one = nrun == 1 ? kz_band1_for(run[0].type) : NULL;
+    if (one) { /* rows of one run: the one-type band (simd_zrun.h), the remainder below */
+        const blk_q8_K *xr = (const blk_q8_K *)((const char *)x + run[0].x_off);
+        for (; r + 4 <= nr; r += 4)
+            one(wc + run[0].w_off + (size_t)r * ws, ws, xr, run[0].n / 256, y + r, accumulate, ws > KZ_PF_MIN_ROW);
+    }
     if (runs_legacy(run, nrun)) {
         if (ws > KZ_PF_MIN_ROW)
             for (; r + 4 <= nr; r += 4) kz_band(run, nrun, wc + (size_t)r * ws, ws, x, y + r, accumulate, 4, 1, 1);
