@@ -35,7 +35,7 @@
 
 static const char *pairs[][2] = {
     {"iq2_k", "q2_K"},  {"iq2_ks", "q2_K"},  {"iq3_k", "q3_K"}, {"iq3_ks", "q3_K"}, {"iq4_ks", "iq4_xs"},
-    {"iq4_k", "q4_K"},  {"iq5_ks", "q5_K"},  {"iq5_k", "q5_K"}, {"iq6_k", "q6_K"},
+    {"iq4_k", "q4_K"},  {"iq5_ks", "q5_K"},  {"iq5_k", "q5_K"}, {"iq6_k", "q6_K"}, {"iq2_kl", "q2_K"},
 };
 
 static double cpu_now(void)

@@ -1,6 +1,7 @@
 /*
  * kernels_amx_ik.h — the AMX unpack steps of ik_llama.cpp's types whose
- * activations are Q8_K (IQ4_KS, IQ4_K, IQ5_K, IQ5_KS, IQ3_K, IQ3_KS, IQ6_K), for
+ * activations are Q8_K (IQ4_KS, IQ4_K, IQ5_K, IQ5_KS, IQ3_K, IQ3_KS, IQ6_K,
+ * IQ2_KL), for
  * kernels_amx.c only (it includes this after amx_split; the kinds are in its
  * table).
  *
@@ -196,6 +197,35 @@ SQ_INLINE void amx_unpack_iq3_ks(const void *row, int64_t b, amx_panel *P, int r
     uint16_t d16;
     memcpy(&d16, row, sizeof d16);
     amx_split(q, true, amx_ik_dup16(_mm_cvtepi8_epi16(s8)), k, P->hi[r] + 256 * s, P->lo[r] + 256 * s);
+    P->d[s][r] = h2f(d16);
+}
+
+/* IQ2_KL (row: fp16 scale, then the blocks): pairs of values, a 5-bit index
+ * each (low or high nibble of qs, fifth bit in qh) into a 32-entry grid of
+ * iq3nl pairs, looked up as int16 (both bytes at once) with vpermw; 6-bit
+ * per-32 scales stored +32. */
+SQ_INLINE void amx_unpack_iq2_kl(const void *row, int64_t b, amx_panel *P, int r, int s, const amx_kind k)
+{
+    const sq__block_iq2_kl *w = (const sq__block_iq2_kl *)((const char *)row + 2) + b;
+    const __m512i grid = _mm512_loadu_si512(sq__iq2kl_values), m4 = _mm512_set1_epi16(0x0F);
+    const __m256i qh = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)w->qh));
+    const __m512i qh2 = _mm512_inserti64x4(_mm512_castsi256_si512(qh), qh, 1);
+    __m512i q[4];
+    SQ_UNROLL for (int g = 0; g < 4; g++) {
+        /* sub-blocks 2g (low nibbles of qs[16g..16g+15]) and 2g+1 (high nibbles), 16 pairs each */
+        const __m256i n = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(w->qs + 16 * g)));
+        const __m512i nib = _mm512_and_si512(
+            _mm512_inserti64x4(_mm512_castsi256_si512(n), _mm256_srli_epi16(n, 4), 1), m4);
+        const __m512i h = _mm512_and_si512(_mm512_srlv_epi16(qh2, ikz_shift_halves(2 * g, 2 * g + 1)),
+                                           _mm512_set1_epi16(1));
+        q[g] = _mm512_permutexvar_epi16(_mm512_or_si512(nib, _mm512_slli_epi16(h, 4)), grid);
+    }
+    _Alignas(16) int16_t sc[8];
+    for (int ib = 0; ib < 8; ib++)
+        sc[ib] = (int16_t)(((w->scales_l[ib % 4] >> 4 * (ib / 4) & 0xF) | ((w->scales_h >> 2 * ib & 3) << 4)) - 32);
+    uint16_t d16;
+    memcpy(&d16, row, sizeof d16);
+    amx_split(q, true, amx_ik_dup16(_mm_load_si128((const __m128i *)sc)), k, P->hi[r] + 256 * s, P->lo[r] + 256 * s);
     P->d[s][r] = h2f(d16);
 }
 
