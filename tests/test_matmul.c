@@ -304,19 +304,26 @@ static void test_matvec_bands(void)
 /* The AMX products (kernels_amx.c) on shapes that reach every path: row
  * groups of 16 and a partial one (37 rows), three panels of 8 super-blocks
  * (4608 columns), one token tile, a pair with a partial second one and a pair
- * plus a single (n = 2, 33, 40), on 1 and 2 threads. */
+ * plus a single (n = 2, 33, 40), on 1 and 2 threads. Q8_0 (K = 32 tiles, a
+ * fold per 32-value block) as well, also at 9 rows and n = 17, and with rows
+ * that are not whole 256-value super-blocks (4128 columns: the AVX-512
+ * tiles take those). */
 static void test_matmul_amx(void)
 {
     if (sq_blocks_set_isa(SQ_ISA_AMX) != SQ_ISA_AMX) SKIP("no AMX on this CPU");
     static const char *names[] = {"q4_K", "q6_K", "q5_K", "q3_K", "q2_K", "iq4_xs",
-                                  "iq4_ks", "iq4_k", "iq5_k", "iq5_ks", "iq3_k", "iq3_ks", "iq6_k", "iq2_kl"};
-    static const int64_t ns[] = {2, 33, 40};
+                                  "iq4_ks", "iq4_k", "iq5_k", "iq5_ks", "iq3_k", "iq3_ks", "iq6_k", "iq2_kl",
+                                  "q8_0"};
+    static const int64_t ns[] = {2, 33, 40}, ns8[] = {17, 3};
     for (int nt = 1; nt <= 2; nt++) {
         sq_threadpool *tp = sq_threadpool_create(nt);
         for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
             CHECK_MSG(sq__amx_kernel(sq_type_from_name(names[i])) != NULL, "%s has no AMX product", names[i]);
             check_matmul_ns(names[i], 37, 4608, tp, ns, 3);
         }
+        check_matmul_ns("q8_0", 9, 2048, tp, ns8, 2);
+        check_matmul_ns("q8_0", 20, 4128, tp, ns8, 2);
+        CHECK(sq__amx_capable(SQ_TYPE_Q8_0, 4096, 2) && !sq__amx_capable(SQ_TYPE_Q8_0, 4128, 2));
         sq_threadpool_free(tp);
     }
 }
@@ -361,8 +368,9 @@ static void test_matmul_row_pairs(void)
  * threads; mixed activation types are refused with a message naming them. */
 static void test_matmul_shared(void)
 {
-    static const char *sets[][3] = {{"q4_K", "q6_K", "q4_K"}, {"q8_0", "q4_0", "iq4_nl"}, {"f16", "f16", "f16"},
-                                    {"f32", "f32", "f32"}};
+    /* {q4_0, q8_0, ...}: a first term without an AMX product before one with it (the work is the largest term's) */
+    static const char *sets[][3] = {{"q4_K", "q6_K", "q4_K"}, {"q8_0", "q4_0", "iq4_nl"}, {"q4_0", "q8_0", "iq4_nl"},
+                                    {"f16", "f16", "f16"}, {"f32", "f32", "f32"}};
     const int64_t cols = 512, n = 19, rows[3] = {37, 16, 64};
     float *X = malloc(sizeof(float) * n * cols);
     for (int64_t i = 0; i < n * cols; i++) X[i] = tu_rndf();

@@ -188,12 +188,17 @@ static const shape_case cases[] = {
     { 2560, { SQ_TYPE_Q2_K, SQ_TYPE_Q3_K, SQ_TYPE_IQ4_XS, SQ_TYPE_Q5_K } },
     /* a 1B-shape output row: one-segment runs, then a run across AMX panels (17 segments) */
     { 4352, { SQ_TYPE_Q6_K, SQ_TYPE_Q5_K, SQ_TYPE_Q6_K, SQ_TYPE_Q6_K } },
+    /* Q8_0 runs beside K-quant runs, all on AMX: panels holding both (two tile configurations,
+     * Q8_0 and Q8_K activations in one regrouped row), a Q8_0 run across panels */
+    { 4352, { SQ_TYPE_IQ4_XS, SQ_TYPE_Q8_0, SQ_TYPE_Q5_K, SQ_TYPE_Q8_0 } },
     /* ik_llama.cpp's AMX products beside K-quants' (row-scale segments: IQ4_KS, IQ5_KS, IQ3_KS), a
-     * 7-segment row-scale run across panels; then one beside a type without AMX product (Q8_0) */
+     * 7-segment row-scale run across panels; then beside Q8_0 (on AMX too), and beside a type
+     * without AMX product (Q4_0) */
     { 2560, { SQ_TYPE_IQ4_KS, SQ_TYPE_Q4_K, SQ_TYPE_IQ5_K, SQ_TYPE_IQ3_KS } },
     { 1280, { SQ_TYPE_IQ6_K, SQ_TYPE_IQ4_K, SQ_TYPE_IQ5_KS, SQ_TYPE_IQ3_K } },
     { 2048, { SQ_TYPE_Q8_0, SQ_TYPE_IQ4_KS, SQ_TYPE_IQ5_KS, SQ_TYPE_IQ5_KS } },
     { 1536, { SQ_TYPE_Q5_K, SQ_TYPE_IQ2_KL, SQ_TYPE_Q3_K, SQ_TYPE_IQ2_KL } },
+    { 2048, { SQ_TYPE_Q4_0, SQ_TYPE_IQ4_KS, SQ_TYPE_IQ5_KS, SQ_TYPE_IQ5_KS } },
 };
 #define N_CASES (sizeof cases / sizeof cases[0])
 #define ROWS 48
@@ -511,8 +516,11 @@ static void test_views(void)
     CHECK_INT(sq_weight_mixed(&w, NULL, mix, perm, 16, 800, &e), SQ_OK);
     const size_t ws = sq_weight_matmul_work_size(&w, 3);
     /* at least: 3 gathered rows + 3 x (Q8_0 256 + Q8_K 256 + F16 256 + Q8_0 32); on a CPU with AMX
-     * also the Q4_K run's activations regrouped for the tiles (blocks/gemm.h) */
-    const size_t amx = sq__amx_capable(SQ_TYPE_Q4_K, 3) ? sq__amx_act_size(3, 256) + 64 : 0;
+     * also the Q8_0 and Q4_K runs' activations regrouped for the tiles (blocks/gemm.h; not the
+     * 32-column Q4_0 run: the tiles take whole 256-value segments) */
+    const size_t amx = sq__amx_capable(SQ_TYPE_Q4_K, 256, 3) ? 2 * sq__amx_act_size(3, 256) + 64 : 0;
+    CHECK(sq__amx_capable(SQ_TYPE_Q4_K, 256, 3) == sq__amx_capable(SQ_TYPE_Q8_0, 256, 3));
+    CHECK(!sq__amx_capable(SQ_TYPE_Q8_0, 32, 3));
     CHECK(ws >= 3 * 800 * 4 + 3 * (8 * 34 + 292 + 512 + 34) + amx);
     CHECK(ws < 3 * 800 * 4 + 3 * (8 * 34 + 292 + 512 + 34) + 4 * 64 + amx);
     float X[3 * 800] = { 0 }, Y[3 * 16];

@@ -49,7 +49,8 @@ typedef struct sq_matmul_term {
 /* count products of the same X (n rows of cols floats), X converted once to
  * their activation type: every term's type must share one vec_dot_type (a
  * message names the first that does not). Results equal count sq_matmul
- * calls; work as sq_matmul_work_size(terms[0].type, cols, n). */
+ * calls; work: the largest sq_matmul_work_size(terms[i].type, cols, n) of
+ * the terms (a term with an AMX product needs more than one without). */
 sq_status sq_matmul_shared(sq_threadpool *tp, const sq_matmul_term *terms, int count, int64_t cols, const float *X,
                            int64_t n, void *work, size_t work_size, sq_error *err);
 

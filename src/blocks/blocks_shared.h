@@ -140,21 +140,32 @@ void sq__bands_init(sq__bands *b, long long n_chunks, int nth);
 bool sq__bands_take(sq__bands *b, int *band, long long *chunk);
 
 /* ---- AMX tiles (n > 1, the prompt): src/blocks/x86/kernels_amx.c ----
- * For the K-quants and IQ4_XS (Q8_K activations). The activations, converted
- * to Q8_K rows as usual, are regrouped once per product for the tile unit
+ * For the K-quants and IQ4_XS (Q8_K activations) and Q8_0 (Q8_0
+ * activations). The activations, converted to the type's vec_dot_type rows
+ * as usual, are regrouped once per product for the tile unit
  * (sq__amx_prepare, into the work buffer); then each call of the kernel takes
  * a group of weight rows against all n activation rows:
  *   y[c * y_stride + r] (+)= dot(super-blocks [0, nsb) of W row r,
  *                                super-blocks [sb0, sb0 + nsb) of activation row c)
  * for r < nr, c < n; W row r at (const char *)w + r * w_stride; act_nsb is the
  * prepared activations' super-blocks per row (a SmarterQuant run starts at
- * sb0 > 0). Integer sums are exact, so results equal the other kernels'
- * within float rounding. Kernels never allocate (about 80 KiB of stack). */
+ * sb0 > 0). A "super-block" is 256 values for every type (Q8_0: 8 blocks),
+ * so rows are whole multiples of 256 (sq__amx_capable). Integer sums are
+ * exact, so results equal the other kernels' within float rounding. Kernels
+ * never allocate (about 80 KiB of stack). */
 size_t sq__amx_act_size(int64_t n, int64_t cols);
 /* Regroups token tiles [tile0, tile1) (16 rows each; the last one padded
- * with zero rows) of n Q8_K rows of cols values (x_stride apart) into out
- * (sq__amx_act_size(n, cols) bytes, 64-byte aligned). */
-void sq__amx_prepare(const void *x, size_t x_stride, int64_t n, int64_t cols, void *out, int64_t tile0, int64_t tile1);
+ * with zero rows) of n activation rows of cols values (x_stride apart; the
+ * vec_dot_type of weight type `type`) into out (sq__amx_act_size(n, cols)
+ * bytes, 64-byte aligned). */
+void sq__amx_prepare(int type, const void *x, size_t x_stride, int64_t n, int64_t cols, void *out, int64_t tile0,
+                     int64_t tile1);
+/* The same for a SmarterQuant row's runs (whole segments; run j's
+ * activations, of its type's vec_dot_type, at byte run[j].x_off of each
+ * row): one prepared row of every run's super-blocks in order, as
+ * sq__amx_runs takes it. */
+void sq__amx_prepare_runs(const sq__krun *run, int nrun, const void *x, size_t x_stride, int64_t n, void *out,
+                          int64_t tile0, int64_t tile1);
 typedef void (*sq__amx_fn)(int64_t nsb, const void *w, size_t w_stride, int nr, const void *act, int64_t sb0,
                            int64_t act_nsb, int64_t n, float *y, size_t y_stride, bool accumulate);
 /* The AMX product of a weight type, whatever the ISA in effect (NULL: none). */
@@ -165,9 +176,9 @@ sq__amx_fn sq__amx_kernel(int type);
 /* Every run of a SmarterQuant row group in one AMX call (n > 1): for r < nr,
  *   y[c * y_stride + r] (+)= sum over the runs j of dot(run j of W row r, run j of activation row c)
  * for c < n. The runs are the row's consecutive segments (run j's weights
- * at byte run[j].w_off of a row; x_off is not used): act is the whole row's
- * Q8_K activations prepared by sq__amx_prepare (act_nsb super-blocks, one
- * per segment). Only for run sets sq__amx_runs_handle() accepts (every type
+ * at byte run[j].w_off of a row): act is the whole row's activations
+ * prepared by sq__amx_prepare_runs (act_nsb super-blocks, one per segment;
+ * Q8_0 runs' in their own format). Only for run sets sq__amx_runs_handle() accepts (every type
  * with an AMX product, whole segments), and only on a CPU with AMX
  * (sq__amx_capable). Compared with one sq__amx_fn call per run, y is stored
  * once per row group and one-segment runs share a panel with their
@@ -175,8 +186,9 @@ sq__amx_fn sq__amx_kernel(int type);
 bool sq__amx_runs_handle(const sq__krun *run, int nrun);
 void sq__amx_runs(const sq__krun *run, int nrun, const void *w, size_t w_stride, int nr, const void *act,
                   int64_t act_nsb, int64_t n, float *y, size_t y_stride, bool accumulate);
-/* Whether products of `type` with n activation rows can take the AMX path on
- * this CPU (whatever SQ_ISA caps): work sizes include its buffer then. */
-bool sq__amx_capable(int type, int64_t n);
+/* Whether products of `type` with rows of cols values and n activation rows
+ * can take the AMX path on this CPU (whatever SQ_ISA caps): work sizes
+ * include its buffer then. */
+bool sq__amx_capable(int type, int64_t cols, int64_t n);
 
 #endif

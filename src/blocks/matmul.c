@@ -34,13 +34,13 @@ size_t sq_matmul_work_size(int type, int64_t cols, int64_t n)
     if (!ti || n <= 0 || cols <= 0) return 0;
     if (ti->vec_dot_type == SQ_TYPE_F32) return 0; /* X is used as it is */
     if (sq_row_size(ti->vec_dot_type, cols) == 0) return 0;
-    const size_t amx = sq__amx_capable(type, n) ? sq__amx_act_size(n, cols) + ACT_ALIGN : 0;
+    const size_t amx = sq__amx_capable(type, cols, n) ? sq__amx_act_size(n, cols) + ACT_ALIGN : 0;
     return act_stride(ti->vec_dot_type, cols) * (size_t)n + ACT_ALIGN + amx;
 }
 
-bool sq__amx_capable(int type, int64_t n)
+bool sq__amx_capable(int type, int64_t cols, int64_t n)
 {
-    return n > 1 && sq__cpu_isa() >= SQ_ISA_AMX && sq__amx_get(type) != NULL;
+    return n > 1 && cols % 256 == 0 && sq__cpu_isa() >= SQ_ISA_AMX && sq__amx_get(type) != NULL;
 }
 
 sq__amx_fn sq__amx_kernel(int type) { return sq_blocks_isa() >= SQ_ISA_AMX ? sq__amx_get(type) : NULL; }
@@ -113,7 +113,8 @@ void sq__gemm_generic(int type, int64_t n, const void *w, size_t w_stride, int n
 }
 
 typedef struct amx_job {
-    const void *x;        /* Q8_K rows */
+    int type;             /* the first AMX term's weight type (its vec_dot_type is every term's) */
+    const void *x;        /* activation rows of that vec_dot_type */
     size_t x_stride;
     int64_t n, cols;
     void *act;            /* the prepared activations (sq__amx_prepare) */
@@ -134,7 +135,7 @@ static void amx_prepare_task(void *p, int ith, int nth)
     for (;;) {
         const int64_t t = atomic_fetch_add_explicit(&a->next, 1, memory_order_relaxed);
         if (t >= ntile) break;
-        sq__amx_prepare(a->x, a->x_stride, a->n, a->cols, a->act, t, t + 1);
+        sq__amx_prepare(a->type, a->x, a->x_stride, a->n, a->cols, a->act, t, t + 1);
     }
 }
 
@@ -387,7 +388,11 @@ sq_status sq_matmul_shared(sq_threadpool *tp, const sq_matmul_term *terms, int c
         if ((int)sq_type_info_get(terms[i].type)->vec_dot_type != at)
             return sq_error_set(err, SQ_EINVAL, "matmul: %s and %s do not share an activation type",
                                 sq_type_info_get(terms[0].type)->name, sq_type_info_get(terms[i].type)->name);
-    const size_t need = sq_matmul_work_size(terms[0].type, cols, n);
+    size_t need = 0; /* the largest term's: one with an AMX product needs room for the regrouped activations */
+    for (int i = 0; i < count; i++) {
+        const size_t ni = sq_matmul_work_size(terms[i].type, cols, n);
+        if (ni > need) need = ni;
+    }
     if (work_size < need || (need && !work))
         return sq_error_set(err, SQ_EINVAL, "matmul %s: work buffer of %zu bytes, %zu needed",
                             sq_type_info_get(terms[0].type)->name, work_size, need);
@@ -401,9 +406,9 @@ sq_status sq_matmul_shared(sq_threadpool *tp, const sq_matmul_term *terms, int c
     memset(&a, 0, sizeof a);
     bool amx_ready = false;
     for (int i = 0; i < count; i++) {
-        a.fn = n > 1 ? sq__amx_kernel(terms[i].type) : NULL;
+        a.fn = n > 1 && cols % 256 == 0 ? sq__amx_kernel(terms[i].type) : NULL;
         if (a.fn && !amx_ready) {
-            a.x = j.act, a.x_stride = j.act_stride, a.n = n, a.cols = cols;
+            a.type = terms[i].type, a.x = j.act, a.x_stride = j.act_stride, a.n = n, a.cols = cols;
             a.act = (void *)(((uintptr_t)j.act + j.act_stride * (size_t)n + ACT_ALIGN - 1) & ~(uintptr_t)(ACT_ALIGN - 1));
             atomic_init(&a.next, 0);
             if (sq_threadpool_n_threads(tp) > 1 && n > 16) sq_threadpool_run(tp, amx_prepare_task, &a);

@@ -158,7 +158,7 @@ static size_t amx_bytes(const sq__plan *p, int64_t n)
 {
     size_t b = 0;
     for (int i = 0; i < p->nrun; i++)
-        if (sq__amx_capable(p->run[i].type, n)) b += sq__amx_act_size(n, p->run[i].len);
+        if (sq__amx_capable(p->run[i].type, p->run[i].len, n)) b += sq__amx_act_size(n, p->run[i].len);
     return b ? align_up(b) : 0;
 }
 
@@ -350,13 +350,13 @@ static void amx_prep_task(void *ctx, int ith, int nth)
         if (k >= (int64_t)m->p->nrun * ap->ntile) break;
         const int i = (int)(k / ap->ntile);
         const int64_t t = k % ap->ntile;
-        if (m->amx_all) { /* the whole row at once (its runs' Q8_K rows lie back to back) */
-            if (i == 0) sq__amx_prepare(m->act, m->p->act_row, m->n, m->w->cols, (void *)m->amx_act_all, t, t + 1);
+        if (m->amx_all) { /* the whole row at once, each run in its activation format */
+            if (i == 0) sq__amx_prepare_runs(m->arun, m->p->nrun, m->act, m->p->act_row, m->n, (void *)m->amx_act_all, t, t + 1);
             continue;
         }
         if (!m->amx[i]) continue;
         const sq__run *rn = &m->p->run[i];
-        sq__amx_prepare(m->act + rn->a_off, m->p->act_row, m->n, rn->len, (void *)m->amx_act[i], t, t + 1);
+        sq__amx_prepare(rn->type, m->act + rn->a_off, m->p->act_row, m->n, rn->len, (void *)m->amx_act[i], t, t + 1);
     }
 }
 
@@ -370,7 +370,7 @@ static bool amx_setup(sq__mm *m, sq_threadpool *tp, char *area)
     area = (char *)(((uintptr_t)area + SQ__ALIGN - 1) & ~(uintptr_t)(SQ__ALIGN - 1));
     for (int i = 0; i < m->p->nrun; i++) {
         const sq__run *rn = &m->p->run[i];
-        m->amx[i] = rn->unaligned || !sq__amx_capable(rn->type, m->n) ? NULL : sq__amx_kernel(rn->type);
+        m->amx[i] = rn->unaligned || !sq__amx_capable(rn->type, rn->len, m->n) ? NULL : sq__amx_kernel(rn->type);
         if (!m->amx[i]) continue;
         m->amx_act[i] = area;
         area += sq__amx_act_size(m->n, rn->len);

@@ -29,6 +29,13 @@
  * tiles 0-3 accumulate hi and lo of two token tiles, 4-5 hold the weight
  * parts, 6-7 the two token tiles' activations.
  *
+ * Q8_0 (weights and activations with an fp16 scale per 32 values) takes
+ * tile products of K = 32: per 32-value block one product C = A·B (A: 16
+ * rows × 32 weight bytes, B: 8 × 64 activation bytes) gives the block's
+ * exact integer dots, folded at once as d_w·d_a·isum, the scalar reference's
+ * per-block term. Its activations are regrouped like Q8_K's (same unit size,
+ * so a SmarterQuant row mixes both), with a scale per block and token.
+ *
  * Each call loads its tile configuration (no state is assumed across calls
  * or threads) and releases the tiles at the end, so a context switch has
  * no tile data to save.
@@ -49,13 +56,26 @@ typedef struct amx_act_blk {
 } amx_act_blk;
 _Static_assert(sizeof(amx_act_blk) == 4672, "amx_act_blk layout");
 
+/* The same for Q8_0 activations (8 blocks of 32): block 2·ks is rows 0-7 of
+ * step ks, block 2·ks + 1 rows 8-15. Same size as amx_act_blk, so one
+ * prepared row may hold units of both kinds. */
+typedef struct amx_act_q80 {
+    int8_t b[4][16][64];
+    float d[8][16];       /* block j's scale per token (0 for padding tokens) */
+    int32_t pad[16];
+} amx_act_q80;
+_Static_assert(sizeof(amx_act_q80) == sizeof(amx_act_blk), "amx_act_q80 layout");
+
 /* One row group's weights over a panel, unpacked. */
 typedef struct amx_panel {
     _Alignas(64) int8_t hi[16][AMX_PANEL * 256]; /* row r: high parts of v, value order */
     _Alignas(64) int8_t lo[16][AMX_PANEL * 256]; /* low parts */
     _Alignas(64) float d[AMX_PANEL][16];
     _Alignas(64) float dmin[AMX_PANEL][16];
-    _Alignas(64) int32_t mins[AMX_PANEL][16][8]; /* per row: int16 pair against bs[j] */
+    union {
+        _Alignas(64) int32_t mins[AMX_PANEL][16][8]; /* per row: int16 pair against bs[j] */
+        _Alignas(64) float d8[AMX_PANEL][8][16];     /* Q8_0: block j's scale per row */
+    };
 } amx_panel;
 
 typedef struct amx_cfg {
@@ -70,6 +90,7 @@ typedef struct amx_kind {
     int shift;     /* S */
     bool hi_signed;
     bool mins;     /* subtract dmin·Σ m·bsum */
+    bool b32;      /* Q8_0: a scale per 32 values, one K = 32 product per block */
 } amx_kind;
 
 /* ---- 16 × 16 transposes of 4-byte elements ---- */
@@ -109,34 +130,78 @@ size_t sq__amx_act_size(int64_t n, int64_t cols)
     return (size_t)((n + 15) / 16) * (size_t)(cols / 256) * sizeof(amx_act_blk);
 }
 
-void sq__amx_prepare(const void *x, size_t x_stride, int64_t n, int64_t cols, void *out, int64_t tile0, int64_t tile1)
+/* One token tile's super-block of Q8_K activations (xb[t]: token t's block,
+ * NULL for padding) in the tiles' order. */
+static void amx_prep_q8_K(const blk_q8_K *const xb[16], amx_act_blk *a)
 {
-    const int64_t nsb = cols / 256;
+    SQ_UNROLL for (int ks = 0; ks < 4; ks++) {
+        __m512i r[16];
+        SQ_UNROLL for (int t = 0; t < 16; t++)
+            r[t] = xb[t] ? _mm512_loadu_si512(xb[t]->qs + 64 * ks) : _mm512_setzero_si512();
+        tr16x16_epi32(r);
+        SQ_UNROLL for (int q = 0; q < 16; q++) _mm512_store_si512(a->b[ks][q], r[q]);
+    }
+    for (int t = 0; t < 16; t++) {
+        a->d[t] = xb[t] ? xb[t]->d : 0.0f;
+        for (int j = 0; j < 8; j++) {
+            int32_t v = 0;
+            if (xb[t]) memcpy(&v, &xb[t]->bsums[2 * j], 4);
+            a->bs[j][t] = v;
+        }
+    }
+}
+
+/* The same for 8 Q8_0 blocks (xb[t]: token t's first block, NULL for padding). */
+static void amx_prep_q8_0(const blk_q8_0 *const xb[16], amx_act_q80 *a)
+{
+    SQ_UNROLL for (int ks = 0; ks < 4; ks++) {
+        __m512i r[16];
+        SQ_UNROLL for (int t = 0; t < 16; t++) {
+            if (!xb[t]) {
+                r[t] = _mm512_setzero_si512();
+                continue;
+            }
+            const __m256i b0 = _mm256_loadu_si256((const __m256i *)xb[t][2 * ks].qs);
+            const __m256i b1 = _mm256_loadu_si256((const __m256i *)xb[t][2 * ks + 1].qs);
+            r[t] = _mm512_inserti64x4(_mm512_castsi256_si512(b0), b1, 1);
+        }
+        tr16x16_epi32(r);
+        SQ_UNROLL for (int q = 0; q < 16; q++) _mm512_store_si512(a->b[ks][q], r[q]);
+    }
+    for (int j = 0; j < 8; j++)
+        for (int t = 0; t < 16; t++) a->d[j][t] = xb[t] ? h2f(xb[t][j].d) : 0.0f;
+    memset(a->pad, 0, sizeof a->pad);
+}
+
+void sq__amx_prepare_runs(const sq__krun *run, int nrun, const void *x, size_t x_stride, int64_t n, void *out,
+                          int64_t tile0, int64_t tile1)
+{
+    int64_t nsb = 0;
+    for (int j = 0; j < nrun; j++) nsb += run[j].n / 256;
     amx_act_blk *o = out;
     for (int64_t tt = tile0; tt < tile1; tt++) {
         const int nt = (int)(n - 16 * tt < 16 ? n - 16 * tt : 16);
-        for (int64_t s = 0; s < nsb; s++) {
-            amx_act_blk *a = &o[tt * nsb + s];
-            const blk_q8_K *xb[16];
-            for (int t = 0; t < 16; t++)
-                xb[t] = t < nt ? (const blk_q8_K *)((const char *)x + (size_t)(16 * tt + t) * x_stride) + s : NULL;
-            SQ_UNROLL for (int ks = 0; ks < 4; ks++) {
-                __m512i r[16];
-                SQ_UNROLL for (int t = 0; t < 16; t++)
-                    r[t] = xb[t] ? _mm512_loadu_si512(xb[t]->qs + 64 * ks) : _mm512_setzero_si512();
-                tr16x16_epi32(r);
-                SQ_UNROLL for (int q = 0; q < 16; q++) _mm512_store_si512(a->b[ks][q], r[q]);
-            }
-            for (int t = 0; t < 16; t++) {
-                a->d[t] = xb[t] ? xb[t]->d : 0.0f;
-                for (int j = 0; j < 8; j++) {
-                    int32_t v = 0;
-                    if (xb[t]) memcpy(&v, &xb[t]->bsums[2 * j], 4);
-                    a->bs[j][t] = v;
-                }
+        int64_t sb = 0;
+        for (int j = 0; j < nrun; j++) {
+            const bool q80 = sq_type_info_get(run[j].type)->vec_dot_type == SQ_TYPE_Q8_0;
+            const size_t seg = q80 ? 8 * sizeof(blk_q8_0) : sizeof(blk_q8_K);
+            for (int64_t s = 0; s < run[j].n / 256; s++, sb++) {
+                const char *xs[16];
+                for (int t = 0; t < 16; t++)
+                    xs[t] = t < nt ? (const char *)x + (size_t)(16 * tt + t) * x_stride + run[j].x_off + (size_t)s * seg
+                                   : NULL;
+                if (q80) amx_prep_q8_0((const blk_q8_0 *const *)xs, (amx_act_q80 *)&o[tt * nsb + sb]);
+                else amx_prep_q8_K((const blk_q8_K *const *)xs, &o[tt * nsb + sb]);
             }
         }
     }
+}
+
+void sq__amx_prepare(int type, const void *x, size_t x_stride, int64_t n, int64_t cols, void *out, int64_t tile0,
+                     int64_t tile1)
+{
+    const sq__krun run = {type, cols, 0, 0};
+    sq__amx_prepare_runs(&run, 1, x, x_stride, n, out, tile0, tile1);
 }
 
 /* ---- weights: one row's super-block into the panel ---- */
@@ -260,26 +325,38 @@ SQ_INLINE void amx_unpack_iq4_xs(const void *row, int64_t b, amx_panel *P, int r
     P->d[s][r] = h2f(w->d);
 }
 
+/* Q8_0: the 8 blocks' values copied as they are (one signed part), their
+ * scales into d8[s][block][row]. */
+SQ_INLINE void amx_unpack_q8_0(const void *row, int64_t b, amx_panel *P, int r, int s)
+{
+    const blk_q8_0 *w = (const blk_q8_0 *)row + 8 * b;
+    SQ_UNROLL for (int j = 0; j < 8; j++) {
+        _mm256_store_si256((__m256i *)(P->hi[r] + 256 * s + 32 * j), _mm256_loadu_si256((const __m256i *)w[j].qs));
+        P->d8[s][j][r] = h2f(w[j].d);
+    }
+}
+
 #include "kernels_amx_ik.h" /* ik_llama.cpp's types */
 
 enum { AMX_Q2_K, AMX_Q3_K, AMX_Q4_K, AMX_Q5_K, AMX_Q6_K, AMX_IQ4_XS,
-       AMX_IQ4_KS, AMX_IQ4_K, AMX_IQ5_K, AMX_IQ5_KS, AMX_IQ3_K, AMX_IQ3_KS, AMX_IQ6_K, AMX_IQ2_KL };
+       AMX_IQ4_KS, AMX_IQ4_K, AMX_IQ5_K, AMX_IQ5_KS, AMX_IQ3_K, AMX_IQ3_KS, AMX_IQ6_K, AMX_IQ2_KL, AMX_Q8_0 };
 
 static const amx_kind amx_kinds[] = {
-    [AMX_Q2_K] = {1, 0, false, true},   /* v = s·q <= 45 */
-    [AMX_Q3_K] = {2, 7, true, false},   /* v = s·(q−4) in −124..128 */
-    [AMX_Q4_K] = {2, 6, false, true},   /* v = s·q <= 945 */
-    [AMX_Q5_K] = {2, 6, false, true},   /* v = s·q <= 1953 */
-    [AMX_Q6_K] = {2, 7, true, false},   /* v = s·(q−32) in −4064..4096 */
-    [AMX_IQ4_XS] = {2, 7, true, false}, /* v = s·code in −3937..4064 */
-    [AMX_IQ4_KS] = {2, 7, true, false}, /* v = s·L, |s|, |L| <= 127: |v| <= 16129 */
-    [AMX_IQ4_K] = {2, 7, true, false},  /* |s| <= 32, |L| <= 127 */
-    [AMX_IQ5_K] = {2, 7, true, false},  /* |s| <= 32, |L| <= 126 */
-    [AMX_IQ5_KS] = {2, 7, true, false}, /* |s| <= 127, |L| <= 126 */
-    [AMX_IQ3_K] = {2, 7, true, false},  /* |s| <= 31, |L| <= 63 */
-    [AMX_IQ3_KS] = {2, 7, true, false}, /* |s| <= 16, |L| <= 63 */
-    [AMX_IQ6_K] = {2, 8, true, false},  /* v = round(2·s·L), |v| <= 32258 */
-    [AMX_IQ2_KL] = {2, 7, true, false}, /* |s| <= 32, |L| <= 63 */
+    [AMX_Q2_K] = {1, 0, false, true, false},   /* v = s·q <= 45 */
+    [AMX_Q3_K] = {2, 7, true, false, false},   /* v = s·(q−4) in −124..128 */
+    [AMX_Q4_K] = {2, 6, false, true, false},   /* v = s·q <= 945 */
+    [AMX_Q5_K] = {2, 6, false, true, false},   /* v = s·q <= 1953 */
+    [AMX_Q6_K] = {2, 7, true, false, false},   /* v = s·(q−32) in −4064..4096 */
+    [AMX_IQ4_XS] = {2, 7, true, false, false}, /* v = s·code in −3937..4064 */
+    [AMX_IQ4_KS] = {2, 7, true, false, false}, /* v = s·L, |s|, |L| <= 127: |v| <= 16129 */
+    [AMX_IQ4_K] = {2, 7, true, false, false},  /* |s| <= 32, |L| <= 127 */
+    [AMX_IQ5_K] = {2, 7, true, false, false},  /* |s| <= 32, |L| <= 126 */
+    [AMX_IQ5_KS] = {2, 7, true, false, false}, /* |s| <= 127, |L| <= 126 */
+    [AMX_IQ3_K] = {2, 7, true, false, false},  /* |s| <= 31, |L| <= 63 */
+    [AMX_IQ3_KS] = {2, 7, true, false, false}, /* |s| <= 16, |L| <= 63 */
+    [AMX_IQ6_K] = {2, 8, true, false, false},  /* v = round(2·s·L), |v| <= 32258 */
+    [AMX_IQ2_KL] = {2, 7, true, false, false}, /* |s| <= 32, |L| <= 63 */
+    [AMX_Q8_0] = {1, 0, true, false, true},    /* v = q, per 32 values */
 };
 
 /* Row r's super-block b (of the row at `row`) into panel slot s. */
@@ -300,6 +377,7 @@ SQ_INLINE void amx_unpack(const int T, const void *row, int64_t b, amx_panel *P,
     case AMX_IQ3_KS: amx_unpack_iq3_ks(row, b, P, r, s, amx_kinds[AMX_IQ3_KS]); break;
     case AMX_IQ6_K: amx_unpack_iq6_k(row, b, P, r, s, amx_kinds[AMX_IQ6_K]); break;
     case AMX_IQ2_KL: amx_unpack_iq2_kl(row, b, P, r, s, amx_kinds[AMX_IQ2_KL]); break;
+    case AMX_Q8_0: amx_unpack_q8_0(row, b, P, r, s); break;
     default: amx_unpack_iq4_xs(row, b, P, r, s, amx_kinds[AMX_IQ4_XS]); break;
     }
 }
@@ -375,18 +453,138 @@ SQ_INLINE void amx_block(const int T, const amx_panel *P, int s, const amx_act_b
     }
 }
 
-/* The tile configuration for nr weight rows (C and weight tiles: nr rows;
- * activation tiles: 16), loaded when it differs from the current one. */
-SQ_INLINE void amx_config(amx_cfg *cfg, int nr)
+/* The tile configuration for nr weight rows, loaded when it differs from the
+ * current one. K-quants (b32 false): C tiles 0-3 and weight tiles 4-5 of nr
+ * rows × 64 bytes, activation tiles 6-7 of 16 × 64. Q8_0 (b32): the weight
+ * tiles 4-5 are nr × 32 bytes and the activation tiles 8 × 64 (K = 32). */
+SQ_INLINE void amx_config(amx_cfg *cfg, int nr, bool b32)
 {
-    if (cfg->palette == 1 && cfg->rows[0] == nr) return;
+    const int wcol = b32 ? 32 : 64;
+    if (cfg->palette == 1 && cfg->rows[0] == nr && cfg->colsb[4] == wcol) return;
     memset(cfg, 0, sizeof *cfg);
     cfg->palette = 1;
     for (int i = 0; i < 8; i++) {
-        cfg->rows[i] = (uint8_t)(i < 6 ? nr : 16);
-        cfg->colsb[i] = 64;
+        cfg->rows[i] = (uint8_t)(i < 6 ? nr : b32 ? 8 : 16);
+        cfg->colsb[i] = (uint16_t)(i == 4 || i == 5 ? wcol : 64);
     }
     _tile_loadconfig(cfg);
+}
+
+/* Q8_0 fold of one block: acc[r] += C[r]·(d_w[r]·d_a) for the 16 rows (c:
+ * the stored C tile, [row][token] int32; rows past the group's have zero
+ * scales) and the 16 tokens. */
+SQ_INLINE void amx_fold_q80(const int32_t *c, const float *dw, const float *da, __m512 acc[16])
+{
+    const __m512 a = _mm512_load_ps(da);
+    _Pragma("GCC unroll 16") for (int r = 0; r < 16; r++) {
+        const __m512 f = _mm512_cvtepi32_ps(_mm512_load_si512(c + 16 * r));
+        acc[r] = _mm512_fmadd_ps(f, _mm512_mul_ps(a, _mm512_set1_ps(dw[r])), acc[r]);
+    }
+}
+
+/* One step of the Q8_0 pipeline: blocks 2·ks and 2·ks + 1 of a slot (weights
+ * at wp, activations ab) into C tiles C0 and C1. */
+#define AMX_Q80_STEP(C0, C1, wp, ab, ks)             \
+    do {                                             \
+        _tile_zero(C0);                              \
+        _tile_zero(C1);                              \
+        _tile_loadd(4, (wp), sizeof P->hi[0]);       \
+        _tile_loadd(5, (wp) + 32, sizeof P->hi[0]);  \
+        _tile_loadd(6, (ab)->b[ks][0], 64);          \
+        _tile_loadd(7, (ab)->b[ks][8], 64);          \
+        _tile_dpbssd(C0, 4, 6);                      \
+        _tile_dpbssd(C1, 5, 7);                      \
+    } while (0)
+
+/* C tiles c and c + 1 (c = 0 or 2) into cb[c], cb[c + 1]. */
+SQ_INLINE void amx_store_pair(int c, int32_t cb[4][256])
+{
+    if (c == 0) {
+        _tile_stored(0, cb[0], 64);
+        _tile_stored(1, cb[1], 64);
+    } else {
+        _tile_stored(2, cb[2], 64);
+        _tile_stored(3, cb[3], 64);
+    }
+}
+
+/* Where a step's two blocks take their scales from. */
+typedef struct amx_q80_step {
+    const float *dw[2], *da[2];
+} amx_q80_step;
+
+/* The Q8_0 slots of an unpacked panel (bit s of mask) against one token
+ * tile (its prepared units at a, one per slot): acc[r] for the 16 rows.
+ * Steps alternate between C tiles 0-1 and 2-3, and each step's tile products
+ * are issued before the previous step is stored and folded, so the tile unit
+ * multiplies while the vector units fold. */
+static void amx_tile_q80(const amx_panel *P, unsigned mask, int np, const amx_act_blk *a, int32_t cb[4][256],
+                         __m512 acc[16])
+{
+    amx_q80_step prev = {{NULL, NULL}, {NULL, NULL}};
+    int k = 0; /* steps issued */
+    for (int s = 0; s < np; s++) {
+        if (!(mask >> s & 1)) continue;
+        const amx_act_q80 *as = (const amx_act_q80 *)(const void *)(a + s);
+        for (int ks = 0; ks < 4; ks++, k++) {
+            const int8_t *wp = P->hi[0] + 256 * s + 64 * ks;
+            if (k & 1) AMX_Q80_STEP(2, 3, wp, as, ks);
+            else AMX_Q80_STEP(0, 1, wp, as, ks);
+            if (k > 0) { /* the previous step, in the other pair */
+                const int c = k & 1 ? 0 : 2;
+                amx_store_pair(c, cb);
+                amx_fold_q80(cb[c], prev.dw[0], prev.da[0], acc);
+                amx_fold_q80(cb[c + 1], prev.dw[1], prev.da[1], acc);
+            }
+            prev = (amx_q80_step){{P->d8[s][2 * ks], P->d8[s][2 * ks + 1]}, {as->d[2 * ks], as->d[2 * ks + 1]}};
+        }
+    }
+    if (k == 0) return;
+    const int c = k & 1 ? 0 : 2; /* the last step's pair */
+    amx_store_pair(c, cb);
+    amx_fold_q80(cb[c], prev.dw[0], prev.da[0], acc);
+    amx_fold_q80(cb[c + 1], prev.dw[1], prev.da[1], acc);
+}
+
+/* Rows [0, nr) of an unpacked panel's Q8_0 slots (mask) × all n tokens, one
+ * token tile at a time (activations: act + tt·act_nsb + sb, sb the panel's
+ * first super-block); y stored or added to. The tile configuration is
+ * Q8_0's. Scales of rows nr..15 are zeroed so that the 16-row folds add 0. */
+static void amx_rows_q80(amx_panel *P, unsigned mask, int np, int nr, const amx_act_blk *act, int64_t sb,
+                         int64_t act_nsb, int64_t n, float *y, size_t ys, bool add)
+{
+    _Alignas(64) int32_t cb[4][16 * 16];
+    _Alignas(64) float out[16][16];
+    memset(cb, 0, sizeof cb);
+    for (int s = 0; s < np; s++)
+        if (mask >> s & 1)
+            for (int j = 0; j < 8; j++)
+                for (int r = nr; r < 16; r++) P->d8[s][j][r] = 0.0f;
+    for (int64_t tt = 0; tt < (n + 15) / 16; tt++) {
+        __m512 acc[16];
+        for (int r = 0; r < 16; r++) acc[r] = _mm512_setzero_ps();
+        amx_tile_q80(P, mask, np, act + tt * act_nsb + sb, cb, acc);
+        for (int r = 0; r < 16; r++) _mm512_store_ps(out[r], acc[r]);
+        amx_store(out, nr, (int)(n - 16 * tt < 16 ? n - 16 * tt : 16), y + (size_t)(16 * tt) * ys, ys, add);
+    }
+}
+
+/* Panel slot s of kind T against one or two token tiles (a0, a1): the tile
+ * products, their stores and the folds into acc[0] (and acc[1]). */
+SQ_INLINE void amx_slot_tiles(const int T, const amx_panel *P, int s, const amx_act_blk *a0, const amx_act_blk *a1,
+                        const bool two, int nr, int32_t cb[4][256], float acc[2][16][16])
+{
+    __m512 *acc0 = (__m512 *)(void *)acc[0], *acc1 = (__m512 *)(void *)acc[1];
+    const bool parts2 = amx_kinds[T].parts == 2;
+    amx_block(T, P, s, a0, a1, two);
+    _tile_stored(0, cb[0], 64);
+    if (parts2) _tile_stored(1, cb[1], 64);
+    amx_fold(T, cb[0], cb[1], P, s, a0, nr, acc0);
+    if (two) {
+        _tile_stored(2, cb[2], 64);
+        if (parts2) _tile_stored(3, cb[3], 64);
+        amx_fold(T, cb[2], cb[3], P, s, a1, nr, acc1);
+    }
 }
 
 /* Rows [0, nr) (nr <= 16, W rows ws apart) × all n tokens over one panel:
@@ -396,33 +594,26 @@ SQ_INLINE void amx_config(amx_cfg *cfg, int nr)
 SQ_INLINE void amx_rows(const int T, int64_t p0, int np, const char *w, size_t ws, int nr, const amx_act_blk *act,
                         int64_t sb0, int64_t act_nsb, int64_t n, float *y, size_t ys, bool add, amx_panel *P)
 {
-    const amx_kind k = amx_kinds[T];
     _Alignas(64) int32_t cb[4][16 * 16];
     _Alignas(64) float acc[2][16][16];
     const int64_t ntile = (n + 15) / 16;
-    {
-        for (int r = 0; r < nr; r++)
-            for (int s = 0; s < np; s++) amx_unpack(T, w + (size_t)r * ws, p0 + s, P, r, s);
-        for (int64_t tt = 0; tt < ntile; tt += 2) {
-            const bool two = tt + 1 < ntile;
-            memset(acc, 0, sizeof acc);
-            for (int s = 0; s < np; s++) {
-                const amx_act_blk *a0 = act + tt * act_nsb + sb0 + p0 + s, *a1 = a0 + act_nsb;
-                if (two) amx_block(T, P, s, a0, a1, true);
-                else amx_block(T, P, s, a0, NULL, false);
-                _tile_stored(0, cb[0], 64);
-                if (k.parts == 2) _tile_stored(1, cb[1], 64);
-                amx_fold(T, cb[0], cb[1], P, s, a0, nr, (__m512 *)(void *)acc[0]);
-                if (two) {
-                    _tile_stored(2, cb[2], 64);
-                    if (k.parts == 2) _tile_stored(3, cb[3], 64);
-                    amx_fold(T, cb[2], cb[3], P, s, a1, nr, (__m512 *)(void *)acc[1]);
-                }
-            }
-            for (int i = 0; i < (two ? 2 : 1); i++) {
-                const int64_t t0 = 16 * (tt + i);
-                amx_store(acc[i], nr, (int)(n - t0 < 16 ? n - t0 : 16), y + (size_t)t0 * ys, ys, add);
-            }
+    for (int r = 0; r < nr; r++)
+        for (int s = 0; s < np; s++) amx_unpack(T, w + (size_t)r * ws, p0 + s, P, r, s);
+    if (amx_kinds[T].b32) {
+        amx_rows_q80(P, (1u << np) - 1, np, nr, act, sb0 + p0, act_nsb, n, y, ys, add);
+        return;
+    }
+    for (int64_t tt = 0; tt < ntile; tt += 2) {
+        const bool two = tt + 1 < ntile;
+        memset(acc, 0, sizeof acc);
+        for (int s = 0; s < np; s++) {
+            const amx_act_blk *a0 = act + tt * act_nsb + sb0 + p0 + s, *a1 = a0 + act_nsb;
+            if (two) amx_slot_tiles(T, P, s, a0, a1, true, nr, cb, acc);
+            else amx_slot_tiles(T, P, s, a0, NULL, false, nr, cb, acc);
+        }
+        for (int i = 0; i < (two ? 2 : 1); i++) {
+            const int64_t t0 = 16 * (tt + i);
+            amx_store(acc[i], nr, (int)(n - t0 < 16 ? n - t0 : 16), y + (size_t)t0 * ys, ys, add);
         }
     }
 }
@@ -438,7 +629,7 @@ SQ_INLINE void amx_gemm(const int T, int64_t nsb, const void *w, size_t ws, int 
         const int np = (int)(nsb - p0 < AMX_PANEL ? nsb - p0 : AMX_PANEL);
         for (int r0 = 0; r0 < nr; r0 += 16) {
             const int m = nr - r0 < 16 ? nr - r0 : 16;
-            amx_config(&cfg, m);
+            amx_config(&cfg, m, amx_kinds[T].b32);
             amx_rows(T, p0, np, (const char *)w + (size_t)r0 * ws, ws, m, act, sb0, act_nsb, n, y + r0, ys,
                      p0 > 0 || accumulate, &P);
         }
@@ -479,35 +670,33 @@ static int amx_kind_of(int type)
     case SQ_TYPE_IQ3_KS: return AMX_IQ3_KS;
     case SQ_TYPE_IQ6_K: return AMX_IQ6_K;
     case SQ_TYPE_IQ2_KL: return AMX_IQ2_KL;
+    case SQ_TYPE_Q8_0: return AMX_Q8_0;
     default: return -1;
     }
 }
 
-/* As amx_rows, with the kind of each panel slot from sl[]. */
-static void amx_rows_mixed(const amx_slot *sl, int np, const char *w, size_t ws, int nr, const amx_act_blk *act,
-                           int64_t p0, int64_t act_nsb, int64_t n, float *y, size_t ys, bool add, amx_panel *P)
+/* As amx_rows over the panel's slots of one family (Q8_0 or not: b32; the
+ * tile configuration is that family's), with the kind of each slot from
+ * sl[]; the panel is unpacked already. */
+static void amx_rows_mixed(const amx_slot *sl, int np, bool b32, int nr, const amx_act_blk *act, int64_t p0,
+                           int64_t act_nsb, int64_t n, float *y, size_t ys, bool add, amx_panel *P)
 {
     _Alignas(64) int32_t cb[4][16 * 16];
     _Alignas(64) float acc[2][16][16];
     const int64_t ntile = (n + 15) / 16;
-    for (int r = 0; r < nr; r++)
-        for (int s = 0; s < np; s++) amx_unpack(sl[s].T, w + (size_t)r * ws + sl[s].w_off, sl[s].b, P, r, s);
+    if (b32) {
+        unsigned mask = 0;
+        for (int s = 0; s < np; s++) mask |= amx_kinds[sl[s].T].b32 ? 1u << s : 0u;
+        amx_rows_q80(P, mask, np, nr, act, p0, act_nsb, n, y, ys, add);
+        return;
+    }
     for (int64_t tt = 0; tt < ntile; tt += 2) {
         const bool two = tt + 1 < ntile;
         memset(acc, 0, sizeof acc);
         for (int s = 0; s < np; s++) {
-            const int T = sl[s].T;
-            const bool parts2 = amx_kinds[T].parts == 2;
-            const amx_act_blk *a0 = act + tt * act_nsb + p0 + s, *a1 = a0 + act_nsb;
-            amx_block(T, P, s, a0, two ? a1 : NULL, two);
-            _tile_stored(0, cb[0], 64);
-            if (parts2) _tile_stored(1, cb[1], 64);
-            amx_fold(T, cb[0], cb[1], P, s, a0, nr, (__m512 *)(void *)acc[0]);
-            if (two) {
-                _tile_stored(2, cb[2], 64);
-                if (parts2) _tile_stored(3, cb[3], 64);
-                amx_fold(T, cb[2], cb[3], P, s, a1, nr, (__m512 *)(void *)acc[1]);
-            }
+            if (amx_kinds[sl[s].T].b32) continue;
+            const amx_act_blk *a0 = act + tt * act_nsb + p0 + s;
+            amx_slot_tiles(sl[s].T, P, s, a0, two ? a0 + act_nsb : NULL, two, nr, cb, acc);
         }
         for (int i = 0; i < (two ? 2 : 1); i++) {
             const int64_t t0 = 16 * (tt + i);
@@ -523,6 +712,24 @@ bool sq__amx_runs_handle(const sq__krun *run, int nrun)
     return nrun > 0;
 }
 
+/* The slots of the panel at super-block p0 (np of them): *j / *j0 walk the
+ * runs (run *j starts at super-block *j0). Returns which families the panel
+ * holds: bit 0 K-quant kinds, bit 1 Q8_0. */
+static int amx_panel_slots(const sq__krun *run, int64_t p0, int np, int *j, int64_t *j0, amx_slot *sl)
+{
+    int fam = 0;
+    for (int s = 0; s < np; s++) {
+        while (p0 + s >= *j0 + run[*j].n / 256) *j0 += run[(*j)++].n / 256;
+        sl[s] = (amx_slot){amx_kind_of(run[*j].type), run[*j].w_off, p0 + s - *j0};
+        if (sq_type_info_get(run[*j].type)->row_meta > 0) { /* each segment: its row scale, one block */
+            sl[s].w_off += (size_t)sl[s].b * sq_row_size(run[*j].type, 256);
+            sl[s].b = 0;
+        }
+        fam |= amx_kinds[sl[s].T].b32 ? 2 : 1;
+    }
+    return fam;
+}
+
 void sq__amx_runs(const sq__krun *run, int nrun, const void *w, size_t ws, int nr, const void *act, int64_t act_nsb,
                   int64_t n, float *y, size_t ys, bool accumulate)
 {
@@ -535,19 +742,20 @@ void sq__amx_runs(const sq__krun *run, int nrun, const void *w, size_t ws, int n
     for (int64_t p0 = 0; p0 < nsb; p0 += AMX_PANEL) {
         const int np = (int)(nsb - p0 < AMX_PANEL ? nsb - p0 : AMX_PANEL);
         amx_slot sl[AMX_PANEL];
-        for (int s = 0; s < np; s++) {
-            while (p0 + s >= j0 + run[j].n / 256) j0 += run[j++].n / 256;
-            sl[s] = (amx_slot){amx_kind_of(run[j].type), run[j].w_off, p0 + s - j0};
-            if (sq_type_info_get(run[j].type)->row_meta > 0) { /* each segment: its row scale, one block */
-                sl[s].w_off += (size_t)sl[s].b * sq_row_size(run[j].type, 256);
-                sl[s].b = 0;
-            }
-        }
+        const int fam = amx_panel_slots(run, p0, np, &j, &j0, sl);
         for (int r0 = 0; r0 < nr; r0 += 16) {
             const int m = nr - r0 < 16 ? nr - r0 : 16;
-            amx_config(&cfg, m);
-            amx_rows_mixed(sl, np, (const char *)w + (size_t)r0 * ws, ws, m, act, p0, act_nsb, n, y + r0, ys,
-                           p0 > 0 || accumulate, &P);
+            const char *wr = (const char *)w + (size_t)r0 * ws;
+            for (int r = 0; r < m; r++)
+                for (int s = 0; s < np; s++) amx_unpack(sl[s].T, wr + (size_t)r * ws + sl[s].w_off, sl[s].b, &P, r, s);
+            /* each family with its tile configuration; the second adds to the first's y */
+            bool add = p0 > 0 || accumulate;
+            for (int f = 0; f < 2; f++) {
+                if (!(fam & (1 << f))) continue;
+                amx_config(&cfg, m, f == 1);
+                amx_rows_mixed(sl, np, f == 1, m, act, p0, act_nsb, n, y + r0, ys, add, &P);
+                add = true;
+            }
         }
     }
     _tile_release();
@@ -573,6 +781,7 @@ AMX_GEMM(iq3_k, AMX_IQ3_K)
 AMX_GEMM(iq3_ks, AMX_IQ3_KS)
 AMX_GEMM(iq6_k, AMX_IQ6_K)
 AMX_GEMM(iq2_kl, AMX_IQ2_KL)
+AMX_GEMM(q8_0, AMX_Q8_0)
 #undef AMX_GEMM
 
 sq__amx_fn sq__amx_get(int type)
@@ -592,6 +801,7 @@ sq__amx_fn sq__amx_get(int type)
     case SQ_TYPE_IQ3_KS: return amx_gemm_iq3_ks;
     case SQ_TYPE_IQ6_K: return amx_gemm_iq6_k;
     case SQ_TYPE_IQ2_KL: return amx_gemm_iq2_kl;
+    case SQ_TYPE_Q8_0: return amx_gemm_q8_0;
     default: return NULL;
     }
 }
