@@ -90,6 +90,7 @@ files() { F16=$MODELS/$1-f16.gguf Q4=$MODELS/$1-q4km.gguf SQF=$MODELS/$1-sq.gguf
 # The three files of a shape, each made when missing (under the models lock).
 make_models() { # SHAPE
     files "$1"
+    [ ! -f "$Q4" ] || [ ! -f "$SQF" ] || return 0 # the float model is needed only to make them
     layers=; [ -z "$LAYERS" ] || layers="--n-layer $LAYERS"
     if [ "$ARCH" = qwen3moe ] && [ -z "$LAYERS" ]; then
         [ -f "$Q4" ] || locked "$MODELS/.lock" "$MAKE_MODEL" "$ARCH" "$Q4" --shape "$PRESET" \
