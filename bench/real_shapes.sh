@@ -14,7 +14,7 @@
 # in Q4_K_M directly (its F16 would be 61 GB); its SmarterQuant file is used when it exists.
 # An existing SHAPE-sq.gguf is used as it is (e.g. /work/models/llama-8b-sq.gguf, quantized from
 # the lead's `sq plan --calib` plan, /work/runs/s4/llama-8b-calib.json, not the default planner's).
-# Then, ROUNDS times, alternating which goes first: llama-bench and `sq bench` on the Q4_K_M
+# Then, ROUNDS times, alternating which goes first (and which file sq bench runs first): llama-bench and `sq bench` on the Q4_K_M
 # file (and sq on the SmarterQuant file), pp$PP and tg$TG on $THREADS threads, $REPS repetitions
 # each. Printed: the median t/s of each, the ratios (ours / llama.cpp, SmarterQuant / Q4_K_M),
 # GB/s (file bytes x t/s) and the machine's matrix-vector ceiling for the file
@@ -65,9 +65,10 @@ llama_ts() { # FILE pp|tg
         { gsub(/"/, ""); p = $(c["n_prompt"]); g = $(c["n_gen"]);
           if ((w == "pp" && p > 0 && g == 0) || (w == "tg" && g > 0 && p == 0)) print $(c["avg_ts"]) }' "$1"
 }
-# sq bench's markdown: the t/s of test ppN/tgN of the idx-th model (1-based)
-sq_ts() { # FILE pp|tg idx
-    awk -F'|' -v w="$2" -v k="$3" '$7 ~ " "w { n[w]++; if (n[w] == k) { split($8, a, " "); print a[1] } }' "$1"
+# sq bench's markdown: the t/s of test ppN/tgN of the Q4_K_M file (1) or the SmarterQuant file (2),
+# told apart by the model column (the rounds alternate which of them sq bench runs first)
+sq_ts() { # FILE pp|tg 1|2
+    awk -F'|' -v w="$2" -v k="$3" '$7 ~ " "w { if (($2 ~ /SmarterQuant/) == (k == 2)) { split($8, a, " "); print a[1] } }' "$1"
 }
 
 shape_info() { # sets ARCH PRESET VOCAB BIG LAYERS
@@ -120,7 +121,9 @@ make_models() { # SHAPE
 one_round() { # SHAPE ROUND
     files "$1"
     r=$2
-    if [ -f "$SQF" ]; then two="-m $SQF"; else two=; fi
+    # the file sq bench runs first gains a few per cent in tg, so the rounds alternate it too
+    if [ ! -f "$SQF" ]; then files="-m $Q4"; elif [ $((r % 2)) = 1 ]; then files="-m $Q4 -m $SQF"
+    else files="-m $SQF -m $Q4"; fi
     for who in $( [ $((r % 2)) = 1 ] && echo "llama sq" || echo "sq llama"); do
         load=$(cut -d' ' -f1 /proc/loadavg)
         if [ "$who" = llama ]; then
@@ -129,7 +132,7 @@ one_round() { # SHAPE ROUND
                 echo "llama-bench failed (round $r)" >&2
         else
             # shellcheck disable=SC2086
-            timed "$OUT/$1.sq.$r.time" "$SQ" bench -m "$Q4" $two -p "$PP" -n "$TG" -t "$T" -r "$REPS" \
+            timed "$OUT/$1.sq.$r.time" "$SQ" bench $files -p "$PP" -n "$TG" -t "$T" -r "$REPS" \
                 >"$OUT/$1.sq.$r.md" 2>&1 || { cat "$OUT/$1.sq.$r.md" >&2; exit 1; }
         fi
         echo "round $r $who: load average $load before, $(cat "$OUT/$1.$who.$r.time" 2>/dev/null)" >>"$OUT/$1.times"
