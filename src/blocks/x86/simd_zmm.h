@@ -227,35 +227,30 @@ SQ_INLINE void kzs_q3_K_nat(const blk_q3_K *w, const blk_q8_K *x, const __m512i 
     kz_s16_tail(q3k_scales(w->scales), q, y, h2f(w->d), 2, x, acc);
 }
 
-/* Q2_K: the 256 values (0..3) in value order (the AMX unpacking's). */
-SQ_INLINE void kz_q2_K_vals(const blk_q2_K *w, __m512i q[4])
+/* Q2_K: the 256 values (0..3) in value order, 64 at a time from one 32-byte
+ * qs half (shifts 0|2 and 4|6 per 256-bit half), each ORed with step·g for
+ * its 64-value group g: (x & 3) | step·g in one ternary-logic instruction
+ * (0xEA: A & B | C), so step 0 costs no more than a plain mask. */
+SQ_INLINE void kz_q2_K_fields(const blk_q2_K *w, __m512i q[4], int step)
 {
     const __m512i m3 = _mm512_set1_epi8(3);
     const __m512i sh_a = _mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(2), 1);
     const __m512i sh_b = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
     SQ_UNROLL for (int h = 0; h < 2; h++) {
         const __m512i raw = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(w->qs + 32 * h)));
-        q[2 * h] = _mm512_and_si512(_mm512_srlv_epi16(raw, sh_a), m3);
-        q[2 * h + 1] = _mm512_and_si512(_mm512_srlv_epi16(raw, sh_b), m3);
+        q[2 * h] = _mm512_ternarylogic_epi32(_mm512_srlv_epi16(raw, sh_a), m3, _mm512_set1_epi8((char)(step * 2 * h)),
+                                             0xEA);
+        q[2 * h + 1] = _mm512_ternarylogic_epi32(_mm512_srlv_epi16(raw, sh_b), m3,
+                                                 _mm512_set1_epi8((char)(step * (2 * h + 1))), 0xEA);
     }
 }
 
-/* Q2_K: the 256 values (0..3) in value order, 64 at a time from one 32-byte
- * qs half (shifts 0|2 and 4|6 per 256-bit half), each as the table index
- * q + 4g of its 64-value group g (kz_q2_table). */
-SQ_INLINE void kz_q2_K_idx(const blk_q2_K *w, __m512i q[4])
-{
-    const __m512i m3 = _mm512_set1_epi8(3);
-    const __m512i sh_a = _mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(2), 1);
-    const __m512i sh_b = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
-    SQ_UNROLL for (int h = 0; h < 2; h++) {
-        const __m512i raw = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(w->qs + 32 * h)));
-        /* (x & 3) | 4g in one ternary-logic instruction (0xEA: A & B | C) */
-        q[2 * h] = _mm512_ternarylogic_epi32(_mm512_srlv_epi16(raw, sh_a), m3, _mm512_set1_epi8((char)(8 * h)), 0xEA);
-        q[2 * h + 1] = _mm512_ternarylogic_epi32(_mm512_srlv_epi16(raw, sh_b), m3, _mm512_set1_epi8((char)(8 * h + 4)),
-                                                 0xEA);
-    }
-}
+/* Q2_K: the 256 values (0..3) in value order (the AMX unpacking's). */
+SQ_INLINE void kz_q2_K_vals(const blk_q2_K *w, __m512i q[4]) { kz_q2_K_fields(w, q, 0); }
+
+/* Q2_K: the 256 values, each as the table index q + 4g of its 64-value
+ * group g (kz_q2_table). */
+SQ_INLINE void kz_q2_K_idx(const blk_q2_K *w, __m512i q[4]) { kz_q2_K_fields(w, q, 4); }
 
 /* Q2_K products s·q (q = 0..3, s the 4-bit scale of its 16 values) by byte
  * lookup. 128-bit lane k of group g (kz_q2_K_idx) is sub-block 4g+k, so one
