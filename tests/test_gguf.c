@@ -826,6 +826,50 @@ static void test_inspect_smarterquant(void)
     tu_rm_rf(tmp);
 }
 
+/* ---- sq_gguf_prefault ---- */
+
+/* The process's resident file-backed memory in kB (/proc/self/status RssFile), -1 if unknown. */
+static long rss_file_kb(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return -1;
+    char line[256];
+    long kb = -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "RssFile: %ld kB", &kb) == 1) break;
+    fclose(f);
+    return kb;
+}
+
+/* A fresh map has only the pages the parse touched; prefault maps in (nearly)
+ * all of the file at once, and the bytes read the same. NULL is a no-op. */
+static void test_prefault(void)
+{
+    sq_gguf_prefault(NULL);
+    sq_gguf *g = open_shared("models/sqdemo-f16.gguf");
+    if (!g) return;
+    const long before = rss_file_kb();
+    if (before < 0) {
+        sq_gguf_close(g);
+        SKIP("no RssFile in /proc/self/status");
+    }
+    const sq_gguf_tensor *t = sq_gguf_tensor_at(g, sq_gguf_n_tensors(g) - 1);
+    uint64_t sum0 = 0, sum1 = 0;
+    sq_gguf_prefault(g);
+    const long after = rss_file_kb();
+    for (uint64_t i = 0; i < t->nbytes; i++) sum1 += ((const uint8_t *)t->data)[i] * (i % 251 + 1);
+    const long file_kb = (long)(sq_gguf_file_size(g) / 1024);
+    CHECK_MSG(after - before >= file_kb * 9 / 10, "prefault mapped %ld kB of a %ld kB file", after - before, file_kb);
+    sq_gguf_close(g);
+    /* the same bytes through a map that was never prefaulted */
+    g = open_shared("models/sqdemo-f16.gguf");
+    if (!g) return;
+    t = sq_gguf_tensor_at(g, sq_gguf_n_tensors(g) - 1);
+    for (uint64_t i = 0; i < t->nbytes; i++) sum0 += ((const uint8_t *)t->data)[i] * (i % 251 + 1);
+    CHECK(sum0 == sum1);
+    sq_gguf_close(g);
+}
+
 int main(void)
 {
     RUN(test_demo_model);
@@ -841,5 +885,6 @@ int main(void)
     RUN(test_sqmeta_kv_bytes);
     RUN(test_inspect_tool);
     RUN(test_inspect_smarterquant);
+    RUN(test_prefault);
     return harness_finish("gguf");
 }

@@ -51,7 +51,9 @@ typedef struct sq_model sq_model; /* opaque */
 
 /* Opens a GGUF file (or the first shard of a split model,
  * NAME-00001-of-0000N.gguf: every shard is loaded, see sq_gguf_open_model)
- * and builds the model over it. Errors name the file and the key or tensor at
+ * and builds the model over it, its pages mapped in at once (sq_gguf_prefault:
+ * a file in the page cache costs a fraction of a second per GB; one that is
+ * not is read). Errors name the file and the key or tensor at
  * fault: an architecture this engine does not run, a missing key or tensor,
  * a key value it cannot run (e.g. per-layer head counts), a shape that does
  * not fit the hyperparameters, a tensor the architecture does not use, a

@@ -84,6 +84,11 @@ sq_status sq_gguf_open_memory(const void *data, size_t size, const char *label, 
 
 /* Releases the reader; NULL is a no-op. */
 void sq_gguf_close(sq_gguf *g);
+/* Maps all of g's pages (every shard's) in now rather than at their first
+ * touch, as llama.cpp's MAP_POPULATE does: reads whatever the page cache
+ * lacks. Best effort and silent: a file larger than physical memory is left
+ * to fault in page by page. NULL is a no-op. */
+void sq_gguf_prefault(const sq_gguf *g);
 
 uint32_t sq_gguf_version(const sq_gguf *g);
 size_t sq_gguf_alignment(const sq_gguf *g);   /* general.alignment or 32 */

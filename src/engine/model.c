@@ -424,6 +424,8 @@ sq_status sq_model_load(const char *path, sq_model **out, sq_error *err)
     /* a split model (NAME-00001-of-0000N.gguf) loads whole, as in llama.cpp */
     sq_status st = sq_gguf_open_model(path, &g, err);
     if (st) return st;
+    /* the weights are read at every token: map them in now, not one fault at a time */
+    sq_gguf_prefault(g);
     return sq_model_from_gguf(g, out, err);
 }
 
