@@ -76,14 +76,15 @@ bool sq__runs_handles(int type);
 /* The run kernel in effect (NULL when the ISA has none). */
 sq__runs_fn sq__runs_kernel(void);
 
-/* Rows longer than this many bytes: the run kernels (both ISAs) prefetch, at
+/* Rows longer than this many bytes: the AVX2 run kernel prefetches, at
  * every block step of a band (every 8 blocks of a 32-value run), the same
- * bytes of the next band's row. */
-#define SQ__RUNS_PF_MIN_ROW 512
+ * bytes of the next band's row (kernels_avx2.c). The AVX-512 run kernel
+ * does so on rows of any length (simd_zmm.h, runs_zmm). */
+#define SQ__RUNS_PF_MIN_ROW_AVX2 512
 
 /* Whether the run kernel in effect prefetches ahead by itself for these runs
- * on rows w_stride bytes apart (rows over SQ__RUNS_PF_MIN_ROW bytes): the
- * caller then issues no prefetch span of its own. A span
+ * on rows w_stride bytes apart (AVX-512: always; AVX2: rows over
+ * SQ__RUNS_PF_MIN_ROW_AVX2 bytes): the caller then issues no prefetch span of its own. A span
  * of a whole band (4 rows) requested before the kernel starts stalls the
  * core on the line-fill buffers before it computes anything, so memory and
  * the kernel's work alternate instead of overlapping; the kernel's own

@@ -90,7 +90,12 @@ static bool runs_type32(int t)
 bool sq__runs_prefetch(const sq__krun *run, int nrun, size_t w_stride)
 {
     (void)run, (void)nrun;
-    return sq__runs_kernel() != NULL && w_stride > SQ__RUNS_PF_MIN_ROW;
+    switch (sq_blocks_isa()) {
+    case SQ_ISA_AMX:
+    case SQ_ISA_AVX512: return true;
+    case SQ_ISA_AVX2: return w_stride > SQ__RUNS_PF_MIN_ROW_AVX2;
+    default: return false;
+    }
 }
 
 bool sq__runs_plain(int type, int64_t cols)

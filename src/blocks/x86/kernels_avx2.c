@@ -37,7 +37,7 @@ SQ_INLINE void prefetch_bytes(uintptr_t p, size_t size)
  * on), a band's time (some hundred ns) ahead. Short rows go without: their
  * bands stay within a few lines, and the extra instructions and requests
  * measured 10% slower there. */
-#define PF_MIN_ROW SQ__RUNS_PF_MIN_ROW
+#define PF_MIN_ROW SQ__RUNS_PF_MIN_ROW_AVX2
 #define YMM_RUN(T)                                                                                          \
     for (int64_t i = 0; i < nb; i++)                                                                        \
         SQ_UNROLL for (int r = 0; r < NR; r++) {                                                            \

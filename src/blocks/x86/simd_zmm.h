@@ -525,11 +525,18 @@ SQ_INLINE void kz_band(const sq__krun *run, int nrun, const char *w, size_t ws, 
 
 /* The run kernel (gemm.h, sq__runs_fn): bands of 4 rows, then single rows.
  * Rows without 32-value runs take the band compiled without their cases
- * (LEG = 0): with them, the K-quant-only mix measured 6% slower. Rows over
- * KZ_PF_MIN_ROW bytes prefetch the next band's blocks (PF): on the 1B-shape
- * plans, whose tied output matrix is a mixed Q6_K/Q5_K tensor of 2048
- * columns, this measured about 5% faster by CPU time on a loaded machine. */
-#define KZ_PF_MIN_ROW SQ__RUNS_PF_MIN_ROW
+ * (LEG = 0): with them, the K-quant-only mix measured 6% slower. Every band
+ * prefetches the next band's blocks (PF), on rows of any length. The AVX2
+ * kernel leaves rows of up to 512 bytes to the hardware prefetchers (there
+ * the extra requests measured slower); here, with the caller's span prefetch
+ * instead, such rows ran at half the speed of longer ones: the 768-column
+ * expert down products of a Qwen3-30B-A3B-shaped model (432-byte Q4_K rows)
+ * at 9.3-10.3 GB/s against 16.9-17.4 with PF, all of that model's products
+ * 16.5-17.4 against 18.9-19.9 GB/s, and the demo model (rows of 256-768
+ * columns) generated 1748-1780 against 2059-2395 tokens/s (docs/engine.md,
+ * session 6). Longer rows: on the 1B-shape plans, whose tied output matrix
+ * is a mixed Q6_K/Q5_K tensor of 2048 columns, PF measured about 5% faster
+ * by CPU time on a loaded machine. */
 static void runs_zmm(const sq__krun *run, int nrun, const void *w, size_t ws, int nr, const void *x, float *y,
                      bool accumulate)
 {
@@ -538,19 +545,14 @@ static void runs_zmm(const sq__krun *run, int nrun, const void *w, size_t ws, in
     const kz_band1_fn one = nrun == 1 ? kz_band1_for(run[0].type) : NULL;
     if (one) { /* rows of one run: the one-type band (simd_zrun.h), the remainder below */
         const blk_q8_K *xr = (const blk_q8_K *)((const char *)x + run[0].x_off);
-        for (; r + 4 <= nr; r += 4)
-            one(wc + run[0].w_off + (size_t)r * ws, ws, xr, run[0].n / 256, y + r, accumulate, ws > KZ_PF_MIN_ROW);
+        for (; r + 4 <= nr; r += 4) one(wc + run[0].w_off + (size_t)r * ws, ws, xr, run[0].n / 256, y + r, accumulate);
     }
     if (runs_legacy(run, nrun)) {
-        if (ws > KZ_PF_MIN_ROW)
-            for (; r + 4 <= nr; r += 4) kz_band(run, nrun, wc + (size_t)r * ws, ws, x, y + r, accumulate, 4, 1, 1);
-        for (; r + 4 <= nr; r += 4) kz_band(run, nrun, wc + (size_t)r * ws, ws, x, y + r, accumulate, 4, 1, 0);
+        for (; r + 4 <= nr; r += 4) kz_band(run, nrun, wc + (size_t)r * ws, ws, x, y + r, accumulate, 4, 1, 1);
         for (; r < nr; r++) kz_band(run, nrun, wc + (size_t)r * ws, ws, x, y + r, accumulate, 1, 1, 0);
         return;
     }
-    if (ws > KZ_PF_MIN_ROW)
-        for (; r + 4 <= nr; r += 4) kz_band(run, nrun, wc + (size_t)r * ws, ws, x, y + r, accumulate, 4, 0, 1);
-    for (; r + 4 <= nr; r += 4) kz_band(run, nrun, wc + (size_t)r * ws, ws, x, y + r, accumulate, 4, 0, 0);
+    for (; r + 4 <= nr; r += 4) kz_band(run, nrun, wc + (size_t)r * ws, ws, x, y + r, accumulate, 4, 0, 1);
     for (; r < nr; r++) kz_band(run, nrun, wc + (size_t)r * ws, ws, x, y + r, accumulate, 1, 0, 0);
 }
 

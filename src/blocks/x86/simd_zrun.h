@@ -38,11 +38,9 @@
                               kz_fold(acc[3], accm[3])),                                                    \
                   accumulate);                                                                              \
     }                                                                                                       \
-    static void kz_band1_##T(const char *w, size_t ws, const blk_q8_K *x, int64_t nb, float *y, bool accumulate, \
-                             bool pf)                                                                       \
+    static void kz_band1_##T(const char *w, size_t ws, const blk_q8_K *x, int64_t nb, float *y, bool accumulate) \
     {                                                                                                       \
-        if (pf) kz_band1_##T##_pf(w, ws, x, nb, y, accumulate, 1);                                          \
-        else kz_band1_##T##_pf(w, ws, x, nb, y, accumulate, 0);                                             \
+        kz_band1_##T##_pf(w, ws, x, nb, y, accumulate, 1);                                                  \
     }
 
 KZ_DEFINE_BAND1(q2_K, nat)
@@ -71,15 +69,12 @@ SQ_INLINE void kz_band1_iq4_xs_pf(const char *w, size_t ws, const blk_q8_K *x, i
               accumulate);
 }
 
-static void kz_band1_iq4_xs(const char *w, size_t ws, const blk_q8_K *x, int64_t nb, float *y, bool accumulate,
-                            bool pf)
+static void kz_band1_iq4_xs(const char *w, size_t ws, const blk_q8_K *x, int64_t nb, float *y, bool accumulate)
 {
-    if (pf) kz_band1_iq4_xs_pf(w, ws, x, nb, y, accumulate, 1);
-    else kz_band1_iq4_xs_pf(w, ws, x, nb, y, accumulate, 0);
+    kz_band1_iq4_xs_pf(w, ws, x, nb, y, accumulate, 1);
 }
 
-typedef void (*kz_band1_fn)(const char *w, size_t ws, const blk_q8_K *x, int64_t nb, float *y, bool accumulate,
-                            bool pf);
+typedef void (*kz_band1_fn)(const char *w, size_t ws, const blk_q8_K *x, int64_t nb, float *y, bool accumulate);
 
 /* The one-type band of a run type (NULL: kz_band takes it). */
 static kz_band1_fn kz_band1_for(int type)
