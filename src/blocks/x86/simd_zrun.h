@@ -17,11 +17,11 @@
 #if defined(__AVX512BW__) && defined(__AVX512VNNI__)
 
 /* The band of 4 rows (rows ws bytes apart, from w) over nb blocks of type T
- * against the Q8_K activations x, activations in order ACT; with PF each
- * block step also asks for the same block 4 rows on (kz_band's prefetch). */
+ * against the Q8_K activations x, activations in order ACT; each block step
+ * also asks for the same block 4 rows on (kz_band's prefetch: runs_zmm
+ * prefetches on rows of any length). */
 #define KZ_DEFINE_BAND1(T, ACT)                                                                              \
-    SQ_INLINE void kz_band1_##T##_pf(const char *w, size_t ws, const blk_q8_K *x, int64_t nb, float *y,       \
-                                     bool accumulate, const int PF)                                         \
+    static void kz_band1_##T(const char *w, size_t ws, const blk_q8_K *x, int64_t nb, float *y, bool accumulate) \
     {                                                                                                       \
         __m512 acc[4];                                                                                      \
         __m256 accm[4];                                                                                     \
@@ -30,17 +30,13 @@
             __m512i ya[4];                                                                                  \
             kz_act_##ACT(x + i, ya);                                                                        \
             SQ_UNROLL for (int r = 0; r < 4; r++) {                                                         \
-                if (PF) kz_prefetch(w + (size_t)(r + 4) * ws + (size_t)i * sizeof(blk_##T), sizeof(blk_##T)); \
+                kz_prefetch(w + (size_t)(r + 4) * ws + (size_t)i * sizeof(blk_##T), sizeof(blk_##T));      \
                 kzs_##T##_##ACT((const blk_##T *)(w + (size_t)r * ws) + i, x + i, ya, &acc[r], &accm[r]);     \
             }                                                                                               \
         }                                                                                                   \
         store4_ps(y, hsum4_ps(kz_fold(acc[0], accm[0]), kz_fold(acc[1], accm[1]), kz_fold(acc[2], accm[2]),  \
                               kz_fold(acc[3], accm[3])),                                                    \
                   accumulate);                                                                              \
-    }                                                                                                       \
-    static void kz_band1_##T(const char *w, size_t ws, const blk_q8_K *x, int64_t nb, float *y, bool accumulate) \
-    {                                                                                                       \
-        kz_band1_##T##_pf(w, ws, x, nb, y, accumulate, 1);                                                  \
     }
 
 KZ_DEFINE_BAND1(q2_K, nat)
@@ -51,8 +47,7 @@ KZ_DEFINE_BAND1(q6_K, nat)
 #undef KZ_DEFINE_BAND1
 
 /* IQ4_XS's band of 4 rows, as above with its own activation order (kzi_act). */
-SQ_INLINE void kz_band1_iq4_xs_pf(const char *w, size_t ws, const blk_q8_K *x, int64_t nb, float *y,
-                                  bool accumulate, const int PF)
+static void kz_band1_iq4_xs(const char *w, size_t ws, const blk_q8_K *x, int64_t nb, float *y, bool accumulate)
 {
     __m512 acc[4];
     SQ_UNROLL for (int r = 0; r < 4; r++) acc[r] = _mm512_setzero_ps();
@@ -60,18 +55,13 @@ SQ_INLINE void kz_band1_iq4_xs_pf(const char *w, size_t ws, const blk_q8_K *x, i
         __m512i ya[4], ca[2];
         kzi_act(x + i, ya, ca);
         SQ_UNROLL for (int r = 0; r < 4; r++) {
-            if (PF) kz_prefetch(w + (size_t)(r + 4) * ws + (size_t)i * sizeof(blk_iq4_xs), sizeof(blk_iq4_xs));
+            kz_prefetch(w + (size_t)(r + 4) * ws + (size_t)i * sizeof(blk_iq4_xs), sizeof(blk_iq4_xs));
             kzi_iq4_xs((const blk_iq4_xs *)(w + (size_t)r * ws) + i, x + i, ya, ca, &acc[r]);
         }
     }
     const __m256 z = _mm256_setzero_ps();
     store4_ps(y, hsum4_ps(kz_fold(acc[0], z), kz_fold(acc[1], z), kz_fold(acc[2], z), kz_fold(acc[3], z)),
               accumulate);
-}
-
-static void kz_band1_iq4_xs(const char *w, size_t ws, const blk_q8_K *x, int64_t nb, float *y, bool accumulate)
-{
-    kz_band1_iq4_xs_pf(w, ws, x, nb, y, accumulate, 1);
 }
 
 typedef void (*kz_band1_fn)(const char *w, size_t ws, const blk_q8_K *x, int64_t nb, float *y, bool accumulate);
