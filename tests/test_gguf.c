@@ -841,6 +841,15 @@ static long rss_file_kb(void)
     return kb;
 }
 
+/* A position-weighted sum of the bytes of g's last tensor (reads every one). */
+static uint64_t last_tensor_sum(const sq_gguf *g)
+{
+    const sq_gguf_tensor *t = sq_gguf_tensor_at(g, sq_gguf_n_tensors(g) - 1);
+    uint64_t sum = 0;
+    for (uint64_t i = 0; i < t->nbytes; i++) sum += ((const uint8_t *)t->data)[i] * (i % 251 + 1);
+    return sum;
+}
+
 /* A fresh map has only the pages the parse touched; prefault maps in (nearly)
  * all of the file at once, and the bytes read the same. NULL is a no-op. */
 static void test_prefault(void)
@@ -853,20 +862,16 @@ static void test_prefault(void)
         sq_gguf_close(g);
         SKIP("no RssFile in /proc/self/status");
     }
-    const sq_gguf_tensor *t = sq_gguf_tensor_at(g, sq_gguf_n_tensors(g) - 1);
-    uint64_t sum0 = 0, sum1 = 0;
     sq_gguf_prefault(g);
     const long after = rss_file_kb();
-    for (uint64_t i = 0; i < t->nbytes; i++) sum1 += ((const uint8_t *)t->data)[i] * (i % 251 + 1);
+    const uint64_t sum_prefaulted = last_tensor_sum(g);
     const long file_kb = (long)(sq_gguf_file_size(g) / 1024);
     CHECK_MSG(after - before >= file_kb * 9 / 10, "prefault mapped %ld kB of a %ld kB file", after - before, file_kb);
     sq_gguf_close(g);
     /* the same bytes through a map that was never prefaulted */
     g = open_shared("models/sqdemo-f16.gguf");
     if (!g) return;
-    t = sq_gguf_tensor_at(g, sq_gguf_n_tensors(g) - 1);
-    for (uint64_t i = 0; i < t->nbytes; i++) sum0 += ((const uint8_t *)t->data)[i] * (i % 251 + 1);
-    CHECK(sum0 == sum1);
+    CHECK(last_tensor_sum(g) == sum_prefaulted);
     sq_gguf_close(g);
 }
 

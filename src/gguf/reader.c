@@ -682,8 +682,9 @@ sq_status sq_gguf_open(const char *path, sq_gguf **out, sq_error *err)
  * its first hundreds of tokens, a fault storm in the middle of generation.
  * llama.cpp maps with MAP_POPULATE for the same reason. A file larger than
  * the machine's memory is left alone (its pages could not all stay), and a
- * kernel without MADV_POPULATE_READ (before Linux 5.14) gets the readahead
- * hint only. The mapping is read-only file pages: no private memory. */
+ * kernel without MADV_POPULATE_READ (before Linux 5.14, which refuses it)
+ * gets the readahead hint instead. The mapping is read-only file pages: no
+ * private memory. */
 void sq_gguf_prefault(const sq_gguf *g)
 {
     if (!g) return;
@@ -691,10 +692,10 @@ void sq_gguf_prefault(const sq_gguf *g)
     if (!g->mapped) return;
     const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
     if (pages > 0 && page > 0 && g->size > (uint64_t)pages * (uint64_t)page) return;
-    (void)madvise((void *)g->base, (size_t)g->size, MADV_WILLNEED);
 #ifdef MADV_POPULATE_READ
-    (void)madvise((void *)g->base, (size_t)g->size, MADV_POPULATE_READ);
+    if (madvise((void *)g->base, (size_t)g->size, MADV_POPULATE_READ) == 0) return;
 #endif
+    (void)madvise((void *)g->base, (size_t)g->size, MADV_WILLNEED);
 }
 
 void sq_gguf_close(sq_gguf *g)
